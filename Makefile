@@ -1,0 +1,50 @@
+# Two commands: `make run` (set up, then run the main job on embedded defaults) and `make test`.
+SHELL := /bin/bash
+PYTHON ?= $(shell command -v python3.11 || command -v python3)
+VENV ?= .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed-$(shell cat pyproject.toml | sha1sum | cut -c1-12)
+APT_GET := $(shell command -v apt-get)
+SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+# PostgreSQL for the SQL contract tests, only where one answers (CI machines run one).
+PG_URL ?= $(shell (exec 3<>/dev/tcp/127.0.0.1/5432) 2>/dev/null && echo postgresql+psycopg://postgres@127.0.0.1:5432/test)
+
+.PHONY: run test setup sysdeps check lint bench clean
+
+run: setup
+	$(BIN)/emergent run
+
+test: setup sysdeps
+	EMERGENT_TEST_POSTGRES_URL=$${EMERGENT_TEST_POSTGRES_URL:-$(PG_URL)} \
+	  $(BIN)/python -m pytest tests notebooks --nbval-lax --nbval-current-env -p no:randomly $(PYTEST_ARGS)
+
+setup: $(STAMP)
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip wheel setuptools
+	$(BIN)/pip install --quiet -e ".[all]"
+	$(BIN)/emergent models prepare
+	touch $(STAMP)
+
+# System packages the tests use: a real redis-server and Debian's Chromium (Playwright drives it).
+sysdeps:
+	@missing=""; \
+	command -v redis-server >/dev/null || missing="$$missing redis-server"; \
+	[ -x /usr/bin/chromium ] || missing="$$missing chromium"; \
+	if [ -n "$$missing" ]; then \
+	  echo "installing:$$missing"; \
+	  $(SUDO) apt-get update -qq && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq $$missing; \
+	fi
+
+lint: setup
+	$(BIN)/ruff check emergent tests
+	$(BIN)/mypy emergent
+
+check: lint test
+
+bench: setup
+	$(BIN)/emergent bench memory
+
+clean:
+	rm -rf $(VENV) tests/artifacts

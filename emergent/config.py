@@ -1,0 +1,101 @@
+"""Settings: environment variables with the prefix ``EMERGENT_`` and an optional
+``emergent.toml`` in the workspace. Services never read these themselves: the
+:class:`~emergent.workstation.Workstation` reads them once and passes what each service needs.
+"""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel, Field, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from emergent.errors import ConfigError
+
+
+class MemoryConfig(BaseModel):
+    """Tunables of the memory system (also versioned by the config registry later)."""
+
+    # short-term memory
+    stm_max_items: int = Field(2000, ge=1, description="items kept per scope before eviction")
+    stm_ttl_s: float = Field(7 * 86400, gt=0, description="maximum STM lifetime")
+    # decay (forgetting curve R = exp(-t / S), stability S grows on each reinforcement)
+    initial_stability_days: float = Field(1.0, gt=0)
+    stability_growth: float = Field(1.8, gt=1.0)
+    importance_stability_boost: float = Field(4.0, ge=0.0)
+    archive_floor: float = Field(0.05, ge=0.0, le=1.0)
+    # consolidation
+    promote_importance: float = Field(0.6, ge=0.0, le=1.0)
+    promote_access_count: int = Field(2, ge=1)
+    dedup_similarity: float = Field(0.92, gt=0.0, le=1.0)
+    # ranking (Generative Agents style weighted sum over a fused hybrid candidate list)
+    w_relevance: float = 1.0
+    w_recency: float = 0.1
+    w_importance: float = 0.1
+    w_strength: float = 0.05
+    recency_half_life_days: float = Field(30.0, gt=0)
+    rrf_k: int = Field(60, ge=1)
+    w_vector: float = Field(1.0, ge=0.0)
+    w_text: float = Field(1.0, ge=0.0)
+    w_neighbors: float = Field(0.35, ge=0.0, description="weight of temporal-neighbour evidence")
+    candidates: int = Field(100, ge=10, le=2000)
+    # storage
+    compress_above_bytes: int = Field(16 * 1024, ge=256)
+    max_text_bytes: int = Field(8 * 1024 * 1024, ge=1024)
+    ann_index_threshold: int = Field(50_000, ge=256)
+
+
+class Settings(BaseSettings):
+    """Everything configurable, one place. Every field is an ``EMERGENT_<NAME>`` variable."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="EMERGENT_", env_nested_delimiter="__", extra="ignore"
+    )
+
+    home: Path | None = Field(None, description="workspace directory")
+    redis_url: str | None = Field(None, description="redis://, rediss://, unix:// or redis+cluster://")
+    database_url: str | None = Field(None, description="SQLAlchemy URL; SQLite in the workspace if unset")
+    lance_uri: str | None = Field(None, description="LanceDB URI; <workspace>/lance if unset")
+    embedder: str = Field("auto", description="minilm | hashing | openai:<model> | auto")
+    embed_base_url: str | None = None
+    embed_api_key: str | None = None
+    llm_base_url: str | None = None
+    llm_api_key: str | None = None
+    llm_model: str | None = None
+    log_level: str = "WARNING"
+    memory: MemoryConfig = Field(default_factory=MemoryConfig)
+
+    @field_validator("redis_url", "database_url", "lance_uri", "llm_base_url", "embed_base_url")
+    @classmethod
+    def _blank_is_none(cls, v: str | None) -> str | None:
+        return v or None
+
+    def workspace(self) -> Path:
+        if self.home is not None:
+            return Path(self.home).expanduser().resolve()
+        import platformdirs
+
+        return Path(platformdirs.user_data_dir("emergent", appauthor=False))
+
+
+def load_settings(path: Path | str | None = None, **overrides: Any) -> Settings:
+    """Settings from env, then ``<workspace>/emergent.toml``, then explicit overrides."""
+    if path is not None:
+        overrides["home"] = Path(path)
+    try:
+        base = Settings(**overrides)
+        toml_file = base.workspace() / "emergent.toml"
+        if not toml_file.exists():
+            return base
+        file_values = tomllib.loads(toml_file.read_text("utf-8"))
+        env_set = {k[len("EMERGENT_"):].lower() for k in os.environ if k.startswith("EMERGENT_")}
+        merged = {k: v for k, v in file_values.items() if k not in env_set}
+        return Settings(**{**merged, **overrides})
+    except (ValueError, tomllib.TOMLDecodeError) as exc:
+        raise ConfigError(
+            f"invalid settings: {exc}",
+            hint="check the EMERGENT_* variables and emergent.toml in the workspace",
+        ) from exc

@@ -1,0 +1,1 @@
+"""Short-term and long-term memory with decay, consolidation, backup and analytics."""

@@ -1,0 +1,240 @@
+"""Long-term memory: a LanceDB table of memories (and an archive table beside it).
+
+Large texts are stored zstd-compressed in ``payload`` with a preview in ``text`` (which is what
+the full-text index sees); reads decompress transparently. Every write is one LanceDB commit, so a
+killed process leaves the table at its last committed version.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+import zstandard
+
+from emergent.errors import EmbedderMismatchError, NotFoundError, ValidationError
+from emergent.memory.types import Kind, MemoryRecord, Scope, Tier
+from emergent.stores.lance import IndexPolicy, LanceStore
+
+SCHEMA_VERSION = 1
+PREVIEW_CHARS = 4000
+_ZC = zstandard.ZstdCompressor(level=6)
+_ZD = zstandard.ZstdDecompressor()
+
+
+def memory_schema(dim: int, *, archive: bool = False) -> pa.Schema:
+    fields = [
+        pa.field("id", pa.string(), nullable=False),
+        pa.field("text", pa.string()),
+        pa.field("payload", pa.binary()),
+        pa.field("vector", pa.list_(pa.float32(), dim)),
+        pa.field("kind", pa.string()),
+        pa.field("importance", pa.float32()),
+        pa.field("stability", pa.float32()),
+        pa.field("strength", pa.float32()),
+        pa.field("created_at", pa.float64()),
+        pa.field("last_accessed", pa.float64()),
+        pa.field("access_count", pa.int32()),
+        pa.field("agent", pa.string()),
+        pa.field("user_id", pa.string()),
+        pa.field("session_id", pa.string()),
+        pa.field("meta", pa.string()),
+        pa.field("sources", pa.string()),
+    ]
+    if archive:
+        fields += [pa.field("archived_at", pa.float64()), pa.field("archive_reason", pa.string())]
+    return pa.schema(fields)
+
+
+@dataclass(frozen=True, slots=True)
+class Candidate:
+    record: MemoryRecord
+    score: float  # cosine similarity for vector search, BM25 for text search
+
+
+def _quote(value: str) -> str:
+    return "'" + value.replace("'", "''") + "'"
+
+
+def build_filter(scope: Scope, kinds: Sequence[Kind] | None = None, since: float | None = None, until: float | None = None) -> str:
+    parts = [scope.where()]
+    if kinds:
+        parts.append("kind IN (" + ", ".join(_quote(k.value) for k in kinds) + ")")
+    if since is not None:
+        parts.append(f"created_at >= {float(since)!r}")
+    if until is not None:
+        parts.append(f"created_at < {float(until)!r}")
+    return " AND ".join(parts)
+
+
+class LongTermMemory:
+    """The ``memories`` and ``memories_archive`` tables of one LanceDB database."""
+
+    def __init__(self, store: LanceStore, embedder_id: str, dim: int, *, compress_above: int = 16 * 1024,
+                 policy: IndexPolicy | None = None) -> None:
+        self.store = store
+        self.dim = dim
+        self.embedder_id = embedder_id
+        self.compress_above = compress_above
+        self.policy = policy or IndexPolicy()
+        self._check_embedder()
+        self.table = store.open_table("memories", memory_schema(dim), SCHEMA_VERSION)
+        self.archive = store.open_table("memories_archive", memory_schema(dim, archive=True), SCHEMA_VERSION)
+        self.schema = self.table.schema
+
+    def _check_embedder(self) -> None:
+        meta = self.store.get_meta()
+        found = meta.get("embedder")
+        if found is None:
+            self.store.set_meta({"embedder": self.embedder_id, "dim": str(self.dim)})
+        elif found != self.embedder_id:
+            raise EmbedderMismatchError(
+                f"long-term memory was embedded with {found!r} ({meta.get('dim')}-d) but the configured "
+                f"embedder is {self.embedder_id!r} ({self.dim}-d)",
+                hint=f"run `emergent memory reembed --embedder <id>` to migrate, or set EMERGENT_EMBEDDER "
+                f"back to the model that built it",
+                stored=found,
+                configured=self.embedder_id,
+            )
+
+    # ------------------------------------------------------------------ conversion
+    def _to_row(self, rec: MemoryRecord, now: float) -> dict[str, Any]:
+        text, payload = rec.text, None
+        if len(rec.text) > PREVIEW_CHARS or len(rec.text.encode()) > self.compress_above:
+            if len(rec.text.encode()) > self.compress_above:
+                text, payload = rec.text[:PREVIEW_CHARS], _ZC.compress(rec.text.encode())
+        from emergent.memory.decay import retention
+
+        return {
+            "id": rec.id, "text": text, "payload": payload,
+            "vector": rec.vector, "kind": rec.kind.value, "importance": rec.importance,
+            "stability": rec.stability,
+            "strength": retention(now - rec.last_accessed, rec.stability),
+            "created_at": rec.created_at, "last_accessed": rec.last_accessed,
+            "access_count": rec.access_count, "agent": rec.scope.agent, "user_id": rec.scope.user,
+            "session_id": rec.scope.session, "meta": json.dumps(rec.meta, ensure_ascii=False),
+            "sources": json.dumps(rec.sources),
+        }
+
+    def _arrow(self, records: Iterable[MemoryRecord], now: float) -> pa.Table:
+        return pa.Table.from_pylist([self._to_row(r, now) for r in records], schema=self.schema)
+
+    @staticmethod
+    def _from_row(row: dict[str, Any], *, with_vector: bool = True) -> MemoryRecord:
+        text = row["text"]
+        if row.get("payload") is not None:
+            text = _ZD.decompress(row["payload"]).decode()
+        vec = row.get("vector") if with_vector else None
+        return MemoryRecord(
+            id=row["id"], text=text, kind=Kind(row["kind"]), importance=float(row["importance"]),
+            scope=Scope(row["agent"], row["user_id"], row["session_id"]),
+            created_at=row["created_at"], last_accessed=row["last_accessed"],
+            stability=float(row["stability"]), access_count=int(row["access_count"]),
+            meta=json.loads(row["meta"] or "{}"), sources=json.loads(row["sources"] or "[]"),
+            tier=Tier.LTM, vector=None if vec is None else np.asarray(vec, dtype=np.float32),
+        )
+
+    # ------------------------------------------------------------------ writes
+    def add(self, records: Sequence[MemoryRecord], now: float | None = None) -> int:
+        if not records:
+            return 0
+        for r in records:
+            if r.vector is None or len(r.vector) != self.dim:
+                raise ValidationError(f"memory {r.id} has no {self.dim}-d vector", field="vector")
+        self.table.add(self._arrow(records, now or time.time()))
+        self._ann_cache = None
+        self.maintain()
+        return len(records)
+
+    def upsert(self, records: Sequence[MemoryRecord], now: float | None = None) -> None:
+        if records:
+            data = self._arrow(records, now or time.time())
+            self.table.merge_insert("id").when_matched_update_all().when_not_matched_insert_all().execute(data)
+
+    def delete_where(self, where: str) -> int:
+        before = self.table.count_rows()
+        self.table.delete(where)
+        return before - self.table.count_rows()
+
+    def move_to_archive(self, records: Sequence[MemoryRecord], reason: str, now: float) -> int:
+        """Archive first, then delete: a crash in between leaves a harmless duplicate."""
+        if not records:
+            return 0
+        data = self._arrow(records, now)
+        data = data.append_column("archived_at", pa.array([now] * len(records), pa.float64()))
+        data = data.append_column("archive_reason", pa.array([reason] * len(records), pa.string()))
+        self.archive.merge_insert("id").when_matched_update_all().when_not_matched_insert_all().execute(data)
+        ids = ", ".join(_quote(r.id) for r in records)
+        self.table.delete(f"id IN ({ids})")
+        return len(records)
+
+    # ------------------------------------------------------------------ reads
+    def get(self, id: str, scope: Scope) -> MemoryRecord:
+        rows = self.table.search().where(f"id = {_quote(id)} AND {scope.where()}").limit(1).to_arrow().to_pylist()
+        if not rows:
+            raise NotFoundError(f"no memory {id!r} in scope {scope.key!r}", hint="check the id and the scope")
+        return self._from_row(rows[0])
+
+    def get_many(self, ids: Sequence[str], scope: Scope) -> list[MemoryRecord]:
+        if not ids:
+            return []
+        where = f"id IN ({', '.join(_quote(i) for i in ids)}) AND {scope.where()}"
+        return [self._from_row(r) for r in self.table.search().where(where).limit(len(ids)).to_arrow().to_pylist()]
+
+    def vector_search(self, vector: np.ndarray, where: str, k: int, *, nprobes: int = 32, refine: int = 8) -> list[Candidate]:
+        q = self.table.search(vector).distance_type("cosine").where(where, prefilter=True).limit(k)
+        if self._has_ann():
+            q = q.nprobes(nprobes).refine_factor(refine)
+        rows = q.to_arrow().to_pylist()
+        return [Candidate(self._from_row(r), 1.0 - float(r["_distance"])) for r in rows]
+
+    def text_search(self, text: str, where: str, k: int) -> list[Candidate]:
+        try:
+            rows = self.table.search(text, query_type="fts").where(where, prefilter=True).limit(k).to_arrow().to_pylist()
+        except (ValueError, RuntimeError) as exc:  # no FTS index yet, or a query of only stop words
+            if "index" in str(exc).lower() or "token" in str(exc).lower():
+                return []
+            raise
+        return [Candidate(self._from_row(r), float(r["_score"])) for r in rows]
+
+    def scan(self, where: str | None = None, columns: list[str] | None = None) -> pa.Table:
+        q = self.table.search()
+        if where:
+            q = q.where(where)
+        if columns:
+            q = q.select(columns)
+        return q.limit(self.table.count_rows() or 1).to_arrow()
+
+    def records(self, where: str | None = None) -> list[MemoryRecord]:
+        return [self._from_row(r) for r in self.scan(where).to_pylist()]
+
+    def count(self, where: str | None = None) -> int:
+        return self.table.count_rows(where) if where else self.table.count_rows()
+
+    def _has_ann(self) -> bool:
+        cache = getattr(self, "_ann_cache", None)
+        if cache is None or cache[0] != self.table.version:
+            has = any(self.policy.vector_column in i.columns and i.index_type != "FTS" for i in self.table.list_indices())
+            self._ann_cache = (self.table.version, has)
+            return has
+        return cache[1]
+
+    # ------------------------------------------------------------------ maintenance
+    def maintain(self, force: bool = False) -> dict[str, Any]:
+        return self.store.maintain(self.table, self.policy, force=force)
+
+    def versions(self) -> list[dict[str, Any]]:
+        return [{"version": v["version"], "timestamp": v["timestamp"]} for v in self.table.list_versions()]
+
+    def restore_version(self, version: int) -> None:
+        known = [v["version"] for v in self.table.list_versions()]
+        if version not in known:
+            raise NotFoundError(f"LTM has no version {version}", hint=f"known versions: {known[:3]}...{known[-3:]}")
+        self.table.checkout(version)
+        self.table.restore()
+        self._ann_cache = None

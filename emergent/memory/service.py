@@ -1,0 +1,377 @@
+"""The ``Memory`` service: remember, recall, forget, reinforce, consolidate, stats.
+
+``remember`` writes short-term memory (TTL from the forgetting curve); ``remember(tier="ltm")`` and
+``ingest`` write long-term memory directly (documents, imported corpora). ``recall`` searches both:
+vector and full-text candidates from LTM, similarity over the scope's STM items, fused by
+weighted RRF and re-scored by relevance, recency, importance and strength.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from collections import deque
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from typing import Any, Literal
+
+import numpy as np
+
+from emergent.clock import Clock, SystemClock, to_epoch
+from emergent.config import MemoryConfig
+from emergent.errors import NotFoundError, StoreUnavailableError, ValidationError
+from emergent.memory import decay
+from emergent.memory.ltm import Candidate, LongTermMemory, build_filter
+from emergent.memory.ranking import Weights, blend, rrf
+from emergent.memory.stm import STM
+from emergent.memory.types import (
+    Kind,
+    MemoryRecord,
+    RecallHit,
+    Scope,
+    Tier,
+    check_importance,
+    check_kind,
+    check_meta,
+    check_text,
+    new_id,
+)
+from emergent.providers.embeddings import Embedder
+
+OnSTMFailure = Literal["raise", "ltm"]
+
+
+@dataclass(frozen=True, slots=True)
+class OpSample:
+    at: float
+    op: str
+    scope: str
+    count: int
+    latency_ms: float
+    hit: bool | None = None
+
+
+class Memory:
+    """Short- and long-term memory of one workspace, scoped by agent / user / session."""
+
+    def __init__(self, stm: STM, ltm: LongTermMemory, embedder: Embedder, config: MemoryConfig | None = None, *,
+                 clock: Clock | None = None, sql: Any = None, scope: Scope | None = None,
+                 on_stm_failure: OnSTMFailure = "raise") -> None:
+        self.stm = stm
+        self.ltm = ltm
+        self.embedder = embedder
+        self.config = config or MemoryConfig()
+        self.clock = clock or SystemClock()
+        self.sql = sql
+        self.default_scope = scope or Scope()
+        self.on_stm_failure = on_stm_failure
+        self._ops: deque[OpSample] = deque(maxlen=10_000)
+        self._unflushed: list[OpSample] = []
+        self._access: dict[str, tuple[Scope, int, float]] = {}
+        self._lock = threading.Lock()
+
+    # ================================================================== validation helpers
+    def _scope(self, scope: Scope | str | dict[str, Any] | None) -> Scope:
+        return Scope.of(scope, self.default_scope)
+
+    def _record(self, text: Any, kind: Any, importance: Any, scope: Any, meta: Any, at: Any) -> MemoryRecord:
+        text = check_text(text, self.config.max_text_bytes)
+        kind = check_kind(kind)
+        importance = check_importance(importance)
+        scope = self._scope(scope)
+        meta = check_meta(meta)
+        now = self.clock.now()
+        try:
+            t = to_epoch(at, now)
+        except (TypeError, ValueError) as exc:
+            raise ValidationError(f"invalid 'at' timestamp {at!r}: {exc}", field="at") from None
+        stability = decay.initial_stability(importance, self.config.initial_stability_days,
+                                            self.config.importance_stability_boost)
+        return MemoryRecord(id=new_id(t), text=text, kind=kind, importance=importance, scope=scope,
+                            created_at=t, last_accessed=t, stability=stability, meta=meta)
+
+    def _ttl(self, rec: MemoryRecord) -> float:
+        age = max(0.0, self.clock.now() - rec.last_accessed)
+        ttl = decay.time_to_floor(rec.stability, self.config.archive_floor) - age
+        return max(1.0, min(self.config.stm_ttl_s, ttl))
+
+    # ================================================================== writes
+    def remember(self, text: str, *, kind: Kind | str = Kind.EPISODIC, importance: float = 0.5,
+                 scope: Scope | str | dict[str, Any] | None = None, meta: dict[str, Any] | None = None,
+                 at: Any = None, tier: Literal["stm", "ltm"] = "stm") -> MemoryRecord:
+        """Remember one text. Validates everything before anything is written."""
+        rec = self._record(text, kind, importance, scope, meta, at)
+        t0 = time.perf_counter()
+        rec.vector = self.embedder.embed([rec.text])[0]
+        if tier == "ltm":
+            rec.tier = Tier.LTM
+            self.ltm.add([rec], now=self.clock.now())
+        elif tier == "stm":
+            self._put_stm(rec)
+        else:
+            raise ValidationError(f"unknown tier {tier!r}", hint="use 'stm' or 'ltm'", field="tier")
+        self._log("remember", rec.scope, 1, t0)
+        return rec
+
+    def _put_stm(self, rec: MemoryRecord) -> None:
+        try:
+            self.stm.put(rec, self._ttl(rec))
+        except Exception as exc:
+            if not _is_connection_error(exc):
+                raise
+            if self.on_stm_failure == "ltm":  # declared fallback: durable write instead
+                rec.tier = Tier.LTM
+                self.ltm.add([rec], now=self.clock.now())
+                return
+            raise StoreUnavailableError(
+                f"short-term memory ({self.stm.name}) is unavailable: {exc}",
+                hint="restart Redis, or open the workstation with on_stm_failure='ltm' to write to "
+                "long-term memory while it is down; this memory was not stored",
+                memory_id=rec.id,
+            ) from exc
+
+    def ingest(self, items: Iterable[str | dict[str, Any]], *, kind: Kind | str = Kind.SEMANTIC,
+               importance: float = 0.5, scope: Scope | str | dict[str, Any] | None = None,
+               batch_size: int = 512) -> list[str]:
+        """Bulk-write texts (or dicts with text/kind/importance/meta/at/scope) to long-term memory.
+
+        Each batch is validated whole before it is embedded and written in one commit.
+        """
+        ids: list[str] = []
+        batch: list[MemoryRecord] = []
+        t0 = time.perf_counter()
+        for item in items:
+            spec = {"text": item} if isinstance(item, str) else dict(item)
+            if "text" not in spec:
+                raise ValidationError(f"ingest item {len(ids) + len(batch)} has no 'text'", field="text")
+            batch.append(self._record(spec["text"], spec.get("kind", kind), spec.get("importance", importance),
+                                      spec.get("scope", scope), spec.get("meta"), spec.get("at")))
+            if len(batch) >= batch_size:
+                ids += self._write_batch(batch)
+                batch = []
+        ids += self._write_batch(batch)
+        self._log("ingest", self._scope(scope), len(ids), t0)
+        return ids
+
+    def _write_batch(self, batch: list[MemoryRecord]) -> list[str]:
+        if not batch:
+            return []
+        vectors = self.embedder.embed([r.text for r in batch])
+        for r, v in zip(batch, vectors, strict=True):
+            r.vector, r.tier = v, Tier.LTM
+        self.ltm.add(batch, now=self.clock.now())
+        return [r.id for r in batch]
+
+    # ================================================================== reads
+    def get(self, id: str, *, scope: Scope | str | dict[str, Any] | None = None) -> MemoryRecord:
+        scope = self._scope(scope)
+        rec = self.stm.get(scope.agent, id)
+        if rec is not None and scope.contains(rec.scope):
+            return rec
+        return self.ltm.get(id, scope)
+
+    def recall(self, query: str, *, k: int = 10, scope: Scope | str | dict[str, Any] | None = None,
+               kinds: Sequence[Kind | str] | None = None, since: Any = None, until: Any = None,
+               touch: bool = True) -> list[RecallHit]:
+        """The ``k`` memories that best answer ``query`` within ``scope``."""
+        query = check_text(query, self.config.max_text_bytes)
+        if not isinstance(k, int) or isinstance(k, bool) or not 1 <= k <= 1000:
+            raise ValidationError(f"k must be an integer in [1, 1000], got {k!r}", field="k")
+        scope = self._scope(scope)
+        kind_list = [check_kind(x) for x in kinds] if kinds else None
+        now = self.clock.now()
+        lo = to_epoch(since, 0.0) if since is not None else None
+        hi = to_epoch(until, 0.0) if until is not None else None
+        qvec = self.embedder.embed([query])[0]
+        t0 = time.perf_counter()
+        hits = self._search(query, qvec, scope, kind_list, lo, hi, k, now)
+        if touch:
+            self._touch(hits, now)
+        self._log("recall", scope, len(hits), t0, hit=bool(hits))
+        return hits
+
+    def _search(self, query: str, qvec: np.ndarray, scope: Scope, kinds: list[Kind] | None,
+                lo: float | None, hi: float | None, k: int, now: float) -> list[RecallHit]:
+        cfg = self.config
+        n = max(cfg.candidates, k)
+        where = build_filter(scope, kinds, lo, hi)
+        vec = self.ltm.vector_search(qvec, where, n)
+        txt = self.ltm.text_search(query, where, n)
+        stm_vec, stm_txt = self._stm_candidates(query, qvec, scope, kinds, lo, hi, n)
+        by_id: dict[str, Candidate] = {}
+        for c in (*vec, *txt, *stm_vec):
+            by_id.setdefault(c.record.id, c)
+        vec_ids = [c.record.id for c in sorted((*vec, *stm_vec), key=lambda c: -c.score)]
+        txt_ids = [c.record.id for c in txt] + stm_txt
+        lists = {"vector": vec_ids, "text": txt_ids}
+        fused = rrf(lists, {"vector": cfg.w_vector, "text": cfg.w_text}, cfg.rrf_k)
+        found_by = {i: tuple(name for name, ids in lists.items() if i in set(ids[:n])) for i in fused}
+        w = Weights(cfg.w_relevance, cfg.w_recency, cfg.w_importance, cfg.w_strength)
+        hits = []
+        for id_, rel in fused.items():
+            rec = by_id[id_].record
+            age = now - rec.last_accessed
+            rcy = decay.recency(age, cfg.recency_half_life_days)
+            strength = decay.retention(age, rec.stability)
+            hits.append(RecallHit(rec, blend(rel, rcy, rec.importance, strength, w), rel, rcy, strength,
+                                  found_by[id_]))
+        hits.sort(key=lambda h: -h.score)
+        return hits[:k]
+
+    def _stm_candidates(self, query: str, qvec: np.ndarray, scope: Scope, kinds: list[Kind] | None,
+                        lo: float | None, hi: float | None, n: int) -> tuple[list[Candidate], list[str]]:
+        try:
+            items = [r for r in self.stm.scan(scope.agent) if scope.contains(r.scope)
+                     and (not kinds or r.kind in kinds)
+                     and (lo is None or r.created_at >= lo) and (hi is None or r.created_at < hi)
+                     and r.vector is not None]
+        except Exception as exc:
+            if _is_connection_error(exc) and self.on_stm_failure == "ltm":
+                return [], []
+            if _is_connection_error(exc):
+                raise StoreUnavailableError(f"short-term memory ({self.stm.name}) is unavailable: {exc}",
+                                            hint="restart Redis or use on_stm_failure='ltm'") from exc
+            raise
+        if not items:
+            return [], []
+        sims = np.stack([r.vector for r in items]) @ qvec
+        order = np.argsort(-sims)[:n]
+        vec = [Candidate(items[i], float(sims[i])) for i in order]
+        terms = {t for t in query.lower().split() if len(t) > 2}
+        overlap = [(sum(t in r.text.lower() for t in terms), r.id) for r in items]
+        txt = [i for score, i in sorted(overlap, key=lambda x: -x[0]) if score > 0][:n]
+        return vec, txt
+
+    # ================================================================== reinforcement
+    def _touch(self, hits: Sequence[RecallHit], now: float) -> None:
+        """Record accesses; LTM rows are updated in batches by :meth:`flush` (one commit)."""
+        for h in hits:
+            rec = h.record
+            if rec.tier is Tier.STM:
+                self._reinforce_stm(rec, now)
+            else:
+                with self._lock:
+                    _, n, _ = self._access.get(rec.id, (rec.scope, 0, now))
+                    self._access[rec.id] = (rec.scope, n + 1, now)
+
+    def _reinforce_stm(self, rec: MemoryRecord, now: float) -> MemoryRecord:
+        r = decay.retention(now - rec.last_accessed, rec.stability)
+        new = rec.with_(stability=decay.reinforce(rec.stability, r, self.config.stability_growth),
+                        last_accessed=now, access_count=rec.access_count + 1)
+        self._put_stm(new)
+        return new
+
+    def reinforce(self, id: str, *, scope: Scope | str | dict[str, Any] | None = None) -> MemoryRecord:
+        """Strengthen a memory now (as if recalled): stability grows, last access moves to now."""
+        scope = self._scope(scope)
+        now = self.clock.now()
+        rec = self.get(id, scope=scope)
+        if rec.tier is Tier.STM:
+            return self._reinforce_stm(rec, now)
+        with self._lock:
+            _, n, _ = self._access.get(id, (rec.scope, 0, now))
+            self._access[id] = (rec.scope, n + 1, now)
+        self.flush()
+        return self.ltm.get(id, scope)
+
+    def flush(self) -> int:
+        """Apply buffered LTM accesses and write buffered operation samples to SQL."""
+        with self._lock:
+            pending, self._access = self._access, {}
+            ops, self._unflushed = self._unflushed, []
+        updated = 0
+        if pending:
+            by_scope: dict[str, list[str]] = {}
+            for id_, (scope, _, _) in pending.items():
+                by_scope.setdefault(scope.agent, []).append(id_)
+            records = [r for agent, ids in by_scope.items() for r in self.ltm.get_many(ids, Scope(agent))]
+            changed = []
+            for rec in records:
+                _, count, last = pending[rec.id]
+                s = rec.stability
+                for _ in range(count):
+                    s = decay.reinforce(s, decay.retention(last - rec.last_accessed, s), self.config.stability_growth)
+                changed.append(rec.with_(stability=s, last_accessed=last, access_count=rec.access_count + count))
+            self.ltm.upsert(changed, now=self.clock.now())
+            updated = len(changed)
+        if ops and self.sql is not None:
+            self._write_ops(ops)
+        return updated
+
+    # ================================================================== deletes
+    def forget(self, target: str | Sequence[str] | None = None, *, scope: Scope | str | dict[str, Any] | None = None,
+               kinds: Sequence[Kind | str] | None = None, since: Any = None, until: Any = None,
+               include_archive: bool = True) -> int:
+        """Delete by id(s), or every memory of ``scope`` matching the filter. Never crosses scope."""
+        scope = self._scope(scope)
+        t0 = time.perf_counter()
+        if target is None and not kinds and since is None and until is None and scope == self.default_scope \
+                and scope.user is None:
+            raise ValidationError("forget() with no id and no filter would delete the whole agent's memory",
+                                  hint="pass an id, a filter (kinds/since/until), or an explicit scope")
+        kind_list = [check_kind(x) for x in kinds] if kinds else None
+        lo = to_epoch(since, 0.0) if since is not None else None
+        hi = to_epoch(until, 0.0) if until is not None else None
+        where = build_filter(scope, kind_list, lo, hi)
+        ids: list[str] | None = None
+        if target is not None:
+            ids = [target] if isinstance(target, str) else list(target)
+            where += " AND id IN (" + ", ".join("'" + i.replace("'", "''") + "'" for i in ids) + ")"
+        stm_ids = [r.id for r in self.stm.scan(scope.agent) if scope.contains(r.scope)
+                   and (ids is None or r.id in ids) and (not kind_list or r.kind in kind_list)
+                   and (lo is None or r.created_at >= lo) and (hi is None or r.created_at < hi)]
+        n = self.stm.delete(scope.agent, stm_ids) + self.ltm.delete_where(where)
+        if include_archive:
+            self.ltm.archive.delete(where)
+        if target is not None and isinstance(target, str) and n == 0:
+            raise NotFoundError(f"no memory {target!r} in scope {scope.key!r}", hint="check the id and the scope")
+        self._log("forget", scope, n, t0)
+        return n
+
+    # ================================================================== maintenance
+    def consolidate(self, **kwargs: Any) -> Any:
+        from emergent.memory.consolidation import consolidate
+
+        return consolidate(self, **kwargs)
+
+    def stats(self) -> Any:
+        from emergent.memory.analytics import memory_stats
+
+        return memory_stats(self)
+
+    def operations(self) -> list[OpSample]:
+        return list(self._ops)
+
+    # ================================================================== op log
+    def _log(self, op: str, scope: Scope, count: int, t0: float, hit: bool | None = None) -> None:
+        sample = OpSample(self.clock.now(), op, scope.key, count, (time.perf_counter() - t0) * 1e3, hit)
+        self._ops.append(sample)
+        self._unflushed.append(sample)
+        if len(self._unflushed) >= 500 and self.sql is not None:
+            with self._lock:
+                ops, self._unflushed = self._unflushed, []
+            self._write_ops(ops)
+
+    def _write_ops(self, ops: list[OpSample]) -> None:
+        from emergent.memory.tables import memory_ops
+
+        rows = [{"at": o.at, "op": o.op, "scope": o.scope, "count": o.count, "latency_ms": o.latency_ms,
+                 "hit": o.hit, "detail": None} for o in ops]
+        with self.sql.begin() as conn:
+            conn.execute(memory_ops.insert(), rows)
+
+    def close(self) -> None:
+        self.flush()
+
+
+def _is_connection_error(exc: Exception) -> bool:
+    try:
+        import redis
+    except ImportError:  # pragma: no cover
+        return isinstance(exc, (ConnectionError, TimeoutError))
+    return isinstance(exc, (redis.ConnectionError, redis.TimeoutError, ConnectionError, TimeoutError))
+
+
+def dumps_hits(hits: Sequence[RecallHit]) -> str:
+    return json.dumps([{**h.record.public(), "score": round(h.score, 4)} for h in hits], ensure_ascii=False)

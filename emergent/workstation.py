@@ -1,0 +1,121 @@
+"""The composition root: settings -> stores -> providers -> services.
+
+``Workstation.open()`` is the one place that reads configuration. Services receive their stores and
+providers in their constructors and are built lazily on first use, so a notebook that only needs
+memory never imports the tool or graph machinery.
+"""
+
+from __future__ import annotations
+
+import functools
+from pathlib import Path
+from typing import Any
+
+from emergent.clock import Clock, SystemClock
+from emergent.config import Settings, load_settings
+from emergent.errors import StoreUnavailableError
+
+
+class Workstation:
+    def __init__(self, settings: Settings, *, clock: Clock | None = None) -> None:
+        self.settings = settings
+        self.path: Path = settings.workspace()
+        self.path.mkdir(parents=True, exist_ok=True)
+        self.clock = clock or SystemClock()
+        self._closers: list[Any] = []
+
+    @classmethod
+    def open(cls, path: str | Path | None = None, *, clock: Clock | None = None, **overrides: Any) -> Workstation:
+        """Open (creating if needed) the workspace at ``path`` or ``EMERGENT_HOME``."""
+        return cls(load_settings(path, **overrides), clock=clock)
+
+    # ------------------------------------------------------------------ stores
+    @functools.cached_property
+    def sql(self) -> Any:
+        from emergent.stores.sql import SQLStore
+
+        store = SQLStore.in_workspace(self.path, self.settings.database_url)
+        self._closers.append(store.dispose)
+        return store
+
+    @functools.cached_property
+    def lance(self) -> Any:
+        from emergent.stores.lance import LanceStore
+
+        return LanceStore(self.settings.lance_uri or self.path / "lance")
+
+    @functools.cached_property
+    def redis(self) -> Any | None:
+        """A redis-py client when ``EMERGENT_REDIS_URL`` is set, else None (embedded stores)."""
+        url = self.settings.redis_url
+        if not url:
+            return None
+        from emergent.stores import redis as r
+
+        client = r.connect(url)
+        h = r.health(client)
+        if not h.ok:
+            raise StoreUnavailableError(
+                f"Redis at {url} did not answer: {h.detail}",
+                hint="start Redis, or unset EMERGENT_REDIS_URL to use the embedded short-term memory",
+            )
+        return client
+
+    @property
+    def redis_namespace(self) -> str:
+        from emergent.stores.redis import namespace
+
+        return namespace(str(self.path))
+
+    # ------------------------------------------------------------------ providers
+    @functools.cached_property
+    def embedder(self) -> Any:
+        from emergent.providers.embeddings import CachedEmbedder, get_embedder
+
+        s = self.settings
+        opts: dict[str, Any] = {}
+        if s.embedder.startswith("openai"):
+            opts = {"base_url": s.embed_base_url or s.llm_base_url, "api_key": s.embed_api_key or s.llm_api_key}
+        return CachedEmbedder(get_embedder(s.embedder, **opts))
+
+    # ------------------------------------------------------------------ services
+    @functools.cached_property
+    def memory(self) -> Any:
+        from emergent.memory.ltm import LongTermMemory
+        from emergent.memory.service import Memory
+        from emergent.memory.stm import LocalSTM, RedisSTM
+        from emergent.stores.lance import IndexPolicy
+
+        cfg = self.settings.memory
+        now = self.clock.now
+        stm = (RedisSTM(self.redis, self.redis_namespace, cfg.stm_max_items, clock=now) if self.redis is not None
+               else LocalSTM(cfg.stm_max_items, clock=now))
+        ltm = LongTermMemory(self.lance, self.embedder.id, self.embedder.dim, compress_above=cfg.compress_above_bytes,
+                             policy=IndexPolicy(ann_threshold=cfg.ann_index_threshold))
+        mem = Memory(stm, ltm, self.embedder, cfg, clock=self.clock, sql=self.sql)
+        self._closers.insert(0, mem.close)
+        return mem
+
+    # ------------------------------------------------------------------ lifecycle
+    def status(self) -> dict[str, Any]:
+        from emergent import __version__
+
+        out: dict[str, Any] = {"version": __version__, "workspace": str(self.path),
+                               "embedder": self.settings.embedder, "sql": self.sql.dialect,
+                               "stm": "redis" if self.settings.redis_url else "local"}
+        if self.settings.redis_url:
+            from emergent.stores.redis import health
+
+            out["redis"] = health(self.redis).__dict__
+        return out
+
+    def close(self) -> None:
+        while self._closers:
+            fn = self._closers.pop(0)
+            fn()
+
+    def __enter__(self) -> Workstation:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()

@@ -1,0 +1,157 @@
+"""Shared fixtures: isolated workspaces and real services started by the test session.
+
+Redis: a real ``redis-server`` on a free port with its data directory in tmp (never the machine's
+own Redis). PostgreSQL: only where ``EMERGENT_TEST_POSTGRES_URL`` names one.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import subprocess
+import time
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+ARTIFACTS = ROOT / "tests" / "artifacts"
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(autouse=True)
+def _isolated_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    for key in list(os.environ):
+        if key.startswith("EMERGENT_") and key != "EMERGENT_TEST_POSTGRES_URL":
+            monkeypatch.delenv(key)
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setenv("EMERGENT_HOME", str(tmp_path / "home"))
+
+
+class RedisServer:
+    def __init__(self, root: Path) -> None:
+        binary = shutil.which("redis-server")
+        if binary is None:
+            pytest.fail("redis-server is not installed: run `make test` (it installs it with apt-get)")
+        self.dir = root
+        self.port = free_port()
+        self.binary = binary
+        self.start()
+
+    @property
+    def url(self) -> str:
+        return f"redis://127.0.0.1:{self.port}/0"
+
+    def start(self) -> None:
+        subprocess.run(
+            [self.binary, "--bind", "127.0.0.1", "--port", str(self.port), "--dir", str(self.dir),
+             "--save", "", "--appendonly", "no", "--daemonize", "yes",
+             "--pidfile", str(self.dir / "redis.pid"), "--logfile", str(self.dir / "redis.log")],
+            check=True,
+        )
+        deadline = time.time() + 10
+        while time.time() < deadline:
+            try:
+                with socket.create_connection(("127.0.0.1", self.port), timeout=0.2):
+                    return
+            except OSError:
+                time.sleep(0.05)
+        raise RuntimeError(f"redis-server did not start on port {self.port}")
+
+    def stop(self) -> None:
+        pid_file = self.dir / "redis.pid"
+        if pid_file.exists():
+            try:
+                os.kill(int(pid_file.read_text().strip()), 15)
+            except (ProcessLookupError, ValueError):
+                pass
+        deadline = time.time() + 5
+        while time.time() < deadline:
+            try:
+                with socket.create_connection(("127.0.0.1", self.port), timeout=0.1):
+                    time.sleep(0.05)
+            except OSError:
+                return
+
+
+@pytest.fixture(scope="session")
+def redis_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisServer]:
+    server = RedisServer(tmp_path_factory.mktemp("redis"))
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def redis_url(redis_server: RedisServer) -> Iterator[str]:
+    import redis
+
+    if not (redis_server.dir / "redis.pid").exists():  # a fault test stopped it
+        redis_server.start()
+    client = redis.Redis.from_url(redis_server.url)
+    for _ in range(50):
+        try:
+            client.flushall()
+            break
+        except redis.ConnectionError:
+            redis_server.start()
+            time.sleep(0.1)
+    yield redis_server.url
+    client.close()
+
+
+def _sql_urls() -> list[str]:
+    urls = ["sqlite"]
+    if os.environ.get("EMERGENT_TEST_POSTGRES_URL"):
+        urls.append("postgres")
+    return urls
+
+
+@pytest.fixture(params=_sql_urls())
+def sql_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
+    """SQLite always; PostgreSQL too when EMERGENT_TEST_POSTGRES_URL is set (a fresh schema each)."""
+    if request.param == "sqlite":
+        yield f"sqlite:///{tmp_path / 'test.db'}"
+        return
+    import sqlalchemy as sa
+
+    base = os.environ["EMERGENT_TEST_POSTGRES_URL"]
+    if base.startswith("postgresql://"):
+        base = "postgresql+psycopg://" + base[len("postgresql://"):]
+    schema = f"t_{uuid.uuid4().hex[:12]}"
+    engine = sa.create_engine(base)
+    with engine.begin() as conn:
+        conn.execute(sa.text(f"CREATE SCHEMA {schema}"))
+    sep = "&" if "?" in base else "?"
+    yield f"{base}{sep}options=-csearch_path%3D{schema}"
+    with engine.begin() as conn:
+        conn.execute(sa.text(f"DROP SCHEMA {schema} CASCADE"))
+    engine.dispose()
+
+
+@pytest.fixture
+def home(tmp_path: Path) -> Path:
+    return tmp_path / "home"
+
+
+@pytest.fixture
+def ws(home: Path) -> Iterator[object]:
+    """A workstation on embedded defaults with the fast hashing embedder."""
+    from emergent import Workstation
+
+    w = Workstation.open(home, embedder="hashing")
+    yield w
+    w.close()
+
+
+@pytest.fixture(scope="session")
+def artifacts() -> Path:
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    return ARTIFACTS
