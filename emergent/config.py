@@ -10,7 +10,7 @@ import tomllib
 from pathlib import Path
 from typing import Any
 
-from pydantic import BaseModel, Field, field_validator
+from pydantic import BaseModel, Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from emergent.errors import ConfigError
@@ -23,10 +23,15 @@ class MemoryConfig(BaseModel):
     stm_max_items: int = Field(2000, ge=1, description="items kept per scope before eviction")
     stm_ttl_s: float = Field(7 * 86400, gt=0, description="maximum STM lifetime")
     # decay (forgetting curve R = exp(-t / S), stability S grows on each reinforcement)
-    initial_stability_days: float = Field(1.0, gt=0)
+    initial_stability_days: float = Field(7.0, gt=0, description="stability of an episodic memory of importance 0")
+    kind_stability_factor: dict[str, float] = Field(
+        default_factory=lambda: {"episodic": 1.0, "semantic": 4.0, "procedural": 8.0},
+        description="facts and procedures fade slower than episodes",
+    )
     stability_growth: float = Field(1.8, gt=1.0)
     importance_stability_boost: float = Field(4.0, ge=0.0)
     archive_floor: float = Field(0.05, ge=0.0, le=1.0)
+    protect_importance: float = Field(0.9, ge=0.0, le=1.0, description="never archive at or above this")
     # consolidation
     promote_importance: float = Field(0.6, ge=0.0, le=1.0)
     promote_access_count: int = Field(2, ge=1)
@@ -48,6 +53,51 @@ class MemoryConfig(BaseModel):
     ann_index_threshold: int = Field(50_000, ge=256)
 
 
+class IntegrationSettings(BaseSettings):
+    """Credentials and endpoints of the external integrations, as flat ``EMERGENT_<VENDOR>_*``
+    variables (``EMERGENT_GITHUB_TOKEN``, ``EMERGENT_JIRA_BASE_URL``...). Base URLs are settable so a
+    self-hosted instance (GitHub Enterprise, GitLab) or a local test server can stand in."""
+
+    model_config = SettingsConfigDict(env_prefix="EMERGENT_", extra="ignore")
+
+    github_token: SecretStr | None = None
+    github_base_url: str = "https://api.github.com"
+    gitlab_token: SecretStr | None = None
+    gitlab_base_url: str = "https://gitlab.com/api/v4"
+    jira_base_url: str | None = Field(None, description="https://<site>.atlassian.net")
+    jira_email: str | None = None
+    jira_token: SecretStr | None = None
+    confluence_base_url: str | None = Field(None, description="https://<site>.atlassian.net")
+    confluence_email: str | None = None
+    confluence_token: SecretStr | None = None
+    slack_token: SecretStr | None = None
+    slack_base_url: str = "https://slack.com/api"
+    linear_token: SecretStr | None = None
+    linear_base_url: str = "https://api.linear.app/graphql"
+    notion_token: SecretStr | None = None
+    notion_base_url: str = "https://api.notion.com"
+    notion_version: str = "2025-09-03"
+    pagerduty_token: SecretStr | None = None
+    pagerduty_base_url: str = "https://api.pagerduty.com"
+    pagerduty_from: str | None = Field(None, description="e-mail of a PagerDuty user, needed to write")
+    webhook_url: str | None = None
+    webhook_secret: SecretStr | None = None
+    smtp_host: str | None = None
+    smtp_port: int = 587
+    smtp_user: str | None = None
+    smtp_password: SecretStr | None = None
+    smtp_security: str = Field("starttls", description="starttls | ssl | none")
+    smtp_from: str | None = None
+    imap_host: str | None = None
+    imap_port: int = 993
+    imap_user: str | None = None
+    imap_password: SecretStr | None = None
+    imap_security: str = Field("ssl", description="ssl | starttls | none")
+    http_timeout_s: float = Field(30.0, gt=0)
+    http_max_retries: int = Field(3, ge=0, le=10, description="retries on 429 / 5xx per request")
+    http_max_wait_s: float = Field(60.0, ge=0, description="longest Retry-After honoured")
+
+
 class Settings(BaseSettings):
     """Everything configurable, one place. Every field is an ``EMERGENT_<NAME>`` variable."""
 
@@ -67,6 +117,7 @@ class Settings(BaseSettings):
     llm_model: str | None = None
     log_level: str = "WARNING"
     memory: MemoryConfig = Field(default_factory=MemoryConfig)
+    integrations: IntegrationSettings = Field(default_factory=IntegrationSettings)
 
     @field_validator("redis_url", "database_url", "lance_uri", "llm_base_url", "embed_base_url")
     @classmethod

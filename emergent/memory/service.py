@@ -12,7 +12,7 @@ import json
 import threading
 import time
 from collections import deque
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -40,6 +40,7 @@ from emergent.memory.types import (
 from emergent.providers.embeddings import Embedder
 
 OnSTMFailure = Literal["raise", "ltm"]
+Retriever = Callable[[str, np.ndarray, Scope, int], Sequence[str]]
 
 
 @dataclass(frozen=True, slots=True)
@@ -70,6 +71,17 @@ class Memory:
         self._unflushed: list[OpSample] = []
         self._access: dict[str, tuple[Scope, int, float]] = {}
         self._lock = threading.Lock()
+        self.retrievers: dict[str, tuple[Retriever, float]] = {}
+
+    def add_retriever(self, name: str, fn: Retriever, weight: float = 1.0) -> None:
+        """Fuse another ranked list into recall (the knowledge graph offers one).
+
+        ``fn(query, query_vector, scope, n)`` returns up to ``n`` long-term memory ids, best first.
+        """
+        self.retrievers[name] = (fn, weight)
+
+    def remove_retriever(self, name: str) -> None:
+        self.retrievers.pop(name, None)
 
     # ================================================================== validation helpers
     def _scope(self, scope: Scope | str | dict[str, Any] | None) -> Scope:
@@ -88,6 +100,7 @@ class Memory:
             raise ValidationError(f"invalid 'at' timestamp {at!r}: {exc}", field="at") from None
         stability = decay.initial_stability(importance, self.config.initial_stability_days,
                                             self.config.importance_stability_boost)
+        stability *= self.config.kind_stability_factor.get(kind.value, 1.0)
         return MemoryRecord(id=new_id(t), text=text, kind=kind, importance=importance, scope=scope,
                             created_at=t, last_accessed=t, stability=stability, meta=meta)
 
@@ -205,7 +218,15 @@ class Memory:
         vec_ids = [c.record.id for c in sorted((*vec, *stm_vec), key=lambda c: -c.score)]
         txt_ids = [c.record.id for c in txt] + stm_txt
         lists = {"vector": vec_ids, "text": txt_ids}
-        fused = rrf(lists, {"vector": cfg.w_vector, "text": cfg.w_text}, cfg.rrf_k)
+        weights = {"vector": cfg.w_vector, "text": cfg.w_text}
+        for name, (fn, weight) in self.retrievers.items():
+            ids = list(fn(query, qvec, scope, n))[:n]
+            missing = [i for i in ids if i not in by_id]
+            for rec in self.ltm.get_many(missing, scope):
+                by_id[rec.id] = Candidate(rec, 0.0)
+            lists[name] = [i for i in ids if i in by_id]
+            weights[name] = weight
+        fused = rrf(lists, weights, cfg.rrf_k)
         found_by = {i: tuple(name for name, ids in lists.items() if i in set(ids[:n])) for i in fused}
         w = Weights(cfg.w_relevance, cfg.w_recency, cfg.w_importance, cfg.w_strength)
         hits = []

@@ -181,6 +181,7 @@ def check_text(text: Any, max_bytes: int) -> str:
             raise ValidationError(
                 f"text is not valid UTF-8 (bad byte at position {exc.start})",
                 hint="decode it with the right encoding first, or pass errors='replace' text",
+                field="text",
             ) from None
     if not isinstance(text, str):
         raise ValidationError(f"text must be a str, not {type(text).__name__}", field="text")
