@@ -266,7 +266,7 @@ class CachedEmbedder:
                 else:
                     self._cache.move_to_end(k)
                     out[i] = row
-            self.hits += len(texts) - sum(len(v) for v in missing.values())
+            self.hits += len(texts) - len(missing)  # in-batch repeats are served from the cache too
             self.misses += len(missing)
         if missing:
             firsts = [idx[0] for idx in missing.values()]

