@@ -98,6 +98,24 @@ class IntegrationSettings(BaseSettings):
     http_max_wait_s: float = Field(60.0, ge=0, description="longest Retry-After honoured")
 
 
+class GraphConfig(BaseModel):
+    """Knowledge graph: whether it follows memory, and its weight in recall's fusion."""
+
+    follow_memory: bool = Field(True, description="update the graph on remember/ingest/forget")
+    recall: bool = Field(True, description="fuse graph search (personalised PageRank) into Memory.recall")
+    recall_weight: float = Field(1.0, ge=0.0, description="RRF weight of the graph's ranked list")
+    extractor: str = Field("auto", description="auto (llm when configured) | rules | llm")
+
+
+class ToolsConfig(BaseModel):
+    """Built-in tools and the sandbox (``EMERGENT_TOOLS__<NAME>``)."""
+
+    http_allow_hosts: list[str] = Field(default_factory=list, description="hosts http_get may fetch")
+    sandbox_timeout_s: float = Field(10.0, gt=0, description="default wall-clock limit of sandboxed runs")
+    sandbox_memory_mb: int = Field(512, ge=16, description="default address-space limit of sandboxed runs")
+    approval_ttl_s: float = Field(3600.0, gt=0, description="pending approvals expire (auto-reject) after this")
+
+
 class Settings(BaseSettings):
     """Everything configurable, one place. Every field is an ``EMERGENT_<NAME>`` variable."""
 
@@ -116,8 +134,10 @@ class Settings(BaseSettings):
     llm_api_key: str | None = None
     llm_model: str | None = None
     log_level: str = "WARNING"
-    memory: MemoryConfig = Field(default_factory=MemoryConfig)
-    integrations: IntegrationSettings = Field(default_factory=IntegrationSettings)
+    memory: MemoryConfig = Field(default_factory=lambda: MemoryConfig())
+    integrations: IntegrationSettings = Field(default_factory=lambda: IntegrationSettings())
+    graph: GraphConfig = Field(default_factory=GraphConfig)
+    tools: ToolsConfig = Field(default_factory=ToolsConfig)
 
     @field_validator("redis_url", "database_url", "lance_uri", "llm_base_url", "embed_base_url")
     @classmethod

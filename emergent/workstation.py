@@ -78,6 +78,14 @@ class Workstation:
             opts = {"base_url": s.embed_base_url or s.llm_base_url, "api_key": s.embed_api_key or s.llm_api_key}
         return CachedEmbedder(get_embedder(s.embedder, **opts))
 
+    @functools.cached_property
+    def llm(self) -> Any | None:
+        """The configured ChatModel, or None (services then use their deterministic strategies)."""
+        from emergent.providers.llm import get_chat_model
+
+        s = self.settings
+        return get_chat_model(s.llm_model, base_url=s.llm_base_url, api_key=s.llm_api_key)
+
     # ------------------------------------------------------------------ services
     @functools.cached_property
     def memory(self) -> Any:
@@ -95,6 +103,97 @@ class Workstation:
         mem = Memory(stm, ltm, self.embedder, cfg, clock=self.clock, sql=self.sql)
         self._closers.insert(0, mem.close)
         return mem
+
+    @functools.cached_property
+    def graph(self) -> Any:
+        """The knowledge graph (emergent.graph), following memory and fused into recall as configured."""
+        from emergent.graph import KnowledgeGraph
+
+        cfg = self.settings.graph
+        llm = self.llm if cfg.extractor in ("auto", "llm") else None
+        kg = KnowledgeGraph(self.sql, self.lance, self.embedder, clock=self.clock, llm=llm)
+        if cfg.follow_memory or cfg.recall:
+            kg.attach(self.memory, weight=cfg.recall_weight, retriever=cfg.recall, listen=cfg.follow_memory)
+        return kg
+
+    @functools.cached_property
+    def jobs(self) -> Any:
+        """Scheduled notebook jobs (emergent.jobs): define, run, pause, history."""
+        from emergent.jobs.notify import Notifier
+        from emergent.jobs.service import JobService
+
+        return JobService(self.sql, self.path, clock=self.clock,
+                          notifier=Notifier(lambda: getattr(self, "tools", None)))
+
+    @functools.cached_property
+    def experiments(self) -> Any:
+        """Config registry + A/B experiments (emergent.experiments); adoption goes through the autonomy gate.
+
+        A current ``memory`` config version, when one exists, is applied to ``ws.memory`` here and on change.
+        """
+        from emergent.experiments.gate import gate_from
+        from emergent.experiments.registry import ConfigRegistry
+        from emergent.experiments.service import Experiments
+
+        gate = gate_from(self.autonomy)
+        registry = ConfigRegistry(self.sql, clock=self.clock,
+                                  audit=lambda actor, action, target, detail: gate.audit(action, actor,
+                                                                                         {"target": target, **detail}))
+
+        def apply_memory(cfg: Any) -> None:
+            self.settings.memory = cfg
+            if "memory" in self.__dict__:
+                self.memory.config = cfg
+
+        registry.on_change("memory", apply_memory)
+        if any(v.namespace == "memory" for v in registry.versions("memory")):
+            apply_memory(registry.values("memory"))
+        return Experiments(self.sql, registry, clock=self.clock, gate=gate)
+
+    @functools.cached_property
+    def proposals(self) -> Any:
+        """Signals → proposals → approval (emergent.proposals); written by ``llm`` when configured."""
+        from emergent.proposals.service import Proposals
+
+        exp = self.experiments
+        return Proposals(self.sql, clock=self.clock, llm=self.llm, gate=exp.gate, registry=exp.registry)
+
+    @functools.cached_property
+    def autonomy(self) -> Any:
+        """The autonomy gate (emergent.autonomy): permission matrix, approvals, overrides, audit chain."""
+        from emergent.autonomy.approvals import ApprovalQueue
+        from emergent.autonomy.audit import AuditLog
+        from emergent.autonomy.service import Autonomy
+
+        audit = AuditLog(self.sql, clock=self.clock)
+        approvals = ApprovalQueue(self.sql, clock=self.clock, audit=audit,
+                                  default_ttl=self.settings.tools.approval_ttl_s)
+        gate = Autonomy(self.sql, clock=self.clock, audit=audit, approvals=approvals)
+        self._closers.insert(0, gate.close)
+        return gate
+
+    @functools.cached_property
+    def tools(self) -> Any:
+        """Tools (emergent.tools): versioned registry, runner through the autonomy gate, sandbox."""
+        from emergent.tools.service import ToolService
+
+        svc = ToolService(self.sql, autonomy=self.autonomy, settings=self.settings, workspace=self.path,
+                          services=self, clock=self.clock)
+        self._closers.insert(0, svc.close)
+        return svc
+
+    # ------------------------------------------------------------------ backup and recovery
+    def backup(self, note: str | None = None) -> Any:
+        """Archive memory (LanceDB, SQL, STM) under ``<workspace>/backups`` (emergent.memory.backup)."""
+        from emergent.memory import backup
+
+        return backup.create(self, note)
+
+    def restore(self, backup_id: str) -> Any:
+        """Verify backup ``backup_id``, then swap it in; services are rebuilt on next access."""
+        from emergent.memory import backup
+
+        return backup.restore(self, backup_id)
 
     # ------------------------------------------------------------------ lifecycle
     def status(self) -> dict[str, Any]:

@@ -61,7 +61,7 @@ def _dedup_batch(batch: list[MemoryRecord], threshold: float) -> tuple[list[Memo
     """Collapse near-duplicates inside the promoted batch; returns survivors and dup -> survivor."""
     if len(batch) < 2:
         return batch, {}
-    vecs = np.stack([r.vector for r in batch])
+    vecs = np.stack([r.vector for r in batch if r.vector is not None])
     sims = vecs @ vecs.T
     alias: dict[str, str] = {}
     survivors: list[int] = []
@@ -93,7 +93,7 @@ def promote(memory: Memory, agent: str, now: float, report: ConsolidationReport)
     updates: dict[str, MemoryRecord] = {}
     for rec in unique:
         where = Scope(rec.scope.agent, rec.scope.user, rec.scope.session).where()
-        near = ltm.vector_search(rec.vector, where, 1) if ltm.count() else []
+        near = ltm.vector_search(rec.vector, where, 1) if ltm.count() and rec.vector is not None else []
         if near and near[0].score >= cfg.dedup_similarity:
             target = updates.get(near[0].record.id, near[0].record)
             updates[target.id] = _merge(target, rec, cfg.stability_growth, now)

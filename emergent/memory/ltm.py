@@ -18,6 +18,7 @@ import pyarrow as pa
 import zstandard
 
 from emergent.errors import EmbedderMismatchError, NotFoundError, ValidationError
+from emergent.memory.decay import retention
 from emergent.memory.types import Kind, MemoryRecord, Scope, Tier
 from emergent.stores.lance import IndexPolicy, LanceStore
 
@@ -82,6 +83,7 @@ class LongTermMemory:
         self.embedder_id = embedder_id
         self.compress_above = compress_above
         self.policy = policy or IndexPolicy()
+        self._ann_cache: tuple[int, bool] | None = None
         self._check_embedder()
         self.table = store.open_table("memories", memory_schema(dim), SCHEMA_VERSION)
         self.archive = store.open_table("memories_archive", memory_schema(dim, archive=True), SCHEMA_VERSION)
@@ -96,8 +98,8 @@ class LongTermMemory:
             raise EmbedderMismatchError(
                 f"long-term memory was embedded with {found!r} ({meta.get('dim')}-d) but the configured "
                 f"embedder is {self.embedder_id!r} ({self.dim}-d)",
-                hint=f"run `emergent memory reembed --embedder <id>` to migrate, or set EMERGENT_EMBEDDER "
-                f"back to the model that built it",
+                hint="run `emergent memory reembed --embedder <id>` to migrate, or set EMERGENT_EMBEDDER "
+                "back to the model that built it",
                 stored=found,
                 configured=self.embedder_id,
             )
@@ -105,11 +107,10 @@ class LongTermMemory:
     # ------------------------------------------------------------------ conversion
     def _to_row(self, rec: MemoryRecord, now: float) -> dict[str, Any]:
         text, payload = rec.text, None
-        if len(rec.text) > PREVIEW_CHARS or len(rec.text.encode()) > self.compress_above:
-            if len(rec.text.encode()) > self.compress_above:
-                text, payload = rec.text[:PREVIEW_CHARS], _ZC.compress(rec.text.encode())
-        from emergent.memory.decay import retention
-
+        if len(rec.text) * 4 > self.compress_above:  # cheap pre-check before encoding
+            raw = rec.text.encode()
+            if len(raw) > self.compress_above:
+                text, payload = rec.text[:PREVIEW_CHARS], _ZC.compress(raw)
         return {
             "id": rec.id, "text": text, "payload": payload,
             "vector": rec.vector, "kind": rec.kind.value, "importance": rec.importance,
@@ -217,7 +218,7 @@ class LongTermMemory:
         return self.table.count_rows(where) if where else self.table.count_rows()
 
     def _has_ann(self) -> bool:
-        cache = getattr(self, "_ann_cache", None)
+        cache = self._ann_cache
         if cache is None or cache[0] != self.table.version:
             has = any(self.policy.vector_column in i.columns and i.index_type != "FTS" for i in self.table.list_indices())
             self._ann_cache = (self.table.version, has)

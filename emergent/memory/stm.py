@@ -85,7 +85,8 @@ class LocalSTM(STM):
             return evicted
 
     def get(self, agent: str, id: str) -> MemoryRecord | None:
-        entry = self._items.get(agent, {}).get(id)
+        items = self._items.get(agent)
+        entry = items.get(id) if items else None
         if entry is None or entry[0] <= self._now():
             return None
         return entry[1]
@@ -104,8 +105,8 @@ class LocalSTM(STM):
 
     def delete(self, agent: str, ids: list[str]) -> int:
         with self._lock:
-            items = self._items.get(agent, {})
-            return sum(items.pop(i, None) is not None for i in ids)
+            items = self._items.get(agent)
+            return sum(items.pop(i, None) is not None for i in ids) if items else 0
 
     def drain_evicted(self, agent: str) -> list[MemoryRecord]:
         with self._lock:
