@@ -8,7 +8,7 @@ from __future__ import annotations
 import os
 import tomllib
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel, Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -134,6 +134,9 @@ class Settings(BaseSettings):
     llm_api_key: str | None = None
     llm_model: str | None = None
     log_level: str = "WARNING"
+    stm_fallback: Literal["raise", "ltm"] = Field(
+        "raise", description="when Redis is down: raise, or write long-term memory instead"
+    )
     memory: MemoryConfig = Field(default_factory=lambda: MemoryConfig())
     integrations: IntegrationSettings = Field(default_factory=lambda: IntegrationSettings())
     graph: GraphConfig = Field(default_factory=GraphConfig)

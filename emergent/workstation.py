@@ -54,7 +54,7 @@ class Workstation:
 
         client = r.connect(url)
         h = r.health(client)
-        if not h.ok:
+        if not h.ok and self.settings.stm_fallback != "ltm":
             raise StoreUnavailableError(
                 f"Redis at {url} did not answer: {h.detail}",
                 hint="start Redis, or unset EMERGENT_REDIS_URL to use the embedded short-term memory",
@@ -100,7 +100,8 @@ class Workstation:
                else LocalSTM(cfg.stm_max_items, clock=now))
         ltm = LongTermMemory(self.lance, self.embedder.id, self.embedder.dim, compress_above=cfg.compress_above_bytes,
                              policy=IndexPolicy(ann_threshold=cfg.ann_index_threshold))
-        mem = Memory(stm, ltm, self.embedder, cfg, clock=self.clock, sql=self.sql)
+        mem = Memory(stm, ltm, self.embedder, cfg, clock=self.clock, sql=self.sql,
+                     on_stm_failure=self.settings.stm_fallback)
         self._closers.insert(0, mem.close)
         return mem
 

@@ -72,6 +72,7 @@ class Memory:
         self._access: dict[str, tuple[Scope, int, float]] = {}
         self._lock = threading.Lock()
         self.retrievers: dict[str, tuple[Retriever, float]] = {}
+        self.listeners: list[Callable[[str, Sequence[Any]], None]] = []
 
     def add_retriever(self, name: str, fn: Retriever, weight: float = 1.0) -> None:
         """Fuse another ranked list into recall (the knowledge graph offers one).
@@ -82,6 +83,14 @@ class Memory:
 
     def remove_retriever(self, name: str) -> None:
         self.retrievers.pop(name, None)
+
+    def add_listener(self, fn: Callable[[str, Sequence[Any]], None]) -> None:
+        """Call ``fn(event, items)`` after each write: ("remember"|"ingest", records) or ("forget", ids)."""
+        self.listeners.append(fn)
+
+    def _notify(self, event: str, items: Sequence[Any]) -> None:
+        for fn in self.listeners:
+            fn(event, items)
 
     # ================================================================== validation helpers
     def _scope(self, scope: Scope | str | dict[str, Any] | None) -> Scope:
@@ -125,6 +134,7 @@ class Memory:
         else:
             raise ValidationError(f"unknown tier {tier!r}", hint="use 'stm' or 'ltm'", field="tier")
         self._log("remember", rec.scope, 1, t0)
+        self._notify("remember", [rec])
         return rec
 
     def _put_stm(self, rec: MemoryRecord) -> None:
@@ -142,6 +152,20 @@ class Memory:
                 hint="restart Redis, or open the workstation with on_stm_failure='ltm' to write to "
                 "long-term memory while it is down; this memory was not stored",
                 memory_id=rec.id,
+            ) from exc
+
+    def _stm_guard(self, call: Callable[[], Any], fallback: Any) -> Any:
+        """Run an STM read; with the declared fallback a lost Redis reads as empty STM."""
+        try:
+            return call()
+        except Exception as exc:
+            if not _is_connection_error(exc):
+                raise
+            if self.on_stm_failure == "ltm":
+                return fallback
+            raise StoreUnavailableError(
+                f"short-term memory ({self.stm.name}) is unavailable: {exc}",
+                hint="restart Redis, or set EMERGENT_STM_FALLBACK=ltm to read long-term memory only",
             ) from exc
 
     def ingest(self, items: Iterable[str | dict[str, Any]], *, kind: Kind | str = Kind.SEMANTIC,
@@ -174,12 +198,13 @@ class Memory:
         for r, v in zip(batch, vectors, strict=True):
             r.vector, r.tier = v, Tier.LTM
         self.ltm.add(batch, now=self.clock.now())
+        self._notify("ingest", batch)
         return [r.id for r in batch]
 
     # ================================================================== reads
     def get(self, id: str, *, scope: Scope | str | dict[str, Any] | None = None) -> MemoryRecord:
         scope = self._scope(scope)
-        rec = self.stm.get(scope.agent, id)
+        rec = self._stm_guard(lambda: self.stm.get(scope.agent, id), None)
         if rec is not None and scope.contains(rec.scope):
             return rec
         return self.ltm.get(id, scope)
@@ -339,10 +364,12 @@ class Memory:
         if target is not None:
             ids = [target] if isinstance(target, str) else list(target)
             where += " AND id IN (" + ", ".join("'" + i.replace("'", "''") + "'" for i in ids) + ")"
-        stm_ids = [r.id for r in self.stm.scan(scope.agent) if scope.contains(r.scope)
+        stm_ids = [r.id for r in self._stm_guard(lambda: self.stm.scan(scope.agent), []) if scope.contains(r.scope)
                    and (ids is None or r.id in ids) and (not kind_list or r.kind in kind_list)
                    and (lo is None or r.created_at >= lo) and (hi is None or r.created_at < hi)]
+        gone = stm_ids + (self.ltm.scan(where, ["id"]).column("id").to_pylist() if self.listeners else [])
         n = self.stm.delete(scope.agent, stm_ids) + self.ltm.delete_where(where)
+        self._notify("forget", gone)
         if include_archive:
             self.ltm.archive.delete(where)
         if target is not None and isinstance(target, str) and n == 0:

@@ -29,13 +29,13 @@ def test_redis_stopped_mid_run_gives_a_clear_error_and_no_silent_loss(home, redi
 
 
 def test_declared_fallback_writes_long_term_memory_while_redis_is_down(home, redis_server, redis_url):
-    ws = Workstation.open(home, embedder="hashing", redis_url=redis_url)
-    ws.memory.on_stm_failure = "ltm"
+    ws = Workstation.open(home, embedder="hashing", redis_url=redis_url, stm_fallback="ltm")
     redis_server.stop()
     try:
         rec = ws.memory.remember("must survive the outage")
         assert rec.tier.value == "ltm"
         assert [h.id for h in ws.memory.recall("survive the outage")] == [rec.id]
+        assert ws.memory.get(rec.id).text == "must survive the outage"
     finally:
         redis_server.start()
     ws.close()
