@@ -11,8 +11,11 @@ PG_URL ?= $(shell (exec 3<>/dev/tcp/127.0.0.1/5432) 2>/dev/null && echo postgres
 
 .PHONY: run test setup sysdeps check lint bench clean
 
+# make run leaves its results (executed notebooks, stores) in the repository's ./workspace.
+EMERGENT_HOME ?= $(CURDIR)/workspace
+
 run: setup
-	$(BIN)/emergent run
+	EMERGENT_HOME=$(EMERGENT_HOME) $(BIN)/emergent run
 
 test: setup sysdeps
 	EMERGENT_TEST_POSTGRES_URL=$${EMERGENT_TEST_POSTGRES_URL:-$(PG_URL)} \

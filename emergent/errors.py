@@ -95,18 +95,108 @@ class TimeoutExceeded(OperationalError, TimeoutError):
     """An operation ran past its time limit."""
 
 
+# ---------------------------------------------------------------- tools and the autonomy gate
+class DependencyConflictError(UsageError):
+    """Tool dependencies (tool versions or Python requirements) cannot all be satisfied."""
+
+
+class TransientError(OperationalError):
+    """A failure worth retrying (rate limit, 5xx, dropped connection); the runner retries these."""
+
+    retryable = True
+
+
+class ToolExecutionError(OperationalError):
+    """A tool raised, hung or returned something other than its declared result type."""
+
+
+class CircuitOpenError(OperationalError):
+    """A tool failed repeatedly; its circuit breaker refuses calls until the cool-down ends."""
+
+
+class SandboxLimitError(OperationalError):
+    """A sandboxed process was killed by a limit (time, memory, output, processes)."""
+
+
+class PermissionDenied(OperationalError, PermissionError):
+    """The autonomy gate refused an action (policy, pause, suspension or a human's rejection)."""
+
+
+class ApprovalPending(OperationalError):
+    """The action waits for a human's approval; resume it once the approval is decided."""
+
+
+# ---------------------------------------------------------------- external integrations
+class CredentialError(ConfigError):
+    """An integration's credential is missing or was rejected; ``setting`` names the variable."""
+
+
+class MissingScopeError(CredentialError):
+    """The credential works but lacks a scope or permission (``needed``; ``provided`` when known)."""
+
+
+class IntegrationError(OperationalError):
+    """A vendor API failed or answered with an error it documents (``integration``, ``status``)."""
+
+
+class IntegrationUnavailableError(IntegrationError, TransientError):
+    """The vendor answered 5xx or could not be reached; a later retry may succeed."""
+
+
+class RateLimitedError(IntegrationError, TransientError):
+    """The vendor kept answering 429 (or its rate-limit equivalent) past the retry budget."""
+
+
+class MalformedResponseError(IntegrationError):
+    """The vendor answered with a body that does not have the documented shape."""
+
+
+# ---------------------------------------------------------------- LLM, proposals and experiments
+class LLMError(OperationalError):
+    """The language model endpoint failed (timeout, rate limit, server error, unreadable reply)."""
+
+
+class LLMOutputError(LLMError):
+    """The model answered, but not usably: it refused, or its JSON does not match the schema."""
+
+
+class StateConflictError(OperationalError):
+    """A record changed state under us (e.g. a proposal decided twice); nothing was written."""
+
+
+class ExperimentError(OperationalError):
+    """An experiment cannot reach a valid decision (too few units, sample-ratio mismatch, crash)."""
+
+
 __all__ = [
+    "ApprovalPending",
     "BackupError",
+    "CircuitOpenError",
     "ConfigError",
+    "CredentialError",
+    "IntegrationError",
+    "IntegrationUnavailableError",
+    "MalformedResponseError",
+    "MissingScopeError",
+    "RateLimitedError",
     "EmbedderMismatchError",
+    "DependencyConflictError",
     "EmergentError",
+    "ExperimentError",
     "IntegrityError",
+    "LLMError",
+    "LLMOutputError",
     "MissingExtraError",
     "NotFoundError",
     "OperationalError",
+    "PermissionDenied",
+    "SandboxLimitError",
+    "StateConflictError",
     "ScopeError",
     "StoreUnavailableError",
     "TimeoutExceeded",
+    "ToolExecutionError",
+    "TransientError",
     "UnknownChoiceError",
     "UsageError",
     "ValidationError",

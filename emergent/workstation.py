@@ -112,7 +112,9 @@ class Workstation:
 
         cfg = self.settings.graph
         llm = self.llm if cfg.extractor in ("auto", "llm") else None
-        kg = KnowledgeGraph(self.sql, self.lance, self.embedder, clock=self.clock, llm=llm)
+        kg = KnowledgeGraph(self.sql, self.lance, self.embedder, clock=self.clock, llm=llm,
+                            audit=lambda op, actor, data: self.autonomy.audit.append(f"graph.{op}", actor, data,
+                                                                                     durable=True))
         if cfg.follow_memory or cfg.recall:
             kg.attach(self.memory, weight=cfg.recall_weight, retriever=cfg.recall, listen=cfg.follow_memory)
         return kg

@@ -19,6 +19,19 @@ SUBCOMMANDS: dict[str, tuple[str, str]] = {
     "backup": ("emergent.cli.backup", "Create, list, verify and restore backups."),
     "bench": ("emergent.cli.bench", "Benchmarks: our figure beside a same-run baseline."),
     "models": ("emergent.cli.models", "Prepare offline models (export MiniLM to ONNX)."),
+    "tools": ("emergent.cli.tools", "Tools: list, show, install, enable, disable, deprecate, stats, call."),
+    "integrations": ("emergent.cli.integrations", "External integrations: which are configured, and their tools."),
+    "sandbox": ("emergent.cli.sandbox", "Run a command in the sandbox (limits, no network); show isolation."),
+    "audit": ("emergent.cli.audit", "Verify, export and tail the hash-chained audit trail."),
+    "approvals": ("emergent.cli.approvals", "List, approve and reject pending approval requests."),
+    "policy": ("emergent.cli.policy", "Permission matrix, thresholds, overrides, pause and suspension."),
+    "jobs": ("emergent.cli.jobs", "Scheduled notebook jobs: add, list, show, run, pause, resume, remove, history."),
+    "scheduler": ("emergent.cli.scheduler", "Run due jobs (a long-running process; no JupyterLab needed)."),
+    "kernel": ("emergent.cli.kernel", "Install the Emergent Jupyter kernel."),
+    "proposals": ("emergent.cli.proposals", "Improvement proposals: analyze, generate, list, show, approve, reject, rank."),
+    "experiments": ("emergent.cli.experiments", "Config versions (set, rollback) and A/B experiments (list, show, decide)."),
+    "improve": ("emergent.cli.improve", "The self-improvement cycle: run, status, history."),
+    "graph": ("emergent.cli.graph", "Knowledge graph: sync, search, show, communities, infer, edit, export, render."),
 }
 
 

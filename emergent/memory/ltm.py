@@ -10,7 +10,8 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
+from functools import lru_cache
 from typing import Any
 
 import numpy as np
@@ -23,6 +24,7 @@ from emergent.memory.types import Kind, MemoryRecord, Scope, Tier
 from emergent.stores.lance import IndexPolicy, LanceStore
 
 SCHEMA_VERSION = 1
+SCOPE_COLUMNS = ("agent", "user_id", "session_id")
 PREVIEW_CHARS = 4000
 _ZC = zstandard.ZstdCompressor(level=6)
 _ZD = zstandard.ZstdDecompressor()
@@ -52,10 +54,19 @@ def memory_schema(dim: int, *, archive: bool = False) -> pa.Schema:
     return pa.schema(fields)
 
 
+_NO_VECTOR = [f.name for f in memory_schema(1) if f.name != "vector"]
+
+
 @dataclass(frozen=True, slots=True)
 class Candidate:
     record: MemoryRecord
     score: float  # cosine similarity for vector search, BM25 for text search
+
+
+@lru_cache(maxsize=4096)
+def _scope(agent: str, user: str | None, session: str | None) -> Scope:
+    """Scopes are immutable: validate each distinct one once, not once per row read."""
+    return Scope(agent, user, session)
 
 
 def _quote(value: str) -> str:
@@ -83,7 +94,9 @@ class LongTermMemory:
         self.embedder_id = embedder_id
         self.compress_above = compress_above
         self.policy = policy or IndexPolicy()
-        self._ann_cache: tuple[int, bool] | None = None
+        if not self.policy.scalar_columns:  # scope filters run on every read: index them with the ANN index
+            self.policy = replace(self.policy, scalar_columns=SCOPE_COLUMNS)
+        self._ann_cache: tuple[int, str] | None = None
         self._check_embedder()
         self.table = store.open_table("memories", memory_schema(dim), SCHEMA_VERSION)
         self.archive = store.open_table("memories_archive", memory_schema(dim, archive=True), SCHEMA_VERSION)
@@ -133,7 +146,7 @@ class LongTermMemory:
         vec = row.get("vector") if with_vector else None
         return MemoryRecord(
             id=row["id"], text=text, kind=Kind(row["kind"]), importance=float(row["importance"]),
-            scope=Scope(row["agent"], row["user_id"], row["session_id"]),
+            scope=_scope(row["agent"], row["user_id"], row["session_id"]),
             created_at=row["created_at"], last_accessed=row["last_accessed"],
             stability=float(row["stability"]), access_count=int(row["access_count"]),
             meta=json.loads(row["meta"] or "{}"), sources=json.loads(row["sources"] or "[]"),
@@ -187,21 +200,36 @@ class LongTermMemory:
         where = f"id IN ({', '.join(_quote(i) for i in ids)}) AND {scope.where()}"
         return [self._from_row(r) for r in self.table.search().where(where).limit(len(ids)).to_arrow().to_pylist()]
 
-    def vector_search(self, vector: np.ndarray, where: str, k: int, *, nprobes: int = 32, refine: int = 8) -> list[Candidate]:
-        q = self.table.search(vector).distance_type("cosine").where(where, prefilter=True).limit(k)
-        if self._has_ann():
-            q = q.nprobes(nprobes).refine_factor(refine)
-        rows = q.to_arrow().to_pylist()
-        return [Candidate(self._from_row(r), 1.0 - float(r["_distance"])) for r in rows]
+    def vector_search(self, vector: np.ndarray, where: str, k: int, *, nprobes: int = 32, refine: int = 8,
+                      ef: int | None = None, with_vector: bool = True) -> list[Candidate]:
+        """Top ``k`` by cosine similarity within ``where``.
 
-    def text_search(self, text: str, where: str, k: int) -> list[Candidate]:
+        On an HNSW index ``ef`` (default ``max(2k, 100)``) sets the search breadth; on IVF_PQ,
+        ``nprobes`` partitions are searched and ``refine`` x ``k`` rows re-ranked exactly.
+        ``with_vector=False`` skips reading the vectors (recall does not need them).
+        """
+        q = self.table.search(vector).distance_type("cosine").where(where, prefilter=True).limit(k)
+        ann = self._ann_type()
+        if "HNSW" in ann.upper():
+            q = q.ef(ef or max(2 * k, 100))
+        elif ann:
+            q = q.nprobes(nprobes).refine_factor(refine)
+        if not with_vector:
+            q = q.select([*_NO_VECTOR, "_distance"])
+        rows = q.to_arrow().to_pylist()
+        return [Candidate(self._from_row(r, with_vector=with_vector), 1.0 - float(r["_distance"])) for r in rows]
+
+    def text_search(self, text: str, where: str, k: int, *, with_vector: bool = True) -> list[Candidate]:
         try:
-            rows = self.table.search(text, query_type="fts").where(where, prefilter=True).limit(k).to_arrow().to_pylist()
+            q = self.table.search(text, query_type="fts").where(where, prefilter=True).limit(k)
+            if not with_vector:
+                q = q.select([*_NO_VECTOR, "_score"])
+            rows = q.to_arrow().to_pylist()
         except (ValueError, RuntimeError) as exc:  # no FTS index yet, or a query of only stop words
             if "index" in str(exc).lower() or "token" in str(exc).lower():
                 return []
             raise
-        return [Candidate(self._from_row(r), float(r["_score"])) for r in rows]
+        return [Candidate(self._from_row(r, with_vector=with_vector), float(r["_score"])) for r in rows]
 
     def scan(self, where: str | None = None, columns: list[str] | None = None) -> pa.Table:
         q = self.table.search()
@@ -218,12 +246,17 @@ class LongTermMemory:
         return self.table.count_rows(where) if where else self.table.count_rows()
 
     def _has_ann(self) -> bool:
+        return bool(self._ann_type())
+
+    def _ann_type(self) -> str:
+        """The vector index's type (``IvfHnswSq``, ``IvfPq``...), ``""`` without one; cached per table version."""
         cache = self._ann_cache
-        if cache is None or cache[0] != self.table.version:
-            has = any(self.policy.vector_column in i.columns and i.index_type != "FTS" for i in self.table.list_indices())
-            self._ann_cache = (self.table.version, has)
-            return has
-        return cache[1]
+        version = self.table.version
+        if cache is None or cache[0] != version:
+            kinds = [str(i.index_type) for i in self.table.list_indices()
+                     if self.policy.vector_column in i.columns and i.index_type != "FTS"]
+            self._ann_cache = (version, kinds[0] if kinds else "")
+        return self._ann_cache[1]
 
     # ------------------------------------------------------------------ maintenance
     def maintain(self, force: bool = False) -> dict[str, Any]:

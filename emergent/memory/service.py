@@ -13,6 +13,7 @@ import threading
 import time
 from collections import deque
 from collections.abc import Callable, Iterable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -234,9 +235,11 @@ class Memory:
         cfg = self.config
         n = max(cfg.candidates, k)
         where = build_filter(scope, kinds, lo, hi)
-        vec = self.ltm.vector_search(qvec, where, n)
-        txt = self.ltm.text_search(query, where, n)
+        # The two LTM searches run concurrently (LanceDB releases the GIL); STM is scanned meanwhile.
+        vec_f = _pool().submit(self.ltm.vector_search, qvec, where, n, with_vector=False)
+        txt = self.ltm.text_search(query, where, n, with_vector=False)
         stm_vec, stm_txt = self._stm_candidates(query, qvec, scope, kinds, lo, hi, n)
+        vec = vec_f.result()
         by_id: dict[str, Candidate] = {}
         for c in (*vec, *txt, *stm_vec):
             by_id.setdefault(c.record.id, c)
@@ -252,7 +255,8 @@ class Memory:
             lists[name] = [i for i in ids if i in by_id]
             weights[name] = weight
         fused = rrf(lists, weights, cfg.rrf_k)
-        found_by = {i: tuple(name for name, ids in lists.items() if i in set(ids[:n])) for i in fused}
+        members = {name: set(ids[:n]) for name, ids in lists.items()}
+        found_by = {i: tuple(name for name, ids in members.items() if i in ids) for i in fused}
         w = Weights(cfg.w_relevance, cfg.w_recency, cfg.w_importance, cfg.w_strength)
         hits = []
         for id_, rel in fused.items():
@@ -411,6 +415,17 @@ class Memory:
 
     def close(self) -> None:
         self.flush()
+
+
+_POOL: ThreadPoolExecutor | None = None
+
+
+def _pool() -> ThreadPoolExecutor:
+    """A small shared pool for the concurrent halves of recall (created on first use)."""
+    global _POOL
+    if _POOL is None:
+        _POOL = ThreadPoolExecutor(max_workers=4, thread_name_prefix="emergent-recall")
+    return _POOL
 
 
 def _is_connection_error(exc: Exception) -> bool:

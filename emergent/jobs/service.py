@@ -1,0 +1,207 @@
+"""The jobs service: define, run (with retries, chains and notifications) and inspect jobs.
+
+``Workstation.jobs`` builds one on the workspace's SQL store; the scheduler and the CLI drive it.
+Every run, on demand or scheduled, takes the job's lease first, so one job never runs twice at once
+whichever process asked.
+"""
+
+from __future__ import annotations
+
+import builtins
+import logging
+import os
+import socket
+import threading
+import time
+import uuid
+from collections.abc import Callable
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from emergent.clock import Clock, SystemClock
+from emergent.errors import UsageError, ValidationError
+from emergent.jobs import runner
+from emergent.jobs.model import RETRYABLE, JobSpec, JobState, Run, RunStatus, next_fire
+from emergent.jobs.notify import Delivery, Notifier
+from emergent.jobs.store import JobStore
+
+log = logging.getLogger("emergent.jobs")
+
+
+def new_owner(kind: str = "run") -> str:
+    return f"{kind}:{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
+
+
+class Heartbeat:
+    """Renew ``owner``'s leases every ``lease_s / 3`` seconds while in use."""
+
+    def __init__(self, store: JobStore, owner: str, lease_s: float, now: Callable[[], float]) -> None:
+        self.store, self.owner, self.lease_s, self.now = store, owner, lease_s, now
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._loop, name=f"lease-{owner}", daemon=True)
+
+    def _loop(self) -> None:
+        while not self._stop.wait(self.lease_s / 3):
+            try:
+                self.store.renew(self.owner, now=self.now(), lease_s=self.lease_s)
+            except Exception as exc:  # a transient database error must not kill the run
+                log.warning("could not renew the lease of %s: %s", self.owner, exc)
+
+    def __enter__(self) -> Heartbeat:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join()
+
+
+class JobService:
+    def __init__(self, sql: Any, workspace: Path, *, clock: Clock | None = None, notifier: Notifier | None = None,
+                 lease_s: float = 30.0) -> None:
+        self.store = JobStore(sql)
+        self.workspace = Path(workspace)
+        self.clock = clock or SystemClock()
+        self.notifier = notifier or Notifier()
+        self.lease_s = lease_s
+        self.last_deliveries: builtins.list[Delivery] = []
+
+    # ------------------------------------------------------------------ definitions
+    def add(self, name: str, notebook: str | Path, *, replace: bool = False, **fields: Any) -> JobState:
+        """Define a job (see JobSpec for the fields); the notebook and parameters are checked now."""
+        spec = JobSpec.build(name=name, notebook=str(notebook), **fields)
+        try:
+            runner.check_notebook(Path(spec.notebook), spec.parameters)
+        except runner.InvalidJob as exc:
+            raise ValidationError(f"cannot add job {name!r}: {exc}", hint="fix the notebook or the parameters",
+                                  job=name) from None
+        now = self.clock.now()
+        nxt = next_fire(spec.schedule, now) if spec.schedule else None
+        self.store.put(spec, now=now, next_run_at=nxt, replace=replace)
+        return self.store.get(name)
+
+    def get(self, name: str) -> JobState:
+        return self.store.get(name)
+
+    def list(self) -> builtins.list[JobState]:
+        return self.store.all()
+
+    def remove(self, name: str) -> None:
+        self.store.delete(name)
+
+    def pause(self, name: str) -> JobState:
+        state = self.store.get(name)
+        self.store.set_paused(name, True, now=self.clock.now(), next_run_at=state.next_run_at)
+        return self.store.get(name)
+
+    def resume(self, name: str) -> JobState:
+        """Unpause; slots missed while paused are skipped (the next one is computed from now)."""
+        state = self.store.get(name)
+        now = self.clock.now()
+        nxt = state.next_run_at
+        if state.spec.schedule and (nxt is None or nxt <= now):
+            nxt = next_fire(state.spec.schedule, now)
+        self.store.set_paused(name, False, now=now, next_run_at=nxt)
+        return self.store.get(name)
+
+    def history(self, name: str | None = None, limit: int = 20) -> builtins.list[Run]:
+        if name is not None:
+            self.store.get(name)
+        return self.store.runs(name, limit)
+
+    def due(self, now: float | None = None, limit: int = 100) -> builtins.list[tuple[str, float]]:
+        return self.store.due(self.clock.now() if now is None else now, limit)
+
+    # ------------------------------------------------------------------ running
+    def run(self, name: str, parameters: dict[str, Any] | None = None, *, owner: str | None = None,
+            trigger: str = "manual") -> Run:
+        """Run ``name`` now (with its retries and chain) and return its last attempt."""
+        state = self.store.get(name)
+        params = {**state.spec.parameters, **(parameters or {})}
+        owner = owner or new_owner()
+        first = self.store.claim(name, owner=owner, now=self.clock.now(), lease_s=self.lease_s, slot=None,
+                                 next_run_at=None, trigger=trigger, parameters=params)
+        if first is None:
+            busy = self.store.get(name)
+            raise UsageError(f"job {name!r} is already running on {busy.lease_owner}",
+                             hint="wait for it to finish (emergent jobs history NAME) and run it again")
+        with Heartbeat(self.store, owner, self.lease_s, self.clock.now):
+            return self.execute(state.spec, first)
+
+    def execute(self, spec: JobSpec, run: Run) -> Run:
+        """Run attempts of a claimed job until one succeeds or the retry policy gives up."""
+        try:
+            while True:
+                self._attempt(spec, run)
+                if run.status not in RETRYABLE or run.attempt > spec.retries:
+                    break
+                time.sleep(spec.retry_delay_s)
+                run = self.store.start_attempt(run, now=self.clock.now(), lease_s=self.lease_s)
+        finally:
+            self.store.release(spec.name, run.owner)
+        if run.status is RunStatus.SUCCEEDED:
+            self._chain(spec, run)
+        elif spec.notify:
+            self.last_deliveries = self.notifier.notify(spec.notify, run)
+            for d in self.last_deliveries:
+                if not d.ok:
+                    log.warning("notification to %s failed: %s", d.target, d.detail)
+        return run
+
+    def output_path(self, job: str, at: float, attempt: int = 1) -> Path:
+        stamp = datetime.fromtimestamp(at, tz=UTC).strftime("%Y%m%dT%H%M%S%fZ")
+        suffix = "" if attempt == 1 else f"-attempt{attempt}"
+        return self.workspace / "runs" / job / f"{stamp}{suffix}.ipynb"
+
+    def _attempt(self, spec: JobSpec, run: Run) -> None:
+        out = self.output_path(spec.name, run.started_at, run.attempt)
+        self.store.set_output_path(run.id, str(out))
+        env = {"EMERGENT_HOME": str(self.workspace), "EMERGENT_JOB": spec.name, "EMERGENT_RUN_ID": str(run.id)}
+        outcome = runner.execute(Path(spec.notebook), out, run.parameters, kernel=spec.kernel,
+                                 timeout_s=spec.timeout_s, env=env)
+        run.status, run.error, run.error_cell = outcome.status, outcome.error, outcome.error_cell
+        run.error_name, run.outputs = outcome.error_name, outcome.outputs
+        run.output_path = str(out) if out.exists() else None
+        self.store.finish(run, now=self.clock.now())
+
+    def _chain(self, spec: JobSpec, parent: Run) -> None:
+        for child_name in spec.chain:
+            try:
+                child = self.store.get(child_name)
+            except UsageError as exc:
+                log.warning("job %s chains to %s: %s", spec.name, child_name, exc)
+                continue
+            declared = runner.parameters_cell(Path(child.spec.notebook)) if Path(child.spec.notebook).exists() else {}
+            passed = {k: v for k, v in parent.outputs.items() if k in (declared or {})}
+            try:
+                self.run(child_name, passed, owner=new_owner("chain"), trigger=f"chain:{spec.name}#{parent.id}")
+            except UsageError as exc:
+                log.warning("chained job %s not started: %s", child_name, exc)
+
+    # ------------------------------------------------------------------ scheduling
+    def claim_due(self, owner: str, now: float | None = None, limit: int = 100) -> builtins.list[tuple[JobSpec, Run]]:
+        """Claim every due slot this owner can get; the caller executes them (see Scheduler)."""
+        now = self.clock.now() if now is None else now
+        claimed: builtins.list[tuple[JobSpec, Run]] = []
+        for name, slot in self.store.due(now, limit):
+            state = self.store.get(name)
+            nxt = next_fire(state.spec.schedule, max(slot, now)) if state.spec.schedule else None
+            run = self.store.claim(name, owner=owner, now=now, lease_s=self.lease_s, slot=slot, next_run_at=nxt,
+                                   trigger="schedule", parameters=state.spec.parameters)
+            if run is not None:
+                claimed.append((state.spec, run))
+        return claimed
+
+    def recover(self, now: float | None = None) -> builtins.list[Run]:
+        """Record runs of dead schedulers as interrupted; a job with retries left is due again at once."""
+        now = self.clock.now() if now is None else now
+        lost = self.store.recover(now)
+        for run in lost:
+            try:
+                spec = self.store.get(run.job).spec
+            except UsageError:
+                continue
+            if run.attempt <= spec.retries:
+                self.store.set_next(run.job, now)
+        return lost

@@ -1,0 +1,177 @@
+"""IPython magics: ``%load_ext emergent`` (done at start-up by the Emergent kernel).
+
+* ``%remember [--kind K] [--importance X] [--scope S] [--ltm] TEXT`` and ``%%remember`` (the cell body
+  is the memory);
+* ``%recall [-k N] [--scope S] QUERY`` (a table of hits; the value is the list of hits);
+* ``%tool NAME {json args}`` or ``%tool NAME key=value ...`` (calls ``ws.tools`` when the workstation
+  has tools);
+* ``%emergent status`` (workspace, stores, jobs).
+
+The workstation is the ``ws`` variable of the notebook when it holds one, else the one the
+extension opened (``EMERGENT_HOME``). Coroutines returned by tools are awaited on a private loop in
+a helper thread, so they work inside the kernel's running event loop.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import html
+import inspect
+import json
+import shlex
+from collections.abc import Awaitable
+from typing import Any, TypeVar
+
+from IPython.core.error import UsageError as IPythonUsageError
+from IPython.core.magic import Magics, line_cell_magic, line_magic, magics_class
+from IPython.core.magic_arguments import argument, magic_arguments, parse_argstring
+
+from emergent.errors import EmergentError
+
+T = TypeVar("T")
+
+
+def run_sync(awaitable: Awaitable[T]) -> T:
+    """Await ``awaitable`` from sync code, also when an event loop is already running here (a Jupyter
+    kernel): then it runs on a fresh loop in a helper thread instead of failing like asyncio.run."""
+
+    async def main() -> T:
+        return await awaitable
+
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        return asyncio.run(main())
+    with concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="emergent-async") as pool:
+        return pool.submit(asyncio.run, main()).result()
+
+
+class Hits(list):  # type: ignore[type-arg]
+    """Recall hits that display as a table."""
+
+    def _repr_html_(self) -> str:
+        rows = "".join(f"<tr><td>{h.score:.3f}</td><td>{html.escape(h.record.kind.value)}</td>"
+                       f"<td>{html.escape(h.text[:200])}</td></tr>" for h in self)
+        return f"<table><tr><th>score</th><th>kind</th><th>text</th></tr>{rows}</table>"
+
+    def __repr__(self) -> str:
+        return "\n".join(f"{h.score:.3f}  {h.text[:100]}" for h in self) or "(no memories)"
+
+
+def _tool_args(rest: str) -> dict[str, Any]:
+    rest = rest.strip()
+    if not rest:
+        return {}
+    if rest.startswith("{"):
+        try:
+            return dict(json.loads(rest))
+        except json.JSONDecodeError as exc:
+            raise IPythonUsageError(f"%tool arguments are not valid JSON: {exc}") from None
+    out: dict[str, Any] = {}
+    for pair in shlex.split(rest):
+        key, sep, raw = pair.partition("=")
+        if not sep:
+            raise IPythonUsageError(f"%tool argument {pair!r} is not key=value (or pass one JSON object)")
+        try:
+            out[key] = json.loads(raw)
+        except json.JSONDecodeError:
+            out[key] = raw
+    return out
+
+
+@magics_class
+class EmergentMagics(Magics):
+    def __init__(self, shell: Any, ws: Any = None) -> None:
+        super().__init__(shell)
+        self._own_ws = ws
+
+    @property
+    def ws(self) -> Any:
+        from emergent.workstation import Workstation
+
+        user_ws = self.shell.user_ns.get("ws") if self.shell is not None else None
+        if isinstance(user_ws, Workstation):
+            return user_ws
+        if self._own_ws is None:
+            self._own_ws = Workstation.open()
+        return self._own_ws
+
+    @magic_arguments()
+    @argument("--kind", default="episodic", help="episodic, semantic, procedural, ...")
+    @argument("--importance", type=float, default=0.5)
+    @argument("--scope", default=None)
+    @argument("--ltm", action="store_true", help="write straight to long-term memory")
+    @argument("text", nargs="*")
+    @line_cell_magic
+    def remember(self, line: str, cell: str | None = None) -> str:
+        """%remember TEXT / %%remember: store a memory; returns its id."""
+        args = parse_argstring(self.remember, line)
+        text = cell if cell is not None else " ".join(args.text)
+        if not text.strip():
+            raise IPythonUsageError("nothing to remember: %remember TEXT, or %%remember with a cell body")
+        rec = self._call(self.ws.memory.remember, text.strip("\n"), kind=args.kind, importance=args.importance,
+                         scope=args.scope, tier="ltm" if args.ltm else "stm")
+        return str(rec.id)
+
+    @magic_arguments()
+    @argument("-k", type=int, default=5)
+    @argument("--scope", default=None)
+    @argument("query", nargs="+")
+    @line_magic
+    def recall(self, line: str) -> Hits:
+        """%recall QUERY: the memories that best answer QUERY."""
+        args = parse_argstring(self.recall, line)
+        return Hits(self._call(self.ws.memory.recall, " ".join(args.query), k=args.k, scope=args.scope))
+
+    @line_magic
+    def tool(self, line: str) -> Any:
+        """%tool NAME {json} | key=value ...: call a tool of the workstation."""
+        name, _, rest = line.strip().partition(" ")
+        if not name:
+            raise IPythonUsageError("usage: %tool NAME {\"arg\": 1} or %tool NAME arg=1")
+        tools = getattr(self.ws, "tools", None)
+        if tools is None:
+            raise IPythonUsageError("this workstation has no tools service (emergent.tools is not installed)")
+        result = self._call(tools.call, name, _tool_args(rest))
+        return run_sync(result) if inspect.isawaitable(result) else result
+
+    @line_magic
+    def emergent(self, line: str) -> Any:
+        """%emergent status: the workspace, its stores and its jobs."""
+        sub = line.strip() or "status"
+        if sub != "status":
+            raise IPythonUsageError(f"unknown %emergent subcommand {sub!r}; try: %emergent status")
+        status = self._call(self.ws.status)
+        jobs = self._call(self.ws.jobs.list)
+        status["jobs"] = {j.name: ("paused" if j.paused else "active") for j in jobs}
+        return _Status(status)
+
+    @staticmethod
+    def _call(fn: Any, *args: Any, **kwargs: Any) -> Any:
+        try:
+            return fn(*args, **kwargs)
+        except EmergentError as exc:
+            raise IPythonUsageError(str(exc)) from None
+
+
+class _Status(dict):  # type: ignore[type-arg]
+    def __repr__(self) -> str:
+        return json.dumps(self, indent=2, default=str)
+
+
+def load_ipython_extension(ipython: Any) -> None:
+    """Register the magics; put the workspace in ``ws`` unless the notebook already has one."""
+    magics = EmergentMagics(ipython)
+    ipython.register_magics(magics)
+    if "ws" not in ipython.user_ns:
+        from emergent.workstation import Workstation
+
+        magics._own_ws = Workstation.open()
+        ipython.push({"ws": magics._own_ws})
+
+
+def unload_ipython_extension(ipython: Any) -> None:
+    ws = ipython.user_ns.get("ws")
+    if ws is not None and hasattr(ws, "close"):
+        ws.close()

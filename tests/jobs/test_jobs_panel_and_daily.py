@@ -1,0 +1,45 @@
+"""The JobsPanel widget acting through ws.jobs, and the daily maintenance job on a real workspace."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from emergent.jobs.model import RunStatus
+
+ROOT = Path(__file__).resolve().parents[2]
+DAILY = ROOT / "notebooks" / "jobs" / "daily_maintenance.ipynb"
+
+
+def test_the_jobs_panel_pauses_resumes_and_runs_a_job_with_a_link_to_its_notebook(jobs, make_nb) -> None:
+    from emergent.ui.jobs_panel import JobsPanel
+
+    jobs.add("hello", make_nb("hello", "print('hi')"), schedule="every 1h")
+    panel = JobsPanel(jobs)
+    assert "hello" in panel.rows.children[0].children[0].value and "no runs yet" in panel.runs_html.value
+    panel.buttons[("hello", "toggle")].click()
+    assert jobs.get("hello").paused and panel.buttons[("hello", "toggle")].description == "Resume"
+    panel.buttons[("hello", "toggle")].click()
+    assert not jobs.get("hello").paused and panel.buttons[("hello", "toggle")].description == "Pause"
+    panel.run_now("hello", wait=True)
+    (run,) = jobs.history("hello")
+    assert run.status is RunStatus.SUCCEEDED
+    assert "succeeded" in panel.runs_html.value and Path(run.output_path).name in panel.runs_html.value
+    assert "<a href=" in panel.runs_html.value and "hello</code>: succeeded" in panel.message.value
+
+
+def test_daily_maintenance_consolidates_backs_up_and_reports(ws, jobs) -> None:
+    year_ago = ws.clock.now() - 365 * 86400  # a long-term memory nobody touched for a year has decayed
+    ws.memory.remember("the old office wifi password was hunter2", importance=0.0, tier="ltm", at=year_ago)
+    ws.memory.remember("the team meets on Mondays", importance=0.9, tier="ltm")
+    jobs.add("daily_maintenance", DAILY, schedule="0 3 * * *", parameters={"embedder": "hashing"}, timeout_s=300)
+    run = jobs.run("daily_maintenance")
+    assert run.status is RunStatus.SUCCEEDED, run.error
+    assert run.outputs["archived"] == 1, run.outputs
+    from emergent import Workstation
+
+    with Workstation.open(ws.path, embedder="hashing") as fresh:  # what the job left in the workspace
+        assert [h.text for h in fresh.memory.recall("team meets wifi", k=5)] == ["the team meets on Mondays"]
+    if run.outputs["backup_id"] is not None:  # the backup module is part of this installation
+        assert any(run.outputs["backup_id"] in p.name for p in (ws.path / "backups").iterdir())
+    executed = Path(run.output_path).read_text()
+    assert "memories" in executed.lower()

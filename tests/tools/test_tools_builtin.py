@@ -1,0 +1,115 @@
+"""Built-in tools through the workstation: files jail, sql, http_get allow-list, memory, code, notebooks."""
+
+import http.server
+import json
+import threading
+from pathlib import Path
+
+import pytest
+
+from emergent import Workstation
+from emergent.errors import PermissionDenied, SandboxLimitError, TransientError, ValidationError
+
+
+@pytest.fixture
+def tools(home):
+    ws = Workstation.open(home, embedder="hashing", tools={"http_allow_hosts": ["127.0.0.1"]})
+    yield ws.tools
+    ws.close()
+
+
+def test_files_are_jailed_to_the_workspace(tools):
+    assert tools.call("files.write", {"path": "notes/a.txt", "content": "hello"}) == {"path": "notes/a.txt",
+                                                                                      "bytes": 5}
+    assert tools.call("files.read", {"path": "notes/a.txt"}) == "hello"
+    assert tools.call("files.list", {}) == ["notes/a.txt"]
+    for bad in ("../emergent.db", "/etc/passwd", "notes/../../emergent.db"):
+        with pytest.raises(ValidationError, match="leaves the workspace"):
+            tools.call("files.read", {"path": bad})
+    (tools.workspace / "files" / "link").symlink_to("/etc")
+    with pytest.raises(ValidationError, match="leaves the workspace"):
+        tools.call("files.read", {"path": "link/passwd"})
+
+
+def test_sql_queries_workspace_files_read_only(tools):
+    tools.call("files.write", {"path": "sales.csv", "content": "region,amount\neu,3\nus,4\neu,5\n"})
+    out = tools.call("sql", {"query": "SELECT region, sum(amount) AS total FROM 'sales.csv' GROUP BY 1 ORDER BY 1"})
+    assert out == {"columns": ["region", "total"], "rows": [["eu", 8], ["us", 4]], "truncated": False}
+    with pytest.raises(ValidationError, match="read-only"):
+        tools.call("sql", {"query": "COPY (SELECT 1) TO 'x.csv'"})
+    with pytest.raises(ValidationError, match="Permission|disabled"):
+        tools.call("sql", {"query": "SELECT * FROM read_text('/etc/hostname')"})
+
+
+class _Handler(http.server.BaseHTTPRequestHandler):
+    def do_GET(self):  # noqa: N802
+        if self.path == "/flaky" and not getattr(self.server, "flaked", False):
+            self.server.flaked = True  # type: ignore[attr-defined]
+            self.send_response(503)
+            self.end_headers()
+            return
+        if self.path == "/away":
+            self.send_response(302)
+            self.send_header("Location", "http://example.com/")
+            self.end_headers()
+            return
+        body = json.dumps({"path": self.path}).encode()
+        self.send_response(200)
+        self.send_header("Content-Type", "application/json")
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, *a):
+        pass
+
+
+@pytest.fixture
+def server():
+    srv = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _Handler)
+    threading.Thread(target=srv.serve_forever, daemon=True).start()
+    yield f"http://127.0.0.1:{srv.server_address[1]}"
+    srv.shutdown()
+
+
+def test_http_get_fetches_allowed_hosts_and_retries_5xx(tools, server):
+    assert json.loads(tools.call("http_get", {"url": f"{server}/hello"})["text"]) == {"path": "/hello"}
+    assert tools.call("http_get", {"url": f"{server}/flaky"})["status"] == 200
+    stats = {s.tool: s for s in tools.stats("http_get")}
+    assert stats["http_get"].calls == 2
+    assert TransientError.retryable
+
+
+def test_http_get_refuses_other_hosts_and_redirects_to_them(tools, server):
+    with pytest.raises(PermissionDenied, match="not on http_get's allow-list"):
+        tools.call("http_get", {"url": "http://example.com/"})
+    with pytest.raises(PermissionDenied, match="example.com"):
+        tools.call("http_get", {"url": f"{server}/away"})
+
+
+def test_memory_tools_use_the_memory_service(tools):
+    mid = tools.call("memory.remember", {"text": "the launch is on friday", "importance": 0.9})
+    hits = tools.call("memory.recall", {"query": "when is the launch", "k": 3})
+    assert hits[0]["id"] == mid and hits[0]["text"] == "the launch is on friday"
+
+
+def test_python_and_shell_tools_run_in_the_sandbox(tools):
+    out = tools.call("python", {"code": "import os; print(os.getcwd() != '/')"})
+    assert out["stdout"] == "True\n" and out["isolation"] in ("process", "network")
+    assert tools.call("shell", {"command": "echo $((6*7))"})["stdout"] == "42\n"
+    with pytest.raises(SandboxLimitError, match="timeout"):
+        tools.call("python", {"code": "import time; time.sleep(5)", "timeout": 0.5})
+
+
+def test_notebook_run_executes_a_workspace_notebook(tools):
+    import nbformat
+
+    nb = nbformat.v4.new_notebook()
+    params = nbformat.v4.new_code_cell("n = 1")
+    params.metadata["tags"] = ["parameters"]
+    nb.cells = [params, nbformat.v4.new_code_cell("result = n * 10\nprint(result)")]
+    path = Path(tools.workspace) / "files" / "calc.ipynb"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    nbformat.write(nb, path)
+    out = tools.call("notebook.run", {"path": "calc.ipynb", "parameters": {"n": 4}, "output": "runs/calc.ipynb"})
+    executed = nbformat.read(Path(tools.workspace) / "files" / out["output"], as_version=4)
+    assert "40" in executed.cells[-1].outputs[0]["text"]

@@ -1,0 +1,188 @@
+"""The runner's wrappers: retry, breaker, timeout, result checks, telemetry, audit, approvals."""
+
+import threading
+import time
+
+import pytest
+
+from emergent.autonomy.service import Autonomy
+from emergent.clock import FakeClock
+from emergent.errors import (
+    ApprovalPending,
+    CircuitOpenError,
+    PermissionDenied,
+    TimeoutExceeded,
+    ToolExecutionError,
+    TransientError,
+    ValidationError,
+)
+from emergent.tools import RetryPolicy, tool
+from emergent.tools.registry import ToolRegistry
+from emergent.tools.runner import CircuitBreaker, ToolRunner
+from emergent.tools.telemetry import Telemetry
+
+
+class Flaky:
+    def __init__(self, fail_times, exc=TransientError):
+        self.left, self.exc, self.calls = fail_times, exc, 0
+
+    def __call__(self, x: int) -> int:
+        self.calls += 1
+        if self.left > 0:
+            self.left -= 1
+            raise self.exc("boom")
+        return x * 2
+
+
+def flaky_tool(flaky, attempts=3):
+    def double(x: int) -> int:
+        """Double x."""
+        return flaky(x)
+
+    return tool(double, version="1.0.0", retry=RetryPolicy(attempts=attempts, initial=0.001, max_wait=0.01,
+                                                           jitter=0.001))
+
+
+@pytest.fixture
+def env(store):
+    clock = FakeClock()
+    auto = Autonomy(store, clock=clock)
+    reg = ToolRegistry(store, entry_points=False, clock=clock)
+    tel = Telemetry(store, flush_interval=None)
+    runner = ToolRunner(reg, autonomy=auto, telemetry=tel, clock=clock, sleep=lambda s: None)
+    yield reg, runner, auto, tel, clock
+    runner.close()
+    tel.close()
+    auto.close()
+
+
+def test_retries_transient_errors_with_backoff_and_records_attempts(env):
+    reg, runner, auto, tel, _ = env
+    f = Flaky(2)
+    reg.add(flaky_tool(f))
+    assert runner.call("double", {"x": 4}) == 8
+    assert f.calls == 3
+    row = tel.rows("double")[0]
+    assert row["outcome"] == "ok" and row["attempts"] == 3
+
+
+def test_non_retryable_errors_are_not_retried_and_are_wrapped_clearly(env):
+    reg, runner, *_ = env
+    f = Flaky(1, exc=ValueError)
+    reg.add(flaky_tool(f))
+    with pytest.raises(ToolExecutionError, match="raised ValueError: boom") as e:
+        runner.call("double", {"x": 1})
+    assert f.calls == 1 and isinstance(e.value.__cause__, ValueError)
+
+
+def test_retries_give_up_after_the_policy_attempts(env):
+    reg, runner, _, tel, _ = env
+    f = Flaky(10)
+    reg.add(flaky_tool(f, attempts=3))
+    with pytest.raises(TransientError):
+        runner.call("double", {"x": 1})
+    assert f.calls == 3 and tel.rows("double")[0]["error_class"] == "TransientError"
+
+
+def test_circuit_breaker_opens_after_repeated_failures_and_recovers(store):
+    clock = FakeClock()
+    f = Flaky(100, exc=RuntimeError)
+    reg = ToolRegistry(store, entry_points=False)
+    reg.add(flaky_tool(f, attempts=1))
+    runner = ToolRunner(reg, breaker=CircuitBreaker(clock, threshold=3, cooldown=10), clock=clock)
+    for _ in range(3):
+        with pytest.raises(ToolExecutionError):
+            runner.call("double", {"x": 1})
+    with pytest.raises(CircuitOpenError, match="open for 10 s"):
+        runner.call("double", {"x": 1})
+    assert f.calls == 3
+    clock.advance(11)
+    f.left = 0
+    assert runner.call("double", {"x": 2}) == 4 and runner.breaker.state("double@1.0.0") == "closed"
+
+
+def test_hanging_tool_times_out_and_the_caller_goes_on(store):
+    release = threading.Event()
+
+    @tool(timeout=0.2)
+    def hang() -> int:
+        """Hang."""
+        release.wait(10)
+        return 1
+
+    reg = ToolRegistry(store, entry_points=False)
+    reg.add(hang)
+    t0 = time.monotonic()
+    with pytest.raises(TimeoutExceeded, match="did not finish within 0.2 s"):
+        ToolRunner(reg).call("hang")
+    assert time.monotonic() - t0 < 2
+    release.set()
+
+
+def test_wrong_result_type_and_bad_arguments_fail_before_or_after_running(env):
+    reg, runner, _, tel, _ = env
+
+    @tool
+    def liar(x: int) -> int:
+        """Return the wrong type."""
+        return "x"  # type: ignore[return-value]
+
+    reg.add(liar)
+    with pytest.raises(ToolExecutionError, match="not its declared result type"):
+        runner.call("liar", {"x": 1})
+    with pytest.raises(ValidationError, match="x: Input should be a valid integer"):
+        runner.call("liar", {"x": "nope"})
+    assert [r["outcome"] for r in tel.rows("liar")] == ["invalid", "error"]
+
+
+def test_every_call_lands_in_the_audit_chain_with_its_decision(env):
+    reg, runner, auto, *_ = env
+    reg.add(flaky_tool(Flaky(0)))
+    runner.call("double", {"x": 1}, actor="user:ana")
+    entry = auto.audit.entries(kind="tool.call")[-1]
+    assert entry.actor == "user:ana" and entry.data["outcome"] == "ok" and entry.data["decision"] == "allow"
+    assert auto.audit.verify().ok
+
+
+def test_denied_calls_do_not_run(env):
+    reg, runner, auto, *_ = env
+    f = Flaky(0)
+    reg.add(flaky_tool(f))
+    auto.add_rule("agent:rogue", "double", "deny")
+    with pytest.raises(PermissionDenied, match="deny overrides"):
+        runner.call("double", {"x": 1}, actor="agent:rogue")
+    assert f.calls == 0
+
+
+def test_asked_call_waits_and_resumes_when_approved_in_another_thread(env):
+    reg, runner, auto, *_ = env
+    f = Flaky(0)
+    reg.add(tool(f.__call__, name="write_it", version="1.0.0", side_effect="write"))
+    fut = runner.submit("write_it", {"x": 5}, actor="agent:scout")
+    for _ in range(200):
+        pending = auto.approvals.list()
+        if pending:
+            break
+        time.sleep(0.01)
+    assert f.calls == 0 and pending[0].tool == "write_it@1.0.0"
+    auto.approvals.approve(pending[0].id, by="user:boss", reason="fine")
+    assert fut.result(timeout=5) == 10
+
+
+def test_rejected_and_pending_approvals_fail_clearly_and_resume_later(env):
+    reg, runner, auto, *_ = env
+    f = Flaky(0)
+    reg.add(tool(f.__call__, name="write_it", version="1.0.0", side_effect="write"))
+    with pytest.raises(ApprovalPending) as e:
+        runner.call("write_it", {"x": 1}, actor="agent:scout", wait=False)
+    aid = e.value.approval
+    with pytest.raises(ApprovalPending):
+        runner.resume(aid)
+    auto.approvals.approve(aid)
+    assert runner.resume(aid) == 2
+    fut = runner.submit("write_it", {"x": 1}, actor="agent:scout")
+    while not auto.approvals.list():
+        time.sleep(0.01)
+    auto.approvals.reject(auto.approvals.list()[0].id, reason="not today")
+    with pytest.raises(PermissionDenied, match="rejected by user:local: not today"):
+        fut.result(timeout=5)
