@@ -42,10 +42,13 @@ class MemoryConfig(BaseModel):
     w_importance: float = 0.1
     w_strength: float = 0.05
     recency_half_life_days: float = Field(30.0, gt=0)
-    rrf_k: int = Field(60, ge=1)
+    fusion: Literal["scores", "rrf"] = Field(
+        "scores", description="scores: weighted mean of min-max normalised scores; rrf: reciprocal-rank fusion")
+    rrf_k: int = Field(60, ge=1, description="RRF constant (also turns rank-only retrievers into scores)")
     w_vector: float = Field(1.0, ge=0.0)
-    w_text: float = Field(1.0, ge=0.0)
+    w_text: float = Field(1.5, ge=0.0)
     w_neighbors: float = Field(0.35, ge=0.0, description="weight of temporal-neighbour evidence")
+    neighbor_window_s: float = Field(300.0, ge=0.0, description="episodic memories this close in time are neighbours")
     candidates: int = Field(100, ge=10, le=2000)
     # storage
     compress_above_bytes: int = Field(16 * 1024, ge=256)

@@ -78,7 +78,7 @@ def _due_check(root: Path, size: int) -> dict[str, Any]:
 
 def run(args: dict[str, Any]) -> dict[str, Any]:
     size = int(args.get("size") or 1000)
-    repeats = int(args.get("k") or 3)
+    repeats = int(args.get("k") or 5)
     with tempfile.TemporaryDirectory(prefix="emergent-bench-jobs-") as tmp:
         root = Path(tmp)
         out = {**_overhead(root, repeats), **_due_check(root, size)}

@@ -39,6 +39,7 @@ class GraphIndex:
     node_memories: Any  # scipy CSR nodes x memories
     memory_ids: list[str]
     specificity: np.ndarray
+    passages: bool = False  # memories are nodes n.. n+m-1 of the transition matrix
 
     def visible_mask(self, scope: Scope | None) -> np.ndarray:
         if scope is None:
@@ -62,8 +63,12 @@ class GraphSearchResult:
 
 
 def build_index(ids: list[str], namespaces: list[str], edges: Sequence[tuple[str, str, float]],
-                aliases: Sequence[tuple[str, str, str]] = (), provenance: Sequence[tuple[str, str]] = ()) -> GraphIndex:
-    """An index from plain lists (also used by the benchmark to build 100k-node graphs quickly)."""
+                aliases: Sequence[tuple[str, str, str]] = (), provenance: Sequence[tuple[str, str]] = (),
+                passage_weight: float = 0.0) -> GraphIndex:
+    """An index from plain lists (also used by the benchmark to build 100k-node graphs quickly).
+
+    With ``passage_weight > 0`` memories become nodes too, linked to the entities they mention
+    (HippoRAG 2): the walk then crosses from a memory to the other entities it mentions."""
     import scipy.sparse as sp
 
     index = {n: i for i, n in enumerate(ids)}
@@ -76,9 +81,6 @@ def build_index(ids: list[str], namespaces: list[str], edges: Sequence[tuple[str
     n = len(ids)
     adj = sp.coo_matrix((np.concatenate([w, w]), (np.concatenate([src, dst]), np.concatenate([dst, src]))),
                         shape=(n, n)).tocsr()
-    out = np.asarray(adj.sum(axis=1)).ravel()
-    inv = np.divide(1.0, out, out=np.zeros_like(out), where=out > 0).astype(np.float32)
-    transition_t = (sp.diags(inv) @ adj).T.tocsr().astype(np.float32)
     alias = {(ns_index[ns], key): index[nid] for ns, key, nid in aliases if nid in index}
     mem_ids = sorted({m for _, m in provenance})
     mem_index = {m: i for i, m in enumerate(mem_ids)}
@@ -87,7 +89,15 @@ def build_index(ids: list[str], namespaces: list[str], edges: Sequence[tuple[str
     nm = sp.csr_matrix((np.ones(len(rows), dtype=np.float32), (rows, cols)), shape=(n, len(mem_ids)))
     per_node = np.asarray(nm.sum(axis=1)).ravel()
     spec = np.divide(1.0, per_node, out=np.zeros_like(per_node), where=per_node > 0).astype(np.float32)
-    return GraphIndex(ids, index, nsv, ns_names, transition_t, adj, alias, nm, mem_ids, spec)
+    full = adj
+    if passage_weight > 0 and mem_ids:
+        link = nm * np.float32(passage_weight)
+        full = sp.bmat([[adj, link], [link.T, None]], format="csr")
+    out = np.asarray(full.sum(axis=1)).ravel()
+    inv = np.divide(1.0, out, out=np.zeros_like(out), where=out > 0).astype(np.float32)
+    transition_t = (sp.diags(inv) @ full).T.tocsr().astype(np.float32)
+    return GraphIndex(ids, index, nsv, ns_names, transition_t, adj, alias, nm, mem_ids, spec,
+                      passage_weight > 0 and bool(mem_ids))
 
 
 def _matvec(m: Any) -> Any:
@@ -155,7 +165,8 @@ class SearchMixin:
                                 .where(graph_provenance.c.kind == "node")).all()
         idx = build_index([r[0] for r in nodes], [r[1] for r in nodes],
                           [(a, b, c * (1.0 + np.log(max(w, 1.0)))) for a, b, c, w in edges],
-                          [tuple(a) for a in aliases], [tuple(p) for p in prov])
+                          [tuple(a) for a in aliases], [tuple(p) for p in prov],
+                          passage_weight=getattr(self, "passage_weight", 0.0))
         self._cache["index"] = idx
         return idx
 
@@ -204,15 +215,19 @@ class SearchMixin:
         seeds = self.seeds(query, sc, query_vector)
         if not seeds or not idx.ids:
             return GraphSearchResult()
-        s = np.zeros(len(idx.ids), dtype=np.float32)
+        size = len(idx.ids)
+        s = np.zeros(idx.transition_t.shape[0], dtype=np.float32)
         for i, w in seeds.items():
             s[i] = w * max(float(idx.specificity[i]), 0.05)
-        p = personalized_pagerank(idx.transition_t, s, damping=damping)
+        full = personalized_pagerank(idx.transition_t, s, damping=damping)
+        p = full[:size].copy()
         p[~idx.visible_mask(sc)] = 0.0
-        top = np.argsort(-p)[:k]
-        top = [int(i) for i in top if p[i] > 0]
+        top = [int(i) for i in np.argsort(-p)[:k] if p[i] > 0]
         nodes = {n.id: n for n in self._nodes_by_id([idx.ids[i] for i in top])}
-        mem = (idx.node_memories.T @ (p * idx.specificity)) if idx.memory_ids else np.zeros(0)
+        if idx.passages:
+            mem = full[size:]
+        else:
+            mem = (idx.node_memories.T @ (p * idx.specificity)) if idx.memory_ids else np.zeros(0)
         order = np.argsort(-mem)[: max(k, 100)]
         memories = [(idx.memory_ids[i], float(mem[i])) for i in order if mem[i] > 0]
         found = [self._path(idx, list(seeds), t) for t in top[:paths] if t not in seeds]

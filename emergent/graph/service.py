@@ -76,7 +76,7 @@ class KnowledgeGraph(EditorMixin, InferenceMixin, SearchMixin, CommunitiesMixin,
         with self._lock, self.sql.begin() as conn:
             affected = self._drop_provenance(conn, [r.id for r in records])
             added_nodes: list[Node] = []
-            counts = defaultdict(int)
+            counts: dict[str, int] = defaultdict(int)
             by_ns: dict[str, list[tuple[MemoryRecord, Extraction]]] = defaultdict(list)
             for rec, ex in zip(records, extractions, strict=True):
                 by_ns[namespace_of(rec.scope)].append((rec, ex))

@@ -17,6 +17,12 @@ from emergent.jobs.service import Heartbeat, JobService, new_owner
 log = logging.getLogger("emergent.jobs.scheduler")
 
 
+def _log_crash(fut: Future[Run]) -> None:
+    exc = fut.exception()
+    if exc is not None:  # the run row stays 'running' until its lease expires, then reads 'interrupted'
+        log.error("a job run crashed in the scheduler: %s: %s", type(exc).__name__, exc)
+
+
 class Scheduler:
     def __init__(self, service: JobService, *, workers: int = 2, poll_s: float = 1.0, owner: str | None = None) -> None:
         self.service = service
@@ -40,6 +46,7 @@ class Scheduler:
         started = []
         for spec, run in self.service.claim_due(self.owner, limit=free):
             fut = self._pool.submit(self.service.execute, spec, run)
+            fut.add_done_callback(_log_crash)
             started.append(fut)
             with self._lock:
                 self._running.add(fut)

@@ -32,12 +32,18 @@ def sha256_file(path: Path) -> str:
 
 
 def write_archive(stage: Path, names: list[str], archive: Path) -> None:
+    """Write ``names`` (relative to ``stage``, in this order) to ``archive``; a failed or killed
+    write leaves at most a ``.part`` file, never a truncated archive under the final name."""
     tmp = archive.with_name(archive.name + ".part")
-    with tmp.open("wb") as raw, zstandard.ZstdCompressor(level=3, threads=-1).stream_writer(raw) as zw, \
-            tarfile.open(fileobj=zw, mode="w|", format=tarfile.PAX_FORMAT) as tar:
-        for name in names:
-            tar.add(stage / name, arcname=name, recursive=False)
-    os.replace(tmp, archive)
+    try:
+        with tmp.open("wb") as raw, zstandard.ZstdCompressor(level=3, threads=-1).stream_writer(raw) as zw, \
+                tarfile.open(fileobj=zw, mode="w|", format=tarfile.PAX_FORMAT) as tar:
+            for name in names:
+                tar.add(stage / name, arcname=name, recursive=False)
+        os.replace(tmp, archive)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
 
 
 def _safe_name(name: str) -> bool:

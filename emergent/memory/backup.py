@@ -26,7 +26,6 @@ from __future__ import annotations
 import contextlib
 import functools
 import json
-import os
 import secrets
 import shutil
 import sqlite3
@@ -287,20 +286,20 @@ def _swapper(aside: Path) -> Iterator[list[tuple[Path, Path]]]:
             if live.exists():
                 shutil.rmtree(live) if live.is_dir() else live.unlink()
             if old.exists():
-                os.replace(old, live)
+                shutil.move(old, live)
         raise
 
 
 def _swap(live: Path, new: Path | None, aside: Path, moved: list[tuple[Path, Path]]) -> None:
     if live.exists():
         old = aside / live.name
-        os.replace(live, old)
+        shutil.move(live, old)
         moved.append((live, old))
     else:
         moved.append((live, aside / (live.name + ".absent")))
     if new is not None:
         live.parent.mkdir(parents=True, exist_ok=True)
-        os.replace(new, live)
+        shutil.move(new, live)
 
 
 def restore(ws: Workstation, backup_id: str) -> RestoreReport:
@@ -328,6 +327,9 @@ def restore(ws: Workstation, backup_id: str) -> RestoreReport:
                               hint="restore it into a workspace on SQLite (unset EMERGENT_DATABASE_URL)")
         aside = work / "aside"
         aside.mkdir()
+        current_stm = [r for agent in ws.memory.stm.agents() for r in ws.memory.stm.scan(agent)]
+        if sql_mode == "jsonl":  # rows are replaced in place: keep the current ones to put back
+            _sqldump.dump(ws.sql.engine, aside / "sql")
         reopen(ws)
         try:
             with _swapper(aside) as moved:
@@ -339,13 +341,24 @@ def restore(ws: Workstation, backup_id: str) -> RestoreReport:
                 sql_counts = _finish_sql(ws, sql_mode, staged / "sql", catalogue)
                 _refill_stm(ws, stm_items)
         except BaseException:
-            reopen(ws)  # the old data is back in place: rebuild services on it
+            _put_back(ws, sql_mode, aside / "sql", catalogue, current_stm)
             raise
     finally:
         shutil.rmtree(work, ignore_errors=True)
     memory = ws.memory
     return RestoreReport(info.id, memory.ltm.count(), memory.ltm.archive.count_rows(), len(stm_items),
                          {"mode": sql_mode, **sql_counts}, time.perf_counter() - t0)
+
+
+def _put_back(ws: Workstation, sql_mode: str, sql_dump: Path, catalogue: list[dict[str, Any]],
+              stm_items: list[Any]) -> None:
+    """After a failed swap (files already moved back): rebuild services on the old data, put back
+    SQL rows replaced in place and the short-term items as they were."""
+    reopen(ws)
+    if sql_mode == "jsonl" and sql_dump.exists():
+        _finish_sql(ws, sql_mode, sql_dump, catalogue)
+    with contextlib.suppress(Exception):  # best effort: the original error is what matters
+        _refill_stm(ws, stm_items)
 
 
 def embedder_spec(embedder_id: str) -> str:

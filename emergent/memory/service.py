@@ -9,6 +9,7 @@ weighted RRF and re-scored by relevance, recency, importance and strength.
 from __future__ import annotations
 
 import json
+import re
 import threading
 import time
 from collections import deque
@@ -24,7 +25,7 @@ from emergent.config import MemoryConfig
 from emergent.errors import NotFoundError, StoreUnavailableError, ValidationError
 from emergent.memory import decay
 from emergent.memory.ltm import Candidate, LongTermMemory, build_filter
-from emergent.memory.ranking import Weights, blend, rrf
+from emergent.memory import ranking
 from emergent.memory.stm import STM
 from emergent.memory.types import (
     Kind,
@@ -243,34 +244,46 @@ class Memory:
         by_id: dict[str, Candidate] = {}
         for c in (*vec, *txt, *stm_vec):
             by_id.setdefault(c.record.id, c)
-        vec_ids = [c.record.id for c in sorted((*vec, *stm_vec), key=lambda c: -c.score)]
-        txt_ids = [c.record.id for c in txt] + stm_txt
-        lists = {"vector": vec_ids, "text": txt_ids}
+        # BM25 and STM term overlap are on different scales: normalise each before they share a list.
+        text_scores = {**{c.record.id: c.score for c in stm_txt}, **ranking.minmax({c.record.id: c.score for c in txt})}
+        lists: dict[str, dict[str, float]] = {"vector": {c.record.id: c.score for c in (*vec, *stm_vec)},
+                                              "text": text_scores}
         weights = {"vector": cfg.w_vector, "text": cfg.w_text}
         for name, (fn, weight) in self.retrievers.items():
             ids = list(fn(query, qvec, scope, n))[:n]
             missing = [i for i in ids if i not in by_id]
             for rec in self.ltm.get_many(missing, scope):
                 by_id[rec.id] = Candidate(rec, 0.0)
-            lists[name] = [i for i in ids if i in by_id]
+            lists[name] = ranking.rank_scores([i for i in ids if i in by_id], cfg.rrf_k)
             weights[name] = weight
-        fused = rrf(lists, weights, cfg.rrf_k)
-        members = {name: set(ids[:n]) for name, ids in lists.items()}
-        found_by = {i: tuple(name for name, ids in members.items() if i in ids) for i in fused}
-        w = Weights(cfg.w_relevance, cfg.w_recency, cfg.w_importance, cfg.w_strength)
+        if cfg.fusion == "rrf":
+            fused = ranking.rrf({name: sorted(sc, key=lambda i: -sc[i]) for name, sc in lists.items()}, weights,
+                                cfg.rrf_k)
+        else:
+            fused = ranking.fuse_scores(lists, weights)
+        episodic = {i: (by_id[i].record.scope.key, by_id[i].record.created_at) for i in fused
+                    if by_id[i].record.kind is Kind.EPISODIC}
+        boosted = ranking.temporal_neighbors({i: fused[i] for i in episodic}, episodic, cfg.neighbor_window_s,
+                                             cfg.w_neighbors)
+        w = ranking.Weights(cfg.w_relevance, cfg.w_recency, cfg.w_importance, cfg.w_strength)
         hits = []
         for id_, rel in fused.items():
+            rel = boosted.get(id_, rel)
             rec = by_id[id_].record
             age = now - rec.last_accessed
             rcy = decay.recency(age, cfg.recency_half_life_days)
             strength = decay.retention(age, rec.stability)
-            hits.append(RecallHit(rec, blend(rel, rcy, rec.importance, strength, w), rel, rcy, strength,
-                                  found_by[id_]))
+            found_by = tuple(name for name, sc in lists.items() if id_ in sc)
+            if rel > fused[id_]:
+                found_by += ("neighbor",)
+            hits.append(RecallHit(rec, ranking.blend(rel, rcy, rec.importance, strength, w), rel, rcy, strength,
+                                  found_by))
         hits.sort(key=lambda h: -h.score)
         return hits[:k]
 
     def _stm_candidates(self, query: str, qvec: np.ndarray, scope: Scope, kinds: list[Kind] | None,
-                        lo: float | None, hi: float | None, n: int) -> tuple[list[Candidate], list[str]]:
+                        lo: float | None, hi: float | None, n: int) -> tuple[list[Candidate], list[Candidate]]:
+        """STM items by cosine similarity, and by the share of query terms they contain (0-1)."""
         try:
             items = [r for r in self.stm.scan(scope.agent) if scope.contains(r.scope)
                      and (not kinds or r.kind in kinds)
@@ -288,9 +301,11 @@ class Memory:
         sims = np.stack([r.vector for r in items]) @ qvec
         order = np.argsort(-sims)[:n]
         vec = [Candidate(items[i], float(sims[i])) for i in order]
-        terms = {t for t in query.lower().split() if len(t) > 2}
-        overlap = [(sum(t in r.text.lower() for t in terms), r.id) for r in items]
-        txt = [i for score, i in sorted(overlap, key=lambda x: -x[0]) if score > 0][:n]
+        terms = {t for t in _WORD.findall(query.lower()) if len(t) > 2 and t not in _STOP}
+        if not terms:
+            return vec, []
+        overlap = [(len(terms & set(_WORD.findall(r.text.lower()))) / len(terms), r) for r in items]
+        txt = [Candidate(r, score) for score, r in sorted(overlap, key=lambda x: -x[0]) if score > 0][:n]
         return vec, txt
 
     # ================================================================== reinforcement
@@ -414,10 +429,21 @@ class Memory:
             conn.execute(memory_ops.insert(), rows)
 
     def close(self) -> None:
-        self.flush()
+        """Flush buffers; an in-process STM dies with the process, so promote what qualifies."""
+        if self.stm.name == "local" and self.stm.agents():
+            from emergent.memory.consolidation import consolidate
+
+            consolidate(self, archive=False)
+        else:
+            self.flush()
 
 
 _POOL: ThreadPoolExecutor | None = None
+_WORD = re.compile(r"\w+")
+# Words too common to say anything about which short-term item answers a query.
+_STOP = frozenset("the and for are was were you your with that this what when where which who whom how why did does "
+                  "has have had not but all any can our out its his her him she they them their there then than "
+                  "from into about would could should will just also been being some".split())
 
 
 def _pool() -> ThreadPoolExecutor:

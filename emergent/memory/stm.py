@@ -59,7 +59,11 @@ class STM(ABC):
 
 # --------------------------------------------------------------------------------- local
 class LocalSTM(STM):
-    """In-process STM: a dict per agent in recency order, guarded by one lock."""
+    """In-process STM: a dict per agent in recency order, guarded by one lock.
+
+    Unlike Redis (which drops an expired key unseen), expired items are parked with the evicted
+    ones, so consolidation can still promote an important memory whose TTL ran out.
+    """
 
     name = "local"
 
@@ -98,8 +102,10 @@ class LocalSTM(STM):
             if not items:
                 return []
             expired = [k for k, (exp, _) in items.items() if exp <= now]
-            for k in expired:
-                del items[k]
+            if expired:  # kept for consolidation to judge, like evicted items
+                parked = self._evicted.setdefault(agent, deque(maxlen=self.max_evicted))
+                for k in expired:
+                    parked.append(items.pop(k)[1])
             out = [rec for _, rec in reversed(items.values())]
         return out[:limit] if limit else out
 
@@ -115,7 +121,8 @@ class LocalSTM(STM):
 
     def agents(self) -> list[str]:
         with self._lock:
-            return sorted(a for a, items in self._items.items() if items)
+            return sorted({a for a, items in self._items.items() if items}
+                          | {a for a, q in self._evicted.items() if q})
 
 
 # --------------------------------------------------------------------------------- redis

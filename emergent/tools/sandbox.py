@@ -46,7 +46,7 @@ from emergent.errors import ConfigError, SandboxLimitError, ValidationError
 
 CLONE_NEWNET = 0x40000000
 NOBODY = 65534
-LEVELS = ("none", "process", "network")
+LEVELS = ("none", "process", "network", "namespace")
 EXIT_CODES = {"timeout": 124, "cpu": 152, "memory": 153, "file_size": 154, "output": 155, "processes": 156}
 _NETNS_FAILED = 211
 
@@ -126,17 +126,59 @@ def _probe_netns() -> bool:
         return False
 
 
+def bwrap_argv(exe: str, workdir: str, network: bool) -> list[str]:
+    """bubblewrap in front of a command: new namespaces (user, pid, net, ipc, uts, cgroup), a
+    read-only view of the system directories, a private /tmp, and only ``workdir`` writable."""
+    args = [exe, "--unshare-all", "--die-with-parent", "--ro-bind", "/usr", "/usr"]
+    for name in ("bin", "sbin", "lib", "lib32", "lib64", "etc"):
+        path = Path("/") / name
+        if path.is_symlink():
+            args += ["--symlink", os.readlink(path), str(path)]
+        elif path.is_dir():
+            args += ["--ro-bind", str(path), str(path)]
+    args += ["--proc", "/proc", "--dev", "/dev", "--tmpfs", "/tmp"]
+    if network:
+        args.append("--share-net")
+    if workdir != "/":
+        args += ["--bind", workdir, workdir]
+    return [*args, "--chdir", workdir, "--"]
+
+
+def _probe_bwrap(drop: bool) -> bool:
+    exe = shutil.which("bwrap")
+    if exe is None or not sys.platform.startswith("linux"):
+        return False
+
+    def pre() -> None:
+        if drop:
+            os.setgroups([])
+            os.setgid(NOBODY)
+            os.setuid(NOBODY)
+
+    try:
+        return subprocess.run([*bwrap_argv(exe, "/", False), "/bin/true"], preexec_fn=pre,  # noqa: PLW1509
+                              capture_output=True, timeout=10).returncode == 0
+    except (OSError, subprocess.SubprocessError):
+        return False
+
+
 @functools.lru_cache(maxsize=1)
 def isolation() -> dict[str, Any]:
-    """What this machine gives a sandboxed process (probed once per process)."""
-    netns = _probe_netns()
+    """What this machine gives a sandboxed process (probed once per process).
+
+    ``namespace``: bubblewrap works (private filesystem view, pid and network namespaces);
+    ``network``: a network namespace via ``unshare``; ``process``: resource limits only."""
     root = hasattr(os, "geteuid") and os.geteuid() == 0
-    return {"level": "network" if netns else "process", "network_namespace": netns, "rlimits": True,
-            "drops_privileges": root, "user": "nobody" if root else os.environ.get("USER", str(os.getuid())),
-            "bubblewrap": shutil.which("bwrap") is not None}
+    bwrap = _probe_bwrap(root)
+    netns = bwrap or _probe_netns()
+    return {"level": "namespace" if bwrap else "network" if netns else "process", "network_namespace": netns,
+            "rlimits": True, "drops_privileges": root,
+            "user": "nobody" if root else os.environ.get("USER", str(os.getuid())),
+            "bubblewrap": bwrap, "bubblewrap_installed": shutil.which("bwrap") is not None}
 
 
 def _world_executable(path: str) -> bool:
+    """True when every directory on the way to ``path`` (and ``path``) lets others pass."""
     p = Path(path).resolve()
     try:
         if not p.stat().st_mode & stat.S_IXOTH:
@@ -194,9 +236,9 @@ def _classify(rc: int | None, stderr: str, killed: str | None) -> str | None:
         return killed
     if rc is None or rc == 0:
         return None
-    if rc in (-signal.SIGXCPU, -signal.SIGKILL):
+    if rc in (-signal.SIGXCPU, -signal.SIGKILL, 128 + signal.SIGXCPU, 128 + signal.SIGKILL):
         return "cpu"
-    if rc == -signal.SIGXFSZ:
+    if rc in (-signal.SIGXFSZ, 128 + signal.SIGXFSZ):
         return "file_size"
     tail = stderr[-2000:]
     if "MemoryError" in tail or "Cannot allocate memory" in tail or "bad_alloc" in tail:
@@ -210,7 +252,10 @@ class Sandbox:
     """Runs argv lists in a limited child process; see the module docstring for the guarantees."""
 
     def __init__(self, limits: Limits | None = None, *, root: str | Path | None = None,
-                 require: str = "none", keep_workdir: bool = False) -> None:
+                 require: str = "none", keep_workdir: bool = False, backend: str = "auto") -> None:
+        if backend not in ("auto", "bwrap", "unshare"):
+            raise ValidationError(f"unknown sandbox backend {backend!r}", hint="use auto, bwrap or unshare")
+        self.backend = backend
         self.limits = limits or Limits()
         self.root = Path(root) if root else None
         self.require = require
@@ -218,13 +263,16 @@ class Sandbox:
 
     @property
     def level(self) -> str:
-        return isolation()["level"]
+        info = isolation()
+        if info["level"] == "namespace" and self.backend == "unshare":
+            return "network"
+        return str(info["level"])
 
     def check_level(self, require: str | None = None, network: bool = False) -> str:
         need = require or self.require
         if need not in (*LEVELS, "namespace"):
             raise ValidationError(f"unknown isolation level {need!r}", hint=f"use one of {', '.join(LEVELS)}")
-        have = self.level if not network else "process"
+        have = self.level if not network else ("namespace" if self.level == "namespace" else "process")
         order = {"none": 0, "process": 1, "network": 2, "namespace": 3}
         if order[have] < order[need]:
             raise ConfigError(f"the sandbox needs isolation {need!r} but this machine gives {have!r}",
@@ -240,14 +288,20 @@ class Sandbox:
         lim = limits or self.limits
         level = self.check_level(require, network=lim.network)
         info = isolation()
-        netns = info["network_namespace"] and not lim.network
+        use_bwrap = info["bubblewrap"] and self.backend in ("auto", "bwrap")
+        netns = info["network_namespace"] and not lim.network and not use_bwrap
         drop = info["drops_privileges"]
-        if self.root:
-            self.root.mkdir(parents=True, exist_ok=True)
-        workdir = tempfile.mkdtemp(prefix="emergent-sbx-", dir=self.root)
+        base = self.root
+        if base is not None:
+            base.mkdir(parents=True, exist_ok=True)
+            if drop and not _world_executable(str(base)):  # the sandbox user could not reach it
+                base = None
+        workdir = tempfile.mkdtemp(prefix="emergent-sbx-", dir=base)
         try:
             self._seed(workdir, files or {}, drop)
-            result = self._spawn(argv, stdin, lim, scrub_env(env, workdir), workdir, netns, drop)
+            full = [*bwrap_argv(shutil.which("bwrap") or "bwrap", workdir, lim.network), *argv] if use_bwrap \
+                else list(argv)
+            result = self._spawn(full, stdin, lim, scrub_env(env, workdir), workdir, netns, drop)
             result.isolation = level
             result.files = sorted(str(p.relative_to(workdir)) for p in Path(workdir).rglob("*") if p.is_file())
             return result
@@ -301,21 +355,32 @@ class Sandbox:
             raise ConfigError("could not create a network namespace for the sandbox",
                               hint="run as root, or run with network allowed")
         stderr = err.decode("utf-8", "replace")
-        return SandboxResult(rc, out.decode("utf-8", "replace"), stderr, time.monotonic() - t0,
-                             _classify(rc, stderr, killed), "", truncated)
+        limit = _classify(rc, stderr, killed)
+        if limit is not None:
+            self._settle(proc)
+        return SandboxResult(rc, out.decode("utf-8", "replace"), stderr, time.monotonic() - t0, limit, "",
+                             truncated)
 
     @staticmethod
-    def _kill(proc: subprocess.Popen[bytes], settle: float = 0.0) -> None:
-        """SIGKILL the process group; with ``settle``, wait until the group is gone."""
-        end = time.monotonic() + settle
-        while True:
+    def _settle(proc: subprocess.Popen[bytes], timeout: float = 1.0) -> None:
+        """After a limit hit: wait (briefly) until every process of the group is gone and reaped,
+        so the next run does not inherit a process count from a fork bomb."""
+        end = time.monotonic() + timeout
+        while time.monotonic() < end:
             try:
                 os.killpg(proc.pid, signal.SIGKILL)
             except (ProcessLookupError, PermissionError):
                 return
-            if time.monotonic() >= end:
-                return
-            time.sleep(0.01)
+            time.sleep(0.005)
+
+    @staticmethod
+    def _kill(proc: subprocess.Popen[bytes]) -> None:
+        """SIGKILL the whole process group (one signal suffices: a process with a pending SIGKILL
+        cannot fork, and the kernel delivers to the group under the lock fork needs)."""
+        try:
+            os.killpg(proc.pid, signal.SIGKILL)
+        except (ProcessLookupError, PermissionError):
+            pass
 
     def _pump(self, proc: subprocess.Popen[bytes], lim: Limits, t0: float) -> tuple[bytes, bytes, str | None, bool]:
         """Read both pipes until EOF, the output cap or the deadline; kill the group on a limit."""
@@ -348,7 +413,7 @@ class Sandbox:
             killed = killed or "timeout"
             self._kill(proc)
             proc.wait(5)
-        self._kill(proc, settle=0.5)  # whatever it left behind in its group
+        self._kill(proc)  # whatever it left behind in its group
         for pipe in bufs:
             pipe.close()  # type: ignore[union-attr]
         truncated = killed == "output"

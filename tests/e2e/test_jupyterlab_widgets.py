@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import socket
 import subprocess
 import sys
 import time
@@ -20,8 +21,6 @@ from pathlib import Path
 import nbformat
 import pytest
 
-from tests.conftest import free_port
-
 pytestmark = pytest.mark.e2e
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -31,13 +30,19 @@ CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic"
                  "--disable-background-networking", "--disable-component-update", "--disable-sync"]
 
 
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
 def _panel_notebook(path: Path, job_nb: Path) -> None:
     nb = nbformat.v4.new_notebook()
     nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3 (ipykernel)", "language": "python"}
     nb.cells = [
         nbformat.v4.new_markdown_cell("# Emergent jobs panel"),
         nbformat.v4.new_code_cell("from emergent import Workstation\nws = Workstation.open()\n"
-                                  f"ws.jobs.add('hello', {str(job_nb)!r}, schedule='every 1h', replace=True)"),
+                                  f"state = ws.jobs.add('hello', {str(job_nb)!r}, schedule='every 1h', replace=True)"),
         nbformat.v4.new_code_cell("from emergent.ui.jobs_panel import JobsPanel\npanel = JobsPanel(ws.jobs)\npanel"),
     ]
     nbformat.write(nb, str(path))
@@ -47,8 +52,8 @@ def _panel_notebook(path: Path, job_nb: Path) -> None:
 
 
 @pytest.fixture
-def lab(tmp_path: Path) -> Iterator[tuple[str, str, Path]]:
-    """A JupyterLab server on a free loopback port; yields (base url, notebook name, state dir)."""
+def lab(tmp_path: Path) -> Iterator[tuple[str, list[str], Path]]:
+    """A JupyterLab server on a free loopback port; yields (base url, notebook names, state dir)."""
     if not os.access(CHROMIUM, os.X_OK):
         pytest.fail(f"{CHROMIUM} is missing: run `make sysdeps` (apt-get install -y chromium)")
     state = tmp_path / "state"
@@ -56,7 +61,7 @@ def lab(tmp_path: Path) -> Iterator[tuple[str, str, Path]]:
            "JUPYTER_DATA_DIR": str(state / "data"), "JUPYTER_RUNTIME_DIR": str(state / "runtime"),
            "IPYTHONDIR": str(state / "ipython"), "JUPYTERLAB_SETTINGS_DIR": str(state / "lab-settings"),
            "JUPYTERLAB_WORKSPACES_DIR": str(state / "lab-workspaces"), "EMERGENT_EMBEDDER": "hashing",
-           "EMERGENT_HOME": str(tmp_path / "workspace")}
+           "EMERGENT_HOME": str(tmp_path / "notebooks" / "workspace")}  # inside Lab's root: run links open
     for key in ("HOME", "JUPYTER_CONFIG_DIR", "JUPYTER_DATA_DIR", "JUPYTER_RUNTIME_DIR", "IPYTHONDIR"):
         Path(env[key]).mkdir(parents=True, exist_ok=True)
     news = state / "lab-settings" / "@jupyterlab" / "apputils-extension" / "notification.jupyterlab-settings"
@@ -64,12 +69,12 @@ def lab(tmp_path: Path) -> Iterator[tuple[str, str, Path]]:
     news.write_text('{"fetchNews": "false", "checkForUpdates": false}')  # no "Jupyter news?" toast
     root = tmp_path / "notebooks"
     root.mkdir()
+    names = []
     if QUICKSTART.exists():
-        name = QUICKSTART.name
+        names.append(QUICKSTART.name)
         shutil.copytree(QUICKSTART.parent, root, dirs_exist_ok=True)
-    else:
-        name = "jobs_panel.ipynb"
-        _panel_notebook(root / name, root / "hello_job.ipynb")
+    names.append("jobs_panel.ipynb")
+    _panel_notebook(root / "jobs_panel.ipynb", root / "hello_job.ipynb")
     port = free_port()
     cmd = [sys.executable, "-m", "jupyter", "lab", "--no-browser", "--ip=127.0.0.1", f"--port={port}",
            "--ServerApp.token=", "--ServerApp.password=", f"--ServerApp.root_dir={root}",
@@ -91,7 +96,7 @@ def lab(tmp_path: Path) -> Iterator[tuple[str, str, Path]]:
             assert proc.poll() is None, (tmp_path / "lab.log").read_text()
             assert time.monotonic() < deadline, "JupyterLab did not answer in 60 s"
             time.sleep(0.2)
-        yield base, name, state
+        yield base, names, state
     finally:
         proc.terminate()
         try:
@@ -104,30 +109,40 @@ def lab(tmp_path: Path) -> Iterator[tuple[str, str, Path]]:
 def test_widgets_render_and_respond_in_a_real_jupyterlab(lab, artifacts: Path) -> None:
     from playwright.sync_api import sync_playwright
 
-    base, name, state = lab
+    base, names, state = lab
     with sync_playwright() as pw:
-        browser = pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-        page = browser.new_page(viewport={"width": 1400, "height": 1000})
+        browser = pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS,
+                                     env={**os.environ, "HOME": str(state / "home")})
         try:
-            page.goto(f"{base}/lab/tree/{name}", wait_until="domcontentloaded")
-            page.wait_for_selector(".jp-NotebookPanel .jp-Cell", timeout=60_000)
-            _accept_kernel_dialog(page, wait_s=5)
-            page.locator(".lm-MenuBar-itemLabel", has_text="Run").first.click()
-            page.locator(".lm-Menu-itemLabel", has_text="Run All Cells").first.click()
-            _accept_kernel_dialog(page, wait_s=2)
-            page.wait_for_selector(".jp-OutputArea .jupyter-widgets", timeout=90_000)
-            _wait_until_idle(page)
-            assert page.get_by_text("Error displaying widget").count() == 0
-            if page.locator(".emergent-jobs-panel").count():
-                _pause_and_resume_a_job(page)
-            elif page.locator(".emergent-memory-stats").count():
-                _refresh_memory_stats(page)
-            else:
-                _click_first_widget_button(page)
+            for name in names:  # the quickstart (when the repository has it), then the jobs panel
+                shot = artifacts / f"jupyterlab_{Path(name).stem}.png"
+                _run_notebook_and_click(browser, f"{base}/lab/tree/{name}?reset", shot)
+                assert shot.stat().st_size > 10_000
         finally:
-            page.screenshot(path=str(artifacts / "jupyterlab_widgets.png"), full_page=True)
             browser.close()
-    assert (artifacts / "jupyterlab_widgets.png").stat().st_size > 10_000
+
+
+def _run_notebook_and_click(browser, url: str, screenshot: Path) -> None:
+    page = browser.new_page(viewport={"width": 1400, "height": 1000})
+    try:
+        page.goto(url, wait_until="domcontentloaded")
+        page.wait_for_selector(".jp-NotebookPanel .jp-Cell", timeout=60_000)
+        _accept_kernel_dialog(page, wait_s=5)
+        page.locator(".lm-MenuBar-itemLabel", has_text="Run").first.click()
+        page.locator(".lm-Menu-itemLabel", has_text="Run All Cells").first.click()
+        _accept_kernel_dialog(page, wait_s=2)
+        page.wait_for_selector(".jp-OutputArea .jupyter-widgets", timeout=90_000)
+        _wait_until_idle(page)
+        assert page.get_by_text("Error displaying widget").count() == 0
+        if page.locator(".emergent-jobs-panel").count():
+            _pause_and_resume_a_job(page)
+        elif page.locator(".emergent-memory-stats").count():
+            _refresh_memory_stats(page)
+        else:
+            _click_first_widget_button(page)
+    finally:
+        page.screenshot(path=str(screenshot), full_page=True)
+        page.close()
 
 
 def _accept_kernel_dialog(page, wait_s: float) -> None:
@@ -158,6 +173,13 @@ def _pause_and_resume_a_job(page) -> None:
     panel.locator("button", has_text="Resume").first.click()
     panel.locator("button", has_text="Pause").first.wait_for(timeout=15_000)
     assert "resumed" in panel.inner_text()
+    panel.locator("button", has_text="Run now").first.click()  # papermill from inside the kernel
+    link = panel.locator("table.emergent-runs a[href$='.ipynb']").first
+    link.wait_for(timeout=60_000)
+    assert "succeeded" in panel.locator("table.emergent-runs").inner_text()
+    executed = link.inner_text()
+    link.click()  # Lab opens the executed notebook in a new tab
+    page.locator(".lm-TabBar-tabLabel", has_text=executed).first.wait_for(timeout=30_000)
 
 
 def _refresh_memory_stats(page) -> None:

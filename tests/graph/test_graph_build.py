@@ -7,11 +7,10 @@ from pathlib import Path
 
 import networkx as nx
 import pytest
+from graph_helpers import STORY, make_graph, rec
 
 from emergent.graph import RuleExtractor
 from emergent.graph.extract import parse_date
-
-from graph_helpers import STORY, make_graph, rec
 
 
 def labels(kg, **view):

@@ -143,3 +143,24 @@ def test_operation_log_reaches_sql(mem):
     with mem.sql.connect() as conn:
         ops = [r.op for r in conn.execute(memory_ops.select())]
     assert "remember" in ops and "recall" in ops
+
+
+def test_closing_an_embedded_workstation_promotes_what_qualifies(home):
+    ws = Workstation.open(home, embedder="hashing")
+    keep = ws.memory.remember("the freezer alarm code is 4471", importance=0.9)
+    ws.memory.remember("idle chatter", importance=0.1)
+    ws.close()
+    again = Workstation.open(home, embedder="hashing")
+    assert again.memory.get(keep.id).tier is Tier.LTM
+    assert [h.text for h in again.memory.recall("idle chatter")] != ["idle chatter"]
+    again.close()
+
+
+def test_an_important_local_stm_item_whose_ttl_ran_out_is_still_promoted(home):
+    clock = FakeClock()
+    ws = Workstation.open(home, embedder="hashing", clock=clock)
+    keep = ws.memory.remember("calibrate the sonde before each dive", importance=0.95)
+    clock.advance(days=30)  # past the 7-day STM cap
+    assert ws.memory.consolidate().promoted == 1
+    assert ws.memory.get(keep.id).tier is Tier.LTM
+    ws.close()

@@ -12,11 +12,12 @@ from emergent.mainjob import default_home, repo_root
 
 
 def cli(*argv: str) -> int:
+    """The exit status the console script would give (it does sys.exit(main()))."""
     try:
-        main(list(argv))
+        result = main(list(argv))
     except SystemExit as exc:
         return int(exc.code or 0)
-    return 0
+    return result if isinstance(result, int) else 0
 
 
 def test_jobs_cli_add_list_show_pause_resume_remove(make_nb, home: Path, capsys) -> None:
@@ -81,3 +82,15 @@ def test_the_main_job_runs_the_quickstart_then_the_daily_job_or_says_what_is_mis
     (executed,) = (home / "runs" / "quickstart").glob("*.ipynb")
     (daily,) = (home / "runs" / "daily_maintenance").glob("*.ipynb")
     assert str(executed) in out and str(daily) in out and "daily_maintenance: succeeded" in out
+
+
+def test_jobs_cli_run_prints_the_run_and_exits_1_when_the_notebook_fails(make_nb, home, capsys) -> None:
+    nb = make_nb("cli_fail", "n = 1", "1 / 0")
+    assert cli("jobs", "add", "divide", str(nb), "--home", str(home)) == 0
+    capsys.readouterr()
+    assert cli("jobs", "run", "divide", "--home", str(home)) == 1
+    run = json.loads(capsys.readouterr().out)
+    assert run["status"] == "failed" and run["error_name"] == "ZeroDivisionError" and run["error_cell"] == 1
+    assert cli("jobs", "history", "--json", "--home", str(home)) == 0
+    (row,) = json.loads(capsys.readouterr().out)
+    assert row["id"] == run["id"] and Path(row["output_path"]).is_file()

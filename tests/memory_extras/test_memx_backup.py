@@ -222,3 +222,20 @@ def test_cli_create_list_verify_and_missing_id(home: Path, tmp_path: Path) -> No
     assert ok.returncode == 0 and "intact" in ok.stdout
     missing = cli("backup", "restore", "nope", "--yes")
     assert missing.returncode == 2 and "no backup 'nope'" in missing.stderr and "emergent backup list" in missing.stderr
+
+
+def test_a_failure_during_the_swap_puts_the_old_data_back(ws: Workstation, monkeypatch: pytest.MonkeyPatch) -> None:
+    _fill(ws)
+    info = ws.backup()
+    ws.memory.ingest(["A memory written after the backup"])
+    expected = _answers(ws)
+
+    def broken(*_args: object) -> None:
+        raise OSError("disk full while reopening the database")
+
+    monkeypatch.setattr(backup, "_finish_sql", broken)
+    with pytest.raises(OSError, match="disk full"):
+        ws.restore(info.id)
+    assert ws.memory.ltm.count() == len(TEXTS) + 1  # the pre-restore data, reopened
+    assert [b.id for b in backup.list_backups(ws, uncatalogued=False)] == [info.id]
+    assert _answers(ws) == expected  # short-term items put back too

@@ -186,3 +186,18 @@ def test_rejected_and_pending_approvals_fail_clearly_and_resume_later(env):
     auto.approvals.reject(auto.approvals.list()[0].id, reason="not today")
     with pytest.raises(PermissionDenied, match="rejected by user:local: not today"):
         fut.result(timeout=5)
+
+
+def test_telemetry_batches_rows_and_computes_stats_on_every_sql_backend(sql_url):
+    from emergent.stores.sql import SQLStore
+
+    s = SQLStore(sql_url)
+    tel = Telemetry(s, flush_every=3, flush_interval=None)
+    for i, outcome in enumerate(["ok", "ok", "error", "ok"]):
+        tel.record((1000.0 + i, f"c{i}", "t", "1.0.0", "agent:a", float(i + 1), outcome, 1,
+                    None if outcome == "ok" else "ValueError", None if outcome == "ok" else "bad"))
+    (st,) = tel.stats("t")
+    assert (st.calls, st.success_rate, st.p50_ms) == (4, 0.75, 2.5)
+    assert st.last_error == "ValueError: bad" and st.last_error_at == 1002.0
+    tel.close()
+    s.dispose()
