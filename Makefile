@@ -35,6 +35,7 @@ sysdeps:
 	@missing=""; \
 	command -v redis-server >/dev/null || missing="$$missing redis-server"; \
 	[ -x /usr/bin/chromium ] || missing="$$missing chromium"; \
+	command -v bwrap >/dev/null || missing="$$missing bubblewrap"; \
 	if [ -n "$$missing" ]; then \
 	  echo "installing:$$missing"; \
 	  $(SUDO) apt-get update -qq && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq $$missing; \
@@ -48,6 +49,7 @@ check: lint test
 
 bench: setup
 	$(BIN)/emergent bench memory
+	$(BIN)/emergent bench jobs
 
 clean:
 	rm -rf $(VENV) tests/artifacts

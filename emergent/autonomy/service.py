@@ -165,11 +165,14 @@ class Autonomy:
     def rules(self) -> list[Rule]:
         return list(self.snapshot().matrix.rules)
 
-    def add_rules(self, rules: Iterable[Rule], *, by: str = "user:local") -> list[Rule]:
+    def add_rules(self, rules: Iterable[Rule], *, by: str = "user:local", replace: bool = False) -> list[Rule]:
+        """Add rules (``replace=True``: instead of the current ones, in the same transaction)."""
         rules = list(rules)
         now = self.clock.now()
 
         def write(conn: Any) -> None:
+            if replace:
+                conn.execute(policy_rules.delete())
             rows = []
             for i, r in enumerate(rules):
                 d = r.to_dict()
@@ -179,8 +182,8 @@ class Autonomy:
                 conn.execute(policy_rules.delete().where(policy_rules.c.id.in_([r["id"] for r in rows])))
                 conn.execute(policy_rules.insert(), rows)
 
-        self._change("policy.rules_added", by, {"rules": [r.to_dict() for r in rules[:50]], "count": len(rules)},
-                     write)
+        self._change("policy.rules_replaced" if replace else "policy.rules_added", by,
+                     {"rules": [r.to_dict() for r in rules[:50]], "count": len(rules)}, write)
         return rules
 
     def add_rule(self, subject: str, tool: str, effect: str, *, resource: str = "*", by: str = "user:local",
@@ -196,9 +199,7 @@ class Autonomy:
 
     def import_yaml(self, text: str, *, replace: bool = False, by: str = "user:local") -> int:
         rules, settings = load_yaml(text)
-        if replace:
-            self._change("policy.cleared", by, {}, lambda c: c.execute(policy_rules.delete()))
-        self.add_rules(rules, by=by)
+        self.add_rules(rules, by=by, replace=replace)
         for level, eff in (settings.get("defaults") or {}).items():
             self.set_default(level, eff, by=by)
         for level, t in (settings.get("thresholds") or {}).items():

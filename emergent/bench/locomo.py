@@ -207,7 +207,7 @@ def run(args: dict[str, Any]) -> dict[str, Any]:
         result = evaluate(mem, data, k, out=Path(args["out"]) if args.get("out") else None)
         result.update(embedder=mem.embedder.id, conversations=len(data), turns=turns, ingest_s=round(ingest_s, 2),
                       config={n: v for n, v in mem.config.model_dump().items()
-                              if n.startswith(("w_", "rrf", "candidates", "recency"))})
+                              if n.startswith(("w_", "rrf", "candidates", "recency", "fusion", "neighbor"))})
     result["r@10"] = result["recall"]["overall"].get("r@10")
     return result
 

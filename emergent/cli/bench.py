@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
 
 import typer
@@ -42,7 +43,7 @@ def bench(
     _print_table(area, rows)
 
 
-def _print_table(area: str, rows: list[tuple[object, object, object, object]]) -> None:
+def _print_table(area: str, rows: Sequence[tuple[object, object, object, object]]) -> None:
     from rich.console import Console
     from rich.table import Table
 

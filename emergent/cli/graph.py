@@ -14,7 +14,7 @@ app = typer.Typer(no_args_is_help=True)
 
 @app.command()
 def sync(scope: str = typer.Option(None, help="only this scope (agent[/user])"), home: str = HOME) -> None:
-    """Bring the graph up to date with long-term memory (adds what is missing, drops what was forgotten)."""
+    """Bring the graph up to date with memory (adds what is missing, drops what was forgotten)."""
     with workstation(home) as ws:
         typer.echo(json.dumps(ws.graph.sync(ws.memory, scope).as_dict()))
 

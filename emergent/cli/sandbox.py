@@ -23,13 +23,14 @@ def run(cmd: list[str] = typer.Argument(..., help="the command and its arguments
         cpu: int = typer.Option(None, help="CPU seconds (default: the timeout, rounded up)"),
         no_network: bool = typer.Option(True, "--no-network/--network", help="cut the network (default)"),
         output: int = typer.Option(1_000_000, help="cap on stdout+stderr bytes"),
-        require: str = typer.Option("none", help="refuse to run below this isolation: process|network")) -> None:
+        backend: str = typer.Option("auto", help="auto (bubblewrap when usable) | bwrap | unshare"),
+        require: str = typer.Option("none", help="refuse to run below this isolation: process|network|namespace")) -> None:
     """Run CMD in the sandbox and exit with its status."""
     from emergent.tools.sandbox import EXIT_CODES, Limits, Sandbox
 
     limits = Limits(timeout=timeout, memory_mb=memory, cpu_seconds=cpu or int(timeout) + 1,
                     output_bytes=output, network=not no_network)
-    res = Sandbox(limits, require=require).run(cmd)
+    res = Sandbox(limits, require=require, backend=backend).run(cmd)
     sys.stdout.write(res.stdout)
     sys.stderr.write(res.stderr)
     if res.killed_by:

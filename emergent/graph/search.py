@@ -144,6 +144,10 @@ def personalized_pagerank(transition_t: Any, seeds: np.ndarray, *, damping: floa
 
 class SearchMixin:
     sql: Any
+    retrieve_limit: int
+    passage_seed_weight: float
+    passage_weight: float
+    synonym_similarity: float | None
     version: int
     _cache: dict[str, Any]
     lance: Any
@@ -163,12 +167,39 @@ class SearchMixin:
                                              graph_aliases.c.node_id)).all()
             prov = conn.execute(sa.select(graph_provenance.c.item_id, graph_provenance.c.memory_id)
                                 .where(graph_provenance.c.kind == "node")).all()
-        idx = build_index([r[0] for r in nodes], [r[1] for r in nodes],
-                          [(a, b, c * (1.0 + np.log(max(w, 1.0)))) for a, b, c, w in edges],
+        weighted = [(a, b, c * (1.0 + np.log(max(w, 1.0)))) for a, b, c, w in edges]
+        if self.synonym_similarity is not None:
+            weighted += self._synonym_edges(self.synonym_similarity)
+        idx = build_index([r[0] for r in nodes], [r[1] for r in nodes], weighted,
                           [tuple(a) for a in aliases], [tuple(p) for p in prov],
-                          passage_weight=getattr(self, "passage_weight", 0.0))
+                          passage_weight=self.passage_weight)
         self._cache["index"] = idx
         return idx
+
+    def _synonym_edges(self, threshold: float, per_node: int = 5, cap: int = 5000) -> list[tuple[str, str, float]]:
+        """Index-only edges between nodes of one namespace whose label embeddings are close (HippoRAG's
+        synonymy edges): derived data, never stored, so they need no review."""
+        from emergent.graph.service import VECTOR_TABLE
+
+        if self.lance is None or VECTOR_TABLE not in self.lance.table_names():
+            return []
+        rows = self.lance.db.open_table(VECTOR_TABLE).to_arrow().to_pylist()
+        by_ns: dict[str, list[dict[str, Any]]] = {}
+        for r in rows:
+            by_ns.setdefault(r["namespace"], []).append(r)
+        out: list[tuple[str, str, float]] = []
+        for items in by_ns.values():
+            items = items[:cap]
+            if len(items) < 2:
+                continue
+            m = np.stack([np.asarray(r["vector"], dtype=np.float32) for r in items])
+            sims = m @ m.T
+            np.fill_diagonal(sims, -1.0)
+            top = np.argsort(-sims, axis=1)[:, :per_node]
+            for i, js in enumerate(top):
+                out += [(items[i]["id"], items[int(j)]["id"], float(sims[i, j])) for j in js
+                        if sims[i, j] >= threshold and i < j]
+        return out
 
     def seeds(self, query: str, scope: Scope | None = None, query_vector: np.ndarray | None = None, *,
               vector_k: int = 5, min_similarity: float = 0.55) -> dict[int, float]:
@@ -206,7 +237,8 @@ class SearchMixin:
         return [(idx.index[r["id"]], 1.0 - float(r["_distance"])) for r in rows if r["id"] in idx.index]
 
     def search(self, query: str, *, scope: Scope | str | None = None, k: int = 10, query_vector: np.ndarray | None = None,
-               damping: float = 0.5, paths: int = 5) -> GraphSearchResult:
+               damping: float = 0.5, paths: int = 5,
+               passage_seeds: Sequence[tuple[str, float]] = (), with_nodes: bool = True) -> GraphSearchResult:
         """Personalised PageRank from the query's entities: top nodes, paths from seeds, and memories."""
         sc = Scope.of(scope) if scope is not None else None
         if query_vector is None and self.embedder is not None:
@@ -219,11 +251,16 @@ class SearchMixin:
         s = np.zeros(idx.transition_t.shape[0], dtype=np.float32)
         for i, w in seeds.items():
             s[i] = w * max(float(idx.specificity[i]), 0.05)
+        if idx.passages and passage_seeds:  # HippoRAG 2: dense matches seed their memory nodes too
+            mem_index = {m: j for j, m in enumerate(idx.memory_ids)}
+            for m, sim in passage_seeds:
+                if m in mem_index:
+                    s[size + mem_index[m]] += self.passage_seed_weight * max(sim, 0.0)
         full = personalized_pagerank(idx.transition_t, s, damping=damping)
         p = full[:size].copy()
         p[~idx.visible_mask(sc)] = 0.0
         top = [int(i) for i in np.argsort(-p)[:k] if p[i] > 0]
-        nodes = {n.id: n for n in self._nodes_by_id([idx.ids[i] for i in top])}
+        nodes = {n.id: n for n in self._nodes_by_id([idx.ids[i] for i in top])} if with_nodes else {}
         if idx.passages:
             mem = full[size:]
         else:
@@ -237,8 +274,15 @@ class SearchMixin:
 
     def retrieve(self, query: str, query_vector: np.ndarray, scope: Scope, n: int) -> list[str]:
         """The ``Memory.add_retriever`` hook: memory ids best first."""
-        res = self.search(query, scope=scope, k=10, query_vector=query_vector, paths=0)
-        return [m for m, _ in res.memories[: min(n, 50)]]
+        dense: list[tuple[str, float]] = []
+        memory = getattr(self, "_memory", None)
+        if self.passage_weight > 0 and memory is not None:
+            from emergent.memory.ltm import build_filter
+
+            dense = [(c.record.id, c.score) for c in memory.ltm.vector_search(query_vector, build_filter(scope), 20)]
+        res = self.search(query, scope=scope, k=10, query_vector=query_vector, paths=0, passage_seeds=dense,
+                          with_nodes=False)
+        return [m for m, _ in res.memories[: min(n, self.retrieve_limit)]]
 
     @staticmethod
     def _path(idx: GraphIndex, seeds: list[int], target: int, max_depth: int = 4) -> list[str]:

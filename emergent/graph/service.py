@@ -60,10 +60,16 @@ class KnowledgeGraph(EditorMixin, InferenceMixin, SearchMixin, CommunitiesMixin,
         self.audit = audit  # audit(op, actor, data): the workstation's hash-chained audit log, if any
         self.extractor: Extractor = extractor or (LLMExtractor(llm) if llm is not None else RuleExtractor())
         self.version = 0
+        self.passage_weight = 0.0  # > 0: memories join the PageRank graph as nodes (HippoRAG 2 style)
+        self.synonym_similarity: float | None = None  # link close node embeddings in the search index
+        self.retrieve_limit = 50  # memories the recall retriever hands to fusion
+        self.passage_seed_weight = 0.05  # with passage nodes: weight of dense query-memory matches as seeds
         self.pending: set[str] = set()
         self.errors: list[str] = []
         self._lock = threading.RLock()
         self._cache: dict[str, Any] = {}
+        self._existing: dict[str, Edge] = {}
+        self._dirty: set[str] = set()
         self._vectors: Any = None
 
     # ================================================================== incremental updates
@@ -123,6 +129,9 @@ class KnowledgeGraph(EditorMixin, InferenceMixin, SearchMixin, CommunitiesMixin,
         ids, created = self._resolve(conn, ns, mentions, now)
         prov: dict[tuple[str, str], dict[str, Any]] = {}
         new_edges: dict[str, Edge] = {}
+        self._existing = self._prefetch_edges(conn, ns, items, ids)
+        dirty: set[str] = set()
+        self._dirty = dirty
         for rec, ex in items:
             t = ex.valid_from if ex.valid_from is not None else rec.created_at
             for m in ex.entities:
@@ -142,6 +151,11 @@ class KnowledgeGraph(EditorMixin, InferenceMixin, SearchMixin, CommunitiesMixin,
                 eid = self._upsert_edge(conn, ns, src, r.rel, dst, r.confidence, t, now, new_edges, counts)
                 prov[(eid, rec.id)] = {"item_id": eid, "memory_id": rec.id, "kind": "edge",
                                        "confidence": r.confidence, "at": t}
+        if dirty:
+            conn.execute(sa.update(graph_edges).where(graph_edges.c.id == sa.bindparam("eid")).values(
+                weight=sa.bindparam("w"), confidence=sa.bindparam("c"), valid_from=sa.bindparam("vf")),
+                [{"eid": e.id, "w": e.weight, "c": e.confidence, "vf": e.valid_from}
+                 for e in (self._existing[i] for i in dirty)])
         if new_edges:
             st.bulk_insert(conn, graph_edges, [e.row() for e in new_edges.values()])
         if prov:
@@ -181,19 +195,16 @@ class KnowledgeGraph(EditorMixin, InferenceMixin, SearchMixin, CommunitiesMixin,
         eid = edge_id(ns, src, rel, dst)
         edge = new_edges.get(eid)
         if edge is None:
-            row = conn.execute(sa.select(graph_edges).where(graph_edges.c.id == eid)).first()
-            if row is not None:
-                edge = Edge.from_row(row)
-                if edge.status != "active" or (edge.valid_to is not None and t >= edge.valid_to):
+            old = self._existing.get(eid)
+            if old is not None:
+                if old.status != "active" or (old.valid_to is not None and t >= old.valid_to):
                     eid = edge_id(ns, src, rel, dst, salt=repr(t))  # a fact restated after it ended
                     edge = new_edges.get(eid)
                     if edge is None and conn.execute(sa.select(graph_edges.c.id).where(graph_edges.c.id == eid)).first():
                         return eid
                 else:
-                    conn.execute(sa.update(graph_edges).where(graph_edges.c.id == eid).values(
-                        weight=edge.weight + 1, confidence=1 - (1 - edge.confidence) * (1 - conf),
-                        valid_from=min(edge.valid_from if edge.valid_from is not None else t, t)))
-                    return eid
+                    edge = old
+                    self._dirty.add(eid)
         if edge is not None:
             edge.weight += 1
             edge.confidence = 1 - (1 - edge.confidence) * (1 - conf)
@@ -205,6 +216,20 @@ class KnowledgeGraph(EditorMixin, InferenceMixin, SearchMixin, CommunitiesMixin,
         new_edges[eid] = edge
         counts["edges"] += 1
         return eid
+
+    @staticmethod
+    def _prefetch_edges(conn: Connection, ns: str, items: list[tuple[MemoryRecord, Extraction]],
+                        ids: dict[str, str]) -> dict[str, Edge]:
+        """The stored edges this batch may reinforce, in one query per 500 ids."""
+        wanted = set()
+        for _, ex in items:
+            for r in ex.relations:
+                src, dst = ids.get(normalise(r.src)), ids.get(normalise(r.dst))
+                if src is not None and dst is not None and src != dst:
+                    if r.rel in SYMMETRIC and dst < src:
+                        src, dst = dst, src
+                    wanted.add(edge_id(ns, src, r.rel, dst))
+        return {r.id: Edge.from_row(r) for r in st.select_in(conn, graph_edges, "id", wanted)}
 
     def _supersede(self, conn: Connection, edge: Edge, pending: dict[str, Edge]) -> int:
         """A later value of a functional relation ends the earlier one (which is kept, not deleted)."""
@@ -270,6 +295,7 @@ class KnowledgeGraph(EditorMixin, InferenceMixin, SearchMixin, CommunitiesMixin,
     # ================================================================== wiring to Memory
     def attach(self, memory: Any, *, weight: float = 1.0, retriever: bool = True, listen: bool = True) -> None:
         """Follow ``memory``'s writes and deletes, and offer graph search to its recall."""
+        self._memory = memory
         if listen:
             memory.add_listener(self.on_memory_event)
         if retriever:
@@ -290,14 +316,21 @@ class KnowledgeGraph(EditorMixin, InferenceMixin, SearchMixin, CommunitiesMixin,
             log.warning("knowledge graph update failed (%s); run graph.sync(memory) to catch up", exc)
 
     def sync(self, memory: Any, scope: Scope | str | None = None) -> UpdateReport:
-        """Reconcile with long-term memory: add what is missing, drop what was forgotten."""
-        where = Scope.of(scope).where() if scope is not None else None
-        present = {r.id: r for r in memory.ltm.records(where)}
+        """Reconcile with memory (long- and short-term): add what is missing, drop what was forgotten.
+
+        With ``scope`` it only adds; it drops nothing while short-term memory cannot be read."""
+        sc = Scope.of(scope) if scope is not None else None
+        present = {r.id: r for r in memory.ltm.records(sc.where() if sc is not None else None)}
+        agents = {sc.agent} if sc is not None else {ns.split("/")[0] for ns in self.namespaces()}
+        stm_ok = True
+        for agent in agents | {memory.default_scope.agent}:
+            try:
+                present.update({r.id: r for r in memory.stm.scan(agent) if sc is None or sc.contains(r.scope)})
+            except Exception:  # Redis down: add from LTM, remove nothing
+                stm_ok = False
         with self.sql.connect() as conn:
             known = {r[0] for r in conn.execute(sa.select(graph_provenance.c.memory_id).distinct())}
-        if where is not None:
-            known = {m for m in known if m in present or m in self.pending}
-        gone = sorted(known - set(present))
+        gone = sorted(known - set(present)) if sc is None and stm_ok else []
         missing = [present[i] for i in present if i not in known or i in self.pending]
         r1 = self.remove_memories(gone) if gone else UpdateReport()
         r2 = self.add_memories(missing) if missing else UpdateReport(strategy=self.extractor.name)

@@ -51,7 +51,7 @@ def _integration(kind: str, address: str, body: dict[str, Any], tools: Any) -> D
                   ("email.send", {"to": [address], "subject": f"emergent job {body['job']} {body['status']}",
                                   "body": body["text"]}))
     try:
-        tools.call(name, args, actor="system:scheduler")
+        tools.call(name, args, actor="system:scheduler", wait=False)  # never block a scheduler on an approval
     except Exception as exc:  # any failure of a notification must not hide the job's own failure
         return Delivery(target, False, f"{type(exc).__name__}: {exc}")
     return Delivery(target, True, "sent")

@@ -57,7 +57,10 @@ class Scheduler:
         ticks = 0
         with Heartbeat(self.service.store, self.owner, self.service.lease_s, self.service.clock.now):
             while not self.stop_event.is_set():
-                self.tick()
+                try:
+                    self.tick()
+                except Exception as exc:  # e.g. the database is briefly unavailable: try again next tick
+                    log.error("scheduler tick failed: %s: %s", type(exc).__name__, exc)
                 ticks += 1
                 if max_ticks is not None and ticks >= max_ticks:
                     break

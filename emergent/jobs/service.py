@@ -33,6 +33,18 @@ def new_owner(kind: str = "run") -> str:
     return f"{kind}:{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
 
 
+def _check_kernel(kernel: str) -> None:
+    from jupyter_client.kernelspec import KernelSpecManager, NoSuchKernel
+
+    try:
+        KernelSpecManager().get_kernel_spec(kernel)
+    except NoSuchKernel:
+        known = sorted(KernelSpecManager().find_kernel_specs())
+        raise ValidationError(f"no Jupyter kernel named {kernel!r}",
+                              hint=f"installed kernels: {', '.join(known)}; the Emergent kernel is installed "
+                                   "with: emergent kernel install", kernel=kernel) from None
+
+
 class Heartbeat:
     """Renew ``owner``'s leases every ``lease_s / 3`` seconds while in use."""
 
@@ -76,6 +88,7 @@ class JobService:
         except runner.InvalidJob as exc:
             raise ValidationError(f"cannot add job {name!r}: {exc}", hint="fix the notebook or the parameters",
                                   job=name) from None
+        _check_kernel(spec.kernel)
         now = self.clock.now()
         nxt = next_fire(spec.schedule, now) if spec.schedule else None
         self.store.put(spec, now=now, next_run_at=nxt, replace=replace)
@@ -108,6 +121,7 @@ class JobService:
     def history(self, name: str | None = None, limit: int = 20) -> builtins.list[Run]:
         if name is not None:
             self.store.get(name)
+        self.recover()  # a run whose owner died reads 'interrupted', not 'running' forever
         return self.store.runs(name, limit)
 
     def due(self, now: float | None = None, limit: int = 100) -> builtins.list[tuple[str, float]]:
@@ -185,7 +199,10 @@ class JobService:
         now = self.clock.now() if now is None else now
         claimed: builtins.list[tuple[JobSpec, Run]] = []
         for name, slot in self.store.due(now, limit):
-            state = self.store.get(name)
+            try:
+                state = self.store.get(name)
+            except UsageError:  # removed since the due check
+                continue
             nxt = next_fire(state.spec.schedule, max(slot, now)) if state.spec.schedule else None
             run = self.store.claim(name, owner=owner, now=now, lease_s=self.lease_s, slot=slot, next_run_at=nxt,
                                    trigger="schedule", parameters=state.spec.parameters)

@@ -55,18 +55,29 @@ def memory_schema(dim: int, *, archive: bool = False) -> pa.Schema:
 
 
 _NO_VECTOR = [f.name for f in memory_schema(1) if f.name != "vector"]
+# What ranking needs; text, meta and sources are read afterwards for the few memories returned.
+_LIGHT = ["id", "kind", "importance", "stability", "created_at", "last_accessed", "access_count", "agent", "user_id",
+          "session_id"]
+_HEAVY = ["id", "text", "payload", "meta", "sources"]
 
 
 @dataclass(frozen=True, slots=True)
 class Candidate:
     record: MemoryRecord
     score: float  # cosine similarity for vector search, BM25 for text search
+    row_id: int | None = None  # set by light searches, for LongTermMemory.complete()
 
 
 @lru_cache(maxsize=4096)
 def _scope(agent: str, user: str | None, session: str | None) -> Scope:
     """Scopes are immutable: validate each distinct one once, not once per row read."""
     return Scope(agent, user, session)
+
+
+def _light_fields(rec: MemoryRecord) -> dict[str, Any]:
+    return {"kind": rec.kind.value, "importance": rec.importance, "stability": rec.stability,
+            "created_at": rec.created_at, "last_accessed": rec.last_accessed, "access_count": rec.access_count,
+            "agent": rec.scope.agent, "user_id": rec.scope.user, "session_id": rec.scope.session}
 
 
 def _quote(value: str) -> str:
@@ -140,7 +151,7 @@ class LongTermMemory:
 
     @staticmethod
     def _from_row(row: dict[str, Any], *, with_vector: bool = True) -> MemoryRecord:
-        text = row["text"]
+        text = row.get("text") or ""
         if row.get("payload") is not None:
             text = _ZD.decompress(row["payload"]).decode()
         vec = row.get("vector") if with_vector else None
@@ -149,7 +160,7 @@ class LongTermMemory:
             scope=_scope(row["agent"], row["user_id"], row["session_id"]),
             created_at=row["created_at"], last_accessed=row["last_accessed"],
             stability=float(row["stability"]), access_count=int(row["access_count"]),
-            meta=json.loads(row["meta"] or "{}"), sources=json.loads(row["sources"] or "[]"),
+            meta=json.loads(row.get("meta") or "{}"), sources=json.loads(row.get("sources") or "[]"),
             tier=Tier.LTM, vector=None if vec is None else np.asarray(vec, dtype=np.float32),
         )
 
@@ -201,12 +212,13 @@ class LongTermMemory:
         return [self._from_row(r) for r in self.table.search().where(where).limit(len(ids)).to_arrow().to_pylist()]
 
     def vector_search(self, vector: np.ndarray, where: str, k: int, *, nprobes: int = 32, refine: int = 8,
-                      ef: int | None = None, with_vector: bool = True) -> list[Candidate]:
+                      ef: int | None = None, with_vector: bool = True, light: bool = False) -> list[Candidate]:
         """Top ``k`` by cosine similarity within ``where``.
 
         On an HNSW index ``ef`` (default ``max(2k, 100)``) sets the search breadth; on IVF_PQ,
         ``nprobes`` partitions are searched and ``refine`` x ``k`` rows re-ranked exactly.
-        ``with_vector=False`` skips reading the vectors (recall does not need them).
+        ``with_vector=False`` skips reading the vectors (recall does not need them); ``light=True``
+        reads only what ranking needs (no text, meta or sources: see :meth:`complete`).
         """
         q = self.table.search(vector).distance_type("cosine").where(where, prefilter=True).limit(k)
         ann = self._ann_type()
@@ -214,22 +226,53 @@ class LongTermMemory:
             q = q.ef(ef or max(2 * k, 100))
         elif ann:
             q = q.nprobes(nprobes).refine_factor(refine)
-        if not with_vector:
+        if light:
+            q = q.select([*_LIGHT, "_distance"]).with_row_id(True)
+        elif not with_vector:
             q = q.select([*_NO_VECTOR, "_distance"])
         rows = q.to_arrow().to_pylist()
-        return [Candidate(self._from_row(r, with_vector=with_vector), 1.0 - float(r["_distance"])) for r in rows]
+        return [Candidate(self._from_row(r, with_vector=with_vector and not light), 1.0 - float(r["_distance"]),
+                          r.get("_rowid")) for r in rows]
 
-    def text_search(self, text: str, where: str, k: int, *, with_vector: bool = True) -> list[Candidate]:
+    def text_search(self, text: str, where: str, k: int, *, with_vector: bool = True,
+                    light: bool = False) -> list[Candidate]:
         try:
             q = self.table.search(text, query_type="fts").where(where, prefilter=True).limit(k)
-            if not with_vector:
+            if light:
+                q = q.select([*_LIGHT, "_score"]).with_row_id(True)
+            elif not with_vector:
                 q = q.select([*_NO_VECTOR, "_score"])
             rows = q.to_arrow().to_pylist()
         except (ValueError, RuntimeError) as exc:  # no FTS index yet, or a query of only stop words
             if "index" in str(exc).lower() or "token" in str(exc).lower():
                 return []
             raise
-        return [Candidate(self._from_row(r, with_vector=with_vector), float(r["_score"])) for r in rows]
+        return [Candidate(self._from_row(r, with_vector=with_vector and not light), float(r["_score"]),
+                          r.get("_rowid")) for r in rows]
+
+    def complete(self, candidates: Sequence[Candidate], scope: Scope) -> dict[str, MemoryRecord]:
+        """Full records (text, meta, sources; no vector) for candidates of a light search, by id."""
+        if not candidates:
+            return {}
+        rows: list[dict[str, Any]] = []
+        row_ids = [c.row_id for c in candidates]
+        if all(r is not None for r in row_ids):
+            try:  # a direct take by row address; ids are re-checked below
+                rows = self.table.take_row_ids(row_ids).select(_HEAVY).to_arrow().to_pylist()
+            except Exception:  # noqa: BLE001 - row ids moved (compaction by another process): by id
+                rows = []
+        by_id = {r["id"]: r for r in rows}
+        missing = [c.record.id for c in candidates if c.record.id not in by_id]
+        if missing:
+            where = f"id IN ({', '.join(_quote(i) for i in missing)}) AND {scope.where()}"
+            for r in self.table.search().where(where).select(_HEAVY).limit(len(missing)).to_arrow().to_pylist():
+                by_id[r["id"]] = r
+        out = {}
+        for c in candidates:
+            row = by_id.get(c.record.id)
+            if row is not None:
+                out[c.record.id] = self._from_row({**row, **_light_fields(c.record)}, with_vector=False)
+        return out
 
     def scan(self, where: str | None = None, columns: list[str] | None = None) -> pa.Table:
         q = self.table.search()
@@ -255,8 +298,8 @@ class LongTermMemory:
         if cache is None or cache[0] != version:
             kinds = [str(i.index_type) for i in self.table.list_indices()
                      if self.policy.vector_column in i.columns and i.index_type != "FTS"]
-            self._ann_cache = (version, kinds[0] if kinds else "")
-        return self._ann_cache[1]
+            cache = self._ann_cache = (version, kinds[0] if kinds else "")
+        return cache[1]
 
     # ------------------------------------------------------------------ maintenance
     def maintain(self, force: bool = False) -> dict[str, Any]:

@@ -15,7 +15,7 @@ import time
 from collections import deque
 from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, Literal
 
 import numpy as np
@@ -23,9 +23,8 @@ import numpy as np
 from emergent.clock import Clock, SystemClock, to_epoch
 from emergent.config import MemoryConfig
 from emergent.errors import NotFoundError, StoreUnavailableError, ValidationError
-from emergent.memory import decay
+from emergent.memory import decay, ranking
 from emergent.memory.ltm import Candidate, LongTermMemory, build_filter
-from emergent.memory import ranking
 from emergent.memory.stm import STM
 from emergent.memory.types import (
     Kind,
@@ -237,13 +236,15 @@ class Memory:
         n = max(cfg.candidates, k)
         where = build_filter(scope, kinds, lo, hi)
         # The two LTM searches run concurrently (LanceDB releases the GIL); STM is scanned meanwhile.
-        vec_f = _pool().submit(self.ltm.vector_search, qvec, where, n, with_vector=False)
-        txt = self.ltm.text_search(query, where, n, with_vector=False)
+        # Light searches read only what ranking needs; the k memories returned are completed at the end.
+        vec_f = _pool().submit(self.ltm.vector_search, qvec, where, n, light=True)
+        txt = self.ltm.text_search(query, where, n, light=True)
         stm_vec, stm_txt = self._stm_candidates(query, qvec, scope, kinds, lo, hi, n)
         vec = vec_f.result()
         by_id: dict[str, Candidate] = {}
-        for c in (*vec, *txt, *stm_vec):
+        for c in (*vec, *txt, *stm_vec, *stm_txt):
             by_id.setdefault(c.record.id, c)
+        light = {c.record.id for c in (*vec, *txt)}
         # BM25 and STM term overlap are on different scales: normalise each before they share a list.
         text_scores = {**{c.record.id: c.score for c in stm_txt}, **ranking.minmax({c.record.id: c.score for c in txt})}
         lists: dict[str, dict[str, float]] = {"vector": {c.record.id: c.score for c in (*vec, *stm_vec)},
@@ -279,7 +280,10 @@ class Memory:
             hits.append(RecallHit(rec, ranking.blend(rel, rcy, rec.importance, strength, w), rel, rcy, strength,
                                   found_by))
         hits.sort(key=lambda h: -h.score)
-        return hits[:k]
+        top = hits[:k]
+        full = self.ltm.complete([by_id[h.id] for h in top if h.id in light], scope)
+        return [h if h.id not in light else replace(h, record=full[h.id]) for h in top
+                if h.id not in light or h.id in full]
 
     def _stm_candidates(self, query: str, qvec: np.ndarray, scope: Scope, kinds: list[Kind] | None,
                         lo: float | None, hi: float | None, n: int) -> tuple[list[Candidate], list[Candidate]]:
@@ -298,7 +302,7 @@ class Memory:
             raise
         if not items:
             return [], []
-        sims = np.stack([r.vector for r in items]) @ qvec
+        sims = np.stack([r.vector for r in items if r.vector is not None]) @ qvec
         order = np.argsort(-sims)[:n]
         vec = [Candidate(items[i], float(sims[i])) for i in order]
         terms = {t for t in _WORD.findall(query.lower()) if len(t) > 2 and t not in _STOP}
@@ -441,9 +445,7 @@ class Memory:
 _POOL: ThreadPoolExecutor | None = None
 _WORD = re.compile(r"\w+")
 # Words too common to say anything about which short-term item answers a query.
-_STOP = frozenset("the and for are was were you your with that this what when where which who whom how why did does "
-                  "has have had not but all any can our out its his her him she they them their there then than "
-                  "from into about would could should will just also been being some".split())
+_STOP = frozenset(["the", "and", "for", "are", "was", "were", "you", "your", "with", "that", "this", "what", "when", "where", "which", "who", "whom", "how", "why", "did", "does", "has", "have", "had", "not", "but", "all", "any", "can", "our", "out", "its", "his", "her", "him", "she", "they", "them", "their", "there", "then", "than", "from", "into", "about", "would", "could", "should", "will", "just", "also", "been", "being", "some"])
 
 
 def _pool() -> ThreadPoolExecutor:

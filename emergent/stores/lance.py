@@ -37,7 +37,9 @@ class IndexPolicy:
     ann_threshold: int = 50_000
     vector_column: str = "vector"
     text_column: str | None = "text"
-    optimize_after: int = 5_000  # unindexed rows that trigger optimize()
+    optimize_after: int = 5_000  # unindexed rows that trigger optimize()...
+    optimize_growth: float = 0.1  # ...once they are also this share of the table
+    max_ann_segments: int = 3  # delta segments of the ANN index before it is rebuilt
     index_type: str = "ivf_hnsw_sq"
     scalar_columns: tuple[str, ...] = ()
 
@@ -105,9 +107,23 @@ class LanceStore:
                 return idx
         return None
 
+    @staticmethod
+    def _ann_config(policy: IndexPolicy, rows: int) -> Any:
+        from lancedb.index import IvfHnswSq, IvfPq
+
+        if policy.index_type == "ivf_hnsw_sq":
+            return IvfHnswSq(distance_type="cosine")
+        return IvfPq(distance_type="cosine", num_partitions=max(1, int(rows**0.5)))
+
     def maintain(self, table: Any, policy: IndexPolicy, *, force: bool = False) -> dict[str, Any]:
-        """Build missing indexes and fold in new rows; returns what it did."""
-        from lancedb.index import FTS, Bitmap, IvfHnswSq, IvfPq
+        """Build missing indexes and fold in new rows; returns what it did.
+
+        New rows are folded in (``optimize()``) once they are ``optimize_after`` rows and
+        ``optimize_growth`` of the table (queries scan unindexed rows exactly meanwhile); the ANN
+        index is rebuilt when it has more than ``max_ann_segments`` delta segments, so its cost
+        stays amortised (geometric) and queries search few segments.
+        """
+        from lancedb.index import FTS, Bitmap
 
         done: dict[str, Any] = {}
         rows = table.count_rows()
@@ -116,12 +132,12 @@ class LanceStore:
             done["fts"] = "created"
         vec = self._index(table, policy.vector_column)
         if vec is None and rows >= policy.ann_threshold:
-            if policy.index_type == "ivf_hnsw_sq":
-                cfg: Any = IvfHnswSq(distance_type="cosine")
-            else:
-                cfg = IvfPq(distance_type="cosine", num_partitions=max(1, int(rows**0.5)))
-            table.create_index(policy.vector_column, config=cfg, replace=True)
+            table.create_index(policy.vector_column, config=self._ann_config(policy, rows), replace=True)
             done["ann"] = "created"
+        elif vec is not None and table.index_stats(vec.name).num_indices > policy.max_ann_segments:
+            # every optimize() appends a delta segment that each query searches: rebuild in one piece
+            table.create_index(policy.vector_column, config=self._ann_config(policy, rows), replace=True)
+            done["ann"] = "rebuilt"
         if rows >= policy.ann_threshold:
             for column in policy.scalar_columns:
                 if self._index(table, column) is None:
@@ -130,7 +146,7 @@ class LanceStore:
         unindexed = max(
             (table.index_stats(i.name).num_unindexed_rows for i in table.list_indices()), default=0
         )
-        if unindexed and (force or unindexed >= policy.optimize_after):
+        if unindexed and (force or unindexed >= max(policy.optimize_after, policy.optimize_growth * rows)):
             table.optimize()
             done["optimized_rows"] = unindexed
         return done

@@ -19,6 +19,7 @@ import itertools
 import json
 import sys
 import threading
+import time
 import warnings
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -77,9 +78,12 @@ def specs_in(obj: Any) -> list[ToolSpec]:
 class ToolRegistry:
     """Name → versions → spec, persisted in SQL when a store is given."""
 
-    def __init__(self, sql: Any = None, *, clock: Clock | None = None, entry_points: bool = True) -> None:
+    def __init__(self, sql: Any = None, *, clock: Clock | None = None, entry_points: bool = True,
+                 refresh_interval: float = 2.0) -> None:
         self.sql = sql
         self.clock = clock or SystemClock()
+        self.refresh_interval = refresh_interval
+        self._refreshed = time.monotonic()
         self._specs: dict[str, dict[str, ToolSpec]] = {}
         self._state: dict[tuple[str, str], dict[str, Any]] = {}
         self._cache: dict[str, ToolSpec] = {}
@@ -91,39 +95,43 @@ class ToolRegistry:
 
     # ------------------------------------------------------------------ registration
     def add(self, *specs: ToolSpec, source: str | None = None) -> list[ToolSpec]:
-        out = []
+        """Register specs in this process and record their versions in SQL (one transaction)."""
         with self._lock:
             for spec in specs:
                 if source:
                     spec.source = source
                 self._specs.setdefault(spec.name, {})[spec.version] = spec
-                self._persist(spec)
-                out.append(spec)
+                self._state.setdefault((spec.name, spec.version), {
+                    "enabled": True, "deprecated": False, "successor": None, "note": None,
+                    "description": spec.description, "side_effect": str(spec.side_effect), "source": spec.source})
+            if self.sql is not None and specs:
+                self._persist(specs)
             self._cache.clear()
-        return out
+        return list(specs)
 
-    def _persist(self, spec: ToolSpec) -> None:
-        key = (spec.name, spec.version)
+    def _persist(self, specs: Iterable[ToolSpec]) -> None:
         now = self.clock.now()
-        if key not in self._state:
-            self._state[key] = {"enabled": True, "deprecated": False, "successor": None, "note": None,
-                                "description": spec.description, "side_effect": str(spec.side_effect),
-                                "source": spec.source}
-        if self.sql is None:
-            return
-        row = {"description": spec.description, "side_effect": str(spec.side_effect),
-               "spec": json.dumps(spec.describe(), default=str), "source": spec.source, "updated_at": now}
+        rows = {(s.name, s.version): {"description": s.description, "side_effect": str(s.side_effect),
+                                      "spec": json.dumps(s.describe(), default=str), "source": s.source}
+                for s in specs}
+        names = sorted({k[0] for k in rows})
         with self.sql.begin() as conn:
-            done = conn.execute(tool_versions.update().where(tool_versions.c.name == spec.name,
-                                                             tool_versions.c.version == spec.version).values(**row))
-            if done.rowcount == 0:
-                try:
-                    with conn.begin_nested():
-                        conn.execute(tool_versions.insert(), {**row, "name": spec.name, "version": spec.version,
-                                                              "enabled": True, "deprecated": False,
-                                                              "registered_at": now})
-                except sa.exc.IntegrityError:  # another process registered it meanwhile
-                    pass
+            stored = {(r.name, r.version): (r.spec, r.source) for r in conn.execute(
+                sa.select(tool_versions.c.name, tool_versions.c.version, tool_versions.c.spec,
+                          tool_versions.c.source).where(tool_versions.c.name.in_(names)))}
+            for (name, version), row in rows.items():
+                if (name, version) not in stored:
+                    try:
+                        with conn.begin_nested():
+                            conn.execute(tool_versions.insert(), {**row, "name": name, "version": version,
+                                                                  "enabled": True, "deprecated": False,
+                                                                  "registered_at": now, "updated_at": now})
+                    except sa.exc.IntegrityError:  # another process registered it meanwhile
+                        pass
+                elif stored[(name, version)] != (row["spec"], row["source"]):
+                    conn.execute(tool_versions.update().where(tool_versions.c.name == name,
+                                                              tool_versions.c.version == version)
+                                 .values(**row, updated_at=now))
 
     def install(self, target: str) -> list[ToolSpec]:
         """Register the tools of a module (``pkg.mod``, ``pkg.mod:attr``) or a ``.py`` file."""
@@ -164,6 +172,7 @@ class ToolRegistry:
         """Re-read enable/deprecate flags and versions recorded by other processes."""
         if self.sql is None:
             return
+        self._refreshed = time.monotonic()
         with self.sql.connect() as conn:
             rows = conn.execute(sa.select(tool_versions.c.name, tool_versions.c.version, tool_versions.c.enabled,
                                           tool_versions.c.deprecated, tool_versions.c.successor,
@@ -241,6 +250,8 @@ class ToolRegistry:
 
     def resolve(self, ref: str) -> ToolSpec:
         """The spec for ``name``, ``name@1.4.2`` or ``name@^1.2`` (cached until anything changes)."""
+        if self.sql is not None and time.monotonic() - self._refreshed > self.refresh_interval:
+            self.refresh()  # see enable/disable made by other processes
         hit = self._cache.get(ref)
         if hit is not None:
             return hit
@@ -294,9 +305,9 @@ class ToolRegistry:
         return out
 
     # ------------------------------------------------------------------ dependencies
-    def closure(self, ref: str) -> dict[str, ToolSpec]:
+    def closure(self, ref: str | ToolSpec) -> dict[str, ToolSpec]:
         """The tool and every tool it needs, one version each; conflicts name the pair."""
-        root = self.resolve(ref)
+        root = ref if isinstance(ref, ToolSpec) else self.resolve(ref)
         chosen: dict[str, ToolSpec] = {root.name: root}
         constraints: dict[str, list[tuple[str, str, SpecifierSet]]] = {}
         queue = [root]

@@ -302,6 +302,9 @@ class ToolRunner:
     def chain(self, spec: ToolSpec) -> Handler:
         hit = self._chains.get(id(spec))
         if hit is None or hit[0] is not spec:
+            closure = getattr(self.registry, "closure", None)
+            if closure is not None and (spec.requires or spec.python_requires):
+                closure(spec)  # dependency conflicts and missing Python packages fail here, once
             hit = (spec, compose(self.layers(spec), self._execute))
             self._chains[id(spec)] = hit
         return hit[1]

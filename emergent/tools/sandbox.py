@@ -10,13 +10,17 @@ What a sandboxed run gets (each part where the kernel and our privileges allow i
 - stdout and stderr capped (the process is killed when it floods them);
 - no network: a new, empty network namespace (``unshare(CLONE_NEWNET)``; needs root or
   user namespaces);
+- with bubblewrap installed (and usable): new user, pid, network, ipc, uts and cgroup
+  namespaces, a read-only view of /usr, /bin, /lib and /etc, a private /tmp, and the working
+  directory as the only host path it can write or even see (level ``namespace``);
 - when started as root: the process drops to the unprivileged ``nobody`` user, so it cannot write
   outside its working directory (and world-writable places such as /tmp), read other users'
   files, or read the parent's ``/proc/<pid>/environ``; the process limit then applies too
   (root ignores ``RLIMIT_NPROC``).
 
-:func:`isolation` reports which of these this machine gives (``level``: ``network`` when the
-namespace works, else ``process``), and a sandbox can require a level.
+:func:`isolation` reports which of these this machine gives (``level``: ``namespace`` with
+bubblewrap, ``network`` when only the network namespace works, else ``process``), and a sandbox
+can require a level.
 
 Not protected against: kernel exploits, side channels, reading world-readable files, writing to
 world-writable directories as ``nobody``, or (without root) anything the current user may do on
@@ -25,6 +29,7 @@ the filesystem. Use a VM or a container runtime for hostile code.
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import functools
 import os
@@ -137,6 +142,10 @@ def bwrap_argv(exe: str, workdir: str, network: bool) -> list[str]:
         elif path.is_dir():
             args += ["--ro-bind", str(path), str(path)]
     args += ["--proc", "/proc", "--dev", "/dev", "--tmpfs", "/tmp"]
+    if not (hasattr(os, "geteuid") and os.geteuid() == 0):  # root runs the system interpreter instead
+        for prefix in sorted({str(Path(sys.prefix).resolve()), str(Path(sys.base_prefix).resolve())}):
+            if not prefix.startswith(("/usr", "/bin", "/lib")):  # our interpreter, when it lives elsewhere
+                args += ["--ro-bind-try", prefix, prefix]
     if network:
         args.append("--share-net")
     if workdir != "/":
@@ -229,6 +238,26 @@ def _preexec(limits: Limits, netns: bool, drop: bool) -> Any:
             os.setuid(NOBODY)
 
     return pre
+
+
+def _group_members(pgid: int) -> int:
+    """How many processes (zombies included) still belong to process group ``pgid``."""
+    n = 0
+    try:
+        entries = os.listdir("/proc")
+    except OSError:
+        return 0
+    for entry in entries:
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/stat", "rb") as fh:
+                fields = fh.read().rsplit(b")", 1)[1].split()
+        except (OSError, IndexError):
+            continue
+        if len(fields) > 2 and int(fields[2]) == pgid:
+            n += 1
+    return n
 
 
 def _classify(rc: int | None, stderr: str, killed: str | None) -> str | None:
@@ -362,25 +391,21 @@ class Sandbox:
                              truncated)
 
     @staticmethod
-    def _settle(proc: subprocess.Popen[bytes], timeout: float = 1.0) -> None:
+    def _settle(proc: subprocess.Popen[bytes], timeout: float = 3.0) -> None:
         """After a limit hit: wait (briefly) until every process of the group is gone and reaped,
         so the next run does not inherit a process count from a fork bomb."""
         end = time.monotonic() + timeout
-        while time.monotonic() < end:
-            try:
+        while time.monotonic() < end and _group_members(proc.pid):
+            with contextlib.suppress(ProcessLookupError, PermissionError):
                 os.killpg(proc.pid, signal.SIGKILL)
-            except (ProcessLookupError, PermissionError):
-                return
-            time.sleep(0.005)
+            time.sleep(0.01)
 
     @staticmethod
     def _kill(proc: subprocess.Popen[bytes]) -> None:
         """SIGKILL the whole process group (one signal suffices: a process with a pending SIGKILL
         cannot fork, and the kernel delivers to the group under the lock fork needs)."""
-        try:
+        with contextlib.suppress(ProcessLookupError, PermissionError):
             os.killpg(proc.pid, signal.SIGKILL)
-        except (ProcessLookupError, PermissionError):
-            pass
 
     def _pump(self, proc: subprocess.Popen[bytes], lim: Limits, t0: float) -> tuple[bytes, bytes, str | None, bool]:
         """Read both pipes until EOF, the output cap or the deadline; kill the group on a limit."""

@@ -66,3 +66,51 @@ class ApprovalsInbox(widgets.VBox):
             self.autonomy.pause(by=self.by, reason="paused from the approvals inbox")
         elif not on and self.autonomy.paused:
             self.autonomy.resume(by=self.by)
+
+
+class PolicyEditor(widgets.VBox):
+    """``PolicyEditor(ws.autonomy)``: the permission matrix as YAML (edit, apply) and an explain form
+    that shows which rule wins for an actor, a tool and a side-effect level."""
+
+    def __init__(self, autonomy: Any, *, by: str = "user:local") -> None:
+        self.autonomy = autonomy
+        self.by = by
+        self.text = widgets.Textarea(layout=widgets.Layout(width="100%", height="220px"))
+        self.apply_button = widgets.Button(description="apply", button_style="warning")
+        self.reload_button = widgets.Button(description="reload")
+        self.actor = widgets.Text(value="agent:scout", description="actor")
+        self.tool = widgets.Text(value="files.write", description="tool")
+        self.level = widgets.Dropdown(options=["read", "write", "external", "destructive"], value="write",
+                                      description="side effect")
+        self.confidence = widgets.FloatSlider(value=1.0, min=0.0, max=1.0, step=0.05, description="confidence")
+        self.explain_button = widgets.Button(description="explain")
+        self.result = widgets.HTML()
+        self.apply_button.on_click(lambda _: self.apply())
+        self.reload_button.on_click(lambda _: self.reload())
+        self.explain_button.on_click(lambda _: self.explain())
+        super().__init__([self.text, widgets.HBox([self.apply_button, self.reload_button]),
+                          widgets.HBox([self.actor, self.tool]), widgets.HBox([self.level, self.confidence]),
+                          self.explain_button, self.result])
+        self.reload()
+
+    def reload(self) -> None:
+        self.text.value = self.autonomy.export_yaml()
+
+    def apply(self) -> int | None:
+        """Replace the rules (and defaults, thresholds) with the YAML in the editor."""
+        try:
+            n = int(self.autonomy.import_yaml(self.text.value, replace=True, by=self.by))
+        except Exception as exc:  # shown to the user; nothing was changed when validation failed
+            self.result.value = f"<span style='color:#cf222e'>{html.escape(str(exc))}</span>"
+            return None
+        self.result.value = f"applied {n} rules"
+        self.reload()
+        return n
+
+    def explain(self) -> Any:
+        d = self.autonomy.explain(self.actor.value, self.tool.value, side_effect=self.level.value,
+                                  confidence=self.confidence.value)
+        colour = {"allow": "#1a7f37", "ask": "#9a6700", "deny": "#cf222e"}.get(d.effect, "#000")
+        self.result.value = (f"<b style='color:{colour}'>{d.effect}</b> ({d.source}): "
+                             f"{html.escape(d.reason)}")
+        return d

@@ -141,7 +141,8 @@ class GraphExplorer(widgets.VBox):
         rows = "".join(f"<li>{html.escape(names.get(e.src, e.src)[:60])} <b>{html.escape(e.rel)}</b> "
                        f"{html.escape(names.get(e.dst, e.dst)[:60])} <small>({e.confidence:.2f}"
                        f"{', inferred' if e.inferred else ''})</small></li>" for e in edges)
-        mems = "".join(f"<li><code>{html.escape(m)}</code> {html.escape(self._memory_text(m))}</li>" for m in memories[:10])
+        mems = "".join(f"<li><code>{html.escape(m)}</code> {html.escape(self._memory_text(m, n.namespace))}</li>"
+                       for m in memories[:10])
         more = f"<li>… and {len(memories) - 10:,} more</li>" if len(memories) > 10 else ""
         alias_text = ", ".join(html.escape(a[:60]) for a in aliases[:20]) + (
             f" … and {len(aliases) - 20:,} more" if len(aliases) > 20 else "")
@@ -150,13 +151,13 @@ class GraphExplorer(widgets.VBox):
                               f"<br>aliases: {alias_text}<br>relations:<ul>{rows}</ul>"
                               f"provenance ({len(memories):,} memories):<ul>{mems}{more}</ul>")
 
-    def _memory_text(self, mid: str) -> str:
+    def _memory_text(self, mid: str, namespace: str) -> str:
         if self.memory is None:
             return ""
         try:
-            return self.memory.ltm.records(f"id = '{mid}'")[0].text[:160]
-        except (EmergentError, IndexError, ValueError):
-            return "(not in long-term memory)"
+            return str(self.memory.get(mid, scope=namespace).text[:160])
+        except EmergentError:
+            return "(no longer in memory)"
 
     # ------------------------------------------------------------------ editor
     def _build_editor(self) -> widgets.Widget:

@@ -178,8 +178,12 @@ def _pause_and_resume_a_job(page) -> None:
     link.wait_for(timeout=60_000)
     assert "succeeded" in panel.locator("table.emergent-runs").inner_text()
     executed = link.inner_text()
-    link.click()  # Lab opens the executed notebook in a new tab
-    page.locator(".lm-TabBar-tabLabel", has_text=executed).first.wait_for(timeout=30_000)
+    with page.expect_popup() as opened:  # the link opens the executed notebook in Lab, in a new tab
+        link.click()
+    tab = opened.value
+    tab.locator(".lm-TabBar-tabLabel", has_text=executed).first.wait_for(timeout=60_000)
+    tab.get_by_text("print('hello')").first.wait_for(timeout=30_000)
+    tab.close()
 
 
 def _refresh_memory_stats(page) -> None:

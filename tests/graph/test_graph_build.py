@@ -106,3 +106,23 @@ def test_unicode_text_builds_a_consistent_graph(tmp_path: Path, text: str) -> No
     kg = make_graph(tmp_path)
     kg.add_memories([rec("u1", text)])
     assert kg.check() == [] and kg.counts()["nodes"] >= 1
+
+
+def test_a_fact_repeated_in_later_batches_reinforces_one_edge(tmp_path: Path) -> None:
+    kg = make_graph(tmp_path)
+    for i in range(3):
+        kg.add_memories([rec(f"w{i}", "Jolene works at Google.", at=1.6e9 + i)])
+    works = [e for e in kg.edges() if e.rel == "works_at"]
+    assert len(works) == 1 and works[0].weight == 3 and works[0].confidence > 0.9
+    assert sorted(kg.provenance(works[0].id)) == ["w0", "w1", "w2"]
+
+
+def test_build_edit_and_forget_on_every_sql_backend(tmp_path: Path, sql_url: str) -> None:
+    kg = make_graph(tmp_path, url=sql_url)
+    kg.add_memories(STORY)
+    jolene, google = kg.find("Jolene", "a/u"), kg.find("Google", "a/u")
+    mid = kg.merge(jolene.id, [google.id])
+    kg.unmerge(mid)
+    kg.remove_memories(["m1"])
+    assert kg.find("Google", "a/u") is None and kg.check() == []
+    assert kg.search("Jolene", scope="a/u").memories

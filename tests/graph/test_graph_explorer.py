@@ -54,3 +54,11 @@ def test_explorer_opens_a_100k_node_graph_capped_with_a_note(tmp_path: Path) -> 
     ex.search()
     assert kg.find("Entity 5", "bench").id in ex.focus and ex.view.number_of_nodes() <= 800
     assert elapsed < 30
+
+
+def test_node_details_show_memory_text_through_the_memory_service(ws) -> None:
+    kg = ws.graph
+    ws.memory.ingest([{"text": "Jolene works at Google.", "meta": {"speaker": "Caroline"}}], scope="a/u")
+    ex = GraphExplorer(kg, memory=ws.memory)
+    ex.node.value = kg.find("Jolene", "a/u").id
+    assert "Jolene works at Google." in ex.details.value

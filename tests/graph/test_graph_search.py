@@ -119,3 +119,16 @@ def test_merge_candidates_find_near_duplicate_labels(tmp_path: Path) -> None:
     assert cands and cands[0].reason == "label"
     merged = kg.resolve(string_min=0.9)
     assert len(merged) == 1 and kg.merges()[0]["reason"] == "label" and kg.check() == []
+
+
+def test_sync_keeps_short_term_memories_and_drops_forgotten_ones(ws) -> None:
+    kg, mem = ws.graph, ws.memory
+    stm = mem.remember("Priya joined the Limnology Lab.", scope="a/u")
+    ltm = mem.ingest(["Kofi repaired the North Buoy."], scope="a/u")
+    mem.listeners.clear()  # changes the graph does not hear about
+    mem.forget(ltm[0], scope="a/u")
+    mem.ingest(["Lea counted Daphnia at Halden Lake."], scope="a/u")
+    report = kg.sync(mem)
+    assert kg.find("Priya", "a/u") is not None and stm.id in kg.provenance(kg.find("Priya", "a/u").id)
+    assert kg.find("North Buoy", "a/u") is None and kg.find("Halden Lake", "a/u") is not None
+    assert report.memories == 2 and kg.check() == []

@@ -84,3 +84,9 @@ def test_jobs_are_listed_shown_paused_resumed_and_removed(jobs, make_nb, ws) -> 
         jobs.get("nightly")
     with pytest.raises(NotFoundError, match="did you mean"):
         jobs.get("nightlyy") if jobs.add("nightly", nb) else None
+
+
+def test_an_unknown_kernel_is_refused_naming_the_installed_ones(jobs, make_nb) -> None:
+    with pytest.raises(ValidationError, match="no Jupyter kernel named 'nokernel'") as err:
+        jobs.add("k", make_nb("plain", "1"), kernel="nokernel")
+    assert "python3" in err.value.hint and "emergent kernel install" in err.value.hint

@@ -94,7 +94,7 @@ def test_memory_tools_use_the_memory_service(tools):
 
 def test_python_and_shell_tools_run_in_the_sandbox(tools):
     out = tools.call("python", {"code": "import os; print(os.getcwd() != '/')"})
-    assert out["stdout"] == "True\n" and out["isolation"] in ("process", "network")
+    assert out["stdout"] == "True\n" and out["isolation"] in ("process", "network", "namespace")
     assert tools.call("shell", {"command": "echo $((6*7))"})["stdout"] == "42\n"
     with pytest.raises(SandboxLimitError, match="timeout"):
         tools.call("python", {"code": "import time; time.sleep(5)", "timeout": 0.5})

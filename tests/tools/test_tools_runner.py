@@ -201,3 +201,33 @@ def test_telemetry_batches_rows_and_computes_stats_on_every_sql_backend(sql_url)
     assert st.last_error == "ValueError: bad" and st.last_error_at == 1002.0
     tel.close()
     s.dispose()
+
+
+def test_calls_check_dependencies_once_and_name_the_conflict(store):
+    from emergent.errors import DependencyConflictError
+
+    def mk(name, version, requires=None, python_requires=()):
+        def f(x: int) -> int:
+            """Echo."""
+            return x
+
+        return tool(f, name=name, version=version, requires=requires or {}, python_requires=python_requires)
+
+    reg = ToolRegistry(store, entry_points=False)
+    reg.add(mk("base", "1.0.0"), mk("app", "1.0.0", {"base": "^2"}),
+            mk("needy", "1.0.0", python_requires=("surely-missing-package>=1",)), mk("ok", "1.0.0", {"base": "^1"}))
+    runner = ToolRunner(reg)
+    with pytest.raises(DependencyConflictError, match=r"app@1.0.0 needs base@\^2"):
+        runner.call("app", {"x": 1})
+    with pytest.raises(DependencyConflictError, match="pip install 'surely-missing-package>=1'"):
+        runner.call("needy", {"x": 1})
+    assert runner.call("ok", {"x": 3}) == 3
+
+
+def test_disabling_in_another_process_is_seen(store):
+    reg = ToolRegistry(store, entry_points=False, refresh_interval=0.0)
+    reg.add(flaky_tool(Flaky(0)))
+    other = ToolRegistry(store, entry_points=False)
+    other.disable("double")
+    with pytest.raises(Exception, match="disabled"):
+        ToolRunner(reg).call("double", {"x": 1})

@@ -2,8 +2,8 @@
 
 import os
 import socket
-from pathlib import Path
 import threading
+from pathlib import Path
 
 import pytest
 

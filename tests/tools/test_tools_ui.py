@@ -50,3 +50,18 @@ def test_inbox_approval_resumes_the_waiting_call(ws):
     assert "approved" in inbox.status.value and inbox.picker.value is None
     inbox.pause_toggle.value = True
     assert ws.autonomy.paused
+
+
+def test_policy_editor_applies_yaml_and_explains(ws):
+    from emergent.ui.approvals import PolicyEditor
+
+    ed = PolicyEditor(ws.autonomy, by="user:ana")
+    ed.text.value = 'rules:\n  - {subject: "agent:*", tool: "files.*", effect: deny}\n'
+    ed.apply_button.click()
+    assert ed.result.value == "applied 1 rules" and len(ws.autonomy.rules()) == 1
+    ed.actor.value, ed.tool.value, ed.level.value = "agent:x", "files.read", "read"
+    ed.explain_button.click()
+    assert "deny" in ed.result.value and "deny overrides" in ed.result.value
+    ed.text.value = "rules: [{subject: x}]"
+    ed.apply_button.click()
+    assert "lacks" in ed.result.value and len(ws.autonomy.rules()) == 1
