@@ -259,6 +259,8 @@ def verify(ws: Workstation, backup_id: str, *, _extract_to: Path | None = None) 
 # ------------------------------------------------------------------------------ restore
 def reopen(ws: Workstation) -> None:
     """Close the workstation's stores and forget its services; the next access rebuilds them."""
+    if "memory" in ws.__dict__:
+        ws.memory.promote_on_close = False  # STM is restored from the dump, not promoted
     ws.close()
     for name in list(vars(ws)):
         if name not in _KEEP_ON_REOPEN and isinstance(getattr(type(ws), name, None), functools.cached_property):

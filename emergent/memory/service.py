@@ -73,6 +73,7 @@ class Memory:
         self._access: dict[str, tuple[Scope, int, float]] = {}
         self._lock = threading.Lock()
         self.retrievers: dict[str, tuple[Retriever, float]] = {}
+        self.promote_on_close = True  # an in-process STM dies with the process: keep what qualifies
         self.listeners: list[Callable[[str, Sequence[Any]], None]] = []
 
     def add_retriever(self, name: str, fn: Retriever, weight: float = 1.0) -> None:
@@ -434,7 +435,7 @@ class Memory:
 
     def close(self) -> None:
         """Flush buffers; an in-process STM dies with the process, so promote what qualifies."""
-        if self.stm.name == "local" and self.stm.agents():
+        if self.promote_on_close and self.stm.name == "local" and self.stm.agents():
             from emergent.memory.consolidation import consolidate
 
             consolidate(self, archive=False)
