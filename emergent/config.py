@@ -46,10 +46,10 @@ class MemoryConfig(BaseModel):
         "scores", description="scores: weighted mean of min-max normalised scores; rrf: reciprocal-rank fusion")
     rrf_k: int = Field(60, ge=1, description="RRF constant (also turns rank-only retrievers into scores)")
     w_vector: float = Field(1.0, ge=0.0)
-    w_text: float = Field(1.5, ge=0.0)
+    w_text: float = Field(1.0, ge=0.0)
     w_neighbors: float = Field(0.35, ge=0.0, description="weight of temporal-neighbour evidence")
     neighbor_window_s: float = Field(300.0, ge=0.0, description="episodic memories this close in time are neighbours")
-    candidates: int = Field(50, ge=10, le=2000, description="depth of each retriever's candidate list")
+    candidates: int = Field(100, ge=10, le=2000, description="depth of each retriever's candidate list")
     # storage
     compress_above_bytes: int = Field(16 * 1024, ge=256)
     max_text_bytes: int = Field(8 * 1024 * 1024, ge=1024)

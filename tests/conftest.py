@@ -6,6 +6,7 @@ own Redis). PostgreSQL: only where ``EMERGENT_TEST_POSTGRES_URL`` names one.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import socket
@@ -69,10 +70,8 @@ class RedisServer:
     def stop(self) -> None:
         pid_file = self.dir / "redis.pid"
         if pid_file.exists():
-            try:
+            with contextlib.suppress(ProcessLookupError, ValueError):
                 os.kill(int(pid_file.read_text().strip()), 15)
-            except (ProcessLookupError, ValueError):
-                pass
         deadline = time.time() + 5
         while time.time() < deadline:
             try:

@@ -32,7 +32,7 @@ from emergent.bench import Row, median, percentile, ratio
 
 DIM = 384
 QUERIES = 200
-STM_OPS = 3000
+STM_OPS = 5000
 
 
 # ------------------------------------------------------------------------------ synthetic data
@@ -97,6 +97,22 @@ def _interleaved(fns: dict[str, Callable[[], Any]], n: int, warmup: int = 200) -
             if i >= warmup:
                 out[name].append(dt / 1e3)
     return out
+
+
+def _p99(samples: list[float], rounds: int = 5) -> float:
+    """p99 as the median of the p99s of ``rounds`` consecutive slices of the run.
+
+    On a shared machine one burst of load from another process can own the tail of a whole run;
+    the median over slices keeps the figure about the code, while every slice still has its own
+    tail (each slice holds hundreds of samples).
+    """
+    size = max(1, len(samples) // rounds)
+    return median([percentile(samples[i:i + size], 99) for i in range(0, size * rounds, size)])
+
+
+def _zip(a: list[float], b: list[float]) -> list[float]:
+    """Two interleaved series merged in time order (so slices of the merge are slices of the run)."""
+    return [x for pair in zip(a, b, strict=True) for x in pair]
 
 
 def _record(i: int, text: str, vector: np.ndarray, agent: str = "bench") -> Any:
@@ -182,11 +198,10 @@ def bench_stm(n: int = STM_OPS) -> dict[str, float]:
         client.close()
     for name, xs in samples.items():
         out[f"{name}_p50_us"] = median(xs)
-        out[f"{name}_p99_us"] = percentile(xs, 99)
-    ours = samples["stm_set"] + samples["stm_get"]
-    raw = samples["raw_set"] + samples["raw_get"]
-    out.update(stm_p50_us=median(ours), stm_p99_us=percentile(ours, 99),
-               raw_redis_p50_us=median(raw), raw_redis_p99_us=percentile(raw, 99))
+        out[f"{name}_p99_us"] = _p99(xs)
+    ours = _zip(samples["stm_set"], samples["stm_get"])
+    raw = _zip(samples["raw_set"], samples["raw_get"])
+    out.update(stm_p50_us=median(ours), stm_p99_us=_p99(ours), raw_redis_p50_us=median(raw), raw_redis_p99_us=_p99(raw))
     out["stm_p99_ratio"] = ratio(out["stm_p99_us"], out["raw_redis_p99_us"])
 
     local = LocalSTM(max_items=2000)
@@ -243,20 +258,22 @@ def bench_ltm(size: int, root: Path, n_queries: int = QUERIES) -> dict[str, Any]
 
     ours, cpu, raw, exact, overlap = [], [], [], [], []
     stage = max(mem.config.candidates, 10)  # the vector stage exactly as recall runs it
-    for text, q in queries:
+    for text, q in queries:  # ours and the raw LanceDB query alternate: load hits both alike
         t, c = time.perf_counter_ns(), time.process_time_ns()
         mem._search(text, q, scope, None, None, None, 10, now)
         ours.append((time.perf_counter_ns() - t) / 1e6)
         cpu.append((time.process_time_ns() - c) / 1e6)
-        got = ltm.vector_search(q, where, stage, with_vector=False)[:10]
-        raw_t0 = time.perf_counter_ns()
+        t = time.perf_counter_ns()
         _raw_query(ltm, q)
-        raw.append((time.perf_counter_ns() - raw_t0) / 1e6)
+        raw.append((time.perf_counter_ns() - t) / 1e6)
+    # exact search in a loop of its own: BLAS threads keep spinning after a product and would
+    # steal the cores from the next recall
+    for _, q in queries:
         t = time.perf_counter_ns()
         truth = np.argpartition(-(vectors @ q), 10)[:10]
         exact.append((time.perf_counter_ns() - t) / 1e6)
-        truth_ids = {f"{i:024x}" for i in truth}
-        overlap.append(len(truth_ids & {c.record.id for c in got}) / 10)
+        got = ltm.vector_search(q, where, stage, light=True)[:10]
+        overlap.append(len({f"{i:024x}" for i in truth} & {c.record.id for c in got}) / 10)
     return {
         "size": size, "ltm_build_s": round(build_s, 2), "ann_index": ltm._ann_type() or "none (flat)",
         "ltm_p50_ms": median(ours), "ltm_p95_ms": percentile(ours, 95), "ltm_cpu_p50_ms": median(cpu),
@@ -355,7 +372,7 @@ def run(args: dict[str, Any]) -> dict[str, Any]:
     with tempfile.TemporaryDirectory(prefix="emergent-bench-") as d:
         root = Path(d)
         small = size < 20_000  # a quick run (tests, smoke checks): fewer samples
-        out.update(bench_stm(1000 if small else STM_OPS))
+        out.update(bench_stm(1500 if small else STM_OPS))
         out.update(bench_ltm(size, root / "ltm", 60 if small else QUERIES))
         out.update(bench_ingest(root / "ws", min(2048, max(128, size // 10))))
         out.update(bench_cold(root / "ws", 1 if small else 3))
