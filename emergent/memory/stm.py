@@ -150,6 +150,9 @@ return evicted
 """
 
 
+STM_LAYOUT_VERSION = 1
+
+
 class RedisSTM(STM):
     """STM on Redis, shared by every process that opens the same workspace namespace."""
 
@@ -162,20 +165,47 @@ class RedisSTM(STM):
         self.max_evicted = max_evicted
         self._now = clock or time.time
         self._put = client.register_script(_PUT)
+        self._prefixes: dict[str, tuple[str, str, str]] = {}
+        self._check_layout()
 
-    # key layout (recorded as schema version 1 under <ns>:stm:layout)
+    def _check_layout(self) -> None:
+        """Record the key layout's version once per namespace; refuse a newer one."""
+        import redis
+
+        key = f"{self.ns}:stm:layout"
+        try:
+            self.client.set(key, STM_LAYOUT_VERSION, nx=True)
+            found = int(self.client.get(key) or STM_LAYOUT_VERSION)
+        except (redis.ConnectionError, redis.TimeoutError):
+            return  # unreachable now: every call will say so (or fall back, if the caller opted in)
+        if found > STM_LAYOUT_VERSION:
+            from emergent.errors import ConfigError
+
+            raise ConfigError(
+                f"Redis STM under {self.ns} uses key layout {found}, newer than this emergent ({STM_LAYOUT_VERSION})",
+                hint="upgrade emergent, or point EMERGENT_REDIS_URL at another database",
+            )
+
     def _prefix(self, agent: str) -> str:
         return f"{self.ns}:stm:{{{agent}}}:"
 
+    def _keys(self, agent: str) -> tuple[str, str, str]:
+        keys = self._prefixes.get(agent)
+        if keys is None:
+            p = self._prefix(agent)
+            keys = self._prefixes[agent] = (p + "i:", p + "recent", p + "evicted")
+        return keys
+
     def put(self, rec: MemoryRecord, ttl_s: float) -> int:
-        p = self._prefix(rec.scope.agent)
-        ttl_ms = max(1, int(ttl_s * 1000))
-        return int(
-            self._put(
-                keys=[p + "i:" + rec.id, p + "recent", p + "evicted"],
-                args=[_codec.encode(rec), ttl_ms, self._now(), rec.id, self.max_items, p + "i:", self.max_evicted],
-            )
-        )
+        item, recent, evicted = self._keys(rec.scope.agent)
+        args = (_codec.encode(rec), max(1, int(ttl_s * 1000)), self._now(), rec.id, self.max_items, item,
+                self.max_evicted)
+        try:  # EVALSHA directly: Script.__call__ adds list building and a type check per call
+            return int(self.client.evalsha(self._put.sha, 3, item + rec.id, recent, evicted, *args))
+        except Exception as exc:
+            if type(exc).__name__ != "NoScriptError":
+                raise
+            return int(self._put(keys=[item + rec.id, recent, evicted], args=list(args)))
 
     def get(self, agent: str, id: str) -> MemoryRecord | None:
         raw = self.client.get(self._prefix(agent) + "i:" + id)
