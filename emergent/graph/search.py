@@ -145,6 +145,10 @@ def personalized_pagerank(transition_t: Any, seeds: np.ndarray, *, damping: floa
 class SearchMixin:
     sql: Any
     retrieve_limit: int
+    link_similarity: float
+    link_per_mention: int
+    min_coverage: int
+    _vectors: Any
     passage_seed_weight: float
     passage_weight: float
     synonym_similarity: float | None
@@ -273,16 +277,107 @@ class SearchMixin:
                                  [pp for pp in found if pp], memories)
 
     def retrieve(self, query: str, query_vector: np.ndarray, scope: Scope, n: int) -> list[str]:
-        """The ``Memory.add_retriever`` hook: memory ids best first."""
-        dense: list[tuple[str, float]] = []
-        memory = getattr(self, "_memory", None)
-        if self.passage_weight > 0 and memory is not None:
-            from emergent.memory.ltm import build_filter
+        """The ``Memory.add_retriever`` hook: memory ids best first.
 
-            dense = [(c.record.id, c.score) for c in memory.ltm.vector_search(query_vector, build_filter(scope), 20)]
-        res = self.search(query, scope=scope, k=10, query_vector=query_vector, paths=0, passage_seeds=dense,
-                          with_nodes=False)
-        return [m for m, _ in res.memories[: min(n, self.retrieve_limit)]]
+        Memories that support at least ``min_coverage`` of the query's mentions (see
+        :meth:`entity_memories`): a short list of complementary evidence rather than a second ranking
+        of everything the vector and text searches already found."""
+        if self.passage_weight > 0:  # HippoRAG 2 variant: memories are PageRank nodes seeded by dense matches
+            memory = getattr(self, "_memory", None)
+            dense: list[tuple[str, float]] = []
+            if memory is not None:
+                from emergent.memory.ltm import build_filter
+
+                dense = [(c.record.id, c.score) for c in memory.ltm.vector_search(query_vector, build_filter(scope), 20)]
+            res = self.search(query, scope=scope, k=10, query_vector=query_vector, paths=0, passage_seeds=dense,
+                              with_nodes=False)
+            return [m for m, _ in res.memories[: min(n, self.retrieve_limit)]]
+        return [m for m, _ in self.entity_memories(query, scope, limit=min(n, self.retrieve_limit))]
+
+    def link_mentions(self, query: str, scope: Scope | None = None) -> list[dict[int, float]]:
+        """Entity linking of the query (HippoRAG's query NER + node retrieval): for each mention the
+        query's rules extraction finds, the nodes it names (an alias: weight 1) and the
+        ``link_per_mention`` nodes whose label embedding is at least ``link_similarity`` close to the
+        mention's (weight: the similarity), within ``scope``."""
+        idx = self.index()
+        labels = list(dict.fromkeys(m.label for m in _QUERY_EXTRACTOR.extract(query, {}, 0.0).entities))
+        if not labels or not idx.ids:
+            return []
+        namespaces = [i for i, ns in enumerate(idx.ns_names) if scope is None or visible(ns, scope)]
+        linked: list[dict[int, float]] = [{} for _ in labels]
+        for d, label in zip(linked, labels, strict=True):
+            for ns_i in namespaces:
+                i = idx.alias.get((ns_i, normalise(label)))
+                if i is not None:
+                    d[i] = 1.0
+        vectors = self._node_vectors()
+        if vectors is not None and self.link_per_mention > 0:
+            mask = idx.visible_mask(scope)
+            q = np.asarray(self.embedder.embed(labels), dtype=np.float32)
+            q /= np.maximum(np.linalg.norm(q, axis=1, keepdims=True), 1e-9)
+            sims = q @ vectors.T  # cosine, mentions x nodes
+            sims[:, ~mask] = -1.0
+            k = min(self.link_per_mention, sims.shape[1])
+            top = np.argpartition(-sims, k - 1, axis=1)[:, :k]
+            for d, row, cols in zip(linked, sims, top, strict=True):
+                for i in cols:
+                    if row[i] >= self.link_similarity:
+                        d[int(i)] = max(d.get(int(i), 0.0), float(row[i]))
+        return [d for d in linked if d]
+
+    def entity_memories(self, query: str, scope: Scope | None = None, *, limit: int = 20) -> list[tuple[str, float]]:
+        """Memories ranked by how many of the query's mentions they support, then by how specifically.
+
+        Each linked mention gives a memory the best ``weight x sqrt(specificity)`` among the mention's
+        nodes it supports (specificity = 1 / memories mentioning the node, an IDF: the speaker of half
+        the conversation counts little). Only memories supporting at least ``min_coverage`` mentions
+        (fewer if the query has fewer) are returned: the intersection a multi-hop question needs
+        ("Where has Melanie camped?": Melanie and camping), which single retrievers rank low."""
+        idx = self.index()
+        linked = self.link_mentions(query, scope)
+        need = max(1, self.min_coverage)
+        if len(linked) < need or not idx.memory_ids:
+            return []
+        m = len(idx.memory_ids)
+        coverage = np.zeros(m, dtype=np.float32)
+        score = np.zeros(m, dtype=np.float32)
+        nm = idx.node_memories
+        for d in linked:
+            rows = np.fromiter(d, dtype=np.int64, count=len(d))
+            weights = np.fromiter(d.values(), dtype=np.float32, count=len(d)) * np.sqrt(idx.specificity[rows])
+            sub = nm[rows].tocoo()
+            best = np.zeros(m, dtype=np.float32)
+            np.maximum.at(best, sub.col, weights[sub.row])
+            coverage += best > 0
+            score += best
+        cand = np.flatnonzero(coverage >= need)
+        if not len(cand):
+            return []
+        total = coverage[cand] + score[cand] / (float(score[cand].max()) + 1e-9)  # coverage first
+        order = cand[np.argsort(-total, kind="stable")][:limit]
+        return [(idx.memory_ids[j], float(coverage[j] + score[j])) for j in order]
+
+    def _node_vectors(self) -> np.ndarray | None:
+        """Unit label embeddings aligned with :meth:`index` rows (zero rows for nodes without one)."""
+        from emergent.graph.service import VECTOR_TABLE
+
+        idx = self.index()
+        cached = self._vectors
+        if cached is not None and cached[0] is idx:
+            return cached[1]  # type: ignore[no-any-return]
+        if self.lance is None or self.embedder is None or VECTOR_TABLE not in self.lance.table_names():
+            return None
+        table = self.lance.db.open_table(VECTOR_TABLE).to_arrow().select(["id", "vector"])
+        out = np.zeros((len(idx.ids), self.embedder.dim), dtype=np.float32)
+        rows = [idx.index.get(i) for i in table.column("id").to_pylist()]
+        keep = np.array([r is not None for r in rows], dtype=bool)
+        if keep.any():
+            flat = np.asarray(table.column("vector").combine_chunks().flatten(), dtype=np.float32)
+            vecs = flat.reshape(len(rows), self.embedder.dim)[keep]
+            norms = np.linalg.norm(vecs, axis=1, keepdims=True)
+            out[np.array([r for r in rows if r is not None], dtype=np.int64)] = vecs / np.maximum(norms, 1e-9)
+        self._vectors = (idx, out)
+        return out
 
     @staticmethod
     def _path(idx: GraphIndex, seeds: list[int], target: int, max_depth: int = 4) -> list[str]:

@@ -64,6 +64,9 @@ class KnowledgeGraph(EditorMixin, InferenceMixin, SearchMixin, CommunitiesMixin,
         self.synonym_similarity: float | None = None  # link close node embeddings in the search index
         self.retrieve_limit = 50  # memories the recall retriever hands to fusion
         self.passage_seed_weight = 0.05  # with passage nodes: weight of dense query-memory matches as seeds
+        self.link_similarity = 0.8  # a query mention links to nodes whose label embedding is this close
+        self.link_per_mention = 3  # at most this many embedding-linked nodes per query mention
+        self.min_coverage = 2  # recall's graph list: memories supporting at least this many query mentions
         self.pending: set[str] = set()
         self.errors: list[str] = []
         self._lock = threading.RLock()
