@@ -7,7 +7,8 @@ same-run baseline.
   graphs of 10k and 100k nodes (2-3 seeds a query); baseline: ``networkx.pagerank`` at 10k.
 - ``multihop_r10_with_graph`` / ``_without_graph``: recall@10 of LoCoMo multi-hop questions
   (category 1), each conversation in its own scope, with graph search fused into recall and without
-  it, on the same store; ``overall_r10_*`` the same over categories 1-4.
+  it, on the same store; ``overall_r10_*`` the same over categories 1-4. ``--size N`` keeps the
+  first N conversations (a quicker run).
 """
 
 from __future__ import annotations
@@ -100,7 +101,8 @@ def _locomo(data_path: Path, size: int | None) -> dict[str, Any]:
             overall_r10_with_graph=with_graph["recall"]["overall"]["r@10"],
             overall_r10_without_graph=without["recall"]["overall"]["r@10"],
             recall_p95_ms_with_graph=with_graph["recall_p95_ms"], recall_p95_ms_without_graph=without["recall_p95_ms"],
-            embedder=mem.embedder.id, graph_weight=weight,
+            embedder=mem.embedder.id, graph_weight=weight, graph_retrieve_limit=kg.retrieve_limit,
+            graph_min_coverage=kg.min_coverage, graph_link_similarity=kg.link_similarity,
         )
     return out
 

@@ -62,7 +62,7 @@ class KnowledgeGraph(EditorMixin, InferenceMixin, SearchMixin, CommunitiesMixin,
         self.version = 0
         self.passage_weight = 0.0  # > 0: memories join the PageRank graph as nodes (HippoRAG 2 style)
         self.synonym_similarity: float | None = None  # link close node embeddings in the search index
-        self.retrieve_limit = 50  # memories the recall retriever hands to fusion
+        self.retrieve_limit = 20  # memories the recall retriever hands to fusion (a short list: measured best)
         self.passage_seed_weight = 0.05  # with passage nodes: weight of dense query-memory matches as seeds
         self.link_similarity = 0.8  # a query mention links to nodes whose label embedding is this close
         self.link_per_mention = 3  # at most this many embedding-linked nodes per query mention

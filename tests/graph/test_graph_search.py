@@ -47,12 +47,39 @@ def test_graph_retriever_is_fused_into_recall_and_follows_memory(ws) -> None:
                       {"text": "The Lisbon studio sells blue tiles.", "meta": {"speaker": "Melanie"}},
                       {"text": "Unrelated note about taxes."}], scope="a/u")
     assert kg.find("Lisbon", "a/u") is not None and kg.counts()["memories"] == 3
-    hits = mem.recall("What does the city Jolene moved to sell?", scope="a/u", k=3)
-    assert any("graph" in h.sources for h in hits)
+    hits = mem.recall("When did Jolene come to Lisbon?", scope="a/u", k=3)
+    assert ids[0] in {h.id for h in hits if "graph" in h.sources}
     mem.forget(ids[1], scope="a/u")
     assert kg.find("studio", "a/u") is None and kg.check() == []
     rec_ = mem.remember("Melanie joined Clayworks Studio.", scope="a/u", meta={"speaker": "Melanie"})
     assert rec_.id in kg.provenance(kg.find("Clayworks Studio", "a/u").id)
+
+
+def test_graph_recall_list_holds_memories_supporting_two_query_mentions_most_specific_first(tmp_path: Path) -> None:
+    kg = make_graph(tmp_path)
+    kg.add_memories(STORY + [rec("m5", "Jolene bought a pottery wheel.", speaker="Melanie", at=1.73e9)])
+    kg.link_per_mention = 0  # aliases only: the 64-dim hashing embedder makes unrelated names look alike
+    got = [m for m, _ in kg.entity_memories("Did Jolene and Melanie take a pottery class?", "a/u")]
+    # m4 supports Jolene, Melanie and pottery; m5 two of them; m1-m3 at most one mention or none
+    assert got[:2] == ["m4", "m5"] and not {"m1", "m2"} & set(got)
+    assert kg.entity_memories("Tell me about Jolene", "a/u") == []  # one mention: no intersection to offer
+    assert kg.entity_memories("Did Jolene and Melanie take a pottery class?", "other/u") == []
+    kg.min_coverage = 1
+    assert {"m1", "m2"} <= {m for m, _ in kg.entity_memories("Tell me about Jolene", "a/u")}
+
+
+def test_query_mentions_link_to_nodes_by_alias_and_label_embedding(tmp_path: Path) -> None:
+    kg = make_graph(tmp_path)
+    kg.add_memories(STORY)
+    ids = kg.index().ids
+    jolene, studio = kg.find("Jolene", "a/u").id, kg.find("Clayworks Studio", "a/u").id
+    query = "Was Jolene at the Clayworks studios?"  # "Clayworks studios" is no alias of any node
+    kg.link_per_mention = 0
+    assert [{ids[i] for i in d} for d in kg.link_mentions(query, "a/u")] == [{jolene}]
+    kg.link_per_mention, kg.link_similarity = 3, 0.3  # the 64-dim hashing embedder's scale
+    linked = kg.link_mentions(query, "a/u")
+    assert any(ids[i] == studio and 0.3 <= w < 1.0 for d in linked for i, w in d.items())
+    assert kg.link_mentions(query, "other/u") == []
 
 
 def test_a_crash_during_an_incremental_update_leaves_the_last_commit(ws, monkeypatch: pytest.MonkeyPatch) -> None:
