@@ -106,7 +106,7 @@ class GraphConfig(BaseModel):
 
     follow_memory: bool = Field(True, description="update the graph on remember/ingest/forget")
     recall: bool = Field(True, description="fuse graph search (personalised PageRank) into Memory.recall")
-    recall_weight: float = Field(1.0, ge=0.0, description="RRF weight of the graph's ranked list")
+    recall_weight: float = Field(1.0, ge=0.0, description="fusion weight of the graph's ranked list in recall")
     extractor: str = Field("auto", description="auto (llm when configured) | rules | llm")
 
 
