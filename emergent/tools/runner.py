@@ -89,7 +89,10 @@ def telemetry_layer(telemetry: Any, clock: Clock) -> Layer:
 
 
 def audit_layer(audit: Any) -> Layer:
+    # Calls that act outside the workspace are on disk before the call returns; the rest are
+    # buffered (written within a second, on read and on close) to keep in-process calls cheap.
     def layer(call: Call, nxt: Handler) -> Any:
+        durable = call.spec.side_effect in ("external", "destructive")
         try:
             result = nxt(call)
         except BaseException as exc:
@@ -97,13 +100,13 @@ def audit_layer(audit: Any) -> Layer:
             audit.append("tool.call", call.actor, {
                 "call": call.call_id, "tool": call.spec.key, "resource": call.resource,
                 "decision": d.effect if d else None, "why": d.reason if d else None, "approval": call.approved,
-                "outcome": _outcome(exc), "attempts": call.attempts, "error": _error_class(exc)})
+                "outcome": _outcome(exc), "attempts": call.attempts, "error": _error_class(exc)}, durable=durable)
             raise
         d = call.decision
         audit.append("tool.call", call.actor, {
             "call": call.call_id, "tool": call.spec.key, "resource": call.resource,
             "decision": d.effect if d else None, "rule": d.rule_id if d else None, "approval": call.approved,
-            "outcome": "ok", "attempts": call.attempts})
+            "outcome": "ok", "attempts": call.attempts}, durable=durable)
         return result
     return layer
 

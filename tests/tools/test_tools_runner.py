@@ -231,3 +231,22 @@ def test_disabling_in_another_process_is_seen(store):
     other.disable("double")
     with pytest.raises(Exception, match="disabled"):
         ToolRunner(reg).call("double", {"x": 1})
+
+
+def test_a_call_that_acts_outside_the_workspace_is_audited_on_disk_before_it_returns(env, store):
+    import sqlalchemy as sa
+
+    from emergent.autonomy.tables import audit_log
+    from emergent.tools import SideEffect
+
+    reg, runner, auto, tel, clock = env
+
+    def ping(x: int) -> int:
+        """Ping something outside."""
+        return x
+
+    reg.add(tool(ping, version="1.0.0", side_effect=SideEffect.EXTERNAL))
+    runner.call("ping", {"x": 1}, actor="user:ana")
+    with store.connect() as conn:  # read the table itself: AuditLog.entries() would flush first
+        kinds = [r.kind for r in conn.execute(sa.select(audit_log.c.kind))]
+    assert "tool.call" in kinds
