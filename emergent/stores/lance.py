@@ -37,7 +37,7 @@ class IndexPolicy:
     ann_threshold: int = 50_000
     vector_column: str = "vector"
     text_column: str | None = "text"
-    optimize_after: int = 5_000  # unindexed rows that trigger optimize()...
+    optimize_after: int = 2_000  # unindexed rows that trigger optimize()...
     optimize_growth: float = 0.1  # ...once they are also this share of the table
     max_ann_segments: int = 3  # delta segments of the ANN index before it is rebuilt
     index_type: str = "ivf_hnsw_sq"
