@@ -30,6 +30,7 @@ import sqlalchemy as sa
 
 from emergent.autonomy.tables import audit_log
 from emergent.clock import Clock, SystemClock
+from emergent.stores.batching import BatchWriter
 
 GENESIS = "0" * 64
 _AUDIT_COLS = ("seq", "at", "kind", "actor", "data", "prev_hash", "hash")
@@ -93,48 +94,27 @@ class VerifyReport:
         return f"audit chain broken at entry {pos}: {what} ({len(self.problems)} problem(s) in {self.entries} entries)"
 
 
-class AuditLog:
+class AuditLog(BatchWriter):
     """Append-only hash chain of decisions, approvals, overrides, tool calls and outcomes."""
+
+    thread_name = "audit-flush"
 
     def __init__(self, sql: Any, *, clock: Clock | None = None, flush_every: int = 512,
                  flush_interval: float | None = 1.0) -> None:
+        super().__init__(flush_every=flush_every, flush_interval=flush_interval)
         self.sql = sql
         self.clock = clock or SystemClock()
-        self.flush_every = flush_every
-        self.flush_interval = flush_interval
-        self._buf: list[tuple[float, str, str, dict[str, Any]]] = []
-        self._lock = threading.Lock()
         self._write_lock = threading.Lock()
-        self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
 
     # ------------------------------------------------------------------ writing
     def append(self, kind: str, actor: str, data: dict[str, Any], *, durable: bool = False) -> None:
         """Record an entry; ``durable=True`` writes it (and everything before it) now."""
-        with self._lock:
-            self._buf.append((self.clock.now(), kind, actor, data))
-        if durable or len(self._buf) >= self.flush_every:
-            self.flush()
-        elif self._thread is None and self.flush_interval:
-            self._start_flusher()
-
-    def _start_flusher(self) -> None:
-        with self._lock:
-            if self._thread is None:
-                self._thread = threading.Thread(target=self._flush_loop, name="audit-flush", daemon=True)
-                self._thread.start()
-
-    def _flush_loop(self) -> None:
-        assert self.flush_interval
-        while not self._stop.wait(self.flush_interval):
-            if self._buf:
-                self.flush()
+        self._add((self.clock.now(), kind, actor, data), now=durable)
 
     def flush(self) -> int:
         """Chain and write the buffered entries; returns how many were written."""
         with self._write_lock:
-            with self._lock:
-                batch, self._buf = self._buf, []
+            batch = self._take()
             if not batch:
                 return 0
             for _ in range(50):
@@ -143,8 +123,7 @@ class AuditLog:
                     return len(batch)
                 except sa.exc.IntegrityError:  # another process appended first: re-chain
                     continue
-            with self._lock:
-                self._buf[:0] = batch
+            self._put_back(batch)
             raise RuntimeError("could not append to the audit log after 50 attempts")
 
     def _write(self, batch: list[tuple[float, str, str, dict[str, Any]]]) -> None:
@@ -209,12 +188,6 @@ class AuditLog:
             n += 1
         return n
 
-    def close(self) -> None:
-        self._stop.set()
-        if self._thread is not None:
-            self._thread.join(timeout=5)
-            self._thread = None
-        self.flush()
 
 
 def verify_jsonl(lines: Iterator[str]) -> VerifyReport:

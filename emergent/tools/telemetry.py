@@ -6,7 +6,6 @@ every ``flush_interval`` seconds (a daemon thread), before any read, and on clos
 
 from __future__ import annotations
 
-import threading
 from dataclasses import dataclass
 from typing import Any
 
@@ -14,6 +13,7 @@ import numpy as np
 import sqlalchemy as sa
 
 from emergent.autonomy.audit import insert_many
+from emergent.stores.batching import BatchWriter
 from emergent.tools.tables import tool_calls
 
 _COLS = ("at", "call_id", "tool", "version", "actor", "latency_ms", "outcome", "attempts", "error_class", "error")
@@ -34,53 +34,21 @@ class ToolStats:
         return {k: getattr(self, k) for k in self.__slots__}
 
 
-class Telemetry:
+class Telemetry(BatchWriter):
+    thread_name = "telemetry-flush"
+
     def __init__(self, sql: Any, *, flush_every: int = 1000, flush_interval: float | None = 1.0) -> None:
+        super().__init__(flush_every=flush_every, flush_interval=flush_interval)
         self.sql = sql
-        self.flush_every = flush_every
-        self.flush_interval = flush_interval
-        self._buf: list[tuple[Any, ...]] = []
-        self._lock = threading.Lock()
-        self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
 
     def record(self, row: tuple[Any, ...]) -> None:
         """``row`` follows the column order: at, call_id, tool, version, actor, latency_ms, outcome,
         attempts, error_class, error."""
-        with self._lock:
-            self._buf.append(row)
-            n = len(self._buf)
-        if n >= self.flush_every:
-            self.flush()
-        elif self._thread is None and self.flush_interval:
-            self._start()
+        self._add(row)
 
-    def _start(self) -> None:
-        with self._lock:
-            if self._thread is None:
-                self._thread = threading.Thread(target=self._loop, name="telemetry-flush", daemon=True)
-                self._thread.start()
-
-    def _loop(self) -> None:
-        assert self.flush_interval
-        while not self._stop.wait(self.flush_interval):
-            if self._buf:
-                self.flush()
-
-    def flush(self) -> int:
-        with self._lock:
-            batch, self._buf = self._buf, []
-        if batch:
-            with self.sql.begin() as conn:
-                insert_many(conn, tool_calls, _COLS, batch)
-        return len(batch)
-
-    def close(self) -> None:
-        self._stop.set()
-        if self._thread is not None:
-            self._thread.join(timeout=5)
-            self._thread = None
-        self.flush()
+    def _write(self, batch: list[Any]) -> None:
+        with self.sql.begin() as conn:
+            insert_many(conn, tool_calls, _COLS, batch)
 
     def rows(self, tool: str | None = None, limit: int = 100) -> list[dict[str, Any]]:
         self.flush()
