@@ -140,6 +140,14 @@ class Settings(BaseSettings):
     stm_fallback: Literal["raise", "ltm"] = Field(
         "raise", description="when Redis is down: raise, or write long-term memory instead"
     )
+    principal: str | None = Field(
+        None, description="act as service:NAME or agent:NAME instead of the OS user (only ever less trust)")
+    agents: list[str] = Field(default_factory=list, description="agents that exist by configuration (names)")
+    roles: dict[str, list[str]] = Field(
+        default_factory=dict, description='roles by principal key, e.g. {"agent:scout": ["role:analyst"]}')
+    audit_dir: Path | None = Field(
+        None, description="where the audit chain's signed head and its HMAC key live (default: the user's "
+                          "config directory, apart from the workspace and its database)")
     memory: MemoryConfig = Field(default_factory=lambda: MemoryConfig())
     integrations: IntegrationSettings = Field(default_factory=lambda: IntegrationSettings())
     graph: GraphConfig = Field(default_factory=GraphConfig)
@@ -149,6 +157,13 @@ class Settings(BaseSettings):
     @classmethod
     def _blank_is_none(cls, v: str | None) -> str | None:
         return v or None
+
+    def audit_anchor_dir(self) -> Path:
+        if self.audit_dir is not None:
+            return Path(self.audit_dir).expanduser().resolve()
+        import platformdirs
+
+        return Path(platformdirs.user_config_dir("emergent", appauthor=False)) / "audit"
 
     def workspace(self) -> Path:
         if self.home is not None:

@@ -122,6 +122,18 @@ class PermissionDenied(OperationalError, PermissionError):
     """The autonomy gate refused an action (policy, pause, suspension or a human's rejection)."""
 
 
+class PrincipalError(UsageError, PermissionError):
+    """An action came without a principal, or with one this workspace did not issue."""
+
+
+class ApprovalStaleError(PermissionDenied):
+    """What an approval was granted for changed (arguments or the content of a file it reads or runs)."""
+
+
+class AuditWriteError(OperationalError):
+    """The audit trail could not be written, so the action it records did not run (or is reported failed)."""
+
+
 class ApprovalPending(OperationalError):
     """The action waits for a human's approval; resume it once the approval is decided."""
 
@@ -170,6 +182,9 @@ class ExperimentError(OperationalError):
 
 __all__ = [
     "ApprovalPending",
+    "ApprovalStaleError",
+    "AuditWriteError",
+    "PrincipalError",
     "BackupError",
     "CircuitOpenError",
     "ConfigError",

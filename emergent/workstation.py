@@ -35,7 +35,6 @@ class Workstation:
         from emergent.stores.sql import SQLStore
 
         store = SQLStore.in_workspace(self.path, self.settings.database_url)
-        self._closers.append(store.dispose)
         return store
 
     @functools.cached_property
@@ -162,26 +161,65 @@ class Workstation:
         return Proposals(self.sql, clock=self.clock, llm=self.llm, gate=exp.gate, registry=exp.registry)
 
     @functools.cached_property
+    def audit(self) -> Any:
+        """The audit trail (emergent.audit.AuditLog): hash chain in SQL, head anchored outside it."""
+        import hashlib
+
+        from emergent.audit import AuditLog, HeadAnchor
+
+        name = hashlib.sha256(str(self.path).encode()).hexdigest()[:16]
+        return AuditLog(self.sql, clock=self.clock, anchor=HeadAnchor(self.settings.audit_anchor_dir(), name))
+
+    @functools.cached_property
+    def principals(self) -> Any:
+        """Who may act here (emergent.principals.Principals): issues principals, keeps their roles."""
+        from emergent.principals import Principals
+
+        s = self.settings
+        config: dict[str, dict[str, Any]] = {f"agent:{name}": {"roles": []} for name in s.agents}
+        for key, roles in s.roles.items():
+            config.setdefault(key, {"roles": []})["roles"] = list(roles)
+        return Principals(self.sql, clock=self.clock, audit=self.audit, config=config)
+
+    @functools.cached_property
+    def principal(self) -> Any:
+        """The principal of this process: the OS user at the keyboard, or less (``EMERGENT_PRINCIPAL``:
+        a service or a configured agent, e.g. the scheduler running a job's notebook)."""
+        from emergent.errors import ConfigError
+        from emergent.principals import parse_key
+
+        wanted = self.settings.principal
+        if not wanted:
+            return self.principals.os_user()
+        kind, name = parse_key(wanted)
+        if kind == "service":
+            return self.principals.service(name)
+        if kind == "agent":
+            return self.principals.agent(name)
+        raise ConfigError(f"EMERGENT_PRINCIPAL={wanted!r} names a human",
+                          hint="a process is the OS user's by default; the setting only lowers trust "
+                               "(service:NAME or agent:NAME)")
+
+    @functools.cached_property
     def autonomy(self) -> Any:
-        """The autonomy gate (emergent.autonomy): permission matrix, approvals, overrides, audit chain."""
+        """The autonomy gate (emergent.autonomy): permission matrix, approvals, overrides, pause."""
         from emergent.autonomy.approvals import ApprovalQueue
-        from emergent.autonomy.audit import AuditLog
         from emergent.autonomy.service import Autonomy
 
-        audit = AuditLog(self.sql, clock=self.clock)
-        approvals = ApprovalQueue(self.sql, clock=self.clock, audit=audit,
+        approvals = ApprovalQueue(self.sql, principals=self.principals, clock=self.clock, audit=self.audit,
                                   default_ttl=self.settings.tools.approval_ttl_s)
-        gate = Autonomy(self.sql, clock=self.clock, audit=audit, approvals=approvals)
+        gate = Autonomy(self.sql, clock=self.clock, audit=self.audit, principals=self.principals,
+                        approvals=approvals)
         self._closers.insert(0, gate.close)
         return gate
 
     @functools.cached_property
     def tools(self) -> Any:
         """Tools (emergent.tools): versioned registry, runner through the autonomy gate, sandbox."""
-        from emergent.tools.service import ToolService
+        from emergent.tools.service import ToolService, ToolServices
 
         svc = ToolService(self.sql, autonomy=self.autonomy, settings=self.settings, workspace=self.path,
-                          services=self, clock=self.clock)
+                          services=ToolServices(memory_provider=lambda: self.memory), clock=self.clock)
         self._closers.insert(0, svc.close)
         return svc
 
@@ -212,9 +250,16 @@ class Workstation:
         return out
 
     def close(self) -> None:
-        while self._closers:
-            fn = self._closers.pop(0)
-            fn()
+        """Close the services (newest first), then the audit trail (they write to it), then SQL."""
+        try:
+            while self._closers:
+                fn = self._closers.pop(0)
+                fn()
+        finally:
+            if "audit" in self.__dict__:
+                self.__dict__["audit"].close()
+            if "sql" in self.__dict__:
+                self.__dict__["sql"].dispose()
 
     def __enter__(self) -> Workstation:
         return self

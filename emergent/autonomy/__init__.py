@@ -7,7 +7,7 @@ from typing import Any
 
 _LAZY = {
     "Autonomy": "emergent.autonomy.service",
-    "AuditLog": "emergent.autonomy.audit",
+    "AuditLog": "emergent.audit",
     "ApprovalQueue": "emergent.autonomy.approvals",
     "Rule": "emergent.autonomy.policy",
     "Request": "emergent.autonomy.policy",

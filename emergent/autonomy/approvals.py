@@ -1,8 +1,14 @@
-"""The approvals queue: pending → approved | rejected | expired, in SQL, surviving restarts.
+"""The approvals queue: pending → approved | rejected | expired, approved → consumed; in SQL.
 
 A call that the gate answers with *ask* files a request and waits: a decision made in this process
 wakes it at once (a ``threading.Event``), one made elsewhere (the CLI, another kernel) is seen by
 polling. A request not decided before it expires is rejected automatically.
+
+An approval is bound to a **digest** of exactly what will run: the tool and its version, the
+validated arguments, and the bytes of every file the call reads or runs (a notebook, a script).
+:meth:`ApprovalQueue.consume` turns an approval into a run at most once, and only while the digest
+still matches (else :class:`~emergent.errors.ApprovalStaleError`). Only a human decides, and never on
+a request of their own.
 """
 
 from __future__ import annotations
@@ -16,11 +22,20 @@ from typing import Any
 
 import sqlalchemy as sa
 
+from emergent.audit import actor_key
 from emergent.autonomy.tables import approvals
 from emergent.clock import Clock, SystemClock
-from emergent.errors import NotFoundError, UsageError
+from emergent.errors import (
+    ApprovalPending,
+    ApprovalStaleError,
+    NotFoundError,
+    PermissionDenied,
+    PrincipalError,
+    UsageError,
+)
+from emergent.principals import Principal, Principals
 
-PENDING, APPROVED, REJECTED, EXPIRED = "pending", "approved", "rejected", "expired"
+PENDING, APPROVED, REJECTED, EXPIRED, CONSUMED = "pending", "approved", "rejected", "expired", "consumed"
 
 
 @dataclass(frozen=True, slots=True)
@@ -38,6 +53,10 @@ class Approval:
     decided_by: str | None
     decided_at: float | None
     decision_reason: str | None
+    digest: str | None = None
+    files: dict[str, str] | None = None
+    consumed_at: float | None = None
+    consumed_by: str | None = None
 
     @property
     def decided(self) -> bool:
@@ -49,13 +68,15 @@ class Approval:
 
 def _row(r: Any) -> Approval:
     return Approval(r.id, r.created_at, r.expires_at, r.status, r.actor, r.tool, json.loads(r.args), r.resource,
-                    r.reason, r.confidence, r.decided_by, r.decided_at, r.decision_reason)
+                    r.reason, r.confidence, r.decided_by, r.decided_at, r.decision_reason, r.digest,
+                    json.loads(r.files) if r.files else None, r.consumed_at, r.consumed_by)
 
 
 class ApprovalQueue:
-    def __init__(self, sql: Any, *, clock: Clock | None = None, audit: Any = None,
+    def __init__(self, sql: Any, *, principals: Principals, clock: Clock | None = None, audit: Any = None,
                  default_ttl: float = 3600.0, poll_interval: float = 0.2) -> None:
         self.sql = sql
+        self.principals = principals
         self.clock = clock or SystemClock()
         self.audit = audit
         self.default_ttl = default_ttl
@@ -63,20 +84,26 @@ class ApprovalQueue:
         self._events: dict[str, threading.Event] = {}
         self._lock = threading.Lock()
 
-    def request(self, *, actor: str, tool: str, args: dict[str, Any], reason: str, resource: str | None = None,
-                confidence: float | None = None, ttl: float | None = None) -> Approval:
+    def request(self, *, principal: Principal, tool: str, args: dict[str, Any], reason: str, digest: str,
+                files: dict[str, str] | None = None, resource: str | None = None, confidence: float | None = None,
+                ttl: float | None = None, audit_args: dict[str, Any] | None = None) -> Approval:
+        """File a request for ``principal`` to run ``tool`` with ``args``; ``digest`` binds it to
+        exactly that (``files``: path → sha256 of each file the call reads or runs)."""
+        who = self.principals.verify(principal)
         now = self.clock.now()
         aid = uuid.uuid4().hex[:16]
         row: dict[str, Any] = {"id": aid, "created_at": now, "expires_at": now + (ttl or self.default_ttl),
-               "status": PENDING, "actor": actor, "tool": tool, "args": json.dumps(args, default=str),
-               "resource": resource, "reason": reason, "confidence": confidence}
+                               "status": PENDING, "actor": who.key, "tool": tool, "args": json.dumps(args, default=str),
+                               "resource": resource, "reason": reason, "confidence": confidence, "digest": digest,
+                               "files": json.dumps(files or {})}
+        if self.audit is not None:
+            self.audit.append("approval.requested", who, {
+                "approval": aid, "tool": tool, "resource": resource, "reason": reason, "digest": digest,
+                "files": files or {}, "args": args if audit_args is None else audit_args}, durable=True)
         with self.sql.begin() as conn:
             conn.execute(approvals.insert(), row)
         with self._lock:
             self._events[aid] = threading.Event()
-        if self.audit is not None:
-            self.audit.append("approval.requested", actor, {"approval": aid, "tool": tool,
-                                                             "resource": resource, "reason": reason}, durable=True)
         return self.get(aid)
 
     def get(self, approval_id: str) -> Approval:
@@ -95,33 +122,87 @@ class ApprovalQueue:
         with self.sql.connect() as conn:
             return [_row(r) for r in conn.execute(q)]
 
-    def _decide(self, approval_id: str, status: str, by: str, reason: str) -> Approval:
+    def _decide(self, approval_id: str, status: str, by: Any, reason: str) -> Approval:
         current = self.get(approval_id)
         if current.decided:
             raise UsageError(f"approval {approval_id} is already {current.status}",
                              hint="only pending requests can be decided", approval=approval_id)
-        now = self.clock.now()
+        if self.audit is not None:
+            self.audit.append(f"approval.{status}", by, {"approval": approval_id, "tool": current.tool,
+                                                         "requested_by": current.actor, "digest": current.digest,
+                                                         "reason": reason}, durable=True)
+        now, by_key = self.clock.now(), actor_key(by)
         with self.sql.begin() as conn:
             done = conn.execute(approvals.update().where(approvals.c.id == approval_id,
                                                          approvals.c.status == PENDING)
-                                .values(status=status, decided_by=by, decided_at=now, decision_reason=reason))
+                                .values(status=status, decided_by=by_key, decided_at=now, decision_reason=reason))
         if done.rowcount != 1:
             raise UsageError(f"approval {approval_id} was decided by someone else meanwhile", approval=approval_id)
-        if self.audit is not None:
-            self.audit.append(f"approval.{status}", by, {"approval": approval_id, "tool": current.tool,
-                                                         "requested_by": current.actor, "reason": reason},
-                              durable=True)
         with self._lock:
             ev = self._events.pop(approval_id, None)
         if ev is not None:
             ev.set()
         return self.get(approval_id)
 
-    def approve(self, approval_id: str, *, by: str = "user:local", reason: str = "") -> Approval:
-        return self._decide(approval_id, APPROVED, by, reason)
+    def approve(self, approval_id: str, *, by: Principal, reason: str = "") -> Approval:
+        """Approve a pending request: only a human, and never the one who asked."""
+        who = self.principals.verify(by)
+        current = self.get(approval_id)
+        if not who.is_human:
+            raise PrincipalError(f"{who.key} may not approve requests", hint="only a human approves",
+                                 approval=approval_id)
+        if who.key == current.actor:
+            raise PrincipalError(f"{who.key} asked for approval {approval_id} and may not approve it too",
+                                 hint="another human approves it", approval=approval_id)
+        return self._decide(approval_id, APPROVED, who, reason)
 
-    def reject(self, approval_id: str, *, by: str = "user:local", reason: str = "") -> Approval:
-        return self._decide(approval_id, REJECTED, by, reason)
+    def reject(self, approval_id: str, *, by: Principal, reason: str = "") -> Approval:
+        """Reject a pending request: a human, or the requester withdrawing its own request."""
+        who = self.principals.verify(by)
+        if not who.is_human and who.key != self.get(approval_id).actor:
+            raise PrincipalError(f"{who.key} may not reject requests of others", hint="a human decides",
+                                 approval=approval_id)
+        return self._decide(approval_id, REJECTED, who, reason)
+
+    def consume(self, approval_id: str, *, principal: Principal, tool: str, digest: str, files: dict[str, str],
+                call_id: str) -> Approval:
+        """Turn an approval into one run of ``tool`` by ``principal`` (who asked for it) whose
+        content digest is ``digest``: at most once, and only while nothing changed."""
+        who = self.principals.verify(principal)
+        now = self.clock.now()
+        with self.sql.begin() as conn:
+            done = conn.execute(approvals.update().where(
+                approvals.c.id == approval_id, approvals.c.status == APPROVED, approvals.c.digest == digest,
+                approvals.c.tool == tool, approvals.c.actor == who.key)
+                .values(status=CONSUMED, consumed_at=now, consumed_by=call_id))
+        a = self.get(approval_id)
+        if done.rowcount == 1:
+            if self.audit is not None:
+                self.audit.append("approval.consumed", who, {"approval": approval_id, "call": call_id,
+                                                             "digest": digest}, durable=True)
+            return a
+        if a.status == PENDING:
+            raise ApprovalPending(f"approval {approval_id} is still pending",
+                                  hint=f"`emergent approvals approve {approval_id}`", approval=approval_id)
+        if a.status == CONSUMED:
+            raise PermissionDenied(f"approval {approval_id} was already used (by call {a.consumed_by})",
+                                   hint="an approval runs its call once; ask again", approval=approval_id)
+        if a.status != APPROVED:
+            raise PermissionDenied(f"approval {approval_id} was {a.status} by {a.decided_by}: "
+                                   f"{a.decision_reason or 'no reason given'}", hint="the action did not run",
+                                   approval=approval_id)
+        if a.tool != tool:
+            raise PermissionDenied(f"approval {approval_id} is for {a.tool}, not {tool}",
+                                   hint="an approval runs only the tool it was granted for", approval=approval_id)
+        if a.actor != who.key:
+            raise PermissionDenied(f"approval {approval_id} was granted to {a.actor}, not {who.key}",
+                                   hint="an approval runs only the requester's call", approval=approval_id)
+        changed = sorted(set((a.files or {}).items()) ^ set(files.items()))
+        raise ApprovalStaleError(
+            f"approval {approval_id} no longer matches what would run: its arguments or the content of "
+            f"{', '.join(sorted({p for p, _ in changed})) or 'a file it reads'} changed since it was approved",
+            hint="nothing ran; ask for a new approval of the current content", approval=approval_id)
+
 
     def expire_due(self) -> int:
         """Auto-reject every pending request past its expiry; returns how many."""

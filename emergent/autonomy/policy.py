@@ -1,7 +1,7 @@
 """The permission matrix: subject × tool pattern × resource pattern → allow / ask / deny.
 
-A rule matches a request when its subject names the actor or one of its roles (``agent:scout``,
-``role:analyst``, ``user:ana``, ``agent:*``, ``*``), its tool pattern matches the tool name
+A rule matches a request when its subject names the principal or one of its roles (``agent:scout``,
+``role:analyst``, ``human:ana``, ``service:scheduler``, ``agent:*``, ``*``), its tool pattern matches the tool name
 (``files.read``, ``files.*``, ``*``), its resource pattern matches the resource (``/data/*``), and
 its conditions hold (side-effect levels, a cost range). Among matching rules **deny overrides**
 ask, ask overrides allow; the decision names the rule that won. No matching rule falls back to the
@@ -24,9 +24,12 @@ from emergent.errors import ValidationError
 
 Effect = Literal["allow", "ask", "deny"]
 EFFECTS: tuple[str, ...] = ("allow", "ask", "deny")
-LEVELS: tuple[str, ...] = ("read", "write", "external", "destructive")
-DEFAULTS: dict[str, str] = {"read": "allow", "write": "ask", "external": "ask", "destructive": "ask"}
+LEVELS: tuple[str, ...] = ("read", "write", "external", "destructive", "execute")
+#: what an agent may do when no rule matches (humans and services: see Autonomy.decide)
+DEFAULTS: dict[str, str] = {"read": "allow", "write": "ask", "external": "ask", "destructive": "ask",
+                            "execute": "ask"}
 _WILD = re.compile(r"[*?\[]")
+_SUBJECT = re.compile(r"^(\*|(human|agent|service|role):[A-Za-z0-9_.*?\[\]-]+)$")
 
 
 @dataclass(frozen=True, slots=True)
@@ -51,6 +54,10 @@ class Rule:
         for what in ("subject", "tool", "resource"):
             if not getattr(self, what):
                 raise ValidationError(f"rule {self.id}: {what} must not be empty", hint="use '*' to match anything")
+        if not _SUBJECT.match(self.subject):
+            raise ValidationError(f"rule {self.id}: subject {self.subject!r} names no principal or role",
+                                  hint="use human:NAME, agent:NAME, service:NAME, role:NAME, a glob such as "
+                                       "agent:*, or *", rule=self.id)
 
     @classmethod
     def from_dict(cls, d: Mapping[str, Any]) -> Rule:
@@ -93,15 +100,18 @@ class Rule:
 
 @dataclass(frozen=True, slots=True)
 class Request:
-    """One proposed action, as the gate sees it."""
+    """One proposed action, as the gate sees it (build it with ``Autonomy.request_for``)."""
 
-    actor: str
+    actor: str  # the principal's key
     tool: str
     side_effect: str = "read"
     resource: str = ""
     cost: float = 0.0
     roles: tuple[str, ...] = ()
     confidence: float | None = None
+    kind: str = "agent"  # the principal's kind: human | agent | service
+    network: bool = False  # the action reaches the network (a read that pause stops too)
+    foreign_scope: bool = False  # a memory scope that is not the agent's own
 
 
 @dataclass(frozen=True, slots=True)
@@ -109,7 +119,7 @@ class Decision:
     effect: str
     reason: str
     rule: Rule | None = None
-    source: str = "matrix"  # matrix | default | override | pause | suspension | confidence
+    source: str = "matrix"  # matrix | default | override | pause | suspension | confidence | execute | scope
 
     @property
     def rule_id(self) -> str | None:

@@ -58,6 +58,10 @@ approvals = sa.Table(
     sa.Column("decided_by", sa.String(200), nullable=True),
     sa.Column("decided_at", sa.Float, nullable=True),
     sa.Column("decision_reason", sa.Text, nullable=True),
+    sa.Column("digest", sa.String(64), nullable=True),
+    sa.Column("files", sa.Text, nullable=True),
+    sa.Column("consumed_at", sa.Float, nullable=True),
+    sa.Column("consumed_by", sa.String(64), nullable=True),
 )
 
 audit_log = sa.Table(
@@ -70,4 +74,15 @@ audit_log = sa.Table(
     sa.Column("data", sa.Text, nullable=False),
     sa.Column("prev_hash", sa.String(64), nullable=False),
     sa.Column("hash", sa.String(64), nullable=False),
+)
+
+principals = sa.Table(
+    "principals",
+    metadata,
+    sa.Column("key", sa.String(80), primary_key=True),
+    sa.Column("kind", sa.String(16), nullable=False),
+    sa.Column("id", sa.String(64), nullable=False),
+    sa.Column("created_by", sa.String(80), nullable=False),
+    sa.Column("created_at", sa.Float, nullable=False),
+    sa.Column("roles", sa.Text, nullable=False),
 )

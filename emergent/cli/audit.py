@@ -17,7 +17,7 @@ app = typer.Typer(no_args_is_help=True)
 def verify(jsonl: Path = typer.Option(None, help="verify an exported JSON-lines copy instead of the database"),
            as_json: bool = typer.Option(False, "--json"), home: str = HOME) -> None:
     """Check every entry's hash and link; exit 1 naming the first edited, inserted or deleted entry."""
-    from emergent.autonomy.audit import verify_jsonl
+    from emergent.audit import verify_jsonl
 
     if jsonl is not None:
         with jsonl.open(encoding="utf-8") as fh:

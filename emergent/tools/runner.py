@@ -1,15 +1,24 @@
 """The runner: every tool call passes the same chain of wrappers.
 
-    telemetry → audit → validate → gate (policy) → approval → circuit breaker → retry → timeout → execute
+    telemetry → audit (outcome) → validate → gate (policy) → approval → intent → circuit breaker
+    → retry → timeout → execute
 
 Each stage is a *layer* ``(call, next) -> result`` and the chain for a tool is composed once from
 the layers that apply to it (no retry layer for a tool without a retry policy, no gate without an
 autonomy service, no thread timeout for a sandboxed tool: the sandbox enforces its own), so the
 hot path has no configuration ``if``s. A layer can be added for every tool with ``extra_layers``.
+
+Every call names its :class:`~emergent.principals.Principal`; there is no default. A call the gate
+answers with *ask* files an approval bound to the digest of what will run (tool, version,
+validated arguments, the bytes of the files it reads or runs); the call runs only by consuming
+that approval, once, while the digest still matches. Actions that change something record their
+intent in the audit trail before they run and their outcome after; a failed audit write fails
+the call.
 """
 
 from __future__ import annotations
 
+import hashlib
 import itertools
 import os
 import threading
@@ -19,38 +28,49 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
-from emergent.autonomy.policy import Decision, Request
+from emergent.audit import canonical, redact
+from emergent.autonomy.policy import Decision
 from emergent.clock import Clock, SystemClock
 from emergent.errors import (
     ApprovalPending,
     CircuitOpenError,
     EmergentError,
     PermissionDenied,
+    PrincipalError,
     TimeoutExceeded,
     ToolExecutionError,
     ValidationError,
 )
-from emergent.tools.spec import ToolContext, ToolSpec
+from emergent.principals import HOW_TO_GET_ONE, Principal
+from emergent.tools.spec import RunsCode, SideEffect, ToolContext, ToolSpec
 
 _ids = itertools.count(1)
 _PREFIX = f"{os.getpid():x}{int(time.time()) % 100000:05d}"
+#: longest string argument kept verbatim in the audit trail (longer: a prefix, its length and sha256)
+AUDIT_STRING_MAX = 4096
 
 
 @dataclass(slots=True)
 class Call:
     spec: ToolSpec
     args: Any
-    actor: str = "user:local"
-    roles: tuple[str, ...] = ()
+    principal: Principal
     confidence: float | None = None
     cost: float | None = None
     wait: bool | float = True
-    approved: str | None = None  # id of an approval already granted (resume)
     call_id: str = ""
     kwargs: dict[str, Any] = field(default_factory=dict)
     resource: str = ""
     decision: Decision | None = None
     attempts: int = 0
+    approval: str | None = None  # the approval this call runs under (set by the runner, never by a caller)
+    ctx: ToolContext | None = None
+    files: dict[str, str] = field(default_factory=dict)  # path -> sha256 of what the call reads or runs
+    digest: str = ""
+
+    @property
+    def actor(self) -> str:
+        return self.principal.key
 
 
 Handler = Callable[[Call], Any]
@@ -59,16 +79,43 @@ Layer = Callable[[Call, Handler], Any]
 
 _OUTCOMES: dict[type[BaseException], str] = {
     ValidationError: "invalid", PermissionDenied: "denied", ApprovalPending: "pending",
-    CircuitOpenError: "circuit_open", TimeoutExceeded: "timeout"}
+    CircuitOpenError: "circuit_open", TimeoutExceeded: "timeout", PrincipalError: "denied"}
 
 
 def _outcome(exc: BaseException) -> str:
-    return _OUTCOMES.get(type(exc), "error")
+    return _OUTCOMES.get(type(exc), "denied" if isinstance(exc, PermissionDenied) else "error")
 
 
 def _error_class(exc: BaseException) -> str:
     cause = exc.__cause__ if isinstance(exc, ToolExecutionError) and exc.__cause__ else exc
     return type(cause).__name__
+
+
+def _shorten(value: Any) -> Any:
+    if isinstance(value, str) and len(value) > AUDIT_STRING_MAX:
+        digest = hashlib.sha256(value.encode("utf-8", "surrogatepass")).hexdigest()
+        return f"{value[:512]}… [{len(value)} characters, sha256 {digest}]"
+    if isinstance(value, dict):
+        return {k: _shorten(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_shorten(v) for v in value]
+    return value
+
+
+def audit_args(call: Call) -> Any:
+    """The call's arguments as the audit trail records them: secrets redacted, long text hashed."""
+    return _shorten(redact(call.kwargs or call.args or {}, call.spec.secret_args))
+
+
+def content_digest(spec: ToolSpec, kwargs: dict[str, Any], files: dict[str, str]) -> str:
+    """sha256 over the tool and its version, the validated arguments and the files' hashes."""
+    body = canonical({"tool": spec.key, "args": kwargs, "files": files})
+    return hashlib.sha256(body.encode("utf-8", "surrogatepass")).hexdigest()
+
+
+def is_change(spec: ToolSpec) -> bool:
+    """Actions whose intent is recorded before they run (everything but a plain in-process read)."""
+    return spec.side_effect != SideEffect.READ or spec.runs_code != RunsCode.NO
 
 
 # ---------------------------------------------------------------------- layers
@@ -89,70 +136,125 @@ def telemetry_layer(telemetry: Any, clock: Clock) -> Layer:
 
 
 def audit_layer(audit: Any) -> Layer:
-    # Calls that act outside the workspace are on disk before the call returns; the rest are
-    # buffered (written within a second, on read and on close) to keep in-process calls cheap.
+    """The outcome of every call. Reads are buffered (written within a second, on read and on
+    close); the outcome of a change is written before the call returns."""
     def layer(call: Call, nxt: Handler) -> Any:
-        durable = call.spec.side_effect in ("external", "destructive")
+        durable = is_change(call.spec)
         try:
             result = nxt(call)
         except BaseException as exc:
             d = call.decision
-            audit.append("tool.call", call.actor, {
-                "call": call.call_id, "tool": call.spec.key, "resource": call.resource,
-                "decision": d.effect if d else None, "why": d.reason if d else None, "approval": call.approved,
-                "outcome": _outcome(exc), "attempts": call.attempts, "error": _error_class(exc)}, durable=durable)
+            audit.append("tool.call", call.principal, {
+                "call": call.call_id, "tool": call.spec.key, "resource": call.resource, "args": audit_args(call),
+                "decision": d.effect if d else None, "why": d.reason if d else None, "approval": call.approval,
+                "outcome": _outcome(exc), "attempts": call.attempts, "error": _error_class(exc),
+                "message": str(exc)[:500]}, durable=durable and call.decision is not None)
             raise
         d = call.decision
-        audit.append("tool.call", call.actor, {
-            "call": call.call_id, "tool": call.spec.key, "resource": call.resource,
-            "decision": d.effect if d else None, "rule": d.rule_id if d else None, "approval": call.approved,
+        audit.append("tool.call", call.principal, {
+            "call": call.call_id, "tool": call.spec.key, "resource": call.resource, "args": audit_args(call),
+            "decision": d.effect if d else None, "rule": d.rule_id if d else None, "approval": call.approval,
             "outcome": "ok", "attempts": call.attempts}, durable=durable)
         return result
     return layer
 
 
-def validate_layer(call: Call, nxt: Handler) -> Any:
-    spec = call.spec
-    call.kwargs = spec.validate_args(call.args)
-    if spec.resource_arg is not None:
-        call.resource = str(call.kwargs.get(spec.resource_arg, ""))
-    return nxt(call)
-
-
-def gate_layer(autonomy: Any) -> Layer:
+def intent_layer(audit: Any) -> Layer:
+    """Before a change runs: its intent, on disk (a failed write stops the call here)."""
     def layer(call: Call, nxt: Handler) -> Any:
-        spec = call.spec
-        d = autonomy.decide(Request(call.actor, spec.name, spec.side_effect.value, call.resource,
-                                    spec.cost if call.cost is None else call.cost, call.roles, call.confidence))
-        call.decision = d
-        if d.effect == "deny":
-            raise PermissionDenied(f"{call.actor} may not run {spec.key}: {d.reason}",
-                                   hint="ask a human for an override, or change the policy "
-                                        "(`emergent policy explain`)", tool=spec.key, decision=d)
+        d = call.decision
+        audit.append("tool.intent", call.principal, {
+            "call": call.call_id, "tool": call.spec.key, "resource": call.resource, "args": audit_args(call),
+            "files": call.files, "decision": d.effect if d else None, "rule": d.rule_id if d else None,
+            "approval": call.approval}, durable=True)
         return nxt(call)
     return layer
 
 
-def approval_layer(approvals: Any) -> Layer:
-    """On *ask*: file a request and wait for a human (``wait``: True, False or seconds)."""
+def validate_layer(context: Callable[[Call], ToolContext]) -> Layer:
+    def layer(call: Call, nxt: Handler) -> Any:
+        spec = call.spec
+        call.kwargs = spec.validate_args(call.args)
+        if spec.resource_arg is not None:
+            value = call.kwargs.get(spec.resource_arg)
+            if value is None and spec.resource_kind == "scope" and call.principal.is_agent:
+                value = call.kwargs[spec.resource_arg] = call.principal.id  # an agent's own scope
+            call.resource = "" if value is None else str(value)
+        if spec.context_param is not None or spec.reads is not None:
+            call.ctx = context(call)
+        if spec.reads is not None:
+            snapshot(call)
+        return nxt(call)
+    return layer
+
+
+def snapshot(call: Call) -> None:
+    """Read the files the call reads or runs, once; bind the call's digest to them."""
+    assert call.ctx is not None and call.spec.reads is not None
+    contents = call.spec.reads(call.kwargs, call.ctx)
+    call.ctx.contents = contents
+    call.files = {p: hashlib.sha256(b).hexdigest() for p, b in sorted(contents.items())}
+    call.digest = content_digest(call.spec, call.kwargs, call.files)
+
+
+def gate_layer(autonomy: Any) -> Layer:
+    def layer(call: Call, nxt: Handler) -> Any:
+        d = decide(autonomy, call)
+        call.decision = d
+        if d.effect == "deny":
+            raise PermissionDenied(f"{call.actor} may not run {call.spec.key}: {d.reason}",
+                                   hint="ask a human for an override, or change the policy "
+                                        "(`emergent policy explain`)", tool=call.spec.key, decision=d)
+        return nxt(call)
+    return layer
+
+
+def decide(autonomy: Any, call: Call) -> Decision:
+    spec = call.spec
+    cost = max(spec.cost, call.cost or 0.0)
+    return autonomy.decide(autonomy.request_for(
+        call.principal, spec.name, spec.side_effect.value, call.resource, cost=cost, confidence=call.confidence,
+        network=spec.network, scope_resource=spec.resource_kind == "scope"))
+
+
+def approval_layer(autonomy: Any) -> Layer:
+    """On *ask*: file a request bound to the call's digest and wait for a human (``wait``: True,
+    False or seconds); then, or when resuming, consume the approval (once, digest unchanged)."""
+    approvals = autonomy.approvals
+
     def layer(call: Call, nxt: Handler) -> Any:
         d = call.decision
-        if d is None or d.effect != "ask" or call.approved:
-            return nxt(call)
-        req = approvals.request(actor=call.actor, tool=call.spec.key, args=dict(call.args or {}),
-                                resource=call.resource or None, reason=d.reason, confidence=call.confidence)
-        decided = req if call.wait is False else approvals.wait(
-            req.id, None if call.wait is True else float(call.wait))
-        if decided.status == "approved":
-            call.approved = req.id
-            return nxt(call)
-        if decided.status == "pending":
-            raise ApprovalPending(f"{call.spec.key} for {call.actor} waits for approval {req.id}",
-                                  hint=f"approve it (`emergent approvals approve {req.id}`), then "
-                                       f"resume with tools.resume({req.id!r})", approval=req.id)
-        raise PermissionDenied(f"{call.spec.key} for {call.actor} was {decided.status} by "
-                               f"{decided.decided_by}: {decided.decision_reason or 'no reason given'}",
-                               hint="the action did not run", approval=req.id, tool=call.spec.key)
+        if call.approval is None:
+            if d is None or d.effect != "ask":
+                return nxt(call)
+            if not call.digest:
+                call.digest = content_digest(call.spec, call.kwargs, call.files)
+            req = approvals.request(principal=call.principal, tool=call.spec.key, args=call.kwargs,
+                                    digest=call.digest, files=call.files, resource=call.resource or None,
+                                    reason=d.reason, confidence=call.confidence, audit_args=audit_args(call))
+            decided = req if call.wait is False else approvals.wait(
+                req.id, None if call.wait is True else float(call.wait))
+            if decided.status == "pending":
+                raise ApprovalPending(f"{call.spec.key} for {call.actor} waits for approval {req.id}",
+                                      hint=f"a human approves it and runs it: `emergent approvals approve {req.id} "
+                                           f"--run` (or ws.tools.resume({req.id!r}) after approving)",
+                                      approval=req.id)
+            if decided.status != "approved":
+                raise PermissionDenied(f"{call.spec.key} for {call.actor} was {decided.status} by "
+                                       f"{decided.decided_by}: {decided.decision_reason or 'no reason given'}",
+                                       hint="the action did not run", approval=req.id, tool=call.spec.key)
+            call.approval = req.id
+            again = decide(autonomy, call)  # time passed: a pause or a suspension stops it now
+            if again.effect == "deny":
+                raise PermissionDenied(f"{call.actor} may no longer run {call.spec.key}: {again.reason}",
+                                       hint="the approval was not used", approval=req.id, tool=call.spec.key)
+            if call.spec.reads is not None:
+                snapshot(call)  # what runs is what is on disk now, and it must be what was approved
+        if not call.digest:
+            call.digest = content_digest(call.spec, call.kwargs, call.files)
+        approvals.consume(call.approval, principal=call.principal, tool=call.spec.key, digest=call.digest,
+                          files=call.files, call_id=call.call_id)
+        return nxt(call)
     return layer
 
 
@@ -274,7 +376,7 @@ class ToolRunner:
         self.telemetry = telemetry
         self.audit = audit if audit is not None else getattr(autonomy, "audit", None)
         self.clock = clock or SystemClock()
-        self.context = context or (lambda call: ToolContext(actor=call.actor, call_id=call.call_id))
+        self.context = context or (lambda call: ToolContext(principal=call.principal, call_id=call.call_id))
         self.breaker = breaker or CircuitBreaker(self.clock)
         self.sleep = sleep
         self.extra_layers = list(extra_layers)
@@ -287,9 +389,11 @@ class ToolRunner:
             out.append(telemetry_layer(self.telemetry, self.clock))
         if self.audit is not None:
             out.append(audit_layer(self.audit))
-        out.append(validate_layer)
+        out.append(validate_layer(self.context))
         if self.autonomy is not None:
-            out += [gate_layer(self.autonomy), approval_layer(self.autonomy.approvals)]
+            out += [gate_layer(self.autonomy), approval_layer(self.autonomy)]
+        if self.audit is not None and is_change(spec):
+            out.append(intent_layer(self.audit))
         out += self.extra_layers
         out.append(self.breaker.layer)
         out.append(retry_layer(self.sleep) if spec.retry.attempts > 1 else count_layer)
@@ -299,7 +403,7 @@ class ToolRunner:
 
     def _execute(self, call: Call) -> Any:
         spec = call.spec
-        ctx = self.context(call) if spec.context_param is not None else None
+        ctx = (call.ctx or self.context(call)) if spec.context_param is not None else None
         return spec.check_result(spec.invoke(call.kwargs, ctx))
 
     def chain(self, spec: ToolSpec) -> Handler:
@@ -312,13 +416,29 @@ class ToolRunner:
             self._chains[id(spec)] = hit
         return hit[1]
 
-    def call(self, ref: str | ToolSpec, args: Any = None, *, actor: str = "user:local", roles: Sequence[str] = (),
-             confidence: float | None = None, cost: float | None = None, wait: bool | float = True,
-             approved: str | None = None) -> Any:
-        """Run tool ``ref`` (``name``, ``name@1.2.0``, ``name@^1``) with ``args`` as ``actor``."""
+    def _principal(self, principal: Any) -> Principal:
+        if self.autonomy is not None:
+            try:
+                return self.autonomy.principals.verify(principal)  # type: ignore[no-any-return]
+            except PrincipalError:
+                if self.audit is not None:
+                    self.audit.append("tool.refused", "system:gate",
+                                      {"claimed": repr(principal)[:200], "why": "not a principal of this workspace"},
+                                      durable=True)
+                raise
+        if not isinstance(principal, Principal):
+            raise PrincipalError(f"{principal!r} is not a principal: every tool call needs one", hint=HOW_TO_GET_ONE)
+        return principal
+
+    def call(self, ref: str | ToolSpec, args: Any = None, *, principal: Principal, confidence: float | None = None,
+             cost: float | None = None, wait: bool | float = True) -> Any:
+        """Run tool ``ref`` (``name``, ``name@1.2.0``, ``name@^1``) with ``args`` as ``principal``.
+
+        ``confidence`` (0..1) and ``cost`` count only for agents; ``wait``: True blocks until an
+        approval is decided, False raises :class:`ApprovalPending` at once, a number waits that long."""
+        who = self._principal(principal)
         spec = ref if isinstance(ref, ToolSpec) else self.registry.resolve(ref)
-        call = Call(spec, args, actor, tuple(roles), confidence, cost, wait, approved,
-                    f"{_PREFIX}-{next(_ids)}")
+        call = Call(spec, args, who, confidence, cost, wait, f"{_PREFIX}-{next(_ids)}")
         return self.chain(spec)(call)
 
     def submit(self, ref: str | ToolSpec, args: Any = None, **kw: Any) -> Future[Any]:
@@ -328,7 +448,8 @@ class ToolRunner:
         return self._pool.submit(self.call, ref, args, **kw)
 
     def resume(self, approval_id: str) -> Any:
-        """Run the call an approval was filed for, once it is approved."""
+        """Run the call approval ``approval_id`` was granted for: as its requester, the exact tool
+        version and arguments, at most once, and only if the files it reads are unchanged."""
         if self.autonomy is None:
             raise ValidationError("this runner has no autonomy gate, so there is nothing to resume")
         a = self.autonomy.approvals.get(approval_id)
@@ -336,9 +457,14 @@ class ToolRunner:
             raise ApprovalPending(f"approval {approval_id} is still pending",
                                   hint=f"`emergent approvals approve {approval_id}`", approval=approval_id)
         if a.status != "approved":
-            raise PermissionDenied(f"approval {approval_id} was {a.status}: {a.decision_reason or ''}",
-                                   hint="the action will not run", approval=approval_id)
-        return self.call(a.tool, a.args, actor=a.actor, confidence=a.confidence, approved=approval_id)
+            why = f"was already used (by call {a.consumed_by})" if a.status == "consumed" else \
+                f"was {a.status}: {a.decision_reason or ''}"
+            raise PermissionDenied(f"approval {approval_id} {why}", hint="the action will not run",
+                                   approval=approval_id)
+        who = self.autonomy.principals.get(a.actor)
+        spec = self.registry.resolve(a.tool)
+        call = Call(spec, a.args, who, a.confidence, None, False, f"{_PREFIX}-{next(_ids)}", approval=approval_id)
+        return self.chain(spec)(call)
 
     def close(self) -> None:
         if self._pool is not None:

@@ -290,6 +290,13 @@ class Sandbox:
         self.require = require
         self.keep_workdir = keep_workdir
 
+    def requiring(self, level: str) -> Sandbox:
+        """The same sandbox, refusing runs that get less isolation than ``level``."""
+        if level == self.require:
+            return self
+        return Sandbox(self.limits, root=self.root, require=level, keep_workdir=self.keep_workdir,
+                       backend=self.backend)
+
     @property
     def level(self) -> str:
         info = isolation()

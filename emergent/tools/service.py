@@ -3,29 +3,50 @@
 from __future__ import annotations
 
 import builtins
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from concurrent.futures import Future
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from emergent.clock import Clock, SystemClock
+from emergent.errors import PrincipalError, UsageError
+from emergent.principals import HOW_TO_GET_ONE, Principal
 from emergent.tools.registry import ToolRegistry, VersionInfo
 from emergent.tools.runner import Call, Layer, ToolRunner
 from emergent.tools.sandbox import Limits, Sandbox
 from emergent.tools.spec import ToolContext, ToolSpec
 from emergent.tools.telemetry import Telemetry, ToolStats
 
+_CALL_KEYWORDS = frozenset({"principal", "confidence", "cost", "wait"})
+
+
+@dataclass(frozen=True)
+class ToolServices:
+    """What the built-in tools may use of the workstation: a narrow view, never the Workstation.
+
+    ``memory`` is a callable returning the memory service (built on first use)."""
+
+    memory_provider: Callable[[], Any] | None = None
+
+    @property
+    def memory(self) -> Any:
+        if self.memory_provider is None:
+            raise UsageError("no memory service is attached to these tools",
+                             hint="open the tools through a Workstation (ws.tools)")
+        return self.memory_provider()
+
 
 class ToolService:
     """Call tools through the gate; list, install, enable, disable and measure them."""
 
     def __init__(self, sql: Any, *, autonomy: Any = None, settings: Any = None, workspace: Path | None = None,
-                 services: Any = None, clock: Clock | None = None, sandbox: Sandbox | None = None,
+                 services: ToolServices | None = None, clock: Clock | None = None, sandbox: Sandbox | None = None,
                  entry_points: bool = True, extra_layers: Sequence[Layer] = ()) -> None:
         self.clock = clock or SystemClock()
         self.settings = settings
         self.workspace = workspace
-        self.services = services
+        self.services = services or ToolServices()
         self.autonomy = autonomy
         cfg = getattr(settings, "tools", None)
         self.sandbox = sandbox or Sandbox(Limits(timeout=getattr(cfg, "sandbox_timeout_s", 10.0),
@@ -37,34 +58,53 @@ class ToolService:
                                  context=self._context, extra_layers=extra_layers)
 
     def _context(self, call: Call) -> ToolContext:
+        box = self.sandbox
         if self.autonomy is not None:
-            self.sandbox.require = self.autonomy.required_isolation
-        return ToolContext(actor=call.actor, workspace=self.workspace, settings=self.settings,
-                           services=self.services, call_id=call.call_id, sandbox=self.sandbox)
+            box = box.requiring(self.autonomy.required_isolation_for(call.principal))
+        return ToolContext(principal=call.principal, workspace=self.workspace, settings=self.settings,
+                           services=self.services, call_id=call.call_id, sandbox=box)
 
     # ------------------------------------------------------------------ calling
     def call(self, ref: str | ToolSpec, args: Any = None, **kw: Any) -> Any:
-        """Run a tool through validate → policy → approval → breaker → retry → execute.
+        """Run a tool through validate → policy → approval → intent → breaker → retry → execute.
 
-        Keywords: ``actor`` (``agent:scout``, ``user:ana``), ``roles``, ``confidence`` (0..1),
-        ``cost``, ``wait`` (True: block until an approval is decided; False: raise ApprovalPending
-        at once; seconds: wait that long).
+        Keywords: ``principal`` (required: who acts), ``confidence`` (0..1) and ``cost`` (both
+        count for agents only), ``wait`` (True: block until an approval is decided; False: raise
+        ApprovalPending at once; seconds: wait that long). An approved request runs with
+        :meth:`resume`.
         """
+        self._check_keywords(kw)
         return self.runner.call(ref, args, **kw)
 
     def submit(self, ref: str | ToolSpec, args: Any = None, **kw: Any) -> Future[Any]:
+        self._check_keywords(kw)
         return self.runner.submit(ref, args, **kw)
+
+    @staticmethod
+    def _check_keywords(kw: dict[str, Any]) -> None:
+        unknown = set(kw) - _CALL_KEYWORDS
+        if unknown:
+            raise UsageError(f"tools.call does not take {', '.join(sorted(unknown))}",
+                             hint="who acts is principal=...; roles come from the workspace's configuration; an "
+                                  "approval is granted by a human and run with tools.resume(approval_id)")
+        if "principal" not in kw:
+            raise PrincipalError("a tool call needs a principal (who acts); there is no default", hint=HOW_TO_GET_ONE)
 
     def resume(self, approval_id: str) -> Any:
         return self.runner.resume(approval_id)
 
     # ------------------------------------------------------------------ registry
     def add(self, *specs: ToolSpec) -> builtins.list[ToolSpec]:
+        """Register tools defined in this process's code (the process's own trust; not audited)."""
         return self.registry.add(*specs)
 
-    def install(self, target: str) -> builtins.list[ToolSpec]:
+    def install(self, target: str, *, by: Principal) -> builtins.list[ToolSpec]:
+        """Import and register the tools of a module or file: a human decision (it runs the module)."""
+        who = self._human(by, "install tools")
+        if self.autonomy is not None:
+            self.autonomy.audit.append("tool.installing", who, {"target": target}, durable=True)
         specs = self.registry.install(target)
-        self._audited("tool.installed", target, [s.key for s in specs])
+        self._audited("tool.installed", target, [s.key for s in specs], who)
         return specs
 
     def resolve(self, ref: str) -> ToolSpec:
@@ -76,16 +116,31 @@ class ToolService:
     def versions(self, name: str) -> builtins.list[VersionInfo]:
         return self.registry.versions(name)
 
-    def enable(self, ref: str) -> builtins.list[str]:
-        return self._audited("tool.enabled", ref, self.registry.enable(ref))
+    def enable(self, ref: str, *, by: Principal) -> builtins.list[str]:
+        who = self._human(by, "enable tools")
+        return self._audited("tool.enabled", ref, self.registry.enable(ref), who)
 
-    def disable(self, ref: str) -> builtins.list[str]:
-        return self._audited("tool.disabled", ref, self.registry.disable(ref))
+    def disable(self, ref: str, *, by: Principal) -> builtins.list[str]:
+        who = self._human(by, "disable tools")
+        return self._audited("tool.disabled", ref, self.registry.disable(ref), who)
 
-    def deprecate(self, ref: str, *, successor: str | None = None, note: str | None = None) -> builtins.list[str]:
-        return self._audited("tool.deprecated", ref, self.registry.deprecate(ref, successor=successor, note=note))
+    def deprecate(self, ref: str, *, by: Principal, successor: str | None = None,
+                  note: str | None = None) -> builtins.list[str]:
+        who = self._human(by, "deprecate tools")
+        return self._audited("tool.deprecated", ref, self.registry.deprecate(ref, successor=successor, note=note),
+                             who)
 
-    def _audited(self, kind: str, ref: str, keys: builtins.list[str], by: str = "user:local") -> builtins.list[str]:
+    def _human(self, by: Any, what: str) -> Principal:
+        if self.autonomy is None:
+            if not isinstance(by, Principal):
+                raise PrincipalError(f"{by!r} is not a principal", hint=HOW_TO_GET_ONE)
+            return by
+        who: Principal = self.autonomy.principals.verify(by)
+        if not who.is_human:
+            raise PrincipalError(f"{who.key} may not {what}", hint="a human manages the tool registry")
+        return who
+
+    def _audited(self, kind: str, ref: str, keys: builtins.list[str], by: Principal) -> builtins.list[str]:
         audit = getattr(self.autonomy, "audit", None)
         if audit is not None:
             audit.append(kind, by, {"ref": ref, "versions": keys}, durable=True)

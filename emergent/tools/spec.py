@@ -44,19 +44,36 @@ NAME = re.compile(r"^[a-z][a-z0-9_]*(\.[a-z][a-z0-9_]*)*$")
 
 
 class SideEffect(StrEnum):
-    """How much an action can change the world, in increasing order."""
+    """How much an action can change the world, in increasing order.
+
+    ``execute``: the tool runs code on the host, outside the sandbox (a notebook's kernel); the
+    gate asks a human before every such run by an agent or a service."""
 
     READ = "read"
     WRITE = "write"
     EXTERNAL = "external"
     DESTRUCTIVE = "destructive"
+    EXECUTE = "execute"
 
     @property
     def rank(self) -> int:
         return _RANK[self]
 
 
-_RANK = {SideEffect.READ: 0, SideEffect.WRITE: 1, SideEffect.EXTERNAL: 2, SideEffect.DESTRUCTIVE: 3}
+_RANK = {SideEffect.READ: 0, SideEffect.WRITE: 1, SideEffect.EXTERNAL: 2, SideEffect.DESTRUCTIVE: 3,
+         SideEffect.EXECUTE: 4}
+
+
+class RunsCode(StrEnum):
+    """Whether a tool runs code it is given, and where: the one place every tool declares it.
+
+    ``no``: it runs only its own Python; ``sandbox``: it runs what it is given in the sandbox (the
+    runner hands it a sandbox with the isolation the principal requires); ``host``: it runs code on
+    the host (allowed only with side effect ``execute``, so the gate asks before each run)."""
+
+    NO = "no"
+    SANDBOX = "sandbox"
+    HOST = "host"
 
 
 def _default_retryable() -> tuple[type[BaseException], ...]:
@@ -86,14 +103,23 @@ NO_RETRY = RetryPolicy(attempts=1)
 
 @dataclass(slots=True)
 class ToolContext:
-    """Injected into a tool that asks for it: who acts, where, and the workstation's services."""
+    """Injected into a tool that asks for it: who acts, where, and the services it may use.
 
-    actor: str = "user:local"
+    ``contents``: the bytes of the files the call reads or runs, read once by the runner before the
+    gate decided (an approval is bound to their digest): a tool runs *these*, never re-reads them.
+    """
+
+    principal: Any = None  # the emergent.principals.Principal acting
     workspace: Path | None = None
     settings: Any = None
-    services: Any = None  # the Workstation when the call runs through one
+    services: Any = None  # a narrow ToolServices (memory, ...), never the Workstation
     call_id: str = ""
     sandbox: Any = None  # the Sandbox the built-in python/shell tools use
+    contents: dict[str, bytes] = field(default_factory=dict)
+
+    @property
+    def actor(self) -> str:
+        return getattr(self.principal, "key", "") or ""
 
 
 def check_version(version: str, what: str = "version") -> Version:
@@ -152,10 +178,42 @@ class ToolSpec:
     tags: tuple[str, ...] = ()
     context_param: str | None = None
     source: str = "code"
+    runs_code: RunsCode = RunsCode.NO
+    resource_kind: str | None = None  # path | url | scope | None: how the gate reads the resource
+    reads: Callable[[dict[str, Any], ToolContext], dict[str, bytes]] | None = None
+
+    def __post_init__(self) -> None:
+        if self.sandboxed and self.runs_code == RunsCode.NO:
+            self.runs_code = RunsCode.SANDBOX
+        if self.runs_code == RunsCode.HOST and self.side_effect != SideEffect.EXECUTE:
+            raise ValidationError(f"tool {self.name!r} runs code on the host, so its side effect must be 'execute'",
+                                  hint="declare side_effect=SideEffect.EXECUTE (the gate then asks before every "
+                                       "run by an agent), or run the code in the sandbox", tool=self.name)
+        if self.runs_code == RunsCode.SANDBOX:
+            self.sandboxed = True
 
     @property
     def key(self) -> str:
         return f"{self.name}@{self.version}"
+
+    @property
+    def network(self) -> bool:
+        """True when the tool reaches the network (so pause stops it even when it only reads)."""
+        return "net" in self.permissions or self.side_effect == SideEffect.EXTERNAL
+
+    @cached_property
+    def secret_args(self) -> frozenset[str]:
+        """Arguments the audit trail never records: typed ``SecretStr``/``SecretBytes``, or marked
+        ``json_schema_extra={"secret": True}`` / ``format: password`` in the schema."""
+        out = set()
+        for fname, f in self.args_model.model_fields.items():
+            extra = f.json_schema_extra if isinstance(f.json_schema_extra, dict) else {}
+            if f.annotation in (pydantic.SecretStr, pydantic.SecretBytes) or extra.get("secret") \
+                    or extra.get("format") == "password":
+                out.add(fname)
+        props = self.args_schema.get("properties", {})
+        out |= {k for k, v in props.items() if isinstance(v, dict) and v.get("format") == "password"}
+        return frozenset(out)
 
     @cached_property
     def parsed_version(self) -> Version:
@@ -222,7 +280,8 @@ class ToolSpec:
                 "timeout": self.timeout, "retry": {"attempts": self.retry.attempts, "initial": self.retry.initial,
                                                    "max_wait": self.retry.max_wait},
                 "requires": dict(self.requires), "python_requires": list(self.python_requires),
-                "sandboxed": self.sandboxed, "resource_arg": self.resource_arg, "cost": self.cost,
+                "sandboxed": self.sandboxed, "runs_code": str(self.runs_code), "resource_arg": self.resource_arg,
+                "resource_kind": self.resource_kind, "cost": self.cost,
                 "tags": list(self.tags), "args_schema": self.args_schema, "result_schema": self.result_schema,
                 "source": self.source}
 
@@ -294,12 +353,17 @@ def tool(func: Any = None, *, name: str | None = None, version: str = "0.1.0", d
          timeout: float | None = None, retry: RetryPolicy | int | None = None,
          requires: Mapping[str, str] | None = None, python_requires: Sequence[str] = (),
          sandboxed: bool = False, resource: str | None = None, cost: float = 0.0,
-         tags: Sequence[str] = ()) -> Any:
+         tags: Sequence[str] = (), runs_code: RunsCode | str = RunsCode.NO, resource_kind: str | None = None,
+         reads: Callable[[dict[str, Any], ToolContext], dict[str, bytes]] | None = None) -> Any:
     """Turn a typed function or class into a :class:`ToolSpec` (usable bare or with options).
 
     ``retry`` is a :class:`RetryPolicy` or a number of attempts; ``requires`` maps other tools to
     version ranges (``"^1.2"``, ``"~1.4"``, ``">=1,<3"``); ``resource`` names the argument whose
-    value the permission matrix matches against resource patterns.
+    value the permission matrix matches against resource patterns (``resource_kind`` ``scope``: a
+    memory scope, which agents reach only when it is their own or a rule allows it).
+    ``runs_code`` declares whether the tool runs code it is given (``sandbox`` or ``host``);
+    ``reads(kwargs, ctx)`` returns the bytes of every file the call will read or run, so that an
+    approval is bound to them and the tool runs exactly what was approved (``ctx.contents``).
     """
 
     def build(obj: Any) -> ToolSpec:
@@ -326,9 +390,10 @@ def tool(func: Any = None, *, name: str | None = None, version: str = "0.1.0", d
                         permissions=tuple(permissions), timeout=timeout, retry=policy,
                         requires=dict(requires or {}), python_requires=tuple(python_requires),
                         sandboxed=sandboxed, resource_arg=resource, cost=cost, tags=tuple(tags),
-                        context_param=ctx_param, source=getattr(obj, "__module__", "code") or "code")
+                        context_param=ctx_param, source=getattr(obj, "__module__", "code") or "code",
+                        runs_code=RunsCode(runs_code), resource_kind=resource_kind, reads=reads)
 
     return build(func) if func is not None else build
 
 
-__all__ = ["NO_RETRY", "RetryPolicy", "SideEffect", "ToolContext", "ToolSpec", "check_version", "tool"]
+__all__ = ["NO_RETRY", "RetryPolicy", "RunsCode", "SideEffect", "ToolContext", "ToolSpec", "check_version", "tool"]

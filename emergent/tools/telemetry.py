@@ -12,7 +12,7 @@ from typing import Any
 import numpy as np
 import sqlalchemy as sa
 
-from emergent.autonomy.audit import insert_many
+from emergent.audit import insert_many
 from emergent.stores.batching import BatchWriter
 from emergent.tools.tables import tool_calls
 

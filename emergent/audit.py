@@ -1,0 +1,400 @@
+"""The audit trail: one :class:`Auditor` protocol, and its implementation, an append-only,
+hash-chained log in SQL whose head is anchored outside the database.
+
+Every entry carries the hash of the one before it: ``hash = sha256(prev_hash + canonical JSON of
+{seq, at, kind, actor, data})``. Editing an entry breaks its own hash; inserting or deleting one
+breaks the link (and the sequence) at that position; :meth:`AuditLog.verify` names the position.
+
+Truncation (deleting the newest entries) and rewriting the chain from some entry on are caught by
+the **anchor**: after every write the head (sequence number and hash) is written to a file signed
+with an HMAC key; both files live apart from the database (by default in the user's config
+directory, not in the workspace). :meth:`AuditLog.verify` checks the chain against the anchored
+head, and against a head you wrote down yourself (``emergent audit verify --head HASH``).
+
+Writes: entries of read-only actions are buffered and chained when flushed (every ``flush_every``
+entries, every ``flush_interval`` seconds, on read and on close), so a read pays for a list append.
+``durable=True`` entries (decisions, the intent and outcome of actions that change something) are
+written before ``append`` returns. A write that fails raises :class:`~emergent.errors.AuditWriteError`
+(after retrying a busy database), so the action it records fails too; a background flush that fails
+keeps its entries and the next ``append`` raises instead of dropping them.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+import hashlib
+import hmac
+import json
+import os
+import re
+import secrets
+import threading
+import time
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import IO, Any, Protocol
+
+import sqlalchemy as sa
+
+from emergent.autonomy.tables import audit_log
+from emergent.clock import Clock, SystemClock
+from emergent.errors import AuditWriteError
+from emergent.stores.batching import BatchWriter
+
+GENESIS = "0" * 64
+_AUDIT_COLS = ("seq", "at", "kind", "actor", "data", "prev_hash", "hash")
+
+
+def canonical(obj: Any) -> str:
+    return json.dumps(obj, sort_keys=True, separators=(",", ":"), ensure_ascii=False, default=str)
+
+
+@functools.lru_cache(maxsize=4096)
+def _dumps(s: str) -> str:
+    return json.dumps(s, ensure_ascii=False)
+
+
+def insert_many(conn: Any, table: sa.Table, columns: tuple[str, ...], rows: list[tuple[Any, ...]]) -> None:
+    """A plain DBAPI ``executemany`` (no per-row ORM/Core processing): the batched writers' hot path."""
+    mark = "?" if conn.dialect.paramstyle == "qmark" else "%s"
+    cols = ", ".join(columns)
+    conn.exec_driver_sql(f"INSERT INTO {table.name} ({cols}) VALUES ({', '.join([mark] * len(columns))})", rows)
+
+
+def entry_hash(prev_hash: str, seq: int, at: float, kind: str, actor: str, data: Any) -> str:
+    """sha256 over ``prev_hash`` + the canonical JSON of {actor, at, data, kind, seq}.
+
+    ``data`` may be given as its canonical JSON text (what the table stores) or as an object."""
+    text = data if isinstance(data, str) else canonical(data)
+    body = f'{{"actor":{_dumps(actor)},"at":{float(at)!r},"data":{text},"kind":{_dumps(kind)},"seq":{int(seq)}}}'
+    return hashlib.sha256((prev_hash + body).encode()).hexdigest()
+
+
+@dataclass(frozen=True, slots=True)
+class AuditEntry:
+    seq: int
+    at: float
+    kind: str
+    actor: str
+    data: dict[str, Any]
+    prev_hash: str
+    hash: str
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"seq": self.seq, "at": self.at, "kind": self.kind, "actor": self.actor, "data": self.data,
+                "prev_hash": self.prev_hash, "hash": self.hash}
+
+
+@dataclass
+class VerifyReport:
+    ok: bool
+    entries: int
+    problems: list[tuple[int, str]] = field(default_factory=list)
+    head: str = GENESIS
+    last_seq: int = 0
+    anchored: bool | None = None  # None: no anchor configured; False: none written yet
+
+    @property
+    def first_bad(self) -> int | None:
+        return self.problems[0][0] if self.problems else None
+
+    def summary(self) -> str:
+        if self.ok:
+            anchored = {True: ", matches its anchored head", False: ", not anchored yet", None: ""}[self.anchored]
+            return f"audit chain intact: {self.entries} entries, head {self.head[:16]}{anchored}"
+        pos, what = self.problems[0]
+        return f"audit chain broken at entry {pos}: {what} ({len(self.problems)} problem(s) in {self.entries} entries)"
+
+
+class Auditor(Protocol):
+    """What every service receives to record what happened (``append(kind, principal, data, durable)``)."""
+
+    def append(self, kind: str, principal: Any, data: dict[str, Any], *, durable: bool = False) -> None:
+        """Record an entry; with ``durable`` it is stored before this returns (or this raises)."""
+        ...
+
+
+def actor_key(principal: Any) -> str:
+    """The stored actor of an entry: a principal's key, or ``system:<what>`` for the system itself."""
+    key = getattr(principal, "key", None)
+    if isinstance(key, str):
+        return key
+    if isinstance(principal, str) and principal.startswith("system:"):
+        return principal
+    raise ValueError(f"audit entries need a Principal (or 'system:<what>'), got {principal!r}")
+
+
+_SECRET = re.compile(r"(pass(word|wd)?|secret|token|api[_-]?key|authori[sz]ation|cookie|credential|private[_-]?key)",
+                     re.I)
+REDACTED = "***"
+
+
+def redact(value: Any, secret_fields: frozenset[str] = frozenset()) -> Any:
+    """A copy of ``value`` with secrets replaced: fields the tool's schema marks secret, and any
+    key that names a password, token, key, cookie or authorization header."""
+    if isinstance(value, Mapping):
+        return {k: REDACTED if (k in secret_fields or _SECRET.search(str(k))) and v is not None
+                else redact(v, frozenset()) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [redact(v, frozenset()) for v in value]
+    if isinstance(value, bytes):
+        return f"<{len(value)} bytes sha256:{hashlib.sha256(value).hexdigest()[:16]}>"
+    return value
+
+
+@dataclass(frozen=True, slots=True)
+class Head:
+    seq: int
+    hash: str
+
+
+class HeadAnchor:
+    """The chain's head in a file signed with an HMAC key; both outside the database.
+
+    ``directory`` holds ``<name>.key`` (created once, mode 0600) and ``<name>.head``. The head only
+    moves forward (a process that wrote an older head after a newer one does not move it back).
+    """
+
+    def __init__(self, directory: str | Path, name: str) -> None:
+        self.dir = Path(directory)
+        self.key_file = self.dir / f"{name}.key"
+        self.head_file = self.dir / f"{name}.head"
+
+    def _key(self, create: bool) -> bytes | None:
+        try:
+            return bytes.fromhex(self.key_file.read_text().strip())
+        except FileNotFoundError:
+            if not create:
+                return None
+        self.dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+        tmp = self.key_file.with_suffix(f".tmp{os.getpid()}")
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w") as fh:
+            fh.write(secrets.token_hex(32))
+        with contextlib.suppress(FileExistsError):
+            os.link(tmp, self.key_file)  # first writer wins; never overwrite a key
+        tmp.unlink()
+        return bytes.fromhex(self.key_file.read_text().strip())
+
+    @staticmethod
+    def _mac(key: bytes, seq: int, h: str) -> str:
+        return hmac.new(key, f"{seq}:{h}".encode(), hashlib.sha256).hexdigest()
+
+    def read(self) -> tuple[Head | None, str | None]:
+        """(head, problem): the anchored head, or why it cannot be trusted."""
+        key = self._key(create=False)
+        if key is None:
+            return None, None
+        try:
+            doc = json.loads(self.head_file.read_text())
+            head = Head(int(doc["seq"]), str(doc["hash"]))
+            mac = str(doc["mac"])
+        except FileNotFoundError:
+            return None, f"the anchored head {self.head_file} is missing although its key exists"
+        except (ValueError, KeyError, TypeError):
+            return None, f"the anchored head {self.head_file} is unreadable"
+        if not hmac.compare_digest(mac, self._mac(key, head.seq, head.hash)):
+            return None, f"the anchored head {self.head_file} does not match its signature (it was edited)"
+        return head, None
+
+    def write(self, head: Head) -> None:
+        key = self._key(create=True)
+        assert key is not None
+        from filelock import FileLock
+
+        with FileLock(str(self.head_file) + ".lock", timeout=30):
+            current, _ = self.read()
+            if current is not None and current.seq >= head.seq:
+                return
+            tmp = self.head_file.with_suffix(f".tmp{os.getpid()}")
+            tmp.write_text(json.dumps({"seq": head.seq, "hash": head.hash, "at": time.time(),
+                                       "mac": self._mac(key, head.seq, head.hash)}))
+            os.replace(tmp, self.head_file)
+
+
+class AuditLog(BatchWriter):
+    """Append-only hash chain of decisions, approvals, overrides, tool calls and outcomes."""
+
+    thread_name = "audit-flush"
+
+    def __init__(self, sql: Any, *, clock: Clock | None = None, flush_every: int = 512,
+                 flush_interval: float | None = 1.0, anchor: HeadAnchor | None = None,
+                 busy_retry_s: float = 30.0) -> None:
+        super().__init__(flush_every=flush_every, flush_interval=flush_interval)
+        self.sql = sql
+        self.clock = clock or SystemClock()
+        self.anchor = anchor
+        self.busy_retry_s = busy_retry_s
+        self._write_lock = threading.Lock()
+        self._failure: BaseException | None = None
+
+    # ------------------------------------------------------------------ writing
+    def append(self, kind: str, principal: Any, data: dict[str, Any], *, durable: bool = False) -> None:
+        """Record an entry; ``durable=True`` writes it (and everything before it) now.
+
+        Raises :class:`AuditWriteError` when the entry cannot be stored (now, or, for a buffered
+        entry, when an earlier background write failed and still fails)."""
+        self._add((self.clock.now(), kind, actor_key(principal), data), now=durable or self._failure is not None)
+
+    def _loop(self) -> None:
+        assert self.flush_interval
+        while not self._stop.wait(self.flush_interval):
+            if self._buf:
+                with contextlib.suppress(AuditWriteError):  # kept; the next append raises
+                    self.flush()
+
+    def flush(self) -> int:
+        """Chain and write the buffered entries; returns how many were written."""
+        with self._write_lock:
+            batch = self._take()
+            if not batch:
+                return 0
+            deadline = time.monotonic() + self.busy_retry_s
+            delay = 0.01
+            while True:
+                try:
+                    head = self._write(batch)
+                    break
+                except sa.exc.IntegrityError:  # another process appended first: re-chain at once
+                    if time.monotonic() > deadline:
+                        self._fail(batch, "other writers kept taking the next position")
+                except sa.exc.OperationalError as exc:  # busy or locked database: back off, retry
+                    if time.monotonic() > deadline:
+                        self._fail(batch, str(exc.orig))
+                    time.sleep(delay)
+                    delay = min(delay * 2, 0.5)
+                except Exception as exc:  # noqa: BLE001 - anything else: keep the entries, fail loudly
+                    self._fail(batch, f"{type(exc).__name__}: {exc}")
+            self._failure = None
+            if self.anchor is not None and head is not None:
+                try:
+                    self.anchor.write(head)
+                except OSError as exc:
+                    raise AuditWriteError(f"the audit head could not be anchored in {self.anchor.dir}: {exc}",
+                                          hint="check that the directory is writable (EMERGENT_AUDIT_DIR)") from exc
+            return len(batch)
+
+    def _fail(self, batch: list[Any], why: str) -> None:
+        self._put_back(batch)
+        err = AuditWriteError(f"could not write {len(batch)} audit entr{'y' if len(batch) == 1 else 'ies'}: {why}",
+                              hint="the action was not carried out (or is reported failed); check the database "
+                                   "(`emergent doctor`) and retry")
+        self._failure = err
+        raise err
+
+    def _write(self, batch: list[tuple[float, str, str, dict[str, Any]]]) -> Head | None:
+        with self.sql.begin() as conn:
+            last = conn.execute(sa.select(audit_log.c.seq, audit_log.c.hash)
+                                .order_by(audit_log.c.seq.desc()).limit(1)).first()
+            seq, prev = (last[0], last[1]) if last else (0, GENESIS)
+            rows = []
+            for at, kind, actor, data in batch:
+                seq += 1
+                text = canonical(data)
+                h = entry_hash(prev, seq, at, kind, actor, text)
+                rows.append((seq, at, kind, actor, text, prev, h))
+                prev = h
+            insert_many(conn, audit_log, _AUDIT_COLS, rows)
+        return Head(seq, prev) if rows else None
+
+    # ------------------------------------------------------------------ reading
+    def entries(self, *, start: int = 1, limit: int | None = None, kind: str | None = None) -> list[AuditEntry]:
+        self.flush()
+        q = sa.select(audit_log).where(audit_log.c.seq >= start).order_by(audit_log.c.seq)
+        if kind:
+            q = q.where(audit_log.c.kind == kind)
+        if limit:
+            q = q.limit(limit)
+        with self.sql.connect() as conn:
+            return [AuditEntry(r.seq, r.at, r.kind, r.actor, json.loads(r.data), r.prev_hash, r.hash)
+                    for r in conn.execute(q)]
+
+    def _iter_rows(self) -> Iterator[Any]:
+        with self.sql.connect() as conn:
+            yield from conn.execute(sa.select(audit_log).order_by(audit_log.c.seq)).yield_per(2000)
+
+    def verify(self, *, head: str | None = None) -> VerifyReport:
+        """Walk the chain; every edited, inserted or deleted entry is reported with its position.
+
+        The chain is also checked against the anchored head (entries deleted from the end, or a
+        chain rewritten from some entry on) and, when given, against ``head``: the hash of an
+        entry you saw earlier, which must still be in the chain."""
+        self.flush()
+        report = VerifyReport(ok=True, entries=0)
+        prev, expected_seq = GENESIS, 1
+        hashes: dict[int, str] = {}
+        for r in self._iter_rows():
+            report.entries += 1
+            pos = report.entries
+            if r.seq != expected_seq:
+                report.problems.append((pos, f"sequence jumps from {expected_seq - 1} to {r.seq}: "
+                                             f"entry {expected_seq} was deleted or renumbered"))
+            if r.prev_hash != prev:
+                report.problems.append((pos, f"entry seq={r.seq} does not link to the entry before it: "
+                                             "an entry was inserted or deleted here"))
+            ok = entry_hash(r.prev_hash, r.seq, r.at, r.kind, r.actor, r.data) == r.hash
+            if not ok:
+                report.problems.append((pos, f"entry seq={r.seq} was edited: its content does not match its hash"))
+            hashes[r.seq] = r.hash
+            prev, expected_seq = r.hash, r.seq + 1
+        report.head = prev
+        report.last_seq = expected_seq - 1
+        if self.anchor is not None:
+            self._check_anchor(report, hashes)
+        if head is not None and head not in hashes.values():
+            report.problems.append((report.entries, f"the head you gave ({head[:16]}) is not in the chain: "
+                                                    "entries were deleted or the chain was rewritten"))
+        report.ok = not report.problems
+        return report
+
+    def _check_anchor(self, report: VerifyReport, hashes: dict[int, str]) -> None:
+        assert self.anchor is not None
+        anchored, problem = self.anchor.read()
+        if problem is not None:
+            report.problems.append((report.entries, problem))
+            return
+        if anchored is None:
+            report.anchored = False
+            return
+        report.anchored = True
+        if anchored.seq > report.last_seq:
+            report.problems.append((report.entries, f"the chain ends at entry {report.last_seq} but its anchored head "
+                                                    f"is entry {anchored.seq}: entries were deleted from the end"))
+        elif hashes.get(anchored.seq) != anchored.hash:
+            report.problems.append((anchored.seq, f"entry seq={anchored.seq} is not the one anchored: the chain was "
+                                                  "rewritten from here or earlier"))
+
+    def export_jsonl(self, out: IO[str]) -> int:
+        """Write every entry as one JSON line (with its hashes, so the copy can be verified)."""
+        self.flush()
+        n = 0
+        for r in self._iter_rows():
+            out.write(canonical({"seq": r.seq, "at": r.at, "kind": r.kind, "actor": r.actor,
+                                 "data": json.loads(r.data), "prev_hash": r.prev_hash, "hash": r.hash}) + "\n")
+            n += 1
+        return n
+
+
+
+def verify_jsonl(lines: Iterator[str]) -> VerifyReport:
+    """Verify an exported copy of the chain (same checks as :meth:`AuditLog.verify`)."""
+    report = VerifyReport(ok=True, entries=0)
+    prev, expected = GENESIS, 1
+    for line in lines:
+        if not line.strip():
+            continue
+        e = json.loads(line)
+        report.entries += 1
+        pos = report.entries
+        if e["seq"] != expected:
+            report.problems.append((pos, f"sequence jumps from {expected - 1} to {e['seq']}"))
+        if e["prev_hash"] != prev:
+            report.problems.append((pos, f"entry seq={e['seq']} does not link to the entry before it"))
+        if entry_hash(e["prev_hash"], e["seq"], e["at"], e["kind"], e["actor"], e["data"]) != e["hash"]:
+            report.problems.append((pos, f"entry seq={e['seq']} was edited"))
+        prev, expected = e["hash"], e["seq"] + 1
+    report.ok = not report.problems
+    report.head = prev
+    return report
