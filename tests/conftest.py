@@ -35,6 +35,7 @@ def _isolated_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
             monkeypatch.delenv(key)
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     monkeypatch.setenv("EMERGENT_HOME", str(tmp_path / "home"))
+    monkeypatch.setenv("EMERGENT_AUDIT_DIR", str(tmp_path / "audit-anchor"))
 
 
 class RedisServer:
@@ -148,6 +149,18 @@ def ws(home: Path) -> Iterator[object]:
     w = Workstation.open(home, embedder="hashing")
     yield w
     w.close()
+
+
+@pytest.fixture
+def me(ws: object) -> object:
+    """The human principal of the test's OS user, issued by ``ws``."""
+    return ws.principal  # type: ignore[attr-defined]
+
+
+@pytest.fixture
+def agent(ws: object, me: object) -> object:
+    """An agent principal (``agent:researcher``) created by the human ``me``."""
+    return ws.principals.agent("researcher", created_by=me)  # type: ignore[attr-defined]
 
 
 @pytest.fixture(scope="session")
