@@ -35,3 +35,15 @@ def gate(store: SQLStore, clock: FakeClock) -> Iterator[object]:
 @pytest.fixture
 def tmp(tmp_path: Path) -> Path:
     return tmp_path
+
+
+@pytest.fixture
+def human(gate: object) -> object:
+    """The OS user, issued by the gate's principal directory."""
+    return gate.principals.os_user()  # type: ignore[attr-defined]
+
+
+@pytest.fixture
+def bot(gate: object, human: object) -> object:
+    """agent:a, created by the human."""
+    return gate.principals.agent("a", created_by=human)  # type: ignore[attr-defined]
