@@ -1,7 +1,8 @@
 """Local servers that speak the vendors' wire formats, for the integration tests.
 
 :class:`VendorServer` is a threaded werkzeug server on 127.0.0.1 that checks every request against
-the vendor's own API description (``/work/shared/vendor-specs``; OpenAPI 3 with openapi-core, the
+the vendor's own API description (``tests/integrations/specs``, copied with their licences and provenance,
+see its README; OpenAPI 3 with openapi-core, the
 Slack Swagger 2.0 file with jsonschema, Linear's GraphQL schema with graphql-core) and checks its
 own JSON answers against the documented response schemas too. A route handler returns
 ``(status, body, headers)``; every mismatch is recorded in ``server.errors`` and fails the test at
@@ -25,7 +26,7 @@ import pytest
 from werkzeug.serving import make_server
 from werkzeug.wrappers import Request, Response
 
-SPECS = Path(os.environ.get("EMERGENT_VENDOR_SPECS", Path(__file__).resolve().parents[3] / "shared" / "vendor-specs"))
+SPECS = Path(os.environ.get("EMERGENT_VENDOR_SPECS", Path(__file__).resolve().parent / "specs"))
 HERE = Path(__file__).resolve().parent
 Handler = Callable[[Request, dict[str, str]], tuple[int, Any, dict[str, str]] | tuple[int, Any]]
 
