@@ -62,12 +62,44 @@ def available() -> list[str]:
 
 
 def run(area: str, args: dict[str, Any]) -> tuple[dict[str, Any], list[Row]]:
-    """Run one benchmark; returns its JSON object and its table rows."""
+    """Run one benchmark; returns its JSON object (with ``machine``) and its table rows."""
     module = load(area)
+    before = machine()
     result = module.run(dict(args))
+    after = machine()
+    result["machine"] = {**after, "load_avg_1m_before": before["load_avg_1m"]}
     table: Callable[[dict[str, Any]], Sequence[Row]] | None = getattr(module, "table", None)
     rows = list(table(result)) if table else default_rows(result)
     return result, rows
+
+
+def machine() -> dict[str, Any]:
+    """The machine a figure was measured on: CPU model, cores, load averages (our machines differ
+    about 3x in absolute speed, which is why every target is a ratio to a same-run baseline)."""
+    import os
+    import platform
+
+    model = platform.processor() or platform.machine()
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8") as fh:
+            for line in fh:
+                if line.startswith("model name"):
+                    model = line.split(":", 1)[1].strip()
+                    break
+    except OSError:
+        pass
+    try:
+        load = os.getloadavg()
+    except OSError:  # pragma: no cover - platforms without load averages
+        load = (math.nan, math.nan, math.nan)
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 0)
+    return {"cpu": model, "cores": cores, "load_avg_1m": round(load[0], 2), "load_avg_5m": round(load[1], 2),
+            "load_avg_15m": round(load[2], 2), "python": platform.python_version()}
+
+
+def describe_machine(m: dict[str, Any]) -> str:
+    return (f"{m.get('cpu')}, {m.get('cores')} cores, load {m.get('load_avg_1m_before', m.get('load_avg_1m'))} "
+            f"before / {m.get('load_avg_1m')} after (1-min average)")
 
 
 def default_rows(result: dict[str, Any]) -> list[Row]:

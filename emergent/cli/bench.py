@@ -17,7 +17,8 @@ def bench(
     area: str = typer.Argument(None, help="benchmark to run: memory, locomo, tools, jobs, graph, experiments"),
     as_json: bool = typer.Option(False, "--json", help="print exactly one JSON object instead of a table"),
     size: int = typer.Option(None, "--size", min=1, help="number of items (e.g. memories) to benchmark at"),
-    data: Path = typer.Option(None, "--data", help="input data file (e.g. a LoCoMo JSON file)"),
+    data: Path = typer.Option(None, "--data", envvar="EMERGENT_BENCH_LOCOMO",
+                              help="input data file (a LoCoMo JSON file; default: $EMERGENT_BENCH_LOCOMO)"),
     k: int = typer.Option(None, "--k", min=1, help="how many results to retrieve per query"),
     out: Path = typer.Option(None, "--out", help="write per-item results here (JSON lines)"),
 ) -> None:
@@ -40,16 +41,17 @@ def bench(
     if as_json:
         typer.echo(b.to_json(result))
         return
-    _print_table(area, rows)
+    _print_table(area, rows, result.get("machine") or {})
 
 
-def _print_table(area: str, rows: Sequence[tuple[object, object, object, object]]) -> None:
+def _print_table(area: str, rows: Sequence[tuple[object, object, object, object]], machine: dict[str, object]) -> None:
     from rich.console import Console
     from rich.table import Table
 
-    from emergent.bench import fmt
+    from emergent.bench import describe_machine, fmt
 
-    table = Table("metric", "ours", "baseline (same run)", "ratio / target", title=f"emergent bench {area}")
+    table = Table("metric", "ours", "baseline (same run)", "ratio / target", title=f"emergent bench {area}",
+                  caption=f"machine: {describe_machine(machine)}")
     for metric, ours, base, target in rows:
         table.add_row(str(metric), fmt(ours), fmt(base), fmt(target))
     Console().print(table)
