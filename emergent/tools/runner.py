@@ -28,6 +28,7 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
+from emergent.audit import _SECRET as _SECRET_KEY
 from emergent.audit import canonical, redact
 from emergent.autonomy.policy import Decision
 from emergent.clock import Clock, SystemClock
@@ -102,9 +103,17 @@ def _shorten(value: Any) -> Any:
     return value
 
 
+_PLAIN = (int, float, bool, type(None))
+
+
 def audit_args(call: Call) -> Any:
     """The call's arguments as the audit trail records them: secrets redacted, long text hashed."""
-    return _shorten(redact(call.kwargs or call.args or {}, call.spec.secret_args))
+    kwargs = call.kwargs
+    if kwargs and not call.spec.secret_args and all(
+            v.__class__ in _PLAIN or (v.__class__ is str and len(v) <= AUDIT_STRING_MAX) for v in kwargs.values()) \
+            and not any(_SECRET_KEY.search(k) for k in kwargs):
+        return kwargs  # the common case: short plain values, no secret-looking names
+    return _shorten(redact(kwargs or call.args or {}, call.spec.secret_args))
 
 
 def content_digest(spec: ToolSpec, kwargs: dict[str, Any], files: dict[str, str]) -> str:
