@@ -6,7 +6,7 @@ from typing import Any
 
 from emergent.tools.builtin._common import sandbox
 from emergent.tools.sandbox import Limits, with_limits
-from emergent.tools.spec import SideEffect, ToolContext, tool
+from emergent.tools.spec import RunsCode, SideEffect, ToolContext, tool
 
 
 def _limits(ctx: ToolContext, timeout: float | None, memory_mb: int | None) -> Limits:
@@ -15,8 +15,8 @@ def _limits(ctx: ToolContext, timeout: float | None, memory_mb: int | None) -> L
                        cpu_seconds=int(timeout) + 1 if timeout else None)
 
 
-@tool(name="python", version="1.0.0", side_effect=SideEffect.WRITE, sandboxed=True, permissions=("sandbox",),
-      tags=("code", "sandbox"))
+@tool(name="python", version="1.0.0", side_effect=SideEffect.WRITE, runs_code=RunsCode.SANDBOX,
+      permissions=("sandbox",), tags=("code", "sandbox"))
 def python(code: str, ctx: ToolContext, stdin: str | None = None, files: dict[str, str] | None = None,
            timeout: float | None = None, memory_mb: int | None = None) -> dict[str, Any]:
     """Run Python source in the sandbox (isolated interpreter, no network, temp directory).
@@ -33,8 +33,8 @@ def python(code: str, ctx: ToolContext, stdin: str | None = None, files: dict[st
     return res.to_dict()
 
 
-@tool(name="shell", version="1.0.0", side_effect=SideEffect.WRITE, sandboxed=True, permissions=("sandbox",),
-      tags=("code", "sandbox"))
+@tool(name="shell", version="1.0.0", side_effect=SideEffect.WRITE, runs_code=RunsCode.SANDBOX,
+      permissions=("sandbox",), tags=("code", "sandbox"))
 def shell(command: str, ctx: ToolContext, stdin: str | None = None, files: dict[str, str] | None = None,
           timeout: float | None = None, memory_mb: int | None = None) -> dict[str, Any]:
     """Run a /bin/sh command line in the sandbox.

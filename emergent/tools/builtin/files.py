@@ -1,73 +1,88 @@
-"""``files.*``: read, write, list and delete files jailed to ``<workspace>/files``."""
+"""``files.*``: read, write, list and delete files jailed to ``<workspace>/files``.
+
+Paths are relative to that directory and written in canonical form (no ``..``, no ``.`` or empty
+parts, not absolute): the gate matches its path rules against the path as written, so it must be
+the file touched. Symbolic links are never followed and hard-linked files are refused (see
+:mod:`emergent.tools.builtin._common`).
+"""
 
 from __future__ import annotations
 
+import errno
+import os
+import stat
 from typing import Any
 
 from emergent.errors import ValidationError
-from emergent.tools.builtin._common import files_root, jailed
+from emergent.tools.builtin._common import open_dir, read_bytes, rel_parts, walk_files, write_bytes
 from emergent.tools.spec import SideEffect, ToolContext, tool
 
 MAX_READ = 5_000_000
 
 
-@tool(name="files.read", version="1.0.0", resource="path", tags=("files",))
+@tool(name="files.read", version="1.0.0", resource="path", resource_kind="path", tags=("files",))
 def read(path: str, ctx: ToolContext) -> str:
-    """Read a text file from the workspace.
+    """Read a text file from the workspace (symbolic links are not followed).
 
     Args:
-        path: path relative to the workspace's files directory
+        path: path relative to the workspace's files directory, e.g. notes/a.txt
     """
-    target = jailed(ctx, path, must_exist=True)
-    if target.is_dir():
-        raise ValidationError(f"{path!r} is a directory", hint="use files.list", field="path")
-    if target.stat().st_size > MAX_READ:
-        raise ValidationError(f"{path!r} is larger than {MAX_READ} bytes", hint="query it with the sql tool")
-    return target.read_text("utf-8", errors="replace")
+    data = read_bytes(ctx, path, limit=MAX_READ)
+    if len(data) > MAX_READ:
+        raise ValidationError(f"{path!r} is larger than {MAX_READ} bytes", hint="query it with the sql tool",
+                              field="path")
+    return data.decode("utf-8", errors="replace")
 
 
-@tool(name="files.write", version="1.0.0", side_effect=SideEffect.WRITE, resource="path", tags=("files",))
+@tool(name="files.write", version="1.0.0", side_effect=SideEffect.WRITE, resource="path", resource_kind="path",
+      tags=("files",))
 def write(path: str, content: str, ctx: ToolContext, append: bool = False) -> dict[str, Any]:
     """Write (or append) text to a file in the workspace, creating folders as needed.
 
     Args:
-        path: path relative to the workspace's files directory
+        path: path relative to the workspace's files directory, e.g. notes/a.txt
         content: the text to write
         append: add to the end instead of replacing
     """
-    target = jailed(ctx, path)
-    if target == files_root(ctx) or target.is_dir():
-        raise ValidationError(f"{path!r} is a directory", field="path")
-    target.parent.mkdir(parents=True, exist_ok=True)
-    with target.open("a" if append else "w", encoding="utf-8") as fh:
-        fh.write(content)
-    return {"path": str(target.relative_to(files_root(ctx))), "bytes": target.stat().st_size}
+    size = write_bytes(ctx, path, content.encode("utf-8"), append=append)
+    return {"path": path, "bytes": size}
 
 
-@tool(name="files.list", version="1.0.0", resource="path", tags=("files",))
+@tool(name="files.list", version="1.0.0", resource="path", resource_kind="path", tags=("files",))
 def list_files(ctx: ToolContext, path: str = ".", pattern: str = "*") -> list[str]:
-    """List files under a workspace folder (recursively, matching a glob).
+    """List regular files under a workspace folder (recursively, matching a glob; links are skipped).
 
     Args:
-        path: folder relative to the workspace's files directory
-        pattern: glob such as *.csv
+        path: folder relative to the workspace's files directory ("." for all of it)
+        pattern: glob matched against the end of each path below the folder, such as *.csv or
+            reports/*.md (no '..', not absolute)
     """
-    root = files_root(ctx)
-    base = jailed(ctx, path, must_exist=True)
-    return sorted(str(p.relative_to(root)) for p in base.rglob(pattern) if p.is_file())
+    return walk_files(ctx, rel_parts(path, allow_root=True), pattern)
 
 
-@tool(name="files.delete", version="1.0.0", side_effect=SideEffect.DESTRUCTIVE, resource="path", tags=("files",))
+@tool(name="files.delete", version="1.0.0", side_effect=SideEffect.DESTRUCTIVE, resource="path",
+      resource_kind="path", tags=("files",))
 def delete(path: str, ctx: ToolContext) -> bool:
-    """Delete one file from the workspace.
+    """Delete one file from the workspace (a symbolic link is removed itself, never its target).
 
     Args:
         path: path relative to the workspace's files directory
     """
-    target = jailed(ctx, path, must_exist=True)
-    if target.is_dir():
-        raise ValidationError(f"{path!r} is a directory; only files are deleted", field="path")
-    target.unlink()
+    parts = rel_parts(path)
+    with open_dir(ctx, parts[:-1], shown=path) as dfd:
+        try:
+            st = os.stat(parts[-1], dir_fd=dfd, follow_symlinks=False)
+        except FileNotFoundError:
+            raise ValidationError(f"no file {path!r} in the workspace", hint="`files.list` shows what is there",
+                                  field="path") from None
+        if stat.S_ISDIR(st.st_mode):
+            raise ValidationError(f"{path!r} is a directory; only files are deleted", field="path")
+        try:
+            os.unlink(parts[-1], dir_fd=dfd)
+        except OSError as exc:
+            if exc.errno in (errno.EISDIR, errno.EPERM):
+                raise ValidationError(f"{path!r} is a directory; only files are deleted", field="path") from None
+            raise
     return True
 
 
