@@ -25,6 +25,7 @@ SUBCOMMANDS: dict[str, tuple[str, str]] = {
     "audit": ("emergent.cli.audit", "Verify, export and tail the hash-chained audit trail."),
     "approvals": ("emergent.cli.approvals", "List, approve and reject pending approval requests."),
     "policy": ("emergent.cli.policy", "Permission matrix, thresholds, overrides, pause and suspension."),
+    "principals": ("emergent.cli.principals", "Who may act: list principals, create agents, grant and revoke roles."),
     "jobs": ("emergent.cli.jobs", "Scheduled notebook jobs: add, list, show, run, pause, resume, remove, history."),
     "scheduler": ("emergent.cli.scheduler", "Run due jobs (a long-running process; no JupyterLab needed)."),
     "kernel": ("emergent.cli.kernel", "Install the Emergent Jupyter kernel."),

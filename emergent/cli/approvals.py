@@ -1,57 +1,83 @@
-"""``emergent approvals``: list, show, approve, reject, expire."""
+"""``emergent approvals``: list, show, approve (and run), reject, expire.
+
+You decide as the OS user running the command (``ws.principal``); the command takes no name to
+decide as. An approval is bound to the digest of exactly what will run (tool version, arguments,
+the bytes of the files it reads or runs) and runs once: ``approve ID --run`` approves and runs it
+here, ``emergent tools resume ID`` runs an approved one later.
+"""
 
 from __future__ import annotations
 
 import json
-import os
+from typing import Any
 
 import typer
 
 from emergent.cli._common import HOME, workstation
 
 app = typer.Typer(no_args_is_help=True)
-BY = typer.Option(f"user:{os.environ.get('USER', 'local')}", help="who decides")
+STATUSES = ("pending", "approved", "rejected", "expired", "consumed")
+
+
+def view(a: Any) -> dict[str, Any]:
+    """An approval as the CLI shows it: who asked, for which tool, bound to which digest and files."""
+    d = a.to_dict()
+    out = {"id": d.pop("id"), "status": d.pop("status"), "requester": d.pop("actor"), "tool": d.pop("tool"),
+           "digest": d.pop("digest"), "files": d.pop("files") or {}}
+    out.update(d)
+    return out
 
 
 @app.command("list")
-def list_(status: str = typer.Option("pending", help="pending|approved|rejected|expired|all"),
+def list_(status: str = typer.Option("pending", help=f"{'|'.join(STATUSES)}|all"),
           as_json: bool = typer.Option(False, "--json"), home: str = HOME) -> None:
-    """List approval requests."""
+    """List approval requests: requester, tool, the digest and the files each is bound to."""
     from rich.console import Console
-    from rich.table import Table
+    from rich.table import Column, Table
 
+    from emergent.errors import ValidationError
+
+    if status != "all" and status not in STATUSES:
+        raise ValidationError(f"--status {status!r} is unknown", hint=f"use one of {', '.join(STATUSES)} or all")
     with workstation(home) as ws:
         items = ws.autonomy.approvals.list(None if status == "all" else status)
-        if as_json:
-            typer.echo(json.dumps([a.to_dict() for a in items], default=str))
-            return
-        table = Table("id", "status", "actor", "tool", "resource", "reason")
-        for a in items:
-            table.add_row(a.id, a.status, a.actor, a.tool, a.resource or "", a.reason[:60])
-        Console().print(table)
+    if as_json:
+        typer.echo(json.dumps([view(a) for a in items], default=str))
+        return
+    table = Table(Column("id", no_wrap=True), "status", "requester", "tool", Column("digest", no_wrap=True),
+                  Column("files (sha256)", no_wrap=True), "reason")
+    for a in items:
+        files = "\n".join(f"{p} → {h[:12]}" for p, h in sorted((a.files or {}).items())) or "-"
+        table.add_row(a.id, a.status, a.actor, a.tool, (a.digest or "")[:12], files, a.reason[:60])
+    Console().print(table)
 
 
 @app.command()
 def show(approval_id: str, home: str = HOME) -> None:
-    """Show one request with its arguments."""
+    """Show one request: requester, tool, digest, files (path → sha256), arguments and decision."""
     with workstation(home) as ws:
-        typer.echo(json.dumps(ws.autonomy.approvals.get(approval_id).to_dict(), indent=2, default=str))
+        typer.echo(json.dumps(view(ws.autonomy.approvals.get(approval_id)), indent=2, default=str))
 
 
 @app.command()
-def approve(approval_id: str, reason: str = typer.Option("", help="why"), by: str = BY, home: str = HOME) -> None:
-    """Approve a pending request (the waiting call resumes)."""
+def approve(approval_id: str, reason: str = typer.Option("", help="why (recorded in the audit trail)"),
+            run: bool = typer.Option(False, "--run", help="then run the approved call here and print its result"),
+            home: str = HOME) -> None:
+    """Approve a pending request as yourself (a waiting call resumes; --run runs it now, once)."""
     with workstation(home) as ws:
-        a = ws.autonomy.approvals.approve(approval_id, by=by, reason=reason)
+        a = ws.autonomy.approvals.approve(approval_id, by=ws.principal, reason=reason)
         typer.echo(f"{a.id} {a.status} by {a.decided_by}")
+        if run:
+            result = ws.tools.resume(approval_id)
+            typer.echo(json.dumps(result, indent=2, default=str))
 
 
 @app.command()
 def reject(approval_id: str, reason: str = typer.Option(..., help="why (recorded in the audit trail)"),
-           by: str = BY, home: str = HOME) -> None:
-    """Reject a pending request (the waiting call fails with the reason)."""
+           home: str = HOME) -> None:
+    """Reject a pending request as yourself (the waiting call fails with the reason)."""
     with workstation(home) as ws:
-        a = ws.autonomy.approvals.reject(approval_id, by=by, reason=reason)
+        a = ws.autonomy.approvals.reject(approval_id, by=ws.principal, reason=reason)
         typer.echo(f"{a.id} {a.status} by {a.decided_by}")
 
 

@@ -1,4 +1,8 @@
-"""``emergent tools``: list, show, install, enable, disable, deprecate, stats, call."""
+"""``emergent tools``: list, show, install, enable, disable, deprecate, stats, call, resume.
+
+Every command acts as the OS user running it (``ws.principal``); ``call --as agent:NAME`` lowers
+trust to an existing agent to try a policy.
+"""
 
 from __future__ import annotations
 
@@ -7,6 +11,7 @@ import json
 import typer
 
 from emergent.cli._common import HOME, workstation
+from emergent.cli.principals import AS, acting
 
 app = typer.Typer(no_args_is_help=True)
 
@@ -46,7 +51,7 @@ def install(target: str = typer.Argument(..., help="module (pkg.mod or pkg.mod:a
             home: str = HOME) -> None:
     """Register the @tool functions of a module or file (every version is kept)."""
     with workstation(home) as ws:
-        for spec in ws.tools.install(target):
+        for spec in ws.tools.install(target, by=ws.principal):
             typer.echo(f"installed {spec.key}")
 
 
@@ -54,14 +59,14 @@ def install(target: str = typer.Argument(..., help="module (pkg.mod or pkg.mod:a
 def enable(ref: str, home: str = HOME) -> None:
     """Enable NAME (every version) or NAME@VERSION / NAME@^RANGE."""
     with workstation(home) as ws:
-        typer.echo("enabled " + ", ".join(ws.tools.enable(ref)))
+        typer.echo("enabled " + ", ".join(ws.tools.enable(ref, by=ws.principal)))
 
 
 @app.command()
 def disable(ref: str, home: str = HOME) -> None:
     """Disable NAME (every version) or NAME@VERSION / NAME@^RANGE."""
     with workstation(home) as ws:
-        typer.echo("disabled " + ", ".join(ws.tools.disable(ref)))
+        typer.echo("disabled " + ", ".join(ws.tools.disable(ref, by=ws.principal)))
 
 
 @app.command()
@@ -69,7 +74,7 @@ def deprecate(ref: str, successor: str = typer.Option(None, help="the tool to us
               note: str = typer.Option(None), home: str = HOME) -> None:
     """Mark versions as deprecated (they still run) and name their successor."""
     with workstation(home) as ws:
-        typer.echo("deprecated " + ", ".join(ws.tools.deprecate(ref, successor=successor, note=note)))
+        typer.echo("deprecated " + ", ".join(ws.tools.deprecate(ref, by=ws.principal, successor=successor, note=note)))
 
 
 @app.command()
@@ -91,11 +96,11 @@ def stats(tool: str = typer.Argument(None), as_json: bool = typer.Option(False, 
 
 
 @app.command()
-def call(ref: str, args: str = typer.Argument("{}", help="JSON object of arguments"),
-         actor: str = typer.Option("cli", help="who acts: cli, user:NAME, agent:NAME"),
-         confidence: float = typer.Option(None), wait: bool = typer.Option(False, help="wait for an approval"),
+def call(ref: str, args: str = typer.Argument("{}", help="JSON object of arguments"), as_: str = AS,
+         confidence: float = typer.Option(None, help="0..1; counts only when acting as an agent"),
+         wait: bool = typer.Option(False, help="wait for a human to decide when the gate asks"),
          home: str = HOME) -> None:
-    """Call a tool through the gate and print its JSON result."""
+    """Call a tool through the gate (as you, the OS user) and print its JSON result."""
     from emergent.errors import ValidationError
 
     try:
@@ -103,5 +108,14 @@ def call(ref: str, args: str = typer.Argument("{}", help="JSON object of argumen
     except json.JSONDecodeError as exc:
         raise ValidationError(f"ARGS is not JSON: {exc}", hint='e.g. \'{"path": "notes.txt"}\'') from None
     with workstation(home) as ws:
-        result = ws.tools.call(ref, parsed, actor=actor, confidence=confidence, wait=wait)
+        result = ws.tools.call(ref, parsed, principal=acting(ws, as_), confidence=confidence, wait=wait)
+        typer.echo(json.dumps(result, indent=2, default=str))
+
+
+@app.command()
+def resume(approval_id: str, home: str = HOME) -> None:
+    """Run the call approval APPROVAL_ID was granted for: once, as its requester, with the exact tool
+    version and arguments, and only if the files it reads did not change since."""
+    with workstation(home) as ws:
+        result = ws.tools.resume(approval_id)
         typer.echo(json.dumps(result, indent=2, default=str))

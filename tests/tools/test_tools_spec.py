@@ -87,8 +87,9 @@ def test_class_tools_use_their_run_method():
     assert WordCount.args_schema["properties"]["text"]["description"] == "the text"
 
 
-def test_direct_call_bypasses_the_gate_but_gets_a_context():
-    assert post("c", "t")["actor"] == "user:local"
+def test_direct_call_bypasses_the_gate_but_gets_a_context_that_acts_for_no_one():
+    assert post("c", "t") == {"channel": "c", "actor": ""}  # no principal: nobody is impersonated
+    assert ToolContext().principal is None
 
 
 @pytest.mark.parametrize(("rng", "inside", "outside"), [
