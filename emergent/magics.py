@@ -4,7 +4,9 @@
   is the memory);
 * ``%recall [-k N] [--scope S] QUERY`` (a table of hits; the value is the list of hits);
 * ``%tool NAME {json args}`` or ``%tool NAME key=value ...`` (calls ``ws.tools`` when the workstation
-  has tools);
+  has tools, as the notebook's principal ``ws.principal``: the OS user running the kernel, or the
+  agent or service ``EMERGENT_PRINCIPAL`` lowered it to; a call the gate asks about does not block
+  the kernel: it names the approval to decide, and ``ws.tools.resume(id)`` runs it once approved);
 * ``%emergent status`` (workspace, stores, jobs).
 
 The workstation is the ``ws`` variable of the notebook when it holds one, else the one the
@@ -126,14 +128,15 @@ class EmergentMagics(Magics):
 
     @line_magic
     def tool(self, line: str) -> Any:
-        """%tool NAME {json} | key=value ...: call a tool of the workstation."""
+        """%tool NAME {json} | key=value ...: call a tool of the workstation as ``ws.principal``."""
         name, _, rest = line.strip().partition(" ")
         if not name:
             raise IPythonUsageError("usage: %tool NAME {\"arg\": 1} or %tool NAME arg=1")
         tools = getattr(self.ws, "tools", None)
         if tools is None:
             raise IPythonUsageError("this workstation has no tools service (emergent.tools is not installed)")
-        result = self._call(tools.call, name, _tool_args(rest))
+        result = self._call(tools.call, name, _tool_args(rest), principal=self._call(lambda: self.ws.principal),
+                            wait=False)
         return run_sync(result) if inspect.isawaitable(result) else result
 
     @line_magic

@@ -1,5 +1,6 @@
 """``ToolMarketplace``: search tools, see versions and statistics, enable/disable, and run a tool
-from a form generated from its JSON schema. Acts through ``ws.tools`` only."""
+from a form generated from its JSON schema. Acts through ``ws.tools`` only, as the principal it
+was given (``ws.principal``: the person at the keyboard), never as a name."""
 
 from __future__ import annotations
 
@@ -8,6 +9,21 @@ import json
 from typing import Any
 
 import ipywidgets as widgets
+
+from emergent.errors import PrincipalError
+from emergent.principals import HOW_TO_GET_ONE, Principal
+
+
+def require_principal(value: Any, usage: str) -> Principal:
+    """A widget acts for a principal it is given (``ws.principal``), never for a name string."""
+    if not isinstance(value, Principal):
+        raise PrincipalError(f"{type(value).__name__} {value!r} is not a principal: a widget acts for one",
+                             hint=f"{usage}; {HOW_TO_GET_ONE}")
+    return value
+
+
+def error_html(exc: BaseException) -> str:
+    return f"<pre style='color:#cf222e'>{html.escape(type(exc).__name__)}: {html.escape(str(exc))}</pre>"
 
 
 def field_widget(name: str, schema: dict[str, Any], required: bool) -> widgets.Widget:
@@ -48,11 +64,12 @@ def form_values(schema: dict[str, Any], fields: dict[str, widgets.Widget]) -> di
 
 
 class ToolMarketplace(widgets.VBox):
-    """``ToolMarketplace(ws.tools)``: pick a tool, read its versions and stats, run it from a form."""
+    """``ToolMarketplace(ws.tools, principal=ws.principal)``: pick a tool, read its versions and
+    stats, enable or disable a version (a human's decision), run it from a form as ``principal``."""
 
-    def __init__(self, tools: Any, *, actor: str = "notebook") -> None:
+    def __init__(self, tools: Any, *, principal: Principal) -> None:
         self.tools = tools
-        self.actor = actor
+        self.principal = require_principal(principal, "ToolMarketplace(ws.tools, principal=ws.principal)")
         self.search = widgets.Text(placeholder="search tools", description="search")
         self.picker = widgets.Select(options=[], rows=8, description="tools")
         self.version = widgets.Dropdown(options=[], description="version")
@@ -118,7 +135,10 @@ class ToolMarketplace(widgets.VBox):
     def _toggle(self) -> None:
         ref = f"{self.picker.value}@{self.version.value}"
         info = next(v for v in self.tools.versions(self.picker.value) if v.version == self.version.value)
-        (self.tools.disable if info.enabled else self.tools.enable)(ref)
+        try:
+            (self.tools.disable if info.enabled else self.tools.enable)(ref, by=self.principal)
+        except Exception as exc:  # e.g. an agent may not manage the registry: shown, not swallowed
+            self.output.value = error_html(exc)
         self._show_info()
 
     def run(self) -> Any:
@@ -126,10 +146,9 @@ class ToolMarketplace(widgets.VBox):
         ref = f"{self.picker.value}@{self.version.value}"
         try:
             args = form_values(self.tools.resolve(ref).args_schema, self.fields)
-            result = self.tools.call(ref, args, actor=self.actor, wait=False)
+            result = self.tools.call(ref, args, principal=self.principal, wait=False)
         except Exception as exc:  # shown to the user, not swallowed: the runner recorded it
-            self.output.value = f"<pre style='color:#cf222e'>{html.escape(type(exc).__name__)}: " \
-                                f"{html.escape(str(exc))}</pre>"
+            self.output.value = error_html(exc)
             self._show_info()
             return None
         self.output.value = f"<pre>{html.escape(json.dumps(result, indent=2, default=str)[:5000])}</pre>"

@@ -39,6 +39,7 @@ def test_magics_work_in_the_emergent_kernel_inside_its_running_event_loop(tmp_pa
         "from emergent.magics import run_sync\nasyncio.get_running_loop()  # the kernel's loop is running here\n"
         "assert run_sync(asyncio.sleep(0.01, result='done')) == 'done'",
         "assert await asyncio.sleep(0, result=7) == 7",
+        "me = ws.principal\nassert me.is_human and me.key.startswith('human:'), me  # the kernel's OS user",
         "from emergent.tools import tool\nfrom emergent.tools.service import ToolService\n"
         "ws.tools = ToolService(ws.sql, workspace=ws.path)\n"
         "async def shout(text: str):\n    await asyncio.sleep(0.01)\n    return text.upper()\n"
@@ -62,3 +63,31 @@ def test_tool_magic_arguments_parse_as_json_or_key_value(line: str, expected: di
     from emergent.magics import _tool_args
 
     assert _tool_args(line.partition(" ")[2]) == expected
+
+
+def test_tool_magic_acts_as_the_workstation_principal(ws, me) -> None:
+    from emergent.magics import EmergentMagics
+
+    magics = EmergentMagics(None, ws=ws)
+    assert magics.tool('files.write {"path": "m.txt", "content": "hi"}') == {"path": "m.txt", "bytes": 2}
+    (entry,) = [e for e in ws.audit.entries(kind="tool.call") if e.data["tool"] == "files.write@1.0.0"]
+    assert entry.actor == me.key and entry.data["outcome"] == "ok"
+
+
+def test_tool_magic_in_a_kernel_lowered_to_an_agent_asks_without_blocking(ws, me, agent, home, monkeypatch) -> None:
+    from IPython.core.error import UsageError
+
+    from emergent.magics import EmergentMagics
+    from emergent.workstation import Workstation
+
+    monkeypatch.setenv("EMERGENT_PRINCIPAL", agent.key)
+    with Workstation.open(home, embedder="hashing") as lowered:
+        magics = EmergentMagics(None, ws=lowered)
+        with pytest.raises(UsageError, match="waits for approval") as exc:
+            magics.tool("files.write path=n.txt content=x")
+        assert "emergent approvals approve" in str(exc.value)
+        (pending,) = lowered.autonomy.approvals.list()
+        assert pending.actor == agent.key and not (home / "files" / "n.txt").exists()
+    monkeypatch.setenv("EMERGENT_PRINCIPAL", "human:boss")
+    with Workstation.open(home, embedder="hashing") as claimed, pytest.raises(UsageError, match="names a human"):
+        EmergentMagics(None, ws=claimed).tool("files.list")
