@@ -36,11 +36,35 @@ def test_a_tool_call_through_the_workstation_reaches_the_vendor(vendor_server, h
     ws = Workstation.open(home, embedder="hashing",
                           integrations={"github_token": "ghp_ws", "github_base_url": server.url})
     try:
-        out = ws.tools.call("github.create_issue", {"owner": "octo", "repo": "hello", "title": "From a notebook"})
+        me = ws.principal
+        out = ws.tools.call("github.create_issue", {"owner": "octo", "repo": "hello", "title": "From a notebook"},
+                            principal=me)
         assert out["number"] == 12
         assert server.calls[0].headers["Authorization"] == "Bearer ghp_ws"
+        (entry,) = ws.audit.entries(kind="tool.call")
+        assert entry.actor == me.key and entry.data["outcome"] == "ok" and "ghp_ws" not in str(entry.data)
         with pytest.raises(CredentialError, match="EMERGENT_SLACK_TOKEN is not set"):
-            ws.tools.call("slack.auth_test", {})
+            ws.tools.call("slack.auth_test", {}, principal=me)
+    finally:
+        ws.close()
+
+
+def test_an_agents_vendor_call_asks_and_reaches_the_vendor_only_once_approved(vendor_server, home) -> None:
+    from emergent.errors import ApprovalPending
+
+    server = vendor_server(openapi(("github/subset.json", "")))
+    server.route("POST", "/repos/{owner}/{repo}/issues",
+                 lambda req, p: (201, instance(spec("github/subset.json"), "issue", number=7, title=req.json["title"])))
+    ws = Workstation.open(home, embedder="hashing",
+                          integrations={"github_token": "ghp_ws", "github_base_url": server.url})
+    try:
+        scout = ws.principals.agent("scout", created_by=ws.principal)
+        with pytest.raises(ApprovalPending) as exc:  # external: agents ask (no confidence given counts as 0)
+            ws.tools.call("github.create_issue", {"owner": "octo", "repo": "hello", "title": "By an agent"},
+                          principal=scout, wait=False)
+        assert server.calls == []
+        ws.autonomy.approvals.approve(exc.value.approval, by=ws.principal)
+        assert ws.tools.resume(exc.value.approval)["number"] == 7 and len(server.calls) == 1
     finally:
         ws.close()
 
