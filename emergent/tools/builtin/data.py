@@ -6,6 +6,10 @@ What keeps it read-only and inside the workspace:
   SELECT (``WITH … SELECT``, ``FROM …``, ``VALUES``, ``DESCRIBE``/``SUMMARIZE``/``SHOW`` of a
   query); COPY, EXPLAIN [ANALYZE], PRAGMA, SET/RESET, ATTACH, INSTALL/LOAD, EXPORT, CALL,
   CREATE, INSERT, ... never reach the engine, and the parsed statement is what runs;
+- its syntax tree (``json_serialize_sql``) may hold only SELECT, set-operation and CTE query
+  nodes: a COPY, INSERT or DELETE hidden in a CTE (DuckDB runs those even from a SELECT) is
+  refused, and so are functions that run SQL given as a string (``query``, ``query_table``,
+  ``json_execute_serialized_sql``) or change the engine (checkpoints, logging, profiling, ...);
 - a fresh in-memory connection with ``enable_external_access = false`` and
   ``allowed_directories`` = the files directory (DuckDB resolves links, so one pointing out is
   refused; no network, no extension loading), ``lock_configuration = true`` so a query cannot
@@ -18,6 +22,7 @@ What keeps it read-only and inside the workspace:
 
 from __future__ import annotations
 
+import json
 import re
 import threading
 from pathlib import Path
@@ -36,6 +41,17 @@ MAX_TEMP = "4GB"
 
 _LITERAL = re.compile(r"'((?:[^']|'')*)'")
 _GLOB = re.compile(r"[*?\[{]")
+#: the query nodes a read-only statement is made of (DuckDB also has COPY/INSERT/DELETE/UPDATE nodes in CTEs)
+_QUERY_NODES = frozenset({"SELECT_NODE", "SET_OPERATION_NODE", "RECURSIVE_CTE_NODE", "CTE_NODE"})
+#: functions that run SQL handed to them as a string, or change the engine rather than read
+_DENIED_FUNCTIONS = frozenset({
+    "query", "query_table", "json_execute_serialized_sql", "write_log", "truncate_duckdb_logs", "checkpoint",
+    "force_checkpoint", "enable_checkpoint_on_shutdown", "disable_checkpoint_on_shutdown", "enable_logging",
+    "disable_logging", "enable_profiling", "disable_profiling", "enable_profile", "disable_profile",
+    "add_grammar_extension", "remove_grammar_extension", "create_external_resource", "register_external_resource",
+    "register_external_resource_type", "deregister_external_resource", "destroy_external_resource",
+    "python_map_function", "pandas_scan", "arrow_scan", "arrow_scan_dumb", "python_arrow_scan"})
+_DENIED_PATTERN = re.compile(r"sql|query|checkpoint|logging|profil|external_resource|grammar|python|pandas|arrow")
 _HINT = ("the sql tool runs one read-only SELECT (or WITH … SELECT) over the workspace's files; "
          "write files with files.write")
 
@@ -78,11 +94,41 @@ def _one_select(duckdb: Any, query: str) -> Any:
     return st
 
 
+def _check_tree(con: Any, text: str) -> None:
+    """Refuse a SELECT whose syntax tree holds anything but read-only query nodes and functions."""
+    try:
+        doc = json.loads(con.execute("SELECT json_serialize_sql($q)", {"q": text}).fetchone()[0])
+    except Exception as exc:  # no json extension, or a parser this code does not know
+        raise ValidationError(f"the sql tool cannot check this query, so it does not run it: {exc}", hint=_HINT,
+                              field="query") from None
+    if doc.get("error"):
+        raise ValidationError(f"the sql tool cannot check this query, so it does not run it: "
+                              f"{doc.get('error_message', 'unknown error')}", hint=_HINT, field="query")
+    todo: list[Any] = [doc.get("statements")]
+    while todo:
+        node = todo.pop()
+        if isinstance(node, list):
+            todo.extend(node)
+            continue
+        if not isinstance(node, dict):
+            continue
+        kind = node.get("type")
+        if (isinstance(kind, str) and kind.endswith("_NODE") and kind not in _QUERY_NODES) or "info_type" in node:
+            what = str(kind or node.get("info_type")).removesuffix("_NODE").removesuffix("_QUERY")
+            raise ValidationError(f"the sql tool runs read-only SELECT statements only; this one holds a {what} "
+                                  "(e.g. in a WITH clause)", hint=_HINT, field="query", statement=what)
+        fn = node.get("function_name")
+        if isinstance(fn, str) and (fn.lower() in _DENIED_FUNCTIONS or _DENIED_PATTERN.search(fn.lower())):
+            raise ValidationError(f"the sql tool does not run the function {fn}() (it runs SQL from a string or "
+                                  "changes the engine)", hint=_HINT, field="query", function=fn)
+        todo.extend(node.values())
+
+
 def _connect(duckdb: Any, root: Path, tmp: Path) -> Any:
     con = duckdb.connect(":memory:", config={
         "threads": THREADS, "memory_limit": MEMORY_LIMIT, "temp_directory": str(tmp),
         "max_temp_directory_size": MAX_TEMP, "autoinstall_known_extensions": False,
-        "autoload_known_extensions": False})
+        "autoload_known_extensions": False, "python_enable_replacements": False})
     try:
         con.execute("SET allowed_directories = $dirs", {"dirs": [str(root) + "/"]})
         con.execute("SET enable_external_access = false")
@@ -116,6 +162,11 @@ def sql(query: str, ctx: ToolContext, max_rows: int = 1000, timeout: float = DEF
     root = files_root(ctx)
     statement = _one_select(duckdb, _absolute_paths(query, root))
     con = _connect(duckdb, root, workspace_tmp(ctx, "duckdb"))
+    try:
+        _check_tree(con, statement.query)
+    except BaseException:
+        con.close()
+        raise
     fired = threading.Event()
     lock = threading.Lock()
     finished = False
