@@ -16,18 +16,42 @@ from emergent.config import Settings, load_settings
 from emergent.errors import StoreUnavailableError
 
 
+
+def _prepare(path: Path, *, create: bool) -> None:
+    """Check the workspace directory: a file there, or a missing one we may not create, is an error."""
+    from emergent.errors import ConfigError, NotFoundError
+
+    if path.exists() and not path.is_dir():
+        raise ConfigError(f"workspace {path} is a file, not a directory",
+                          hint="point --home / EMERGENT_HOME at a directory (a new one is created with "
+                               "`emergent init DIR`)", path=str(path))
+    if not path.exists():
+        if not create:
+            raise NotFoundError(f"workspace {path} does not exist",
+                                hint=f"create it with `emergent init {path}` (or add --create), or check the "
+                                     "path", path=str(path))
+        try:
+            path.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise ConfigError(f"cannot create workspace {path}: {exc.strerror}",
+                              hint="choose a directory you may write", path=str(path)) from None
+
+
 class Workstation:
-    def __init__(self, settings: Settings, *, clock: Clock | None = None) -> None:
+    def __init__(self, settings: Settings, *, clock: Clock | None = None, create: bool = True) -> None:
         self.settings = settings
         self.path: Path = settings.workspace()
-        self.path.mkdir(parents=True, exist_ok=True)
+        _prepare(self.path, create=create or settings.home is None)
         self.clock = clock or SystemClock()
         self._closers: list[Any] = []
 
     @classmethod
-    def open(cls, path: str | Path | None = None, *, clock: Clock | None = None, **overrides: Any) -> Workstation:
-        """Open (creating if needed) the workspace at ``path`` or ``EMERGENT_HOME``."""
-        return cls(load_settings(path, **overrides), clock=clock)
+    def open(cls, path: str | Path | None = None, *, clock: Clock | None = None, create: bool = True,
+             **overrides: Any) -> Workstation:
+        """Open the workspace at ``path`` or ``EMERGENT_HOME`` (created when missing, unless
+        ``create=False``: then a missing directory is an error; the default user-data workspace is
+        always created)."""
+        return cls(load_settings(path, **overrides), clock=clock, create=create)
 
     # ------------------------------------------------------------------ stores
     @functools.cached_property

@@ -9,13 +9,17 @@ from typing import Any
 import typer
 
 HOME = typer.Option(None, "--home", help="workspace directory (default: EMERGENT_HOME)")
+#: set by ``emergent --create ...``: a workspace directory that does not exist is created
+CREATE = True  # TODO(issue 10): False once every CLI test creates its workspace (init / --create)
 
 
 @contextmanager
-def workstation(home: str | None, **overrides: Any) -> Iterator[Any]:
+def workstation(home: str | None, *, create: bool | None = None, **overrides: Any) -> Iterator[Any]:
+    """Open the workspace at ``home`` (else EMERGENT_HOME); a missing one is an error unless
+    ``create`` (``emergent --create`` or ``emergent init``)."""
     from emergent.workstation import Workstation
 
-    ws = Workstation.open(home, **overrides)
+    ws = Workstation.open(home, create=CREATE if create is None else create, **overrides)
     try:
         yield ws
     finally:
