@@ -1,30 +1,70 @@
 """Run untrusted code and commands in a separate, limited process.
 
-What a sandboxed run gets (each part where the kernel and our privileges allow it):
+Every run gets (where the kernel and our privileges allow it; :func:`isolation` says what this
+machine gives, and each :class:`SandboxResult` says what that run got):
 
 - resource limits: CPU seconds, address space, file size, open files, processes (``setrlimit``);
-- a wall-clock timeout that kills the whole process group (its own session);
+- a wall-clock timeout and an output cap (stdout + stderr) that end the run;
 - a scrubbed environment: only PATH, HOME, TMPDIR, LANG (no secrets, no ``EMERGENT_*``) plus
   what the caller passes explicitly (``EMERGENT_*`` keys are dropped even then);
 - a fresh temporary working directory, the only place meant to be written;
-- stdout and stderr capped (the process is killed when it floods them);
-- no network: a new, empty network namespace (``unshare(CLONE_NEWNET)``; needs root or
-  user namespaces);
-- with bubblewrap installed (and usable): new user, pid, network, ipc, uts and cgroup
-  namespaces, a read-only view of /usr, /bin, /lib and /etc, a private /tmp, and the working
-  directory as the only host path it can write or even see (level ``namespace``);
-- when started as root: the process drops to the unprivileged ``nobody`` user, so it cannot write
+- when started as root: the program drops to the unprivileged ``nobody`` user, so it cannot write
   outside its working directory (and world-writable places such as /tmp), read other users'
-  files, or read the parent's ``/proc/<pid>/environ``; the process limit then applies too
-  (root ignores ``RLIMIT_NPROC``).
+  files, read the parent's ``/proc/<pid>/environ`` or signal the sandbox's own supervisor; the
+  process limit then applies too (root ignores ``RLIMIT_NPROC``).
 
-:func:`isolation` reports which of these this machine gives (``level``: ``namespace`` with
-bubblewrap, ``network`` when only the network namespace works, else ``process``), and a sandbox
-can require a level.
+Isolation levels (``level``; weakest first). A policy may require one (``Sandbox.requiring``;
+agents get ``network`` or better by default):
 
-Not protected against: kernel exploits, side channels, reading world-readable files, writing to
-world-writable directories as ``nobody``, or (without root) anything the current user may do on
-the filesystem. Use a VM or a container runtime for hostile code.
+``none``
+    nothing; only meaningful as a requirement ("a plain subprocess is fine").
+``process``
+    the limits above. Does **not** stop: network access, reading anything the user may read,
+    writing anything the user may write (without the root drop), seeing host processes.
+``network``
+    plus a new, empty network namespace (``unshare(CLONE_NEWNET)``; root, or an unprivileged user
+    namespace): no interface but a loopback that is down, so every connection fails, even to a
+    server on 127.0.0.1. Does **not** stop: reading world-readable host files, writing
+    world-writable directories, (without root) writing what the user may write.
+``namespace``
+    bubblewrap: new user, pid, network, ipc, uts and cgroup namespaces, a read-only view of /usr,
+    /bin, /lib and /etc, a private /tmp and /proc, and the working directory as the only host path
+    it can write or even see. Does **not** stop: reading the read-only system directories.
+
+Kill guarantee (``kill``): what makes sure that every process a run started is gone when the run
+ends, i.e. when its main process exits, or the timeout or the output cap stops it. The run's
+processes are never signalled one by one by name or by the parent's process group, and nothing
+outside the run is touched (other children of this process, e.g. a daemonised server a test
+fixture started, are left alone).
+
+``pid-namespace``
+    the run lives in its own PID namespace: bubblewrap's, or one made by ``unshare(CLONE_NEWPID)``
+    and a fork, with the program as its PID 1 and (where a mount namespace works) a private /proc
+    that shows only the run's processes. When PID 1 exits or is killed the kernel kills every
+    process in the namespace: ``setsid``, double forks, daemons and fork bombs do not escape.
+    Being PID 1, the program ignores signals it sends itself without a handler, and the soft CPU
+    limit (SIGXCPU); the hard limit one second later kills it.
+``subreaper``
+    a supervisor process forked for the run is made a child subreaper
+    (``PR_SET_CHILD_SUBREAPER``): every orphan of the run is re-parented to it, not to init. When
+    the program ends (or the sandbox asks it to stop) it SIGKILLs all its descendants, found by
+    parentage in /proc, until it has no child left. Catches ``setsid``, double forks and daemons.
+    Does **not** stop (non-root only, where the program runs as the same user as the supervisor)
+    a hostile program that kills its supervisor first.
+``cgroup``
+    the program starts in a fresh cgroup v2 made below ours (when we may write there and the
+    kernel has ``cgroup.kill``); ``cgroup.kill`` ends every member at once, forks included. Does
+    **not** stop (non-root only) a program that moves itself into another cgroup it may write.
+``process-group``
+    SIGKILL to the run's process group, the last resort: a process that calls ``setsid`` or
+    ``setpgid`` and outlives the main process survives the run.
+
+The preference is that order (bubblewrap always gives ``pid-namespace``); ``Sandbox(kill=...)``
+forces one for the non-bubblewrap backend and fails with :class:`ConfigError` when it is not
+available here.
+
+Not protected against at any level: kernel exploits and side channels (no seccomp filter), CPU and
+memory pressure within the limits. Use a VM or a container runtime for hostile code.
 """
 
 from __future__ import annotations
@@ -32,6 +72,7 @@ from __future__ import annotations
 import contextlib
 import ctypes
 import functools
+import itertools
 import os
 import resource
 import selectors
@@ -42,18 +83,30 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Container, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 from emergent.errors import ConfigError, SandboxLimitError, ValidationError
 
+CLONE_NEWNS = 0x00020000
+CLONE_NEWUSER = 0x10000000
+CLONE_NEWPID = 0x20000000
 CLONE_NEWNET = 0x40000000
+PR_SET_PDEATHSIG = 1
+PR_SET_CHILD_SUBREAPER = 36
+MS_NOSUID, MS_NODEV, MS_NOEXEC, MS_REC, MS_PRIVATE = 0x2, 0x4, 0x8, 0x4000, 0x40000
 NOBODY = 65534
 LEVELS = ("none", "process", "network", "namespace")
+#: kill guarantees, strongest first (see the module docstring)
+KILLS = ("pid-namespace", "subreaper", "cgroup", "process-group")
 EXIT_CODES = {"timeout": 124, "cpu": 152, "memory": 153, "file_size": 154, "output": 155, "processes": 156}
-_NETNS_FAILED = 211
+_ORDER = {"none": 0, "process": 1, "network": 2, "namespace": 3}
+_SUPERVISED = ("pid-namespace", "subreaper")  # a supervisor process sits between us and the program
+_STOP = {signal.SIGTERM, signal.SIGHUP, signal.SIGINT}  # what the subreaper supervisor obeys
+_DRAIN_S = 0.5  # after the main process ended: how long to read what is still in the pipes
+_cgroup_ids = itertools.count()
 
 
 @dataclass(frozen=True, slots=True)
@@ -84,6 +137,8 @@ class SandboxResult:
     isolation: str
     truncated: bool = False
     files: list[str] = field(default_factory=list)
+    #: how the run's processes were made sure to end (one of :data:`KILLS`)
+    kill: str = ""
 
     @property
     def ok(self) -> bool:
@@ -111,22 +166,255 @@ _HINTS = {
 }
 
 
+@dataclass(frozen=True, slots=True)
+class _Plan:
+    """How one run is set up (resolved from :func:`isolation` and the sandbox's options)."""
+
+    kill: str
+    bwrap: bool = False
+    netns: bool = False  # cut the network ourselves (bubblewrap does its own)
+    userns: bool = False  # not root: enter a user namespace first (namespaces need it)
+    private_proc: bool = False  # pid-namespace: mount a /proc showing only the run
+    drop: bool = False  # root: the program runs as nobody
+    cgroup: str | None = None  # the run's own cgroup directory
+
+    @property
+    def supervised(self) -> bool:
+        return self.kill in _SUPERVISED and not self.bwrap
+
+
+# ---------------------------------------------------------------- kernel interfaces
 @functools.lru_cache(maxsize=1)
 def _libc() -> Any:
-    return ctypes.CDLL(None, use_errno=True)
+    libc = ctypes.CDLL(None, use_errno=True)
+    libc.mount.argtypes = [ctypes.c_char_p, ctypes.c_char_p, ctypes.c_char_p, ctypes.c_ulong, ctypes.c_void_p]
+    libc.prctl.argtypes = [ctypes.c_int, ctypes.c_ulong, ctypes.c_ulong, ctypes.c_ulong, ctypes.c_ulong]
+    libc.unshare.argtypes = [ctypes.c_int]
+    return libc
 
 
-def _probe_netns() -> bool:
-    if not sys.platform.startswith("linux"):
-        return False
+def _check(ret: int, what: str) -> None:
+    if ret != 0:
+        err = ctypes.get_errno()
+        raise OSError(err, f"{what}: {os.strerror(err)}")
+
+
+def _write(path: str, text: str) -> None:
+    fd = os.open(path, os.O_WRONLY)
+    try:
+        os.write(fd, text.encode())
+    finally:
+        os.close(fd)
+
+
+def _is_root() -> bool:
+    return hasattr(os, "geteuid") and os.geteuid() == 0
+
+
+def _stat_ppid(pid: int) -> int | None:
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as fh:
+            return int(fh.read().rsplit(b")", 1)[1].split()[1])
+    except (OSError, IndexError, ValueError):
+        return None
+
+
+def _ppid_map() -> dict[int, list[int]]:
+    """parent pid -> child pids, for every process /proc shows."""
+    kids: dict[int, list[int]] = {}
+    for entry in os.listdir("/proc"):
+        if entry.isdigit() and (ppid := _stat_ppid(int(entry))) is not None:
+            kids.setdefault(ppid, []).append(int(entry))
+    return kids
+
+
+def _kill_exact(pid: int, parents: Container[int]) -> None:
+    """SIGKILL ``pid`` only while it is a child of one of ``parents``. The process is pinned by a
+    pidfd before its parent is checked, so a recycled pid number never hits a stranger."""
+    try:
+        fd = os.pidfd_open(pid)
+    except AttributeError:  # no pidfd on this kernel or Python: check, then kill (a tiny window)
+        fd = -1
+    except OSError:
+        return
+    try:
+        if _stat_ppid(pid) in parents:
+            if fd < 0:
+                os.kill(pid, signal.SIGKILL)
+            else:
+                signal.pidfd_send_signal(fd, signal.SIGKILL)
+    except OSError:
+        pass
+    finally:
+        if fd >= 0:
+            os.close(fd)
+
+
+def _kill_descendants(root: int, depth: int | None = None) -> int:
+    """SIGKILL every process whose chain of parents leads to ``root`` (down to ``depth``
+    generations); session and process group do not matter. Returns how many were found."""
+    kids, tree, level, found = _ppid_map(), {root}, [root], 0
+    while level and (depth is None or depth > 0):
+        level = [pid for parent in level for pid in kids.get(parent, ())]
+        tree.update(level)
+        for pid in level:
+            _kill_exact(pid, tree)
+        found += len(level)
+        depth = None if depth is None else depth - 1
+    return found
+
+
+# ---------------------------------------------------------------- the supervisor (a forked child)
+def _relay(status: int) -> NoReturn:
+    """End the supervisor the way the program ended (its exit code, or its signal)."""
+    code = os.waitstatus_to_exitcode(status)
+    if code >= 0:
+        os._exit(code)
+    sig = -code
+    with contextlib.suppress(Exception):
+        while signal.sigtimedwait(_STOP | {signal.SIGCHLD}, 0) is not None:  # drop pending stop requests
+            pass
+        signal.signal(sig, signal.SIG_DFL)
+        signal.pthread_sigmask(signal.SIG_SETMASK, [])
+        os.kill(os.getpid(), sig)
+    os._exit(128 + sig)
+
+
+def _reap(child: int, status: int | None) -> tuple[int | None, bool]:
+    """Reap every exited child without blocking: (the program's status if seen, any child left)."""
+    while True:
+        try:
+            pid, st = os.waitpid(-1, os.WNOHANG)
+        except ChildProcessError:
+            return status, False
+        if pid == 0:
+            return status, True
+        if pid == child:
+            status = st
+
+
+def _sweep(child: int, status: int | None, patience: float = 10.0) -> int | None:
+    """Kill and reap every descendant of this (subreaper) process until it has no child left.
+    Orphans are re-parented to us, so no child left means nothing of the run is left."""
+    me, end = os.getpid(), time.monotonic() + patience
+    if status is None:  # not reaped yet, so its group id cannot be anyone else's
+        with contextlib.suppress(OSError):
+            os.killpg(child, signal.SIGKILL)
+    while True:
+        status, left = _reap(child, status)
+        if not left or time.monotonic() > end:
+            return status
+        _kill_descendants(me)
+        time.sleep(0.001)
+
+
+def _supervise(child: int, kill: str, parent: int) -> NoReturn:
+    """The supervisor between us and the program: waits until the program exits or it is asked to
+    stop (SIGTERM, or our death via PDEATHSIG), then makes sure nothing the program started is
+    left, reaps it and exits the way the program did. Runs in the forked child; never returns."""
+    try:
+        os.closerange(0, _max_fd())  # our pipes, the exec-error pipe: the parent must see them close
+        _check(_libc().prctl(PR_SET_PDEATHSIG, signal.SIGTERM, 0, 0, 0), "prctl(PDEATHSIG)")
+        status, stop = None, os.getppid() != parent
+        while status is None and not stop:
+            info = signal.sigtimedwait(_STOP | {signal.SIGCHLD}, 1.0)  # blocked since before the fork
+            stop = info is not None and info.si_signo in _STOP
+            status, left = _reap(child, status)
+            stop = stop or not left
+        if kill == "pid-namespace":  # the program is PID 1: its death ends the namespace
+            if status is None:
+                with contextlib.suppress(OSError):
+                    os.kill(child, signal.SIGKILL)
+                status = os.waitpid(child, 0)[1]
+        else:
+            status = _sweep(child, status)
+        _relay(status if status is not None else signal.SIGKILL)
+    finally:
+        os._exit(255)
+
+
+@functools.lru_cache(maxsize=1)
+def _max_fd() -> int:
+    try:
+        return max(int(os.sysconf("SC_OPEN_MAX")), 1024)
+    except (OSError, ValueError):
+        return 65536
+
+
+def _enter_namespaces(flags: int, uid: int, gid: int, userns: bool) -> None:
+    if userns:
+        flags |= CLONE_NEWUSER
+    _check(_libc().unshare(flags), "unshare")
+    if userns:  # map our own ids (an unprivileged process may map exactly its own)
+        with contextlib.suppress(FileNotFoundError):
+            _write("/proc/self/setgroups", "deny")
+        _write("/proc/self/uid_map", f"{uid} {uid} 1")
+        _write("/proc/self/gid_map", f"{gid} {gid} 1")
+
+
+def _mount_proc() -> None:
     libc = _libc()
+    _check(libc.mount(b"none", b"/", None, MS_REC | MS_PRIVATE, None), "mount --make-rprivate /")
+    _check(libc.mount(b"proc", b"/proc", b"proc", MS_NOSUID | MS_NODEV | MS_NOEXEC, None), "mount /proc")
+
+
+def _preexec(limits: Limits, plan: _Plan) -> Callable[[], None]:
+    """What the child does between fork and exec (runs in the child; raising there makes Popen
+    raise ``SubprocessError`` in the parent)."""
+    mb = 1024 * 1024
+    rl = [(resource.RLIMIT_CPU, (limits.cpu_seconds, limits.cpu_seconds + 1)),
+          (resource.RLIMIT_AS, (limits.memory_mb * mb, limits.memory_mb * mb)),
+          (resource.RLIMIT_FSIZE, (limits.file_size_mb * mb, limits.file_size_mb * mb)),
+          (resource.RLIMIT_NOFILE, (limits.open_files, limits.open_files)),
+          (resource.RLIMIT_NPROC, (limits.processes, limits.processes)),
+          (resource.RLIMIT_CORE, (0, 0))]
+    flags = CLONE_NEWNET if plan.netns else 0
+    if plan.supervised and plan.kill == "pid-namespace":
+        flags |= CLONE_NEWPID | (CLONE_NEWNS if plan.private_proc else 0)
+    uid, gid, parent = os.getuid(), os.getgid(), os.getpid()
+    libc = _libc()
+    _max_fd()
 
     def pre() -> None:
-        if libc.unshare(CLONE_NEWNET) != 0:
-            os._exit(_NETNS_FAILED)
+        if plan.cgroup:  # before anything changes who we are
+            _write(os.path.join(plan.cgroup, "cgroup.procs"), str(os.getpid()))
+        if flags:
+            _enter_namespaces(flags, uid, gid, plan.userns)
+        if plan.supervised:
+            if plan.kill == "subreaper":
+                _check(libc.prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0), "prctl(CHILD_SUBREAPER)")
+            old = signal.pthread_sigmask(signal.SIG_BLOCK, _STOP | {signal.SIGCHLD})
+            supervisor = os.getpid()
+            child = os.fork()
+            if child:
+                _supervise(child, plan.kill, parent)
+            signal.pthread_sigmask(signal.SIG_SETMASK, old)
+            if plan.kill == "subreaper":
+                os.setpgid(0, 0)  # its own group: a kill(0, ...) of its own cannot reach the supervisor
+            elif plan.private_proc:
+                _mount_proc()
+        for res, val in rl:
+            resource.setrlimit(res, val)
+        if plan.drop:
+            os.setgroups([])
+            os.setgid(NOBODY)
+            os.setuid(NOBODY)
+        if plan.supervised:  # after the uid change, which would clear it
+            _check(libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0), "prctl(PDEATHSIG)")
+            if plan.kill == "subreaper" and os.getppid() != supervisor:
+                raise OSError("the sandbox supervisor died before the program started")
 
+    return pre
+
+
+# ---------------------------------------------------------------- what this machine gives
+def _probe(plan: _Plan) -> bool:
+    """Run /bin/true with exactly the set-up a run with ``plan`` gets."""
+    if not sys.platform.startswith("linux"):
+        return False
     try:
-        return subprocess.run(["/bin/true"], preexec_fn=pre, timeout=10).returncode == 0  # noqa: PLW1509
+        return subprocess.run(["/bin/true"], preexec_fn=_preexec(Limits(), plan), stdin=subprocess.DEVNULL,  # noqa: PLW1509
+                              capture_output=True, start_new_session=True, timeout=10).returncode == 0
     except (OSError, subprocess.SubprocessError):
         return False
 
@@ -142,7 +430,7 @@ def bwrap_argv(exe: str, workdir: str, network: bool) -> list[str]:
         elif path.is_dir():
             args += ["--ro-bind", str(path), str(path)]
     args += ["--proc", "/proc", "--dev", "/dev", "--tmpfs", "/tmp"]
-    if not (hasattr(os, "geteuid") and os.geteuid() == 0):  # root runs the system interpreter instead
+    if not _is_root():  # root runs the system interpreter instead
         for prefix in sorted({str(Path(sys.prefix).resolve()), str(Path(sys.base_prefix).resolve())}):
             if not prefix.startswith(("/usr", "/bin", "/lib")):  # our interpreter, when it lives elsewhere
                 args += ["--ro-bind-try", prefix, prefix]
@@ -171,17 +459,59 @@ def _probe_bwrap(drop: bool) -> bool:
         return False
 
 
+def _cgroup_dir() -> str | None:
+    """Our own cgroup v2 directory, when we may make child cgroups there and the kernel has
+    ``cgroup.kill`` (5.14+); else None."""
+    try:
+        mounts = Path("/proc/self/mountinfo").read_text().splitlines()
+        own = [ln[3:] for ln in Path("/proc/self/cgroup").read_text().splitlines() if ln.startswith("0::")]
+    except OSError:
+        return None
+    for line in mounts:
+        fields = line.split()
+        if " - cgroup2 " not in line or len(fields) < 5 or not own:
+            continue
+        root, mount = fields[3], fields[4]
+        rel = own[0]
+        if root != "/" and rel.startswith(root):
+            rel = rel[len(root):]
+        base = os.path.normpath(mount + "/" + rel.lstrip("/"))
+        probe = os.path.join(base, f"emergent-probe-{os.getpid()}")
+        try:
+            os.mkdir(probe)
+        except OSError:
+            continue
+        try:
+            if os.path.exists(os.path.join(probe, "cgroup.kill")) and os.access(base, os.W_OK):
+                return base
+        finally:
+            with contextlib.suppress(OSError):
+                os.rmdir(probe)
+    return None
+
+
 @functools.lru_cache(maxsize=1)
 def isolation() -> dict[str, Any]:
-    """What this machine gives a sandboxed process (probed once per process).
+    """What this machine gives a sandboxed process (probed once per process, each mechanism by
+    running ``/bin/true`` with it).
 
-    ``namespace``: bubblewrap works (private filesystem view, pid and network namespaces);
-    ``network``: a network namespace via ``unshare``; ``process``: resource limits only."""
-    root = hasattr(os, "geteuid") and os.geteuid() == 0
+    ``level``: ``namespace`` (bubblewrap works), ``network`` (a network namespace via ``unshare``)
+    or ``process`` (limits only). ``kill``: the strongest kill guarantee the default backend
+    gets; ``kill_mechanisms``: those the ``unshare`` backend can be forced to (``Sandbox(kill=)``)."""
+    root = _is_root()
     bwrap = _probe_bwrap(root)
-    netns = bwrap or _probe_netns()
+    userns = not root
+    pidns = proc = _probe(_Plan("pid-namespace", netns=True, userns=userns, private_proc=True))
+    netns = pidns or _probe(_Plan("process-group", netns=True, userns=userns))
+    if not pidns:
+        pidns = _probe(_Plan("pid-namespace", netns=netns, userns=userns))
+    subreaper = _probe(_Plan("subreaper"))
+    cgroup = _cgroup_dir()
+    kills = [k for k, ok in zip(KILLS, (pidns, subreaper, cgroup is not None, True), strict=True) if ok]
     return {"level": "namespace" if bwrap else "network" if netns else "process", "network_namespace": netns,
-            "rlimits": True, "drops_privileges": root,
+            "kill": "pid-namespace" if bwrap else kills[0], "kill_mechanisms": kills,
+            "pid_namespace": pidns, "private_proc": proc, "subreaper": subreaper, "cgroup": cgroup,
+            "user_namespace": userns and netns, "rlimits": True, "drops_privileges": root,
             "user": "nobody" if root else os.environ.get("USER", str(os.getuid())),
             "bubblewrap": bwrap, "bubblewrap_installed": shutil.which("bwrap") is not None}
 
@@ -200,9 +530,9 @@ def _world_executable(path: str) -> bool:
 @functools.lru_cache(maxsize=1)
 def python_executable() -> str:
     """An interpreter the sandbox user can run (the system one when ours lives under /root)."""
-    root = hasattr(os, "geteuid") and os.geteuid() == 0
+    root = _is_root()
     for cand in (sys.executable, getattr(sys, "_base_executable", ""), "/usr/bin/python3", "/usr/local/bin/python3"):
-        if cand and Path(cand).exists() and (not root or _world_executable(cand)):
+        if cand and os.path.isfile(cand) and os.access(cand, os.X_OK) and (not root or _world_executable(cand)):
             return cand
     raise ConfigError("no Python interpreter the sandbox user may execute",
                       hint="install python3 system-wide (apt-get install python3)")
@@ -217,36 +547,13 @@ def scrub_env(extra: Mapping[str, str] | None, workdir: str) -> dict[str, str]:
     return env
 
 
-def _preexec(limits: Limits, netns: bool, drop: bool) -> Any:
-    libc = _libc()
-    mb = 1024 * 1024
-    rl = [(resource.RLIMIT_CPU, (limits.cpu_seconds, limits.cpu_seconds + 1)),
-          (resource.RLIMIT_AS, (limits.memory_mb * mb, limits.memory_mb * mb)),
-          (resource.RLIMIT_FSIZE, (limits.file_size_mb * mb, limits.file_size_mb * mb)),
-          (resource.RLIMIT_NOFILE, (limits.open_files, limits.open_files)),
-          (resource.RLIMIT_NPROC, (limits.processes, limits.processes)),
-          (resource.RLIMIT_CORE, (0, 0))]
-
-    def pre() -> None:
-        for res, val in rl:
-            resource.setrlimit(res, val)
-        if netns and libc.unshare(CLONE_NEWNET) != 0:
-            os._exit(_NETNS_FAILED)
-        if drop:
-            os.setgroups([])
-            os.setgid(NOBODY)
-            os.setuid(NOBODY)
-
-    return pre
-
-
-def _group_members(pgid: int) -> int:
-    """How many processes (zombies included) still belong to process group ``pgid``."""
-    n = 0
+def _group(pgid: int) -> list[int]:
+    """The processes (zombies included) that belong to process group ``pgid``."""
+    out: list[int] = []
     try:
         entries = os.listdir("/proc")
     except OSError:
-        return 0
+        return out
     for entry in entries:
         if not entry.isdigit():
             continue
@@ -256,8 +563,8 @@ def _group_members(pgid: int) -> int:
         except (OSError, IndexError):
             continue
         if len(fields) > 2 and int(fields[2]) == pgid:
-            n += 1
-    return n
+            out.append(int(entry))
+    return out
 
 
 def _classify(rc: int | None, stderr: str, killed: str | None) -> str | None:
@@ -277,14 +584,73 @@ def _classify(rc: int | None, stderr: str, killed: str | None) -> str | None:
     return None
 
 
+def _make_cgroup(base: str) -> str:
+    path = os.path.join(base, f"emergent-sbx-{os.getpid()}-{next(_cgroup_ids)}")
+    try:
+        os.mkdir(path)
+    except OSError as exc:
+        raise ConfigError(f"could not create the sandbox cgroup {path}: {exc.strerror}",
+                          hint="use Sandbox(kill='auto') or make the cgroup writable") from None
+    return path
+
+
+def _kill_cgroup(path: str, patience: float = 3.0) -> None:
+    """``cgroup.kill`` and wait until the cgroup is empty."""
+    with contextlib.suppress(OSError):
+        _write(os.path.join(path, "cgroup.kill"), "1")
+    end = time.monotonic() + patience
+    while time.monotonic() < end:
+        try:
+            if "populated 0" in Path(path, "cgroup.events").read_text():
+                return
+        except OSError:
+            return
+        time.sleep(0.002)
+
+
+def _remove_cgroup(path: str) -> None:
+    _kill_cgroup(path)
+    end = time.monotonic() + 2
+    while True:
+        try:
+            os.rmdir(path)
+            return
+        except FileNotFoundError:
+            return
+        except OSError:
+            if time.monotonic() > end:
+                return
+            time.sleep(0.01)
+
+
+def _pidfd(pid: int) -> int | None:
+    try:
+        return os.pidfd_open(pid)
+    except (AttributeError, OSError):
+        return None
+
+
 class Sandbox:
-    """Runs argv lists in a limited child process; see the module docstring for the guarantees."""
+    """Runs argv lists in a limited child process; see the module docstring for the guarantees.
+
+    ``backend``: ``auto`` (bubblewrap when usable), ``bwrap`` or ``unshare`` (no bubblewrap).
+    ``kill``: ``auto`` (the strongest available) or one of :data:`KILLS` to force it (anything but
+    ``pid-namespace`` means the ``unshare`` backend)."""
 
     def __init__(self, limits: Limits | None = None, *, root: str | Path | None = None,
-                 require: str = "none", keep_workdir: bool = False, backend: str = "auto") -> None:
+                 require: str = "none", keep_workdir: bool = False, backend: str = "auto",
+                 kill: str = "auto") -> None:
         if backend not in ("auto", "bwrap", "unshare"):
             raise ValidationError(f"unknown sandbox backend {backend!r}", hint="use auto, bwrap or unshare")
+        if kill not in ("auto", *KILLS):
+            raise ValidationError(f"unknown kill mechanism {kill!r}", hint=f"use auto or one of {', '.join(KILLS)}")
+        if backend == "bwrap" and kill not in ("auto", "pid-namespace"):
+            raise ValidationError(f"bubblewrap always kills through its pid namespace, not {kill!r}",
+                                  hint="use backend='unshare' to force another kill mechanism")
+        if require not in LEVELS:
+            raise ValidationError(f"unknown isolation level {require!r}", hint=f"use one of {', '.join(LEVELS)}")
         self.backend = backend
+        self.kill = kill
         self.limits = limits or Limits()
         self.root = Path(root) if root else None
         self.require = require
@@ -295,25 +661,44 @@ class Sandbox:
         if level == self.require:
             return self
         return Sandbox(self.limits, root=self.root, require=level, keep_workdir=self.keep_workdir,
-                       backend=self.backend)
+                       backend=self.backend, kill=self.kill)
+
+    def _plan(self, network: bool) -> _Plan:
+        info = isolation()
+        if info["bubblewrap"] and self.backend != "unshare" and self.kill in ("auto", "pid-namespace"):
+            return _Plan("pid-namespace", bwrap=True, drop=info["drops_privileges"])
+        kills = info["kill_mechanisms"]
+        kill = kills[0] if self.kill == "auto" else self.kill
+        if kill not in kills:
+            raise ConfigError(f"the sandbox kill mechanism {kill!r} is not available on this machine "
+                              f"(available: {', '.join(kills)})",
+                              hint="use kill='auto'; pid-namespace needs root or user namespaces, cgroup a "
+                                   "writable cgroup v2 with cgroup.kill", kill=kill)
+        return _Plan(kill, netns=info["network_namespace"] and not network, userns=not info["drops_privileges"],
+                     private_proc=kill == "pid-namespace" and info["private_proc"],
+                     drop=info["drops_privileges"], cgroup=info["cgroup"] if kill == "cgroup" else None)
 
     @property
     def level(self) -> str:
-        info = isolation()
-        if info["level"] == "namespace" and self.backend == "unshare":
-            return "network"
-        return str(info["level"])
+        """The isolation level a run without network gets."""
+        plan = self._plan(False)
+        return "namespace" if plan.bwrap else "network" if plan.netns else "process"
+
+    @property
+    def kill_mechanism(self) -> str:
+        """The kill guarantee a run gets (one of :data:`KILLS`)."""
+        return self._plan(False).kill
 
     def check_level(self, require: str | None = None, network: bool = False) -> str:
         need = require or self.require
-        if need not in (*LEVELS, "namespace"):
+        if need not in LEVELS:
             raise ValidationError(f"unknown isolation level {need!r}", hint=f"use one of {', '.join(LEVELS)}")
         have = self.level if not network else ("namespace" if self.level == "namespace" else "process")
-        order = {"none": 0, "process": 1, "network": 2, "namespace": 3}
-        if order[have] < order[need]:
+        if _ORDER[have] < _ORDER[need]:
             raise ConfigError(f"the sandbox needs isolation {need!r} but this machine gives {have!r}",
                               hint="run as root or enable user namespaces (for a network namespace), "
-                                   "or lower the policy's require_isolation", have=have, need=need)
+                                   "install bubblewrap (for namespace), or lower the policy's require_isolation",
+                              have=have, need=need)
         return have
 
     def run(self, argv: Sequence[str], *, stdin: str | bytes | None = None, limits: Limits | None = None,
@@ -323,22 +708,25 @@ class Sandbox:
             raise ValidationError("nothing to run", hint="give a command, e.g. ['echo', 'hi']")
         lim = limits or self.limits
         level = self.check_level(require, network=lim.network)
-        info = isolation()
-        use_bwrap = info["bubblewrap"] and self.backend in ("auto", "bwrap")
-        netns = info["network_namespace"] and not lim.network and not use_bwrap
-        drop = info["drops_privileges"]
+        plan = self._plan(lim.network)
         base = self.root
         if base is not None:
             base.mkdir(parents=True, exist_ok=True)
-            if drop and not _world_executable(str(base)):  # the sandbox user could not reach it
+            if plan.drop and not _world_executable(str(base)):  # the sandbox user could not reach it
                 base = None
         workdir = tempfile.mkdtemp(prefix="emergent-sbx-", dir=base)
         try:
-            self._seed(workdir, files or {}, drop)
-            full = [*bwrap_argv(shutil.which("bwrap") or "bwrap", workdir, lim.network), *argv] if use_bwrap \
+            self._seed(workdir, files or {}, plan.drop)
+            full = [*bwrap_argv(shutil.which("bwrap") or "bwrap", workdir, lim.network), *argv] if plan.bwrap \
                 else list(argv)
-            result = self._spawn(full, stdin, lim, scrub_env(env, workdir), workdir, netns, drop)
-            result.isolation = level
+            if plan.cgroup:
+                plan = replace(plan, cgroup=_make_cgroup(plan.cgroup))
+            try:
+                result = self._spawn(full, stdin, lim, scrub_env(env, workdir), workdir, plan)
+            finally:
+                if plan.cgroup:
+                    _remove_cgroup(plan.cgroup)
+            result.isolation, result.kill = level, plan.kill
             result.files = sorted(str(p.relative_to(workdir)) for p in Path(workdir).rglob("*") if p.is_file())
             return result
         finally:
@@ -366,12 +754,12 @@ class Sandbox:
         os.chmod(workdir, 0o700)
 
     def _spawn(self, argv: Sequence[str], stdin: str | bytes | None, lim: Limits, env: dict[str, str],
-               workdir: str, netns: bool, drop: bool) -> SandboxResult:
+               workdir: str, plan: _Plan) -> SandboxResult:
         t0 = time.monotonic()
         try:
             proc = subprocess.Popen(list(argv), cwd=workdir, env=env, stdin=subprocess.PIPE if stdin else
                                     subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                                    start_new_session=True, preexec_fn=_preexec(lim, netns, drop),  # noqa: PLW1509
+                                    start_new_session=True, preexec_fn=_preexec(lim, plan),  # noqa: PLW1509
                                     close_fds=True)
         except FileNotFoundError:
             raise ValidationError(f"command not found: {argv[0]!r}", hint="give a full path or a command on PATH") \
@@ -379,78 +767,143 @@ class Sandbox:
         except PermissionError as exc:
             raise ValidationError(f"cannot execute {argv[0]!r} in the sandbox: {exc}",
                                   hint="the sandbox user must be allowed to run it") from None
+        except subprocess.SubprocessError:
+            raise ConfigError(f"could not set up the sandbox ({plan.kill}, network namespace: {plan.netns}, "
+                              f"user namespace: {plan.userns})",
+                              hint="the probe said this machine allows it; run `emergent sandbox info`, or "
+                                   "force a weaker set-up with Sandbox(kill=..., backend='unshare') or "
+                                   "Limits(network=True)") from None
         if stdin:
             try:
                 proc.stdin.write(stdin.encode() if isinstance(stdin, str) else stdin)  # type: ignore[union-attr]
                 proc.stdin.close()  # type: ignore[union-attr]
             except BrokenPipeError:
                 pass
-        out, err, killed, truncated = self._pump(proc, lim, t0)
+        out, err, killed, truncated = self._pump(proc, lim, t0, plan)
         rc = proc.returncode
-        if rc == _NETNS_FAILED and not out:
-            raise ConfigError("could not create a network namespace for the sandbox",
-                              hint="run as root, or run with network allowed")
         stderr = err.decode("utf-8", "replace")
         limit = _classify(rc, stderr, killed)
         if limit is not None:
-            self._settle(proc)
+            self._settle(proc, plan)
         return SandboxResult(rc, out.decode("utf-8", "replace"), stderr, time.monotonic() - t0, limit, "",
                              truncated)
 
     @staticmethod
-    def _settle(proc: subprocess.Popen[bytes], timeout: float = 3.0) -> None:
-        """After a limit hit: wait (briefly) until every process of the group is gone and reaped,
-        so the next run does not inherit a process count from a fork bomb."""
+    def _settle(proc: subprocess.Popen[bytes], plan: _Plan, timeout: float = 3.0) -> None:
+        """After a limit hit without a supervisor or bubblewrap: wait (briefly) until every
+        process of the group is gone and reaped, so the next run does not inherit a process count
+        from a fork bomb (their zombies wait for init)."""
+        if plan.supervised or plan.bwrap:
+            return  # the supervisor or bubblewrap reaped everything before it exited
         end = time.monotonic() + timeout
-        while time.monotonic() < end and _group_members(proc.pid):
+        while time.monotonic() < end and _group(proc.pid):
             with contextlib.suppress(ProcessLookupError, PermissionError):
                 os.killpg(proc.pid, signal.SIGKILL)
             time.sleep(0.01)
 
     @staticmethod
-    def _kill(proc: subprocess.Popen[bytes]) -> None:
-        """SIGKILL the whole process group (one signal suffices: a process with a pending SIGKILL
-        cannot fork, and the kernel delivers to the group under the lock fork needs)."""
+    def _end(proc: subprocess.Popen[bytes], plan: _Plan) -> None:
+        """The main process has exited (not yet reaped, so its group id is still its own): kill
+        whatever it left. A supervisor or bubblewrap exits only once nothing is left."""
+        if plan.cgroup:
+            _kill_cgroup(plan.cgroup)
+        elif not (plan.supervised or plan.bwrap):
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.killpg(proc.pid, signal.SIGKILL)
+
+    @staticmethod
+    def _stop(proc: subprocess.Popen[bytes], plan: _Plan) -> None:
+        """A limit was hit while it runs: kill the run, and wait until our child has exited (it is
+        reaped later). Killing below our child lets the supervisor or bubblewrap reap the run,
+        so no orphaned zombie waits for init and counts against the process limit: the
+        supervisor is asked (SIGTERM) and kills the run before it goes; under bubblewrap its
+        init (our child's child) takes SIGKILL, the kernel ends the namespace and bubblewrap
+        exits. Otherwise, and when that does not end it in 5 s: cgroup.kill and SIGKILL to the
+        group (one signal suffices: a process with a pending SIGKILL cannot fork)."""
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            if plan.supervised:
+                os.kill(proc.pid, signal.SIGTERM)
+            elif plan.bwrap:
+                _kill_descendants(proc.pid, depth=1)
+        if (plan.supervised or plan.bwrap) and _await_exit(proc.pid, 5.0):
+            return
+        if plan.cgroup:
+            _kill_cgroup(plan.cgroup)
         with contextlib.suppress(ProcessLookupError, PermissionError):
             os.killpg(proc.pid, signal.SIGKILL)
+        _await_exit(proc.pid, 5.0)
 
-    def _pump(self, proc: subprocess.Popen[bytes], lim: Limits, t0: float) -> tuple[bytes, bytes, str | None, bool]:
-        """Read both pipes until EOF, the output cap or the deadline; kill the group on a limit."""
+    def _pump(self, proc: subprocess.Popen[bytes], lim: Limits, t0: float,
+              plan: _Plan) -> tuple[bytes, bytes, str | None, bool]:
+        """Read both pipes until the main process has exited and they are closed, or the output
+        cap or the deadline is hit (then the run is killed). When the main process exits first,
+        what it left is killed and the pipes are read for at most ``_DRAIN_S`` more."""
         bufs = {proc.stdout: bytearray(), proc.stderr: bytearray()}
         sel = selectors.DefaultSelector()
         for pipe in bufs:
             sel.register(pipe, selectors.EVENT_READ)  # type: ignore[arg-type]
-        killed = None
+        pidfd = _pidfd(proc.pid)
+        if pidfd is not None:
+            sel.register(pidfd, selectors.EVENT_READ)
+        killed, pipes, ended = None, 2, None
         deadline = t0 + lim.timeout
-        while sel.get_map():
-            left = deadline - time.monotonic()
-            if left <= 0:
-                killed = "timeout"
-                break
-            for key, _ in sel.select(timeout=min(left, 0.5)):
-                chunk = os.read(key.fd, 65536)
-                if not chunk:
-                    sel.unregister(key.fileobj)
-                    continue
-                bufs[key.fileobj] += chunk  # type: ignore[index]
-            if sum(len(b) for b in bufs.values()) > lim.output_bytes:
-                killed = "output"
-                break
-        sel.close()
-        if killed:
-            self._kill(proc)
         try:
-            proc.wait(timeout=max(deadline - time.monotonic(), 0.05) if not killed else 5)
-        except subprocess.TimeoutExpired:
-            killed = killed or "timeout"
-            self._kill(proc)
+            while True:
+                now = time.monotonic()
+                if ended is None and _exited(proc.pid):
+                    ended = now
+                    self._end(proc, plan)
+                if ended is not None and (not pipes or now - ended > _DRAIN_S):
+                    break  # a pipe still open now is held by something only a process-group kill misses
+                if now >= deadline:
+                    killed = "timeout"
+                    break
+                wait = min(deadline - now, 0.5 if pidfd is not None else 0.02)
+                for key, _ in sel.select(timeout=wait if ended is None else min(wait, _DRAIN_S)):
+                    if key.fd == pidfd:
+                        sel.unregister(pidfd)
+                        continue
+                    chunk = os.read(key.fd, 65536)
+                    if not chunk:
+                        sel.unregister(key.fileobj)
+                        pipes -= 1
+                        continue
+                    bufs[key.fileobj] += chunk  # type: ignore[index]
+                if sum(len(b) for b in bufs.values()) > lim.output_bytes:
+                    killed = "output"
+                    break
+        finally:
+            sel.close()
+            if pidfd is not None:
+                os.close(pidfd)
+        if killed:
+            self._stop(proc, plan)
+            self._end(proc, plan)
+        with contextlib.suppress(subprocess.TimeoutExpired):
             proc.wait(5)
-        self._kill(proc)  # whatever it left behind in its group
         for pipe in bufs:
             pipe.close()  # type: ignore[union-attr]
         truncated = killed == "output"
         cap = lim.output_bytes
         return bytes(bufs[proc.stdout][:cap]), bytes(bufs[proc.stderr][:cap]), killed, truncated
+
+
+def _exited(pid: int) -> bool:
+    """Has our child ``pid`` exited? It is not reaped (its pid stays reserved)."""
+    try:
+        return os.waitid(os.P_PID, pid, os.WEXITED | os.WNOHANG | os.WNOWAIT) is not None
+    except ChildProcessError:
+        return True
+
+
+def _await_exit(pid: int, timeout: float) -> bool:
+    end, pause = time.monotonic() + timeout, 0.0005
+    while not _exited(pid):
+        if time.monotonic() > end:
+            return False
+        time.sleep(pause)
+        pause = min(pause * 2, 0.02)
+    return True
 
 
 def with_limits(base: Limits, **changes: Any) -> Limits:
