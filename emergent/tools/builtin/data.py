@@ -164,9 +164,13 @@ def sql(query: str, ctx: ToolContext, max_rows: int = 1000, timeout: float = DEF
     con = _connect(duckdb, root, workspace_tmp(ctx, "duckdb"))
     try:
         _check_tree(con, statement.query)
-    except BaseException:
+        return _run(duckdb, con, statement, max_rows, timeout)
+    finally:
         con.close()
-        raise
+
+
+def _run(duckdb: Any, con: Any, statement: Any, max_rows: int, timeout: float) -> dict[str, Any]:
+    """Execute and fetch under a timer that interrupts the connection after ``timeout`` seconds."""
     fired = threading.Event()
     lock = threading.Lock()
     finished = False
@@ -181,29 +185,25 @@ def sql(query: str, ctx: ToolContext, max_rows: int = 1000, timeout: float = DEF
     timer.daemon = True
     timer.start()
     try:
-        try:
-            cur = con.execute(statement)
-            columns = [d[0] for d in cur.description or []]
-            rows = cur.fetchmany(max_rows + 1) if columns else []
-        except duckdb.Error as exc:
-            if fired.is_set():
-                raise _timed_out(timeout) from None
-            if isinstance(exc, duckdb.PermissionException):
-                raise ValidationError(f"query refused: {exc}",
-                                      hint="the sql tool reads only files inside the workspace's files directory "
-                                           "(relative paths; links leading out are refused)",
-                                      field="query") from None
-            raise ValidationError(f"query failed: {exc}", hint="check table (file) and column names",
-                                  field="query") from None
-        finally:
-            with lock:
-                finished = True
-            timer.cancel()
-        if fired.is_set():  # an interrupt can also cut a streamed result short without an error
-            raise _timed_out(timeout)
-        return {"columns": columns, "rows": [list(r) for r in rows[:max_rows]], "truncated": len(rows) > max_rows}
+        cur = con.execute(statement)
+        columns = [d[0] for d in cur.description or []]
+        rows = cur.fetchmany(max_rows + 1) if columns else []
+    except duckdb.Error as exc:
+        if fired.is_set():
+            raise _timed_out(timeout) from None
+        if isinstance(exc, duckdb.PermissionException):
+            raise ValidationError(f"query refused: {exc}",
+                                  hint="the sql tool reads only files inside the workspace's files directory "
+                                       "(relative paths; links leading out are refused)", field="query") from None
+        raise ValidationError(f"query failed: {exc}", hint="check table (file) and column names",
+                              field="query") from None
     finally:
-        con.close()
+        with lock:
+            finished = True
+        timer.cancel()
+    if fired.is_set():  # an interrupt can also cut a streamed result short without an error
+        raise _timed_out(timeout)
+    return {"columns": columns, "rows": [list(r) for r in rows[:max_rows]], "truncated": len(rows) > max_rows}
 
 
 def _timed_out(timeout: float) -> TimeoutExceeded:
