@@ -274,7 +274,8 @@ def _relay(status: int) -> NoReturn:
     with contextlib.suppress(Exception):
         while signal.sigtimedwait(_STOP | {signal.SIGCHLD}, 0) is not None:  # drop pending stop requests
             pass
-        signal.signal(sig, signal.SIG_DFL)
+        if sig != signal.SIGKILL:  # its disposition cannot be changed (and is the default anyway)
+            signal.signal(sig, signal.SIG_DFL)
         signal.pthread_sigmask(signal.SIG_SETMASK, [])
         os.kill(os.getpid(), sig)
     os._exit(128 + sig)
@@ -574,9 +575,9 @@ def _classify(rc: int | None, stderr: str, killed: str | None) -> str | None:
         return None
     if rc in (-signal.SIGXCPU, -signal.SIGKILL, 128 + signal.SIGXCPU, 128 + signal.SIGKILL):
         return "cpu"
-    if rc in (-signal.SIGXFSZ, 128 + signal.SIGXFSZ):
-        return "file_size"
     tail = stderr[-2000:]
+    if rc in (-signal.SIGXFSZ, 128 + signal.SIGXFSZ) or "File too large" in tail:
+        return "file_size"
     if "MemoryError" in tail or "Cannot allocate memory" in tail or "bad_alloc" in tail:
         return "memory"
     if "Resource temporarily unavailable" in tail:
@@ -646,7 +647,8 @@ class Sandbox:
             raise ValidationError(f"unknown kill mechanism {kill!r}", hint=f"use auto or one of {', '.join(KILLS)}")
         if backend == "bwrap" and kill not in ("auto", "pid-namespace"):
             raise ValidationError(f"bubblewrap always kills through its pid namespace, not {kill!r}",
-                                  hint="use backend='unshare' to force another kill mechanism")
+                                  hint="use the unshare backend (backend='unshare', --backend unshare) to "
+                                       "force another kill mechanism")
         if require not in LEVELS:
             raise ValidationError(f"unknown isolation level {require!r}", hint=f"use one of {', '.join(LEVELS)}")
         self.backend = backend
