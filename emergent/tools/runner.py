@@ -1,7 +1,7 @@
 """The runner: every tool call passes the same chain of wrappers.
 
-    telemetry → audit (outcome) → validate → gate (policy) → approval → intent → circuit breaker
-    → retry → timeout → execute
+    telemetry → audit (outcome) → validate → gate (policy) → snapshot (files the call reads or
+    runs) → approval → intent → circuit breaker → retry → timeout → execute
 
 Each stage is a *layer* ``(call, next) -> result`` and the chain for a tool is composed once from
 the layers that apply to it (no retry layer for a tool without a retry policy, no gate without an
@@ -188,13 +188,37 @@ def validate_layer(context: Callable[[Call], ToolContext]) -> Layer:
             value = call.kwargs.get(spec.resource_arg)
             if value is None and spec.resource_kind == "scope" and call.principal.is_agent:
                 value = call.kwargs[spec.resource_arg] = call.principal.id  # an agent's own scope
-            call.resource = "" if value is None else str(value)
+            call.resource = "" if value is None else canonical_resource(spec.resource_kind, str(value))
         if spec.context_param is not None or spec.reads is not None:
             call.ctx = context(call)
-        if spec.reads is not None:
-            snapshot(call)
         return nxt(call)
     return layer
+
+
+def canonical_resource(kind: str | None, value: str) -> str:
+    """The resource as the gate matches it: one spelling per thing, so a rule cannot be dodged by
+    writing ``HTTP://Host:443/x`` for ``https://host/x`` (paths are canonical-checked by the file
+    tools themselves, which refuse ``..``, ``.`` and absolute paths)."""
+    if kind != "url":
+        return value
+    from urllib.parse import urlsplit, urlunsplit
+
+    try:
+        parts = urlsplit(value.strip())
+        host = (parts.hostname or "").rstrip(".").lower()
+        port = parts.port
+    except ValueError:
+        return value
+    scheme = parts.scheme.lower()
+    if port is not None and (scheme, port) not in (("http", 80), ("https", 443)):
+        host = f"{host}:{port}"
+    return urlunsplit((scheme, host, parts.path or "/", parts.query, ""))
+
+
+def snapshot_layer(call: Call, nxt: Handler) -> Any:
+    """After the gate (a refused call reads nothing): read the files the call reads or runs."""
+    snapshot(call)
+    return nxt(call)
 
 
 def snapshot(call: Call) -> None:
@@ -400,7 +424,11 @@ class ToolRunner:
             out.append(audit_layer(self.audit))
         out.append(validate_layer(self.context))
         if self.autonomy is not None:
-            out += [gate_layer(self.autonomy), approval_layer(self.autonomy)]
+            out.append(gate_layer(self.autonomy))
+        if spec.reads is not None:
+            out.append(snapshot_layer)
+        if self.autonomy is not None:
+            out.append(approval_layer(self.autonomy))
         if self.audit is not None and is_change(spec):
             out.append(intent_layer(self.audit))
         out += self.extra_layers

@@ -304,3 +304,33 @@ def test_every_decision_and_call_is_in_the_audit_chain(ws, me, agent):
     intent = next(e for e in ws.audit.entries() if e.kind == "tool.intent")
     assert intent.data["args"] == {"topic": "t", "text": "x"} and intent.data["approval"] == aid
     assert ws.audit.verify().ok
+
+
+def test_a_url_rule_cannot_be_dodged_by_another_spelling_of_the_url(ws, me, agent):
+    from emergent.tools.runner import canonical_resource
+
+    ws.autonomy.add_rule("agent:*", "http_get", "deny", resource="https://intranet.example/*", by=me)
+    for spelling in ("HTTPS://Intranet.Example/x", "https://intranet.example:443/x", "https://intranet.example./x"):
+        assert canonical_resource("url", spelling) == "https://intranet.example/x"
+        with pytest.raises(PermissionDenied, match="deny"):
+            ws.tools.call("http_get", {"url": spelling}, principal=agent)
+
+
+def test_a_refused_call_reads_none_of_its_files(ws, me, agent):
+    read: list[str] = []
+
+    def reads(kwargs, ctx):
+        read.append(kwargs["path"])
+        return {kwargs["path"]: b"x"}
+
+    @tool(name="probe.read", version="1.0.0", resource="path", reads=reads)
+    def probe(path: str) -> str:
+        """Read a file (a probe for whether refused calls touch the disk)."""
+        return path
+
+    ws.tools.add(probe)
+    ws.autonomy.add_rule("agent:researcher", "probe.read", "deny", by=me)
+    with pytest.raises(PermissionDenied):
+        ws.tools.call("probe.read", {"path": "secret.txt"}, principal=agent)
+    assert read == []
+    assert ws.tools.call("probe.read", {"path": "open.txt"}, principal=me) == "open.txt" and read == ["open.txt"]
