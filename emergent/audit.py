@@ -255,7 +255,7 @@ class AuditLog(BatchWriter):
             delay = 0.01
             while True:
                 try:
-                    head = self._write(batch)
+                    head = self._chain(batch)
                     break
                 except sa.exc.IntegrityError:  # another process appended first: re-chain at once
                     if time.monotonic() > deadline:
@@ -284,7 +284,11 @@ class AuditLog(BatchWriter):
         self._failure = err
         raise err
 
-    def _write(self, batch: list[tuple[float, str, str, dict[str, Any]]]) -> Head | None:
+    def _write(self, batch: list[Any]) -> None:
+        self._chain(batch)
+
+    def _chain(self, batch: list[tuple[float, str, str, dict[str, Any]]]) -> Head | None:
+        """Chain ``batch`` onto the stored head and insert it in one transaction; the new head."""
         with self.sql.begin() as conn:
             last = conn.execute(sa.select(audit_log.c.seq, audit_log.c.hash)
                                 .order_by(audit_log.c.seq.desc()).limit(1)).first()
