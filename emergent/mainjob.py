@@ -64,8 +64,9 @@ def run_main_job(home: str | None) -> None:
             raise OperationalError(f"the quickstart notebook {outcome.status.value}: {outcome.error}",
                                    hint=f"open the executed notebook {out} to see the failing cell")
         if DAILY_JOB not in ws.jobs.store.names():
-            ws.jobs.add(DAILY_JOB, nb_dir / "jobs" / f"{DAILY_JOB}.ipynb", schedule=DAILY_SCHEDULE, timeout_s=900)
-        run = ws.jobs.run(DAILY_JOB)
+            ws.jobs.add(DAILY_JOB, nb_dir / "jobs" / f"{DAILY_JOB}.ipynb", schedule=DAILY_SCHEDULE, timeout_s=900,
+                        principal=ws.principal)
+        run = ws.jobs.run(DAILY_JOB, principal=ws.principal)
         typer.echo(f"{DAILY_JOB}: {run.status.value} -> {run.output_path}")
         if run.status is not RunStatus.SUCCEEDED:
             raise OperationalError(f"the {DAILY_JOB} job {run.status.value}: {run.error}",

@@ -2,7 +2,9 @@
 
 ``Workstation.open()`` is the one place that reads configuration. Services receive their stores and
 providers in their constructors and are built lazily on first use, so a notebook that only needs
-memory never imports the tool or graph machinery.
+memory never imports the tool or graph machinery. No service receives the Workstation: each gets
+its stores, the one auditor (``audit``), the principal directory (``principals``) and, where it
+needs more, a narrow callable built here.
 """
 
 from __future__ import annotations
@@ -15,6 +17,10 @@ from emergent.clock import Clock, SystemClock
 from emergent.config import Settings, load_settings
 from emergent.errors import StoreUnavailableError
 
+#: what survives a restore: nothing in them refers to the files a restore replaces. The principal
+#: directory must survive: its seal key lives only in memory, so principals issued before the
+#: restore (``ws.principal``, an agent's) stay valid after it.
+_KEEP_ON_RESTORE = frozenset({"embedder", "redis", "llm", "principals", "principal"})
 
 
 def _prepare(path: Path, *, create: bool) -> None:
@@ -124,7 +130,7 @@ class Workstation:
         ltm = LongTermMemory(self.lance, self.embedder.id, self.embedder.dim, compress_above=cfg.compress_above_bytes,
                              policy=IndexPolicy(ann_threshold=cfg.ann_index_threshold))
         mem = Memory(stm, ltm, self.embedder, cfg, clock=self.clock, sql=self.sql,
-                     on_stm_failure=self.settings.stm_fallback)
+                     on_stm_failure=self.settings.stm_fallback, audit=self.audit, principals=self.principals)
         self._closers.insert(0, mem.close)
         return mem
 
@@ -135,21 +141,31 @@ class Workstation:
 
         cfg = self.settings.graph
         llm = self.llm if cfg.extractor in ("auto", "llm") else None
-        kg = KnowledgeGraph(self.sql, self.lance, self.embedder, clock=self.clock, llm=llm,
-                            audit=lambda op, actor, data: self.autonomy.audit.append(f"graph.{op}", actor, data,
-                                                                                     durable=True))
+        kg = KnowledgeGraph(self.sql, self.lance, self.embedder, clock=self.clock, llm=llm, audit=self.audit,
+                            principals=self.principals)
         if cfg.follow_memory or cfg.recall:
             kg.attach(self.memory, weight=cfg.recall_weight, retriever=cfg.recall, listen=cfg.follow_memory)
         return kg
 
     @functools.cached_property
     def jobs(self) -> Any:
-        """Scheduled notebook jobs (emergent.jobs): define, run, pause, history."""
+        """Scheduled notebook jobs (emergent.jobs): define, run, pause, history.
+
+        A failed run's Slack / email notification calls the tool as the run's principal (the
+        scheduler's, for a scheduled run), never waiting for an approval."""
         from emergent.jobs.notify import Notifier
         from emergent.jobs.service import JobService
 
-        return JobService(self.sql, self.path, clock=self.clock,
-                          notifier=Notifier(lambda: getattr(self, "tools", None)))
+        def call_tool(principal: Any, tool: str, args: dict[str, Any]) -> Any:
+            return self.tools.call(tool, args, principal=principal, wait=False)
+
+        return JobService(self.sql, self.path, clock=self.clock, notifier=Notifier(call_tool), audit=self.audit,
+                          principals=self.principals)
+
+    @property
+    def scheduler_principal(self) -> Any:
+        """``service:scheduler``: who the scheduler acts as (issued here, at the composition root)."""
+        return self.principals.service("scheduler")
 
     @functools.cached_property
     def experiments(self) -> Any:
@@ -157,14 +173,12 @@ class Workstation:
 
         A current ``memory`` config version, when one exists, is applied to ``ws.memory`` here and on change.
         """
-        from emergent.experiments.gate import gate_from
+        from emergent.experiments.gate import Gate
         from emergent.experiments.registry import ConfigRegistry
         from emergent.experiments.service import Experiments
 
-        gate = gate_from(self.autonomy)
-        registry = ConfigRegistry(self.sql, clock=self.clock,
-                                  audit=lambda actor, action, target, detail: gate.audit(action, actor,
-                                                                                         {"target": target, **detail}))
+        gate = Gate(self.autonomy)
+        registry = ConfigRegistry(self.sql, clock=self.clock, audit=self.audit, principals=self.principals)
 
         def apply_memory(cfg: Any) -> None:
             self.settings.memory = cfg
@@ -174,7 +188,7 @@ class Workstation:
         registry.on_change("memory", apply_memory)
         if any(v.namespace == "memory" for v in registry.versions("memory")):
             apply_memory(registry.values("memory"))
-        return Experiments(self.sql, registry, clock=self.clock, gate=gate)
+        return Experiments(self.sql, registry, clock=self.clock, gate=gate, audit=self.audit)
 
     @functools.cached_property
     def proposals(self) -> Any:
@@ -182,7 +196,38 @@ class Workstation:
         from emergent.proposals.service import Proposals
 
         exp = self.experiments
-        return Proposals(self.sql, clock=self.clock, llm=self.llm, gate=exp.gate, registry=exp.registry)
+        return Proposals(self.sql, clock=self.clock, llm=self.llm, gate=exp.gate, registry=exp.registry,
+                         audit=self.audit)
+
+    # ------------------------------------------------------------------ self-improvement
+    def self_improvement_agent(self) -> Any:
+        """The ``agent:self-improvement`` principal the improvement cycle acts as (so what it
+        proposes or adopts goes through the gate). A human running it the first time creates it;
+        a service (the scheduler) can use it once it exists, or when ``[agents]`` names it."""
+        from emergent.errors import PrincipalError
+        from emergent.experiments.gate import SELF_IMPROVEMENT
+
+        try:
+            return self.principals.agent(SELF_IMPROVEMENT)
+        except PrincipalError:
+            if not self.principal.is_human:
+                raise PrincipalError(f"agent {SELF_IMPROVEMENT!r} does not exist yet and {self.principal.key} may not "
+                                     "create it", hint="run `emergent improve run` once yourself, or add "
+                                     f"agents = [\"{SELF_IMPROVEMENT}\"] to emergent.toml") from None
+            return self.principals.agent(SELF_IMPROVEMENT, created_by=self.principal)
+
+    def self_improvement(self, **kwargs: Any) -> dict[str, Any]:
+        """One self-improvement run (emergent.experiments.improve) as the self-improvement agent."""
+        from emergent.experiments.improve import run_self_improvement
+
+        return run_self_improvement(proposals=self.proposals, experiments=self.experiments, embedder=self.embedder,
+                                    clock=self.clock, principal=self.self_improvement_agent(), **kwargs)
+
+    def improvement_status(self) -> dict[str, Any]:
+        """Current config versions, open experiments and proposals, the last cycle."""
+        from emergent.experiments.improve import status
+
+        return status(experiments=self.experiments, proposals=self.proposals)
 
     @functools.cached_property
     def audit(self) -> Any:
@@ -248,17 +293,58 @@ class Workstation:
         return svc
 
     # ------------------------------------------------------------------ backup and recovery
-    def backup(self, note: str | None = None) -> Any:
-        """Archive memory (LanceDB, SQL, STM) under ``<workspace>/backups`` (emergent.memory.backup)."""
-        from emergent.memory import backup
+    def _stores(self) -> Any:
+        from emergent.workspace.backup import WorkspaceStores
 
-        return backup.create(self, note)
+        return WorkspaceStores(path=self.path, sql=self.sql, lance=self.lance, memory=self.memory,
+                               embedder_id=self.embedder.id, audit=self.audit, principals=self.principals,
+                               clock=self.clock)
 
-    def restore(self, backup_id: str) -> Any:
-        """Verify backup ``backup_id``, then swap it in; services are rebuilt on next access."""
-        from emergent.memory import backup
+    def backup(self, note: str | None = None, *, by: Any) -> Any:
+        """Archive the workspace (LanceDB, SQL, STM) under ``<workspace>/backups`` (emergent.workspace.backup)."""
+        from emergent.workspace import backup
 
-        return backup.restore(self, backup_id)
+        return backup.create(self._stores(), by=by, note=note)
+
+    def backups(self, *, uncatalogued: bool = True) -> list[Any]:
+        """The backups of this workspace, newest first."""
+        from emergent.workspace import backup
+
+        return backup.list_backups(self.path, self.sql, uncatalogued=uncatalogued)
+
+    def verify_backup(self, backup_id: str, *, by: Any) -> dict[str, Any]:
+        """Recompute every checksum of a backup (raises IntegrityError naming what differs)."""
+        from emergent.workspace import backup
+
+        return backup.verify(self._stores(), backup_id, by=by)
+
+    def restore(self, backup_id: str, *, by: Any, governance: bool = False) -> Any:
+        """A human restores backup ``backup_id`` (verified first); services are rebuilt on next access.
+
+        The audit chain and the governance state (pause, suspensions, policy, overrides,
+        principals, approvals) stay as they are now; ``governance=True`` restores those from the
+        backup too (the audit chain still only grows)."""
+        from emergent.workspace import backup
+
+        return backup.restore(self._stores(), backup_id, by=by, governance=governance, release=self._release,
+                              reopen=self._reopen)
+
+    def _release(self) -> None:
+        """Close every service and store (a restore replaces their files) and forget them; the
+        principal directory and the principal of this process survive (see _KEEP_ON_RESTORE)."""
+        if "memory" in self.__dict__:
+            self.memory.promote_on_close = False  # STM is restored from the dump, not promoted
+        self.close()
+        for name in list(vars(self)):
+            if name not in _KEEP_ON_RESTORE and isinstance(getattr(type(self), name, None), functools.cached_property):
+                del self.__dict__[name]
+
+    def _reopen(self) -> Any:
+        """The stores, opened again (lazily) on whatever files are in place now."""
+        if "principals" in self.__dict__:  # the directory (and its seal key) survives; its stores do not
+            self.principals.sql = self.sql
+            self.principals.audit = self.audit
+        return self._stores()
 
     # ------------------------------------------------------------------ lifecycle
     def status(self) -> dict[str, Any]:

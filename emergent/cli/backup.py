@@ -1,4 +1,8 @@
-"""``emergent backup``: create, list, verify and restore archives of a workspace's memory."""
+"""``emergent backup``: create, list, verify and restore archives of a workspace; rewind long-term memory.
+
+Every command acts as the OS user running it (``ws.principal``) and is recorded in the audit trail.
+A restore keeps the audit chain and the governance state as they are now (``--governance`` restores
+the policy, pause, suspensions, overrides, principals and approvals from the backup too)."""
 
 from __future__ import annotations
 
@@ -22,10 +26,8 @@ def _size(n: int) -> str:
 @app.command()
 def create(note: str = typer.Option(None, help="a note stored in the catalogue"), home: str = HOME) -> None:
     """Archive LanceDB tables, the SQL database and short-term memory under <workspace>/backups."""
-    from emergent.memory import backup
-
     with workstation(home) as ws:
-        info = backup.create(ws, note)
+        info = ws.backup(note, by=ws.principal)
         typer.echo(f"created backup {info.id}: {info.memories} memories, {_size(info.size_bytes)} at {info.path}")
 
 
@@ -35,10 +37,8 @@ def list_(as_json: bool = typer.Option(False, "--json"), home: str = HOME) -> No
     from rich.console import Console
     from rich.table import Table
 
-    from emergent.memory import backup
-
     with workstation(home) as ws:
-        items = backup.list_backups(ws)
+        items = ws.backups()
     if as_json:
         typer.echo(json.dumps([b.as_dict() for b in items], indent=2))
         return
@@ -54,26 +54,28 @@ def list_(as_json: bool = typer.Option(False, "--json"), home: str = HOME) -> No
 @app.command()
 def verify(backup_id: str, home: str = HOME) -> None:
     """Recompute every checksum of BACKUP_ID (exit 2 with the problems when one differs)."""
-    from emergent.memory import backup
-
     with workstation(home) as ws:
-        manifest = backup.verify(ws, backup_id)
+        manifest = ws.verify_backup(backup_id, by=ws.principal)
     files = len(manifest["files"])
     typer.echo(f"backup {backup_id} is intact: {files + 1} files match their sha256, counts {manifest['counts']}")
 
 
 @app.command()
 def restore(backup_id: str, yes: bool = typer.Option(False, "--yes", "-y", help="do not ask for confirmation"),
+            governance: bool = typer.Option(False, "--governance", help="also restore the policy, pause, "
+                                            "suspensions, overrides, principals and approvals from the backup"),
             home: str = HOME) -> None:
-    """Verify BACKUP_ID, then replace the workspace's memory with it (the catalogue is kept)."""
-    from emergent.memory import backup
+    """Verify BACKUP_ID, then replace the workspace's data with it (catalogue, audit chain and,
+    without --governance, the governance state are kept as they are now)."""
+    from emergent.workspace import backup
 
     with workstation(home) as ws:
-        info = backup.get(ws, backup_id)
+        info = backup.get(ws.path, ws.sql, backup_id)
         if not yes:
-            typer.confirm(f"replace the memory of {ws.path} with backup {info.id} ({info.memories} memories)?",
+            what = "data and governance state" if governance else "data"
+            typer.confirm(f"replace the {what} of {ws.path} with backup {info.id} ({info.memories} memories)?",
                           abort=True)
-        report = backup.restore(ws, backup_id)
+        report = ws.restore(backup_id, by=ws.principal, governance=governance)
         typer.echo(json.dumps(report.as_dict(), indent=2))
 
 
@@ -82,21 +84,16 @@ def rewind(at: str = typer.Option(None, help="point in time: ISO timestamp (UTC 
            version: int = typer.Option(None, help="a LanceDB version of the memories table"),
            show: bool = typer.Option(False, "--versions", help="list the versions and exit"),
            home: str = HOME) -> None:
-    """Point-in-time restore of long-term memory from LanceDB table versions (no archive needed)."""
+    """Point-in-time restore of long-term memory from LanceDB table versions (no archive needed; audited)."""
     from emergent.errors import ValidationError
-    from emergent.memory import backup
+    from emergent.memory.pitr import ltm_versions
 
     with workstation(home) as ws:
         if show:
-            typer.echo(json.dumps(backup.ltm_versions(ws.memory), indent=1))
+            typer.echo(json.dumps(ltm_versions(ws.memory), indent=1))
             return
         if (at is None) == (version is None):
             raise ValidationError("give exactly one of --at and --version", hint="list them with --versions")
-        if version is not None:
-            ws.memory.flush()
-            ws.memory.ltm.restore_version(version)
-            typer.echo(f"long-term memory restored to version {version}")
-            return
-        when: float | str = float(at) if at.replace(".", "", 1).isdigit() else at
-        done = backup.restore_ltm_at(ws.memory, when)
+        when: float | str | None = None if at is None else float(at) if at.replace(".", "", 1).isdigit() else at
+        done = ws.memory.rewind(when, version=version, principal=ws.principal)
         typer.echo(f"long-term memory restored to {json.dumps(done)}")

@@ -1,4 +1,5 @@
-"""``emergent experiments``: config versions (list, set, rollback) and experiments (list, show, decide)."""
+"""``emergent experiments``: config versions (list, set, rollback) and experiments (list, show, decide,
+approve, reject). Every command acts as the OS user running it (``ws.principal``)."""
 
 from __future__ import annotations
 
@@ -28,7 +29,7 @@ def config(namespace: str = typer.Argument("memory"), home: str = HOME) -> None:
 @app.command("set")
 def set_(namespace: str, changes: str = typer.Argument(..., help='JSON, e.g. \'{"w_text": 0.5}\''),
          note: str = typer.Option(None), current: bool = typer.Option(False, "--current", help="make it current"),
-         by: str = typer.Option("user:local"), home: str = HOME) -> None:
+         home: str = HOME) -> None:
     """Create a new version of NAMESPACE with CHANGES over the current one."""
     from emergent.errors import ValidationError
 
@@ -38,18 +39,18 @@ def set_(namespace: str, changes: str = typer.Argument(..., help='JSON, e.g. \'{
         raise ValidationError(f"changes are not JSON: {exc}", hint='quote it: \'{"w_text": 0.5}\'') from None
     with workstation(home) as ws:
         reg = ws.experiments.registry
-        v = reg.create(namespace, changes=parsed, actor=by, note=note)
+        v = reg.create(namespace, changes=parsed, principal=ws.principal, note=note)
         if current:
-            reg.make_current(v.id, actor=by, reason=note)
+            reg.make_current(v.id, by=ws.principal, reason=note)
         typer.echo(v.id)
 
 
 @app.command()
 def rollback(namespace: str, to: str = typer.Option(None, help="a version id; default: the previous current"),
-             by: str = typer.Option("user:local"), reason: str = typer.Option(None), home: str = HOME) -> None:
+             reason: str = typer.Option(None), home: str = HOME) -> None:
     """Make the previous current version of NAMESPACE (or --to) current again (audited)."""
     with workstation(home) as ws:
-        typer.echo(ws.experiments.registry.rollback(namespace, to, actor=by, reason=reason).id)
+        typer.echo(ws.experiments.registry.rollback(namespace, to, by=ws.principal, reason=reason).id)
 
 
 @app.command("list")
@@ -68,14 +69,22 @@ def show(experiment_id: str, home: str = HOME) -> None:
 
 
 @app.command()
-def decide(experiment_id: str, by: str = typer.Option("user:local"), home: str = HOME) -> None:
+def decide(experiment_id: str, home: str = HOME) -> None:
     """Analyse a running experiment and act on it (adopt through the gate, roll back, or inconclusive)."""
     with workstation(home) as ws:
-        _echo(ws.experiments.decide(experiment_id, actor=by))
+        _echo(ws.experiments.decide(experiment_id, by=ws.principal))
 
 
 @app.command()
-def approve(experiment_id: str, by: str = typer.Option("user:local"), home: str = HOME) -> None:
-    """Approve an adoption that is waiting for a human."""
+def approve(experiment_id: str, reason: str = typer.Option("approved"), home: str = HOME) -> None:
+    """Approve an adoption that is waiting for a human (it is carried out at once)."""
     with workstation(home) as ws:
-        _echo(ws.experiments.approve(experiment_id, by=by))
+        _echo(ws.experiments.approve(experiment_id, by=ws.principal, reason=reason))
+
+
+@app.command()
+def reject(experiment_id: str, reason: str = typer.Option(..., help="why (recorded in the audit trail)"),
+           home: str = HOME) -> None:
+    """Refuse an adoption that is waiting for a human (the current config stays)."""
+    with workstation(home) as ws:
+        _echo(ws.experiments.reject(experiment_id, by=ws.principal, reason=reason))

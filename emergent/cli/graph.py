@@ -74,7 +74,7 @@ def communities(home: str = HOME) -> None:
 def infer(accept_all: bool = typer.Option(False, "--accept-all"), home: str = HOME) -> None:
     """Propose inferred edges (rules, co-occurrence, embedding similarity)."""
     with workstation(home) as ws:
-        for e in ws.graph.infer(auto_accept=accept_all):
+        for e in ws.graph.infer(auto_accept=accept_all, by=ws.principal if accept_all else None):
             typer.echo(f"{e.id}  {e.src} -{e.rel}-> {e.dst}  {e.confidence:.2f}  {e.evidence.get('rule')}")
 
 
@@ -82,28 +82,28 @@ def infer(accept_all: bool = typer.Option(False, "--accept-all"), home: str = HO
 def accept(edge_id: str, home: str = HOME) -> None:
     """Accept a proposed (inferred) edge."""
     with workstation(home) as ws:
-        typer.echo(ws.graph.accept(edge_id, actor="cli").status)
+        typer.echo(ws.graph.accept(edge_id, by=ws.principal).status)
 
 
 @app.command()
 def reject(edge_id: str, home: str = HOME) -> None:
     """Reject a proposed edge (it will not be proposed again)."""
     with workstation(home) as ws:
-        typer.echo(ws.graph.reject(edge_id, actor="cli").status)
+        typer.echo(ws.graph.reject(edge_id, by=ws.principal).status)
 
 
 @app.command()
 def merge(target: str, sources: list[str], reason: str = "cli", home: str = HOME) -> None:
     """Merge SOURCES node ids into TARGET (recorded; `emergent graph undo` or unmerge reverses it)."""
     with workstation(home) as ws:
-        typer.echo(ws.graph.merge(target, sources, reason=reason, actor="cli"))
+        typer.echo(ws.graph.merge(target, sources, reason=reason, principal=ws.principal))
 
 
 @app.command()
 def undo(seq: int = typer.Option(None, help="edit number (default: the latest)"), home: str = HOME) -> None:
     """Undo an edit (the edit log: `emergent graph edits`)."""
     with workstation(home) as ws:
-        typer.echo(f"undone by edit #{ws.graph.undo(seq, actor='cli')}")
+        typer.echo(f"undone by edit #{ws.graph.undo(seq, principal=ws.principal)}")
 
 
 @app.command()

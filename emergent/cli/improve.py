@@ -18,22 +18,18 @@ def run(data: str = typer.Option(None, help="a LoCoMo-format recall workload; wi
     """Signals → proposals → (with --data) baseline, experiments, decision, tracking."""
     from rich.console import Console
 
-    from emergent.experiments.improve import run_self_improvement
-
     console = Console(stderr=True)
     with workstation(home) as ws, console.status("self-improvement") as st:
-        out = run_self_improvement(ws, data=data, conversations=conversations, questions_per_conversation=questions,
-                                   max_hypotheses=max_hypotheses, progress=lambda m: st.update(m))
+        out = ws.self_improvement(data=data, conversations=conversations, questions_per_conversation=questions,
+                                  max_hypotheses=max_hypotheses, progress=lambda m: st.update(m))
     typer.echo(json.dumps(out, indent=2, default=str))
 
 
 @app.command()
 def status(home: str = HOME) -> None:
     """Current config versions, open experiments, pending proposals, the last cycle."""
-    from emergent.experiments.improve import status as get
-
     with workstation(home) as ws:
-        typer.echo(json.dumps(get(ws), indent=2, default=str))
+        typer.echo(json.dumps(ws.improvement_status(), indent=2, default=str))
 
 
 @app.command()

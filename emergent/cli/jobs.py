@@ -1,4 +1,7 @@
-"""``emergent jobs``: add, list, show, run, pause, resume, remove, history."""
+"""``emergent jobs``: add, list, show, run, pause, resume, remove, history.
+
+Each command acts as the OS user running it (``ws.principal``); a run started here runs its
+notebook as that user. Scheduled runs act as ``service:scheduler`` (``emergent scheduler run``)."""
 
 from __future__ import annotations
 
@@ -47,7 +50,7 @@ def add(name: str, notebook: str,
         replace: bool = typer.Option(False, help="redefine an existing job"), home: str = HOME) -> None:
     """Define job NAME running NOTEBOOK."""
     with workstation(home) as ws:
-        state = ws.jobs.add(name, notebook, replace=replace, schedule=schedule, parameters=_params(param, params_json),
+        state = ws.jobs.add(name, notebook, principal=ws.principal, replace=replace, schedule=schedule, parameters=_params(param, params_json),
                             timeout_s=timeout, retries=retries, retry_delay_s=retry_delay, kernel=kernel,
                             chain=chain or [], notify=notify or [])
         typer.echo(f"added {name}; next run {_when(state.next_run_at)}")
@@ -87,7 +90,7 @@ def run(name: str, param: list[str] = typer.Option(None, "--param", "-p", help="
         params_json: str = typer.Option(None, "--params-json"), home: str = HOME) -> None:
     """Run job NAME now (retries and chain included); exit 1 if it failed."""
     with workstation(home) as ws:
-        r = ws.jobs.run(name, _params(param, params_json))
+        r = ws.jobs.run(name, _params(param, params_json), principal=ws.principal)
         typer.echo(json.dumps(r.as_dict(), indent=2, default=str))
         if r.status.value != "succeeded":
             raise typer.Exit(1)
@@ -97,7 +100,7 @@ def run(name: str, param: list[str] = typer.Option(None, "--param", "-p", help="
 def pause(name: str, home: str = HOME) -> None:
     """Stop scheduling job NAME (on-demand runs still work)."""
     with workstation(home) as ws:
-        ws.jobs.pause(name)
+        ws.jobs.pause(name, principal=ws.principal)
         typer.echo(f"paused {name}")
 
 
@@ -105,7 +108,7 @@ def pause(name: str, home: str = HOME) -> None:
 def resume(name: str, home: str = HOME) -> None:
     """Schedule job NAME again from its next slot after now."""
     with workstation(home) as ws:
-        state = ws.jobs.resume(name)
+        state = ws.jobs.resume(name, principal=ws.principal)
         typer.echo(f"resumed {name}; next run {_when(state.next_run_at)}")
 
 
@@ -113,7 +116,7 @@ def resume(name: str, home: str = HOME) -> None:
 def remove(name: str, home: str = HOME) -> None:
     """Delete job NAME (its run history is kept)."""
     with workstation(home) as ws:
-        ws.jobs.remove(name)
+        ws.jobs.remove(name, principal=ws.principal)
         typer.echo(f"removed {name}")
 
 

@@ -42,14 +42,14 @@ def recall(query: str, k: int = 10, scope: str = typer.Option(None), as_json: bo
 def forget(memory_id: str, scope: str = typer.Option(None), home: str = HOME) -> None:
     """Forget one memory by id (within SCOPE)."""
     with workstation(home) as ws:
-        typer.echo(f"forgot {ws.memory.forget(memory_id, scope=scope)}")
+        typer.echo(f"forgot {ws.memory.forget(memory_id, scope=scope, principal=ws.principal)}")
 
 
 @app.command()
 def consolidate(home: str = HOME) -> None:
     """Promote, deduplicate and archive (the same as Memory.consolidate())."""
     with workstation(home) as ws:
-        report = ws.memory.consolidate()
+        report = ws.memory.consolidate(principal=ws.principal)
         typer.echo(json.dumps(report.as_dict(), indent=2))
 
 

@@ -1,4 +1,7 @@
-"""``emergent proposals``: analyze, generate, list, show, approve, reject, rank, metrics."""
+"""``emergent proposals``: analyze, generate, list, show, approve, reject, rank, metrics.
+
+Approving and rejecting act as the OS user running the command (``ws.principal``); ``generate``
+acts as the self-improvement agent, so its proposals go through the gate like the cycle's."""
 
 from __future__ import annotations
 
@@ -27,7 +30,7 @@ def analyze(home: str = HOME) -> None:
 def generate(submit: bool = typer.Option(True, help="submit to the autonomy gate"), home: str = HOME) -> None:
     """Turn the current signals into proposals (deduplicated against open ones)."""
     with workstation(home) as ws:
-        for p in ws.proposals.generate(submit=submit):
+        for p in ws.proposals.generate(submit=submit, principal=ws.self_improvement_agent()):
             typer.echo(f"{p['id']}  {p['status']:<10} {'(existing) ' if p.get('deduplicated') else ''}{p['title']}")
 
 
@@ -58,19 +61,18 @@ def show(proposal_id: str, home: str = HOME) -> None:
 
 
 @app.command()
-def approve(proposal_id: str, by: str = typer.Option("user:local"), reason: str = typer.Option(""),
-            home: str = HOME) -> None:
+def approve(proposal_id: str, reason: str = typer.Option(""), home: str = HOME) -> None:
     """Approve a pending proposal."""
     with workstation(home) as ws:
-        typer.echo(ws.proposals.approve(proposal_id, by=by, reason=reason)["status"])
+        typer.echo(ws.proposals.approve(proposal_id, by=ws.principal, reason=reason)["status"])
 
 
 @app.command()
 def reject(proposal_id: str, reason: str = typer.Option(..., help="why (the preference model learns from it)"),
-           by: str = typer.Option("user:local"), home: str = HOME) -> None:
+           home: str = HOME) -> None:
     """Reject a pending proposal, with a reason."""
     with workstation(home) as ws:
-        typer.echo(ws.proposals.reject(proposal_id, by=by, reason=reason)["status"])
+        typer.echo(ws.proposals.reject(proposal_id, by=ws.principal, reason=reason)["status"])
 
 
 @app.command()

@@ -1,4 +1,4 @@
-"""``emergent scheduler run``: the long-running process that runs due jobs."""
+"""``emergent scheduler run``: the long-running process that runs due jobs, as ``service:scheduler``."""
 
 from __future__ import annotations
 
@@ -27,7 +27,7 @@ def run(workers: int = typer.Option(2, help="jobs run at the same time"),
     logging.getLogger("emergent").setLevel(logging.INFO)
     with workstation(home) as ws:
         ws.jobs.lease_s = lease
-        sched = Scheduler(ws.jobs, workers=workers, poll_s=poll)
+        sched = Scheduler(ws.jobs, principal=ws.scheduler_principal, workers=workers, poll_s=poll)
 
         def _stop(signum: int, _frame: Any) -> None:
             logging.getLogger("emergent.jobs.scheduler").info("signal %s: stopping after running jobs", signum)
@@ -35,5 +35,5 @@ def run(workers: int = typer.Option(2, help="jobs run at the same time"),
 
         signal.signal(signal.SIGTERM, _stop)
         signal.signal(signal.SIGINT, _stop)
-        typer.echo(f"scheduler {sched.owner} on {ws.path} (pid {os.getpid()})", err=True)
+        typer.echo(f"scheduler {sched.owner} as {sched.principal.key} on {ws.path} (pid {os.getpid()})", err=True)
         sched.run_forever(max_ticks=ticks)

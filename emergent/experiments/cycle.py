@@ -106,8 +106,11 @@ class ImprovementCycle:
 
     def run(self, namespace: str, workload: Workload, *, hypotheses: Sequence[Hypothesis] | None = None,
             max_hypotheses: int = 6, alpha: float = 0.05, tau: float = 0.05, min_units: int = 30,
-            min_heldout_gain: float = 0.0, actor: str = "self-improvement",
+            min_heldout_gain: float = 0.0, principal: Any,
             progress: Callable[[str], None] | None = None) -> CycleReport:
+        """One cycle on ``namespace``, acting as ``principal`` (the self-improvement agent): it
+        creates versions and experiments and decides them; adoption goes through the gate."""
+        actor = self.experiments.gate.verify(principal)
         say = progress or (lambda _m: None)
         if len(workload.train) < min_units:
             raise ValidationError(f"the workload has {len(workload.train)} train units, fewer than {min_units}",
@@ -158,14 +161,16 @@ class ImprovementCycle:
 
     def _experiment(self, namespace: str, control: str, h: Hypothesis, workload: Workload,
                     evaluate: Callable[[BaseModel, Sequence[Any]], np.ndarray], level: float, tau: float,
-                    min_units: int, actor: str) -> dict[str, Any]:
+                    min_units: int, actor: Any) -> dict[str, Any]:
         summary: dict[str, Any] = {"changes": h.changes, "rationale": h.rationale, "proposal_id": h.proposal_id}
         try:
-            version = self.registry.create(namespace, changes=h.changes, base=control, actor=actor, note=h.rationale)
+            version = self.registry.create(namespace, changes=h.changes, base=control, principal=actor,
+                                           note=h.rationale)
         except ValidationError as exc:
             return {"summary": {**summary, "decision": "invalid", "reason": exc.message}, "analysis": None}
         exp = self.experiments.start(h.rationale[:200], version.id, control=control, metric="score", mode="offline",
-                                     proposal_id=h.proposal_id, alpha=level, tau=tau, min_units=min_units)
+                                     proposal_id=h.proposal_id, alpha=level, tau=tau, min_units=min_units,
+                                     principal=actor)
         self._proposal(h, "experimenting", actor, f"experiment {exp['id']}")
         summary.update(experiment=exp["id"], version=version.id)
         try:
@@ -178,17 +183,17 @@ class ImprovementCycle:
                        decision=a.decision, reason=a.reason, mean=a.mean_candidate)
         return {"summary": summary, "analysis": a, "experiment": exp, "hypothesis": h}
 
-    def _close(self, r: dict[str, Any], actor: str) -> None:
+    def _close(self, r: dict[str, Any], actor: Any) -> None:
         a = r["analysis"]
         if a.decision == "adopt":  # a winner that was not the best one
             a.decision, a.reason = "inconclusive", f"another candidate was better ({a.reason})"
             r["summary"]["decision"] = "not_best"
-        self.experiments.decide(r["experiment"]["id"], actor=actor, analysis=a)
+        self.experiments.decide(r["experiment"]["id"], by=actor, analysis=a)
         self._proposal(r["hypothesis"], "rolled_back", actor, a.reason)
 
     def _decide_winner(self, report: CycleReport, w: dict[str, Any], workload: Workload,
                        evaluate: Callable[[BaseModel, Sequence[Any]], np.ndarray], base_held: np.ndarray,
-                       min_gain: float, actor: str) -> None:
+                       min_gain: float, actor: Any) -> None:
         cand = self.registry.schema(report.namespace).model_validate(
             self.registry.get(w["summary"]["version"]).values)
         held = evaluate(cand, workload.heldout)
@@ -201,18 +206,18 @@ class ImprovementCycle:
         if gain <= min_gain:
             a = w["analysis"]
             a.decision, a.reason = "rollback", f"held-out gain {gain:+.4f} <= {min_gain} (overfit to train)"
-            self.experiments.decide(exp_id, actor=actor, analysis=a)
+            self.experiments.decide(exp_id, by=actor, analysis=a)
             self._proposal(w["hypothesis"], "rolled_back", actor, a.reason)
             report.decision = "rejected_heldout"
             return
-        out = self.experiments.decide(exp_id, actor=actor, analysis=w["analysis"])
+        out = self.experiments.decide(exp_id, by=actor, analysis=w["analysis"])
         report.decision = out["status"]
         if out["status"] == "adopted":
             self._proposal(w["hypothesis"], "adopted", actor, f"held-out gain {gain:+.4f}")
 
-    def _proposal(self, h: Hypothesis, status: str, actor: str, reason: str) -> None:
+    def _proposal(self, h: Hypothesis, status: str, actor: Any, reason: str) -> None:
         if self.proposals is not None and h.proposal_id:
-            self.proposals.track(h.proposal_id, status, actor=actor, reason=reason)
+            self.proposals.track(h.proposal_id, status, principal=actor, reason=reason)
 
     def _track(self, report: CycleReport, insert: bool = False) -> None:
         values = {"namespace": report.namespace, "status": report.status, "decision": report.decision,

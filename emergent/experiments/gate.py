@@ -1,23 +1,28 @@
-"""How proposals and experiments go through the autonomy gate: a small contract and its adapters.
+"""How proposals and experiments go through the autonomy gate.
 
-``decide(actor, action, resource)`` answers ``allow`` (do it automatically), ``ask`` (a human
-approves first) or ``deny``; ``request(...)`` files an approval request and returns its id (or
-``None`` when the gate keeps no queue); ``resolve(id, approve, by, reason)`` decides it;
-``audit(kind, actor, data)`` appends to the decision audit trail.
+:class:`Gate` adapts the workstation's :class:`emergent.autonomy.service.Autonomy`: the permission
+matrix decides (``allow`` / ``ask`` / ``deny``) for the :class:`~emergent.principals.Principal`
+that acts, with its roles from the workspace's directory; an *ask* becomes an approval request
+filed by that principal and bound to the sha256 digest of exactly what it asks for
+(``{action, resource, args}`` as canonical JSON); a human decides it (``by=``), and the approved
+action is carried out once, by consuming the approval as its requester with the same digest.
 
-:class:`AutonomyGate` adapts :class:`emergent.autonomy.service.Autonomy` (permission matrix,
-approvals queue, hash-chained audit log). :class:`StaticGate` is a fixed table for workspaces and
-tests without one; its default is ``ask``, so nothing is adopted without a human.
+What an agent does here counts its confidence: proposals pass the proposal's own, adoptions
+``1 - p`` of the experiment's deciding test. Audit entries are written by the services (they
+receive an :class:`emergent.audit.Auditor`); the approvals queue records its own decisions.
 """
 
 from __future__ import annotations
 
-import fnmatch
-from collections.abc import Mapping
-from dataclasses import dataclass, field
-from typing import Any, Protocol
+import hashlib
+from dataclasses import dataclass
+from typing import Any
 
-ACTOR = "agent:self-improvement"
+from emergent.audit import canonical
+from emergent.principals import Principal
+
+#: the agent that runs the self-improvement cycle (``ws.principals.agent(SELF_IMPROVEMENT, ...)``)
+SELF_IMPROVEMENT = "self-improvement"
 
 
 @dataclass(frozen=True, slots=True)
@@ -26,76 +31,63 @@ class GateDecision:
     reason: str
 
 
-class Gate(Protocol):
-    def decide(self, actor: str, action: str, resource: str = "", *, side_effect: str = "write",
-               confidence: float | None = None) -> GateDecision: ...
-
-    def request(self, actor: str, action: str, resource: str, reason: str, args: dict[str, Any]) -> str | None: ...
-
-    def resolve(self, approval_id: str, approve: bool, by: str, reason: str) -> None: ...
-
-    def audit(self, kind: str, actor: str, data: dict[str, Any]) -> None: ...
+def action_digest(action: str, resource: str, args: dict[str, Any]) -> str:
+    """What an approval is bound to: sha256 of the canonical JSON of {action, resource, args}."""
+    return hashlib.sha256(canonical({"action": action, "resource": resource, "args": args}).encode()).hexdigest()
 
 
-@dataclass
-class StaticGate:
-    """Effects by pattern over ``action:resource`` or ``action`` (``config.adopt:memory`` → ``allow``)."""
-
-    rules: Mapping[str, str] = field(default_factory=dict)
-    default: str = "ask"
-    entries: list[tuple[str, str, dict[str, Any]]] = field(default_factory=list)
-
-    def decide(self, actor: str, action: str, resource: str = "", *, side_effect: str = "write",
-               confidence: float | None = None) -> GateDecision:
-        key = f"{action}:{resource}" if resource else action
-        for pattern, effect in self.rules.items():
-            if fnmatch.fnmatchcase(key, pattern) or fnmatch.fnmatchcase(action, pattern):
-                return GateDecision(effect, f"rule {pattern!r}")
-        return GateDecision(self.default, "default (no autonomy policy configured)")
-
-    def request(self, actor: str, action: str, resource: str, reason: str, args: dict[str, Any]) -> str | None:
-        return None
-
-    def resolve(self, approval_id: str, approve: bool, by: str, reason: str) -> None:
-        return None
-
-    def audit(self, kind: str, actor: str, data: dict[str, Any]) -> None:
-        self.entries.append((kind, actor, data))
-
-
-class AutonomyGate:
-    """The workstation's autonomy service (matrix, approvals queue, audit chain) as a :class:`Gate`."""
+class Gate:
+    """The autonomy service (matrix, approvals queue, principal directory) for proposals and experiments."""
 
     def __init__(self, autonomy: Any) -> None:
         self.autonomy = autonomy
 
-    def decide(self, actor: str, action: str, resource: str = "", *, side_effect: str = "write",
-               confidence: float | None = None) -> GateDecision:
-        from emergent.autonomy.policy import Request
+    @property
+    def principals(self) -> Any:
+        return self.autonomy.principals
 
-        d = self.autonomy.decide(Request(actor=actor, tool=action, side_effect=side_effect, resource=resource,
-                                         confidence=confidence))
+    def verify(self, principal: Any) -> Principal:
+        return self.autonomy.principals.verify(principal)  # type: ignore[no-any-return]
+
+    def principal(self, key: str) -> Principal | str:
+        """The principal with key ``key`` re-issued (a requester), or ``key`` itself for ``system:…``."""
+        return key if key.startswith("system:") else self.autonomy.principals.get(key)
+
+    def decide(self, principal: Principal, action: str, resource: str = "", *, side_effect: str = "write",
+               confidence: float | None = None) -> GateDecision:
+        d = self.autonomy.decide(self.autonomy.request_for(principal, action, side_effect, resource,
+                                                           confidence=confidence))
         return GateDecision(d.effect, d.reason)
 
-    def request(self, actor: str, action: str, resource: str, reason: str, args: dict[str, Any]) -> str | None:
-        return str(self.autonomy.approvals.request(actor=actor, tool=action, args=args, reason=reason,
-                                                   resource=resource).id)
+    def request(self, principal: Principal, action: str, resource: str, reason: str, args: dict[str, Any],
+                *, confidence: float | None = None) -> str:
+        """File an approval request by ``principal`` for ``action`` on ``resource`` with ``args``."""
+        a = self.autonomy.approvals.request(principal=principal, tool=action, args=args, reason=reason,
+                                            digest=action_digest(action, resource, args), resource=resource,
+                                            confidence=confidence)
+        return str(a.id)
 
-    def resolve(self, approval_id: str, approve: bool, by: str, reason: str) -> None:
-        q = self.autonomy.approvals
-        current = q.get(approval_id)
-        if current.status == "pending":
-            (q.approve if approve else q.reject)(approval_id, by=by, reason=reason)
+    def get(self, approval_id: str) -> Any:
+        return self.autonomy.approvals.get(approval_id)
 
     def status(self, approval_id: str) -> str:
         return str(self.autonomy.approvals.get(approval_id).status)
 
-    def audit(self, kind: str, actor: str, data: dict[str, Any]) -> None:
-        self.autonomy.audit.append(kind, actor, data, durable=True)
+    def approve(self, approval_id: str, *, by: Principal, reason: str = "") -> None:
+        """A human approves a pending request (the queue refuses agents, services and the requester)."""
+        if self.status(approval_id) == "pending":
+            self.autonomy.approvals.approve(approval_id, by=by, reason=reason)
+
+    def reject(self, approval_id: str, *, by: Principal, reason: str = "") -> None:
+        if self.status(approval_id) == "pending":
+            self.autonomy.approvals.reject(approval_id, by=by, reason=reason)
+
+    def consume(self, approval_id: str, *, action: str, resource: str, args: dict[str, Any], call_id: str) -> Any:
+        """Use an approved request once, as its requester, for exactly the digest it was granted for."""
+        a = self.autonomy.approvals.get(approval_id)
+        return self.autonomy.approvals.consume(approval_id, principal=self.autonomy.principals.get(a.actor),
+                                               tool=action, digest=action_digest(action, resource, args),
+                                               files={}, call_id=call_id)
 
 
-def gate_from(autonomy: Any) -> Gate:
-    """An :class:`AutonomyGate` over the workstation's autonomy service, else a conservative StaticGate."""
-    if autonomy is None:
-        return StaticGate()
-    return AutonomyGate(autonomy)
+__all__ = ["SELF_IMPROVEMENT", "Gate", "GateDecision", "action_digest"]

@@ -4,7 +4,13 @@ A *namespace* (``memory``, ``tools``...) has a pydantic schema; a *version* is a
 validated set of values (``memory@3``); exactly one version per namespace is *current*. Making a
 version current and rolling back are single conditional updates in one transaction, so the current
 config is never half-changed and two concurrent changes cannot both win. Every change writes a
-``config_events`` row (and an entry in the autonomy audit chain when one is attached).
+``config_events`` row and, around it, its intent and outcome in the audit trail (``audit``, an
+:class:`emergent.audit.Auditor`).
+
+Who acts is a :class:`~emergent.principals.Principal` of the workspace: anyone issued one may
+create versions (``principal=``); making a version current, rolling back and deleting are a
+human's decisions (``by=``). Agents change what is current only through an experiment whose
+adoption the autonomy gate allowed or a human approved (:meth:`Experiments.adopt`).
 """
 
 from __future__ import annotations
@@ -24,8 +30,10 @@ from emergent.config import MemoryConfig
 from emergent.errors import NotFoundError, StateConflictError, UsageError, ValidationError
 from emergent.experiments.tables import config_current, config_events, config_versions
 from emergent.registry import suggest
+from emergent.workspace.audited import human, recorded, verified
 
-AuditFn = Callable[[str, str, str, dict[str, Any]], Any]  # (actor, action, target, detail)
+#: who bootstraps a namespace's defaults (version 1) in the event log
+DEFAULTS_ACTOR = "system:defaults"
 
 
 class RetryTunables(BaseModel):
@@ -73,11 +81,12 @@ def _row(r: Any) -> ConfigVersion:
 class ConfigRegistry:
     """Versioned tunables with one current version per namespace."""
 
-    def __init__(self, sql: Any, *, clock: Clock | None = None, audit: AuditFn | None = None,
+    def __init__(self, sql: Any, *, clock: Clock | None = None, audit: Any = None, principals: Any = None,
                  schemas: dict[str, type[BaseModel]] | None = None) -> None:
         self.sql = sql
         self.clock = clock or SystemClock()
         self.audit = audit
+        self.principals = principals
         self.schemas: dict[str, type[BaseModel]] = dict(DEFAULT_SCHEMAS if schemas is None else schemas)
         self._listeners: dict[str, list[Callable[[BaseModel], None]]] = {}
 
@@ -110,9 +119,12 @@ class ConfigRegistry:
 
     # ---------------------------------------------------------------- versions
     def create(self, namespace: str, values: dict[str, Any] | BaseModel | None = None, *,
-               changes: dict[str, Any] | None = None, actor: str = "system", note: str | None = None,
+               changes: dict[str, Any] | None = None, principal: Any, note: str | None = None,
                base: str | None = None) -> ConfigVersion:
-        """A new version: ``values`` whole, or ``changes`` applied over ``base`` (default: current)."""
+        """A new version: ``values`` whole, or ``changes`` applied over ``base`` (default: current).
+
+        It does not change what is current; ``principal`` is recorded as its author."""
+        who = verified(self.principals, principal)
         if values is None:
             parent = self.get(base) if base else self.current(namespace)
             merged = {**parent.values, **(changes or {})}
@@ -124,8 +136,12 @@ class ConfigRegistry:
         else:
             merged, parent_id = values if isinstance(values, dict) else values.model_dump(), base
         clean = self.validate(namespace, merged)
-        with self.sql.begin() as conn:
-            return self._insert(conn, namespace, clean, parent_id, actor, note)
+        with recorded(self.audit, "config.create", who, {"namespace": namespace, "parent": parent_id,
+                                                         "fingerprint": fingerprint(clean), "note": note}) as out:
+            with self.sql.begin() as conn:
+                version = self._insert(conn, namespace, clean, parent_id, who.key, note)
+            out["version"] = version.id
+        return version
 
     def _insert(self, conn: Any, namespace: str, values: dict[str, Any], parent_id: str | None, actor: str,
                 note: str | None) -> ConfigVersion:
@@ -166,9 +182,9 @@ class ConfigRegistry:
             return self.get(vid)
         try:
             with self.sql.begin() as conn:
-                v = self._insert(conn, namespace, self.validate(namespace, {}), None, "system", "defaults")
+                v = self._insert(conn, namespace, self.validate(namespace, {}), None, DEFAULTS_ACTOR, "defaults")
                 conn.execute(config_current.insert().values(namespace=namespace, version_id=v.id, revision=1,
-                                                            updated_at=self.clock.now(), updated_by="system"))
+                                                            updated_at=self.clock.now(), updated_by=DEFAULTS_ACTOR))
             return v
         except sa.exc.IntegrityError:  # another process bootstrapped it first
             return self.current(namespace)
@@ -178,41 +194,58 @@ class ConfigRegistry:
         return self.schema(namespace).model_validate(self.current(namespace).values)
 
     # ---------------------------------------------------------------- changing what is current
-    def make_current(self, version_id: str, *, actor: str = "system", reason: str | None = None,
-                     expected: str | None = None, action: str = "make_current") -> ConfigVersion:
-        """Make ``version_id`` current in one transaction; ``expected`` guards against a lost update."""
+    def make_current(self, version_id: str, *, by: Any, reason: str | None = None,
+                     expected: str | None = None) -> ConfigVersion:
+        """A human makes ``version_id`` current (one transaction); ``expected`` guards against a lost update.
+
+        Agents and services are refused (:class:`PrincipalError`): they change the current config
+        through an experiment, whose adoption the gate allows or a human approves."""
+        who = human(self.principals, by, "make a config version current")
+        return self._switch(version_id, principal=who, reason=reason, expected=expected, action="make_current")
+
+    def _switch(self, version_id: str, *, principal: Any, reason: str | None = None, expected: str | None = None,
+               action: str = "make_current") -> ConfigVersion:
+        """Make ``version_id`` current as ``principal`` without asking who may: for callers that
+        decided that already (:meth:`make_current`, :meth:`rollback`, an adoption the gate allowed
+        or a human approved). Audited: intent before the switch, outcome after."""
+        who = verified(self.principals, principal)
         ns = version_id.split("@", 1)[0]
         before = self.current(ns)
         target = self.get(version_id)
         if expected is not None and before.id != expected:
             raise StateConflictError(f"{ns} config is {before.id}, not {expected}: someone changed it meanwhile",
                                      hint="re-read the current version and decide again", namespace=ns)
-        try:
-            with self.sql.begin() as conn:
-                cur = conn.execute(sa.select(config_current).where(config_current.c.namespace == ns)).one()
-                if cur.version_id != before.id:
-                    raise StateConflictError(f"{ns} config changed to {cur.version_id} while switching",
-                                             hint="re-read the current version and decide again")
-                if conn.execute(sa.select(config_versions.c.id).where(config_versions.c.id == target.id)).first() is None:
-                    raise NotFoundError(f"config version {target.id!r} was deleted while switching")
-                res = conn.execute(config_current.update()
-                                   .where(config_current.c.namespace == ns, config_current.c.revision == cur.revision)
-                                   .values(version_id=target.id, revision=cur.revision + 1,
-                                           updated_at=self.clock.now(), updated_by=actor))
-                if res.rowcount != 1:
-                    raise StateConflictError(f"{ns} config changed while switching", hint="retry")
-                conn.execute(config_events.insert().values(at=self.clock.now(), namespace=ns, action=action,
-                                                           from_version=before.id, to_version=target.id,
-                                                           actor=actor, reason=reason))
-        except sa.exc.OperationalError as exc:  # SQLite: a concurrent writer held the lock
-            raise StateConflictError(f"{ns} config is being changed by someone else: {exc.orig}",
-                                     hint="retry in a moment") from exc
-        self._after_change(ns, actor, action, before.id, target.id, reason)
+        with recorded(self.audit, f"config.{action}", who, {"namespace": ns, "from": before.id, "to": target.id,
+                                                            "reason": reason}):
+            try:
+                with self.sql.begin() as conn:
+                    cur = conn.execute(sa.select(config_current).where(config_current.c.namespace == ns)).one()
+                    if cur.version_id != before.id:
+                        raise StateConflictError(f"{ns} config changed to {cur.version_id} while switching",
+                                                 hint="re-read the current version and decide again")
+                    if conn.execute(sa.select(config_versions.c.id)
+                                    .where(config_versions.c.id == target.id)).first() is None:
+                        raise NotFoundError(f"config version {target.id!r} was deleted while switching")
+                    res = conn.execute(config_current.update()
+                                       .where(config_current.c.namespace == ns,
+                                              config_current.c.revision == cur.revision)
+                                       .values(version_id=target.id, revision=cur.revision + 1,
+                                               updated_at=self.clock.now(), updated_by=who.key))
+                    if res.rowcount != 1:
+                        raise StateConflictError(f"{ns} config changed while switching", hint="retry")
+                    conn.execute(config_events.insert().values(at=self.clock.now(), namespace=ns, action=action,
+                                                               from_version=before.id, to_version=target.id,
+                                                               actor=who.key, reason=reason))
+            except sa.exc.OperationalError as exc:  # SQLite: a concurrent writer held the lock
+                raise StateConflictError(f"{ns} config is being changed by someone else: {exc.orig}",
+                                         hint="retry in a moment") from exc
+        self._after_change(ns)
         return target
 
-    def rollback(self, namespace: str, to: str | None = None, *, actor: str = "system",
+    def rollback(self, namespace: str, to: str | None = None, *, by: Any,
                  reason: str | None = None) -> ConfigVersion:
-        """Make the previous current version (or ``to``) current again. One call, audited."""
+        """A human makes the previous current version (or ``to``) current again. One call, audited."""
+        who = human(self.principals, by, "roll back a config")
         cur = self.current(namespace)
         if to is None:
             with self.sql.connect() as conn:
@@ -227,23 +260,23 @@ class ConfigRegistry:
             to = prev
         if to.split("@", 1)[0] != namespace:
             raise ValidationError(f"version {to!r} is not a {namespace} version")
-        return self.make_current(to, actor=actor, reason=reason or f"rollback from {cur.id}", expected=cur.id,
-                                 action="rollback")
+        return self._switch(to, principal=who, reason=reason or f"rollback from {cur.id}", expected=cur.id,
+                           action="rollback")
 
-    def delete_version(self, version_id: str, *, actor: str = "system") -> None:
-        """Delete a version that is not current (pruning); its id is never reused."""
+    def delete_version(self, version_id: str, *, by: Any) -> None:
+        """A human deletes a version that is not current (pruning); its id is never reused."""
+        who = human(self.principals, by, "delete a config version")
         v = self.get(version_id)
-        with self.sql.begin() as conn:
+        with recorded(self.audit, "config.delete", who, {"version": version_id}), self.sql.begin() as conn:
             in_use = conn.execute(sa.select(config_current.c.namespace)
                                   .where(config_current.c.version_id == version_id)).first()
             if in_use is not None:
-                raise UsageError(f"{version_id} is current and cannot be deleted", hint="make another version current first")
+                raise UsageError(f"{version_id} is current and cannot be deleted",
+                                 hint="make another version current first")
             conn.execute(config_versions.delete().where(config_versions.c.id == version_id))
             conn.execute(config_events.insert().values(at=self.clock.now(), namespace=v.namespace, action="delete",
-                                                       from_version=version_id, to_version=None, actor=actor,
+                                                       from_version=version_id, to_version=None, actor=who.key,
                                                        reason=None))
-        if self.audit is not None:
-            self.audit(actor, "config.delete", version_id, {})
 
     def events(self, namespace: str | None = None, limit: int = 100) -> list[dict[str, Any]]:
         q = sa.select(config_events).order_by(config_events.c.seq.desc()).limit(limit)
@@ -257,9 +290,7 @@ class ConfigRegistry:
         keys = sorted(set(a.values) | set(b.values))
         return {k: (a.values.get(k), b.values.get(k)) for k in keys if a.values.get(k) != b.values.get(k)}
 
-    def _after_change(self, ns: str, actor: str, action: str, before: str, after: str, reason: str | None) -> None:
-        if self.audit is not None:
-            self.audit(actor, f"config.{action}", ns, {"from": before, "to": after, "reason": reason})
+    def _after_change(self, ns: str) -> None:
         if ns in self._listeners:
             model = self.values(ns)
             for fn in self._listeners[ns]:

@@ -5,7 +5,11 @@ recorded per unit, and :meth:`analyze` checks the sample ratio, the guardrails a
 (Welch t-test, bootstrap CI, the always-valid sequential p-value). Offline: :meth:`replay` runs a
 recorded workload under both configs (paired by unit). :meth:`decide` turns the analysis into
 ``adopt``, ``rollback`` or ``inconclusive``; adoption makes the candidate current only when the gate
-allows it automatically, else it waits for approval (``pending_approval``).
+allows it automatically, else it files an approval request (bound to the digest of exactly this
+adoption) and waits (``pending_approval``) until a human approves it (:meth:`Experiments.approve`,
+or ``emergent approvals approve`` followed by :meth:`Experiments.sync_approvals`); the approval is
+used once. Who starts, decides and approves is a :class:`~emergent.principals.Principal`; every
+change is in the audit trail (intent before, outcome after).
 """
 
 from __future__ import annotations
@@ -23,9 +27,10 @@ from pydantic import BaseModel
 from emergent.clock import Clock, SystemClock
 from emergent.errors import ExperimentError, NotFoundError, StateConflictError, ValidationError
 from emergent.experiments import stats
-from emergent.experiments.gate import Gate, StaticGate
+from emergent.experiments.gate import Gate
 from emergent.experiments.registry import ConfigRegistry
 from emergent.experiments.tables import experiment_observations, experiments
+from emergent.workspace.audited import human, recorded, verified
 
 OPEN = ("running", "pending_approval")
 
@@ -87,16 +92,29 @@ class Analysis:
         return asdict(self)
 
 
+ADOPT = "config.adopt"
+
+
 class Experiments:
-    def __init__(self, sql: Any, registry: ConfigRegistry, *, clock: Clock | None = None, gate: Gate | None = None) -> None:
+    """Experiments over the config ``registry``; adoption through ``gate`` (:class:`Gate`); ``audit``
+    is an :class:`emergent.audit.Auditor`."""
+
+    def __init__(self, sql: Any, registry: ConfigRegistry, *, gate: Gate, clock: Clock | None = None,
+                 audit: Any = None) -> None:
         self.sql = sql
         self.registry = registry
         self.clock = clock or SystemClock()
-        self.gate = gate or StaticGate()
+        self.gate = gate
+        self.audit = audit
+
+    @property
+    def principals(self) -> Any:
+        return self.gate.principals
 
     # ---------------------------------------------------------------- lifecycle
-    def start(self, name: str, candidate: str, *, metric: str, control: str | None = None, mode: str = "online",
-              proposal_id: str | None = None, **design: Any) -> dict[str, Any]:
+    def start(self, name: str, candidate: str, *, metric: str, principal: Any, control: str | None = None,
+              mode: str = "online", proposal_id: str | None = None, **design: Any) -> dict[str, Any]:
+        who = verified(self.principals, principal)
         if mode not in ("online", "offline"):
             raise ValidationError(f"unknown experiment mode {mode!r}", hint="use 'online' or 'offline'")
         cand = self.registry.get(candidate)
@@ -112,11 +130,10 @@ class Experiments:
         row = {"id": uuid.uuid4().hex[:16], "name": name, "namespace": cand.namespace, "control_version": ctrl.id,
                "candidate_version": cand.id, "mode": mode, "metric": metric, "status": "running", "decision": None,
                "design": d.as_dict(), "result": None, "proposal_id": proposal_id, "created_at": now,
-               "updated_at": now}
-        with self.sql.begin() as conn:
+               "updated_at": now, "approval_id": None}
+        intent = {"experiment": row["id"], "control": ctrl.id, "candidate": cand.id, "metric": metric, "mode": mode}
+        with recorded(self.audit, "experiment.start", who, intent), self.sql.begin() as conn:
             conn.execute(experiments.insert().values(**row))
-        self.gate.audit("experiment.start", "system", {"experiment": row["id"], "control": ctrl.id,
-                                                       "candidate": cand.id, "metric": metric})
         return row
 
     def get(self, experiment_id: str) -> dict[str, Any]:
@@ -220,13 +237,15 @@ class Experiments:
         return result
 
     # ---------------------------------------------------------------- decision
-    def decide(self, experiment_id: str, *, actor: str = "self-improvement", analysis: Analysis | None = None,
+    def decide(self, experiment_id: str, *, by: Any, analysis: Analysis | None = None,
                paired: bool | None = None) -> dict[str, Any]:
-        """Apply the analysis: adopt (through the gate), roll back, or stay inconclusive."""
+        """Apply the analysis, as ``by``: adopt (through the gate), roll back, or stay inconclusive."""
+        who = verified(self.principals, by)
         exp = self.get(experiment_id)
         if exp["status"] not in OPEN:
             raise StateConflictError(f"experiment {experiment_id} is already {exp['status']}")
-        a = analysis or self.analyze(experiment_id, paired=exp["mode"] == "offline" if paired is None else paired)
+        paired = exp["mode"] == "offline" if paired is None else paired
+        a = analysis or self.analyze(experiment_id, paired=paired)
         self._store(experiment_id, a)
         if a.decision == "insufficient":
             raise ExperimentError(f"experiment {experiment_id}: {a.reason}",
@@ -238,33 +257,104 @@ class Experiments:
                                   experiment_id=experiment_id)
         if a.decision != "adopt":
             status = "rolled_back" if a.decision == "rollback" else "inconclusive"
-            self._finish(experiment_id, status, a.decision, a.as_dict())
-            self.gate.audit("experiment.decide", actor, {"experiment": experiment_id, "decision": a.decision})
+            with recorded(self.audit, "experiment.decide", who, {"experiment": experiment_id,
+                                                                 "decision": a.decision, "reason": a.reason}):
+                self._finish(experiment_id, status, a.decision, a.as_dict())
             return {"decision": a.decision, "status": status, "reason": a.reason}
-        return self.adopt(experiment_id, actor=actor, reason=a.reason)
+        p = a.test["p_value"] if paired and a.test else a.sequential_p
+        return self.adopt(experiment_id, principal=who, reason=a.reason, confidence=max(0.0, 1.0 - float(p)))
 
-    def adopt(self, experiment_id: str, *, actor: str, reason: str = "", approved_by: str | None = None) -> dict[str, Any]:
+    def adopt(self, experiment_id: str, *, principal: Any, reason: str = "",
+              confidence: float | None = None) -> dict[str, Any]:
+        """Make the candidate current if the gate allows ``principal`` to (``confidence``: how sure,
+        0..1; agents below the threshold are asked); on *ask* file an approval and wait for a human."""
+        who = verified(self.principals, principal)
         exp = self.get(experiment_id)
+        if exp["status"] not in OPEN:
+            raise StateConflictError(f"experiment {experiment_id} is already {exp['status']}")
         ns = exp["namespace"]
-        if approved_by is None:
-            verdict = self.gate.decide(actor, "config.adopt", ns)
-            if verdict.effect != "allow":
-                status = "pending_approval" if verdict.effect == "ask" else "rejected"
-                self._finish(experiment_id, status, "adopt", None, keep_result=True)
-                self.gate.audit("experiment.adopt_requested", actor, {"experiment": experiment_id,
-                                                                      "gate": verdict.effect, "why": verdict.reason})
-                return {"decision": "adopt", "status": status, "reason": f"gate: {verdict.effect} ({verdict.reason})"}
-        self.registry.make_current(exp["candidate_version"], actor=approved_by or actor, expected=exp["control_version"],
-                                   reason=f"experiment {experiment_id}: {reason}", action="adopt")
-        self._finish(experiment_id, "adopted", "adopt", None, keep_result=True)
+        verdict = self.gate.decide(who, ADOPT, ns, confidence=confidence)
+        with recorded(self.audit, "experiment.adopt", who, {"experiment": experiment_id, "namespace": ns,
+                                                            "candidate": exp["candidate_version"],
+                                                            "gate": verdict.effect, "why": verdict.reason}) as out:
+            if verdict.effect == "allow":
+                result = self._adopt(exp, who, reason)
+            elif verdict.effect == "ask":
+                aid = self.gate.request(who, ADOPT, ns, f"adopt {exp['candidate_version']} "
+                                                        f"(experiment {experiment_id}): {reason}",
+                                        self._adoption_args(exp), confidence=confidence)
+                self._finish(experiment_id, "pending_approval", "adopt", None, keep_result=True, approval_id=aid)
+                result = {"decision": "adopt", "status": "pending_approval", "approval_id": aid,
+                          "reason": f"gate: ask ({verdict.reason})"}
+            else:
+                self._finish(experiment_id, "rejected", "adopt", None, keep_result=True)
+                result = {"decision": "adopt", "status": "rejected", "reason": f"gate: deny ({verdict.reason})"}
+            out["status"] = result["status"]
+        return result
+
+    @staticmethod
+    def _adoption_args(exp: dict[str, Any]) -> dict[str, Any]:
+        """What an adoption approval is granted for (its digest binds these)."""
+        return {"experiment": exp["id"], "control": exp["control_version"], "candidate": exp["candidate_version"]}
+
+    def _adopt(self, exp: dict[str, Any], who: Any, reason: str) -> dict[str, Any]:
+        self.registry._switch(exp["candidate_version"], principal=who, expected=exp["control_version"],
+                              reason=f"experiment {exp['id']}: {reason}", action="adopt")
+        self._finish(exp["id"], "adopted", "adopt", None, keep_result=True)
         return {"decision": "adopt", "status": "adopted", "reason": reason, "current": exp["candidate_version"]}
 
-    def approve(self, experiment_id: str, *, by: str) -> dict[str, Any]:
-        """A human approves an adoption that the gate sent for approval."""
+    def approve(self, experiment_id: str, *, by: Any, reason: str = "approved") -> dict[str, Any]:
+        """A human approves an adoption the gate sent for approval; it is carried out at once (once)."""
+        who = human(self.principals, by, "approve the adoption of a config")
+        exp = self.get(experiment_id)
+        if exp["status"] != "pending_approval":
+            raise StateConflictError(f"experiment {experiment_id} is {exp['status']}, not pending_approval",
+                                     hint="only an adoption waiting for approval can be approved")
+        if exp.get("approval_id"):
+            self.gate.approve(exp["approval_id"], by=who, reason=reason)
+        return self._carry_out(exp, who, reason)
+
+    def reject(self, experiment_id: str, *, by: Any, reason: str) -> dict[str, Any]:
+        """A human refuses an adoption waiting for approval; the current config stays."""
+        who = human(self.principals, by, "reject the adoption of a config")
         exp = self.get(experiment_id)
         if exp["status"] != "pending_approval":
             raise StateConflictError(f"experiment {experiment_id} is {exp['status']}, not pending_approval")
-        return self.adopt(experiment_id, actor=by, approved_by=by, reason="approved")
+        with recorded(self.audit, "experiment.reject", who, {"experiment": experiment_id, "reason": reason}):
+            if exp.get("approval_id"):
+                self.gate.reject(exp["approval_id"], by=who, reason=reason)
+            self._finish(experiment_id, "rejected", "adopt", None, keep_result=True)
+        return {"decision": "adopt", "status": "rejected", "reason": reason}
+
+    def sync_approvals(self) -> int:
+        """Carry out adoptions whose approval was decided elsewhere (``emergent approvals approve``)."""
+        n = 0
+        for exp in self.list("pending_approval"):
+            aid = exp.get("approval_id")
+            if not aid:
+                continue
+            a = self.gate.get(aid)
+            if a.status == "approved":
+                self._carry_out(exp, self.gate.principal(a.decided_by), a.decision_reason or "approved")
+            elif a.status in ("rejected", "expired"):
+                self._finish(exp["id"], "rejected", "adopt", None, keep_result=True)
+            else:
+                continue
+            n += 1
+        return n
+
+    def _carry_out(self, exp: dict[str, Any], who: Any, reason: str) -> dict[str, Any]:
+        """Use the experiment's approval (once, for exactly this adoption), then adopt."""
+        with recorded(self.audit, "experiment.approved", who, {"experiment": exp["id"],
+                                                               "approval": exp.get("approval_id")}):
+            if exp.get("approval_id"):
+                self.gate.consume(exp["approval_id"], action=ADOPT, resource=exp["namespace"],
+                                  args=self._adoption_args(exp), call_id=exp["id"])
+            try:
+                return self._adopt(exp, who, reason)
+            except StateConflictError:  # the approval is used: this adoption cannot be retried
+                self._finish(exp["id"], "failed", "adopt", None, keep_result=True)
+                raise
 
     def refresh(self, experiment_id: str) -> Analysis:
         """Analyse a running online experiment and store the analysis (what dashboards show)."""
@@ -278,8 +368,10 @@ class Experiments:
                          .values(result=_jsonable(a.as_dict()), updated_at=self.clock.now()))
 
     def _finish(self, experiment_id: str, status: str, decision: str, result: dict[str, Any] | None,
-                keep_result: bool = False) -> None:
+                keep_result: bool = False, approval_id: str | None = None) -> None:
         values: dict[str, Any] = {"status": status, "decision": decision, "updated_at": self.clock.now()}
+        if approval_id is not None:
+            values["approval_id"] = approval_id
         if not keep_result:
             values["result"] = _jsonable(result)
         with self.sql.begin() as conn:

@@ -61,6 +61,7 @@ experiments = sa.Table(
     sa.Column("proposal_id", sa.String(64), nullable=True),
     sa.Column("created_at", sa.Float, nullable=False),
     sa.Column("updated_at", sa.Float, nullable=False),
+    sa.Column("approval_id", sa.String(40), nullable=True),  # experiments_0002: the adoption's approval
 )
 
 experiment_observations = sa.Table(

@@ -1,6 +1,9 @@
 """The graph editor: add, relabel, merge, split, delete; every edit audited and undoable.
 
-An edit runs in one transaction that snapshots the rows it touches before and after and appends
+Every edit takes the :class:`~emergent.principals.Principal` who makes it (``principal=``; accepting
+or rejecting an inferred edge is a decision: ``by=``). Its intent is written to the audit trail
+before the transaction and its outcome (the edit's number) after; a failed audit write stops the
+edit. An edit runs in one transaction that snapshots the rows it touches before and after and appends
 both to ``graph_edits``. :meth:`EditorMixin.undo` restores the before-rows, but only while the
 rows still match the after-snapshot (a later edit must be undone first), and is itself an edit.
 Merges are also listed in ``graph_merges`` so entity resolution is never silent.
@@ -39,6 +42,7 @@ from emergent.graph.tables import (
     graph_nodes,
     graph_provenance,
 )
+from emergent.workspace.audited import recorded, verified
 
 
 @dataclass(frozen=True, slots=True)
@@ -58,25 +62,27 @@ class EditorMixin:
     sql: Any
     clock: Any
     audit: Any
+    principals: Any
     _changed: Callable[[], None]
     _embed_nodes: Callable[[Sequence[Node]], None]
 
     # ------------------------------------------------------------------ the audited transaction
-    def _edit(self, op: str, summary: str, actor: str, cover: Cover,
+    def _edit(self, op: str, summary: str, principal: Any, cover: Cover,
               fn: Callable[[Connection], Cover | None]) -> int:
-        with self.sql.begin() as conn:
-            before = st.snapshot(conn, **cover)
-            extra = fn(conn) or {}
-            full = {k: sorted(set(cover.get(k, [])) | set(extra.get(k, []))) for k in ("nodes", "edges", "alias_nodes",
-                                                                                         "prov_items")}
-            after = st.snapshot(conn, **full)
-            seq = conn.execute(graph_edits.insert().values(
-                at=self.clock.now(), actor=actor[:120], op=op, summary=summary[:2000],
-                before=json.dumps({"cover": full, "rows": before}, ensure_ascii=False, default=str),
-                after=json.dumps(after, ensure_ascii=False, default=str), undone=False)).inserted_primary_key[0]
-        self._changed()
-        if self.audit is not None:
-            self.audit(op, actor, {"edit": int(seq), "summary": summary[:500]})
+        who = verified(self.principals, principal)
+        with recorded(self.audit, f"graph.{op}", who, {"summary": summary[:500]}) as outcome:
+            with self.sql.begin() as conn:
+                before = st.snapshot(conn, **cover)
+                extra = fn(conn) or {}
+                full = {k: sorted(set(cover.get(k, [])) | set(extra.get(k, [])))
+                        for k in ("nodes", "edges", "alias_nodes", "prov_items")}
+                after = st.snapshot(conn, **full)
+                seq = conn.execute(graph_edits.insert().values(
+                    at=self.clock.now(), actor=who.key[:120], op=op, summary=summary[:2000],
+                    before=json.dumps({"cover": full, "rows": before}, ensure_ascii=False, default=str),
+                    after=json.dumps(after, ensure_ascii=False, default=str), undone=False)).inserted_primary_key[0]
+            self._changed()
+            outcome["edit"] = int(seq)
         return int(seq)
 
     def edits(self, limit: int = 100) -> list[EditRecord]:
@@ -87,7 +93,7 @@ class EditorMixin:
                                 .order_by(graph_edits.c.seq.desc()).limit(limit)).all()
         return [EditRecord(r.seq, r.at, r.actor, r.op, r.summary, bool(r.undone)) for r in rows]
 
-    def undo(self, seq: int | None = None, *, actor: str = "user") -> int:
+    def undo(self, seq: int | None = None, *, principal: Any) -> int:
         """Undo edit ``seq`` (default: the latest edit not undone; undoing an undo redoes). Returns the new seq."""
         with self.sql.connect() as conn:
             q = sa.select(graph_edits).where(graph_edits.c.undone.is_(False))
@@ -111,7 +117,7 @@ class EditorMixin:
             conn.execute(sa.update(graph_merges).where(graph_merges.c.edit_seq == row.seq).values(undone=True))
             return cover
 
-        return self._edit("undo", f"undo #{row.seq}: {row.summary}", actor, cover, apply)
+        return self._edit("undo", f"undo #{row.seq}: {row.summary}", principal, cover, apply)
 
     # ------------------------------------------------------------------ helpers
     def _active(self, conn: Connection, ids: Sequence[str]) -> list[Node]:
@@ -130,7 +136,7 @@ class EditorMixin:
 
     # ------------------------------------------------------------------ nodes
     def add_node(self, label: str, *, scope: Any = None, type: str = "entity", confidence: float = 1.0,
-                 attrs: dict[str, Any] | None = None, actor: str = "user") -> Node:
+                 attrs: dict[str, Any] | None = None, principal: Any) -> Node:
         label, conf, ns = check_label(label), check_confidence(confidence), namespace_of(scope)
         key = normalise(label)
         now = self.clock.now()
@@ -147,11 +153,11 @@ class EditorMixin:
             conn.execute(graph_aliases.insert().values(namespace=ns, key=key, node_id=node.id, alias=label))
             return {"nodes": [node.id], "alias_nodes": [node.id]}
 
-        self._edit("add_node", f"add node {label[:80]!r}", actor, {}, fn)
+        self._edit("add_node", f"add node {label[:80]!r}", principal, {}, fn)
         self._embed_nodes([node])
         return node
 
-    def relabel(self, node: str, label: str, *, actor: str = "user") -> Node:
+    def relabel(self, node: str, label: str, *, principal: Any) -> Node:
         """Rename a node; the old label stays an alias."""
         label = check_label(label)
 
@@ -166,10 +172,10 @@ class EditorMixin:
             if owner is None:
                 conn.execute(graph_aliases.insert().values(namespace=n.namespace, key=key, node_id=node, alias=label))
 
-        self._edit("relabel", f"relabel {node} to {label[:80]!r}", actor, {"nodes": [node], "alias_nodes": [node]}, fn)
+        self._edit("relabel", f"relabel {node} to {label[:80]!r}", principal, {"nodes": [node], "alias_nodes": [node]}, fn)
         return self.node(node)  # type: ignore[attr-defined,no-any-return]
 
-    def delete_node(self, node: str, *, cascade: bool = False, actor: str = "user") -> int:
+    def delete_node(self, node: str, *, cascade: bool = False, principal: Any) -> int:
         """Delete a node (and, with ``cascade``, its edges). Kept in the log, so undo restores it."""
         with self.sql.connect() as conn:
             self._active(conn, [node])
@@ -185,12 +191,12 @@ class EditorMixin:
             for part in st.chunks(edges):
                 conn.execute(sa.update(graph_edges).where(graph_edges.c.id.in_(part)).values(status="deleted"))
 
-        return self._edit("delete_node", f"delete node {node}", actor,
+        return self._edit("delete_node", f"delete node {node}", principal,
                           {"nodes": [node], "edges": edges, "alias_nodes": [node]}, fn)
 
     # ------------------------------------------------------------------ edges
     def add_edge(self, src: str, rel: str, dst: str, *, confidence: float = 1.0, valid_from: Any = None,
-                 valid_to: Any = None, actor: str = "user") -> Edge:
+                 valid_to: Any = None, principal: Any) -> Edge:
         from emergent.clock import to_epoch
 
         rel, conf = check_rel(rel), check_confidence(confidence)
@@ -222,19 +228,19 @@ class EditorMixin:
             holder["e"] = e
             return {"edges": [eid]}
 
-        self._edit("add_edge", f"add edge {src} -{rel}-> {dst}", actor, {}, fn)
+        self._edit("add_edge", f"add edge {src} -{rel}-> {dst}", principal, {}, fn)
         return holder["e"]
 
-    def delete_edge(self, edge: str, *, actor: str = "user") -> int:
+    def delete_edge(self, edge: str, *, principal: Any) -> int:
         def fn(conn: Connection) -> None:
             row = conn.execute(sa.select(graph_edges.c.status).where(graph_edges.c.id == edge)).first()
             if row is None or row.status == "deleted":
                 raise NotFoundError(f"no live graph edge {edge!r}", hint="list edges with graph.edges(node)")
             conn.execute(sa.update(graph_edges).where(graph_edges.c.id == edge).values(status="deleted"))
 
-        return self._edit("delete_edge", f"delete edge {edge}", actor, {"edges": [edge]}, fn)
+        return self._edit("delete_edge", f"delete edge {edge}", principal, {"edges": [edge]}, fn)
 
-    def update_edge(self, edge: str, *, actor: str = "user", **changes: Any) -> Edge:
+    def update_edge(self, edge: str, *, principal: Any, **changes: Any) -> Edge:
         """Change rel, confidence, valid_from/valid_to or status of an edge."""
         from emergent.clock import to_epoch
 
@@ -255,12 +261,12 @@ class EditorMixin:
             if conn.execute(sa.update(graph_edges).where(graph_edges.c.id == edge).values(**changes)).rowcount == 0:
                 raise NotFoundError(f"no graph edge {edge!r}")
 
-        self._edit("update_edge", f"update edge {edge}: {sorted(changes)}", actor, {"edges": [edge]}, fn)
+        self._edit("update_edge", f"update edge {edge}: {sorted(changes)}", principal, {"edges": [edge]}, fn)
         return self.edge(edge)  # type: ignore[attr-defined,no-any-return]
 
     # ------------------------------------------------------------------ merge / split
     def merge(self, target: str, sources: Sequence[str], *, reason: str = "manual", score: float | None = None,
-              actor: str = "user") -> str:
+              principal: Any) -> str:
         """Merge ``sources`` into ``target`` (edges rewired, aliases and provenance moved). Returns the merge id."""
         sources = [s for s in dict.fromkeys(sources)]
         if not sources or target in sources:
@@ -279,7 +285,7 @@ class EditorMixin:
                                                       sources=json.dumps(sources), score=score, reason=reason[:500],
                                                       edit_seq=None, undone=False))
 
-        seq = self._edit("merge", f"merge {len(sources)} into {target} ({reason[:80]})", actor,
+        seq = self._edit("merge", f"merge {len(sources)} into {target} ({reason[:80]})", principal,
                          {"nodes": ids, "edges": edges, "alias_nodes": ids, "prov_items": [*ids, *edges]}, fn)
         with self.sql.begin() as conn:
             conn.execute(sa.update(graph_merges).where(graph_merges.c.id == merge_id).values(edit_seq=seq))
@@ -333,7 +339,7 @@ class EditorMixin:
             rows = conn.execute(sa.select(graph_merges).order_by(graph_merges.c.at)).all()
         return [{**dict(r._mapping), "sources": json.loads(r.sources)} for r in rows]
 
-    def unmerge(self, merge_id: str, *, actor: str = "user") -> int:
+    def unmerge(self, merge_id: str, *, principal: Any) -> int:
         """Reverse a recorded merge (entity resolution is never final)."""
         with self.sql.connect() as conn:
             row = conn.execute(sa.select(graph_merges).where(graph_merges.c.id == merge_id)).first()
@@ -341,9 +347,9 @@ class EditorMixin:
             raise NotFoundError(f"no merge {merge_id!r}", hint="see graph.merges()")
         if row.undone:
             raise ValidationError(f"merge {merge_id} was already undone")
-        return self.undo(row.edit_seq, actor=actor)
+        return self.undo(row.edit_seq, principal=principal)
 
-    def split(self, node: str, label: str, memory_ids: Sequence[str], *, actor: str = "user") -> Node:
+    def split(self, node: str, label: str, memory_ids: Sequence[str], *, principal: Any) -> Node:
         """Move the mentions from ``memory_ids`` (and edges only they support) to a new node ``label``."""
         label = check_label(label)
         wanted = list(dict.fromkeys(memory_ids))
@@ -379,7 +385,7 @@ class EditorMixin:
                     conn.execute(sa.update(graph_edges).where(graph_edges.c.id == e.id).values(src=a, dst=b))
             return {"nodes": [new.id], "alias_nodes": [new.id], "prov_items": [new.id]}
 
-        self._edit("split", f"split {node}: {len(wanted)} memories to {label[:80]!r}", actor,
+        self._edit("split", f"split {node}: {len(wanted)} memories to {label[:80]!r}", principal,
                    {"nodes": [node], "edges": edges, "alias_nodes": [node], "prov_items": [node]}, fn)
         self._embed_nodes([new])
         return new

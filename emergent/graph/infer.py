@@ -23,6 +23,7 @@ import sqlalchemy as sa
 from emergent.errors import ValidationError
 from emergent.graph.model import SYMMETRIC, Edge, check_rel, edge_id, normalise
 from emergent.graph.tables import graph_edges, graph_nodes
+from emergent.workspace.audited import require
 
 Triple = tuple[str, str, str]
 
@@ -124,8 +125,13 @@ class InferenceMixin:
         return {k: (v[0], v[1]) for k, v in stats.items()}
 
     def infer(self, *, namespace: str | None = None, rules: Sequence[Rule] = DEFAULT_RULES, cooccurrence_min: int = 3,
-              pmi_min: float = 1.0, similarity_min: float | None = 0.92, auto_accept: bool = False) -> list[Edge]:
-        """Propose inferred edges from rules, co-occurrence statistics and embedding similarity."""
+              pmi_min: float = 1.0, similarity_min: float | None = 0.92, auto_accept: bool = False,
+              by: Any = None) -> list[Edge]:
+        """Propose inferred edges from rules, co-occurrence statistics and embedding similarity.
+
+        ``auto_accept=True`` accepts every proposal at once, as the decision of ``by`` (required then)."""
+        if auto_accept:
+            require(by, "accepting inferred edges (auto_accept=True)")
         stats = self.rule_stats()
         proposals: list[Edge] = []
         with self.sql.connect() as conn:
@@ -160,7 +166,7 @@ class InferenceMixin:
             self._changed()  # type: ignore[attr-defined]
         if auto_accept:
             for e in fresh.values():
-                self.accept(e.id, actor="inference")
+                self.accept(e.id, by=by)
         return list(fresh.values())
 
     @staticmethod
@@ -220,11 +226,13 @@ class InferenceMixin:
                     for i, j in zip(ii, jj, strict=True) if normalise(items[i]["label"]) != normalise(items[j]["label"])]
         return out
 
-    def accept(self, edge: str, *, actor: str = "user") -> Edge:
-        return self.update_edge(edge, status="active", actor=actor)  # type: ignore[attr-defined,no-any-return]
+    def accept(self, edge: str, *, by: Any) -> Edge:
+        """Accept a proposed (inferred) edge: ``by`` decides (an audited edit)."""
+        return self.update_edge(edge, status="active", principal=by)  # type: ignore[attr-defined,no-any-return]
 
-    def reject(self, edge: str, *, actor: str = "user") -> Edge:
-        return self.update_edge(edge, status="rejected", actor=actor)  # type: ignore[attr-defined,no-any-return]
+    def reject(self, edge: str, *, by: Any) -> Edge:
+        """Reject a proposed edge: it is never proposed again, and its rule's confidence drops."""
+        return self.update_edge(edge, status="rejected", principal=by)  # type: ignore[attr-defined,no-any-return]
 
     # ------------------------------------------------------------------ entity resolution
     def merge_candidates(self, *, namespace: str | None = None, string_min: float = 0.9,
@@ -252,7 +260,7 @@ class InferenceMixin:
         return sorted(out, key=lambda c: -c.score)
 
     def resolve(self, *, namespace: str | None = None, string_min: float = 0.9, similarity_min: float = 0.95,
-                actor: str = "resolver") -> list[str]:
+                principal: Any) -> list[str]:
         """Merge every candidate pair (each merge recorded and reversible with ``unmerge``)."""
         merged: list[str] = []
         gone: set[str] = set()
@@ -260,6 +268,6 @@ class InferenceMixin:
             if c.target in gone or c.source in gone:
                 continue
             merged.append(self.merge(c.target, [c.source], reason=c.reason, score=c.score,  # type: ignore[attr-defined]
-                                     actor=actor))
+                                     principal=principal))
             gone.add(c.source)
         return merged

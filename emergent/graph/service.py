@@ -51,13 +51,14 @@ class KnowledgeGraph(EditorMixin, InferenceMixin, SearchMixin, CommunitiesMixin,
     """Entities and relations extracted from memories, with provenance, time and an audited editor."""
 
     def __init__(self, sql: Any, lance: Any = None, embedder: Any = None, *, extractor: Extractor | None = None,
-                 clock: Clock | None = None, llm: Any = None, audit: Any = None) -> None:
+                 clock: Clock | None = None, llm: Any = None, audit: Any = None, principals: Any = None) -> None:
         self.sql = sql
         self.lance = lance
         self.embedder = embedder
         self.clock = clock or SystemClock()
         self.llm = llm
-        self.audit = audit  # audit(op, actor, data): the workstation's hash-chained audit log, if any
+        self.audit = audit  # an emergent.audit.Auditor: every edit's intent and outcome
+        self.principals = principals  # the workspace's directory: who may edit (emergent.principals)
         self.extractor: Extractor = extractor or (LLMExtractor(llm) if llm is not None else RuleExtractor())
         self.version = 0
         self.passage_weight = 0.0  # > 0: memories join the PageRank graph as nodes (HippoRAG 2 style)

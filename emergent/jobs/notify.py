@@ -1,5 +1,9 @@
 """Tell someone a job finally failed: an HTTP webhook (JSON POST), or Slack / email through the
-integration tools when they are installed in this workstation."""
+integration tools when they are installed in this workstation.
+
+The notifier never sees the workstation or its tool service: the composition root gives it one
+narrow callable, ``call_tool(principal, tool, args)``, that calls a tool as the principal whose
+run failed (the scheduler's, for a scheduled run) without waiting for an approval."""
 
 from __future__ import annotations
 
@@ -38,10 +42,14 @@ def _webhook(url: str, body: dict[str, Any]) -> Delivery:
     return Delivery(url, True, str(resp.status_code))
 
 
-def _integration(kind: str, address: str, body: dict[str, Any], tools: Any) -> Delivery:
+ToolCaller = Callable[[Any, str, dict[str, Any]], Any]
+
+
+def _integration(kind: str, address: str, body: dict[str, Any], call_tool: ToolCaller | None,
+                 principal: Any) -> Delivery:
     """``slack:<channel>`` / ``email:<address>`` through the workstation's tools when they exist."""
     target = f"{kind}:{address}"
-    if tools is None:
+    if call_tool is None:
         try:
             importlib.import_module(f"emergent.tools.integrations.{kind}")
         except ImportError:
@@ -51,7 +59,7 @@ def _integration(kind: str, address: str, body: dict[str, Any], tools: Any) -> D
                   ("email.send", {"to": [address], "subject": f"emergent job {body['job']} {body['status']}",
                                   "body": body["text"]}))
     try:
-        tools.call(name, args, actor="system:scheduler", wait=False)  # never block a scheduler on an approval
+        call_tool(principal, name, args)  # never blocks on an approval (the caller passes wait=False)
     except Exception as exc:  # any failure of a notification must not hide the job's own failure
         return Delivery(target, False, f"{type(exc).__name__}: {exc}")
     return Delivery(target, True, "sent")
@@ -60,10 +68,11 @@ def _integration(kind: str, address: str, body: dict[str, Any], tools: Any) -> D
 class Notifier:
     """Deliver a failed run to each target; never raises (deliveries report their own errors)."""
 
-    def __init__(self, tools: Callable[[], Any] | None = None) -> None:
-        self._tools = tools
+    def __init__(self, call_tool: ToolCaller | None = None) -> None:
+        self._call_tool = call_tool
 
-    def notify(self, targets: list[str], run: Run) -> list[Delivery]:
+    def notify(self, targets: list[str], run: Run, principal: Any = None) -> list[Delivery]:
+        """Deliver ``run``'s failure; integration tools are called as ``principal``."""
         body = payload(run)
         out: list[Delivery] = []
         for target in targets:
@@ -71,6 +80,5 @@ class Notifier:
                 out.append(_webhook(target, body))
             else:
                 kind, _, address = target.partition(":")
-                tools = self._tools() if self._tools is not None else None
-                out.append(_integration(kind, address, body, tools))
+                out.append(_integration(kind, address, body, self._call_tool, principal))
         return out

@@ -2,7 +2,9 @@
 
 Start it with ``emergent scheduler run``. It needs no JupyterLab; any number of schedulers may
 share one database (each slot is claimed by exactly one of them), and a restarted one picks up
-what is due and records what its predecessor left unfinished as ``interrupted``.
+what is due and records what its predecessor left unfinished as ``interrupted``. It acts as its
+own principal, ``service:scheduler`` (issued by the composition root:
+``ws.principals.service("scheduler")``), never as the OS user who started it.
 """
 
 from __future__ import annotations
@@ -10,6 +12,7 @@ from __future__ import annotations
 import logging
 import threading
 from concurrent.futures import Future, ThreadPoolExecutor
+from typing import Any
 
 from emergent.jobs.model import Run
 from emergent.jobs.service import Heartbeat, JobService, new_owner
@@ -24,8 +27,10 @@ def _log_crash(fut: Future[Run]) -> None:
 
 
 class Scheduler:
-    def __init__(self, service: JobService, *, workers: int = 2, poll_s: float = 1.0, owner: str | None = None) -> None:
+    def __init__(self, service: JobService, *, principal: Any, workers: int = 2, poll_s: float = 1.0,
+                 owner: str | None = None) -> None:
         self.service = service
+        self.principal = principal
         self.owner = owner or new_owner("scheduler")
         self.poll_s = poll_s
         self.workers = workers
@@ -45,7 +50,7 @@ class Scheduler:
             return []
         started = []
         for spec, run in self.service.claim_due(self.owner, limit=free):
-            fut = self._pool.submit(self.service.execute, spec, run)
+            fut = self._pool.submit(self.service.execute, spec, run, principal=self.principal)
             fut.add_done_callback(_log_crash)
             started.append(fut)
             with self._lock:

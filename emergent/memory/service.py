@@ -22,7 +22,7 @@ import numpy as np
 
 from emergent.clock import Clock, SystemClock, to_epoch
 from emergent.config import MemoryConfig
-from emergent.errors import NotFoundError, StoreUnavailableError, ValidationError
+from emergent.errors import NotFoundError, ScopeError, StoreUnavailableError, ValidationError
 from emergent.memory import decay, ranking
 from emergent.memory.ltm import Candidate, LongTermMemory, build_filter
 from emergent.memory.stm import STM
@@ -39,6 +39,7 @@ from emergent.memory.types import (
     new_id,
 )
 from emergent.providers.embeddings import Embedder
+from emergent.workspace.audited import human, note, recorded, verified
 
 OnSTMFailure = Literal["raise", "ltm"]
 Retriever = Callable[[str, np.ndarray, Scope, int], Sequence[str]]
@@ -54,12 +55,20 @@ class OpSample:
     hit: bool | None = None
 
 
+#: ids listed in a forget's audit entry (beyond that, the count and the first ones)
+AUDIT_IDS = 1000
+
+
 class Memory:
-    """Short- and long-term memory of one workspace, scoped by agent / user / session."""
+    """Short- and long-term memory of one workspace, scoped by agent / user / session.
+
+    ``audit`` (an :class:`emergent.audit.Auditor`) records who forgot, consolidated or rewound
+    what; ``principals`` (the workspace's directory) checks that whoever acts was issued by it.
+    """
 
     def __init__(self, stm: STM, ltm: LongTermMemory, embedder: Embedder, config: MemoryConfig | None = None, *,
                  clock: Clock | None = None, sql: Any = None, scope: Scope | None = None,
-                 on_stm_failure: OnSTMFailure = "raise") -> None:
+                 on_stm_failure: OnSTMFailure = "raise", audit: Any = None, principals: Any = None) -> None:
         self.stm = stm
         self.ltm = ltm
         self.embedder = embedder
@@ -68,6 +77,8 @@ class Memory:
         self.sql = sql
         self.default_scope = scope or Scope()
         self.on_stm_failure = on_stm_failure
+        self.audit = audit
+        self.principals = principals
         self._ops: deque[OpSample] = deque(maxlen=10_000)
         self._unflushed: list[OpSample] = []
         self._access: dict[str, tuple[Scope, int, float]] = {}
@@ -370,16 +381,24 @@ class Memory:
         return updated
 
     # ================================================================== deletes
-    def forget(self, target: str | Sequence[str] | None = None, *, scope: Scope | str | dict[str, Any] | None = None,
-               kinds: Sequence[Kind | str] | None = None, since: Any = None, until: Any = None,
-               include_archive: bool = True) -> int:
-        """Delete by id(s), or every memory of ``scope`` matching the filter. Never crosses scope."""
+    def forget(self, target: str | Sequence[str] | None = None, *, principal: Any,
+               scope: Scope | str | dict[str, Any] | None = None, kinds: Sequence[Kind | str] | None = None,
+               since: Any = None, until: Any = None, include_archive: bool = True) -> int:
+        """Delete by id(s), or every memory of ``scope`` matching the filter. Never crosses scope.
+
+        ``principal`` is who forgets (``ws.principal``, or an agent's principal: an agent forgets
+        only in its own scope). The intent is in the audit trail before anything is deleted, the
+        count and ids after."""
+        who = verified(self.principals, principal)
         scope = self._scope(scope)
         t0 = time.perf_counter()
         if target is None and not kinds and since is None and until is None and scope == self.default_scope \
                 and scope.user is None:
             raise ValidationError("forget() with no id and no filter would delete the whole agent's memory",
                                   hint="pass an id, a filter (kinds/since/until), or an explicit scope")
+        if who.is_agent and scope.agent != who.id:
+            raise ScopeError(f"{who.key} may forget only in its own memory scope ({who.id!r}), not {scope.key!r}",
+                             hint="a human forgets in other scopes", scope=scope.key, principal=who.key)
         kind_list = [check_kind(x) for x in kinds] if kinds else None
         lo = to_epoch(since, 0.0) if since is not None else None
         hi = to_epoch(until, 0.0) if until is not None else None
@@ -388,24 +407,58 @@ class Memory:
         if target is not None:
             ids = [target] if isinstance(target, str) else list(target)
             where += " AND id IN (" + ", ".join("'" + i.replace("'", "''") + "'" for i in ids) + ")"
-        stm_ids = [r.id for r in self._stm_guard(lambda: self.stm.scan(scope.agent), []) if scope.contains(r.scope)
-                   and (ids is None or r.id in ids) and (not kind_list or r.kind in kind_list)
-                   and (lo is None or r.created_at >= lo) and (hi is None or r.created_at < hi)]
-        gone = stm_ids + (self.ltm.scan(where, ["id"]).column("id").to_pylist() if self.listeners else [])
-        n = self.stm.delete(scope.agent, stm_ids) + self.ltm.delete_where(where)
-        self._notify("forget", gone)
-        if include_archive:
-            self.ltm.archive.delete(where)
-        if target is not None and isinstance(target, str) and n == 0:
-            raise NotFoundError(f"no memory {target!r} in scope {scope.key!r}", hint="check the id and the scope")
+        intent = {"scope": scope.key, "ids": ids[:AUDIT_IDS] if ids is not None else None,
+                  "filter": None if ids is not None else {"kinds": [k.value for k in kind_list or []],
+                                                          "since": lo, "until": hi},
+                  "include_archive": include_archive}
+        with recorded(self.audit, "memory.forget", who, intent) as outcome:
+            stm_ids = [r.id for r in self._stm_guard(lambda: self.stm.scan(scope.agent), [])
+                       if scope.contains(r.scope) and (ids is None or r.id in ids)
+                       and (not kind_list or r.kind in kind_list)
+                       and (lo is None or r.created_at >= lo) and (hi is None or r.created_at < hi)]
+            gone = stm_ids + self.ltm.scan(where, ["id"]).column("id").to_pylist()
+            n = self.stm.delete(scope.agent, stm_ids) + self.ltm.delete_where(where)
+            outcome.update(count=n, forgotten=gone[:AUDIT_IDS])
+            self._notify("forget", gone)
+            if include_archive:
+                self.ltm.archive.delete(where)
+            if target is not None and isinstance(target, str) and n == 0:
+                raise NotFoundError(f"no memory {target!r} in scope {scope.key!r}", hint="check the id and the scope")
         self._log("forget", scope, n, t0)
         return n
 
     # ================================================================== maintenance
-    def consolidate(self, **kwargs: Any) -> Any:
+    def consolidate(self, *, principal: Any, **kwargs: Any) -> Any:
+        """Promote, deduplicate and archive (see :mod:`emergent.memory.consolidation`); audited
+        with the promoted, merged and archived counts."""
         from emergent.memory.consolidation import consolidate
 
-        return consolidate(self, **kwargs)
+        who = verified(self.principals, principal)
+        with recorded(self.audit, "memory.consolidate", who, {"options": dict(sorted(kwargs.items()))}) as outcome:
+            report = consolidate(self, **kwargs)
+            outcome.update(promoted=report.promoted, merged=report.merged, archived=report.archived,
+                           evicted_seen=report.evicted_seen)
+        return report
+
+    def rewind(self, when: Any = None, *, version: int | None = None, principal: Any) -> dict[str, int]:
+        """Point-in-time restore of long-term memory (LanceDB table versions): to how it was at
+        ``when``, or to ``version`` of the memories table. A human's decision; audited."""
+        from emergent.memory import pitr
+
+        who = human(self.principals, principal, "rewind long-term memory")
+        if (when is None) == (version is None):
+            raise ValidationError("give exactly one of when and version",
+                                  hint="list the versions with ltm_versions() / `emergent backup rewind --versions`")
+        with recorded(self.audit, "memory.rewind", who, {"when": str(when) if when is not None else None,
+                                                         "version": version}) as outcome:
+            if version is not None:
+                self.flush()
+                self.ltm.restore_version(version)
+                done = {"memories": int(version)}
+            else:
+                done = pitr.restore_ltm_at(self, when)
+            outcome.update(restored=done)
+        return done
 
     def stats(self) -> Any:
         from emergent.memory.analytics import memory_stats
@@ -438,7 +491,10 @@ class Memory:
         if self.promote_on_close and self.stm.name == "local" and self.stm.agents():
             from emergent.memory.consolidation import consolidate
 
-            consolidate(self, archive=False)
+            report = consolidate(self, archive=False)
+            if report.promoted or report.merged:  # short-term memory kept on close: the system acted
+                note(self.audit, "memory.promoted_on_close", "system:close",
+                     {"promoted": report.promoted, "merged": report.merged}, durable=False)
         else:
             self.flush()
 

@@ -5,7 +5,14 @@ Lifecycle: ``draft → pending → approved | rejected``; an approved config pro
 workload measures it). Every transition is one conditional UPDATE (``WHERE status = <from>``), so
 two people approving the same proposal at once get one success and one clear
 :class:`~emergent.errors.StateConflictError`; every transition writes a ``proposal_events`` row and
-an audit entry. New proposals are deduplicated against open ones by a fingerprint of their change.
+its intent and outcome in the audit trail. New proposals are deduplicated against open ones by a
+fingerprint of their change.
+
+Who acts is a :class:`~emergent.principals.Principal`: the self-improvement agent (or anyone)
+generates and submits (``principal=``); the gate decides for the submitter (``system:gate`` is
+recorded when its policy approves or rejects at once); otherwise approving or rejecting is a
+human's decision (``by=``), and the approval request filed for the proposal is approved and used
+once with it.
 """
 
 from __future__ import annotations
@@ -20,14 +27,18 @@ from typing import Any
 import sqlalchemy as sa
 
 from emergent.clock import Clock, SystemClock
-from emergent.errors import NotFoundError, StateConflictError, ValidationError
-from emergent.experiments.gate import ACTOR, Gate, StaticGate
+from emergent.errors import NotFoundError, PrincipalError, StateConflictError, ValidationError
+from emergent.experiments.gate import Gate
 from emergent.proposals import codegen
 from emergent.proposals.impact import analyse_impact
 from emergent.proposals.signals import Signal, Targets, run_analyzers
 from emergent.proposals.tables import proposal_events, proposals
 from emergent.proposals.writer import ProposalDraft, write
 from emergent.providers.llm import ChatModel
+from emergent.workspace.audited import human, recorded, verified
+
+#: who is recorded when the gate's policy decides a submitted proposal at once
+GATE = "system:gate"
 
 OPEN = ("draft", "pending", "approved", "experimenting")
 TRANSITIONS: dict[str, tuple[str, ...]] = {
@@ -46,30 +57,40 @@ def fingerprint(kind: str, target: str, change: dict[str, Any]) -> str:
 
 
 class Proposals:
-    def __init__(self, sql: Any, *, clock: Clock | None = None, llm: ChatModel | None = None, gate: Gate | None = None,
-                 registry: Any = None, targets: Targets | None = None) -> None:
+    """Proposals of one workspace; ``gate`` is the autonomy gate (:class:`Gate`), ``audit`` an
+    :class:`emergent.audit.Auditor`."""
+
+    def __init__(self, sql: Any, *, gate: Gate, clock: Clock | None = None, llm: ChatModel | None = None,
+                 registry: Any = None, targets: Targets | None = None, audit: Any = None) -> None:
         self.sql = sql
         self.clock = clock or SystemClock()
         self.llm = llm
-        self.gate = gate or StaticGate()
+        self.gate = gate
         self.registry = registry
         self.targets = targets or Targets()
+        self.audit = audit
+
+    @property
+    def principals(self) -> Any:
+        return self.gate.principals
 
     # ---------------------------------------------------------------- signals → proposals
     def analyze(self, names: list[str] | None = None) -> tuple[list[Signal], dict[str, str]]:
         return run_analyzers(self.sql, self.clock.now(), self.targets, names)
 
-    def generate(self, signals: Sequence[Signal] | None = None, *, submit: bool = True,
-                 actor: str = ACTOR) -> list[dict[str, Any]]:
-        """One proposal per signal (deduplicated against open ones); submitted to the gate by default."""
+    def generate(self, signals: Sequence[Signal] | None = None, *, principal: Any,
+                 submit: bool = True) -> list[dict[str, Any]]:
+        """One proposal per signal (deduplicated against open ones) by ``principal``; submitted to
+        the gate by default."""
+        who = verified(self.principals, principal)
         if signals is None:
             signals, _ = self.analyze()
         out = []
         for s in signals:
             draft = write(s, self._current, self.llm)
-            p = self.create(draft, actor=actor)
+            p = self.create(draft, principal=who)
             if submit and p["status"] == "draft":
-                p = self.submit(p["id"], actor=actor)
+                p = self.submit(p["id"], principal=who)
             out.append(p)
         return out
 
@@ -80,9 +101,10 @@ class Proposals:
             return DEFAULT_SCHEMAS[namespace]().model_dump(mode="json")
         return dict(self.registry.current(namespace).values)
 
-    def create(self, draft: ProposalDraft, *, actor: str = ACTOR, diff: str | None = None,
+    def create(self, draft: ProposalDraft, *, principal: Any, diff: str | None = None,
                check: codegen.PatchCheck | None = None) -> dict[str, Any]:
-        """Store a draft, or return the open proposal with the same change (dedup)."""
+        """Store a draft by ``principal``, or return the open proposal with the same change (dedup)."""
+        who = verified(self.principals, principal)
         if check is not None and not check.ok:
             why = check.output if not check.applies else f"the tool's tests fail:\n{check.test_output[-800:]}"
             raise ValidationError(f"the patch of proposal {draft.title!r} is not valid: {why}",
@@ -108,12 +130,12 @@ class Proposals:
                "risk": draft.risk, "confidence": draft.confidence, "status": "draft", "strategy": draft.strategy,
                "diff": diff, "score": None, "approval_id": None, "experiment_id": None, "created_at": now,
                "updated_at": now, "decided_at": None, "decided_by": None, "reason": None}
-        with self.sql.begin() as conn:
+        with recorded(self.audit, "proposal.create", who, {"proposal": row["id"], "title": draft.title,
+                                                           "kind": draft.kind, "target": draft.target,
+                                                           "strategy": draft.strategy}), self.sql.begin() as conn:
             conn.execute(proposals.insert().values(**row))
             conn.execute(proposal_events.insert().values(proposal_id=row["id"], at=now, from_status=None,
-                                                         to_status="draft", actor=actor, reason=draft.strategy))
-        self.gate.audit("proposal.created", actor, {"proposal": row["id"], "title": draft.title,
-                                                    "strategy": draft.strategy})
+                                                         to_status="draft", actor=who.key, reason=draft.strategy))
         return row
 
     # ---------------------------------------------------------------- lifecycle
@@ -137,16 +159,19 @@ class Proposals:
                 sa.select(proposal_events).where(proposal_events.c.proposal_id == proposal_id)
                 .order_by(proposal_events.c.seq))]
 
-    def _move(self, proposal_id: str, to: str, *, actor: str, reason: str | None = None,
+    def _move(self, proposal_id: str, to: str, *, actor: Any, reason: str | None = None,
               **extra: Any) -> dict[str, Any]:
+        """One transition, audited; ``actor`` is a Principal or ``system:gate`` / ``system:expiry``."""
         p = self.get(proposal_id)
         if to not in TRANSITIONS[p["status"]]:
             raise StateConflictError(f"proposal {proposal_id} is {p['status']}; it cannot become {to}",
                                      hint=f"from {p['status']} it can become: "
                                           f"{', '.join(TRANSITIONS[p['status']]) or 'nothing (final)'}",
                                      proposal_id=proposal_id, status=p["status"])
+        key = actor if isinstance(actor, str) else actor.key
         now = self.clock.now()
-        with self.sql.begin() as conn:
+        with recorded(self.audit, f"proposal.{to}", actor, {"proposal": proposal_id, "from": p["status"],
+                                                            "reason": reason}), self.sql.begin() as conn:
             res = conn.execute(proposals.update().where(proposals.c.id == proposal_id,
                                                         proposals.c.status == p["status"])
                                .values(status=to, updated_at=now, reason=reason, **extra))
@@ -154,62 +179,90 @@ class Proposals:
                 raise StateConflictError(f"proposal {proposal_id} was changed by someone else meanwhile",
                                          hint="reload it; your decision was not recorded", proposal_id=proposal_id)
             conn.execute(proposal_events.insert().values(proposal_id=proposal_id, at=now, from_status=p["status"],
-                                                         to_status=to, actor=actor, reason=reason))
-        self.gate.audit(f"proposal.{to}", actor, {"proposal": proposal_id, "from": p["status"], "reason": reason})
+                                                         to_status=to, actor=key, reason=reason))
         return self.get(proposal_id)
 
-    def submit(self, proposal_id: str, *, actor: str = ACTOR) -> dict[str, Any]:
-        """draft → pending, then ask the gate: allow approves at once, deny rejects, ask files an approval."""
-        p = self._move(proposal_id, "pending", actor=actor, reason="submitted")
-        verdict = self.gate.decide(actor, f"proposals.{p['kind']}", p["target"], confidence=p["confidence"])
+    @staticmethod
+    def _action(p: dict[str, Any]) -> tuple[str, str, dict[str, Any]]:
+        """(action, resource, args) of a proposal's approval request: what its digest binds."""
+        return f"proposals.{p['kind']}", p["target"], {"proposal": p["id"], "change": p["change"]}
+
+    def submit(self, proposal_id: str, *, principal: Any) -> dict[str, Any]:
+        """draft → pending, then ask the gate for ``principal``: allow approves at once, deny rejects,
+        ask files an approval request (bound to the proposal's change) for a human."""
+        who = verified(self.principals, principal)
+        p = self._move(proposal_id, "pending", actor=who, reason="submitted")
+        action, resource, args = self._action(p)
+        verdict = self.gate.decide(who, action, resource, confidence=p["confidence"])
         if verdict.effect == "allow":
-            return self._decide(proposal_id, "approved", by="gate", reason=f"auto: {verdict.reason}")
+            return self._move(proposal_id, "approved", actor=GATE, reason=f"auto: {verdict.reason}",
+                              decided_at=self.clock.now(), decided_by=GATE)
         if verdict.effect == "deny":
-            return self._decide(proposal_id, "rejected", by="gate", reason=f"denied: {verdict.reason}")
-        approval = self.gate.request(actor, f"proposals.{p['kind']}", p["target"], p["title"],
-                                     {"proposal": proposal_id, "change": p["change"]})
-        if approval is not None:
-            with self.sql.begin() as conn:
-                conn.execute(proposals.update().where(proposals.c.id == proposal_id).values(approval_id=approval))
+            return self._move(proposal_id, "rejected", actor=GATE, reason=f"denied: {verdict.reason}",
+                              decided_at=self.clock.now(), decided_by=GATE)
+        approval = self.gate.request(who, action, resource, p["title"], args, confidence=p["confidence"])
+        with self.sql.begin() as conn:
+            conn.execute(proposals.update().where(proposals.c.id == proposal_id).values(approval_id=approval))
         return self.get(proposal_id)
 
-    def approve(self, proposal_id: str, *, by: str, reason: str = "") -> dict[str, Any]:
-        return self._decide(proposal_id, "approved", by=by, reason=reason)
+    def approve(self, proposal_id: str, *, by: Any, reason: str = "") -> dict[str, Any]:
+        """A human approves a pending proposal (and its approval request, which is then used)."""
+        who = human(self.principals, by, "approve proposals")
+        p = self.get(proposal_id)
+        if p["approval_id"] and self.gate.get(p["approval_id"]).actor == who.key:
+            raise PrincipalError(f"{who.key} submitted proposal {proposal_id} and may not approve it too",
+                                 hint="another human approves it", proposal_id=proposal_id)
+        done = self._move(proposal_id, "approved", actor=who, reason=reason, decided_at=self.clock.now(),
+                          decided_by=who.key)
+        if done["approval_id"]:
+            self.gate.approve(done["approval_id"], by=who, reason=reason)
+            self._use(done)
+        return done
 
-    def reject(self, proposal_id: str, *, by: str, reason: str) -> dict[str, Any]:
+    def reject(self, proposal_id: str, *, by: Any, reason: str) -> dict[str, Any]:
+        """A human rejects a pending proposal, saying why (the preference model learns from it)."""
+        who = human(self.principals, by, "reject proposals")
         if not reason.strip():
             raise ValidationError("a rejection needs a reason", hint="say why, so the assistant can learn from it")
-        return self._decide(proposal_id, "rejected", by=by, reason=reason)
+        done = self._move(proposal_id, "rejected", actor=who, reason=reason, decided_at=self.clock.now(),
+                          decided_by=who.key)
+        if done["approval_id"]:
+            self.gate.reject(done["approval_id"], by=who, reason=reason)
+        return done
 
-    def _decide(self, proposal_id: str, to: str, *, by: str, reason: str) -> dict[str, Any]:
-        p = self._move(proposal_id, to, actor=by, reason=reason, decided_at=self.clock.now(), decided_by=by)
-        if p["approval_id"]:
-            self.gate.resolve(p["approval_id"], to == "approved", by, reason)
-        return p
+    def _use(self, p: dict[str, Any]) -> None:
+        """Consume the proposal's approval: it approved this proposal once and nothing else."""
+        if self.gate.status(p["approval_id"]) == "approved":
+            action, resource, args = self._action(p)
+            self.gate.consume(p["approval_id"], action=action, resource=resource, args=args, call_id=p["id"])
 
     def sync_approvals(self) -> int:
         """Apply decisions made in the approvals queue (e.g. `emergent approvals approve`) to proposals."""
-        status_of = getattr(self.gate, "status", None)
-        if status_of is None:
-            return 0
         n = 0
         for p in self.list("pending"):
-            if p["approval_id"]:
-                s = status_of(p["approval_id"])
-                if s in ("approved", "rejected", "expired"):
-                    try:
-                        self._move(p["id"], "approved" if s == "approved" else "rejected", actor="approvals",
-                                   reason=f"approval {s}", decided_at=self.clock.now(), decided_by="approvals")
-                        n += 1
-                    except StateConflictError:
-                        continue
+            if not p["approval_id"]:
+                continue
+            a = self.gate.get(p["approval_id"])
+            if a.status not in ("approved", "rejected", "expired"):
+                continue
+            by = self.gate.principal(a.decided_by)
+            try:
+                done = self._move(p["id"], "approved" if a.status == "approved" else "rejected", actor=by,
+                                  reason=f"approval {a.status}: {a.decision_reason or ''}".strip(": "),
+                                  decided_at=self.clock.now(), decided_by=a.decided_by)
+            except StateConflictError:
+                continue
+            if a.status == "approved":
+                self._use(done)
+            n += 1
         return n
 
-    def track(self, proposal_id: str, status: str, *, actor: str = ACTOR, reason: str = "",
+    def track(self, proposal_id: str, status: str, *, principal: Any, reason: str = "",
               experiment_id: str | None = None) -> dict[str, Any]:
         """Record what happened downstream (experimenting, adopted, rolled_back)."""
+        who = verified(self.principals, principal)
         extra = {"experiment_id": experiment_id} if experiment_id else {}
-        return self._move(proposal_id, status, actor=actor, reason=reason, **extra)
+        return self._move(proposal_id, status, actor=who, reason=reason, **extra)
 
     def config_hypotheses(self, namespace: str) -> builtins.list[dict[str, Any]]:
         """Approved config proposals for ``namespace``: the cycle turns them into experiments."""

@@ -24,11 +24,14 @@ def _day(t: float) -> str:
 
 
 class GraphExplorer(widgets.VBox):
-    """``GraphExplorer(ws.graph, memory=ws.memory)`` in a notebook cell."""
+    """``GraphExplorer(ws.graph, memory=ws.memory, principal=ws.principal)`` in a notebook cell.
+
+    Edits are made (and audited) as ``principal``; without one the explorer only reads."""
 
     def __init__(self, graph: Any, *, memory: Any = None, max_nodes: int = 300, height: int = 520,
-                 actor: str = "notebook") -> None:
-        self.kg, self.memory, self.max_nodes, self.height, self.actor = graph, memory, max_nodes, height, actor
+                 principal: Any = None) -> None:
+        self.kg, self.memory, self.max_nodes, self.height = graph, memory, max_nodes, height
+        self.principal = principal
         self.focus: list[str] = []
         self.view: Any = None
         self.query = widgets.Text(placeholder="search entities or ask a question", layout={"width": "40%"})
@@ -207,33 +210,33 @@ class GraphExplorer(widgets.VBox):
         return str(self.node.value)
 
     def add_node(self) -> str:
-        n = self.kg.add_node(self.label.value, scope=self._namespace(), actor=self.actor)
+        n = self.kg.add_node(self.label.value, scope=self._namespace(), principal=self.principal)
         self.focus = [n.id, *self.focus]
         return f"added {n.label!r}"
 
     def add_edge(self) -> str:
-        e = self.kg.add_edge(self._selected(), self.rel.value, self._other(), actor=self.actor)
+        e = self.kg.add_edge(self._selected(), self.rel.value, self._other(), principal=self.principal)
         return f"added edge {e.rel}"
 
     def relabel(self) -> str:
-        return f"relabelled to {self.kg.relabel(self._selected(), self.label.value, actor=self.actor).label!r}"
+        return f"relabelled to {self.kg.relabel(self._selected(), self.label.value, principal=self.principal).label!r}"
 
     def merge(self) -> str:
-        return f"merged (merge id {self.kg.merge(self._selected(), [self._other()], actor=self.actor)})"
+        return f"merged (merge id {self.kg.merge(self._selected(), [self._other()], principal=self.principal)})"
 
     def split(self) -> str:
         ids = [x.strip() for x in self.split_ids.value.split(",") if x.strip()]
-        n = self.kg.split(self._selected(), self.label.value, ids, actor=self.actor)
+        n = self.kg.split(self._selected(), self.label.value, ids, principal=self.principal)
         return f"split off {n.label!r}"
 
     def delete(self) -> str:
         nid = self._selected()
-        self.kg.delete_node(nid, cascade=True, actor=self.actor)
+        self.kg.delete_node(nid, cascade=True, principal=self.principal)
         self.focus = [f for f in self.focus if f != nid]
         return "deleted"
 
     def undo(self) -> str:
-        self.kg.undo(actor=self.actor)
+        self.kg.undo(principal=self.principal)
         return f"undone: {self.kg.edits(1)[0].summary}"
 
     def _say(self, text: str, *, error: bool = False) -> None:

@@ -32,10 +32,13 @@ def _link(path: str | None) -> str:
 
 
 class JobsPanel(widgets.VBox):
-    """``JobsPanel(ws.jobs)`` in a notebook cell; ``refresh()`` re-reads the store."""
+    """``JobsPanel(ws.jobs, principal=ws.principal)`` in a notebook cell; ``refresh()`` re-reads the store.
 
-    def __init__(self, jobs: Any, *, runs: int = 10) -> None:
+    Run, pause and resume act as ``principal`` (audited); without one the panel only shows."""
+
+    def __init__(self, jobs: Any, *, principal: Any = None, runs: int = 10) -> None:
         self.jobs = jobs
+        self.principal = principal
         self.n_runs = runs
         self.title = widgets.HTML("<b>Emergent jobs</b>")
         self.rows = widgets.VBox()
@@ -81,13 +84,18 @@ class JobsPanel(widgets.VBox):
 
     # ------------------------------------------------------------------ actions
     def pause(self, name: str) -> None:
-        self.jobs.pause(name)
-        self.message.value = f"paused <code>{html.escape(name)}</code>"
-        self.refresh()
+        self._act(name, "paused", lambda: self.jobs.pause(name, principal=self.principal))
 
     def resume(self, name: str) -> None:
-        self.jobs.resume(name)
-        self.message.value = f"resumed <code>{html.escape(name)}</code>"
+        self._act(name, "resumed", lambda: self.jobs.resume(name, principal=self.principal))
+
+    def _act(self, name: str, done: str, fn: Any) -> None:
+        try:
+            fn()
+        except Exception as exc:  # shown in the panel: the click must not fail silently
+            self.message.value = f"<code>{html.escape(name)}</code>: {html.escape(str(exc))}"
+            return
+        self.message.value = f"{done} <code>{html.escape(name)}</code>"
         self.refresh()
 
     def run_now(self, name: str, *, wait: bool = False) -> None:
@@ -96,7 +104,7 @@ class JobsPanel(widgets.VBox):
 
         def work() -> None:
             try:
-                run = self.jobs.run(name)
+                run = self.jobs.run(name, principal=self.principal)
                 self.message.value = f"<code>{html.escape(name)}</code>: {run.status.value}"
             except Exception as exc:  # shown in the panel: the click must not fail silently
                 self.message.value = f"<code>{html.escape(name)}</code>: {html.escape(str(exc))}"

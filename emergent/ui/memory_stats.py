@@ -1,6 +1,6 @@
 """``MemoryStats``: memory analytics in a notebook — totals, three plots and the tables behind them.
 
-``MemoryStats(ws.memory)`` (or ``MemoryStats(ws)``) reads :meth:`Memory.stats` and renders the
+``MemoryStats(ws.memory)`` reads :meth:`Memory.stats` and renders the
 counts by tier and kind, the strength histogram and the latency percentiles as one matplotlib
 figure inside an :class:`ipywidgets.Output`, with the frames as tables below. "Refresh" reads the
 statistics again. It only reads through the memory service.
@@ -100,7 +100,12 @@ class MemoryStats(widgets.VBox):
     """``MemoryStats(ws.memory)`` in a notebook cell; ``refresh()`` reads the statistics again."""
 
     def __init__(self, memory: Any, *, dpi: int = 80) -> None:
-        self.memory = getattr(memory, "memory", memory)  # a Workstation or a Memory
+        if not callable(getattr(memory, "stats", None)):
+            from emergent.errors import UsageError
+
+            raise UsageError(f"MemoryStats reads a memory service, not a {type(memory).__name__}",
+                             hint="pass ws.memory")
+        self.memory = memory
         self.dpi = dpi
         self.report: Any = None
         self.title = widgets.HTML("<b>Memory statistics</b>")

@@ -42,12 +42,14 @@ def render_proposal(p: dict[str, Any]) -> str:
 
 
 class ProposalsInbox(widgets.VBox):
-    """``ProposalsInbox(ws.proposals)`` in a notebook cell; ``refresh()`` re-reads the store."""
+    """``ProposalsInbox(ws.proposals, by=ws.principal)`` in a notebook cell; ``refresh()`` re-reads the store.
 
-    def __init__(self, proposals: Any, *, status: str = "pending", user: str = "user:local") -> None:
+    Decisions are ``by``'s (a human: the service refuses agents and services)."""
+
+    def __init__(self, proposals: Any, *, by: Any = None, status: str = "pending") -> None:
         self.proposals = proposals
         self.status = status
-        self.user = user
+        self.by = by
         self.header = widgets.HTML()
         self.picker = widgets.Select(options=[], rows=8, layout=widgets.Layout(width="100%"))
         self.detail = widgets.HTML()
@@ -87,9 +89,9 @@ class ProposalsInbox(widgets.VBox):
             return
         try:
             if approve:
-                self.proposals.approve(pid, by=self.user, reason=self.reason.value)
+                self.proposals.approve(pid, by=self.by, reason=self.reason.value)
             else:
-                self.proposals.reject(pid, by=self.user, reason=self.reason.value)
+                self.proposals.reject(pid, by=self.by, reason=self.reason.value)
         except Exception as exc:  # a clear message in the panel instead of a traceback
             self.message.value = f"<span style='color:#cf222e'>{html.escape(str(exc))}</span>"
             return

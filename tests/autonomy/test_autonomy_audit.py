@@ -5,16 +5,18 @@ import threading
 
 import sqlalchemy as sa
 
-from emergent.autonomy.audit import AuditLog, verify_jsonl
+from emergent.audit import AuditLog, verify_jsonl
 from emergent.autonomy.tables import audit_log
 from emergent.cli import main
+from emergent.principals import Principals
 
 
 def filled(store, clock, n=10):
     log = AuditLog(store, clock=clock, flush_every=4, flush_interval=None)
+    bot = Principals(store, clock=clock).service("bot")
     for i in range(n):
         clock.advance(1)
-        log.append("tool.call", "agent:a", {"i": i, "tool": "files.read@1.0.0"})
+        log.append("tool.call", bot, {"i": i, "tool": "files.read@1.0.0"})
     log.flush()
     return log
 
@@ -60,13 +62,15 @@ def test_inserted_entry_is_named(store, clock):
 def test_two_writers_keep_one_linear_chain(store, clock):
     a = AuditLog(store, clock=clock, flush_every=5, flush_interval=None)
     b = AuditLog(store, clock=clock, flush_every=5, flush_interval=None)
+    directory = Principals(store, clock=clock)
 
     def write(log, who):
         for i in range(50):
             log.append("x", who, {"i": i})
         log.flush()
 
-    ts = [threading.Thread(target=write, args=(a, "agent:a")), threading.Thread(target=write, args=(b, "agent:b"))]
+    ts = [threading.Thread(target=write, args=(a, directory.service("a"))),
+          threading.Thread(target=write, args=(b, directory.service("b")))]
     for t in ts:
         t.start()
     for t in ts:
@@ -80,10 +84,10 @@ def test_cli_verify_fails_on_a_tampered_database(home, capsys):
 
     with Workstation.open(home) as ws:
         for i in range(3):
-            ws.autonomy.audit.append("note", "user:a", {"i": i})
-        ws.autonomy.audit.flush()
+            ws.audit.append("note", ws.principal, {"i": i})
+        ws.audit.flush()
         with ws.sql.begin() as c:
-            c.execute(audit_log.update().where(audit_log.c.seq == 2).values(actor="user:b"))
+            c.execute(audit_log.update().where(audit_log.c.seq == 2).values(actor="human:someone-else"))
 
     def cli(*args):
         try:

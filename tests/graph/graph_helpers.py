@@ -5,16 +5,26 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from emergent.audit import AuditLog
 from emergent.graph import KnowledgeGraph
 from emergent.memory.types import Kind, MemoryRecord, Scope
+from emergent.principals import Principal, Principals
 from emergent.providers.embeddings import HashingEmbedder
 from emergent.stores.lance import LanceStore
 from emergent.stores.sql import SQLStore
 
 
 def make_graph(tmp: Path, url: str | None = None, **kw: Any) -> KnowledgeGraph:
+    """A graph with its own audit log and principal directory (as the Workstation wires it)."""
     sql = SQLStore(url or f"sqlite:///{tmp / 'g.db'}")
-    return KnowledgeGraph(sql, LanceStore(tmp / "lance"), HashingEmbedder(64), **kw)
+    audit = AuditLog(sql, flush_interval=None)
+    return KnowledgeGraph(sql, LanceStore(tmp / "lance"), HashingEmbedder(64), audit=audit,
+                          principals=Principals(sql, audit=audit), **kw)
+
+
+def me(kg: KnowledgeGraph) -> Principal:
+    """The human at the keyboard, issued by the graph's directory."""
+    return kg.principals.os_user()  # type: ignore[no-any-return]
 
 
 def rec(id: str, text: str, *, speaker: str | None = None, at: float = 1.7e9, scope: str = "a/u",

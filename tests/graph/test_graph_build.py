@@ -7,7 +7,7 @@ from pathlib import Path
 
 import networkx as nx
 import pytest
-from graph_helpers import STORY, make_graph, rec
+from graph_helpers import STORY, make_graph, me, rec
 
 from emergent.graph import RuleExtractor
 from emergent.graph.extract import parse_date
@@ -121,8 +121,8 @@ def test_build_edit_and_forget_on_every_sql_backend(tmp_path: Path, sql_url: str
     kg = make_graph(tmp_path, url=sql_url)
     kg.add_memories(STORY)
     jolene, google = kg.find("Jolene", "a/u"), kg.find("Google", "a/u")
-    mid = kg.merge(jolene.id, [google.id])
-    kg.unmerge(mid)
+    mid = kg.merge(jolene.id, [google.id], principal=me(kg))
+    kg.unmerge(mid, principal=me(kg))
     kg.remove_memories(["m1"])
     assert kg.find("Google", "a/u") is None and kg.check() == []
     assert kg.search("Jolene", scope="a/u").memories

@@ -6,7 +6,7 @@ import time
 from pathlib import Path
 
 import pytest
-from graph_helpers import STORY, make_graph
+from graph_helpers import STORY, make_graph, me
 
 pytest.importorskip("ipywidgets")
 from emergent.ui.graph_explorer import ALL, GraphExplorer  # noqa: E402
@@ -15,7 +15,7 @@ from emergent.ui.graph_explorer import ALL, GraphExplorer  # noqa: E402
 def test_explorer_searches_filters_and_edits_with_undo(tmp_path: Path) -> None:
     kg = make_graph(tmp_path)
     kg.add_memories(STORY)
-    ex = GraphExplorer(kg)
+    ex = GraphExplorer(kg, principal=me(kg))
     assert "srcdoc" in ex.picture.value and len(ex.time.options) > 2
     ex.query.value = "Jolene"
     ex.search()
@@ -33,12 +33,23 @@ def test_explorer_searches_filters_and_edits_with_undo(tmp_path: Path) -> None:
     ex.node.value = jolene.id
     ex.label.value = "Jolene Q"
     ex.buttons["relabel"].click()
-    assert kg.node(jolene.id).label == "Jolene Q" and kg.edits(1)[0].actor == "notebook"
+    assert kg.node(jolene.id).label == "Jolene Q" and kg.edits(1)[0].actor == me(kg).key
     ex.buttons["undo"].click()
     assert kg.node(jolene.id).label == "Jolene"
     ex.other.value = "no such node"
     ex.buttons["merge other into node"].click()
     assert "no node named" in ex.message.value and kg.check() == []
+
+
+def test_an_explorer_without_a_principal_reads_but_does_not_edit(tmp_path: Path) -> None:
+    kg = make_graph(tmp_path)
+    kg.add_memories(STORY)
+    ex = GraphExplorer(kg)
+    jolene = kg.find("Jolene", "a/u")
+    ex.node.value = jolene.id
+    ex.label.value = "Jolene Q"
+    ex.buttons["relabel"].click()
+    assert "not a principal" in ex.message.value and kg.node(jolene.id).label == "Jolene" and kg.edits() == []
 
 
 def test_explorer_opens_a_100k_node_graph_capped_with_a_note(tmp_path: Path) -> None:

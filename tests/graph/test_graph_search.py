@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import scipy.sparse as sp
-from graph_helpers import STORY, make_graph, rec
+from graph_helpers import STORY, make_graph, me, rec
 
 from emergent.graph import KnowledgeGraph, Rule, personalized_pagerank
 from emergent.graph.infer import apply_rules
@@ -49,7 +49,7 @@ def test_graph_retriever_is_fused_into_recall_and_follows_memory(ws) -> None:
     assert kg.find("Lisbon", "a/u") is not None and kg.counts()["memories"] == 3
     hits = mem.recall("When did Jolene come to Lisbon?", scope="a/u", k=3)
     assert ids[0] in {h.id for h in hits if "graph" in h.sources}
-    mem.forget(ids[1], scope="a/u")
+    mem.forget(ids[1], scope="a/u", principal=ws.principal)
     assert kg.find("studio", "a/u") is None and kg.check() == []
     rec_ = mem.remember("Melanie joined Clayworks Studio.", scope="a/u", meta={"speaker": "Melanie"})
     assert rec_.id in kg.provenance(kg.find("Clayworks Studio", "a/u").id)
@@ -113,19 +113,20 @@ def test_proposals_need_acceptance_and_rejections_are_not_reproposed(tmp_path: P
     kg = make_graph(tmp_path)
     kg.add_memories([rec(f"c{i}", f"Ada and Babbage built the Engine {i}.") for i in range(4)]
                     + [rec(f"d{i}", f"Noise {i} about Zed.") for i in range(6)])
-    n = [kg.add_node(x, scope="a/u") for x in ("Wing A", "Hall B", "Campus C")]
-    kg.add_edge(n[0].id, "part_of", n[1].id)
-    kg.add_edge(n[1].id, "part_of", n[2].id)
+    who = me(kg)
+    n = [kg.add_node(x, scope="a/u", principal=who) for x in ("Wing A", "Hall B", "Campus C")]
+    kg.add_edge(n[0].id, "part_of", n[1].id, principal=who)
+    kg.add_edge(n[1].id, "part_of", n[2].id, principal=who)
     proposed = kg.infer(cooccurrence_min=3, pmi_min=0.1, similarity_min=None)
     rules = {p.evidence["rule"] for p in proposed}
     assert {"transitive:part_of", "cooccurrence"} <= rules and all(p.status == "proposed" and p.inferred for p in proposed)
     trans = next(p for p in proposed if p.evidence["rule"] == "transitive:part_of")
     assert trans.src == n[0].id and trans.dst == n[2].id and len(trans.evidence["edges"]) == 2
     assert trans.id not in {e.id for e in kg.edges()}
-    kg.accept(trans.id)
+    kg.accept(trans.id, by=who)
     assert trans.id in {e.id for e in kg.edges()}
     co = next(p for p in proposed if p.evidence["rule"] == "cooccurrence")
-    kg.reject(co.id)
+    kg.reject(co.id, by=who)
     again = kg.infer(cooccurrence_min=3, pmi_min=0.1, similarity_min=None)
     assert co.id not in {p.id for p in again} and kg.rule_stats()["cooccurrence"] == (0, 1)
 
@@ -144,7 +145,7 @@ def test_merge_candidates_find_near_duplicate_labels(tmp_path: Path) -> None:
     kg.add_memories([rec("r1", "Jonathan Smyth called."), rec("r2", "Jonathan Smith called.")])
     cands = kg.merge_candidates(string_min=0.9)
     assert cands and cands[0].reason == "label"
-    merged = kg.resolve(string_min=0.9)
+    merged = kg.resolve(string_min=0.9, principal=me(kg))
     assert len(merged) == 1 and kg.merges()[0]["reason"] == "label" and kg.check() == []
 
 
@@ -153,7 +154,7 @@ def test_sync_keeps_short_term_memories_and_drops_forgotten_ones(ws) -> None:
     stm = mem.remember("Priya joined the Limnology Lab.", scope="a/u")
     ltm = mem.ingest(["Kofi repaired the North Buoy."], scope="a/u")
     mem.listeners.clear()  # changes the graph does not hear about
-    mem.forget(ltm[0], scope="a/u")
+    mem.forget(ltm[0], scope="a/u", principal=ws.principal)
     mem.ingest(["Lea counted Daphnia at Halden Lake."], scope="a/u")
     report = kg.sync(mem)
     assert kg.find("Priya", "a/u") is not None and stm.id in kg.provenance(kg.find("Priya", "a/u").id)

@@ -5,7 +5,7 @@ import math
 import pytest
 
 from emergent import FakeClock, Workstation
-from emergent.errors import NotFoundError, ValidationError
+from emergent.errors import NotFoundError, PrincipalError, ScopeError, ValidationError
 from emergent.memory.types import Scope, Tier
 
 
@@ -15,6 +15,7 @@ def mem(request, home, redis_url):
     opts = {"redis_url": redis_url} if request.param == "redis" else {}
     ws = Workstation.open(home, embedder="hashing", clock=clock, **opts)
     ws.memory.clock_ = clock
+    ws.memory.me = ws.principal  # who acts in these tests: the OS user
     yield ws.memory
     ws.close()
 
@@ -73,8 +74,8 @@ def test_reads_and_deletes_never_cross_scopes(mem):
     with pytest.raises(NotFoundError):
         mem.get(b.id, scope=alice)
     with pytest.raises(NotFoundError):
-        mem.forget(b.id, scope=alice)
-    assert mem.forget(scope=alice) == 1
+        mem.forget(b.id, scope=alice, principal=mem.me)
+    assert mem.forget(scope=alice, principal=mem.me) == 1
     assert [h.id for h in mem.recall("secret plan", scope=bob)] == [b.id]
     assert [h.id for h in mem.recall("secret plan", scope=Scope("bot"))] == [b.id]
 
@@ -82,7 +83,29 @@ def test_reads_and_deletes_never_cross_scopes(mem):
 def test_forget_without_target_or_filter_is_refused(mem):
     mem.remember("keep me")
     with pytest.raises(ValidationError, match="whole agent"):
-        mem.forget()
+        mem.forget(principal=mem.me)
+
+
+def test_forget_is_audited_with_who_the_scope_and_the_ids(mem):
+    a = mem.remember("delete me", scope="bot/u1")
+    b = mem.remember("and me", scope="bot/u1", tier="ltm")
+    assert mem.forget([a.id, b.id], scope="bot/u1", principal=mem.me) == 2
+    intent, done = mem.audit.entries(kind="memory.forget")
+    assert intent.actor == done.actor == mem.me.key
+    assert intent.data["phase"] == "intent" and intent.data["scope"] == "bot/u1" and intent.data["ids"] == [a.id, b.id]
+    assert done.data["phase"] == "done" and done.data["count"] == 2 and set(done.data["forgotten"]) == {a.id, b.id}
+
+
+def test_forget_without_a_principal_or_by_an_agent_outside_its_scope_is_refused(mem):
+    rec = mem.remember("not yours", scope="bot/u1")
+    with pytest.raises(PrincipalError, match="not a principal"):
+        mem.forget(rec.id, scope="bot/u1", principal=None)
+    scout = mem.principals.agent("scout", created_by=mem.me)
+    with pytest.raises(ScopeError, match="only in its own memory scope"):
+        mem.forget(rec.id, scope="bot/u1", principal=scout)
+    own = mem.remember("mine", scope="scout")
+    assert mem.forget(own.id, scope="scout", principal=scout) == 1
+    assert mem.get(rec.id, scope="bot/u1").id == rec.id
 
 
 def test_recall_filters_by_kind_and_time(mem):
@@ -110,7 +133,7 @@ def test_consolidation_promotes_important_merges_duplicates_and_keeps_provenance
     a = mem.remember("The cluster password rotates every Monday", importance=0.9)
     b = mem.remember("The cluster password rotates every Monday.", importance=0.7)
     low = mem.remember("passing thought about lunch", importance=0.1)
-    report = mem.consolidate()
+    report = mem.consolidate(principal=mem.me)
     assert report.promoted == 1 and report.merged == 1
     kept = mem.get(a.id)
     assert kept.tier is Tier.LTM and b.id in kept.sources
@@ -121,8 +144,10 @@ def test_consolidation_archives_decayed_memories_but_never_deletes_them(mem):
     gone = mem.remember("trivial episode", importance=0.0, tier="ltm")
     keep = mem.remember("critical procedure", importance=1.0, kind="procedural", tier="ltm")
     mem.clock_.advance(days=400)
-    report = mem.consolidate()
+    report = mem.consolidate(principal=mem.me)
     assert report.archived == 1
+    done = mem.audit.entries(kind="memory.consolidate")[-1]
+    assert done.data["phase"] == "done" and done.data["archived"] == 1 and done.actor == mem.me.key
     assert mem.ltm.archive.count_rows(f"id = '{gone.id}'") == 1
     assert mem.get(keep.id).id == keep.id
 
@@ -161,6 +186,6 @@ def test_an_important_local_stm_item_whose_ttl_ran_out_is_still_promoted(home):
     ws = Workstation.open(home, embedder="hashing", clock=clock)
     keep = ws.memory.remember("calibrate the sonde before each dive", importance=0.95)
     clock.advance(days=30)  # past the 7-day STM cap
-    assert ws.memory.consolidate().promoted == 1
+    assert ws.memory.consolidate(principal=ws.principal).promoted == 1
     assert ws.memory.get(keep.id).tier is Tier.LTM
     ws.close()

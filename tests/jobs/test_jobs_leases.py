@@ -5,20 +5,28 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from emergent.audit import AuditLog
 from emergent.clock import FakeClock
 from emergent.jobs.model import RunStatus
 from emergent.jobs.service import JobService
+from emergent.principals import Principals
 from emergent.stores.sql import SQLStore
 
 
 def _service(sql_url: str, home: Path, clock: FakeClock) -> JobService:
-    return JobService(SQLStore(sql_url), home, clock=clock, lease_s=30.0)
+    """A jobs service as one process has it: its own audit log and principal directory."""
+    sql = SQLStore(sql_url)
+    audit = AuditLog(sql, clock=clock, flush_interval=None)
+    svc = JobService(sql, home, clock=clock, lease_s=30.0, audit=audit,
+                     principals=Principals(sql, clock=clock, audit=audit))
+    svc.me = svc.principals.os_user()  # type: ignore[attr-defined]
+    return svc
 
 
 def test_a_due_slot_is_claimed_by_exactly_one_of_two_services(sql_url: str, home: Path, make_nb) -> None:
     clock = FakeClock()
     a, b = _service(sql_url, home, clock), _service(sql_url, home, clock)
-    a.add("hourly", make_nb("plain", "1"), schedule="every 1h")
+    a.add("hourly", make_nb("plain", "1"), schedule="every 1h", principal=a.me)
     clock.advance(hours=1)
     assert [n for n, _ in a.due()] == ["hourly"]
     got_a = a.claim_due("scheduler-a")
@@ -31,7 +39,7 @@ def test_a_due_slot_is_claimed_by_exactly_one_of_two_services(sql_url: str, home
 def test_a_restarted_service_finds_the_due_job_and_does_not_rerun_a_claimed_slot(sql_url, home, make_nb) -> None:
     clock = FakeClock()
     first = _service(sql_url, home, clock)
-    first.add("daily", make_nb("plain", "1"), schedule="0 3 * * *")
+    first.add("daily", make_nb("plain", "1"), schedule="0 3 * * *", principal=first.me)
     first.store.sql.dispose()
     clock.advance(days=1)
     restarted = _service(sql_url, home, clock)  # nothing was running while the slot came: not lost
@@ -46,7 +54,7 @@ def test_a_restarted_service_finds_the_due_job_and_does_not_rerun_a_claimed_slot
 def test_a_run_whose_owner_stopped_renewing_is_recorded_as_interrupted(sql_url, home, make_nb) -> None:
     clock = FakeClock()
     svc = _service(sql_url, home, clock)
-    svc.add("job", make_nb("plain", "1"), schedule="every 10m", retries=1)
+    svc.add("job", make_nb("plain", "1"), schedule="every 10m", retries=1, principal=svc.me)
     clock.advance(seconds=600)
     (_, run), = svc.claim_due("dead-scheduler")
     clock.advance(seconds=10)
@@ -67,8 +75,8 @@ def test_the_due_check_reads_only_due_unpaused_unleased_jobs(sql_url, home, make
     svc = _service(sql_url, home, clock)
     nb = make_nb("plain", "1")
     for i in range(30):
-        svc.add(f"j{i:02d}", nb, schedule=f"every {i + 1}m")
-    svc.pause("j00")
+        svc.add(f"j{i:02d}", nb, schedule=f"every {i + 1}m", principal=svc.me)
+    svc.pause("j00", principal=svc.me)
     clock.advance(seconds=5 * 60)
     due = [n for n, _ in svc.due()]
     assert due == ["j01", "j02", "j03", "j04"]  # oldest slot first, j00 paused

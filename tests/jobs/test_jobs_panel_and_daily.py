@@ -10,11 +10,11 @@ ROOT = Path(__file__).resolve().parents[2]
 DAILY = ROOT / "notebooks" / "jobs" / "daily_maintenance.ipynb"
 
 
-def test_the_jobs_panel_pauses_resumes_and_runs_a_job_with_a_link_to_its_notebook(jobs, make_nb) -> None:
+def test_the_jobs_panel_pauses_resumes_and_runs_a_job_with_a_link_to_its_notebook(jobs, me, make_nb) -> None:
     from emergent.ui.jobs_panel import JobsPanel
 
-    jobs.add("hello", make_nb("hello", "print('hi')"), schedule="every 1h")
-    panel = JobsPanel(jobs)
+    jobs.add("hello", make_nb("hello", "print('hi')"), schedule="every 1h", principal=me)
+    panel = JobsPanel(jobs, principal=me)
     assert "hello" in panel.rows.children[0].children[0].value and "no runs yet" in panel.runs_html.value
     panel.buttons[("hello", "toggle")].click()
     assert jobs.get("hello").paused and panel.buttons[("hello", "toggle")].description == "Resume"
@@ -27,12 +27,12 @@ def test_the_jobs_panel_pauses_resumes_and_runs_a_job_with_a_link_to_its_noteboo
     assert "<a href=" in panel.runs_html.value and "hello</code>: succeeded" in panel.message.value
 
 
-def test_daily_maintenance_consolidates_backs_up_and_reports(ws, jobs) -> None:
+def test_daily_maintenance_consolidates_backs_up_and_reports(ws, me, jobs) -> None:
     year_ago = ws.clock.now() - 365 * 86400  # a long-term memory nobody touched for a year has decayed
     ws.memory.remember("the old office wifi password was hunter2", importance=0.0, tier="ltm", at=year_ago)
     ws.memory.remember("the team meets on Mondays", importance=0.9, tier="ltm")
-    jobs.add("daily_maintenance", DAILY, schedule="0 3 * * *", parameters={"embedder": "hashing"}, timeout_s=300)
-    run = jobs.run("daily_maintenance")
+    jobs.add("daily_maintenance", DAILY, schedule="0 3 * * *", parameters={"embedder": "hashing"}, timeout_s=300, principal=me)
+    run = jobs.run("daily_maintenance", principal=me)
     assert run.status is RunStatus.SUCCEEDED, run.error
     assert run.outputs["archived"] == 1, run.outputs
     from emergent import Workstation

@@ -28,10 +28,10 @@ def _wait(pred, timeout: float = 60.0) -> None:
         time.sleep(0.1)
 
 
-def test_two_scheduler_processes_run_a_due_slot_once(jobs, make_nb, home, tmp_path) -> None:
+def test_two_scheduler_processes_run_a_due_slot_once(jobs, me, make_nb, home, tmp_path) -> None:
     marker = tmp_path / "executions.txt"
     nb = make_nb("tick", f"import time\nwith open({str(marker)!r}, 'a') as f:\n    f.write('ran\\n')\ntime.sleep(1)")
-    jobs.add("tick", nb, schedule="every 1h")
+    jobs.add("tick", nb, schedule="every 1h", principal=me)
     jobs.store.set_next("tick", time.time() - 1)  # the slot came while no scheduler was running
     procs = [_scheduler(home, "--ticks", "25") for _ in range(2)]
     for p in procs:
@@ -43,10 +43,10 @@ def test_two_scheduler_processes_run_a_due_slot_once(jobs, make_nb, home, tmp_pa
     assert jobs.get("tick").next_run_at > time.time() + 3000 and jobs.get("tick").lease_owner is None
 
 
-def test_a_scheduler_killed_mid_run_leaves_an_interrupted_run_and_no_double_run(jobs, make_nb, home, tmp_path) -> None:
+def test_a_scheduler_killed_mid_run_leaves_an_interrupted_run_and_no_double_run(jobs, me, ws, make_nb, home, tmp_path) -> None:
     pid_file = tmp_path / "kernel.pid"
     nb = make_nb("slow", f"import os, time\nopen({str(pid_file)!r}, 'w').write(str(os.getpid()))\ntime.sleep(60)")
-    jobs.add("slow", nb, schedule="every 1h")
+    jobs.add("slow", nb, schedule="every 1h", principal=me)
     jobs.store.set_next("slow", time.time() - 1)
     proc = _scheduler(home, "--lease", "2")
     try:
@@ -59,7 +59,7 @@ def test_a_scheduler_killed_mid_run_leaves_an_interrupted_run_and_no_double_run(
         (run,) = jobs.history("slow")
         assert run.id == running.id and run.status is RunStatus.INTERRUPTED
         assert "stopped during the run" in run.error and "scheduler:" in run.error
-        restarted = Scheduler(jobs, poll_s=0.1)
+        restarted = Scheduler(jobs, principal=ws.scheduler_principal, poll_s=0.1)
         assert restarted.tick() == [] and jobs.due() == []  # the slot was taken: not run a second time
         assert len(jobs.history("slow")) == 1
     finally:

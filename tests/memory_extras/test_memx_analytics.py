@@ -65,7 +65,7 @@ def test_hit_rate_and_latency_percentiles_merge_process_and_sql_log(clocked: Wor
     assert m.stats().totals["recall_hit_rate"] is None
     m.ingest(["the lake froze in january"])
     m.recall("lake")
-    m.forget(scope="default", kinds=["semantic"])  # empties LTM: the next recall finds nothing
+    m.forget(scope="default", kinds=["semantic"], principal=clocked.principal)  # empties LTM: the next recall finds nothing
     m.recall("lake")
     m.flush()  # the samples are now both in memory.operations() and the memory_ops table
     s = m.stats()
@@ -101,7 +101,7 @@ def test_memory_stats_widget_renders_a_plot_and_refreshes(clocked: Workstation) 
     from emergent.ui.memory_stats import MemoryStats
 
     _populate(clocked)
-    w = MemoryStats(clocked)
+    w = MemoryStats(clocked.memory)
     png = w.plot.outputs[0]["data"]["image/png"]
     assert png  # base64 PNG of the matplotlib figure
     assert "2 short-term" in w.totals.value and "by scope" in w.tables.value

@@ -17,8 +17,8 @@ import zstandard
 
 from emergent import Workstation
 from emergent.errors import EmbedderMismatchError, IntegrityError, NotFoundError
-from emergent.memory import backup
 from emergent.memory.tables import backups as backups_table
+from emergent.workspace import backup
 
 QUERIES = ["sensor calibration drift", "weekly group meeting", "how to rotate the API keys", "field trip samples"]
 TEXTS = [
@@ -48,9 +48,9 @@ def _answers(ws: Workstation) -> list[list[str]]:
 def test_backup_wipe_restore_gives_identical_recall(ws: Workstation) -> None:
     _fill(ws)
     before = _answers(ws)
-    info = ws.backup("before the wipe")
+    info = ws.backup("before the wipe", by=ws.principal)
     assert Path(info.path).parent == ws.path / "backups" and info.memories == len(TEXTS) + 2
-    manifest = backup.verify(ws, info.id)
+    manifest = ws.verify_backup(info.id, by=ws.principal)
     assert manifest["counts"] == {"ltm": len(TEXTS), "archive": 0, "stm": 2}
     assert manifest["embedder"] == ws.embedder.id and manifest["lance"]["tables"]["memories"]["version"] >= 1
 
@@ -60,12 +60,12 @@ def test_backup_wipe_restore_gives_identical_recall(ws: Workstation) -> None:
         f.unlink()
     fresh = Workstation.open(ws.path, embedder="hashing")
     assert fresh.memory.ltm.count() == 0
-    assert [b.id for b in backup.list_backups(fresh)] == [info.id]  # found in backups/, not catalogued
+    assert [b.id for b in fresh.backups()] == [info.id]  # found in backups/, not catalogued
 
-    report = fresh.restore(info.id)
+    report = fresh.restore(info.id, by=fresh.principal)
     assert (report.ltm_rows, report.stm_items) == (len(TEXTS), 2)
     assert _answers(fresh) == before
-    assert [b.id for b in backup.list_backups(fresh, uncatalogued=False)] == [info.id]  # catalogued again
+    assert [b.id for b in fresh.backups(uncatalogued=False)] == [info.id]  # catalogued again
     assert not list(fresh.path.parent.glob(f".{fresh.path.name}-restore-*"))  # temp dir cleaned up
     fresh.close()
 
@@ -73,31 +73,31 @@ def test_backup_wipe_restore_gives_identical_recall(ws: Workstation) -> None:
 def test_restore_undoes_later_changes_and_keeps_the_catalogue(ws: Workstation) -> None:
     _fill(ws)
     before = _answers(ws)
-    first = ws.backup("one")
+    first = ws.backup("one", by=ws.principal)
     ws.memory.ingest(["The sensor calibration was redone with the new reference"])
-    ws.memory.forget(before[0][0])
-    second = ws.backup("two")
+    ws.memory.forget(before[0][0], principal=ws.principal)
+    second = ws.backup("two", by=ws.principal)
     mem_before_restore = ws.memory
-    ws.restore(first.id)
+    ws.restore(first.id, by=ws.principal)
     assert _answers(ws) == before
     assert ws.memory is not mem_before_restore  # services were rebuilt on the restored stores
-    assert {b.id for b in backup.list_backups(ws, uncatalogued=False)} == {first.id, second.id}
-    ws.restore(second.id)
+    assert {b.id for b in ws.backups(uncatalogued=False)} == {first.id, second.id}
+    ws.restore(second.id, by=ws.principal)
     assert ws.memory.ltm.count() == len(TEXTS)  # +1 ingested, -1 forgotten
 
 
 def test_tampered_archive_is_detected_and_nothing_is_replaced(ws: Workstation) -> None:
     _fill(ws)
-    info = ws.backup()
+    info = ws.backup(by=ws.principal)
     ws.memory.ingest(["A memory written after the backup"])
     data = bytearray(Path(info.path).read_bytes())
     data[len(data) // 2] ^= 0xFF
     Path(info.path).write_bytes(bytes(data))
     with pytest.raises(IntegrityError, match="failed verification.*sha256") as err:
-        backup.verify(ws, info.id)
+        ws.verify_backup(info.id, by=ws.principal)
     assert "do not restore" in str(err.value)
     with pytest.raises(IntegrityError):
-        ws.restore(info.id)
+        ws.restore(info.id, by=ws.principal)
     assert ws.memory.ltm.count() == len(TEXTS) + 1  # untouched
     assert not list(ws.path.parent.glob(f".{ws.path.name}-restore-*"))
 
@@ -117,41 +117,41 @@ def _rewrite(archive: Path, member: str, content: bytes) -> None:
 
 def test_member_changed_behind_the_catalogue_is_named(ws: Workstation) -> None:
     _fill(ws)
-    info = ws.backup()
+    info = ws.backup(by=ws.principal)
     _rewrite(Path(info.path), "stm.bin", b"\x00\x00\x00\x00")
     with ws.sql.begin() as conn:  # even with the catalogue's checksum updated, the manifest catches it
         conn.execute(backups_table.update().where(backups_table.c.id == info.id)
                      .values(sha256=backup.sha256_file(Path(info.path))))
     with pytest.raises(IntegrityError, match=r"stm\.bin: sha256 .* does not match the manifest"):
-        backup.verify(ws, info.id)
+        ws.verify_backup(info.id, by=ws.principal)
 
 
 def test_truncated_or_missing_archive_fails_verification_clearly(ws: Workstation) -> None:
     _fill(ws)
-    info = ws.backup()
+    info = ws.backup(by=ws.principal)
     path = Path(info.path)
     path.write_bytes(path.read_bytes()[:200])
     with pytest.raises(IntegrityError, match="not a readable zstd-compressed tar"):
-        backup.verify(ws, info.id)
+        ws.verify_backup(info.id, by=ws.principal)
     path.unlink()
     with pytest.raises(IntegrityError, match="is missing"):
-        backup.verify(ws, info.id)
+        ws.verify_backup(info.id, by=ws.principal)
 
 
 def test_restore_of_an_unknown_id_says_how_to_list_backups(ws: Workstation) -> None:
-    ws.backup()
+    ws.backup(by=ws.principal)
     with pytest.raises(NotFoundError, match="no backup 'nope'") as err:
-        ws.restore("nope")
+        ws.restore("nope", by=ws.principal)
     assert "emergent backup list" in str(err.value)
 
 
 def test_restore_refuses_a_backup_of_another_embedder_before_replacing(ws: Workstation, home: Path) -> None:
     _fill(ws)
-    info = ws.backup()
+    info = ws.backup(by=ws.principal)
     ws.close()
     other = Workstation.open(home / "other", embedder="minilm")
     with pytest.raises(EmbedderMismatchError, match="hashing-384.*nothing was replaced"):
-        other.restore(info.path)  # an archive path works as an id too
+        other.restore(info.path, by=other.principal)  # an archive path works as an id too
     other.close()
 
 
@@ -165,13 +165,15 @@ def test_point_in_time_restore_rolls_ltm_back(ws: Workstation) -> None:
     time.sleep(0.05)
     before_rollback = time.time()
     time.sleep(0.05)
-    done = backup.restore_ltm_at(ws.memory, moment)
+    done = ws.memory.rewind(moment, principal=ws.principal)
     assert ws.memory.ltm.count() == 4 and done["memories"] < ws.memory.ltm.table.version
     assert {r.text for r in ws.memory.ltm.records()} == set(TEXTS[:4])
-    backup.restore_ltm_at(ws.memory, before_rollback)  # a rollback is itself a version: undo it
+    ws.memory.rewind(before_rollback, principal=ws.principal)  # a rollback is itself a version: undo it
     assert ws.memory.ltm.count() == len(TEXTS)
     with pytest.raises(NotFoundError, match="no version at or before 2001"):
-        backup.restore_ltm_at(ws.memory, "2001-01-01T00:00:00")
+        ws.memory.rewind("2001-01-01T00:00:00", principal=ws.principal)
+    assert [e.data["phase"] for e in ws.audit.entries(kind="memory.rewind")] == ["intent", "done"] * 2 + [
+        "intent", "failed"]
 
 
 def test_sql_rows_survive_on_every_dialect(home: Path, sql_url: str) -> None:
@@ -181,10 +183,10 @@ def test_sql_rows_survive_on_every_dialect(home: Path, sql_url: str) -> None:
     ws.memory.flush()
     with ws.sql.connect() as conn:
         ops = conn.execute(sa.text("SELECT count(*) FROM memory_ops")).scalar_one()
-    info = ws.backup()
+    info = ws.backup(by=ws.principal)
     with ws.sql.begin() as conn:
         conn.execute(sa.text("DELETE FROM memory_ops"))
-    report = ws.restore(info.id)
+    report = ws.restore(info.id, by=ws.principal)
     assert report.sql["mode"] == ("file" if sql_url.startswith("sqlite") else "jsonl")
     with ws.sql.connect() as conn:
         assert conn.execute(sa.text("SELECT count(*) FROM memory_ops")).scalar_one() == ops
@@ -196,10 +198,10 @@ def test_sql_rows_survive_on_every_dialect(home: Path, sql_url: str) -> None:
 def test_redis_stm_is_dumped_and_refilled(home: Path, redis_url: str) -> None:
     ws = Workstation.open(home, embedder="hashing", redis_url=redis_url)
     rec = ws.memory.remember("kept in redis", importance=0.4, scope="bot/u1")
-    info = ws.backup()
-    ws.memory.forget(rec.id, scope="bot/u1")
+    info = ws.backup(by=ws.principal)
+    ws.memory.forget(rec.id, scope="bot/u1", principal=ws.principal)
     ws.memory.remember("written after the backup", scope="bot")
-    ws.restore(info.id)
+    ws.restore(info.id, by=ws.principal)
     items = ws.memory.stm.scan("bot")
     assert [r.text for r in items] == ["kept in redis"]
     ws.close()
@@ -226,16 +228,16 @@ def test_cli_create_list_verify_and_missing_id(home: Path, tmp_path: Path) -> No
 
 def test_a_failure_during_the_swap_puts_the_old_data_back(ws: Workstation, monkeypatch: pytest.MonkeyPatch) -> None:
     _fill(ws)
-    info = ws.backup()
+    info = ws.backup(by=ws.principal)
     ws.memory.ingest(["A memory written after the backup"])
     expected = _answers(ws)
 
-    def broken(*_args: object) -> None:
+    def broken(*_args: object, **_kw: object) -> None:
         raise OSError("disk full while reopening the database")
 
     monkeypatch.setattr(backup, "_finish_sql", broken)
     with pytest.raises(OSError, match="disk full"):
-        ws.restore(info.id)
+        ws.restore(info.id, by=ws.principal)
     assert ws.memory.ltm.count() == len(TEXTS) + 1  # the pre-restore data, reopened
-    assert [b.id for b in backup.list_backups(ws, uncatalogued=False)] == [info.id]
+    assert [b.id for b in ws.backups(uncatalogued=False)] == [info.id]
     assert _answers(ws) == expected  # short-term items put back too

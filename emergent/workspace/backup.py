@@ -1,0 +1,544 @@
+"""Backup and recovery of a workspace: one verified archive per backup.
+
+An archive is ``<workspace>/backups/<id>.tar.zst`` (a tar stream compressed with zstd) holding
+
+* ``manifest.json`` (first member): sha256 of every other member, row counts, the embedder id and
+  the version of every LanceDB table at backup time;
+* ``lance/``: the LanceDB tables, copied file by file (Lance files are immutable per version; the
+  ``_versions`` manifests are copied before the data they point to, so a write running during the
+  copy can add files but never leave a manifest without its data);
+* ``sql/emergent.db`` (SQLite, through the ``sqlite3`` online backup API) or ``sql/<table>.jsonl``
+  (any other dialect, through SQLAlchemy reflection);
+* ``stm.bin``: every agent's short-term items, length-prefixed records of
+  :mod:`emergent.memory._codec`.
+
+Each backup is catalogued in the ``backups`` SQL table with the archive's own sha256.
+
+The functions take what they work on explicitly (:class:`WorkspaceStores`: the workspace's
+directory, SQL and LanceDB stores, memory service, auditor, principal directory and clock), never
+the Workstation; :meth:`emergent.workstation.Workstation.backup` / ``restore`` pass them.
+
+:func:`restore` checks the archive against the catalogue and every member against the manifest
+*while extracting into a temporary directory beside the workspace*; only then does it ask the
+caller to release the stores (``release``), move the current data aside, move the restored data
+in (moving the old data back if a step fails), get the reopened stores (``reopen``), re-insert the
+catalogue as it was before the restore and refill short-term memory.
+
+**A restore never rolls back governance.** The audit chain (``audit_log``) is always the current
+one, and the restore is appended to it (``workspace.restore`` before, ``workspace.restored`` after,
+by the human who restored, with the backup's id and sha256). The governance state is kept as it is
+now too: ``autonomy_state`` (pause, suspensions, thresholds, defaults, isolation),
+``autonomy_overrides``, ``policy_rules``, ``principals`` and ``approvals``, so a pause or a
+suspension stays in force, and an approval used after the backup was taken stays used. Only
+``governance=True`` restores those tables from the backup as well (the audit chain still only grows,
+and approvals that were used since stay used). Point-in-time recovery of long-term memory alone is
+:meth:`emergent.memory.service.Memory.rewind`.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import secrets
+import shutil
+import sqlite3
+import struct
+import tempfile
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import sqlalchemy as sa
+
+from emergent.autonomy import tables as gov
+from emergent.clock import Clock, iso
+from emergent.errors import BackupError, IntegrityError, NotFoundError, ValidationError
+from emergent.memory import _codec, decay
+from emergent.memory.tables import backups as backups_table
+from emergent.workspace import _sqldump
+from emergent.workspace._archive import FORMAT, SUFFIX, read_manifest, scan, sha256_file, write_archive
+from emergent.workspace.audited import human, note, recorded, verified
+
+_LEN = struct.Struct("<I")
+#: what a restore keeps as it is now unless asked to restore governance (the audit chain: always)
+GOVERNANCE = (gov.state.name, gov.overrides.name, gov.policy_rules.name, gov.principals.name, gov.approvals.name)
+AUDIT = gov.audit_log.name
+
+
+@dataclass
+class WorkspaceStores:
+    """What a backup reads and a restore replaces, with who records what happened."""
+
+    path: Path  # the workspace directory (archives go to <path>/backups)
+    sql: Any  # emergent.stores.sql.SQLStore
+    lance: Any  # emergent.stores.lance.LanceStore
+    memory: Any  # emergent.memory.service.Memory (STM dump and refill)
+    embedder_id: str
+    audit: Any  # emergent.audit.Auditor
+    principals: Any  # emergent.principals.Principals (checks ``by``)
+    clock: Clock
+
+
+@dataclass(frozen=True)
+class BackupInfo:
+    id: str
+    created_at: float
+    path: str
+    size_bytes: int
+    sha256: str
+    memories: int
+    note: str | None = None
+
+    def as_dict(self) -> dict[str, Any]:
+        return {**asdict(self), "created": iso(self.created_at)}
+
+
+@dataclass
+class RestoreReport:
+    id: str
+    ltm_rows: int
+    archive_rows: int
+    stm_items: int
+    sql: dict[str, Any] = field(default_factory=dict)
+    governance: str = "kept"  # kept (as it was before the restore) | restored (from the backup)
+    duration_s: float = 0.0
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+# ------------------------------------------------------------------------------ helpers
+def _lance_dir(lance: Any) -> Path:
+    uri = lance.uri
+    if "://" in uri and not uri.startswith("file://"):
+        raise BackupError(
+            f"backups copy the LanceDB directory, but this workspace's LanceDB is at {uri}",
+            hint="back up object storage with its own versioning (point-in-time restore still works: "
+            "ws.memory.rewind), or use a local EMERGENT_LANCE_URI",
+        )
+    return Path(uri.removeprefix("file://"))
+
+
+def _sqlite_path(sql: Any) -> Path | None:
+    url = sql.engine.url
+    if url.get_backend_name() != "sqlite" or not url.database or url.database == ":memory:":
+        return None
+    return Path(url.database)
+
+
+def _copy_lance(src: Path, dst: Path) -> None:
+    """Copy each table's version manifests first, then its data (see the module docstring)."""
+    dst.mkdir(parents=True, exist_ok=True)
+    if not src.exists():
+        return
+    for table in sorted(p for p in src.iterdir() if p.is_dir()):
+        versions = table / "_versions"
+        if versions.exists():
+            shutil.copytree(versions, dst / table.name / "_versions")
+        shutil.copytree(table, dst / table.name, dirs_exist_ok=True,
+                        ignore=lambda d, names, top=table: ["_versions"] if Path(d) == top else [])
+
+
+def _dump_stm(memory: Any, target: Path) -> int:
+    n = 0
+    with target.open("wb") as fh:
+        for agent in memory.stm.agents():
+            for rec in memory.stm.scan(agent):
+                blob = _codec.encode(rec)
+                fh.write(_LEN.pack(len(blob)) + blob)
+                n += 1
+    return n
+
+
+def _read_stm(path: Path) -> list[Any]:
+    data = path.read_bytes()
+    out, pos = [], 0
+    while pos < len(data):
+        (n,) = _LEN.unpack_from(data, pos)
+        out.append(_codec.decode(data[pos + 4 : pos + 4 + n]))
+        pos += 4 + n
+    return out
+
+
+def _lance_tables(lance: Any) -> dict[str, dict[str, int]]:
+    out = {}
+    for name in lance.table_names():
+        table = lance.db.open_table(name)
+        out[name] = {"version": int(table.version), "rows": int(table.count_rows())}
+    return out
+
+
+def _new_id(now: float) -> str:
+    return time.strftime("%Y%m%dT%H%M%SZ", time.gmtime(now)) + "-" + secrets.token_hex(3)
+
+
+# ------------------------------------------------------------------------------ create
+def create(stores: WorkspaceStores, *, by: Any, note: str | None = None) -> BackupInfo:
+    """Write a new archive of the workspace and catalogue it; ``by`` (any principal of the
+    workspace: the scheduler's daily job too) is recorded in the audit trail."""
+    who = verified(stores.principals, by)
+    with recorded(stores.audit, "workspace.backup", who, {"note": note}) as outcome:
+        info = _create(stores, note)
+        outcome.update(backup=info.id, sha256=info.sha256, memories=info.memories, size_bytes=info.size_bytes)
+    return info
+
+
+def _create(stores: WorkspaceStores, note: str | None) -> BackupInfo:
+    memory = stores.memory
+    memory.flush()
+    lance_src = _lance_dir(stores.lance)
+    created = stores.clock.now()
+    bid = _new_id(created)
+    target_dir = stores.path / "backups"
+    target_dir.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(dir=target_dir, prefix=".staging-") as tmp:
+        stage = Path(tmp)
+        tables = _lance_tables(stores.lance)
+        _copy_lance(lance_src, stage / "lance")
+        sql = _backup_sql(stores.sql, stage / "sql")
+        stm_items = _dump_stm(memory, stage / "stm.bin")
+        files = {p.relative_to(stage).as_posix(): sha256_file(p) for p in sorted(stage.rglob("*")) if p.is_file()}
+        meta = stores.lance.get_meta()
+        ltm_rows = tables.get("memories", {}).get("rows", 0)
+        archive_rows = tables.get("memories_archive", {}).get("rows", 0)
+        manifest = {
+            "format": FORMAT, "id": bid, "created_at": created, "created": iso(created), "note": note,
+            "embedder": meta.get("embedder"), "dim": meta.get("dim"), "workspace": str(stores.path),
+            "lance": {"tables": tables}, "sql": sql,
+            "counts": {"ltm": ltm_rows, "archive": archive_rows, "stm": stm_items},
+            "files": files,
+        }
+        (stage / "manifest.json").write_text(json.dumps(manifest, indent=1, sort_keys=True), "utf-8")
+        archive = target_dir / f"{bid}{SUFFIX}"
+        write_archive(stage, ["manifest.json", *files], archive)
+    info = BackupInfo(bid, created, str(archive), archive.stat().st_size, sha256_file(archive),
+                      ltm_rows + archive_rows + stm_items, note)
+    with stores.sql.begin() as conn:
+        conn.execute(backups_table.insert(), [asdict(info)])
+    return info
+
+
+def _backup_sql(sql: Any, target: Path) -> dict[str, Any]:
+    target.mkdir(parents=True)
+    path = _sqlite_path(sql)
+    if path is not None:
+        src = sqlite3.connect(path)
+        dst = sqlite3.connect(target / "emergent.db")
+        try:
+            src.backup(dst)
+        finally:
+            dst.close()
+            src.close()
+        return {"dialect": "sqlite", "mode": "file"}
+    return {"dialect": sql.dialect, "mode": "jsonl", "tables": _sqldump.dump(sql.engine, target)}
+
+
+# ------------------------------------------------------------------------------ catalogue
+def list_backups(path: Path, sql: Any, *, uncatalogued: bool = True) -> list[BackupInfo]:
+    """Catalogued backups, plus archives in ``<path>/backups`` the catalogue lacks; newest first."""
+    with sql.connect() as conn:
+        rows = conn.execute(sa.select(backups_table)).mappings()
+        found = [BackupInfo(**dict(r)) for r in rows]
+    folder = Path(path) / "backups"
+    if uncatalogued and folder.is_dir():
+        known = {Path(b.path).name for b in found}
+        for archive in sorted(folder.glob(f"*{SUFFIX}")):
+            if archive.name not in known:
+                with contextlib.suppress(IntegrityError):
+                    found.append(_info_from_file(archive))
+    return sorted(found, key=lambda b: -b.created_at)
+
+
+def get(path: Path, sql: Any, backup_id: str) -> BackupInfo:
+    """The catalogued backup ``backup_id``; else an archive of that name under ``<path>/backups``
+    or at that path (a lost database, an archive copied from elsewhere), read from its manifest."""
+    if not isinstance(backup_id, str) or not backup_id:
+        raise ValidationError(f"backup id must be a non-empty string, got {backup_id!r}", field="backup_id")
+    with sql.connect() as conn:
+        row = conn.execute(sa.select(backups_table).where(backups_table.c.id == backup_id)).mappings().first()
+    if row is not None:
+        return BackupInfo(**dict(row))
+    for candidate in (Path(path) / "backups" / f"{backup_id}{SUFFIX}", Path(backup_id)):
+        if candidate.name.endswith(SUFFIX) and candidate.is_file():
+            return _info_from_file(candidate)
+    known = [b.id for b in list_backups(path, sql, uncatalogued=False)[:5]]
+    raise NotFoundError(f"no backup {backup_id!r} in the catalogue or the backups directory of {path}",
+                        hint="list them with `emergent backup list`" + (f" (newest: {', '.join(known)})" if known else ""))
+
+
+# ------------------------------------------------------------------------------ verify
+def check(path: Path, sql: Any, backup_id: str, *, _extract_to: Path | None = None) -> dict[str, Any]:
+    """Recompute every checksum; returns the manifest, raises :class:`IntegrityError` on any mismatch."""
+    info = get(path, sql, backup_id)
+    archive = Path(info.path)
+    if not archive.exists():
+        raise IntegrityError(f"backup {backup_id}: archive {archive} is missing",
+                             hint="restore the file from wherever backups are copied, or take a new backup")
+    manifest, problems, digest = scan(archive, _extract_to)
+    if digest != info.sha256:
+        problems.insert(0, f"archive sha256 {digest[:12]}... differs from the catalogued {info.sha256[:12]}... "
+                           "(the file was changed after it was written)")
+    if manifest and manifest.get("id") != info.id:
+        problems.append(f"the manifest names backup {manifest.get('id')!r}, not {info.id!r}")
+    if problems:
+        raise IntegrityError(
+            f"backup {backup_id} failed verification: " + "; ".join(problems[:5])
+            + (f" (and {len(problems) - 5} more)" if len(problems) > 5 else ""),
+            hint="do not restore from it; use another backup (`emergent backup list`)",
+            problems=problems, backup_id=backup_id,
+        )
+    return manifest
+
+
+def verify(stores: WorkspaceStores, backup_id: str, *, by: Any) -> dict[str, Any]:
+    """:func:`check`, recorded in the audit trail (who verified which backup, and the result)."""
+    who = verified(stores.principals, by)
+    try:
+        manifest = check(stores.path, stores.sql, backup_id)
+    except IntegrityError as exc:
+        note(stores.audit, "workspace.verify", who, {"backup": backup_id, "ok": False,
+                                                     "problems": list(getattr(exc, "problems", []))[:20]})
+        raise
+    note(stores.audit, "workspace.verify", who, {"backup": backup_id, "ok": True, "counts": manifest.get("counts")})
+    return manifest
+
+
+# ------------------------------------------------------------------------------ restore
+def _workdir(path: Path) -> Path:
+    """A temporary directory beside the workspace (same filesystem, so moves are renames)."""
+    for parent in (path.parent, path):
+        try:
+            return Path(tempfile.mkdtemp(dir=parent, prefix=f".{path.name}-restore-"))
+        except PermissionError:
+            continue
+    raise BackupError(f"cannot create a temporary directory beside {path}", hint="check permissions")
+
+
+@contextlib.contextmanager
+def _swapper(aside: Path) -> Iterator[list[tuple[Path, Path]]]:
+    """Collects (live, aside) moves; puts everything back if the block fails."""
+    moved: list[tuple[Path, Path]] = []
+    try:
+        yield moved
+    except BaseException:
+        for live, old in reversed(moved):
+            if live.exists():
+                shutil.rmtree(live) if live.is_dir() else live.unlink()
+            if old.exists():
+                shutil.move(old, live)
+        raise
+
+
+def _swap(live: Path, new: Path | None, aside: Path, moved: list[tuple[Path, Path]]) -> None:
+    if live.exists():
+        old = aside / live.name
+        shutil.move(live, old)
+        moved.append((live, old))
+    else:
+        moved.append((live, aside / (live.name + ".absent")))
+    if new is not None:
+        live.parent.mkdir(parents=True, exist_ok=True)
+        shutil.move(new, live)
+
+
+@dataclass
+class _Kept:
+    """Governance facts read before the swap: what must not go back in time whatever is restored."""
+
+    consumed: list[dict[str, Any]]
+    version: int
+
+
+def _read_kept(sql: Any) -> _Kept:
+    a = gov.approvals
+    with sql.connect() as conn:
+        consumed = [dict(r._mapping) for r in conn.execute(
+            sa.select(a.c.id, a.c.consumed_at, a.c.consumed_by).where(a.c.status == "consumed"))]
+        v = conn.execute(sa.select(gov.state.c.value).where(gov.state.c.key == "version")).scalar()
+    return _Kept(consumed, int(json.loads(v)) if v else 0)
+
+
+def restore(stores: WorkspaceStores, backup_id: str, *, by: Any, release: Callable[[], None],
+            reopen: Callable[[], WorkspaceStores], governance: bool = False) -> RestoreReport:
+    """Replace the workspace's data with backup ``backup_id`` (verified first, see the module doc).
+
+    ``by`` must be a human. ``release()`` closes whatever holds the stores' files (the caller's
+    services); ``reopen()`` returns the stores opened again on the restored files. The audit chain
+    and, unless ``governance=True``, the governance state are kept as they are now.
+    """
+    t0 = time.perf_counter()
+    who = human(stores.principals, by, "restore a backup")
+    info = get(stores.path, stores.sql, backup_id)
+    intent = {"backup": info.id, "sha256": info.sha256, "governance": "restored" if governance else "kept"}
+    stores.audit.append("workspace.restore", who, {**intent, "phase": "intent"}, durable=True)
+    try:
+        report, fresh = _restore(stores, backup_id, info, governance, release, reopen)
+    except BaseException as exc:
+        with contextlib.suppress(Exception):  # the restore's own error is the one to report
+            current = reopen()
+            current.audit.append("workspace.restore", who, {**intent, "phase": "failed",
+                                                            "error": f"{type(exc).__name__}: {str(exc)[:500]}"},
+                                 durable=True)
+        raise
+    report.duration_s = time.perf_counter() - t0
+    fresh.audit.append("workspace.restored", who, {**intent, "phase": "done", "ltm_rows": report.ltm_rows,
+                                                   "stm_items": report.stm_items, "sql": report.sql}, durable=True)
+    return report
+
+
+def _restore(stores: WorkspaceStores, backup_id: str, info: BackupInfo, governance: bool,
+             release: Callable[[], None], reopen: Callable[[], WorkspaceStores]) -> tuple[RestoreReport, WorkspaceStores]:
+    catalogue = [asdict(b) for b in list_backups(stores.path, stores.sql)]
+    lance_live = _lance_dir(stores.lance)
+    sqlite_live = _sqlite_path(stores.sql)
+    work = _workdir(stores.path)
+    try:
+        manifest = check(stores.path, stores.sql, backup_id, _extract_to=work / "x")
+        if info.id not in {row["id"] for row in catalogue}:  # an uncatalogued archive: catalogue it now
+            catalogue.append(asdict(info))
+        staged = work / "x"
+        stm_items = _read_stm(staged / "stm.bin") if (staged / "stm.bin").exists() else []
+        sql_mode = manifest["sql"]["mode"]
+        _check_embedder(stores.embedder_id, manifest)
+        if sql_mode == "file" and sqlite_live is None:
+            raise BackupError(f"backup {info.id} holds a SQLite database but this workspace uses "
+                              f"{stores.sql.dialect}",
+                              hint="restore it into a workspace on SQLite (unset EMERGENT_DATABASE_URL)")
+        aside = work / "aside"
+        aside.mkdir()
+        current_stm = [r for agent in stores.memory.stm.agents() for r in stores.memory.stm.scan(agent)]
+        kept = _read_kept(stores.sql)
+        if sql_mode == "jsonl":  # rows are replaced in place: keep the current ones to put back
+            _sqldump.dump(stores.sql.engine, aside / "sql")
+        release()  # the services close; the audit trail flushes what it buffered into the current chain
+        try:
+            with _swapper(aside) as moved:
+                _swap(lance_live, staged / "lance", aside, moved)
+                if sql_mode == "file" and sqlite_live is not None:
+                    for suffix in ("-wal", "-shm"):
+                        _swap(sqlite_live.with_name(sqlite_live.name + suffix), None, aside, moved)
+                    _swap(sqlite_live, staged / "sql" / "emergent.db", aside, moved)
+                fresh = reopen()
+                sql_counts = _finish_sql(fresh.sql, sql_mode, staged / "sql", catalogue,
+                                         kept_db=aside / sqlite_live.name if sqlite_live is not None else None,
+                                         governance=governance, kept=kept)
+                _refill_stm(fresh.memory, stm_items)
+        except BaseException:
+            _put_back(release, reopen, sql_mode, aside / "sql", catalogue, current_stm)
+            raise
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+    memory = fresh.memory
+    report = RestoreReport(info.id, memory.ltm.count(), memory.ltm.archive.count_rows(), len(stm_items),
+                           {"mode": sql_mode, **sql_counts}, governance="restored" if governance else "kept")
+    return report, fresh
+
+
+def _put_back(release: Callable[[], None], reopen: Callable[[], WorkspaceStores], sql_mode: str, sql_dump: Path,
+              catalogue: list[dict[str, Any]], stm_items: list[Any]) -> None:
+    """After a failed swap (files already moved back): rebuild services on the old data, put back
+    SQL rows replaced in place and the short-term items as they were."""
+    release()
+    current = reopen()
+    if sql_mode == "jsonl" and sql_dump.exists():
+        _finish_sql(current.sql, sql_mode, sql_dump, catalogue, kept_db=None, governance=True, kept=None)
+    with contextlib.suppress(Exception):  # best effort: the original error is what matters
+        _refill_stm(current.memory, stm_items)
+
+
+def embedder_spec(embedder_id: str) -> str:
+    """The EMERGENT_EMBEDDER value that builds the embedder whose ``id`` is ``embedder_id``."""
+    from emergent.providers.embeddings import MINILM_ID
+
+    if embedder_id == MINILM_ID:
+        return "minilm"
+    return "hashing" if embedder_id.startswith("hashing-") else embedder_id
+
+
+def _check_embedder(configured: str, manifest: dict[str, Any]) -> None:
+    stored = manifest.get("embedder")
+    if stored and stored != configured:
+        from emergent.errors import EmbedderMismatchError
+
+        raise EmbedderMismatchError(
+            f"backup {manifest['id']} was embedded with {stored!r} but the workstation uses {configured!r}; "
+            "nothing was replaced",
+            hint=f"open the workstation with EMERGENT_EMBEDDER={embedder_spec(stored)} to restore it, then run "
+            "`emergent memory reembed` if you want to switch models",
+            stored=stored, configured=configured,
+        )
+
+
+def _finish_sql(sql: Any, mode: str, staged: Path, catalogue: list[dict[str, Any]], *, kept_db: Path | None,
+                governance: bool, kept: _Kept | None) -> dict[str, Any]:
+    """Load JSONL rows (or, for a restored SQLite file, copy back the kept governance tables from
+    the database moved aside), re-insert the catalogue, keep used approvals used."""
+    counts: dict[str, Any] = {}
+    keep = {AUDIT} | (set() if governance else set(GOVERNANCE))
+    if mode == "jsonl":
+        counts["tables"] = _sqldump.load(sql.engine, staged, keep={backups_table.name} | keep)
+    elif kept_db is not None:
+        _copy_tables(sql, kept_db, sorted(keep))
+    ids = [row["id"] for row in catalogue]
+    with sql.begin() as conn:
+        if ids:
+            conn.execute(backups_table.delete().where(backups_table.c.id.in_(ids)))
+            conn.execute(backups_table.insert(), catalogue)
+        if governance and kept is not None:
+            _carry_forward(conn, kept)
+    counts["catalogue"] = len(catalogue)
+    counts["kept"] = sorted(keep)
+    return counts
+
+
+def _copy_tables(sql: Any, source: Path, names: list[str]) -> None:
+    """Replace the rows of ``names`` with those of the SQLite file ``source`` (one transaction)."""
+    from emergent.stores.sql import metadata
+
+    with sql.engine.connect() as conn:
+        conn.exec_driver_sql("ATTACH DATABASE ? AS kept", (str(source),))
+        try:
+            for name in names:
+                present = {r[1] for r in conn.exec_driver_sql(f"PRAGMA kept.table_info({name})")}
+                cols = ", ".join(c.name for c in metadata.tables[name].columns if c.name in present)
+                conn.exec_driver_sql(f"DELETE FROM main.{name}")
+                if cols:
+                    conn.exec_driver_sql(f"INSERT INTO main.{name} ({cols}) SELECT {cols} FROM kept.{name}")
+            conn.commit()
+        finally:
+            conn.rollback()
+            conn.exec_driver_sql("DETACH DATABASE kept")
+
+
+def _carry_forward(conn: Any, kept: _Kept) -> None:
+    """After restoring governance from a backup: an approval used since stays used, and every
+    process re-reads the restored policy (its version moves past the current one)."""
+    a = gov.approvals
+    for row in kept.consumed:
+        conn.execute(a.update().where(a.c.id == row["id"]).values(status="consumed", consumed_at=row["consumed_at"],
+                                                                  consumed_by=row["consumed_by"]))
+    conn.execute(gov.state.delete().where(gov.state.c.key == "version"))
+    conn.execute(gov.state.insert(), {"key": "version", "value": json.dumps(kept.version + 1)})
+
+
+def _refill_stm(memory: Any, items: list[Any]) -> None:
+    stm, cfg, now = memory.stm, memory.config, memory.clock.now()
+    for agent in stm.agents():
+        stm.delete(agent, [r.id for r in stm.scan(agent)])
+    for rec in items:
+        ttl = decay.time_to_floor(rec.stability, cfg.archive_floor) - max(0.0, now - rec.last_accessed)
+        stm.put(rec, max(1.0, min(cfg.stm_ttl_s, ttl)))
+
+
+def _info_from_file(path: Path) -> BackupInfo:
+    """Catalogue data of an uncatalogued archive, from its manifest."""
+    manifest = read_manifest(path)
+    counts = manifest.get("counts", {})
+    return BackupInfo(manifest["id"], float(manifest.get("created_at", 0.0)), str(path), path.stat().st_size,
+                      sha256_file(path), int(sum(counts.values())), manifest.get("note"))
+
+
+__all__ = ["GOVERNANCE", "BackupInfo", "RestoreReport", "WorkspaceStores", "check", "create", "get",
+           "list_backups", "restore", "verify"]
