@@ -24,7 +24,7 @@ def test_using_memory_on_embedded_defaults_loads_no_ui_or_torch(tmp_path):
         f"ws = Workstation.open({str(tmp_path)!r}, embedder='hashing')\n"
         "ws.memory.remember('hello there', importance=0.9)\n"
         "ws.memory.recall('hello')\n"
-        "ws.memory.consolidate()\n"
+        "ws.memory.consolidate(principal=ws.principal)\n"
         "ws.close()\n"
     )
     assert _loaded_after(code) == []
