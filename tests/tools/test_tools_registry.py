@@ -117,3 +117,25 @@ def test_deprecated_versions_still_run_but_name_their_successor(reg):
         assert reg.resolve("echo").version == "2.0.0"
     with pytest.raises(NotFoundError, match="unknown tool"):
         reg.deprecate("echo@1.0.0", successor="nothing")
+
+
+def test_registry_changes_through_the_service_are_a_humans_and_audited(ws, me, agent, tmp_path):
+    from emergent.errors import PrincipalError
+
+    ws.tools.disable("files.read", by=me)
+    ws.tools.deprecate("files.list@1.0.0", by=me, successor="files.list@^2", note="demo")
+    src = tmp_path / "mytools.py"
+    src.write_text("from emergent.tools import tool\n\n@tool(version='0.3.0')\ndef shout(text: str) -> str:\n"
+                   "    '''Shout.'''\n    return text.upper()\n")
+    assert [s.key for s in ws.tools.install(str(src), by=me)] == ["shout@0.3.0"]
+    for change in (lambda by: ws.tools.enable("files.read", by=by), lambda by: ws.tools.disable("files.write", by=by),
+                   lambda by: ws.tools.install(str(src), by=by)):
+        with pytest.raises(PrincipalError):
+            change(agent)
+        with pytest.raises(PrincipalError, match="not a principal"):
+            change("human:" + me.id)  # a name is not a person
+    assert not ws.tools.versions("files.read")[0].enabled and ws.tools.versions("files.write")[0].enabled
+    kinds = {e.kind: e for e in ws.audit.entries() if e.kind.startswith("tool.")}
+    assert {k: kinds[k].actor for k in ("tool.disabled", "tool.deprecated", "tool.installing", "tool.installed")} \
+        == dict.fromkeys(("tool.disabled", "tool.deprecated", "tool.installing", "tool.installed"), me.key)
+    assert kinds["tool.installed"].data["versions"] == ["shout@0.3.0"]
