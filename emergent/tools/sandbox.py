@@ -377,6 +377,8 @@ def _preexec(limits: Limits, plan: _Plan) -> Callable[[], None]:
     _max_fd()
 
     def pre() -> None:
+        with contextlib.suppress(ValueError):  # a parent that ignores SIGCHLD would have children auto-reaped
+            signal.signal(signal.SIGCHLD, signal.SIG_DFL)
         if plan.cgroup:  # before anything changes who we are
             _write(os.path.join(plan.cgroup, "cgroup.procs"), str(os.getpid()))
         if flags:
@@ -446,16 +448,11 @@ def _probe_bwrap(drop: bool) -> bool:
     exe = shutil.which("bwrap")
     if exe is None or not sys.platform.startswith("linux"):
         return False
-
-    def pre() -> None:
-        if drop:
-            os.setgroups([])
-            os.setgid(NOBODY)
-            os.setuid(NOBODY)
-
+    pre = _preexec(Limits(), _Plan("pid-namespace", bwrap=True, drop=drop))
     try:
         return subprocess.run([*bwrap_argv(exe, "/", False), "/bin/true"], preexec_fn=pre,  # noqa: PLW1509
-                              capture_output=True, timeout=10).returncode == 0
+                              stdin=subprocess.DEVNULL, capture_output=True, start_new_session=True,
+                              timeout=10).returncode == 0
     except (OSError, subprocess.SubprocessError):
         return False
 
