@@ -64,6 +64,10 @@ def stats(home: str = HOME) -> None:
 def reembed(embedder: str = typer.Option(..., help="the new embedder id, e.g. minilm"), home: str = HOME) -> None:
     """Re-embed every long-term memory with EMBEDDER and make it the workspace's model."""
     from emergent.memory.reembed import reembed as run
+    from emergent.workspace.audited import recorded
 
-    n = run(home, embedder)
+    with workstation(home) as ws:  # who re-embeds, recorded before the tables are rewritten
+        audit, who = ws.audit, ws.principal
+        with recorded(audit, "memory.reembed", who, {"embedder": embedder}) as outcome:
+            outcome["rows"] = n = run(home, embedder)
     typer.echo(f"re-embedded {n} memories with {embedder}")
