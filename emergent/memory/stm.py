@@ -260,3 +260,12 @@ class RedisSTM(STM):
 STM_BACKENDS: Registry[Callable[..., STM]] = Registry("STM backend", group="emergent.stm")
 STM_BACKENDS.register("local", LocalSTM)
 STM_BACKENDS.register("redis", RedisSTM)
+
+
+def _sqlite(*args: Any, **kwargs: Any) -> STM:
+    from emergent.memory.stm_sqlite import SQLiteSTM  # imports this module: resolved at call time
+
+    return SQLiteSTM(*args, **kwargs)
+
+
+STM_BACKENDS.register("sqlite", _sqlite)
