@@ -66,7 +66,7 @@ def approve(approval_id: str, reason: str = typer.Option("", help="why (recorded
     """Approve a pending request as yourself (a waiting call resumes; --run runs it now, once)."""
     with workstation(home) as ws:
         a = ws.autonomy.approvals.approve(approval_id, by=ws.principal, reason=reason)
-        typer.echo(f"{a.id} {a.status} by {a.decided_by}")
+        typer.echo(f"{a.id} approved by {a.decided_by}")  # (a call waiting elsewhere may have run it already)
         if run:
             result = ws.tools.resume(approval_id)
             typer.echo(json.dumps(result, indent=2, default=str))
@@ -78,7 +78,7 @@ def reject(approval_id: str, reason: str = typer.Option(..., help="why (recorded
     """Reject a pending request as yourself (the waiting call fails with the reason)."""
     with workstation(home) as ws:
         a = ws.autonomy.approvals.reject(approval_id, by=ws.principal, reason=reason)
-        typer.echo(f"{a.id} {a.status} by {a.decided_by}")
+        typer.echo(f"{a.id} rejected by {a.decided_by}")
 
 
 @app.command()

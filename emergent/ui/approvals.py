@@ -95,7 +95,9 @@ class ApprovalsInbox(widgets.VBox):
             self.status.value = error_html(exc)
             self.refresh(keep=aid)
             return None
-        self.status.value = f"{done.id}: <b>{done.status}</b> by {html.escape(done.decided_by or '')}"
+        verb = "approved" if approve else "rejected"  # done.status may already be "consumed": a waiting call ran
+        ran = " (the waiting call ran it)" if done.status == "consumed" else ""
+        self.status.value = f"{done.id}: <b>{verb}</b> by {html.escape(done.decided_by or '')}{ran}"
         self.reason.value = ""
         self.refresh(keep=aid)
         return done
