@@ -33,17 +33,23 @@ agents get ``network`` or better by default):
 
 Kill guarantee (``kill``): what makes sure that every process a run started is gone when the run
 ends, i.e. when its main process exits, or the timeout or the output cap stops it. The run's
-processes are never signalled one by one by name or by the parent's process group, and nothing
+processes are found by what ties them to the run (its pid namespace, parentage below its own
+supervisor, its cgroup, its process group), never by name or by our own parentage, so nothing
 outside the run is touched (other children of this process, e.g. a daemonised server a test
-fixture started, are left alone).
+fixture started, are left alone); a process signalled on its own is pinned with a pidfd first.
 
 ``pid-namespace``
-    the run lives in its own PID namespace: bubblewrap's, or one made by ``unshare(CLONE_NEWPID)``
-    and a fork, with the program as its PID 1 and (where a mount namespace works) a private /proc
-    that shows only the run's processes. When PID 1 exits or is killed the kernel kills every
-    process in the namespace: ``setsid``, double forks, daemons and fork bombs do not escape.
-    Being PID 1, the program ignores signals it sends itself without a handler, and the soft CPU
-    limit (SIGXCPU); the hard limit one second later kills it.
+    the run lives in its own PID namespace: bubblewrap's, or one made with
+    ``unshare(CLONE_NEWPID)`` with the program as its PID 1 and (where a mount namespace works) a
+    private /proc that shows only the run's processes (so no other process's environ or command
+    line either). As root our own thread makes it for its next child, so the program is our
+    direct child (no extra process, ``pid_namespace_via: parent``); without root it takes a user
+    namespace, which a multi-threaded process cannot enter, so a forked supervisor makes it and
+    sits between us and the program (``supervisor``: it waits, stops the program when asked, and
+    dies with us). The program dies with us too (``PR_SET_PDEATHSIG``). When PID 1 exits or is
+    killed the kernel kills every process in the namespace: ``setsid``, double forks, daemons and
+    fork bombs do not escape. Being PID 1, the program ignores signals it sends itself without a
+    handler, and the soft CPU limit (SIGXCPU); the hard limit one second later kills it.
 ``subreaper``
     a supervisor process forked for the run is made a child subreaper
     (``PR_SET_CHILD_SUBREAPER``): every orphan of the run is re-parented to it, not to init. When
@@ -83,7 +89,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Callable, Container, Mapping, Sequence
+from collections.abc import Callable, Container, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, NoReturn
@@ -104,7 +110,7 @@ KILLS = ("pid-namespace", "subreaper", "cgroup", "process-group")
 EXIT_CODES = {"timeout": 124, "cpu": 152, "memory": 153, "file_size": 154, "output": 155, "processes": 156}
 _ORDER = {"none": 0, "process": 1, "network": 2, "namespace": 3}
 _SUPERVISED = ("pid-namespace", "subreaper")  # a supervisor process sits between us and the program
-_STOP = {signal.SIGTERM, signal.SIGHUP, signal.SIGINT}  # what the subreaper supervisor obeys
+_STOP = {signal.SIGTERM, signal.SIGHUP, signal.SIGINT}  # asks a supervisor to end the run
 _DRAIN_S = 0.5  # after the main process ended: how long to read what is still in the pipes
 _cgroup_ids = itertools.count()
 
@@ -177,10 +183,16 @@ class _Plan:
     private_proc: bool = False  # pid-namespace: mount a /proc showing only the run
     drop: bool = False  # root: the program runs as nobody
     cgroup: str | None = None  # the run's own cgroup directory
+    direct: bool = False  # pid-namespace made by our thread for its next child (root): no supervisor
 
     @property
     def supervised(self) -> bool:
-        return self.kill in _SUPERVISED and not self.bwrap
+        return self.kill in _SUPERVISED and not self.bwrap and not self.direct
+
+    @property
+    def self_cleaning(self) -> bool:
+        """Nothing of the run is left once our child has exited."""
+        return self.supervised or self.bwrap or self.direct
 
 
 # ---------------------------------------------------------------- kernel interfaces
@@ -190,6 +202,7 @@ def _libc() -> Any:
     libc.mount.argtypes = [ctypes.c_char_p, ctypes.c_char_p, ctypes.c_char_p, ctypes.c_ulong, ctypes.c_void_p]
     libc.prctl.argtypes = [ctypes.c_int, ctypes.c_ulong, ctypes.c_ulong, ctypes.c_ulong, ctypes.c_ulong]
     libc.unshare.argtypes = [ctypes.c_int]
+    libc.setns.argtypes = [ctypes.c_int, ctypes.c_int]
     return libc
 
 
@@ -353,6 +366,32 @@ def _enter_namespaces(flags: int, uid: int, gid: int, userns: bool) -> None:
         _write("/proc/self/gid_map", f"{gid} {gid} 1")
 
 
+@contextlib.contextmanager
+def _pid_namespace_for_children() -> Iterator[None]:
+    """Make the next child this thread forks PID 1 of a new pid namespace, then put this thread
+    back. Namespaces are per thread and ``unshare(CLONE_NEWPID)`` moves only the thread's future
+    children (not itself, nor other threads), so the program can be our direct child without a
+    supervisor in between. Needs CAP_SYS_ADMIN (root); an unprivileged caller would need a user
+    namespace, which a multi-threaded process cannot enter."""
+    libc = _libc()
+    active = os.open("/proc/thread-self/ns/pid", os.O_RDONLY)
+    try:
+        _check(libc.unshare(CLONE_NEWPID), "unshare(CLONE_NEWPID)")
+        try:
+            yield
+        finally:  # always back: children of this thread must not land in a namespace whose init died
+            _check(libc.setns(active, CLONE_NEWPID), "setns(back to our pid namespace)")
+    finally:
+        os.close(active)
+
+
+def _popen(argv: Sequence[str], plan: _Plan, preexec: Callable[[], None], **kw: Any) -> subprocess.Popen[bytes]:
+    if not plan.direct:
+        return subprocess.Popen(list(argv), preexec_fn=preexec, start_new_session=True, **kw)  # noqa: PLW1509
+    with _pid_namespace_for_children():
+        return subprocess.Popen(list(argv), preexec_fn=preexec, start_new_session=True, **kw)  # noqa: PLW1509
+
+
 def _mount_proc() -> None:
     libc = _libc()
     _check(libc.mount(b"none", b"/", None, MS_REC | MS_PRIVATE, None), "mount --make-rprivate /")
@@ -370,8 +409,8 @@ def _preexec(limits: Limits, plan: _Plan) -> Callable[[], None]:
           (resource.RLIMIT_NPROC, (limits.processes, limits.processes)),
           (resource.RLIMIT_CORE, (0, 0))]
     flags = CLONE_NEWNET if plan.netns else 0
-    if plan.supervised and plan.kill == "pid-namespace":
-        flags |= CLONE_NEWPID | (CLONE_NEWNS if plan.private_proc else 0)
+    if plan.kill == "pid-namespace" and not plan.bwrap:
+        flags |= (CLONE_NEWNS if plan.private_proc else 0) | (CLONE_NEWPID if plan.supervised else 0)
     uid, gid, parent = os.getuid(), os.getgid(), os.getpid()
     libc = _libc()
     _max_fd()
@@ -394,15 +433,15 @@ def _preexec(limits: Limits, plan: _Plan) -> Callable[[], None]:
             signal.pthread_sigmask(signal.SIG_SETMASK, old)
             if plan.kill == "subreaper":
                 os.setpgid(0, 0)  # its own group: a kill(0, ...) of its own cannot reach the supervisor
-            elif plan.private_proc:
-                _mount_proc()
+        if plan.kill == "pid-namespace" and plan.private_proc and not plan.bwrap:
+            _mount_proc()  # we are PID 1 of the new namespace now
         for res, val in rl:
             resource.setrlimit(res, val)
         if plan.drop:
             os.setgroups([])
             os.setgid(NOBODY)
             os.setuid(NOBODY)
-        if plan.supervised:  # after the uid change, which would clear it
+        if plan.supervised or plan.direct:  # after the uid change, which would clear it
             _check(libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0), "prctl(PDEATHSIG)")
             if plan.kill == "subreaper" and os.getppid() != supervisor:
                 raise OSError("the sandbox supervisor died before the program started")
@@ -416,9 +455,15 @@ def _probe(plan: _Plan) -> bool:
     if not sys.platform.startswith("linux"):
         return False
     try:
-        return subprocess.run(["/bin/true"], preexec_fn=_preexec(Limits(), plan), stdin=subprocess.DEVNULL,  # noqa: PLW1509
-                              capture_output=True, start_new_session=True, timeout=10).returncode == 0
+        proc = _popen(["/bin/true"], plan, _preexec(Limits(), plan), stdin=subprocess.DEVNULL,
+                      stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     except (OSError, subprocess.SubprocessError):
+        return False
+    try:
+        return proc.wait(10) == 0
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
         return False
 
 
@@ -488,6 +533,17 @@ def _cgroup_dir() -> str | None:
     return None
 
 
+def _probe_pid_namespace(root: bool, userns: bool, netns: bool) -> tuple[str | None, bool]:
+    """How a pid namespace can be made here: (``parent`` (our thread makes it, root only) or
+    ``supervisor`` (a forked supervisor makes it) or None, with a private /proc or not)."""
+    ways = [("parent", True), ("supervisor", False)] if root else [("supervisor", False)]
+    for private_proc in (True, False):
+        for how, direct in ways:
+            if _probe(_Plan("pid-namespace", netns=netns, userns=userns, private_proc=private_proc, direct=direct)):
+                return how, private_proc
+    return None, False
+
+
 @functools.lru_cache(maxsize=1)
 def isolation() -> dict[str, Any]:
     """What this machine gives a sandboxed process (probed once per process, each mechanism by
@@ -495,20 +551,22 @@ def isolation() -> dict[str, Any]:
 
     ``level``: ``namespace`` (bubblewrap works), ``network`` (a network namespace via ``unshare``)
     or ``process`` (limits only). ``kill``: the strongest kill guarantee the default backend
-    gets; ``kill_mechanisms``: those the ``unshare`` backend can be forced to (``Sandbox(kill=)``)."""
+    gets; ``kill_mechanisms``: those the ``unshare`` backend can be forced to (``Sandbox(kill=)``);
+    ``pid_namespace_via``: ``parent`` (root: the program is our child and PID 1, no extra
+    process) or ``supervisor`` (a forked supervisor in between, as for a user namespace)."""
     root = _is_root()
     bwrap = _probe_bwrap(root)
     userns = not root
-    pidns = proc = _probe(_Plan("pid-namespace", netns=True, userns=userns, private_proc=True))
-    netns = pidns or _probe(_Plan("process-group", netns=True, userns=userns))
-    if not pidns:
-        pidns = _probe(_Plan("pid-namespace", netns=netns, userns=userns))
+    netns = _probe(_Plan("process-group", netns=True, userns=userns))
+    via, proc = _probe_pid_namespace(root, userns, netns)
+    pidns = via is not None
     subreaper = _probe(_Plan("subreaper"))
     cgroup = _cgroup_dir()
     kills = [k for k, ok in zip(KILLS, (pidns, subreaper, cgroup is not None, True), strict=True) if ok]
     return {"level": "namespace" if bwrap else "network" if netns else "process", "network_namespace": netns,
             "kill": "pid-namespace" if bwrap else kills[0], "kill_mechanisms": kills,
-            "pid_namespace": pidns, "private_proc": proc, "subreaper": subreaper, "cgroup": cgroup,
+            "pid_namespace": pidns, "pid_namespace_via": via, "private_proc": proc, "subreaper": subreaper,
+            "cgroup": cgroup,
             "user_namespace": userns and netns, "rlimits": True, "drops_privileges": root,
             "user": "nobody" if root else os.environ.get("USER", str(os.getuid())),
             "bubblewrap": bwrap, "bubblewrap_installed": shutil.which("bwrap") is not None}
@@ -675,6 +733,7 @@ class Sandbox:
                                    "writable cgroup v2 with cgroup.kill", kill=kill)
         return _Plan(kill, netns=info["network_namespace"] and not network, userns=not info["drops_privileges"],
                      private_proc=kill == "pid-namespace" and info["private_proc"],
+                     direct=kill == "pid-namespace" and info.get("pid_namespace_via") == "parent",
                      drop=info["drops_privileges"], cgroup=info["cgroup"] if kill == "cgroup" else None)
 
     @property
@@ -756,10 +815,9 @@ class Sandbox:
                workdir: str, plan: _Plan) -> SandboxResult:
         t0 = time.monotonic()
         try:
-            proc = subprocess.Popen(list(argv), cwd=workdir, env=env, stdin=subprocess.PIPE if stdin else
-                                    subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                                    start_new_session=True, preexec_fn=_preexec(lim, plan),  # noqa: PLW1509
-                                    close_fds=True)
+            proc = _popen(argv, plan, _preexec(lim, plan), cwd=workdir, env=env,
+                          stdin=subprocess.PIPE if stdin else subprocess.DEVNULL, stdout=subprocess.PIPE,
+                          stderr=subprocess.PIPE, close_fds=True)
         except FileNotFoundError:
             raise ValidationError(f"command not found: {argv[0]!r}", hint="give a full path or a command on PATH") \
                 from None
@@ -792,8 +850,8 @@ class Sandbox:
         """After a limit hit without a supervisor or bubblewrap: wait (briefly) until every
         process of the group is gone and reaped, so the next run does not inherit a process count
         from a fork bomb (their zombies wait for init)."""
-        if plan.supervised or plan.bwrap:
-            return  # the supervisor or bubblewrap reaped everything before it exited
+        if plan.self_cleaning:
+            return  # our child exited only once everything else was gone
         end = time.monotonic() + timeout
         while time.monotonic() < end and _group(proc.pid):
             with contextlib.suppress(ProcessLookupError, PermissionError):
@@ -803,10 +861,10 @@ class Sandbox:
     @staticmethod
     def _end(proc: subprocess.Popen[bytes], plan: _Plan) -> None:
         """The main process has exited (not yet reaped, so its group id is still its own): kill
-        whatever it left. A supervisor or bubblewrap exits only once nothing is left."""
+        whatever it left. With a pid namespace or a subreaper nothing is left by then."""
         if plan.cgroup:
             _kill_cgroup(plan.cgroup)
-        elif not (plan.supervised or plan.bwrap):
+        elif not plan.self_cleaning:
             with contextlib.suppress(ProcessLookupError, PermissionError):
                 os.killpg(proc.pid, signal.SIGKILL)
 
@@ -817,14 +875,17 @@ class Sandbox:
         so no orphaned zombie waits for init and counts against the process limit: the
         supervisor is asked (SIGTERM) and kills the run before it goes; under bubblewrap its
         init (our child's child) takes SIGKILL, the kernel ends the namespace and bubblewrap
-        exits. Otherwise, and when that does not end it in 5 s: cgroup.kill and SIGKILL to the
-        group (one signal suffices: a process with a pending SIGKILL cannot fork)."""
+        exits; a program that is our child and PID 1 takes SIGKILL. Otherwise, and when that
+        does not end it in 5 s: cgroup.kill and SIGKILL to the group (one signal suffices: a
+        process with a pending SIGKILL cannot fork)."""
         with contextlib.suppress(ProcessLookupError, PermissionError):
             if plan.supervised:
                 os.kill(proc.pid, signal.SIGTERM)
+            elif plan.direct:  # our child is PID 1 of the run's namespace: the kernel does the rest
+                os.kill(proc.pid, signal.SIGKILL)
             elif plan.bwrap:
                 _kill_descendants(proc.pid, depth=1)
-        if (plan.supervised or plan.bwrap) and _await_exit(proc.pid, 5.0):
+        if plan.self_cleaning and _await_exit(proc.pid, 5.0):
             return
         if plan.cgroup:
             _kill_cgroup(plan.cgroup)

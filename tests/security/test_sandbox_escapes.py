@@ -30,11 +30,14 @@ from pathlib import Path
 
 import pytest
 
+from emergent.tools import sandbox as sandbox_mod
 from emergent.tools.sandbox import KILLS, Limits, Sandbox, isolation, python_executable
 
 INFO = isolation()
 LIMITS = Limits(timeout=4, cpu_seconds=4, memory_mb=256, output_bytes=50_000, processes=32)
-SETUPS = [("bwrap", "auto"), ("unshare", "pid-namespace"), ("unshare", "subreaper"), ("unshare", "cgroup")]
+#: (backend, kill mechanism, how the pid namespace is made: None = as this machine does it)
+SETUPS = [("bwrap", "auto", None), ("unshare", "pid-namespace", None), ("unshare", "pid-namespace", "supervisor"),
+          ("unshare", "subreaper", None), ("unshare", "cgroup", None)]
 DELAY = 0.6  # how long a detached process waits before it writes its sentinel
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -43,6 +46,15 @@ def _unavailable(backend: str, kill: str) -> str | None:
     if backend == "bwrap":
         return None if INFO["bubblewrap"] else "bubblewrap is not installed or cannot run here"
     return None if kill in INFO["kill_mechanisms"] else f"kill mechanism {kill} is not available here"
+
+
+@pytest.fixture(autouse=True)
+def _pid_namespace_via(request, monkeypatch):
+    """A set-up with a ``via``: force how the pid namespace is made (as root our thread makes it;
+    ``supervisor`` is the way an unprivileged user gets, exercised here too)."""
+    setup = getattr(getattr(request.node, "callspec", None), "params", {}).get("box")
+    if setup and setup[2]:
+        monkeypatch.setattr(sandbox_mod, "isolation", lambda: {**INFO, "pid_namespace_via": setup[2]})
 
 
 @pytest.fixture
@@ -56,9 +68,9 @@ def token():
             os.kill(pid, signal.SIGKILL)
 
 
-@pytest.fixture(params=SETUPS, ids=[b if b == "bwrap" else k for b, k in SETUPS])
+@pytest.fixture(params=SETUPS, ids=["bwrap" if b == "bwrap" else f"{k}-{via}" if via else k for b, k, via in SETUPS])
 def box(request, tmp_path):
-    backend, kill = request.param
+    backend, kill, _ = request.param
     if reason := _unavailable(backend, kill):
         pytest.skip(reason)
     return Sandbox(LIMITS, root=tmp_path / "sbx", backend=backend, kill=kill)

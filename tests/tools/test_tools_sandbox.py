@@ -8,6 +8,8 @@ group). The escape attacks (setsid, double fork, daemons) are in tests/security/
 import json
 import os
 import socket
+import subprocess
+import sys
 import threading
 from pathlib import Path
 
@@ -20,22 +22,28 @@ from emergent.tools.sandbox import EXIT_CODES, KILLS, Limits, Sandbox, isolation
 
 FAST = Limits(timeout=3, cpu_seconds=2, memory_mb=256, output_bytes=50_000, processes=32)
 INFO = isolation()
-SETUPS = [("bwrap", "auto"), ("unshare", "pid-namespace"), ("unshare", "subreaper"), ("unshare", "cgroup"),
-          ("unshare", "process-group")]
+#: (backend, kill mechanism, how the pid namespace is made: None = as this machine does it)
+SETUPS = [("bwrap", "auto", None), ("unshare", "pid-namespace", None), ("unshare", "pid-namespace", "supervisor"),
+          ("unshare", "subreaper", None), ("unshare", "cgroup", None), ("unshare", "process-group", None)]
+IDS = ["bwrap" if b == "bwrap" else f"{k}-{via}" if via else k for b, k, via in SETUPS]
 
 
-def available(backend: str, kill: str) -> str | None:
+def available(backend: str, kill: str, via: str | None = None) -> str | None:
     """Why this set-up cannot run here (None: it can)."""
     if backend == "bwrap":
         return None if INFO["bubblewrap"] else "bubblewrap is not installed or cannot run here"
+    if via == "supervisor" and INFO["pid_namespace_via"] not in ("parent", "supervisor"):
+        return "no pid namespace here"
     return None if kill in INFO["kill_mechanisms"] else f"kill mechanism {kill} is not available here"
 
 
-@pytest.fixture(params=SETUPS, ids=[b if b == "bwrap" else k for b, k in SETUPS])
-def box(request, tmp_path):
-    backend, kill = request.param
-    if reason := available(backend, kill):
+@pytest.fixture(params=SETUPS, ids=IDS)
+def box(request, tmp_path, monkeypatch):
+    backend, kill, via = request.param
+    if reason := available(backend, kill, via):
         pytest.skip(reason)
+    if via:  # as root the thread makes the namespace itself; force the supervisor an unprivileged user gets
+        monkeypatch.setattr(sandbox_mod, "isolation", lambda: {**INFO, "pid_namespace_via": via})
     return Sandbox(FAST, root=tmp_path / "sbx", backend=backend, kill=kill)
 
 
@@ -155,7 +163,9 @@ def test_bubblewrap_hides_the_host_filesystem(tmp_path):
 def test_isolation_reports_the_kill_mechanisms_this_machine_has():
     kills = INFO["kill_mechanisms"]
     assert kills[-1] == "process-group" and [k for k in KILLS if k in kills] == kills
-    assert ("pid-namespace" in kills) == INFO["pid_namespace"]
+    assert ("pid-namespace" in kills) == INFO["pid_namespace"] == (INFO["pid_namespace_via"] is not None)
+    if INFO["pid_namespace"]:  # the cheap way needs root; without it, a supervisor
+        assert INFO["pid_namespace_via"] == ("parent" if INFO["drops_privileges"] else "supervisor")
     assert ("subreaper" in kills) == INFO["subreaper"]
     assert ("cgroup" in kills) == (INFO["cgroup"] is not None)
     assert INFO["kill"] == ("pid-namespace" if INFO["bubblewrap"] else kills[0])
@@ -183,6 +193,20 @@ def test_unknown_or_contradictory_options_are_refused():
         Sandbox(backend="bwrap", kill="subreaper")
     with pytest.raises(ValidationError, match="unknown isolation level"):
         Sandbox(require="total")
+
+
+def test_the_pid_namespace_made_by_our_thread_leaves_our_later_children_alone():
+    if INFO["pid_namespace_via"] != "parent":
+        pytest.skip("the pid namespace is not made by our own thread here")
+    res = Sandbox(FAST, backend="unshare").python("import os; print(os.getpid())")
+    assert res.stdout == "1\n"  # the program was PID 1 of its own namespace
+    mine = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    assert int(mine.stdout) > 1  # and this thread forks into our own namespace again
+    seen = []
+    thread = threading.Thread(target=lambda: seen.append(Sandbox(FAST, backend="unshare").run(["/bin/true"]).ok))
+    thread.start()
+    thread.join()
+    assert seen == [True]
 
 
 def test_requiring_keeps_backend_and_kill_mechanism():
