@@ -650,17 +650,21 @@ def _make_cgroup(base: str) -> str:
     return path
 
 
+def _cgroup_empty(path: str) -> bool:
+    try:
+        return "populated 0" in Path(path, "cgroup.events").read_text()
+    except OSError:
+        return True  # gone
+
+
 def _kill_cgroup(path: str, patience: float = 3.0) -> None:
-    """``cgroup.kill`` and wait until the cgroup is empty."""
+    """``cgroup.kill`` (unless it is empty already) and wait until the cgroup is empty."""
+    if _cgroup_empty(path):
+        return
     with contextlib.suppress(OSError):
         _write(os.path.join(path, "cgroup.kill"), "1")
     end = time.monotonic() + patience
-    while time.monotonic() < end:
-        try:
-            if "populated 0" in Path(path, "cgroup.events").read_text():
-                return
-        except OSError:
-            return
+    while not _cgroup_empty(path) and time.monotonic() < end:
         time.sleep(0.002)
 
 
