@@ -235,8 +235,19 @@ class AuditLog(BatchWriter):
         """Record an entry; ``durable=True`` writes it (and everything before it) now.
 
         Raises :class:`AuditWriteError` when the entry cannot be stored (now, or, for a buffered
-        entry, when an earlier background write failed and still fails)."""
-        self._add((self.clock.now(), kind, actor_key(principal), data), now=durable or self._failure is not None)
+        entry, when an earlier background write failed and still fails). An entry whose append
+        raised is kept (nothing is dropped) but marked ``audit_write_failed``: its caller was told
+        the action failed, so the entry must not read as a record of something that happened."""
+        item = (self.clock.now(), kind, actor_key(principal), data)
+        try:
+            self._add(item, now=durable or self._failure is not None)
+        except AuditWriteError:
+            with self._lock:
+                for i, queued in enumerate(self._buf):
+                    if queued is item:
+                        self._buf[i] = (item[0], kind, item[2], {**data, "audit_write_failed": True})
+                        break
+            raise
 
     def _loop(self) -> None:
         assert self.flush_interval
@@ -361,6 +372,11 @@ class AuditLog(BatchWriter):
             return
         if anchored is None:
             report.anchored = False
+            if report.entries:
+                report.problems.append((report.entries, (
+                    f"the chain has {report.entries} entries but no anchor in {self.anchor.dir}: the key and head "
+                    "were deleted, or this database was moved here (then anchor it again with "
+                    "`emergent audit anchor`)")))
             return
         report.anchored = True
         if anchored.seq > report.last_seq:
@@ -369,6 +385,26 @@ class AuditLog(BatchWriter):
         elif hashes.get(anchored.seq) != anchored.hash:
             report.problems.append((anchored.seq, f"entry seq={anchored.seq} is not the one anchored: the chain was "
                                                   "rewritten from here or earlier"))
+
+    def head(self) -> Head | None:
+        """The newest entry's position and hash (None for an empty chain)."""
+        self.flush()
+        with self.sql.connect() as conn:
+            last = conn.execute(sa.select(audit_log.c.seq, audit_log.c.hash)
+                                .order_by(audit_log.c.seq.desc()).limit(1)).first()
+        return None if last is None else Head(int(last[0]), str(last[1]))
+
+    def reanchor(self, by: Any) -> Head | None:
+        """Anchor the chain's current head (after moving a workspace here, or upgrading one that had
+        none); recorded in the chain itself. ``by`` must be a human principal."""
+        if getattr(by, "kind", None) != "human":
+            raise AuditWriteError("only a human re-anchors the audit trail", hint="run `emergent audit anchor`")
+        head = self.head()
+        if head is None or self.anchor is None:
+            return head
+        self.append("audit.reanchored", by, {"seq": head.seq, "hash": head.hash, "dir": str(self.anchor.dir)},
+                    durable=True)
+        return self.head()
 
     def export_jsonl(self, out: IO[str]) -> int:
         """Write every entry as one JSON line (with its hashes, so the copy can be verified)."""

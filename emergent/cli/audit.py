@@ -53,23 +53,25 @@ def _in_jsonl(path: Path, head: str) -> bool:
 def head_(as_json: bool = typer.Option(False, "--json"), home: str = HOME) -> None:
     """Print the current head (the newest entry's hash): write it down, then later
     `emergent audit verify --head HASH` proves no entry up to it was deleted or rewritten."""
-    import sqlalchemy as sa
-
-    from emergent.autonomy.tables import audit_log
-
     with workstation(home) as ws:
-        ws.audit.flush()
-        with ws.sql.connect() as conn:
-            row = conn.execute(sa.select(audit_log.c.seq, audit_log.c.hash, audit_log.c.at)
-                               .order_by(audit_log.c.seq.desc()).limit(1)).first()
+        row = ws.audit.head()
     if row is None:
         typer.echo("the audit trail is empty", err=True)
         raise typer.Exit(1)
     if as_json:
-        typer.echo(json.dumps({"seq": row.seq, "hash": row.hash, "at": row.at}))
+        typer.echo(json.dumps({"seq": row.seq, "hash": row.hash}))
     else:
         typer.echo(row.hash)
         typer.echo(f"(entry {row.seq}; keep this hash somewhere outside the workspace)", err=True)
+
+
+@app.command()
+def anchor(home: str = HOME) -> None:
+    """Anchor the current head again (after moving the workspace or its database here): only when
+    you trust the chain as it is — `emergent audit verify` first."""
+    with workstation(home) as ws:
+        head = ws.audit.reanchor(ws.principal)
+    typer.echo(f"anchored entry {head.seq}: {head.hash}" if head else "the audit trail is empty")
 
 
 @app.command()

@@ -334,3 +334,37 @@ def test_a_refused_call_reads_none_of_its_files(ws, me, agent):
         ws.tools.call("probe.read", {"path": "secret.txt"}, principal=agent)
     assert read == []
     assert ws.tools.call("probe.read", {"path": "open.txt"}, principal=me) == "open.txt" and read == ["open.txt"]
+
+
+def test_deleting_the_anchor_directory_is_detected_and_a_human_can_reanchor(ws, me, agent, tmp_path):
+    import shutil
+
+    ws.tools.call("note.write", {"topic": "t", "text": "x"}, principal=me)
+    assert ws.audit.verify().ok
+    shutil.rmtree(ws.audit.anchor.dir)
+    rep = ws.audit.verify()
+    assert not rep.ok and "no anchor" in rep.problems[-1][1]
+    with pytest.raises(Exception, match="only a human"):
+        ws.audit.reanchor(agent)
+    ws.audit.reanchor(me)
+    assert ws.audit.verify().ok and ws.audit.entries()[-1].kind == "audit.reanchored"
+
+
+def test_an_entry_whose_write_failed_is_kept_but_marked(ws, me):
+    from emergent.errors import AuditWriteError
+
+    ws.audit.flush()
+    real = ws.audit._chain
+    ws.audit.busy_retry_s = 0.0
+
+    def broken(batch):
+        raise RuntimeError("disk full")
+
+    ws.audit._chain = broken
+    with pytest.raises(AuditWriteError):
+        ws.autonomy.pause(by=me, reason="x")
+    assert not ws.autonomy.paused  # the action did not happen
+    ws.audit._chain = real
+    ws.audit.flush()
+    last = ws.audit.entries()[-1]
+    assert last.kind == "autonomy.paused" and last.data["audit_write_failed"] is True
