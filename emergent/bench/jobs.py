@@ -39,7 +39,7 @@ def _overhead(root: Path, repeats: int) -> dict[str, Any]:
 
     nb = _trivial_notebook(root / "trivial.ipynb")
     with Workstation.open(root / "ws-overhead") as ws:
-        ws.jobs.add("trivial", nb, parameters={"n": 2})
+        ws.jobs.add("trivial", nb, parameters={"n": 2}, principal=ws.principal)
         ours: list[float] = []
         bare: list[float] = []
         pm.execute_notebook(str(nb), str(root / "warm.ipynb"), parameters={"n": 2}, progress_bar=False)
@@ -49,7 +49,7 @@ def _overhead(root: Path, repeats: int) -> dict[str, Any]:
                                 kernel_name="python3")
             bare.append(time.perf_counter() - t0)
             t0 = time.perf_counter()
-            run = ws.jobs.run("trivial")
+            run = ws.jobs.run("trivial", principal=ws.principal)
             ours.append(time.perf_counter() - t0)
             if run.status.value != "succeeded":
                 raise RuntimeError(f"benchmark job failed: {run.error}")
