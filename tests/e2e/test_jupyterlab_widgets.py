@@ -41,9 +41,11 @@ def _panel_notebook(path: Path, job_nb: Path) -> None:
     nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3 (ipykernel)", "language": "python"}
     nb.cells = [
         nbformat.v4.new_markdown_cell("# Emergent jobs panel"),
-        nbformat.v4.new_code_cell("from emergent import Workstation\nws = Workstation.open()\n"
-                                  f"state = ws.jobs.add('hello', {str(job_nb)!r}, schedule='every 1h', replace=True)"),
-        nbformat.v4.new_code_cell("from emergent.ui.jobs_panel import JobsPanel\npanel = JobsPanel(ws.jobs)\npanel"),
+        nbformat.v4.new_code_cell("from emergent import Workstation\nws = Workstation.open()\nme = ws.principal\n"
+                                  f"state = ws.jobs.add('hello', {str(job_nb)!r}, schedule='every 1h', replace=True, "
+                                  "principal=me)"),
+        nbformat.v4.new_code_cell("from emergent.ui.jobs_panel import JobsPanel\n"
+                                  "panel = JobsPanel(ws.jobs, principal=me)  # pause, resume and run act as me\npanel"),
     ]
     nbformat.write(nb, str(path))
     job = nbformat.v4.new_notebook()
