@@ -95,6 +95,12 @@ class TimeoutExceeded(OperationalError, TimeoutError):
     """An operation ran past its time limit."""
 
 
+class StoreResetError(StoreUnavailableError):
+    """A store answers but lost what this workspace wrote (e.g. Redis restarted without persistence,
+    was flushed, or failed over to an empty replica); the message names what was lost and the
+    hint what to do. Reads and writes are refused until the loss is acknowledged."""
+
+
 # ---------------------------------------------------------------- tools and the autonomy gate
 class DependencyConflictError(UsageError):
     """Tool dependencies (tool versions or Python requirements) cannot all be satisfied."""
@@ -209,6 +215,7 @@ __all__ = [
     "StateConflictError",
     "ScopeError",
     "StoreUnavailableError",
+    "StoreResetError",
     "TimeoutExceeded",
     "ToolExecutionError",
     "TransientError",

@@ -1,21 +1,28 @@
-"""Short-term memory: a small contract with two backends.
+"""Short-term memory: a small contract with three backends.
 
-``LocalSTM`` lives in the process (embedded default); ``RedisSTM`` is shared by every process on
-one Redis. Both keep, per agent, a recency index and at most ``max_items`` items; an item lives
-until its TTL (derived from the forgetting curve) runs out. Items pushed out by the size bound
-are not dropped silently: they go to an *evicted* list that consolidation reads, so an important
-memory is promoted to long-term memory rather than lost.
+``LocalSTM`` lives in the process (tests, and a fallback). ``SQLiteSTM`` (emergent.memory.stm_sqlite,
+the embedded default) is one file in the workspace, shared by all its processes. ``RedisSTM`` is
+shared by every process on one Redis and detects a Redis that lost its data. All keep, per agent,
+a recency index and at most ``max_items`` items; an item lives until its TTL (derived from the
+forgetting curve) runs out. Items pushed out by the size bound are not dropped silently: they go
+to an *evicted* list that consolidation reads, so an important memory is promoted to long-term
+memory rather than lost.
 """
 
 from __future__ import annotations
 
+import json
+import os
+import secrets
 import threading
 import time
 from abc import ABC, abstractmethod
 from collections import OrderedDict, deque
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
+from emergent.errors import StoreResetError, StoreUnavailableError
 from emergent.memory import _codec
 from emergent.memory.types import MemoryRecord
 from emergent.registry import Registry
@@ -126,10 +133,12 @@ class LocalSTM(STM):
 
 
 # --------------------------------------------------------------------------------- redis
-# One round trip per put: store the value with its TTL, index it by recency, trim the agent to
-# its bound, and move what was trimmed to the evicted list (all keys share the {agent} hash tag,
-# so this also works on Redis Cluster).
+# One round trip per put: check the workspace marker (see RedisSTM), store the value with its TTL,
+# index it by recency, trim the agent to its bound, and move what was trimmed to the evicted list
+# (the item keys share the {agent} hash tag; on Redis Cluster the marker is in another slot, so
+# there ARGV[8] is empty and the marker is checked in a separate round trip).
 _PUT = """
+if ARGV[8] ~= '' and redis.call('GET', KEYS[4]) ~= ARGV[8] then return -1 end
 redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
 redis.call('ZADD', KEYS[2], ARGV[3], ARGV[4])
 local n = redis.call('ZCARD', KEYS[2]) - tonumber(ARGV[5])
@@ -154,28 +163,56 @@ STM_LAYOUT_VERSION = 1
 
 
 class RedisSTM(STM):
-    """STM on Redis, shared by every process that opens the same workspace namespace."""
+    """STM on Redis, shared by every process that opens the same workspace namespace.
+
+    A Redis that lost its data is never mistaken for an empty short-term memory. The workspace's
+    first use of a Redis writes a marker key ``<ns>:stm:marker`` holding a random token (and, with
+    ``state_path``, records the token and the server's ``run_id`` in that file in the workspace).
+    The marker goes when the data goes: a restart without persistence, FLUSHALL, a failover to an
+    empty replica (a ``maxmemory-policy`` other than noeviction can drop items alone: ``health()``
+    warns about it). Every put checks the marker inside its Lua script, every get and scan in the
+    MGET that reads the data (no extra round trip; on a cluster, where the marker is in another
+    slot, a put checks it in a separate GET and a read only when it comes back empty), and so does
+    ``health()``. A missing or replaced marker raises :class:`~emergent.errors.StoreResetError`
+    naming what was lost; from then on every call raises it until ``acknowledge_reset()`` (in any
+    process of the workspace, when they share ``state_path``) arms a new marker. Without
+    ``state_path`` a reset that happens while no process of the workspace has the STM open is not
+    detectable.
+    """
 
     name = "redis"
 
-    def __init__(self, client: Any, namespace: str, max_items: int = 2000, max_evicted: int = 10_000, clock: Callable[[], float] | None = None) -> None:
+    def __init__(self, client: Any, namespace: str, max_items: int = 2000, max_evicted: int = 10_000,
+                 clock: Callable[[], float] | None = None, *, state_path: str | os.PathLike[str] | None = None) -> None:
         self.client = client
         self.ns = namespace
         self.max_items = max_items
         self.max_evicted = max_evicted
+        self.state_path = Path(state_path) if state_path is not None else None
         self._now = clock or time.time
         self._put = client.register_script(_PUT)
         self._prefixes: dict[str, tuple[str, str, str]] = {}
-        self._check_layout()
+        self._marker = f"{namespace}:stm:marker"
+        self._cluster = type(client).__name__ == "RedisCluster"
+        self._token: str | None = None  # the marker this instance expects; None until Redis answered
+        self._run_id: str | None = None  # the server's run_id when the marker was last confirmed at open
+        self._reset: dict[str, Any] | None = None  # what was detected, until acknowledged
+        self._state_error: str | None = None
+        self._open()
 
-    def _check_layout(self) -> None:
-        """Record the key layout's version once per namespace; refuse a newer one."""
+    # ------------------------------------------------------------------ layout and marker
+    def _open(self) -> None:
+        """Check the key layout's version and the workspace marker (again on first use if unreachable)."""
         import redis
 
-        key = f"{self.ns}:stm:layout"
+        from emergent.stores.redis import run_id
+
+        layout = f"{self.ns}:stm:layout"
         try:
-            self.client.set(key, STM_LAYOUT_VERSION, nx=True)
-            found = int(self.client.get(key) or STM_LAYOUT_VERSION)
+            self.client.set(layout, STM_LAYOUT_VERSION, nx=True)
+            found = int(self.client.get(layout) or STM_LAYOUT_VERSION)
+            current = self._marker_value()
+            rid = run_id(self.client)
         except (redis.ConnectionError, redis.TimeoutError):
             return  # unreachable now: every call will say so (or fall back, if the caller opted in)
         if found > STM_LAYOUT_VERSION:
@@ -185,7 +222,135 @@ class RedisSTM(STM):
                 f"Redis STM under {self.ns} uses key layout {found}, newer than this emergent ({STM_LAYOUT_VERSION})",
                 hint="upgrade emergent, or point EMERGENT_REDIS_URL at another database",
             )
+        recorded = self._load_state()
+        expected = recorded.get("token")
+        if current is None and expected is None:  # the workspace's first use of this Redis: arm it
+            self.client.set(self._marker, secrets.token_hex(12), nx=True)
+            current = self._marker_value()  # a concurrent opener may have won: everyone adopts its token
+        if current is not None and expected in (None, current):
+            self._token, self._run_id = current, rid
+            if recorded.get("token") != current or recorded.get("run_id") != rid:
+                self._save_state(rid, recorded)
+        else:
+            self._token = expected
+            self._detected(current, rid, recorded)
 
+    def _marker_value(self) -> str | None:
+        raw = self.client.get(self._marker)
+        return raw.decode() if isinstance(raw, bytes) else raw
+
+    def _check(self) -> None:
+        """Before every call: arm lazily, and refuse while a detected reset is not acknowledged."""
+        if self._token is None:
+            self._open()
+        if self._reset is not None and not self._acknowledged_elsewhere():
+            raise self._reset_error()
+
+    def _verify(self) -> None:
+        """An answer came back empty: raise StoreResetError if that is because Redis lost the data."""
+        if self._token is None:
+            return
+        current = self._marker_value()
+        if current != self._token:
+            from emergent.stores.redis import run_id
+
+            self._detected(current, run_id(self.client), self._load_state())
+            raise self._reset_error()
+
+    def _detected(self, found: str | None, rid: str | None, recorded: dict[str, Any]) -> None:
+        from emergent.stores.redis import describe
+
+        self._reset = {
+            "namespace": self.ns, "marker": self._marker, "expected": self._token, "found": found,
+            "server": describe(self.client), "recorded_server": recorded.get("server"),
+            "run_id_before": self._run_id or recorded.get("run_id"), "run_id_now": rid,
+            "armed_at": recorded.get("armed_at"), "detected_at": time.time(),
+        }
+
+    def _reset_error(self) -> StoreResetError:
+        r = self._reset or {}
+        how = "is gone" if r.get("found") is None else "holds another token (someone re-armed it since)"
+        before, now = r.get("run_id_before"), r.get("run_id_now")
+        restarted = f"; the server restarted (run_id {before[:8]}… is now {now[:8]}…)" if before and now and before != now else ""
+        moved = (f"; this workspace last used Redis at {r['recorded_server']}, now {r['server']} (if you moved it on "
+                 "purpose, acknowledge)") if r.get("recorded_server") not in (None, r.get("server")) else ""
+        return StoreResetError(
+            f"Redis at {r.get('server')} lost this workspace's short-term memory: the marker key {r.get('marker')}, "
+            f"written when the workspace first used this Redis, {how}{restarted}{moved}. Redis restarted without "
+            "persistence, was flushed, or failed over to an empty replica: every short-term item not yet "
+            "consolidated is lost (long-term memory is not affected)",
+            hint="make Redis persistent (appendonly yes with appendfsync always, or everysec to lose at most about a "
+                 "second; stm.health()['persistence'] shows the settings), then call acknowledge_reset() on the "
+                 "workspace's short-term memory (ws.memory.stm.acknowledge_reset()) to start an empty one; until then "
+                 "short-term reads and writes are refused. Nothing was written",
+            namespace=r.get("namespace"), marker=r.get("marker"), server=r.get("server"),
+            run_id_before=before, run_id_now=now,
+        )
+
+    def _acknowledged_elsewhere(self) -> bool:
+        """Another process of the workspace acknowledged the reset: adopt the marker it armed."""
+        if self.state_path is None or self._reset is None:
+            return False
+        token = self._load_state().get("token")
+        if token and token != self._reset["expected"] and token == self._marker_value():
+            self._token, self._reset = token, None
+            return True
+        return False
+
+    def acknowledge_reset(self) -> dict[str, Any]:
+        """Accept that Redis lost this workspace's short-term items and start an empty short-term memory.
+
+        Arms a new marker (or adopts one another process armed) and records it in ``state_path``,
+        where the workspace's other processes pick it up on their next call. Returns what had been
+        detected ({} when Redis did not lose anything). Make Redis persistent first, or the next
+        restart loses the short-term memory again (and is reported again).
+        """
+        from emergent.stores.redis import run_id
+
+        if self._token is None:
+            self._open()
+        if self._reset is None:
+            current = self._marker_value()
+            if current is not None and current == self._token:
+                return {}
+            self._detected(current, run_id(self.client), self._load_state())
+        lost = dict(self._reset or {})
+        self.client.set(self._marker, secrets.token_hex(12), nx=True)
+        rid = run_id(self.client)
+        self._token, self._run_id, self._reset = self._marker_value(), rid, None
+        self._save_state(rid, {}, last_reset=lost)
+        return lost
+
+    def _load_state(self) -> dict[str, Any]:
+        if self.state_path is None:
+            return {}
+        try:
+            data = json.loads(self.state_path.read_text())
+        except FileNotFoundError:
+            return {}
+        except (OSError, ValueError) as exc:
+            self._state_error = f"cannot read {self.state_path}: {type(exc).__name__}: {exc}"
+            return {}
+        return data if isinstance(data, dict) and data.get("namespace") == self.ns else {}
+
+    def _save_state(self, rid: str | None, recorded: dict[str, Any], **extra: Any) -> None:
+        if self.state_path is None:
+            return
+        from emergent.stores.redis import describe
+
+        same = recorded.get("token") == self._token
+        data = {**(recorded if same else {}), "namespace": self.ns, "token": self._token, "run_id": rid,
+                "server": describe(self.client), "armed_at": recorded.get("armed_at") if same else time.time(), **extra}
+        tmp = self.state_path.with_name(f".{self.state_path.name}.{os.getpid()}.{threading.get_ident()}.tmp")
+        try:
+            self.state_path.parent.mkdir(parents=True, exist_ok=True)
+            tmp.write_text(json.dumps(data, indent=1))
+            os.replace(tmp, self.state_path)
+            self._state_error = None
+        except OSError as exc:
+            self._state_error = f"cannot write {self.state_path}: {type(exc).__name__}: {exc}"
+
+    # ------------------------------------------------------------------ contract
     def _prefix(self, agent: str) -> str:
         return f"{self.ns}:stm:{{{agent}}}:"
 
@@ -197,32 +362,67 @@ class RedisSTM(STM):
         return keys
 
     def put(self, rec: MemoryRecord, ttl_s: float) -> int:
+        self._check()
         item, recent, evicted = self._keys(rec.scope.agent)
-        args = (_codec.encode(rec), max(1, int(ttl_s * 1000)), self._now(), rec.id, self.max_items, item,
-                self.max_evicted)
+        token = self._token or ""
+        if self._cluster:  # the marker is in another slot than the agent's keys
+            if token and self._marker_value() != token:
+                self._verify()
+            keys, token = [item + rec.id, recent, evicted], ""
+        else:
+            keys = [item + rec.id, recent, evicted, self._marker]
+        args = [_codec.encode(rec), max(1, int(ttl_s * 1000)), self._now(), rec.id, self.max_items, item,
+                self.max_evicted, token]
         try:  # EVALSHA directly: Script.__call__ adds list building and a type check per call
-            return int(self.client.evalsha(self._put.sha, 3, item + rec.id, recent, evicted, *args))
+            n = int(self.client.evalsha(self._put.sha, len(keys), *keys, *args))
         except Exception as exc:
             if type(exc).__name__ != "NoScriptError":
                 raise
-            return int(self._put(keys=[item + rec.id, recent, evicted], args=list(args)))
+            n = int(self._put(keys=keys, args=args))
+        if n < 0:  # the marker check in the script failed: nothing was written
+            self._verify()
+            raise StoreUnavailableError(f"Redis STM put of {rec.id} was refused by its marker check",
+                                        hint="retry; if it persists, run stm.health()", memory_id=rec.id)
+        return n
 
     def get(self, agent: str, id: str) -> MemoryRecord | None:
-        raw = self.client.get(self._prefix(agent) + "i:" + id)
+        self._check()
+        key = self._prefix(agent) + "i:" + id
+        if self._cluster:  # the marker is in another slot: check it when the answer is empty
+            raw = self.client.get(key)
+            if raw is None:
+                self._verify()
+        else:  # the marker rides along in the same round trip
+            raw, marker = self.client.mget(key, self._marker)
+            self._same_marker(marker)
         return None if raw is None else _codec.decode(raw)
 
+    def _same_marker(self, marker: bytes | str | None) -> None:
+        """Raise StoreResetError unless ``marker`` (read with the data) is the one this instance expects."""
+        value = marker.decode() if isinstance(marker, bytes) else marker
+        if self._token is not None and value != self._token:
+            self._verify()
+
     def scan(self, agent: str, limit: int | None = None) -> list[MemoryRecord]:
+        self._check()
         p = self._prefix(agent)
         ids = [i.decode() for i in self.client.zrevrange(p + "recent", 0, (limit or 0) - 1)]
         if not ids:
+            self._verify()
             return []
-        values = self.client.mget([p + "i:" + i for i in ids])
+        keys = [p + "i:" + i for i in ids]
+        if self._cluster:
+            values = self.client.mget(keys)
+        else:
+            *values, marker = self.client.mget([*keys, self._marker])
+            self._same_marker(marker)
         gone = [i for i, v in zip(ids, values, strict=True) if v is None]
         if gone:  # expired by TTL: drop them from the recency index too
             self.client.zrem(p + "recent", *gone)
         return [_codec.decode(v) for v in values if v is not None]
 
     def delete(self, agent: str, ids: list[str]) -> int:
+        self._check()
         if not ids:
             return 0
         p = self._prefix(agent)
@@ -230,28 +430,63 @@ class RedisSTM(STM):
         pipe.delete(*[p + "i:" + i for i in ids])
         pipe.zrem(p + "recent", *ids)
         deleted, _ = pipe.execute()
+        if not deleted:
+            self._verify()
         return int(deleted)
 
     def drain_evicted(self, agent: str) -> list[MemoryRecord]:
+        self._check()
         key = self._prefix(agent) + "evicted"
         pipe = self.client.pipeline(transaction=True)
         pipe.lrange(key, 0, -1)
         pipe.delete(key)
         values, _ = pipe.execute()
+        if not values:
+            self._verify()
         return [_codec.decode(v) for v in values]
 
     def agents(self) -> list[str]:
+        self._check()
         out = set()
         for key in self.client.scan_iter(match=f"{self.ns}:stm:*:recent", count=1000):
             k = key.decode() if isinstance(key, bytes) else key
             out.add(k[len(self.ns) + 6 : k.index("}:recent")])
+        if not out:
+            self._verify()
         return sorted(out)
 
     def health(self) -> dict[str, Any]:
-        from emergent.stores.redis import health
+        """Reachability, latency, whether Redis lost the workspace's data (``reset_detected``),
+        whether it restarted since this instance opened, and what a restart would keep
+        (``persistence``, with ``warnings`` for ``emergent doctor``)."""
+        import redis
+
+        from emergent.stores.redis import health, persistence, run_id
 
         h = health(self.client)
-        return {"backend": self.name, "ok": h.ok, "latency_ms": round(h.latency_ms, 3), "detail": h.detail}
+        out: dict[str, Any] = {"backend": self.name, "ok": h.ok, "latency_ms": round(h.latency_ms, 3), "detail": h.detail}
+        if not h.ok:
+            return out
+        try:
+            if self._token is None:
+                self._open()
+            self._acknowledged_elsewhere()
+            rid = run_id(self.client)
+            if self._reset is None and self._token is not None:
+                current = self._marker_value()
+                if current != self._token:
+                    self._detected(current, rid, self._load_state())
+            durability = persistence(self.client)
+        except (redis.ConnectionError, redis.TimeoutError) as exc:
+            return {**out, "ok": False, "detail": f"{type(exc).__name__}: {exc}"}
+        out.update(reset_detected=self._reset is not None, run_id=rid,
+                   restarted_since_open=bool(self._run_id and rid and rid != self._run_id),
+                   persistence=durability, warnings=list(durability["warnings"]))
+        if self._reset is not None:
+            out.update(ok=False, detail=str(self._reset_error()), reset=dict(self._reset))
+        if self._state_error:
+            out["warnings"].append(self._state_error)
+        return out
 
     def close(self) -> None:
         self.client.close()
