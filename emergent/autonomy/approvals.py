@@ -14,6 +14,7 @@ a request of their own.
 from __future__ import annotations
 
 import builtins
+import dataclasses
 import json
 import threading
 import uuid
@@ -138,11 +139,13 @@ class ApprovalQueue:
                                 .values(status=status, decided_by=by_key, decided_at=now, decision_reason=reason))
         if done.rowcount != 1:
             raise UsageError(f"approval {approval_id} was decided by someone else meanwhile", approval=approval_id)
+        decided = dataclasses.replace(current, status=status, decided_by=by_key, decided_at=now,
+                                      decision_reason=reason)
         with self._lock:
             ev = self._events.pop(approval_id, None)
         if ev is not None:
-            ev.set()
-        return self.get(approval_id)
+            ev.set()  # the waiter may consume it at once: return the decision, not a re-read
+        return decided
 
     def approve(self, approval_id: str, *, by: Principal, reason: str = "") -> Approval:
         """Approve a pending request: only a human, and never the one who asked."""
@@ -237,3 +240,12 @@ class ApprovalQueue:
                 return a
             left = self.poll_interval if deadline is None else min(self.poll_interval, deadline - time.monotonic())
             ev.wait(max(left, 0.0))
+
+    def decided(self, since: float) -> builtins.list[Approval]:
+        """Requests filed at or after ``since`` that a human decided: approved, consumed (approved,
+        then used) or rejected; oldest first. A read for other services (nothing expires here)."""
+        q = (sa.select(approvals).where(approvals.c.created_at >= since,
+                                        approvals.c.status.in_([APPROVED, CONSUMED, REJECTED]))
+             .order_by(approvals.c.created_at))
+        with self.sql.connect() as conn:
+            return [_row(r) for r in conn.execute(q)]
