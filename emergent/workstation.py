@@ -192,12 +192,27 @@ class Workstation:
 
     @functools.cached_property
     def proposals(self) -> Any:
-        """Signals → proposals → approval (emergent.proposals); written by ``llm`` when configured."""
+        """Signals → proposals → approval (emergent.proposals); written by ``llm`` when configured.
+
+        The analyzers read other services through their read methods (wired here, each service
+        built only when an analyzer first reads it), never through their tables."""
+        from emergent.proposals.impact import past_experiments
         from emergent.proposals.service import Proposals
+        from emergent.proposals.signals import Sources
+
+        def memory_ops(since: float) -> list[dict[str, Any]]:
+            from emergent.memory.analytics import operation_totals
+
+            return operation_totals(self.sql, since)
 
         exp = self.experiments
+        sources = Sources(tool_calls=lambda since: self.tools.telemetry.window(since),
+                          tool_latencies=lambda tool, since: self.tools.telemetry.latencies(tool, since),
+                          memory_ops=memory_ops, approvals=lambda since: self.autonomy.approvals.decided(since),
+                          job_runs=lambda since: self.jobs.run_totals(since),
+                          experiments=functools.partial(past_experiments, exp))
         return Proposals(self.sql, clock=self.clock, llm=self.llm, gate=exp.gate, registry=exp.registry,
-                         audit=self.audit)
+                         audit=self.audit, sources=sources)
 
     # ------------------------------------------------------------------ self-improvement
     def self_improvement_agent(self) -> Any:

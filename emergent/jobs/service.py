@@ -276,3 +276,8 @@ class JobService:
             if run.attempt <= spec.retries:
                 self.store.set_next(run.job, now)
         return lost
+
+    def run_totals(self, since: float) -> builtins.list[dict[str, Any]]:
+        """Per job, the runs started at or after ``since`` and how many failed (for the proposals'
+        analyzers: they read job history here, never the ``job_runs`` table)."""
+        return self.store.run_totals(since)

@@ -184,3 +184,11 @@ class JobStore:
         if row is None:
             raise NotFoundError(f"no run with id {run_id}", hint="list runs with: emergent jobs history")
         return _run(row)
+
+    def run_totals(self, since: float) -> list[dict[str, Any]]:
+        """Per job, the runs started at or after ``since``: ``job``, ``runs``, ``failed``; by job name."""
+        q = (sa.select(job_runs.c.job, sa.func.count().label("runs"),
+                       sa.func.sum(sa.case((job_runs.c.status == RunStatus.FAILED.value, 1), else_=0)).label("failed"))
+             .where(job_runs.c.started_at >= since).group_by(job_runs.c.job).order_by(job_runs.c.job))
+        with self.sql.connect() as conn:
+            return [{"job": r.job, "runs": int(r.runs), "failed": int(r.failed or 0)} for r in conn.execute(q)]

@@ -208,3 +208,19 @@ def memory_stats(memory: Memory) -> MemoryStatsReport:
         if isinstance(cache[0], int) and isinstance(cache[1], int) and cache[0] + cache[1] else None,
     }
     return MemoryStatsReport(memory.clock.now(), counts, _histogram(records), _latency(ops), hits, totals)
+
+
+def operation_totals(sql: Any, since: float) -> list[dict[str, Any]]:
+    """Per operation in the ``memory_ops`` log of the workspace's SQL store ``sql``, at or after
+    ``since``: ``op``, ``calls``, ``items`` (memories written or returned), ``hits``,
+    ``mean_latency_ms``; by op. The read other services use (never the table itself)."""
+    from emergent.memory.tables import memory_ops as t
+
+    q = (sa.select(t.c.op, sa.func.count().label("calls"), sa.func.sum(t.c["count"]).label("items"),
+                   sa.func.sum(sa.case((t.c.hit.is_(True), 1), else_=0)).label("hits"),
+                   sa.func.avg(t.c.latency_ms).label("mean_latency_ms"))
+         .where(t.c.at >= since).group_by(t.c.op).order_by(t.c.op))
+    with sql.connect() as conn:
+        rows = conn.execute(q).mappings().all()
+    return [{"op": r["op"], "calls": int(r["calls"]), "items": int(r["items"] or 0), "hits": int(r["hits"] or 0),
+             "mean_latency_ms": float(r["mean_latency_ms"] or 0.0)} for r in rows]

@@ -7,11 +7,15 @@ one more retry, assuming independent attempts), and decided approvals (requests 
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Callable
+from typing import Any, Protocol
 
 import sqlalchemy as sa
 
+from emergent.proposals.signals import PastExperiment
 from emergent.proposals.writer import ProposalDraft
+
+History = Callable[[str], list[PastExperiment]]
 
 RANKING_KEYS = {"w_relevance", "w_recency", "w_importance", "w_strength", "recency_half_life_days", "rrf_k",
                 "w_vector", "w_text", "w_neighbors", "candidates"}
@@ -19,7 +23,9 @@ CONSOLIDATION_KEYS = {"promote_importance", "promote_access_count", "dedup_simil
                       "initial_stability_days", "stability_growth", "importance_stability_boost"}
 
 
-def analyse_impact(draft: ProposalDraft, sql: Any = None) -> dict[str, Any]:
+def analyse_impact(draft: ProposalDraft, history: History | None = None) -> dict[str, Any]:
+    """Components and config keys ``draft`` touches, and an estimate of its effect; ``history``
+    gives the past experiments of a config namespace (:func:`past_experiments`)."""
     change = draft.change
     keys = sorted(change.get("changes", {}))
     components: list[str] = []
@@ -35,14 +41,16 @@ def analyse_impact(draft: ProposalDraft, sql: Any = None) -> dict[str, Any]:
         components = ["autonomy.policy", f"tools:{change['rule']['tool']}"]
     else:
         components = [f"{draft.kind}:{draft.target}"]
-    estimate = _estimate(draft, keys, sql) if sql is not None else {"method": "none", "note": "no history store"}
+    estimate = _estimate(draft, keys, history)
     return {"components": sorted(set(components)), "config_keys": keys, "estimate": estimate}
 
 
-def _estimate(draft: ProposalDraft, keys: list[str], sql: Any) -> dict[str, Any]:
+def _estimate(draft: ProposalDraft, keys: list[str], history: History | None) -> dict[str, Any]:
     try:
         if draft.kind == "config" and draft.change.get("namespace") == "memory":
-            return _from_experiments(sql, "memory", keys)
+            if history is None:
+                return {"method": "none", "note": "no experiment history here"}
+            return _from_experiments(history("memory"), keys)
         if draft.kind == "config" and draft.change.get("namespace") == "tools" and draft.evidence:
             return _from_retries(draft)
         if draft.kind == "policy" and draft.evidence:
@@ -53,28 +61,45 @@ def _estimate(draft: ProposalDraft, keys: list[str], sql: Any) -> dict[str, Any]
     return {"method": "none", "note": "no history for this kind of change"}
 
 
-def _from_experiments(sql: Any, namespace: str, keys: list[str]) -> dict[str, Any]:
-    from emergent.experiments.tables import config_versions, experiments
-
+def _from_experiments(history: list[PastExperiment], keys: list[str]) -> dict[str, Any]:
     effects = []
-    with sql.connect() as conn:
-        rows = conn.execute(sa.select(experiments.c.control_version, experiments.c.candidate_version,
-                                      experiments.c.result).where(experiments.c.namespace == namespace,
-                                                                  experiments.c.result.is_not(None))).all()
-        versions = {r.id: r.values for r in conn.execute(sa.select(config_versions.c.id, config_versions.c["values"])
-                                                         .where(config_versions.c.namespace == namespace))}
-    for r in rows:
-        a, b = versions.get(r.control_version), versions.get(r.candidate_version)
-        test = (r.result or {}).get("test")
-        if a is None or b is None or not test:
+    for control, candidate, result in history:
+        test = (result or {}).get("test")
+        if not test:
             continue
-        changed = {k for k in b if a.get(k) != b.get(k)}
+        changed = {k for k in candidate if control.get(k) != candidate.get(k)}
         if changed & set(keys):
             effects.append(float(test["effect"]))
     if not effects:
         return {"method": "experiments", "n": 0, "note": "no past experiment changed these keys"}
     return {"method": "experiments", "n": len(effects), "mean_effect": sum(effects) / len(effects),
             "min_effect": min(effects), "max_effect": max(effects)}
+
+
+class _Versions(Protocol):
+    def versions(self, namespace: str) -> list[Any]: ...
+
+
+class ExperimentsReader(Protocol):
+    """What :func:`past_experiments` reads of the experiments service (``Experiments``)."""
+
+    @property
+    def registry(self) -> _Versions: ...
+
+    def list(self, status: str | None = None, limit: int = 100) -> list[dict[str, Any]]: ...
+
+
+def past_experiments(experiments: ExperimentsReader, namespace: str, limit: int = 100_000) -> list[PastExperiment]:
+    """(control values, candidate values, result) of every experiment in ``namespace`` with a result,
+    read through the experiments service and its config registry (an experiment whose version was
+    deleted is left out)."""
+    versions = {v.id: v.values for v in experiments.registry.versions(namespace)}
+    out: list[PastExperiment] = []
+    for e in experiments.list(limit=limit):
+        a, b = versions.get(e["control_version"]), versions.get(e["candidate_version"])
+        if e["namespace"] == namespace and e["result"] is not None and a is not None and b is not None:
+            out.append((a, b, e["result"]))
+    return out
 
 
 def _from_retries(draft: ProposalDraft) -> dict[str, Any]:

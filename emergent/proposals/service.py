@@ -22,7 +22,7 @@ import hashlib
 import json
 import uuid
 from collections.abc import Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import sqlalchemy as sa
 
@@ -31,11 +31,17 @@ from emergent.errors import NotFoundError, PrincipalError, StateConflictError, V
 from emergent.experiments.gate import Gate
 from emergent.proposals import codegen
 from emergent.proposals.impact import analyse_impact
-from emergent.proposals.signals import Signal, Targets, run_analyzers
+from emergent.proposals.signals import Signal, Sources, Targets, run_analyzers
 from emergent.proposals.tables import proposal_events, proposals
 from emergent.proposals.writer import ProposalDraft, write
 from emergent.providers.llm import ChatModel
 from emergent.workspace.audited import human, recorded, verified
+
+if TYPE_CHECKING:  # pragma: no cover
+    from emergent.audit import Auditor
+    from emergent.experiments.registry import ConfigRegistry
+    from emergent.principals import Principals
+    from emergent.stores.sql import SQLStore
 
 #: who is recorded when the gate's policy decides a submitted proposal at once
 GATE = "system:gate"
@@ -58,10 +64,13 @@ def fingerprint(kind: str, target: str, change: dict[str, Any]) -> str:
 
 class Proposals:
     """Proposals of one workspace; ``gate`` is the autonomy gate (:class:`Gate`), ``audit`` an
-    :class:`emergent.audit.Auditor`."""
+    :class:`emergent.audit.Auditor`, ``sources`` the read methods of the services the analyzers and
+    the impact analysis look at (:class:`~emergent.proposals.signals.Sources`, wired by the
+    Workstation; without them ``analyze`` skips every analyzer and says why)."""
 
-    def __init__(self, sql: Any, *, gate: Gate, clock: Clock | None = None, llm: ChatModel | None = None,
-                 registry: Any = None, targets: Targets | None = None, audit: Any = None) -> None:
+    def __init__(self, sql: SQLStore, *, gate: Gate, clock: Clock | None = None, llm: ChatModel | None = None,
+                 registry: ConfigRegistry | None = None, targets: Targets | None = None,
+                 audit: Auditor | None = None, sources: Sources | None = None) -> None:
         self.sql = sql
         self.clock = clock or SystemClock()
         self.llm = llm
@@ -69,14 +78,15 @@ class Proposals:
         self.registry = registry
         self.targets = targets or Targets()
         self.audit = audit
+        self.sources = sources or Sources()
 
     @property
-    def principals(self) -> Any:
-        return self.gate.principals
+    def principals(self) -> Principals:
+        return self.gate.principals  # type: ignore[no-any-return]
 
     # ---------------------------------------------------------------- signals → proposals
     def analyze(self, names: list[str] | None = None) -> tuple[list[Signal], dict[str, str]]:
-        return run_analyzers(self.sql, self.clock.now(), self.targets, names)
+        return run_analyzers(self.sources, self.clock.now(), self.targets, names)
 
     def generate(self, signals: Sequence[Signal] | None = None, *, principal: Any,
                  submit: bool = True) -> list[dict[str, Any]]:
@@ -126,7 +136,7 @@ class Proposals:
         now = self.clock.now()
         row = {"id": uuid.uuid4().hex[:16], "fingerprint": fp, "title": draft.title, "rationale": draft.rationale,
                "kind": draft.kind, "target": draft.target, "change": draft.change, "evidence": draft.evidence,
-               "impact": analyse_impact(draft, self.sql), "expected": draft.expected.model_dump(),
+               "impact": analyse_impact(draft, self.sources.experiments), "expected": draft.expected.model_dump(),
                "risk": draft.risk, "confidence": draft.confidence, "status": "draft", "strategy": draft.strategy,
                "diff": diff, "score": None, "approval_id": None, "experiment_id": None, "created_at": now,
                "updated_at": now, "decided_at": None, "decided_by": None, "reason": None}

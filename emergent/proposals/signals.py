@@ -1,20 +1,50 @@
 """Analyzers: read telemetry and analytics, emit signals with their evidence.
 
-Each analyzer runs one SQL query over another capability's table (tool calls, memory operations,
-approvals, job runs) and emits a :class:`Signal` when a figure passes its target. The evidence holds
-the numbers *and the query that produced them*, so anyone can re-run it. An analyzer whose table is
-missing (a capability not installed) is skipped and reported, never fatal.
+Each analyzer reads one figure of another capability through that capability's own read method
+(tool telemetry, memory operations, decided approvals, job runs: the :class:`Sources` the
+Workstation wires), never its tables, and emits a :class:`Signal` when a figure passes its target.
+The evidence holds the numbers *and the call that produced them* (``query``), so anyone can re-run
+it in a notebook. An analyzer whose source is not wired, or whose table is missing (a capability not
+installed), is skipped and reported, never fatal.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
 import sqlalchemy as sa
 
 from emergent.registry import Registry
+
+#: (control values, candidate values, result) of a past experiment in one config namespace
+PastExperiment = tuple[dict[str, Any], dict[str, Any], dict[str, Any]]
+
+
+@dataclass(frozen=True)
+class Sources:
+    """The read methods of other services that the analyzers (and impact analysis) use; None: that
+    capability is not available here. Each takes the start of the window (epoch seconds)."""
+
+    tool_calls: Callable[[float], list[dict[str, Any]]] | None = None  # Telemetry.window
+    tool_latencies: Callable[[str, float], list[float]] | None = None  # Telemetry.latencies(tool, since)
+    memory_ops: Callable[[float], list[dict[str, Any]]] | None = None  # memory.analytics.operation_totals
+    approvals: Callable[[float], Sequence[Any]] | None = None  # ApprovalQueue.decided
+    job_runs: Callable[[float], list[dict[str, Any]]] | None = None  # JobService.run_totals
+    experiments: Callable[[str], list[PastExperiment]] | None = None  # impact.past_experiments(namespace)
+
+
+#: how to re-run each read in a notebook (recorded as the evidence's ``query``)
+CALLS = {"tool_calls": "ws.tools.telemetry.window(since={since!r})",
+         "tool_latencies": "ws.tools.telemetry.latencies({tool!r}, since={since!r})",
+         "memory_ops": "emergent.memory.analytics.operation_totals(ws.sql, since={since!r})",
+         "approvals": "ws.autonomy.approvals.decided(since={since!r})",
+         "job_runs": "ws.jobs.run_totals(since={since!r})"}
+
+
+class SourceMissing(LookupError):
+    """An analyzer's source is not wired (the capability is not available)."""
 
 
 @dataclass(frozen=True)
@@ -58,7 +88,7 @@ class Signal:
 
 @dataclass
 class Context:
-    sql: Any
+    sources: Sources
     now: float
     targets: Targets = field(default_factory=Targets)
 
@@ -66,33 +96,28 @@ class Context:
     def since(self) -> float:
         return self.now - self.targets.window_days * 86400.0
 
+    def read(self, source: str, *args: Any) -> tuple[Any, dict[str, Any]]:
+        """``source``'s rows for this window (``args`` come before the window's start), and the
+        evidence: the call that re-runs the read, and its parameters."""
+        fn = getattr(self.sources, source)
+        if fn is None:
+            raise SourceMissing(source)
+        params = {**({"tool": args[0]} if args else {}), "since": self.since}
+        return fn(*args, self.since), {"query": CALLS[source].format(**params), "params": params}
+
 
 Analyzer = Callable[[Context], list[Signal]]
 ANALYZERS: Registry[Analyzer] = Registry("analyzer", group="emergent.analyzers")
 
 
-def _query(ctx: Context, sql: str, **params: Any) -> tuple[list[dict[str, Any]], dict[str, Any]]:
-    with ctx.sql.connect() as conn:
-        rows = [dict(r._mapping) for r in conn.execute(sa.text(sql), {"since": ctx.since, **params})]
-    return rows, {"query": " ".join(sql.split()), "params": {"since": ctx.since, **params}}
-
-
-TOOL_SQL = """SELECT tool, COUNT(*) AS calls,
-  SUM(CASE WHEN outcome <> 'ok' THEN 1 ELSE 0 END) AS failures,
-  SUM(CASE WHEN outcome = 'circuit_open' THEN 1 ELSE 0 END) AS circuit_open,
-  SUM(CASE WHEN outcome = 'timeout' THEN 1 ELSE 0 END) AS timeouts,
-  AVG(latency_ms) AS mean_latency_ms, MAX(latency_ms) AS max_latency_ms
-FROM tool_calls WHERE at >= :since GROUP BY tool ORDER BY tool"""
-
-
 def tools(ctx: Context) -> list[Signal]:
-    rows, ev = _query(ctx, TOOL_SQL)
+    rows, ev = ctx.read("tool_calls")
     t = ctx.targets
     out = []
     for r in rows:
         if r["calls"] < t.min_calls:
             continue
-        numbers = {k: (float(v) if isinstance(v, float) else v) for k, v in r.items()}
+        numbers = dict(r)
         rate = r["failures"] / r["calls"]
         if rate > t.tool_failure_rate:
             out.append(Signal("tool_failure_rate", r["tool"], rate, t.tool_failure_rate,
@@ -102,28 +127,21 @@ def tools(ctx: Context) -> list[Signal]:
             out.append(Signal("circuit_open", r["tool"], float(r["circuit_open"]), 0.0,
                               f"the circuit breaker of {r['tool']} refused {r['circuit_open']} calls",
                               {**ev, "numbers": numbers}))
-        p95 = _p95(ctx, r["tool"])
+        p95, p95_ev = _p95(ctx, r["tool"])
         if p95 > t.tool_p95_latency_ms:
             out.append(Signal("tool_latency", r["tool"], p95, t.tool_p95_latency_ms,
                               f"tool {r['tool']} p95 latency {p95:.0f} ms (target ≤ {t.tool_p95_latency_ms:.0f} ms)",
-                              {**ev, "numbers": {**numbers, "p95_latency_ms": p95}}))
+                              {**p95_ev, "numbers": {**numbers, "p95_latency_ms": p95}}))
     return out
 
 
-def _p95(ctx: Context, tool: str) -> float:
-    rows, _ = _query(ctx, "SELECT latency_ms FROM tool_calls WHERE at >= :since AND tool = :tool "
-                          "ORDER BY latency_ms", tool=tool)
-    xs = [r["latency_ms"] for r in rows]
-    return float(xs[min(len(xs) - 1, int(0.95 * len(xs)))]) if xs else 0.0
-
-
-MEMORY_SQL = """SELECT op, COUNT(*) AS calls, SUM(count) AS items,
-  SUM(CASE WHEN hit THEN 1 ELSE 0 END) AS hits, AVG(latency_ms) AS mean_latency_ms
-FROM memory_ops WHERE at >= :since GROUP BY op ORDER BY op"""
+def _p95(ctx: Context, tool: str) -> tuple[float, dict[str, Any]]:
+    xs, ev = ctx.read("tool_latencies", tool)
+    return (float(xs[min(len(xs) - 1, int(0.95 * len(xs)))]) if xs else 0.0), ev
 
 
 def memory(ctx: Context) -> list[Signal]:
-    rows, ev = _query(ctx, MEMORY_SQL)
+    rows, ev = ctx.read("memory_ops")
     t = ctx.targets
     by_op = {r["op"]: r for r in rows}
     out = []
@@ -143,17 +161,16 @@ def memory(ctx: Context) -> list[Signal]:
     return out
 
 
-APPROVALS_SQL = """SELECT tool, actor, COUNT(*) AS decided,
-  SUM(CASE WHEN status = 'approved' THEN 1 ELSE 0 END) AS approved
-FROM approvals WHERE created_at >= :since AND status IN ('approved', 'rejected')
-GROUP BY tool, actor ORDER BY tool, actor"""
-
-
 def approvals(ctx: Context) -> list[Signal]:
-    rows, ev = _query(ctx, APPROVALS_SQL)
+    decided, ev = ctx.read("approvals")
+    counts: dict[tuple[str, str], dict[str, Any]] = {}
+    for a in decided:  # approved and then used ("consumed") counts as approved
+        c = counts.setdefault((a.tool, a.actor), {"tool": a.tool, "actor": a.actor, "decided": 0, "approved": 0})
+        c["decided"] += 1
+        c["approved"] += a.status in ("approved", "consumed")
     t = ctx.targets
     out = []
-    for r in rows:
+    for r in (counts[k] for k in sorted(counts)):
         rate = r["approved"] / r["decided"]
         if r["decided"] >= t.min_approvals and rate >= t.approval_friction:
             out.append(Signal("approval_friction", f"{r['actor']}|{r['tool']}", rate, t.approval_friction,
@@ -162,12 +179,8 @@ def approvals(ctx: Context) -> list[Signal]:
     return out
 
 
-JOBS_SQL = """SELECT job, COUNT(*) AS runs, SUM(CASE WHEN status = 'failed' THEN 1 ELSE 0 END) AS failed
-FROM job_runs WHERE started_at >= :since GROUP BY job ORDER BY job"""
-
-
 def jobs(ctx: Context) -> list[Signal]:
-    rows, ev = _query(ctx, JOBS_SQL)
+    rows, ev = ctx.read("job_runs")
     t = ctx.targets
     return [Signal("job_failures", r["job"], r["failed"] / r["runs"], t.job_failure_rate,
                    f"scheduled job {r['job']} failed {r['failed']} of {r['runs']} runs", {**ev, "numbers": r})
@@ -178,15 +191,17 @@ for _name, _fn in (("tools", tools), ("memory", memory), ("approvals", approvals
     ANALYZERS.register(_name, _fn)
 
 
-def run_analyzers(sql: Any, now: float, targets: Targets | None = None,
+def run_analyzers(sources: Sources, now: float, targets: Targets | None = None,
                   names: list[str] | None = None) -> tuple[list[Signal], dict[str, str]]:
     """All signals, and the analyzers that were skipped with the reason."""
-    ctx = Context(sql, now, targets or Targets())
+    ctx = Context(sources, now, targets or Targets())
     signals: list[Signal] = []
     skipped: dict[str, str] = {}
     for name in names or ANALYZERS.names():
         try:
             signals += ANALYZERS.get(name)(ctx)
+        except SourceMissing as exc:
+            skipped[name] = f"no {exc.args[0]} source here (capability not available)"
         except (sa.exc.OperationalError, sa.exc.ProgrammingError) as exc:
             skipped[name] = f"table not available: {str(exc.orig).splitlines()[0]}"
     return signals, skipped

@@ -80,3 +80,30 @@ class Telemetry(BatchWriter):
                                  f"{last.error_class}: {last.error}" if last else None,
                                  last.at if last else None))
         return out
+
+    # ------------------------------------------------------------------ reads for other services
+    def window(self, since: float) -> list[dict[str, Any]]:
+        """Per tool, the calls made at or after ``since``: ``tool``, ``calls``, ``failures`` (outcome
+        not ok), ``circuit_open``, ``timeouts``, ``mean_latency_ms``, ``max_latency_ms``; by tool name."""
+        self.flush()
+        t = tool_calls
+        q = (sa.select(t.c.tool, sa.func.count().label("calls"),
+                       sa.func.sum(sa.case((t.c.outcome != "ok", 1), else_=0)).label("failures"),
+                       sa.func.sum(sa.case((t.c.outcome == "circuit_open", 1), else_=0)).label("circuit_open"),
+                       sa.func.sum(sa.case((t.c.outcome == "timeout", 1), else_=0)).label("timeouts"),
+                       sa.func.avg(t.c.latency_ms).label("mean_latency_ms"),
+                       sa.func.max(t.c.latency_ms).label("max_latency_ms"))
+             .where(t.c.at >= since).group_by(t.c.tool).order_by(t.c.tool))
+        with self.sql.connect() as conn:
+            return [{"tool": r.tool, "calls": int(r.calls), "failures": int(r.failures or 0),
+                     "circuit_open": int(r.circuit_open or 0), "timeouts": int(r.timeouts or 0),
+                     "mean_latency_ms": float(r.mean_latency_ms or 0.0), "max_latency_ms": float(r.max_latency_ms or 0.0)}
+                    for r in conn.execute(q)]
+
+    def latencies(self, tool: str, since: float) -> list[float]:
+        """The latencies (ms, ascending) of ``tool``'s calls at or after ``since``."""
+        self.flush()
+        q = (sa.select(tool_calls.c.latency_ms).where(tool_calls.c.at >= since, tool_calls.c.tool == tool)
+             .order_by(tool_calls.c.latency_ms))
+        with self.sql.connect() as conn:
+            return [float(r[0]) for r in conn.execute(q)]

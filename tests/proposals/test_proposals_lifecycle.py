@@ -37,7 +37,7 @@ def test_tool_failures_become_a_signal_with_its_query_and_a_deduplicated_proposa
     signals, skipped = ws.proposals.analyze()
     s = next(s for s in signals if s.kind == "tool_failure_rate")
     assert s.subject == "web.fetch" and s.value == pytest.approx(0.2)
-    assert "FROM tool_calls" in s.evidence["query"] and s.evidence["numbers"]["calls"] == 40
+    assert s.evidence["query"].startswith("ws.tools.telemetry.window(since=") and s.evidence["numbers"]["calls"] == 40
     p = ws.proposals.generate([s], principal=bot)[0]
     assert p["status"] == "pending" and p["strategy"] == "template" and p["kind"] == "config"
     assert p["change"]["changes"]["retry"]["web.fetch"]["attempts"] == 2
