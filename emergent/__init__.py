@@ -6,11 +6,17 @@ playwright): ``Workstation``, ``Memory``, ``Scope``, ``Kind``, ``errors``.
 
 from __future__ import annotations
 
+import warnings
 from typing import TYPE_CHECKING, Any
 
 from emergent import errors
 
 __version__ = "0.1.0"
+
+# Third-party notices that are about our own, deliberate use and that users cannot act on: lancedb
+# warns in every forked child (our sandbox forks before exec, and the sandbox's own child would
+# print it into a tool's stderr and a notebook's output). The filter is inherited by forked children.
+warnings.filterwarnings("ignore", message="lancedb fork support is experimental", category=RuntimeWarning)
 
 _LAZY = {
     "Workstation": "emergent.workstation",

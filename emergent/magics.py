@@ -2,7 +2,9 @@
 
 * ``%remember [--kind K] [--importance X] [--scope S] [--ltm] TEXT`` and ``%%remember`` (the cell body
   is the memory);
-* ``%recall [-k N] [--scope S] QUERY`` (a table of hits; the value is the list of hits);
+* ``%recall [-k N] [--scope S] QUERY`` and ``%%recall`` (the cell body is the query) — a question
+  mark at the end is part of the question, not IPython's help request (a cleanup input
+  transformer turns the line into an explicit magic call first); a table of hits with their ids;
 * ``%tool NAME {json args}`` or ``%tool NAME key=value ...`` (calls ``ws.tools`` when the workstation
   has tools, as the notebook's principal ``ws.principal``: the OS user running the kernel, or the
   agent or service ``EMERGENT_PRINCIPAL`` lowered it to; a call the gate asks about does not block
@@ -21,6 +23,7 @@ import concurrent.futures
 import html
 import inspect
 import json
+import re
 import shlex
 from collections.abc import Awaitable
 from typing import Any, TypeVar
@@ -50,15 +53,37 @@ def run_sync(awaitable: Awaitable[T]) -> T:
 
 
 class Hits(list):  # type: ignore[type-arg]
-    """Recall hits that display as a table."""
+    """Recall hits that display as a table (with each memory's id, for get/forget/reinforce)."""
 
     def _repr_html_(self) -> str:
-        rows = "".join(f"<tr><td>{h.score:.3f}</td><td>{html.escape(h.record.kind.value)}</td>"
-                       f"<td>{html.escape(h.text[:200])}</td></tr>" for h in self)
-        return f"<table><tr><th>score</th><th>kind</th><th>text</th></tr>{rows}</table>"
+        rows = "".join(f"<tr><td>{h.score:.3f}</td><td><code>{html.escape(h.record.id)}</code></td>"
+                       f"<td>{html.escape(h.record.kind.value)}</td><td>{html.escape(h.text[:200])}</td></tr>"
+                       for h in self)
+        return f"<table><tr><th>score</th><th>id</th><th>kind</th><th>text</th></tr>{rows}</table>"
 
     def __repr__(self) -> str:
-        return "\n".join(f"{h.score:.3f}  {h.text[:100]}" for h in self) or "(no memories)"
+        return "\n".join(f"{h.score:.3f}  {h.record.id}  {h.text[:100]}" for h in self) or "(no memories)"
+
+
+_QUESTION_MAGICS = ("recall",)
+
+
+_QUESTION_LINE = re.compile(r"^(?P<indent>\s*)(?:(?P<target>[A-Za-z_][\w.]*(?:\s*,\s*[A-Za-z_][\w.]*)*)\s*=\s*)?"
+                            r"%(?P<name>" + "|".join(_QUESTION_MAGICS) + r")[ \t]+(?P<body>.*\?)[ \t]*$")
+
+
+def questions_are_not_help(lines: list[str]) -> list[str]:
+    """IPython reads a line ending in ``?`` as a help request (``%recall what does Alice like?``
+    → "Object `like` not found"). For our question-taking magics (also as ``hits = %recall ...?``),
+    turn such a line into the explicit ``run_line_magic`` call before IPython's help transformer."""
+    out = []
+    for line in lines:
+        m = _QUESTION_LINE.match(line.rstrip("\n"))
+        if m:
+            target = f"{m['target']} = " if m["target"] else ""
+            line = f"{m['indent']}{target}get_ipython().run_line_magic({m['name']!r}, {m['body']!r})\n"
+        out.append(line)
+    return out
 
 
 def _tool_args(rest: str) -> dict[str, Any]:
@@ -119,12 +144,15 @@ class EmergentMagics(Magics):
     @magic_arguments()
     @argument("-k", type=int, default=5)
     @argument("--scope", default=None)
-    @argument("query", nargs="+")
-    @line_magic
-    def recall(self, line: str) -> Hits:
-        """%recall QUERY: the memories that best answer QUERY."""
+    @argument("query", nargs="*")
+    @line_cell_magic
+    def recall(self, line: str, cell: str | None = None) -> Hits:
+        """%recall QUERY / %%recall (the cell body is the query): the memories that best answer it."""
         args = parse_argstring(self.recall, line)
-        return Hits(self._call(self.ws.memory.recall, " ".join(args.query), k=args.k, scope=args.scope))
+        query = cell.strip() if cell is not None else " ".join(args.query)
+        if not query:
+            raise IPythonUsageError("nothing to recall: %recall QUESTION, or %%recall with the question as the body")
+        return Hits(self._call(self.ws.memory.recall, query, k=args.k, scope=args.scope))
 
     @line_magic
     def tool(self, line: str) -> Any:
@@ -167,6 +195,9 @@ def load_ipython_extension(ipython: Any) -> None:
     """Register the magics; put the workspace in ``ws`` unless the notebook already has one."""
     magics = EmergentMagics(ipython)
     ipython.register_magics(magics)
+    cleanup = ipython.input_transformers_cleanup
+    if questions_are_not_help not in cleanup:
+        cleanup.append(questions_are_not_help)
     if "ws" not in ipython.user_ns:
         from emergent.workstation import Workstation
 
