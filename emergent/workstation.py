@@ -102,10 +102,24 @@ class Workstation:
         from emergent.providers.embeddings import CachedEmbedder, get_embedder
 
         s = self.settings
+        spec = s.embedder
+        if spec == "auto":  # the workspace records the embedder that built it: every entry point reopens with it
+            recorded = self.recorded_embedder()
+            if recorded:
+                from emergent.workspace.backup import embedder_spec
+
+                spec = embedder_spec(recorded)
         opts: dict[str, Any] = {}
-        if s.embedder.startswith("openai"):
+        if spec.startswith("openai"):
             opts = {"base_url": s.embed_base_url or s.llm_base_url, "api_key": s.embed_api_key or s.llm_api_key}
-        return CachedEmbedder(get_embedder(s.embedder, **opts))
+        return CachedEmbedder(get_embedder(spec, **opts))
+
+    def recorded_embedder(self) -> str | None:
+        """The id of the embedder the workspace's long-term memory was built with (None when new)."""
+        if self.settings.lance_uri is None and not (self.path / "lance").exists():
+            return None
+        recorded = self.lance.get_meta().get("embedder")
+        return str(recorded) if recorded else None
 
     @functools.cached_property
     def llm(self) -> Any | None:
@@ -120,13 +134,18 @@ class Workstation:
     def memory(self) -> Any:
         from emergent.memory.ltm import LongTermMemory
         from emergent.memory.service import Memory
-        from emergent.memory.stm import LocalSTM, RedisSTM
+        from emergent.memory.stm import RedisSTM
+        from emergent.memory.stm_sqlite import SQLiteSTM
         from emergent.stores.lance import IndexPolicy
 
         cfg = self.settings.memory
         now = self.clock.now
-        stm = (RedisSTM(self.redis, self.redis_namespace, cfg.stm_max_items, clock=now) if self.redis is not None
-               else LocalSTM(cfg.stm_max_items, clock=now))
+        # The embedded STM is a file in the workspace, shared by every process that opens it
+        # (a notebook, a job, the CLI); with Redis, a state file lets a later process notice a reset.
+        stm = (RedisSTM(self.redis, self.redis_namespace, cfg.stm_max_items, clock=now,
+                        state_path=self.path / "redis-stm.json") if self.redis is not None
+               else SQLiteSTM(self.path / "stm.db", cfg.stm_max_items, clock=now))
+        self._closers.insert(0, stm.close)
         ltm = LongTermMemory(self.lance, self.embedder.id, self.embedder.dim, compress_above=cfg.compress_above_bytes,
                              policy=IndexPolicy(ann_threshold=cfg.ann_index_threshold))
         mem = Memory(stm, ltm, self.embedder, cfg, clock=self.clock, sql=self.sql,
@@ -365,13 +384,19 @@ class Workstation:
     def status(self) -> dict[str, Any]:
         from emergent import __version__
 
-        out: dict[str, Any] = {"version": __version__, "workspace": str(self.path),
-                               "embedder": self.settings.embedder, "sql": self.sql.dialect,
-                               "stm": "redis" if self.settings.redis_url else "local"}
-        if self.settings.redis_url:
-            from emergent.stores.redis import health
-
-            out["redis"] = health(self.redis).__dict__
+        mem = self.memory
+        stm_health = mem.stm.health()
+        head = self.audit.head()
+        out: dict[str, Any] = {
+            "version": __version__, "workspace": str(self.path), "principal": self.principal.key,
+            "embedder": mem.embedder.id, "embedder_setting": self.settings.embedder,
+            "sql": self.sql.dialect, "stm": mem.stm.name, "stm_health": stm_health,
+            "counts": {"long_term_memories": mem.ltm.count(), "short_term_items": stm_health.get("items"),
+                       "audit_entries": head.seq if head else 0,
+                       "pending_approvals": len(self.autonomy.approvals.list("pending")),
+                       "jobs": len(self.jobs.list())},
+            "healthy": bool(stm_health.get("ok", True)) and not stm_health.get("reset_detected", False),
+        }
         return out
 
     def close(self) -> None:

@@ -34,6 +34,7 @@ def _isolated_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
         if key.startswith("EMERGENT_") and key != "EMERGENT_TEST_POSTGRES_URL":
             monkeypatch.delenv(key)
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    (tmp_path / "home").mkdir(exist_ok=True)  # the CLI refuses a workspace directory that does not exist
     monkeypatch.setenv("EMERGENT_HOME", str(tmp_path / "home"))
     monkeypatch.setenv("EMERGENT_AUDIT_DIR", str(tmp_path / "audit-anchor"))
 

@@ -111,7 +111,7 @@ def status(home: str = typer.Option(None, "--home", help="workspace directory (d
             typer.echo(json.dumps(info, indent=2, default=str))
             return
         for key, value in info.items():
-            typer.echo(f"{key:>14}: {json.dumps(value, default=str) if isinstance(value, dict | list) else value}")
+            typer.echo(f"{key:>16}: {json.dumps(value, default=str) if isinstance(value, dict | list) else value}")
 
 
 @app.command()

@@ -10,7 +10,7 @@ import typer
 
 HOME = typer.Option(None, "--home", help="workspace directory (default: EMERGENT_HOME)")
 #: set by ``emergent --create ...``: a workspace directory that does not exist is created
-CREATE = True  # TODO(issue 10): False once every CLI test creates its workspace (init / --create)
+CREATE = False
 
 
 @contextmanager

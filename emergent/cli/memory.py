@@ -32,9 +32,9 @@ def recall(query: str, k: int = 10, scope: str = typer.Option(None), as_json: bo
         if as_json:
             typer.echo(json.dumps([{**h.record.public(), "score": h.score} for h in hits], default=str))
             return
-        table = Table("score", "tier", "kind", "text")
+        table = Table("score", "id", "tier", "kind", "text")
         for h in hits:
-            table.add_row(f"{h.score:.3f}", h.record.tier.value, h.record.kind.value, h.text[:100])
+            table.add_row(f"{h.score:.3f}", h.record.id, h.record.tier.value, h.record.kind.value, h.text[:100])
         Console().print(table)
 
 
