@@ -8,6 +8,7 @@ run lands in the job history like a scheduled one. Fails (non-zero exit) when ei
 from __future__ import annotations
 
 import os
+import sys
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -57,8 +58,9 @@ def run_main_job(home: str | None) -> None:
         typer.echo(f"running {nb_dir / QUICKSTART} ...")
         declared = runner.parameters_cell(nb_dir / QUICKSTART) or {}
         params = {"home": str(ws.path)} if "home" in declared else {}  # the quickstart works in this workspace
+        watching = sys.stderr.isatty()
         outcome = runner.execute(nb_dir / QUICKSTART, out, params, kernel="python3", timeout_s=600,
-                                 env={"EMERGENT_HOME": str(ws.path)})
+                                 env={"EMERGENT_HOME": str(ws.path)}, progress_bar=watching)
         typer.echo(f"quickstart: {outcome.status.value} -> {out}")
         if outcome.status is not RunStatus.SUCCEEDED:
             raise OperationalError(f"the quickstart notebook {outcome.status.value}: {outcome.error}",
@@ -66,6 +68,7 @@ def run_main_job(home: str | None) -> None:
         if DAILY_JOB not in ws.jobs.store.names():
             ws.jobs.add(DAILY_JOB, nb_dir / "jobs" / f"{DAILY_JOB}.ipynb", schedule=DAILY_SCHEDULE, timeout_s=900,
                         principal=ws.principal)
+        ws.jobs.progress_bar = watching
         run = ws.jobs.run(DAILY_JOB, principal=ws.principal)
         typer.echo(f"{DAILY_JOB}: {run.status.value} -> {run.output_path}")
         if run.status is not RunStatus.SUCCEEDED:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 import typer
 
@@ -37,11 +38,23 @@ def bench(
         raise ValidationError(f"--data file {str(data)!r} does not exist", hint="pass the path of an existing file")
     args = {"size": size, "data": str(data) if data else None, "k": k, "out": str(out) if out else None,
             "quiet": as_json}
-    result, rows = b.run(area, args)
+    import sys
+
+    from rich.console import Console
+
+    with Console(stderr=True).status(f"running bench {area} (this takes a while)...",
+                                     spinner="dots") if sys.stderr.isatty() else _nothing():
+        result, rows = b.run(area, args)
     if as_json:
         typer.echo(b.to_json(result))
         return
     _print_table(area, rows, result.get("machine") or {})
+
+
+def _nothing() -> Any:
+    import contextlib
+
+    return contextlib.nullcontext()
 
 
 def _print_table(area: str, rows: Sequence[tuple[object, object, object, object]], machine: dict[str, object]) -> None:

@@ -89,7 +89,10 @@ def show(name: str, home: str = HOME) -> None:
 def run(name: str, param: list[str] = typer.Option(None, "--param", "-p", help="override NAME=VALUE"),
         params_json: str = typer.Option(None, "--params-json"), home: str = HOME) -> None:
     """Run job NAME now (retries and chain included); exit 1 if it failed."""
+    import sys
+
     with workstation(home) as ws:
+        ws.jobs.progress_bar = sys.stderr.isatty()
         r = ws.jobs.run(name, _params(param, params_json), principal=ws.principal)
         typer.echo(json.dumps(r.as_dict(), indent=2, default=str))
         if r.status.value != "succeeded":

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
+from typing import Any
 
 import typer
 
@@ -18,6 +20,60 @@ def remember(text: str, kind: str = "episodic", importance: float = 0.5, scope: 
     with workstation(home) as ws:
         rec = ws.memory.remember(text, kind=kind, importance=importance, scope=scope, tier="ltm" if ltm else "stm")
         typer.echo(rec.id)
+
+
+def _items(path: Path, fmt: str) -> list[Any]:
+    from emergent.errors import ValidationError
+
+    if not path.is_file():
+        raise ValidationError(f"{path} is not a file", hint="give the path of a text, markdown or JSON-lines file")
+    text = path.read_text("utf-8", errors="strict") if path.stat().st_size < 512 * 2**20 else None
+    if text is None:
+        raise ValidationError(f"{path} is larger than 512 MiB", hint="split it into smaller files")
+    fmt = ("jsonl" if path.suffix in (".jsonl", ".ndjson") else "paragraphs") if fmt == "auto" else fmt
+    if fmt == "lines":
+        return [ln.strip() for ln in text.splitlines() if ln.strip()]
+    if fmt == "paragraphs":
+        return [p.strip() for p in text.split("\n\n") if p.strip()]
+    if fmt == "jsonl":
+        out = []
+        for i, ln in enumerate(text.splitlines(), 1):
+            if not ln.strip():
+                continue
+            try:
+                out.append(json.loads(ln))
+            except json.JSONDecodeError as exc:
+                raise ValidationError(f"{path}:{i} is not JSON: {exc.msg}",
+                                      hint="one JSON object (or string) per line") from None
+        return out
+    raise ValidationError(f"unknown format {fmt!r}", hint="use auto, lines, paragraphs or jsonl")
+
+
+@app.command()
+def ingest(path: Path = typer.Argument(..., help="a text/markdown file (one memory per paragraph), or JSON lines"),
+           fmt: str = typer.Option("auto", "--format", help="auto | lines | paragraphs | jsonl"),
+           kind: str = "semantic", importance: float = 0.5, scope: str = typer.Option(None),
+           batch: int = typer.Option(512, min=1, help="memories embedded and committed together"),
+           home: str = HOME) -> None:
+    """Ingest a file into long-term memory, with a progress bar; prints how many were stored."""
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+    from emergent.errors import EmergentError
+
+    items = _items(path, fmt)
+    done = 0
+    with workstation(home) as ws, Progress(TextColumn("ingesting"), BarColumn(), MofNCompleteColumn(),
+                                           TimeRemainingColumn(), transient=True) as bar:
+        task = bar.add_task("ingest", total=len(items))
+        for start in range(0, len(items), batch):
+            try:
+                done += len(ws.memory.ingest(items[start:start + batch], kind=kind, importance=importance,
+                                             scope=scope))
+            except EmergentError as exc:
+                exc.message = f"{exc.message} (items {start + 1}-{start + batch} of {path}; {done} stored before)"
+                raise
+            bar.update(task, completed=done)
+    typer.echo(f"stored {done} memories from {path}")
 
 
 @app.command()

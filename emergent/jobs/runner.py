@@ -130,8 +130,9 @@ def read_outputs(nb_path: Path) -> dict[str, Any]:
 
 
 def execute(notebook: Path, output: Path, parameters: dict[str, Any], *, kernel: str, timeout_s: float,
-            env: dict[str, str]) -> Outcome:
-    """Run ``notebook`` into ``output``; never raises for a failure of the notebook itself."""
+            env: dict[str, str], progress_bar: bool = False) -> Outcome:
+    """Run ``notebook`` into ``output``; never raises for a failure of the notebook itself.
+    ``progress_bar``: papermill's own cell-by-cell bar (on stderr), for a person watching a terminal."""
     import papermill as pm
     from nbclient.exceptions import CellTimeoutError, DeadKernelError
 
@@ -151,7 +152,7 @@ def execute(notebook: Path, output: Path, parameters: dict[str, Any], *, kernel:
     try:
         pm.execute_notebook(
             str(notebook), str(output), parameters=parameters or None, kernel_name=kernel,
-            progress_bar=False, log_output=False, start_timeout=min(60.0, timeout_s + 5),
+            progress_bar=progress_bar, log_output=False, start_timeout=min(60.0, timeout_s + 5),
             kernel_manager_class=_kernel_manager_class(env, str(notebook.parent), managers),
             timeout_func=cell_timeout,
         )

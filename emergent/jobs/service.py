@@ -95,6 +95,7 @@ class JobService:
         self.workspace = Path(workspace)
         self.clock = clock or SystemClock()
         self.notifier = notifier or Notifier()
+        self.progress_bar = False  # papermill's bar while a run executes (the CLI turns it on in a terminal)
         self.lease_s = lease_s
         self.audit = audit
         self.principals = principals
@@ -226,7 +227,7 @@ class JobService:
                # the kernel acts as whoever started the run: the OS user (a human), or less
                "EMERGENT_PRINCIPAL": "" if principal.is_human else principal.key}
         outcome = runner.execute(Path(spec.notebook), out, run.parameters, kernel=spec.kernel,
-                                 timeout_s=spec.timeout_s, env=env)
+                                 timeout_s=spec.timeout_s, env=env, progress_bar=self.progress_bar)
         run.status, run.error, run.error_cell = outcome.status, outcome.error, outcome.error_cell
         run.error_name, run.outputs = outcome.error_name, outcome.outputs
         run.output_path = str(out) if out.exists() else None

@@ -127,3 +127,16 @@ def test_a_workspace_reopens_with_the_embedder_it_was_built_with(tmp_path):
         ws.memory.ingest(["a note"])
     with Workstation.open(tmp_path / "ws") as ws:  # what a job's kernel does: no embedder named
         assert ws.embedder.id.startswith("hashing") and ws.memory.recall("note", k=1)
+
+
+def test_a_file_is_ingested_with_progress_and_a_count(tmp_path):
+    home = tmp_path / "ws"
+    notes = tmp_path / "notes.md"
+    notes.write_text("Lakes stratify in summer.\n\nPerch eat zooplankton.\n\nIce cover ends in April.\n")
+    proc = cli("--create", "memory", "ingest", str(notes), home=home, env={"EMERGENT_EMBEDDER": "hashing"})
+    assert proc.returncode == 0 and "stored 3 memories" in proc.stdout, proc.stderr
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text('{"text": "ok"}\nnot json\n')
+    proc = cli("memory", "ingest", str(bad), home=home)
+    no_traceback(proc)
+    assert proc.returncode == 2 and "bad.jsonl:2 is not JSON" in proc.stderr
