@@ -63,7 +63,7 @@ class JobsPanel(widgets.VBox):
             f"<tr><td>{r.id}</td><td>{html.escape(r.job)}</td><td>{_when(r.started_at)}</td>"
             f"<td style='color:{_STATUS_COLOUR.get(r.status.value, '#000')}'>{r.status.value}</td>"
             f"<td>{'' if r.duration_s is None else f'{r.duration_s:.1f}s'}</td>"
-            f"<td>{html.escape((r.error or '')[:120])}</td><td>{_link(r.output_path)}</td></tr>" for r in runs)
+            f"<td>{_error(r.error)}</td><td>{_link(r.output_path)}</td></tr>" for r in runs)
         self.runs_html.value = ("<table class='emergent-runs'><tr><th>run</th><th>job</th><th>started</th>"
                                 "<th>status</th><th>time</th><th>error</th><th>notebook</th></tr>"
                                 f"{body}</table>" if runs else "<i>no runs yet</i>")
@@ -115,3 +115,13 @@ class JobsPanel(widgets.VBox):
         thread.start()
         if wait:
             thread.join()
+
+
+def _error(message: str | None) -> str:
+    """The whole error: short ones inline, long ones folded behind their first line (never cut)."""
+    if not message:
+        return ""
+    if len(message) <= 120:
+        return html.escape(message)
+    return (f"<details><summary>{html.escape(message[:117])}...</summary>"
+            f"<pre style='white-space:pre-wrap'>{html.escape(message)}</pre></details>")

@@ -43,3 +43,13 @@ def test_daily_maintenance_consolidates_backs_up_and_reports(ws, me, jobs) -> No
         assert any(run.outputs["backup_id"] in p.name for p in (ws.path / "backups").iterdir())
     executed = Path(run.output_path).read_text()
     assert "memories" in executed.lower()
+
+
+def test_the_jobs_panel_shows_a_long_error_whole(jobs, me, make_nb) -> None:
+    from emergent.ui.jobs_panel import JobsPanel
+
+    long_reason = "the lake sensor feed answered 503 " * 12 + "END-OF-MESSAGE"
+    jobs.add("fails", make_nb("fails", f"raise RuntimeError({long_reason!r})"), principal=me)
+    jobs.run("fails", principal=me)
+    panel = JobsPanel(jobs, principal=me)
+    assert "END-OF-MESSAGE" in panel.runs_html.value and "<details>" in panel.runs_html.value
