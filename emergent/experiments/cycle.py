@@ -1,8 +1,9 @@
 """The self-improvement cycle: baseline → hypotheses → experiments → decision → tracking.
 
 1. **Baseline**: the current config measured on the workload's train and held-out units.
-2. **Hypotheses**: config changes from proposals (approved ones first) plus generated ones
-   (restore a default, halve/double a weight or a pool size).
+2. **Hypotheses**: config changes from proposals (approved ones first) plus generated ones:
+   nudges of the tunables around their current values (halve/double a weight or a pool size).
+   The generator knows neither the defaults nor where a gain lies.
 3. **Experiments**: each hypothesis becomes a config version and an offline, paired experiment on
    the train units, at a Bonferroni-corrected level so trying several does not inflate errors.
 4. **Decision**: the best significant winner is checked once on the held-out units; it is adopted
@@ -21,6 +22,7 @@ from typing import Any, Protocol
 import numpy as np
 import sqlalchemy as sa
 from pydantic import BaseModel
+from pydantic import ValidationError as PydanticValidationError
 
 from emergent.clock import Clock, SystemClock
 from emergent.errors import ExperimentError, ValidationError
@@ -64,35 +66,43 @@ class CycleReport:
 
 
 # ------------------------------------------------------------------------------ hypothesis generators
+#: the step a zero weight is nudged up by: a fixed step, not any field's default
+ZERO_STEP = 0.5
+
+
+def _up(v: float) -> float:
+    """Double a weight; a weight at 0 is tried at ``ZERO_STEP`` (doubling would leave it at 0)."""
+    return float(v) * 2 if v else ZERO_STEP
+
+#: per namespace, the tunables nudged and how: (field, nudge of the current value), in the order tried
 _NUDGES: dict[str, list[tuple[str, Callable[[Any], Any]]]] = {
-    "memory": [("w_text", lambda v: 1.0 if not v else v * 2), ("w_text", lambda v: v / 2),
-               ("w_vector", lambda v: 1.0 if not v else v * 2), ("w_vector", lambda v: v / 2),
+    "memory": [("w_text", _up), ("w_text", lambda v: v / 2),
+               ("w_vector", _up), ("w_vector", lambda v: v / 2),
                ("candidates", lambda v: min(2000, v * 2)), ("rrf_k", lambda v: max(1, v // 3))],
 }
 
 
 def generate_hypotheses(namespace: str, current: BaseModel, limit: int = 6) -> list[Hypothesis]:
-    """Restore each changed default first, then nudge the tunables known to matter."""
+    """Nudges of the namespace's tunables around their *current* values (double, halve...).
+
+    Nothing here knows the schema's defaults or where an improvement lies: the same current values
+    give the same hypotheses whatever the defaults are. Changes that would leave a value as it is,
+    or that the schema refuses, are dropped."""
     out: list[Hypothesis] = []
-    defaults = type(current)()
-    for name in type(current).model_fields:
-        cur, default = getattr(current, name), getattr(defaults, name)
-        if cur != default:
-            out.append(Hypothesis({name: default}, f"restore the default {name}={default!r} (now {cur!r})"))
-    restored = {k for h in out for k in h.changes}
+    seen: set[tuple[tuple[str, Any], ...]] = set()
     for name, fn in _NUDGES.get(namespace, []):
-        if name in restored:
+        cur = getattr(current, name)
+        new = fn(cur)
+        key = ((name, new),)
+        if new == cur or key in seen:
             continue
-        new = fn(getattr(current, name))
-        if new != getattr(current, name):
-            out.append(Hypothesis({name: new}, f"try {name}={new!r} (now {getattr(current, name)!r})"))
-    seen, unique = set(), []
-    for h in out:
-        key = tuple(sorted(h.changes.items()))
-        if key not in seen:
-            seen.add(key)
-            unique.append(h)
-    return unique[:limit]
+        try:
+            current.model_validate({**current.model_dump(), name: new})
+        except PydanticValidationError:
+            continue
+        seen.add(key)
+        out.append(Hypothesis({name: new}, f"try {name}={new!r} (now {cur!r})"))
+    return out[:limit]
 
 
 class ImprovementCycle:
