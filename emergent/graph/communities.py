@@ -8,11 +8,16 @@ from __future__ import annotations
 
 from collections import Counter
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from pydantic import BaseModel
 
 from emergent.graph.model import normalise
+
+if TYPE_CHECKING:  # pragma: no cover
+    from emergent.graph.store import GraphStore
+    from emergent.graph.views import GraphViews
+    from emergent.providers.llm import ChatModel
 
 
 class CommunityTitle(BaseModel):
@@ -30,18 +35,32 @@ class Community:
     strategy: str = "top-terms"
 
 
-class CommunitiesMixin:
-    llm: Any
-    _cache: dict[str, Any]
+class GraphAnalysis:
+    """Centrality and communities of ``views``' networkx graphs, cached until ``store`` changes;
+    communities are named by ``llm`` when there is one."""
+
+    def __init__(self, store: GraphStore, views: GraphViews, llm: ChatModel | None = None) -> None:
+        self.store = store
+        self.views = views
+        self.llm = llm
+        self._cache: dict[str, Any] = {}
+        self._cache_version = store.version
+
+    def _cached(self, key: str) -> Any:
+        if self._cache_version != self.store.version:
+            self._cache, self._cache_version = {}, self.store.version
+        return self._cache.get(key)
 
     def centrality(self, *, kind: str = "pagerank", **view: Any) -> dict[str, float]:
         """Centrality of every node: ``pagerank`` (default), ``degree`` or ``betweenness`` (sampled)."""
         import networkx as nx
 
         key = f"centrality:{kind}:{sorted(view.items())}"
-        if key in self._cache:
-            return self._cache[key]  # type: ignore[no-any-return]
-        g = nx.Graph(self.to_networkx(**view))  # type: ignore[attr-defined]
+        version = self.store.version
+        cached = self._cached(key)
+        if cached is not None:
+            return cached  # type: ignore[no-any-return]
+        g = nx.Graph(self.views.to_networkx(**view))
         if g.number_of_nodes() == 0:
             return {}
         if kind == "pagerank":
@@ -54,7 +73,7 @@ class CommunitiesMixin:
             from emergent.errors import ValidationError
 
             raise ValidationError(f"unknown centrality {kind!r}", hint="use pagerank, degree or betweenness")
-        self._cache[key] = out
+        self._keep(key, out, version)
         return out
 
     def communities(self, *, resolution: float = 1.0, seed: int = 7, min_size: int = 2, **view: Any) -> list[Community]:
@@ -62,9 +81,11 @@ class CommunitiesMixin:
         import networkx as nx
 
         key = f"communities:{resolution}:{seed}:{min_size}:{sorted(view.items())}"
-        if key in self._cache:
-            return self._cache[key]  # type: ignore[no-any-return]
-        mg = self.to_networkx(**view)  # type: ignore[attr-defined]
+        version = self.store.version
+        cached = self._cached(key)
+        if cached is not None:
+            return cached  # type: ignore[no-any-return]
+        mg = self.views.to_networkx(**view)
         g = nx.Graph()
         g.add_nodes_from(mg.nodes(data=True))
         for a, b, d in mg.edges(data=True):
@@ -74,8 +95,13 @@ class CommunitiesMixin:
         parts = sorted((sorted(p) for p in parts if len(p) >= min_size), key=lambda p: (-len(p), p[0]))
         rank = nx.pagerank(g, weight="weight") if g.number_of_nodes() else {}
         out = [self._label(i, p, g, rank) for i, p in enumerate(parts)]
-        self._cache[key] = out
+        self._keep(key, out, version)
         return out
+
+    def _keep(self, key: str, value: Any, version: int) -> None:
+        """Cache ``value`` computed at graph ``version`` (dropped when the graph changed meanwhile)."""
+        if version == self.store.version == self._cache_version:
+            self._cache[key] = value
 
     def _label(self, i: int, members: list[str], g: Any, rank: dict[str, float]) -> Community:
         central = sorted(members, key=lambda n: -rank.get(n, 0.0))

@@ -4,7 +4,7 @@ Every edit takes the :class:`~emergent.principals.Principal` who makes it (``pri
 or rejecting an inferred edge is a decision: ``by=``). Its intent is written to the audit trail
 before the transaction and its outcome (the edit's number) after; a failed audit write stops the
 edit. An edit runs in one transaction that snapshots the rows it touches before and after and appends
-both to ``graph_edits``. :meth:`EditorMixin.undo` restores the before-rows, but only while the
+both to ``graph_edits``. :meth:`GraphEditor.undo` restores the before-rows, but only while the
 rows still match the after-snapshot (a later edit must be undone first), and is itself an edit.
 Merges are also listed in ``graph_merges`` so entity resolution is never silent.
 """
@@ -15,7 +15,7 @@ import json
 import secrets
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
@@ -34,6 +34,7 @@ from emergent.graph.model import (
     node_id,
     normalise,
 )
+from emergent.graph.store import GraphStore
 from emergent.graph.tables import (
     graph_aliases,
     graph_edges,
@@ -43,6 +44,11 @@ from emergent.graph.tables import (
     graph_provenance,
 )
 from emergent.workspace.audited import recorded, verified
+
+if TYPE_CHECKING:  # pragma: no cover
+    from emergent.audit import Auditor
+    from emergent.clock import Clock
+    from emergent.principals import Principals
 
 
 @dataclass(frozen=True, slots=True)
@@ -58,36 +64,41 @@ class EditRecord:
 Cover = dict[str, list[str]]
 
 
-class EditorMixin:
-    sql: Any
-    clock: Any
-    audit: Any
-    principals: Any
-    _changed: Callable[[], None]
-    _embed_nodes: Callable[[Sequence[Node]], None]
+class GraphEditor:
+    """Audited, undoable edits of ``store``'s graph: ``audit`` records each edit's intent and outcome,
+    ``principals`` (the workspace's directory) says who may edit."""
+
+    def __init__(self, store: GraphStore, clock: Clock, audit: Auditor | None = None,
+                 principals: Principals | None = None) -> None:
+        self.store = store
+        self.clock = clock
+        self.audit = audit
+        self.principals = principals
 
     # ------------------------------------------------------------------ the audited transaction
     def _edit(self, op: str, summary: str, principal: Any, cover: Cover,
               fn: Callable[[Connection], Cover | None]) -> int:
         who = verified(self.principals, principal)
         with recorded(self.audit, f"graph.{op}", who, {"summary": summary[:500]}) as outcome:
-            with self.sql.begin() as conn:
+            with self.store.sql.begin() as conn:
                 before = st.snapshot(conn, **cover)
                 extra = fn(conn) or {}
                 full = {k: sorted(set(cover.get(k, [])) | set(extra.get(k, [])))
                         for k in ("nodes", "edges", "alias_nodes", "prov_items")}
                 after = st.snapshot(conn, **full)
-                seq = conn.execute(graph_edits.insert().values(
+                key = conn.execute(graph_edits.insert().values(
                     at=self.clock.now(), actor=who.key[:120], op=op, summary=summary[:2000],
                     before=json.dumps({"cover": full, "rows": before}, ensure_ascii=False, default=str),
-                    after=json.dumps(after, ensure_ascii=False, default=str), undone=False)).inserted_primary_key[0]
-            self._changed()
-            outcome["edit"] = int(seq)
-        return int(seq)
+                    after=json.dumps(after, ensure_ascii=False, default=str), undone=False)).inserted_primary_key
+                assert key is not None  # an insert has a primary key
+                seq = int(key[0])
+            self.store.changed()
+            outcome["edit"] = seq
+        return seq
 
     def edits(self, limit: int = 100) -> list[EditRecord]:
         """The edit log, newest first."""
-        with self.sql.connect() as conn:
+        with self.store.sql.connect() as conn:
             rows = conn.execute(sa.select(graph_edits.c.seq, graph_edits.c.at, graph_edits.c.actor, graph_edits.c.op,
                                           graph_edits.c.summary, graph_edits.c.undone)
                                 .order_by(graph_edits.c.seq.desc()).limit(limit)).all()
@@ -95,7 +106,7 @@ class EditorMixin:
 
     def undo(self, seq: int | None = None, *, principal: Any) -> int:
         """Undo edit ``seq`` (default: the latest edit not undone; undoing an undo redoes). Returns the new seq."""
-        with self.sql.connect() as conn:
+        with self.store.sql.connect() as conn:
             q = sa.select(graph_edits).where(graph_edits.c.undone.is_(False))
             q = (q.where(graph_edits.c.seq == seq) if seq is not None  # default: the latest edit, never an undo
                  else q.where(graph_edits.c.op != "undo").order_by(graph_edits.c.seq.desc()))
@@ -154,7 +165,7 @@ class EditorMixin:
             return {"nodes": [node.id], "alias_nodes": [node.id]}
 
         self._edit("add_node", f"add node {label[:80]!r}", principal, {}, fn)
-        self._embed_nodes([node])
+        self.store.embed_nodes([node])
         return node
 
     def relabel(self, node: str, label: str, *, principal: Any) -> Node:
@@ -173,11 +184,11 @@ class EditorMixin:
                 conn.execute(graph_aliases.insert().values(namespace=n.namespace, key=key, node_id=node, alias=label))
 
         self._edit("relabel", f"relabel {node} to {label[:80]!r}", principal, {"nodes": [node], "alias_nodes": [node]}, fn)
-        return self.node(node)  # type: ignore[attr-defined,no-any-return]
+        return self.store.node(node)
 
     def delete_node(self, node: str, *, cascade: bool = False, principal: Any) -> int:
         """Delete a node (and, with ``cascade``, its edges). Kept in the log, so undo restores it."""
-        with self.sql.connect() as conn:
+        with self.store.sql.connect() as conn:
             self._active(conn, [node])
             edges = [i for i in self._touching(conn, [node])]
             live = [r.id for r in st.select_in(conn, graph_edges, "id", edges) if r.status in ("active", "proposed")]
@@ -262,7 +273,7 @@ class EditorMixin:
                 raise NotFoundError(f"no graph edge {edge!r}")
 
         self._edit("update_edge", f"update edge {edge}: {sorted(changes)}", principal, {"edges": [edge]}, fn)
-        return self.edge(edge)  # type: ignore[attr-defined,no-any-return]
+        return self.store.edge(edge)
 
     # ------------------------------------------------------------------ merge / split
     def merge(self, target: str, sources: Sequence[str], *, reason: str = "manual", score: float | None = None,
@@ -272,7 +283,7 @@ class EditorMixin:
         if not sources or target in sources:
             raise ValidationError("merge needs a target and at least one other node", hint="merge(target, [a, b])")
         merge_id = "m" + secrets.token_hex(8)
-        with self.sql.connect() as conn:
+        with self.store.sql.connect() as conn:
             nodes = self._active(conn, [target, *sources])
             if len({n.namespace for n in nodes}) > 1:
                 raise ValidationError("cannot merge nodes from different namespaces", hint="merge within one scope")
@@ -287,7 +298,7 @@ class EditorMixin:
 
         seq = self._edit("merge", f"merge {len(sources)} into {target} ({reason[:80]})", principal,
                          {"nodes": ids, "edges": edges, "alias_nodes": ids, "prov_items": [*ids, *edges]}, fn)
-        with self.sql.begin() as conn:
+        with self.store.sql.begin() as conn:
             conn.execute(sa.update(graph_merges).where(graph_merges.c.id == merge_id).values(edit_seq=seq))
         return merge_id
 
@@ -335,13 +346,13 @@ class EditorMixin:
             conn.execute(graph_provenance.insert(), list(moved.values()))
 
     def merges(self) -> list[dict[str, Any]]:
-        with self.sql.connect() as conn:
+        with self.store.sql.connect() as conn:
             rows = conn.execute(sa.select(graph_merges).order_by(graph_merges.c.at)).all()
         return [{**dict(r._mapping), "sources": json.loads(r.sources)} for r in rows]
 
     def unmerge(self, merge_id: str, *, principal: Any) -> int:
         """Reverse a recorded merge (entity resolution is never final)."""
-        with self.sql.connect() as conn:
+        with self.store.sql.connect() as conn:
             row = conn.execute(sa.select(graph_merges).where(graph_merges.c.id == merge_id)).first()
         if row is None or row.edit_seq is None:
             raise NotFoundError(f"no merge {merge_id!r}", hint="see graph.merges()")
@@ -353,7 +364,7 @@ class EditorMixin:
         """Move the mentions from ``memory_ids`` (and edges only they support) to a new node ``label``."""
         label = check_label(label)
         wanted = list(dict.fromkeys(memory_ids))
-        with self.sql.connect() as conn:
+        with self.store.sql.connect() as conn:
             n = self._active(conn, [node])[0]
             have = {r.memory_id for r in conn.execute(sa.select(graph_provenance.c.memory_id)
                                                       .where(graph_provenance.c.item_id == node))}
@@ -387,5 +398,5 @@ class EditorMixin:
 
         self._edit("split", f"split {node}: {len(wanted)} memories to {label[:80]!r}", principal,
                    {"nodes": [node], "edges": edges, "alias_nodes": [node], "prov_items": [node]}, fn)
-        self._embed_nodes([new])
+        self.store.embed_nodes([new])
         return new

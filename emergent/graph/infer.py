@@ -2,7 +2,7 @@
 
 Inferred edges are written with ``status="proposed"``, ``inferred=True`` and their evidence
 (the rule and the edges it used, or the co-occurrence counts and PMI, or the similarity) and a
-confidence. :meth:`InferenceMixin.accept` / :meth:`reject` are audited edits; a rejected triple is
+confidence. :meth:`GraphInference.accept` / :meth:`reject` are audited edits; a rejected triple is
 never proposed again, and each rule's confidence is scaled by its acceptance rate so far.
 Rules run to a fixed point over a set of triples, so cyclic rule sets and cyclic graphs terminate.
 """
@@ -13,9 +13,9 @@ import difflib
 import json
 import math
 from collections import defaultdict
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import sqlalchemy as sa
@@ -24,6 +24,12 @@ from emergent.errors import ValidationError
 from emergent.graph.model import SYMMETRIC, Edge, check_rel, edge_id, normalise
 from emergent.graph.tables import graph_edges, graph_nodes
 from emergent.workspace.audited import require
+
+if TYPE_CHECKING:  # pragma: no cover
+    from emergent.clock import Clock
+    from emergent.graph.edit import GraphEditor
+    from emergent.graph.search import GraphIndex
+    from emergent.graph.store import GraphStore
 
 Triple = tuple[str, str, str]
 
@@ -107,16 +113,20 @@ def apply_rules(edges: dict[Triple, tuple[str, float]], rules: Sequence[Rule], *
     return new
 
 
-class InferenceMixin:
-    sql: Any
-    clock: Any
-    lance: Any
-    embedder: Any
+class GraphInference:
+    """Proposes inferred edges in ``store`` and merge candidates; accepting, rejecting and merging are
+    edits of ``editor``. ``index`` returns the current search index (co-occurrence counts)."""
+
+    def __init__(self, store: GraphStore, clock: Clock, editor: GraphEditor, index: Callable[[], GraphIndex]) -> None:
+        self.store = store
+        self.clock = clock
+        self.editor = editor
+        self.index = index
 
     def rule_stats(self) -> dict[str, tuple[int, int]]:
         """Per inference rule: (accepted, rejected) so far."""
         stats: dict[str, list[int]] = defaultdict(lambda: [0, 0])
-        with self.sql.connect() as conn:
+        with self.store.sql.connect() as conn:
             for r in conn.execute(sa.select(graph_edges.c.status, graph_edges.c.evidence)
                                   .where(graph_edges.c.inferred.is_(True),
                                          graph_edges.c.status.in_(["active", "rejected"]))):
@@ -134,7 +144,7 @@ class InferenceMixin:
             require(by, "accepting inferred edges (auto_accept=True)")
         stats = self.rule_stats()
         proposals: list[Edge] = []
-        with self.sql.connect() as conn:
+        with self.store.sql.connect() as conn:
             q = sa.select(graph_edges)
             if namespace is not None:
                 q = q.where(graph_edges.c.namespace == namespace)
@@ -161,9 +171,9 @@ class InferenceMixin:
             if (p.namespace, p.src, p.rel, p.dst) not in seen and p.src != p.dst and p.id not in fresh:
                 fresh[p.id] = p
         if fresh:
-            with self.sql.begin() as conn:
+            with self.store.sql.begin() as conn:
                 conn.execute(graph_edges.insert(), [e.row() for e in fresh.values()])
-            self._changed()  # type: ignore[attr-defined]
+            self.store.changed()
         if auto_accept:
             for e in fresh.values():
                 self.accept(e.id, by=by)
@@ -177,7 +187,7 @@ class InferenceMixin:
                     "inferred", evidence, now)
 
     def _cooccurrence(self, namespace: str | None, min_count: int, pmi_min: float, now: float) -> list[Edge]:
-        idx = self.index()  # type: ignore[attr-defined]
+        idx = self.index()
         nm = idx.node_memories
         if nm.shape[1] == 0:
             return []
@@ -204,13 +214,10 @@ class InferenceMixin:
         return out
 
     def _similar(self, namespace: str | None, threshold: float, limit: int = 5000) -> list[tuple[str, MergeCandidate]]:
-        from emergent.graph.service import VECTOR_TABLE
-
-        if self.lance is None or VECTOR_TABLE not in self.lance.table_names():
+        if not self.store.has_vectors():
             return []
-        table = self.lance.db.open_table(VECTOR_TABLE).to_arrow()
-        active = {n.id for n in self.nodes(namespace)}  # type: ignore[attr-defined]
-        rows = [r for r in table.to_pylist() if r["id"] in active]
+        active = {n.id for n in self.store.nodes(namespace)}
+        rows = [r for r in self.store.vector_rows() if r["id"] in active]
         out: list[tuple[str, MergeCandidate]] = []
         by_ns: dict[str, list[dict[str, Any]]] = defaultdict(list)
         for r in rows:
@@ -228,17 +235,17 @@ class InferenceMixin:
 
     def accept(self, edge: str, *, by: Any) -> Edge:
         """Accept a proposed (inferred) edge: ``by`` decides (an audited edit)."""
-        return self.update_edge(edge, status="active", principal=by)  # type: ignore[attr-defined,no-any-return]
+        return self.editor.update_edge(edge, status="active", principal=by)
 
     def reject(self, edge: str, *, by: Any) -> Edge:
         """Reject a proposed edge: it is never proposed again, and its rule's confidence drops."""
-        return self.update_edge(edge, status="rejected", principal=by)  # type: ignore[attr-defined,no-any-return]
+        return self.editor.update_edge(edge, status="rejected", principal=by)
 
     # ------------------------------------------------------------------ entity resolution
     def merge_candidates(self, *, namespace: str | None = None, string_min: float = 0.9,
                          similarity_min: float = 0.95) -> list[MergeCandidate]:
         """Pairs that may be one entity: near-identical labels (blocked by prefix) and close embeddings."""
-        with self.sql.connect() as conn:
+        with self.store.sql.connect() as conn:
             q = sa.select(graph_nodes.c.id, graph_nodes.c.namespace, graph_nodes.c.label, graph_nodes.c.type).where(
                 graph_nodes.c.status == "active", graph_nodes.c.type != "concept")
             if namespace is not None:
@@ -267,7 +274,7 @@ class InferenceMixin:
         for c in self.merge_candidates(namespace=namespace, string_min=string_min, similarity_min=similarity_min):
             if c.target in gone or c.source in gone:
                 continue
-            merged.append(self.merge(c.target, [c.source], reason=c.reason, score=c.score,  # type: ignore[attr-defined]
-                                     principal=principal))
+            merged.append(self.editor.merge(c.target, [c.source], reason=c.reason, score=c.score,
+                                            principal=principal))
             gone.add(c.source)
         return merged

@@ -6,7 +6,7 @@ query's entities found through the alias index, plus the nodes whose embeddings 
 the query vector. A memory scores the PageRank mass of the nodes it supports, each weighted by
 its specificity (1 / number of memories mentioning it), as HippoRAG weighs passages.
 
-Recall's ``graph`` retriever is narrower (:meth:`SearchMixin.entity_memories`): each mention in the
+Recall's ``graph`` retriever is narrower (:meth:`GraphSearch.entity_memories`): each mention in the
 query is linked to nodes by alias and by label-embedding similarity, and only memories that
 support at least two of the mentions are offered, most specific first. On LoCoMo dev this short
 intersection list lifts multi-hop R@10 where the PageRank list of every memory near the seeds
@@ -18,7 +18,7 @@ from __future__ import annotations
 from collections import deque
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import sqlalchemy as sa
@@ -27,6 +27,10 @@ from emergent.graph.extract import RuleExtractor
 from emergent.graph.model import Node, normalise, visible
 from emergent.graph.tables import graph_aliases, graph_edges, graph_nodes, graph_provenance
 from emergent.memory.types import Scope
+
+if TYPE_CHECKING:  # pragma: no cover
+    from emergent.graph.store import GraphStore
+    from emergent.memory.service import Memory
 
 _QUERY_EXTRACTOR = RuleExtractor(cooccurrence=False)
 
@@ -148,27 +152,32 @@ def personalized_pagerank(transition_t: Any, seeds: np.ndarray, *, damping: floa
     return p
 
 
-class SearchMixin:
-    sql: Any
-    retrieve_limit: int
-    link_similarity: float
-    link_per_mention: int
-    min_coverage: int
-    _vectors: Any
-    passage_seed_weight: float
-    passage_weight: float
-    synonym_similarity: float | None
-    version: int
-    _cache: dict[str, Any]
-    lance: Any
-    embedder: Any
+class GraphSearch:
+    """Personalised PageRank and entity-linked memory lists over ``store``'s active graph.
+
+    The attributes below are the tuning knobs (``KnowledgeGraph`` exposes them under the same names);
+    ``memory`` is the memory service the graph is attached to (dense seeds of the HippoRAG 2 variant)."""
+
+    def __init__(self, store: GraphStore) -> None:
+        self.store = store
+        self.passage_weight = 0.0  # > 0: memories join the PageRank graph as nodes (HippoRAG 2 style)
+        self.synonym_similarity: float | None = None  # link close node embeddings in the search index
+        self.retrieve_limit = 20  # memories the recall retriever hands to fusion (a short list: measured best)
+        self.passage_seed_weight = 0.05  # with passage nodes: weight of dense query-memory matches as seeds
+        self.link_similarity = 0.8  # a query mention links to nodes whose label embedding is this close
+        self.link_per_mention = 3  # at most this many embedding-linked nodes per query mention
+        self.min_coverage = 2  # recall's graph list: memories supporting at least this many query mentions
+        self.memory: Memory | None = None
+        self._index: tuple[int, GraphIndex] | None = None  # (store version, index)
+        self._vectors: tuple[GraphIndex, int, np.ndarray] | None = None  # (index, vectors version, unit vectors)
 
     def index(self) -> GraphIndex:
         """The cached :class:`GraphIndex` of the active graph (rebuilt after any change)."""
-        cached = self._cache.get("index")
-        if cached is not None:
-            return cached  # type: ignore[no-any-return]
-        with self.sql.connect() as conn:
+        version = self.store.version
+        cached = self._index
+        if cached is not None and cached[0] == version:
+            return cached[1]
+        with self.store.sql.connect() as conn:
             nodes = conn.execute(sa.select(graph_nodes.c.id, graph_nodes.c.namespace)
                                  .where(graph_nodes.c.status == "active")).all()
             edges = conn.execute(sa.select(graph_edges.c.src, graph_edges.c.dst, graph_edges.c.confidence,
@@ -183,17 +192,13 @@ class SearchMixin:
         idx = build_index([r[0] for r in nodes], [r[1] for r in nodes], weighted,
                           [tuple(a) for a in aliases], [tuple(p) for p in prov],
                           passage_weight=self.passage_weight)
-        self._cache["index"] = idx
+        self._index = (version, idx)
         return idx
 
     def _synonym_edges(self, threshold: float, per_node: int = 5, cap: int = 5000) -> list[tuple[str, str, float]]:
         """Index-only edges between nodes of one namespace whose label embeddings are close (HippoRAG's
         synonymy edges): derived data, never stored, so they need no review."""
-        from emergent.graph.service import VECTOR_TABLE
-
-        if self.lance is None or VECTOR_TABLE not in self.lance.table_names():
-            return []
-        rows = self.lance.db.open_table(VECTOR_TABLE).to_arrow().to_pylist()
+        rows = self.store.vector_rows()
         by_ns: dict[str, list[dict[str, Any]]] = {}
         for r in rows:
             by_ns.setdefault(r["namespace"], []).append(r)
@@ -226,33 +231,23 @@ class SearchMixin:
                 i = idx.alias.get((ns_i, key))
                 if i is not None:
                     out[i] = out.get(i, 0.0) + 1.0
-        if query_vector is not None and self.lance is not None and self.embedder is not None:
+        if query_vector is not None and self.store.lance is not None and self.store.embedder is not None:
             for i, sim in self._nearest_nodes(query_vector, scope, vector_k):
                 if sim >= min_similarity and mask[i]:
                     out[i] = out.get(i, 0.0) + float(sim)
         return out
 
     def _nearest_nodes(self, vector: np.ndarray, scope: Scope | None, k: int) -> list[tuple[int, float]]:
-        from emergent.graph.service import VECTOR_TABLE
-
-        if VECTOR_TABLE not in self.lance.table_names():
-            return []
         idx = self.index()
-        q = self.lance.db.open_table(VECTOR_TABLE).search(np.asarray(vector, dtype=np.float32)).distance_type("cosine")
-        if scope is not None:
-            cond = (f"namespace = '{scope.agent}' OR namespace LIKE '{scope.agent}/%'" if scope.user is None
-                    else f"namespace = '{Scope(scope.agent, scope.user).key}'")
-            q = q.where(cond, prefilter=True)
-        rows = q.select(["id", "_distance"]).limit(k).to_arrow().to_pylist()
-        return [(idx.index[r["id"]], 1.0 - float(r["_distance"])) for r in rows if r["id"] in idx.index]
+        return [(idx.index[i], sim) for i, sim in self.store.nearest(vector, scope, k) if i in idx.index]
 
     def search(self, query: str, *, scope: Scope | str | None = None, k: int = 10, query_vector: np.ndarray | None = None,
                damping: float = 0.5, paths: int = 5,
                passage_seeds: Sequence[tuple[str, float]] = (), with_nodes: bool = True) -> GraphSearchResult:
         """Personalised PageRank from the query's entities: top nodes, paths from seeds, and memories."""
         sc = Scope.of(scope) if scope is not None else None
-        if query_vector is None and self.embedder is not None:
-            query_vector = self.embedder.embed([query])[0]
+        if query_vector is None and self.store.embedder is not None:
+            query_vector = self.store.embedder.embed([query])[0]
         idx = self.index()
         seeds = self.seeds(query, sc, query_vector)
         if not seeds or not idx.ids:
@@ -270,7 +265,7 @@ class SearchMixin:
         p = full[:size].copy()
         p[~idx.visible_mask(sc)] = 0.0
         top = [int(i) for i in np.argsort(-p)[:k] if p[i] > 0]
-        nodes = {n.id: n for n in self._nodes_by_id([idx.ids[i] for i in top])} if with_nodes else {}
+        nodes = {n.id: n for n in self.store.nodes_by_id([idx.ids[i] for i in top])} if with_nodes else {}
         if idx.passages:
             mem = full[size:]
         else:
@@ -289,7 +284,7 @@ class SearchMixin:
         :meth:`entity_memories`): a short list of complementary evidence rather than a second ranking
         of everything the vector and text searches already found."""
         if self.passage_weight > 0:  # HippoRAG 2 variant: memories are PageRank nodes seeded by dense matches
-            memory = getattr(self, "_memory", None)
+            memory = self.memory
             dense: list[tuple[str, float]] = []
             if memory is not None:
                 from emergent.memory.ltm import build_filter
@@ -318,9 +313,9 @@ class SearchMixin:
                 if i is not None:
                     d[i] = 1.0
         vectors = self._node_vectors()
-        if vectors is not None and self.link_per_mention > 0:
+        if vectors is not None and self.store.embedder is not None and self.link_per_mention > 0:
             mask = idx.visible_mask(scope)
-            q = np.asarray(self.embedder.embed(labels), dtype=np.float32)
+            q = np.asarray(self.store.embedder.embed(labels), dtype=np.float32)
             q /= np.maximum(np.linalg.norm(q, axis=1, keepdims=True), 1e-9)
             sims = q @ vectors.T  # cosine, mentions x nodes
             sims[:, ~mask] = -1.0
@@ -366,24 +361,24 @@ class SearchMixin:
 
     def _node_vectors(self) -> np.ndarray | None:
         """Unit label embeddings aligned with :meth:`index` rows (zero rows for nodes without one)."""
-        from emergent.graph.service import VECTOR_TABLE
-
         idx = self.index()
+        version = self.store.vectors_version
         cached = self._vectors
-        if cached is not None and cached[0] is idx:
-            return cached[1]  # type: ignore[no-any-return]
-        if self.lance is None or self.embedder is None or VECTOR_TABLE not in self.lance.table_names():
+        if cached is not None and cached[0] is idx and cached[1] == version:
+            return cached[2]
+        embedder = self.store.embedder
+        if embedder is None or not self.store.has_vectors():
             return None
-        table = self.lance.db.open_table(VECTOR_TABLE).to_arrow().select(["id", "vector"])
-        out = np.zeros((len(idx.ids), self.embedder.dim), dtype=np.float32)
+        table = self.store.vectors_arrow().select(["id", "vector"])
+        out = np.zeros((len(idx.ids), embedder.dim), dtype=np.float32)
         rows = [idx.index.get(i) for i in table.column("id").to_pylist()]
         keep = np.array([r is not None for r in rows], dtype=bool)
         if keep.any():
             flat = np.asarray(table.column("vector").combine_chunks().flatten(), dtype=np.float32)
-            vecs = flat.reshape(len(rows), self.embedder.dim)[keep]
+            vecs = flat.reshape(len(rows), embedder.dim)[keep]
             norms = np.linalg.norm(vecs, axis=1, keepdims=True)
             out[np.array([r for r in rows if r is not None], dtype=np.int64)] = vecs / np.maximum(norms, 1e-9)
-        self._vectors = (idx, out)
+        self._vectors = (idx, version, out)
         return out
 
     @staticmethod
@@ -406,9 +401,3 @@ class SearchMixin:
                     prev[int(v)] = u
                     queue.append((int(v), d + 1))
         return []
-
-    def _nodes_by_id(self, ids: list[str]) -> list[Node]:
-        from emergent.graph import _store as st
-
-        with self.sql.connect() as conn:
-            return [Node.from_row(r) for r in st.select_in(conn, graph_nodes, "id", ids)]

@@ -41,7 +41,7 @@ def load_random_graph(kg: Any, n: int, degree: int = 4, *, seed: int = 0, namesp
                              created_at=now).row())
     nodes.sort(key=lambda r: r["id"])
     rows.sort(key=lambda r: r["id"])
-    with kg.sql.begin() as conn:
+    with kg.store.sql.begin() as conn:
         if conn.dialect.name == "sqlite":
             conn.exec_driver_sql("PRAGMA cache_size=-262144")  # 256 MB: random-key index inserts stay in memory
         for i in range(0, n, 20_000):
@@ -50,5 +50,5 @@ def load_random_graph(kg: Any, n: int, degree: int = 4, *, seed: int = 0, namesp
                                                    "alias": f"Entity {j}"} for j in range(i, min(n, i + 20_000))])
         for i in range(0, len(rows), 20_000):
             bulk_insert(conn, graph_edges, rows[i:i + 20_000])
-    kg._changed()
+    kg.store.changed()
     return len(rows)

@@ -6,7 +6,7 @@ from __future__ import annotations
 import json
 import math
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import sqlalchemy as sa
 
@@ -16,15 +16,18 @@ from emergent.graph.model import Edge, Node, visible
 from emergent.graph.tables import graph_edges, graph_nodes
 from emergent.memory.types import Scope
 
+if TYPE_CHECKING:  # pragma: no cover
+    from emergent.clock import Clock
+    from emergent.graph.store import GraphStore
 
-class ViewsMixin:
-    sql: Any
-    clock: Any
-    version: int
-    nodes: Any
-    edges: Any
 
-    # ================================================================== views and export
+class GraphViews:
+    """networkx views and exports of ``store``'s graph (``clock``: what "now" is)."""
+
+    def __init__(self, store: GraphStore, clock: Clock) -> None:
+        self.store = store
+        self.clock = clock
+
     def to_networkx(self, *, at: Any = None, namespace: str | None = None, scope: Scope | str | None = None,
                     inferred: bool = True, proposed: bool = False) -> Any:
         """A ``networkx.MultiDiGraph`` of active nodes and edges: all of history, or what held at ``at``
@@ -34,13 +37,13 @@ class ViewsMixin:
         t = self.clock.now() if at == "now" else to_epoch(at, 0.0) if at is not None else None
         sc = Scope.of(scope) if scope is not None else None
         g = nx.MultiDiGraph()
-        for n in self.nodes(namespace):
+        for n in self.store.nodes(namespace):
             if (t is None or n.first_seen <= t) and (sc is None or visible(n.namespace, sc)):
                 g.add_node(n.id, label=n.label, type=n.type, confidence=n.confidence, namespace=n.namespace,
                            first_seen=n.first_seen, origin=n.origin)
         statuses = ("active", "proposed") if proposed else ("active",)
         for s in statuses:
-            for e in self.edges(status=s, namespace=namespace):
+            for e in self.store.edges(status=s, namespace=namespace):
                 if e.src in g and e.dst in g and (inferred or not e.inferred) and (t is None or e.valid_at(t)):
                     g.add_edge(e.src, e.dst, key=e.id, rel=e.rel, confidence=e.confidence, weight=e.weight,
                                valid_from=e.valid_from, valid_to=e.valid_to, inferred=e.inferred, status=e.status)
@@ -50,7 +53,7 @@ class ViewsMixin:
         import networkx as nx
 
         data = nx.node_link_data(self.to_networkx(**view), edges="edges")
-        data["graph"] = {"exported_at": self.clock.now(), "version": self.version}
+        data["graph"] = {"exported_at": self.clock.now(), "version": self.store.version}
         if path is not None:
             Path(path).write_text(json.dumps(data, ensure_ascii=False, default=str), "utf-8")
         return data
@@ -90,7 +93,7 @@ class ViewsMixin:
         seen = list(dict.fromkeys(seeds))
         frontier = list(seen)
         edges: dict[str, Edge] = {}
-        with self.sql.connect() as conn:
+        with self.store.sql.connect() as conn:
             for _ in range(max(0, depth)):
                 if not frontier or len(seen) >= limit:
                     break
@@ -120,7 +123,7 @@ class ViewsMixin:
             live = sa.and_(live, e.c.namespace == namespace)
         ends = sa.union_all(sa.select(e.c.src.label("n")).where(live), sa.select(e.c.dst.label("n")).where(live)).subquery()
         q = sa.select(ends.c.n, sa.func.count().label("d")).group_by(ends.c.n).order_by(sa.desc("d")).limit(limit)
-        with self.sql.connect() as conn:
+        with self.store.sql.connect() as conn:
             ids = [r[0] for r in conn.execute(q)]
             if len(ids) < limit:
                 extra = sa.select(graph_nodes.c.id).where(graph_nodes.c.status == "active")

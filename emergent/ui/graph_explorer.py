@@ -60,18 +60,10 @@ class GraphExplorer(widgets.VBox):
 
     # ------------------------------------------------------------------ view
     def _init_time(self) -> None:
-        nodes = self.kg.counts()["nodes"]
-        if not nodes:
+        span = self.kg.first_seen_range() if self.kg.counts()["nodes"] else None
+        if span is None or span[1] <= span[0]:
             return
-        import sqlalchemy as sa
-
-        from emergent.graph.tables import graph_nodes
-
-        with self.kg.sql.connect() as conn:
-            lo, hi = conn.execute(sa.select(sa.func.min(graph_nodes.c.first_seen),
-                                            sa.func.max(graph_nodes.c.first_seen))).one()
-        if lo is None or hi is None or hi <= lo:
-            return
+        lo, hi = span
         steps = [lo + (hi - lo) * i / 24 for i in range(25)]
         self.time.options = [(_day(t), t) for t in steps] + [("now", "now")]
         self.time.value = "now"

@@ -9,7 +9,8 @@ import pytest
 import scipy.sparse as sp
 from graph_helpers import STORY, make_graph, me, rec
 
-from emergent.graph import KnowledgeGraph, Rule, personalized_pagerank
+from emergent.graph import Rule, personalized_pagerank
+from emergent.graph.build import GraphBuilder
 from emergent.graph.infer import apply_rules
 
 
@@ -90,7 +91,7 @@ def test_a_crash_during_an_incremental_update_leaves_the_last_commit(ws, monkeyp
     def boom(*a, **k):
         raise RuntimeError("power cut")
 
-    monkeypatch.setattr(KnowledgeGraph, "_collect", boom)  # fails after nodes and edges were written
+    monkeypatch.setattr(GraphBuilder, "_collect", boom)  # fails after nodes and edges were written
     ids = mem.ingest(["Jolene visited Madrid with Caroline."], scope="a/u")
     assert kg.counts() == before and kg.check() == [] and set(ids) <= kg.pending and kg.errors
     assert kg.find("Madrid", "a/u") is None
