@@ -11,11 +11,27 @@ from __future__ import annotations
 
 import functools
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from emergent.clock import Clock, SystemClock
 from emergent.config import Settings, load_settings
 from emergent.errors import StoreUnavailableError
+
+if TYPE_CHECKING:  # pragma: no cover - each service is imported when first used (import emergent stays light)
+    from emergent.audit import AuditLog
+    from emergent.autonomy.service import Autonomy
+    from emergent.experiments.service import Experiments
+    from emergent.graph.service import KnowledgeGraph
+    from emergent.jobs.service import JobService
+    from emergent.memory.service import Memory
+    from emergent.principals import Principal, Principals
+    from emergent.proposals.service import Proposals
+    from emergent.providers.embeddings import CachedEmbedder
+    from emergent.providers.llm import ChatModel
+    from emergent.stores.lance import LanceStore
+    from emergent.stores.sql import SQLStore
+    from emergent.tools.service import ToolService
+    from emergent.workspace.backup import BackupInfo, RestoreReport, WorkspaceStores
 
 #: what survives a restore: nothing in them refers to the files a restore replaces. The principal
 #: directory must survive: its seal key lives only in memory, so principals issued before the
@@ -61,14 +77,14 @@ class Workstation:
 
     # ------------------------------------------------------------------ stores
     @functools.cached_property
-    def sql(self) -> Any:
+    def sql(self) -> SQLStore:
         from emergent.stores.sql import SQLStore
 
         store = SQLStore.in_workspace(self.path, self.settings.database_url)
         return store
 
     @functools.cached_property
-    def lance(self) -> Any:
+    def lance(self) -> LanceStore:
         from emergent.stores.lance import LanceStore
 
         return LanceStore(self.settings.lance_uri or self.path / "lance")
@@ -98,7 +114,7 @@ class Workstation:
 
     # ------------------------------------------------------------------ providers
     @functools.cached_property
-    def embedder(self) -> Any:
+    def embedder(self) -> CachedEmbedder:
         from emergent.providers.embeddings import CachedEmbedder, get_embedder
 
         s = self.settings
@@ -122,7 +138,7 @@ class Workstation:
         return str(recorded) if recorded else None
 
     @functools.cached_property
-    def llm(self) -> Any | None:
+    def llm(self) -> ChatModel | None:
         """The configured ChatModel, or None (services then use their deterministic strategies)."""
         from emergent.providers.llm import get_chat_model
 
@@ -131,7 +147,7 @@ class Workstation:
 
     # ------------------------------------------------------------------ services
     @functools.cached_property
-    def memory(self) -> Any:
+    def memory(self) -> Memory:
         from emergent.memory.ltm import LongTermMemory
         from emergent.memory.service import Memory
         from emergent.memory.stm import RedisSTM
@@ -154,7 +170,7 @@ class Workstation:
         return mem
 
     @functools.cached_property
-    def graph(self) -> Any:
+    def graph(self) -> KnowledgeGraph:
         """The knowledge graph (emergent.graph), following memory and fused into recall as configured."""
         from emergent.graph import KnowledgeGraph
 
@@ -167,7 +183,7 @@ class Workstation:
         return kg
 
     @functools.cached_property
-    def jobs(self) -> Any:
+    def jobs(self) -> JobService:
         """Scheduled notebook jobs (emergent.jobs): define, run, pause, history.
 
         A failed run's Slack / email notification calls the tool as the run's principal (the
@@ -182,12 +198,12 @@ class Workstation:
                           principals=self.principals)
 
     @property
-    def scheduler_principal(self) -> Any:
+    def scheduler_principal(self) -> Principal:
         """``service:scheduler``: who the scheduler acts as (issued here, at the composition root)."""
         return self.principals.service("scheduler")
 
     @functools.cached_property
-    def experiments(self) -> Any:
+    def experiments(self) -> Experiments:
         """Config registry + A/B experiments (emergent.experiments); adoption goes through the autonomy gate.
 
         A current ``memory`` config version, when one exists, is applied to ``ws.memory`` here and on change.
@@ -210,7 +226,7 @@ class Workstation:
         return Experiments(self.sql, registry, clock=self.clock, gate=gate, audit=self.audit)
 
     @functools.cached_property
-    def proposals(self) -> Any:
+    def proposals(self) -> Proposals:
         """Signals → proposals → approval (emergent.proposals); written by ``llm`` when configured.
 
         The analyzers read other services through their read methods (wired here, each service
@@ -234,7 +250,7 @@ class Workstation:
                          audit=self.audit, sources=sources)
 
     # ------------------------------------------------------------------ self-improvement
-    def self_improvement_agent(self) -> Any:
+    def self_improvement_agent(self) -> Principal:
         """The ``agent:self-improvement`` principal the improvement cycle acts as (so what it
         proposes or adopts goes through the gate). A human running it the first time creates it;
         a service (the scheduler) can use it once it exists, or when ``[agents]`` names it."""
@@ -264,7 +280,7 @@ class Workstation:
         return status(experiments=self.experiments, proposals=self.proposals)
 
     @functools.cached_property
-    def audit(self) -> Any:
+    def audit(self) -> AuditLog:
         """The audit trail (emergent.audit.AuditLog): hash chain in SQL, head anchored outside it."""
         import hashlib
 
@@ -274,7 +290,7 @@ class Workstation:
         return AuditLog(self.sql, clock=self.clock, anchor=HeadAnchor(self.settings.audit_anchor_dir(), name))
 
     @functools.cached_property
-    def principals(self) -> Any:
+    def principals(self) -> Principals:
         """Who may act here (emergent.principals.Principals): issues principals, keeps their roles."""
         from emergent.principals import Principals
 
@@ -285,7 +301,7 @@ class Workstation:
         return Principals(self.sql, clock=self.clock, audit=self.audit, config=config)
 
     @functools.cached_property
-    def principal(self) -> Any:
+    def principal(self) -> Principal:
         """The principal of this process: the OS user at the keyboard, or less (``EMERGENT_PRINCIPAL``:
         a service or a configured agent, e.g. the scheduler running a job's notebook)."""
         from emergent.errors import ConfigError
@@ -304,7 +320,7 @@ class Workstation:
                                "(service:NAME or agent:NAME)")
 
     @functools.cached_property
-    def autonomy(self) -> Any:
+    def autonomy(self) -> Autonomy:
         """The autonomy gate (emergent.autonomy): permission matrix, approvals, overrides, pause."""
         from emergent.autonomy.approvals import ApprovalQueue
         from emergent.autonomy.service import Autonomy
@@ -317,7 +333,7 @@ class Workstation:
         return gate
 
     @functools.cached_property
-    def tools(self) -> Any:
+    def tools(self) -> ToolService:
         """Tools (emergent.tools): versioned registry, runner through the autonomy gate, sandbox."""
         from emergent.tools.service import ToolService, ToolServices
 
@@ -327,32 +343,32 @@ class Workstation:
         return svc
 
     # ------------------------------------------------------------------ backup and recovery
-    def _stores(self) -> Any:
+    def _stores(self) -> WorkspaceStores:
         from emergent.workspace.backup import WorkspaceStores
 
         return WorkspaceStores(path=self.path, sql=self.sql, lance=self.lance, memory=self.memory,
                                embedder_id=self.embedder.id, audit=self.audit, principals=self.principals,
                                clock=self.clock)
 
-    def backup(self, note: str | None = None, *, by: Any) -> Any:
+    def backup(self, note: str | None = None, *, by: Principal) -> BackupInfo:
         """Archive the workspace (LanceDB, SQL, STM) under ``<workspace>/backups`` (emergent.workspace.backup)."""
         from emergent.workspace import backup
 
         return backup.create(self._stores(), by=by, note=note)
 
-    def backups(self, *, uncatalogued: bool = True) -> list[Any]:
+    def backups(self, *, uncatalogued: bool = True) -> list[BackupInfo]:
         """The backups of this workspace, newest first."""
         from emergent.workspace import backup
 
         return backup.list_backups(self.path, self.sql, uncatalogued=uncatalogued)
 
-    def verify_backup(self, backup_id: str, *, by: Any) -> dict[str, Any]:
+    def verify_backup(self, backup_id: str, *, by: Principal) -> dict[str, Any]:
         """Recompute every checksum of a backup (raises IntegrityError naming what differs)."""
         from emergent.workspace import backup
 
         return backup.verify(self._stores(), backup_id, by=by)
 
-    def restore(self, backup_id: str, *, by: Any, governance: bool = False) -> Any:
+    def restore(self, backup_id: str, *, by: Principal, governance: bool = False) -> RestoreReport:
         """A human restores backup ``backup_id`` (verified first); services are rebuilt on next access.
 
         The audit chain and the governance state (pause, suspensions, policy, overrides,
@@ -373,7 +389,7 @@ class Workstation:
             if name not in _KEEP_ON_RESTORE and isinstance(getattr(type(self), name, None), functools.cached_property):
                 del self.__dict__[name]
 
-    def _reopen(self) -> Any:
+    def _reopen(self) -> WorkspaceStores:
         """The stores, opened again (lazily) on whatever files are in place now."""
         if "principals" in self.__dict__:  # the directory (and its seal key) survives; its stores do not
             self.principals.sql = self.sql
