@@ -52,6 +52,22 @@ def test_locomo_bench_writes_one_line_per_question(tmp_path: Path) -> None:
     assert json.loads(proc.stdout)["recall"]["overall"]["r@2"] == 1.0
 
 
+def test_locomo_bench_scores_every_category_of_generated_conversations(locomo_file) -> None:
+    """The LoCoMo-shaped conversations of tests/fixtures/locomo_like.py: what the bench scores is what
+    the generator says a loader must keep (categories 1-4; category 5 and evidence naming no turn dropped)."""
+    import os
+
+    path, acct = locomo_file
+    env = {k: v for k, v in os.environ.items() if k != "EMERGENT_EMBEDDER"} | {"EMERGENT_EMBEDDER": "hashing"}
+    proc = _bench("locomo", "--data", str(path), "--k", "10", "--json", env=env)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    result = json.loads(proc.stdout)
+    names = {1: "multi-hop", 2: "temporal", 3: "open-domain", 4: "single-hop"}
+    assert result["questions"] == acct.questions and result["turns"] == acct.turns
+    assert {c: result["recall"][name]["n"] for c, name in names.items()} == acct.scored
+    assert result["recall"]["overall"]["r@10"] > result["baselines"]["dense"]["overall"]["r@10"]
+
+
 def test_unknown_and_missing_inputs_fail_with_a_hint(tmp_path: Path) -> None:
     proc = _bench("memroy")
     assert proc.returncode == 2 and "did you mean 'memory'" in proc.stderr
