@@ -1,4 +1,5 @@
-"""The Alembic migrations build exactly the schema the ``tables`` modules declare.
+"""The Alembic migrations build exactly the schema the ``tables`` modules declare, and only the
+owning capability touches its tables.
 
 A fresh database (SQLite; PostgreSQL too when EMERGENT_TEST_POSTGRES_URL is set) is upgraded to
 every branch head, then compared with ``emergent.stores.sql.metadata`` (after importing every
@@ -9,7 +10,9 @@ owning branch, never by editing an old one.
 
 from __future__ import annotations
 
+import ast
 import importlib
+import re
 from pathlib import Path
 from typing import Any
 
@@ -22,7 +25,16 @@ from alembic.script import ScriptDirectory
 import emergent
 from emergent.stores.sql import MIGRATIONS, SQLStore, metadata
 
-TABLE_MODULES = sorted(f"emergent.{p.parent.name}.tables" for p in Path(emergent.__file__).parent.glob("*/tables.py"))
+PACKAGE = Path(emergent.__file__).parent
+TABLE_MODULES = sorted(f"emergent.{p.parent.name}.tables" for p in PACKAGE.glob("*/tables.py"))
+
+#: modules that may touch another capability's tables, and why
+OTHERS_TABLES_ALLOWED = {
+    "workspace/backup.py": "backup and restore handle every table as one workspace",
+    "audit.py": "audit_log is created by the autonomy branch (the audit trail moved out of emergent.autonomy)",
+    "principals.py": "principals is created by the autonomy branch (the directory moved out of emergent.autonomy)",
+}
+_SQL_TABLE = re.compile(r"\b(?:FROM|INTO|UPDATE|JOIN|TABLE)\s+([a-z_][a-z0-9_]*)")  # SQL keywords in capitals
 
 
 def _import_tables() -> None:
@@ -72,6 +84,39 @@ def test_the_comparison_sees_drift(sql_url: str) -> None:
         assert ("add_column", "proposals") in found and ("add_table", "not_migrated") in found
     finally:
         store.dispose()
+
+
+def _owners() -> dict[str, str]:
+    """table name -> the capability (package) whose tables module declares it."""
+    out = {}
+    for name in TABLE_MODULES:
+        for value in vars(importlib.import_module(name)).values():
+            if isinstance(value, sa.Table):
+                out[value.name] = name.split(".")[1]
+    return out
+
+
+def test_no_service_touches_another_capabilitys_tables() -> None:
+    """Services read each other through read methods: no import of another package's ``tables``
+    module, and no SQL string naming another package's table (outside the listed exceptions)."""
+    owners = _owners()
+    found = []
+    for path in sorted(PACKAGE.rglob("*.py")):
+        rel = path.relative_to(PACKAGE).as_posix()
+        if rel.startswith("stores/migrations/") or rel in OTHERS_TABLES_ALLOWED:
+            continue
+        package = rel.split("/")[0] if "/" in rel else ""
+        tree = ast.parse(path.read_text("utf-8"))
+        for node in ast.walk(tree):
+            if isinstance(node, ast.ImportFrom) and node.module and node.module.endswith(".tables"):
+                owner = node.module.split(".")[1]
+                if owner != package:
+                    found.append(f"{rel}:{node.lineno} imports {node.module}")
+            elif isinstance(node, ast.Constant) and isinstance(node.value, str):
+                for table in _SQL_TABLE.findall(node.value):
+                    if owners.get(table) not in (None, package):
+                        found.append(f"{rel}:{node.lineno} runs SQL on {table} (owned by {owners[table]})")
+    assert found == [], "use the owning service's read methods instead:\n" + "\n".join(found)
 
 
 @pytest.mark.parametrize("module", TABLE_MODULES)
