@@ -48,7 +48,7 @@ from emergent.workspace.audited import recorded, verified
 if TYPE_CHECKING:  # pragma: no cover
     from emergent.audit import Auditor
     from emergent.clock import Clock
-    from emergent.principals import Principals
+    from emergent.principals import Principal, Principals
 
 
 @dataclass(frozen=True, slots=True)
@@ -76,7 +76,7 @@ class GraphEditor:
         self.principals = principals
 
     # ------------------------------------------------------------------ the audited transaction
-    def _edit(self, op: str, summary: str, principal: Any, cover: Cover,
+    def _edit(self, op: str, summary: str, principal: Principal, cover: Cover,
               fn: Callable[[Connection], Cover | None]) -> int:
         who = verified(self.principals, principal)
         with recorded(self.audit, f"graph.{op}", who, {"summary": summary[:500]}) as outcome:
@@ -104,7 +104,7 @@ class GraphEditor:
                                 .order_by(graph_edits.c.seq.desc()).limit(limit)).all()
         return [EditRecord(r.seq, r.at, r.actor, r.op, r.summary, bool(r.undone)) for r in rows]
 
-    def undo(self, seq: int | None = None, *, principal: Any) -> int:
+    def undo(self, seq: int | None = None, *, principal: Principal) -> int:
         """Undo edit ``seq`` (default: the latest edit not undone; undoing an undo redoes). Returns the new seq."""
         with self.store.sql.connect() as conn:
             q = sa.select(graph_edits).where(graph_edits.c.undone.is_(False))
@@ -147,7 +147,7 @@ class GraphEditor:
 
     # ------------------------------------------------------------------ nodes
     def add_node(self, label: str, *, scope: Any = None, type: str = "entity", confidence: float = 1.0,
-                 attrs: dict[str, Any] | None = None, principal: Any) -> Node:
+                 attrs: dict[str, Any] | None = None, principal: Principal) -> Node:
         label, conf, ns = check_label(label), check_confidence(confidence), namespace_of(scope)
         key = normalise(label)
         now = self.clock.now()
@@ -168,7 +168,7 @@ class GraphEditor:
         self.store.embed_nodes([node])
         return node
 
-    def relabel(self, node: str, label: str, *, principal: Any) -> Node:
+    def relabel(self, node: str, label: str, *, principal: Principal) -> Node:
         """Rename a node; the old label stays an alias."""
         label = check_label(label)
 
@@ -186,7 +186,7 @@ class GraphEditor:
         self._edit("relabel", f"relabel {node} to {label[:80]!r}", principal, {"nodes": [node], "alias_nodes": [node]}, fn)
         return self.store.node(node)
 
-    def delete_node(self, node: str, *, cascade: bool = False, principal: Any) -> int:
+    def delete_node(self, node: str, *, cascade: bool = False, principal: Principal) -> int:
         """Delete a node (and, with ``cascade``, its edges). Kept in the log, so undo restores it."""
         with self.store.sql.connect() as conn:
             self._active(conn, [node])
@@ -207,7 +207,7 @@ class GraphEditor:
 
     # ------------------------------------------------------------------ edges
     def add_edge(self, src: str, rel: str, dst: str, *, confidence: float = 1.0, valid_from: Any = None,
-                 valid_to: Any = None, principal: Any) -> Edge:
+                 valid_to: Any = None, principal: Principal) -> Edge:
         from emergent.clock import to_epoch
 
         rel, conf = check_rel(rel), check_confidence(confidence)
@@ -242,7 +242,7 @@ class GraphEditor:
         self._edit("add_edge", f"add edge {src} -{rel}-> {dst}", principal, {}, fn)
         return holder["e"]
 
-    def delete_edge(self, edge: str, *, principal: Any) -> int:
+    def delete_edge(self, edge: str, *, principal: Principal) -> int:
         def fn(conn: Connection) -> None:
             row = conn.execute(sa.select(graph_edges.c.status).where(graph_edges.c.id == edge)).first()
             if row is None or row.status == "deleted":
@@ -251,7 +251,7 @@ class GraphEditor:
 
         return self._edit("delete_edge", f"delete edge {edge}", principal, {"edges": [edge]}, fn)
 
-    def update_edge(self, edge: str, *, principal: Any, **changes: Any) -> Edge:
+    def update_edge(self, edge: str, *, principal: Principal, **changes: Any) -> Edge:
         """Change rel, confidence, valid_from/valid_to or status of an edge."""
         from emergent.clock import to_epoch
 
@@ -277,7 +277,7 @@ class GraphEditor:
 
     # ------------------------------------------------------------------ merge / split
     def merge(self, target: str, sources: Sequence[str], *, reason: str = "manual", score: float | None = None,
-              principal: Any) -> str:
+              principal: Principal) -> str:
         """Merge ``sources`` into ``target`` (edges rewired, aliases and provenance moved). Returns the merge id."""
         sources = [s for s in dict.fromkeys(sources)]
         if not sources or target in sources:
@@ -350,7 +350,7 @@ class GraphEditor:
             rows = conn.execute(sa.select(graph_merges).order_by(graph_merges.c.at)).all()
         return [{**dict(r._mapping), "sources": json.loads(r.sources)} for r in rows]
 
-    def unmerge(self, merge_id: str, *, principal: Any) -> int:
+    def unmerge(self, merge_id: str, *, principal: Principal) -> int:
         """Reverse a recorded merge (entity resolution is never final)."""
         with self.store.sql.connect() as conn:
             row = conn.execute(sa.select(graph_merges).where(graph_merges.c.id == merge_id)).first()
@@ -360,7 +360,7 @@ class GraphEditor:
             raise ValidationError(f"merge {merge_id} was already undone")
         return self.undo(row.edit_seq, principal=principal)
 
-    def split(self, node: str, label: str, memory_ids: Sequence[str], *, principal: Any) -> Node:
+    def split(self, node: str, label: str, memory_ids: Sequence[str], *, principal: Principal) -> Node:
         """Move the mentions from ``memory_ids`` (and edges only they support) to a new node ``label``."""
         label = check_label(label)
         wanted = list(dict.fromkeys(memory_ids))

@@ -30,6 +30,7 @@ if TYPE_CHECKING:  # pragma: no cover
     from emergent.graph.edit import GraphEditor
     from emergent.graph.search import GraphIndex
     from emergent.graph.store import GraphStore
+    from emergent.principals import Principal
 
 Triple = tuple[str, str, str]
 
@@ -136,7 +137,7 @@ class GraphInference:
 
     def infer(self, *, namespace: str | None = None, rules: Sequence[Rule] = DEFAULT_RULES, cooccurrence_min: int = 3,
               pmi_min: float = 1.0, similarity_min: float | None = 0.92, auto_accept: bool = False,
-              by: Any = None) -> list[Edge]:
+              by: Principal | None = None) -> list[Edge]:
         """Propose inferred edges from rules, co-occurrence statistics and embedding similarity.
 
         ``auto_accept=True`` accepts every proposal at once, as the decision of ``by`` (required then)."""
@@ -174,7 +175,7 @@ class GraphInference:
             with self.store.sql.begin() as conn:
                 conn.execute(graph_edges.insert(), [e.row() for e in fresh.values()])
             self.store.changed()
-        if auto_accept:
+        if auto_accept and by is not None:  # required above
             for e in fresh.values():
                 self.accept(e.id, by=by)
         return list(fresh.values())
@@ -233,11 +234,11 @@ class GraphInference:
                     for i, j in zip(ii, jj, strict=True) if normalise(items[i]["label"]) != normalise(items[j]["label"])]
         return out
 
-    def accept(self, edge: str, *, by: Any) -> Edge:
+    def accept(self, edge: str, *, by: Principal) -> Edge:
         """Accept a proposed (inferred) edge: ``by`` decides (an audited edit)."""
         return self.editor.update_edge(edge, status="active", principal=by)
 
-    def reject(self, edge: str, *, by: Any) -> Edge:
+    def reject(self, edge: str, *, by: Principal) -> Edge:
         """Reject a proposed edge: it is never proposed again, and its rule's confidence drops."""
         return self.editor.update_edge(edge, status="rejected", principal=by)
 
@@ -267,7 +268,7 @@ class GraphInference:
         return sorted(out, key=lambda c: -c.score)
 
     def resolve(self, *, namespace: str | None = None, string_min: float = 0.9, similarity_min: float = 0.95,
-                principal: Any) -> list[str]:
+                principal: Principal) -> list[str]:
         """Merge every candidate pair (each merge recorded and reversible with ``unmerge``)."""
         merged: list[str] = []
         gone: set[str] = set()

@@ -40,7 +40,7 @@ from emergent.workspace.audited import human, recorded, verified
 if TYPE_CHECKING:  # pragma: no cover
     from emergent.audit import Auditor
     from emergent.experiments.registry import ConfigRegistry
-    from emergent.principals import Principals
+    from emergent.principals import Principal, Principals
     from emergent.stores.sql import SQLStore
 
 #: who is recorded when the gate's policy decides a submitted proposal at once
@@ -88,7 +88,7 @@ class Proposals:
     def analyze(self, names: list[str] | None = None) -> tuple[list[Signal], dict[str, str]]:
         return run_analyzers(self.sources, self.clock.now(), self.targets, names)
 
-    def generate(self, signals: Sequence[Signal] | None = None, *, principal: Any,
+    def generate(self, signals: Sequence[Signal] | None = None, *, principal: Principal,
                  submit: bool = True) -> list[dict[str, Any]]:
         """One proposal per signal (deduplicated against open ones) by ``principal``; submitted to
         the gate by default."""
@@ -111,7 +111,7 @@ class Proposals:
             return DEFAULT_SCHEMAS[namespace]().model_dump(mode="json")
         return dict(self.registry.current(namespace).values)
 
-    def create(self, draft: ProposalDraft, *, principal: Any, diff: str | None = None,
+    def create(self, draft: ProposalDraft, *, principal: Principal, diff: str | None = None,
                check: codegen.PatchCheck | None = None) -> dict[str, Any]:
         """Store a draft by ``principal``, or return the open proposal with the same change (dedup)."""
         who = verified(self.principals, principal)
@@ -197,7 +197,7 @@ class Proposals:
         """(action, resource, args) of a proposal's approval request: what its digest binds."""
         return f"proposals.{p['kind']}", p["target"], {"proposal": p["id"], "change": p["change"]}
 
-    def submit(self, proposal_id: str, *, principal: Any) -> dict[str, Any]:
+    def submit(self, proposal_id: str, *, principal: Principal) -> dict[str, Any]:
         """draft → pending, then ask the gate for ``principal``: allow approves at once, deny rejects,
         ask files an approval request (bound to the proposal's change) for a human."""
         who = verified(self.principals, principal)
@@ -215,7 +215,7 @@ class Proposals:
             conn.execute(proposals.update().where(proposals.c.id == proposal_id).values(approval_id=approval))
         return self.get(proposal_id)
 
-    def approve(self, proposal_id: str, *, by: Any, reason: str = "") -> dict[str, Any]:
+    def approve(self, proposal_id: str, *, by: Principal, reason: str = "") -> dict[str, Any]:
         """A human approves a pending proposal (and its approval request, which is then used)."""
         who = human(self.principals, by, "approve proposals")
         p = self.get(proposal_id)
@@ -229,7 +229,7 @@ class Proposals:
             self._use(done)
         return done
 
-    def reject(self, proposal_id: str, *, by: Any, reason: str) -> dict[str, Any]:
+    def reject(self, proposal_id: str, *, by: Principal, reason: str) -> dict[str, Any]:
         """A human rejects a pending proposal, saying why (the preference model learns from it)."""
         who = human(self.principals, by, "reject proposals")
         if not reason.strip():
@@ -267,7 +267,7 @@ class Proposals:
             n += 1
         return n
 
-    def track(self, proposal_id: str, status: str, *, principal: Any, reason: str = "",
+    def track(self, proposal_id: str, status: str, *, principal: Principal, reason: str = "",
               experiment_id: str | None = None) -> dict[str, Any]:
         """Record what happened downstream (experimenting, adopted, rolled_back)."""
         who = verified(self.principals, principal)

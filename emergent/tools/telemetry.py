@@ -7,7 +7,7 @@ every ``flush_interval`` seconds (a daemon thread), before any read, and on clos
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import sqlalchemy as sa
@@ -15,6 +15,9 @@ import sqlalchemy as sa
 from emergent.audit import insert_many
 from emergent.stores.batching import BatchWriter
 from emergent.tools.tables import tool_calls
+
+if TYPE_CHECKING:  # pragma: no cover
+    from emergent.stores.sql import SQLStore
 
 _COLS = ("at", "call_id", "tool", "version", "actor", "latency_ms", "outcome", "attempts", "error_class", "error")
 
@@ -37,7 +40,7 @@ class ToolStats:
 class Telemetry(BatchWriter):
     thread_name = "telemetry-flush"
 
-    def __init__(self, sql: Any, *, flush_every: int = 1000, flush_interval: float | None = 1.0) -> None:
+    def __init__(self, sql: SQLStore, *, flush_every: int = 1000, flush_interval: float | None = 1.0) -> None:
         super().__init__(flush_every=flush_every, flush_interval=flush_interval)
         self.sql = sql
 
