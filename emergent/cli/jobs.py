@@ -64,7 +64,7 @@ def list_(as_json: bool = typer.Option(False, "--json"), home: str = HOME) -> No
 
     with workstation(home) as ws:
         states = ws.jobs.list()
-        last = {s.name: (ws.jobs.history(s.name, 1) or [None])[0] for s in states}
+        last = {s.name: next(iter(ws.jobs.history(s.name, 1)), None) for s in states}
         if as_json:
             typer.echo(json.dumps([{**s.as_dict(), "last_status": last[s.name].status.value if last[s.name] else None}
                                    for s in states], default=str))
