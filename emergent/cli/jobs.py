@@ -66,8 +66,8 @@ def list_(as_json: bool = typer.Option(False, "--json"), home: str = HOME) -> No
         states = ws.jobs.list()
         last = {s.name: next(iter(ws.jobs.history(s.name, 1)), None) for s in states}
         if as_json:
-            typer.echo(json.dumps([{**s.as_dict(), "last_status": last[s.name].status.value if last[s.name] else None}
-                                   for s in states], default=str))
+            status = {name: (r.status.value if r is not None else None) for name, r in last.items()}
+            typer.echo(json.dumps([{**s.as_dict(), "last_status": status[s.name]} for s in states], default=str))
             return
         table = Table("job", "schedule", "next run (UTC)", "state", "last run")
         for s in states:
