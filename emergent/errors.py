@@ -101,6 +101,23 @@ class StoreResetError(StoreUnavailableError):
     hint what to do. Reads and writes are refused until the loss is acknowledged."""
 
 
+class StoreCorruptError(StoreUnavailableError):
+    """A store's files are damaged, missing or inconsistent (a truncated or overwritten database, a
+    deleted LanceDB data file, a manifest cut short, a database that vanished while the rest of the
+    workspace is there). ``path`` names the file or directory; the hint says how to recover
+    (restore a backup, ``emergent doctor``). ``committed_ids`` is set on a failed write."""
+
+
+class DiskFullError(StoreUnavailableError):
+    """The filesystem holding a store is full (``path``; ``free_bytes`` when known). Nothing more
+    could be written there; ``committed_ids`` (on a write) lists what was stored before it filled."""
+
+
+class PartialWriteError(OperationalError):
+    """A write failed after part of it was committed. ``committed_ids`` lists exactly what is
+    stored (retry only the rest), ``failed_ids`` what is not; the cause is chained."""
+
+
 # ---------------------------------------------------------------- tools and the autonomy gate
 class DependencyConflictError(UsageError):
     """Tool dependencies (tool versions or Python requirements) cannot all be satisfied."""
@@ -202,6 +219,7 @@ __all__ = [
     "RateLimitedError",
     "EmbedderMismatchError",
     "DependencyConflictError",
+    "DiskFullError",
     "EmergentError",
     "ExperimentError",
     "IntegrityError",
@@ -210,9 +228,11 @@ __all__ = [
     "MissingExtraError",
     "NotFoundError",
     "OperationalError",
+    "PartialWriteError",
     "PermissionDenied",
     "SandboxLimitError",
     "StateConflictError",
+    "StoreCorruptError",
     "ScopeError",
     "StoreUnavailableError",
     "StoreResetError",

@@ -66,6 +66,9 @@ class Workstation:
         _prepare(self.path, create=create or settings.home is None)
         self.clock = clock or SystemClock()
         self._closers: list[Any] = []
+        from emergent.workspace.journal import on_open
+
+        self.recovered = on_open(self.path, self._stores)  # an interrupted restore: recovered before stores open
 
     @classmethod
     def open(cls, path: str | Path | None = None, *, clock: Clock | None = None, create: bool = True,
@@ -78,9 +81,9 @@ class Workstation:
     # ------------------------------------------------------------------ stores
     @functools.cached_property
     def sql(self) -> SQLStore:
-        from emergent.stores.sql import SQLStore
+        from emergent.workspace.integrity import open_sql  # refuses a vanished or emptied database
 
-        store = SQLStore.in_workspace(self.path, self.settings.database_url)
+        store: SQLStore = open_sql(self.path, self.settings.database_url)
         return store
 
     @functools.cached_property

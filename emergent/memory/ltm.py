@@ -3,13 +3,23 @@
 Large texts are stored zstd-compressed in ``payload`` with a preview in ``text`` (which is what
 the full-text index sees); reads decompress transparently. Every write is one LanceDB commit, so a
 killed process leaves the table at its last committed version.
+
+A write reports exactly what it stored. :meth:`LongTermMemory.add` appends; when the append
+raises (a commit conflict with another process, a full disk), it reads back which of its ids are
+in the table: a retry appends only the missing ones (so it can never store a memory twice), and an
+error that remains carries ``committed_ids``. Index upkeep (``maintain``) runs after the write has
+committed and never fails it: a conflict or an error there is retried by a background thread.
+Failures of the table itself are :class:`~emergent.errors.StoreCorruptError` /
+:class:`~emergent.errors.DiskFullError` naming its directory.
 """
 
 from __future__ import annotations
 
 import json
+import logging
+import threading
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, replace
 from functools import lru_cache
 from typing import Any
@@ -18,10 +28,30 @@ import numpy as np
 import pyarrow as pa
 import zstandard
 
-from emergent.errors import EmbedderMismatchError, NotFoundError, ValidationError
+from emergent.errors import (
+    DiskFullError,
+    EmbedderMismatchError,
+    EmergentError,
+    NotFoundError,
+    PartialWriteError,
+    StoreCorruptError,
+    StoreUnavailableError,
+    ValidationError,
+)
 from emergent.memory.decay import retention
 from emergent.memory.types import Kind, MemoryRecord, Scope, Tier
-from emergent.stores.lance import IndexPolicy, LanceStore
+from emergent.stores.lance import (
+    RECOVER_HINT,
+    IndexPolicy,
+    LanceStore,
+    disk_full,
+    is_commit_conflict,
+    retry_commit,
+    store_error,
+    translated,
+)
+
+log = logging.getLogger("emergent.memory")
 
 SCHEMA_VERSION = 1
 SCOPE_COLUMNS = ("agent", "user_id", "session_id")
@@ -112,6 +142,9 @@ class LongTermMemory:
         self.table = store.open_table("memories", memory_schema(dim), SCHEMA_VERSION)
         self.archive = store.open_table("memories_archive", memory_schema(dim, archive=True), SCHEMA_VERSION)
         self.schema = self.table.schema
+        self.path = store.table_path("memories")
+        self.archive_path = store.table_path("memories_archive")
+        self.upkeep = Upkeep(self._maintain_once)
 
     def _check_embedder(self) -> None:
         meta = self.store.get_meta()
@@ -166,25 +199,106 @@ class LongTermMemory:
 
     # ------------------------------------------------------------------ writes
     def add(self, records: Sequence[MemoryRecord], now: float | None = None) -> int:
+        """Append new memories; returns how many are stored (all of them, or an error saying which are).
+
+        Idempotent by id: if the append raises, the ids already in the table are read back, a retry
+        appends only the others, and a failure that remains raises with ``committed_ids``."""
         if not records:
             return 0
         for r in records:
             if r.vector is None or len(r.vector) != self.dim:
                 raise ValidationError(f"memory {r.id} has no {self.dim}-d vector", field="vector")
-        self.table.add(self._arrow(records, now or time.time()))
+        data = self._arrow(records, now or time.time())
+        self._append(data, [r.id for r in records])
         self._ann_cache = None
-        self.maintain()
+        self.upkeep.after_write()
         return len(records)
+
+    def _append(self, data: pa.Table, ids: list[str], attempts: int = 6) -> None:
+        pending = data
+        for attempt in range(attempts):
+            try:
+                self.table.add(pending)
+                return
+            except Exception as exc:  # noqa: BLE001 - classified below; nothing is swallowed
+                failure = exc
+            try:
+                present = self.present_ids(ids)
+            except Exception as exc:  # the table cannot even be read: we cannot say what is stored
+                err = self._write_error(failure, "appending memories", committed=None)
+                raise err from exc
+            missing = [i for i in ids if i not in present]
+            if not missing:  # the append committed and then raised: everything is stored
+                log.warning("LanceDB reported an error after the append to %s committed: %s", self.path, failure)
+                return
+            if is_commit_conflict(failure) and attempt < attempts - 1:
+                time.sleep(0.02 * (2 ** attempt))
+                wanted = set(missing)
+                pending = pending.filter(pa.array([i in wanted for i in pending.column("id").to_pylist()]))
+                continue
+            stored = [i for i in ids if i in present]
+            err = self._write_error(failure, "appending memories", committed=stored)
+            err.__cause__ = failure
+            if stored:
+                raise PartialWriteError(
+                    f"{len(stored)} of {len(ids)} memories were stored in {self.path} before the write failed: "
+                    f"{err.message}",
+                    hint=f"{err.hint}; `committed_ids` lists what is stored: retry only the rest",
+                    committed_ids=stored, failed_ids=missing, path=self.path,
+                ) from err
+            raise err from failure
+
+    def _write_error(self, exc: BaseException, op: str, *, committed: list[str] | None) -> EmergentError:
+        """The emergent error for a failed write, carrying ``committed_ids`` (None: unknown)."""
+        said = ("nothing was written by this call" if committed == [] else
+                "what was stored is listed in `committed_ids`" if committed else
+                "the table could not be read back, so what was stored is unknown: check with `emergent doctor`")
+        err = store_error(exc, self.path, op)
+        if isinstance(err, DiskFullError):
+            return disk_full(self.path, op, committed=said, committed_ids=committed)
+        if isinstance(err, StoreCorruptError):
+            return StoreCorruptError(err.message, hint=f"{RECOVER_HINT}; {said}", path=self.path, op=op,
+                                     committed_ids=committed)
+        return StoreUnavailableError(f"writing to LanceDB table {self.path} failed ({type(exc).__name__}: "
+                                     f"{str(exc)[:300]})", hint=f"retry, and run `emergent doctor` if it persists; {said}",
+                                     path=self.path, op=op, committed_ids=committed)
+
+    def present_ids(self, ids: Sequence[str]) -> set[str]:
+        """Which of ``ids`` are in the table now (read at its latest version)."""
+        with translated(self.path, "reading back ids"):
+            self.table.checkout_latest()
+            found: set[str] = set()
+            for start in range(0, len(ids), 1000):
+                part = ids[start : start + 1000]
+                where = f"id IN ({', '.join(_quote(i) for i in part)})"
+                rows = self.table.search().where(where).select(["id"]).limit(len(part)).to_arrow()
+                found.update(rows.column("id").to_pylist())
+        return found
+
+    def _retried(self, path: str, op: str, fn: Callable[[], Any]) -> Any:
+        """An idempotent write, re-run on commit conflicts; failures as emergent errors."""
+        try:
+            return retry_commit(fn)
+        except EmergentError:
+            raise
+        except Exception as exc:
+            err = store_error(exc, path, op) or StoreUnavailableError(
+                f"{op} in LanceDB table {path} failed ({type(exc).__name__}: {str(exc)[:300]})",
+                hint="retry; if it persists run `emergent doctor`", path=path, op=op)
+            raise err from exc
 
     def upsert(self, records: Sequence[MemoryRecord], now: float | None = None) -> None:
         if records:
             data = self._arrow(records, now or time.time())
-            self.table.merge_insert("id").when_matched_update_all().when_not_matched_insert_all().execute(data)
+            self._retried(self.path, "updating memories", lambda: self.table.merge_insert("id")
+                          .when_matched_update_all().when_not_matched_insert_all().execute(data))
+            self._ann_cache = None
+            self.upkeep.after_write(maintain=False)
 
     def delete_where(self, where: str) -> int:
-        before = self.table.count_rows()
-        self.table.delete(where)
-        return before - self.table.count_rows()
+        result = self._retried(self.path, "deleting memories", lambda: self.table.delete(where))
+        n = getattr(result, "num_deleted_rows", None)
+        return int(n) if n is not None else 0
 
     def move_to_archive(self, records: Sequence[MemoryRecord], reason: str, now: float) -> int:
         """Archive first, then delete: a crash in between leaves a harmless duplicate."""
@@ -193,14 +307,19 @@ class LongTermMemory:
         data = self._arrow(records, now)
         data = data.append_column("archived_at", pa.array([now] * len(records), pa.float64()))
         data = data.append_column("archive_reason", pa.array([reason] * len(records), pa.string()))
-        self.archive.merge_insert("id").when_matched_update_all().when_not_matched_insert_all().execute(data)
+        self._retried(self.archive_path, "archiving memories", lambda: self.archive.merge_insert("id")
+                      .when_matched_update_all().when_not_matched_insert_all().execute(data))
         ids = ", ".join(_quote(r.id) for r in records)
-        self.table.delete(f"id IN ({ids})")
+        self._retried(self.path, "deleting archived memories", lambda: self.table.delete(f"id IN ({ids})"))
         return len(records)
+
+    def delete_archived(self, where: str) -> None:
+        self._retried(self.archive_path, "deleting archived memories", lambda: self.archive.delete(where))
 
     # ------------------------------------------------------------------ reads
     def get(self, id: str, scope: Scope) -> MemoryRecord:
-        rows = self.table.search().where(f"id = {_quote(id)} AND {scope.where()}").limit(1).to_arrow().to_pylist()
+        with translated(self.path, "reading a memory"):
+            rows = self.table.search().where(f"id = {_quote(id)} AND {scope.where()}").limit(1).to_arrow().to_pylist()
         if not rows:
             raise NotFoundError(f"no memory {id!r} in scope {scope.key!r}", hint="check the id and the scope")
         return self._from_row(rows[0])
@@ -209,7 +328,9 @@ class LongTermMemory:
         if not ids:
             return []
         where = f"id IN ({', '.join(_quote(i) for i in ids)}) AND {scope.where()}"
-        return [self._from_row(r) for r in self.table.search().where(where).limit(len(ids)).to_arrow().to_pylist()]
+        with translated(self.path, "reading memories"):
+            rows = self.table.search().where(where).limit(len(ids)).to_arrow().to_pylist()
+        return [self._from_row(r) for r in rows]
 
     def vector_search(self, vector: np.ndarray, where: str, k: int, *, nprobes: int = 32, refine: int = 8,
                       ef: int | None = None, with_vector: bool = True, light: bool = False) -> list[Candidate]:
@@ -220,17 +341,18 @@ class LongTermMemory:
         ``with_vector=False`` skips reading the vectors (recall does not need them); ``light=True``
         reads only what ranking needs (no text, meta or sources: see :meth:`complete`).
         """
-        q = self.table.search(vector).distance_type("cosine").where(where, prefilter=True).limit(k)
-        ann = self._ann_type()
-        if "HNSW" in ann.upper():
-            q = q.ef(ef or max(2 * k, 100))
-        elif ann:
-            q = q.nprobes(nprobes).refine_factor(refine)
-        if light:
-            q = q.select([*_LIGHT, "_distance"]).with_row_id(True)
-        elif not with_vector:
-            q = q.select([*_NO_VECTOR, "_distance"])
-        rows = q.to_arrow().to_pylist()
+        with translated(self.path, "vector search"):
+            q = self.table.search(vector).distance_type("cosine").where(where, prefilter=True).limit(k)
+            ann = self._ann_type()
+            if "HNSW" in ann.upper():
+                q = q.ef(ef or max(2 * k, 100))
+            elif ann:
+                q = q.nprobes(nprobes).refine_factor(refine)
+            if light:
+                q = q.select([*_LIGHT, "_distance"]).with_row_id(True)
+            elif not with_vector:
+                q = q.select([*_NO_VECTOR, "_distance"])
+            rows = q.to_arrow().to_pylist()
         return [Candidate(self._from_row(r, with_vector=with_vector and not light), 1.0 - float(r["_distance"]),
                           r.get("_rowid")) for r in rows]
 
@@ -243,7 +365,10 @@ class LongTermMemory:
             elif not with_vector:
                 q = q.select([*_NO_VECTOR, "_score"])
             rows = q.to_arrow().to_pylist()
-        except (ValueError, RuntimeError) as exc:  # no FTS index yet, or a query of only stop words
+        except (ValueError, RuntimeError, OSError) as exc:  # no FTS index yet, or a query of only stop words
+            damage = store_error(exc, self.path, "full-text search")
+            if damage is not None:
+                raise damage from exc
             if "index" in str(exc).lower() or "token" in str(exc).lower():
                 return []
             raise
@@ -265,7 +390,9 @@ class LongTermMemory:
         missing = [c.record.id for c in candidates if c.record.id not in by_id]
         if missing:
             where = f"id IN ({', '.join(_quote(i) for i in missing)}) AND {scope.where()}"
-            for r in self.table.search().where(where).select(_HEAVY).limit(len(missing)).to_arrow().to_pylist():
+            with translated(self.path, "reading memories"):
+                found = self.table.search().where(where).select(_HEAVY).limit(len(missing)).to_arrow().to_pylist()
+            for r in found:
                 by_id[r["id"]] = r
         out = {}
         for c in candidates:
@@ -275,18 +402,20 @@ class LongTermMemory:
         return out
 
     def scan(self, where: str | None = None, columns: list[str] | None = None) -> pa.Table:
-        q = self.table.search()
-        if where:
-            q = q.where(where)
-        if columns:
-            q = q.select(columns)
-        return q.limit(self.table.count_rows() or 1).to_arrow()
+        with translated(self.path, "reading memories"):
+            q = self.table.search()
+            if where:
+                q = q.where(where)
+            if columns:
+                q = q.select(columns)
+            return q.limit(self.table.count_rows() or 1).to_arrow()
 
     def records(self, where: str | None = None) -> list[MemoryRecord]:
         return [self._from_row(r) for r in self.scan(where).to_pylist()]
 
     def count(self, where: str | None = None) -> int:
-        return self.table.count_rows(where) if where else self.table.count_rows()
+        with translated(self.path, "counting memories"):
+            return int(self.table.count_rows(where) if where else self.table.count_rows())
 
     def _has_ann(self) -> bool:
         return bool(self._ann_type())
@@ -303,7 +432,22 @@ class LongTermMemory:
 
     # ------------------------------------------------------------------ maintenance
     def maintain(self, force: bool = False) -> dict[str, Any]:
-        return self.store.maintain(self.table, self.policy, force=force)
+        """Index upkeep now (consolidation and the maintenance job call it; writes go through
+        :attr:`upkeep`, which never fails them). Commit conflicts with another process are retried."""
+        with translated(self.path, "index upkeep"):
+            done = retry_commit(lambda: self.store.maintain(self.table, self.policy, force=force), attempts=5,
+                                base_s=0.05)
+        self._ann_cache = None
+        return done
+
+    def _maintain_once(self) -> dict[str, Any]:
+        with translated(self.path, "index upkeep"):
+            done = self.store.maintain(self.table, self.policy)
+        self._ann_cache = None
+        return done
+
+    def close(self) -> None:
+        self.upkeep.close()
 
     def versions(self) -> list[dict[str, Any]]:
         return [{"version": v["version"], "timestamp": v["timestamp"]} for v in self.table.list_versions()]
@@ -312,6 +456,83 @@ class LongTermMemory:
         known = [v["version"] for v in self.table.list_versions()]
         if version not in known:
             raise NotFoundError(f"LTM has no version {version}", hint=f"known versions: {known[:3]}...{known[-3:]}")
-        self.table.checkout(version)
-        self.table.restore()
+        with translated(self.path, "restoring a version"):
+            self.table.checkout(version)
+            self.table.restore()
         self._ann_cache = None
+
+
+class Upkeep:
+    """Index upkeep after writes, which never fails a write.
+
+    ``after_write()`` runs ``maintain`` in the writing thread (so an index a write makes due, such
+    as the first full-text index, is there when the write returns), catching everything: a commit
+    conflict with another process's upkeep, a full disk, a damaged index. A failed run is handed to
+    one background thread that retries it with backoff (0.2 s doubling, 6 tries) and then waits for
+    the next write; ``last_error`` keeps the newest failure for ``emergent doctor``. ``close()``
+    stops the thread (waiting at most ``close_wait_s`` for a run in progress: LanceDB commits
+    atomically, so one cut short by the process exiting leaves the table as it was).
+    """
+
+    def __init__(self, maintain: Callable[[], Any], *, retries: int = 6, base_s: float = 0.2,
+                 close_wait_s: float = 5.0) -> None:
+        self._maintain = maintain
+        self.retries = retries
+        self.base_s = base_s
+        self.close_wait_s = close_wait_s
+        self.last_error: str | None = None
+        self.failures = 0
+        self._wake = threading.Event()
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._lock = threading.Lock()
+
+    def after_write(self, *, maintain: bool = True) -> None:
+        if not maintain or self._stop.is_set():
+            return
+        if self._thread is not None and self._wake.is_set():
+            return  # a retry is already due: it will see this write's rows too
+        try:
+            self._maintain()
+        except Exception as exc:  # noqa: BLE001 - never fails the write that already committed
+            self._failed(exc)
+            self._defer()
+
+    def _failed(self, exc: BaseException) -> None:
+        self.failures += 1
+        self.last_error = f"{type(exc).__name__}: {str(exc)[:300]}"
+
+    def _defer(self) -> None:
+        with self._lock:
+            if self._thread is None:
+                self._thread = threading.Thread(target=self._run, name="emergent-ltm-upkeep", daemon=True)
+                self._thread.start()
+        self._wake.set()
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            self._wake.wait()
+            if self._stop.is_set():
+                return
+            for attempt in range(self.retries):
+                if self._stop.wait(self.base_s * (2 ** attempt)):
+                    return
+                try:
+                    self._maintain()
+                except Exception as exc:  # noqa: BLE001 - recorded, retried, reported by doctor
+                    self._failed(exc)
+                    continue
+                self.last_error = None
+                break
+            else:
+                log.warning("index upkeep kept failing (%s); queries stay correct (new rows are searched "
+                            "exactly) and it is retried after the next write or `emergent memory consolidate`",
+                            self.last_error)
+            self._wake.clear()
+
+    def close(self) -> None:
+        self._stop.set()
+        self._wake.set()
+        thread = self._thread
+        if thread is not None and thread is not threading.current_thread():
+            thread.join(self.close_wait_s)

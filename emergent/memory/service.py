@@ -8,8 +8,12 @@ weighted RRF and re-scored by relevance, recency, importance and strength.
 
 from __future__ import annotations
 
+import gc
 import json
+import logging
+import os
 import re
+import reprlib
 import threading
 import time
 from collections import deque
@@ -22,7 +26,14 @@ import numpy as np
 
 from emergent.clock import Clock, SystemClock, to_epoch
 from emergent.config import MemoryConfig
-from emergent.errors import NotFoundError, ScopeError, StoreUnavailableError, ValidationError
+from emergent.errors import (
+    EmergentError,
+    NotFoundError,
+    PartialWriteError,
+    ScopeError,
+    StoreUnavailableError,
+    ValidationError,
+)
 from emergent.memory import decay, ranking
 from emergent.memory.ltm import Candidate, LongTermMemory, build_filter
 from emergent.memory.stm import STM
@@ -40,6 +51,8 @@ from emergent.memory.types import (
 )
 from emergent.providers.embeddings import Embedder
 from emergent.workspace.audited import human, note, recorded, verified
+
+log = logging.getLogger("emergent.memory")
 
 OnSTMFailure = Literal["raise", "ltm"]
 Retriever = Callable[[str, np.ndarray, Scope, int], Sequence[str]]
@@ -86,6 +99,10 @@ class Memory:
         self.retrievers: dict[str, tuple[Retriever, float]] = {}
         self.promote_on_close = True  # an in-process STM dies with the process: keep what qualifies
         self.listeners: list[Callable[[str, Sequence[Any]], None]] = []
+        #: the newest listener failures (event, listener, error): a write that committed is never
+        #: failed by what follows it (the knowledge graph catches up with `emergent graph sync`)
+        self.listener_errors: deque[tuple[str, str, str]] = deque(maxlen=20)
+        _freeze_startup_heap()
 
     def add_retriever(self, name: str, fn: Retriever, weight: float = 1.0) -> None:
         """Fuse another ranked list into recall (the knowledge graph offers one).
@@ -102,8 +119,17 @@ class Memory:
         self.listeners.append(fn)
 
     def _notify(self, event: str, items: Sequence[Any]) -> None:
+        """Tell listeners about a write that has committed. A listener's failure cannot undo the
+        write, so it does not fail the call: it is logged (WARNING) and kept in ``listener_errors``."""
         for fn in self.listeners:
-            fn(event, items)
+            try:
+                fn(event, items)
+            except Exception as exc:  # noqa: BLE001 - reported, see the docstring
+                name = getattr(fn, "__qualname__", repr(fn))
+                self.listener_errors.append((event, name, f"{type(exc).__name__}: {str(exc)[:300]}"))
+                log.warning("memory %s of %d item(s) is stored, but listener %s failed: %s: %s (derived data "
+                            "such as the knowledge graph may lag; `emergent graph sync` catches up)",
+                            event, len(items), name, type(exc).__name__, exc)
 
     # ================================================================== validation helpers
     def _scope(self, scope: Scope | str | dict[str, Any] | None) -> Scope:
@@ -184,25 +210,94 @@ class Memory:
     def ingest(self, items: Iterable[str | dict[str, Any]], *, kind: Kind | str = Kind.SEMANTIC,
                importance: float = 0.5, scope: Scope | str | dict[str, Any] | None = None,
                batch_size: int = 512) -> list[str]:
-        """Bulk-write texts (or dicts with text/kind/importance/meta/at/scope) to long-term memory.
+        """Bulk-write texts (or dicts with text/kind/importance/meta/at/scope) to long-term memory;
+        returns the ids stored, in order.
 
-        Each batch is validated whole before it is embedded and written in one commit.
+        Every item is validated before anything is embedded or written: a bad item raises
+        :class:`ValidationError` naming its index and a short repr, and nothing is stored. Items are
+        then embedded and written ``batch_size`` per commit; if a later batch fails, the error
+        (:class:`PartialWriteError`, or the store's error when nothing was stored) carries
+        ``committed_ids``, exactly the ids that are stored.
         """
+        if not isinstance(batch_size, int) or isinstance(batch_size, bool) or batch_size < 1:
+            raise ValidationError(f"batch_size must be a positive integer, got {batch_size!r}", field="batch_size")
+        records = self._validate_items(items, kind, importance, scope)
         ids: list[str] = []
-        batch: list[MemoryRecord] = []
         t0 = time.perf_counter()
-        for item in items:
-            spec = {"text": item} if isinstance(item, str) else dict(item)
-            if "text" not in spec:
-                raise ValidationError(f"ingest item {len(ids) + len(batch)} has no 'text'", field="text")
-            batch.append(self._record(spec["text"], spec.get("kind", kind), spec.get("importance", importance),
-                                      spec.get("scope", scope), spec.get("meta"), spec.get("at")))
-            if len(batch) >= batch_size:
+        for start in range(0, len(records), batch_size):
+            batch = records[start : start + batch_size]
+            try:
                 ids += self._write_batch(batch)
-                batch = []
-        ids += self._write_batch(batch)
+            except Exception as exc:
+                raise self._ingest_failure(exc, ids, records) from exc
         self._log("ingest", self._scope(scope), len(ids), t0)
         return ids
+
+    def _validate_items(self, items: Any, kind: Any, importance: Any, scope: Any) -> list[MemoryRecord]:
+        """Every item checked, or a ValidationError naming the first bad one (and how many are bad)."""
+        if isinstance(items, str | bytes | bytearray):
+            raise ValidationError(
+                f"ingest takes a list of texts, not one {type(items).__name__} ({_short(items)}): it would store one "
+                "memory per character", hint=f"pass a list: ingest([{_short(items)}]), or remember(text) for one memory",
+                field="items", committed_ids=[])
+        if isinstance(items, dict):
+            raise ValidationError(f"ingest takes a list of items, not one dict ({_short(items)})",
+                                  hint="pass a list: ingest([item])", field="items", committed_ids=[])
+        try:
+            iterator = iter(items)
+        except TypeError:
+            raise ValidationError(f"ingest takes a list of texts or dicts, not {type(items).__name__} ({_short(items)})",
+                                  hint="pass a list, e.g. ingest(['first text', {'text': 'second', 'importance': 0.8}])",
+                                  field="items", committed_ids=[]) from None
+        records: list[MemoryRecord] = []
+        bad: list[tuple[int, Any, ValidationError]] = []
+        for index, item in enumerate(iterator):
+            try:
+                records.append(self._item_record(item, kind, importance, scope))
+            except ValidationError as invalid:
+                bad.append((index, item, invalid))
+        if bad:
+            index, item, first = bad[0]
+            more = ""
+            if len(bad) > 1:
+                others = ", ".join(str(i) for i, _, _ in bad[1:11])
+                more = f" ({len(bad) - 1} more invalid item{'s' if len(bad) > 2 else ''}: {others}" + \
+                       (", ..." if len(bad) > 11 else "") + ")"
+            raise ValidationError(
+                f"ingest item {index} ({_short(item)}): {first.message}{more}; nothing was written",
+                hint=first.hint or "fix or drop the item and call ingest again", field=first.fields.get("field", "items"),
+                index=index, item=_short(item), invalid=[i for i, _, _ in bad], committed_ids=[])
+        return records
+
+    def _item_record(self, item: Any, kind: Any, importance: Any, scope: Any) -> MemoryRecord:
+        if isinstance(item, str | bytes | bytearray):
+            spec: dict[str, Any] = {"text": item}
+        elif isinstance(item, dict):
+            spec = item
+            if "text" not in spec:
+                raise ValidationError("the item has no 'text'", hint="give each dict a 'text' key", field="text")
+        else:
+            raise ValidationError(f"an item must be a str or a dict with 'text', not {type(item).__name__}",
+                                  hint="convert it to text first (str(x)), or drop it", field="text")
+        return self._record(spec["text"], spec.get("kind", kind), spec.get("importance", importance),
+                            spec.get("scope", scope), spec.get("meta"), spec.get("at"))
+
+    def _ingest_failure(self, exc: Exception, stored: list[str], records: list[MemoryRecord]) -> Exception:
+        """The error for a batch that failed after ``stored`` (earlier batches) were committed."""
+        committed = stored + list(getattr(exc, "committed_ids", None) or [])
+        if not committed:
+            if isinstance(exc, EmergentError) and not hasattr(exc, "committed_ids"):
+                exc.committed_ids = []  # type: ignore[attr-defined]
+            return exc
+        failed = [r.id for r in records if r.id not in set(committed)]
+        cause = exc.__cause__ if isinstance(exc, PartialWriteError) and exc.__cause__ is not None else exc
+        said = cause.message if isinstance(cause, EmergentError) else f"{type(cause).__name__}: {str(cause)[:300]}"
+        hint = cause.hint if isinstance(cause, EmergentError) and cause.hint else "fix the cause and retry"
+        return PartialWriteError(
+            f"ingest stored {len(committed)} of {len(records)} items (their ids are in `committed_ids`), then "
+            f"failed: {said}",
+            hint=f"{hint}; `committed_ids` lists what is stored (in order): ingest only the items after them",
+            committed_ids=committed, failed_ids=failed)
 
     def _write_batch(self, batch: list[MemoryRecord]) -> list[str]:
         if not batch:
@@ -421,7 +516,7 @@ class Memory:
             outcome.update(count=n, forgotten=gone[:AUDIT_IDS])
             self._notify("forget", gone)
             if include_archive:
-                self.ltm.archive.delete(where)
+                self.ltm.delete_archived(where)
             if target is not None and isinstance(target, str) and n == 0:
                 raise NotFoundError(f"no memory {target!r} in scope {scope.key!r}", hint="check the id and the scope")
         self._log("forget", scope, n, t0)
@@ -497,9 +592,34 @@ class Memory:
                      {"promoted": report.promoted, "merged": report.merged}, durable=False)
         else:
             self.flush()
+        self.ltm.close()
 
 
 _POOL: ThreadPoolExecutor | None = None
+_FROZEN = False
+
+
+def _freeze_startup_heap() -> None:
+    """Move what exists when the first memory service starts (the imported modules of LanceDB,
+    pyarrow, SQLAlchemy, pydantic...: ~190k objects) out of the cyclic garbage collector's sight.
+
+    A full (generation 2) collection otherwise walks all of them: ~140 ms during which every
+    thread stops, which was the tail of recall under concurrent load (p99 ~2-3x p50). Frozen
+    objects are still freed by reference counting; only cycles among them are never collected.
+    ``EMERGENT_GC_FREEZE=0`` turns this off."""
+    global _FROZEN
+    if _FROZEN or os.environ.get("EMERGENT_GC_FREEZE", "1") == "0":
+        return
+    _FROZEN = True
+    gc.freeze()
+
+
+def _short(value: Any, width: int = 40) -> str:
+    """A short repr of an input item, for error messages."""
+    r = reprlib.Repr()
+    r.maxstring = r.maxother = width
+    r.maxlist = r.maxdict = 3
+    return r.repr(value)
 _WORD = re.compile(r"\w+")
 # Words too common to say anything about which short-term item answers a query.
 _STOP = frozenset(["the", "and", "for", "are", "was", "were", "you", "your", "with", "that", "this", "what", "when", "where", "which", "who", "whom", "how", "why", "did", "does", "has", "have", "had", "not", "but", "all", "any", "can", "our", "out", "its", "his", "her", "him", "she", "they", "them", "their", "there", "then", "than", "from", "into", "about", "would", "could", "should", "will", "just", "also", "been", "being", "some"])

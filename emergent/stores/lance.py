@@ -1,24 +1,141 @@
-"""LanceDB: connection, versioned table schemas and index maintenance.
+"""LanceDB: connection, versioned table schemas, index maintenance and what its errors mean.
 
 A table's arrow schema carries ``emergent.schema_version`` (and whatever else the owner records,
 such as the embedding model); :meth:`LanceStore.open_table` creates a missing table and checks the
 version of an existing one. :meth:`LanceStore.maintain` keeps indexes current: an ANN index is
 built once a table passes ``ann_threshold`` rows and ``optimize()`` folds new rows into the
 vector and full-text indexes when enough have accumulated.
+
+LanceDB raises plain ``RuntimeError``/``OSError`` for everything. :func:`store_error` turns the
+ones a user can act on into :mod:`emergent.errors` naming the table's directory: a full disk
+(:class:`DiskFullError`), a missing data file or a damaged manifest (:class:`StoreCorruptError`,
+with how to recover). :func:`is_commit_conflict` recognises the *retryable* conflicts between
+concurrent writers (two processes on one workspace: an index update preempted by another's
+compaction); :func:`retry_commit` re-runs an idempotent operation on them.
+
+Each table handle re-reads the latest version at most once per ``consistency_s`` (1 s): a
+long-lived handle would otherwise never see what another process of the workspace wrote.
 """
 
 from __future__ import annotations
 
 import os
+import random
+import shutil
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
+from datetime import timedelta
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import pyarrow as pa
 
-from emergent.errors import ConfigError, StoreUnavailableError
+from emergent.errors import (
+    ConfigError,
+    DiskFullError,
+    EmergentError,
+    StoreCorruptError,
+    StoreUnavailableError,
+)
 
 os.environ.setdefault("LANCEDB_LOG", "error")
+
+T = TypeVar("T")
+
+#: how a user recovers a damaged store (every StoreCorruptError says it)
+RECOVER_HINT = ("restore the newest good backup (`emergent backup list`, then `emergent backup restore ID`), "
+                "or run `emergent doctor` to see what else is affected")
+
+_CONFLICT = ("retryable commit conflict", "preempted by concurrent transaction", "commit conflict")
+_DISK_FULL = ("no space left on device", "os error 28", "disk is full", "disk quota exceeded", "os error 122")
+_CORRUPT = ("lanceerror(io)", "not found:", "file size is too small", "failed to fill whole buffer",
+            "no such file or directory", "os error 2)", "corrupt", "invalid manifest", "failed to decode",
+            "unexpected eof")
+
+
+def is_commit_conflict(exc: BaseException) -> bool:
+    """A conflict with a concurrent writer that LanceDB asks us to retry."""
+    text = str(exc).lower()
+    return any(m in text for m in _CONFLICT)
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+    # drop the Rust source location LanceDB appends ("..., /root/.cargo/registry/.../commit.rs:1663:50")
+    cuts = [i for i in (text.find(", /root/.cargo"), text.find(", /rustc/"), text.find(", /home/")) if i > 0]
+    cut = min(cuts, default=-1)
+    return (text[:cut] if cut > 0 else text).removeprefix("lance error: ")[:300]
+
+
+def free_bytes(path: str | Path) -> int | None:
+    """Free bytes on the filesystem holding ``path`` (its nearest existing parent); None if unknown."""
+    p = Path(path)
+    while not p.exists() and p != p.parent:
+        p = p.parent
+    try:
+        return shutil.disk_usage(p).free
+    except OSError:
+        return None
+
+
+def disk_full(path: str | Path, what: str, *, committed: str = "nothing was written by this call",
+              **fields: Any) -> DiskFullError:
+    free = free_bytes(path)
+    room = f" ({free:,} bytes free)" if free is not None else ""
+    return DiskFullError(
+        f"the disk holding {path} is full{room}: {what} failed",
+        hint=f"free space on that filesystem (or move the workspace to a larger one), then retry; {committed}",
+        path=str(path), free_bytes=free, **fields,
+    )
+
+
+def store_error(exc: BaseException, path: str | Path, op: str, **fields: Any) -> EmergentError | None:
+    """The emergent error a LanceDB failure at ``path`` during ``op`` means, or None (not a store fault)."""
+    if isinstance(exc, EmergentError):
+        return exc
+    text = str(exc).lower()
+    if isinstance(exc, OSError) and getattr(exc, "errno", None) in (28, 122) or any(m in text for m in _DISK_FULL):
+        return disk_full(path, op, **fields)
+    if is_commit_conflict(exc):
+        return None
+    if any(m in text for m in _CORRUPT):
+        return StoreCorruptError(
+            f"LanceDB table {path} is damaged ({op} failed: {_first_line(exc)})",
+            hint=RECOVER_HINT, path=str(path), op=op, **fields,
+        )
+    return None
+
+
+@contextmanager
+def translated(path: str | Path, op: str, **fields: Any) -> Iterator[None]:
+    """Re-raise LanceDB failures that mean a full disk or a damaged table as emergent errors."""
+    try:
+        yield
+    except EmergentError:
+        raise
+    except Exception as exc:
+        err = store_error(exc, path, op, **fields)
+        if err is None:
+            raise
+        raise err from exc
+
+
+def retry_commit(fn: Callable[[], T], *, attempts: int = 8, base_s: float = 0.02,
+                 before_retry: Callable[[], None] | None = None) -> T:
+    """Run ``fn`` (idempotent), re-running it on a retryable commit conflict with jittered backoff."""
+    for attempt in range(attempts):
+        try:
+            return fn()
+        except Exception as exc:
+            if not is_commit_conflict(exc) or attempt == attempts - 1:
+                raise
+        time.sleep(base_s * (2 ** attempt) * (0.5 + random.random()))
+        if before_retry is not None:
+            before_retry()
+    raise AssertionError("unreachable")  # pragma: no cover
+
 
 SCHEMA_VERSION_KEY = b"emergent.schema_version"
 
@@ -47,36 +164,58 @@ class IndexPolicy:
 class LanceStore:
     """A LanceDB database under ``<workspace>/lance`` (or any URI LanceDB accepts)."""
 
-    def __init__(self, uri: str | Path) -> None:
+    def __init__(self, uri: str | Path, *, consistency_s: float | None = 1.0) -> None:
         import lancedb
 
         self.uri = str(uri)
         if "://" not in self.uri:
-            Path(self.uri).mkdir(parents=True, exist_ok=True)
+            try:
+                Path(self.uri).mkdir(parents=True, exist_ok=True)
+            except OSError as exc:
+                if exc.errno in (28, 122):
+                    raise disk_full(self.uri, "creating the LanceDB directory") from exc
+                raise StoreUnavailableError(f"cannot create the LanceDB directory {self.uri}: {exc.strerror}",
+                                            hint="check the workspace's permissions and disk", path=self.uri) from exc
+        interval = None if consistency_s is None else timedelta(seconds=consistency_s)
         try:
-            self.db = lancedb.connect(self.uri)
+            self.db = lancedb.connect(self.uri, read_consistency_interval=interval)
         except Exception as exc:  # lancedb raises plain exceptions for bad URIs/credentials
             raise StoreUnavailableError(
                 f"cannot open LanceDB at {self.uri}: {exc}",
                 hint="check EMERGENT_LANCE_URI and its credentials",
             ) from exc
 
+    def table_path(self, name: str) -> str:
+        """Where table ``name`` lives (named in every error about it)."""
+        return f"{self.uri.rstrip('/')}/{name}.lance"
+
     def table_names(self) -> list[str]:
-        resp = self.db.list_tables()
+        with translated(self.uri, "listing tables"):
+            resp = self.db.list_tables()
         return list(getattr(resp, "tables", resp))
 
     def open_table(self, name: str, schema: pa.Schema, version: int) -> Any:
         """Open ``name`` (creating it with ``schema``), refusing an unknown schema version."""
+        where = self.table_path(name)
         if name not in self.table_names():
             md = dict(schema.metadata or {})
             md[SCHEMA_VERSION_KEY] = str(version).encode()
             try:
-                return self.db.create_table(name, schema=schema.with_metadata(md))
+                with translated(where, "creating the table"):
+                    return self.db.create_table(name, schema=schema.with_metadata(md))
             except ValueError:
                 if name not in self.table_names():  # a real error, not a creation race
                     raise
-        table = self.db.open_table(name)
-        found = int((table.schema.metadata or {}).get(SCHEMA_VERSION_KEY, b"0"))
+        try:
+            with translated(where, "opening the table"):
+                table = self.db.open_table(name)
+                meta = table.schema.metadata or {}
+        except StoreCorruptError:
+            raise
+        except (RuntimeError, OSError) as exc:  # an unreadable manifest LanceDB did not describe as such
+            raise StoreCorruptError(f"LanceDB table {where} cannot be opened ({_first_line(exc)})",
+                                    hint=RECOVER_HINT, path=where, op="opening the table") from exc
+        found = int(meta.get(SCHEMA_VERSION_KEY, b"0"))
         if found > version:
             raise ConfigError(
                 f"LanceDB table {name!r} has schema version {found}, newer than this emergent ({version})",
@@ -91,13 +230,25 @@ class LanceStore:
     def get_meta(self) -> dict[str, str]:
         if "emergent_meta" not in self.table_names():
             return {}
-        rows = self.db.open_table("emergent_meta").to_arrow().to_pylist()
+        with translated(self.table_path("emergent_meta"), "reading"):
+            rows = self.db.open_table("emergent_meta").to_arrow().to_pylist()
         return {r["key"]: r["value"] for r in rows}
 
     def set_meta(self, values: dict[str, str]) -> None:
         table = self.open_table("emergent_meta", self._META, 1)
         data = pa.Table.from_pylist([{"key": k, "value": v} for k, v in values.items()], schema=self._META)
-        table.merge_insert("key").when_matched_update_all().when_not_matched_insert_all().execute(data)
+        with translated(self.table_path("emergent_meta"), "writing"):
+            retry_commit(lambda: table.merge_insert("key").when_matched_update_all()
+                         .when_not_matched_insert_all().execute(data))
+
+    def versions(self) -> dict[str, int]:
+        """Each table's schema version (``emergent.schema_version``), for ``emergent doctor``."""
+        out = {}
+        for name in self.table_names():
+            with translated(self.table_path(name), "opening the table"):
+                meta = self.db.open_table(name).schema.metadata or {}
+            out[name] = int(meta.get(SCHEMA_VERSION_KEY, b"0"))
+        return out
 
     # ------------------------------------------------------------------ index maintenance
     @staticmethod

@@ -4,11 +4,21 @@ SQLite in WAL mode at ``<workspace>/emergent.db`` by default; PostgreSQL (or any
 through ``EMERGENT_DATABASE_URL``. Each capability owns an Alembic *branch* (``memory``, ``tools``,
 ``jobs``, ...): revisions are append-only and named, and ``upgrade heads`` applies every branch, so
 capabilities add tables without touching each other's history.
+
+Failures a user can act on are raised as :mod:`emergent.errors` naming the database, on every
+connection of the engine (an SQLAlchemy ``handle_error`` hook): a full disk is a
+:class:`~emergent.errors.DiskFullError`, a damaged SQLite file (``database disk image is
+malformed``, ``file is not a database``) a :class:`~emergent.errors.StoreCorruptError` saying how to
+recover. Before a SQLite file is opened its header is checked (:func:`check_sqlite_file`): a file
+overwritten with something else, or cut shorter than the size its header records, is refused
+before anything reads or writes it.
 """
 
 from __future__ import annotations
 
 import contextlib
+import sqlite3
+import struct
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -16,7 +26,13 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
 
-from emergent.errors import ConfigError, StoreUnavailableError
+from emergent.errors import (
+    ConfigError,
+    DiskFullError,
+    EmergentError,
+    StoreCorruptError,
+    StoreUnavailableError,
+)
 
 MIGRATIONS = Path(__file__).with_name("migrations")
 metadata = sa.MetaData()
@@ -31,6 +47,79 @@ def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
     cur.close()
 
 
+#: how to recover a damaged database (said by every StoreCorruptError about it)
+RECOVER_HINT = ("restore the newest good backup (`emergent backup list`, then `emergent backup restore ID`); "
+                "`emergent doctor` shows what else is affected")
+_SQLITE_MAGIC = b"SQLite format 3\x00"
+_DISK_FULL = ("database or disk is full", "no space left on device", "could not extend file", "disk quota exceeded")
+_CORRUPT = ("database disk image is malformed", "file is not a database", "malformed database schema")
+
+
+def sqlite_file(url: str | sa.URL) -> Path | None:
+    """The file of a SQLite URL (None for other databases and in-memory SQLite)."""
+    u = sa.make_url(url) if isinstance(url, str) else url
+    if u.get_backend_name() != "sqlite" or not u.database or u.database == ":memory:" or u.database.startswith("file:"):
+        return None
+    return Path(u.database)
+
+
+def check_sqlite_file(path: Path) -> None:
+    """Refuse a SQLite file that is not one (overwritten) or is shorter than its header says (truncated).
+
+    A missing or empty file passes (SQLite creates it); whether an *empty* database is acceptable in
+    a workspace that already holds data is :func:`emergent.workspace.integrity.check_database`'s call.
+    """
+    try:
+        size = path.stat().st_size
+        if size == 0:
+            return
+        with path.open("rb") as fh:
+            header = fh.read(100)
+    except FileNotFoundError:
+        return
+    except OSError as exc:
+        raise StoreUnavailableError(f"cannot read the database {path}: {exc.strerror}",
+                                    hint="check the workspace's permissions and disk", path=str(path)) from exc
+    if not header.startswith(_SQLITE_MAGIC):
+        raise StoreCorruptError(f"the database {path} is not a SQLite database (it was overwritten or damaged)",
+                                hint=RECOVER_HINT, path=str(path))
+    if len(header) < 100:
+        raise StoreCorruptError(f"the database {path} is truncated ({size} bytes, shorter than its header)",
+                                hint=RECOVER_HINT, path=str(path))
+    (page_size,) = struct.unpack(">H", header[16:18])
+    page_size = 65536 if page_size == 1 else page_size
+    change, pages, valid_for = struct.unpack(">I", header[24:28])[0], struct.unpack(">I", header[28:32])[0], \
+        struct.unpack(">I", header[92:96])[0]
+    if pages and change == valid_for and size < pages * page_size:
+        raise StoreCorruptError(
+            f"the database {path} is truncated: {size:,} bytes, but its header records {pages:,} pages of "
+            f"{page_size} bytes ({pages * page_size:,} bytes)", hint=RECOVER_HINT, path=str(path))
+
+
+def translate_error(exc: BaseException, where: str) -> EmergentError | None:
+    """The emergent error a database failure means (a full disk, a damaged file), or None."""
+    if isinstance(exc, EmergentError):
+        return exc
+    text = str(exc).lower()
+    if any(m in text for m in _DISK_FULL):
+        from emergent.stores.lance import free_bytes
+
+        free = free_bytes(where) if "://" not in where else None
+        room = f" ({free:,} bytes free)" if free is not None else ""
+        return DiskFullError(f"the disk holding the database {where} is full{room}: {str(exc).splitlines()[0][:200]}",
+                             hint="free space on that filesystem (or move the workspace to a larger one), then "
+                                  "retry; the transaction that failed was rolled back", path=where, free_bytes=free)
+    if any(m in text for m in _CORRUPT):
+        return StoreCorruptError(f"the database {where} is damaged ({str(exc).splitlines()[0][:200]})",
+                                 hint=RECOVER_HINT, path=where)
+    return None
+
+
+def _where(url: sa.URL) -> str:
+    path = sqlite_file(url)
+    return str(path) if path is not None else url.render_as_string(hide_password=True)
+
+
 def make_engine(url: str) -> Engine:
     try:
         engine = sa.create_engine(url, future=True, pool_pre_ping=not url.startswith("sqlite"))
@@ -42,6 +131,14 @@ def make_engine(url: str) -> Engine:
         ) from exc
     if engine.dialect.name == "sqlite":
         sa.event.listen(engine, "connect", _sqlite_pragmas)
+    where = _where(engine.url)
+
+    def handle_error(context: Any) -> None:
+        err = translate_error(context.original_exception, where)
+        if err is not None:
+            raise err from context.original_exception
+
+    sa.event.listen(engine, "handle_error", handle_error)
     return engine
 
 
@@ -79,6 +176,9 @@ class SQLStore:
 
     def __init__(self, url: str, *, lock_dir: Path | None = None, migrate: bool = True) -> None:
         self.url = url
+        self.path = sqlite_file(url)
+        if self.path is not None:
+            check_sqlite_file(self.path)
         self.engine = make_engine(url)
         if migrate:
             self.upgrade(lock_dir)
@@ -95,15 +195,31 @@ class SQLStore:
     def upgrade(self, lock_dir: Path | None = None) -> None:
         from alembic import command
 
+        where = _where(self.engine.url)
         try:
             with _migration_lock(self.engine, lock_dir), self.engine.begin() as conn:
                 command.upgrade(_alembic_config(conn), "heads")
-        except sa.exc.OperationalError as exc:
+        except (sa.exc.DatabaseError, sqlite3.DatabaseError) as exc:  # raised while connecting, before the hook
+            err = translate_error(getattr(exc, "orig", None) or exc, where)
+            if err is not None:
+                raise err from exc
+            if not isinstance(exc, sa.exc.OperationalError | sqlite3.OperationalError):
+                raise StoreCorruptError(f"the database {where} cannot be read ({exc})", hint=RECOVER_HINT,
+                                        path=where) from exc
             raise StoreUnavailableError(
                 f"database {self.engine.url.render_as_string(hide_password=True)} is unavailable: "
-                f"{exc.orig}",
+                f"{getattr(exc, 'orig', exc)}",
                 hint="check EMERGENT_DATABASE_URL and that the server is running",
             ) from exc
+
+    def missing_heads(self) -> list[str]:
+        """Migration heads of this emergent that the database has not applied (``emergent doctor``)."""
+        from alembic.config import Config
+        from alembic.script import ScriptDirectory
+
+        cfg = Config()
+        cfg.set_main_option("script_location", str(MIGRATIONS))
+        return sorted(set(ScriptDirectory.from_config(cfg).get_heads()) - set(self.heads()))
 
     def heads(self) -> list[str]:
         from alembic.runtime.migration import MigrationContext

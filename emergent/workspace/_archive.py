@@ -11,6 +11,7 @@ import hashlib
 import json
 import os
 import tarfile
+from collections.abc import Callable
 from pathlib import Path, PurePosixPath
 from typing import Any, BinaryIO
 
@@ -31,15 +32,23 @@ def sha256_file(path: Path) -> str:
     return h.hexdigest()
 
 
-def write_archive(stage: Path, names: list[str], archive: Path) -> None:
+def write_archive(stage: Path, names: list[str], archive: Path, *, part_dir: Path | None = None,
+                  on_part: Callable[[], None] | None = None) -> None:
     """Write ``names`` (relative to ``stage``, in this order) to ``archive``; a failed or killed
-    write leaves at most a ``.part`` file, never a truncated archive under the final name."""
-    tmp = archive.with_name(archive.name + ".part")
+    write leaves at most a ``.part`` file (in ``part_dir``, default beside the archive: a backup
+    writes it inside its staging folder, so a kill leaves one folder to clean), never a truncated
+    archive under the final name. ``on_part`` is called once the first member is written."""
+    tmp = (part_dir or archive.parent) / (archive.name + ".part")
     try:
         with tmp.open("wb") as raw, zstandard.ZstdCompressor(level=3, threads=-1).stream_writer(raw) as zw, \
                 tarfile.open(fileobj=zw, mode="w|", format=tarfile.PAX_FORMAT) as tar:
-            for name in names:
+            for i, name in enumerate(names):
                 tar.add(stage / name, arcname=name, recursive=False)
+                if i == 0 and on_part is not None:
+                    zw.flush()
+                    on_part()
+        with open(tmp, "rb") as fh:  # durable before it gets its final name
+            os.fsync(fh.fileno())
         os.replace(tmp, archive)
     except BaseException:
         tmp.unlink(missing_ok=True)
@@ -98,7 +107,15 @@ def _check_member(tar: tarfile.TarFile, member: tarfile.TarInfo, manifest: dict[
     fh = tar.extractfile(member)
     assert fh is not None  # a regular file always has a body
     if name == "manifest.json" and not manifest:
-        manifest.update(json.loads(fh.read()))
+        try:
+            body = json.loads(fh.read().decode("utf-8"))
+        except ValueError as exc:  # UnicodeDecodeError and JSONDecodeError: a damaged manifest
+            problems.append(f"manifest.json is damaged ({type(exc).__name__}: {str(exc)[:120]})")
+            return
+        if not isinstance(body, dict):
+            problems.append("manifest.json is damaged (not a JSON object)")
+            return
+        manifest.update(body)
         if manifest.get("format") != FORMAT:
             problems.append(f"manifest format {manifest.get('format')!r} is not {FORMAT}")
         return

@@ -45,7 +45,7 @@ import sqlite3
 import struct
 import tempfile
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -57,7 +57,7 @@ from emergent.clock import Clock, iso
 from emergent.errors import BackupError, IntegrityError, NotFoundError, ValidationError
 from emergent.memory import _codec, decay
 from emergent.memory.tables import backups as backups_table
-from emergent.workspace import _sqldump
+from emergent.workspace import _sqldump, journal
 from emergent.workspace._archive import FORMAT, SUFFIX, read_manifest, scan, sha256_file, write_archive
 from emergent.workspace.audited import human, note, recorded, verified
 
@@ -104,6 +104,7 @@ class RestoreReport:
     sql: dict[str, Any] = field(default_factory=dict)
     governance: str = "kept"  # kept (as it was before the restore) | restored (from the backup)
     duration_s: float = 0.0
+    warnings: list[str] = field(default_factory=list)
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -193,7 +194,10 @@ def _create(stores: WorkspaceStores, note: str | None) -> BackupInfo:
     bid = _new_id(created)
     target_dir = stores.path / "backups"
     target_dir.mkdir(parents=True, exist_ok=True)
-    with tempfile.TemporaryDirectory(dir=target_dir, prefix=".staging-") as tmp:
+    # Writers hold backups/.lock shared: a staging folder or .part found while nobody holds it is
+    # debris of a killed backup (removed on the next open, see emergent.workspace.journal).
+    with journal.os_lock(target_dir / journal.BACKUPS_LOCK, shared=True, wait_s=60), \
+            tempfile.TemporaryDirectory(dir=target_dir, prefix=journal.STAGING_PREFIX) as tmp:
         stage = Path(tmp)
         tables = _lance_tables(stores.lance)
         _copy_lance(lance_src, stage / "lance")
@@ -211,8 +215,11 @@ def _create(stores: WorkspaceStores, note: str | None) -> BackupInfo:
             "files": files,
         }
         (stage / "manifest.json").write_text(json.dumps(manifest, indent=1, sort_keys=True), "utf-8")
+        journal.fault_point("backup:staged")
         archive = target_dir / f"{bid}{SUFFIX}"
-        write_archive(stage, ["manifest.json", *files], archive)
+        write_archive(stage, ["manifest.json", *files], archive, part_dir=stage,
+                      on_part=lambda: journal.fault_point("backup:part"))
+        journal.fault_point("backup:archived")
     info = BackupInfo(bid, created, str(archive), archive.stat().st_size, sha256_file(archive),
                       ltm_rows + archive_rows + stm_items, note)
     with stores.sql.begin() as conn:
@@ -307,40 +314,21 @@ def verify(stores: WorkspaceStores, backup_id: str, *, by: Any) -> dict[str, Any
 
 # ------------------------------------------------------------------------------ restore
 def _workdir(path: Path) -> Path:
-    """A temporary directory beside the workspace (same filesystem, so moves are renames)."""
-    for parent in (path.parent, path):
+    """A temporary directory on the workspace's filesystem (so every swap is an atomic rename):
+    beside the workspace when its parent is on the same filesystem, else inside it."""
+    prefix = f".{path.name}-restore-"
+    candidates = [path.parent, path]
+    try:
+        if path.parent.stat().st_dev != path.stat().st_dev:
+            candidates = [path]
+    except OSError:
+        candidates = [path]
+    for parent in candidates:
         try:
-            return Path(tempfile.mkdtemp(dir=parent, prefix=f".{path.name}-restore-"))
+            return Path(tempfile.mkdtemp(dir=parent, prefix=prefix))
         except PermissionError:
             continue
     raise BackupError(f"cannot create a temporary directory beside {path}", hint="check permissions")
-
-
-@contextlib.contextmanager
-def _swapper(aside: Path) -> Iterator[list[tuple[Path, Path]]]:
-    """Collects (live, aside) moves; puts everything back if the block fails."""
-    moved: list[tuple[Path, Path]] = []
-    try:
-        yield moved
-    except BaseException:
-        for live, old in reversed(moved):
-            if live.exists():
-                shutil.rmtree(live) if live.is_dir() else live.unlink()
-            if old.exists():
-                shutil.move(old, live)
-        raise
-
-
-def _swap(live: Path, new: Path | None, aside: Path, moved: list[tuple[Path, Path]]) -> None:
-    if live.exists():
-        old = aside / live.name
-        shutil.move(live, old)
-        moved.append((live, old))
-    else:
-        moved.append((live, aside / (live.name + ".absent")))
-    if new is not None:
-        live.parent.mkdir(parents=True, exist_ok=True)
-        shutil.move(new, live)
 
 
 @dataclass
@@ -367,33 +355,51 @@ def restore(stores: WorkspaceStores, backup_id: str, *, by: Any, release: Callab
     ``by`` must be a human. ``release()`` closes whatever holds the stores' files (the caller's
     services); ``reopen()`` returns the stores opened again on the restored files. The audit chain
     and, unless ``governance=True``, the governance state are kept as they are now.
+
+    The swap is journaled (:mod:`emergent.workspace.journal`): a failure before the restored
+    database is finished puts everything back; a crash or kill at any point is rolled back or
+    completed when the workspace is next opened (or by ``emergent doctor --repair``).
     """
     t0 = time.perf_counter()
     who = human(stores.principals, by, "restore a backup")
     info = get(stores.path, stores.sql, backup_id)
-    intent = {"backup": info.id, "sha256": info.sha256, "governance": "restored" if governance else "kept"}
-    stores.audit.append("workspace.restore", who, {**intent, "phase": "intent"}, durable=True)
-    try:
-        report, fresh = _restore(stores, backup_id, info, governance, release, reopen)
-    except BaseException as exc:
-        with contextlib.suppress(Exception):  # the restore's own error is the one to report
-            current = reopen()
-            current.audit.append("workspace.restore", who, {**intent, "phase": "failed",
-                                                            "error": f"{type(exc).__name__}: {str(exc)[:500]}"},
-                                 durable=True)
-        raise
-    report.duration_s = time.perf_counter() - t0
-    fresh.audit.append("workspace.restored", who, {**intent, "phase": "done", "ltm_rows": report.ltm_rows,
-                                                   "stm_items": report.stm_items, "sql": report.sql}, durable=True)
+    lock = stores.path / journal.RESTORE_LOCK
+    with journal.os_lock(lock) as locked:
+        if not locked:
+            raise BackupError(f"another restore of {stores.path} is running (process {lock.read_text().strip() or '?'})",
+                              hint="wait for it to finish", path=str(stores.path))
+        if (stores.path / journal.JOURNAL).exists():
+            raise BackupError(f"an interrupted restore of {stores.path} has not been recovered",
+                              hint="run `emergent doctor --repair` (or open the workspace again) first")
+        intent = {"backup": info.id, "sha256": info.sha256, "governance": "restored" if governance else "kept"}
+        stores.audit.append("workspace.restore", who, {**intent, "phase": "intent"}, durable=True)
+        try:
+            report, fresh, rj = _restore(stores, backup_id, info, governance, release, reopen, who.key)
+        except BaseException as exc:
+            with contextlib.suppress(Exception):  # the restore's own error is the one to report
+                current = reopen()
+                current.audit.append("workspace.restore", who, {**intent, "phase": "failed",
+                                                                "error": f"{type(exc).__name__}: {str(exc)[:500]}"},
+                                     durable=True)
+            raise
+        report.duration_s = time.perf_counter() - t0
+        fresh.audit.append("workspace.restored", who, {**intent, "phase": "done", "ltm_rows": report.ltm_rows,
+                                                       "stm_items": report.stm_items, "sql": report.sql,
+                                                       "warnings": report.warnings}, durable=True)
+        rj.mark("done")
+        rj.finish()
     return report
 
 
 def _restore(stores: WorkspaceStores, backup_id: str, info: BackupInfo, governance: bool,
-             release: Callable[[], None], reopen: Callable[[], WorkspaceStores]) -> tuple[RestoreReport, WorkspaceStores]:
+             release: Callable[[], None], reopen: Callable[[], WorkspaceStores],
+             by: str) -> tuple[RestoreReport, WorkspaceStores, journal.RestoreJournal]:
     catalogue = [asdict(b) for b in list_backups(stores.path, stores.sql)]
     lance_live = _lance_dir(stores.lance)
     sqlite_live = _sqlite_path(stores.sql)
     work = _workdir(stores.path)
+    rj = journal.RestoreJournal(stores.path)
+    begun = False
     try:
         manifest = check(stores.path, stores.sql, backup_id, _extract_to=work / "x")
         if info.id not in {row["id"] for row in catalogue}:  # an uncatalogued archive: catalogue it now
@@ -406,46 +412,67 @@ def _restore(stores: WorkspaceStores, backup_id: str, info: BackupInfo, governan
             raise BackupError(f"backup {info.id} holds a SQLite database but this workspace uses "
                               f"{stores.sql.dialect}",
                               hint="restore it into a workspace on SQLite (unset EMERGENT_DATABASE_URL)")
-        aside = work / "aside"
+        aside = work / "aside"  # only stores moved out of the workspace go here
         aside.mkdir()
-        current_stm = [r for agent in stores.memory.stm.agents() for r in stores.memory.stm.scan(agent)]
         kept = _read_kept(stores.sql)
         if sql_mode == "jsonl":  # rows are replaced in place: keep the current ones to put back
-            _sqldump.dump(stores.sql.engine, aside / "sql")
+            _sqldump.dump(stores.sql.engine, work / "sql-before")
         release()  # the services close; the audit trail flushes what it buffered into the current chain
+        rj.begin(backup=info.id, sha256=info.sha256, work=str(work), sql_mode=sql_mode,
+                 governance="restored" if governance else "kept", by=by)
+        begun = True
         try:
-            with _swapper(aside) as moved:
-                _swap(lance_live, staged / "lance", aside, moved)
-                if sql_mode == "file" and sqlite_live is not None:
-                    for suffix in ("-wal", "-shm"):
-                        _swap(sqlite_live.with_name(sqlite_live.name + suffix), None, aside, moved)
-                    _swap(sqlite_live, staged / "sql" / "emergent.db", aside, moved)
-                fresh = reopen()
-                sql_counts = _finish_sql(fresh.sql, sql_mode, staged / "sql", catalogue,
-                                         kept_db=aside / sqlite_live.name if sqlite_live is not None else None,
-                                         governance=governance, kept=kept)
-                _refill_stm(fresh.memory, stm_items)
+            rj.swap("lance", [lance_live], staged / "lance", aside)
+            if sql_mode == "file" and sqlite_live is not None:
+                rj.swap("sqlite", [sqlite_live.with_name(sqlite_live.name + "-wal"),
+                                   sqlite_live.with_name(sqlite_live.name + "-shm"), sqlite_live],
+                        staged / "sql" / "emergent.db", aside)
+            rj.mark("swapped")
+            fresh = reopen()
+            if sql_mode == "jsonl":
+                rj.mark("sql_loading")
+            sql_counts = _finish_sql(fresh.sql, sql_mode, staged / "sql", catalogue,
+                                     kept_db=aside / sqlite_live.name if sqlite_live is not None else None,
+                                     governance=governance, kept=kept)
+            journal.fault_point("restore:sql")
+            rj.mark("committed")
         except BaseException:
-            _put_back(release, reopen, sql_mode, aside / "sql", catalogue, current_stm)
+            _roll_back(stores.path, release, reopen, sql_mode, work / "sql-before", catalogue)
+            rj.finish()
             raise
-    finally:
-        shutil.rmtree(work, ignore_errors=True)
+        warnings_: list[str] = []
+        try:
+            _refill_stm(fresh.memory, stm_items)
+        except Exception as exc:  # noqa: BLE001 - the restore stands; say what is missing
+            warnings_.append(f"short-term memory could not be refilled ({type(exc).__name__}: {exc}); its "
+                             f"{len(stm_items)} items are in the backup archive")
+        rj.mark("stm")
+    except BaseException:
+        rj.close()
+        if not begun:
+            shutil.rmtree(work, ignore_errors=True)
+        raise
     memory = fresh.memory
     report = RestoreReport(info.id, memory.ltm.count(), memory.ltm.archive.count_rows(), len(stm_items),
-                           {"mode": sql_mode, **sql_counts}, governance="restored" if governance else "kept")
-    return report, fresh
+                           {"mode": sql_mode, **sql_counts}, governance="restored" if governance else "kept",
+                           warnings=warnings_)
+    return report, fresh, rj
 
 
-def _put_back(release: Callable[[], None], reopen: Callable[[], WorkspaceStores], sql_mode: str, sql_dump: Path,
-              catalogue: list[dict[str, Any]], stm_items: list[Any]) -> None:
-    """After a failed swap (files already moved back): rebuild services on the old data, put back
-    SQL rows replaced in place and the short-term items as they were."""
-    release()
+def _roll_back(path: Path, release: Callable[[], None], reopen: Callable[[], WorkspaceStores], sql_mode: str,
+               sql_dump: Path, catalogue: list[dict[str, Any]]) -> None:
+    """After a failure before the restored database was finished: close what is open on the
+    restored files, move every store back (the journal says what moved), and for a database
+    restored in place (not SQLite) put back the rows dumped before. If this fails too, the journal
+    stays and the next open finishes the rollback."""
+    with contextlib.suppress(Exception):
+        release()
+    state = journal.read_journal(path)
+    if state is not None:
+        journal.rollback_files(state)
     current = reopen()
     if sql_mode == "jsonl" and sql_dump.exists():
         _finish_sql(current.sql, sql_mode, sql_dump, catalogue, kept_db=None, governance=True, kept=None)
-    with contextlib.suppress(Exception):  # best effort: the original error is what matters
-        _refill_stm(current.memory, stm_items)
 
 
 def embedder_spec(embedder_id: str) -> str:

@@ -16,9 +16,10 @@ import sqlalchemy as sa
 import zstandard
 
 from emergent import Workstation
-from emergent.errors import EmbedderMismatchError, IntegrityError, NotFoundError
+from emergent.errors import EmbedderMismatchError, IntegrityError, NotFoundError, StoreCorruptError
 from emergent.memory.tables import backups as backups_table
 from emergent.workspace import backup
+from emergent.workspace.integrity import allow_new_database
 
 QUERIES = ["sensor calibration drift", "weekly group meeting", "how to rotate the API keys", "field trip samples"]
 TEXTS = [
@@ -58,11 +59,15 @@ def test_backup_wipe_restore_gives_identical_recall(ws: Workstation) -> None:
     shutil.rmtree(ws.path / "lance")
     for f in ws.path.glob("emergent.db*"):
         f.unlink()
-    fresh = Workstation.open(ws.path, embedder="hashing")
-    assert fresh.memory.ltm.count() == 0
-    assert [b.id for b in fresh.backups()] == [info.id]  # found in backups/, not catalogued
-
-    report = fresh.restore(info.id, by=fresh.principal)
+    refused = Workstation.open(ws.path, embedder="hashing")
+    with pytest.raises(StoreCorruptError, match="emergent.db is missing.*backup restore"):
+        _ = refused.sql  # a lost database is never replaced by an empty one without a word
+    refused.close()
+    with allow_new_database(ws.path):  # what `emergent backup restore` does: the restore replaces it
+        fresh = Workstation.open(ws.path, embedder="hashing")
+        assert fresh.memory.ltm.count() == 0
+        assert [b.id for b in fresh.backups()] == [info.id]  # found in backups/, not catalogued
+        report = fresh.restore(info.id, by=fresh.principal)
     assert (report.ltm_rows, report.stm_items) == (len(TEXTS), 2)
     assert _answers(fresh) == before
     assert [b.id for b in fresh.backups(uncatalogued=False)] == [info.id]  # catalogued again
