@@ -33,6 +33,7 @@ SUBCOMMANDS: dict[str, tuple[str, str]] = {
     "experiments": ("emergent.cli.experiments", "Config versions (set, rollback) and A/B experiments (list, show, decide)."),
     "improve": ("emergent.cli.improve", "The self-improvement cycle: run, status, history."),
     "graph": ("emergent.cli.graph", "Knowledge graph: sync, search, show, communities, infer, edit, export, render."),
+    "doctor": ("emergent.cli.doctor", "Check every store, an interrupted restore, leftovers and the audit chain; --repair."),
 }
 
 
