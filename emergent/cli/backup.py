@@ -2,11 +2,16 @@
 
 Every command acts as the OS user running it (``ws.principal``) and is recorded in the audit trail.
 A restore keeps the audit chain and the governance state as they are now (``--governance`` restores
-the policy, pause, suspensions, overrides, principals and approvals from the backup too)."""
+the policy, pause, suspensions, overrides, principals and approvals from the backup too).
+
+When the workspace's database is lost (deleted or emptied while the rest of the workspace is
+there, which opening it refuses), ``list`` shows the archives in ``backups/`` and ``restore``
+takes the database from the backup, governance state included (there is none left to keep)."""
 
 from __future__ import annotations
 
 import json
+from typing import Any
 
 import typer
 
@@ -31,14 +36,34 @@ def create(note: str = typer.Option(None, help="a note stored in the catalogue")
         typer.echo(f"created backup {info.id}: {info.memories} memories, {_size(info.size_bytes)} at {info.path}")
 
 
+def _database_lost(ws: Any) -> bool:
+    """True when the workspace's database vanished or was emptied (opening it is refused)."""
+    from emergent.errors import StoreCorruptError
+
+    try:
+        _ = ws.sql
+    except StoreCorruptError as exc:
+        if getattr(exc, "evidence", None):
+            return True
+        raise
+    return False
+
+
 @app.command("list")
 def list_(as_json: bool = typer.Option(False, "--json"), home: str = HOME) -> None:
     """List catalogued backups, newest first."""
     from rich.console import Console
     from rich.table import Table
 
+    from emergent.workspace import backup
+
     with workstation(home) as ws:
-        items = ws.backups()
+        if _database_lost(ws):
+            typer.secho(f"note: the database of {ws.path} is lost; these are the archives in its backups/ folder",
+                        err=True)
+            items = backup.list_archives(ws.path)
+        else:
+            items = ws.backups()
     if as_json:
         typer.echo(json.dumps([b.as_dict() for b in items], indent=2))
         return
@@ -67,9 +92,18 @@ def restore(backup_id: str, yes: bool = typer.Option(False, "--yes", "-y", help=
             home: str = HOME) -> None:
     """Verify BACKUP_ID, then replace the workspace's data with it (catalogue, audit chain and,
     without --governance, the governance state are kept as they are now)."""
-    from emergent.workspace import backup
+    from contextlib import ExitStack
 
-    with workstation(home) as ws:
+    from emergent.workspace import backup
+    from emergent.workspace.integrity import allow_new_database
+
+    with workstation(home) as ws, ExitStack() as stack:
+        lost = _database_lost(ws)
+        if lost:  # the restore replaces the database: open a new one to restore into
+            stack.enter_context(allow_new_database(ws.path))
+            governance = True
+            typer.secho(f"note: the database of {ws.path} is lost: it is taken from the backup, governance state "
+                        "included (there is none left to keep)", err=True)
         info = backup.get(ws.path, ws.sql, backup_id)
         if not yes:
             what = "data and governance state" if governance else "data"

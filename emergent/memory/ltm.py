@@ -497,6 +497,8 @@ class Upkeep:
         except Exception as exc:  # noqa: BLE001 - never fails the write that already committed
             self._failed(exc)
             self._defer()
+        else:
+            self.last_error = None
 
     def _failed(self, exc: BaseException) -> None:
         self.failures += 1

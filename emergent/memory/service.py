@@ -293,6 +293,7 @@ class Memory:
         cause = exc.__cause__ if isinstance(exc, PartialWriteError) and exc.__cause__ is not None else exc
         said = cause.message if isinstance(cause, EmergentError) else f"{type(cause).__name__}: {str(cause)[:300]}"
         hint = cause.hint if isinstance(cause, EmergentError) and cause.hint else "fix the cause and retry"
+        hint = hint.split("; nothing was written")[0].split("; what was stored is listed")[0]  # said below, for the call
         return PartialWriteError(
             f"ingest stored {len(committed)} of {len(records)} items (their ids are in `committed_ids`), then "
             f"failed: {said}",

@@ -258,6 +258,16 @@ def list_backups(path: Path, sql: Any, *, uncatalogued: bool = True) -> list[Bac
     return sorted(found, key=lambda b: -b.created_at)
 
 
+def list_archives(path: Path) -> list[BackupInfo]:
+    """The archives in ``<path>/backups`` read from their manifests, newest first (no database
+    needed: what ``emergent backup list`` shows when the workspace's database is lost)."""
+    found = []
+    for archive in sorted((Path(path) / "backups").glob(f"*{SUFFIX}")):
+        with contextlib.suppress(IntegrityError):
+            found.append(_info_from_file(archive))
+    return sorted(found, key=lambda b: -b.created_at)
+
+
 def get(path: Path, sql: Any, backup_id: str) -> BackupInfo:
     """The catalogued backup ``backup_id``; else an archive of that name under ``<path>/backups``
     or at that path (a lost database, an archive copied from elsewhere), read from its manifest."""
@@ -568,4 +578,4 @@ def _info_from_file(path: Path) -> BackupInfo:
 
 
 __all__ = ["GOVERNANCE", "BackupInfo", "RestoreReport", "WorkspaceStores", "check", "create", "get",
-           "list_backups", "restore", "verify"]
+           "list_archives", "list_backups", "restore", "verify"]
