@@ -194,11 +194,19 @@ class SQLStore:
 
     def upgrade(self, lock_dir: Path | None = None) -> None:
         from alembic import command
+        from alembic.util.exc import CommandError
 
         where = _where(self.engine.url)
         try:
             with _migration_lock(self.engine, lock_dir), self.engine.begin() as conn:
                 command.upgrade(_alembic_config(conn), "heads")
+        except CommandError as exc:
+            if "can't locate revision" not in str(exc).lower():
+                raise
+            raise ConfigError(f"the database {where} was migrated by a newer emergent ({exc})",
+                              hint="upgrade emergent in this environment (every process of a workspace must run "
+                                   "the same version), or restore a backup taken with this version",
+                              path=where) from exc
         except (sa.exc.DatabaseError, sqlite3.DatabaseError) as exc:  # raised while connecting, before the hook
             err = translate_error(getattr(exc, "orig", None) or exc, where)
             if err is not None:

@@ -213,6 +213,13 @@ def _check_lance(stores: DoctorStores, report: DoctorReport) -> None:
         meta = lance.get_meta()
     except Exception as exc:  # noqa: BLE001
         problems.append(_error(exc))
+    from emergent.memory.ltm import SCHEMA_VERSION
+
+    for name in ("memories", "memories_archive"):
+        found = tables.get(name, {}).get("schema_version", 0)
+        if found > SCHEMA_VERSION:
+            problems.append((f"LanceDB table {lance.table_path(name)} has schema version {found}, newer than this "
+                             f"emergent ({SCHEMA_VERSION})", "upgrade emergent in this environment"))
     for message, hint in problems:
         report.add("lance", ERROR, message, hint or "restore the newest good backup (`emergent backup restore ID`)")
     if not problems:

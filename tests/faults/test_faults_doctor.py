@@ -164,3 +164,17 @@ def test_a_missing_workspace_is_a_usage_error_not_a_traceback(tmp_path: Path, fl
     run = subprocess.run([EMERGENT, "doctor", *([flag] if flag else []), "--home", str(tmp_path / "nope")],
                          env=_env(), capture_output=True, text=True)
     assert run.returncode == 2 and "does not exist" in run.stderr and "Traceback" not in run.stderr
+
+
+def test_stores_written_by_a_newer_version_are_named(home: Path) -> None:
+    _workspace(home)
+    with sqlite3.connect(home / "emergent.db") as conn:
+        conn.execute("UPDATE alembic_version SET version_num = 'mem_0099' WHERE version_num = 'mem_0001'")
+    with sqlite3.connect(home / "stm.db") as conn:
+        conn.execute("PRAGMA user_version = 7")
+    code, report = doctor(home)
+    assert code == 1
+    bad = failing(report)
+    assert "migrated by a newer emergent" in bad["sql"][0]["summary"] and "mem_0099" in bad["sql"][0]["summary"]
+    assert "upgrade emergent" in bad["sql"][0]["remedy"]
+    assert "layout 7, newer than this emergent" in bad["stm"][0]["summary"]
