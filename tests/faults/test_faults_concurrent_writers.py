@@ -82,3 +82,29 @@ def test_two_processes_ingesting_store_every_reported_id_exactly_once_and_never_
             assert sorted(r["committed_ids"]) == sorted(stored), r
     # The fault was really exercised: the writers' index upkeep collided and was retried, not raised.
     assert sum(u["upkeep_failures"] for u in upkeep) >= 1, upkeep
+
+
+def test_index_upkeep_that_conflicts_never_fails_the_write_and_is_retried(ws: Workstation,
+                                                                          monkeypatch) -> None:
+    import time
+
+    ltm = ws.memory.ltm
+    real = ltm.store.maintain
+    calls = {"n": 0}
+
+    def conflicting(*args: object, **kwargs: object) -> object:
+        calls["n"] += 1
+        if calls["n"] <= 2:  # the inline run and the first background retry collide with another writer
+            raise RuntimeError("lance error: Retryable commit conflict for version 7: This CreateIndex transaction "
+                               "was preempted by concurrent transaction Rewrite at version 7. Please retry.")
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(ltm.store, "maintain", conflicting)
+    ids = ws.memory.ingest(["the write commits", "and reports what it stored"])
+    assert ltm.present_ids(ids) == set(ids)
+    assert ltm.upkeep.failures >= 1
+    deadline = time.monotonic() + 20
+    while ltm.upkeep.last_error is not None and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert ltm.upkeep.last_error is None and calls["n"] == 3 and ltm.upkeep.failures == 2  # retried until done
+    assert any("text" in i.columns for i in ltm.table.list_indices())  # the full-text index exists

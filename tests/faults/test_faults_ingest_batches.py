@@ -86,3 +86,18 @@ def test_disk_filling_up_mid_ingest_names_exactly_the_committed_ids(small_disk, 
     texts_now = [r["text"] for r in ws.memory.ltm.scan(columns=["text"]).to_pylist()]
     assert len(texts_now) == 300 + len(texts) and len(set(texts_now)) == len(texts_now)
     ws.close()
+
+
+def test_a_failing_listener_does_not_fail_a_write_that_committed(ws: Workstation, caplog) -> None:
+    import logging
+
+    def broken(event: str, items: object) -> None:
+        raise RuntimeError("graph extractor crashed")
+
+    ws.memory.add_listener(broken)
+    with caplog.at_level(logging.WARNING, logger="emergent.memory"):
+        ids = ws.memory.ingest(["first stored memory", "second stored memory"])
+        rec = ws.memory.remember("a short-term memory")
+    assert len(ids) == 2 and ws.memory.ltm.count() == 2 and ws.memory.get(rec.id).text == "a short-term memory"
+    assert "is stored, but listener" in caplog.text and "graph extractor crashed" in caplog.text
+    assert [e[0] for e in ws.memory.listener_errors] == ["ingest", "remember"]
