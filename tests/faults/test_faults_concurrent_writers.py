@@ -108,3 +108,21 @@ def test_index_upkeep_that_conflicts_never_fails_the_write_and_is_retried(ws: Wo
         time.sleep(0.05)
     assert ltm.upkeep.last_error is None and calls["n"] == 3 and ltm.upkeep.failures == 2  # retried until done
     assert any("text" in i.columns for i in ltm.table.list_indices())  # the full-text index exists
+
+
+def test_a_long_lived_process_sees_what_another_process_stored(home: Path) -> None:
+    import time
+
+    ws = Workstation.open(home, embedder="hashing")
+    ws.memory.ingest(["stored by the notebook"])
+    assert ws.memory.ltm.count() == 1  # the table handle is open from here on
+    env = {k: v for k, v in os.environ.items() if not k.startswith("EMERGENT_")}
+    env["EMERGENT_AUDIT_DIR"] = os.environ["EMERGENT_AUDIT_DIR"]
+    job = f"from emergent import Workstation\nws = Workstation.open({str(home)!r}, embedder='hashing')\n" \
+          "print(ws.memory.ingest(['stored by the scheduled job about otters'])[0])\nws.close()"
+    other = subprocess.run([sys.executable, "-c", job], env=env, capture_output=True, text=True, check=True)
+    deadline = time.monotonic() + 3  # LanceDB handles re-read the latest version at most once a second
+    while ws.memory.ltm.count() < 2 and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert [h.id for h in ws.memory.recall("otters", k=1)] == [other.stdout.strip()]
+    ws.close()
