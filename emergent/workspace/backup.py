@@ -376,6 +376,9 @@ def restore(stores: WorkspaceStores, backup_id: str, *, by: Any, release: Callab
     lock = stores.path / journal.RESTORE_LOCK
     with journal.os_lock(lock) as locked:
         if not locked:
+            if not lock.exists():
+                raise BackupError(f"cannot create the restore lock {lock} (read-only or full disk?)",
+                                  hint="check the workspace's filesystem (`emergent doctor`)", path=str(lock))
             raise BackupError(f"another restore of {stores.path} is running (process {lock.read_text().strip() or '?'})",
                               hint="wait for it to finish", path=str(stores.path))
         if (stores.path / journal.JOURNAL).exists():

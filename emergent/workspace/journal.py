@@ -124,8 +124,12 @@ def os_lock(path: Path, *, shared: bool = False, wait_s: float = 0.0) -> Iterato
     except ImportError:  # pragma: no cover - not on Linux/macOS
         yield True
         return
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+    except OSError:  # a read-only or full disk: nothing proves the lock is free
+        yield False
+        return
     try:
         mode = (fcntl.LOCK_SH if shared else fcntl.LOCK_EX) | fcntl.LOCK_NB
         deadline = time.monotonic() + wait_s

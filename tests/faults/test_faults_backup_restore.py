@@ -23,7 +23,7 @@ import sqlalchemy as sa
 import zstandard
 
 from emergent import Workstation
-from emergent.errors import IntegrityError
+from emergent.errors import BackupError, IntegrityError
 from emergent.memory.tables import memory_ops
 from emergent.workspace import journal
 from emergent.workspace.journal import BACKUP_STEPS, RESTORE_STEPS, RestoreRecovered
@@ -202,3 +202,43 @@ def test_an_older_versions_restore_folder_holding_data_is_kept_and_reported(home
     ws.close()
     Workstation.open(home, embedder="hashing").close()  # and on every later open too
     assert holding.exists()
+
+
+def test_a_restore_running_in_another_process_is_never_rolled_back_under_it(home: Path) -> None:
+    backup_id = _prepared(home)
+    holder = subprocess.Popen(  # a live restore: it holds the restore lock and has begun its journal
+        [sys.executable, "-c", textwrap.dedent(f"""
+            import sys, time
+            from pathlib import Path
+            from emergent.workspace import journal
+            with journal.os_lock(Path({str(home)!r}) / journal.RESTORE_LOCK):
+                journal.RestoreJournal(Path({str(home)!r})).begin(backup={backup_id!r}, work="/nonexistent")
+                print("holding", flush=True)
+                time.sleep(60)
+        """)], stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout is not None and holder.stdout.readline().strip() == "holding"
+        with pytest.raises(BackupError, match=f"a restore of {home} is running in process {holder.pid}"):
+            journal.recover(home, lambda: None, wait_s=0.3)
+        assert (home / journal.JOURNAL).exists()
+        with journal.inspect_only():
+            ws = Workstation.open(home, embedder="hashing")
+        with pytest.raises(BackupError, match=rf"another restore of .* is running \(process {holder.pid}\)"):
+            ws.restore(backup_id, by=ws.principal)
+        ws.close()
+    finally:
+        holder.kill()
+        holder.wait()
+    # The holder died: its restore is abandoned. No new restore starts over it...
+    with journal.inspect_only():
+        ws = Workstation.open(home, embedder="hashing")
+    with pytest.raises(BackupError, match="has not been recovered") as err:
+        ws.restore(backup_id, by=ws.principal)
+    assert "emergent doctor --repair" in err.value.hint
+    ws.close()
+    # ...and the next open recovers it.
+    with pytest.warns(RestoreRecovered):
+        ws = Workstation.open(home, embedder="hashing")
+    assert ws.recovered is not None and ws.recovered.outcome == "rolled back"
+    assert ws.memory.ltm.count() == len(BEFORE) + len(AFTER)
+    ws.close()
