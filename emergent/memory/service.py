@@ -229,7 +229,10 @@ class Memory:
             try:
                 ids += self._write_batch(batch)
             except Exception as exc:
-                raise self._ingest_failure(exc, ids, records) from exc
+                failure = self._ingest_failure(exc, ids, records)
+                if failure is exc:
+                    raise
+                raise failure from exc
         self._log("ingest", self._scope(scope), len(ids), t0)
         return ids
 
