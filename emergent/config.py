@@ -145,6 +145,8 @@ class Settings(BaseSettings):
     agents: list[str] = Field(default_factory=list, description="agents that exist by configuration (names)")
     roles: dict[str, list[str]] = Field(
         default_factory=dict, description='roles by principal key, e.g. {"agent:scout": ["role:analyst"]}')
+    gc_freeze: bool = Field(
+        True, description="freeze the heap present when memory opens out of the cyclic GC's sight (recall p99)")
     audit_dir: Path | None = Field(
         None, description="where the audit chain's signed head and its HMAC key live (default: the user's "
                           "config directory, apart from the workspace and its database)")

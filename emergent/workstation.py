@@ -153,6 +153,10 @@ class Workstation:
     def memory(self) -> Memory:
         from emergent.memory.ltm import LongTermMemory
         from emergent.memory.service import Memory
+        if self.settings.gc_freeze:
+            from emergent.memory.service import freeze_startup_heap
+
+            freeze_startup_heap()
         from emergent.memory.stm import RedisSTM
         from emergent.memory.stm_sqlite import SQLiteSTM
         from emergent.stores.lance import IndexPolicy

@@ -11,7 +11,6 @@ from __future__ import annotations
 import gc
 import json
 import logging
-import os
 import re
 import reprlib
 import threading
@@ -102,7 +101,6 @@ class Memory:
         #: the newest listener failures (event, listener, error): a write that committed is never
         #: failed by what follows it (the knowledge graph catches up with `emergent graph sync`)
         self.listener_errors: deque[tuple[str, str, str]] = deque(maxlen=20)
-        _freeze_startup_heap()
 
     def add_retriever(self, name: str, fn: Retriever, weight: float = 1.0) -> None:
         """Fuse another ranked list into recall (the knowledge graph offers one).
@@ -603,16 +601,16 @@ _POOL: ThreadPoolExecutor | None = None
 _FROZEN = False
 
 
-def _freeze_startup_heap() -> None:
+def freeze_startup_heap() -> None:
     """Move what exists when the first memory service starts (the imported modules of LanceDB,
     pyarrow, SQLAlchemy, pydantic...: ~190k objects) out of the cyclic garbage collector's sight.
 
     A full (generation 2) collection otherwise walks all of them: ~140 ms during which every
     thread stops, which was the tail of recall under concurrent load (p99 ~2-3x p50). Frozen
     objects are still freed by reference counting; only cycles among them are never collected.
-    ``EMERGENT_GC_FREEZE=0`` turns this off."""
+    Called by the composition root (``EMERGENT_GC_FREEZE=false`` turns it off), never by the service."""
     global _FROZEN
-    if _FROZEN or os.environ.get("EMERGENT_GC_FREEZE", "1") == "0":
+    if _FROZEN:
         return
     _FROZEN = True
     gc.freeze()
