@@ -62,9 +62,11 @@ RESTORE_LOCK = ".restore.lock"
 BACKUPS_LOCK = ".lock"
 STAGING_PREFIX = ".staging-"
 #: the environment variable that makes a process SIGKILL itself at a named step (fault-injection tests)
-KILL_AT = "EMERGENT_FAULT_KILL_AT"
+#: fault injection for tests: a child process sets this to a step name and is SIGKILLed there
+#: (a module attribute the test sets in its own child, never read from the environment)
+KILL_AT: str | None = None
 
-#: the steps of a restore on SQLite, in order (the names ``EMERGENT_FAULT_KILL_AT=restore:<step>`` takes)
+#: the steps of a restore on SQLite, in order (the names ``KILL_AT = "restore:<step>"`` takes)
 RESTORE_STEPS = (
     "begin",
     "lance:aside", "lance:aside:done", "lance:in", "lance:in:done",
@@ -83,8 +85,8 @@ class RestoreRecovered(UserWarning):
 
 
 def fault_point(name: str) -> None:
-    """SIGKILL this process at step ``name`` when ``EMERGENT_FAULT_KILL_AT`` names it (tests only)."""
-    if os.environ.get(KILL_AT) == name:
+    """SIGKILL this process at step ``name`` when :data:`KILL_AT` names it (tests only)."""
+    if KILL_AT is not None and name == KILL_AT:
         os.kill(os.getpid(), signal.SIGKILL)
 
 

@@ -1,6 +1,6 @@
 """Fault 4: backup and restore leave no debris and no half-states.
 
-A real child process is SIGKILLed at each step of a restore (``EMERGENT_FAULT_KILL_AT``); opening
+A real child process is SIGKILLed at each step of a restore (``emergent.workspace.journal.KILL_AT``, set in the child); opening
 the workspace again rolls the restore back (before the restored database was finished) or
 completes it (after), says which (a warning, ``ws.recovered``, an audit entry), and leaves no
 work directory behind. Killed backups leave nothing on the next open. A damaged manifest is an
@@ -35,9 +35,8 @@ AFTER = [f"note {i} written after the backup, about the southern river" for i in
 def _child(home: Path, body: str, kill_at: str | None) -> subprocess.CompletedProcess[str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("EMERGENT_")}
     env["EMERGENT_AUDIT_DIR"] = os.environ["EMERGENT_AUDIT_DIR"]
-    if kill_at:
-        env[journal.KILL_AT] = kill_at
-    script = "from emergent import Workstation\n" \
+    script = (f"import emergent.workspace.journal as _journal\n_journal.KILL_AT = {kill_at!r}\n" if kill_at else "") + \
+        "from emergent import Workstation\n" \
              f"ws = Workstation.open({str(home)!r}, embedder='hashing')\n" + textwrap.dedent(body)
     return subprocess.run([sys.executable, "-c", script], env=env, capture_output=True, text=True, timeout=240)
 

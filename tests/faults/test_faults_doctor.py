@@ -68,8 +68,9 @@ def test_a_healthy_workspace_exits_0_and_reports_every_store(home: Path) -> None
 
 def test_an_interrupted_restore_is_reported_untouched_then_repaired(home: Path) -> None:
     bid = _workspace(home)
-    env = _env(**{journal.KILL_AT: "restore:sqlite:in:done"})
-    script = f"from emergent import Workstation\nws = Workstation.open({str(home)!r})\nws.restore({bid!r}, by=ws.principal)"
+    env = _env()
+    script = ("import emergent.workspace.journal as _journal\n_journal.KILL_AT = 'restore:sqlite:in:done'\n"
+              f"from emergent import Workstation\nws = Workstation.open({str(home)!r})\nws.restore({bid!r}, by=ws.principal)")
     assert subprocess.run([sys.executable, "-c", script], env=env, capture_output=True).returncode == -9
 
     code, report = doctor(home)
