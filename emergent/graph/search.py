@@ -333,8 +333,9 @@ class GraphSearch:
         Each linked mention gives a memory the best ``weight x sqrt(specificity)`` among the mention's
         nodes it supports (specificity = 1 / memories mentioning the node, an IDF: the speaker of half
         the conversation counts little). Only memories supporting at least ``min_coverage`` mentions
-        (fewer if the query has fewer) are returned: the intersection a multi-hop question needs
-        ("Where has Melanie camped?": Melanie and camping), which single retrievers rank low."""
+        are returned: the intersection a multi-hop question needs ("Where has Melanie camped?":
+        Melanie and camping), which single retrievers rank low. A question that links fewer mentions
+        gets no list (vector and text search answer it alone)."""
         idx = self.index()
         linked = self.link_mentions(query, scope)
         need = max(1, self.min_coverage)

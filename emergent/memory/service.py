@@ -147,8 +147,11 @@ class Memory:
         stability = decay.initial_stability(importance, self.config.initial_stability_days,
                                             self.config.importance_stability_boost)
         stability *= self.config.kind_stability_factor.get(kind.value, 1.0)
+        # ``at`` is when it happened (created_at: time filters, temporal neighbours); the memory is
+        # learned now, so its forgetting curve starts now: a backdated memory neither expires from
+        # short-term memory at once nor is archived by the next consolidation.
         return MemoryRecord(id=new_id(t), text=text, kind=kind, importance=importance, scope=scope,
-                            created_at=t, last_accessed=t, stability=stability, meta=meta)
+                            created_at=t, last_accessed=max(t, now), stability=stability, meta=meta)
 
     def _ttl(self, rec: MemoryRecord) -> float:
         age = max(0.0, self.clock.now() - rec.last_accessed)

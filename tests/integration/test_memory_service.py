@@ -192,3 +192,18 @@ def test_an_important_local_stm_item_whose_ttl_ran_out_is_still_promoted(home):
     assert ws.memory.consolidate(principal=ws.principal).promoted == 1
     assert ws.memory.get(keep.id).tier is Tier.LTM
     ws.close()
+
+
+def test_a_backdated_memory_is_recalled_and_survives_consolidation(ws, me):
+    """remember(at=<months ago>) records when it happened; it was learned now, so it neither expires
+    from short-term memory at once nor is archived as decayed (notebook 05 recalled unrelated notes)."""
+    mem = ws.memory
+    note = mem.remember("My friend Jolene works at Google.", at="2024-03-01")
+    for i in range(5):
+        mem.remember(f"unrelated note {i} about the weather")
+    hits = mem.recall("What does Jolene do?", k=3)
+    assert hits[0].id == note.id
+    assert mem.get(note.id).created_at < ws.clock.now() - 86400 * 30
+    old = mem.ingest([{"text": "Perch spawn in April.", "at": "2020-04-01"}])
+    mem.consolidate(principal=me)
+    assert mem.recall("When do perch spawn?", k=1)[0].id == old[0]
