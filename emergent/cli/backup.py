@@ -20,6 +20,18 @@ from emergent.cli._common import HOME, workstation
 app = typer.Typer(no_args_is_help=True)
 
 
+def _working(what: str) -> Any:
+    """A spinner on stderr while long work runs (only in a terminal; scripts see nothing)."""
+    import contextlib
+    import sys
+
+    if not sys.stderr.isatty():
+        return contextlib.nullcontext()
+    from rich.console import Console
+
+    return Console(stderr=True).status(what, spinner="dots")
+
+
 def _size(n: int) -> str:
     for unit in ("B", "KB", "MB", "GB"):
         if n < 1024 or unit == "GB":
@@ -32,7 +44,8 @@ def _size(n: int) -> str:
 def create(note: str = typer.Option(None, help="a note stored in the catalogue"), home: str = HOME) -> None:
     """Archive LanceDB tables, the SQL database and short-term memory under <workspace>/backups."""
     with workstation(home) as ws:
-        info = ws.backup(note, by=ws.principal)
+        with _working("archiving the workspace (LanceDB, SQL, short-term memory)..."):
+            info = ws.backup(note, by=ws.principal)
         typer.echo(f"created backup {info.id}: {info.memories} memories, {_size(info.size_bytes)} at {info.path}")
 
 
@@ -80,7 +93,8 @@ def list_(as_json: bool = typer.Option(False, "--json"), home: str = HOME) -> No
 def verify(backup_id: str, home: str = HOME) -> None:
     """Recompute every checksum of BACKUP_ID (exit 2 with the problems when one differs)."""
     with workstation(home) as ws:
-        manifest = ws.verify_backup(backup_id, by=ws.principal)
+        with _working(f"verifying {backup_id} (every member's sha256)..."):
+            manifest = ws.verify_backup(backup_id, by=ws.principal)
     files = len(manifest["files"])
     typer.echo(f"backup {backup_id} is intact: {files + 1} files match their sha256, counts {manifest['counts']}")
 
@@ -109,7 +123,8 @@ def restore(backup_id: str, yes: bool = typer.Option(False, "--yes", "-y", help=
             what = "data and governance state" if governance else "data"
             typer.confirm(f"replace the {what} of {ws.path} with backup {info.id} ({info.memories} memories)?",
                           abort=True)
-        report = ws.restore(backup_id, by=ws.principal, governance=governance)
+        with _working(f"verifying and restoring {backup_id}..."):
+            report = ws.restore(backup_id, by=ws.principal, governance=governance)
         typer.echo(json.dumps(report.as_dict(), indent=2))
 
 
