@@ -92,9 +92,8 @@ def list_(as_json: bool = typer.Option(False, "--json"), home: str = HOME) -> No
 @app.command()
 def verify(backup_id: str, home: str = HOME) -> None:
     """Recompute every checksum of BACKUP_ID (exit 2 with the problems when one differs)."""
-    with workstation(home) as ws:
-        with _working(f"verifying {backup_id} (every member's sha256)..."):
-            manifest = ws.verify_backup(backup_id, by=ws.principal)
+    with workstation(home) as ws, _working(f"verifying {backup_id} (every member's sha256)..."):
+        manifest = ws.verify_backup(backup_id, by=ws.principal)
     files = len(manifest["files"])
     typer.echo(f"backup {backup_id} is intact: {files + 1} files match their sha256, counts {manifest['counts']}")
 
