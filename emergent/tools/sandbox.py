@@ -76,33 +76,29 @@ memory pressure within the limits. Use a VM or a container runtime for hostile c
 from __future__ import annotations
 
 import contextlib
-import ctypes
-import functools
-import itertools
 import os
 import resource
 import selectors
 import shutil
 import signal
-import stat
 import subprocess
-import sys
 import tempfile
 import time
-from collections.abc import Callable, Container, Iterator, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any, NoReturn
+from typing import Any
 
 from emergent.errors import ConfigError, SandboxLimitError, ValidationError
+from emergent.tools import _sandbox_procs as _procs
+from emergent.tools._sandbox_probe import (
+    _world_executable,
+    bwrap_argv,
+    isolation,
+    python_executable,
+    scrub_env,
+)
 
-CLONE_NEWNS = 0x00020000
-CLONE_NEWUSER = 0x10000000
-CLONE_NEWPID = 0x20000000
-CLONE_NEWNET = 0x40000000
-PR_SET_PDEATHSIG = 1
-PR_SET_CHILD_SUBREAPER = 36
-MS_NOSUID, MS_NODEV, MS_NOEXEC, MS_REC, MS_PRIVATE = 0x2, 0x4, 0x8, 0x4000, 0x40000
 NOBODY = 65534
 LEVELS = ("none", "process", "network", "namespace")
 #: kill guarantees, strongest first (see the module docstring)
@@ -110,9 +106,7 @@ KILLS = ("pid-namespace", "subreaper", "cgroup", "process-group")
 EXIT_CODES = {"timeout": 124, "cpu": 152, "memory": 153, "file_size": 154, "output": 155, "processes": 156}
 _ORDER = {"none": 0, "process": 1, "network": 2, "namespace": 3}
 _SUPERVISED = ("pid-namespace", "subreaper")  # a supervisor process sits between us and the program
-_STOP = {signal.SIGTERM, signal.SIGHUP, signal.SIGINT}  # asks a supervisor to end the run
 _DRAIN_S = 0.5  # after the main process ended: how long to read what is still in the pipes
-_cgroup_ids = itertools.count()
 
 
 @dataclass(frozen=True, slots=True)
@@ -195,207 +189,11 @@ class _Plan:
         return self.supervised or self.bwrap or self.direct
 
 
-# ---------------------------------------------------------------- kernel interfaces
-@functools.lru_cache(maxsize=1)
-def _libc() -> Any:
-    libc = ctypes.CDLL(None, use_errno=True)
-    libc.mount.argtypes = [ctypes.c_char_p, ctypes.c_char_p, ctypes.c_char_p, ctypes.c_ulong, ctypes.c_void_p]
-    libc.prctl.argtypes = [ctypes.c_int, ctypes.c_ulong, ctypes.c_ulong, ctypes.c_ulong, ctypes.c_ulong]
-    libc.unshare.argtypes = [ctypes.c_int]
-    libc.setns.argtypes = [ctypes.c_int, ctypes.c_int]
-    return libc
-
-
-def _check(ret: int, what: str) -> None:
-    if ret != 0:
-        err = ctypes.get_errno()
-        raise OSError(err, f"{what}: {os.strerror(err)}")
-
-
-def _write(path: str, text: str) -> None:
-    fd = os.open(path, os.O_WRONLY)
-    try:
-        os.write(fd, text.encode())
-    finally:
-        os.close(fd)
-
-
-def _is_root() -> bool:
-    return hasattr(os, "geteuid") and os.geteuid() == 0
-
-
-def _stat_ppid(pid: int) -> int | None:
-    try:
-        with open(f"/proc/{pid}/stat", "rb") as fh:
-            return int(fh.read().rsplit(b")", 1)[1].split()[1])
-    except (OSError, IndexError, ValueError):
-        return None
-
-
-def _ppid_map() -> dict[int, list[int]]:
-    """parent pid -> child pids, for every process /proc shows."""
-    kids: dict[int, list[int]] = {}
-    for entry in os.listdir("/proc"):
-        if entry.isdigit() and (ppid := _stat_ppid(int(entry))) is not None:
-            kids.setdefault(ppid, []).append(int(entry))
-    return kids
-
-
-def _kill_exact(pid: int, parents: Container[int]) -> None:
-    """SIGKILL ``pid`` only while it is a child of one of ``parents``. The process is pinned by a
-    pidfd before its parent is checked, so a recycled pid number never hits a stranger."""
-    try:
-        fd = os.pidfd_open(pid)
-    except AttributeError:  # no pidfd on this kernel or Python: check, then kill (a tiny window)
-        fd = -1
-    except OSError:
-        return
-    try:
-        if _stat_ppid(pid) in parents:
-            if fd < 0:
-                os.kill(pid, signal.SIGKILL)
-            else:
-                signal.pidfd_send_signal(fd, signal.SIGKILL)
-    except OSError:
-        pass
-    finally:
-        if fd >= 0:
-            os.close(fd)
-
-
-def _kill_descendants(root: int, depth: int | None = None) -> int:
-    """SIGKILL every process whose chain of parents leads to ``root`` (down to ``depth``
-    generations); session and process group do not matter. Returns how many were found."""
-    kids, tree, level, found = _ppid_map(), {root}, [root], 0
-    while level and (depth is None or depth > 0):
-        level = [pid for parent in level for pid in kids.get(parent, ())]
-        tree.update(level)
-        for pid in level:
-            _kill_exact(pid, tree)
-        found += len(level)
-        depth = None if depth is None else depth - 1
-    return found
-
-
-# ---------------------------------------------------------------- the supervisor (a forked child)
-def _relay(status: int) -> NoReturn:
-    """End the supervisor the way the program ended (its exit code, or its signal)."""
-    code = os.waitstatus_to_exitcode(status)
-    if code >= 0:
-        os._exit(code)
-    sig = -code
-    with contextlib.suppress(Exception):
-        while signal.sigtimedwait(_STOP | {signal.SIGCHLD}, 0) is not None:  # drop pending stop requests
-            pass
-        if sig != signal.SIGKILL:  # its disposition cannot be changed (and is the default anyway)
-            signal.signal(sig, signal.SIG_DFL)
-        signal.pthread_sigmask(signal.SIG_SETMASK, [])
-        os.kill(os.getpid(), sig)
-    os._exit(128 + sig)
-
-
-def _reap(child: int, status: int | None) -> tuple[int | None, bool]:
-    """Reap every exited child without blocking: (the program's status if seen, any child left)."""
-    while True:
-        try:
-            pid, st = os.waitpid(-1, os.WNOHANG)
-        except ChildProcessError:
-            return status, False
-        if pid == 0:
-            return status, True
-        if pid == child:
-            status = st
-
-
-def _sweep(child: int, status: int | None, patience: float = 10.0) -> int | None:
-    """Kill and reap every descendant of this (subreaper) process until it has no child left.
-    Orphans are re-parented to us, so no child left means nothing of the run is left."""
-    me, end = os.getpid(), time.monotonic() + patience
-    if status is None:  # not reaped yet, so its group id cannot be anyone else's
-        with contextlib.suppress(OSError):
-            os.killpg(child, signal.SIGKILL)
-    while True:
-        status, left = _reap(child, status)
-        if not left or time.monotonic() > end:
-            return status
-        _kill_descendants(me)
-        time.sleep(0.001)
-
-
-def _supervise(child: int, kill: str, parent: int) -> NoReturn:
-    """The supervisor between us and the program: waits until the program exits or it is asked to
-    stop (SIGTERM, or our death via PDEATHSIG), then makes sure nothing the program started is
-    left, reaps it and exits the way the program did. Runs in the forked child; never returns."""
-    try:
-        os.closerange(0, _max_fd())  # our pipes, the exec-error pipe: the parent must see them close
-        _check(_libc().prctl(PR_SET_PDEATHSIG, signal.SIGTERM, 0, 0, 0), "prctl(PDEATHSIG)")
-        status, stop = None, os.getppid() != parent
-        while status is None and not stop:
-            info = signal.sigtimedwait(_STOP | {signal.SIGCHLD}, 1.0)  # blocked since before the fork
-            stop = info is not None and info.si_signo in _STOP
-            status, left = _reap(child, status)
-            stop = stop or not left
-        if kill == "pid-namespace":  # the program is PID 1: its death ends the namespace
-            if status is None:
-                with contextlib.suppress(OSError):
-                    os.kill(child, signal.SIGKILL)
-                status = os.waitpid(child, 0)[1]
-        else:
-            status = _sweep(child, status)
-        _relay(status if status is not None else signal.SIGKILL)
-    finally:
-        os._exit(255)
-
-
-@functools.lru_cache(maxsize=1)
-def _max_fd() -> int:
-    try:
-        return max(int(os.sysconf("SC_OPEN_MAX")), 1024)
-    except (OSError, ValueError):
-        return 65536
-
-
-def _enter_namespaces(flags: int, uid: int, gid: int, userns: bool) -> None:
-    if userns:
-        flags |= CLONE_NEWUSER
-    _check(_libc().unshare(flags), "unshare")
-    if userns:  # map our own ids (an unprivileged process may map exactly its own)
-        with contextlib.suppress(FileNotFoundError):
-            _write("/proc/self/setgroups", "deny")
-        _write("/proc/self/uid_map", f"{uid} {uid} 1")
-        _write("/proc/self/gid_map", f"{gid} {gid} 1")
-
-
-@contextlib.contextmanager
-def _pid_namespace_for_children() -> Iterator[None]:
-    """Make the next child this thread forks PID 1 of a new pid namespace, then put this thread
-    back. Namespaces are per thread and ``unshare(CLONE_NEWPID)`` moves only the thread's future
-    children (not itself, nor other threads), so the program can be our direct child without a
-    supervisor in between. Needs CAP_SYS_ADMIN (root); an unprivileged caller would need a user
-    namespace, which a multi-threaded process cannot enter."""
-    libc = _libc()
-    active = os.open("/proc/thread-self/ns/pid", os.O_RDONLY)
-    try:
-        _check(libc.unshare(CLONE_NEWPID), "unshare(CLONE_NEWPID)")
-        try:
-            yield
-        finally:  # always back: children of this thread must not land in a namespace whose init died
-            _check(libc.setns(active, CLONE_NEWPID), "setns(back to our pid namespace)")
-    finally:
-        os.close(active)
-
-
 def _popen(argv: Sequence[str], plan: _Plan, preexec: Callable[[], None], **kw: Any) -> subprocess.Popen[bytes]:
     if not plan.direct:
         return subprocess.Popen(list(argv), preexec_fn=preexec, start_new_session=True, **kw)  # noqa: PLW1509
-    with _pid_namespace_for_children():
+    with _procs._pid_namespace_for_children():
         return subprocess.Popen(list(argv), preexec_fn=preexec, start_new_session=True, **kw)  # noqa: PLW1509
-
-
-def _mount_proc() -> None:
-    libc = _libc()
-    _check(libc.mount(b"none", b"/", None, MS_REC | MS_PRIVATE, None), "mount --make-rprivate /")
-    _check(libc.mount(b"proc", b"/proc", b"proc", MS_NOSUID | MS_NODEV | MS_NOEXEC, None), "mount /proc")
 
 
 def _preexec(limits: Limits, plan: _Plan) -> Callable[[], None]:
@@ -408,33 +206,33 @@ def _preexec(limits: Limits, plan: _Plan) -> Callable[[], None]:
           (resource.RLIMIT_NOFILE, (limits.open_files, limits.open_files)),
           (resource.RLIMIT_NPROC, (limits.processes, limits.processes)),
           (resource.RLIMIT_CORE, (0, 0))]
-    flags = CLONE_NEWNET if plan.netns else 0
+    flags = _procs.CLONE_NEWNET if plan.netns else 0
     if plan.kill == "pid-namespace" and not plan.bwrap:
-        flags |= (CLONE_NEWNS if plan.private_proc else 0) | (CLONE_NEWPID if plan.supervised else 0)
+        flags |= (_procs.CLONE_NEWNS if plan.private_proc else 0) | (_procs.CLONE_NEWPID if plan.supervised else 0)
     uid, gid, parent = os.getuid(), os.getgid(), os.getpid()
-    libc = _libc()
-    _max_fd()
+    libc = _procs._libc()
+    _procs._max_fd()
 
     def pre() -> None:
         with contextlib.suppress(ValueError):  # a parent that ignores SIGCHLD would have children auto-reaped
             signal.signal(signal.SIGCHLD, signal.SIG_DFL)
         if plan.cgroup:  # before anything changes who we are
-            _write(os.path.join(plan.cgroup, "cgroup.procs"), str(os.getpid()))
+            _procs._write(os.path.join(plan.cgroup, "cgroup.procs"), str(os.getpid()))
         if flags:
-            _enter_namespaces(flags, uid, gid, plan.userns)
+            _procs._enter_namespaces(flags, uid, gid, plan.userns)
         if plan.supervised:
             if plan.kill == "subreaper":
-                _check(libc.prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0), "prctl(CHILD_SUBREAPER)")
-            old = signal.pthread_sigmask(signal.SIG_BLOCK, _STOP | {signal.SIGCHLD})
+                _procs._check(libc.prctl(_procs.PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0), "prctl(CHILD_SUBREAPER)")
+            old = signal.pthread_sigmask(signal.SIG_BLOCK, _procs._STOP | {signal.SIGCHLD})
             supervisor = os.getpid()
             child = os.fork()
             if child:
-                _supervise(child, plan.kill, parent)
+                _procs._supervise(child, plan.kill, parent)
             signal.pthread_sigmask(signal.SIG_SETMASK, old)
             if plan.kill == "subreaper":
                 os.setpgid(0, 0)  # its own group: a kill(0, ...) of its own cannot reach the supervisor
         if plan.kill == "pid-namespace" and plan.private_proc and not plan.bwrap:
-            _mount_proc()  # we are PID 1 of the new namespace now
+            _procs._mount_proc()  # we are PID 1 of the new namespace now
         for res, val in rl:
             resource.setrlimit(res, val)
         if plan.drop:
@@ -442,185 +240,11 @@ def _preexec(limits: Limits, plan: _Plan) -> Callable[[], None]:
             os.setgid(NOBODY)
             os.setuid(NOBODY)
         if plan.supervised or plan.direct:  # after the uid change, which would clear it
-            _check(libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0), "prctl(PDEATHSIG)")
+            _procs._check(libc.prctl(_procs.PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0), "prctl(PDEATHSIG)")
             if plan.kill == "subreaper" and os.getppid() != supervisor:
                 raise OSError("the sandbox supervisor died before the program started")
 
     return pre
-
-
-# ---------------------------------------------------------------- what this machine gives
-def _probe(plan: _Plan) -> bool:
-    """Run /bin/true with exactly the set-up a run with ``plan`` gets."""
-    if not sys.platform.startswith("linux"):
-        return False
-    try:
-        proc = _popen(["/bin/true"], plan, _preexec(Limits(), plan), stdin=subprocess.DEVNULL,
-                      stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    except (OSError, subprocess.SubprocessError):
-        return False
-    try:
-        return proc.wait(10) == 0
-    except subprocess.TimeoutExpired:
-        proc.kill()
-        proc.wait()
-        return False
-
-
-def bwrap_argv(exe: str, workdir: str, network: bool) -> list[str]:
-    """bubblewrap in front of a command: new namespaces (user, pid, net, ipc, uts, cgroup), a
-    read-only view of the system directories, a private /tmp, and only ``workdir`` writable."""
-    args = [exe, "--unshare-all", "--die-with-parent", "--ro-bind", "/usr", "/usr"]
-    for name in ("bin", "sbin", "lib", "lib32", "lib64", "etc"):
-        path = Path("/") / name
-        if path.is_symlink():
-            args += ["--symlink", os.readlink(path), str(path)]
-        elif path.is_dir():
-            args += ["--ro-bind", str(path), str(path)]
-    args += ["--proc", "/proc", "--dev", "/dev", "--tmpfs", "/tmp"]
-    if not _is_root():  # root runs the system interpreter instead
-        for prefix in sorted({str(Path(sys.prefix).resolve()), str(Path(sys.base_prefix).resolve())}):
-            if not prefix.startswith(("/usr", "/bin", "/lib")):  # our interpreter, when it lives elsewhere
-                args += ["--ro-bind-try", prefix, prefix]
-    if network:
-        args.append("--share-net")
-    if workdir != "/":
-        args += ["--bind", workdir, workdir]
-    return [*args, "--chdir", workdir, "--"]
-
-
-def _probe_bwrap(drop: bool) -> bool:
-    exe = shutil.which("bwrap")
-    if exe is None or not sys.platform.startswith("linux"):
-        return False
-    pre = _preexec(Limits(), _Plan("pid-namespace", bwrap=True, drop=drop))
-    try:
-        return subprocess.run([*bwrap_argv(exe, "/", False), "/bin/true"], preexec_fn=pre,  # noqa: PLW1509
-                              stdin=subprocess.DEVNULL, capture_output=True, start_new_session=True,
-                              timeout=10).returncode == 0
-    except (OSError, subprocess.SubprocessError):
-        return False
-
-
-def _cgroup_dir() -> str | None:
-    """Our own cgroup v2 directory, when we may make child cgroups there and the kernel has
-    ``cgroup.kill`` (5.14+); else None."""
-    try:
-        mounts = Path("/proc/self/mountinfo").read_text().splitlines()
-        own = [ln[3:] for ln in Path("/proc/self/cgroup").read_text().splitlines() if ln.startswith("0::")]
-    except OSError:
-        return None
-    for line in mounts:
-        fields = line.split()
-        if " - cgroup2 " not in line or len(fields) < 5 or not own:
-            continue
-        root, mount = fields[3], fields[4]
-        rel = own[0]
-        if root != "/" and rel.startswith(root):
-            rel = rel[len(root):]
-        base = os.path.normpath(mount + "/" + rel.lstrip("/"))
-        probe = os.path.join(base, f"emergent-probe-{os.getpid()}")
-        try:
-            os.mkdir(probe)
-        except OSError:
-            continue
-        try:
-            if os.path.exists(os.path.join(probe, "cgroup.kill")) and os.access(base, os.W_OK):
-                return base
-        finally:
-            with contextlib.suppress(OSError):
-                os.rmdir(probe)
-    return None
-
-
-def _probe_pid_namespace(root: bool, userns: bool, netns: bool) -> tuple[str | None, bool]:
-    """How a pid namespace can be made here: (``parent`` (our thread makes it, root only) or
-    ``supervisor`` (a forked supervisor makes it) or None, with a private /proc or not)."""
-    ways = [("parent", True), ("supervisor", False)] if root else [("supervisor", False)]
-    for private_proc in (True, False):
-        for how, direct in ways:
-            if _probe(_Plan("pid-namespace", netns=netns, userns=userns, private_proc=private_proc, direct=direct)):
-                return how, private_proc
-    return None, False
-
-
-@functools.lru_cache(maxsize=1)
-def isolation() -> dict[str, Any]:
-    """What this machine gives a sandboxed process (probed once per process, each mechanism by
-    running ``/bin/true`` with it).
-
-    ``level``: ``namespace`` (bubblewrap works), ``network`` (a network namespace via ``unshare``)
-    or ``process`` (limits only). ``kill``: the strongest kill guarantee the default backend
-    gets; ``kill_mechanisms``: those the ``unshare`` backend can be forced to (``Sandbox(kill=)``);
-    ``pid_namespace_via``: ``parent`` (root: the program is our child and PID 1, no extra
-    process) or ``supervisor`` (a forked supervisor in between, as for a user namespace)."""
-    root = _is_root()
-    bwrap = _probe_bwrap(root)
-    userns = not root
-    netns = _probe(_Plan("process-group", netns=True, userns=userns))
-    via, proc = _probe_pid_namespace(root, userns, netns)
-    pidns = via is not None
-    subreaper = _probe(_Plan("subreaper"))
-    cgroup = _cgroup_dir()
-    kills = [k for k, ok in zip(KILLS, (pidns, subreaper, cgroup is not None, True), strict=True) if ok]
-    return {"level": "namespace" if bwrap else "network" if netns else "process", "network_namespace": netns,
-            "kill": "pid-namespace" if bwrap else kills[0], "kill_mechanisms": kills,
-            "pid_namespace": pidns, "pid_namespace_via": via, "private_proc": proc, "subreaper": subreaper,
-            "cgroup": cgroup,
-            "user_namespace": userns and netns, "rlimits": True, "drops_privileges": root,
-            "user": "nobody" if root else os.environ.get("USER", str(os.getuid())),
-            "bubblewrap": bwrap, "bubblewrap_installed": shutil.which("bwrap") is not None}
-
-
-def _world_executable(path: str) -> bool:
-    """True when every directory on the way to ``path`` (and ``path``) lets others pass."""
-    p = Path(path).resolve()
-    try:
-        if not p.stat().st_mode & stat.S_IXOTH:
-            return False
-        return all(parent.stat().st_mode & stat.S_IXOTH for parent in p.parents)
-    except OSError:
-        return False
-
-
-@functools.lru_cache(maxsize=1)
-def python_executable() -> str:
-    """An interpreter the sandbox user can run (the system one when ours lives under /root)."""
-    root = _is_root()
-    for cand in (sys.executable, getattr(sys, "_base_executable", ""), "/usr/bin/python3", "/usr/local/bin/python3"):
-        if cand and os.path.isfile(cand) and os.access(cand, os.X_OK) and (not root or _world_executable(cand)):
-            return cand
-    raise ConfigError("no Python interpreter the sandbox user may execute",
-                      hint="install python3 system-wide (apt-get install python3)")
-
-
-def scrub_env(extra: Mapping[str, str] | None, workdir: str) -> dict[str, str]:
-    env = {"PATH": "/usr/local/bin:/usr/bin:/bin", "HOME": workdir, "TMPDIR": workdir, "LANG": "C.UTF-8",
-           "PYTHONDONTWRITEBYTECODE": "1", "PYTHONUNBUFFERED": "1"}
-    for k, v in (extra or {}).items():
-        if not k.upper().startswith("EMERGENT_"):
-            env[k] = str(v)
-    return env
-
-
-def _group(pgid: int) -> list[int]:
-    """The processes (zombies included) that belong to process group ``pgid``."""
-    out: list[int] = []
-    try:
-        entries = os.listdir("/proc")
-    except OSError:
-        return out
-    for entry in entries:
-        if not entry.isdigit():
-            continue
-        try:
-            with open(f"/proc/{entry}/stat", "rb") as fh:
-                fields = fh.read().rsplit(b")", 1)[1].split()
-        except (OSError, IndexError):
-            continue
-        if len(fields) > 2 and int(fields[2]) == pgid:
-            out.append(int(entry))
-    return out
 
 
 def _classify(rc: int | None, stderr: str, killed: str | None) -> str | None:
@@ -638,56 +262,6 @@ def _classify(rc: int | None, stderr: str, killed: str | None) -> str | None:
     if "Resource temporarily unavailable" in tail:
         return "processes"
     return None
-
-
-def _make_cgroup(base: str) -> str:
-    path = os.path.join(base, f"emergent-sbx-{os.getpid()}-{next(_cgroup_ids)}")
-    try:
-        os.mkdir(path)
-    except OSError as exc:
-        raise ConfigError(f"could not create the sandbox cgroup {path}: {exc.strerror}",
-                          hint="use Sandbox(kill='auto') or make the cgroup writable") from None
-    return path
-
-
-def _cgroup_empty(path: str) -> bool:
-    try:
-        return "populated 0" in Path(path, "cgroup.events").read_text()
-    except OSError:
-        return True  # gone
-
-
-def _kill_cgroup(path: str, patience: float = 3.0) -> None:
-    """``cgroup.kill`` (unless it is empty already) and wait until the cgroup is empty."""
-    if _cgroup_empty(path):
-        return
-    with contextlib.suppress(OSError):
-        _write(os.path.join(path, "cgroup.kill"), "1")
-    end = time.monotonic() + patience
-    while not _cgroup_empty(path) and time.monotonic() < end:
-        time.sleep(0.002)
-
-
-def _remove_cgroup(path: str) -> None:
-    _kill_cgroup(path)
-    end = time.monotonic() + 2
-    while True:
-        try:
-            os.rmdir(path)
-            return
-        except FileNotFoundError:
-            return
-        except OSError:
-            if time.monotonic() > end:
-                return
-            time.sleep(0.01)
-
-
-def _pidfd(pid: int) -> int | None:
-    try:
-        return os.pidfd_open(pid)
-    except (AttributeError, OSError):
-        return None
 
 
 class Sandbox:
@@ -782,12 +356,12 @@ class Sandbox:
             full = [*bwrap_argv(shutil.which("bwrap") or "bwrap", workdir, lim.network), *argv] if plan.bwrap \
                 else list(argv)
             if plan.cgroup:
-                plan = replace(plan, cgroup=_make_cgroup(plan.cgroup))
+                plan = replace(plan, cgroup=_procs._make_cgroup(plan.cgroup))
             try:
                 result = self._spawn(full, stdin, lim, scrub_env(env, workdir), workdir, plan)
             finally:
                 if plan.cgroup:
-                    _remove_cgroup(plan.cgroup)
+                    _procs._remove_cgroup(plan.cgroup)
             result.isolation, result.kill = level, plan.kill
             result.files = sorted(str(p.relative_to(workdir)) for p in Path(workdir).rglob("*") if p.is_file())
             return result
@@ -857,7 +431,7 @@ class Sandbox:
         if plan.self_cleaning:
             return  # our child exited only once everything else was gone
         end = time.monotonic() + timeout
-        while time.monotonic() < end and _group(proc.pid):
+        while time.monotonic() < end and _procs._group(proc.pid):
             with contextlib.suppress(ProcessLookupError, PermissionError):
                 os.killpg(proc.pid, signal.SIGKILL)
             time.sleep(0.01)
@@ -867,7 +441,7 @@ class Sandbox:
         """The main process has exited (not yet reaped, so its group id is still its own): kill
         whatever it left. With a pid namespace or a subreaper nothing is left by then."""
         if plan.cgroup:
-            _kill_cgroup(plan.cgroup)
+            _procs._kill_cgroup(plan.cgroup)
         elif not plan.self_cleaning:
             with contextlib.suppress(ProcessLookupError, PermissionError):
                 os.killpg(proc.pid, signal.SIGKILL)
@@ -888,14 +462,14 @@ class Sandbox:
             elif plan.direct:  # our child is PID 1 of the run's namespace: the kernel does the rest
                 os.kill(proc.pid, signal.SIGKILL)
             elif plan.bwrap:
-                _kill_descendants(proc.pid, depth=1)
-        if plan.self_cleaning and _await_exit(proc.pid, 5.0):
+                _procs._kill_descendants(proc.pid, depth=1)
+        if plan.self_cleaning and _procs._await_exit(proc.pid, 5.0):
             return
         if plan.cgroup:
-            _kill_cgroup(plan.cgroup)
+            _procs._kill_cgroup(plan.cgroup)
         with contextlib.suppress(ProcessLookupError, PermissionError):
             os.killpg(proc.pid, signal.SIGKILL)
-        _await_exit(proc.pid, 5.0)
+        _procs._await_exit(proc.pid, 5.0)
 
     def _pump(self, proc: subprocess.Popen[bytes], lim: Limits, t0: float,
               plan: _Plan) -> tuple[bytes, bytes, str | None, bool]:
@@ -906,7 +480,7 @@ class Sandbox:
         sel = selectors.DefaultSelector()
         for pipe in bufs:
             sel.register(pipe, selectors.EVENT_READ)  # type: ignore[arg-type]
-        pidfd = _pidfd(proc.pid)
+        pidfd = _procs._pidfd(proc.pid)
         if pidfd is not None:
             sel.register(pidfd, selectors.EVENT_READ)
         killed, pipes, ended = None, 2, None
@@ -914,7 +488,7 @@ class Sandbox:
         try:
             while True:
                 now = time.monotonic()
-                if ended is None and _exited(proc.pid):
+                if ended is None and _procs._exited(proc.pid):
                     ended = now
                     self._end(proc, plan)
                 if ended is not None and (not pipes or now - ended > _DRAIN_S):
@@ -950,24 +524,6 @@ class Sandbox:
         truncated = killed == "output"
         cap = lim.output_bytes
         return bytes(bufs[proc.stdout][:cap]), bytes(bufs[proc.stderr][:cap]), killed, truncated
-
-
-def _exited(pid: int) -> bool:
-    """Has our child ``pid`` exited? It is not reaped (its pid stays reserved)."""
-    try:
-        return os.waitid(os.P_PID, pid, os.WEXITED | os.WNOHANG | os.WNOWAIT) is not None
-    except ChildProcessError:
-        return True
-
-
-def _await_exit(pid: int, timeout: float) -> bool:
-    end, pause = time.monotonic() + timeout, 0.0005
-    while not _exited(pid):
-        if time.monotonic() > end:
-            return False
-        time.sleep(pause)
-        pause = min(pause * 2, 0.02)
-    return True
 
 
 def with_limits(base: Limits, **changes: Any) -> Limits:

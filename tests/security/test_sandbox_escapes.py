@@ -349,12 +349,15 @@ def _userns_allowed() -> bool:
 
 
 NOBODY_SCRIPT = """
-import importlib.util, json, os, sys
+import json, os, sys, types
 sys.path.insert(0, ROOT)
-spec = importlib.util.spec_from_file_location("sandbox_as_nobody", os.path.join(ROOT, "emergent/tools/sandbox.py"))
-sbx = importlib.util.module_from_spec(spec)
-sys.modules[spec.name] = sbx
-spec.loader.exec_module(sbx)
+import emergent
+# the sandbox modules need only the standard library; emergent.tools/__init__.py needs pydantic,
+# which this bare interpreter lacks, so the package is entered without running it
+tools = types.ModuleType("emergent.tools")
+tools.__path__ = [os.path.join(ROOT, "emergent", "tools")]
+sys.modules["emergent.tools"] = tools
+from emergent.tools import sandbox as sbx
 info = sbx.isolation()
 setups = [("bwrap", "auto")] if info["bubblewrap"] else []
 setups += [("unshare", kill) for kill in info["kill_mechanisms"] if kill != "process-group"]
