@@ -28,14 +28,17 @@ def test_the_jobs_panel_pauses_resumes_and_runs_a_job_with_a_link_to_its_noteboo
 
 
 def test_daily_maintenance_consolidates_backs_up_and_reports(ws, me, jobs) -> None:
-    year_ago = ws.clock.now() - 365 * 86400  # a long-term memory nobody touched for a year has decayed
-    ws.memory.remember("the old office wifi password was hunter2", importance=0.0, tier="ltm", at=year_ago)
+    from emergent import Workstation
+    from emergent.clock import FakeClock
+
+    year_ago = ws.clock.now() - 365 * 86400  # a long-term memory learned a year ago and never touched since
+    with Workstation.open(ws.path, embedder="hashing", clock=FakeClock(year_ago)) as past:
+        past.memory.remember("the old office wifi password was hunter2", importance=0.0, tier="ltm")
     ws.memory.remember("the team meets on Mondays", importance=0.9, tier="ltm")
     jobs.add("daily_maintenance", DAILY, schedule="0 3 * * *", parameters={"embedder": "hashing"}, timeout_s=300, principal=me)
     run = jobs.run("daily_maintenance", principal=me)
     assert run.status is RunStatus.SUCCEEDED, run.error
     assert run.outputs["archived"] == 1, run.outputs
-    from emergent import Workstation
 
     with Workstation.open(ws.path, embedder="hashing") as fresh:  # what the job left in the workspace
         assert [h.text for h in fresh.memory.recall("team meets wifi", k=5)] == ["the team meets on Mondays"]
