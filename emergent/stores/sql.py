@@ -19,6 +19,7 @@ from __future__ import annotations
 import contextlib
 import sqlite3
 import struct
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -63,12 +64,36 @@ def sqlite_file(url: str | sa.URL) -> Path | None:
     return Path(u.database)
 
 
+#: SQLite files this process has open through a SQLStore, and how many stores hold each.
+_OPEN: dict[str, int] = {}
+_OPEN_LOCK = threading.Lock()
+
+
+def _held(path: Path, delta: int) -> int:
+    key = str(path.resolve())
+    with _OPEN_LOCK:
+        n = _OPEN.get(key, 0) + delta
+        if n > 0:
+            _OPEN[key] = n
+        else:
+            _OPEN.pop(key, None)
+        return n
+
+
 def check_sqlite_file(path: Path) -> None:
     """Refuse a SQLite file that is not one (overwritten) or is shorter than its header says (truncated).
 
     A missing or empty file passes (SQLite creates it); whether an *empty* database is acceptable in
     a workspace that already holds data is :func:`emergent.workspace.integrity.check_database`'s call.
+
+    The raw header is read only while no store of this process has the file open: closing *any*
+    descriptor of a file drops every POSIX lock the process holds on it, SQLite's included, and a
+    writer in another process could then corrupt the database (SQLite's "how to corrupt" list,
+    2.2). A second store on a file already open here relies on the first one's check and on SQLite's
+    own errors, which :func:`translate_error` turns into :class:`StoreCorruptError`.
     """
+    if _held(path, 0) > 0:
+        return
     try:
         size = path.stat().st_size
         if size == 0:
@@ -177,11 +202,20 @@ class SQLStore:
     def __init__(self, url: str, *, lock_dir: Path | None = None, migrate: bool = True) -> None:
         self.url = url
         self.path = sqlite_file(url)
+        self._held = False
         if self.path is not None:
             check_sqlite_file(self.path)
-        self.engine = make_engine(url)
-        if migrate:
-            self.upgrade(lock_dir)
+            _held(self.path, +1)
+            self._held = True
+        try:
+            self.engine = make_engine(url)
+            if migrate:
+                self.upgrade(lock_dir)
+        except BaseException:
+            if self._held and self.path is not None:
+                self._held = False
+                _held(self.path, -1)
+            raise
 
     @classmethod
     def in_workspace(cls, workspace: Path, url: str | None = None) -> SQLStore:
@@ -243,3 +277,6 @@ class SQLStore:
 
     def dispose(self) -> None:
         self.engine.dispose()
+        if self._held and self.path is not None:
+            self._held = False
+            _held(self.path, -1)
