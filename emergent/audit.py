@@ -41,6 +41,7 @@ import sqlalchemy as sa
 from emergent.autonomy.tables import audit_log
 from emergent.clock import Clock, SystemClock
 from emergent.errors import AuditWriteError
+from emergent.principals import Principal
 from emergent.stores.batching import BatchWriter
 
 GENESIS = "0" * 64
@@ -116,14 +117,18 @@ class Auditor(Protocol):
         ...
 
 
+#: the system's own actors (no person or agent behind them): a closed list, never a prefix a
+#: caller could extend with a name of its choosing
+SYSTEM_ACTORS = frozenset({"system:expiry", "system:gate", "system:recovery", "system:defaults", "system:close"})
+
+
 def actor_key(principal: Any) -> str:
-    """The stored actor of an entry: a principal's key, or ``system:<what>`` for the system itself."""
-    key = getattr(principal, "key", None)
-    if isinstance(key, str):
-        return key
-    if isinstance(principal, str) and principal.startswith("system:"):
+    """The stored actor of an entry: a principal's key, or one of :data:`SYSTEM_ACTORS`."""
+    if isinstance(principal, Principal):
+        return principal.key
+    if isinstance(principal, str) and principal in SYSTEM_ACTORS:
         return principal
-    raise ValueError(f"audit entries need a Principal (or 'system:<what>'), got {principal!r}")
+    raise ValueError(f"audit entries need a Principal (or one of {sorted(SYSTEM_ACTORS)}), got {principal!r}")
 
 
 _SECRET = re.compile(r"(pass(word|wd)?|secret|token|api[_-]?key|authori[sz]ation|cookie|credential|private[_-]?key)",

@@ -7,14 +7,18 @@ own Redis). PostgreSQL: only where ``EMERGENT_TEST_POSTGRES_URL`` names one.
 from __future__ import annotations
 
 import contextlib
+import importlib.util
 import os
 import shutil
 import socket
 import subprocess
+import sys
 import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
+from types import ModuleType
+from typing import Any
 
 import pytest
 
@@ -168,3 +172,29 @@ def agent(ws: object, me: object) -> object:
 def artifacts() -> Path:
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
     return ARTIFACTS
+
+
+# ---------------------------------------------------------------- LoCoMo-shaped conversations
+# Written by tests/fixtures/locomo_like.py: no test reads a LoCoMo file from outside the repository.
+def _locomo_like() -> ModuleType:
+    if "locomo_like" not in sys.modules:
+        path = Path(__file__).resolve().parent / "fixtures" / "locomo_like.py"
+        spec = importlib.util.spec_from_file_location("locomo_like", path)
+        assert spec is not None and spec.loader is not None
+        module = importlib.util.module_from_spec(spec)
+        sys.modules["locomo_like"] = module
+        spec.loader.exec_module(module)
+    return sys.modules["locomo_like"]
+
+
+@pytest.fixture(scope="session")
+def locomo_like() -> ModuleType:
+    """The generator module (``generate``, ``write``, ``Account``)."""
+    return _locomo_like()
+
+
+@pytest.fixture(scope="module")
+def locomo_file(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Any]:
+    """A LoCoMo-format file of 4 generated conversations and the generator's account of it."""
+    path = tmp_path_factory.mktemp("locomo") / "locomo-like.json"
+    return path, _locomo_like().write(path, 4)

@@ -50,8 +50,10 @@ class Gate:
         return self.autonomy.principals.verify(principal)  # type: ignore[no-any-return]
 
     def principal(self, key: str) -> Principal | str:
-        """The principal with key ``key`` re-issued (a requester), or ``key`` itself for ``system:…``."""
-        return key if key.startswith("system:") else self.autonomy.principals.get(key)
+        """The principal with key ``key`` re-issued (a requester), or ``key`` itself for a system actor."""
+        from emergent.audit import SYSTEM_ACTORS
+
+        return key if key in SYSTEM_ACTORS else self.autonomy.principals.get(key)
 
     def decide(self, principal: Principal, action: str, resource: str = "", *, side_effect: str = "write",
                confidence: float | None = None) -> GateDecision:

@@ -193,7 +193,8 @@ def test_a_restore_keeps_pause_suspensions_overrides_and_policy(ws, me, agent) -
     assert gate.decide_for(agent, "memory.remember", "write").source == "pause"
 
 
-def test_a_consumed_approval_cannot_be_resumed_after_restoring_a_backup_taken_before(ws, me, agent) -> None:
+def _pending_ledger_call(ws, agent):  # type: ignore[no-untyped-def]
+    """A write tool that counts its runs, and an agent's call of it waiting for approval."""
     ran: list[str] = []
 
     @tool(name="ledger.append", version="1.0.0", side_effect="write")
@@ -205,7 +206,11 @@ def test_a_consumed_approval_cannot_be_resumed_after_restoring_a_backup_taken_be
     ws.tools.add(append)
     with pytest.raises(ApprovalPending) as pending:
         ws.tools.call("ledger.append", {"line": "pay 100"}, principal=agent, wait=False)
-    aid = pending.value.approval
+    return ran, append, pending.value.approval
+
+
+def test_a_consumed_approval_cannot_be_resumed_after_restoring_a_backup_taken_before(ws, me, agent) -> None:
+    ran, append, aid = _pending_ledger_call(ws, agent)
     info = ws.backup("approval still pending here", by=me)
     ws.autonomy.approvals.approve(aid, by=me)
     assert ws.tools.resume(aid) == 1 and ws.autonomy.approvals.get(aid).status == "consumed"
@@ -218,18 +223,7 @@ def test_a_consumed_approval_cannot_be_resumed_after_restoring_a_backup_taken_be
 
 
 def test_restoring_governance_on_request_never_rolls_back_the_chain_or_re_arms_an_approval(ws, me, agent) -> None:
-    ran: list[str] = []
-
-    @tool(name="ledger.append", version="1.0.0", side_effect="write")
-    def append(line: str) -> int:
-        """Append a line to the ledger (counts the runs)."""
-        ran.append(line)
-        return len(ran)
-
-    ws.tools.add(append)
-    with pytest.raises(ApprovalPending) as pending:
-        ws.tools.call("ledger.append", {"line": "pay 100"}, principal=agent, wait=False)
-    aid = pending.value.approval
+    ran, append, aid = _pending_ledger_call(ws, agent)
     info = ws.backup("approval pending, not paused", by=me)
     ws.autonomy.approvals.approve(aid, by=me)
     ws.tools.resume(aid)

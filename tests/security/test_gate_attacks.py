@@ -368,3 +368,13 @@ def test_an_entry_whose_write_failed_is_kept_but_marked(ws, me):
     ws.audit.flush()
     last = ws.audit.entries()[-1]
     assert last.kind == "autonomy.paused" and last.data["audit_write_failed"] is True
+
+
+def test_an_audit_entry_cannot_claim_a_system_actor_or_a_lookalike_principal(ws):
+    from types import SimpleNamespace
+
+    for claimed in ("system:root", "system:gate-but-not-really", "system:", "human:root",
+                    SimpleNamespace(key="human:root")):
+        with pytest.raises(ValueError, match="need a Principal"):
+            ws.audit.append("note", claimed, {})
+    ws.audit.append("note", "system:gate", {})  # the system's own, closed list
