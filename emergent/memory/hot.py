@@ -1,0 +1,481 @@
+"""The hot recall index: long-term memory's rows held in the process, searched without LanceDB.
+
+LanceDB stays the store of record (every write commits there first) and the fallback; recall
+reads this index instead of running two LanceDB queries and a take per question, each of which
+costs milliseconds of fixed overhead whatever the table size (``docs/decisions.md``: "Hot recall
+index"). Per agent (every read is within one agent's scope) a :class:`Partition` holds:
+
+- the vectors: float32 for exact search while the partition is at most ``exact_max`` rows; above
+  that an HNSW graph over 8-bit scalar-quantised vectors (faiss ``IndexHNSWSQ``, ~0.4 KB a
+  memory, so a million fit in ~0.6 GB) searched with the scope's mask as an id selector, and the
+  float32 copy is dropped;
+- an incremental BM25 index (:mod:`emergent.memory.lexical`);
+- the ranking fields (kind, importance, stability, times, access count, user and session codes)
+  as numpy columns, and the text, meta and sources needed to answer.
+
+**Coherence.** A write of this process is applied to the index after LanceDB has committed it
+and before the write returns: it is recallable here the moment it is reported stored. Writes of
+other processes are found by the table's version: each search stats the table's ``_versions``
+directory (a new manifest file changes it; a few microseconds), and when it changed — or changed
+so recently that a second commit could share the filesystem's timestamp tick — the table is
+checked out at its latest version and a partition whose version differs is brought up to date
+by reading the agent's light columns (new ids are fetched, removed ids dropped, changed ranking
+fields overwritten). The index never holds a row the store does not: it is filled only from
+LanceDB reads and from writes LanceDB has committed, and a delete is applied when it commits; a
+killed process loses only its memory, and the next process rebuilds from LanceDB on its first
+search of an agent (``rebuild()`` is timed by ``emergent bench memory``).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import threading
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from emergent.memory.lexical import BM25, tokens
+from emergent.memory.types import Kind, MemoryRecord, Scope, Tier
+
+if TYPE_CHECKING:
+    from emergent.memory.ltm import LongTermMemory
+
+log = logging.getLogger("emergent.memory")
+
+KINDS = list(Kind)
+_KIND_CODE = {k: i for i, k in enumerate(KINDS)}
+_LIGHT = ["id", "kind", "importance", "stability", "created_at", "last_accessed", "access_count",
+          "user_id", "session_id"]
+_FULL = [*_LIGHT, "text", "payload", "vector", "meta", "sources"]
+#: a check of the table's version is repeated while its last change is this recent (seconds):
+#: filesystems stamp directories with a coarse clock, so two commits can share one mtime
+FRESH_S = 0.05
+#: more new rows than this since the partition's version: reload it whole instead of by id
+RELOAD_ABOVE = 5000
+
+
+def _grown(a: np.ndarray, cap: int) -> np.ndarray:
+    out = np.zeros((cap, *a.shape[1:]), dtype=a.dtype)
+    out[: len(a)] = a
+    return out
+
+
+@dataclass(frozen=True, slots=True)
+class Hit:
+    pos: int
+    score: float
+
+
+class Partition:
+    """The hot rows of one agent: columns indexed by position (append-only; removal tombstones)."""
+
+    COLS: dict[str, Any] = {"alive": np.bool_, "user": np.int32, "session": np.int32, "kind": np.int8,
+                            "importance": np.float32, "stability": np.float32, "created_at": np.float64,
+                            "last_accessed": np.float64, "access_count": np.int32, "compressed": np.bool_}
+
+    def __init__(self, agent: str, dim: int, exact_max: int, ef_search: int) -> None:
+        self.agent = agent
+        self.dim = dim
+        self.exact_max = exact_max
+        self.ef_search = ef_search
+        self.version: int | None = None
+        self.stale = True
+        self.lock = threading.RLock()
+        self.reset()
+
+    def reset(self) -> None:
+        self.ids: list[str] = []
+        self.pos: dict[str, int] = {}
+        self.size = 0
+        self.live = 0
+        cap = 256
+        self.cols = {name: np.zeros(cap, dtype=t) for name, t in self.COLS.items()}
+        self.vec: np.ndarray | None = np.zeros((cap, self.dim), np.float32)
+        self.ann: Any = None
+        self.ann_n = 0
+        self.text: list[str] = []
+        self.meta: list[str] = []
+        self.sources: list[str] = []
+        self.bm25 = BM25()
+        self.names: list[str | None] = [None]  # user / session codes; 0 is "not set"
+        self.codes: dict[str | None, int] = {None: 0}
+
+    # ------------------------------------------------------------------ writes
+    def _code(self, name: str | None) -> int:
+        code = self.codes.get(name)
+        if code is None:
+            code = self.codes[name] = len(self.names)
+            self.names.append(name)
+        return code
+
+    def _reserve(self, n: int) -> None:
+        need = self.size + n
+        cap = len(self.cols["alive"])
+        if need <= cap:
+            return
+        cap = max(need, cap * 2)
+        self.cols = {name: _grown(a, cap) for name, a in self.cols.items()}
+        if self.vec is not None:
+            self.vec = _grown(self.vec, cap)
+
+    def append(self, rows: Sequence[dict[str, Any]]) -> None:
+        """Add rows (dicts of the LTM's columns, with ``vector``); an id already present is updated."""
+        fresh = [r for r in rows if r["id"] not in self.pos]
+        self.update([r for r in rows if r["id"] in self.pos], vectors=True)
+        if not fresh:
+            return
+        self._reserve(len(fresh))
+        start = self.size
+        end = start + len(fresh)
+        c = self.cols
+        c["alive"][start:end] = True
+        c["user"][start:end] = [self._code(r["user_id"]) for r in fresh]
+        c["session"][start:end] = [self._code(r["session_id"]) for r in fresh]
+        c["kind"][start:end] = [_KIND_CODE[Kind(r["kind"])] for r in fresh]
+        for name in ("importance", "stability", "created_at", "last_accessed", "access_count"):
+            c[name][start:end] = [r[name] for r in fresh]
+        c["compressed"][start:end] = [r.get("payload") is not None for r in fresh]
+        vecs = np.asarray([r["vector"] for r in fresh], dtype=np.float32).reshape(len(fresh), self.dim)
+        norms = np.linalg.norm(vecs, axis=1, keepdims=True)
+        vecs = vecs / np.where(norms > 0, norms, 1.0)
+        if self.vec is not None:
+            self.vec[start:end] = vecs
+        for i, r in enumerate(fresh):
+            self.pos[r["id"]] = start + i
+            self.ids.append(r["id"])
+            text = r.get("text") or ""
+            self.text.append(text)
+            self.meta.append(r.get("meta") or "{}")
+            self.sources.append(r.get("sources") or "[]")
+            self.bm25.add(start + i, text)
+        self.size = end
+        self.live += len(fresh)
+        if self.ann is not None:
+            self._ann_add(vecs, start)
+        elif self.live > self.exact_max:
+            self._build_ann()
+
+    def update(self, rows: Sequence[dict[str, Any]], *, vectors: bool) -> None:
+        """Overwrite the ranking fields (and, with ``vectors``, the vector) of rows already present."""
+        if not rows:
+            return
+        at = np.fromiter((self.pos[r["id"]] for r in rows), np.int64, len(rows))
+        c = self.cols
+        for name in ("importance", "stability", "created_at", "last_accessed", "access_count"):
+            c[name][at] = [r[name] for r in rows]
+        c["kind"][at] = [_KIND_CODE[Kind(r["kind"])] for r in rows]
+        if vectors and self.vec is not None and all("vector" in r for r in rows):
+            vecs = np.asarray([r["vector"] for r in rows], dtype=np.float32).reshape(len(rows), self.dim)
+            self.vec[at] = vecs / np.maximum(np.linalg.norm(vecs, axis=1, keepdims=True), 1e-12)
+        for r in rows:
+            if "meta" in r and r["meta"] is not None:
+                self.meta[self.pos[r["id"]]] = r["meta"]
+
+    def remove(self, ids: Sequence[str]) -> int:
+        n = 0
+        for i in ids:
+            p = self.pos.pop(i, None)
+            if p is not None and self.cols["alive"][p]:
+                self.cols["alive"][p] = False
+                self.text[p] = self.meta[p] = self.sources[p] = ""
+                n += 1
+        self.live -= n
+        if self.size > 1024 and self.live < self.size // 2:
+            self.compact()
+        return n
+
+    def compact(self) -> None:
+        """Drop tombstones (positions change, so the ANN graph is rebuilt)."""
+        keep = np.flatnonzero(self.cols["alive"][: self.size])
+        vecs = self.vectors(keep)
+        ids = [self.ids[p] for p in keep]
+        text, meta, sources = ([x[p] for p in keep] for x in (self.text, self.meta, self.sources))
+        cols = {name: a[keep].copy() for name, a in self.cols.items()}
+        names = self.names
+        self.reset()
+        self._reserve(len(keep))
+        n = len(keep)
+        for name, a in cols.items():
+            self.cols[name][:n] = a
+        self.names = names
+        self.codes = {name: i for i, name in enumerate(names)}
+        self.ids, self.text, self.meta, self.sources = ids, text, meta, sources
+        self.pos = {i: p for p, i in enumerate(ids)}
+        self.size = self.live = n
+        for p, t in enumerate(text):
+            self.bm25.add(p, t)
+        if n > self.exact_max:
+            self.vec = None
+            self._build_ann(vecs)
+        elif self.vec is not None:
+            self.vec[:n] = vecs
+
+    # ------------------------------------------------------------------ ANN
+    def vectors(self, positions: np.ndarray) -> np.ndarray:
+        if self.vec is not None:
+            return self.vec[positions]
+        out = np.zeros((len(positions), self.dim), np.float32)
+        if len(positions):
+            self.ann.reconstruct_batch(positions.astype(np.int64), out)
+        return out
+
+    def _build_ann(self, vecs: np.ndarray | None = None) -> None:
+        """Switch to the HNSW graph over 8-bit scalar-quantised vectors and drop the float32 copy."""
+        import faiss
+
+        base = self.vec[: self.size] if vecs is None and self.vec is not None else vecs
+        if base is None:
+            raise RuntimeError("no vectors to build the ANN index from")
+        t0 = time.perf_counter()
+        index = faiss.IndexHNSWSQ(self.dim, faiss.ScalarQuantizer.QT_8bit, 16, faiss.METRIC_INNER_PRODUCT)
+        index.hnsw.efConstruction = 64
+        sample = base[np.random.default_rng(0).choice(len(base), min(len(base), 20_000), replace=False)]
+        index.train(np.ascontiguousarray(sample))
+        index.add(np.ascontiguousarray(base))
+        self.ann, self.ann_n = index, len(base)
+        self.vec = None
+        log.info("hot index of agent %r: HNSW over %d vectors built in %.1f s", self.agent, len(base),
+                 time.perf_counter() - t0)
+
+    def _ann_add(self, vecs: np.ndarray, start: int) -> None:
+        if start != self.ann_n:
+            raise RuntimeError("the ANN graph and the partition disagree on positions")
+        self.ann.add(np.ascontiguousarray(vecs))
+        self.ann_n += len(vecs)
+
+    # ------------------------------------------------------------------ reads
+    def mask(self, scope: Scope, kinds: Sequence[Kind] | None, lo: float | None, hi: float | None) -> np.ndarray:
+        c = self.cols
+        n = self.size
+        m = c["alive"][:n].copy()
+        if scope.user is not None:
+            m &= c["user"][:n] == self.codes.get(scope.user, -1)
+        if scope.session is not None:
+            m &= c["session"][:n] == self.codes.get(scope.session, -1)
+        if kinds:
+            m &= np.isin(c["kind"][:n], [_KIND_CODE[k] for k in kinds])
+        if lo is not None:
+            m &= c["created_at"][:n] >= lo
+        if hi is not None:
+            m &= c["created_at"][:n] < hi
+        return m
+
+    def vector_top(self, q: np.ndarray, mask: np.ndarray, n: int) -> list[Hit]:
+        count = int(np.count_nonzero(mask))
+        if count == 0:
+            return []
+        if self.ann is not None and count > 2000:
+            return self._ann_top(q, mask, n)
+        if count == self.size and self.vec is not None:
+            sims = self.vec[: self.size] @ q
+            where = None
+        else:
+            where = np.flatnonzero(mask)
+            sims = self.vectors(where) @ q
+        k = min(n, len(sims))
+        part = np.argpartition(-sims, k - 1)[:k] if len(sims) > k else np.arange(len(sims))
+        part = part[np.argsort(-sims[part], kind="stable")]
+        pos = part if where is None else where[part]
+        return [Hit(int(p), float(s)) for p, s in zip(pos, sims[part], strict=True)]
+
+    def _ann_top(self, q: np.ndarray, mask: np.ndarray, n: int) -> list[Hit]:
+        import faiss
+
+        bits = np.packbits(np.pad(mask, (0, max(0, self.ann_n - len(mask))))[: self.ann_n], bitorder="little")
+        params = faiss.SearchParametersHNSW(sel=faiss.IDSelectorBitmap(self.ann_n, faiss.swig_ptr(bits)),
+                                            efSearch=max(self.ef_search, n))
+        dist, idx = self.ann.search(np.ascontiguousarray(q[None, :], dtype=np.float32), n, params=params)
+        return [Hit(int(p), float(s)) for p, s in zip(idx[0], dist[0], strict=True) if p >= 0]
+
+    def text_top(self, terms: Sequence[str] | dict[str, float], mask: np.ndarray, n: int) -> list[Hit]:
+        docs, sc = self.bm25.top(terms, mask, n)
+        return [Hit(int(p), float(s)) for p, s in zip(docs, sc, strict=True)]
+
+    def record(self, p: int, *, full: bool = True) -> MemoryRecord:
+        """The memory at position ``p`` (its text is the stored preview when ``compressed``); without
+        ``full``, meta and sources are left empty (ranking does not read them)."""
+        c = self.cols
+        return MemoryRecord(
+            id=self.ids[p], text=self.text[p], kind=KINDS[int(c["kind"][p])], importance=float(c["importance"][p]),
+            scope=_scope(self.agent, self.names[int(c["user"][p])], self.names[int(c["session"][p])]),
+            created_at=float(c["created_at"][p]), last_accessed=float(c["last_accessed"][p]),
+            stability=float(c["stability"][p]), access_count=int(c["access_count"][p]),
+            meta=json.loads(self.meta[p] or "{}") if full else {},
+            sources=json.loads(self.sources[p] or "[]") if full else [], tier=Tier.LTM)
+
+    def nbytes(self) -> int:
+        total = sum(a.nbytes for a in self.cols.values()) + self.bm25.nbytes()
+        if self.vec is not None:
+            total += self.vec.nbytes
+        if self.ann is not None:
+            total += self.ann_n * (self.dim + 2 * 16 * 4 + 16)  # SQ8 codes + level-0 links + levels
+        total += sum(len(t) + len(m) + len(s) + 3 * 50 for t, m, s in zip(self.text, self.meta, self.sources,
+                                                                          strict=True))
+        return total + len(self.ids) * 100
+
+
+def _scope(agent: str, user: str | None, session: str | None) -> Scope:
+    from emergent.memory.ltm import _scope as cached
+
+    return cached(agent, user, session)
+
+
+class HotIndex:
+    """Per-agent :class:`Partition` s of one :class:`~emergent.memory.ltm.LongTermMemory`, kept coherent
+    with the LanceDB table (see the module docstring)."""
+
+    def __init__(self, ltm: LongTermMemory, *, exact_max: int = 250_000, ef_search: int = 128) -> None:
+        self.ltm = ltm
+        self.exact_max = exact_max
+        self.ef_search = ef_search
+        self.parts: dict[str, Partition] = {}
+        self._lock = threading.Lock()
+        self._versions_dir = os.path.join(ltm.path, "_versions") if os.path.isdir(ltm.path) else None
+        self._seen: tuple[int, float] | None = None
+        self.syncs = 0
+        self.rebuilds = 0
+
+    # ------------------------------------------------------------------ coherence
+    def _stamp(self) -> int | None:
+        if self._versions_dir is None:
+            return None
+        try:
+            return os.stat(self._versions_dir).st_mtime_ns
+        except OSError:
+            return None
+
+    def _check(self) -> None:
+        """Mark partitions stale when another process committed (see the module docstring)."""
+        stamp = self._stamp()
+        now = time.time()
+        seen = self._seen
+        if stamp is not None and seen is not None and stamp == seen[0] and now - stamp / 1e9 > FRESH_S \
+                and now - seen[1] < 3600:
+            return
+        if stamp is None and seen is not None and now - seen[1] < FRESH_S:
+            return
+        self._seen = (stamp or 0, now)
+        version = self.ltm.latest_version()
+        for part in self.parts.values():
+            if part.version != version:
+                part.stale = True
+
+    def partition(self, agent: str) -> Partition:
+        """The up-to-date partition of ``agent`` (loaded on first use, caught up when stale)."""
+        with self._lock:
+            part = self.parts.get(agent)
+            if part is None:
+                part = self.parts[agent] = Partition(agent, self.ltm.dim, self.exact_max, self.ef_search)
+        self._check()
+        if part.stale:
+            with part.lock:
+                if part.stale:
+                    self._sync(part)
+        return part
+
+    def _sync(self, part: Partition) -> None:
+        version = self.ltm.latest_version()
+        where = f"agent = '{part.agent}'"
+        if part.size == 0:
+            self._load(part, where)
+        else:
+            light = self.ltm.scan(where, _LIGHT).to_pylist()
+            present = {r["id"] for r in light}
+            gone = [i for i in part.pos if i not in present]
+            new = [r["id"] for r in light if r["id"] not in part.pos]
+            if len(new) > RELOAD_ABOVE:
+                part.reset()
+                self._load(part, where)
+            else:
+                part.remove(gone)
+                part.update([r for r in light if r["id"] in part.pos], vectors=False)
+                for start in range(0, len(new), 1000):
+                    ids = ", ".join("'" + i.replace("'", "''") + "'" for i in new[start : start + 1000])
+                    part.append(self.ltm.scan(f"{where} AND id IN ({ids})", _FULL).to_pylist())
+        part.version = version
+        part.stale = False
+        self.syncs += 1
+
+    def _load(self, part: Partition, where: str) -> None:
+        self.rebuilds += 1
+        rows = self.ltm.scan(where, _FULL)
+        for start in range(0, rows.num_rows, 20_000):
+            part.append(rows.slice(start, 20_000).to_pylist())
+
+    def rebuild(self) -> float:
+        """Drop every partition and load the ones that were loaded again from LanceDB; seconds taken."""
+        t0 = time.perf_counter()
+        with self._lock:
+            agents = list(self.parts)
+            self.parts = {}
+        for agent in agents:
+            self.partition(agent)
+        return time.perf_counter() - t0
+
+    def invalidate(self, agent: str | None = None) -> None:
+        """Catch up from LanceDB at the next search (after a write whose outcome is not known row by row)."""
+        for name, part in list(self.parts.items()):
+            if agent is None or name == agent:
+                part.stale = True
+
+    def forget(self) -> None:
+        """Drop everything (a restore replaced the table); partitions reload on their next search."""
+        with self._lock:
+            self.parts = {}
+
+    # ------------------------------------------------------------------ writes of this process
+    def _applied(self, touched: set[str], before: int | None) -> None:
+        """After a commit of ours: a partition that was current stays current when nobody else committed."""
+        version = self.ltm.table.version
+        for agent in touched:
+            part = self.parts.get(agent)
+            if part is not None and not part.stale and before is not None and part.version == before \
+                    and version == before + 1:
+                part.version = version
+            elif part is not None:
+                part.stale = True
+
+    def added(self, rows: Sequence[dict[str, Any]], before: int | None) -> None:
+        by_agent: dict[str, list[dict[str, Any]]] = {}
+        for r in rows:
+            by_agent.setdefault(r["agent"], []).append(r)
+        for agent, part_rows in by_agent.items():
+            part = self.parts.get(agent)
+            if part is not None:
+                with part.lock:
+                    part.append(part_rows)
+        self._applied(set(by_agent), before)
+
+    def removed(self, ids_by_agent: dict[str, list[str]], before: int | None) -> None:
+        for agent, ids in ids_by_agent.items():
+            part = self.parts.get(agent)
+            if part is not None:
+                with part.lock:
+                    part.remove(ids)
+        self._applied(set(ids_by_agent), before)
+
+    # ------------------------------------------------------------------ reads
+    def search(self, scope: Scope, qvec: np.ndarray, query: str, kinds: Sequence[Kind] | None, lo: float | None,
+               hi: float | None, n: int) -> tuple[Partition, list[Hit], list[Hit]]:
+        """(partition, vector hits, BM25 hits) within ``scope`` and the filters, best first."""
+        part = self.partition(scope.agent)
+        with part.lock:
+            mask = part.mask(scope, kinds, lo, hi)
+            q = np.asarray(qvec, dtype=np.float32)
+            q = q / (np.linalg.norm(q) or 1.0)
+            vec = part.vector_top(q, mask, n)
+            txt = part.text_top(tokens(query), mask, n)
+        return part, vec, txt
+
+    def memory_bytes(self) -> int:
+        return sum(p.nbytes() for p in self.parts.values())
+
+    def stats(self) -> dict[str, Any]:
+        return {"partitions": {a: {"rows": p.live, "ann": p.ann is not None, "version": p.version}
+                               for a, p in self.parts.items()},
+                "bytes": self.memory_bytes(), "syncs": self.syncs, "rebuilds": self.rebuilds}
