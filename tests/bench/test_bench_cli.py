@@ -10,6 +10,9 @@ from pathlib import Path
 KEYS = {"stm_p99_us", "raw_redis_p99_us", "stm_p99_ratio", "local_stm_p99_us", "ltm_p95_ms", "raw_lance_p95_ms",
         "exact_overlap", "ingest_ratio", "cold_recall_s", "size", "stm_p50_us", "raw_redis_p50_us", "ltm_p50_ms",
         "raw_lance_p50_ms"}
+ISSUE_12_KEYS = {"recall_vs_raw_lance_p95", "recall_overhead_ratio", "recall_with_embed_p95_ms", "query_embed_p95_ms",
+                 "cold_recall_floor_ratio", "cold_floor_s", "cross_process_visibility_ms_p95", "index_rss_mb",
+                 "index_rebuild_s", "machine"}
 
 
 def _bench(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
@@ -28,6 +31,20 @@ def test_memory_bench_prints_exactly_one_json_object_with_the_issue_keys(redis_u
     assert result["size"] == 2000
     assert 0.9 <= result["exact_overlap"] <= 1.0
     assert result["stm_p99_us"] > 0 and result["raw_redis_p99_us"] > 0 and result["cold_recall_s"] > 0
+    # issue 12's keys: present with sane types (the targets are the bench's business, not the test's)
+    assert set(result) >= ISSUE_12_KEYS
+    for key in ("recall_vs_raw_lance_p95", "recall_overhead_ratio", "recall_with_embed_p95_ms",
+                "query_embed_p95_ms", "cross_process_visibility_ms_p95"):
+        assert isinstance(result[key], float) and result[key] > 0, (key, result[key])
+    assert result["recall_overhead_memories"] == 1000
+    assert result["cross_process_visibility_trials"] == 20 and result["cross_process_visibility_wrong_id"] == 0
+    assert 0 <= result["cross_process_visibility_misses"] <= 20
+    for key in ("cold_recall_floor_ratio", "cold_floor_s", "index_rss_mb", "index_rebuild_s"):
+        assert result[key] is None or (isinstance(result[key], float) and result[key] >= 0), (key, result[key])
+    if result["embedder"] == "sentence-transformers/all-MiniLM-L6-v2":  # the floor is the MiniLM model alone
+        assert result["cold_floor_s"] > 0 and result["cold_recall_floor_ratio"] > 0
+    machine = result["machine"]
+    assert machine["cores"] >= 1 and isinstance(machine["cpu"], str) and "load_avg_1m" in machine
 
 
 def test_locomo_bench_writes_one_line_per_question(tmp_path: Path) -> None:
