@@ -28,6 +28,7 @@ search of an agent (``rebuild()`` is timed by ``emergent bench memory``).
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
@@ -57,6 +58,7 @@ _FULL = [*_LIGHT, "text", "payload", "vector", "meta", "sources"]
 FRESH_S = 0.05
 #: more new rows than this since the partition's version: reload it whole instead of by id
 RELOAD_ABOVE = 5000
+SNAPSHOT_FORMAT = 1
 
 
 def _grown(a: np.ndarray, cap: int) -> np.ndarray:
@@ -84,6 +86,7 @@ class Partition:
         self.exact_max = exact_max
         self.ef_search = ef_search
         self.version: int | None = None
+        self.saved: int | None = None  # the version of its snapshot on disk
         self.stale = True
         self.lock = threading.RLock()
         self.reset()
@@ -308,6 +311,48 @@ class Partition:
             meta=json.loads(self.meta[p] or "{}") if full else {},
             sources=json.loads(self.sources[p] or "[]") if full else [], tier=Tier.LTM)
 
+    # ------------------------------------------------------------------ snapshots
+    def to_arrays(self) -> dict[str, np.ndarray]:
+        """Everything needed to answer, as arrays (``np.savez``; no pickles)."""
+        n = self.size
+        out = {f"col_{name}": a[:n] for name, a in self.cols.items()}
+        if self.vec is not None:
+            out["vec"] = self.vec[:n]
+        else:
+            import faiss
+
+            out["ann"] = faiss.serialize_index(self.ann)
+        strings = {"ids": self.ids, "text": self.text, "meta": self.meta, "sources": self.sources,
+                   "names": self.names}
+        out["strings"] = np.frombuffer(json.dumps(strings, ensure_ascii=False).encode(), np.uint8)
+        out.update(self.bm25.to_arrays())
+        return out
+
+    def from_arrays(self, data: Any) -> None:
+        self.reset()
+        strings = json.loads(bytes(data["strings"]).decode())
+        n = len(strings["ids"])
+        self._reserve(n)
+        for name in self.COLS:
+            self.cols[name][:n] = data[f"col_{name}"]
+        if "vec" in data:
+            self.vec[:n] = data["vec"]  # type: ignore[index]
+        else:
+            import faiss
+
+            self.vec = None
+            self.ann = faiss.deserialize_index(np.asarray(data["ann"]))
+            self.ann_n = int(self.ann.ntotal)
+        self.ids, self.text, self.meta, self.sources = (strings[k] for k in ("ids", "text", "meta", "sources"))
+        self.names = strings["names"]
+        self.codes = {name: i for i, name in enumerate(self.names)}
+        self.pos = {i: p for p, i in enumerate(self.ids) if self.cols["alive"][p]}
+        self.size = n
+        self.live = int(np.count_nonzero(self.cols["alive"][:n]))
+        self.bm25 = BM25.from_arrays(data)
+        if len(self.bm25) != n or (self.ann is not None and self.ann_n != n):
+            raise ValueError("the snapshot's parts disagree on the number of rows")
+
     def nbytes(self) -> int:
         total = sum(a.nbytes for a in self.cols.values()) + self.bm25.nbytes()
         if self.vec is not None:
@@ -329,16 +374,19 @@ class HotIndex:
     """Per-agent :class:`Partition` s of one :class:`~emergent.memory.ltm.LongTermMemory`, kept coherent
     with the LanceDB table (see the module docstring)."""
 
-    def __init__(self, ltm: LongTermMemory, *, exact_max: int = 250_000, ef_search: int = 128) -> None:
+    def __init__(self, ltm: LongTermMemory, *, exact_max: int = 250_000, ef_search: int = 128,
+                 snapshot_dir: str | os.PathLike[str] | None = None) -> None:
         self.ltm = ltm
         self.exact_max = exact_max
         self.ef_search = ef_search
+        self.snapshot_dir = os.fspath(snapshot_dir) if snapshot_dir is not None else None
         self.parts: dict[str, Partition] = {}
         self._lock = threading.Lock()
         self._versions_dir = os.path.join(ltm.path, "_versions") if os.path.isdir(ltm.path) else None
         self._seen: tuple[int, float] | None = None
         self.syncs = 0
         self.rebuilds = 0
+        self.loaded_snapshots = 0
 
     # ------------------------------------------------------------------ coherence
     def _stamp(self) -> int | None:
@@ -348,6 +396,23 @@ class HotIndex:
             return os.stat(self._versions_dir).st_mtime_ns
         except OSError:
             return None
+
+    def latest_version(self) -> int:
+        """The table's newest committed version, read from its manifest file names when the table is a
+        local directory (no LanceDB call: a new process answers from a snapshot without importing it)."""
+        if self._versions_dir is not None:
+            best = -1
+            try:
+                with os.scandir(self._versions_dir) as entries:
+                    for entry in entries:
+                        if entry.name.endswith(".manifest"):
+                            n = int(entry.name[: -len(".manifest")])
+                            best = max(best, 2**64 - 1 - n if n >= 2**63 else n)  # Lance's v2 names count down
+            except (OSError, ValueError):
+                best = -1
+            if best >= 0:
+                return best
+        return self.ltm.latest_version()
 
     def _check(self) -> None:
         """Mark partitions stale when another process committed (see the module docstring)."""
@@ -360,7 +425,7 @@ class HotIndex:
         if stamp is None and seen is not None and now - seen[1] < FRESH_S:
             return
         self._seen = (stamp or 0, now)
-        version = self.ltm.latest_version()
+        version = self.latest_version()
         for part in self.parts.values():
             if part.version != version:
                 part.stale = True
@@ -378,7 +443,90 @@ class HotIndex:
                     self._sync(part)
         return part
 
+    # ------------------------------------------------------------------ snapshots
+    def _manifest(self, version: int) -> tuple[int, int] | None:
+        """(size, mtime_ns) of the manifest of ``version``: a restored or rewritten table with the same
+        version number has other manifest files, so a snapshot of the old one is not mistaken for it."""
+        if self._versions_dir is None:
+            return None
+        for name in (f"{2**64 - 1 - version}.manifest", f"{version}.manifest"):
+            try:
+                st = os.stat(os.path.join(self._versions_dir, name))
+            except OSError:
+                continue
+            return st.st_size, st.st_mtime_ns
+        return None
+
+    def _snapshot_path(self, agent: str) -> str | None:
+        if self.snapshot_dir is None:
+            return None
+        return os.path.join(self.snapshot_dir, f"{agent}.npz")
+
+    def save(self, agent: str | None = None) -> int:
+        """Write current partitions to the snapshot directory (atomically: a temporary file renamed over
+        the old one). A new process loads a snapshot whose table version still matches instead of
+        reading LanceDB. Returns how many were written."""
+        written = 0
+        for name, part in list(self.parts.items()):
+            path = self._snapshot_path(name)
+            if path is None or (agent is not None and name != agent):
+                continue
+            with part.lock:
+                if part.stale or part.version is None or part.saved == part.version:
+                    continue
+                manifest = self._manifest(part.version)
+                if manifest is None:
+                    continue
+                arrays = part.to_arrays()
+                arrays["header"] = np.frombuffer(json.dumps({
+                    "format": SNAPSHOT_FORMAT, "version": part.version, "manifest": list(manifest),
+                    "embedder": self.ltm.embedder_id, "dim": self.ltm.dim, "exact_max": self.exact_max,
+                }).encode(), np.uint8)
+                os.makedirs(self.snapshot_dir or ".", exist_ok=True)
+                tmp = f"{path}.{os.getpid()}.tmp"
+                try:
+                    with open(tmp, "wb") as fh:
+                        np.savez(fh, **arrays)
+                    os.replace(tmp, path)
+                except OSError as exc:  # a cache: a full disk costs the next process a reload, nothing else
+                    log.warning("could not write the hot index snapshot %s: %s", path, exc)
+                    with contextlib.suppress(OSError):
+                        os.unlink(tmp)
+                    continue
+                part.saved = part.version
+                written += 1
+        return written
+
+    def _from_snapshot(self, part: Partition) -> bool:
+        """Load ``part`` from its snapshot when one exists for a version of this table; False otherwise."""
+        path = self._snapshot_path(part.agent)
+        if path is None or not os.path.exists(path):
+            return False
+        try:
+            with np.load(path, allow_pickle=False) as data:
+                header = json.loads(bytes(data["header"]).decode())
+                if header.get("format") != SNAPSHOT_FORMAT or header.get("embedder") != self.ltm.embedder_id \
+                        or header.get("dim") != self.ltm.dim or header.get("exact_max") != self.exact_max:
+                    return False
+                manifest = self._manifest(int(header["version"]))
+                if manifest is None or list(manifest) != header["manifest"]:
+                    return False  # that version is gone (cleaned up) or is another table's
+                part.from_arrays(data)
+        except Exception as exc:  # noqa: BLE001 - a damaged cache is rebuilt from the store of record
+            log.warning("ignoring the hot index snapshot %s (%s: %s); reloading from LanceDB", path,
+                        type(exc).__name__, exc)
+            part.reset()
+            return False
+        part.version = part.saved = int(header["version"])
+        self.loaded_snapshots += 1
+        return True
+
     def _sync(self, part: Partition) -> None:
+        if part.version is None and part.size == 0 and self._from_snapshot(part):
+            latest = self.latest_version()
+            if latest == part.version:
+                part.stale = False
+                return
         version = self.ltm.latest_version()
         where = f"agent = '{part.agent}'"
         if part.size == 0:

@@ -21,6 +21,7 @@ import re
 from array import array
 from collections.abc import Iterable, Sequence
 from functools import lru_cache
+from typing import Any
 
 import numpy as np
 import Stemmer
@@ -208,6 +209,36 @@ class BM25:
     def add_many(self, start: int, texts: Iterable[str]) -> None:
         for i, text in enumerate(texts):
             self.add(start + i, text)
+
+    def to_arrays(self) -> dict[str, np.ndarray]:
+        terms = list(self._docs)
+        sizes = np.fromiter((len(self._docs[t]) for t in terms), np.int64, len(terms))
+        return {
+            "bm25_terms": np.frombuffer("\n".join(terms).encode(), np.uint8),
+            "bm25_offsets": np.concatenate([[0], np.cumsum(sizes)]).astype(np.int64),
+            "bm25_docs": np.concatenate([np.frombuffer(self._docs[t], np.int32) for t in terms]) if terms
+            else np.empty(0, np.int32),
+            "bm25_tf": np.concatenate([np.frombuffer(self._tf[t], np.float32) for t in terms]) if terms
+            else np.empty(0, np.float32),
+            "bm25_lengths": np.frombuffer(self.lengths, np.float32).copy(),
+            "bm25_params": np.array([self.k1, self.b], np.float64),
+        }
+
+    @classmethod
+    def from_arrays(cls, data: Any) -> BM25:
+        k1, b = (float(x) for x in data["bm25_params"])
+        index = cls(k1, b)
+        raw = bytes(data["bm25_terms"]).decode()
+        terms = raw.split("\n") if raw else []
+        offsets, docs, tf = data["bm25_offsets"], data["bm25_docs"], data["bm25_tf"]
+        if len(offsets) != len(terms) + 1:
+            raise ValueError("BM25 snapshot: terms and offsets disagree")
+        for i, term in enumerate(terms):
+            lo, hi = int(offsets[i]), int(offsets[i + 1])
+            index._docs[term] = array("i", docs[lo:hi].astype(np.int32).tobytes())
+            index._tf[term] = array("f", tf[lo:hi].astype(np.float32).tobytes())
+        index.lengths = array("f", np.asarray(data["bm25_lengths"], np.float32).tobytes())
+        return index
 
     def nbytes(self) -> int:
         return sum(a.itemsize * len(a) for a in self._docs.values()) * 2 + self.lengths.itemsize * len(

@@ -174,3 +174,28 @@ def test_empty_and_single_memory_scopes_answer_without_error(ws, n):
     if n:
         mem.ingest(["only one"], scope="s")
     assert len(mem.recall("one", scope="s")) == n
+
+
+def test_a_new_process_answers_from_the_snapshot_when_the_table_is_unchanged(home):
+    with Workstation.open(home, embedder="hashing") as ws:
+        ids = ws.memory.ingest(["snapshot note about quartz", "snapshot note about basalt"], scope="geo")
+        ws.memory.recall("quartz", scope="geo")
+    assert (home / "cache" / "hot" / "geo.npz").exists()
+    out = _child(home, """
+        hits = mem.recall("quartz", scope="geo", k=1)
+        print(hits[0].id, mem.ltm.hot.loaded_snapshots, mem.ltm.hot.rebuilds)
+    """)
+    assert out.split() == [ids[0], "1", "0"]
+
+
+def test_a_snapshot_of_an_older_version_is_caught_up_and_a_damaged_one_is_ignored(home):
+    with Workstation.open(home, embedder="hashing") as ws:
+        first = ws.memory.ingest(["granite is igneous"], scope="geo")
+        ws.memory.recall("granite", scope="geo")
+    _child(home, "mem.ltm.hot.snapshot_dir = None\nmem.forget(%r, principal=ws.principal, scope='geo')\n"
+           "mem.ingest(['marble is metamorphic'], scope='geo')" % first[0])
+    out = _child(home, 'print(";".join(h.text for h in mem.recall("granite marble", scope="geo")))')
+    assert out == "marble is metamorphic"
+    (home / "cache" / "hot" / "geo.npz").write_bytes(b"not a snapshot")
+    out = _child(home, 'print(";".join(h.text for h in mem.recall("marble", scope="geo")))')
+    assert out == "marble is metamorphic"
