@@ -382,13 +382,17 @@ class HotIndex:
         self.snapshot_dir = os.fspath(snapshot_dir) if snapshot_dir is not None else None
         self.parts: dict[str, Partition] = {}
         self._lock = threading.Lock()
-        self._versions_dir = os.path.join(ltm.path, "_versions") if os.path.isdir(ltm.path) else None
+        self._local = "://" not in ltm.path
         self._seen: tuple[int, float] | None = None
         self.syncs = 0
         self.rebuilds = 0
         self.loaded_snapshots = 0
 
     # ------------------------------------------------------------------ coherence
+    @property
+    def _versions_dir(self) -> str | None:
+        return os.path.join(self.ltm.path, "_versions") if self._local else None
+
     def _stamp(self) -> int | None:
         if self._versions_dir is None:
             return None
@@ -400,19 +404,10 @@ class HotIndex:
     def latest_version(self) -> int:
         """The table's newest committed version, read from its manifest file names when the table is a
         local directory (no LanceDB call: a new process answers from a snapshot without importing it)."""
-        if self._versions_dir is not None:
-            best = -1
-            try:
-                with os.scandir(self._versions_dir) as entries:
-                    for entry in entries:
-                        if entry.name.endswith(".manifest"):
-                            n = int(entry.name[: -len(".manifest")])
-                            best = max(best, 2**64 - 1 - n if n >= 2**63 else n)  # Lance's v2 names count down
-            except (OSError, ValueError):
-                best = -1
-            if best >= 0:
-                return best
-        return self.ltm.latest_version()
+        from emergent.stores.lance import local_latest_version
+
+        found = local_latest_version(self.ltm.path) if self._local else None
+        return found if found is not None else self.ltm.latest_version()
 
     def _check(self) -> None:
         """Mark partitions stale when another process committed (see the module docstring)."""

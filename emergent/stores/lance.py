@@ -19,6 +19,8 @@ long-lived handle would otherwise never see what another process of the workspac
 
 from __future__ import annotations
 
+import functools
+import json
 import os
 import random
 import shutil
@@ -161,13 +163,27 @@ class IndexPolicy:
     scalar_columns: tuple[str, ...] = ()
 
 
+def local_latest_version(table_dir: str | Path) -> int | None:
+    """The newest committed version of a local Lance table, from its manifest file names (Lance's v2
+    naming counts down from 2**64 - 1); None when it is not a readable local table."""
+    best = -1
+    try:
+        with os.scandir(os.path.join(table_dir, "_versions")) as entries:
+            for entry in entries:
+                if entry.name.endswith(".manifest"):
+                    n = int(entry.name[: -len(".manifest")])
+                    best = max(best, 2**64 - 1 - n if n >= 2**63 else n)
+    except (OSError, ValueError):
+        return None
+    return best if best >= 0 else None
+
+
 class LanceStore:
     """A LanceDB database under ``<workspace>/lance`` (or any URI LanceDB accepts)."""
 
     def __init__(self, uri: str | Path, *, consistency_s: float | None = 1.0) -> None:
-        import lancedb
-
         self.uri = str(uri)
+        self._consistency_s = consistency_s
         if "://" not in self.uri:
             try:
                 Path(self.uri).mkdir(parents=True, exist_ok=True)
@@ -176,9 +192,18 @@ class LanceStore:
                     raise disk_full(self.uri, "creating the LanceDB directory") from exc
                 raise StoreUnavailableError(f"cannot create the LanceDB directory {self.uri}: {exc.strerror}",
                                             hint="check the workspace's permissions and disk", path=self.uri) from exc
-        interval = None if consistency_s is None else timedelta(seconds=consistency_s)
+        else:
+            self.db  # noqa: B018 - a remote URI's credentials are checked at open
+
+    @functools.cached_property
+    def db(self) -> Any:
+        """The LanceDB connection, made on first use: importing LanceDB takes ~1.5 s, and a new process
+        whose recall is answered from the hot index's snapshot (emergent.memory.hot) never needs it."""
+        import lancedb
+
+        interval = None if self._consistency_s is None else timedelta(seconds=self._consistency_s)
         try:
-            self.db = lancedb.connect(self.uri, read_consistency_interval=interval)
+            return lancedb.connect(self.uri, read_consistency_interval=interval)
         except Exception as exc:  # lancedb raises plain exceptions for bad URIs/credentials
             raise StoreUnavailableError(
                 f"cannot open LanceDB at {self.uri}: {exc}",
@@ -228,11 +253,33 @@ class LanceStore:
     _META = pa.schema([pa.field("key", pa.string()), pa.field("value", pa.string())])
 
     def get_meta(self) -> dict[str, str]:
+        """The facts table, from its JSON mirror when the mirror names the table's current version (no
+        LanceDB import for a process that only reads: see ``LanceStore.db``)."""
+        where = self.table_path("emergent_meta")
+        local = "://" not in self.uri
+        version = local_latest_version(where) if local else None
+        mirror = Path(where + ".json")
+        if version is not None:
+            try:
+                found = json.loads(mirror.read_text("utf-8"))
+                if found.get("version") == version and isinstance(found.get("meta"), dict):
+                    return {str(k): str(v) for k, v in found["meta"].items()}
+            except (OSError, ValueError):
+                pass
         if "emergent_meta" not in self.table_names():
             return {}
-        with translated(self.table_path("emergent_meta"), "reading"):
-            rows = self.db.open_table("emergent_meta").to_arrow().to_pylist()
-        return {r["key"]: r["value"] for r in rows}
+        with translated(where, "reading"):
+            table = self.db.open_table("emergent_meta")
+            rows = table.to_arrow().to_pylist()
+        meta = {r["key"]: r["value"] for r in rows}
+        if version is not None and int(table.version) == version:  # refresh the mirror (a cache: best effort)
+            tmp = mirror.with_name(f"{mirror.name}.{os.getpid()}.tmp")
+            try:
+                tmp.write_text(json.dumps({"version": version, "meta": meta}), "utf-8")
+                os.replace(tmp, mirror)
+            except OSError:
+                tmp.unlink(missing_ok=True)
+        return meta
 
     def set_meta(self, values: dict[str, str]) -> None:
         table = self.open_table("emergent_meta", self._META, 1)
