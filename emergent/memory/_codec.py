@@ -3,6 +3,10 @@
 Layout: 4-byte little-endian header length, a JSON header, then the raw float32 vector. A
 hand-written format because it is the hot path of every STM get/set: json of a small dict plus
 ``np.frombuffer`` costs a few microseconds, far below pickle-free alternatives we could install.
+
+The header is a list; new fields are appended, so items written by an older emergent (a shared
+Redis, a SQLite file, a backup's ``stm.bin``) still decode: a header without ``learned_at`` reads as
+learned at its last access, the best known time.
 """
 
 from __future__ import annotations
@@ -45,6 +49,7 @@ def encode(rec: MemoryRecord) -> bytes:
         [
             rec.id, rec.text, rec.kind.value, rec.importance, s.agent, s.user, s.session,
             rec.created_at, rec.last_accessed, rec.stability, rec.access_count, rec.meta, rec.sources,
+            rec.learned_at,
         ]
     )
     vec = b"" if rec.vector is None else np.ascontiguousarray(rec.vector, dtype=np.float32).tobytes()
@@ -58,5 +63,5 @@ def decode(data: bytes) -> MemoryRecord:
     return MemoryRecord(
         id=h[0], text=h[1], kind=Kind(h[2]), importance=h[3], scope=_scope(h[4], h[5], h[6]),
         created_at=h[7], last_accessed=h[8], stability=h[9], access_count=h[10], meta=h[11],
-        sources=h[12], tier=Tier.STM, vector=vec,
+        sources=h[12], learned_at=h[13] if len(h) > 13 else h[8], tier=Tier.STM, vector=vec,
     )

@@ -6,7 +6,9 @@
    ``dedup_similarity`` similar is merged into it (importance = max, accesses added, stability
    reinforced, the merged id kept in ``sources`` for provenance) instead of being inserted.
 3. *Archive*: LTM memories whose retention fell below ``archive_floor`` move to the archive table
-   (never deleted), written before they are removed from the live table.
+   (never deleted), written before they are removed from the live table. Retention counts from the
+   last access, which starts at the learned time, never at the event time: ingesting notes months
+   old archives none of them.
 """
 
 from __future__ import annotations
@@ -52,6 +54,7 @@ def _merge(into: MemoryRecord, dup: MemoryRecord, growth: float, now: float) -> 
         access_count=into.access_count + dup.access_count + 1,
         stability=decay.reinforce(max(into.stability, dup.stability), r, growth),
         last_accessed=max(into.last_accessed, dup.last_accessed),
+        learned_at=min(into.learned_at, dup.learned_at),  # known since the first of them was learned
         sources=[*into.sources, dup.id, *dup.sources],
         meta=meta,
     )

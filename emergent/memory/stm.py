@@ -7,6 +7,10 @@ a recency index and at most ``max_items`` items; an item lives until its TTL (de
 forgetting curve) runs out. Items pushed out by the size bound are not dropped silently: they go
 to an *evicted* list that consolidation reads, so an important memory is promoted to long-term
 memory rather than lost.
+
+Backends are chosen by id through :data:`STM_BACKENDS` (``local``, ``sqlite``, ``redis``, or a
+third-party ``emergent.stm`` entry point). :class:`FallbackSTM` wraps any of them and decides, once,
+what an unreachable server means: an error, or (declared) a write to long-term memory.
 """
 
 from __future__ import annotations
@@ -19,12 +23,13 @@ import time
 from abc import ABC, abstractmethod
 from collections import OrderedDict, deque
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal, TypeVar
 
-from emergent.errors import StoreResetError, StoreUnavailableError
+from emergent.errors import ConfigError, StoreResetError, StoreUnavailableError
 from emergent.memory import _codec
-from emergent.memory.types import MemoryRecord
+from emergent.memory.types import MemoryRecord, Tier
 from emergent.registry import Registry
 
 
@@ -216,8 +221,6 @@ class RedisSTM(STM):
         except (redis.ConnectionError, redis.TimeoutError):
             return  # unreachable now: every call will say so (or fall back, if the caller opted in)
         if found > STM_LAYOUT_VERSION:
-            from emergent.errors import ConfigError
-
             raise ConfigError(
                 f"Redis STM under {self.ns} uses key layout {found}, newer than this emergent ({STM_LAYOUT_VERSION})",
                 hint="upgrade emergent, or point EMERGENT_REDIS_URL at another database",
@@ -492,15 +495,140 @@ class RedisSTM(STM):
         self.client.close()
 
 
-STM_BACKENDS: Registry[Callable[..., STM]] = Registry("STM backend", group="emergent.stm")
-STM_BACKENDS.register("local", LocalSTM)
-STM_BACKENDS.register("redis", RedisSTM)
+# --------------------------------------------------------------------------------- fallback
+OnSTMFailure = Literal["raise", "ltm"]
+_R = TypeVar("_R")
 
 
-def _sqlite(*args: Any, **kwargs: Any) -> STM:
+def is_connection_error(exc: BaseException) -> bool:
+    """The backend's server cannot be reached (Redis down, a socket timeout): not a bad request,
+    not a damaged store (SQLite's failures are already :class:`StoreUnavailableError`)."""
+    try:
+        import redis
+    except ImportError:  # pragma: no cover
+        return isinstance(exc, (ConnectionError, TimeoutError))
+    return isinstance(exc, (redis.ConnectionError, redis.TimeoutError, ConnectionError, TimeoutError))
+
+
+class FallbackSTM(STM):
+    """What an unreachable short-term memory means, decided once, around any backend.
+
+    ``policy="raise"``: a lost connection is a :class:`StoreUnavailableError` that names the backend
+    and says what to do; nothing was stored. ``policy="ltm"`` (declared by the user, e.g.
+    ``EMERGENT_STM_FALLBACK=ltm``): a put is handed to ``ltm_writer``, a durable write to long-term
+    memory (the record's tier becomes LTM), and reads answer as an empty short-term memory.
+    Every other error, and everything else (``health``, ``acknowledge_reset``, ``path``...), is the
+    wrapped backend's.
+    """
+
+    def __init__(self, inner: STM, policy: OnSTMFailure = "raise", *,
+                 ltm_writer: Callable[[MemoryRecord], object] | None = None) -> None:
+        if policy not in ("raise", "ltm"):
+            raise ConfigError(f"unknown STM failure policy {policy!r}",
+                              hint="use 'raise' (an error) or 'ltm' (write long-term memory instead)")
+        if policy == "ltm" and ltm_writer is None:
+            raise ConfigError("the 'ltm' STM failure policy needs an ltm_writer",
+                              hint="pass ltm_writer=lambda rec: ltm.add([rec]), or use policy='raise'")
+        self.inner = inner
+        self.name = inner.name
+        self.policy = policy
+        self.ltm_writer = ltm_writer
+
+    def __getattr__(self, attr: str) -> Any:  # only called for what this class does not define
+        if attr == "inner":  # not set yet (during unpickling): never recurse
+            raise AttributeError(attr)
+        return getattr(self.inner, attr)
+
+    def _unavailable(self, exc: BaseException, **fields: Any) -> StoreUnavailableError:
+        return StoreUnavailableError(f"short-term memory ({self.name}) is unavailable: {exc}",
+                                     hint="restart Redis, or set EMERGENT_STM_FALLBACK=ltm (on_stm_failure='ltm') to "
+                                          "read long-term memory only while it is down", **fields)
+
+    def _read(self, call: Callable[[], _R], empty: _R) -> _R:
+        try:
+            return call()
+        except Exception as exc:
+            if not is_connection_error(exc):
+                raise
+            if self.policy == "ltm":
+                return empty
+            raise self._unavailable(exc) from exc
+
+    def put(self, rec: MemoryRecord, ttl_s: float) -> int:
+        try:
+            return self.inner.put(rec, ttl_s)
+        except Exception as exc:
+            if not is_connection_error(exc):
+                raise
+            if self.policy == "ltm" and self.ltm_writer is not None:  # the declared fallback: a durable write
+                rec.tier = Tier.LTM
+                self.ltm_writer(rec)
+                return 0
+            raise StoreUnavailableError(
+                f"short-term memory ({self.name}) is unavailable: {exc}",
+                hint="restart Redis, or open the workstation with on_stm_failure='ltm' (EMERGENT_STM_FALLBACK=ltm) "
+                     "to write to long-term memory while it is down; this memory was not stored",
+                memory_id=rec.id,
+            ) from exc
+
+    def get(self, agent: str, id: str) -> MemoryRecord | None:
+        return self._read(lambda: self.inner.get(agent, id), None)
+
+    def scan(self, agent: str, limit: int | None = None) -> list[MemoryRecord]:
+        return self._read(lambda: self.inner.scan(agent, limit), [])
+
+    def delete(self, agent: str, ids: list[str]) -> int:
+        return self._read(lambda: self.inner.delete(agent, ids), 0)
+
+    def drain_evicted(self, agent: str) -> list[MemoryRecord]:
+        return self._read(lambda: self.inner.drain_evicted(agent), [])
+
+    def agents(self) -> list[str]:
+        return self._read(self.inner.agents, [])
+
+    def health(self) -> dict[str, Any]:
+        return self.inner.health()
+
+    def close(self) -> None:
+        self.inner.close()
+
+
+# --------------------------------------------------------------------------------- registry
+@dataclass(frozen=True, slots=True)
+class STMContext:
+    """What the composition root offers a backend factory; each takes what it needs."""
+
+    workspace: Path  # the workspace directory (files of embedded backends live there)
+    max_items: int
+    clock: Callable[[], float]
+    redis: Any = None  # a redis-py client when EMERGENT_REDIS_URL is set
+    namespace: str = ""  # the workspace's key namespace on a shared server
+
+
+#: Short-term memory backends by id (``EMERGENT_STM_BACKEND``): ``factory(ctx: STMContext) -> STM``.
+#: Third-party backends register under the ``emergent.stm`` entry-point group.
+STM_BACKENDS: Registry[Callable[[STMContext], STM]] = Registry("STM backend", group="emergent.stm")
+
+
+def _local(ctx: STMContext) -> STM:
+    return LocalSTM(ctx.max_items, clock=ctx.clock)
+
+
+def _sqlite(ctx: STMContext) -> STM:
     from emergent.memory.stm_sqlite import SQLiteSTM  # imports this module: resolved at call time
 
-    return SQLiteSTM(*args, **kwargs)
+    return SQLiteSTM(ctx.workspace / "stm.db", ctx.max_items, clock=ctx.clock)
 
 
+def _redis(ctx: STMContext) -> STM:
+    if ctx.redis is None:
+        raise ConfigError("the redis short-term memory needs a Redis", hint="set EMERGENT_REDIS_URL, or "
+                          "EMERGENT_STM_BACKEND=sqlite for the embedded one")
+    # a state file in the workspace lets a later process notice that Redis lost its data
+    return RedisSTM(ctx.redis, ctx.namespace, ctx.max_items, clock=ctx.clock,
+                    state_path=ctx.workspace / "redis-stm.json")
+
+
+STM_BACKENDS.register("local", _local)
 STM_BACKENDS.register("sqlite", _sqlite)
+STM_BACKENDS.register("redis", _redis)

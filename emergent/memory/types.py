@@ -111,6 +111,12 @@ class Scope:
         return " AND ".join(parts)
 
 
+#: Seconds between the learned times of consecutive items of one ``ingest`` call: a batch keeps its
+#: order (and temporal ranking never sees identical stamps) while staying within a millisecond per
+#: thousand items. Float64 epochs resolve ~0.25 us today, so steps of 1 us stay distinct.
+ITEM_STEP_S = 1e-6
+
+
 def new_id(now: float | None = None) -> str:
     """Time-ordered 24-hex-digit id (48-bit ms timestamp + 48 random bits)."""
     ms = int((time.time() if now is None else now) * 1000)
@@ -119,19 +125,40 @@ def new_id(now: float | None = None) -> str:
 
 @dataclass(slots=True)
 class MemoryRecord:
+    """One memory. It has two times: when it happened and when it was learned.
+
+    ``created_at`` is the *event time* (also :attr:`event_time`): the ``at`` it was remembered
+    with, or when it was learned if none was given. Time filters (``since``/``until``) and temporal
+    reasoning use it. ``learned_at`` is when this memory was stored; ``last_accessed`` starts there
+    and moves with every recall or reinforcement. The forgetting curve, short-term lifetimes and
+    archiving count from ``last_accessed``, never from the event time: a note about last year,
+    learned today, is as fresh as any other memory learned today.
+    """
+
     id: str
     text: str
     kind: Kind
     importance: float
     scope: Scope
-    created_at: float
+    created_at: float  # the event time; the column keeps its name for existing stores
     last_accessed: float
     stability: float  # days; the forgetting curve's time constant
+    #: when it was stored; a record built without it was learned at its last access (the best known)
+    learned_at: float = math.nan
     access_count: int = 0
     meta: dict[str, Any] = field(default_factory=dict)
     sources: list[str] = field(default_factory=list)  # ids merged into this one (provenance)
     tier: Tier = Tier.STM
     vector: np.ndarray | None = None
+
+    def __post_init__(self) -> None:
+        if math.isnan(self.learned_at):  # not given
+            self.learned_at = self.last_accessed
+
+    @property
+    def event_time(self) -> float:
+        """When it happened (``created_at``)."""
+        return self.created_at
 
     def with_(self, **changes: Any) -> MemoryRecord:
         return replace(self, **changes)
@@ -145,6 +172,7 @@ class MemoryRecord:
             "importance": self.importance,
             "scope": self.scope.key,
             "created_at": self.created_at,
+            "learned_at": self.learned_at,
             "last_accessed": self.last_accessed,
             "stability": self.stability,
             "access_count": self.access_count,
