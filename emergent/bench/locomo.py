@@ -8,6 +8,11 @@ top k| / |gold evidence turns|, averaged over questions.
 
 Same-run baselines on the same store: BM25 alone (the full-text index), dense alone (the vector
 index), and their plain reciprocal-rank fusion.
+
+Splits: the defaults may be tuned only on the *tuning* split (conversations 0-2 of the file);
+the *validation* split (conversations 3 and after) says whether what was tuned generalises. Both
+are printed, with the gap (``tuning_r@10``, ``validation_r@10``, ``gap_r@10`` in ``--json``, and
+each baseline's figures per split).
 """
 
 from __future__ import annotations
@@ -17,7 +22,7 @@ import re
 import tempfile
 import time
 from collections.abc import Iterable, Iterator, Sequence
-from datetime import datetime
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -30,6 +35,13 @@ AGENT = "locomo"
 _EVIDENCE = re.compile(r"^D:?(\d+):0*(\d+)$")
 _SPLIT = re.compile(r"[;,\s]+")
 _SESSION = re.compile(r"^session_(\d+)$")
+#: conversations [0, TUNING) of a file are the tuning split, the rest the validation split
+TUNING = 3
+SPLITS = ("tuning", "validation")
+
+
+def split_of(index: int) -> str:
+    return "tuning" if index < TUNING else "validation"
 
 
 # ------------------------------------------------------------------------------ metric
@@ -87,7 +99,7 @@ def session_time(text: str | None) -> float | None:
         return None
     for fmt in ("%I:%M %p on %d %B, %Y", "%I:%M %p on %d %b, %Y"):
         try:
-            return datetime.strptime(text.strip(), fmt).timestamp()
+            return datetime.strptime(text.strip(), fmt).replace(tzinfo=UTC).timestamp()
         except ValueError:
             continue
     return None
@@ -162,13 +174,15 @@ def evaluate(mem: Any, data: list[dict[str, Any]], k: int, *, baselines: bool = 
                 hits = mem.recall(str(qa["question"]), k=k, scope=scope, touch=False)
                 latencies.append((time.perf_counter() - t0) * 1e3)
                 retrieved = [h.record.meta.get("dia_id") for h in hits]
-                rows.append({"category": qa["category"], "gold": gold, "retrieved": retrieved})
+                rows.append({"category": qa["category"], "gold": gold, "retrieved": retrieved,
+                             "split": split_of(s_index)})
                 if sink:
                     sink.write(json.dumps({"sample_id": sample.get("sample_id"), "qa_index": qa_index,
                                            "category": qa["category"], "retrieved": retrieved}) + "\n")
                 if baselines:
                     for name, ids in _baselines(mem, str(qa["question"]), scope, k).items():
-                        base_rows[name].append({"category": qa["category"], "gold": gold, "retrieved": ids})
+                        base_rows[name].append({"category": qa["category"], "gold": gold, "retrieved": ids,
+                                                "split": split_of(s_index)})
     finally:
         if sink:
             sink.close()
@@ -179,7 +193,35 @@ def evaluate(mem: Any, data: list[dict[str, Any]], k: int, *, baselines: bool = 
                               "recall_p50_ms": median(latencies), "recall_p95_ms": percentile(latencies, 95)}
     if baselines:
         result["baselines"] = {name: summarise(r, cutoffs) for name, r in base_rows.items()}
+    result["splits"] = {}
+    for split in SPLITS:
+        mine = [r for r in rows if r["split"] == split]
+        if not mine:
+            continue
+        part: dict[str, Any] = {"questions": len(mine), "recall": summarise(mine, cutoffs)}
+        if baselines:
+            part["baselines"] = {name: summarise([r for r in b if r["split"] == split], cutoffs)
+                                 for name, b in base_rows.items()}
+        result["splits"][split] = part
+    _split_keys(result)
     return result
+
+
+def _split_keys(result: dict[str, Any]) -> None:
+    """Flat keys: ``tuning_r@10``, ``validation_r@10``, ``gap_r@10`` (tuning - validation), and the
+    same for each baseline (``bm25_validation_r@10``...); None where a split has no question."""
+    splits = result["splits"]
+    names = [None, *result.get("baselines", {})]
+    for name in names:
+        prefix = f"{name}_" if name else ""
+        got = {}
+        for split in SPLITS:
+            part = splits.get(split)
+            rec = (part["recall"] if name is None else part["baselines"][name]) if part else None
+            got[split] = rec["overall"].get("r@10") if rec else None
+            result[f"{prefix}{split}_r@10"] = got[split]
+        t, v = got["tuning"], got["validation"]
+        result[f"{prefix}gap_r@10"] = None if t is None or v is None else t - v
 
 
 def ingest(mem: Any, data: list[dict[str, Any]]) -> int:
@@ -207,26 +249,32 @@ def run(args: dict[str, Any]) -> dict[str, Any]:
         result = evaluate(mem, data, k, out=Path(args["out"]) if args.get("out") else None)
         result.update(embedder=mem.embedder.id, conversations=len(data), turns=turns, ingest_s=round(ingest_s, 2),
                       config={n: v for n, v in mem.config.model_dump().items()
-                              if n.startswith(("w_", "rrf", "candidates", "recency", "fusion", "neighbor"))})
+                              if n.startswith(("w_", "rrf", "candidates", "recency", "fusion", "neighbor", "time_", "prf_"))})
     result["r@10"] = result["recall"]["overall"].get("r@10")
     return result
 
 
 def table(r: dict[str, Any]) -> list[Row]:
     rows: list[Row] = []
-    base = r.get("baselines", {})
-    keys = ["overall", *CATEGORIES.values()]
-    for key in keys:
-        ours = r["recall"].get(key)
-        if not ours:
-            continue
-        for cut in (c for c in CUTOFFS if f"r@{c}" in ours):
-            b = {name: s.get(key, {}).get(f"r@{cut}") for name, s in base.items()}
-            best = max(b, key=lambda n: b[n] or 0) if b else None
-            target = "≥ 0.65" if (key, cut) == ("overall", 10) else ""
-            label = f"{key} R@{cut} (n={ours['n']})"
-            rows.append((label, ours[f"r@{cut}"], b.get(best) if best else None,
-                         f"{best} same run; {target}".strip("; ") if best else target))
+    sections = [("all", r)] + [(name, part) for name, part in r.get("splits", {}).items()]
+    for section, part in sections:
+        base = part.get("baselines", {})
+        for key in ["overall", *CATEGORIES.values()]:
+            ours = part["recall"].get(key)
+            if not ours:
+                continue
+            cuts = [c for c in CUTOFFS if f"r@{c}" in ours]
+            if section != "all" and key != "overall":
+                cuts = [c for c in cuts if c == 10]  # per category per split: R@10 only
+            for cut in cuts:
+                b = {name: s.get(key, {}).get(f"r@{cut}") for name, s in base.items()}
+                best = max(b, key=lambda n: b[n] or 0) if b else None
+                target = "≥ 0.75" if (section, key, cut) == ("validation", "overall", 10) else ""
+                label = f"{section}: {key} R@{cut} (n={ours['n']})"
+                rows.append((label, ours[f"r@{cut}"], b.get(best) if best else None,
+                             f"{best} same run; {target}".strip("; ") if best else target))
+    if r.get("gap_r@10") is not None:
+        rows.append(("gap R@10, tuning - validation", r["gap_r@10"], r.get("bm25_gap_r@10"), "bm25; |gap| < 0.03"))
     rows.append(("recall p50 (ms), query embedding included", r["recall_p50_ms"], None, ""))
     rows.append(("recall p95 (ms), query embedding included", r["recall_p95_ms"], None, ""))
     return rows

@@ -11,17 +11,28 @@ Fusion (``MemoryConfig.fusion``):
   better the best candidate is: on LoCoMo (dev) R@10 0.663 vs 0.591 for RRF over the same lists.
 - ``"rrf"``: weighted reciprocal-rank fusion.
 
-Temporal neighbours: memories of one scope formed within ``window_s`` of each other are parts of
-one episode; a candidate gains ``w_neighbors`` x the best fused score among its neighbours in the
-candidate pool (no extra query). Questions often match one turn while the answer sits in the
-next; with it LoCoMo dev R@10 goes from 0.663 to 0.716.
+Episode neighbours: memories of one scope told within ``window_s`` of each other, at most ``span``
+either side in time order (identical times: batch order), are parts of one episode; a memory
+gains ``w_neighbors`` x the best fused score among its neighbours. The neighbours of candidates
+join the pool even when no retriever found them (the hot index holds every row of the scope).
+Questions often match one turn while the answer sits in the next.
+
+Time named in the query ("on 8 May, 2023", "in June 2023"): memories whose event time is in that
+period (a day before, two weeks after: things are told after they happen) gain ``w_time``, and the
+period's best dense matches join the pool.
+
+Query expansion (RM3 over the scope's best BM25 matches) is available (``prf_docs``) and off: it
+lowered R@10 on the LoCoMo tuning split. Figures per variant: ``docs/decisions.md``.
 """
 
 from __future__ import annotations
 
-import bisect
+import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+
+import numpy as np
 
 
 def rrf(lists: Mapping[str, Sequence[str]], weights: Mapping[str, float], k: int = 60) -> dict[str, float]:
@@ -68,28 +79,121 @@ def fuse_scores(lists: Mapping[str, Mapping[str, float]], weights: Mapping[str, 
     return {i: s / total for i, s in fused.items()}
 
 
-def temporal_neighbors(scores: Mapping[str, float], when: Mapping[str, tuple[str, float]], window_s: float,
-                       weight: float) -> dict[str, float]:
-    """Add ``weight`` x the best score among candidates of the same group within ``window_s``.
+def temporal_neighbors(scores: Mapping[str, float], when: Mapping[str, tuple[str, float, float]], window_s: float,
+                       weight: float, span: int = 5) -> dict[str, float]:
+    """Add ``weight`` x the best score among a candidate's episode neighbours.
 
-    ``when[id] = (group, time)``; the group is the scope, so episodes never mix across scopes.
+    ``when[id] = (group, time, seq)``; the group is the scope, so episodes never mix across scopes.
+    Within a group, items are ordered by (time, seq); the neighbours of an item are the ``span``
+    items either side of it in that order whose time is within ``window_s`` of its own. ``seq``
+    orders items with the same time (the order of an ingest batch: a learned time or a position),
+    so a batch stamped with one date is a sequence of episodes, never one episode where every item
+    neighbours every other; and items a microsecond apart are still only ``span`` neighbours each.
     Each candidate's own score is read from ``scores`` (not the boosted value): no chains.
     """
-    if weight <= 0 or window_s <= 0 or len(scores) < 2:
+    if weight <= 0 or window_s <= 0 or span <= 0 or len(scores) < 2:
         return dict(scores)
-    groups: dict[str, list[tuple[float, str]]] = {}
-    for id_ in scores:
-        group, t = when[id_]
-        groups.setdefault(group, []).append((t, id_))
+    ids = list(scores)
+    group_of: dict[str, int] = {}
+    g = np.fromiter((group_of.setdefault(when[i][0], len(group_of)) for i in ids), np.int64, len(ids))
+    t = np.fromiter((when[i][1] for i in ids), np.float64, len(ids))
+    q = np.fromiter((when[i][2] for i in ids), np.float64, len(ids))
+    s = np.fromiter((scores[i] for i in ids), np.float64, len(ids))
+    order = np.lexsort((q, t, g))
+    g, t, s = g[order], t[order], s[order]
+    best = neighbor_best(g, t, s, window_s, span)
     out = dict(scores)
-    for items in groups.values():
-        items.sort()
-        times = [t for t, _ in items]
-        for t, id_ in items:
-            lo, hi = bisect.bisect_left(times, t - window_s), bisect.bisect_right(times, t + window_s)
-            best = max((scores[o] for _, o in items[lo:hi] if o != id_), default=0.0)
-            out[id_] = scores[id_] + weight * best
+    for j, i in enumerate(order):
+        out[ids[i]] = float(s[j] + weight * best[j])
     return out
+
+
+def neighbor_best(group: np.ndarray, times: np.ndarray, scores: np.ndarray, window_s: float,
+                  span: int) -> np.ndarray:
+    """For items sorted by (group, time, seq): the best score among the ``span`` items either side
+    (same group, time within ``window_s``), 0 when there is none."""
+    n = len(scores)
+    best = np.zeros(n)
+    for d in range(1, min(span, n - 1) + 1):
+        near = (group[d:] == group[:-d]) & (np.abs(times[d:] - times[:-d]) <= window_s)
+        np.maximum(best[d:], np.where(near, scores[:-d], 0.0), out=best[d:])
+        np.maximum(best[:-d], np.where(near, scores[d:], 0.0), out=best[:-d])
+    return best
+
+
+def position_neighbors(positions: np.ndarray, mask: np.ndarray, times: np.ndarray, window_s: float,
+                       span: int) -> np.ndarray:
+    """Rows next to ``positions`` in an append-ordered store (up to ``span`` each side, in ``mask``,
+    time within ``window_s``): the episode context of candidates, not only among candidates.
+    Returns the new positions (sorted, without ``positions`` themselves)."""
+    if span <= 0 or window_s <= 0 or not len(positions):
+        return np.empty(0, np.int64)
+    size = len(mask)
+    positions = np.asarray(positions, np.int64)
+    offsets = np.concatenate([np.arange(-span, 0), np.arange(1, span + 1)])
+    near = (positions[:, None] + offsets[None, :]).ravel()
+    base = np.repeat(positions, len(offsets))
+    ok = (near >= 0) & (near < size)
+    near, base = near[ok], base[ok]
+    ok = mask[near] & (np.abs(times[near] - times[base]) <= window_s)
+    return np.setdiff1d(near[ok], positions)
+
+
+# ------------------------------------------------------------------------------ time in the query
+_MONTHS = {m: i + 1 for i, m in enumerate(
+    ["january", "february", "march", "april", "may", "june", "july", "august", "september", "october",
+     "november", "december"])}
+_MONTHS.update({m[:3]: i for m, i in list(_MONTHS.items())})
+_MONTHS["sept"] = 9
+_MON = r"(january|february|march|april|may|june|july|august|september|october|november|december|jan|feb|mar|apr|" \
+       r"jun|jul|aug|sept|sep|oct|nov|dec)\.?"
+_DATE_PATTERNS = [  # (regex, groups as (day, month, year))
+    (re.compile(r"\b(\d{4})-(\d{1,2})-(\d{1,2})\b"), (3, 2, 1)),
+    (re.compile(r"\b(\d{1,2})(?:st|nd|rd|th)?\s+(?:of\s+)?" + _MON + r",?\s+(\d{4})\b"), (1, 2, 3)),
+    (re.compile(r"\b" + _MON + r"\s+(\d{1,2})(?:st|nd|rd|th)?,?\s+(\d{4})\b"), (2, 1, 3)),
+    (re.compile(r"\b" + _MON + r",?\s+(\d{4})\b"), (None, 1, 2)),
+    (re.compile(r"\b(?:in|of|during|since|until|before|after|year)\s+((?:19|20)\d{2})\b"), (None, None, 1)),
+]
+
+
+def query_periods(text: str) -> list[tuple[float, float]]:
+    """The calendar periods a query names, as UTC epoch ranges ``[lo, hi)``: a day ("8 May, 2023",
+    "May 8, 2023", "2023-05-08"), a month ("May 2023"), a year ("in 2023"). Each span of the text
+    is read once, by the most precise pattern. Naive dates are UTC, as everywhere in memory."""
+    low = text.lower()
+    taken: list[tuple[int, int]] = []
+    out: list[tuple[float, float]] = []
+    for regex, (di, mi, yi) in _DATE_PATTERNS:
+        for m in regex.finditer(low):
+            if any(a < m.end() and m.start() < b for a, b in taken):
+                continue
+            try:
+                year = int(m.group(yi))
+                month = (int(m.group(mi)) if m.group(mi).isdigit() else _MONTHS[m.group(mi)]) if mi else None
+                day = int(m.group(di)) if di else None
+                if month is None:
+                    lo, hi = datetime(year, 1, 1, tzinfo=UTC), datetime(year + 1, 1, 1, tzinfo=UTC)
+                elif day is None:
+                    lo = datetime(year, month, 1, tzinfo=UTC)
+                    hi = datetime(year + (month == 12), month % 12 + 1, 1, tzinfo=UTC)
+                else:
+                    lo = datetime(year, month, day, tzinfo=UTC)
+                    hi = lo + timedelta(days=1)
+            except (ValueError, KeyError):
+                continue
+            taken.append((m.start(), m.end()))
+            out.append((lo.timestamp(), hi.timestamp()))
+    return out
+
+
+def in_periods(times: np.ndarray, periods: Sequence[tuple[float, float]], before_s: float,
+               after_s: float) -> np.ndarray:
+    """1.0 for times within any period widened by ``before_s`` / ``after_s``, else 0.0 (what is said
+    in a conversation is often said a little after it happened: ``after_s`` is the larger)."""
+    hit = np.zeros(len(times), bool)
+    for lo, hi in periods:
+        hit |= (times >= lo - before_s) & (times < hi + after_s)
+    return hit.astype(np.float64)
 
 
 @dataclass(frozen=True, slots=True)
@@ -102,3 +206,32 @@ class Weights:
 
 def blend(relevance: float, recency: float, importance: float, strength: float, w: Weights) -> float:
     return w.relevance * relevance + w.recency * recency + w.importance * importance + w.strength * strength
+
+
+# ------------------------------------------------------------------------------ query expansion
+def rm3(query: Sequence[str], feedback: Sequence[Sequence[str]], doc_scores: Sequence[float], terms: int = 10,
+        original: float = 0.6) -> dict[str, float]:
+    """RM3 pseudo-relevance feedback: the query's terms (weight ``original``, shared equally) plus the
+    ``terms`` most likely terms of the relevance model estimated from the feedback documents (the
+    top documents of a first search, as term lists, each weighted by its score; ``1 - original``
+    shared by likelihood). The expansion comes from the memories' own vocabulary: the words a
+    scope uses for what the query asks about."""
+    q = list(dict.fromkeys(query))
+    if not q:
+        return {}
+    out = dict.fromkeys(q, original / len(q))
+    total = float(sum(max(s, 0.0) for s in doc_scores))
+    if not feedback or total <= 0 or terms <= 0 or original >= 1.0:
+        return dict.fromkeys(q, 1.0)
+    model: dict[str, float] = {}
+    for doc, score in zip(feedback, doc_scores, strict=True):
+        if not doc or score <= 0:
+            continue
+        share = score / total / len(doc)
+        for t in doc:
+            model[t] = model.get(t, 0.0) + share
+    best = sorted(model.items(), key=lambda x: -x[1])[:terms]
+    mass = sum(w for _, w in best) or 1.0
+    for t, w in best:
+        out[t] = out.get(t, 0.0) + (1.0 - original) * w / mass
+    return out

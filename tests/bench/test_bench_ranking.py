@@ -1,8 +1,12 @@
-"""Fusion and temporal-neighbour evidence (the retrieval-quality levers tuned on LoCoMo)."""
+"""Fusion, episode neighbours, time named in the query and query expansion (the retrieval levers
+tuned on the LoCoMo tuning split)."""
 
 from __future__ import annotations
 
 import math
+from datetime import UTC, datetime
+
+import numpy as np
 
 from emergent.memory import ranking
 
@@ -36,7 +40,8 @@ def test_rank_scores_turn_a_ranking_into_scores() -> None:
 
 def test_neighbours_in_time_reinforce_each_other_within_one_scope_only() -> None:
     scores = {"q": 0.9, "answer": 0.2, "far": 0.2, "other_scope": 0.2}
-    when = {"q": ("s1", 1000.0), "answer": ("s1", 1060.0), "far": ("s1", 9000.0), "other_scope": ("s2", 1030.0)}
+    when = {"q": ("s1", 1000.0, 0), "answer": ("s1", 1060.0, 1), "far": ("s1", 9000.0, 2),
+            "other_scope": ("s2", 1030.0, 0)}
     out = ranking.temporal_neighbors(scores, when, window_s=300, weight=0.5)
     assert math.isclose(out["answer"], 0.2 + 0.5 * 0.9)
     assert out["far"] == 0.2 and out["other_scope"] == 0.2
@@ -57,3 +62,96 @@ def test_recall_completes_light_hits_and_pulls_in_the_next_turn(tmp_path) -> Non
         hits = mem.recall("which city did Ann move to last spring", k=2, scope="a/u", touch=False)
     assert [h.text for h in hits] == turns[:2]  # the answer comes with its question
     assert hits[1].record.meta == {"turn": 1} and "neighbor" in hits[1].sources
+
+
+def test_a_batch_stamped_with_one_time_is_a_sequence_not_one_episode() -> None:
+    """Identical event times (a whole session stamped with its date): neighbours by batch order,
+    ``span`` each side, never every item of the batch."""
+    ids = [f"t{i}" for i in range(10)]
+    scores = dict.fromkeys(ids, 0.0) | {"t5": 1.0}
+    when = {i: ("s", 5000.0, n) for n, i in enumerate(ids)}
+    out = ranking.temporal_neighbors(scores, when, window_s=300, weight=0.5, span=2)
+    assert [i for i in ids if out[i] > 0 and i != "t5"] == ["t3", "t4", "t6", "t7"]
+
+
+def test_items_a_microsecond_apart_have_only_span_neighbours() -> None:
+    ids = [f"t{i}" for i in range(10)]
+    scores = dict.fromkeys(ids, 0.0) | {"t0": 1.0}
+    when = {i: ("s", 1000.0 + n * 1e-6, 0) for n, i in enumerate(ids)}
+    out = ranking.temporal_neighbors(scores, when, window_s=300, weight=0.5, span=3)
+    assert [i for i in ids if out[i] > 0 and i != "t0"] == ["t1", "t2", "t3"]
+
+
+def test_position_neighbours_respect_the_scope_mask_the_time_window_and_the_span() -> None:
+    times = np.array([0, 60, 120, 180, 240, 9000, 9060, 9120], dtype=np.float64)
+    mask = np.array([True, True, False, True, True, True, True, True])
+    got = ranking.position_neighbors(np.array([3]), mask, times, window_s=300, span=2)
+    assert got.tolist() == [1, 4]  # 2 is outside the scope, 5 is hours later
+    got = ranking.position_neighbors(np.array([3, 4]), mask, times, window_s=300, span=1)
+    assert got.tolist() == []  # candidates are not their own neighbours; 2 masked, 5 too far
+    assert ranking.position_neighbors(np.array([6]), mask, times, window_s=300, span=0).size == 0
+
+
+def _day(t: float) -> str:
+    return datetime.fromtimestamp(t, UTC).date().isoformat()
+
+
+def test_periods_named_in_a_query_are_read_as_days_months_and_years() -> None:
+    def periods(q: str) -> list[tuple[str, str]]:
+        return [(_day(a), _day(b)) for a, b in ranking.query_periods(q)]
+
+    assert periods("What did Ann do on 25 May, 2022?") == [("2022-05-25", "2022-05-26")]
+    assert periods("what happened on May 23, 2023") == [("2023-05-23", "2023-05-24")]
+    assert periods("notes from 2024-02-29") == [("2024-02-29", "2024-03-01")]
+    assert periods("Which city in January 2024?") == [("2024-01-01", "2024-02-01")]
+    assert periods("every release in 2023") == [("2023-01-01", "2024-01-01")]
+    assert periods("in December 2023 and on 3 June, 2022") == [("2022-06-03", "2022-06-04"),
+                                                                  ("2023-12-01", "2024-01-01")]
+    assert periods("she may come, error 2023 was fixed") == []
+    assert periods("on 31 February, 2023") == [("2023-02-01", "2023-03-01")]  # no such day: its month
+
+
+def test_memories_told_soon_after_a_named_period_are_in_it() -> None:
+    day = 86400.0
+    lo, hi = ranking.query_periods("in May 2023")[0]
+    times = np.array([lo - 2 * day, lo - 0.5 * day, lo + 3 * day, hi + 10 * day, hi + 20 * day])
+    assert ranking.in_periods(times, [(lo, hi)], before_s=day, after_s=14 * day).tolist() == [0, 1, 1, 1, 0]
+
+
+def test_rm3_expands_a_query_with_the_vocabulary_of_its_best_matches() -> None:
+    fb = [["turtl", "shell", "pet"], ["turtl", "shell", "tank"], ["pet", "walk"]]
+    out = ranking.rm3(["turtl"], fb, [3.0, 2.0, 1.0], terms=3, original=0.6)
+    assert math.isclose(sum(out.values()), 1.0) and out["turtl"] > out["shell"] > 0
+    assert "walk" not in out  # not among the 3 likeliest terms
+    assert ranking.rm3(["turtl", "turtl"], [], [], terms=3) == {"turtl": 1.0}  # no feedback: the query
+
+
+def test_recall_prefers_memories_of_the_period_the_query_names(tmp_path) -> None:
+    from emergent.workstation import Workstation
+
+    may = datetime(2023, 5, 8, 14, 0, tzinfo=UTC).timestamp()
+    sept = datetime(2023, 9, 20, 14, 0, tzinfo=UTC).timestamp()
+    with Workstation.open(tmp_path / "ws", embedder="hashing") as ws:
+        mem = ws.memory
+        mem.ingest([{"text": "Ann: we went hiking in the hills", "at": may},
+                    {"text": "Ann: we went hiking in the mountains", "at": sept}], kind="episodic", scope="a/u")
+        hits = mem.recall("Where did Ann go hiking in September 2023?", k=2, scope="a/u", touch=False)
+        assert hits[0].text.endswith("mountains") and "time" in hits[0].sources
+        plain = mem.recall("Where did Ann go hiking in May 2023?", k=2, scope="a/u", touch=False)
+        assert plain[0].text.endswith("hills")
+
+
+def test_a_session_stamped_with_one_date_keeps_episodes_apart(tmp_path) -> None:
+    """A whole batch with one ``at``: the answer right after the question is pulled in, a turn
+    far down the same batch is not treated as its neighbour."""
+    from emergent.workstation import Workstation
+
+    turns = ["Ann: which city did you move to last spring?", "Bo: Lisbon, near the river."] + \
+        [f"Bo: filler line number {i} about nothing" for i in range(12)] + ["Bo: my cat sleeps all day"]
+    with Workstation.open(tmp_path / "ws", embedder="hashing") as ws:
+        mem = ws.memory
+        mem.ingest([{"text": t, "at": "2023-05-08T14:00:00"} for t in turns], kind="episodic", scope="a/u")
+        hits = mem.recall("which city did Ann move to last spring", k=len(turns), scope="a/u", touch=False)
+    by_text = {h.text: h for h in hits}
+    assert "neighbor" in by_text[turns[1]].sources
+    assert "neighbor" not in by_text[turns[-1]].sources
