@@ -46,14 +46,33 @@ class MemoryConfig(BaseModel):
         "scores", description="scores: weighted mean of min-max normalised scores; rrf: reciprocal-rank fusion")
     rrf_k: int = Field(60, ge=1, description="RRF constant (also turns rank-only retrievers into scores)")
     w_vector: float = Field(1.0, ge=0.0)
-    w_text: float = Field(1.0, ge=0.0)
-    w_neighbors: float = Field(0.35, ge=0.0, description="weight of temporal-neighbour evidence")
+    w_text: float = Field(2.0, ge=0.0)
+    w_neighbors: float = Field(0.5, ge=0.0, description="weight of temporal-neighbour evidence")
     neighbor_window_s: float = Field(300.0, ge=0.0, description="episodic memories this close in time are neighbours")
+    neighbor_span: int = Field(2, ge=0, le=100, description="at most this many memories either side (in time "
+                               "order; same time: batch order) are an episode's neighbours")
+    neighbor_expand: bool = Field(True, description="neighbours of candidates join the pool even when no "
+                                  "retriever found them (episode context over the whole scope)")
+    w_time: float = Field(0.4, ge=0.0, description="boost of memories whose event time is in a period the query "
+                          "names ('on 8 May, 2023', 'in June 2023', 'in 2023')")
+    time_before_s: float = Field(86400.0, ge=0.0, description="a named period starts this much earlier")
+    time_after_s: float = Field(14 * 86400.0, ge=0.0, description="and ends this much later (things are told "
+                                "after they happen)")
+    prf_docs: int = Field(0, ge=0, le=100, description="pseudo-relevance feedback (RM3): expand the full-text "
+                          "query from this many of its best matches in the scope (0: off)")
+    prf_terms: int = Field(10, ge=0, le=200, description="expansion terms taken from the feedback memories")
+    prf_original: float = Field(0.6, gt=0.0, le=1.0, description="share of the original query terms in the "
+                                "expanded query")
     candidates: int = Field(100, ge=10, le=2000, description="depth of each retriever's candidate list")
     # storage
     compress_above_bytes: int = Field(16 * 1024, ge=256)
     max_text_bytes: int = Field(8 * 1024 * 1024, ge=1024)
     ann_index_threshold: int = Field(50_000, ge=256)
+    # the hot recall index (emergent.memory.hot)
+    hot_exact_max_rows: int = Field(
+        250_000, ge=1000, description="an agent's memories are searched exactly (float32) up to this many; "
+        "above it through an HNSW graph over 8-bit quantised vectors (~4x less memory)")
+    hot_ef_search: int = Field(128, ge=16, le=4096, description="HNSW search breadth above hot_exact_max_rows")
 
 
 class IntegrationSettings(BaseSettings):
@@ -137,6 +156,9 @@ class Settings(BaseSettings):
     llm_api_key: str | None = None
     llm_model: str | None = None
     log_level: str = "WARNING"
+    stm_backend: str = Field(
+        "auto", description="short-term memory backend by id: auto (redis with EMERGENT_REDIS_URL, else sqlite), "
+                            "sqlite, redis, local (in the process), or a registered emergent.stm entry point")
     stm_fallback: Literal["raise", "ltm"] = Field(
         "raise", description="when Redis is down: raise, or write long-term memory instead"
     )

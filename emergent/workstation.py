@@ -24,6 +24,7 @@ if TYPE_CHECKING:  # pragma: no cover - each service is imported when first used
     from emergent.graph.service import KnowledgeGraph
     from emergent.jobs.service import JobService
     from emergent.memory.service import Memory
+    from emergent.memory.stm import STM
     from emergent.principals import Principal, Principals
     from emergent.proposals.service import Proposals
     from emergent.providers.embeddings import CachedEmbedder
@@ -149,6 +150,20 @@ class Workstation:
         return get_chat_model(s.llm_model, base_url=s.llm_base_url, api_key=s.llm_api_key)
 
     # ------------------------------------------------------------------ services
+    def open_stm(self) -> STM:
+        """A new short-term memory of the configured backend (``EMERGENT_STM_BACKEND``; ``auto``:
+        Redis with ``EMERGENT_REDIS_URL``, else the embedded file ``stm.db`` in the workspace, shared
+        by every process that opens it), through the registry of backends."""
+        from emergent.memory.stm import STM_BACKENDS, STMContext
+
+        name = self.settings.stm_backend
+        if name == "auto":
+            name = "redis" if self.settings.redis_url else "sqlite"
+        factory = STM_BACKENDS.get(name)
+        redis = self.redis if name == "redis" else None
+        return factory(STMContext(self.path, self.settings.memory.stm_max_items, self.clock.now, redis=redis,
+                                  namespace=self.redis_namespace))
+
     @functools.cached_property
     def memory(self) -> Memory:
         from emergent.memory.ltm import LongTermMemory
@@ -157,22 +172,21 @@ class Workstation:
             from emergent.memory.service import freeze_startup_heap
 
             freeze_startup_heap()
-        from emergent.memory.stm import RedisSTM
-        from emergent.memory.stm_sqlite import SQLiteSTM
+        from emergent.memory.stm import FallbackSTM
         from emergent.stores.lance import IndexPolicy
 
         cfg = self.settings.memory
-        now = self.clock.now
-        # The embedded STM is a file in the workspace, shared by every process that opens it
-        # (a notebook, a job, the CLI); with Redis, a state file lets a later process notice a reset.
-        stm = (RedisSTM(self.redis, self.redis_namespace, cfg.stm_max_items, clock=now,
-                        state_path=self.path / "redis-stm.json") if self.redis is not None
-               else SQLiteSTM(self.path / "stm.db", cfg.stm_max_items, clock=now))
-        self._closers.insert(0, stm.close)
+        backend = self.open_stm()
+        self._closers.insert(0, backend.close)
         ltm = LongTermMemory(self.lance, self.embedder.id, self.embedder.dim, compress_above=cfg.compress_above_bytes,
-                             policy=IndexPolicy(ann_threshold=cfg.ann_index_threshold))
-        mem = Memory(stm, ltm, self.embedder, cfg, clock=self.clock, sql=self.sql,
-                     on_stm_failure=self.settings.stm_fallback, audit=self.audit, principals=self.principals)
+                             policy=IndexPolicy(ann_threshold=cfg.ann_index_threshold),
+                             hot_exact_max=cfg.hot_exact_max_rows, hot_ef_search=cfg.hot_ef_search,
+                             hot_snapshot_dir=None if self.settings.lance_uri else self.path / "cache" / "hot")
+        # What an unreachable short-term memory means is decided here, once: an error, or (declared)
+        # a durable write to long-term memory instead.
+        stm = FallbackSTM(backend, self.settings.stm_fallback, ltm_writer=lambda rec: ltm.add([rec], now=self.clock.now()))
+        mem = Memory(stm, ltm, self.embedder, cfg, clock=self.clock, sql=self.sql, audit=self.audit,
+                     principals=self.principals)
         self._closers.insert(0, mem.close)
         return mem
 

@@ -30,14 +30,7 @@ def _stm(ws: Workstation) -> Any:
     try:
         return ws.memory.stm
     except Exception:  # noqa: BLE001 - the lance check reports why memory does not open
-        cfg = ws.settings.memory
-        if ws.redis is not None:
-            from emergent.memory.stm import RedisSTM
-
-            return RedisSTM(ws.redis, ws.redis_namespace, cfg.stm_max_items, state_path=ws.path / "redis-stm.json")
-        from emergent.memory.stm_sqlite import SQLiteSTM
-
-        return SQLiteSTM(ws.path / "stm.db", cfg.stm_max_items)
+        return ws.open_stm()
 
 
 @app.callback()

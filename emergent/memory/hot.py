@@ -145,7 +145,7 @@ class Partition:
         c["compressed"][start:end] = [r.get("payload") is not None for r in fresh]
         vecs = np.asarray([r["vector"] for r in fresh], dtype=np.float32).reshape(len(fresh), self.dim)
         norms = np.linalg.norm(vecs, axis=1, keepdims=True)
-        vecs = vecs / np.where(norms > 0, norms, 1.0)
+        vecs = (vecs / np.where(norms > 0, norms, 1.0)).astype(np.float32)
         if self.vec is not None:
             self.vec[start:end] = vecs
         for i, r in enumerate(fresh):
@@ -174,7 +174,7 @@ class Partition:
         c["kind"][at] = [_KIND_CODE[Kind(r["kind"])] for r in rows]
         if vectors and self.vec is not None and all("vector" in r for r in rows):
             vecs = np.asarray([r["vector"] for r in rows], dtype=np.float32).reshape(len(rows), self.dim)
-            self.vec[at] = vecs / np.maximum(np.linalg.norm(vecs, axis=1, keepdims=True), 1e-12)
+            self.vec[at] = (vecs / np.maximum(np.linalg.norm(vecs, axis=1, keepdims=True), 1e-12)).astype(np.float32)
         for r in rows:
             if "meta" in r and r["meta"] is not None:
                 self.meta[self.pos[r["id"]]] = r["meta"]
@@ -235,7 +235,8 @@ class Partition:
         if base is None:
             raise RuntimeError("no vectors to build the ANN index from")
         t0 = time.perf_counter()
-        index = faiss.IndexHNSWSQ(self.dim, faiss.ScalarQuantizer.QT_8bit, 16, faiss.METRIC_INNER_PRODUCT)
+        index = faiss.IndexHNSWSQ(self.dim, faiss.ScalarQuantizer.QT_8bit, 16,  # type: ignore[arg-type]
+                                  faiss.METRIC_INNER_PRODUCT)
         index.hnsw.efConstruction = 64
         sample = base[np.random.default_rng(0).choice(len(base), min(len(base), 20_000), replace=False)]
         index.train(np.ascontiguousarray(sample))
@@ -290,8 +291,8 @@ class Partition:
         import faiss
 
         bits = np.packbits(np.pad(mask, (0, max(0, self.ann_n - len(mask))))[: self.ann_n], bitorder="little")
-        params = faiss.SearchParametersHNSW(sel=faiss.IDSelectorBitmap(self.ann_n, faiss.swig_ptr(bits)),
-                                            efSearch=max(self.ef_search, n))
+        selector = faiss.IDSelectorBitmap(self.ann_n, faiss.swig_ptr(bits))
+        params = faiss.SearchParametersHNSW(sel=selector, efSearch=max(self.ef_search, n))  # type: ignore[attr-defined]
         dist, idx = self.ann.search(np.ascontiguousarray(q[None, :], dtype=np.float32), n, params=params)
         return [Hit(int(p), float(s)) for p, s in zip(idx[0], dist[0], strict=True) if p >= 0]
 
@@ -481,7 +482,7 @@ class HotIndex:
                 tmp = f"{path}.{os.getpid()}.tmp"
                 try:
                     with open(tmp, "wb") as fh:
-                        np.savez(fh, **arrays)
+                        np.savez(fh, **arrays)  # type: ignore[arg-type]
                     os.replace(tmp, path)
                 except OSError as exc:  # a cache: a full disk costs the next process a reload, nothing else
                     log.warning("could not write the hot index snapshot %s: %s", path, exc)

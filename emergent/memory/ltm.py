@@ -53,7 +53,10 @@ from emergent.stores.lance import (
 
 log = logging.getLogger("emergent.memory")
 
-SCHEMA_VERSION = 1
+#: 2: ``learned_at`` (when a memory was stored) beside ``created_at`` (when it happened); tables
+#: of schema 1 are carried over by :func:`migrate_tables` when they are opened.
+SCHEMA_VERSION = 2
+SCHEMA_META_KEY = "memories_schema"  # in emergent_meta: the schema the tables were carried to
 SCOPE_COLUMNS = ("agent", "user_id", "session_id")
 PREVIEW_CHARS = 4000
 _ZC = zstandard.ZstdCompressor(level=6)
@@ -81,13 +84,45 @@ def memory_schema(dim: int, *, archive: bool = False) -> pa.Schema:
     ]
     if archive:
         fields += [pa.field("archived_at", pa.float64()), pa.field("archive_reason", pa.string())]
+    # Added by schema 2, last: where LanceDB's add_columns puts it in a migrated table, so new and
+    # migrated tables have the same column order.
+    fields.append(pa.field("learned_at", pa.float64()))
     return pa.schema(fields)
+
+
+def migrate_tables(store: LanceStore, *tables: Any) -> None:
+    """Carry ``memories`` tables of schema 1 over to the current one; idempotent.
+
+    Schema 1 had no ``learned_at``: the column is added, filled for the old rows from
+    ``last_accessed``. When an old row was learned was never recorded; ``last_accessed`` is the best
+    known bound (it was the write time, or the event time when that was later, and only moved
+    forward with accesses), and it is what the row's decay already counted from, so no old memory
+    decays faster or slower than before. The event time would be wrong: months-old notes would look
+    unused for months and be archived. Two processes opening an old store at once both try to add
+    the column; the loser's commit conflicts (or finds the column there) and it reads the winner's.
+    """
+    for table in tables:
+        if "learned_at" in table.schema.names:
+            continue
+        try:
+            table.add_columns({"learned_at": "last_accessed"})
+        except Exception as exc:  # noqa: BLE001 - a concurrent migration is fine; anything else is raised
+            table.checkout_latest()
+            if "learned_at" not in table.schema.names:
+                err = store_error(exc, store.table_path(table.name), "adding learned_at (schema 2)")
+                if err is None:
+                    raise
+                raise err from exc
+            log.info("another process migrated %s first (%s)", table.name, type(exc).__name__)
+    recorded = store.get_meta().get(SCHEMA_META_KEY, "1")
+    if not recorded.isdigit() or int(recorded) < SCHEMA_VERSION:
+        store.set_meta({SCHEMA_META_KEY: str(SCHEMA_VERSION)})
 
 
 _NO_VECTOR = [f.name for f in memory_schema(1) if f.name != "vector"]
 # What ranking needs; text, meta and sources are read afterwards for the few memories returned.
-_LIGHT = ["id", "kind", "importance", "stability", "created_at", "last_accessed", "access_count", "agent", "user_id",
-          "session_id"]
+_LIGHT = ["id", "kind", "importance", "stability", "created_at", "last_accessed", "learned_at", "access_count", "agent",
+          "user_id", "session_id"]
 _HEAVY = ["id", "text", "payload", "meta", "sources"]
 
 
@@ -106,8 +141,9 @@ def _scope(agent: str, user: str | None, session: str | None) -> Scope:
 
 def _light_fields(rec: MemoryRecord) -> dict[str, Any]:
     return {"kind": rec.kind.value, "importance": rec.importance, "stability": rec.stability,
-            "created_at": rec.created_at, "last_accessed": rec.last_accessed, "access_count": rec.access_count,
-            "agent": rec.scope.agent, "user_id": rec.scope.user, "session_id": rec.scope.session}
+            "created_at": rec.created_at, "last_accessed": rec.last_accessed, "learned_at": rec.learned_at,
+            "access_count": rec.access_count, "agent": rec.scope.agent, "user_id": rec.scope.user,
+            "session_id": rec.scope.session}
 
 
 def _quote(value: str) -> str:
@@ -129,7 +165,8 @@ class LongTermMemory:
     """The ``memories`` and ``memories_archive`` tables of one LanceDB database."""
 
     def __init__(self, store: LanceStore, embedder_id: str, dim: int, *, compress_above: int = 16 * 1024,
-                 policy: IndexPolicy | None = None) -> None:
+                 policy: IndexPolicy | None = None, hot_exact_max: int = 250_000, hot_ef_search: int = 128,
+                 hot_snapshot_dir: Any = None) -> None:
         self.store = store
         self.dim = dim
         self.embedder_id = embedder_id
@@ -138,13 +175,55 @@ class LongTermMemory:
         if not self.policy.scalar_columns:  # scope filters run on every read: index them with the ANN index
             self.policy = replace(self.policy, scalar_columns=SCOPE_COLUMNS)
         self._ann_cache: tuple[int, str] | None = None
-        self._check_embedder()
-        self.table = store.open_table("memories", memory_schema(dim), SCHEMA_VERSION)
-        self.archive = store.open_table("memories_archive", memory_schema(dim, archive=True), SCHEMA_VERSION)
-        self.schema = self.table.schema
+        self._tables: tuple[Any, Any] | None = None
+        self._open_lock = threading.Lock()
+        self._check_embedder()  # at open, from the facts table's mirror: no LanceDB import when it is current
         self.path = store.table_path("memories")
         self.archive_path = store.table_path("memories_archive")
         self.upkeep = Upkeep(self._maintain_once)
+        from emergent.memory.hot import HotIndex
+
+        #: recall's in-process index of this table (emergent.memory.hot); LanceDB stays the record
+        self.hot = HotIndex(self, exact_max=hot_exact_max, ef_search=hot_ef_search, snapshot_dir=hot_snapshot_dir)
+
+    # The tables are opened on first use: a new process whose first recall is answered from the hot
+    # index's snapshot never imports LanceDB (~1.5 s of its cold start).
+    def _open(self) -> tuple[Any, Any]:
+        with self._open_lock:
+            if self._tables is None:
+                table = self.store.open_table("memories", memory_schema(self.dim), SCHEMA_VERSION)
+                archive = self.store.open_table("memories_archive", memory_schema(self.dim, archive=True),
+                                                SCHEMA_VERSION)
+                self._tables = (table, archive)
+                self.migrate()
+            return self._tables
+
+    def open(self) -> None:
+        """Open (creating) both tables now."""
+        self._tables or self._open()
+
+    @property
+    def table(self) -> Any:
+        return (self._tables or self._open())[0]
+
+    @property
+    def archive(self) -> Any:
+        return (self._tables or self._open())[1]
+
+    @property
+    def schema(self) -> pa.Schema:
+        self._tables or self._open()
+        return self._schema
+
+    @property
+    def opened(self) -> bool:
+        return self._tables is not None
+
+    def migrate(self) -> None:
+        """Carry both tables to the current schema (on open, and after a rewind to a version before
+        a migration: the restored table has the old schema again)."""
+        migrate_tables(self.store, self.table, self.archive)
+        self._schema = self.table.schema
 
     def _check_embedder(self) -> None:
         meta = self.store.get_meta()
@@ -173,7 +252,7 @@ class LongTermMemory:
             "vector": rec.vector, "kind": rec.kind.value, "importance": rec.importance,
             "stability": rec.stability,
             "strength": retention(now - rec.last_accessed, rec.stability),
-            "created_at": rec.created_at, "last_accessed": rec.last_accessed,
+            "created_at": rec.created_at, "last_accessed": rec.last_accessed, "learned_at": rec.learned_at,
             "access_count": rec.access_count, "agent": rec.scope.agent, "user_id": rec.scope.user,
             "session_id": rec.scope.session, "meta": json.dumps(rec.meta, ensure_ascii=False),
             "sources": json.dumps(rec.sources),
@@ -192,6 +271,8 @@ class LongTermMemory:
             id=row["id"], text=text, kind=Kind(row["kind"]), importance=float(row["importance"]),
             scope=_scope(row["agent"], row["user_id"], row["session_id"]),
             created_at=row["created_at"], last_accessed=row["last_accessed"],
+            # null only in rows an emergent of schema 1 appended after the migration: see migrate_tables()
+            learned_at=row["last_accessed"] if row.get("learned_at") is None else row["learned_at"],
             stability=float(row["stability"]), access_count=int(row["access_count"]),
             meta=json.loads(row.get("meta") or "{}"), sources=json.loads(row.get("sources") or "[]"),
             tier=Tier.LTM, vector=None if vec is None else np.asarray(vec, dtype=np.float32),
@@ -208,8 +289,15 @@ class LongTermMemory:
         for r in records:
             if r.vector is None or len(r.vector) != self.dim:
                 raise ValidationError(f"memory {r.id} has no {self.dim}-d vector", field="vector")
-        data = self._arrow(records, now or time.time())
-        self._append(data, [r.id for r in records])
+        rows = [self._to_row(r, now or time.time()) for r in records]
+        data = pa.Table.from_pylist(rows, schema=self.schema)
+        before = self.table.version
+        try:
+            self._append(data, [r.id for r in records])
+        except BaseException:
+            self.hot.invalidate()  # what committed is read back from LanceDB at the next search
+            raise
+        self.hot.added(rows, before)
         self._ann_cache = None
         self.upkeep.after_write()
         return len(records)
@@ -289,16 +377,33 @@ class LongTermMemory:
 
     def upsert(self, records: Sequence[MemoryRecord], now: float | None = None) -> None:
         if records:
-            data = self._arrow(records, now or time.time())
-            self._retried(self.path, "updating memories", lambda: self.table.merge_insert("id")
-                          .when_matched_update_all().when_not_matched_insert_all().execute(data))
+            rows = [self._to_row(r, now or time.time()) for r in records]
+            data = pa.Table.from_pylist(rows, schema=self.schema)
+            before = self.table.version
+            try:
+                self._retried(self.path, "updating memories", lambda: self.table.merge_insert("id")
+                              .when_matched_update_all().when_not_matched_insert_all().execute(data))
+            except BaseException:
+                self.hot.invalidate()
+                raise
+            self.hot.added(rows, before)
             self._ann_cache = None
             self.upkeep.after_write(maintain=False)
 
     def delete_where(self, where: str) -> int:
-        result = self._retried(self.path, "deleting memories", lambda: self.table.delete(where))
+        doomed = self.scan(where, ["id", "agent"]).to_pylist()
+        before = self.table.version
+        try:
+            result = self._retried(self.path, "deleting memories", lambda: self.table.delete(where))
+        except BaseException:  # applied only once committed; on a failure the next search re-reads the table
+            self.hot.invalidate()
+            raise
+        by_agent: dict[str, list[str]] = {}
+        for r in doomed:
+            by_agent.setdefault(r["agent"], []).append(r["id"])
+        self.hot.removed(by_agent, before)
         n = getattr(result, "num_deleted_rows", None)
-        return int(n) if n is not None else 0
+        return int(n) if n is not None else len(doomed)
 
     def move_to_archive(self, records: Sequence[MemoryRecord], reason: str, now: float) -> int:
         """Archive first, then delete: a crash in between leaves a harmless duplicate."""
@@ -310,7 +415,16 @@ class LongTermMemory:
         self._retried(self.archive_path, "archiving memories", lambda: self.archive.merge_insert("id")
                       .when_matched_update_all().when_not_matched_insert_all().execute(data))
         ids = ", ".join(_quote(r.id) for r in records)
-        self._retried(self.path, "deleting archived memories", lambda: self.table.delete(f"id IN ({ids})"))
+        before = self.table.version
+        try:
+            self._retried(self.path, "deleting archived memories", lambda: self.table.delete(f"id IN ({ids})"))
+        except BaseException:
+            self.hot.invalidate()
+            raise
+        by_agent: dict[str, list[str]] = {}
+        for r in records:
+            by_agent.setdefault(r.scope.agent, []).append(r.id)
+        self.hot.removed(by_agent, before)
         return len(records)
 
     def delete_archived(self, where: str) -> None:
@@ -413,6 +527,12 @@ class LongTermMemory:
     def records(self, where: str | None = None) -> list[MemoryRecord]:
         return [self._from_row(r) for r in self.scan(where).to_pylist()]
 
+    def latest_version(self) -> int:
+        """The table's newest committed version (another process may have written since we looked)."""
+        with translated(self.path, "checking the table version"):
+            self.table.checkout_latest()
+            return int(self.table.version)
+
     def count(self, where: str | None = None) -> int:
         with translated(self.path, "counting memories"):
             return int(self.table.count_rows(where) if where else self.table.count_rows())
@@ -448,6 +568,7 @@ class LongTermMemory:
 
     def close(self) -> None:
         self.upkeep.close()
+        self.hot.save()  # a cache for the next process; never fails the close
 
     def versions(self) -> list[dict[str, Any]]:
         return [{"version": v["version"], "timestamp": v["timestamp"]} for v in self.table.list_versions()]
@@ -460,6 +581,7 @@ class LongTermMemory:
             self.table.checkout(version)
             self.table.restore()
         self._ann_cache = None
+        self.hot.forget()
 
 
 class Upkeep:

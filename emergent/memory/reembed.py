@@ -21,7 +21,7 @@ import zstandard
 
 from emergent.config import load_settings
 from emergent.errors import ConfigError
-from emergent.memory.ltm import SCHEMA_VERSION, memory_schema
+from emergent.memory.ltm import SCHEMA_VERSION, memory_schema, migrate_tables
 from emergent.providers.embeddings import Embedder, get_embedder
 from emergent.stores.lance import IndexPolicy, LanceStore
 
@@ -90,6 +90,7 @@ def reembed(home: str | Path | None, embedder_id: str, *, batch_size: int = 256,
     for name in TABLES:
         if name + SUFFIX in names:
             store.db.drop_table(name + SUFFIX)  # a previous run died before its swap
+    migrate_tables(store, *[store.db.open_table(name) for name in TABLES if name in names])  # the columns copied
     total = 0
     schemas = {name: memory_schema(embedder.dim, archive=archive) for name, archive in TABLES.items()}
     for name, schema in schemas.items():

@@ -30,13 +30,15 @@ from emergent.errors import (
     NotFoundError,
     PartialWriteError,
     ScopeError,
-    StoreUnavailableError,
     ValidationError,
 )
 from emergent.memory import decay, ranking
+from emergent.memory.hot import Hit as _Hit
+from emergent.memory.lexical import tokens
 from emergent.memory.ltm import Candidate, LongTermMemory, build_filter
-from emergent.memory.stm import STM
+from emergent.memory.stm import STM, FallbackSTM, OnSTMFailure
 from emergent.memory.types import (
+    ITEM_STEP_S,
     Kind,
     MemoryRecord,
     RecallHit,
@@ -53,7 +55,6 @@ from emergent.workspace.audited import human, note, recorded, verified
 
 log = logging.getLogger("emergent.memory")
 
-OnSTMFailure = Literal["raise", "ltm"]
 Retriever = Callable[[str, np.ndarray, Scope, int], Sequence[str]]
 
 
@@ -76,19 +77,24 @@ class Memory:
 
     ``audit`` (an :class:`emergent.audit.Auditor`) records who forgot, consolidated or rewound
     what; ``principals`` (the workspace's directory) checks that whoever acts was issued by it.
+
+    ``stm`` is any short-term memory; what an unreachable one means is a :class:`FallbackSTM`
+    around it (the composition root builds it; a bare backend is wrapped here with
+    ``on_stm_failure``), so the service itself has no connection-error branches.
     """
 
     def __init__(self, stm: STM, ltm: LongTermMemory, embedder: Embedder, config: MemoryConfig | None = None, *,
                  clock: Clock | None = None, sql: Any = None, scope: Scope | None = None,
                  on_stm_failure: OnSTMFailure = "raise", audit: Any = None, principals: Any = None) -> None:
-        self.stm = stm
+        self.stm = stm if isinstance(stm, FallbackSTM) else FallbackSTM(
+            stm, on_stm_failure, ltm_writer=lambda rec: self.ltm.add([rec], now=self.clock.now()))
         self.ltm = ltm
         self.embedder = embedder
         self.config = config or MemoryConfig()
         self.clock = clock or SystemClock()
         self.sql = sql
         self.default_scope = scope or Scope()
-        self.on_stm_failure = on_stm_failure
+        self.on_stm_failure: OnSTMFailure = self.stm.policy
         self.audit = audit
         self.principals = principals
         self._ops: deque[OpSample] = deque(maxlen=10_000)
@@ -133,13 +139,15 @@ class Memory:
     def _scope(self, scope: Scope | str | dict[str, Any] | None) -> Scope:
         return Scope.of(scope, self.default_scope)
 
-    def _record(self, text: Any, kind: Any, importance: Any, scope: Any, meta: Any, at: Any) -> MemoryRecord:
+    def _record(self, text: Any, kind: Any, importance: Any, scope: Any, meta: Any, at: Any,
+                learned: float | None = None) -> MemoryRecord:
+        """A validated new record, learned at ``learned`` (default: now)."""
         text = check_text(text, self.config.max_text_bytes)
         kind = check_kind(kind)
         importance = check_importance(importance)
         scope = self._scope(scope)
         meta = check_meta(meta)
-        now = self.clock.now()
+        now = self.clock.now() if learned is None else learned
         try:
             t = to_epoch(at, now)
         except (TypeError, ValueError) as exc:
@@ -147,11 +155,12 @@ class Memory:
         stability = decay.initial_stability(importance, self.config.initial_stability_days,
                                             self.config.importance_stability_boost)
         stability *= self.config.kind_stability_factor.get(kind.value, 1.0)
-        # ``at`` is when it happened (created_at: time filters, temporal neighbours); the memory is
-        # learned now, so its forgetting curve starts now: a backdated memory neither expires from
-        # short-term memory at once nor is archived by the next consolidation.
+        # ``at`` is when it happened (the event time: time filters, temporal neighbours; without
+        # one, it happened when it was learned). The memory is learned now, so its forgetting curve
+        # starts now: a backdated memory neither expires from short-term memory at once nor is
+        # archived by the next consolidation.
         return MemoryRecord(id=new_id(t), text=text, kind=kind, importance=importance, scope=scope,
-                            created_at=t, last_accessed=max(t, now), stability=stability, meta=meta)
+                            created_at=t, learned_at=now, last_accessed=now, stability=stability, meta=meta)
 
     def _ttl(self, rec: MemoryRecord) -> float:
         age = max(0.0, self.clock.now() - rec.last_accessed)
@@ -170,43 +179,12 @@ class Memory:
             rec.tier = Tier.LTM
             self.ltm.add([rec], now=self.clock.now())
         elif tier == "stm":
-            self._put_stm(rec)
+            self.stm.put(rec, self._ttl(rec))  # an unreachable STM: FallbackSTM raises or writes LTM
         else:
             raise ValidationError(f"unknown tier {tier!r}", hint="use 'stm' or 'ltm'", field="tier")
         self._log("remember", rec.scope, 1, t0)
         self._notify("remember", [rec])
         return rec
-
-    def _put_stm(self, rec: MemoryRecord) -> None:
-        try:
-            self.stm.put(rec, self._ttl(rec))
-        except Exception as exc:
-            if not _is_connection_error(exc):
-                raise
-            if self.on_stm_failure == "ltm":  # declared fallback: durable write instead
-                rec.tier = Tier.LTM
-                self.ltm.add([rec], now=self.clock.now())
-                return
-            raise StoreUnavailableError(
-                f"short-term memory ({self.stm.name}) is unavailable: {exc}",
-                hint="restart Redis, or open the workstation with on_stm_failure='ltm' to write to "
-                "long-term memory while it is down; this memory was not stored",
-                memory_id=rec.id,
-            ) from exc
-
-    def _stm_guard(self, call: Callable[[], Any], fallback: Any) -> Any:
-        """Run an STM read; with the declared fallback a lost Redis reads as empty STM."""
-        try:
-            return call()
-        except Exception as exc:
-            if not _is_connection_error(exc):
-                raise
-            if self.on_stm_failure == "ltm":
-                return fallback
-            raise StoreUnavailableError(
-                f"short-term memory ({self.stm.name}) is unavailable: {exc}",
-                hint="restart Redis, or set EMERGENT_STM_FALLBACK=ltm to read long-term memory only",
-            ) from exc
 
     def ingest(self, items: Iterable[str | dict[str, Any]], *, kind: Kind | str = Kind.SEMANTIC,
                importance: float = 0.5, scope: Scope | str | dict[str, Any] | None = None,
@@ -255,9 +233,10 @@ class Memory:
                                   field="items", committed_ids=[]) from None
         records: list[MemoryRecord] = []
         bad: list[tuple[int, Any, ValidationError]] = []
+        now = self.clock.now()
         for index, item in enumerate(iterator):
-            try:
-                records.append(self._item_record(item, kind, importance, scope))
+            try:  # the batch keeps its order: distinct learned times, ITEM_STEP_S apart
+                records.append(self._item_record(item, kind, importance, scope, now + index * ITEM_STEP_S))
             except ValidationError as invalid:
                 bad.append((index, item, invalid))
         if bad:
@@ -273,7 +252,7 @@ class Memory:
                 index=index, item=_short(item), invalid=[i for i, _, _ in bad], committed_ids=[])
         return records
 
-    def _item_record(self, item: Any, kind: Any, importance: Any, scope: Any) -> MemoryRecord:
+    def _item_record(self, item: Any, kind: Any, importance: Any, scope: Any, learned: float) -> MemoryRecord:
         if isinstance(item, str | bytes | bytearray):
             spec: dict[str, Any] = {"text": item}
         elif isinstance(item, dict):
@@ -284,7 +263,7 @@ class Memory:
             raise ValidationError(f"an item must be a str or a dict with 'text', not {type(item).__name__}",
                                   hint="convert it to text first (str(x)), or drop it", field="text")
         return self._record(spec["text"], spec.get("kind", kind), spec.get("importance", importance),
-                            spec.get("scope", scope), spec.get("meta"), spec.get("at"))
+                            spec.get("scope", scope), spec.get("meta"), spec.get("at"), learned)
 
     def _ingest_failure(self, exc: Exception, stored: list[str], records: list[MemoryRecord]) -> Exception:
         """The error for a batch that failed after ``stored`` (earlier batches) were committed."""
@@ -317,7 +296,7 @@ class Memory:
     # ================================================================== reads
     def get(self, id: str, *, scope: Scope | str | dict[str, Any] | None = None) -> MemoryRecord:
         scope = self._scope(scope)
-        rec = self._stm_guard(lambda: self.stm.get(scope.agent, id), None)
+        rec = self.stm.get(scope.agent, id)
         if rec is not None and scope.contains(rec.scope):
             return rec
         return self.ltm.get(id, scope)
@@ -346,72 +325,156 @@ class Memory:
                 lo: float | None, hi: float | None, k: int, now: float) -> list[RecallHit]:
         cfg = self.config
         n = max(cfg.candidates, k)
-        where = build_filter(scope, kinds, lo, hi)
-        # The two LTM searches run concurrently (LanceDB releases the GIL); STM is scanned meanwhile.
-        # Light searches read only what ranking needs; the k memories returned are completed at the end.
-        vec_f = _pool().submit(self.ltm.vector_search, qvec, where, n, light=True)
-        txt = self.ltm.text_search(query, where, n, light=True)
+        # Long-term candidates come from the hot index (emergent.memory.hot): no LanceDB query per recall.
+        part, vec, txt = self.ltm.hot.search(scope, qvec, query, kinds, lo, hi, n)
         stm_vec, stm_txt = self._stm_candidates(query, qvec, scope, kinds, lo, hi, n)
-        vec = vec_f.result()
-        by_id: dict[str, Candidate] = {}
-        for c in (*vec, *txt, *stm_vec, *stm_txt):
-            by_id.setdefault(c.record.id, c)
-        light = {c.record.id for c in (*vec, *txt)}
-        # BM25 and STM term overlap are on different scales: normalise each before they share a list.
-        text_scores = {**{c.record.id: c.score for c in stm_txt}, **ranking.minmax({c.record.id: c.score for c in txt})}
-        lists: dict[str, dict[str, float]] = {"vector": {c.record.id: c.score for c in (*vec, *stm_vec)},
-                                              "text": text_scores}
+        periods = ranking.query_periods(query) if cfg.w_time > 0 else []
+        with part.lock:
+            mask = part.mask(scope, kinds, lo, hi)
+            times = part.cols["created_at"][: part.size]
+            q = np.asarray(qvec, dtype=np.float32)
+            q = q / (np.linalg.norm(q) or 1.0)
+            query_terms = tokens(query)
+            terms: list[str] | dict[str, float] = query_terms
+            if cfg.prf_docs > 0 and txt:  # pseudo-relevance feedback from the scope's own best matches
+                fb = txt[: cfg.prf_docs]
+                terms = ranking.rm3(query_terms, [tokens(part.text[h.pos]) for h in fb], [h.score for h in fb],
+                                    cfg.prf_terms, cfg.prf_original)
+            docs, sc = part.bm25.scores(terms, mask) if txt else (np.empty(0, np.int64), np.empty(0))
+            if cfg.prf_docs > 0 and len(docs):
+                top = np.argsort(-sc, kind="stable")[:n]
+                txt = [_Hit(int(docs[i]), float(sc[i])) for i in top]
+            found: dict[str, set[str]] = {
+                "vector": {part.ids[h.pos] for h in vec} | {c.record.id for c in stm_vec},
+                "text": {part.ids[h.pos] for h in txt} | {c.record.id for c in stm_txt}}
+            # Every retriever's scores are scaled by its own candidate list (its best 1, its n-th 0),
+            # then read for the whole pool: the candidates, memories in a period the query names,
+            # and the episode neighbours of candidates (found by no retriever, but told next to what was).
+            cos = [h.score for h in vec] + [c.score for c in stm_vec]
+            v_lo, v_hi = (min(cos), max(cos)) if cos else (0.0, 1.0)
+            bm = [h.score for h in txt]
+            t_lo, t_hi = (min(bm), max(bm)) if bm else (0.0, 1.0)
+            pool = np.unique(np.fromiter((h.pos for h in (*vec, *txt)), np.int64))
+            if periods:
+                dated = mask & (ranking.in_periods(times, periods, cfg.time_before_s, cfg.time_after_s) > 0)
+                if dated.any():
+                    pool = np.union1d(pool, [h.pos for h in part.vector_top(q, dated, n)])
+            if cfg.neighbor_expand and cfg.w_neighbors > 0 and len(pool):
+                episodic = mask & (part.cols["kind"][: part.size] == _EPISODIC_CODE)
+                pool = np.union1d(pool, ranking.position_neighbors(pool, episodic, times, cfg.neighbor_window_s,
+                                                                   cfg.neighbor_span))
+            pool_cos = part.vectors(pool) @ q if len(pool) else np.empty(0)
+            pool_bm = np.zeros(len(pool))
+            if len(pool) and len(docs):
+                at = np.searchsorted(pool, docs)
+                ok = (at < len(pool)) & (pool[np.minimum(at, len(pool) - 1)] == docs)
+                pool_bm[at[ok]] = sc[ok]
+            by_id: dict[str, MemoryRecord] = {}
+            positions: dict[str, int] = {}
+            for p in pool.tolist():
+                id_ = part.ids[p]
+                by_id[id_] = part.record(p, full=False)
+                positions[id_] = p
+        for c in (*stm_vec, *stm_txt):
+            by_id.setdefault(c.record.id, c.record)
+        pool_ids = [part.ids[p] for p in pool.tolist()]
+        lists: dict[str, dict[str, float]] = {
+            "vector": {**_scaled({c.record.id: c.score for c in stm_vec}, v_lo, v_hi),
+                       **_scaled(dict(zip(pool_ids, pool_cos.tolist(), strict=True)), v_lo, v_hi)},
+            # BM25 and STM term overlap are on different scales: each is scaled before they share a list
+            "text": {**{c.record.id: c.score for c in stm_txt},
+                     **_scaled(dict(zip(pool_ids, pool_bm.tolist(), strict=True)), t_lo, t_hi)}}
+        for ls in lists.values():  # every pool member is in every list (0 when not found): scaling stays
+            for id_ in by_id:
+                ls.setdefault(id_, 0.0)
         weights = {"vector": cfg.w_vector, "text": cfg.w_text}
-        for name, (fn, weight) in self.retrievers.items():
-            ids = list(fn(query, qvec, scope, n))[:n]
-            missing = [i for i in ids if i not in by_id]
-            for rec in self.ltm.get_many(missing, scope):
-                by_id[rec.id] = Candidate(rec, 0.0)
-            lists[name] = ranking.rank_scores([i for i in ids if i in by_id], cfg.rrf_k)
-            weights[name] = weight
+        self._registered(query, qvec, scope, n, part, by_id, positions, lists, found, weights)
         if cfg.fusion == "rrf":
-            fused = ranking.rrf({name: sorted(sc, key=lambda i: -sc[i]) for name, sc in lists.items()}, weights,
-                                cfg.rrf_k)
+            fused = ranking.rrf({name: sorted((i for i in sc if i in found[name]), key=lambda i: -sc[i])
+                                 for name, sc in lists.items()}, weights, cfg.rrf_k)
+            for id_ in by_id:
+                fused.setdefault(id_, 0.0)
         else:
             fused = ranking.fuse_scores(lists, weights)
-        episodic = {i: (by_id[i].record.scope.key, by_id[i].record.created_at) for i in fused
-                    if by_id[i].record.kind is Kind.EPISODIC}
+        episodic = {i: (by_id[i].scope.key, by_id[i].created_at,
+                        float(positions[i]) if i in positions else by_id[i].learned_at / ITEM_STEP_S)
+                    for i in fused if by_id[i].kind is Kind.EPISODIC}
         boosted = ranking.temporal_neighbors({i: fused[i] for i in episodic}, episodic, cfg.neighbor_window_s,
-                                             cfg.w_neighbors)
+                                             cfg.w_neighbors, cfg.neighbor_span)
+        hits = self._blend(fused, boosted, by_id, found, periods, now)
+        hits.sort(key=lambda h: -h.score)
+        return self._complete(part, positions, hits[:k], scope)
+
+    def _registered(self, query: str, qvec: np.ndarray, scope: Scope, n: int, part: Any,
+                    by_id: dict[str, MemoryRecord], positions: dict[str, int], lists: dict[str, dict[str, float]],
+                    found: dict[str, set[str]], weights: dict[str, float]) -> None:
+        """The ranked lists of registered retrievers (the knowledge graph), added to ``lists``."""
+        for name, (fn, weight) in self.retrievers.items():
+            ids = list(fn(query, qvec, scope, n))[:n]
+            for id_ in ids:
+                p = part.pos.get(id_)
+                if id_ not in by_id and p is not None and part.cols["alive"][p]:
+                    rec = part.record(p, full=False)
+                    if scope.contains(rec.scope):
+                        by_id[id_], positions[id_] = rec, p
+            lists[name] = ranking.rank_scores([i for i in ids if i in by_id], self.config.rrf_k)
+            found[name] = set(lists[name])
+            weights[name] = weight
+
+    def _blend(self, fused: dict[str, float], boosted: dict[str, float], by_id: dict[str, MemoryRecord],
+               found: dict[str, set[str]], periods: list[tuple[float, float]], now: float) -> list[RecallHit]:
+        """Relevance (fused, episode neighbours, a period the query names) blended with recency,
+        importance and strength."""
+        cfg = self.config
+        timed: dict[str, float] = {}
+        if periods:
+            ids = list(fused)
+            dated = ranking.in_periods(np.fromiter((by_id[i].created_at for i in ids), np.float64, len(ids)),
+                                       periods, cfg.time_before_s, cfg.time_after_s)
+            timed = {i: cfg.w_time for i, d in zip(ids, dated.tolist(), strict=True) if d}
         w = ranking.Weights(cfg.w_relevance, cfg.w_recency, cfg.w_importance, cfg.w_strength)
         hits = []
-        for id_, rel in fused.items():
-            rel = boosted.get(id_, rel)
-            rec = by_id[id_].record
+        for id_, base in fused.items():
+            rel = boosted.get(id_, base) + timed.get(id_, 0.0)
+            rec = by_id[id_]
             age = now - rec.last_accessed
             rcy = decay.recency(age, cfg.recency_half_life_days)
             strength = decay.retention(age, rec.stability)
-            found_by = tuple(name for name, sc in lists.items() if id_ in sc)
-            if rel > fused[id_]:
+            found_by = tuple(name for name, ids_ in found.items() if id_ in ids_)
+            if boosted.get(id_, base) > base:
                 found_by += ("neighbor",)
+            if id_ in timed:
+                found_by += ("time",)
             hits.append(RecallHit(rec, ranking.blend(rel, rcy, rec.importance, strength, w), rel, rcy, strength,
                                   found_by))
-        hits.sort(key=lambda h: -h.score)
-        top = hits[:k]
-        full = self.ltm.complete([by_id[h.id] for h in top if h.id in light], scope)
-        return [h if h.id not in light else replace(h, record=full[h.id]) for h in top
-                if h.id not in light or h.id in full]
+        return hits
+
+    def _complete(self, part: Any, positions: dict[str, int], top: list[RecallHit], scope: Scope) -> list[RecallHit]:
+        """Full records (meta, sources; whole texts of compressed memories) for the hits returned."""
+        out = []
+        compressed = []
+        for h in top:
+            p = positions.get(h.id)
+            if p is None:  # short-term memory: already whole
+                out.append(h)
+                continue
+            rec = part.record(p)
+            if part.cols["compressed"][p]:
+                compressed.append(h.id)
+            out.append(replace(h, record=rec))
+        if compressed:  # the hot index holds the preview; the whole text is in LanceDB
+            whole = {r.id: r for r in self.ltm.get_many(compressed, scope)}
+            out = [replace(h, record=h.record.with_(text=whole[h.id].text)) if h.id in whole else h for h in out
+                   if h.id not in compressed or h.id in whole]
+        return out
 
     def _stm_candidates(self, query: str, qvec: np.ndarray, scope: Scope, kinds: list[Kind] | None,
                         lo: float | None, hi: float | None, n: int) -> tuple[list[Candidate], list[Candidate]]:
         """STM items by cosine similarity, and by the share of query terms they contain (0-1)."""
-        try:
-            items = [r for r in self.stm.scan(scope.agent) if scope.contains(r.scope)
-                     and (not kinds or r.kind in kinds)
-                     and (lo is None or r.created_at >= lo) and (hi is None or r.created_at < hi)
-                     and r.vector is not None]
-        except Exception as exc:
-            if _is_connection_error(exc) and self.on_stm_failure == "ltm":
-                return [], []
-            if _is_connection_error(exc):
-                raise StoreUnavailableError(f"short-term memory ({self.stm.name}) is unavailable: {exc}",
-                                            hint="restart Redis or use on_stm_failure='ltm'") from exc
-            raise
+        items = [r for r in self.stm.scan(scope.agent) if scope.contains(r.scope)
+                 and (not kinds or r.kind in kinds)
+                 and (lo is None or r.created_at >= lo) and (hi is None or r.created_at < hi)
+                 and r.vector is not None]
         if not items:
             return [], []
         sims = np.stack([r.vector for r in items if r.vector is not None]) @ qvec
@@ -440,7 +503,7 @@ class Memory:
         r = decay.retention(now - rec.last_accessed, rec.stability)
         new = rec.with_(stability=decay.reinforce(rec.stability, r, self.config.stability_growth),
                         last_accessed=now, access_count=rec.access_count + 1)
-        self._put_stm(new)
+        self.stm.put(new, self._ttl(new))
         return new
 
     def reinforce(self, id: str, *, scope: Scope | str | dict[str, Any] | None = None) -> MemoryRecord:
@@ -512,7 +575,7 @@ class Memory:
                                                           "since": lo, "until": hi},
                   "include_archive": include_archive}
         with recorded(self.audit, "memory.forget", who, intent) as outcome:
-            stm_ids = [r.id for r in self._stm_guard(lambda: self.stm.scan(scope.agent), [])
+            stm_ids = [r.id for r in self.stm.scan(scope.agent)
                        if scope.contains(r.scope) and (ids is None or r.id in ids)
                        and (not kind_list or r.kind in kind_list)
                        and (lo is None or r.created_at >= lo) and (hi is None or r.created_at < hi)]
@@ -557,6 +620,7 @@ class Memory:
                 done = {"memories": int(version)}
             else:
                 done = pitr.restore_ltm_at(self, when)
+            self.ltm.migrate()  # a version from before a schema migration comes back with the old schema
             outcome.update(restored=done)
         return done
 
@@ -630,20 +694,22 @@ _WORD = re.compile(r"\w+")
 _STOP = frozenset(["the", "and", "for", "are", "was", "were", "you", "your", "with", "that", "this", "what", "when", "where", "which", "who", "whom", "how", "why", "did", "does", "has", "have", "had", "not", "but", "all", "any", "can", "our", "out", "its", "his", "her", "him", "she", "they", "them", "their", "there", "then", "than", "from", "into", "about", "would", "could", "should", "will", "just", "also", "been", "being", "some"])
 
 
+_EPISODIC_CODE = list(Kind).index(Kind.EPISODIC)  # the hot index's kind code
+
+
+def _scaled(scores: dict[str, float], lo: float, hi: float) -> dict[str, float]:
+    """Scores scaled so ``lo`` is 0 and ``hi`` is 1 (clipped to [0, 1]); all equal: 1."""
+    if hi - lo <= 1e-12:
+        return {i: 1.0 if s >= hi else 0.0 for i, s in scores.items()}
+    return {i: min(1.0, max(0.0, (s - lo) / (hi - lo))) for i, s in scores.items()}
+
+
 def _pool() -> ThreadPoolExecutor:
     """A small shared pool for the concurrent halves of recall (created on first use)."""
     global _POOL
     if _POOL is None:
         _POOL = ThreadPoolExecutor(max_workers=4, thread_name_prefix="emergent-recall")
     return _POOL
-
-
-def _is_connection_error(exc: Exception) -> bool:
-    try:
-        import redis
-    except ImportError:  # pragma: no cover
-        return isinstance(exc, (ConnectionError, TimeoutError))
-    return isinstance(exc, (redis.ConnectionError, redis.TimeoutError, ConnectionError, TimeoutError))
 
 
 def dumps_hits(hits: Sequence[RecallHit]) -> str:

@@ -189,6 +189,7 @@ def create(stores: WorkspaceStores, *, by: Any, note: str | None = None) -> Back
 def _create(stores: WorkspaceStores, note: str | None) -> BackupInfo:
     memory = stores.memory
     memory.flush()
+    memory.ltm.open()  # the tables are created on first use: a backup always holds them
     lance_src = _lance_dir(stores.lance)
     created = stores.clock.now()
     bid = _new_id(created)

@@ -225,7 +225,9 @@ def _check_lance(stores: DoctorStores, report: DoctorReport) -> None:
     if not problems:
         report.add("lance", OK, f"{len(tables)} tables read whole"
                    + (f", embedded with {meta['embedder']}" if meta.get("embedder") else ""),
-                   tables=tables, embedder=meta.get("embedder"))
+                   tables=tables, embedder=meta.get("embedder"),
+                   # a migrated table keeps the schema version it was created with in its metadata
+                   memories_schema=int(m) if (m := meta.get("memories_schema", "1")).isdigit() else m)
 
 
 def _check_stm(stores: DoctorStores, report: DoctorReport, repair: bool) -> None:

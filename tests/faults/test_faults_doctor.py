@@ -59,7 +59,8 @@ def test_a_healthy_workspace_exits_0_and_reports_every_store(home: Path) -> None
     assert "mem_0001" in sql["detail"]["heads"]
     lance = next(f for f in report["findings"] if f["check"] == "lance")
     assert lance["detail"]["tables"]["memories"]["rows"] == 21
-    assert lance["detail"]["tables"]["memories"]["schema_version"] == 1
+    assert lance["detail"]["tables"]["memories"]["schema_version"] == 2  # learned_at (issue 12)
+    assert lance["detail"]["memories_schema"] == 2
     stm = next(f for f in report["findings"] if f["check"] == "stm")
     assert stm["detail"]["backend"] == "sqlite" and stm["detail"]["layout"] == 1
     text = subprocess.run([EMERGENT, "doctor", "--home", str(home)], env=_env(), capture_output=True, text=True)

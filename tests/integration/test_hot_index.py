@@ -192,8 +192,8 @@ def test_a_snapshot_of_an_older_version_is_caught_up_and_a_damaged_one_is_ignore
     with Workstation.open(home, embedder="hashing") as ws:
         first = ws.memory.ingest(["granite is igneous"], scope="geo")
         ws.memory.recall("granite", scope="geo")
-    _child(home, "mem.ltm.hot.snapshot_dir = None\nmem.forget(%r, principal=ws.principal, scope='geo')\n"
-           "mem.ingest(['marble is metamorphic'], scope='geo')" % first[0])
+    _child(home, f"mem.ltm.hot.snapshot_dir = None\nmem.forget({first[0]!r}, principal=ws.principal, scope='geo')\n"
+           "mem.ingest(['marble is metamorphic'], scope='geo')")
     out = _child(home, 'print(";".join(h.text for h in mem.recall("granite marble", scope="geo")))')
     assert out == "marble is metamorphic"
     (home / "cache" / "hot" / "geo.npz").write_bytes(b"not a snapshot")
