@@ -122,3 +122,41 @@ def test_no_service_touches_another_capabilitys_tables() -> None:
 @pytest.mark.parametrize("module", TABLE_MODULES)
 def test_each_tables_module_imports_alone(module: str) -> None:
     assert importlib.import_module(module).metadata is metadata
+
+
+def test_heads_read_from_the_scripts_are_alembics_heads() -> None:
+    from alembic.config import Config
+    from alembic.script import ScriptDirectory
+
+    from emergent.stores.sql import MIGRATIONS, declared_heads
+
+    cfg = Config()
+    cfg.set_main_option("script_location", str(MIGRATIONS))
+    assert declared_heads() == frozenset(ScriptDirectory.from_config(cfg).get_heads())
+
+
+def test_a_current_workspace_opens_without_alembic_and_an_old_one_is_upgraded(tmp_path) -> None:
+    import subprocess
+    import sys
+
+    import sqlalchemy as sa
+
+    from emergent.stores.sql import SQLStore
+
+    store = SQLStore.in_workspace(tmp_path)
+    store.upgrade(tmp_path)
+    probe = (f"import sys\nfrom pathlib import Path\nfrom emergent.stores.sql import SQLStore\n"
+             f"s = SQLStore.in_workspace(Path({str(tmp_path)!r}))\ns.upgrade(Path({str(tmp_path)!r}))\n"
+             f"print('alembic' in sys.modules)")
+    out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "False"
+    from alembic import command
+
+    from emergent.stores.sql import _alembic_config
+
+    with store.begin() as conn:  # a database one migration behind
+        command.downgrade(_alembic_config(conn), "autonomy_0001")
+    assert "principals" not in sa.inspect(store.engine).get_table_names()
+    store.upgrade(tmp_path)
+    assert "autonomy_0002" in store.heads() and "principals" in sa.inspect(store.engine).get_table_names()
+    store.dispose()
