@@ -21,18 +21,20 @@ def test_evidence_forms_are_normalised():
 
 # ------------------------------------------------------------------------------ the generator
 def test_hypotheses_are_nudges_of_the_current_values():
-    hyps = generate_hypotheses("memory", MemoryConfig())
-    assert [h.changes for h in hyps] == [{"w_text": 2.0}, {"w_text": 0.5}, {"w_vector": 2.0}, {"w_vector": 0.5},
-                                         {"candidates": 200}, {"rrf_k": 20}]
-    assert [h.changes for h in generate_hypotheses("memory", MemoryConfig(), limit=2)] == [{"w_text": 2.0},
-                                                                                           {"w_text": 0.5}]
+    d = MemoryConfig()
+    hyps = generate_hypotheses("memory", d)
+    assert [h.changes for h in hyps] == [{"w_text": 2 * d.w_text}, {"w_text": d.w_text / 2},
+                                         {"w_vector": 2 * d.w_vector}, {"w_vector": d.w_vector / 2},
+                                         {"candidates": 2 * d.candidates}, {"rrf_k": 20}]
+    assert [h.changes for h in generate_hypotheses("memory", d, limit=2)] == [{"w_text": 2 * d.w_text},
+                                                                             {"w_text": d.w_text / 2}]
 
 
 def test_hypotheses_never_restore_a_default():
     """A changed config gets nudges around its own values: no 'back to the default' hypothesis."""
     current = MemoryConfig(w_text=0.0, candidates=10, rrf_k=2)
     changes = [h.changes for h in generate_hypotheses("memory", current, limit=20)]
-    assert {"w_text": 1.0} not in changes and {"candidates": 100} not in changes and {"rrf_k": 60} not in changes
+    assert {"w_text": MemoryConfig().w_text} not in changes and {"candidates": 100} not in changes and {"rrf_k": 60} not in changes
     # a weight at 0 is stepped up by a fixed step (halving it would change nothing and is dropped);
     # candidates=10 cannot halve below the schema's minimum of 10
     assert changes == [{"w_text": ZERO_STEP}, {"w_vector": 2.0}, {"w_vector": 0.5}, {"candidates": 20}, {"rrf_k": 1}]
@@ -46,7 +48,7 @@ def test_hypotheses_do_not_depend_on_the_defaults():
                                  candidates=(int, 40))
     values = MemoryConfig(w_text=0.7, candidates=300).model_dump()
     mine, other = MemoryConfig(**values), OtherDefaults(**values)
-    assert OtherDefaults().w_text == 3.0 and MemoryConfig().w_text == 1.0
+    assert OtherDefaults().w_text == 3.0 and MemoryConfig().w_text != 3.0
     assert [h.changes for h in generate_hypotheses("memory", mine)] == \
            [h.changes for h in generate_hypotheses("memory", other)]
 
@@ -163,7 +165,9 @@ def test_cycle_adopts_nothing_when_no_hypothesis_has_an_effect(ws, me, agent):
     ws.autonomy.add_rule(agent.key, "config.adopt", "allow", by=me)
     reg = ws.experiments.registry
     for seed in range(3):
-        wl = PlantedWorkload("w_text", 2.0, reg.values("memory"), effect=0.0, n_train=600, n_heldout=300, seed=seed)
+        target = 2 * reg.values("memory").w_text  # a nudge the generator proposes, with no effect planted
+        wl = PlantedWorkload("w_text", target, reg.values("memory"), effect=0.0, n_train=600, n_heldout=300,
+                             seed=seed)
         rep = ImprovementCycle(reg, ws.experiments).run("memory", wl, principal=agent)
         assert rep.decision == "inconclusive" and rep.winner is None
         assert reg.current("memory").id == "memory@1"
@@ -178,12 +182,12 @@ def test_a_winner_on_train_that_loses_on_heldout_is_not_adopted(ws, me, agent):
         def evaluate(self, cfg, units):
             rng = np.random.default_rng(len(units))
             sign = 1.0 if units[0] < 100 else -1.0
-            return 0.5 + rng.normal(0, 0.01, len(units)) + (sign * 0.1 if cfg.w_text == 2.0 else 0.0)
+            return 0.5 + rng.normal(0, 0.01, len(units)) + (sign * 0.1 if cfg.w_text == 7.0 else 0.0)
 
     ws.autonomy.add_rule(agent.key, "config.adopt", "allow", by=me)
     reg = ws.experiments.registry
     rep = ImprovementCycle(reg, ws.experiments).run("memory", Overfit(), hypotheses=[
-        Hypothesis({"w_text": 2.0}, "more text")], principal=agent)
+        Hypothesis({"w_text": 7.0}, "more text")], principal=agent)
     assert rep.hypotheses[0]["decision"] == "adopt" and rep.heldout["gain"] < 0
     assert rep.decision == "rejected_heldout" and reg.current("memory").id == "memory@1"
     assert ws.experiments.get(rep.winner["experiment"])["status"] == "rolled_back"

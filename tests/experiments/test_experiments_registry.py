@@ -8,6 +8,7 @@ import pytest
 import sqlalchemy as sa
 
 from emergent.audit import AuditLog
+from emergent.config import MemoryConfig
 from emergent.errors import (
     AuditWriteError,
     NotFoundError,
@@ -43,14 +44,15 @@ def bot(registry, ana):
 
 def test_defaults_become_version_one_and_changes_make_new_versions(registry, ana):
     v1 = registry.current("memory")
-    assert v1.id == "memory@1" and v1.values["w_text"] == 1.0
+    default = MemoryConfig().w_text
+    assert v1.id == "memory@1" and v1.values["w_text"] == default
     v2 = registry.create("memory", changes={"w_text": 0.5}, principal=ana, note="less text")
     assert v2.id == "memory@2" and v2.parent_id == "memory@1" and v2.values["candidates"] == 100
     assert v2.created_by == ana.key
     assert registry.current("memory").id == "memory@1"  # creating does not switch
     registry.make_current(v2.id, by=ana, reason="test")
     assert registry.values("memory").w_text == 0.5
-    assert registry.diff(v1, v2) == {"w_text": (1.0, 0.5)}
+    assert registry.diff(v1, v2) == {"w_text": (default, 0.5)}
 
 
 def test_invalid_values_and_unknown_keys_write_nothing(registry, ana):

@@ -152,7 +152,8 @@ def test_llm_writes_the_text_and_the_strategy_is_recorded(ws, me, llm_server):
     svc = Proposals(ws.sql, gate=ws.experiments.gate, llm=llm, registry=ws.experiments.registry)
     p = svc.generate([_signal()], submit=False, principal=me)[0]
     assert p["title"] == "Recall misses: widen the pool" and p["strategy"] == "llm:fake-model"
-    assert p["change"] == {"namespace": "memory", "changes": {"candidates": 200, "w_text": 1.0}}
+    assert p["change"] == {"namespace": "memory", "changes": {"candidates": 200,
+                                                              "w_text": ws.experiments.registry.values("memory").w_text}}
     sent = json.loads(llm_server.requests[0]["body"]["messages"][1]["content"])
     assert sent["signal"]["evidence"]["query"] == "SELECT 1"
 
