@@ -365,6 +365,21 @@ class Partition:
         return total + len(self.ids) * 100
 
 
+def _clear_debris(path: str) -> None:
+    """Remove temporary snapshot files left by a process killed while writing one (its pid is gone)."""
+    folder, name = os.path.split(path)
+    for entry in os.scandir(folder):
+        parts = entry.name[len(name) + 1 :].split(".")
+        if entry.name.startswith(name + ".") and len(parts) == 2 and parts[1] == "tmp" and parts[0].isdigit():
+            try:
+                os.kill(int(parts[0]), 0)
+            except ProcessLookupError:
+                with contextlib.suppress(OSError):
+                    os.unlink(entry.path)
+            except OSError:
+                continue
+
+
 def _scope(agent: str, user: str | None, session: str | None) -> Scope:
     from emergent.memory.ltm import _scope as cached
 
@@ -479,6 +494,7 @@ class HotIndex:
                     "embedder": self.ltm.embedder_id, "dim": self.ltm.dim, "exact_max": self.exact_max,
                 }).encode(), np.uint8)
                 os.makedirs(self.snapshot_dir or ".", exist_ok=True)
+                _clear_debris(path)
                 tmp = f"{path}.{os.getpid()}.tmp"
                 try:
                     with open(tmp, "wb") as fh:

@@ -199,3 +199,17 @@ def test_a_snapshot_of_an_older_version_is_caught_up_and_a_damaged_one_is_ignore
     (home / "cache" / "hot" / "geo.npz").write_bytes(b"not a snapshot")
     out = _child(home, 'print(";".join(h.text for h in mem.recall("marble", scope="geo")))')
     assert out == "marble is metamorphic"
+
+
+def test_a_snapshot_write_killed_halfway_leaves_debris_that_the_next_save_removes(home):
+    with Workstation.open(home, embedder="hashing") as ws:
+        ws.memory.ingest(["a note on feldspar"], scope="geo")
+        ws.memory.recall("feldspar", scope="geo")
+        snapshots = home / "cache" / "hot"
+        snapshots.mkdir(parents=True, exist_ok=True)
+        dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True,
+                              text=True, check=True).stdout.strip()
+        debris = snapshots / f"geo.npz.{dead}.tmp"
+        debris.write_bytes(b"half a snapshot")
+    assert not debris.exists() and (snapshots / "geo.npz").exists()
+    assert _child(home, 'print(mem.recall("feldspar", scope="geo")[0].text)') == "a note on feldspar"
