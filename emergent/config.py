@@ -63,6 +63,14 @@ class MemoryConfig(BaseModel):
     prf_terms: int = Field(10, ge=0, le=200, description="expansion terms taken from the feedback memories")
     prf_original: float = Field(0.6, gt=0.0, le=1.0, description="share of the original query terms in the "
                                 "expanded query")
+    bm25_k1: float = Field(0.9, gt=0.0, description="BM25 term-frequency saturation of the full-text scores")
+    bm25_b: float = Field(0.4, ge=0.0, le=1.0, description="BM25 length normalisation (0: none, 1: full)")
+    w_context: float = Field(0.25, ge=0.0, description="weight of the dense match of a memory's episode (its vector "
+                             "summed with its neighbours')")
+    context_span: int = Field(2, ge=0, le=20, description="neighbours either side in an episode vector")
+    context_decay: float = Field(1.0, ge=0.0, le=1.0, description="a neighbour d rows away counts decay**d")
+    w_text_context: float = Field(0.25, ge=0.0, description="weight of the best full-text match among a memory's "
+                                  "episode neighbours")
     candidates: int = Field(100, ge=10, le=2000, description="depth of each retriever's candidate list")
     # storage
     compress_above_bytes: int = Field(16 * 1024, ge=256)
@@ -70,7 +78,7 @@ class MemoryConfig(BaseModel):
     ann_index_threshold: int = Field(50_000, ge=256)
     # the hot recall index (emergent.memory.hot)
     hot_exact_max_rows: int = Field(
-        250_000, ge=1000, description="an agent's memories are searched exactly (float32) up to this many; "
+        20_000, ge=1000, description="an agent's memories are searched exactly (float32) up to this many; "
         "above it through an HNSW graph over 8-bit quantised vectors (~4x less memory)")
     hot_ef_search: int = Field(128, ge=16, le=4096, description="HNSW search breadth above hot_exact_max_rows")
 

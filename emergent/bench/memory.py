@@ -266,7 +266,8 @@ def build_ltm(root: Path, corpus: Corpus, batch: int = 5000) -> tuple[Any, np.nd
 
     cfg = MemoryConfig()
     ltm = LongTermMemory(LanceStore(root / "lance"), "bench-synthetic-384", DIM,
-                         policy=IndexPolicy(ann_threshold=cfg.ann_index_threshold))
+                         policy=IndexPolicy(ann_threshold=cfg.ann_index_threshold),
+                         hot_exact_max=cfg.hot_exact_max_rows, hot_ef_search=cfg.hot_ef_search)
     mem = Memory(LocalSTM(cfg.stm_max_items), ltm, HashingEmbedder(DIM), cfg)
     vectors = np.empty((corpus.size, DIM), dtype=np.float32)
     base = time.time() - 86400 * 30

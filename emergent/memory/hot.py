@@ -29,6 +29,7 @@ search of an agent (``rebuild()`` is timed by ``emergent bench memory``).
 from __future__ import annotations
 
 import contextlib
+import functools
 import json
 import logging
 import os
@@ -300,6 +301,18 @@ class Partition:
         docs, sc = self.bm25.top(terms, mask, n)
         return [Hit(int(p), float(s)) for p, s in zip(docs, sc, strict=True)]
 
+    def text_scores(self, terms: Sequence[str] | dict[str, float], mask: np.ndarray, k1: float | None = None,
+                    b: float | None = None) -> tuple[np.ndarray, np.ndarray]:
+        """(rows, BM25 scores) of every row in ``mask`` with a query term, with ``k1`` and ``b`` in
+        place of the index's own (the caller holds ``lock``)."""
+        saved = self.bm25.k1, self.bm25.b
+        try:
+            self.bm25.k1 = saved[0] if k1 is None else k1
+            self.bm25.b = saved[1] if b is None else b
+            return self.bm25.scores(terms, mask)
+        finally:
+            self.bm25.k1, self.bm25.b = saved
+
     def record(self, p: int, *, full: bool = True) -> MemoryRecord:
         """The memory at position ``p`` (its text is the stored preview when ``compressed``); without
         ``full``, meta and sources are left empty (ranking does not read them)."""
@@ -380,17 +393,17 @@ def _clear_debris(path: str) -> None:
                 continue
 
 
+@functools.lru_cache(maxsize=4096)
 def _scope(agent: str, user: str | None, session: str | None) -> Scope:
-    from emergent.memory.ltm import _scope as cached
-
-    return cached(agent, user, session)
+    """Scopes are immutable: validate each distinct one once, not once per record built."""
+    return Scope(agent, user, session)
 
 
 class HotIndex:
     """Per-agent :class:`Partition` s of one :class:`~emergent.memory.ltm.LongTermMemory`, kept coherent
     with the LanceDB table (see the module docstring)."""
 
-    def __init__(self, ltm: LongTermMemory, *, exact_max: int = 250_000, ef_search: int = 128,
+    def __init__(self, ltm: LongTermMemory, *, exact_max: int = 20_000, ef_search: int = 128,
                  snapshot_dir: str | os.PathLike[str] | None = None) -> None:
         self.ltm = ltm
         self.exact_max = exact_max

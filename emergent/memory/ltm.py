@@ -165,7 +165,7 @@ class LongTermMemory:
     """The ``memories`` and ``memories_archive`` tables of one LanceDB database."""
 
     def __init__(self, store: LanceStore, embedder_id: str, dim: int, *, compress_above: int = 16 * 1024,
-                 policy: IndexPolicy | None = None, hot_exact_max: int = 250_000, hot_ef_search: int = 128,
+                 policy: IndexPolicy | None = None, hot_exact_max: int = 20_000, hot_ef_search: int = 128,
                  hot_snapshot_dir: Any = None) -> None:
         self.store = store
         self.dim = dim
