@@ -21,6 +21,11 @@ Time named in the query ("on 8 May, 2023", "in June 2023"): memories whose event
 period (a day before, two weeks after: things are told after they happen) gain ``w_time``, and the
 period's best dense matches join the pool.
 
+Episode context: a memory's episode vector (its vector plus its ``context_span`` neighbours'
+either side, normalised) is matched with the query (``w_context``), and the best BM25 score among
+its neighbours is a list of its own (``w_text_context``): a turn that answers a question often
+shares little with it while the turns around it do. Both lists are scaled like the retrievers'.
+
 Query expansion (RM3 over the scope's best BM25 matches) is available (``prf_docs``) and off: it
 lowered R@10 on the LoCoMo tuning split. Figures per variant: ``docs/decisions.md``.
 """
@@ -137,6 +142,38 @@ def position_neighbors(positions: np.ndarray, mask: np.ndarray, times: np.ndarra
     near, base = near[ok], base[ok]
     ok = mask[near] & (np.abs(times[near] - times[base]) <= window_s)
     return np.setdiff1d(near[ok], positions)
+
+
+def neighbor_grid(positions: np.ndarray, mask: np.ndarray, times: np.ndarray, window_s: float,
+                  span: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The rows up to ``span`` either side of each of ``positions`` in an append-ordered store, as
+    ``(near, valid, dist)`` arrays of shape ``(len(positions), 2 * span)``: ``near`` the row (clipped
+    into range), ``valid`` whether it is a neighbour (in ``mask``, time within ``window_s``),
+    ``dist`` how many rows away it is."""
+    positions = np.asarray(positions, np.int64)
+    offsets = np.concatenate([np.arange(-span, 0), np.arange(1, span + 1)]).astype(np.int64)
+    raw = positions[:, None] + offsets[None, :]
+    near = np.clip(raw, 0, max(len(mask) - 1, 0))
+    valid = (raw >= 0) & (raw < len(mask))
+    if len(mask) and window_s > 0:
+        valid &= mask[near] & (np.abs(times[near] - times[positions][:, None]) <= window_s)
+    else:
+        valid &= False
+    dist = np.broadcast_to(np.abs(offsets), raw.shape)
+    return near, valid, dist
+
+
+def context_cosine(own: np.ndarray, near_vecs: np.ndarray, valid: np.ndarray, dist: np.ndarray,
+                   q: np.ndarray, decay: float = 1.0) -> np.ndarray:
+    """Cosine of ``q`` with each memory's episode vector: the normalised sum of its own (unit)
+    vector (``own``, shape ``(P, d)``) and its neighbours' (``near_vecs``, ``(P, 2 span, d)``, where
+    ``valid``), a neighbour ``dist`` rows away weighted ``decay ** dist``. A turn that only makes
+    sense with the turns around it is matched on what its episode is about."""
+    w = np.where(valid, np.power(decay, dist, dtype=np.float32), 0.0).astype(np.float32)
+    ctx = own.astype(np.float32) + np.einsum("pk,pkd->pd", w, near_vecs.astype(np.float32, copy=False))
+    norms = np.linalg.norm(ctx, axis=1)
+    norms[norms == 0] = 1.0
+    return (ctx @ np.asarray(q, np.float32)).astype(np.float64) / norms
 
 
 # ------------------------------------------------------------------------------ time in the query

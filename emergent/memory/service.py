@@ -340,8 +340,10 @@ class Memory:
                 fb = txt[: cfg.prf_docs]
                 terms = ranking.rm3(query_terms, [tokens(part.text[h.pos]) for h in fb], [h.score for h in fb],
                                     cfg.prf_terms, cfg.prf_original)
-            docs, sc = part.bm25.scores(terms, mask) if txt else (np.empty(0, np.int64), np.empty(0))
-            if cfg.prf_docs > 0 and len(docs):
+            docs, sc = (part.text_scores(terms, mask, cfg.bm25_k1, cfg.bm25_b) if txt
+                        else (np.empty(0, np.int64), np.empty(0)))
+            index_params = (part.bm25.k1, part.bm25.b) == (cfg.bm25_k1, cfg.bm25_b)
+            if (cfg.prf_docs > 0 or not index_params) and len(docs):  # the list with these terms and parameters
                 top = np.argsort(-sc, kind="stable")[:n]
                 txt = [_Hit(int(docs[i]), float(sc[i])) for i in top]
             found: dict[str, set[str]] = {
@@ -369,6 +371,7 @@ class Memory:
                 at = np.searchsorted(pool, docs)
                 ok = (at < len(pool)) & (pool[np.minimum(at, len(pool) - 1)] == docs)
                 pool_bm[at[ok]] = sc[ok]
+            extra = self._episode_context(part, pool, mask, times, q, docs, sc, n, t_lo, t_hi) if len(pool) else {}
             by_id: dict[str, MemoryRecord] = {}
             positions: dict[str, int] = {}
             for p in pool.tolist():
@@ -388,6 +391,12 @@ class Memory:
             for id_ in by_id:
                 ls.setdefault(id_, 0.0)
         weights = {"vector": cfg.w_vector, "text": cfg.w_text}
+        for name, (values, lo_, hi_) in extra.items():  # episode context lists, scaled like the retrievers'
+            lists[name] = _scaled(dict(zip(pool_ids, values.tolist(), strict=True)), lo_, hi_)
+            weights[name] = cfg.w_context if name == "context" else cfg.w_text_context
+            found[name] = set()
+            for id_ in by_id:
+                lists[name].setdefault(id_, 0.0)
         self._registered(query, qvec, scope, n, part, by_id, positions, lists, found, weights)
         if cfg.fusion == "rrf":
             fused = ranking.rrf({name: sorted((i for i in sc if i in found[name]), key=lambda i: -sc[i])
@@ -404,6 +413,34 @@ class Memory:
         hits = self._blend(fused, boosted, by_id, found, periods, now)
         hits.sort(key=lambda h: -h.score)
         return self._complete(part, positions, hits[:k], scope)
+
+    def _episode_context(self, part: Any, pool: np.ndarray, mask: np.ndarray, times: np.ndarray, q: np.ndarray,
+                         docs: np.ndarray, sc: np.ndarray, n: int, t_lo: float,
+                         t_hi: float) -> dict[str, tuple[np.ndarray, float, float]]:
+        """Episode-context scores of the pool (see ``emergent.memory.ranking``), each with the bounds
+        that scale it: ``context`` (the query against each memory's episode vector; its best over
+        the pool 1, its n-th best 0) and ``text_context`` (the best BM25 score among a memory's
+        ``neighbor_span`` neighbours either side, scaled like the BM25 list)."""
+        cfg = self.config
+        out: dict[str, tuple[np.ndarray, float, float]] = {}
+        dense = cfg.context_span if cfg.w_context > 0 else 0
+        lexical = cfg.neighbor_span if cfg.w_text_context > 0 and len(docs) else 0
+        if max(dense, lexical) <= 0:
+            return out
+        episodic = mask & (part.cols["kind"][: part.size] == _EPISODIC_CODE)
+        near, valid, dist = ranking.neighbor_grid(pool, episodic, times, cfg.neighbor_window_s, max(dense, lexical))
+        if dense:
+            cols = np.flatnonzero(dist[0] <= dense)
+            vecs = part.vectors(near[:, cols].ravel()).reshape(len(pool), len(cols), -1)
+            c = ranking.context_cosine(part.vectors(pool), vecs, valid[:, cols], dist[:, cols], q, cfg.context_decay)
+            m = min(n, len(c))
+            out["context"] = (c, float(np.partition(c, len(c) - m)[len(c) - m]), float(c.max()))
+        if lexical:
+            bm_all = np.zeros(part.size)
+            bm_all[docs] = sc
+            cols = np.flatnonzero(dist[0] <= lexical)
+            out["text_context"] = (np.where(valid[:, cols], bm_all[near[:, cols]], 0.0).max(axis=1), t_lo, t_hi)
+        return out
 
     def _registered(self, query: str, qvec: np.ndarray, scope: Scope, n: int, part: Any,
                     by_id: dict[str, MemoryRecord], positions: dict[str, int], lists: dict[str, dict[str, float]],

@@ -155,3 +155,69 @@ def test_a_session_stamped_with_one_date_keeps_episodes_apart(tmp_path) -> None:
     by_text = {h.text: h for h in hits}
     assert "neighbor" in by_text[turns[1]].sources
     assert "neighbor" not in by_text[turns[-1]].sources
+
+
+def test_neighbour_grid_keeps_rows_in_scope_in_time_and_in_range() -> None:
+    times = np.array([0, 60, 120, 180, 240, 9000], dtype=np.float64)
+    mask = np.array([True, True, False, True, True, True])
+    near, valid, dist = ranking.neighbor_grid(np.array([0, 3, 4]), mask, times, window_s=300, span=2)
+    assert near.shape == valid.shape == dist.shape == (3, 4)
+    assert dist[0].tolist() == [2, 1, 1, 2]
+    got = [sorted(int(p) for p, ok in zip(row_near, row_ok, strict=True) if ok)
+           for row_near, row_ok in zip(near, valid, strict=True)]
+    assert got == [[1], [1, 4], [3]]  # before row 0 is out of range; 2 out of scope; 5 hours later
+    _, none, _ = ranking.neighbor_grid(np.array([3]), mask, times, window_s=0, span=2)
+    assert not none.any()
+
+
+def test_an_episode_vector_matches_what_its_neighbours_are_about() -> None:
+    q = np.array([1.0, 0.0, 0.0])
+    own = np.array([[0.0, 1.0, 0.0], [0.0, 1.0, 0.0]])  # two memories that do not match the query
+    near = np.array([[[1.0, 0.0, 0.0], [0.0, 0.0, 1.0]], [[1.0, 0.0, 0.0], [0.0, 0.0, 1.0]]])
+    valid = np.array([[True, True], [False, False]])  # only the first has neighbours
+    dist = np.array([[1, 1], [1, 1]])
+    c = ranking.context_cosine(own, near, valid, dist, q)
+    assert math.isclose(c[0], 1 / math.sqrt(3), rel_tol=1e-6) and c[1] == 0.0
+    assert ranking.context_cosine(own, near, valid, dist, q, decay=0.0).tolist() == [0.0, 0.0]
+
+
+def test_full_text_scores_with_other_bm25_parameters_leave_the_index_as_it_was(tmp_path) -> None:
+    from emergent.memory.types import Scope
+    from emergent.workstation import Workstation
+
+    with Workstation.open(tmp_path / "ws", embedder="hashing") as ws:
+        mem = ws.memory
+        mem.ingest([{"text": "Lisbon"}, {"text": "Lisbon " + " ".join(f"word{i}" for i in range(30))}],
+                   kind="episodic", scope="a/u")
+        part = mem.ltm.hot.partition("a")
+        with part.lock:
+            mask = part.mask(Scope.of("a/u"), None, None, None)
+            before = (part.bm25.k1, part.bm25.b)
+            _, flat = part.text_scores(["lisbon"], mask, 0.9, 0.0)
+            _, full = part.text_scores(["lisbon"], mask, 0.9, 1.0)
+            assert (part.bm25.k1, part.bm25.b) == before
+    assert math.isclose(flat[0], flat[1])  # b = 0: length does not count
+    assert abs(full[0] - full[1]) > 0.1  # b = 1: the long memory scores lower
+
+
+def test_recall_reads_an_answer_from_its_episode(tmp_path) -> None:
+    """The answer shares no word with the question, the turns around it do: episode context widens
+    its lead over a turn of another day that is as far from the question."""
+    from emergent.workstation import Workstation
+
+    t0 = 1_700_000_000.0
+    turns = ["Ann: what did you bake for the school fair?", "Bo: banana bread, two loaves",
+             "Ann: lovely, the school fair was fun", "Bo: the weather is cold today", "Ann: my bike is broken",
+             "Bo: two loaves of rye from the shop"]
+    lead = []
+    with Workstation.open(tmp_path / "ws", embedder="hashing") as ws:
+        mem = ws.memory
+        mem.ingest([{"text": t, "at": t0 + 60 * i + (0 if i < 3 else 86400)} for i, t in enumerate(turns)],
+                   kind="episodic", scope="a/u")
+        for update in ({}, {"w_context": 0.0, "w_text_context": 0.0}):
+            mem.config = mem.config.model_copy(update=update)
+            rel = {h.text: h.relevance for h in mem.recall("what was baked for the school fair", k=6, scope="a/u",
+                                                           touch=False)}
+            assert max(rel, key=rel.__getitem__) == turns[0]
+            lead.append(rel[turns[1]] - rel[turns[5]])
+    assert lead[0] > lead[1] > 0
