@@ -69,8 +69,10 @@ class MemoryConfig(BaseModel):
                              "summed with its neighbours')")
     context_span: int = Field(2, ge=0, le=20, description="neighbours either side in an episode vector")
     context_decay: float = Field(1.0, ge=0.0, le=1.0, description="a neighbour d rows away counts decay**d")
-    w_text_context: float = Field(0.25, ge=0.0, description="weight of the best full-text match among a memory's "
+    w_text_context: float = Field(0.0, ge=0.0, description="weight of the best full-text match among a memory's "
                                   "episode neighbours")
+    w_coverage: float = Field(1.25, ge=0.0, description="weight of the idf-weighted share of the query's terms found "
+                              "in a memory or its episode neighbours")
     candidates: int = Field(100, ge=10, le=2000, description="depth of each retriever's candidate list")
     # storage
     compress_above_bytes: int = Field(16 * 1024, ge=256)

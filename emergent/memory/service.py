@@ -371,7 +371,8 @@ class Memory:
                 at = np.searchsorted(pool, docs)
                 ok = (at < len(pool)) & (pool[np.minimum(at, len(pool) - 1)] == docs)
                 pool_bm[at[ok]] = sc[ok]
-            extra = self._episode_context(part, pool, mask, times, q, docs, sc, n, t_lo, t_hi) if len(pool) else {}
+            extra = (self._episode_context(part, pool, mask, times, q, query_terms, docs, sc, n, t_lo, t_hi) if len(pool)
+                     else {})
             by_id: dict[str, MemoryRecord] = {}
             positions: dict[str, int] = {}
             for p in pool.tolist():
@@ -393,7 +394,7 @@ class Memory:
         weights = {"vector": cfg.w_vector, "text": cfg.w_text}
         for name, (values, lo_, hi_) in extra.items():  # episode context lists, scaled like the retrievers'
             lists[name] = _scaled(dict(zip(pool_ids, values.tolist(), strict=True)), lo_, hi_)
-            weights[name] = cfg.w_context if name == "context" else cfg.w_text_context
+            weights[name] = {"context": cfg.w_context, "coverage": cfg.w_coverage}.get(name, cfg.w_text_context)
             found[name] = set()
             for id_ in by_id:
                 lists[name].setdefault(id_, 0.0)
@@ -415,16 +416,17 @@ class Memory:
         return self._complete(part, positions, hits[:k], scope)
 
     def _episode_context(self, part: Any, pool: np.ndarray, mask: np.ndarray, times: np.ndarray, q: np.ndarray,
-                         docs: np.ndarray, sc: np.ndarray, n: int, t_lo: float,
+                         terms: list[str], docs: np.ndarray, sc: np.ndarray, n: int, t_lo: float,
                          t_hi: float) -> dict[str, tuple[np.ndarray, float, float]]:
         """Episode-context scores of the pool (see ``emergent.memory.ranking``), each with the bounds
         that scale it: ``context`` (the query against each memory's episode vector; its best over
-        the pool 1, its n-th best 0) and ``text_context`` (the best BM25 score among a memory's
-        ``neighbor_span`` neighbours either side, scaled like the BM25 list)."""
+        the pool 1, its n-th best 0), ``coverage`` (the idf-weighted share of the query's terms
+        found in a memory or its ``neighbor_span`` neighbours either side) and ``text_context`` (the
+        best BM25 score among those neighbours, scaled like the BM25 list)."""
         cfg = self.config
         out: dict[str, tuple[np.ndarray, float, float]] = {}
         dense = cfg.context_span if cfg.w_context > 0 else 0
-        lexical = cfg.neighbor_span if cfg.w_text_context > 0 and len(docs) else 0
+        lexical = cfg.neighbor_span if (cfg.w_text_context > 0 or cfg.w_coverage > 0) and len(docs) else 0
         if max(dense, lexical) <= 0:
             return out
         episodic = mask & (part.cols["kind"][: part.size] == _EPISODIC_CODE)
@@ -435,10 +437,17 @@ class Memory:
             c = ranking.context_cosine(part.vectors(pool), vecs, valid[:, cols], dist[:, cols], q, cfg.context_decay)
             m = min(n, len(c))
             out["context"] = (c, float(np.partition(c, len(c) - m)[len(c) - m]), float(c.max()))
-        if lexical:
+        if not lexical:
+            return out
+        cols = np.flatnonzero(dist[0] <= lexical)
+        if cfg.w_coverage > 0:
+            postings = [part.bm25.postings(t)[0] for t in dict.fromkeys(terms)]
+            out["coverage"] = (ranking.window_coverage([d[mask[d]] for d in postings], pool, near[:, cols],
+                                                       valid[:, cols], int(np.count_nonzero(mask)), part.size),
+                               0.0, 1.0)
+        if cfg.w_text_context > 0:
             bm_all = np.zeros(part.size)
             bm_all[docs] = sc
-            cols = np.flatnonzero(dist[0] <= lexical)
             out["text_context"] = (np.where(valid[:, cols], bm_all[near[:, cols]], 0.0).max(axis=1), t_lo, t_hi)
         return out
 

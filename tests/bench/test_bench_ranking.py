@@ -214,10 +214,25 @@ def test_recall_reads_an_answer_from_its_episode(tmp_path) -> None:
         mem = ws.memory
         mem.ingest([{"text": t, "at": t0 + 60 * i + (0 if i < 3 else 86400)} for i, t in enumerate(turns)],
                    kind="episodic", scope="a/u")
-        for update in ({}, {"w_context": 0.0, "w_text_context": 0.0}):
+        for update in ({}, {"w_context": 0.0, "w_text_context": 0.0, "w_coverage": 0.0}):
             mem.config = mem.config.model_copy(update=update)
             rel = {h.text: h.relevance for h in mem.recall("what was baked for the school fair", k=6, scope="a/u",
                                                            touch=False)}
             assert max(rel, key=rel.__getitem__) == turns[0]
             lead.append(rel[turns[1]] - rel[turns[5]])
     assert lead[0] > lead[1] > 0
+
+
+def test_window_coverage_counts_query_terms_spread_over_an_exchange() -> None:
+    # rows 0-2 are one exchange, row 3 is hours later; term a is in row 0, term b in row 1
+    times = np.array([0, 60, 120, 9000], dtype=np.float64)
+    mask = np.ones(4, bool)
+    pos = np.array([0, 1, 2, 3])
+    near, valid, _ = ranking.neighbor_grid(pos, mask, times, window_s=300, span=1)
+    postings = [np.array([0]), np.array([1, 3])]
+    got = ranking.window_coverage(postings, pos, near, valid, n_docs=4, size=4)
+    assert got[0] == 1.0 and got[1] == 1.0  # row 0 and its neighbour 1 hold both terms, so does row 1
+    # row 2 reaches b through its neighbour 1 only, row 3 holds b itself: the same share, and less
+    # than half since b (in two rows) says less than a (in one)
+    assert math.isclose(got[2], got[3]) and 0 < got[3] < 0.5
+    assert ranking.window_coverage([np.empty(0, np.int64)], pos, near, valid, 4, 4).tolist() == [0.0] * 4
