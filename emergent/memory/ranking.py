@@ -88,6 +88,38 @@ def fuse_scores(lists: Mapping[str, Mapping[str, float]], weights: Mapping[str, 
     return {i: s / total for i, s in fused.items()}
 
 
+def fuse_arrays(lists: Mapping[str, np.ndarray], weights: Mapping[str, float]) -> np.ndarray:
+    """:func:`fuse_scores` over aligned arrays (one row per candidate; NaN: not in that list)."""
+    total = sum(weights.get(name, 1.0) for name in lists) or 1.0
+    size = len(next(iter(lists.values()))) if lists else 0
+    fused = np.zeros(size)
+    for name, values in lists.items():
+        w = weights.get(name, 1.0)
+        present = ~np.isnan(values)
+        if w == 0 or not present.any():
+            continue
+        lo, hi = float(values[present].min()), float(values[present].max())
+        scaled = np.ones(size) if hi - lo <= 1e-12 else (values - lo) / (hi - lo)
+        fused += w * np.where(present, scaled, 0.0)
+    return fused / total
+
+
+def rrf_arrays(lists: Mapping[str, np.ndarray], found: Mapping[str, np.ndarray], weights: Mapping[str, float],
+               k: int = 60) -> np.ndarray:
+    """:func:`rrf` over aligned arrays: each list ranks the rows it found by its values."""
+    total = sum(weights.get(name, 1.0) for name in lists) or 1.0
+    size = len(next(iter(lists.values()))) if lists else 0
+    fused = np.zeros(size)
+    for name, values in lists.items():
+        w = weights.get(name, 1.0)
+        rows = np.flatnonzero(found[name])
+        if w == 0 or not len(rows):
+            continue
+        order = rows[np.argsort(-values[rows], kind="stable")]
+        fused[order] += w * (k + 1) / (k + np.arange(len(order)) + 1)
+    return fused / total
+
+
 def temporal_neighbors(scores: Mapping[str, float], when: Mapping[str, tuple[str, float, float]], window_s: float,
                        weight: float, span: int = 5) -> dict[str, float]:
     """Add ``weight`` x the best score among a candidate's episode neighbours.

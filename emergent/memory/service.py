@@ -346,9 +346,6 @@ class Memory:
             if (cfg.prf_docs > 0 or not index_params) and len(docs):  # the list with these terms and parameters
                 top = np.argsort(-sc, kind="stable")[:n]
                 txt = [_Hit(int(docs[i]), float(sc[i])) for i in top]
-            found: dict[str, set[str]] = {
-                "vector": {part.ids[h.pos] for h in vec} | {c.record.id for c in stm_vec},
-                "text": {part.ids[h.pos] for h in txt} | {c.record.id for c in stm_txt}}
             # Every retriever's scores are scaled by its own candidate list (its best 1, its n-th 0),
             # then read for the whole pool: the candidates, memories in a period the query names,
             # and the episode neighbours of candidates (found by no retriever, but told next to what was).
@@ -365,6 +362,9 @@ class Memory:
                 episodic = mask & (part.cols["kind"][: part.size] == _EPISODIC_CODE)
                 pool = np.union1d(pool, ranking.position_neighbors(pool, episodic, times, cfg.neighbor_window_s,
                                                                    cfg.neighbor_span))
+            registered = self._registered(query, qvec, scope, n, part, mask)
+            for _, _, positions_ in registered:  # what the knowledge graph found is scored like the rest
+                pool = np.union1d(pool, positions_)
             pool_cos = part.vectors(pool) @ q if len(pool) else np.empty(0)
             pool_bm = np.zeros(len(pool))
             if len(pool) and len(docs):
@@ -373,47 +373,112 @@ class Memory:
                 pool_bm[at[ok]] = sc[ok]
             extra = (self._episode_context(part, pool, mask, times, q, query_terms, docs, sc, n, t_lo, t_hi) if len(pool)
                      else {})
-            by_id: dict[str, MemoryRecord] = {}
-            positions: dict[str, int] = {}
-            for p in pool.tolist():
-                id_ = part.ids[p]
-                by_id[id_] = part.record(p, full=False)
-                positions[id_] = p
-        for c in (*stm_vec, *stm_txt):
-            by_id.setdefault(c.record.id, c.record)
-        pool_ids = [part.ids[p] for p in pool.tolist()]
-        lists: dict[str, dict[str, float]] = {
-            "vector": {**_scaled({c.record.id: c.score for c in stm_vec}, v_lo, v_hi),
-                       **_scaled(dict(zip(pool_ids, pool_cos.tolist(), strict=True)), v_lo, v_hi)},
-            # BM25 and STM term overlap are on different scales: each is scaled before they share a list
-            "text": {**{c.record.id: c.score for c in stm_txt},
-                     **_scaled(dict(zip(pool_ids, pool_bm.tolist(), strict=True)), t_lo, t_hi)}}
-        for ls in lists.values():  # every pool member is in every list (0 when not found): scaling stays
-            for id_ in by_id:
-                ls.setdefault(id_, 0.0)
-        weights = {"vector": cfg.w_vector, "text": cfg.w_text}
-        for name, (values, lo_, hi_) in extra.items():  # episode context lists, scaled like the retrievers'
-            lists[name] = _scaled(dict(zip(pool_ids, values.tolist(), strict=True)), lo_, hi_)
-            weights[name] = {"context": cfg.w_context, "coverage": cfg.w_coverage}.get(name, cfg.w_text_context)
-            found[name] = set()
-            for id_ in by_id:
-                lists[name].setdefault(id_, 0.0)
-        self._registered(query, qvec, scope, n, part, by_id, positions, lists, found, weights)
+            cols = part.cols
+            ltm = {name: cols[name][pool] for name in ("kind", "user", "session", "created_at", "last_accessed",
+                                                         "stability", "importance")}
+            pool_ids = [part.ids[p] for p in pool.tolist()]
+        # The pool as arrays, long-term rows first, then short-term items: Python work stays per hit
+        # returned, not per candidate (a pool with episode neighbours holds several hundred).
+        stm_list = list({c.record.id: c.record for c in (*stm_vec, *stm_txt)}.values())
+        lists, weights, found = self._lists(pool, pool_cos, pool_bm, extra, registered, vec, txt, stm_vec, stm_txt,
+                                            stm_list, (v_lo, v_hi, t_lo, t_hi))
         if cfg.fusion == "rrf":
-            fused = ranking.rrf({name: sorted((i for i in sc if i in found[name]), key=lambda i: -sc[i])
-                                 for name, sc in lists.items()}, weights, cfg.rrf_k)
-            for id_ in by_id:
-                fused.setdefault(id_, 0.0)
+            fused = ranking.rrf_arrays(lists, found, weights, cfg.rrf_k)
         else:
-            fused = ranking.fuse_scores(lists, weights)
-        episodic = {i: (by_id[i].scope.key, by_id[i].created_at,
-                        float(positions[i]) if i in positions else by_id[i].learned_at / ITEM_STEP_S)
-                    for i in fused if by_id[i].kind is Kind.EPISODIC}
-        boosted = ranking.temporal_neighbors({i: fused[i] for i in episodic}, episodic, cfg.neighbor_window_s,
-                                             cfg.w_neighbors, cfg.neighbor_span)
-        hits = self._blend(fused, boosted, by_id, found, periods, now)
-        hits.sort(key=lambda h: -h.score)
-        return self._complete(part, positions, hits[:k], scope)
+            fused = ranking.fuse_arrays(lists, weights)
+        return self._rank(part, pool, pool_ids, ltm, stm_list, fused, found, periods, k, now, scope)
+
+
+    def _lists(self, pool: np.ndarray, pool_cos: np.ndarray, pool_bm: np.ndarray,
+               extra: dict[str, tuple[np.ndarray, float, float]], registered: list[tuple[str, float, np.ndarray]],
+               vec: Sequence[Any], txt: Sequence[Any], stm_vec: list[Candidate], stm_txt: list[Candidate],
+               stm_list: list[MemoryRecord], bounds: tuple[float, float, float, float]
+               ) -> tuple[dict[str, np.ndarray], dict[str, float], dict[str, np.ndarray]]:
+        """Each retriever's scores over the pool (long-term rows, then short-term items), its weight,
+        and which rows it found."""
+        cfg = self.config
+        v_lo, v_hi, t_lo, t_hi = bounds
+        n_ltm, total = len(pool), len(pool) + len(stm_list)
+        stm_index = {r.id: n_ltm + j for j, r in enumerate(stm_list)}
+        lists: dict[str, np.ndarray] = {"vector": np.zeros(total), "text": np.zeros(total)}
+        lists["vector"][:n_ltm] = _scaled_array(pool_cos, v_lo, v_hi)
+        lists["text"][:n_ltm] = _scaled_array(pool_bm, t_lo, t_hi)
+        for c in stm_vec:
+            lists["vector"][stm_index[c.record.id]] = _scaled_array(np.array([c.score]), v_lo, v_hi)[0]
+        for c in stm_txt:  # term overlap is already in [0, 1]
+            lists["text"][stm_index[c.record.id]] = c.score
+        weights = {"vector": cfg.w_vector, "text": cfg.w_text}
+        found: dict[str, np.ndarray] = {"vector": np.zeros(total, bool), "text": np.zeros(total, bool)}
+        found["vector"][np.searchsorted(pool, [h.pos for h in vec])] = True
+        found["text"][np.searchsorted(pool, [h.pos for h in txt])] = True
+        found["vector"][[stm_index[c.record.id] for c in stm_vec]] = True
+        found["text"][[stm_index[c.record.id] for c in stm_txt]] = True
+        for name, (values, lo_, hi_) in extra.items():  # episode context lists, scaled like the retrievers'
+            lists[name] = np.zeros(total)
+            lists[name][:n_ltm] = _scaled_array(values, lo_, hi_)
+            weights[name] = {"context": cfg.w_context, "coverage": cfg.w_coverage}.get(name, cfg.w_text_context)
+            found[name] = np.zeros(total, bool)
+        for name, weight, positions_ in registered:  # rank-only lists: absent means not found
+            ranked = np.full(total, np.nan)
+            ranked[np.searchsorted(pool, positions_)] = [
+                (cfg.rrf_k + 1) / (cfg.rrf_k + rank + 1) for rank in range(len(positions_))]
+            lists[name], weights[name], found[name] = ranked, weight, ~np.isnan(ranked)
+        return lists, weights, found
+
+    def _rank(self, part: Any, pool: np.ndarray, pool_ids: list[str], ltm: dict[str, np.ndarray],
+              stm_list: list[MemoryRecord], fused: np.ndarray, found: dict[str, np.ndarray],
+              periods: list[tuple[float, float]], k: int, now: float, scope: Scope) -> list[RecallHit]:
+        """Relevance (fused, episode neighbours, a period the query names) blended with recency,
+        importance and strength; the ``k`` best as hits."""
+        cfg = self.config
+        n_ltm, total = len(pool), len(pool) + len(stm_list)
+        kind = np.concatenate([ltm["kind"], [_KIND_CODE[r.kind] for r in stm_list]]).astype(np.int64)
+        created = np.concatenate([ltm["created_at"], [r.created_at for r in stm_list]])
+        last = np.concatenate([ltm["last_accessed"], [r.last_accessed for r in stm_list]])
+        stability = np.concatenate([ltm["stability"], [r.stability for r in stm_list]])
+        importance = np.concatenate([ltm["importance"], [r.importance for r in stm_list]])
+        # temporal neighbours: same scope, ordered by (event time, batch order): a position for
+        # long-term rows, the learned time in ITEM_STEP_S units for short-term items
+        groups: dict[tuple[str | None, str | None], int] = {}
+        group = np.concatenate([
+            np.fromiter((groups.setdefault((part.names[u], part.names[v]), len(groups))
+                         for u, v in zip(ltm["user"].tolist(), ltm["session"].tolist(), strict=True)),
+                        np.int64, n_ltm),
+            np.fromiter((groups.setdefault((r.scope.user, r.scope.session), len(groups)) for r in stm_list),
+                        np.int64, len(stm_list))])
+        seq = np.concatenate([pool.astype(np.float64), [r.learned_at / ITEM_STEP_S for r in stm_list]])
+        boosted = fused.copy()
+        episodic = np.flatnonzero(kind == _EPISODIC_CODE)
+        if cfg.w_neighbors > 0 and cfg.neighbor_window_s > 0 and cfg.neighbor_span > 0 and len(episodic) > 1:
+            order = episodic[np.lexsort((seq[episodic], created[episodic], group[episodic]))]
+            best = ranking.neighbor_best(group[order], created[order], fused[order], cfg.neighbor_window_s,
+                                         cfg.neighbor_span)
+            boosted[order] = fused[order] + cfg.w_neighbors * best
+        timed: np.ndarray = np.zeros(total)
+        if periods:
+            timed = cfg.w_time * (ranking.in_periods(created, periods, cfg.time_before_s, cfg.time_after_s) > 0)
+        rel = boosted + timed
+        age = now - last
+        rcy = np.where(age <= 0, 1.0, 0.5 ** (np.maximum(age, 0.0) / (cfg.recency_half_life_days * decay.DAY)))
+        strength = np.where(age <= 0, 1.0, np.exp(-np.maximum(age, 0.0) / (stability * decay.DAY)))
+        score = (cfg.w_relevance * rel + cfg.w_recency * rcy + cfg.w_importance * importance
+                 + cfg.w_strength * strength)
+        top = np.argsort(-score, kind="stable")[:k]
+        hits = []
+        positions: dict[str, int] = {}
+        for j in top.tolist():
+            if j < n_ltm:
+                rec = part.record(int(pool[j]), full=False)
+                positions[pool_ids[j]] = int(pool[j])
+            else:
+                rec = stm_list[j - n_ltm]
+            found_by = tuple(name for name, f in found.items() if f[j])
+            if boosted[j] > fused[j]:
+                found_by += ("neighbor",)
+            if timed[j] > 0:
+                found_by += ("time",)
+            hits.append(RecallHit(rec, float(score[j]), float(rel[j]), float(rcy[j]), float(strength[j]), found_by))
+        return self._complete(part, positions, hits, scope)
 
     def _episode_context(self, part: Any, pool: np.ndarray, mask: np.ndarray, times: np.ndarray, q: np.ndarray,
                          terms: list[str], docs: np.ndarray, sc: np.ndarray, n: int, t_lo: float,
@@ -452,48 +517,18 @@ class Memory:
         return out
 
     def _registered(self, query: str, qvec: np.ndarray, scope: Scope, n: int, part: Any,
-                    by_id: dict[str, MemoryRecord], positions: dict[str, int], lists: dict[str, dict[str, float]],
-                    found: dict[str, set[str]], weights: dict[str, float]) -> None:
-        """The ranked lists of registered retrievers (the knowledge graph), added to ``lists``."""
+                    mask: np.ndarray) -> list[tuple[str, float, np.ndarray]]:
+        """(name, weight, positions best first) of each registered retriever (the knowledge graph),
+        keeping the memories of the partition within ``mask`` (the scope and the filters)."""
+        out = []
         for name, (fn, weight) in self.retrievers.items():
-            ids = list(fn(query, qvec, scope, n))[:n]
-            for id_ in ids:
+            positions = []
+            for id_ in list(fn(query, qvec, scope, n))[:n]:
                 p = part.pos.get(id_)
-                if id_ not in by_id and p is not None and part.cols["alive"][p]:
-                    rec = part.record(p, full=False)
-                    if scope.contains(rec.scope):
-                        by_id[id_], positions[id_] = rec, p
-            lists[name] = ranking.rank_scores([i for i in ids if i in by_id], self.config.rrf_k)
-            found[name] = set(lists[name])
-            weights[name] = weight
-
-    def _blend(self, fused: dict[str, float], boosted: dict[str, float], by_id: dict[str, MemoryRecord],
-               found: dict[str, set[str]], periods: list[tuple[float, float]], now: float) -> list[RecallHit]:
-        """Relevance (fused, episode neighbours, a period the query names) blended with recency,
-        importance and strength."""
-        cfg = self.config
-        timed: dict[str, float] = {}
-        if periods:
-            ids = list(fused)
-            dated = ranking.in_periods(np.fromiter((by_id[i].created_at for i in ids), np.float64, len(ids)),
-                                       periods, cfg.time_before_s, cfg.time_after_s)
-            timed = {i: cfg.w_time for i, d in zip(ids, dated.tolist(), strict=True) if d}
-        w = ranking.Weights(cfg.w_relevance, cfg.w_recency, cfg.w_importance, cfg.w_strength)
-        hits = []
-        for id_, base in fused.items():
-            rel = boosted.get(id_, base) + timed.get(id_, 0.0)
-            rec = by_id[id_]
-            age = now - rec.last_accessed
-            rcy = decay.recency(age, cfg.recency_half_life_days)
-            strength = decay.retention(age, rec.stability)
-            found_by = tuple(name for name, ids_ in found.items() if id_ in ids_)
-            if boosted.get(id_, base) > base:
-                found_by += ("neighbor",)
-            if id_ in timed:
-                found_by += ("time",)
-            hits.append(RecallHit(rec, ranking.blend(rel, rcy, rec.importance, strength, w), rel, rcy, strength,
-                                  found_by))
-        return hits
+                if p is not None and p < len(mask) and mask[p] and p not in positions:
+                    positions.append(p)
+            out.append((name, weight, np.asarray(positions, np.int64)))
+        return out
 
     def _complete(self, part: Any, positions: dict[str, int], top: list[RecallHit], scope: Scope) -> list[RecallHit]:
         """Full records (meta, sources; whole texts of compressed memories) for the hits returned."""
@@ -741,13 +776,15 @@ _STOP = frozenset(["the", "and", "for", "are", "was", "were", "you", "your", "wi
 
 
 _EPISODIC_CODE = list(Kind).index(Kind.EPISODIC)  # the hot index's kind code
+_KIND_CODE = {kind: code for code, kind in enumerate(Kind)}
 
 
-def _scaled(scores: dict[str, float], lo: float, hi: float) -> dict[str, float]:
-    """Scores scaled so ``lo`` is 0 and ``hi`` is 1 (clipped to [0, 1]); all equal: 1."""
+def _scaled_array(values: np.ndarray, lo: float, hi: float) -> np.ndarray:
+    """Scores scaled so ``lo`` is 0 and ``hi`` is 1 (clipped to [0, 1]); all equal: 1 at ``hi``."""
+    values = np.asarray(values, np.float64)
     if hi - lo <= 1e-12:
-        return {i: 1.0 if s >= hi else 0.0 for i, s in scores.items()}
-    return {i: min(1.0, max(0.0, (s - lo) / (hi - lo))) for i, s in scores.items()}
+        return (values >= hi).astype(np.float64)
+    return np.clip((values - lo) / (hi - lo), 0.0, 1.0)
 
 
 def _pool() -> ThreadPoolExecutor:
