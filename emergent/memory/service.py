@@ -365,14 +365,15 @@ class Memory:
             registered = self._registered(query, qvec, scope, n, part, mask)
             for _, _, positions_ in registered:  # what the knowledge graph found is scored like the rest
                 pool = np.union1d(pool, positions_)
-            pool_cos = part.vectors(pool) @ q if len(pool) else np.empty(0)
+            pool_vecs = part.vectors(pool)
+            pool_cos = pool_vecs @ q if len(pool) else np.empty(0)
             pool_bm = np.zeros(len(pool))
             if len(pool) and len(docs):
                 at = np.searchsorted(pool, docs)
                 ok = (at < len(pool)) & (pool[np.minimum(at, len(pool) - 1)] == docs)
                 pool_bm[at[ok]] = sc[ok]
-            extra = (self._episode_context(part, pool, mask, times, q, query_terms, docs, sc, n, t_lo, t_hi) if len(pool)
-                     else {})
+            extra = (self._episode_context(part, pool, pool_vecs, mask, times, q, query_terms, docs, sc, n, t_lo,
+                                           t_hi) if len(pool) else {})
             cols = part.cols
             ltm = {name: cols[name][pool] for name in ("kind", "user", "session", "created_at", "last_accessed",
                                                          "stability", "importance")}
@@ -439,13 +440,12 @@ class Memory:
         importance = np.concatenate([ltm["importance"], [r.importance for r in stm_list]])
         # temporal neighbours: same scope, ordered by (event time, batch order): a position for
         # long-term rows, the learned time in ITEM_STEP_S units for short-term items
-        groups: dict[tuple[str | None, str | None], int] = {}
-        group = np.concatenate([
-            np.fromiter((groups.setdefault((part.names[u], part.names[v]), len(groups))
-                         for u, v in zip(ltm["user"].tolist(), ltm["session"].tolist(), strict=True)),
-                        np.int64, n_ltm),
-            np.fromiter((groups.setdefault((r.scope.user, r.scope.session), len(groups)) for r in stm_list),
-                        np.int64, len(stm_list))])
+        codes = dict(part.codes)  # user and session names as the partition's codes (new ones appended)
+        width = len(part.names) + 2 * len(stm_list) + 1
+        stm_group = [codes.setdefault(r.scope.user, len(codes)) * width + codes.setdefault(r.scope.session, len(codes))
+                     for r in stm_list]
+        group = np.concatenate([ltm["user"].astype(np.int64) * width + ltm["session"],
+                                np.asarray(stm_group, np.int64)])
         seq = np.concatenate([pool.astype(np.float64), [r.learned_at / ITEM_STEP_S for r in stm_list]])
         boosted = fused.copy()
         episodic = np.flatnonzero(kind == _EPISODIC_CODE)
@@ -480,7 +480,8 @@ class Memory:
             hits.append(RecallHit(rec, float(score[j]), float(rel[j]), float(rcy[j]), float(strength[j]), found_by))
         return self._complete(part, positions, hits, scope)
 
-    def _episode_context(self, part: Any, pool: np.ndarray, mask: np.ndarray, times: np.ndarray, q: np.ndarray,
+    def _episode_context(self, part: Any, pool: np.ndarray, pool_vecs: np.ndarray, mask: np.ndarray,
+                         times: np.ndarray, q: np.ndarray,
                          terms: list[str], docs: np.ndarray, sc: np.ndarray, n: int, t_lo: float,
                          t_hi: float) -> dict[str, tuple[np.ndarray, float, float]]:
         """Episode-context scores of the pool (see ``emergent.memory.ranking``), each with the bounds
@@ -498,8 +499,15 @@ class Memory:
         near, valid, dist = ranking.neighbor_grid(pool, episodic, times, cfg.neighbor_window_s, max(dense, lexical))
         if dense:
             cols = np.flatnonzero(dist[0] <= dense)
-            vecs = part.vectors(near[:, cols].ravel()).reshape(len(pool), len(cols), -1)
-            c = ranking.context_cosine(part.vectors(pool), vecs, valid[:, cols], dist[:, cols], q, cfg.context_decay)
+            # each neighbour's vector read once (an ANN partition decodes them; neighbours overlap the pool)
+            wanted = near[:, cols].ravel()
+            fresh = np.setdiff1d(wanted, pool)
+            known = np.concatenate([pool, fresh])
+            table = np.concatenate([pool_vecs, part.vectors(fresh)]) if len(fresh) else pool_vecs
+            order = np.argsort(known, kind="stable")
+            rows = order[np.searchsorted(known[order], wanted)]
+            vecs = table[rows].reshape(len(pool), len(cols), -1)
+            c = ranking.context_cosine(pool_vecs, vecs, valid[:, cols], dist[:, cols], q, cfg.context_decay)
             m = min(n, len(c))
             out["context"] = (c, float(np.partition(c, len(c) - m)[len(c) - m]), float(c.max()))
         if not lexical:
