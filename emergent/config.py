@@ -79,6 +79,8 @@ class MemoryConfig(BaseModel):
     max_text_bytes: int = Field(8 * 1024 * 1024, ge=1024)
     ann_index_threshold: int = Field(50_000, ge=256)
     # the hot recall index (emergent.memory.hot)
+    hot_index: bool = Field(True, description="recall from the in-process hot index; false: LanceDB's own "
+                            "vector and full-text queries (also the fallback when the index fails)")
     hot_exact_max_rows: int = Field(
         20_000, ge=1000, description="an agent's memories are searched exactly (float32) up to this many; "
         "above it through an HNSW graph over 8-bit quantised vectors (~4x less memory)")

@@ -107,6 +107,8 @@ class Memory:
         #: the newest listener failures (event, listener, error): a write that committed is never
         #: failed by what follows it (the knowledge graph catches up with `emergent graph sync`)
         self.listener_errors: deque[tuple[str, str, str]] = deque(maxlen=20)
+        #: recalls answered by LanceDB because the hot index failed (emergent doctor / status show it)
+        self.index_failures = 0
 
     def add_retriever(self, name: str, fn: Retriever, weight: float = 1.0) -> None:
         """Fuse another ranked list into recall (the knowledge graph offers one).
@@ -325,8 +327,19 @@ class Memory:
                 lo: float | None, hi: float | None, k: int, now: float) -> list[RecallHit]:
         cfg = self.config
         n = max(cfg.candidates, k)
+        if not cfg.hot_index:
+            return self._search_store(query, qvec, scope, kinds, lo, hi, k, now)
         # Long-term candidates come from the hot index (emergent.memory.hot): no LanceDB query per recall.
-        part, vec, txt = self.ltm.hot.search(scope, qvec, query, kinds, lo, hi, n)
+        try:
+            part, vec, txt = self.ltm.hot.search(scope, qvec, query, kinds, lo, hi, n)
+        except EmergentError:
+            raise  # the store itself failed (damaged, unavailable): said as such, no fallback hides it
+        except Exception as exc:  # noqa: BLE001 - the index (not the store) failed: LanceDB answers
+            self.ltm.hot.forget()
+            log.warning("the hot recall index failed (%s: %s); recall falls back to LanceDB queries and the "
+                        "index is rebuilt at the next recall", type(exc).__name__, exc)
+            self.index_failures += 1
+            return self._search_store(query, qvec, scope, kinds, lo, hi, k, now)
         stm_vec, stm_txt = self._stm_candidates(query, qvec, scope, kinds, lo, hi, n)
         periods = ranking.query_periods(query) if cfg.w_time > 0 else []
         with part.lock:
@@ -389,6 +402,51 @@ class Memory:
             fused = ranking.fuse_arrays(lists, weights)
         return self._rank(part, pool, pool_ids, ltm, stm_list, fused, found, periods, k, now, scope)
 
+
+    def _search_store(self, query: str, qvec: np.ndarray, scope: Scope, kinds: list[Kind] | None,
+                      lo: float | None, hi: float | None, k: int, now: float) -> list[RecallHit]:
+        """Recall from LanceDB's own indexes (vector and full-text queries), the fallback when the hot
+        index is off (``hot_index=False``) or failed: hybrid fusion, temporal neighbours among the
+        candidates and the same blend, without the episode-context and period features."""
+        cfg = self.config
+        n = max(cfg.candidates, k)
+        where = build_filter(scope, kinds, lo, hi)
+        vec = self.ltm.vector_search(qvec, where, n, light=True)
+        txt = self.ltm.text_search(query, where, n, light=True)
+        stm_vec, stm_txt = self._stm_candidates(query, qvec, scope, kinds, lo, hi, n)
+        by_id: dict[str, Candidate] = {}
+        for c in (*vec, *txt, *stm_vec, *stm_txt):
+            by_id.setdefault(c.record.id, c)
+        light = {c.record.id for c in (*vec, *txt)}
+        text_scores = {**{c.record.id: c.score for c in stm_txt}, **ranking.minmax({c.record.id: c.score for c in txt})}
+        lists = {"vector": {c.record.id: c.score for c in (*vec, *stm_vec)}, "text": text_scores}
+        weights = {"vector": cfg.w_vector, "text": cfg.w_text}
+        if cfg.fusion == "rrf":
+            fused = ranking.rrf({name: sorted(sc, key=lambda i: -sc[i]) for name, sc in lists.items()}, weights,
+                                cfg.rrf_k)
+        else:
+            fused = ranking.fuse_scores(lists, weights)
+        episodic = {i: (by_id[i].record.scope.key, by_id[i].record.created_at,
+                        by_id[i].record.learned_at / ITEM_STEP_S) for i in fused
+                    if by_id[i].record.kind is Kind.EPISODIC}
+        boosted = ranking.temporal_neighbors({i: fused[i] for i in episodic}, episodic, cfg.neighbor_window_s,
+                                             cfg.w_neighbors, cfg.neighbor_span)
+        w = ranking.Weights(cfg.w_relevance, cfg.w_recency, cfg.w_importance, cfg.w_strength)
+        hits = []
+        for id_, base in fused.items():
+            rel = boosted.get(id_, base)
+            rec = by_id[id_].record
+            age = now - rec.last_accessed
+            rcy = decay.recency(age, cfg.recency_half_life_days)
+            strength = decay.retention(age, rec.stability)
+            found_by = tuple(name for name, sc in lists.items() if id_ in sc) + (("neighbor",) if rel > base else ())
+            hits.append(RecallHit(rec, ranking.blend(rel, rcy, rec.importance, strength, w), rel, rcy, strength,
+                                  found_by))
+        hits.sort(key=lambda h: -h.score)
+        top = hits[:k]
+        full = self.ltm.complete([by_id[h.id] for h in top if h.id in light], scope)
+        return [h if h.id not in light else replace(h, record=full[h.id]) for h in top
+                if h.id not in light or h.id in full]
 
     def _lists(self, pool: np.ndarray, pool_cos: np.ndarray, pool_bm: np.ndarray,
                extra: dict[str, tuple[np.ndarray, float, float]], registered: list[tuple[str, float, np.ndarray]],

@@ -213,3 +213,41 @@ def test_a_snapshot_write_killed_halfway_leaves_debris_that_the_next_save_remove
         debris.write_bytes(b"half a snapshot")
     assert not debris.exists() and (snapshots / "geo.npz").exists()
     assert _child(home, 'print(mem.recall("feldspar", scope="geo")[0].text)') == "a note on feldspar"
+
+
+def test_a_failing_hot_index_falls_back_to_lancedb_and_says_so(ws, monkeypatch, caplog):
+    mem = ws.memory
+    [kept] = mem.ingest(["the falcon nests on the cathedral tower"], scope="birds")
+    mem.ingest(["sparrows eat seeds"], scope="birds")
+
+    def broken(*args, **kwargs):
+        raise MemoryError("no room for the index")
+
+    monkeypatch.setattr(mem.ltm.hot, "search", broken)
+    with caplog.at_level("WARNING", logger="emergent.memory"):
+        hits = mem.recall("falcon tower", scope="birds", k=1)
+    assert [h.id for h in hits] == [kept] and mem.index_failures == 1
+    assert "falls back to LanceDB" in caplog.text
+
+
+def test_a_damaged_store_is_not_hidden_by_the_fallback(ws, monkeypatch):
+    from emergent.errors import StoreCorruptError
+
+    mem = ws.memory
+    mem.ingest(["a note"], scope="s")
+
+    def damaged(*args, **kwargs):
+        raise StoreCorruptError("LanceDB table memories.lance is damaged", path="memories.lance")
+
+    monkeypatch.setattr(mem.ltm.hot, "search", damaged)
+    with pytest.raises(StoreCorruptError):
+        mem.recall("note", scope="s")
+
+
+def test_with_the_hot_index_off_recall_answers_from_lancedb(home):
+    with Workstation.open(home, embedder="hashing") as ws:
+        mem = ws.memory
+        mem.config = mem.config.model_copy(update={"hot_index": False})
+        ids = mem.ingest(["basalt columns at the coast", "granite in the highlands"], scope="geo")
+        assert mem.recall("basalt coast", scope="geo", k=1)[0].id == ids[0]
+        assert not mem.ltm.hot.parts
