@@ -432,6 +432,8 @@ class Workstation:
                        "audit_entries": head.seq if head else 0,
                        "pending_approvals": len(self.autonomy.approvals.list("pending")),
                        "jobs": len(self.jobs.list())},
+            "hot_index": {**mem.ltm.hot.stats(), "enabled": mem.config.hot_index,
+                          "failures": mem.index_failures},
             "healthy": bool(stm_health.get("ok", True)) and not stm_health.get("reset_detected", False),
         }
         return out
