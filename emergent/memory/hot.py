@@ -634,15 +634,16 @@ class HotIndex:
 
     # ------------------------------------------------------------------ reads
     def search(self, scope: Scope, qvec: np.ndarray, query: str, kinds: Sequence[Kind] | None, lo: float | None,
-               hi: float | None, n: int) -> tuple[Partition, list[Hit], list[Hit]]:
-        """(partition, vector hits, BM25 hits) within ``scope`` and the filters, best first."""
+               hi: float | None, n: int, *, text: bool = True) -> tuple[Partition, list[Hit], list[Hit]]:
+        """(partition, vector hits, BM25 hits) within ``scope`` and the filters, best first (without
+        ``text``, no BM25 hits: the caller scores the text itself)."""
         part = self.partition(scope.agent)
         with part.lock:
             mask = part.mask(scope, kinds, lo, hi)
             q = np.asarray(qvec, dtype=np.float32)
             q = q / (np.linalg.norm(q) or 1.0)
             vec = part.vector_top(q, mask, n)
-            txt = part.text_top(tokens(query), mask, n)
+            txt = part.text_top(tokens(query), mask, n) if text else []
         return part, vec, txt
 
     def memory_bytes(self) -> int:

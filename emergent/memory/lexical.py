@@ -180,7 +180,7 @@ class BM25:
     positions); ``remove`` is the caller's ``alive`` mask, passed to :meth:`scores`.
     """
 
-    def __init__(self, k1: float = 1.2, b: float = 0.75) -> None:
+    def __init__(self, k1: float = 0.9, b: float = 0.4) -> None:
         self.k1 = k1
         self.b = b
         self._docs: dict[str, array] = {}

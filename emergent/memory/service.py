@@ -331,7 +331,7 @@ class Memory:
             return self._search_store(query, qvec, scope, kinds, lo, hi, k, now)
         # Long-term candidates come from the hot index (emergent.memory.hot): no LanceDB query per recall.
         try:
-            part, vec, txt = self.ltm.hot.search(scope, qvec, query, kinds, lo, hi, n)
+            part, vec, _ = self.ltm.hot.search(scope, qvec, query, kinds, lo, hi, n, text=False)
         except EmergentError:
             raise  # the store itself failed (damaged, unavailable): said as such, no fallback hides it
         except Exception as exc:  # noqa: BLE001 - the index (not the store) failed: LanceDB answers
@@ -348,17 +348,14 @@ class Memory:
             q = np.asarray(qvec, dtype=np.float32)
             q = q / (np.linalg.norm(q) or 1.0)
             query_terms = tokens(query)
-            terms: list[str] | dict[str, float] = query_terms
+            docs, sc = part.text_scores(query_terms, mask, cfg.bm25_k1, cfg.bm25_b)
+            txt = _top_hits(docs, sc, n)
             if cfg.prf_docs > 0 and txt:  # pseudo-relevance feedback from the scope's own best matches
                 fb = txt[: cfg.prf_docs]
                 terms = ranking.rm3(query_terms, [tokens(part.text[h.pos]) for h in fb], [h.score for h in fb],
                                     cfg.prf_terms, cfg.prf_original)
-            docs, sc = (part.text_scores(terms, mask, cfg.bm25_k1, cfg.bm25_b) if txt
-                        else (np.empty(0, np.int64), np.empty(0)))
-            index_params = (part.bm25.k1, part.bm25.b) == (cfg.bm25_k1, cfg.bm25_b)
-            if (cfg.prf_docs > 0 or not index_params) and len(docs):  # the list with these terms and parameters
-                top = np.argsort(-sc, kind="stable")[:n]
-                txt = [_Hit(int(docs[i]), float(sc[i])) for i in top]
+                docs, sc = part.text_scores(terms, mask, cfg.bm25_k1, cfg.bm25_b)
+                txt = _top_hits(docs, sc, n)
             # Every retriever's scores are scaled by its own candidate list (its best 1, its n-th 0),
             # then read for the whole pool: the candidates, memories in a period the query names,
             # and the episode neighbours of candidates (found by no retriever, but told next to what was).
@@ -526,7 +523,7 @@ class Memory:
         positions: dict[str, int] = {}
         for j in top.tolist():
             if j < n_ltm:
-                rec = part.record(int(pool[j]), full=False)
+                rec = part.record(int(pool[j]))
                 positions[pool_ids[j]] = int(pool[j])
             else:
                 rec = stm_list[j - n_ltm]
@@ -597,18 +594,9 @@ class Memory:
         return out
 
     def _complete(self, part: Any, positions: dict[str, int], top: list[RecallHit], scope: Scope) -> list[RecallHit]:
-        """Full records (meta, sources; whole texts of compressed memories) for the hits returned."""
-        out = []
-        compressed = []
-        for h in top:
-            p = positions.get(h.id)
-            if p is None:  # short-term memory: already whole
-                out.append(h)
-                continue
-            rec = part.record(p)
-            if part.cols["compressed"][p]:
-                compressed.append(h.id)
-            out.append(replace(h, record=rec))
+        """Whole texts of compressed memories among the hits (the hot index holds their preview)."""
+        out = list(top)
+        compressed = [h.id for h in top if h.id in positions and part.cols["compressed"][positions[h.id]]]
         if compressed:  # the hot index holds the preview; the whole text is in LanceDB
             whole = {r.id: r for r in self.ltm.get_many(compressed, scope)}
             out = [replace(h, record=h.record.with_(text=whole[h.id].text)) if h.id in whole else h for h in out
@@ -843,6 +831,15 @@ _STOP = frozenset(["the", "and", "for", "are", "was", "were", "you", "your", "wi
 
 _EPISODIC_CODE = list(Kind).index(Kind.EPISODIC)  # the hot index's kind code
 _KIND_CODE = {kind: code for code, kind in enumerate(Kind)}
+
+
+def _top_hits(docs: np.ndarray, scores: np.ndarray, n: int) -> list[_Hit]:
+    """The ``n`` best of a full BM25 scoring, best first (ties in row order, as ``BM25.top``)."""
+    if docs.size > n:
+        part = np.argpartition(-scores, n - 1)[:n]
+        docs, scores = docs[part], scores[part]
+    order = np.argsort(-scores, kind="stable")
+    return [_Hit(int(d), float(v)) for d, v in zip(docs[order], scores[order], strict=True)]
 
 
 def _scaled_array(values: np.ndarray, lo: float, hi: float) -> np.ndarray:
