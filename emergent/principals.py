@@ -30,8 +30,8 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-import sqlalchemy as sa
-
+# SQLAlchemy is imported where the directory reads its table: importing this module (every memory
+# call site does, for the Principal type) costs a notebook's first recall nothing.
 from emergent.clock import Clock, SystemClock
 from emergent.errors import NotFoundError, PrincipalError, ValidationError
 
@@ -218,6 +218,8 @@ class Principals:
         parse_key(key)
         if not self._exists(key):
             raise NotFoundError(f"no principal {key!r} in this workspace", hint="`emergent principals list`")
+        import sqlalchemy as sa
+
         from emergent.autonomy.tables import principals as table
 
         kind = "principal.role_granted" if add else "principal.role_revoked"
@@ -237,6 +239,8 @@ class Principals:
 
     # ------------------------------------------------------------------ the table
     def list(self) -> list[dict[str, Any]]:
+        import sqlalchemy as sa
+
         from emergent.autonomy.tables import principals as table
 
         with self.sql.connect() as conn:
@@ -246,6 +250,8 @@ class Principals:
         return rows
 
     def _stored(self, key: str) -> dict[str, Any]:
+        import sqlalchemy as sa
+
         from emergent.autonomy.tables import principals as table
 
         with self.sql.connect() as conn:
@@ -266,6 +272,8 @@ class Principals:
             if p.key in self._known:
                 return
             if not self._exists(p.key):
+                import sqlalchemy as sa
+
                 from emergent.autonomy.tables import principals as table
 
                 row = {"key": p.key, "kind": p.kind, "id": p.id, "created_by": created_by or "unknown",

@@ -10,6 +10,7 @@ needs more, a narrow callable built here.
 from __future__ import annotations
 
 import functools
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -58,6 +59,36 @@ def _prepare(path: Path, *, create: bool) -> None:
         except OSError as exc:
             raise ConfigError(f"cannot create workspace {path}: {exc.strerror}",
                               hint="choose a directory you may write", path=str(path)) from None
+
+
+def _sqlite_file(path: Path) -> bool:
+    """True when ``path`` starts like a SQLite database (the full checks run when it is opened)."""
+    try:
+        with path.open("rb") as fh:
+            return fh.read(16) == b"SQLite format 3\x00"
+    except OSError:
+        return False
+
+
+class Deferred:
+    """Stands for a service of the workstation until its first use, then forwards to it."""
+
+    __slots__ = ("_factory", "_target")
+
+    def __init__(self, factory: Callable[[], Any]) -> None:
+        self._factory = factory
+        self._target: Any = None
+
+    def resolve(self) -> Any:
+        if self._target is None:
+            self._target = self._factory()
+        return self._target
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.resolve(), name)
+
+    def __repr__(self) -> str:
+        return f"Deferred({self._target!r})" if self._target is not None else "Deferred(<not opened>)"
 
 
 class Workstation:
@@ -126,7 +157,7 @@ class Workstation:
         if spec == "auto":  # the workspace records the embedder that built it: every entry point reopens with it
             recorded = self.recorded_embedder()
             if recorded:
-                from emergent.workspace.backup import embedder_spec
+                from emergent.providers.embeddings import embedder_spec
 
                 spec = embedder_spec(recorded)
         opts: dict[str, Any] = {}
@@ -185,8 +216,14 @@ class Workstation:
         # What an unreachable short-term memory means is decided here, once: an error, or (declared)
         # a durable write to long-term memory instead.
         stm = FallbackSTM(backend, self.settings.stm_fallback, ltm_writer=lambda rec: ltm.add([rec], now=self.clock.now()))
-        mem = Memory(stm, ltm, self.embedder, cfg, clock=self.clock, sql=self.sql, audit=self.audit,
-                     principals=self.principals)
+        # SQL, the audit trail and the principals directory are opened when memory first needs them
+        # (a write's audit entry, an operation log flush): a new process's first recall does not.
+        # A new workspace creates its database now, and a missing or emptied one is refused now (the
+        # integrity checks of emergent.workspace.integrity); a sound one is opened on first use.
+        if self.settings.database_url or not _sqlite_file(self.path / "emergent.db"):
+            _ = self.sql
+        mem = Memory(stm, ltm, self.embedder, cfg, clock=self.clock, sql=Deferred(lambda: self.sql),
+                     audit=Deferred(lambda: self.audit), principals=Deferred(lambda: self.principals))
         self._closers.insert(0, mem.close)
         return mem
 

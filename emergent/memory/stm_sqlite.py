@@ -140,7 +140,7 @@ class SQLiteSTM(STM):
         except sqlite3.Error as exc:
             raise self._unavailable("open", exc) from exc
         try:
-            conn.execute("PRAGMA journal_mode=WAL")
+            self._wal(conn)
             conn.execute(f"PRAGMA synchronous={self.synchronous}")
             self._migrate(conn)
         except BaseException as exc:
@@ -149,6 +149,22 @@ class SQLiteSTM(STM):
                 raise self._unavailable("open", exc) from exc
             raise
         return conn
+
+    def _wal(self, conn: sqlite3.Connection) -> None:
+        """Switch to WAL. SQLite answers "database is locked" at once, without its busy handler, when
+        another process holds the file while it is being created or switched (two processes opening
+        a new workspace together): retried with backoff up to ``busy_timeout_s``."""
+        deadline = time.monotonic() + self.busy_timeout_s
+        delay = 0.005
+        while True:
+            try:
+                conn.execute("PRAGMA journal_mode=WAL")
+                return
+            except sqlite3.OperationalError as exc:
+                if "locked" not in str(exc) or time.monotonic() >= deadline:
+                    raise
+            time.sleep(delay)
+            delay = min(delay * 2, 0.1)
 
     def _migrate(self, conn: sqlite3.Connection) -> None:
         if self._layout(conn) == LAYOUT_VERSION:

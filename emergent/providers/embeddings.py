@@ -292,6 +292,13 @@ EMBEDDERS.register(
 )
 
 
+def embedder_spec(embedder_id: str) -> str:
+    """The EMERGENT_EMBEDDER value that builds the embedder whose ``id`` is ``embedder_id``."""
+    if embedder_id == MINILM_ID:
+        return "minilm"
+    return "hashing" if embedder_id.startswith("hashing-") else embedder_id
+
+
 def get_embedder(spec: str = "auto", **options: Any) -> Embedder:
     """Build an embedder from a string id: ``minilm``, ``hashing``, ``openai:<model>``, ``auto``.
 

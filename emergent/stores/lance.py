@@ -287,6 +287,7 @@ class LanceStore:
         with translated(self.table_path("emergent_meta"), "writing"):
             retry_commit(lambda: table.merge_insert("key").when_matched_update_all()
                          .when_not_matched_insert_all().execute(data))
+        self.get_meta()  # refreshes the mirror, so the next process reads it without LanceDB
 
     def versions(self) -> dict[str, int]:
         """Each table's schema version (``emergent.schema_version``), for ``emergent doctor``."""

@@ -489,24 +489,16 @@ def _roll_back(path: Path, release: Callable[[], None], reopen: Callable[[], Wor
         _finish_sql(current.sql, sql_mode, sql_dump, catalogue, kept_db=None, governance=True, kept=None)
 
 
-def embedder_spec(embedder_id: str) -> str:
-    """The EMERGENT_EMBEDDER value that builds the embedder whose ``id`` is ``embedder_id``."""
-    from emergent.providers.embeddings import MINILM_ID
-
-    if embedder_id == MINILM_ID:
-        return "minilm"
-    return "hashing" if embedder_id.startswith("hashing-") else embedder_id
-
-
 def _check_embedder(configured: str, manifest: dict[str, Any]) -> None:
     stored = manifest.get("embedder")
     if stored and stored != configured:
         from emergent.errors import EmbedderMismatchError
+        from emergent.providers.embeddings import embedder_spec as spec_of
 
         raise EmbedderMismatchError(
             f"backup {manifest['id']} was embedded with {stored!r} but the workstation uses {configured!r}; "
             "nothing was replaced",
-            hint=f"open the workstation with EMERGENT_EMBEDDER={embedder_spec(stored)} to restore it, then run "
+            hint=f"open the workstation with EMERGENT_EMBEDDER={spec_of(stored)} to restore it, then run "
             "`emergent memory reembed` if you want to switch models",
             stored=stored, configured=configured,
         )
