@@ -88,11 +88,15 @@ class Partition:
         self.ef_search = ef_search
         self.version: int | None = None
         self.saved: int | None = None  # the version of its snapshot on disk
+        #: bumped whenever positions change meaning (compaction, reload): a search that scored
+        #: positions under an older generation must not read records at them
+        self.generation = 0
         self.stale = True
         self.lock = threading.RLock()
         self.reset()
 
     def reset(self) -> None:
+        self.generation = getattr(self, "generation", 0) + 1
         self.ids: list[str] = []
         self.pos: dict[str, int] = {}
         self.size = 0

@@ -330,8 +330,13 @@ class Memory:
         if not cfg.hot_index:
             return self._search_store(query, qvec, scope, kinds, lo, hi, k, now)
         # Long-term candidates come from the hot index (emergent.memory.hot): no LanceDB query per recall.
+        q = np.asarray(qvec, dtype=np.float32)
+        q = q / (np.linalg.norm(q) or 1.0)
         try:
-            part, vec, _ = self.ltm.hot.search(scope, qvec, query, kinds, lo, hi, n, text=False)
+            part = self.ltm.hot.partition(scope.agent)
+            with part.lock:
+                vec = part.vector_top(q, part.mask(scope, kinds, lo, hi), n)
+                generation = part.generation
         except EmergentError:
             raise  # the store itself failed (damaged, unavailable): said as such, no fallback hides it
         except Exception as exc:  # noqa: BLE001 - the index (not the store) failed: LanceDB answers
@@ -343,10 +348,10 @@ class Memory:
         stm_vec, stm_txt = self._stm_candidates(query, qvec, scope, kinds, lo, hi, n)
         periods = ranking.query_periods(query) if cfg.w_time > 0 else []
         with part.lock:
-            mask = part.mask(scope, kinds, lo, hi)
+            if part.generation != generation:  # compacted or reloaded since: the vector hits' positions moved
+                return self._search(query, qvec, scope, kinds, lo, hi, k, now)
+            mask = part.mask(scope, kinds, lo, hi)  # rows appended meanwhile join; removed ones are skipped
             times = part.cols["created_at"][: part.size]
-            q = np.asarray(qvec, dtype=np.float32)
-            q = q / (np.linalg.norm(q) or 1.0)
             query_terms = tokens(query)
             docs, sc = part.text_scores(query_terms, mask, cfg.bm25_k1, cfg.bm25_b)
             txt = _top_hits(docs, sc, n)
@@ -397,7 +402,10 @@ class Memory:
             fused = ranking.rrf_arrays(lists, found, weights, cfg.rrf_k)
         else:
             fused = ranking.fuse_arrays(lists, weights)
-        return self._rank(part, pool, pool_ids, ltm, stm_list, fused, found, periods, k, now, scope)
+        hits = self._rank(part, generation, pool, pool_ids, ltm, stm_list, fused, found, periods, k, now, scope)
+        if hits is None:  # the partition was compacted or reloaded meanwhile: positions moved, score again
+            return self._search(query, qvec, scope, kinds, lo, hi, k, now)
+        return hits
 
 
     def _search_store(self, query: str, qvec: np.ndarray, scope: Scope, kinds: list[Kind] | None,
@@ -481,11 +489,12 @@ class Memory:
             lists[name], weights[name], found[name] = ranked, weight, ~np.isnan(ranked)
         return lists, weights, found
 
-    def _rank(self, part: Any, pool: np.ndarray, pool_ids: list[str], ltm: dict[str, np.ndarray],
+    def _rank(self, part: Any, generation: int, pool: np.ndarray, pool_ids: list[str], ltm: dict[str, np.ndarray],
               stm_list: list[MemoryRecord], fused: np.ndarray, found: dict[str, np.ndarray],
-              periods: list[tuple[float, float]], k: int, now: float, scope: Scope) -> list[RecallHit]:
+              periods: list[tuple[float, float]], k: int, now: float, scope: Scope) -> list[RecallHit] | None:
         """Relevance (fused, episode neighbours, a period the query names) blended with recency,
-        importance and strength; the ``k`` best as hits."""
+        importance and strength; the ``k`` best as hits (None: the partition's positions changed
+        since the pool was scored)."""
         cfg = self.config
         n_ltm, total = len(pool), len(pool) + len(stm_list)
         kind = np.concatenate([ltm["kind"], [_KIND_CODE[r.kind] for r in stm_list]]).astype(np.int64)
@@ -518,22 +527,32 @@ class Memory:
         strength = np.where(age <= 0, 1.0, np.exp(-np.maximum(age, 0.0) / (stability * decay.DAY)))
         score = (cfg.w_relevance * rel + cfg.w_recency * rcy + cfg.w_importance * importance
                  + cfg.w_strength * strength)
-        top = np.argsort(-score, kind="stable")[:k]
-        hits = []
-        positions: dict[str, int] = {}
-        for j in top.tolist():
-            if j < n_ltm:
-                rec = part.record(int(pool[j]))
-                positions[pool_ids[j]] = int(pool[j])
-            else:
-                rec = stm_list[j - n_ltm]
-            found_by = tuple(name for name, f in found.items() if f[j])
-            if boosted[j] > fused[j]:
-                found_by += ("neighbor",)
-            if timed[j] > 0:
-                found_by += ("time",)
-            hits.append(RecallHit(rec, float(score[j]), float(rel[j]), float(rcy[j]), float(strength[j]), found_by))
-        return self._complete(part, positions, hits, scope)
+        hits: list[RecallHit] = []
+        compressed: list[str] = []
+        with part.lock:  # records are read where the pool was scored, and only memories still held
+            if part.generation != generation:
+                return None
+            alive = part.cols["alive"]
+            for j in np.argsort(-score, kind="stable").tolist():
+                if len(hits) == k:
+                    break
+                if j < n_ltm:
+                    p = int(pool[j])
+                    if not alive[p]:  # forgotten or archived since the pool was scored
+                        continue
+                    rec = part.record(p)
+                    if part.cols["compressed"][p]:
+                        compressed.append(rec.id)
+                else:
+                    rec = stm_list[j - n_ltm]
+                found_by = tuple(name for name, f in found.items() if f[j])
+                if boosted[j] > fused[j]:
+                    found_by += ("neighbor",)
+                if timed[j] > 0:
+                    found_by += ("time",)
+                hits.append(RecallHit(rec, float(score[j]), float(rel[j]), float(rcy[j]), float(strength[j]),
+                                      found_by))
+        return self._complete(compressed, hits, scope)
 
     def _episode_context(self, part: Any, pool: np.ndarray, pool_vecs: np.ndarray, mask: np.ndarray,
                          times: np.ndarray, q: np.ndarray,
@@ -593,10 +612,9 @@ class Memory:
             out.append((name, weight, np.asarray(positions, np.int64)))
         return out
 
-    def _complete(self, part: Any, positions: dict[str, int], top: list[RecallHit], scope: Scope) -> list[RecallHit]:
+    def _complete(self, compressed: list[str], top: list[RecallHit], scope: Scope) -> list[RecallHit]:
         """Whole texts of compressed memories among the hits (the hot index holds their preview)."""
         out = list(top)
-        compressed = [h.id for h in top if h.id in positions and part.cols["compressed"][positions[h.id]]]
         if compressed:  # the hot index holds the preview; the whole text is in LanceDB
             whole = {r.id: r for r in self.ltm.get_many(compressed, scope)}
             out = [replace(h, record=h.record.with_(text=whole[h.id].text)) if h.id in whole else h for h in out

@@ -223,7 +223,7 @@ def test_a_failing_hot_index_falls_back_to_lancedb_and_says_so(ws, monkeypatch, 
     def broken(*args, **kwargs):
         raise MemoryError("no room for the index")
 
-    monkeypatch.setattr(mem.ltm.hot, "search", broken)
+    monkeypatch.setattr(mem.ltm.hot, "partition", broken)
     with caplog.at_level("WARNING", logger="emergent.memory"):
         hits = mem.recall("falcon tower", scope="birds", k=1)
     assert [h.id for h in hits] == [kept] and mem.index_failures == 1
@@ -239,7 +239,7 @@ def test_a_damaged_store_is_not_hidden_by_the_fallback(ws, monkeypatch):
     def damaged(*args, **kwargs):
         raise StoreCorruptError("LanceDB table memories.lance is damaged", path="memories.lance")
 
-    monkeypatch.setattr(mem.ltm.hot, "search", damaged)
+    monkeypatch.setattr(mem.ltm.hot, "partition", damaged)
     with pytest.raises(StoreCorruptError):
         mem.recall("note", scope="s")
 
@@ -251,3 +251,37 @@ def test_with_the_hot_index_off_recall_answers_from_lancedb(home):
         ids = mem.ingest(["basalt columns at the coast", "granite in the highlands"], scope="geo")
         assert mem.recall("basalt coast", scope="geo", k=1)[0].id == ids[0]
         assert not mem.ltm.hot.parts
+
+
+def test_recall_racing_forgets_and_compaction_never_answers_a_forgotten_or_mismatched_memory(ws, me):
+    import threading
+
+    mem = ws.memory
+    texts = [f"episode {i} about comets and telescopes number {i}" for i in range(1600)]
+    ids = mem.ingest(texts, scope="sky", kind="episodic")
+    text_of = dict(zip(ids, texts, strict=True))
+    mem.recall("comets", scope="sky")
+    gone: set[str] = set()
+    problems: list[str] = []
+    stop = threading.Event()
+
+    def reader() -> None:
+        while not stop.is_set():
+            before = set(gone)
+            for h in mem.recall("comets telescopes", scope="sky", k=20, touch=False):
+                if h.id in before:
+                    problems.append(f"forgotten {h.id} answered")
+                if h.text != text_of[h.id]:
+                    problems.append(f"{h.id} answered with another memory's text")
+
+    threads = [threading.Thread(target=reader) for _ in range(2)]
+    for t in threads:
+        t.start()
+    for start in range(0, 1200, 100):  # deletes past half the partition compact it (positions move)
+        batch = ids[start:start + 100]
+        mem.forget(batch, principal=me, scope="sky")
+        gone.update(batch)
+    stop.set()
+    for t in threads:
+        t.join()
+    assert mem.ltm.hot.parts["sky"].generation > 1 and not problems, problems[:3]
