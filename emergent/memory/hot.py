@@ -51,7 +51,7 @@ log = logging.getLogger("emergent.memory")
 
 KINDS = list(Kind)
 _KIND_CODE = {k: i for i, k in enumerate(KINDS)}
-_LIGHT = ["id", "kind", "importance", "stability", "created_at", "last_accessed", "access_count",
+_LIGHT = ["id", "kind", "importance", "stability", "created_at", "learned_at", "last_accessed", "access_count",
           "user_id", "session_id"]
 _FULL = [*_LIGHT, "text", "payload", "vector", "meta", "sources"]
 #: a check of the table's version is repeated while its last change is this recent (seconds):
@@ -59,7 +59,7 @@ _FULL = [*_LIGHT, "text", "payload", "vector", "meta", "sources"]
 FRESH_S = 0.05
 #: more new rows than this since the partition's version: reload it whole instead of by id
 RELOAD_ABOVE = 5000
-SNAPSHOT_FORMAT = 1
+SNAPSHOT_FORMAT = 2  # 2: learned_at
 
 
 def _grown(a: np.ndarray, cap: int) -> np.ndarray:
@@ -79,7 +79,8 @@ class Partition:
 
     COLS: dict[str, Any] = {"alive": np.bool_, "user": np.int32, "session": np.int32, "kind": np.int8,
                             "importance": np.float32, "stability": np.float32, "created_at": np.float64,
-                            "last_accessed": np.float64, "access_count": np.int32, "compressed": np.bool_}
+                            "learned_at": np.float64, "last_accessed": np.float64, "access_count": np.int32,
+                            "compressed": np.bool_}
 
     def __init__(self, agent: str, dim: int, exact_max: int, ef_search: int) -> None:
         self.agent = agent
@@ -147,6 +148,7 @@ class Partition:
         c["kind"][start:end] = [_KIND_CODE[Kind(r["kind"])] for r in fresh]
         for name in ("importance", "stability", "created_at", "last_accessed", "access_count"):
             c[name][start:end] = [r[name] for r in fresh]
+        c["learned_at"][start:end] = [_learned(r) for r in fresh]
         c["compressed"][start:end] = [r.get("payload") is not None for r in fresh]
         vecs = np.asarray([r["vector"] for r in fresh], dtype=np.float32).reshape(len(fresh), self.dim)
         norms = np.linalg.norm(vecs, axis=1, keepdims=True)
@@ -176,6 +178,7 @@ class Partition:
         c = self.cols
         for name in ("importance", "stability", "created_at", "last_accessed", "access_count"):
             c[name][at] = [r[name] for r in rows]
+        c["learned_at"][at] = [_learned(r) for r in rows]
         c["kind"][at] = [_KIND_CODE[Kind(r["kind"])] for r in rows]
         if vectors and self.vec is not None and all("vector" in r for r in rows):
             vecs = np.asarray([r["vector"] for r in rows], dtype=np.float32).reshape(len(rows), self.dim)
@@ -325,6 +328,7 @@ class Partition:
             id=self.ids[p], text=self.text[p], kind=KINDS[int(c["kind"][p])], importance=float(c["importance"][p]),
             scope=_scope(self.agent, self.names[int(c["user"][p])], self.names[int(c["session"][p])]),
             created_at=float(c["created_at"][p]), last_accessed=float(c["last_accessed"][p]),
+            learned_at=float(c["learned_at"][p]),
             stability=float(c["stability"][p]), access_count=int(c["access_count"][p]),
             meta=json.loads(self.meta[p] or "{}") if full else {},
             sources=json.loads(self.sources[p] or "[]") if full else [], tier=Tier.LTM)
@@ -395,6 +399,13 @@ def _clear_debris(path: str) -> None:
                     os.unlink(entry.path)
             except OSError:
                 continue
+
+
+def _learned(row: dict[str, Any]) -> float:
+    """A row's learned time; rows an older emergent appended after the migration have none: their last
+    access is the best known (as ``LongTermMemory._from_row`` reads them)."""
+    value = row.get("learned_at")
+    return float(value if value is not None else row["last_accessed"])
 
 
 @functools.lru_cache(maxsize=4096)

@@ -285,3 +285,12 @@ def test_recall_racing_forgets_and_compaction_never_answers_a_forgotten_or_misma
     for t in threads:
         t.join()
     assert mem.ltm.hot.parts["sky"].generation > 1 and not problems, problems[:3]
+
+
+def test_recalled_memories_carry_when_they_happened_and_when_they_were_learned(ws):
+    mem = ws.memory
+    [old] = mem.ingest([{"text": "the bridge opened in spring", "at": "2021-04-01"}], scope="city")
+    hit = mem.recall("bridge opened", scope="city", k=1)[0]
+    stored = mem.ltm.get(old, Scope("city"))
+    assert hit.id == old and hit.record.event_time == stored.created_at < stored.learned_at
+    assert hit.record.learned_at == stored.learned_at
