@@ -571,7 +571,14 @@ class Memory:
             return out
         episodic = mask & (part.cols["kind"][: part.size] == _EPISODIC_CODE)
         near, valid, dist = ranking.neighbor_grid(pool, episodic, times, cfg.neighbor_window_s, max(dense, lexical))
-        if dense:
+        if dense and not valid.any():  # no episodes among the pool (facts, procedures): the memory alone
+            own = np.asarray(pool_vecs, np.float32)
+            norms = np.linalg.norm(own, axis=1)
+            norms[norms == 0] = 1.0
+            c = (own @ np.asarray(q, np.float32)).astype(np.float64) / norms
+            m = min(n, len(c))
+            out["context"] = (c, float(np.partition(c, len(c) - m)[len(c) - m]), float(c.max()))
+        elif dense:
             cols = np.flatnonzero(dist[0] <= dense)
             # each neighbour's vector read once (an ANN partition decodes them; neighbours overlap the pool)
             wanted = near[:, cols].ravel()
