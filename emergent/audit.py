@@ -267,6 +267,9 @@ class AuditLog(BatchWriter):
             batch = self._take()
             if not batch:
                 return 0
+            problem = getattr(self.sql, "file_problem", lambda: None)()
+            if problem is not None:  # SQLite would report success writing into a deleted or emptied file
+                self._fail(batch, f"{problem}; restore it from a backup or put the file back")
             deadline = time.monotonic() + self.busy_retry_s
             delay = 0.01
             while True:

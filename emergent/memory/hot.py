@@ -54,9 +54,13 @@ _KIND_CODE = {k: i for i, k in enumerate(KINDS)}
 _LIGHT = ["id", "kind", "importance", "stability", "created_at", "learned_at", "last_accessed", "access_count",
           "user_id", "session_id"]
 _FULL = [*_LIGHT, "text", "payload", "vector", "meta", "sources"]
-#: a check of the table's version is repeated while its last change is this recent (seconds):
-#: filesystems stamp directories with a coarse clock, so two commits can share one mtime
-FRESH_S = 0.05
+#: what a catch-up reads of every row it already holds: what writes other than an append change
+#: (access counts and stability from recalls, provenance and meta from consolidation merges)
+_SYNC = [*_LIGHT, "meta", "sources"]
+#: a check of the table's version is repeated until one is made this long after the directory's
+#: last change (seconds): filesystems stamp with a coarse clock (4 ms ticks, 1-2 s on some), so two
+#: commits can share one mtime
+FRESH_S = 2.0
 #: more new rows than this since the partition's version: reload it whole instead of by id
 RELOAD_ABOVE = 5000
 SNAPSHOT_FORMAT = 2  # 2: learned_at
@@ -88,6 +92,7 @@ class Partition:
         self.exact_max = exact_max
         self.ef_search = ef_search
         self.version: int | None = None
+        self.ident: tuple[int, ...] | None = None  # (version, manifest size, mtime): see HotIndex.identity
         self.saved: int | None = None  # the version of its snapshot on disk
         #: bumped whenever positions change meaning (compaction, reload): a search that scored
         #: positions under an older generation must not read records at them
@@ -133,9 +138,13 @@ class Partition:
             self.vec = _grown(self.vec, cap)
 
     def append(self, rows: Sequence[dict[str, Any]]) -> None:
-        """Add rows (dicts of the LTM's columns, with ``vector``); an id already present is updated."""
+        """Add rows (dicts of the LTM's columns, with ``vector``); an id already present is updated, or
+        re-appended when its text, scope or vector changed (postings, codes and the graph only grow)."""
+        moved = [r["id"] for r in rows if r["id"] in self.pos and self._moved(r)]
+        if moved:
+            self.remove(moved)
+        self.update([r for r in rows if r["id"] in self.pos])
         fresh = [r for r in rows if r["id"] not in self.pos]
-        self.update([r for r in rows if r["id"] in self.pos], vectors=True)
         if not fresh:
             return
         self._reserve(len(fresh))
@@ -170,8 +179,21 @@ class Partition:
         elif self.live > self.exact_max:
             self._build_ann()
 
-    def update(self, rows: Sequence[dict[str, Any]], *, vectors: bool) -> None:
-        """Overwrite the ranking fields (and, with ``vectors``, the vector) of rows already present."""
+    def _moved(self, row: dict[str, Any]) -> bool:
+        p = self.pos[row["id"]]
+        c = self.cols
+        if "text" in row and (row.get("text") or "") != self.text[p]:
+            return True
+        if (self.names[int(c["user"][p])], self.names[int(c["session"][p])]) != (row["user_id"], row["session_id"]):
+            return True
+        if row.get("vector") is not None and self.vec is not None:  # (the reembed of a graph partition
+            v = np.asarray(row["vector"], np.float32)                 #  changes the embedder: a new process)
+            v = v / (np.linalg.norm(v) or 1.0)
+            return not np.allclose(v, self.vec[p], atol=1e-6)
+        return False
+
+    def update(self, rows: Sequence[dict[str, Any]]) -> None:
+        """Overwrite every field but text, scope and vector (see :meth:`append`) of rows already present."""
         if not rows:
             return
         at = np.fromiter((self.pos[r["id"]] for r in rows), np.int64, len(rows))
@@ -180,12 +202,14 @@ class Partition:
             c[name][at] = [r[name] for r in rows]
         c["learned_at"][at] = [_learned(r) for r in rows]
         c["kind"][at] = [_KIND_CODE[Kind(r["kind"])] for r in rows]
-        if vectors and self.vec is not None and all("vector" in r for r in rows):
-            vecs = np.asarray([r["vector"] for r in rows], dtype=np.float32).reshape(len(rows), self.dim)
-            self.vec[at] = (vecs / np.maximum(np.linalg.norm(vecs, axis=1, keepdims=True), 1e-12)).astype(np.float32)
         for r in rows:
-            if "meta" in r and r["meta"] is not None:
-                self.meta[self.pos[r["id"]]] = r["meta"]
+            p = self.pos[r["id"]]
+            if "meta" in r:
+                self.meta[p] = r["meta"] or "{}"
+            if "sources" in r:
+                self.sources[p] = r["sources"] or "[]"
+            if "payload" in r:
+                c["compressed"][p] = r["payload"] is not None
 
     def remove(self, ids: Sequence[str]) -> int:
         n = 0
@@ -368,12 +392,22 @@ class Partition:
         self.ids, self.text, self.meta, self.sources = (strings[k] for k in ("ids", "text", "meta", "sources"))
         self.names = strings["names"]
         self.codes = {name: i for i, name in enumerate(self.names)}
-        self.pos = {i: p for p, i in enumerate(self.ids) if self.cols["alive"][p]}
         self.size = n
         self.live = int(np.count_nonzero(self.cols["alive"][:n]))
         self.bm25 = BM25.from_arrays(data)
-        if len(self.bm25) != n or (self.ann is not None and self.ann_n != n):
+        if len(self.bm25) != n or (self.ann is not None and self.ann_n != n) \
+                or not len(self.text) == len(self.meta) == len(self.sources) == n:
             raise ValueError("the snapshot's parts disagree on the number of rows")
+        c = self.cols
+        if n and (int(c["user"][:n].max()) >= len(self.names) or int(c["session"][:n].max()) >= len(self.names)
+                  or int(c["user"][:n].min()) < 0 or int(c["session"][:n].min()) < 0
+                  or int(c["kind"][:n].min()) < 0 or int(c["kind"][:n].max()) >= len(KINDS)):
+            raise ValueError("the snapshot names scopes or kinds it does not hold")
+        self.pos = {self.ids[p]: p for p in np.flatnonzero(c["alive"][:n]).tolist()}
+        alive_ids = list(self.pos)
+        if len(alive_ids) != self.live or not all(isinstance(i, str) for i in self.ids) \
+                or self.names[0] is not None:
+            raise ValueError("the snapshot's ids or names are malformed")
 
     def nbytes(self) -> int:
         total = sum(a.nbytes for a in self.cols.values()) + self.bm25.nbytes()
@@ -458,16 +492,23 @@ class HotIndex:
         stamp = self._stamp()
         now = time.time()
         seen = self._seen
-        if stamp is not None and seen is not None and stamp == seen[0] and now - stamp / 1e9 > FRESH_S \
+        # Skip only when the directory is unchanged since a check made after its stamp's tick had
+        # closed: a commit within that tick would share the stamp, a later one changes it.
+        if stamp is not None and seen is not None and stamp == seen[0] and seen[1] - stamp / 1e9 > FRESH_S \
                 and now - seen[1] < 3600:
             return
         if stamp is None and seen is not None and now - seen[1] < FRESH_S:
             return
         self._seen = (stamp or 0, now)
-        version = self.latest_version()
+        ident = self.identity(self.latest_version())
         for part in self.parts.values():
-            if part.version != version:
+            if part.ident != ident:
                 part.stale = True
+
+    def identity(self, version: int) -> tuple[int, ...]:
+        """A table version and its manifest file's size and mtime: a restore brings back version numbers
+        with other content (they restart from the backup's), and its files are written anew."""
+        return (version, *(self._manifest(version) or ()))
 
     def partition(self, agent: str) -> Partition:
         """The up-to-date partition of ``agent`` (loaded on first use, caught up when stale)."""
@@ -558,21 +599,21 @@ class HotIndex:
             part.reset()
             return False
         part.version = part.saved = int(header["version"])
+        part.ident = (part.version, *manifest)
         self.loaded_snapshots += 1
         return True
 
     def _sync(self, part: Partition) -> None:
-        if part.version is None and part.size == 0 and self._from_snapshot(part):
-            latest = self.latest_version()
-            if latest == part.version:
-                part.stale = False
-                return
+        if part.version is None and part.size == 0 and self._from_snapshot(part) \
+                and self.identity(self.latest_version()) == part.ident:
+            part.stale = False
+            return
         version = self.ltm.latest_version()
         where = f"agent = '{part.agent}'"
         if part.size == 0:
             self._load(part, where)
         else:
-            light = self.ltm.scan(where, _LIGHT).to_pylist()
+            light = self.ltm.scan(where, _SYNC).to_pylist()
             present = {r["id"] for r in light}
             gone = [i for i in part.pos if i not in present]
             new = [r["id"] for r in light if r["id"] not in part.pos]
@@ -581,11 +622,12 @@ class HotIndex:
                 self._load(part, where)
             else:
                 part.remove(gone)
-                part.update([r for r in light if r["id"] in part.pos], vectors=False)
+                part.update([r for r in light if r["id"] in part.pos])
                 for start in range(0, len(new), 1000):
                     ids = ", ".join("'" + i.replace("'", "''") + "'" for i in new[start : start + 1000])
                     part.append(self.ltm.scan(f"{where} AND id IN ({ids})", _FULL).to_pylist())
         part.version = version
+        part.ident = self.identity(version)
         part.stale = False
         self.syncs += 1
 
@@ -623,8 +665,9 @@ class HotIndex:
         for agent in touched:
             part = self.parts.get(agent)
             if part is not None and not part.stale and before is not None and part.version == before \
-                    and version == before + 1:
+                    and version == before + 1 and part.ident == self.identity(before):
                 part.version = version
+                part.ident = self.identity(version)
             elif part is not None:
                 part.stale = True
 

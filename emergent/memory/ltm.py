@@ -391,10 +391,16 @@ class LongTermMemory:
             self.upkeep.after_write(maintain=False)
 
     def delete_where(self, where: str) -> int:
+        """Delete the memories matching ``where`` now: exactly the ids listed here (one commit), so the
+        hot index drops exactly what the store dropped; a memory another process adds meanwhile is
+        not deleted (its write came after this delete)."""
         doomed = self.scan(where, ["id", "agent"]).to_pylist()
+        if not doomed:
+            return 0
+        listed = f"id IN ({', '.join(_quote(r['id']) for r in doomed)})"
         before = self.table.version
         try:
-            result = self._retried(self.path, "deleting memories", lambda: self.table.delete(where))
+            result = self._retried(self.path, "deleting memories", lambda: self.table.delete(listed))
         except BaseException:  # applied only once committed; on a failure the next search re-reads the table
             self.hot.invalidate()
             raise

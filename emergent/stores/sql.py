@@ -105,6 +105,14 @@ def _held(path: Path, delta: int) -> int:
         return n
 
 
+def _file_identity(path: Path | None) -> tuple[int, int] | None:
+    try:
+        st = path.stat() if path is not None else None
+    except OSError:
+        return None
+    return (st.st_dev, st.st_ino) if st is not None and st.st_size > 0 else None
+
+
 def check_sqlite_file(path: Path) -> None:
     """Refuse a SQLite file that is not one (overwritten) or is shorter than its header says (truncated).
 
@@ -241,6 +249,28 @@ class SQLStore:
                 self._held = False
                 _held(self.path, -1)
             raise
+        self._identity = _file_identity(self.path)
+
+    def file_problem(self) -> str | None:
+        """Why the SQLite file this store opened no longer holds its data (deleted, replaced or emptied
+        while the connections stay open: SQLite would go on writing into the unlinked or truncated
+        file and report success), or None. A stat: cheap enough before every durable audit entry."""
+        if self.path is None:
+            return None
+        if self._identity is None:  # created after open (the first write)
+            self._identity = _file_identity(self.path)
+            return None
+        try:
+            st = self.path.stat()
+        except FileNotFoundError:
+            return f"the database {self.path} was deleted while open"
+        except OSError as exc:
+            return f"the database {self.path} cannot be read ({exc.strerror})"
+        if (st.st_dev, st.st_ino) != self._identity:
+            return f"the database {self.path} was replaced while open"
+        if st.st_size == 0:
+            return f"the database {self.path} was emptied while open"
+        return None
 
     @classmethod
     def in_workspace(cls, workspace: Path, url: str | None = None) -> SQLStore:
