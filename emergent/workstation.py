@@ -62,10 +62,11 @@ def _prepare(path: Path, *, create: bool) -> None:
 
 
 def _sqlite_file(path: Path) -> bool:
-    """True when ``path`` starts like a SQLite database (the full checks run when it is opened)."""
+    """True when ``path`` exists and is not empty (the full checks run when it is opened). A stat, never
+    an open: closing any descriptor of a SQLite file drops every POSIX lock this process holds on it
+    (emergent.stores.sql.check_sqlite_file), and a job's kernel may be writing it meanwhile."""
     try:
-        with path.open("rb") as fh:
-            return fh.read(16) == b"SQLite format 3\x00"
+        return path.stat().st_size > 0
     except OSError:
         return False
 

@@ -378,8 +378,8 @@ class Memory:
                 pool = np.union1d(pool, ranking.position_neighbors(pool, episodic, times, cfg.neighbor_window_s,
                                                                    cfg.neighbor_span))
             registered = self._registered(query, qvec, scope, n, part, mask)
-            for _, _, positions_ in registered:  # what the knowledge graph found is scored like the rest
-                pool = np.union1d(pool, positions_)
+            for _, _, found_ in registered:  # what the knowledge graph found is scored like the rest
+                pool = np.union1d(pool, np.asarray([f for f in found_ if isinstance(f, int)], np.int64))
             pool_vecs = part.vectors(pool)
             pool_cos = pool_vecs @ q if len(pool) else np.empty(0)
             pool_bm = np.zeros(len(pool))
@@ -389,15 +389,16 @@ class Memory:
                 pool_bm[at[ok]] = sc[ok]
             extra = (self._episode_context(part, pool, pool_vecs, mask, times, q, query_terms, docs, sc, n, t_lo,
                                            t_hi) if len(pool) else {})
+            stm_list = list({c.record.id: c.record for c in (*stm_vec, *stm_txt)}.values())
+            stm_extra = self._stm_context(stm_list, q, query_terms, part, mask, extra)
             cols = part.cols
             ltm = {name: cols[name][pool] for name in ("kind", "user", "session", "created_at", "last_accessed",
                                                          "stability", "importance")}
             pool_ids = [part.ids[p] for p in pool.tolist()]
         # The pool as arrays, long-term rows first, then short-term items: Python work stays per hit
         # returned, not per candidate (a pool with episode neighbours holds several hundred).
-        stm_list = list({c.record.id: c.record for c in (*stm_vec, *stm_txt)}.values())
-        lists, weights, found = self._lists(pool, pool_cos, pool_bm, extra, registered, vec, txt, stm_vec, stm_txt,
-                                            stm_list, (v_lo, v_hi, t_lo, t_hi))
+        lists, weights, found = self._lists(pool, pool_cos, pool_bm, extra, stm_extra, registered, vec, txt,
+                                            stm_vec, stm_txt, stm_list, (v_lo, v_hi, t_lo, t_hi))
         if cfg.fusion == "rrf":
             fused = ranking.rrf_arrays(lists, found, weights, cfg.rrf_k)
         else:
@@ -454,7 +455,8 @@ class Memory:
                 if h.id not in light or h.id in full]
 
     def _lists(self, pool: np.ndarray, pool_cos: np.ndarray, pool_bm: np.ndarray,
-               extra: dict[str, tuple[np.ndarray, float, float]], registered: list[tuple[str, float, np.ndarray]],
+               extra: dict[str, tuple[np.ndarray, float, float]], stm_extra: dict[str, np.ndarray],
+               registered: list[tuple[str, float, list[int | str]]],
                vec: Sequence[Any], txt: Sequence[Any], stm_vec: list[Candidate], stm_txt: list[Candidate],
                stm_list: list[MemoryRecord], bounds: tuple[float, float, float, float]
                ) -> tuple[dict[str, np.ndarray], dict[str, float], dict[str, np.ndarray]]:
@@ -480,12 +482,15 @@ class Memory:
         for name, (values, lo_, hi_) in extra.items():  # episode context lists, scaled like the retrievers'
             lists[name] = np.zeros(total)
             lists[name][:n_ltm] = _scaled_array(values, lo_, hi_)
+            if name in stm_extra:  # short-term items are scored alike (no neighbours: the item alone)
+                lists[name][n_ltm:] = _scaled_array(stm_extra[name], lo_, hi_)
             weights[name] = {"context": cfg.w_context, "coverage": cfg.w_coverage}.get(name, cfg.w_text_context)
             found[name] = np.zeros(total, bool)
-        for name, weight, positions_ in registered:  # rank-only lists: absent means not found
+        for name, weight, found_ in registered:  # rank-only lists: absent means not found
+            rows = [int(np.searchsorted(pool, f)) if isinstance(f, int) else stm_index.get(f) for f in found_]
+            kept = [row for row in rows if row is not None]
             ranked = np.full(total, np.nan)
-            ranked[np.searchsorted(pool, positions_)] = [
-                (cfg.rrf_k + 1) / (cfg.rrf_k + rank + 1) for rank in range(len(positions_))]
+            ranked[kept] = [(cfg.rrf_k + 1) / (cfg.rrf_k + rank + 1) for rank in range(len(kept))]
             lists[name], weights[name], found[name] = ranked, weight, ~np.isnan(ranked)
         return lists, weights, found
 
@@ -605,18 +610,49 @@ class Memory:
             out["text_context"] = (np.where(valid[:, cols], bm_all[near[:, cols]], 0.0).max(axis=1), t_lo, t_hi)
         return out
 
+    def _stm_context(self, stm_list: list[MemoryRecord], q: np.ndarray, terms: list[str], part: Any,
+                     mask: np.ndarray, extra: dict[str, tuple[np.ndarray, float, float]]) -> dict[str, np.ndarray]:
+        """The episode-context lists for short-term items, which have no neighbours in the index: the
+        query against the item's own vector (``context``) and the idf-weighted share of the query's
+        terms in its text (``coverage``, with the scope's idf, as for long-term memories). Without
+        them a short-term item would score 0 on lists every long-term memory scores on."""
+        out: dict[str, np.ndarray] = {}
+        if not stm_list:
+            return out
+        if "context" in extra:
+            own = np.stack([np.asarray(r.vector, np.float32) for r in stm_list])
+            norms = np.linalg.norm(own, axis=1)
+            norms[norms == 0] = 1.0
+            out["context"] = (own @ np.asarray(q, np.float32)).astype(np.float64) / norms
+        if "coverage" in extra:
+            n_docs = int(np.count_nonzero(mask))
+            idf: dict[str, float] = {}
+            for t in dict.fromkeys(terms):
+                rows = part.bm25.postings(t)[0]
+                held = int(np.count_nonzero(mask[rows])) if len(rows) else 0
+                if held:
+                    idf[t] = float(np.log1p((n_docs - held + 0.5) / (held + 0.5)))
+            total = sum(idf.values())
+            out["coverage"] = np.array([
+                sum(w for t, w in idf.items() if t in set(tokens(r.text))) / total if total > 0 else 0.0
+                for r in stm_list])
+        return out
+
     def _registered(self, query: str, qvec: np.ndarray, scope: Scope, n: int, part: Any,
-                    mask: np.ndarray) -> list[tuple[str, float, np.ndarray]]:
-        """(name, weight, positions best first) of each registered retriever (the knowledge graph),
-        keeping the memories of the partition within ``mask`` (the scope and the filters)."""
+                    mask: np.ndarray) -> list[tuple[str, float, list[int | str]]]:
+        """(name, weight, what it found, best first) of each registered retriever (the knowledge
+        graph): a position for a long-term memory of the partition within ``mask`` (the scope and the
+        filters), an id otherwise (a short-term item it knows; scored when it is a candidate)."""
         out = []
         for name, (fn, weight) in self.retrievers.items():
-            positions = []
+            found: list[int | str] = []
             for id_ in list(fn(query, qvec, scope, n))[:n]:
                 p = part.pos.get(id_)
-                if p is not None and p < len(mask) and mask[p] and p not in positions:
-                    positions.append(p)
-            out.append((name, weight, np.asarray(positions, np.int64)))
+                if p is None:
+                    found.append(id_)
+                elif p < len(mask) and mask[p] and p not in found:
+                    found.append(p)
+            out.append((name, weight, found))
         return out
 
     def _complete(self, compressed: list[str], top: list[RecallHit], scope: Scope) -> list[RecallHit]:

@@ -107,7 +107,8 @@ def test_recall_workload_splits_are_disjoint_and_the_test_split_is_optional(loco
 
 def test_recall_workload_scores_configs_on_the_real_memory(workload):
     defaults = workload.evaluate(MemoryConfig(), workload.train)
-    no_text = workload.evaluate(MemoryConfig(w_text=0.0), workload.train)
+    # lexical evidence reaches recall through BM25 (w_text) and query coverage (w_coverage)
+    no_text = workload.evaluate(MemoryConfig(w_text=0.0, w_coverage=0.0), workload.train)
     assert defaults.shape == (len(workload.train),) and ((defaults >= 0) & (defaults <= 1)).all()
     assert defaults.mean() > no_text.mean() + 0.1  # the generated facts are found through their rare words
     assert np.array_equal(defaults, workload.evaluate(MemoryConfig(), workload.train))  # read-only, repeatable
@@ -195,11 +196,12 @@ def test_a_winner_on_train_that_loses_on_heldout_is_not_adopted(ws, me, agent):
 
 # ------------------------------------------------------------------------------ on the real memory
 def test_cycle_on_conversations_adopts_the_nudge_that_brings_text_evidence_back(ws, me, agent, workload):
-    """A human made current a config that ignores the full-text index; the generator's nudge
-    (w_text 0 -> ZERO_STEP, not the default 1.0) wins on train and held-out and is adopted."""
+    """A human made current a config that ignores lexical evidence (the full-text index and query
+    coverage); the generator's nudge (w_text 0 -> ZERO_STEP, not the default) wins on train and
+    held-out and is adopted."""
     ws.autonomy.add_rule(agent.key, "config.adopt", "allow", by=me)
     reg = ws.experiments.registry
-    reg.make_current(reg.create("memory", changes={"w_text": 0.0}, principal=me).id, by=me)
+    reg.make_current(reg.create("memory", changes={"w_text": 0.0, "w_coverage": 0.0}, principal=me).id, by=me)
     assert ws.memory.config.w_text == 0.0  # the registry drives the live memory service
     rep = ImprovementCycle(reg, ws.experiments, proposals=ws.proposals).run("memory", workload, min_units=20,
                                                                             principal=agent)
@@ -210,7 +212,7 @@ def test_cycle_on_conversations_adopts_the_nudge_that_brings_text_evidence_back(
 
 def test_without_permission_the_winner_waits_for_approval(ws, me, agent, workload):
     reg = ws.experiments.registry
-    reg.make_current(reg.create("memory", changes={"w_text": 0.0}, principal=me).id, by=me)
+    reg.make_current(reg.create("memory", changes={"w_text": 0.0, "w_coverage": 0.0}, principal=me).id, by=me)
     cycle = ImprovementCycle(reg, ws.experiments)
     rep = cycle.run("memory", workload, hypotheses=[Hypothesis({"w_text": 1.0}, "text back")], min_units=20,
                     principal=agent)
@@ -223,7 +225,8 @@ def test_without_permission_the_winner_waits_for_approval(ws, me, agent, workloa
 def test_a_worse_candidate_is_rolled_back(ws, agent, workload):
     reg = ws.experiments.registry
     cycle = ImprovementCycle(reg, ws.experiments)
-    rep = cycle.run("memory", workload, hypotheses=[Hypothesis({"w_text": 0.0}, "drop text")], min_units=20,
+    rep = cycle.run("memory", workload, hypotheses=[Hypothesis({"w_text": 0.0, "w_coverage": 0.0}, "drop text")],
+                    min_units=20,
                     principal=agent)
     assert rep.decision == "inconclusive" and reg.current("memory").id == "memory@1"
     assert rep.hypotheses[0]["decision"] == "rollback"
