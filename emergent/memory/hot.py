@@ -137,14 +137,16 @@ class Partition:
         if self.vec is not None:
             self.vec = _grown(self.vec, cap)
 
-    def append(self, rows: Sequence[dict[str, Any]]) -> None:
-        """Add rows (dicts of the LTM's columns, with ``vector``); an id already present is updated, or
-        re-appended when its text, scope or vector changed (postings, codes and the graph only grow)."""
+    def append(self, rows: Sequence[dict[str, Any]], vectors: np.ndarray | None = None) -> None:
+        """Add rows (dicts of the LTM's columns, with ``vector`` unless ``vectors`` holds them in row
+        order); an id already present is updated, or re-appended when its text, scope or vector
+        changed (postings, codes and the graph only grow)."""
         moved = [r["id"] for r in rows if r["id"] in self.pos and self._moved(r)]
         if moved:
             self.remove(moved)
         self.update([r for r in rows if r["id"] in self.pos])
-        fresh = [r for r in rows if r["id"] not in self.pos]
+        fresh_at = [i for i, r in enumerate(rows) if r["id"] not in self.pos]
+        fresh = [rows[i] for i in fresh_at]
         if not fresh:
             return
         self._reserve(len(fresh))
@@ -159,7 +161,8 @@ class Partition:
             c[name][start:end] = [r[name] for r in fresh]
         c["learned_at"][start:end] = [_learned(r) for r in fresh]
         c["compressed"][start:end] = [r.get("payload") is not None for r in fresh]
-        vecs = np.asarray([r["vector"] for r in fresh], dtype=np.float32).reshape(len(fresh), self.dim)
+        vecs = (np.asarray(vectors, dtype=np.float32)[fresh_at] if vectors is not None
+                else np.asarray([r["vector"] for r in fresh], dtype=np.float32)).reshape(len(fresh), self.dim)
         norms = np.linalg.norm(vecs, axis=1, keepdims=True)
         vecs = (vecs / np.where(norms > 0, norms, 1.0)).astype(np.float32)
         if self.vec is not None:
@@ -435,6 +438,17 @@ def _clear_debris(path: str) -> None:
                 continue
 
 
+def _append_table(part: Partition, table: Any, chunk: int = 20_000) -> None:
+    """Append an Arrow table of full rows: vectors straight into numpy (a list of 384 Python floats
+    per row would dominate a load), the other columns as dicts."""
+    others = [name for name in table.column_names if name != "vector"]
+    for start in range(0, table.num_rows, chunk):
+        part_rows = table.slice(start, chunk)
+        column = part_rows.column("vector").combine_chunks()
+        vectors = column.flatten().to_numpy(zero_copy_only=False).reshape(len(column), part.dim)
+        part.append(part_rows.select(others).to_pylist(), vectors=vectors)
+
+
 def _learned(row: dict[str, Any]) -> float:
     """A row's learned time; rows an older emergent appended after the migration have none: their last
     access is the best known (as ``LongTermMemory._from_row`` reads them)."""
@@ -625,7 +639,7 @@ class HotIndex:
                 part.update([r for r in light if r["id"] in part.pos])
                 for start in range(0, len(new), 1000):
                     ids = ", ".join("'" + i.replace("'", "''") + "'" for i in new[start : start + 1000])
-                    part.append(self.ltm.scan(f"{where} AND id IN ({ids})", _FULL).to_pylist())
+                    _append_table(part, self.ltm.scan(f"{where} AND id IN ({ids})", _FULL))
         part.version = version
         part.ident = self.identity(version)
         part.stale = False
@@ -633,9 +647,7 @@ class HotIndex:
 
     def _load(self, part: Partition, where: str) -> None:
         self.rebuilds += 1
-        rows = self.ltm.scan(where, _FULL)
-        for start in range(0, rows.num_rows, 20_000):
-            part.append(rows.slice(start, 20_000).to_pylist())
+        _append_table(part, self.ltm.scan(where, _FULL))
 
     def rebuild(self) -> float:
         """Drop every partition and load the ones that were loaded again from LanceDB; seconds taken."""
