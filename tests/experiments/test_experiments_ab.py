@@ -77,9 +77,9 @@ def _feed(svc, exp_id, n, effect, rng, guard=None):
 
 
 def test_online_experiment_adopts_a_better_candidate_when_the_gate_allows(svc, human):
-    v2 = svc.registry.create("memory", changes={"w_text": 2.0}, principal=human)
+    v2 = svc.registry.create("memory", changes={"w_text": 4.0}, principal=human)
     exp = svc.start("more text", v2.id, metric="recall", tau=0.05, principal=human)
-    assert svc.config_for(exp["id"], "u1").w_text in (1.0, 2.0)
+    assert svc.config_for(exp["id"], "u1").w_text in (svc.registry.values("memory").w_text, 4.0)
     _feed(svc, exp["id"], 300, 0.08, np.random.default_rng(0))
     out = svc.decide(exp["id"], by=human)
     assert out["status"] == "adopted" and svc.registry.current("memory").id == v2.id
@@ -90,7 +90,7 @@ def test_online_experiment_adopts_a_better_candidate_when_the_gate_allows(svc, h
 
 
 def test_adoption_by_an_agent_waits_for_a_humans_approval_and_uses_it_once(svc, human, bot):
-    v2 = svc.registry.create("memory", changes={"w_text": 2.0}, principal=bot)
+    v2 = svc.registry.create("memory", changes={"w_text": 4.0}, principal=bot)
     exp = svc.start("more text", v2.id, metric="recall", principal=bot)
     _feed(svc, exp["id"], 300, 0.08, np.random.default_rng(0))
     out = svc.decide(exp["id"], by=bot)
@@ -109,7 +109,7 @@ def test_adoption_by_an_agent_waits_for_a_humans_approval_and_uses_it_once(svc, 
 
 
 def test_an_adoption_approved_in_the_queue_is_carried_out_by_sync(svc, human, bot):
-    v2 = svc.registry.create("memory", changes={"w_text": 2.0}, principal=bot)
+    v2 = svc.registry.create("memory", changes={"w_text": 4.0}, principal=bot)
     exp = svc.start("more text", v2.id, metric="recall", principal=bot)
     _feed(svc, exp["id"], 300, 0.08, np.random.default_rng(0))
     aid = svc.decide(exp["id"], by=bot)["approval_id"]
@@ -120,7 +120,7 @@ def test_an_adoption_approved_in_the_queue_is_carried_out_by_sync(svc, human, bo
 
 
 def test_a_rejected_adoption_keeps_the_current_config(svc, human, bot):
-    v2 = svc.registry.create("memory", changes={"w_text": 2.0}, principal=bot)
+    v2 = svc.registry.create("memory", changes={"w_text": 4.0}, principal=bot)
     exp = svc.start("more text", v2.id, metric="recall", principal=bot)
     _feed(svc, exp["id"], 300, 0.08, np.random.default_rng(0))
     aid = svc.decide(exp["id"], by=bot)["approval_id"]
@@ -129,7 +129,7 @@ def test_a_rejected_adoption_keeps_the_current_config(svc, human, bot):
 
 
 def test_too_few_units_is_a_clear_error_and_changes_nothing(svc, human):
-    v2 = svc.registry.create("memory", changes={"w_text": 2.0}, principal=human)
+    v2 = svc.registry.create("memory", changes={"w_text": 4.0}, principal=human)
     exp = svc.start("tiny", v2.id, metric="recall", min_units=30, principal=human)
     _feed(svc, exp["id"], 10, 0.5, np.random.default_rng(0))
     with pytest.raises(ExperimentError, match="too few units"):
@@ -138,10 +138,10 @@ def test_too_few_units_is_a_clear_error_and_changes_nothing(svc, human):
 
 
 def test_sample_ratio_mismatch_invalidates_the_experiment(svc, human):
-    v2 = svc.registry.create("memory", changes={"w_text": 2.0}, principal=human)
+    v2 = svc.registry.create("memory", changes={"w_text": 4.0}, principal=human)
     exp = svc.start("srm", v2.id, metric="recall", principal=human)
     rng = np.random.default_rng(0)
-    for i in range(300):  # a logging bug drops most control units
+    for i in range(800):  # a logging bug drops most control units (~100 of ~400 kept: enough to decide on)
         arm = svc.assign(exp["id"], f"u{i}")
         if arm == "candidate" or i % 4 == 0:
             svc.record(exp["id"], f"u{i}", rng.normal(0.6, 0.1))
@@ -162,7 +162,7 @@ def test_a_guardrail_stops_a_candidate_that_is_better_but_too_slow(svc, human):
 
 
 def test_candidate_crashes_online_trip_the_crash_guardrail(svc, human):
-    v2 = svc.registry.create("memory", changes={"w_text": 2.0}, principal=human)
+    v2 = svc.registry.create("memory", changes={"w_text": 4.0}, principal=human)
     exp = svc.start("crashy", v2.id, metric="recall", principal=human)
     for i in range(60):
         arm = svc.assign(exp["id"], f"u{i}")
@@ -185,11 +185,13 @@ def test_offline_replay_with_a_crashing_candidate_leaves_current_untouched(svc, 
 
 
 def test_a_binary_metric_is_compared_as_two_proportions(svc, human):
-    v2 = svc.registry.create("memory", changes={"w_text": 2.0}, principal=human)
+    v2 = svc.registry.create("memory", changes={"w_text": 4.0}, principal=human)
     exp = svc.start("success rate", v2.id, metric="task success", principal=human)
     rng = np.random.default_rng(2)
     for i in range(2000):
         arm = svc.assign(exp["id"], f"u{i}")
-        svc.record(exp["id"], f"u{i}", float(rng.random() < (0.55 if arm == "candidate" else 0.45)))
+        # 0.6 vs 0.4: the arms hash a random experiment id, so the effect must stand clear of the
+        # sampling noise (sd ~0.022) on every run, not only on most
+        svc.record(exp["id"], f"u{i}", float(rng.random() < (0.6 if arm == "candidate" else 0.4)))
     a = svc.analyze(exp["id"])
-    assert a.test["test"] == "two_proportion_z" and a.test["effect"] > 0.05 and a.decision == "adopt"
+    assert a.test["test"] == "two_proportion_z" and a.test["effect"] > 0.1 and a.decision == "adopt"

@@ -47,7 +47,7 @@ def test_dashboard_shows_effect_ci_boundary_and_guardrails(ws, me):
     from emergent.experiments.service import Guardrail
     from emergent.ui.experiment_dashboard import ExperimentDashboard
 
-    v = ws.experiments.registry.create("memory", changes={"w_text": 2.0}, principal=me)
+    v = ws.experiments.registry.create("memory", changes={"w_text": 4.0}, principal=me)
     exp = ws.experiments.start("dash", v.id, metric="m", guardrails=[Guardrail("latency_ms", limit=100.0)],
                                principal=me)
     rng = np.random.default_rng(0)
