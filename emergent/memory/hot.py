@@ -29,7 +29,6 @@ search of an agent (``rebuild()`` is timed by ``emergent bench memory``).
 from __future__ import annotations
 
 import contextlib
-import functools
 import json
 import logging
 import os
@@ -42,6 +41,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from emergent.memory.lexical import BM25, tokens
+from emergent.memory.ltm import _scope  # the validated-once scope cache LTM reads rows with
 from emergent.memory.types import Kind, MemoryRecord, Scope, Tier
 
 if TYPE_CHECKING:
@@ -456,12 +456,6 @@ def _learned(row: dict[str, Any]) -> float:
     return float(value if value is not None else row["last_accessed"])
 
 
-@functools.lru_cache(maxsize=4096)
-def _scope(agent: str, user: str | None, session: str | None) -> Scope:
-    """Scopes are immutable: validate each distinct one once, not once per record built."""
-    return Scope(agent, user, session)
-
-
 class HotIndex:
     """Per-agent :class:`Partition` s of one :class:`~emergent.memory.ltm.LongTermMemory`, kept coherent
     with the LanceDB table (see the module docstring)."""
@@ -704,16 +698,15 @@ class HotIndex:
 
     # ------------------------------------------------------------------ reads
     def search(self, scope: Scope, qvec: np.ndarray, query: str, kinds: Sequence[Kind] | None, lo: float | None,
-               hi: float | None, n: int, *, text: bool = True) -> tuple[Partition, list[Hit], list[Hit]]:
-        """(partition, vector hits, BM25 hits) within ``scope`` and the filters, best first (without
-        ``text``, no BM25 hits: the caller scores the text itself)."""
+               hi: float | None, n: int) -> tuple[Partition, list[Hit], list[Hit]]:
+        """(partition, vector hits, BM25 hits) within ``scope`` and the filters, best first."""
         part = self.partition(scope.agent)
         with part.lock:
             mask = part.mask(scope, kinds, lo, hi)
             q = np.asarray(qvec, dtype=np.float32)
             q = q / (np.linalg.norm(q) or 1.0)
             vec = part.vector_top(q, mask, n)
-            txt = part.text_top(tokens(query), mask, n) if text else []
+            txt = part.text_top(tokens(query), mask, n)
         return part, vec, txt
 
     def memory_bytes(self) -> int:

@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import re
 from array import array
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from functools import lru_cache
 from typing import Any
 
@@ -205,10 +205,6 @@ class BM25:
             docs.append(doc)
             self._tf[t].append(float(n))
         self.lengths.append(float(len(terms)))
-
-    def add_many(self, start: int, texts: Iterable[str]) -> None:
-        for i, text in enumerate(texts):
-            self.add(start + i, text)
 
     def to_arrays(self) -> dict[str, np.ndarray]:
         terms = list(self._docs)

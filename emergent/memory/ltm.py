@@ -390,26 +390,30 @@ class LongTermMemory:
             self._ann_cache = None
             self.upkeep.after_write(maintain=False)
 
-    def delete_where(self, where: str) -> int:
-        """Delete the memories matching ``where`` now: exactly the ids listed here (one commit), so the
-        hot index drops exactly what the store dropped; a memory another process adds meanwhile is
-        not deleted (its write came after this delete)."""
+    def delete_where(self, where: str) -> list[str]:
+        """Delete the memories matching ``where`` now; returns their ids. Exactly the ids listed here
+        are deleted (one commit), so the hot index drops exactly what the store dropped; a memory
+        another process adds meanwhile is not deleted (its write came after this delete)."""
         doomed = self.scan(where, ["id", "agent"]).to_pylist()
-        if not doomed:
-            return 0
-        listed = f"id IN ({', '.join(_quote(r['id']) for r in doomed)})"
-        before = self.table.version
-        try:
-            result = self._retried(self.path, "deleting memories", lambda: self.table.delete(listed))
-        except BaseException:  # applied only once committed; on a failure the next search re-reads the table
-            self.hot.invalidate()
-            raise
         by_agent: dict[str, list[str]] = {}
         for r in doomed:
             by_agent.setdefault(r["agent"], []).append(r["id"])
+        self._delete_listed(by_agent, "deleting memories")
+        return [r["id"] for r in doomed]
+
+    def _delete_listed(self, by_agent: dict[str, list[str]], op: str) -> None:
+        """Delete these ids in one commit, then drop them from the hot index (on a failure the index
+        re-reads the table at the next search: what committed is not known row by row)."""
+        if not by_agent:
+            return
+        listed = f"id IN ({', '.join(_quote(i) for ids in by_agent.values() for i in ids)})"
+        before = self.table.version
+        try:
+            self._retried(self.path, op, lambda: self.table.delete(listed))
+        except BaseException:
+            self.hot.invalidate()
+            raise
         self.hot.removed(by_agent, before)
-        n = getattr(result, "num_deleted_rows", None)
-        return int(n) if n is not None else len(doomed)
 
     def move_to_archive(self, records: Sequence[MemoryRecord], reason: str, now: float) -> int:
         """Archive first, then delete: a crash in between leaves a harmless duplicate."""
@@ -420,17 +424,10 @@ class LongTermMemory:
         data = data.append_column("archive_reason", pa.array([reason] * len(records), pa.string()))
         self._retried(self.archive_path, "archiving memories", lambda: self.archive.merge_insert("id")
                       .when_matched_update_all().when_not_matched_insert_all().execute(data))
-        ids = ", ".join(_quote(r.id) for r in records)
-        before = self.table.version
-        try:
-            self._retried(self.path, "deleting archived memories", lambda: self.table.delete(f"id IN ({ids})"))
-        except BaseException:
-            self.hot.invalidate()
-            raise
         by_agent: dict[str, list[str]] = {}
         for r in records:
             by_agent.setdefault(r.scope.agent, []).append(r.id)
-        self.hot.removed(by_agent, before)
+        self._delete_listed(by_agent, "deleting archived memories")
         return len(records)
 
     def delete_archived(self, where: str) -> None:

@@ -17,7 +17,6 @@ import threading
 import time
 from collections import deque
 from collections.abc import Callable, Iterable, Sequence
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace
 from typing import Any, Literal
 
@@ -633,9 +632,9 @@ class Memory:
                 if held:
                     idf[t] = float(np.log1p((n_docs - held + 0.5) / (held + 0.5)))
             total = sum(idf.values())
-            out["coverage"] = np.array([
-                sum(w for t, w in idf.items() if t in set(tokens(r.text))) / total if total > 0 else 0.0
-                for r in stm_list])
+            held_terms = [set(tokens(r.text)) for r in stm_list]
+            out["coverage"] = np.array([sum(w for t, w in idf.items() if t in have) / total if total > 0 else 0.0
+                                        for have in held_terms])
         return out
 
     def _registered(self, query: str, qvec: np.ndarray, scope: Scope, n: int, part: Any,
@@ -775,8 +774,8 @@ class Memory:
                        if scope.contains(r.scope) and (ids is None or r.id in ids)
                        and (not kind_list or r.kind in kind_list)
                        and (lo is None or r.created_at >= lo) and (hi is None or r.created_at < hi)]
-            gone = stm_ids + self.ltm.scan(where, ["id"]).column("id").to_pylist()
-            n = self.stm.delete(scope.agent, stm_ids) + self.ltm.delete_where(where)
+            gone = stm_ids + self.ltm.delete_where(where)
+            n = self.stm.delete(scope.agent, stm_ids) + len(gone) - len(stm_ids)
             outcome.update(count=n, forgotten=gone[:AUDIT_IDS])
             self._notify("forget", gone)
             if include_archive:
@@ -860,7 +859,6 @@ class Memory:
         self.ltm.close()
 
 
-_POOL: ThreadPoolExecutor | None = None
 _FROZEN = False
 
 
@@ -909,14 +907,6 @@ def _scaled_array(values: np.ndarray, lo: float, hi: float) -> np.ndarray:
     if hi - lo <= 1e-12:
         return (values >= hi).astype(np.float64)
     return np.clip((values - lo) / (hi - lo), 0.0, 1.0)
-
-
-def _pool() -> ThreadPoolExecutor:
-    """A small shared pool for the concurrent halves of recall (created on first use)."""
-    global _POOL
-    if _POOL is None:
-        _POOL = ThreadPoolExecutor(max_workers=4, thread_name_prefix="emergent-recall")
-    return _POOL
 
 
 def dumps_hits(hits: Sequence[RecallHit]) -> str:
