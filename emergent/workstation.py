@@ -19,6 +19,8 @@ from emergent.config import Settings, load_settings
 from emergent.errors import StoreUnavailableError
 
 if TYPE_CHECKING:  # pragma: no cover - each service is imported when first used (import emergent stays light)
+    from emergent.assistant import Assistant
+    from emergent.assistant.store import RunStore
     from emergent.audit import AuditLog
     from emergent.autonomy.service import Autonomy
     from emergent.experiments.service import Experiments
@@ -99,6 +101,7 @@ class Workstation:
         _prepare(self.path, create=create or settings.home is None)
         self.clock = clock or SystemClock()
         self._closers: list[Any] = []
+        self._assistants: dict[Any, Any] = {}
         from emergent.workspace.journal import on_open
 
         self.recovered = on_open(self.path, self._stores)  # an interrupted restore: recovered before stores open
@@ -401,6 +404,49 @@ class Workstation:
         self._closers.insert(0, svc.close)
         return svc
 
+    # ------------------------------------------------------------------ the assistant
+    def assistant(self, name: str = "assistant", **spec: Any) -> Assistant:
+        """The assistant ``name`` (emergent.assistant): an agent principal with its own memory scope that
+        recalls, asks the configured model (or works offline), and acts through the gate.
+
+        The first time, the human at the keyboard creates its principal; a service or an agent process
+        can use it once it exists, or when ``[agents]`` in emergent.toml names it. ``spec``: the
+        fields of :class:`~emergent.assistant.AssistantSpec` (instructions, tools, scope, budget, ...)."""
+        from emergent.assistant import Assistant, AssistantSpec
+        from emergent.errors import PrincipalError
+
+        key = (name, tuple(sorted((k, repr(v)) for k, v in spec.items())))
+        hit = self._assistants.get(key)
+        if hit is not None:
+            return hit
+        try:
+            principal = self.principals.agent(name)
+        except PrincipalError:
+            if not self.principal.is_human:
+                raise PrincipalError(f"assistant {name!r} does not exist yet and {self.principal.key} may not create "
+                                     "it", hint=f"a person opens it once (ws.assistant({name!r})), or add "
+                                                f"agents = [\"{name}\"] to emergent.toml") from None
+            principal = self.principals.agent(name, created_by=self.principal)
+        bot = Assistant(AssistantSpec(name=name, **spec), principal=principal, tools=self.tools, memory=self.memory,
+                        runs=self.assistant_runs, approvals=self.autonomy.approvals, audit=self.audit,
+                        autonomy=self.autonomy, llm=self.llm, clock=self.clock)
+        self._assistants[key] = bot
+        return bot
+
+    @functools.cached_property
+    def assistant_runs(self) -> RunStore:
+        """The assistants' runs and checkpoints in SQL (emergent.assistant.store)."""
+        from emergent.assistant.store import RunStore
+
+        return RunStore(self.sql, clock=self.clock)
+
+    def assistants_waiting_on(self, approval_id: str) -> tuple[Assistant, str] | None:
+        """The assistant and the run that wait for ``approval_id`` (None when no run does)."""
+        row = self.assistant_runs.waiting_on(approval_id)
+        if row is None:
+            return None
+        return self.assistant(row.assistant), row.id
+
     # ------------------------------------------------------------------ backup and recovery
     def _stores(self) -> WorkspaceStores:
         from emergent.workspace.backup import WorkspaceStores
@@ -447,6 +493,7 @@ class Workstation:
         for name in list(vars(self)):
             if name not in _KEEP_ON_RESTORE and isinstance(getattr(type(self), name, None), functools.cached_property):
                 del self.__dict__[name]
+        self._assistants.clear()  # they hold the services just closed
 
     def _reopen(self) -> WorkspaceStores:
         """The stores, opened again (lazily) on whatever files are in place now."""

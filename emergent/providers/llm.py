@@ -15,7 +15,7 @@ from __future__ import annotations
 import json
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, fields
 from typing import Any, Protocol, TypeVar, runtime_checkable
 
@@ -147,6 +147,28 @@ class OpenAIChatModel:
             kwargs["response_format"] = {"type": "json_object"}
         return self._call(kwargs)
 
+    def stream(self, messages: Sequence[Message], *, on_token: Callable[[str], None],
+               tools: Sequence[dict[str, Any]] | None = None, temperature: float = 0.0,
+               max_tokens: int | None = None) -> ChatResult:
+        """Like :meth:`chat`, with the answer's text handed to ``on_token`` as it arrives.
+
+        Retries (same policy as :meth:`chat`) happen only before the first token: once text was
+        shown, a failure is an error, never a second, different answer appended to the first."""
+        kwargs: dict[str, Any] = {"model": self.id, "messages": list(messages), "temperature": temperature,
+                                  "stream": True, "stream_options": {"include_usage": True}}
+        if tools:
+            kwargs["tools"] = list(tools)
+        if max_tokens is not None:
+            kwargs["max_tokens"] = max_tokens
+        shown = [False]
+
+        def emit(text: str) -> None:
+            shown[0] = True
+            on_token(text)
+
+        return self._call(kwargs, lambda resp, attempts, t0: self._collect(resp, attempts, t0, emit),
+                          retry_ok=lambda: not shown[0])
+
     def structured(self, messages: Sequence[Message], schema: type[M], *, temperature: float = 0.0,
                    output_retries: int = 1) -> M:
         """Ask for JSON matching ``schema`` and validate it; re-ask ``output_retries`` times on bad JSON."""
@@ -172,17 +194,19 @@ class OpenAIChatModel:
         )
 
     # -------------------------------------------------------------- internals
-    def _call(self, kwargs: dict[str, Any]) -> ChatResult:
+    def _call(self, kwargs: dict[str, Any], read: Callable[[Any, int, float], ChatResult] | None = None,
+              retry_ok: Callable[[], bool] = lambda: True) -> ChatResult:
         t0 = time.perf_counter()
         attempts = 0
         while True:
             attempts += 1
             try:
                 resp = self._client.chat.completions.create(**kwargs)
-                result = self._result(resp, attempts, (time.perf_counter() - t0) * 1e3)
+                result = (read(resp, attempts, t0) if read is not None
+                          else self._result(resp, attempts, (time.perf_counter() - t0) * 1e3))
             except Exception as exc:
                 err, retryable = self._classify(exc)
-                if retryable and attempts <= self.max_retries:
+                if retryable and attempts <= self.max_retries and retry_ok():
                     time.sleep(min(self.backoff * 2 ** (attempts - 1), 10.0))
                     continue
                 self.usage.add(ok=False, attempts=attempts, ms=(time.perf_counter() - t0) * 1e3)
@@ -219,6 +243,48 @@ class OpenAIChatModel:
         return ChatResult(msg.content, calls, getattr(resp, "model", self.id) or self.id, choice.finish_reason,
                           int(getattr(usage, "prompt_tokens", 0) or 0),
                           int(getattr(usage, "completion_tokens", 0) or 0), ms, attempts)
+
+    def _collect(self, stream: Any, attempts: int, t0: float, emit: Callable[[str], None]) -> ChatResult:
+        """A streamed answer put together: text deltas go to ``emit``; tool-call deltas are joined by index."""
+        text: list[str] = []
+        calls: dict[int, dict[str, Any]] = {}
+        finish, model, prompt, completion = None, self.id, 0, 0
+        for chunk in stream:
+            model = getattr(chunk, "model", None) or model
+            usage = getattr(chunk, "usage", None)
+            if usage is not None:
+                prompt = int(getattr(usage, "prompt_tokens", 0) or 0)
+                completion = int(getattr(usage, "completion_tokens", 0) or 0)
+            for choice in getattr(chunk, "choices", None) or []:
+                delta = choice.delta
+                if getattr(delta, "refusal", None):
+                    raise LLMOutputError(f"model {self.id!r} refused: {delta.refusal}", reason="refusal",
+                                         hint="rephrase the request, or unset EMERGENT_LLM_MODEL to use templates",
+                                         model=self.id)
+                if delta.content:
+                    text.append(delta.content)
+                    emit(delta.content)
+                for tc in delta.tool_calls or []:
+                    slot = calls.setdefault(tc.index, {"id": "", "name": "", "arguments": ""})
+                    slot["id"] = tc.id or slot["id"]
+                    if tc.function is not None:
+                        slot["name"] += tc.function.name or ""
+                        slot["arguments"] += tc.function.arguments or ""
+                finish = choice.finish_reason or finish
+        if finish == "content_filter":
+            raise LLMOutputError(f"model {self.id!r} refused: content filter", reason="refusal", model=self.id,
+                                 hint="rephrase the request, or unset EMERGENT_LLM_MODEL to use templates")
+        parsed = []
+        for i in sorted(calls):
+            c = calls[i]
+            try:
+                args = json.loads(c["arguments"] or "{}")
+            except json.JSONDecodeError as exc:
+                raise LLMOutputError(f"model {self.id!r} called tool {c['name']!r} with arguments that are not "
+                                     f"JSON: {c['arguments'][:200]!r}", reason="invalid_json", model=self.id) from exc
+            parsed.append(ToolCall(c["id"] or f"call_{i}", c["name"], args if isinstance(args, dict) else {}))
+        return ChatResult("".join(text) or None, parsed, model, finish, prompt, completion,
+                          (time.perf_counter() - t0) * 1e3, attempts)
 
     def _classify(self, exc: Exception) -> tuple[LLMError, bool]:
         """An :class:`LLMError` for ``exc`` and whether retrying could help."""

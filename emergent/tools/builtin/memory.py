@@ -34,9 +34,9 @@ def remember(text: str, ctx: ToolContext, kind: str = "episodic", importance: fl
     return str(rec.id)
 
 
-@tool(name="memory.recall", version="1.1.0", resource="scope", resource_kind="scope", tags=("memory",))
+@tool(name="memory.recall", version="1.2.0", resource="scope", resource_kind="scope", tags=("memory",))
 def recall(query: str, ctx: ToolContext, k: int = 5, scope: str | None = None) -> list[dict[str, Any]]:
-    """Recall the memories most relevant to a query, best first.
+    """Recall the memories most relevant to a query, best first (id, text, score, kind, event time, meta).
 
     Args:
         query: what to look for
@@ -46,7 +46,8 @@ def recall(query: str, ctx: ToolContext, k: int = 5, scope: str | None = None) -
     if not 1 <= k <= MAX_K:
         raise ValidationError(f"k must be between 1 and {MAX_K}, got {k}", hint="ask for fewer memories", field="k")
     hits = services(ctx).memory.recall(query, k=k, scope=scope)
-    return [{"id": h.record.id, "text": h.text, "score": float(h.score)} for h in hits]
+    return [{"id": h.record.id, "text": h.text, "score": float(h.score), "kind": h.record.kind.value,
+             "at": h.record.created_at, "meta": h.record.meta} for h in hits]
 
 
 TOOLS = [remember, recall]

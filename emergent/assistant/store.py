@@ -1,0 +1,136 @@
+"""Runs of the assistant in SQL: each completed step is a checkpoint, and a run is owned by one process at a time.
+
+A run row holds the conversation so far (the model's messages), the tool calls still to make, the
+sources, the steps and the usage (``state``, JSON). A process that drives a run holds its *lease*
+(``lease_owner``, ``lease_until``), renewed at every checkpoint; another process takes a run over only
+by a compare-and-set on ``revision`` — when it waits for an approval that was decided, or when its
+owner's lease ran out (the owner was killed). So two surfaces that see the same decision (the chat
+widget's poll and ``emergent approvals approve``) never both continue the run.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import uuid
+from dataclasses import dataclass, field
+from typing import Any
+
+import sqlalchemy as sa
+
+from emergent.assistant.tables import assistant_runs as runs
+from emergent.clock import Clock, SystemClock
+from emergent.errors import NotFoundError
+
+RUNNING, WAITING, COMPLETED, STOPPED, FAILED, CANCELLED = (
+    "running", "waiting_approval", "completed", "stopped", "failed", "cancelled")
+FINAL = frozenset({COMPLETED, STOPPED, FAILED, CANCELLED})
+#: how long a driving process owns a run without a checkpoint (a model call can take this long)
+LEASE_S = 300.0
+OWNER = f"{socket.gethostname()}:{os.getpid()}"
+
+
+@dataclass
+class RunRow:
+    id: str
+    assistant: str
+    principal: str
+    asked_by: str
+    status: str
+    stop_reason: str | None
+    mode: str
+    question: str
+    answer: str | None
+    pending_approval: str | None
+    state: dict[str, Any]
+    revision: int
+    lease_owner: str | None
+    lease_until: float | None
+    created_at: float
+    updated_at: float
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+def _row(r: Any) -> RunRow:
+    d = dict(r._mapping)
+    d["state"] = json.loads(d["state"])
+    return RunRow(**d)
+
+
+class RunStore:
+    def __init__(self, sql: Any, *, clock: Clock | None = None, lease_s: float = LEASE_S) -> None:
+        self.sql = sql
+        self.clock = clock or SystemClock()
+        self.lease_s = lease_s
+
+    def create(self, *, assistant: str, principal: str, asked_by: str, mode: str, question: str,
+               state: dict[str, Any]) -> RunRow:
+        now = self.clock.now()
+        row = {"id": "run-" + uuid.uuid4().hex[:16], "assistant": assistant, "principal": principal,
+               "asked_by": asked_by, "status": RUNNING, "stop_reason": None, "mode": mode, "question": question,
+               "answer": None, "pending_approval": None, "state": json.dumps(state, default=str), "revision": 1,
+               "lease_owner": OWNER, "lease_until": now + self.lease_s, "created_at": now, "updated_at": now}
+        with self.sql.begin() as conn:
+            conn.execute(runs.insert(), row)
+        return self.get(str(row["id"]))
+
+    def get(self, run_id: str) -> RunRow:
+        with self.sql.connect() as conn:
+            r = conn.execute(sa.select(runs).where(runs.c.id == run_id)).first()
+        if r is None:
+            raise NotFoundError(f"no assistant run {run_id!r}", hint="assistant.runs() lists the recent ones",
+                                run=run_id)
+        return _row(r)
+
+    def save(self, run: RunRow, **values: Any) -> bool:
+        """Checkpoint ``run`` (its state and ``values``) if nobody took it over meanwhile; renews the lease
+        while it runs, drops it otherwise. False when another process owns the run now."""
+        now = self.clock.now()
+        status = values.get("status", run.status)
+        values = {**values, "state": json.dumps(run.state, default=str), "revision": run.revision + 1,
+                  "updated_at": now, "lease_owner": OWNER if status == RUNNING else None,
+                  "lease_until": now + self.lease_s if status == RUNNING else None}
+        with self.sql.begin() as conn:
+            done = conn.execute(runs.update().where(runs.c.id == run.id, runs.c.revision == run.revision)
+                                .values(**values)).rowcount
+        if done != 1:
+            return False
+        for k, v in values.items():
+            if k != "state":
+                setattr(run, k, v)
+        return True
+
+    def claim(self, run: RunRow) -> bool:
+        """Take ``run`` over to drive it (it waits for a decided approval, or its owner's lease ran out)."""
+        now = self.clock.now()
+        with self.sql.begin() as conn:
+            done = conn.execute(runs.update().where(runs.c.id == run.id, runs.c.revision == run.revision)
+                                .values(status=RUNNING, revision=run.revision + 1, lease_owner=OWNER,
+                                        lease_until=now + self.lease_s, updated_at=now)).rowcount
+        if done == 1:
+            run.status, run.revision, run.lease_owner, run.lease_until = RUNNING, run.revision + 1, OWNER, \
+                now + self.lease_s
+        return done == 1
+
+    def abandoned(self, run: RunRow) -> bool:
+        """True when ``run`` says it is running but its owner stopped renewing the lease (killed)."""
+        return run.status == RUNNING and (run.lease_until or 0.0) < self.clock.now()
+
+    def list(self, assistant: str | None = None, *, status: str | None = None, limit: int = 20) -> list[RunRow]:
+        q = sa.select(runs).order_by(runs.c.created_at.desc()).limit(limit)
+        if assistant is not None:
+            q = q.where(runs.c.assistant == assistant)
+        if status is not None:
+            q = q.where(runs.c.status == status)
+        with self.sql.connect() as conn:
+            return [_row(r) for r in conn.execute(q)]
+
+    def waiting_on(self, approval_id: str) -> RunRow | None:
+        with self.sql.connect() as conn:
+            r = conn.execute(sa.select(runs).where(runs.c.pending_approval == approval_id,
+                                                   runs.c.status == WAITING)).first()
+        return None if r is None else _row(r)
+
+
+__all__ = ["CANCELLED", "COMPLETED", "FAILED", "FINAL", "RUNNING", "RunRow", "RunStore", "STOPPED", "WAITING"]
