@@ -9,7 +9,11 @@
   has tools, as the notebook's principal ``ws.principal``: the OS user running the kernel, or the
   agent or service ``EMERGENT_PRINCIPAL`` lowered it to; a call the gate asks about does not block
   the kernel: it names the approval to decide, and ``ws.tools.resume(id)`` runs it once approved);
-* ``%emergent status`` (workspace, stores, jobs).
+* ``%emergent status`` (workspace, stores, jobs);
+* ``%ask [--assistant NAME] QUESTION`` and ``%%ask [--assistant NAME]`` (the cell body is the
+  question): ``ws.assistant(...).ask(text, user=ws.principal)``, shown as the answer, its sources,
+  the mode, the tool steps and a pending approval with its id and how to decide it (a question
+  mark at the end is part of the question; ``$`` and ``{...}`` are passed through, never expanded).
 
 The workstation is the ``ws`` variable of the notebook when it holds one, else the one the
 extension opened (``EMERGENT_HOME``). Coroutines returned by tools are awaited on a private loop in
@@ -29,7 +33,7 @@ from collections.abc import Awaitable
 from typing import Any, TypeVar
 
 from IPython.core.error import UsageError as IPythonUsageError
-from IPython.core.magic import Magics, line_cell_magic, line_magic, magics_class
+from IPython.core.magic import Magics, line_cell_magic, line_magic, magics_class, no_var_expand
 from IPython.core.magic_arguments import argument, magic_arguments, parse_argstring
 
 from emergent.errors import EmergentError
@@ -65,7 +69,7 @@ class Hits(list):  # type: ignore[type-arg]
         return "\n".join(f"{h.score:.3f}  {h.record.id}  {h.text[:100]}" for h in self) or "(no memories)"
 
 
-_QUESTION_MAGICS = ("recall",)
+_QUESTION_MAGICS = ("recall", "ask")
 
 
 _QUESTION_LINE = re.compile(r"^(?P<indent>\s*)(?:(?P<target>[A-Za-z_][\w.]*(?:\s*,\s*[A-Za-z_][\w.]*)*)\s*=\s*)?"
@@ -184,6 +188,60 @@ class EmergentMagics(Magics):
             return fn(*args, **kwargs)
         except EmergentError as exc:
             raise IPythonUsageError(str(exc)) from None
+
+
+    @no_var_expand
+    @line_cell_magic
+    def ask(self, line: str, cell: str | None = None) -> Answer:
+        """%ask [--assistant NAME] QUESTION / %%ask [--assistant NAME] (the cell body is the question):
+        ask the workstation's assistant as ``ws.principal``; shows the answer, sources, mode, tool
+        steps and a pending approval. Commands pass through: /remember, /recall, /tool, /approve ..."""
+        name, rest = _ask_options(line)
+        text = (cell if cell is not None else rest).strip()
+        if cell is not None and rest.strip():
+            raise IPythonUsageError(f"%%ask takes only --assistant NAME on its first line, not {rest.strip()!r}; "
+                                    "put the question in the cell body")
+        if not text:
+            raise IPythonUsageError("nothing to ask: %ask QUESTION, or %%ask with the question as the cell body")
+        ws = self.ws
+        bot = self._call(ws.assistant, name) if name else self._call(ws.assistant)
+        return Answer(self._call(bot.ask, text, user=self._call(lambda: ws.principal)))
+
+
+_ASK_OPTION = re.compile(r"^\s*--assistant(?:=|\s+)(?P<name>[^\s]+)")
+
+
+def _ask_options(line: str) -> tuple[str | None, str]:
+    """``--assistant NAME`` at the start of the line (the rest is the question, verbatim)."""
+    m = _ASK_OPTION.match(line)
+    if m:
+        return m["name"], line[m.end():]
+    if line.lstrip().startswith("--"):
+        raise IPythonUsageError(f"%ask knows one option, --assistant NAME; not {line.split()[0]!r}")
+    return None, line
+
+
+class Answer:
+    """An assistant's RunResult that displays as HTML (answer, sources, mode, steps, a pending
+    approval) and as plain text; its fields are the RunResult's (``.answer``, ``.sources``, ...)."""
+
+    def __init__(self, result: Any) -> None:
+        self.result = result
+
+    def __getattr__(self, name: str) -> Any:
+        if name == "result":  # not set yet (copy/pickle): never recurse
+            raise AttributeError(name)
+        return getattr(self.result, name)
+
+    def _repr_html_(self) -> str:
+        from emergent.ui.chat import result_html
+
+        return result_html(self.result)
+
+    def __repr__(self) -> str:
+        from emergent.ui.chat import result_text
+
+        return result_text(self.result)
 
 
 class _Status(dict):  # type: ignore[type-arg]

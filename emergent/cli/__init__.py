@@ -16,6 +16,7 @@ app = typer.Typer(no_args_is_help=True, add_completion=False, rich_markup_mode=N
 # name -> module:attribute of a typer.Typer (imported only when the command runs)
 SUBCOMMANDS: dict[str, tuple[str, str]] = {
     "memory": ("emergent.cli.memory", "Remember, recall, consolidate, re-embed."),
+    "chat": ("emergent.cli.chat", "Talk to the assistant: a conversation, or one question answered and exit."),
     "backup": ("emergent.cli.backup", "Create, list, verify and restore backups."),
     "bench": ("emergent.cli.bench", "Benchmarks: our figure beside a same-run baseline."),
     "models": ("emergent.cli.models", "Prepare offline models (export MiniLM to ONNX)."),

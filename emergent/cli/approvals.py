@@ -67,6 +67,8 @@ def approve(approval_id: str, reason: str = typer.Option("", help="why (recorded
     with workstation(home) as ws:
         a = ws.autonomy.approvals.approve(approval_id, by=ws.principal, reason=reason)
         typer.echo(f"{a.id} approved by {a.decided_by}")  # (a call waiting elsewhere may have run it already)
+        if _resume_assistant(ws, approval_id):  # the assistant's run made the call (once): --run has nothing left
+            return
         if run:
             result = ws.tools.resume(approval_id)
             typer.echo(json.dumps(result, indent=2, default=str))
@@ -79,6 +81,26 @@ def reject(approval_id: str, reason: str = typer.Option(..., help="why (recorded
     with workstation(home) as ws:
         a = ws.autonomy.approvals.reject(approval_id, by=ws.principal, reason=reason)
         typer.echo(f"{a.id} rejected by {a.decided_by}")
+        _resume_assistant(ws, approval_id)
+
+
+def _resume_assistant(ws: Any, approval_id: str) -> bool:
+    """An assistant run waiting on this approval continues now; prints its status and answer."""
+    waiting = getattr(ws, "assistants_waiting_on", None)
+    found = waiting(approval_id) if waiting is not None else None
+    if found is None:
+        return False
+    bot, run_id = found
+    r = bot.resume(run_id)
+    why = f" ({r.stop_reason})" if r.stop_reason not in (None, "answered") else ""
+    typer.echo(f"assistant {bot.spec.name} run {r.run_id}: {r.status}{why} · mode {r.mode}")
+    if r.answer:
+        typer.echo(r.answer)
+    if r.pending_approval:
+        tool = (r.pending_tool or {}).get("tool", "?")
+        typer.echo(f"it now waits for approval {r.pending_approval} ({tool}): "
+                   f"emergent approvals approve {r.pending_approval}")
+    return True
 
 
 @app.command()
