@@ -34,6 +34,7 @@ SUBCOMMANDS: dict[str, tuple[str, str]] = {
     "experiments": ("emergent.cli.experiments", "Config versions (set, rollback) and A/B experiments (list, show, decide)."),
     "improve": ("emergent.cli.improve", "The self-improvement cycle: run, status, history."),
     "graph": ("emergent.cli.graph", "Knowledge graph: sync, search, show, communities, infer, edit, export, render."),
+    "mcp": ("emergent.cli.mcp", "MCP: serve the tools to MCP clients (stdio or HTTP); bearer tokens for HTTP."),
     "doctor": ("emergent.cli.doctor", "Check every store, an interrupted restore, leftovers and the audit chain; --repair."),
 }
 

@@ -21,7 +21,7 @@ import sys
 import threading
 import time
 import warnings
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from importlib import metadata
 from pathlib import Path
@@ -90,6 +90,9 @@ class ToolRegistry:
         self._lock = threading.RLock()
         self._entry_points_loaded = not entry_points
         self.load_errors: dict[str, str] = {}
+        #: source prefix -> rebuilds a recorded version from its stored description (``mcp+``: a tool
+        #: of an MCP server, whose code is the server: it survives a restart without re-installing)
+        self.loaders: dict[str, Callable[[str, dict[str, Any]], ToolSpec]] = {}
         if sql is not None:
             self.refresh()
 
@@ -281,12 +284,28 @@ class ToolRegistry:
             raise UsageError(f"tool {name}@{matching[-1]} is disabled",
                              hint=f"enable it with `emergent tools enable {name}@{matching[-1]}`", tool=name)
         loaded = [v for v in enabled if v in self._specs.get(name, {})]
+        if self.loaders and len(loaded) < len(enabled):
+            loaded = [v for v in enabled if v in self.recorded(name)]
         if not loaded:
             raise NotFoundError(f"tool {name}@{enabled[-1]} is recorded in the workspace but its code is not "
                                 "loaded in this process",
                                 hint="install the package or module that provides it "
                                      "(`emergent tools install MODULE`)", tool=name)
         return self._specs[name][loaded[-1]]
+
+    def recorded(self, name: str) -> dict[str, ToolSpec]:
+        """Version -> spec of ``name``: the loaded ones, plus those a loader rebuilds from SQL."""
+        if self.sql is not None and self.loaders:
+            with self.sql.connect() as conn:
+                rows = conn.execute(sa.select(tool_versions.c.version, tool_versions.c.spec, tool_versions.c.source)
+                                    .where(tool_versions.c.name == name)).all()
+            for r in rows:
+                fn = next((f for p, f in self.loaders.items() if r.source.startswith(p)), None)
+                if fn is not None and r.version not in self._specs.get(name, {}):
+                    spec = fn(r.source, json.loads(r.spec))
+                    with self._lock:
+                        self._specs.setdefault(name, {}).setdefault(r.version, spec)
+        return dict(self._specs.get(name, {}))
 
     def state(self, spec: ToolSpec) -> dict[str, Any]:
         return dict(self._state.get((spec.name, spec.version), {}))

@@ -56,6 +56,18 @@ class ToolService:
         self.telemetry = Telemetry(sql)
         self.runner = ToolRunner(self.registry, autonomy=autonomy, telemetry=self.telemetry, clock=self.clock,
                                  context=self._context, extra_layers=extra_layers)
+        self._mcp: Any = None  # emergent.mcp.client.MCPClients, built when an MCP tool is first used
+        self.registry.loaders["mcp+"] = lambda source, record: self.mcp_clients().spec_from_record(source, record)
+
+    def mcp_clients(self) -> Any:
+        """The live connections to installed MCP servers (``mcp+stdio:`` / ``mcp+http(s):`` tools)."""
+        if self._mcp is None:
+            from emergent.mcp.client import MCPClients
+
+            self._mcp = MCPClients(self.registry, audit=getattr(self.autonomy, "audit", None),
+                                   principals=getattr(self.autonomy, "principals", None),
+                                   log_dir=(self.workspace / "logs") if self.workspace else None)
+        return self._mcp
 
     def _context(self, call: Call) -> ToolContext:
         box = self.sandbox
@@ -103,7 +115,10 @@ class ToolService:
         who = self._human(by, "install tools")
         if self.autonomy is not None:
             self.autonomy.audit.append("tool.installing", who, {"target": target}, durable=True)
-        specs = self.registry.install(target)
+        if target.startswith("mcp+"):  # a tool server: mcp+stdio:CMD ARGS, mcp+http(s)://URL
+            specs = self.mcp_clients().install(target, by=who)
+        else:
+            specs = self.registry.install(target)
         self._audited("tool.installed", target, [s.key for s in specs], who)
         return specs
 
@@ -150,5 +165,7 @@ class ToolService:
         return self.telemetry.stats(tool)
 
     def close(self) -> None:
+        if self._mcp is not None:
+            self._mcp.close()
         self.runner.close()
         self.telemetry.close()
