@@ -386,7 +386,9 @@ class Assistant:
                 if paused is not None:
                     return self._pause(row, paused, emit, t0)
                 st["queue"].pop(0)
-                if not self._checkpoint(row, t0):
+                # A change's outcome is checkpointed at once; a read's rides on the next checkpoint (after
+                # the model's next answer): lost in a crash, it is reported unknown, and a read may repeat.
+                if self._changes(call["tool"]) and not self._checkpoint(row, t0):
                     return RunResult.of(self.runs_store.get(row.id))
                 continue
             n = st["usage"]["steps"] + 1
@@ -413,6 +415,12 @@ class Assistant:
             st["queue"] = calls
             if not self._checkpoint(row, t0):
                 return RunResult.of(self.runs_store.get(row.id))
+
+    def _changes(self, tool: str) -> bool:
+        try:
+            return bool(self.tools.resolve(tool).side_effect != "read")
+        except EmergentError:
+            return False  # an unknown tool never ran
 
     def _model(self, row: RunRow, schemas: list[dict[str, Any]], emit: Emit) -> Any:
         assert self.llm is not None
