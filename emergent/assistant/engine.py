@@ -242,14 +242,18 @@ class Assistant:
         try:
             if command is not None:
                 return self._command(row, command, who, emit, t0)
-            self._recall(row, text, emit)
-            if self.llm is None:
-                hits = [s for s in row.state["recalled"] if not s.get("run_log")] or row.state["recalled"]
-                return self._finish(row, COMPLETED, "answered", offline.answer_from_memory(text, hits), emit, t0)
-            row.state["messages"] = self._opening(text, row.state["recalled"])
-            return self._drive(row, emit, t0)
+            return self._open_chat(row, emit, t0)
         except EmergentError as exc:
             return self._fail(row, exc, emit, t0)
+
+    def _open_chat(self, row: RunRow, emit: Emit, t0: float) -> RunResult:
+        text = row.question
+        self._recall(row, text, emit)
+        if self.llm is None:
+            hits = [s for s in row.state["recalled"] if not s.get("run_log")] or row.state["recalled"]
+            return self._finish(row, COMPLETED, "answered", offline.answer_from_memory(text, hits), emit, t0)
+        row.state["messages"] = self._opening(text, row.state["recalled"])
+        return self._drive(row, emit, t0)
 
     def resume(self, run_id: str, *, on_event: Emit | None = None) -> RunResult:
         """Continue run ``run_id``: once its approval is decided, or after the process driving it died."""
@@ -272,6 +276,8 @@ class Assistant:
         t0 = time.monotonic()
         try:
             self._settle_pending(row, emit)
+            if row.state["kind"] == "chat" and not row.state["messages"]:
+                return self._open_chat(row, emit, t0)  # it died before its opening: recall again (a read)
             if row.state["kind"] == "command":
                 last = row.state["steps"][-1] if row.state["steps"] else {}
                 return self._finish(row, COMPLETED, "answered", _command_answer(last), emit, t0)
