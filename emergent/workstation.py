@@ -440,6 +440,26 @@ class Workstation:
 
         return RunStore(self.sql, clock=self.clock)
 
+    def chat(self, name: str = "assistant", **spec: Any) -> Any:
+        """A ``Chat`` widget (emergent.ui.chat) with assistant ``name``, acting for this process's principal."""
+        from emergent.ui.chat import Chat
+
+        return Chat(self.assistant(name, **spec), principal=self.principal)
+
+    def dashboard(self) -> Any:
+        """The workstation at a glance (emergent.ui.dashboard): memory, pending approvals, recent tool
+        calls, jobs and the assistant's last runs, each linking to its panel. ``ws`` displayed in a
+        notebook shows it."""
+        from emergent.ui.dashboard import Dashboard
+
+        return Dashboard.of(self)
+
+    def _repr_mimebundle_(self, include: Any = None, exclude: Any = None) -> dict[str, Any]:
+        return self.dashboard()._repr_mimebundle_(include=include, exclude=exclude)  # type: ignore[no-any-return]
+
+    def __repr__(self) -> str:
+        return f"Workstation({str(self.path)!r})"
+
     def assistants_waiting_on(self, approval_id: str) -> tuple[Assistant, str] | None:
         """The assistant and the run that wait for ``approval_id`` (None when no run does)."""
         row = self.assistant_runs.waiting_on(approval_id)
