@@ -49,6 +49,7 @@ from emergent.tools.spec import SideEffect, ToolSpec
 
 STATUS = "approvals.status"
 RESUME = "approvals.resume"
+CONFIDENCE = "emergent/confidence"
 _APPROVAL_ARGS = {"type": "object", "properties": {"approval": {"type": "string", "description": "the approval id"}},
                   "required": ["approval"], "additionalProperties": False}
 INSTRUCTIONS = ("Tools of an Emergent workspace. Every call passes its policy gate as this session's principal. "
@@ -191,6 +192,18 @@ class MCPServer:
             raise PrincipalError("this MCP session has no principal", hint="start it with run_stdio(principal)")
         return self._stdio_principal
 
+    def _confidence(self) -> float | None:
+        """``_meta["emergent/confidence"]`` of the request (0..1): what an agent states about its call,
+        exactly as ``tools.call(confidence=...)`` in process (it counts for agents only)."""
+        try:
+            meta = self.server.request_context.meta
+        except LookupError:
+            return None
+        value = (getattr(meta, "model_extra", None) or {}).get(CONFIDENCE) if meta is not None else None
+        if isinstance(value, (int, float)) and not isinstance(value, bool) and 0.0 <= value <= 1.0:
+            return float(value)
+        return None
+
     # ------------------------------------------------------------------ tools/call
     async def _call_handler(self, name: str, arguments: dict[str, Any]) -> types.CallToolResult:
         try:
@@ -199,8 +212,8 @@ class MCPServer:
                 return await anyio.to_thread.run_sync(self._status, principal, arguments)
             if name == RESUME:
                 return await anyio.to_thread.run_sync(self._resume, principal, arguments)
-            value = await anyio.to_thread.run_sync(
-                functools.partial(self.tools.call, name, arguments, principal=principal, wait=False))
+            value = await anyio.to_thread.run_sync(functools.partial(
+                self.tools.call, name, arguments, principal=principal, wait=False, confidence=self._confidence()))
         except ApprovalPending as exc:
             return pending_result(str(exc.fields.get("approval")), name)
         except EmergentError as exc:

@@ -3,7 +3,8 @@
 Tools: ``add`` (read-only), ``echo`` (read-only), ``note`` (no annotations), ``wipe``
 (destructive), ``fail`` (always an error) and ``grow`` (adds a tool at run time and sends
 ``notifications/tools/list_changed``). ``--version`` sets ``serverInfo.version``; ``--variant 2``
-publishes a different schema for ``add`` (an extra optional argument) under the same version.
+publishes a different schema for ``add`` (an extra optional argument) under the same version;
+``--http PORT`` serves streamable HTTP at ``http://127.0.0.1:PORT/mcp`` instead of stdio.
 """
 
 from __future__ import annotations
@@ -17,9 +18,10 @@ parser = argparse.ArgumentParser()
 parser.add_argument("--version", default="2.1.0")
 parser.add_argument("--variant", default="1")
 parser.add_argument("--name", default="Demo Server")
+parser.add_argument("--http", type=int, default=0, help="serve streamable HTTP on this loopback port")
 opts = parser.parse_args()
 
-mcp = FastMCP(opts.name, log_level="WARNING")
+mcp = FastMCP(opts.name, log_level="WARNING", port=opts.http or 8000)
 mcp._mcp_server.version = opts.version
 READ = ToolAnnotations(readOnlyHint=True)
 
@@ -71,4 +73,4 @@ async def grow(name: str, ctx: Context) -> str:
 
 
 if __name__ == "__main__":
-    mcp.run("stdio")
+    mcp.run("streamable-http" if opts.http else "stdio")
