@@ -51,7 +51,7 @@ def chat(question: str = typer.Argument(None, help="ask this once and exit (defa
                 r = bot.ask(question, user=me)
                 typer.echo(json.dumps(r.to_dict(), default=str))
             else:
-                r = Session(bot, me, out).ask(question)
+                r = Session(bot, me, out, interactive=False).ask(question)
             raise typer.Exit(1 if r is None or r.status in ("failed", "cancelled") else 0)
         Session(bot, me, out).repl()
 
@@ -59,12 +59,13 @@ def chat(question: str = typer.Argument(None, help="ask this once and exit (defa
 class Session:
     """One terminal conversation: streams a run's events and shows its result."""
 
-    def __init__(self, bot: Any, me: Any, out: Any) -> None:
-        self.bot, self.me, self.out = bot, me, out
+    def __init__(self, bot: Any, me: Any, out: Any, *, interactive: bool = True) -> None:
+        self.bot, self.me, self.out, self.interactive = bot, me, out, interactive
         self.waiting: dict[str, str] = {}  # run id -> approval id, runs of this session that wait
         self._streamed = False  # an answer line is open (tokens printed, no newline yet)
         self._answered = False  # the answer's text was printed while streaming
         self._run_id: str | None = None
+        self._announce: str | None = None  # a waiting run being resumed by catch_up
         self._mute = threading.Event()  # set after Ctrl-C: a cancelled run's late events are not shown
 
     # ------------------------------------------------------------------ one question
@@ -108,10 +109,18 @@ class Session:
     def event(self, ev: Any) -> None:
         if self._mute.is_set():
             return
+        self._announced()
         kind, data, out = ev.type, dict(ev.data or {}), self.out
-        if kind == "started":
+        if kind == "started" and self._run_id is None:
             self._run_id = ev.run_id
-        elif kind == "recall":
+        if self._run_id is not None and ev.run_id != self._run_id:
+            # ``/approve ID`` resumes another run and streams its events here: its tool calls show;
+            # its answer is repeated by the command's own answer
+            if kind == "stopped" and data.get("status") != "waiting_approval":
+                self.waiting.pop(ev.run_id, None)
+            if kind in ("answer", "stopped", "started"):
+                return
+        if kind == "recall":
             hits = data.get("hits") or []
             out.print(f"[dim]· recalled {len(hits)} passage(s)[/]")
         elif kind == "token":
@@ -136,10 +145,16 @@ class Session:
         elif kind == "answer":
             text = str(data.get("text") or "")
             if text and not self._streamed:
-                out.print("[bold cyan]assistant[/] ", end="")
-                out.print(text, markup=False, highlight=False)
-                self._streamed = True
-            self._newline()
+                self._say(text)
+            else:
+                self._newline()
+            self._answered = True
+
+    def _announced(self) -> None:
+        """Say that a waiting run continues (before its first event, once)."""
+        if self._announce is not None:
+            self.out.print(f"[dim]run {self._announce} resumed: its approval was decided[/]")
+            self._announce = None
 
     def _newline(self) -> None:
         if self._streamed:
@@ -152,8 +167,7 @@ class Session:
         out = self.out
         self._newline()
         if r.answer and not self._answered:  # nothing streamed (a resume decided elsewhere, say)
-            out.print("[bold cyan]assistant[/] ", end="")
-            out.print(r.answer, markup=False, highlight=False)
+            self._say(r.answer)
         self._answered = False
         for i, s in enumerate(r.sources or (), 1):
             label = "memory" if s.kind == "memory" else "tool call" if s.kind == "tool" else s.kind
@@ -163,12 +177,19 @@ class Session:
         if r.status == "waiting_approval" and r.pending_approval:
             self.waiting[r.run_id] = r.pending_approval
             tool = (r.pending_tool or {}).get("tool", "?")
-            out.print(f"[yellow]waiting for approval {r.pending_approval}[/] ({_esc(tool)} "
-                      f"{_esc(_args((r.pending_tool or {}).get('args')))}): type [bold]/approve {r.pending_approval}[/]"
-                      f" or [bold]/reject {r.pending_approval} REASON[/]; or run "
-                      f"`emergent approvals approve {r.pending_approval}`")
+            aid = r.pending_approval
+            how = (f"type [bold]/approve {aid}[/] or [bold]/reject {aid} REASON[/], or run "
+                   if self.interactive else "run ")
+            out.print(f"[yellow]waiting for approval {aid}[/] ({_esc(tool)} "
+                      f"{_esc(_args((r.pending_tool or {}).get('args')))}): {how}"
+                      f"`emergent approvals approve {aid}` (the run continues)")
         else:
             self.waiting.pop(r.run_id, None)
+
+    def _say(self, text: str) -> None:
+        """The assistant's answer: after its name, or below it when it takes several lines."""
+        self.out.print("[bold cyan]assistant[/]", end="\n" if "\n" in text.strip() else " ")
+        self.out.print(text.strip("\n"), markup=False, highlight=False)
 
     def error(self, exc: BaseException) -> None:
         from emergent.errors import EmergentError
@@ -198,6 +219,7 @@ class Session:
             if text.lower() in _QUIT:
                 self.out.print("[dim]bye[/]")
                 return
+            self.catch_up()
             try:
                 self.ask(text)
             except KeyboardInterrupt:
@@ -208,6 +230,8 @@ class Session:
     def catch_up(self) -> None:
         """Finish this session's runs whose approval was decided elsewhere (CLI, a notebook)."""
         for run_id in list(self.waiting):
+            self._run_id, self._streamed, self._answered = run_id, False, False  # its events are its own
+            self._announce = run_id
             try:
                 r = self.bot.resume(run_id, on_event=self.event)
             except Exception as exc:  # noqa: BLE001 - shown; the conversation goes on
@@ -215,8 +239,9 @@ class Session:
                 self.error(exc)
                 continue
             if r.status != "waiting_approval" or r.pending_approval != self.waiting.get(run_id):
-                self.out.print(f"[dim]run {run_id} resumed: its approval was decided[/]")
+                self._announced()
                 self.show(r)
+            self._announce = None
 
 
 def _args(args: Any) -> str:

@@ -201,6 +201,7 @@ class Turn:
     question: str
     run_id: str | None = None
     text: str = ""
+    tokens: int = 0  # token events shown while the answer streamed
     status: str = "running"
     result: Any = None
     cards: list[ToolCard] = field(default_factory=list)
@@ -330,6 +331,7 @@ class Chat(widgets.VBox):
                                       f"passage(s)</div>")
         elif kind == "token":
             turn.text += str(data.get("text", ""))
+            turn.tokens += 1
             turn.answer_html.value = (f"<div class='emergent-chat-answer' style='{_BOT_STYLE}white-space:pre-wrap'>"
                                       f"{esc(turn.text)}▌</div>")
         elif kind == "tool_call":
@@ -539,7 +541,10 @@ class Chat(widgets.VBox):
         return thread
 
     def close(self) -> None:
-        self._closed.set()
+        """Stop polling and close the widget (its runs keep their state in the store)."""
+        closed = getattr(self, "_closed", None)  # None when the constructor refused its arguments
+        if closed is not None:
+            closed.set()
         with contextlib.suppress(Exception):
             super().close()
 
