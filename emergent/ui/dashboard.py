@@ -235,10 +235,15 @@ class Dashboard:
                      "next run": None if j.paused else j.next_run_at} for j in ws.jobs.list()]
 
         def runs() -> list[dict[str, Any]]:
+            from emergent.errors import PrincipalError
+
+            try:
+                ws.principals.agent("assistant")
+            except PrincipalError:
+                return []  # no assistant yet: showing the dashboard never creates one
             out = []
             for r in ws.assistant().runs(limit=limit):
-                d = r.to_dict()
-                out.append({"run": r.run_id, "question": d.get("question", ""), "status": r.status,
+                out.append({"run": r.run_id, "question": r.question, "status": r.status,
                             "mode": r.mode, "answer": (r.answer or "").replace("\n", " ")[:100],
                             "waits on": r.pending_approval or ""})
             return out
