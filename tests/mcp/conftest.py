@@ -85,7 +85,7 @@ def http_server(home: Path, ws: Any) -> Iterator[str]:
             if proc.poll() is not None or time.time() > deadline:
                 log.close()
                 raise RuntimeError("emergent mcp serve --http did not start:\n"
-                                   + (home.parent / "mcp-http.log").read_text())
+                                   + (home.parent / "mcp-http.log").read_text()) from None
             time.sleep(0.1)
     try:
         yield f"http://127.0.0.1:{port}/mcp"

@@ -13,7 +13,6 @@ from pathlib import Path
 import anyio
 import pytest
 
-
 from emergent.mcp.server import RESUME, STATUS
 
 EMERGENT = Path(sys.executable).with_name("emergent")
