@@ -339,7 +339,8 @@ class RunView:
             elif not answer.strip():
                 out.append(f"*(no answer: the run {r.status}, {r.stop_reason})*")
             if r.status != "completed":
-                out.append(f"\n\n*The run {r.status.replace('_', ' ')}: {r.stop_reason}.*")
+                why = f" ({r.stop_reason})" if r.stop_reason and r.stop_reason != r.status else ""
+                out.append(f"\n\n*Run {r.status}{why}.*")
         if r.sources:
             out.append("\n\n**Sources**\n")
             for i, s in enumerate(r.sources, 1):

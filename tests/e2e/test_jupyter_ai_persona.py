@@ -206,6 +206,11 @@ def test_a_remember_waits_for_approve_typed_in_the_same_chat_then_the_memory_is_
         assert approval, waiting
         assert "memory.remember" in waiting and "mode: offline" in waiting
         page.screenshot(path=str(artifacts / "jupyter_ai_emergent_waiting.png"), full_page=True)
+        box = page.locator(".jp-chat-input-container textarea").first
+        box.click()
+        box.press_sequentially("/appr", delay=30)  # the input completes the commands the persona advertises
+        page.locator(".jp-chat-command-name", has_text="/approve").first.wait_for(timeout=10_000)
+        box.press("Escape")
         send(page, f"/approve {approval.group(1)}")
         done = emergent_reply(page, f"approved {approval.group(1)}")
         assert "completed" in done and "Remembered" in done
@@ -222,7 +227,7 @@ def test_a_remember_waits_for_approve_typed_in_the_same_chat_then_the_memory_is_
     assert "Traceback" not in lab.log()
 
 
-def test_with_a_model_the_tool_calls_and_the_streamed_answer_appear_in_the_chat(
+def test_with_a_model_the_tool_calls_and_the_streamed_answer_appear_and_the_stop_button_cancels(
         chat_lab: Any, browser: Any, artifacts: Path) -> None:
     from emergent.providers.local_openai import LocalOpenAIServer, tool_call
 
@@ -241,6 +246,17 @@ def test_with_a_model_the_tool_calls_and_the_streamed_answer_appear_in_the_chat(
             assert "read 2 degrees too high" in answer
             assert lab.ids[2] in answer  # the cited memory is the source
             assert all(r["body"].get("stream") for r in llm.requests)  # streamed through the real openai client
+
+            llm.script.append(("sleep", 4.0))  # a slow model: the server stays responsive, the stop button stops
+            send(page, "@Emergent summarise everything we know")
+            t0 = time.monotonic()
+            with urllib.request.urlopen(f"{base}/api/status", timeout=5) as resp:
+                assert resp.status == 200
+            assert time.monotonic() - t0 < 1.0, "the server's event loop waited for the assistant"
+            stop = page.locator(".jp-jai-stopButton:not(.Mui-disabled)").first
+            stop.click(timeout=10_000)
+            stopped = emergent_reply(page, "Run cancelled.")
+            assert "mode: llm:local-model" in stopped
         finally:
             page.screenshot(path=str(artifacts / "jupyter_ai_emergent_model.png"), full_page=True)
             page.close()
