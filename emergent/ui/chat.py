@@ -33,6 +33,7 @@ import ipywidgets as widgets
 from emergent.principals import Principal
 from emergent.ui.marketplace import require_principal
 
+_TEXT = "line-height:1.45;"  # widget HTML inherits the 28px line-height of one-line controls
 RESULT_CHARS = 600  # a tool result is shown up to this many characters on its card
 ARGS_CHARS = 400
 _OUTCOME_COLOUR = {"ok": "#1a7f37", "denied": "#cf222e", "error": "#cf222e", "rejected": "#bc4c00",
@@ -84,7 +85,7 @@ def sources_html(sources: Iterable[Any]) -> str:
                      f"<code>{esc(ref)}</code>{sc}: {esc(clip(_get(s, 'text', ''), 300))}</li>")
     if not items:
         return ""
-    return (f"<div class='emergent-chat-sources'><b>Sources</b><ol style='margin:2px 0 2px 18px;padding:0'>"
+    return (f"<div class='emergent-chat-sources' style='{_TEXT}'><b>Sources</b><ol style='margin:2px 0 2px 18px;padding:0'>"
             f"{''.join(items)}</ol></div>")
 
 
@@ -98,17 +99,18 @@ def mode_html(mode: str | None, status: str | None = None, stop_reason: str | No
 
 
 def card_html(tool: str, args: Any, outcome: str, result: str | None = None, approval: str | None = None,
-              reason: str | None = None) -> str:
+              reason: str | None = None, decided: str | None = None) -> str:
     colour = _OUTCOME_COLOUR.get(outcome, "#000")
-    lines = [f"<b>🔧 {esc(tool)}</b> <span class='emergent-tool-outcome' style='color:{colour}'>{esc(outcome)}</span>",
+    lines = [f"<b>{esc(tool)}</b> <span class='emergent-tool-outcome' style='color:{colour}'>{esc(outcome)}</span>",
              f"<div><code style='font-size:11px'>{esc(args_text(args))}</code></div>"]
-    if approval:
+    if approval:  # why it waits while it waits; afterwards who decided, when known
+        note = reason if outcome == "waiting" else decided
         lines.append(f"<div>approval <code class='emergent-approval-id'>{esc(approval)}</code>"
-                     f"{': ' + esc(reason) if reason else ''}</div>")
+                     f"{': ' + esc(note) if note else ''}</div>")
     if result:
         lines.append("<pre class='emergent-tool-result' style='white-space:pre-wrap;max-height:160px;overflow:auto;"
                      f"margin:2px 0;font-size:11px'>{esc(clip(result, RESULT_CHARS))}</pre>")
-    return "".join(lines)
+    return f"<div style='{_TEXT}'>{''.join(lines)}</div>"
 
 
 def steps_html(steps: Iterable[dict[str, Any]]) -> str:
@@ -165,7 +167,7 @@ def result_text(r: Any) -> str:
 
 
 # ---------------------------------------------------------------------------- the widget
-_BUBBLE = "border-radius:10px;padding:6px 10px;margin:3px 0;max-width:90%;"
+_BUBBLE = f"border-radius:10px;padding:6px 10px;margin:3px 0;max-width:90%;{_TEXT}"
 _USER_STYLE = _BUBBLE + "background:#ddf4ff;margin-left:auto;"
 _BOT_STYLE = _BUBBLE + "background:#f6f8fa;"
 
@@ -180,6 +182,7 @@ class ToolCard:
     result: str | None = None
     approval: str | None = None
     reason: str | None = None
+    decided: str | None = None  # "approved by human:ana" once decided here
     html: widgets.HTML = field(default_factory=widgets.HTML)
     approve_button: widgets.Button | None = None
     reject_button: widgets.Button | None = None
@@ -187,7 +190,8 @@ class ToolCard:
     box: widgets.VBox = field(default_factory=widgets.VBox)
 
     def render(self) -> None:
-        self.html.value = card_html(self.tool, self.args, self.outcome, self.result, self.approval, self.reason)
+        self.html.value = card_html(self.tool, self.args, self.outcome, self.result, self.approval, self.reason,
+                                    self.decided)
         waiting = self.outcome == "waiting" and self.approval is not None
         for b in (self.approve_button, self.reject_button):
             if b is not None:
@@ -241,9 +245,11 @@ class Chat(widgets.VBox):
         self._closed = threading.Event()
         name = getattr(getattr(assistant, "spec", None), "name", None) or getattr(assistant, "name", "assistant")
         self.header = widgets.HTML(
-            f"<b>💬 {esc(name)}</b> <span style='color:#57606a;font-size:11px'>as {esc(self.principal.key)} · "
+            f"<b>{esc(name)}</b> <span style='color:#57606a;font-size:11px'>as {esc(self.principal.key)} · "
             f"mode <code>{esc(getattr(assistant, 'mode', '?'))}</code></span>")
-        self.conversation = widgets.VBox(layout=widgets.Layout(max_height="520px", overflow_y="auto"))
+        # the conversation grows with the cell (the notebook scrolls): a box of its own would not
+        # follow new answers down, ipywidgets cannot scroll it from the kernel
+        self.conversation = widgets.VBox(layout=widgets.Layout(width="100%"))
         self.conversation.add_class("emergent-chat-log")
         self.input = widgets.Textarea(placeholder=placeholder, rows=2, layout=widgets.Layout(width="100%"))
         self.input.add_class("emergent-chat-input")
@@ -271,9 +277,10 @@ class Chat(widgets.VBox):
                                     f"<div style='white-space:pre-wrap'>{esc(question)}</div></div>")
             turn.footer_html.value = mode_html(getattr(self.assistant, "mode", None), "running")
             bot = widgets.VBox([turn.recall_html, turn.cards_box, turn.answer_html, turn.sources_html,
-                                turn.footer_html], layout=widgets.Layout(width="100%"))
+                                turn.footer_html], layout=widgets.Layout(width="100%", flex="0 0 auto"))
             bot.add_class("emergent-chat-bot")
             turn.box.children = (turn.user_html, bot)
+            turn.box.layout = widgets.Layout(width="100%", flex="0 0 auto")  # the scrolling log never squeezes a turn
             self.history.append(turn)
             self.conversation.children = (*self.conversation.children, turn.box)
         self._start(f"chat-ask-{len(self.history)}", lambda: self._ask(turn))
@@ -366,7 +373,7 @@ class Chat(widgets.VBox):
     def _card(self, turn: Turn, tool: str, args: Any) -> ToolCard:
         card = ToolCard(str(tool), args)
         card.box.children = (card.html, card.message)
-        card.box.layout = widgets.Layout(border="1px solid #d0d7de", padding="2px 8px", margin="3px 0")
+        card.box.layout = widgets.Layout(border="1px solid #d0d7de", padding="2px 8px", margin="3px 0", flex="0 0 auto")
         card.box.add_class("emergent-tool-card")
         card.render()
         turn.cards.append(card)
@@ -409,6 +416,7 @@ class Chat(widgets.VBox):
         turn.done.clear()
 
         def work() -> None:
+            card.decided = f"{'approved' if approve else 'rejected'} by {self.principal.key}"
             try:
                 with turn.busy:
                     fn = self.assistant.approve if approve else self.assistant.reject
@@ -423,6 +431,8 @@ class Chat(widgets.VBox):
                     turn.done.set()
             except Exception as exc:  # e.g. the requester may not approve its own request: shown on the card
                 with self._lock:
+                    card.decided = None
+                    card.render()
                     card.message.value = f"<span style='color:#cf222e'>{esc(_message(exc))}</span>"
                     for b in (card.approve_button, card.reject_button):
                         if b is not None:
