@@ -196,3 +196,54 @@ def test_a_mistake_in_a_conversation_is_shown_and_the_conversation_goes_on(repl:
     repl.send("/quit")
     repl.expect(r"bye")
     assert repl.proc.wait(30) == 0
+
+
+@pytest.fixture
+def model(env: dict[str, str]) -> Iterator[tuple[Any, dict[str, str]]]:
+    """A local server speaking the chat-completions wire format, and the environment that points at it."""
+    from emergent.providers.local_openai import LocalOpenAIServer
+
+    with LocalOpenAIServer() as srv:
+        yield srv, {**env, "EMERGENT_LLM_MODEL": "local-model", "EMERGENT_LLM_BASE_URL": srv.base_url,
+                    "EMERGENT_LLM_API_KEY": "sk-local"}
+
+
+def test_with_a_model_the_answer_streams_and_names_its_mode(model: tuple[Any, dict[str, str]]) -> None:
+    srv, llm_env = model
+    srv.script = [{"content": "It overflowed at 4096 entries; 8192 fixed it [m1]."}]
+    p = emergent(llm_env, "chat", "Why did the ring buffer overflow?")
+    assert p.returncode == 0, p.stderr
+    assert "assistant It overflowed at 4096 entries; 8192 fixed it [m1]." in p.stdout
+    assert "[1] memory" in p.stdout and "[2] memory" not in p.stdout  # the one memory it cites
+    assert "mode llm:local-model · completed" in p.stdout
+    assert srv.requests and srv.requests[0]["body"].get("stream") is True  # tokens were streamed
+
+
+def test_ctrl_c_during_a_run_cancels_it_and_the_conversation_goes_on(model: tuple[Any, dict[str, str]],
+                                                                    env: dict[str, str]) -> None:
+    srv, llm_env = model
+
+    def slow(_body: dict[str, Any]) -> dict[str, Any]:
+        time.sleep(4)
+        return {"content": "too late"}
+
+    srv.script = [slow]
+    r = Repl(llm_env)
+    try:
+        r.expect(r"you> ")
+        r.send("Why did the ring buffer overflow?")
+        r.expect(r"recalled 3 passage\(s\)")
+        r.proc.send_signal(signal.SIGINT)
+        r.expect(r"cancelled")
+        r.expect(r"you> ")
+        r.proc.stdin.close()  # type: ignore[union-attr]
+        assert r.proc.wait(30) == 0
+        assert "Traceback" not in r.seen
+    finally:
+        if r.proc.poll() is None:
+            r.proc.kill()
+    from emergent import Workstation
+
+    with Workstation.open(env["EMERGENT_HOME"], embedder="hashing") as w:
+        (run,) = w.assistant().runs(limit=1)
+        assert run.status == "cancelled" and run.stop_reason == "cancelled"
