@@ -392,20 +392,34 @@ class MCPClients:
         return await session.call_tool(tool, args, read_timeout_seconds=timedelta(seconds=self.call_timeout))
 
     def _call_error(self, conn: _Conn, what: str, exc: BaseException) -> EmergentError:
+        from mcp import types
         from mcp.shared.exceptions import McpError
 
+        lost = isinstance(exc, (anyio.ClosedResourceError, anyio.BrokenResourceError, anyio.EndOfStream)) or \
+            (isinstance(exc, McpError) and exc.error.code == types.CONNECTION_CLOSED)
+        if lost:
+            self._drop(conn)
+            return ToolExecutionError(f"the MCP server {conn.server!r} closed the connection during {what}",
+                                      hint="call again: the next call starts the server (a new session)", tool=what)
         if isinstance(exc, McpError):
             if exc.error.code == 408:
                 return TimeoutExceeded(f"{what} did not answer within {self.call_timeout:.0f} s",
                                        hint="the server may still be working on it; try again later")
             return ToolExecutionError(f"{what} was refused: {exc.error.message}",
                                       hint="the MCP server answered with a protocol error", tool=what)
-        if isinstance(exc, (anyio.ClosedResourceError, anyio.BrokenResourceError, anyio.EndOfStream)):
-            conn.alive = False
-            return ToolExecutionError(f"the connection to the MCP server {conn.server!r} was lost during {what}",
-                                      hint="call again: the next call starts a new session", tool=what)
         return ToolExecutionError(f"{what} raised {type(exc).__name__}: {exc}",
                                   hint="see the cause; the arguments were valid", tool=what)
+
+    def _drop(self, conn: _Conn) -> None:
+        """Forget a session that broke (its task ends; the next call opens a new one)."""
+        conn.alive = False
+        with self._lock:
+            if self._conns.get(conn.target.source) is conn:
+                del self._conns[conn.target.source]
+            portal = self._portal
+        if conn.stop is not None and portal is not None:
+            with contextlib.suppress(Exception):
+                portal.call(conn.stop.set)
 
     def wait_for_refresh(self, source: str, relists: int, timeout: float = 10.0) -> bool:
         """Block until the session to ``source`` refreshed more than ``relists`` times."""

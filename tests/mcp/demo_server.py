@@ -1,7 +1,7 @@
 """A real MCP server built with the official SDK (FastMCP), spoken to over stdio by the tests.
 
 Tools: ``add`` (read-only), ``echo`` (read-only), ``note`` (no annotations), ``wipe``
-(destructive), ``fail`` (always an error) and ``grow`` (adds a tool at run time and sends
+(destructive), ``fail`` (always an error), ``crash`` (the process exits) and ``grow`` (adds a tool at run time and sends
 ``notifications/tools/list_changed``). ``--version`` sets ``serverInfo.version``; ``--variant 2``
 publishes a different schema for ``add`` (an extra optional argument) under the same version;
 ``--http PORT`` serves streamable HTTP at ``http://127.0.0.1:PORT/mcp`` instead of stdio.
@@ -10,6 +10,7 @@ publishes a different schema for ``add`` (an extra optional argument) under the 
 from __future__ import annotations
 
 import argparse
+import os
 
 from mcp.server.fastmcp import Context, FastMCP
 from mcp.types import ToolAnnotations
@@ -59,6 +60,12 @@ def wipe(target: str) -> str:
 def fail(reason: str) -> str:
     """Always fails with the reason."""
     raise ValueError(reason)
+
+
+@mcp.tool()
+def crash() -> str:
+    """Exit the server process at once (a crash in the middle of a call)."""
+    os._exit(3)
 
 
 @mcp.tool()

@@ -28,11 +28,11 @@ DEMO = "mcp.demo_server"
 def test_installing_a_stdio_server_registers_each_tool_with_version_and_side_effect(ws, me, demo):
     installed = ws.tools.install(demo(), by=me)
     specs = {s.name: s for s in installed}
-    assert set(specs) == {f"{DEMO}.{t}" for t in ("add", "echo", "note", "wipe", "fail", "grow")}
+    assert set(specs) == {f"{DEMO}.{t}" for t in ("add", "echo", "note", "wipe", "fail", "crash", "grow")}
     assert {s.version for s in specs.values()} == {"2.1.0"}  # serverInfo.version
     effects = {n.rsplit(".", 1)[1]: str(s.side_effect) for n, s in specs.items()}
     assert effects == {"add": "read", "echo": "read", "fail": "read", "note": "write", "grow": "write",
-                       "wipe": "destructive"}
+                       "crash": "write", "wipe": "destructive"}
     add = specs[f"{DEMO}.add"]
     assert add.args_schema["required"] == ["a", "b"] and add.args_schema["properties"]["a"]["type"] == "integer"
     assert add.source == demo() and add.permissions == ()  # stdio: a local process, no network permission
@@ -81,6 +81,14 @@ def test_a_server_side_error_becomes_a_tool_execution_error(ws, me, demo):
     with pytest.raises(ToolExecutionError) as err:
         ws.tools.call(f"{DEMO}.fail", {"reason": "the disk is on fire"}, principal=me)
     assert "the disk is on fire" in err.value.message and err.value.hint
+
+
+def test_a_server_that_dies_is_started_again_on_the_next_call(ws, me, demo):
+    ws.tools.install(demo(), by=me)
+    with pytest.raises(ToolExecutionError) as lost:
+        ws.tools.call(f"{DEMO}.crash", {}, principal=me)
+    assert "closed the connection" in lost.value.message and "call again" in lost.value.hint
+    assert ws.tools.call(f"{DEMO}.add", {"a": 1, "b": 1}, principal=me) == {"result": 2}  # a new process
 
 
 def test_a_changed_schema_at_the_same_server_version_becomes_a_new_revision(ws, me, demo):
