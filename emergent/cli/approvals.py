@@ -14,6 +14,7 @@ from typing import Any
 import typer
 
 from emergent.cli._common import HOME, workstation
+from emergent.errors import EmergentError
 
 app = typer.Typer(no_args_is_help=True)
 STATUSES = ("pending", "approved", "rejected", "expired", "consumed")
@@ -91,7 +92,13 @@ def _resume_assistant(ws: Any, approval_id: str) -> bool:
     if found is None:
         return False
     bot, run_id = found
-    r = bot.resume(run_id)
+    try:
+        r = bot.resume(run_id)
+    except EmergentError as exc:  # the decision stands; the run continues wherever it is resumed next
+        typer.echo(f"assistant run {run_id} did not continue here: {exc.message}"
+                   + (f" (hint: {exc.hint})" if exc.hint else "")
+                   + "; it continues with ws.assistant().resume_decided() or in its chat")
+        return True
     why = f" ({r.stop_reason})" if r.stop_reason not in (None, "answered") else ""
     typer.echo(f"assistant {bot.spec.name} run {r.run_id}: {r.status}{why} · mode {r.mode}")
     if r.answer:

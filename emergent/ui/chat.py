@@ -209,6 +209,7 @@ class Turn:
     status: str = "running"
     result: Any = None
     cards: list[ToolCard] = field(default_factory=list)
+    poll_errors: int = 0
     busy: threading.Lock = field(default_factory=threading.Lock)  # one resume at a time (click vs poll)
     done: threading.Event = field(default_factory=threading.Event)
     user_html: widgets.HTML = field(default_factory=widgets.HTML)
@@ -517,29 +518,32 @@ class Chat(widgets.VBox):
 
     # ------------------------------------------------------------------ approvals decided elsewhere
     def _ensure_poller(self) -> None:
-        with self._lock:
-            if self._poller is not None and self._poller.is_alive():
-                return
-            self._poller = self._start("chat-poll", self._poll)
+        with self._lock:  # the poller clears _poller under this lock when it stops: none is missed
+            if self._poller is None and not self._closed.is_set():
+                self._poller = self._start("chat-poll", self._poll)
 
     def _poll(self) -> None:
         """While a run waits, ask the assistant every ``poll_s`` whether its approval was decided."""
         while not self._closed.wait(self.poll_s):
-            waiting = [t for t in self.history if t.waiting and t.run_id]
-            if not waiting:
-                return
+            with self._lock:
+                waiting = [t for t in self.history if t.waiting and t.run_id and t.poll_errors < 5]
+                if not waiting:
+                    self._poller = None
+                    return
             for turn in waiting:
                 if not turn.busy.acquire(blocking=False):
                     continue  # a click is resuming it
                 try:
                     before = (turn.result.status, turn.result.pending_approval) if turn.result else None
                     r = self.assistant.resume(turn.run_id, on_event=lambda ev, t=turn: self._event(t, ev))
-                except Exception as exc:  # shown; the poll goes on for the other runs
+                except Exception as exc:  # shown; the poll goes on (a run that keeps failing is left alone)
+                    turn.poll_errors += 1
                     with self._lock:
                         self.status.value = f"<span style='color:#cf222e'>{esc(_message(exc))}</span>"
                     continue
                 finally:
                     turn.busy.release()
+                turn.poll_errors = 0
                 if (r.status, r.pending_approval) != before:
                     self._apply(turn, r)
 
