@@ -202,9 +202,11 @@ class MCPClients:
             async with stdio_client(params, errlog=errlog) as (read, write):
                 yield read, write
         else:
-            from mcp.client.streamable_http import streamable_http_client
+            from mcp.client import streamable_http
 
-            async with streamable_http_client(t.url) as (read, write, _):
+            connect = getattr(streamable_http, "streamable_http_client", None) or \
+                streamable_http.streamablehttp_client  # the name before mcp 1.2x
+            async with connect(t.url) as (read, write, _):
                 yield read, write
 
     async def _serve(self, conn: _Conn, *, task_status: Any = anyio.TASK_STATUS_IGNORED) -> None:
@@ -278,7 +280,8 @@ class MCPClients:
         while True:
             from mcp import types
 
-            res = await session.list_tools(params=types.PaginatedRequestParams(cursor=cursor) if cursor else None)
+            res = await (session.list_tools() if cursor is None else
+                         session.list_tools(params=types.PaginatedRequestParams(cursor=cursor)))
             tools += res.tools
             cursor = res.nextCursor
             if not cursor:

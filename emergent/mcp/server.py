@@ -292,20 +292,34 @@ class MCPServer:
         suspended = getattr(getattr(self.tools, "autonomy", None), "suspended", None)
         verifier = TokenVerifier(tokens, suspended)
 
+        owners: dict[str, str] = {}  # session id -> the token that opened it (the SDK checks this too)
+
         async def endpoint(scope: Any, receive: Any, send: Any) -> None:
-            if scope["type"] != "http" or any(k.lower() == b"mcp-session-id" for k, _ in scope.get("headers", ())):
+            token = scope["user"].access_token.subject
+            sid = next((v.decode("latin-1") for k, v in scope.get("headers", ()) if k.lower() == b"mcp-session-id"),
+                       None)
+            if sid is not None:
+                if owners.get(sid, token) != token:  # another token's session: as if it did not exist
+                    from starlette.responses import JSONResponse
+
+                    await JSONResponse({"jsonrpc": "2.0", "id": "server-error",
+                                        "error": {"code": -32600, "message": "Session not found"}},
+                                       status_code=404)(scope, receive, send)
+                    return
                 await manager.handle_request(scope, receive, send)
+                if scope.get("method") == "DELETE":  # the client ended the session
+                    owners.pop(sid, None)
                 return
 
             async def audited_send(message: Any) -> None:
                 if message["type"] == "http.response.start" and message.get("status") == 200:
-                    sid = next((v.decode() for k, v in message.get("headers", ()) if k.lower() == b"mcp-session-id"),
-                               None)
-                    if sid is not None:
-                        user = scope["user"]
-                        p = self.principals.get(user.access_token.client_id)
+                    new_sid = next((v.decode() for k, v in message.get("headers", ())
+                                    if k.lower() == b"mcp-session-id"), None)
+                    if new_sid is not None:
+                        owners[new_sid] = token
+                        p = self.principals.get(scope["user"].access_token.client_id)
                         await anyio.to_thread.run_sync(self._session_started, p, {
-                            "transport": "http", "session": sid, "token": user.access_token.subject})
+                            "transport": "http", "session": new_sid, "token": token})
                 await send(message)
 
             await manager.handle_request(scope, receive, audited_send)
