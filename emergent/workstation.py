@@ -457,6 +457,9 @@ class Workstation:
     def _repr_mimebundle_(self, include: Any = None, exclude: Any = None) -> dict[str, Any]:
         return self.dashboard()._repr_mimebundle_(include=include, exclude=exclude)  # type: ignore[no-any-return]
 
+    def _repr_html_(self) -> str:  # front-ends that ask for HTML only (nbconvert, GitHub)
+        return self.dashboard().html()  # type: ignore[no-any-return]
+
     def __repr__(self) -> str:
         return f"Workstation({str(self.path)!r})"
 
