@@ -24,7 +24,7 @@ import json
 import re
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
@@ -230,7 +230,8 @@ class Assistant:
         state: dict[str, Any] = {"kind": kind, "messages": [], "queue": [], "pending": None, "sources": [],
                                  "steps": [], "usage": {"steps": 0, "prompt_tokens": 0, "completion_tokens": 0,
                                                         "wall_s": 0.0, "cost": 0.0, "tool_calls": 0},
-                                 "budget": asdict(budget or self.spec.budget), "asked_by_human": who.is_human}
+                                 "budget": asdict(budget or self.spec.budget), "asked_by_human": who.is_human,
+                                 "tools": list(self.spec.tools)}  # a run resumed elsewhere keeps its tools
         mode = self.mode if kind == "chat" else OFFLINE
         self.audit.append("assistant.run_started", self.principal, {
             "assistant": self.name, "asked_by": who.key, "mode": mode, "kind": kind, "question": text[:500]},
@@ -349,14 +350,15 @@ class Assistant:
                 break
         return RunResult.of(self.runs_store.get(run_id))
 
-    def tool_schemas(self) -> list[dict[str, Any]]:
-        """The tools offered to the model: enabled tools matching the spec that the policy does not deny
-        this assistant (what it may actually do is decided again, call by call, by the gate)."""
+    def tool_schemas(self, patterns: Sequence[str] | None = None) -> list[dict[str, Any]]:
+        """The tools offered to the model: enabled tools matching the spec (or ``patterns``) that the
+        policy does not deny this assistant (the gate decides again, call by call)."""
+        patterns = tuple(self.spec.tools if patterns is None else patterns)
         out = []
         for info in self.tools.list():
             if not info.enabled or info.deprecated:
                 continue
-            if not any(fnmatch.fnmatchcase(info.name, pat) for pat in self.spec.tools):
+            if not any(fnmatch.fnmatchcase(info.name, pat) for pat in patterns):
                 continue
             if self.autonomy is not None:
                 d = self.autonomy.explain(self.principal.key, info.name, side_effect=info.side_effect,
@@ -381,7 +383,7 @@ class Assistant:
     def _drive(self, row: RunRow, emit: Emit, t0: float) -> RunResult:
         st = row.state
         budget = Budget(**st["budget"])
-        schemas = self.tool_schemas()
+        schemas = self.tool_schemas(st.get("tools"))
         while True:
             stop = self._over_budget(row, budget, t0)
             if stop:
