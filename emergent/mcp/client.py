@@ -162,6 +162,13 @@ class MCPClients:
             if self._portal is None:
                 from anyio.from_thread import BlockingPortal
 
+                try:
+                    import mcp  # noqa: F401
+                except ModuleNotFoundError:
+                    from emergent.errors import MissingExtraError
+
+                    raise MissingExtraError("MCP tools", "mcp", "mcp") from None
+
                 ready = threading.Event()
                 box: dict[str, Any] = {}
 

@@ -58,8 +58,13 @@ class SchemaToolSpec(ToolSpec):
 
     @cached_property
     def _validator(self) -> Any:
-        from jsonschema import validators
-        from jsonschema.exceptions import SchemaError
+        try:
+            from jsonschema import validators
+            from jsonschema.exceptions import SchemaError
+        except ModuleNotFoundError:
+            from emergent.errors import MissingExtraError
+
+            raise MissingExtraError("MCP tools", "mcp", "jsonschema") from None
 
         cls = validators.validator_for(self.input_schema, default=validators.Draft202012Validator)
         try:
