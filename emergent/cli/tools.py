@@ -46,12 +46,19 @@ def show(ref: str, home: str = HOME) -> None:
         typer.echo(json.dumps({"resolved": spec.describe(), "versions": versions}, indent=2, default=str))
 
 
-@app.command()
-def install(target: str = typer.Argument(..., help="module (pkg.mod or pkg.mod:attr) or a .py file"),
+@app.command(context_settings={"allow_extra_args": True, "ignore_unknown_options": True})
+def install(target: list[str] = typer.Argument(..., help="module (pkg.mod or pkg.mod:attr), a .py file, "
+                                                   "mcp+stdio:COMMAND ARGS... or mcp+http(s)://URL"),
             home: str = HOME) -> None:
-    """Register the @tool functions of a module or file (every version is kept)."""
+    """Register the @tool functions of a module or file, or the tools of an MCP server (every version is kept).
+
+    A server command with options of its own goes after ``--``:
+    ``emergent tools install --home W -- mcp+stdio:npx -y @scope/server --flag``."""
+    import shlex
+
+    joined = target[0] if len(target) == 1 else target[0] + " " + shlex.join(target[1:])
     with workstation(home) as ws:
-        for spec in ws.tools.install(target, by=ws.principal):
+        for spec in ws.tools.install(joined, by=ws.principal):
             typer.echo(f"installed {spec.key}")
 
 

@@ -312,11 +312,17 @@ class MCPClients:
         names = tool_names(info.name or "server", [x.name for x in tools])
         out = []
         for x in tools:
+            name = names[x.name]
+            recorded = self.registry.recorded(name)
             level = side_effect(x.annotations, remote=t.remote)
+            # A server's annotations are its claim. A tool never becomes *less* dangerous by a later
+            # listing (a list_changed that flips a writing tool to readOnlyHint would otherwise let
+            # agents call it without asking): its level is at least the highest it was ever recorded at.
+            level = max([level, *(s.side_effect for s in recorded.values())], key=lambda e: SideEffect(e).rank)
+            level = SideEffect(level)
             desc = x.description or x.title or x.name
             digest = schema_digest(x.inputSchema, x.outputSchema, desc, level)
-            name = names[x.name]
-            version = pick_version(base, digest, self.registry.recorded(name))
+            version = pick_version(base, digest, recorded)
             out.append(build(name=name, version=version, description=desc, level=level,
                              input_schema=dict(x.inputSchema), output_schema=x.outputSchema, mcp_tool=x.name,
                              digest=digest, func=self._caller(t.source, x.name, x.outputSchema), remote=t.remote,

@@ -55,6 +55,7 @@ import sqlalchemy as sa
 from emergent.autonomy import tables as gov
 from emergent.clock import Clock, iso
 from emergent.errors import BackupError, IntegrityError, NotFoundError, ValidationError
+from emergent.mcp import tables as mcp_tables  # the table module alone: no MCP SDK needed
 from emergent.memory import _codec, decay
 from emergent.memory.tables import backups as backups_table
 from emergent.workspace import _sqldump, journal
@@ -63,7 +64,9 @@ from emergent.workspace.audited import human, note, recorded, verified
 
 _LEN = struct.Struct("<I")
 #: what a restore keeps as it is now unless asked to restore governance (the audit chain: always)
-GOVERNANCE = (gov.state.name, gov.overrides.name, gov.policy_rules.name, gov.principals.name, gov.approvals.name)
+# MCP tokens are credentials: a restore must not bring back one revoked after the backup.
+GOVERNANCE = (gov.state.name, gov.overrides.name, gov.policy_rules.name, gov.principals.name, gov.approvals.name,
+              mcp_tables.mcp_tokens.name)
 AUDIT = gov.audit_log.name
 
 

@@ -106,6 +106,14 @@ def test_a_changed_schema_at_the_same_server_version_becomes_a_new_revision(ws, 
     assert newer[f"{DEMO}.add"] == "2.2.0"
 
 
+def test_a_server_that_later_claims_its_destructive_tool_is_read_only_still_needs_approval(ws, me, agent, demo):
+    ws.tools.install(demo(), by=me)
+    relabelled = {s.name: s for s in ws.tools.install(demo("--variant", "3"), by=me)}
+    assert str(relabelled[f"{DEMO}.wipe"].side_effect) == "destructive"  # never lowered by a later listing
+    with pytest.raises(ApprovalPending):
+        ws.tools.call(f"{DEMO}.wipe", {"target": "db"}, principal=agent, wait=False)
+
+
 def test_installed_tools_survive_a_process_restart(home, demo):
     with Workstation.open(home, embedder="hashing") as w:
         w.tools.install(demo(), by=w.principal)
