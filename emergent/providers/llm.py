@@ -249,7 +249,9 @@ class OpenAIChatModel:
         text: list[str] = []
         calls: dict[int, dict[str, Any]] = {}
         finish, model, prompt, completion = None, self.id, 0, 0
+        seen = 0
         for chunk in stream:
+            seen += 1
             model = getattr(chunk, "model", None) or model
             usage = getattr(chunk, "usage", None)
             if usage is not None:
@@ -271,6 +273,11 @@ class OpenAIChatModel:
                         slot["name"] += tc.function.name or ""
                         slot["arguments"] += tc.function.arguments or ""
                 finish = choice.finish_reason or finish
+        if finish is None and not text and not calls:
+            raise LLMError(f"model {self.id!r} at {self.base_url} sent a stream with "
+                           f"{'no chunks' if not seen else 'no answer and no end'}",
+                           hint="check that the endpoint speaks the OpenAI chat-completions API (with stream=true)",
+                           reason="malformed")
         if finish == "content_filter":
             raise LLMOutputError(f"model {self.id!r} refused: content filter", reason="refusal", model=self.id,
                                  hint="rephrase the request, or unset EMERGENT_LLM_MODEL to use templates")

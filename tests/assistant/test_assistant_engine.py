@@ -315,3 +315,25 @@ def test_run_state_is_json_in_sql_and_lists_newest_first(ows: Workstation) -> No
 def test_budget_values_are_validated() -> None:
     with pytest.raises(ValidationError):
         Budget(max_steps=0)
+
+
+def test_a_model_that_does_not_answer_in_time_fails_the_run_with_the_reason(
+        lws: Workstation, server: LocalOpenAIServer) -> None:
+    from emergent.providers.llm import OpenAIChatModel
+
+    server.script = [("sleep", 1.0), ("sleep", 1.0)]
+    bot = lws.assistant()
+    bot.llm = OpenAIChatModel("local-model", base_url=server.base_url, api_key="k", timeout=0.3, max_retries=1,
+                              backoff=0.01)
+    r = bot.ask("why did the ring buffer overflow?", user=lws.principal)
+    assert r.status == "failed" and "did not answer in time" in r.answer and "4096" in r.answer
+
+
+def test_a_body_that_is_not_json_fails_the_run_clearly(lws: Workstation, server: LocalOpenAIServer) -> None:
+    from emergent.providers.llm import OpenAIChatModel
+
+    server.default = ("raw", b"{this is not json")
+    bot = lws.assistant()
+    bot.llm = OpenAIChatModel("local-model", base_url=server.base_url, api_key="k", max_retries=0)
+    r = bot.ask("hello", user=lws.principal)
+    assert r.status == "failed" and r.stop_reason == "error" and "I could not finish" in r.answer
