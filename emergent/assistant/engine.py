@@ -24,6 +24,7 @@ import json
 import re
 import threading
 import time
+import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field, replace
 from typing import Any
@@ -60,6 +61,10 @@ DEFAULT_INSTRUCTIONS = (
     "policy does not allow is refused, and some calls wait for a person's approval. Be brief and exact.")
 #: longest tool result handed to the model or shown in a step
 RESULT_CHARS = 4000
+#: longest recalled memory kept in a run's checkpoint (a long note is not rewritten at every step)
+RECALLED_CHARS = 8000
+#: longest arguments (as JSON) of one tool call the model may ask for; longer ones are refused unrun
+ARGS_CHARS = 100_000
 _CITE = re.compile(r"\[m(\d+)\]")
 
 
@@ -71,11 +76,13 @@ class Budget:
     max_tokens: int = 32_000
     max_wall_s: float = 300.0
     max_cost: float = 1.0
+    #: tool calls in the whole run (one model answer may ask for many; max_steps counts answers)
+    max_tool_calls: int = 64
     #: what 1,000 tokens cost (prompt and completion alike), to count model use against ``max_cost``
     token_price_per_1k: float = 0.0
 
     def __post_init__(self) -> None:
-        for name in ("max_steps", "max_tokens", "max_wall_s", "max_cost"):
+        for name in ("max_steps", "max_tokens", "max_wall_s", "max_cost", "max_tool_calls"):
             if not getattr(self, name) > 0:
                 raise ValidationError(f"budget {name} must be positive, got {getattr(self, name)!r}", field=name)
         if self.token_price_per_1k < 0:
@@ -249,9 +256,9 @@ class Assistant:
 
     def _open_chat(self, row: RunRow, emit: Emit, t0: float) -> RunResult:
         text = row.question
-        self._recall(row, text, emit)
+        full = self._recall(row, text, emit)
         if self.llm is None:
-            hits = [s for s in row.state["recalled"] if not s.get("run_log")] or row.state["recalled"]
+            hits = [s for s in full if not s.get("run_log")] or full
             return self._finish(row, COMPLETED, "answered", offline.answer_from_memory(text, hits), emit, t0)
         row.state["messages"] = self._opening(text, row.state["recalled"])
         return self._drive(row, emit, t0)
@@ -277,6 +284,10 @@ class Assistant:
         t0 = time.monotonic()
         try:
             self._settle_pending(row, emit)
+            # The settled call's outcome is saved before anything else runs: it may have changed something,
+            # and after a crash it must not be the head of the queue again (what is behind it would repeat).
+            if not self._checkpoint(row, t0):
+                return RunResult.of(self.runs_store.get(run_id))
             if row.state["kind"] == "chat" and not row.state["messages"]:
                 return self._open_chat(row, emit, t0)  # it died before its opening: recall again (a read)
             if row.state["kind"] == "command":
@@ -384,29 +395,50 @@ class Assistant:
         st = row.state
         budget = Budget(**st["budget"])
         schemas = self.tool_schemas(st.get("tools"))
+        # The model may call only what it was offered, by the exact offered name: not a look-alike,
+        # a version pin, a deprecated version, nor a tool outside the spec's patterns (the gate would
+        # still decide, but a person would be asked to approve what this assistant was never given).
+        offered = {tool_from_function(s["function"]["name"]) for s in schemas}
+        unsaved = False  # a read's outcome not checkpointed yet
         while True:
             stop = self._over_budget(row, budget, t0)
             if stop:
                 return self._finish(row, STOPPED, stop, self._partial(row, stop), emit, t0)
             if st["queue"]:
                 call = st["queue"][0]
-                paused = self._run_tool(row, call, emit)
+                changes = self._changes(call["tool"]) and call["tool"] in offered
+                if changes and unsaved:
+                    # The checkpoint must show this change at the head of the queue before it runs: after
+                    # a crash the head is reported unknown, and everything behind it would run again.
+                    if not self._checkpoint(row, t0):
+                        return RunResult.of(self.runs_store.get(row.id))
+                    unsaved = False
+                paused = self._run_tool(row, call, emit, offered=offered)
                 if paused is not None:
                     return self._pause(row, paused, emit, t0)
                 st["queue"].pop(0)
                 # A change's outcome is checkpointed at once; a read's rides on the next checkpoint (after
                 # the model's next answer): lost in a crash, it is reported unknown, and a read may repeat.
-                if self._changes(call["tool"]) and not self._checkpoint(row, t0):
-                    return RunResult.of(self.runs_store.get(row.id))
+                if changes:
+                    if not self._checkpoint(row, t0):
+                        return RunResult.of(self.runs_store.get(row.id))
+                else:
+                    unsaved = True
                 continue
+            halted = self._halted()
+            if halted:  # paused or suspended: no request leaves with the run's memories, nothing more runs
+                raise PermissionDenied(halted, hint="a human resumes autonomy (or unsuspends the assistant); "
+                                                    "then ask again")
             n = st["usage"]["steps"] + 1
             tm = time.perf_counter()
             res = self._model(row, schemas, emit)
+            unsaved = False
             st["usage"]["steps"] = n
             st["usage"]["prompt_tokens"] += res.prompt_tokens
             st["usage"]["completion_tokens"] += res.completion_tokens
             st["usage"]["cost"] += (res.prompt_tokens + res.completion_tokens) / 1000 * budget.token_price_per_1k
-            calls = [{"id": c.id, "tool": tool_from_function(c.name), "args": c.arguments} for c in res.tool_calls]
+            calls = [_bounded({"id": c.id, "tool": tool_from_function(c.name), "args": c.arguments})
+                     for c in res.tool_calls]
             st["steps"].append({"n": len(st["steps"]) + 1, "kind": "model", "tool_calls": [c["tool"] for c in calls],
                                 "tokens": res.prompt_tokens + res.completion_tokens,
                                 "ms": round((time.perf_counter() - tm) * 1e3, 2)})
@@ -442,14 +474,31 @@ class Assistant:
             emit(RunEvent("token", row.id, {"text": res.content}))
         return res
 
-    def _run_tool(self, row: RunRow, call: dict[str, Any], emit: Emit,
-                  confidence: float | None = None) -> dict[str, Any] | None:
-        """Run one tool call through the gate; returns the pending approval when the gate asks."""
+    def _run_tool(self, row: RunRow, call: dict[str, Any], emit: Emit, confidence: float | None = None,
+                  offered: set[str] | None = None) -> dict[str, Any] | None:
+        """Run one tool call through the gate; returns the pending approval when the gate asks.
+        ``offered``: the tool names the model was offered (a model's call must name one of them)."""
         st = row.state
         tool, args = call["tool"], call["args"]
         emit(RunEvent("tool_call", row.id, {"tool": tool, "args": args}))
         st["usage"]["tool_calls"] += 1
         tm = time.perf_counter()
+        if call.get("too_big"):
+            self._tool_done(row, call, "error", f"error: the arguments are {call['too_big']:,} characters long "
+                                                f"(at most {ARGS_CHARS:,}); it did not run", emit, tm)
+            return None
+        if offered is not None and tool not in offered:
+            try:
+                with warnings.catch_warnings():
+                    warnings.simplefilter("ignore", DeprecationWarning)
+                    self.tools.resolve(tool)
+            except EmergentError as exc:  # no such tool (or disabled): say so, as the registry does
+                self._tool_done(row, call, "error", f"error: {exc.message}" + (f" ({exc.hint})" if exc.hint else ""),
+                                emit, tm)
+                return None
+            self._tool_done(row, call, "denied", f"refused: {tool!r} is not offered to {self.name}; call one "
+                                                 "of the offered tools by its exact name", emit, tm)
+            return None
         try:
             result = self.tools.call(tool, args, principal=self.principal, confidence=confidence, wait=False)
         except ApprovalPending as exc:
@@ -508,7 +557,11 @@ class Assistant:
         call, aid = pending["call"], pending["approval"]
         a = self.approvals.get(aid)
         tm = time.perf_counter()
-        if a.status == "approved":
+        if a.actor != self.principal.key or a.tool.partition("@")[0] != call["tool"].partition("@")[0].strip():
+            # A checkpoint naming a request this run did not file (edited in SQL): never run or use it up.
+            self._tool_done(row, call, "error", f"error: approval {aid} is not this run's request (it is "
+                                                f"{a.actor}'s, for {a.tool}); nothing ran", emit, tm)
+        elif a.status == "approved":
             emit(RunEvent("tool_call", row.id, {"tool": call["tool"], "args": call["args"], "approval": aid}))
             try:
                 result = self.tools.resume(aid)
@@ -551,6 +604,12 @@ class Assistant:
                                                                      "scope": self.spec.memory_scope}}
         else:
             call = {"id": "cmd", "tool": cmd.tool, "args": cmd.args or {}}
+            name = cmd.tool.partition("@")[0].strip()
+            patterns = st.get("tools") or self.spec.tools
+            if not any(fnmatch.fnmatchcase(name, pat) for pat in patterns):
+                self._tool_done(row, call, "denied", f"refused: {name!r} is not offered to {self.name} (its tools: "
+                                                     f"{', '.join(patterns)}); ws.tools.call runs it as you", emit)
+                return self._finish(row, COMPLETED, "answered", _command_answer(st["steps"][-1]), emit, t0)
         st["queue"] = [call]
         paused = self._run_tool(row, call, emit, confidence=confidence)
         if paused is not None:
@@ -578,7 +637,7 @@ class Assistant:
                   for r in waiting] or ["no run is waiting for an approval"]
         return "\n".join(lines)
 
-    def _recall(self, row: RunRow, query: str, emit: Emit) -> None:
+    def _recall(self, row: RunRow, query: str, emit: Emit) -> list[dict[str, Any]]:
         """Recall through the gate (a read of the assistant's own scope) and keep the hits as sources."""
         tm = time.perf_counter()
         hits = self.tools.call("memory.recall", {"query": query[:4000], "k": self.spec.recall_k,
@@ -589,12 +648,13 @@ class Assistant:
             if (h.get("meta") or {}).get("assistant_run"):
                 rec["run_log"] = True  # what an earlier run said, not what the researcher taught
             recalled.append(rec)
-        row.state["recalled"] = recalled
+        row.state["recalled"] = [{**h, "text": h["text"][:RECALLED_CHARS]} for h in recalled]
         row.state["sources"].extend(Source("memory", h["id"], h["text"][:500], h["score"]).to_dict() for h in recalled)
         row.state["steps"].append({"n": len(row.state["steps"]) + 1, "kind": "recall", "hits": len(recalled),
                                    "ms": round((time.perf_counter() - tm) * 1e3, 2)})
         emit(RunEvent("recall", row.id, {"hits": [Source("memory", h["id"], h["text"][:500], h["score"]).to_dict()
                                                   for h in recalled]}))
+        return recalled
 
     # ------------------------------------------------------------------ endings
     def _over_budget(self, row: RunRow, budget: Budget, t0: float) -> str | None:
@@ -604,6 +664,8 @@ class Assistant:
                 return "cancelled"
         if u["steps"] >= budget.max_steps and not row.state["queue"]:
             return "max_steps"
+        if u.get("tool_calls", 0) >= budget.max_tool_calls and row.state["queue"]:
+            return "max_tool_calls"
         if u["prompt_tokens"] + u["completion_tokens"] >= budget.max_tokens:
             return "max_tokens"
         if u["wall_s"] + (time.monotonic() - t0) >= budget.max_wall_s:
@@ -615,7 +677,8 @@ class Assistant:
     def _partial(self, row: RunRow, reason: str) -> str:
         done = [s for s in row.state["steps"] if s["kind"] == "tool"]
         what = {"max_steps": "the step budget", "max_tokens": "the token budget", "wall_time": "the time budget",
-                "cost": "the cost budget", "cancelled": "a cancellation"}.get(reason, reason)
+                "cost": "the cost budget", "max_tool_calls": "the tool-call budget",
+                "cancelled": "a cancellation"}.get(reason, reason)
         tail = "; ".join(f"{s['tool']}: {s['outcome']}" for s in done[-5:])
         return f"Stopped by {what} before an answer." + (f" Tool calls so far: {tail}." if tail else "")
 
@@ -677,6 +740,13 @@ class Assistant:
         tools = [s["tool"] for s in row.state["steps"] if s["kind"] == "tool"]
         if self.llm is None and not tools:
             return  # an offline answer is made of memories already held
+        if self.autonomy is not None:  # not asked for (by design), but never against a deny, a pause or a suspension
+            d = self.autonomy.explain(self.principal.key, "memory.remember", side_effect="write",
+                                      resource=self.spec.memory_scope)
+            if d.effect == "deny":
+                row.state["steps"].append({"n": len(row.state["steps"]) + 1, "kind": "error", "error": "PermissionDenied",
+                                           "text": f"not remembered: {d.reason}"})
+                return
         text = (f"{row.asked_by} asked: {row.question[:1000]}\nI answered ({row.mode}): {answer[:2000]}"
                 + (f"\nTools used: {', '.join(tools)}" if tools else ""))
         self.audit.append("assistant.remembered", self.principal, {"run": row.id, "scope": self.spec.memory_scope,
@@ -689,6 +759,18 @@ class Assistant:
                                        "error": type(exc).__name__, "text": f"not remembered: {exc.message}"})
 
     # ------------------------------------------------------------------ checks
+    def _halted(self) -> str | None:
+        """Why this assistant may not act now (autonomy paused, or it is suspended), else None."""
+        if self.autonomy is None:
+            return None
+        snap = self.autonomy.snapshot()
+        if snap.paused is not None:
+            return f"autonomy is paused by {snap.paused['by']}: {snap.paused['reason']}"
+        s = snap.suspended.get(self.principal.key)
+        if s is not None:
+            return f"{self.principal.key} is suspended by {s['by']}: {s['reason']}"
+        return None
+
     def _verify(self, who: Any) -> Principal:
         verify = getattr(getattr(self.autonomy, "principals", None), "verify", None)
         if verify is not None:
@@ -708,6 +790,14 @@ class Assistant:
         return Assistant(spec, principal=self.principal, tools=self.tools, memory=self.memory, runs=self.runs_store,
                          approvals=self.approvals, audit=self.audit, autonomy=self.autonomy, llm=self.llm,
                          clock=self.clock)
+
+
+def _bounded(call: dict[str, Any]) -> dict[str, Any]:
+    """A model's tool call whose arguments are too long to keep is marked and kept without them."""
+    size = len(json.dumps(call["args"], default=str))
+    if size <= ARGS_CHARS:
+        return call
+    return {**call, "args": {"omitted": f"{size:,} characters of arguments"}, "too_big": size}
 
 
 def _command_answer(step: dict[str, Any]) -> str:
