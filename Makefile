@@ -19,7 +19,7 @@ run: setup
 
 test: setup sysdeps
 	EMERGENT_TEST_POSTGRES_URL=$${EMERGENT_TEST_POSTGRES_URL:-$(PG_URL)} \
-	  $(BIN)/python -m pytest tests notebooks --nbval-lax --nbval-current-env -p no:randomly $(PYTEST_ARGS)
+	  $(BIN)/python -m pytest tests notebooks --nbval-lax --nbval-current-env -p no:randomly --durations=25 $(PYTEST_ARGS)
 
 setup: $(STAMP)
 
