@@ -343,6 +343,187 @@ def _hot_index(ltm: Any) -> tuple[float | None, float | None]:
     return (None if size is None else size / 2**20), rebuild_s
 
 
+# ------------------------------------------------------------------------------ hot index footprint
+#: synthetic rows for the footprint: a Zipf vocabulary, stop words, some numbers (Heaps-like growth)
+FOOTPRINT_VOCAB = 100_000
+
+
+class _Rows:
+    """Rows as the LTM hands them to the hot index, without LanceDB: realistic ids (``new_id``'s
+    format, time-ordered), ~120-character texts drawn from a Zipf vocabulary with stop words,
+    conversation-style meta on every row (``{"dia_id", "speaker", "session"}``, as the LoCoMo
+    ingest stores), empty sources, 10 users and a few thousand sessions."""
+
+    def __init__(self, size: int, seed: int = 5) -> None:
+        from emergent.memory.lexical import STOP
+
+        self.size = size
+        self.rng = np.random.default_rng(seed)
+        syll = ["ka", "to", "ri", "men", "sa", "lo", "ve", "dan", "pi", "ru", "sh", "el", "mo", "tan", "gi",
+                "ber", "no", "ca", "fu", "lin"]
+        words: set[str] = set()
+        while len(words) < FOOTPRINT_VOCAB:
+            n = int(self.rng.integers(1, 5))
+            words.add("".join(syll[int(i)] for i in self.rng.integers(0, len(syll), n)))
+        self.words = np.array(sorted(words, key=lambda w: (len(w), w)))
+        self.stop = np.array(sorted(STOP))
+        ranks = np.arange(1, FOOTPRINT_VOCAB + 1, dtype=np.float64)
+        self.cdf = np.cumsum(1.0 / ranks**1.05)
+        self.cdf /= self.cdf[-1]
+        self.centers = self.rng.standard_normal((256, DIM)).astype(np.float32)
+        self.base_ms = int(time.time() * 1000) - size * 1000
+
+    def chunk(self, start: int, stop: int) -> tuple[list[dict[str, Any]], np.ndarray]:
+        rng = np.random.default_rng(start + 17)
+        n = stop - start
+        labels = rng.integers(0, len(self.centers), n)
+        vectors = self.centers[labels] + 0.9 * rng.standard_normal((n, DIM)).astype(np.float32)
+        counts = rng.integers(18, 30, n)
+        total = int(counts.sum())
+        content = self.words[np.searchsorted(self.cdf, rng.random(total))]
+        stops = self.stop[rng.integers(0, len(self.stop), total)]
+        words = np.where(rng.random(total) < 0.4, stops, content)
+        numbers = rng.integers(0, 5000, n)
+        rand = rng.integers(0, 2**48, n)
+        rows = []
+        at = 0
+        now = time.time()
+        for j in range(n):
+            i = start + j
+            text = " ".join(words[at : at + counts[j]].tolist())
+            at += counts[j]
+            if numbers[j] < 1500:
+                text += f" {numbers[j]}"
+            session = i // 200
+            t = (self.base_ms + i * 1000) / 1000
+            rows.append({
+                "id": f"{self.base_ms + i * 1000:012x}{int(rand[j]):012x}", "text": text, "kind": "episodic",
+                "importance": 0.5, "stability": 1.0, "created_at": t, "learned_at": now, "last_accessed": now,
+                "access_count": 0, "user_id": f"user{i % 10}", "session_id": f"s{session}", "payload": None,
+                "meta": json.dumps({"dia_id": f"D{session % 40}:{i % 200}", "speaker": f"speaker{i % 10}",
+                                    "session": session % 40}),
+                "sources": "[]",
+            })
+        return rows, vectors
+
+
+def _rss_bytes() -> tuple[int, int]:
+    """(resident, peak resident) bytes of this process, from /proc/self/status."""
+    found: dict[str, int] = {}
+    with open("/proc/self/status") as fh:
+        for line in fh:
+            key, _, value = line.partition(":")
+            if key in ("VmRSS", "VmHWM"):
+                found[key] = int(value.split()[0]) * 1024
+    return found["VmRSS"], found["VmHWM"]
+
+
+def _trim() -> None:
+    """Collect garbage and hand freed heap back to the kernel (glibc ``malloc_trim``), so the resident
+    figure counts what the index holds, not pages the allocator keeps for reuse."""
+    import ctypes
+    import gc
+
+    gc.collect()
+    with contextlib.suppress(OSError, AttributeError):
+        ctypes.CDLL("libc.so.6").malloc_trim(0)
+
+
+def _footprint_child(size: int, snapshot: str = "", chunk: int = 0) -> None:
+    """Run in a fresh interpreter by :func:`bench_hot_footprint`: build one partition of ``size``
+    synthetic rows through ``Partition.append`` (or load it from ``snapshot`` when that file exists)
+    and print its footprint as one JSON line; a build is saved to ``snapshot`` when one is named."""
+    import faiss
+
+    from emergent.memory import lexical
+    from emergent.memory.hot import LOAD_CHUNK, Partition
+
+    chunk = chunk or LOAD_CHUNK  # rows per append, as a load from LanceDB appends them
+    load = bool(snapshot) and os.path.exists(snapshot)
+    rows = _Rows(size)
+    warm = Partition("warm", DIM, 10, 16)  # imports, faiss's and the stemmer's first allocations
+    w_rows, w_vecs = rows.chunk(0, 64)
+    warm.append(w_rows, vectors=w_vecs)
+    lexical.tokens("warming the stemmer")
+    faiss.IndexFlatIP(DIM)
+    del warm, w_rows, w_vecs
+    lexical._STEMS.clear()
+    _trim()
+    rss0, _ = _rss_bytes()
+    t0 = time.perf_counter()
+    part = Partition("bench", DIM, 20_000, 128)
+    if load:
+        with np.load(snapshot, allow_pickle=False) as data:
+            part.from_arrays(data)
+    else:
+        for start in range(0, size, chunk):
+            batch, vecs = rows.chunk(start, min(size, start + chunk))
+            part.append(batch, vectors=vecs)
+            del batch, vecs
+    build_s = time.perf_counter() - t0
+    del rows
+    _trim()
+    rss1, peak = _rss_bytes()
+    lexical._STEMS.clear()  # the stemmer's cache of words seen (process-wide, bounded)
+    _trim()
+    rss2, _ = _rss_bytes()
+    parts = part.footprint() if callable(getattr(part, "footprint", None)) else {}
+    estimate = part.nbytes()
+    if snapshot and not load:
+        arrays = part.to_arrays()
+        with open(snapshot, "wb") as fh:
+            np.savez(fh, **arrays)  # type: ignore[arg-type]
+        del arrays
+    del part
+    _trim()
+    rss3, _ = _rss_bytes()
+    print(json.dumps({"rows": size, "rss_delta": rss1 - rss0, "peak_delta": peak - rss0, "build_s": build_s,
+                      "stem_cache": rss1 - rss2, "freed": rss2 - rss3, "kept": rss3 - rss0, "estimate": estimate,
+                      "parts": parts}), flush=True)
+
+
+def _footprint_run(size: int, snapshot: str, timeout_s: float) -> dict[str, Any]:
+    script = f"from emergent.bench.memory import _footprint_child; _footprint_child({int(size)}, {snapshot!r})"
+    proc = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, env=_child_env(),
+                          timeout=timeout_s)
+    if proc.returncode != 0:
+        from emergent.errors import OperationalError
+
+        raise OperationalError(f"the hot index footprint process failed: {proc.stderr.strip()[-800:]}")
+    out: dict[str, Any] = json.loads(proc.stdout.strip().splitlines()[-1])
+    return out
+
+
+def bench_hot_footprint(size: int, timeout_s: float = 7200, snapshot: bool = True) -> dict[str, Any]:
+    """The hot index's measured memory at ``size`` memories of one agent (MiB).
+
+    ``index_rss_mb``: how much the resident set of a fresh interpreter grows while it builds one
+    partition through ``Partition.append`` (synthetic rows as :class:`_Rows` makes them, no
+    LanceDB), after garbage collection and ``malloc_trim`` (pages the allocator keeps for reuse
+    are not the index's); imports and warm-up are excluded, the stemmer's word cache that indexing
+    fills is included (``index_stem_cache_mb``). ``index_snapshot_rss_mb``: the same for a second
+    fresh interpreter that loads that partition from its snapshot (what a new process holds).
+    ``index_parts_mb``: the components' own sizes (``Partition.footprint()``: array bytes, faiss's
+    codes and graph), whose sum the RSS exceeds by the allocator's fragmentation (Python objects
+    freed around long-lived ones while building; ``index_unreleased_mb`` is what stays resident
+    after the partition itself is dropped).
+    """
+    mib = 2**20
+    with tempfile.TemporaryDirectory(prefix="emergent-footprint-") as d:
+        path = os.path.join(d, "part.npz") if snapshot else ""
+        built = _footprint_run(size, path, timeout_s)
+        loaded = _footprint_run(size, path, timeout_s) if snapshot else None
+    out = {"index_rss_mb": round(built["rss_delta"] / mib, 1), "index_peak_mb": round(built["peak_delta"] / mib, 1),
+           "index_build_s": round(built["build_s"], 1), "index_stem_cache_mb": round(built["stem_cache"] / mib, 1),
+           "index_unreleased_mb": round(built["kept"] / mib, 1),
+           "index_estimate_mb": round(built["estimate"] / mib, 1),
+           "index_parts_mb": {k: round(v / mib, 1) for k, v in built["parts"].items()}}
+    if loaded is not None:
+        out["index_snapshot_rss_mb"] = round(loaded["rss_delta"] / mib, 1)
+        out["index_snapshot_load_s"] = round(loaded["build_s"], 1)
+    return out
+
+
 def _raw_query(ltm: Any, q: np.ndarray) -> Any:
     """The baseline: a plain LanceDB top-10 vector query on the same table, default settings."""
     return ltm.table.search(q).distance_type("cosine").limit(10).to_arrow()

@@ -2,10 +2,18 @@
 
 Written by hand because the libraries do not fit how memory is used: ``bm25s`` and ``rank_bm25``
 index a fixed corpus (adding one memory means re-indexing all of them), and tantivy keeps its own
-on-disk index, a second store of record to keep coherent with LanceDB. Here postings are
-append-only arrays per term; a removed document is a tombstone (its postings are skipped through
-the ``alive`` mask until the partition is compacted). Scoring is numpy over the postings of the
-query's terms only.
+on-disk index, a second store of record to keep coherent with LanceDB. A removed document is a
+tombstone (its postings are skipped through the ``alive`` mask until the partition is compacted).
+Scoring is numpy over the postings of the query's terms only.
+
+Layout (a million memories' postings in ~4.3 bytes each, no Python object per posting or per term
+but the vocabulary's): terms are numbered in a dict; postings live in one CSR block (int64 offsets
+per term, int32 documents) plus a small tail of the postings added since the block was last
+rebuilt (per-term ``array`` s, merged into the block once they exceed a quarter of it, so an add
+costs amortised O(1) copies). A term frequency is 1 in ~95% of postings of short texts: the block
+keeps only the others, as (posting number, uint8 frequency) pairs; a frequency of 255 or more is
+stored as 255 with its exact value in a side dict. Every score is the one float32 frequencies
+gave (the frequencies read back are the exact integers).
 
 Statistics (document frequency, average length) are taken *within the query's mask* — the scope
 being searched — so a conversation's own vocabulary decides what is rare in it, not the words of
@@ -20,7 +28,6 @@ from __future__ import annotations
 import re
 from array import array
 from collections.abc import Sequence
-from functools import lru_cache
 from typing import Any
 
 import numpy as np
@@ -163,9 +170,20 @@ STOP = frozenset(
 _STEMMER = Stemmer.Stemmer("english")
 
 
-@lru_cache(maxsize=200_000)
+#: words seen -> their stems (a plain dict: an LRU's links would double what a word costs; a word
+#: that is its own stem is stored once); emptied when it reaches ``STEM_CACHE`` words
+_STEMS: dict[str, str] = {}
+STEM_CACHE = 200_000
+
+
 def _stem(word: str) -> str:
-    return str(_STEMMER.stemWord(word))
+    stem = _STEMS.get(word)
+    if stem is None:
+        if len(_STEMS) >= STEM_CACHE:
+            _STEMS.clear()
+        stem = str(_STEMMER.stemWord(word))
+        stem = _STEMS[word] = word if stem == word else stem
+    return stem
 
 
 def tokens(text: str) -> list[str]:
@@ -180,72 +198,218 @@ class BM25:
     positions); ``remove`` is the caller's ``alive`` mask, passed to :meth:`scores`.
     """
 
+    #: the tail is merged into the block when it holds more postings than this and a quarter of the block
+    MERGE_MIN = 1 << 16
+    #: a term frequency at or above this is kept exactly in ``_big``
+    TF_CAP = 255
+
     def __init__(self, k1: float = 0.9, b: float = 0.4) -> None:
         self.k1 = k1
         self.b = b
-        self._docs: dict[str, array] = {}
-        self._tf: dict[str, array] = {}
-        self.lengths = array("f")
+        self.vocab: dict[str, int] = {}  # term -> term number (insertion order is number order)
+        self._off = np.zeros(1, np.int64)  # the block: postings of term t at _off[t]:_off[t + 1]
+        self._docs = np.empty(0, np.int32)
+        self._rep_at: np.ndarray = np.empty(0, np.uint32)  # block postings whose frequency is not 1
+        self._rep_tf = np.empty(0, np.uint8)
+        self._tail: dict[int, tuple[array, array]] = {}  # term number -> (documents, frequencies)
+        self._tail_n = 0
+        self._big: dict[tuple[int, int], int] = {}  # (term number, document) -> frequency >= TF_CAP
+        self._len = np.zeros(256, np.float32)
+        self._n = 0
 
     def __len__(self) -> int:
-        return len(self.lengths)
+        return self._n
+
+    @property
+    def lengths(self) -> np.ndarray:
+        """Each document's number of terms."""
+        return self._len[: self._n]
 
     def add(self, doc: int, text: str) -> None:
-        if doc != len(self.lengths):
-            raise ValueError(f"BM25 documents are added in order: expected {len(self.lengths)}, got {doc}")
+        if doc != self._n:
+            raise ValueError(f"BM25 documents are added in order: expected {self._n}, got {doc}")
         terms = tokens(text)
         counts: dict[str, int] = {}
         for t in terms:
             counts[t] = counts.get(t, 0) + 1
+        vocab, tail = self.vocab, self._tail
         for t, n in counts.items():
-            docs = self._docs.get(t)
-            if docs is None:
-                docs = self._docs[t] = array("i")
-                self._tf[t] = array("f")
-            docs.append(doc)
-            self._tf[t].append(float(n))
-        self.lengths.append(float(len(terms)))
+            tid = vocab.get(t)
+            if tid is None:
+                tid = vocab[t] = len(vocab)
+            post = tail.get(tid)
+            if post is None:
+                post = tail[tid] = (array("i"), array("B"))
+            post[0].append(doc)
+            if n >= self.TF_CAP:
+                self._big[(tid, doc)] = n
+                n = self.TF_CAP
+            post[1].append(n)
+        self._tail_n += len(counts)
+        if self._n == len(self._len):
+            grown = np.zeros(2 * self._n, np.float32)
+            grown[: self._n] = self._len
+            self._len = grown
+        self._len[self._n] = len(terms)
+        self._n += 1
+        if self._tail_n > max(self.MERGE_MIN, len(self._docs) // 4):
+            self._merge()
+
+    def _merge(self) -> None:
+        """Rebuild the block with the tail's postings (each term's documents stay in order)."""
+        if not self._tail:
+            return
+        old_off, old_docs, old_tf = self._off, self._docs, self._block_tf()
+        old_terms = len(old_off) - 1
+        old_counts = np.diff(old_off)
+        tail_ids = sorted(self._tail)
+        counts = np.zeros(len(self.vocab), np.int64)
+        counts[:old_terms] = old_counts
+        counts[tail_ids] += [len(self._tail[t][0]) for t in tail_ids]
+        off = np.zeros(len(counts) + 1, np.int64)
+        np.cumsum(counts, out=off[1:])
+        docs = np.empty(int(off[-1]), np.int32)
+        tf = np.empty(int(off[-1]), np.uint8)
+        # the block's postings move in runs: a term's shift grows only past a term with tail postings
+        bounds = [0, *(t + 1 for t in tail_ids if t < old_terms), old_terms]
+        for a, b in zip(bounds[:-1], bounds[1:], strict=True):
+            if b > a:
+                lo, hi, at = int(old_off[a]), int(old_off[b]), int(off[a])
+                docs[at : at + hi - lo] = old_docs[lo:hi]
+                tf[at : at + hi - lo] = old_tf[lo:hi]
+        for t in tail_ids:
+            d, f = self._tail[t]
+            at = int(off[t]) + (int(old_counts[t]) if t < old_terms else 0)
+            docs[at : at + len(d)] = np.frombuffer(d, np.int32)
+            tf[at : at + len(f)] = np.frombuffer(f, np.uint8)
+        self._set_block(off, docs, tf)
+        self._tail = {}
+        self._tail_n = 0
+
+    @staticmethod
+    def _rep_at_type(n: int) -> type:
+        return np.uint32 if n < 2**32 else np.int64
+
+    def _block_tf(self) -> np.ndarray:
+        """Every block posting's stored frequency (a transient array)."""
+        tf = np.ones(len(self._docs), np.uint8)
+        tf[self._rep_at] = self._rep_tf
+        return tf
+
+    def _set_block(self, off: np.ndarray, docs: np.ndarray, tf: np.ndarray) -> None:
+        rep = np.flatnonzero(tf != 1)
+        self._off, self._docs = off, docs
+        self._rep_at, self._rep_tf = rep.astype(self._rep_at_type(len(docs))), tf[rep]
+
+    def take(self, keep: np.ndarray) -> BM25:
+        """The index of documents ``keep`` (increasing) renumbered 0, 1, ... (a partition's compaction:
+        the postings are filtered and renumbered, no text is tokenised again)."""
+        self._merge()
+        keep = np.asarray(keep, np.int64)
+        remap = np.full(self._n, -1, np.int64)
+        remap[keep] = np.arange(len(keep))
+        term = np.repeat(np.arange(len(self._off) - 1, dtype=np.int32), np.diff(self._off))
+        docs = remap[self._docs]
+        held = docs >= 0
+        counts = np.bincount(term[held], minlength=len(self._off) - 1)
+        used = np.flatnonzero(counts)  # terms left without a posting are dropped from the vocabulary
+        number = np.full(len(counts), -1, np.int64)
+        number[used] = np.arange(len(used))
+        out = BM25(self.k1, self.b)
+        names = list(self.vocab)
+        out.vocab = {names[t]: i for i, t in enumerate(used.tolist())}
+        off = np.zeros(len(used) + 1, np.int64)
+        np.cumsum(counts[used], out=off[1:])
+        out._set_block(off, docs[held].astype(np.int32), self._block_tf()[held])
+        out._big = {(int(number[t]), int(remap[d])): n for (t, d), n in self._big.items() if remap[d] >= 0}
+        out._len = self._len[keep].copy() if len(keep) else np.zeros(256, np.float32)
+        out._n = len(keep)
+        return out
 
     def to_arrays(self) -> dict[str, np.ndarray]:
-        terms = list(self._docs)
-        sizes = np.fromiter((len(self._docs[t]) for t in terms), np.int64, len(terms))
+        self._merge()
+        big = np.array([[t, d, n] for (t, d), n in self._big.items()], np.int64).reshape(-1, 3)
         return {
-            "bm25_terms": np.frombuffer("\n".join(terms).encode(), np.uint8),
-            "bm25_offsets": np.concatenate([[0], np.cumsum(sizes)]).astype(np.int64),
-            "bm25_docs": np.concatenate([np.frombuffer(self._docs[t], np.int32) for t in terms]) if terms
-            else np.empty(0, np.int32),
-            "bm25_tf": np.concatenate([np.frombuffer(self._tf[t], np.float32) for t in terms]) if terms
-            else np.empty(0, np.float32),
-            "bm25_lengths": np.frombuffer(self.lengths, np.float32).copy(),
+            "bm25_terms": np.frombuffer("\n".join(self.vocab).encode(), np.uint8),
+            "bm25_offsets": self._off.copy(),
+            "bm25_docs": self._docs.copy(),
+            "bm25_rep_at": self._rep_at.astype(np.int64),
+            "bm25_rep_tf": self._rep_tf.copy(),
+            "bm25_big": big,
+            "bm25_lengths": self.lengths.copy(),
             "bm25_params": np.array([self.k1, self.b], np.float64),
         }
 
     @classmethod
     def from_arrays(cls, data: Any) -> BM25:
+        """The index ``to_arrays`` wrote; ``ValueError`` when its parts disagree."""
         k1, b = (float(x) for x in data["bm25_params"])
         index = cls(k1, b)
         raw = bytes(data["bm25_terms"]).decode()
         terms = raw.split("\n") if raw else []
-        offsets, docs, tf = data["bm25_offsets"], data["bm25_docs"], data["bm25_tf"]
-        if len(offsets) != len(terms) + 1:
-            raise ValueError("BM25 snapshot: terms and offsets disagree")
-        for i, term in enumerate(terms):
-            lo, hi = int(offsets[i]), int(offsets[i + 1])
-            index._docs[term] = array("i", docs[lo:hi].astype(np.int32).tobytes())
-            index._tf[term] = array("f", tf[lo:hi].astype(np.float32).tobytes())
-        index.lengths = array("f", np.asarray(data["bm25_lengths"], np.float32).tobytes())
+        off = np.asarray(data["bm25_offsets"], np.int64)
+        docs = np.asarray(data["bm25_docs"], np.int32)
+        rep_at = np.asarray(data["bm25_rep_at"], np.int64)
+        rep_tf = np.asarray(data["bm25_rep_tf"], np.uint8)
+        lengths = np.asarray(data["bm25_lengths"], np.float32)
+        big = np.asarray(data["bm25_big"], np.int64).reshape(-1, 3)
+        if len(off) != len(terms) + 1 or off[0] != 0 or np.any(np.diff(off) < 0) or off[-1] != len(docs) \
+                or len(rep_at) != len(rep_tf) or len(set(terms)) != len(terms) \
+                or (len(rep_at) and (int(rep_at[0]) < 0 or int(rep_at[-1]) >= len(docs)
+                                     or bool(np.any(np.diff(rep_at) <= 0)))):
+            raise ValueError("BM25 snapshot: terms, offsets and postings disagree")
+        if len(docs) and (int(docs.min()) < 0 or int(docs.max()) >= len(lengths)):
+            raise ValueError("BM25 snapshot: a posting names a document it does not hold")
+        index.vocab = {t: i for i, t in enumerate(terms)}
+        index._off, index._docs = off, docs
+        index._rep_at, index._rep_tf = rep_at.astype(index._rep_at_type(len(docs))), rep_tf
+        index._big = {(int(t), int(d)): int(n) for t, d, n in big.tolist()}
+        index._len = lengths.copy() if len(lengths) else np.zeros(256, np.float32)
+        index._n = len(lengths)
         return index
 
+    def footprint(self) -> dict[str, int]:
+        """Bytes held, by part: postings (block, tail, exact frequencies), vocabulary, lengths."""
+        import sys
+
+        tail = sum(d.itemsize * len(d) + f.itemsize * len(f) + 2 * 64 for d, f in self._tail.values())
+        vocab = sys.getsizeof(self.vocab) + sum(sys.getsizeof(t) for t in self.vocab) \
+            + 28 * max(0, len(self.vocab) - 256)
+        return {"bm25_postings": self._off.nbytes + self._docs.nbytes + self._rep_at.nbytes + self._rep_tf.nbytes
+                + tail
+                + sys.getsizeof(self._tail) + 100 * len(self._big),
+                "bm25_vocab": vocab, "bm25_lengths": self._n * self._len.itemsize}
+
     def nbytes(self) -> int:
-        return sum(a.itemsize * len(a) for a in self._docs.values()) * 2 + self.lengths.itemsize * len(
-            self.lengths
-        )
+        return sum(self.footprint().values())
+
+    def _postings(self, tid: int) -> tuple[np.ndarray, np.ndarray]:
+        """(documents, stored frequencies) of term number ``tid``."""
+        docs: np.ndarray = np.empty(0, np.int32)
+        tf: np.ndarray = np.empty(0, np.uint8)
+        if tid < len(self._off) - 1:
+            lo, hi = int(self._off[tid]), int(self._off[tid + 1])
+            docs = self._docs[lo:hi]
+            tf = np.ones(hi - lo, np.uint8)
+            a, b = np.searchsorted(self._rep_at, [lo, hi])
+            tf[self._rep_at[a:b].astype(np.int64) - lo] = self._rep_tf[a:b]
+        tail = self._tail.get(tid)
+        if tail is not None:  # (copies: a view would pin the arrays the next add appends to)
+            docs = np.concatenate([docs, np.frombuffer(tail[0], np.int32)])
+            tf = np.concatenate([tf, np.frombuffer(tail[1], np.uint8)])
+        return docs, tf
 
     def postings(self, term: str) -> tuple[np.ndarray, np.ndarray]:
-        docs = self._docs.get(term)
-        if docs is None:
+        """(documents, term frequencies) of ``term``, documents in increasing order."""
+        tid = self.vocab.get(term)
+        if tid is None:
             return np.empty(0, np.int32), np.empty(0, np.float32)
-        return np.frombuffer(docs, np.int32), np.frombuffer(self._tf[term], np.float32)
+        docs, stored = self._postings(tid)
+        tf = stored.astype(np.float32)
+        if self._big:
+            for i in np.flatnonzero(stored == self.TF_CAP).tolist():
+                tf[i] = self._big[(tid, int(docs[i]))]
+        return docs, tf
 
     def scores(
         self, query: Sequence[str] | dict[str, float], mask: np.ndarray, n_docs: int | None = None
@@ -257,11 +421,11 @@ class BM25:
         size for idf, and the mean length under it is ``avgdl``.
         """
         weights = dict.fromkeys(query, 1.0) if not isinstance(query, dict) else query
-        size = len(self.lengths)
+        size = self._n
         if not weights or size == 0:
             return np.empty(0, np.int64), np.empty(0, np.float32)
         mask = mask[:size]
-        lengths = np.frombuffer(self.lengths, np.float32)
+        lengths = self.lengths
         n = int(n_docs if n_docs is not None else np.count_nonzero(mask))
         if n == 0:
             return np.empty(0, np.int64), np.empty(0, np.float32)

@@ -1,5 +1,6 @@
 """The hot recall index: what recall reads answers exactly what LanceDB holds, in every process."""
 
+import json
 import os
 import signal
 import subprocess
@@ -294,3 +295,22 @@ def test_recalled_memories_carry_when_they_happened_and_when_they_were_learned(w
     stored = mem.ltm.get(old, Scope("city"))
     assert hit.id == old and hit.record.event_time == stored.created_at < stored.learned_at
     assert hit.record.learned_at == stored.learned_at
+
+
+def test_a_snapshot_of_an_older_format_is_rebuilt_from_lancedb(home):
+    with Workstation.open(home, embedder="hashing") as ws:
+        ids = ws.memory.ingest(["format note about quartz", "format note about basalt"], scope="geo")
+        ws.memory.recall("quartz", scope="geo")
+    path = home / "cache" / "hot" / "geo.npz"
+    with np.load(path, allow_pickle=False) as data:
+        arrays = {k: data[k] for k in data.files}
+    header = json.loads(bytes(arrays["header"]).decode())
+    assert header["format"] == 3
+    arrays["header"] = np.frombuffer(json.dumps({**header, "format": 2}).encode(), np.uint8)
+    with open(path, "wb") as fh:
+        np.savez(fh, **arrays)
+    out = _child(home, """
+        hits = mem.recall("quartz", scope="geo", k=1)
+        print(hits[0].id, mem.ltm.hot.loaded_snapshots, mem.ltm.hot.rebuilds)
+    """)
+    assert out.split() == [ids[0], "0", "1"]
