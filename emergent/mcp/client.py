@@ -48,6 +48,11 @@ from emergent.mcp.spec import (
 from emergent.tools.spec import SideEffect, ToolSpec
 
 SCHEMES = ("mcp+stdio:", "mcp+http://", "mcp+https://")
+#: new tool versions one session may register through list_changed (a server that keeps changing its
+#: schemas is not followed further: a human installs again)
+MAX_LISTED_CHANGES = 20
+#: pause between two re-listings of one session (notifications that arrive meanwhile make one more)
+RELIST_GAP_S = 0.5
 
 
 @dataclass(frozen=True, slots=True)
@@ -127,6 +132,9 @@ class _Conn:
     log: Any = None
     relists: int = 0
     errors: list[str] = field(default_factory=list)
+    relisting: bool = False  # a re-listing is under way (list_changed notifications coalesce into it)
+    relist_again: bool = False
+    changes: int = 0  # versions registered through list_changed on this session
 
     @property
     def server(self) -> str:
@@ -150,6 +158,7 @@ class MCPClients:
         self._portal: Any = None
         self._thread: threading.Thread | None = None
         self._closed = False
+        self._namespaces: dict[str, set[str]] = {}  # source -> the mcp.<server> namespaces it was installed under
         self.changed = threading.Condition()  # notified after a list_changed refresh registered tools
         self.on_change: list[Callable[[str, list[ToolSpec]], None]] = []
 
@@ -200,7 +209,9 @@ class MCPClients:
         if t.kind == "stdio":
             from mcp.client.stdio import StdioServerParameters, stdio_client
 
-            params = StdioServerParameters(command=t.argv[0], args=list(t.argv[1:]))
+            # "replace": bytes that are not UTF-8 make one unreadable line (dropped by the SDK), where
+            # "strict" (the SDK's default) ended the session and left the call in flight until its timeout
+            params = StdioServerParameters(command=t.argv[0], args=list(t.argv[1:]), encoding_error_handler="replace")
             errlog = conn.log
             if errlog is None:
                 import sys
@@ -231,7 +242,11 @@ class MCPClients:
                 async def on_message(msg: Any) -> None:
                     if isinstance(msg, types.ServerNotification) and \
                             isinstance(msg.root, types.ToolListChangedNotification):
-                        tg.start_soon(self._relist, conn)
+                        if conn.relisting:  # a flood of notifications is one more re-listing, not one each
+                            conn.relist_again = True
+                        else:
+                            conn.relisting = True
+                            tg.start_soon(self._relist_loop, conn)
 
                 session = await stack.enter_async_context(ClientSession(
                     read, write, message_handler=on_message,  # type: ignore[arg-type]
@@ -336,6 +351,7 @@ class MCPClients:
         by = tag(tags, TAG_BY)
         if by:
             self._installed_by.setdefault(source, by)
+        self._namespaces.setdefault(source, set()).add(str(record["name"]).rsplit(".", 1)[0])
         output = record.get("result_schema") or None
         return build(name=record["name"], version=record["version"], description=record.get("description", ""),
                      level=SideEffect(record.get("side_effect", "write")),
@@ -359,7 +375,34 @@ class MCPClients:
             raise UsageError(f"the MCP server {conn.server!r} ({t.source}) lists no tools",
                              hint="nothing was installed")
         specs = self.specs_for(conn, tools)
+        self._namespaces.setdefault(t.source, set()).update(s.name.rsplit(".", 1)[0] for s in specs)
         return list(self.registry.add(*specs, source=t.source))
+
+    async def _relist_loop(self, conn: _Conn) -> None:
+        """Re-list until no notification arrived during the last re-listing (at most one in flight)."""
+        try:
+            while True:
+                conn.relist_again = False
+                await self._relist(conn)
+                if not conn.relist_again:
+                    return
+                await anyio.sleep(RELIST_GAP_S)
+        finally:
+            conn.relisting = False
+
+    def _foreign(self, conn: _Conn, spec: ToolSpec) -> bool:
+        """A listed tool this session may not register on its own: outside the namespaces its server
+        was installed under, or a name whose newest version is another server's (a server restarted
+        under another server's name must not take over that server's tools; a human's install may)."""
+        source = conn.target.source
+        if spec.name.rsplit(".", 1)[0] not in self._namespaces.get(source, set()):
+            return True
+        recorded = self.registry.recorded(spec.name)
+        if not recorded:
+            return False
+        from packaging.version import Version
+
+        return bool(getattr(recorded[max(recorded, key=Version)], "source", source) != source)
 
     async def _relist(self, conn: _Conn) -> None:
         try:
@@ -372,7 +415,15 @@ class MCPClients:
         specs = self.specs_for(conn, tools)
         known = {(s.name, v) for s in specs for v in self.registry.recorded(s.name)}
         new = [s for s in specs if (s.name, s.version) not in known]
-        if new:
+        refused = [s.key for s in new if self._foreign(conn, s)]
+        new = [s for s in new if s.key not in refused]
+        room = max(0, MAX_LISTED_CHANGES - conn.changes)
+        refused += [s.key for s in new[room:]]
+        new = new[:room]
+        if refused:
+            conn.errors.append(f"not registered from list_changed: {', '.join(refused)} (another server's name, or "
+                               f"more than {MAX_LISTED_CHANGES} changes in one session; a human installs again)")
+        if new or refused:
             who = None
             if conn.installed_by and self.principals is not None:
                 with contextlib.suppress(EmergentError):
@@ -380,7 +431,9 @@ class MCPClients:
             if self.audit is not None and who is not None:
                 self.audit.append("mcp.tools_changed", who, {
                     "target": conn.target.source, "server": conn.server, "versions": [s.key for s in new],
-                    "trigger": "notifications/tools/list_changed"}, durable=True)
+                    "refused": refused, "trigger": "notifications/tools/list_changed"}, durable=True)
+        if new:
+            conn.changes += len(new)
             self.registry.add(*new, source=conn.target.source)
         with self.changed:
             conn.relists += 1

@@ -61,6 +61,16 @@ def lab_echo(text: str) -> str:
     return text
 
 
+HOOK: dict[str, Any] = {}
+
+
+@tool(name="lab.hook", version="1.0.0")
+def lab_hook(text: str) -> str:
+    """A read that lets the test act while it runs."""
+    fn = HOOK.get("echo")
+    return fn(text) if fn else text
+
+
 @tool(name="lab.huge", version="1.0.0")
 def lab_huge(mb: int) -> str:
     """Return ``mb`` megabytes of text."""
@@ -87,7 +97,7 @@ def _open(home: Path, server: LocalOpenAIServer | None = None) -> Workstation:
     if server is not None:
         kw.update(llm_model="local-model", llm_base_url=server.base_url, llm_api_key="sk-local")
     w = Workstation.open(home, **kw)
-    w.tools.add(lab_append, lab_echo_old, lab_echo, lab_huge)
+    w.tools.add(lab_append, lab_echo_old, lab_echo, lab_huge, lab_hook)
     return w
 
 
@@ -479,7 +489,7 @@ def test_attack_concurrent_resume_and_cancel_run_the_approved_call_at_most_once(
                 errors.append(exc)
 
         threads = [threading.Thread(target=run, args=(lambda: bot.resume(r.run_id),)),
-                   threading.Thread(target=run, args=(lambda: other.assistant().cancel(r.run_id, by=me),)),
+                   threading.Thread(target=run, args=(lambda: other.assistant().cancel(r.run_id, by=other.principal),)),
                    threading.Thread(target=run, args=(lambda: other.assistant().resume(r.run_id),))]
         for t in threads:
             t.start()
@@ -515,3 +525,135 @@ def test_attack_a_write_queued_behind_an_approved_call_is_not_run_twice_when_the
     server.script = [lambda body: {"content": "noted"}]
     done = lws.assistant().resume(r.run_id)
     assert done.status == "completed" and RAN == ["second"]
+
+
+def test_attack_a_cancel_from_another_process_during_a_read_stops_the_write_queued_behind_it(
+        lws: Workstation, server: LocalOpenAIServer) -> None:
+    me = lws.principal
+    _allow_writes(lws, "lab.append")
+    other = _open(lws.path, server)  # another process's view: its own Assistant and cancel set
+    try:
+        def cancel_now(text: str) -> str:
+            run = other.assistant().runs(1)[0]
+            other.assistant().cancel(run.run_id, by=other.principal)
+            return text
+
+        HOOK["echo"] = cancel_now
+        server.script = [{"content": None, "tool_calls": [tool_call("lab-hook", {"text": "r"}, call_id="c1"),
+                                                          tool_call("lab-append", {"text": "after"}, call_id="c2")]}]
+        server.default = {"content": "done"}
+        r = lws.assistant().ask("read then write", user=me)
+        assert r.status == "cancelled" and "after" not in RAN
+    finally:
+        HOOK.clear()
+        other.close()
+
+
+# ====================================================================== MCP: malicious servers
+EVIL = Path(__file__).with_name("mcp_evil_server.py")
+DEMO = Path(__file__).parent.parent / "mcp" / "demo_server.py"
+
+
+def _evil(tmp_path: Path, *extra: str) -> str:
+    import shlex
+    import sys
+
+    return "mcp+stdio:" + shlex.join([sys.executable, str(EVIL), "--name-file", str(tmp_path / "evil-name"), *extra])
+
+
+def _demo() -> str:
+    import shlex
+    import sys
+
+    return "mcp+stdio:" + shlex.join([sys.executable, str(DEMO)])
+
+
+def test_attack_an_mcp_server_flooding_list_changed_is_relisted_a_bounded_number_of_times(ws, me, tmp_path) -> None:
+    target = _evil(tmp_path)
+    ws.tools.install(target, by=me)
+    clients = ws.tools.mcp_clients()
+    assert ws.tools.call("mcp.evil.flood", {"n": 300}, principal=me) == {"result": "flooded 300"}
+    deadline = time.time() + 20
+    conn = clients.connection(target)
+    last = -1
+    while time.time() < deadline:  # until the relists settle
+        time.sleep(1.0)
+        if conn.relists == last:
+            break
+        last = conn.relists
+    assert conn.relists <= 5, conn.relists
+    assert len(ws.tools.versions("mcp.evil.shifty")) <= 21
+    assert ws.tools.call("mcp.evil.echo", {"text": "x"}, principal=me) == {"result": "evil:x"}  # session alive
+
+
+def test_attack_a_restarted_server_claiming_another_servers_name_cannot_take_over_its_tools(ws, me, tmp_path) -> None:
+    demo, evil = _demo(), _evil(tmp_path)
+    ws.tools.install(demo, by=me)
+    ws.tools.install(evil, by=me)
+    assert ws.tools.call("mcp.demo_server.echo", {"text": "hi"}, principal=me) == {"result": "hi"}
+    with contextlib.suppress(EmergentError):  # it exits: from its next start on it says it is "Demo Server"
+        ws.tools.call("mcp.evil.rename", {"new_name": "Demo Server"}, principal=me)
+    clients = ws.tools.mcp_clients()
+    ws.tools.call("mcp.evil.announce", {}, principal=me)  # a new session, then notifications/tools/list_changed
+    assert clients.wait_for_refresh(evil, 0, timeout=20)
+    assert ws.tools.call("mcp.demo_server.echo", {"text": "hi"}, principal=me) == {"result": "hi"}
+    assert {v.source for v in ws.tools.versions("mcp.demo_server.echo")} == {demo}
+    assert not [n for n in ws.tools.registry.names() if n.startswith("mcp.demo_server.")
+                and any(v.source == evil for v in ws.tools.versions(n))]
+
+
+def test_attack_a_gigantic_mcp_result_is_cut_before_the_assistants_checkpoint_and_model(
+        home: Path, server: LocalOpenAIServer, tmp_path: Path) -> None:
+    w = _open(home, server)
+    try:
+        me = w.principal
+        w.tools.install(_evil(tmp_path), by=me)
+        server.script = [{"content": None, "tool_calls": [tool_call("mcp-evil-huge", {"mb": 5})]},
+                         {"content": "that was big"}]
+        r = w.assistant().ask("get the big thing", user=me)
+        assert r.status == "completed" and r.answer == "that was big"
+        assert len(json.dumps(_state(w, r.run_id))) < 100_000
+        assert len(_last_tool_message(server)) <= 5000
+    finally:
+        w.close()
+
+
+def test_attack_an_mcp_server_writing_garbage_to_stdout_does_not_break_the_session(ws, me, tmp_path) -> None:
+    target = _evil(tmp_path)
+    ws.tools.install(target, by=me)
+    t0 = time.monotonic()
+    assert ws.tools.call("mcp.evil.garbage", {}, principal=me) == {"result": "still here"}
+    assert time.monotonic() - t0 < 20  # not left waiting for the call's timeout (120 s)
+    assert ws.tools.call("mcp.evil.echo", {"text": "after"}, principal=me) == {"result": "evil:after"}
+
+
+def test_attack_an_mcp_server_answering_late_times_out_and_its_late_answer_is_not_taken_for_the_next(
+        ws, me, tmp_path) -> None:
+    from emergent.errors import TimeoutExceeded
+
+    target = _evil(tmp_path)
+    ws.tools.install(target, by=me)
+    ws.tools.mcp_clients().call_timeout = 1.5
+    t0 = time.monotonic()
+    with pytest.raises(TimeoutExceeded):
+        ws.tools.call("mcp.evil.stall", {"seconds": 4}, principal=me)
+    assert time.monotonic() - t0 < 10
+    time.sleep(4)  # the server answers the timed-out request now: that answer belongs to no one
+    assert ws.tools.call("mcp.evil.echo", {"text": "next"}, principal=me) == {"result": "evil:next"}
+
+
+# ====================================================================== MCP: malicious clients
+def test_attack_a_token_of_an_agent_suspended_later_verifies_as_nothing(ws, me, agent) -> None:
+    from emergent.mcp.server import TokenVerifier
+    from emergent.mcp.tokens import TokenStore
+
+    tokens = TokenStore(ws.sql, principals=ws.principals, audit=ws.audit, clock=ws.clock)
+    _, secret = tokens.create(agent, by=me)
+    verifier = TokenVerifier(tokens, ws.autonomy.suspended)
+    assert verifier.check(secret).client_id == agent.key
+    ws.autonomy.suspend(agent.key, by=me, reason="misbehaved")
+    assert verifier.check(secret) is None
+    ws.autonomy.unsuspend(agent.key, by=me)
+    assert verifier.check(secret) is not None
+    for forged in ("", "emt_", secret + "x", secret.upper(), "Bearer " + secret, "emt_" + "a" * 5000):
+        assert verifier.check(forged) is None
