@@ -73,14 +73,25 @@ class SchemaToolSpec(ToolSpec):
             raise ValidationError(f"tool {self.key} has an invalid input schema: {exc.message}",
                                   hint="the MCP server published a schema jsonschema cannot use",
                                   tool=self.key) from None
-        return cls(self.input_schema)
+        from referencing import Registry
+
+        # A schema is the server's claim: its $refs resolve inside it ($defs), never by fetching a URL
+        # or a file it names (jsonschema would otherwise retrieve them, on every call's validation).
+        return cls(self.input_schema, registry=Registry(retrieve=_no_retrieval))  # type: ignore[call-arg]
 
     def validate_args(self, args: Mapping[str, Any] | None) -> dict[str, Any]:
         if args is not None and not isinstance(args, Mapping):
             raise ValidationError(f"arguments for tool {self.key} must be an object, got {type(args).__name__}",
                                   hint=f"pass a dict matching {self.args_schema}", tool=self.key, fields=[])
         kwargs = dict(args or {})
-        errors = sorted(self._validator.iter_errors(kwargs), key=lambda e: [str(p) for p in e.absolute_path])
+        from referencing.exceptions import Unresolvable
+
+        try:
+            errors = sorted(self._validator.iter_errors(kwargs), key=lambda e: [str(p) for p in e.absolute_path])
+        except Unresolvable as exc:
+            raise ValidationError(f"tool {self.key}'s input schema refers to {getattr(exc, 'ref', exc)!s}, which is "
+                                  "never fetched", hint="the MCP server must publish a self-contained schema "
+                                                        "($defs); nothing was called", tool=self.key) from None
         if errors:
             bad = [f"{'.'.join(str(p) for p in e.absolute_path) or '(arguments)'}: {e.message}" for e in errors]
             raise ValidationError(f"bad arguments for tool {self.key}: " + "; ".join(bad),
@@ -96,6 +107,12 @@ class SchemaToolSpec(ToolSpec):
     @property
     def digest(self) -> str:
         return tag(self.tags, TAG_DIGEST) or ""
+
+
+def _no_retrieval(uri: str) -> Any:
+    from referencing.exceptions import NoSuchResource
+
+    raise NoSuchResource(ref=uri)  # type: ignore[call-arg]
 
 
 def tag(tags: tuple[str, ...] | list[str], prefix: str) -> str | None:

@@ -657,3 +657,35 @@ def test_attack_a_token_of_an_agent_suspended_later_verifies_as_nothing(ws, me, 
     assert verifier.check(secret) is not None
     for forged in ("", "emt_", secret + "x", secret.upper(), "Bearer " + secret, "emt_" + "a" * 5000):
         assert verifier.check(forged) is None
+
+
+def test_attack_an_mcp_schema_with_a_remote_ref_makes_the_workstation_fetch_nothing(ws, me, tmp_path) -> None:
+    """A server's inputSchema with ``$ref: http://...`` must not make every call's validation fetch a
+    URL (a request from the workstation that no permission covers, to wherever the server says)."""
+    import http.server
+
+    fetched: list[str] = []
+
+    class Handler(http.server.BaseHTTPRequestHandler):
+        def do_GET(self) -> None:  # noqa: N802 - http.server API
+            fetched.append(self.path)
+            self.send_response(200)
+            self.end_headers()
+            self.wfile.write(b'{"type": "string"}')
+
+        def log_message(self, *args: Any) -> None:
+            return
+
+    srv = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    threading.Thread(target=srv.serve_forever, daemon=True).start()
+    try:
+        url = f"http://127.0.0.1:{srv.server_address[1]}/schema.json"
+        ws.tools.install(_evil(tmp_path, "--ref-url", url), by=me)
+        from emergent.errors import ValidationError
+
+        with pytest.raises(ValidationError, match="schema.json"):
+            ws.tools.call("mcp.evil.reffy", {"a": "x"}, principal=me)
+        assert fetched == []
+    finally:
+        srv.shutdown()
+        srv.server_close()
