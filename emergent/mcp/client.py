@@ -51,6 +51,9 @@ SCHEMES = ("mcp+stdio:", "mcp+http://", "mcp+https://")
 #: new tool versions one session may register through list_changed (a server that keeps changing its
 #: schemas is not followed further: a human installs again)
 MAX_LISTED_CHANGES = 20
+#: most pages and tools one tools/list may take (a server whose list never ends is refused)
+MAX_LIST_PAGES = 100
+MAX_LISTED_TOOLS = 5000
 #: pause between two re-listings of one session (notifications that arrive meanwhile make one more)
 RELIST_GAP_S = 0.5
 
@@ -297,17 +300,24 @@ class MCPClients:
                                   hint="check the command or URL; stdio servers log to <workspace>/logs/mcp-*.log")
 
     async def _list(self, session: Any) -> list[Any]:
+        from mcp import types
+
         tools: list[Any] = []
         cursor = None
-        while True:
-            from mcp import types
-
+        seen: set[str] = set()
+        for _ in range(MAX_LIST_PAGES):
             res = await (session.list_tools() if cursor is None else
                          session.list_tools(params=types.PaginatedRequestParams(cursor=cursor)))
             tools += res.tools
             cursor = res.nextCursor
             if not cursor:
                 return tools
+            if cursor in seen or len(tools) > MAX_LISTED_TOOLS:
+                break
+            seen.add(cursor)
+        raise ToolExecutionError(f"the MCP server's tool list does not end (more than {MAX_LIST_PAGES} pages or "
+                                 f"{MAX_LISTED_TOOLS} tools, or a page cursor repeats)",
+                                 hint="nothing was registered; check the server (its log: <workspace>/logs/mcp-*.log)")
 
     # ------------------------------------------------------------------ specs
     def _caller(self, source: str, tool: str, output_schema: dict[str, Any] | None) -> Callable[..., Any]:

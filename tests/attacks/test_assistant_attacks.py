@@ -733,3 +733,22 @@ def test_attack_an_injected_answer_or_memory_with_an_image_is_not_sent_as_markdo
                   {}, 0.0, 0.0)
     out = streamed + view.result(r)
     assert "![" not in out and "<img" not in out
+
+
+def test_attack_an_mcp_server_whose_tool_list_never_ends_is_refused_at_install(ws, me, tmp_path) -> None:
+    from emergent.errors import ToolExecutionError
+
+    result: list[Any] = []
+
+    def install() -> None:
+        try:
+            result.append(ws.tools.install(_evil(tmp_path, "--endless-pages"), by=me))
+        except BaseException as exc:  # noqa: BLE001 - what the install ended with
+            result.append(exc)
+
+    t = threading.Thread(target=install, daemon=True)
+    t.start()
+    t.join(60)
+    assert not t.is_alive(), "install kept listing pages"
+    assert isinstance(result[0], ToolExecutionError) and "pages" in result[0].message
+    assert not [n for n in ws.tools.registry.names() if n.startswith("mcp.evil.")]
