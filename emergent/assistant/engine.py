@@ -66,6 +66,8 @@ RECALLED_CHARS = 8000
 #: longest arguments (as JSON) of one tool call the model may ask for; longer ones are refused unrun
 ARGS_CHARS = 100_000
 _CITE = re.compile(r"\[m(\d+)\]")
+#: a lone surrogate (JSON allows "\ud800"; UTF-8 cannot encode it: the audit trail would refuse the entry)
+_SURROGATE = re.compile("[\ud800-\udfff]")
 
 
 @dataclass(frozen=True)
@@ -227,6 +229,9 @@ class Assistant:
         or waits for an approval (then :meth:`resume` or :meth:`approve` continues it)."""
         if not isinstance(text, str) or not text.strip():
             raise ValidationError("ask needs a question or a command", hint="type a question, or /help")
+        if _SURROGATE.search(text):
+            raise ValidationError("the question contains a lone surrogate (text that is not valid Unicode)",
+                                  hint="send it again as plain UTF-8 text")
         if len(text) > 100_000:
             raise ValidationError(f"the question is {len(text)} characters long; at most 100,000",
                                   hint="put long material in memory (ingest) and ask about it")
@@ -431,7 +436,7 @@ class Assistant:
                                                     "then ask again")
             n = st["usage"]["steps"] + 1
             tm = time.perf_counter()
-            res = self._model(row, schemas, emit)
+            res = _clean(self._model(row, schemas, emit))  # the model's text can be anything JSON allows
             unsaved = False
             st["usage"]["steps"] = n
             st["usage"]["prompt_tokens"] += res.prompt_tokens
@@ -696,6 +701,7 @@ class Assistant:
 
     def _finish(self, row: RunRow, status: str, reason: str, answer: str, emit: Emit, t0: float) -> RunResult:
         st = row.state
+        answer = _scrub(answer)  # a tool's result or error in it may hold text that is not valid Unicode
         if status == COMPLETED and st["kind"] == "chat" and self.llm is not None:
             st["sources"] = self._cited(st["sources"], answer)
         self._account(row, t0)
@@ -790,6 +796,26 @@ class Assistant:
         return Assistant(spec, principal=self.principal, tools=self.tools, memory=self.memory, runs=self.runs_store,
                          approvals=self.approvals, audit=self.audit, autonomy=self.autonomy, llm=self.llm,
                          clock=self.clock)
+
+
+def _scrub(value: Any) -> Any:
+    """``value`` with every lone surrogate replaced by U+FFFD (strings inside lists and dicts too)."""
+    if isinstance(value, str):
+        return _SURROGATE.sub("\ufffd", value)
+    if isinstance(value, list):
+        return [_scrub(v) for v in value]
+    if isinstance(value, dict):
+        return {_scrub(k): _scrub(v) for k, v in value.items()}
+    return value
+
+
+def _clean(res: Any) -> Any:
+    """A model's answer whose text, tool names, ids and arguments are all encodable."""
+    if not hasattr(res, "tool_calls"):  # a ChatResult (a dataclass) of emergent.providers.llm
+        return res
+    calls = [replace(c, id=_scrub(c.id), name=_scrub(c.name), arguments=_scrub(c.arguments)) for c in res.tool_calls]
+    return replace(res, content=_scrub(res.content), model=_scrub(res.model), finish_reason=_scrub(res.finish_reason),
+                   tool_calls=calls)
 
 
 def _bounded(call: dict[str, Any]) -> dict[str, Any]:

@@ -30,6 +30,7 @@ _STOP_WORDS = """a an and are as at be been but by can could did do does for fro
 into is it its me my no not of on or our so that the their them then there these they this to was we were what
 when where which who why will with would you your about did does done any some than"""
 _STOP = frozenset(_STOP_WORDS.split())
+_SURROGATE = re.compile("[\ud800-\udfff]")
 
 
 @dataclass(frozen=True)
@@ -77,7 +78,7 @@ def _tool_args(raw: str) -> dict[str, Any]:
                                   hint='write them as a JSON object, e.g. /tool memory.recall {"query": "x"}') from None
         if not isinstance(value, dict):
             raise ValidationError("the tool's arguments must be a JSON object", hint='e.g. {"query": "x"}')
-        return value
+        return _encodable(value)
     out: dict[str, Any] = {}
     for part in shlex.split(raw):
         key, eq, value = part.partition("=")
@@ -87,7 +88,15 @@ def _tool_args(raw: str) -> dict[str, Any]:
             out[key] = json.loads(value)
         except json.JSONDecodeError:
             out[key] = value
-    return out
+    return _encodable(out)
+
+
+def _encodable(args: dict[str, Any]) -> dict[str, Any]:
+    """``args``, refused when a JSON escape made a lone surrogate (no UTF-8 for it: the audit would fail)."""
+    if _SURROGATE.search(json.dumps(args, ensure_ascii=False)):
+        raise ValidationError("the tool's arguments contain a lone surrogate (a \\ud800-\\udfff escape)",
+                              hint="write the text as plain Unicode")
+    return args
 
 
 def words(text: str) -> set[str]:
@@ -129,7 +138,7 @@ def format_result(value: Any, *, limit: int = 2000) -> str:
             text = json.dumps(value, default=str, ensure_ascii=False, indent=None)
         except (TypeError, ValueError):
             text = repr(value)
-    return _clip(text, limit)
+    return _clip(_SURROGATE.sub("\ufffd", text), limit)  # a result must stay encodable (audit, SQL, the model)
 
 
 __all__ = ["COMMANDS", "Command", "answer_from_memory", "format_result", "parse_command", "passage"]

@@ -27,6 +27,7 @@ import contextlib
 import functools
 import json
 import os
+import re
 import warnings
 from collections.abc import AsyncIterator
 from typing import Any
@@ -50,6 +51,7 @@ from emergent.tools.spec import SideEffect, ToolSpec
 STATUS = "approvals.status"
 RESUME = "approvals.resume"
 CONFIDENCE = "emergent/confidence"
+_SURROGATE = re.compile("[\ud800-\udfff]")
 _APPROVAL_ARGS = {"type": "object", "properties": {"approval": {"type": "string", "description": "the approval id"}},
                   "required": ["approval"], "additionalProperties": False}
 INSTRUCTIONS = ("Tools of an Emergent workspace. Every call passes its policy gate as this session's principal. "
@@ -208,6 +210,11 @@ class MCPServer:
     async def _call_handler(self, name: str, arguments: dict[str, Any]) -> types.CallToolResult:
         try:
             principal = self.principal()
+            if _SURROGATE.search(json.dumps([name, arguments], ensure_ascii=False, default=str)):
+                # JSON allows "\ud800"; UTF-8 does not: such a call could not be audited (and, queued in the
+                # audit trail, would make every later write fail), so it is refused before the gate
+                raise ValidationError("the call's name or arguments contain a lone surrogate (a \\ud800-\\udfff "
+                                      "escape)", hint="send the text as plain Unicode")
             if name == STATUS:
                 return await anyio.to_thread.run_sync(self._status, principal, arguments)
             if name == RESUME:

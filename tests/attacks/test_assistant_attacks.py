@@ -752,3 +752,51 @@ def test_attack_an_mcp_server_whose_tool_list_never_ends_is_refused_at_install(w
     assert not t.is_alive(), "install kept listing pages"
     assert isinstance(result[0], ToolExecutionError) and "pages" in result[0].message
     assert not [n for n in ws.tools.registry.names() if n.startswith("mcp.evil.")]
+
+
+# ====================================================================== text that is not Unicode
+def _audit_still_writes(ws: Workstation) -> None:
+    ws.audit.append("test.probe", ws.principal, {"ok": True}, durable=True)
+    ws.audit.flush()
+
+
+def test_attack_a_question_with_a_lone_surrogate_does_not_poison_the_audit_trail(ows: Workstation) -> None:
+    """A lone surrogate (valid in JSON as \\ud800, sent by a browser, an MCP client or a model) cannot be
+    encoded as UTF-8: once in the audit buffer, every later write failed and nothing could act."""
+    me = ows.principal
+    bot = ows.assistant()
+    from emergent.errors import ValidationError
+
+    with pytest.raises(ValidationError):
+        bot.ask("\ud800 why did the ring buffer overflow?", user=me)
+    assert bot.ask("why did the ring buffer overflow?", user=me).status == "completed"
+    _audit_still_writes(ows)
+
+
+def test_attack_a_model_answer_with_lone_surrogates_does_not_poison_the_audit_trail(
+        lws: Workstation, server: LocalOpenAIServer) -> None:
+    me = lws.principal
+    server.script = [{"content": "thinking \ud800", "tool_calls": [tool_call("lab-echo", {"text": "a\udfffb"})]},
+                     {"content": "done \udc00 here"}]
+    r = lws.assistant().ask("echo", user=me)
+    assert r.status == "completed" and r.answer.startswith("done") and RAN == ["new:a\ufffdb"]
+    _audit_still_writes(lws)
+    assert lws.assistant().ask("hello again", user=me).status == "completed"
+
+
+def test_attack_an_mcp_client_sending_a_lone_surrogate_does_not_poison_the_servers_audit(ws, me, agent) -> None:
+    import anyio
+
+    from emergent.mcp.server import MCPServer
+
+    srv = MCPServer(ws.tools, audit=ws.audit, principals=ws.principals)
+    srv._stdio_principal = agent  # what run_stdio sets: this session acts as the agent
+
+    async def calls() -> tuple[Any, Any]:
+        bad = await srv._call_handler("memory.recall", {"query": "door \ud800 code"})
+        good = await srv._call_handler("memory.recall", {"query": "door code"})
+        return bad, good
+
+    bad, good = anyio.run(calls)
+    assert bad.isError and not good.isError
+    _audit_still_writes(ws)
