@@ -473,10 +473,10 @@ class Assistant:
         stream = getattr(self.llm, "stream", None)
         if stream is not None:
             return stream(msgs, tools=schemas or None,
-                          on_token=lambda t: emit(RunEvent("token", row.id, {"text": t})))
+                          on_token=lambda t: emit(RunEvent("token", row.id, {"text": offline.shown(t)})))
         res = self.llm.chat(msgs, tools=schemas or None)
         if res.content:
-            emit(RunEvent("token", row.id, {"text": res.content}))
+            emit(RunEvent("token", row.id, {"text": offline.shown(res.content)}))
         return res
 
     def _run_tool(self, row: RunRow, call: dict[str, Any], emit: Emit, confidence: float | None = None,
@@ -649,7 +649,7 @@ class Assistant:
                                                  "scope": self.spec.memory_scope}, principal=self.principal)
         recalled = []
         for h in hits:
-            rec = {"id": h["id"], "text": h["text"], "score": float(h["score"])}
+            rec = {"id": h["id"], "text": offline.shown(h["text"]), "score": float(h["score"])}
             if (h.get("meta") or {}).get("assistant_run"):
                 rec["run_log"] = True  # what an earlier run said, not what the researcher taught
             recalled.append(rec)
@@ -701,7 +701,7 @@ class Assistant:
 
     def _finish(self, row: RunRow, status: str, reason: str, answer: str, emit: Emit, t0: float) -> RunResult:
         st = row.state
-        answer = _scrub(answer)  # a tool's result or error in it may hold text that is not valid Unicode
+        answer = _scrub(answer, text=True)  # a tool's result or error in it may hold anything
         if status == COMPLETED and st["kind"] == "chat" and self.llm is not None:
             st["sources"] = self._cited(st["sources"], answer)
         self._account(row, t0)
@@ -726,7 +726,7 @@ class Assistant:
         """A run that cannot go on: say why; without a model's answer, fall back on the memory passages."""
         st = row.state
         st["steps"].append({"n": len(st["steps"]) + 1, "kind": "error", "error": type(exc).__name__,
-                            "text": exc.message})
+                            "text": offline.shown(exc.message)})
         text = f"I could not finish: {exc.message}" + (f" — {exc.hint}" if exc.hint else "")
         if isinstance(exc, LLMError) and st.get("recalled"):
             text += "\n\n" + offline.answer_from_memory(row.question, st["recalled"])
@@ -798,10 +798,11 @@ class Assistant:
                          clock=self.clock)
 
 
-def _scrub(value: Any) -> Any:
-    """``value`` with every lone surrogate replaced by U+FFFD (strings inside lists and dicts too)."""
+def _scrub(value: Any, *, text: bool = False) -> Any:
+    """``value`` with every lone surrogate replaced by U+FFFD (strings inside lists and dicts too);
+    ``text``: something a surface shows, so without terminal control characters either."""
     if isinstance(value, str):
-        return _SURROGATE.sub("\ufffd", value)
+        return offline.shown(value) if text else _SURROGATE.sub("\ufffd", value)
     if isinstance(value, list):
         return [_scrub(v) for v in value]
     if isinstance(value, dict):
@@ -814,8 +815,8 @@ def _clean(res: Any) -> Any:
     if not hasattr(res, "tool_calls"):  # a ChatResult (a dataclass) of emergent.providers.llm
         return res
     calls = [replace(c, id=_scrub(c.id), name=_scrub(c.name), arguments=_scrub(c.arguments)) for c in res.tool_calls]
-    return replace(res, content=_scrub(res.content), model=_scrub(res.model), finish_reason=_scrub(res.finish_reason),
-                   tool_calls=calls)
+    return replace(res, content=_scrub(res.content, text=True), model=_scrub(res.model, text=True),
+                   finish_reason=_scrub(res.finish_reason, text=True), tool_calls=calls)
 
 
 def _bounded(call: dict[str, Any]) -> dict[str, Any]:

@@ -31,6 +31,14 @@ into is it its me my no not of on or our so that the their them then there these
 when where which who why will with would you your about did does done any some than"""
 _STOP = frozenset(_STOP_WORDS.split())
 _SURROGATE = re.compile("[\ud800-\udfff]")
+#: control characters a terminal acts on (ESC sequences, \r, C1), kept out of everything a run shows
+_CONTROL = re.compile("[\x00-\x08\x0b-\x1f\x7f-\x9f]")
+
+
+def shown(text: str) -> str:
+    """``text`` as a run may show it: no lone surrogates (U+FFFD instead: it must stay encodable for
+    the audit and SQL) and no control characters but tab and newline (a terminal would act on them)."""
+    return _CONTROL.sub("", _SURROGATE.sub("\ufffd", text))
 
 
 @dataclass(frozen=True)
@@ -138,7 +146,7 @@ def format_result(value: Any, *, limit: int = 2000) -> str:
             text = json.dumps(value, default=str, ensure_ascii=False, indent=None)
         except (TypeError, ValueError):
             text = repr(value)
-    return _clip(_SURROGATE.sub("\ufffd", text), limit)  # a result must stay encodable (audit, SQL, the model)
+    return _clip(shown(text), limit)
 
 
-__all__ = ["COMMANDS", "Command", "answer_from_memory", "format_result", "parse_command", "passage"]
+__all__ = ["COMMANDS", "Command", "answer_from_memory", "format_result", "parse_command", "passage", "shown"]

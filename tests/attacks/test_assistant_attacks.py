@@ -800,3 +800,28 @@ def test_attack_an_mcp_client_sending_a_lone_surrogate_does_not_poison_the_serve
     bad, good = anyio.run(calls)
     assert bad.isError and not good.isError
     _audit_still_writes(ws)
+
+
+def test_attack_terminal_escape_sequences_from_the_model_results_or_memories_never_reach_a_surface(
+        lws: Workstation, server: LocalOpenAIServer) -> None:
+    """`emergent chat` prints answers, streamed tokens, tool results and sources to a terminal: an
+    injected ESC sequence could write the clipboard (OSC 52), clear the screen or hide a line (\\r),
+    and an approval or a refusal printed before it. Nothing a run shows carries control characters."""
+    me = lws.principal
+    osc52, clear, hide = "\x1b]52;c;cm0gLXJmIH4=\x1b\\", "\x1b[2J\x1b[H", "rm -rf ~\r"
+    lws.memory.remember(f"The ring buffer note {osc52} mentions 4096 entries.", scope="assistant")
+    server.script = [{"content": f"Let me check {clear}", "tool_calls": [tool_call("lab-echo", {"text": hide + "ok"})]},
+                     {"content": f"The buffer had 4096 entries {osc52}{hide}[m1]"}]
+    got: list[Any] = []
+    r = lws.assistant().ask("ring buffer size?", user=me, on_event=got.append)
+    def texts(value: Any) -> str:  # every string shown, except a call's arguments (surfaces print them as JSON)
+        if isinstance(value, dict):
+            return "".join(texts(v) for k, v in value.items() if k != "args")
+        if isinstance(value, list):
+            return "".join(texts(v) for v in value)
+        return value if isinstance(value, str) else ""
+
+    shown = texts([e.data for e in got]) + r.answer + texts([s.to_dict() for s in r.sources] + r.steps)
+    assert "4096" in r.answer and len(RAN) == 1 and RAN[0].endswith(hide + "ok")  # the tool got its arguments as given
+    for bad in ("\x1b", "\r", "\x07", "\x9b"):
+        assert bad not in shown, repr(bad)
