@@ -129,6 +129,15 @@ class Blobs:
     def __len__(self) -> int:
         return self.n
 
+    @property
+    def buf(self) -> np.ndarray:
+        return self._buf
+
+    @buf.setter
+    def buf(self, value: np.ndarray) -> None:
+        self._buf = value
+        self._view = memoryview(value)  # type: ignore[arg-type]  # rows are read through it (no numpy call)
+
     # -- compression
     def _use(self, zdict: bytes) -> None:
         import zstandard as zstd
@@ -242,12 +251,16 @@ class Blobs:
             p += self.n
         if not 0 <= p < self.n:
             raise IndexError("row out of range")
-        if self.size is None or self.size[p] == 0:
+        size = self.size
+        if size is None:
             return self.default
-        data = self._raw(p)
+        z = int(size[p])
+        if not z:
+            return self.default
+        s = int(self.start[p])  # type: ignore[index]
         if self.zdict is not None:
-            data = self._decompressor().decompress(data)
-        return data.decode("utf-8", "surrogatepass")
+            return str(self._decompressor().decompress(self._view[s : s + z]), "utf-8", "surrogatepass")
+        return str(self._view[s : s + z], "utf-8", "surrogatepass")
 
     def set(self, p: int, value: str) -> None:
         if not value or value == self.default:
@@ -327,7 +340,12 @@ class _Ids:
         return self._part.size
 
     def __getitem__(self, p: int) -> str:
-        return self._part.id_at(p)
+        part = self._part
+        if part._odd and p in part._odd:
+            return part._odd[p]
+        if not 0 <= p < part.size:
+            raise IndexError("position out of range")
+        return part._kv[12 * p : 12 * p + 12].hex()
 
 
 class _Positions:
@@ -393,6 +411,8 @@ class Partition:
         self.generation = 0
         self.stale = True
         self.lock = threading.RLock()
+        self.ids = _Ids(self)  # ids[p]: the id at position p
+        self.pos = _Positions(self)  # pos.get(id): the live position of an id
         self.reset()
 
     def reset(self) -> None:
@@ -400,7 +420,7 @@ class Partition:
         self.size = 0
         self.live = 0
         cap = 256
-        self.cols = {name: np.zeros(cap, dtype=t) for name, t in self.COLS.items()}
+        self._set_cols({name: np.zeros(cap, dtype=t) for name, t in self.COLS.items()})
         self.vec: np.ndarray | None = np.zeros((cap, self.dim), np.float32)
         self.ann: Any = None
         self.ann_n = 0
@@ -419,19 +439,25 @@ class Partition:
         self._odd_pos: dict[str, int] = {}  # id -> live position
 
     # ------------------------------------------------------------------ ids
-    @property
-    def ids(self) -> _Ids:
-        return _Ids(self)
-
-    @property
-    def pos(self) -> _Positions:
-        return _Positions(self)
+    def _set_cols(self, cols: dict[str, np.ndarray]) -> None:
+        self.cols = cols
+        self._kv = memoryview(cols["key"]).cast("B")  # type: ignore[arg-type]  # ids[p] reads 12 bytes of it
 
     def id_at(self, p: int) -> str:
-        if not 0 <= p < self.size:
+        return self.ids[p]
+
+    def ids_at(self, positions: np.ndarray | Sequence[int]) -> list[str]:
+        """The ids at ``positions`` (one numpy gather and one hex conversion for all of them)."""
+        at = np.asarray(positions, np.int64)
+        if len(at) and (int(at.min()) < 0 or int(at.max()) >= self.size):
             raise IndexError("position out of range")
-        odd = self._odd.get(p) if self._odd else None
-        return odd if odd is not None else self.cols["key"][p].ljust(12, b"\0").hex()
+        text = self.cols["key"][at].tobytes().hex()
+        out = [text[i : i + 24] for i in range(0, len(text), 24)]
+        if self._odd:
+            for j, p in enumerate(at.tolist()):
+                if p in self._odd:
+                    out[j] = self._odd[p]
+        return out
 
     def find(self, id_: str) -> int | None:
         """The position of the live row ``id_`` (None when the partition holds none)."""
@@ -534,7 +560,7 @@ class Partition:
         if need <= cap:
             return
         cap = max(need, cap * 2)
-        self.cols = {name: _grown(a, cap) for name, a in self.cols.items()}
+        self._set_cols({name: _grown(a, cap) for name, a in self.cols.items()})
         if self.vec is not None:
             self.vec = _grown(self.vec, cap)
 
@@ -775,7 +801,7 @@ class Partition:
         ``full``, meta and sources are left empty (ranking does not read them)."""
         c = self.cols
         return MemoryRecord(
-            id=self.id_at(p), text=self.text[p], kind=KINDS[int(c["kind"][p])], importance=float(c["importance"][p]),
+            id=self.ids[p], text=self.text[p], kind=KINDS[int(c["kind"][p])], importance=float(c["importance"][p]),
             scope=_scope(self.agent, self.names[int(c["user"][p])], self.names[int(c["session"][p])]),
             created_at=float(c["created_at"][p]), last_accessed=float(c["last_accessed"][p]),
             learned_at=float(c["learned_at"][p]),

@@ -6,14 +6,14 @@ on-disk index, a second store of record to keep coherent with LanceDB. A removed
 tombstone (its postings are skipped through the ``alive`` mask until the partition is compacted).
 Scoring is numpy over the postings of the query's terms only.
 
-Layout (a million memories' postings in ~4.3 bytes each, no Python object per posting or per term
+Layout (a million memories' postings in 5 bytes each, no Python object per posting or per term
 but the vocabulary's): terms are numbered in a dict; postings live in one CSR block (int64 offsets
-per term, int32 documents) plus a small tail of the postings added since the block was last
-rebuilt (per-term ``array`` s, merged into the block once they exceed a quarter of it, so an add
-costs amortised O(1) copies). A term frequency is 1 in ~95% of postings of short texts: the block
-keeps only the others, as (posting number, uint8 frequency) pairs; a frequency of 255 or more is
-stored as 255 with its exact value in a side dict. Every score is the one float32 frequencies
-gave (the frequencies read back are the exact integers).
+per term, int32 documents, uint8 term frequencies) plus a small tail of the postings added since
+the block was last rebuilt (per-term ``array`` s, merged into the block once they exceed a
+quarter of it, so an add costs amortised O(1) copies). A term frequency of 255 or more is stored
+as 255 with its exact value in a side dict: every score is the one float32 frequencies gave (the
+frequencies read back are the exact integers). Keeping only the frequencies other than 1 (~3-7%
+of postings) saved 0.65 byte a posting but cost 5-15% of a query's time on frequent terms.
 
 Statistics (document frequency, average length) are taken *within the query's mask* — the scope
 being searched — so a conversation's own vocabulary decides what is rare in it, not the words of
@@ -209,8 +209,7 @@ class BM25:
         self.vocab: dict[str, int] = {}  # term -> term number (insertion order is number order)
         self._off = np.zeros(1, np.int64)  # the block: postings of term t at _off[t]:_off[t + 1]
         self._docs = np.empty(0, np.int32)
-        self._rep_at: np.ndarray = np.empty(0, np.uint32)  # block postings whose frequency is not 1
-        self._rep_tf = np.empty(0, np.uint8)
+        self._tf = np.empty(0, np.uint8)
         self._tail: dict[int, tuple[array, array]] = {}  # term number -> (documents, frequencies)
         self._tail_n = 0
         self._big: dict[tuple[int, int], int] = {}  # (term number, document) -> frequency >= TF_CAP
@@ -259,7 +258,7 @@ class BM25:
         """Rebuild the block with the tail's postings (each term's documents stay in order)."""
         if not self._tail:
             return
-        old_off, old_docs, old_tf = self._off, self._docs, self._block_tf()
+        old_off, old_docs, old_tf = self._off, self._docs, self._tf
         old_terms = len(old_off) - 1
         old_counts = np.diff(old_off)
         tail_ids = sorted(self._tail)
@@ -282,24 +281,9 @@ class BM25:
             at = int(off[t]) + (int(old_counts[t]) if t < old_terms else 0)
             docs[at : at + len(d)] = np.frombuffer(d, np.int32)
             tf[at : at + len(f)] = np.frombuffer(f, np.uint8)
-        self._set_block(off, docs, tf)
+        self._off, self._docs, self._tf = off, docs, tf
         self._tail = {}
         self._tail_n = 0
-
-    @staticmethod
-    def _rep_at_type(n: int) -> type:
-        return np.uint32 if n < 2**32 else np.int64
-
-    def _block_tf(self) -> np.ndarray:
-        """Every block posting's stored frequency (a transient array)."""
-        tf = np.ones(len(self._docs), np.uint8)
-        tf[self._rep_at] = self._rep_tf
-        return tf
-
-    def _set_block(self, off: np.ndarray, docs: np.ndarray, tf: np.ndarray) -> None:
-        rep = np.flatnonzero(tf != 1)
-        self._off, self._docs = off, docs
-        self._rep_at, self._rep_tf = rep.astype(self._rep_at_type(len(docs))), tf[rep]
 
     def take(self, keep: np.ndarray) -> BM25:
         """The index of documents ``keep`` (increasing) renumbered 0, 1, ... (a partition's compaction:
@@ -320,7 +304,7 @@ class BM25:
         out.vocab = {names[t]: i for i, t in enumerate(used.tolist())}
         off = np.zeros(len(used) + 1, np.int64)
         np.cumsum(counts[used], out=off[1:])
-        out._set_block(off, docs[held].astype(np.int32), self._block_tf()[held])
+        out._off, out._docs, out._tf = off, docs[held].astype(np.int32), self._tf[held]
         out._big = {(int(number[t]), int(remap[d])): n for (t, d), n in self._big.items() if remap[d] >= 0}
         out._len = self._len[keep].copy() if len(keep) else np.zeros(256, np.float32)
         out._n = len(keep)
@@ -333,8 +317,7 @@ class BM25:
             "bm25_terms": np.frombuffer("\n".join(self.vocab).encode(), np.uint8),
             "bm25_offsets": self._off.copy(),
             "bm25_docs": self._docs.copy(),
-            "bm25_rep_at": self._rep_at.astype(np.int64),
-            "bm25_rep_tf": self._rep_tf.copy(),
+            "bm25_tf": self._tf.copy(),
             "bm25_big": big,
             "bm25_lengths": self.lengths.copy(),
             "bm25_params": np.array([self.k1, self.b], np.float64),
@@ -349,20 +332,16 @@ class BM25:
         terms = raw.split("\n") if raw else []
         off = np.asarray(data["bm25_offsets"], np.int64)
         docs = np.asarray(data["bm25_docs"], np.int32)
-        rep_at = np.asarray(data["bm25_rep_at"], np.int64)
-        rep_tf = np.asarray(data["bm25_rep_tf"], np.uint8)
+        tf = np.asarray(data["bm25_tf"], np.uint8)
         lengths = np.asarray(data["bm25_lengths"], np.float32)
         big = np.asarray(data["bm25_big"], np.int64).reshape(-1, 3)
         if len(off) != len(terms) + 1 or off[0] != 0 or np.any(np.diff(off) < 0) or off[-1] != len(docs) \
-                or len(rep_at) != len(rep_tf) or len(set(terms)) != len(terms) \
-                or (len(rep_at) and (int(rep_at[0]) < 0 or int(rep_at[-1]) >= len(docs)
-                                     or bool(np.any(np.diff(rep_at) <= 0)))):
+                or len(tf) != len(docs) or len(set(terms)) != len(terms):
             raise ValueError("BM25 snapshot: terms, offsets and postings disagree")
         if len(docs) and (int(docs.min()) < 0 or int(docs.max()) >= len(lengths)):
             raise ValueError("BM25 snapshot: a posting names a document it does not hold")
         index.vocab = {t: i for i, t in enumerate(terms)}
-        index._off, index._docs = off, docs
-        index._rep_at, index._rep_tf = rep_at.astype(index._rep_at_type(len(docs))), rep_tf
+        index._off, index._docs, index._tf = off, docs, tf
         index._big = {(int(t), int(d)): int(n) for t, d, n in big.tolist()}
         index._len = lengths.copy() if len(lengths) else np.zeros(256, np.float32)
         index._n = len(lengths)
@@ -375,41 +354,55 @@ class BM25:
         tail = sum(d.itemsize * len(d) + f.itemsize * len(f) + 2 * 64 for d, f in self._tail.values())
         vocab = sys.getsizeof(self.vocab) + sum(sys.getsizeof(t) for t in self.vocab) \
             + 28 * max(0, len(self.vocab) - 256)
-        return {"bm25_postings": self._off.nbytes + self._docs.nbytes + self._rep_at.nbytes + self._rep_tf.nbytes
-                + tail
+        return {"bm25_postings": self._off.nbytes + self._docs.nbytes + self._tf.nbytes + tail
                 + sys.getsizeof(self._tail) + 100 * len(self._big),
                 "bm25_vocab": vocab, "bm25_lengths": self._n * self._len.itemsize}
 
     def nbytes(self) -> int:
         return sum(self.footprint().values())
 
-    def _postings(self, tid: int) -> tuple[np.ndarray, np.ndarray]:
-        """(documents, stored frequencies) of term number ``tid``."""
-        docs: np.ndarray = np.empty(0, np.int32)
-        tf: np.ndarray = np.empty(0, np.uint8)
+    def _segments(self, tid: int) -> list[tuple[np.ndarray, np.ndarray]]:
+        """Term number ``tid``'s postings in the block and in the tail, each as (documents in increasing
+        order, their stored frequencies, uint8)."""
+        out = []
         if tid < len(self._off) - 1:
             lo, hi = int(self._off[tid]), int(self._off[tid + 1])
-            docs = self._docs[lo:hi]
-            tf = np.ones(hi - lo, np.uint8)
-            a, b = np.searchsorted(self._rep_at, [lo, hi])
-            tf[self._rep_at[a:b].astype(np.int64) - lo] = self._rep_tf[a:b]
+            out.append((self._docs[lo:hi], self._tf[lo:hi]))
         tail = self._tail.get(tid)
         if tail is not None:  # (copies: a view would pin the arrays the next add appends to)
-            docs = np.concatenate([docs, np.frombuffer(tail[0], np.int32)])
-            tf = np.concatenate([tf, np.frombuffer(tail[1], np.uint8)])
-        return docs, tf
+            out.append((np.frombuffer(tail[0], np.int32).copy(), np.frombuffer(tail[1], np.uint8).copy()))
+        return out
 
-    def postings(self, term: str) -> tuple[np.ndarray, np.ndarray]:
-        """(documents, term frequencies) of ``term``, documents in increasing order."""
-        tid = self.vocab.get(term)
-        if tid is None:
-            return np.empty(0, np.int32), np.empty(0, np.float32)
-        docs, stored = self._postings(tid)
+    def _frequencies(self, tid: int, docs: np.ndarray, stored: np.ndarray) -> np.ndarray:
+        """Stored frequencies as float32, a capped 255 replaced by its exact value."""
         tf = stored.astype(np.float32)
         if self._big:
             for i in np.flatnonzero(stored == self.TF_CAP).tolist():
                 tf[i] = self._big[(tid, int(docs[i]))]
-        return docs, tf
+        return tf
+
+    def docs(self, term: str) -> np.ndarray:
+        """The documents holding ``term``, in increasing order."""
+        tid = self.vocab.get(term)
+        if tid is None:
+            return np.empty(0, np.int32)
+        docs: np.ndarray = np.empty(0, np.int32)
+        if tid < len(self._off) - 1:
+            docs = self._docs[int(self._off[tid]) : int(self._off[tid + 1])]
+        tail = self._tail.get(tid)
+        if tail is not None:
+            docs = np.concatenate([docs, np.frombuffer(tail[0], np.int32)])
+        return docs
+
+    def postings(self, term: str) -> tuple[np.ndarray, np.ndarray]:
+        """(documents, term frequencies as float32) of ``term``, documents in increasing order."""
+        tid = self.vocab.get(term)
+        parts = self._segments(tid) if tid is not None else []
+        if tid is None or not parts:
+            return np.empty(0, np.int32), np.empty(0, np.float32)
+        docs = parts[0][0] if len(parts) == 1 else np.concatenate([d for d, _ in parts])
+        stored = parts[0][1] if len(parts) == 1 else np.concatenate([f for _, f in parts])
+        return docs, self._frequencies(tid, docs, stored)
 
     def scores(
         self, query: Sequence[str] | dict[str, float], mask: np.ndarray, n_docs: int | None = None
@@ -432,24 +425,42 @@ class BM25:
         avgdl = float(lengths[mask].mean()) or 1.0
         parts_d: list[np.ndarray] = []
         parts_s: list[np.ndarray] = []
+        used = 0
+        off, block_docs, block_tf, n_block = self._off, self._docs, self._tf, len(self._off) - 1
         for term, w in weights.items():
-            docs, tf = self.postings(term)
-            if docs.size == 0 or w == 0:
+            tid = self.vocab.get(term)
+            if tid is None or w == 0:
                 continue
-            keep = mask[docs]
-            docs, tf = docs[keep], tf[keep]
-            df = docs.size
+            # (documents, stored frequencies) within the mask, block and tail apart (no concatenation;
+            # the views of the tail's arrays do not outlive this call)
+            held = []
+            if tid < n_block:
+                lo, hi = off[tid], off[tid + 1]
+                docs = block_docs[lo:hi]
+                keep = mask[docs]
+                held.append((docs[keep], block_tf[lo:hi][keep]))
+            tail = self._tail.get(tid)
+            if tail is not None:
+                docs = np.frombuffer(tail[0], np.int32)
+                keep = mask[docs]
+                held.append((docs[keep], np.frombuffer(tail[1], np.uint8)[keep]))
+            df = sum(d.size for d, _ in held)
             if df == 0:
                 continue
             idf = np.log1p((n - df + 0.5) / (df + 0.5))
-            norm = self.k1 * (1.0 - self.b + self.b * lengths[docs] / avgdl)
-            parts_d.append(docs)
-            parts_s.append((w * idf) * tf * (self.k1 + 1.0) / (tf + norm))
+            used += 1
+            for docs, stored in held:
+                if not docs.size:
+                    continue
+                tf = self._frequencies(tid, docs, stored)
+                norm = self.k1 * (1.0 - self.b + self.b * lengths[docs] / avgdl)
+                parts_d.append(docs)
+                parts_s.append((w * idf) * tf * (self.k1 + 1.0) / (tf + norm))
         if not parts_d:
             return np.empty(0, np.int64), np.empty(0, np.float32)
         docs = np.concatenate(parts_d)
         sc = np.concatenate(parts_s).astype(np.float32)
-        if len(parts_d) == 1:
+        if used == 1:  # one term: its documents are increasing and distinct already
             return docs.astype(np.int64), sc
         uniq, inv = np.unique(docs, return_inverse=True)
         return uniq.astype(np.int64), np.bincount(inv, weights=sc).astype(np.float32)
