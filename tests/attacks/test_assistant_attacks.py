@@ -409,6 +409,18 @@ def test_attack_a_huge_memory_does_not_bloat_every_checkpoint(ows: Workstation) 
     assert len(json.dumps(_state(ows, r.run_id))) < 100_000
 
 
+def test_attack_a_huge_question_is_refused_and_the_longest_allowed_one_is_kept_once_per_copy(
+        ows: Workstation) -> None:
+    me = ows.principal
+    from emergent.errors import ValidationError
+
+    bot = ows.assistant()
+    with pytest.raises(ValidationError, match="100,000"):
+        bot.ask("ring buffer? " * 10_000, user=me)
+    r = bot.ask(("why did the ring buffer overflow? " * 3000)[:100_000], user=me)
+    assert r.status == "completed" and len(json.dumps(_state(ows, r.run_id))) < 120_000
+
+
 def test_attack_a_huge_tool_result_is_cut_before_the_checkpoint_and_the_model(
         lws: Workstation, server: LocalOpenAIServer) -> None:
     me = lws.principal
