@@ -52,6 +52,18 @@ def canonical(obj: Any) -> str:
     return json.dumps(obj, sort_keys=True, separators=(",", ":"), ensure_ascii=False, default=str)
 
 
+_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
+def storable(text: str) -> str:
+    """``text`` with lone surrogates (valid in JSON and in a Python str, never in UTF-8) as U+FFFD.
+
+    One such character in an entry (a question, a tool argument, a file name) would make its batch
+    fail to write forever, and with it every later audited action of the process. Text that was
+    encodable is unchanged, so existing chains verify as before."""
+    return text if text.isascii() else _SURROGATE.sub("\ufffd", text)
+
+
 @functools.lru_cache(maxsize=4096)
 def _dumps(s: str) -> str:
     return json.dumps(s, ensure_ascii=False)
@@ -315,7 +327,7 @@ class AuditLog(BatchWriter):
             rows = []
             for at, kind, actor, data in batch:
                 seq += 1
-                text = canonical(data)
+                text = storable(canonical(data))
                 h = entry_hash(prev, seq, at, kind, actor, text)
                 rows.append((seq, at, kind, actor, text, prev, h))
                 prev = h

@@ -26,7 +26,6 @@ import asyncio
 import atexit
 import contextlib
 import functools
-import json
 import re
 import threading
 from collections.abc import AsyncIterator, Callable
@@ -39,6 +38,7 @@ from jupyter_ai_persona_manager.awareness_models import CommandOption, Usage
 from jupyterlab_chat.models import Message
 from traitlets import Unicode
 
+from emergent.assistant.offline import inert_markdown
 from emergent.errors import EmergentError
 
 T = TypeVar("T")
@@ -272,11 +272,10 @@ def _clip(text: str, limit: int) -> str:
 
 
 def _args(args: Any) -> str:
-    try:
-        text = json.dumps(args, ensure_ascii=False, default=str)
-    except (TypeError, ValueError):
-        text = repr(args)
-    return _clip(text, _STEP_CHARS)
+    from emergent.assistant.offline import args_json
+
+    return _clip(args_json(args), _STEP_CHARS)  # invisible and bidi characters escaped
+
 
 
 def _code(text: str) -> str:
@@ -290,6 +289,7 @@ class RunView:
 
     def __init__(self) -> None:
         self.tail = ""  # model text streamed since the last step line
+        self.held = ""  # a trailing "!" of streamed text, sent with the next piece (see inert_markdown)
         self.last = ""  # "line" after a step line, "text" after streamed text
 
     def separator(self) -> str:
@@ -306,13 +306,16 @@ class RunView:
             n = len(d.get("hits") or [])
             return self._line(f"*recalled {n} memor{'y' if n == 1 else 'ies'}*")
         if ev.type == "token":
-            text = str(d.get("text") or "")
+            text = self.held + str(d.get("text") or "")
+            # a "!" at the end is held back: with the next token's "[" it would start an image
+            self.held = "!" if text.endswith("!") else ""
+            text = text[:-1] if self.held else text
             if not text:
                 return ""
             lead = "\n" if self.last == "line" else ""
             self.last = "text"
             self.tail += text
-            return lead + text
+            return lead + inert_markdown(text)
         if ev.type == "tool_call":
             via = f" (approved {_code(str(d['approval']))})" if d.get("approval") else ""
             return self._line(f"calling {_code(str(d.get('tool')))} {_code(_args(d.get('args')))}{via}")
@@ -325,6 +328,10 @@ class RunView:
 
     def result(self, r: Any) -> str:
         out = [self.separator()] if self.last else []
+        if self.held:  # the held "!" ended the streamed text
+            out.insert(0, self.held)
+            self.tail += self.held
+            self.held = ""
         if r.status == "waiting_approval":
             aid = r.pending_approval
             tool = (r.pending_tool or {}).get("tool", "a tool")
@@ -335,7 +342,7 @@ class RunView:
         else:
             answer = r.answer or ""
             if answer.strip() and answer.strip() != self.tail.strip():
-                out.append(answer)
+                out.append(inert_markdown(answer))
             elif not answer.strip():
                 out.append(f"*(no answer: the run {r.status}, {r.stop_reason})*")
             if r.status != "completed":
@@ -345,7 +352,8 @@ class RunView:
             out.append("\n\n**Sources**\n")
             for i, s in enumerate(r.sources, 1):
                 score = f" ({s.score:.2f})" if s.score is not None else ""
-                out.append(f"\n{i}. {s.kind} {_code(str(s.ref))}{score}: {_clip(s.text, _SOURCE_CHARS)}")
+                text = inert_markdown(_clip(s.text, _SOURCE_CHARS))
+                out.append(f"\n{i}. {s.kind} {_code(str(s.ref))}{score}: {text}")
         out.append(f"\n\n*mode: {r.mode} · run {_code(r.run_id)}*")
         return "".join(out)
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import re
 import shlex
+import unicodedata
 from dataclasses import dataclass
 from typing import Any
 
@@ -135,6 +136,33 @@ def answer_from_memory(question: str, hits: list[dict[str, Any]], *, n: int = 3)
                 "scope), or configure a model (EMERGENT_LLM_MODEL) so I can plan with tools.")
     lines = [f"{i}. {passage(question, h['text'])} [{h['id']}]" for i, h in enumerate(hits[:n], 1)]
     return "From memory (offline: no model is configured, so these are my best passages):\n" + "\n".join(lines)
+
+
+_HIDDEN = frozenset({"Cf", "Cc", "Co", "Cs", "Zl", "Zp"})
+
+
+def visible(text: str) -> str:
+    """``text`` as a person deciding on it must see it: format, control, private-use and surrogate
+    characters (bidi overrides such as U+202E, zero-width spaces, ...) written as ``\\uXXXX``, so an
+    approval card never shows something other than what will run. Tab and newline stay."""
+    if text.isascii() and text.isprintable():
+        return text
+    return "".join(c if c in "\t\n" or unicodedata.category(c) not in _HIDDEN else f"\\u{ord(c):04x}"
+                   for c in text)
+
+
+def args_json(args: Any) -> str:
+    """A tool call's arguments as JSON a person can read and trust (see :func:`visible`)."""
+    try:
+        return visible(json.dumps(args, ensure_ascii=False, default=str))
+    except (TypeError, ValueError):
+        return visible(repr(args))
+
+
+def inert_markdown(text: str) -> str:
+    """Markdown that cannot make a browser fetch anything by itself: no image (``![x](url)`` would be
+    loaded with no click, carrying whatever an injected answer put in its URL) and no raw HTML."""
+    return text.replace("<", "&lt;").replace("![", "!\\[")
 
 
 def format_result(value: Any, *, limit: int = 2000) -> str:

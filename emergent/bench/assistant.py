@@ -96,7 +96,7 @@ def _ours(ws: Any, steps: int) -> list[float]:
         if ev.type == "tool_result":
             marks.append(time.perf_counter())
 
-    bot = ws.assistant("bench", tools=("bench.noop",), remember_runs=False).with_budget(max_steps=steps + 2)
+    bot = ws.assistant("bench", tools=("bench.noop",), remember_runs=False).with_budget(max_steps=steps + 2, max_tool_calls=steps + 2)
     r = bot.ask("go", user=ws.principal, on_event=on_event)
     if r.status != "completed" or r.usage["tool_calls"] != steps:
         raise RuntimeError(f"benchmark run ended {r.status}: {r.answer[:200]}")

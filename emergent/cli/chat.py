@@ -245,10 +245,9 @@ class Session:
 
 
 def _args(args: Any) -> str:
-    try:
-        return _clip(json.dumps(args, ensure_ascii=False, default=str), 300)
-    except (TypeError, ValueError):
-        return _clip(repr(args), 300)
+    from emergent.assistant.offline import args_json
+
+    return _clip(args_json(args), 300)  # invisible and bidi characters escaped: what runs is what is shown
 
 
 def _clip(text: str, limit: int) -> str:

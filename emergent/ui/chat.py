@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import contextlib
 import html
-import json
 import threading
 import time
 from collections.abc import Callable, Iterable
@@ -58,14 +57,16 @@ def markdown_html(text: str) -> str:
         from markdown_it import MarkdownIt  # rich's own dependency
     except ImportError:  # pragma: no cover - rich always brings it
         return f"<div style='white-space:pre-wrap'>{esc(text)}</div>"
-    return str(MarkdownIt("commonmark", {"html": False}).render(text or ""))
+    # images are not rendered: an <img> is fetched by the browser on its own, so an injected answer could
+    # send what the run read to any URL; the link stays visible and needs a click
+    return str(MarkdownIt("commonmark", {"html": False}).disable("image").render(text or ""))
 
 
 def args_text(args: Any) -> str:
-    try:
-        return clip(json.dumps(args, ensure_ascii=False, default=str), ARGS_CHARS)
-    except (TypeError, ValueError):
-        return clip(repr(args), ARGS_CHARS)
+    """Arguments as the person approving must see them (invisible and bidi characters escaped)."""
+    from emergent.assistant.offline import args_json
+
+    return clip(args_json(args), ARGS_CHARS)
 
 
 def _get(obj: Any, key: str, default: Any = None) -> Any:
@@ -130,7 +131,7 @@ def steps_html(steps: Iterable[dict[str, Any]]) -> str:
 def approval_howto(approval: str) -> str:
     return (f"approve with <code>%ask /approve {esc(approval)}</code>, "
             f"<code>emergent approvals approve {esc(approval)}</code> or "
-            f"<code>ws.assistant().approve({approval!r}, by=ws.principal)</code>; "
+            f"<code>ws.assistant().approve({esc(repr(approval))}, by=ws.principal)</code>; "
             f"reject with <code>%ask /reject {esc(approval)} REASON</code>")
 
 

