@@ -157,6 +157,10 @@ class ApprovalQueue:
         if who.key == current.actor:
             raise PrincipalError(f"{who.key} asked for approval {approval_id} and may not approve it too",
                                  hint="another human approves it", approval=approval_id)
+        if current.status == PENDING and self.clock.now() >= current.expires_at:
+            self.expire_due()  # past its expiry it was rejected, whether or not anything noticed yet
+            raise UsageError(f"approval {approval_id} expired before it was decided",
+                             hint="nothing ran; ask for the action again", approval=approval_id)
         return self._decide(approval_id, APPROVED, who, reason)
 
     def reject(self, approval_id: str, *, by: Principal, reason: str = "") -> Approval:

@@ -68,6 +68,16 @@ def test_expiry_auto_rejects(store, clock, directory, bot):
     assert q.wait(b.id, timeout=1).status == "expired"
 
 
+def test_an_approval_past_its_expiry_cannot_be_approved_even_if_nothing_expired_it_yet(
+        store, clock, directory, boss, bot):
+    q = queue(store, clock, directory, default_ttl=60)
+    a = ask(q, bot)
+    clock.advance(61)  # nobody listed or waited: it is still "pending" in SQL
+    with pytest.raises(UsageError, match="expired before it was decided"):
+        q.approve(a.id, by=boss)
+    assert q.get(a.id).status == "expired"
+
+
 def test_waiter_wakes_when_decided_in_this_process(store, clock, directory, boss, bot):
     q = queue(store, clock, directory, poll_interval=5)
     a = ask(q, bot)
