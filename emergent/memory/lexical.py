@@ -10,10 +10,11 @@ Layout (a million memories' postings in 5 bytes each, no Python object per posti
 but the vocabulary's): terms are numbered in a dict; postings live in one CSR block (int64 offsets
 per term, int32 documents, uint8 term frequencies) plus a small tail of the postings added since
 the block was last rebuilt (per-term ``array`` s, merged into the block once they exceed a
-quarter of it, so an add costs amortised O(1) copies). A term frequency of 255 or more is stored
-as 255 with its exact value in a side dict: every score is the one float32 frequencies gave (the
-frequencies read back are the exact integers). Keeping only the frequencies other than 1 (~3-7%
-of postings) saved 0.65 byte a posting but cost 5-15% of a query's time on frequent terms.
+sixteenth of it: an add costs amortised O(1) copies and the tail stays small). A term frequency
+of 255 or more is stored as 255 with its exact value in a side dict: every score is the one
+float32 frequencies gave (the frequencies read back are the exact integers). Keeping only the
+frequencies other than 1 (~3-7% of postings) saved 0.65 byte a posting but cost 5-15% of a
+query's time on frequent terms.
 
 Statistics (document frequency, average length) are taken *within the query's mask* — the scope
 being searched — so a conversation's own vocabulary decides what is rare in it, not the words of
@@ -198,7 +199,7 @@ class BM25:
     positions); ``remove`` is the caller's ``alive`` mask, passed to :meth:`scores`.
     """
 
-    #: the tail is merged into the block when it holds more postings than this and a quarter of the block
+    #: the tail is merged into the block when it holds more postings than this and a sixteenth of the block
     MERGE_MIN = 1 << 16
     #: a term frequency at or above this is kept exactly in ``_big``
     TF_CAP = 255
@@ -251,7 +252,7 @@ class BM25:
             self._len = grown
         self._len[self._n] = len(terms)
         self._n += 1
-        if self._tail_n > max(self.MERGE_MIN, len(self._docs) // 4):
+        if self._tail_n > max(self.MERGE_MIN, len(self._docs) // 16):
             self._merge()
 
     def _merge(self) -> None:
