@@ -295,3 +295,17 @@ def test_the_footprint_is_measured_in_fresh_processes_and_broken_down():
     assert r["index_rss_mb"] > 0 and r["index_snapshot_rss_mb"] > 0
     assert {"vectors_f32", "columns", "ids", "text", "meta", "bm25_postings"} <= set(parts)
     assert parts["sources"] == 0.0  # every row's sources are [] : no bytes, no per-row arrays
+
+
+def test_a_snapshot_holding_one_id_on_two_live_rows_is_refused():
+    rng = random.Random(8)
+    part = Partition("a", DIM, 10_000, 32)
+    part.append([_row(_hex(1_700_000_000_000 + i, rng), rng) for i in range(20)] + [_row("legacy", rng)])
+    arrays = part.to_arrays()
+    keys = arrays["col_key"].copy()
+    keys[7] = keys[3]
+    for bad in ({"col_key": keys}, {"strings": np.frombuffer(json.dumps(
+            {"names": [None], "odd": [[20, "legacy"], [4, "legacy"]]}).encode(), np.uint8)}):
+        again = Partition("a", DIM, 10_000, 32)
+        with pytest.raises(ValueError):
+            again.from_arrays({**arrays, **bad})
