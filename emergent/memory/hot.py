@@ -269,11 +269,47 @@ class Blobs:
         return str(self._view[s : s + z], "utf-8", "surrogatepass")
 
     def set(self, p: int, value: str) -> None:
+        """Row ``p`` holds ``value`` (nothing is written when it already does: a catch-up sets every
+        row's meta and sources, and few of them changed)."""
+        size = self.size
+        z = 0 if size is None else int(size[p])
         if not value or value == self.default:
-            if self.size is None or self.size[p] == 0:
+            if not z:
                 return
-        elif self[p] == value:
-            return
+        elif z:
+            s = int(self.start[p])  # type: ignore[index]
+            held = self._view[s : s + z]
+            if self.zdict is not None:
+                held = self._decompressor().decompress(held)
+            if held == value.encode("utf-8", "surrogatepass"):
+                return
+        self._write(p, value)
+
+    def set_many(self, positions: Sequence[int], values: Sequence[str]) -> None:
+        """:meth:`set` of many rows (one pass; only the rows whose value changed are written)."""
+        default = self.default
+        if self.size is None or self.start is None:
+            changed = [(p, v) for p, v in zip(positions, values, strict=True) if v and v != default]
+        else:
+            at = np.asarray(positions, np.int64)
+            sizes, starts = self.size[at].tolist(), self.start[at].tolist()
+            view = self._view
+            dec = self._decompressor() if self.zdict is not None else None
+            changed = []
+            for p, v, z, s in zip(positions, values, sizes, starts, strict=True):
+                if not v or v == default:
+                    if z:
+                        changed.append((p, v))
+                elif not z:
+                    changed.append((p, v))
+                else:
+                    held = view[s : s + z] if dec is None else dec.decompress(view[s : s + z])
+                    if held != v.encode("utf-8", "surrogatepass"):
+                        changed.append((p, v))
+        for p, v in changed:
+            self._write(p, v)
+
+    def _write(self, p: int, value: str) -> None:
         data = self._pack(value)
         self._rows_room(self.n)
         assert self.start is not None and self.size is not None
@@ -649,11 +685,12 @@ class Partition:
             c[name][at] = [r[name] for r in rows]
         c["learned_at"][at] = [_learned(r) for r in rows]
         c["kind"][at] = [_KIND_CODE[Kind(r["kind"])] for r in rows]
-        for r, p in zip(rows, at.tolist(), strict=True):
-            if "meta" in r:
-                self.meta.set(p, r["meta"] or "{}")
-            if "sources" in r:
-                self.sources.set(p, r["sources"] or "[]")
+        positions = at.tolist()
+        for name, blobs in (("meta", self.meta), ("sources", self.sources)):
+            given = [(p, r[name] or blobs.default) for r, p in zip(rows, positions, strict=True) if name in r]
+            if given:
+                blobs.set_many([p for p, _ in given], [v for _, v in given])
+        for r, p in zip(rows, positions, strict=True):
             if "payload" in r:
                 c["compressed"][p] = r["payload"] is not None
 
