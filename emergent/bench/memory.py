@@ -466,9 +466,10 @@ def _footprint_child(size: int, snapshot: str = "", chunk: int = 0) -> None:
     del rows
     _trim()
     rss1, peak = _rss_bytes()
-    lexical._STEMS.clear()  # the stemmer's cache of words seen (process-wide, bounded)
-    _trim()
-    rss2, _ = _rss_bytes()
+    stems = lexical._STEMS  # the stemmer's cache of words seen (process-wide, bounded): sized, as
+    # freeing it returns few pages (its objects share them with others)
+    stem_bytes = sys.getsizeof(stems) + sum(sys.getsizeof(w) + (sys.getsizeof(s) if s is not w else 0)
+                                            for w, s in stems.items())
     parts = part.footprint() if callable(getattr(part, "footprint", None)) else {}
     estimate = part.nbytes()
     if snapshot and not load:
@@ -480,8 +481,8 @@ def _footprint_child(size: int, snapshot: str = "", chunk: int = 0) -> None:
     _trim()
     rss3, _ = _rss_bytes()
     print(json.dumps({"rows": size, "rss_delta": rss1 - rss0, "peak_delta": peak - rss0, "build_s": build_s,
-                      "stem_cache": rss1 - rss2, "freed": rss2 - rss3, "kept": rss3 - rss0, "estimate": estimate,
-                      "parts": parts}), flush=True)
+                      "stem_cache": stem_bytes, "kept": rss3 - rss0, "estimate": estimate, "parts": parts}),
+          flush=True)
 
 
 def _footprint_run(size: int, snapshot: str, timeout_s: float) -> dict[str, Any]:
@@ -503,7 +504,7 @@ def bench_hot_footprint(size: int, timeout_s: float = 7200, snapshot: bool = Tru
     partition through ``Partition.append`` (synthetic rows as :class:`_Rows` makes them, no
     LanceDB), after garbage collection and ``malloc_trim`` (pages the allocator keeps for reuse
     are not the index's); imports and warm-up are excluded, the stemmer's word cache that indexing
-    fills is included (``index_stem_cache_mb``). ``index_snapshot_rss_mb``: the same for a second
+    fills is included (``index_stem_cache_mb``: its objects' size). ``index_snapshot_rss_mb``: the same for a second
     fresh interpreter that loads that partition from its snapshot (what a new process holds).
     ``index_parts_mb``: the components' own sizes (``Partition.footprint()``: array bytes, faiss's
     codes and graph), whose sum the RSS exceeds by the allocator's fragmentation (Python objects
