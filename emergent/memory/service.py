@@ -393,7 +393,7 @@ class Memory:
             cols = part.cols
             ltm = {name: cols[name][pool] for name in ("kind", "user", "session", "created_at", "last_accessed",
                                                          "stability", "importance")}
-            pool_ids = [part.ids[p] for p in pool.tolist()]
+            pool_ids = part.ids_at(pool)
         # The pool as arrays, long-term rows first, then short-term items: Python work stays per hit
         # returned, not per candidate (a pool with episode neighbours holds several hundred).
         lists, weights, found = self._lists(pool, pool_cos, pool_bm, extra, stm_extra, registered, vec, txt,
@@ -599,7 +599,7 @@ class Memory:
             return out
         cols = np.flatnonzero(dist[0] <= lexical)
         if cfg.w_coverage > 0:
-            postings = [part.bm25.postings(t)[0] for t in dict.fromkeys(terms)]
+            postings = [part.bm25.docs(t) for t in dict.fromkeys(terms)]
             out["coverage"] = (ranking.window_coverage([d[mask[d]] for d in postings], pool, near[:, cols],
                                                        valid[:, cols], int(np.count_nonzero(mask)), part.size),
                                0.0, 1.0)
@@ -627,7 +627,7 @@ class Memory:
             n_docs = int(np.count_nonzero(mask))
             idf: dict[str, float] = {}
             for t in dict.fromkeys(terms):
-                rows = part.bm25.postings(t)[0]
+                rows = part.bm25.docs(t)
                 held = int(np.count_nonzero(mask[rows])) if len(rows) else 0
                 if held:
                     idf[t] = float(np.log1p((n_docs - held + 0.5) / (held + 0.5)))
@@ -644,10 +644,10 @@ class Memory:
         filters), an id otherwise (a short-term item it knows; scored when it is a candidate)."""
         out = []
         for name, (fn, weight) in self.retrievers.items():
+            wanted = list(fn(query, qvec, scope, n))[:n]
             found: list[int | str] = []
-            for id_ in list(fn(query, qvec, scope, n))[:n]:
-                p = part.pos.get(id_)
-                if p is None:
+            for id_, p in zip(wanted, part.find_many(wanted).tolist(), strict=True):
+                if p < 0:
                     found.append(id_)
                 elif p < len(mask) and mask[p] and p not in found:
                     found.append(p)
