@@ -277,6 +277,9 @@ class Assistant:
             return RunResult.of(row)
         if row.status == WAITING:
             a = self.approvals.get(row.pending_approval)
+            if a.status == "pending" and self.clock.now() >= a.expires_at:
+                self.approvals.expire_due()  # nobody decided in time: it was rejected, and the run goes on
+                a = self.approvals.get(row.pending_approval)
             if a.status == "pending":
                 return RunResult.of(row)
         elif not self.runs_store.abandoned(row):

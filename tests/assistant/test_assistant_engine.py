@@ -337,3 +337,26 @@ def test_a_body_that_is_not_json_fails_the_run_clearly(lws: Workstation, server:
     bot.llm = OpenAIChatModel("local-model", base_url=server.base_url, api_key="k", max_retries=0)
     r = bot.ask("hello", user=lws.principal)
     assert r.status == "failed" and r.stop_reason == "error" and "I could not finish" in r.answer
+
+
+def test_an_approval_nobody_decided_in_time_lets_the_run_go_on_as_expired(ows: Workstation) -> None:
+    from emergent.assistant import AssistantSpec
+    from emergent.assistant.engine import Assistant
+
+    bot, me = ows.assistant(), ows.principal
+    r = bot.ask('/tool files.write {"path": "late.txt", "content": "x"}', user=me)
+    later = Assistant(AssistantSpec(), principal=bot.principal, tools=bot.tools, memory=bot.memory,
+                      runs=bot.runs_store, approvals=bot.approvals, audit=bot.audit, autonomy=bot.autonomy,
+                      clock=_Later(ows.clock, 7200))
+    bot.approvals.clock = later.clock
+    done = later.resume(r.run_id)
+    assert done.status == "completed" and "expired" in done.answer
+    assert not (ows.path / "files" / "late.txt").exists()
+
+
+class _Later:
+    def __init__(self, clock: Any, ahead: float) -> None:
+        self.clock, self.ahead = clock, ahead
+
+    def now(self) -> float:
+        return float(self.clock.now()) + self.ahead
