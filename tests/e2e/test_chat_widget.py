@@ -11,33 +11,20 @@ a temporary directory, Lab on a free loopback port, no token, no news, no update
 from __future__ import annotations
 
 import os
-import socket
-import subprocess
-import sys
-import time
-import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 
 import nbformat
 import pytest
+from test_jupyterlab_widgets import CHROMIUM, CHROMIUM_ARGS, lab_env, running_lab
 
 pytestmark = pytest.mark.e2e
 
-CHROMIUM = "/usr/bin/chromium"
-CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-                 "--disable-background-networking", "--disable-component-update", "--disable-sync"]
 NOTES = [
     "The ring buffer overflowed because its size was 4096 entries. We doubled it to 8192 and the overflow stopped.",
     "Ana prefers green tea in the afternoon.",
 ]
 WRITE = '/tool files.write {"path": "e2e/from-browser.txt", "content": "approved in the browser"}'
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def _chat_notebook(path: Path) -> None:
@@ -56,53 +43,14 @@ def _chat_notebook(path: Path) -> None:
 @pytest.fixture
 def lab(tmp_path: Path) -> Iterator[tuple[str, Path, Path]]:
     """JupyterLab on a free loopback port serving the chat notebook; yields (url, state dir, workspace)."""
-    if not os.access(CHROMIUM, os.X_OK):
-        pytest.fail(f"{CHROMIUM} is missing: run `make sysdeps` (apt-get install -y chromium)")
     state = tmp_path / "state"
     root = tmp_path / "notebooks"
     workspace = tmp_path / "workspace"
-    env = {**os.environ, "HOME": str(state / "home"), "JUPYTER_CONFIG_DIR": str(state / "config"),
-           "JUPYTER_DATA_DIR": str(state / "data"), "JUPYTER_RUNTIME_DIR": str(state / "runtime"),
-           "IPYTHONDIR": str(state / "ipython"), "JUPYTERLAB_SETTINGS_DIR": str(state / "lab-settings"),
-           "JUPYTERLAB_WORKSPACES_DIR": str(state / "lab-workspaces"), "EMERGENT_EMBEDDER": "hashing",
-           "EMERGENT_HOME": str(workspace)}
-    env.pop("EMERGENT_LLM_MODEL", None)  # offline: no model
-    for key in ("HOME", "JUPYTER_CONFIG_DIR", "JUPYTER_DATA_DIR", "JUPYTER_RUNTIME_DIR", "IPYTHONDIR"):
-        Path(env[key]).mkdir(parents=True, exist_ok=True)
-    news = state / "lab-settings" / "@jupyterlab" / "apputils-extension" / "notification.jupyterlab-settings"
-    news.parent.mkdir(parents=True)
-    news.write_text('{"fetchNews": "false", "checkForUpdates": false}')
+    env = lab_env(state, workspace)
     root.mkdir()
     _chat_notebook(root / "chat.ipynb")
-    port = free_port()
-    cmd = [sys.executable, "-m", "jupyter", "lab", "--no-browser", "--ip=127.0.0.1", f"--port={port}",
-           "--ServerApp.token=", "--ServerApp.password=", f"--ServerApp.root_dir={root}",
-           "--LabApp.news_url=None", "--LabApp.check_for_updates_class=jupyterlab.NeverCheckForUpdate"]
-    if os.geteuid() == 0:
-        cmd.append("--allow-root")
-    log = (tmp_path / "lab.log").open("wb")
-    proc = subprocess.Popen(cmd, env=env, stdout=log, stderr=subprocess.STDOUT, cwd=root)
-    base = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 60
-        while True:
-            try:
-                with urllib.request.urlopen(f"{base}/api/status", timeout=2) as resp:
-                    if resp.status == 200:
-                        break
-            except OSError:
-                pass
-            assert proc.poll() is None, (tmp_path / "lab.log").read_text()
-            assert time.monotonic() < deadline, "JupyterLab did not answer in 60 s"
-            time.sleep(0.2)
+    with running_lab(root, env, tmp_path / "lab.log") as base:
         yield f"{base}/lab/tree/chat.ipynb?reset", state, workspace
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(20)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-        log.close()
 
 
 def test_chat_answers_offline_and_an_inline_approve_runs_the_tool(lab, artifacts: Path) -> None:

@@ -8,6 +8,7 @@ notebook that shows the JobsPanel.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import socket
@@ -53,37 +54,35 @@ def _panel_notebook(path: Path, job_nb: Path) -> None:
     nbformat.write(job, str(job_nb))
 
 
-@pytest.fixture
-def lab(tmp_path: Path) -> Iterator[tuple[str, list[str], Path]]:
-    """A JupyterLab server on a free loopback port; yields (base url, notebook names, state dir)."""
+def lab_env(state: Path, workspace: Path) -> dict[str, str]:
+    """An environment whose Jupyter state is all under ``state`` (no news toast), Emergent offline on
+    ``workspace`` with the hashing embedder."""
     if not os.access(CHROMIUM, os.X_OK):
         pytest.fail(f"{CHROMIUM} is missing: run `make sysdeps` (apt-get install -y chromium)")
-    state = tmp_path / "state"
     env = {**os.environ, "HOME": str(state / "home"), "JUPYTER_CONFIG_DIR": str(state / "config"),
            "JUPYTER_DATA_DIR": str(state / "data"), "JUPYTER_RUNTIME_DIR": str(state / "runtime"),
            "IPYTHONDIR": str(state / "ipython"), "JUPYTERLAB_SETTINGS_DIR": str(state / "lab-settings"),
            "JUPYTERLAB_WORKSPACES_DIR": str(state / "lab-workspaces"), "EMERGENT_EMBEDDER": "hashing",
-           "EMERGENT_HOME": str(tmp_path / "notebooks" / "workspace")}  # inside Lab's root: run links open
+           "EMERGENT_HOME": str(workspace)}
+    env.pop("EMERGENT_LLM_MODEL", None)  # offline: no model
     for key in ("HOME", "JUPYTER_CONFIG_DIR", "JUPYTER_DATA_DIR", "JUPYTER_RUNTIME_DIR", "IPYTHONDIR"):
         Path(env[key]).mkdir(parents=True, exist_ok=True)
     news = state / "lab-settings" / "@jupyterlab" / "apputils-extension" / "notification.jupyterlab-settings"
     news.parent.mkdir(parents=True)
     news.write_text('{"fetchNews": "false", "checkForUpdates": false}')  # no "Jupyter news?" toast
-    root = tmp_path / "notebooks"
-    root.mkdir()
-    names = []
-    if QUICKSTART.exists():
-        names.append(QUICKSTART.name)
-        shutil.copytree(QUICKSTART.parent, root, dirs_exist_ok=True)
-    names.append("jobs_panel.ipynb")
-    _panel_notebook(root / "jobs_panel.ipynb", root / "hello_job.ipynb")
+    return env
+
+
+@contextlib.contextmanager
+def running_lab(root: Path, env: dict[str, str], log_path: Path) -> Iterator[str]:
+    """JupyterLab serving ``root`` on a free loopback port (no token, no update checks); yields its base url."""
     port = free_port()
     cmd = [sys.executable, "-m", "jupyter", "lab", "--no-browser", "--ip=127.0.0.1", f"--port={port}",
            "--ServerApp.token=", "--ServerApp.password=", f"--ServerApp.root_dir={root}",
            "--LabApp.news_url=None", "--LabApp.check_for_updates_class=jupyterlab.NeverCheckForUpdate"]
     if os.geteuid() == 0:
         cmd.append("--allow-root")
-    log = (tmp_path / "lab.log").open("wb")
+    log = log_path.open("wb")
     proc = subprocess.Popen(cmd, env=env, stdout=log, stderr=subprocess.STDOUT, cwd=root)
     base = f"http://127.0.0.1:{port}"
     try:
@@ -95,10 +94,10 @@ def lab(tmp_path: Path) -> Iterator[tuple[str, list[str], Path]]:
                         break
             except OSError:
                 pass
-            assert proc.poll() is None, (tmp_path / "lab.log").read_text()
+            assert proc.poll() is None, log_path.read_text()
             assert time.monotonic() < deadline, "JupyterLab did not answer in 60 s"
             time.sleep(0.2)
-        yield base, names, state
+        yield base
     finally:
         proc.terminate()
         try:
@@ -106,6 +105,24 @@ def lab(tmp_path: Path) -> Iterator[tuple[str, list[str], Path]]:
         except subprocess.TimeoutExpired:
             proc.kill()
         log.close()
+
+
+@pytest.fixture
+def lab(tmp_path: Path) -> Iterator[tuple[str, list[str], Path]]:
+    """A JupyterLab server on a free loopback port; yields (base url, notebook names, state dir)."""
+    state = tmp_path / "state"
+    # the workspace inside Lab's root: run links open
+    env = lab_env(state, tmp_path / "notebooks" / "workspace")
+    root = tmp_path / "notebooks"
+    root.mkdir()
+    names = []
+    if QUICKSTART.exists():
+        names.append(QUICKSTART.name)
+        shutil.copytree(QUICKSTART.parent, root, dirs_exist_ok=True)
+    names.append("jobs_panel.ipynb")
+    _panel_notebook(root / "jobs_panel.ipynb", root / "hello_job.ipynb")
+    with running_lab(root, env, tmp_path / "lab.log") as base:
+        yield base, names, state
 
 
 def test_widgets_render_and_respond_in_a_real_jupyterlab(lab, artifacts: Path) -> None:
