@@ -150,6 +150,14 @@ class ToolsConfig(BaseModel):
     approval_ttl_s: float = Field(3600.0, gt=0, description="pending approvals expire (auto-reject) after this")
 
 
+class WorkflowsConfig(BaseModel):
+    """Workflows (``EMERGENT_WORKFLOWS__<NAME>``): where their steps run."""
+
+    executor: str = Field("threads", description="executor by string id: threads, threads:N (N workers), or "
+                                                  "dask://host:port (a Dask distributed scheduler)")
+    max_workers: int = Field(32, ge=1, description="threads of the threads executor (and of the engine's own pool)")
+
+
 class Settings(BaseSettings):
     """Everything configurable, one place. Every field is an ``EMERGENT_<NAME>`` variable."""
 
@@ -177,6 +185,9 @@ class Settings(BaseSettings):
     principal: str | None = Field(
         None, description="act as service:NAME or agent:NAME instead of the OS user (only ever less trust)")
     agents: list[str] = Field(default_factory=list, description="agents that exist by configuration (names)")
+    agent_bus: str = Field(
+        "auto", description="the agents' message bus by string id: auto (Redis Streams with EMERGENT_REDIS_URL, "
+                            "else in the process), memory, or redis")
     roles: dict[str, list[str]] = Field(
         default_factory=dict, description='roles by principal key, e.g. {"agent:scout": ["role:analyst"]}')
     gc_freeze: bool = Field(
@@ -188,6 +199,7 @@ class Settings(BaseSettings):
     integrations: IntegrationSettings = Field(default_factory=lambda: IntegrationSettings())
     graph: GraphConfig = Field(default_factory=GraphConfig)
     tools: ToolsConfig = Field(default_factory=ToolsConfig)
+    workflows: WorkflowsConfig = Field(default_factory=WorkflowsConfig)
 
     @field_validator("redis_url", "database_url", "lance_uri", "llm_base_url", "embed_base_url")
     @classmethod

@@ -19,6 +19,7 @@ from emergent.config import Settings, load_settings
 from emergent.errors import StoreUnavailableError
 
 if TYPE_CHECKING:  # pragma: no cover - each service is imported when first used (import emergent stays light)
+    from emergent.agents.service import Agents
     from emergent.assistant import Assistant
     from emergent.assistant.store import RunStore
     from emergent.audit import AuditLog
@@ -35,6 +36,7 @@ if TYPE_CHECKING:  # pragma: no cover - each service is imported when first used
     from emergent.stores.lance import LanceStore
     from emergent.stores.sql import SQLStore
     from emergent.tools.service import ToolService
+    from emergent.workflows.service import Workflows
     from emergent.workspace.backup import BackupInfo, RestoreReport, WorkspaceStores
 
 #: what survives a restore: nothing in them refers to the files a restore replaces. The principal
@@ -439,6 +441,36 @@ class Workstation:
         from emergent.assistant.store import RunStore
 
         return RunStore(self.sql, clock=self.clock)
+
+    # ------------------------------------------------------------------ workflows and agents
+    @functools.cached_property
+    def workflows(self) -> Workflows:
+        """Workflows (emergent.workflows): DAGs of tool calls, notebook runs, assistant tasks and
+        sub-workflows, run event by event, checkpointed in SQL, on threads or a Dask cluster."""
+        from emergent.workflows.service import StepServices, Workflows
+
+        cfg = self.settings.workflows
+        svc = Workflows(self.sql, services=StepServices(tools=self.tools, assistant=self.assistant,
+                                                        principals=self.principals),
+                        audit=self.audit, clock=self.clock, executor=cfg.executor, max_workers=cfg.max_workers,
+                        workspace=self.path)
+        self._closers.insert(0, svc.close)
+        return svc
+
+    @functools.cached_property
+    def agents(self) -> Agents:
+        """Agents (emergent.agents): assistants with cards that talk over a bus (in the process or Redis
+        Streams), delegate by contract net, vote, and resolve conflicts by a stated rule."""
+        from emergent.agents.service import Agents
+
+        choice = self.settings.agent_bus
+        if choice == "auto":
+            choice = "redis" if self.settings.redis_url else "memory"
+        svc = Agents(self.sql, bus=choice, redis=self.redis if choice == "redis" else None,
+                     namespace=self.redis_namespace, assistant=self.assistant, autonomy=self.autonomy,
+                     principals=self.principals, audit=self.audit, clock=self.clock)
+        self._closers.insert(0, svc.close)
+        return svc
 
     def chat(self, name: str = "assistant", **spec: Any) -> Any:
         """A ``Chat`` widget (emergent.ui.chat) with assistant ``name``, acting for this process's principal."""
