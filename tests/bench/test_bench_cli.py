@@ -39,8 +39,12 @@ def test_memory_bench_prints_exactly_one_json_object_with_the_issue_keys(redis_u
     assert result["recall_overhead_memories"] == 1000
     assert result["cross_process_visibility_trials"] == 20 and result["cross_process_visibility_wrong_id"] == 0
     assert 0 <= result["cross_process_visibility_misses"] <= 20
-    for key in ("cold_recall_floor_ratio", "cold_floor_s", "index_rss_mb", "index_rebuild_s"):
+    for key in ("cold_recall_floor_ratio", "cold_floor_s", "index_rebuild_s"):
         assert result[key] is None or (isinstance(result[key], float) and result[key] >= 0), (key, result[key])
+    # a difference of two resident-set readings: at 2,000 rows the index is about a MiB, and pages the
+    # allocator hands back while it is built show as up to a MiB either way (CI once read -0.1)
+    assert result["index_rss_mb"] is None or (isinstance(result["index_rss_mb"], float)
+                                              and result["index_rss_mb"] >= -1.0), result["index_rss_mb"]
     if result["embedder"] == "sentence-transformers/all-MiniLM-L6-v2":  # the floor is the MiniLM model alone
         assert result["cold_floor_s"] > 0 and result["cold_recall_floor_ratio"] > 0
     machine = result["machine"]
