@@ -36,6 +36,7 @@ SUBCOMMANDS: dict[str, tuple[str, str]] = {
     "graph": ("emergent.cli.graph", "Knowledge graph: sync, search, show, communities, infer, edit, export, render."),
     "mcp": ("emergent.cli.mcp", "MCP: serve the tools to MCP clients (stdio or HTTP); bearer tokens for HTTP."),
     "agents": ("emergent.cli.agents", "Agents: list them with their cards, their tasks and states, bus messages, votes."),
+    "workflows": ("emergent.cli.workflows", "Workflows: runs, show, templates, run, validate, pause, resume, cancel."),
     "doctor": ("emergent.cli.doctor", "Check every store, an interrupted restore, leftovers and the audit chain; --repair."),
 }
 

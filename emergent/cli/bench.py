@@ -15,13 +15,14 @@ app = typer.Typer(no_args_is_help=False)
 # interspersed args let the options follow AREA.
 @app.callback(invoke_without_command=True, context_settings={"allow_interspersed_args": True})
 def bench(
-    area: str = typer.Argument(None, help="benchmark to run: memory, locomo, tools, jobs, graph, experiments"),
+    area: str = typer.Argument(None, help="benchmark to run: memory, locomo, tools, jobs, graph, experiments, assistant, mcp, workflows"),
     as_json: bool = typer.Option(False, "--json", help="print exactly one JSON object instead of a table"),
     size: int = typer.Option(None, "--size", min=1, help="number of items (e.g. memories) to benchmark at"),
     data: Path = typer.Option(None, "--data", envvar="EMERGENT_BENCH_LOCOMO",
                               help="input data file (a LoCoMo JSON file; default: $EMERGENT_BENCH_LOCOMO)"),
     k: int = typer.Option(None, "--k", min=1, help="how many results to retrieve per query"),
     out: Path = typer.Option(None, "--out", help="write per-item results here (JSON lines)"),
+    quick: bool = typer.Option(False, "--quick", help="small sizes (checks that it runs; the figures mean little)"),
 ) -> None:
     """Run benchmark AREA; without AREA, list the benchmarks available."""
     from emergent import bench as b
@@ -37,7 +38,7 @@ def bench(
 
         raise ValidationError(f"--data file {str(data)!r} does not exist", hint="pass the path of an existing file")
     args = {"size": size, "data": str(data) if data else None, "k": k, "out": str(out) if out else None,
-            "quiet": as_json}
+            "quiet": as_json, "quick": quick}
     import sys
 
     from rich.console import Console

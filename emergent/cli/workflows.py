@@ -1,0 +1,250 @@
+"""``emergent workflows``: runs, show, templates, run, validate, pause, resume, cancel.
+
+Each command acts as the OS user running it (``ws.principal``): a run started here runs its tool,
+notebook and assistant steps as that user, through the gate. ``run`` takes a YAML file or the name of
+a template (``emergent workflows templates`` lists them); inputs are ``--input name=value`` (a value
+that parses as JSON is JSON, else a string)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import typer
+
+from emergent.cli._common import HOME, workstation
+from emergent.errors import ValidationError
+
+app = typer.Typer(no_args_is_help=True)
+
+_STYLE = {"completed": "green", "running": "blue", "failed": "red", "waiting_approval": "yellow",
+          "paused": "dark_orange", "cancelled": "grey50", "skipped": "grey50", "pending": "grey70",
+          "compensated": "magenta"}
+
+
+def parse_inputs(pairs: list[str] | None, as_json: str | None = None) -> dict[str, Any]:
+    """``--input name=value`` (repeatable; JSON values parsed, else strings) over ``--inputs-json``."""
+    try:
+        out: dict[str, Any] = json.loads(as_json) if as_json else {}
+    except json.JSONDecodeError as exc:
+        raise ValidationError(f"--inputs-json is not JSON: {exc.msg} (line {exc.lineno} column {exc.colno})",
+                              hint='pass one JSON object, e.g. --inputs-json \'{"topic": "buoys"}\'',
+                              field="inputs") from None
+    if not isinstance(out, dict):
+        raise ValidationError("--inputs-json must be a JSON object", hint='e.g. {"topic": "buoys"}', field="inputs")
+    for pair in pairs or []:
+        name, sep, raw = pair.partition("=")
+        if not sep or not name.strip():
+            raise ValidationError(f"input {pair!r} is not NAME=VALUE", hint="e.g. --input topic=buoys --input days=7",
+                                  field="inputs")
+        try:
+            out[name.strip()] = json.loads(raw)
+        except json.JSONDecodeError:
+            out[name.strip()] = raw
+    return out
+
+
+def load_spec(source: str) -> Any:
+    """A Workflow from a YAML file, else the template of that name; a user's mistake (a bad YAML, an
+    unknown field, a cycle) is a ValidationError naming what to fix, never a traceback."""
+    from emergent.workflows.spec import Workflow
+
+    path = Path(source)
+    if path.suffix in (".yaml", ".yml", ".json") or path.exists():
+        if not path.is_file():
+            raise ValidationError(f"no workflow file {source!r}", hint="pass the path of a YAML spec, or a template "
+                                  "name (`emergent workflows templates` lists them)", field="spec")
+        return _checked(lambda: Workflow.from_yaml(path), source)
+    from emergent.workflows import templates
+
+    return _checked(lambda: Workflow.from_yaml(templates.text(source)), source)
+
+
+def _checked(make: Any, source: str) -> Any:
+    """``make()`` then ``.validate()``, with a parse error from YAML or pydantic turned into ours."""
+    import pydantic
+    import yaml
+
+    try:
+        wf = make()
+        wf.validate()
+        return wf
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" (line {mark.line + 1}, column {mark.column + 1})" if mark is not None else ""
+        problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
+        raise ValidationError(f"{source}: not valid YAML{where}: {problem}", hint="fix the YAML syntax",
+                              field="spec") from None
+    except pydantic.ValidationError as exc:
+        first = exc.errors()[0]
+        loc = ".".join(str(p) for p in first.get("loc", ()))
+        raise ValidationError(f"{source}: field {loc!r}: {first.get('msg')}",
+                              hint="see `emergent workflows templates` for specs that work", field=loc) from None
+
+
+def _when(t: float | None) -> str:
+    from emergent.clock import iso
+
+    return iso(t).replace("+00:00", "Z") if t else "-"
+
+
+def _status(value: Any) -> str:
+    text = str(getattr(value, "value", value))
+    style = _STYLE.get(text)
+    return f"[{style}]{text}[/{style}]" if style else text
+
+
+def _console() -> Any:
+    from rich.console import Console
+
+    return Console()
+
+
+@app.command()
+def runs(limit: int = typer.Option(20, "--limit", "-n", min=1, help="how many runs, newest first"),
+         status: str = typer.Option(None, "--status", help="only runs in this state (running, failed, ...)"),
+         as_json: bool = typer.Option(False, "--json", help="print a JSON list"), home: str = HOME) -> None:
+    """Recent workflow runs: workflow, state, steps done, principal, started, error."""
+    from rich.table import Table
+
+    with workstation(home) as ws:
+        found = ws.workflows.runs(limit=limit, status=status)
+        if as_json:
+            typer.echo(json.dumps([r.to_dict() for r in found], default=str))
+            return
+        if not found:
+            typer.echo("no workflow runs yet: emergent workflows run TEMPLATE_OR_FILE")
+            return
+        table = Table("run", "workflow", "state", "steps done", "by", "started (UTC)", "error", title="workflow runs")
+        for r in found:
+            done = sum(1 for s in r.steps if str(getattr(s.status, "value", s.status)) in ("completed", "skipped"))
+            table.add_row(r.id, r.workflow, _status(r.status), f"{done}/{len(r.steps)}", str(r.principal),
+                          _when(r.created_at), (r.error or "")[:80])
+        _console().print(table)
+
+
+@app.command()
+def show(run_id: str = typer.Argument(..., metavar="ID", help="the run's id (emergent workflows runs)"),
+         as_json: bool = typer.Option(False, "--json", help="print the run as one JSON object"), home: str = HOME) -> None:
+    """Run ID: its state, inputs, outputs, and every step (state, attempt, error, waits on)."""
+    from rich.table import Table
+
+    with workstation(home) as ws:
+        run = ws.workflows.get(run_id)
+        if as_json:
+            typer.echo(json.dumps(run.to_dict(), indent=2, default=str))
+            return
+        console = _console()
+        console.print(f"[bold]{run.workflow}[/bold] run {run.id}: {_status(run.status)} · by {run.principal} · "
+                      f"started {_when(run.created_at)} · updated {_when(run.updated_at)}")
+        if run.error:
+            console.print(f"[red]error:[/red] {run.error}", markup=True, highlight=False)
+        console.print(f"inputs: {json.dumps(run.inputs, default=str)}", markup=False, highlight=False)
+        table = Table("step", "kind", "state", "attempt", "needs", "started", "finished", "error / waits on",
+                      title="steps")
+        for s in run.steps:
+            note = s.error or (f"approval {s.approval_id}" if s.approval_id else "")
+            table.add_row(s.key, s.kind, _status(s.status), str(s.attempt), ", ".join(s.needs or []),
+                          _when(s.started_at), _when(s.finished_at), note[:100])
+        console.print(table)
+        if run.outputs:
+            console.print(f"outputs: {json.dumps(run.outputs, default=str)[:2000]}", markup=False, highlight=False)
+
+
+@app.command()
+def templates(as_json: bool = typer.Option(False, "--json", help="print a JSON list")) -> None:
+    """The workflow templates shipped with Emergent: name, steps, inputs (required ones marked *)."""
+    from rich.table import Table
+
+    from emergent.workflows import templates as t
+
+    infos = [t.describe(name) for name in t.names()]
+    if as_json:
+        typer.echo(json.dumps(infos, default=str))
+        return
+    table = Table("template", "steps", "inputs (* required)", "description", title="workflow templates",
+                  caption="run one: emergent workflows run NAME --input name=value")
+    for info in infos:
+        inputs = ", ".join(f"{k}*" if v is None else f"{k}={json.dumps(v)}" for k, v in info["inputs"].items())
+        table.add_row(info["name"], str(info["steps"]), inputs, info["description"])
+    _console().print(table)
+
+
+@app.command()
+def validate(file: Path = typer.Argument(..., metavar="FILE", help="a workflow spec (YAML)")) -> None:
+    """Check a YAML spec: fields, references, conditions, cycles. Exit 2 with what to fix."""
+    wf = load_spec(str(file))
+    typer.echo(f"valid: {wf.name} (version {wf.version}), {len(wf.steps)} steps")
+
+
+def _finish(run: Any, as_json: bool) -> None:
+    if as_json:
+        typer.echo(json.dumps(run.to_dict(), indent=2, default=str))
+    else:
+        console = _console()
+        console.print(f"run {run.id} ({run.workflow}): {_status(run.status)}")
+        if run.error:
+            console.print(f"error: {run.error}", markup=False, highlight=False)
+        waiting = [s for s in run.steps if s.approval_id and str(getattr(s.status, "value", s.status)) == "waiting_approval"]
+        for s in waiting:
+            console.print(f"step {s.key} waits on approval {s.approval_id}: emergent approvals approve "
+                          f"{s.approval_id}, then emergent workflows resume {run.id}", markup=False, highlight=False)
+        if run.outputs:
+            console.print(f"outputs: {json.dumps(run.outputs, default=str)[:2000]}", markup=False, highlight=False)
+    status = str(getattr(run.status, "value", run.status))
+    if status in ("failed", "cancelled"):
+        raise typer.Exit(1)
+
+
+@app.command()
+def run(spec: str = typer.Argument(..., metavar="SPEC_OR_TEMPLATE", help="a YAML file, or a template name"),
+        inputs: list[str] = typer.Option(None, "--input", "-i", help="NAME=VALUE (repeatable; JSON values parsed)"),
+        inputs_json: str = typer.Option(None, "--inputs-json", help="all inputs as one JSON object"),
+        executor: str = typer.Option(None, "--executor", help="threads, threads:N or dask://host:port"),
+        detach: bool = typer.Option(False, "--detach", help="start it and print its id (do not wait)"),
+        timeout: float = typer.Option(None, "--timeout", help="seconds to wait for it"),
+        as_json: bool = typer.Option(False, "--json", help="print the finished run as JSON"), home: str = HOME) -> None:
+    """Run a workflow (a YAML file or a template) as you; exit 1 when it failed."""
+    values = parse_inputs(inputs, inputs_json)
+    wf = load_spec(spec)
+    with workstation(home) as ws:
+        _prepare(spec, ws.path)
+        if detach:
+            run_id = ws.workflows.start(wf, values, principal=ws.principal, executor=executor)
+            typer.echo(run_id)
+            return
+        _finish(ws.workflows.run(wf, values, principal=ws.principal, executor=executor, timeout=timeout), as_json)
+
+
+def _prepare(spec: str, workspace: Path) -> None:
+    """A template's notebooks are written into the workspace the first time it runs."""
+    from emergent.workflows import templates
+
+    if spec in templates.names() and not Path(spec).exists():
+        for rel in templates.prepare(spec, workspace):
+            typer.echo(f"wrote {rel} (the template's notebook; edit it there)", err=True)
+
+
+@app.command()
+def resume(run_id: str = typer.Argument(..., metavar="ID"),
+           as_json: bool = typer.Option(False, "--json", help="print the finished run as JSON"), home: str = HOME) -> None:
+    """Continue run ID (after a kill, a pause or a decided approval); completed steps are not re-run."""
+    with workstation(home) as ws:
+        _finish(ws.workflows.resume(run_id, principal=ws.principal), as_json)
+
+
+@app.command()
+def pause(run_id: str = typer.Argument(..., metavar="ID"), home: str = HOME) -> None:
+    """Pause run ID: no new step starts; running ones finish. `resume` continues it."""
+    with workstation(home) as ws:
+        ws.workflows.pause(run_id, by=ws.principal)
+        typer.echo(f"paused {run_id}")
+
+
+@app.command()
+def cancel(run_id: str = typer.Argument(..., metavar="ID"), home: str = HOME) -> None:
+    """Cancel run ID: no step starts again; it cannot be resumed."""
+    with workstation(home) as ws:
+        ws.workflows.cancel(run_id, by=ws.principal)
+        typer.echo(f"cancelled {run_id}")
