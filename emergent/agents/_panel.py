@@ -1,0 +1,227 @@
+"""Votes and conflict resolutions of the agents service: ballots and proposals on the bus, results
+in SQL, an approval for a person when they do not decide (helpers of :class:`~emergent.agents.Agents`)."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import uuid
+from collections.abc import Callable, Mapping, Sequence
+from typing import TYPE_CHECKING, Any
+
+import sqlalchemy as sa
+
+from emergent.agents import conflicts, consensus
+from emergent.agents.card import AgentCard
+from emergent.agents.conflicts import Proposal, Resolution
+from emergent.agents.consensus import Ballot, VoteResult
+from emergent.agents.delegation import words
+from emergent.agents.tables import agent_ballots, agent_resolutions, agent_votes
+from emergent.errors import NotFoundError, PrincipalError, UsageError, ValidationError
+from emergent.principals import Principal
+
+if TYPE_CHECKING:
+    from emergent.agents.service import Agents
+
+VOTES, PROPOSALS = "votes", "proposals"
+Score = Callable[[AgentCard, str, str], float]
+
+
+def card_score(card: AgentCard, question: str, option: str) -> float:
+    """An agent's offline preference: how many of the option's words its card (skills, description) holds."""
+    known = words(card.description) | set(card.skills) | {w for s in card.skills for w in words(s)}
+    return float(len((words(option) | {option.lower()}) & known))
+
+
+_NONE = object()
+
+
+def _ballot(card: AgentCard, question: str, options: list[str], given: Any, score: Score, weight: float) -> Ballot:
+    if given is not _NONE:  # an explicit ballot: a choice, (choice, reason), or None to abstain
+        choice, reason = (given if isinstance(given, tuple | list) else (given, "explicit ballot"))
+        if choice is not None and str(choice) not in options:
+            raise ValidationError(f"field 'ballots': {card.name}'s choice {choice!r} is not an option",
+                                  hint=f"options: {', '.join(options)}", field="ballots")
+        return Ballot(card.principal, None if choice is None else str(choice), weight, str(reason or "abstained"))
+    scored = sorted(((float(score(card, question, o)), -i, o) for i, o in enumerate(options)), reverse=True)
+    best, _, choice = scored[0]
+    if best <= 0:
+        return Ballot(card.principal, None, weight, "abstained: nothing on its card bears on any option")
+    return Ballot(card.principal, choice, weight, f"scored {choice!r} {best:g}, the highest of "
+                                                  + ", ".join(f"{o} {s:g}" for s, _, o in scored))
+
+
+def _escalate(agents: Agents, tool: str, requester: Principal, item: str, args: dict[str, Any], why: str) -> str:
+    digest = hashlib.sha256(json.dumps(args, sort_keys=True, default=str).encode()).hexdigest()
+    a = agents.autonomy.approvals.request(principal=requester, tool=tool, args=args, reason=why, digest=digest,
+                                          resource=item)
+    return a.id  # type: ignore[no-any-return]
+
+
+def vote(agents: Agents, question: str, options: Sequence[str], *, voters: Sequence[str], method: str,
+         quorum: float | None, weights: Mapping[str, float] | None, by: Principal,
+         ballots: Mapping[str, Any] | None, score: Score | None) -> VoteResult:
+    who = agents.principals.verify(by)
+    opts = consensus.check_vote(question, options, method, quorum)
+    names = list(dict.fromkeys(voters))
+    if not names:
+        raise ValidationError("field 'voters': a vote needs voters", hint="name registered agents", field="voters")
+    unknown = set(ballots or {}) - set(names)
+    if unknown:
+        raise ValidationError(f"field 'ballots': {sorted(unknown)} are not voters", field="ballots")
+    w = consensus.weights_for(names, weights)
+    cards = [agents.card(n, tools=False) for n in names]
+    vid = uuid.uuid4().hex[:16]
+    cast = [_ballot(c, question, opts, (ballots or {}).get(c.name, _NONE), score or card_score, w[c.name]) for c in cards]
+    for c, b in zip(cards, cast, strict=True):  # each ballot is a message from its voter
+        agents.bus.publish(VOTES, {"type": "ballot", "vote": vid, "choice": b.choice,
+                                                "reason": b.reason}, principal=agents.principals.get(c.principal))
+    status, winner, scores, text = consensus.tally(method, opts, cast, voters=len(names), quorum=quorum)
+    approval = None
+    if winner is None:
+        panel = agents.principals.get(cards[0].principal)
+        approval = _escalate(agents, "agents.vote", panel, f"vote:{vid}",
+                             {"vote": vid, "question": question, "options": opts, "tally": scores},
+                             f"vote {vid} did not decide ({status}): {text}")
+        text += f"; escalated to a person as approval {approval}"
+    now = agents.clock.now()
+    res = VoteResult(vid, question, opts, method, status, winner, scores, cast, text, quorum, approval, who.key,
+                     None, now, now, consensus.dissent(cast, winner))
+    agents.audit.append("agents.vote", who, {"vote": vid, "question": question[:500], "method": method,
+                                             "status": status, "winner": winner, "tally": scores,
+                                             "ballots": [b.to_dict() for b in cast], "approval": approval},
+                        durable=True)
+    with agents.sql.begin() as conn:
+        conn.execute(agent_votes.insert(), {
+            "id": vid, "question": question, "options": json.dumps(opts), "method": method, "quorum": quorum,
+            "status": status, "winner": winner, "tally": json.dumps(scores), "explanation": text,
+            "approval_id": approval, "called_by": who.key, "decided_by": None, "created_at": now, "updated_at": now})
+        conn.execute(agent_ballots.insert(), [{"vote_id": vid, **b.to_dict()} for b in cast])
+    return res
+
+
+def _vote_row(agents: Agents, r: Any) -> VoteResult:
+    with agents.sql.connect() as conn:
+        bs = [Ballot(b.voter, b.choice, b.weight, b.reason) for b in conn.execute(
+            sa.select(agent_ballots).where(agent_ballots.c.vote_id == r.id).order_by(agent_ballots.c.voter))]
+    return VoteResult(r.id, r.question, json.loads(r.options), r.method, r.status, r.winner, json.loads(r.tally),
+                      bs, r.explanation, r.quorum, r.approval_id, r.called_by, r.decided_by, r.created_at,
+                      r.updated_at, consensus.dissent(bs, r.winner))
+
+
+def get_vote(agents: Agents, vote_id: str) -> VoteResult:
+    with agents.sql.connect() as conn:
+        r = conn.execute(sa.select(agent_votes).where(agent_votes.c.id == vote_id)).first()
+    if r is None:
+        raise NotFoundError(f"no vote {vote_id!r}", hint="ws.agents.votes() lists them", vote=vote_id)
+    return _vote_row(agents, r)
+
+
+def votes(agents: Agents, limit: int) -> list[VoteResult]:
+    with agents.sql.connect() as conn:
+        rows = list(conn.execute(sa.select(agent_votes).order_by(agent_votes.c.created_at.desc()).limit(limit)))
+    return [_vote_row(agents, r) for r in rows]
+
+
+def _human(agents: Agents, by: Principal, what: str) -> Principal:
+    who = agents.principals.verify(by)
+    if not who.is_human:
+        raise PrincipalError(f"{who.key} may not {what}", hint="a person decides what the agents escalated")
+    return who  # type: ignore[no-any-return]
+
+
+def decide_vote(agents: Agents, vote_id: str, choice: str, *, by: Principal, reason: str) -> VoteResult:
+    who = _human(agents, by, "decide an escalated vote")
+    v = get_vote(agents, vote_id)
+    if v.winner is not None or not v.approval_id:
+        raise UsageError(f"vote {vote_id} is not waiting for a person ({v.status})", vote=vote_id)
+    if choice not in v.options:
+        raise ValidationError(f"field 'choice': {choice!r} is not an option of vote {vote_id}",
+                              hint=f"options: {', '.join(v.options)}", field="choice")
+    agents.autonomy.approvals.approve(v.approval_id, by=who, reason=f"chose {choice!r}. {reason}".strip())
+    text = f"{v.explanation}; {who.key} chose {choice!r}" + (f": {reason}" if reason else "")
+    now = agents.clock.now()
+    agents.audit.append("agents.vote.decided", who, {"vote": vote_id, "choice": choice, "reason": reason},
+                        durable=True)
+    with agents.sql.begin() as conn:
+        conn.execute(agent_votes.update().where(agent_votes.c.id == vote_id).values(
+            status=consensus.DECIDED, winner=choice, explanation=text, decided_by=who.key, updated_at=now))
+    return get_vote(agents, vote_id)
+
+
+def resolve(agents: Agents, proposals: Sequence[Proposal | Mapping[str, Any]], *, rule: str,
+            by: Principal) -> Resolution:
+    who = agents.principals.verify(by)
+    if rule not in conflicts.RULES:
+        raise ValidationError(f"field 'rule': {rule!r} is not a resolution rule",
+                              hint=f"use one of {', '.join(conflicts.RULES)}", field="rule")
+    if len(proposals) < 1:
+        raise ValidationError("field 'proposals': nothing to resolve", field="proposals")
+    props = []
+    for i, p in enumerate(proposals):
+        q = conflicts.proposal_of(p, i)
+        props.append(Proposal(q.agent, q.proposal, q.priority, q.confidence, agents.card(q.agent, tools=False).principal))
+    rid = uuid.uuid4().hex[:16]
+    for p in props:  # each proposal is a message from its agent
+        agents.bus.publish(PROPOSALS, {"type": "proposal", "resolution": rid, "proposal": p.proposal,
+                                         "priority": p.priority, "confidence": p.confidence},
+                           principal=agents.principals.get(p.principal))
+    status, winner, text = conflicts.decide(rule, props)
+    approval = None
+    if status == conflicts.ESCALATED:
+        approval = _escalate(agents, "agents.resolve", agents.principals.get(props[0].principal), f"conflict:{rid}",
+                             {"resolution": rid, "proposals": [p.to_dict() for p in props]}, text)
+        text += f" (approval {approval})"
+    now = agents.clock.now()
+    idx = props.index(winner) if winner is not None else None
+    agents.audit.append("agents.resolve", who, {"resolution": rid, "rule": rule, "status": status, "winner": idx,
+                                                "proposals": [p.to_dict() for p in props], "approval": approval},
+                        durable=True)
+    with agents.sql.begin() as conn:
+        conn.execute(agent_resolutions.insert(), {
+            "id": rid, "rule": rule, "status": status, "proposals": json.dumps([p.to_dict() for p in props]),
+            "winner": idx, "explanation": text, "approval_id": approval, "called_by": who.key, "decided_by": None,
+            "created_at": now, "updated_at": now})
+    return get_resolution(agents, rid)
+
+
+def _resolution_row(r: Any) -> Resolution:
+    props = [Proposal(**p) for p in json.loads(r.proposals)]
+    return Resolution(r.id, r.rule, r.status, props, props[r.winner] if r.winner is not None else None,
+                      r.explanation, r.approval_id, r.called_by, r.decided_by, r.created_at, r.updated_at)
+
+
+def get_resolution(agents: Agents, rid: str) -> Resolution:
+    with agents.sql.connect() as conn:
+        r = conn.execute(sa.select(agent_resolutions).where(agent_resolutions.c.id == rid)).first()
+    if r is None:
+        raise NotFoundError(f"no resolution {rid!r}", hint="ws.agents.resolutions() lists them", resolution=rid)
+    return _resolution_row(r)
+
+
+def resolutions(agents: Agents, limit: int) -> list[Resolution]:
+    with agents.sql.connect() as conn:
+        rows = list(conn.execute(sa.select(agent_resolutions).order_by(agent_resolutions.c.created_at.desc())
+                                 .limit(limit)))
+    return [_resolution_row(r) for r in rows]
+
+
+def decide_conflict(agents: Agents, rid: str, agent: str, *, by: Principal, reason: str) -> Resolution:
+    who = _human(agents, by, "decide an escalated conflict")
+    res = get_resolution(agents, rid)
+    if res.status != conflicts.ESCALATED or not res.approval_id:
+        raise UsageError(f"resolution {rid} is not waiting for a person ({res.status})", resolution=rid)
+    idx = next((i for i, p in enumerate(res.proposals) if p.agent == agent), None)
+    if idx is None:
+        raise ValidationError(f"field 'agent': {agent!r} made no proposal in resolution {rid}",
+                              hint=f"proposers: {', '.join(p.agent for p in res.proposals)}", field="agent")
+    agents.autonomy.approvals.approve(res.approval_id, by=who, reason=f"chose {agent}'s proposal. {reason}".strip())
+    text = f"{res.explanation}; {who.key} chose {agent}'s {res.proposals[idx].proposal!r}" + \
+        (f": {reason}" if reason else "")
+    agents.audit.append("agents.resolve.decided", who, {"resolution": rid, "winner": idx, "reason": reason},
+                        durable=True)
+    with agents.sql.begin() as conn:
+        conn.execute(agent_resolutions.update().where(agent_resolutions.c.id == rid).values(
+            status=conflicts.RESOLVED, winner=idx, explanation=text, decided_by=who.key,
+            updated_at=agents.clock.now()))
+    return get_resolution(agents, rid)

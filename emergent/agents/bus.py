@@ -1,0 +1,410 @@
+"""The agents' message bus, chosen by string id: ``memory`` (in the process) or ``redis`` (Streams).
+
+Both speak one small contract (:class:`Bus`): publish to a stream, consume as a member of a consumer
+group, acknowledge, and claim what a dead consumer left unacknowledged. Delivery is *at least once*:
+a message is handed out again until someone acknowledges it, so handlers are idempotent (the agents
+service keys them by task id and state in SQL).
+
+- **Who sent it** is set by the bus from the :class:`~emergent.principals.Principal` passed to
+  :meth:`Bus.publish` (verified by the workspace's directory), never read from the payload.
+- **Every message is audited**: one buffered audit entry per publish call lists the ids, the stream,
+  the sender and a digest of the bodies; acknowledgements and redeliveries likewise. The audit log
+  chains buffered entries in batches, so a message costs a list append, not a database write.
+- **Redis** (``XADD``, ``XREADGROUP``, ``XACK``, ``XAUTOCLAIM``): batches go in one pipeline;
+  calls retry through a restart of the server (tenacity) and recreate a consumer group a restart
+  without persistence lost. Run Redis with ``appendonly yes`` and ``appendfsync always`` to lose
+  nothing it acknowledged.
+- **memory**: the same semantics on lists under a lock, for one process (lost when it exits).
+"""
+
+from __future__ import annotations
+
+import functools
+import hashlib
+import threading
+import time
+from abc import ABC, abstractmethod
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from emergent.errors import PrincipalError, StoreUnavailableError, ValidationError
+from emergent.principals import Principal
+from emergent.registry import Registry
+
+try:  # orjson ships with the redis extra; the stdlib is the fallback
+    import orjson
+
+    def dumps(obj: Any) -> bytes:
+        return orjson.dumps(obj, default=str)
+
+    loads: Callable[[bytes | str], Any] = orjson.loads
+except ImportError:  # pragma: no cover - minimal install
+    import json
+
+    def dumps(obj: Any) -> bytes:
+        return json.dumps(obj, default=str, separators=(",", ":")).encode()
+
+    loads = json.loads
+
+#: the longest a consume call blocks (below the Redis client's socket timeout)
+MAX_BLOCK_MS = 1000
+
+
+@dataclass(frozen=True, slots=True)
+class Message:
+    id: str
+    stream: str
+    sender: str  # the publisher's principal key, set by the bus
+    body: dict[str, Any]
+    redelivered: bool = False
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"id": self.id, "stream": self.stream, "sender": self.sender, "body": self.body,
+                "redelivered": self.redelivered}
+
+
+def _check_stream(stream: str) -> str:
+    if not isinstance(stream, str) or not stream or len(stream) > 200 or any(c in stream for c in " *?[]"):
+        raise ValidationError(f"field 'stream': {stream!r} is not a stream name",
+                              hint="use a short name without spaces or glob characters, e.g. 'tasks'",
+                              field="stream")
+    return stream
+
+
+class Bus(ABC):
+    """Publish, consume in a group, acknowledge, claim the abandoned. Subclasses implement the five
+    ``_``-methods; this class checks input, stamps the sender and audits."""
+
+    name = "bus"
+
+    def __init__(self, *, audit: Any, principals: Any = None) -> None:
+        if audit is None:
+            raise ValidationError("an agents bus needs an audit log (every message is audited)",
+                                  hint="pass audit=ws.audit", field="audit")
+        self.audit = audit
+        self.principals = principals
+
+    # ------------------------------------------------------------------ the contract
+    def publish(self, stream: str, message: dict[str, Any], *, principal: Principal) -> str:
+        """Append ``message`` to ``stream`` as ``principal``; returns its id."""
+        return self.publish_many(stream, [message], principal=principal)[0]
+
+    def publish_many(self, stream: str, messages: Sequence[dict[str, Any]], *, principal: Principal) -> list[str]:
+        """Append ``messages`` in one round trip; returns their ids in order."""
+        who = self._who(principal)
+        _check_stream(stream)
+        bodies = []
+        for i, m in enumerate(messages):
+            if not isinstance(m, dict):
+                raise ValidationError(f"field 'message' (#{i}): a message is a dict, got {type(m).__name__}",
+                                      hint="publish {'type': ..., ...}", field="message")
+            bodies.append(dumps(m))
+        if not bodies:
+            return []
+        ids = self._publish(stream, who.key, bodies)
+        digest = hashlib.sha256(b"\n".join(bodies)).hexdigest()
+        self.audit.append("agents.message", who, {"bus": self.name, "stream": stream, "ids": ids,
+                                                  "sha256": digest})
+        return ids
+
+    def consume(self, stream: str, group: str, consumer: str, count: int = 10, block_ms: int = 0) -> list[Message]:
+        """Up to ``count`` messages no member of ``group`` was given yet (waits up to ``block_ms``)."""
+        _check_stream(stream)
+        if count < 1:
+            raise ValidationError(f"field 'count': must be ≥ 1, got {count}", field="count")
+        return self._consume(stream, group, consumer, count, max(0, min(int(block_ms), MAX_BLOCK_MS)))
+
+    def ack(self, stream: str, group: str, ids: str | Iterable[str], *, by: Principal) -> int:
+        """Acknowledge messages (handled: never delivered again); returns how many were pending."""
+        who = self._who(by)
+        ids = [ids] if isinstance(ids, str) else list(ids)
+        if not ids:
+            return 0
+        n = self._ack(stream, group, ids)
+        self.audit.append("agents.ack", who, {"bus": self.name, "stream": stream, "group": group, "ids": ids})
+        return n
+
+    def claim(self, stream: str, group: str, consumer: str, *, min_idle_ms: int, by: Principal,
+              count: int = 100) -> list[Message]:
+        """Take over messages another member read but did not acknowledge for ``min_idle_ms``
+        (a consumer that died): they are delivered again, to ``consumer``."""
+        who = self._who(by)
+        got = self._claim(stream, group, consumer, int(min_idle_ms), count)
+        if got:
+            self.audit.append("agents.redelivered", who, {"bus": self.name, "stream": stream, "group": group,
+                                                          "consumer": consumer, "ids": [m.id for m in got]})
+        return got
+
+    # ------------------------------------------------------------------ reading (monitor)
+    @abstractmethod
+    def history(self, stream: str, limit: int = 100) -> list[Message]:
+        """The newest ``limit`` messages of ``stream``, oldest first."""
+
+    @abstractmethod
+    def streams(self) -> list[str]:
+        """The streams that exist."""
+
+    @abstractmethod
+    def pending(self, stream: str, group: str) -> int:
+        """Messages delivered to ``group`` and not acknowledged."""
+
+    def close(self) -> None:
+        return None
+
+    # ------------------------------------------------------------------ implementations
+    @abstractmethod
+    def _publish(self, stream: str, sender: str, bodies: list[bytes]) -> list[str]: ...
+
+    @abstractmethod
+    def _consume(self, stream: str, group: str, consumer: str, count: int, block_ms: int) -> list[Message]: ...
+
+    @abstractmethod
+    def _ack(self, stream: str, group: str, ids: list[str]) -> int: ...
+
+    @abstractmethod
+    def _claim(self, stream: str, group: str, consumer: str, min_idle_ms: int, count: int) -> list[Message]: ...
+
+    def _who(self, principal: Any) -> Principal:
+        if self.principals is not None:
+            return self.principals.verify(principal)  # type: ignore[no-any-return]
+        if not isinstance(principal, Principal):
+            raise PrincipalError(f"{principal!r} is not a principal: every message needs its sender's",
+                                 hint="pass principal=ws.principal or an agent's principal")
+        return principal
+
+
+# ---------------------------------------------------------------------------- in the process
+@dataclass
+class _Group:
+    next: int = 0  # index of the first entry not delivered to the group yet
+    pending: dict[str, list[Any]] = field(default_factory=dict)  # id -> [consumer, delivered_at, index]
+
+
+class MemoryBus(Bus):
+    """Streams as lists under one lock; the semantics of the Redis bus within one process."""
+
+    name = "memory"
+
+    def __init__(self, *, audit: Any, principals: Any = None, **_: Any) -> None:
+        super().__init__(audit=audit, principals=principals)
+        self._streams: dict[str, list[tuple[str, str, bytes]]] = {}
+        self._groups: dict[tuple[str, str], _Group] = {}
+        self._cond = threading.Condition()
+        self._last = (0, 0)
+
+    def _next_id(self) -> str:
+        ms = int(time.time() * 1000)
+        last_ms, seq = self._last
+        self._last = (ms, 0) if ms > last_ms else (last_ms, seq + 1)
+        return f"{self._last[0]}-{self._last[1]}"
+
+    def _publish(self, stream: str, sender: str, bodies: list[bytes]) -> list[str]:
+        with self._cond:
+            entries = self._streams.setdefault(stream, [])
+            ids = []
+            for b in bodies:
+                mid = self._next_id()
+                entries.append((mid, sender, b))
+                ids.append(mid)
+            self._cond.notify_all()
+        return ids
+
+    def _group(self, stream: str, group: str) -> _Group:
+        return self._groups.setdefault((stream, group), _Group())
+
+    def _consume(self, stream: str, group: str, consumer: str, count: int, block_ms: int) -> list[Message]:
+        deadline = time.monotonic() + block_ms / 1000
+        with self._cond:
+            g = self._group(stream, group)
+            while True:
+                entries = self._streams.get(stream, [])
+                if g.next < len(entries):
+                    break
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    return []
+                self._cond.wait(left)
+            now = time.monotonic()
+            out: list[Message] = []
+            for i in range(g.next, min(g.next + count, len(entries))):
+                mid, sender, body = entries[i]
+                g.pending[mid] = [consumer, now, i]
+                out.append(Message(mid, stream, sender, loads(body)))
+            g.next += len(out)
+            return out
+
+    def _ack(self, stream: str, group: str, ids: list[str]) -> int:
+        with self._cond:
+            g = self._group(stream, group)
+            return sum(1 for i in ids if g.pending.pop(i, None) is not None)
+
+    def _claim(self, stream: str, group: str, consumer: str, min_idle_ms: int, count: int) -> list[Message]:
+        now = time.monotonic()
+        with self._cond:
+            g = self._group(stream, group)
+            entries = self._streams.get(stream, [])
+            out: list[Message] = []
+            for mid, p in list(g.pending.items()):
+                if len(out) >= count:
+                    break
+                if (now - p[1]) * 1000 >= min_idle_ms:
+                    p[0], p[1] = consumer, now
+                    _, sender, body = entries[p[2]]
+                    out.append(Message(mid, stream, sender, loads(body), redelivered=True))
+            return out
+
+    def history(self, stream: str, limit: int = 100) -> list[Message]:
+        with self._cond:
+            entries = list(self._streams.get(stream, [])[-limit:])
+        return [Message(mid, stream, sender, loads(body)) for mid, sender, body in entries]
+
+    def streams(self) -> list[str]:
+        with self._cond:
+            return sorted(self._streams)
+
+    def pending(self, stream: str, group: str) -> int:
+        with self._cond:
+            return len(self._group(stream, group).pending)
+
+
+# ---------------------------------------------------------------------------- Redis Streams
+def _s(v: Any) -> str:
+    return v.decode() if isinstance(v, bytes) else str(v)
+
+
+class RedisBus(Bus):
+    """Redis Streams: one stream key per stream, consumer groups, a pipeline per batch.
+
+    Keys: ``<namespace>:agents:stream:<name>``; entry fields ``s`` (sender key) and ``b`` (JSON body).
+    """
+
+    name = "redis"
+
+    def __init__(self, *, redis: Any, audit: Any, principals: Any = None, namespace: str = "emergent",
+                 retry_s: float = 15.0, **_: Any) -> None:
+        super().__init__(audit=audit, principals=principals)
+        if redis is None:
+            raise ValidationError("the redis agents bus needs a Redis client",
+                                  hint="set EMERGENT_REDIS_URL, or EMERGENT_AGENT_BUS=memory", field="redis")
+        import redis as redis_lib
+
+        self.r = redis
+        self.prefix = f"{namespace}:agents:stream:"
+        self.retry_s = retry_s
+        self._groups: set[tuple[str, str]] = set()
+        self._conn_errors = (redis_lib.ConnectionError, redis_lib.TimeoutError)
+        self._response_error = redis_lib.ResponseError
+
+    def key(self, stream: str) -> str:
+        return self.prefix + stream
+
+    def _retry(self, fn: Callable[[], Any], what: str) -> Any:
+        """``fn`` until it answers, through a restart of the server (up to ``retry_s``)."""
+        from tenacity import Retrying, retry_if_exception_type, stop_after_delay, wait_exponential
+
+        try:
+            for attempt in Retrying(retry=retry_if_exception_type(self._conn_errors),
+                                    stop=stop_after_delay(self.retry_s), wait=wait_exponential(0.02, max=0.5),
+                                    reraise=True):
+                with attempt:
+                    return fn()
+        except self._conn_errors as exc:
+            raise StoreUnavailableError(f"the agents bus could not {what}: Redis did not answer for "
+                                        f"{self.retry_s:.0f} s ({type(exc).__name__}: {exc})",
+                                        hint="start Redis (or use EMERGENT_AGENT_BUS=memory); "
+                                             "unacknowledged messages are delivered again") from exc
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    def _publish(self, stream: str, sender: str, bodies: list[bytes]) -> list[str]:
+        key = self.key(stream)
+
+        def go() -> list[Any]:
+            pipe = self.r.pipeline(transaction=False)
+            for b in bodies:
+                pipe.xadd(key, {"s": sender, "b": b})
+            return pipe.execute()  # type: ignore[no-any-return]
+
+        return [_s(i) for i in self._retry(go, f"publish to {stream!r}")]
+
+    def _ensure_group(self, stream: str, group: str, *, force: bool = False) -> None:
+        if (stream, group) in self._groups and not force:
+            return
+        try:
+            self.r.xgroup_create(self.key(stream), group, id="0", mkstream=True)
+        except self._response_error as exc:
+            if "BUSYGROUP" not in str(exc):
+                raise
+        self._groups.add((stream, group))
+
+    def _with_group(self, stream: str, group: str, fn: Callable[[], Any], what: str) -> Any:
+        def go() -> Any:
+            self._ensure_group(stream, group)
+            try:
+                return fn()
+            except self._response_error as exc:
+                if "NOGROUP" not in str(exc):
+                    raise
+                self._ensure_group(stream, group, force=True)  # a restart without persistence lost it
+                return fn()
+
+        return self._retry(go, what)
+
+    def _messages(self, stream: str, entries: Iterable[Any], redelivered: bool = False) -> list[Message]:
+        out = []
+        for mid, fields in entries:
+            if not fields:  # deleted from the stream while pending
+                continue
+            out.append(Message(_s(mid), stream, _s(fields[b"s"]), loads(fields[b"b"]), redelivered))
+        return out
+
+    def _consume(self, stream: str, group: str, consumer: str, count: int, block_ms: int) -> list[Message]:
+        key = self.key(stream)
+
+        def go() -> Any:
+            return self.r.xreadgroup(group, consumer, {key: ">"}, count=count, block=block_ms or None)
+
+        got = self._with_group(stream, group, go, f"read {stream!r}")
+        return self._messages(stream, got[0][1]) if got else []
+
+    def _ack(self, stream: str, group: str, ids: list[str]) -> int:
+        return int(self._with_group(stream, group, lambda: self.r.xack(self.key(stream), group, *ids),
+                                    f"acknowledge on {stream!r}"))
+
+    def _claim(self, stream: str, group: str, consumer: str, min_idle_ms: int, count: int) -> list[Message]:
+        key = self.key(stream)
+        out: list[Message] = []
+        start = "0-0"
+        while len(out) < count:
+            got = self._with_group(stream, group, functools.partial(
+                self.r.xautoclaim, key, group, consumer, min_idle_ms, start_id=start, count=count - len(out)),
+                f"claim on {stream!r}")
+            out += self._messages(stream, got[1], redelivered=True)
+            start = _s(got[0])
+            if start == "0-0":
+                break
+        return out
+
+    def history(self, stream: str, limit: int = 100) -> list[Message]:
+        got = self._retry(lambda: self.r.xrevrange(self.key(stream), count=limit), f"read {stream!r}")
+        return self._messages(stream, reversed(got))
+
+    def streams(self) -> list[str]:
+        keys = self._retry(lambda: list(self.r.scan_iter(match=self.prefix + "*", count=500)), "list streams")
+        return sorted(_s(k)[len(self.prefix):] for k in keys)
+
+    def pending(self, stream: str, group: str) -> int:
+        got = self._with_group(stream, group, lambda: self.r.xpending(self.key(stream), group), "read pending")
+        return int(got["pending"] if isinstance(got, dict) else got[0])
+
+
+BUSES: Registry[Callable[..., Bus]] = Registry("agent bus", "emergent.agent_buses")
+BUSES.register("memory", MemoryBus)
+BUSES.register("redis", RedisBus)
+
+
+def open_bus(name: str, *, audit: Any, redis: Any = None, namespace: str = "emergent",
+             principals: Any = None) -> Bus:
+    """The bus registered as ``name`` (``memory`` or ``redis``; plugins by entry point)."""
+    factory = BUSES.get(name)
+    return factory(redis=redis, namespace=namespace, audit=audit, principals=principals)
