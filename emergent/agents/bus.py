@@ -293,6 +293,7 @@ class RedisBus(Bus):
         self.prefix = f"{namespace}:agents:stream:"
         self.retry_s = retry_s
         self._groups: set[tuple[str, str]] = set()
+        self._senders: dict[bytes, str] = {}  # decoded sender keys (a handful of principals send)
         self._conn_errors = (redis_lib.ConnectionError, redis_lib.TimeoutError)
         self._response_error = redis_lib.ResponseError
 
@@ -301,6 +302,10 @@ class RedisBus(Bus):
 
     def _retry(self, fn: Callable[[], Any], what: str) -> Any:
         """``fn`` until it answers, through a restart of the server (up to ``retry_s``)."""
+        try:
+            return fn()  # the common case, without building a retry loop
+        except self._conn_errors:
+            pass
         from tenacity import Retrying, retry_if_exception_type, stop_after_delay, wait_exponential
 
         try:
@@ -351,11 +356,16 @@ class RedisBus(Bus):
         return self._retry(go, what)
 
     def _messages(self, stream: str, entries: Iterable[Any], redelivered: bool = False) -> list[Message]:
+        senders = self._senders
         out = []
         for mid, fields in entries:
             if not fields:  # deleted from the stream while pending
                 continue
-            out.append(Message(_s(mid), stream, _s(fields[b"s"]), loads(fields[b"b"]), redelivered))
+            raw = fields[b"s"]
+            sender = senders.get(raw)
+            if sender is None:
+                sender = senders[raw] = raw.decode()
+            out.append(Message(mid.decode(), stream, sender, loads(fields[b"b"]), redelivered))
         return out
 
     def _consume(self, stream: str, group: str, consumer: str, count: int, block_ms: int) -> list[Message]:
