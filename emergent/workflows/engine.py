@@ -1,0 +1,740 @@
+"""The engine: one run, driven event by event.
+
+A step is started the moment the steps it depends on are final: each running step's future has a
+done-callback that puts its outcome on the run's queue, and the driver thread takes outcomes one
+by one (or a burst at once) and starts whatever became ready. There are no rounds: a slow branch
+never holds a fast one (LangGraph's supersteps would).
+
+Checkpoints (``workflow_steps``): a step that crosses the gate (tool, notebook, assistant,
+sub-workflow) is recorded ``running`` in one transaction before its side effect starts and
+``completed`` with its output in another after it ends. ``call`` steps (pure Python compute, no
+side effect) are group-committed: their completions are buffered and written with one
+``executemany`` when the burst of outcomes is handled and at most ``flush_s`` later, always before
+a gate-crossing step starts and before the run pauses, waits or ends (``checkpoint="each"`` writes
+every one at once instead). A process killed before a flush runs those pure steps again on resume;
+no side effect repeats. A gate-crossing step found ``running`` on resume (its process died during
+it) is run again only when that is safe: a read-only tool, a sub-workflow (it resumes from its own
+checkpoints), or a step with ``retries`` left; otherwise it fails, saying it may have taken effect.
+
+Failure: a step that raises, times out (``timeout_s``) or returns the wrong type (``output``) is
+retried (``retries``, ``retry_delay_s``); when it still fails, no new step starts, the running ones
+finish, and the completed steps with a ``compensate`` action are undone in reverse completion order.
+A step whose tool call waits for a person's approval is ``waiting_approval``; the other branches go
+on, and the run waits (releasing its lease) once nothing else can run.
+"""
+
+from __future__ import annotations
+
+import concurrent.futures as cf
+import contextlib
+import functools
+import hashlib
+import heapq
+import json
+import queue
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from emergent.errors import (
+    ApprovalPending,
+    AuditWriteError,
+    EmergentError,
+    OperationalError,
+    PermissionDenied,
+    PrincipalError,
+    TimeoutExceeded,
+    UsageError,
+    ValidationError,
+)
+from emergent.workflows.spec import REF, TYPES, Step, Workflow, refs_in
+from emergent.workflows.store import (
+    CANCELLED,
+    COMPENSATED,
+    COMPLETED,
+    FAILED,
+    PAUSED,
+    PENDING,
+    RUNNING,
+    SKIPPED,
+    WAITING,
+    RunStore,
+    StepRow,
+    step_tuple,
+)
+
+FLUSH_S = 0.02
+FLUSH_ROWS = 512
+
+
+class StepFailed(OperationalError):
+    """A step failed (raised, timed out, returned the wrong type); the message names it."""
+
+
+class _Waiting(Exception):  # noqa: N818 - an outcome, not an error: the step waits for a person
+    def __init__(self, approval: str | None, ref: dict[str, Any] | None = None) -> None:
+        super().__init__(approval)
+        self.approval = approval
+        self.ref = ref or {}
+
+
+def _invoke(fn: Callable[..., Any], kwargs: dict[str, Any]) -> Any:
+    """What an executor runs for a ``call`` step (module level: a Dask worker imports it)."""
+    return fn(**kwargs)
+
+
+def child_run_id(parent: str, key: str) -> str:
+    """The run id of a sub-workflow step's run: the same on every attempt, so a resume finds it."""
+    return "wf-" + hashlib.sha256(f"{parent}/{key}".encode()).hexdigest()[:16]
+
+
+# ---------------------------------------------------------------- references
+class _Missing(Exception):  # noqa: N818 - internal signal, turned into a StepFailed naming the step
+    pass
+
+
+def lookup(path: str, inputs: dict[str, Any], outputs: dict[str, Any], item: Any) -> Any:
+    parts = path.split(".")
+    if parts[0] == "inputs":
+        value, rest = inputs.get(parts[1]), parts[2:]
+    elif parts[0] == "steps":
+        value, rest = outputs.get(parts[1]), parts[3:]
+    else:
+        value, rest = item, parts[1:]
+    for p in rest:
+        if isinstance(value, dict) and p in value:
+            value = value[p]
+        elif isinstance(value, list | tuple) and p.lstrip("-").isdigit() and -len(value) <= int(p) < len(value):
+            value = value[int(p)]
+        else:
+            keys = f" (keys: {', '.join(map(str, list(value)[:10]))})" if isinstance(value, dict) else ""
+            raise _Missing(f"${{{path}}}: {p!r} is not in {type(value).__name__}{keys}")
+    return value
+
+
+def resolve(value: Any, inputs: dict[str, Any], outputs: dict[str, Any], item: Any) -> Any:
+    """``value`` with its references replaced: a whole-string reference keeps the value's type."""
+    if isinstance(value, str):
+        if "${" not in value:
+            return value
+        m = REF.fullmatch(value.strip())
+        if m is not None:
+            return lookup(m.group(1).strip(), inputs, outputs, item)
+        return REF.sub(lambda mm: _text(lookup(mm.group(1).strip(), inputs, outputs, item)), value)
+    if isinstance(value, dict):
+        return {k: resolve(v, inputs, outputs, item) for k, v in value.items()}
+    if isinstance(value, list):
+        return [resolve(v, inputs, outputs, item) for v in value]
+    return value
+
+
+def _text(v: Any) -> str:
+    return v if isinstance(v, str) else json.dumps(v, ensure_ascii=False, default=str)
+
+
+def holds(op: str, left: Any, right: Any) -> bool:
+    """A condition, without eval."""
+    if op == "truthy":
+        return bool(left)
+    if op == "falsy":
+        return not left
+    if op == "eq":
+        return bool(left == right)
+    if op == "ne":
+        return bool(left != right)
+    if op == "in":
+        return left in right if right is not None else False
+    compare = {"gt": lambda a, b: a > b, "ge": lambda a, b: a >= b, "lt": lambda a, b: a < b,
+               "le": lambda a, b: a <= b}[op]
+    return bool(compare(left, right))
+
+
+def type_ok(expected: str, value: Any) -> bool:
+    if expected == "any":
+        return True
+    if expected == "number" and isinstance(value, bool):
+        return False
+    return isinstance(value, TYPES[expected])
+
+
+# ---------------------------------------------------------------- state
+@dataclass(slots=True, eq=False)
+class Node:
+    key: str
+    step: Step
+    item: Any = None
+    status: str = PENDING
+    attempt: int = 0
+    output: Any = None
+    error: str | None = None
+    approval_id: str | None = None
+    seq: int | None = None
+    started_at: float | None = None
+    finished_at: float | None = None
+    persisted: bool = False
+    token: int = 0
+    future: Any = None
+    resume: StepRow | None = None  # what a previous process left (resume)
+
+
+@dataclass(slots=True, eq=False)
+class Group:
+    step: Step
+    deps: list[str]
+    dependents: list[str] = field(default_factory=list)
+    waiting: int = 0
+    nodes: list[Node] = field(default_factory=list)
+    remaining: int = 0
+    status: str = PENDING
+    has_refs: bool = False
+
+
+@dataclass
+class Context:
+    """What a driver needs from the service (injected; the engine never sees a Workstation)."""
+
+    store: RunStore
+    services: Any
+    audit: Any
+    clock: Any
+    executor: Any
+    pool: cf.ThreadPoolExecutor
+    owner: str
+    run_child: Callable[..., Any]
+    checkpoint: str = "batched"
+    flush_s: float = FLUSH_S
+
+
+class Driver:
+    """Drives one run to its end, a pause, a wait for approval, or a cancel."""
+
+    def __init__(self, ctx: Context, *, run_id: str, workflow: Workflow, inputs: dict[str, Any], principal: Any,
+                 prior: list[StepRow] | None = None) -> None:
+        self.ctx, self.run_id, self.wf, self.inputs, self.principal = ctx, run_id, workflow, inputs, principal
+        self.q: queue.SimpleQueue[tuple[str, int, Any]] = queue.SimpleQueue()
+        self.groups: dict[str, Group] = {}
+        self.nodes: dict[str, Node] = {}
+        self.outputs: dict[str, Any] = {}
+        self.active = 0
+        self.timers: list[tuple[float, int, str, str, int]] = []
+        self._tick = 0
+        self.seq = 0
+        self.rows_new: list[tuple[Any, ...]] = []
+        self.rows_upd: list[tuple[Any, ...]] = []
+        self.flush_at: float | None = None
+        self.held: list[Node] = []  # ready, not started: the run is pausing, failing or cancelled
+        self.stop: str | None = None  # paused | cancelled | failed
+        self.error: str | None = None
+        self.done = threading.Event()
+        self.result_status: str | None = None
+        self.started = time.perf_counter()
+        self.wall_s = 0.0
+        self.lock = threading.Lock()
+        self._renew_at = time.monotonic() + min(1.0, ctx.store.lease_s / 3)
+        self.prior = {r.key: r for r in (prior or [])}
+        self.seq = max([r.seq or 0 for r in self.prior.values()] + [0])
+        for s in workflow.steps:
+            self.groups[s.id] = Group(s, s.depends_on(), has_refs=any(True for _ in refs_in(s.wired())))
+        for g in self.groups.values():
+            g.waiting = len(g.deps)
+            for d in g.deps:
+                self.groups[d].dependents.append(g.step.id)
+
+    # ------------------------------------------------------------------ control (any thread)
+    def request(self, what: str) -> None:
+        """Pause or cancel: no new step starts; the driver thread does the rest."""
+        self.q.put(("", -1, what))
+
+    # ------------------------------------------------------------------ the loop
+    def drive(self) -> str:
+        try:
+            for g in list(self.groups.values()):
+                if g.waiting == 0:
+                    self._ready(g)
+            self._loop()
+            return self._end()
+        except BaseException as exc:
+            self.error = self.error or f"the engine failed: {type(exc).__name__}: {exc}"
+            self._abort()
+            raise
+        finally:
+            self.wall_s = time.perf_counter() - self.started
+            self.done.set()
+
+    def _loop(self) -> None:
+        get, now = self.q.get, time.monotonic
+        while self.active or self.timers:
+            wait = None
+            if self.timers:
+                wait = max(0.0, self.timers[0][0] - now())
+            if self.flush_at is not None:
+                w = max(0.0, self.flush_at - now())
+                wait = w if wait is None else min(wait, w)
+            wait = min(wait, 1.0) if wait is not None else 1.0
+            try:
+                ev = get(timeout=wait)
+                self._event(ev)
+                while True:  # the rest of the burst, then one checkpoint for all of it
+                    self._event(self.q.get_nowait())
+            except queue.Empty:
+                pass
+            if self.timers and self.timers[0][0] <= now():
+                self._fire_timers()
+            if self.flush_at is not None and (now() >= self.flush_at or len(self.rows_new) >= FLUSH_ROWS):
+                self.flush()
+            if now() >= self._renew_at:
+                self._renew()
+
+    def _event(self, ev: tuple[str, int, Any]) -> None:
+        key, token, fut = ev
+        if token == -1:
+            self._control(fut)
+            return
+        node = self.nodes[key]
+        if token != node.token or node.status != RUNNING:
+            return  # a late outcome of an attempt that timed out or was cancelled
+        self.active -= 1
+        node.future = None
+        try:
+            value = fut.result() if isinstance(fut, cf.Future) else fut
+        except _Waiting as w:
+            self._waiting(node, w)
+            return
+        except BaseException as exc:  # noqa: BLE001 - every failure of a step is its outcome
+            self._failed(node, exc)
+            return
+        if not type_ok(node.step.output, value):
+            self._failed(node, StepFailed(f"step {node.key!r} returned {type(value).__name__}, but its output is "
+                                          f"declared {node.step.output!r}", hint="fix the step or its output: field"))
+            return
+        self._completed(node, value)
+
+    # ------------------------------------------------------------------ readiness
+    def _ready(self, g: Group) -> None:
+        """All of ``g``'s dependencies are final: skip it, expand its fan-out, or start it."""
+        sid = g.step.id
+        if g.deps and all(self.groups[d].status == SKIPPED for d in g.deps):
+            self._skip_group(g, "every step it needs was skipped")
+            return
+        if g.step.foreach is None:
+            node = self._node(sid, g.step, None)
+            g.nodes, g.remaining = [node], 1
+            self._begin(node)
+            return
+        try:
+            items = resolve(g.step.foreach, self.inputs, self.outputs, None)
+        except _Missing as exc:
+            items = exc
+        if not isinstance(items, list | tuple):
+            node = self._node(sid, g.step, None)
+            g.nodes, g.remaining = [node], 1
+            self._fail_now(node, f"step {sid!r}: field 'foreach': needs a list, got "
+                                 f"{type(items).__name__ if not isinstance(items, Exception) else items}")
+            return
+        g.nodes = [self._node(f"{sid}[{i}]", g.step, it) for i, it in enumerate(items)]
+        g.remaining = len(g.nodes)
+        g.status = RUNNING
+        if not g.nodes:
+            self._group_done(g)
+        for node in list(g.nodes):
+            self._begin(node)
+
+    def _node(self, key: str, step: Step, item: Any) -> Node:
+        node = Node(key, step, item)
+        prior = self.prior.get(key)
+        if prior is not None:
+            node.attempt, node.persisted, node.resume = prior.attempt, True, prior
+            node.seq, node.started_at, node.finished_at = prior.seq, prior.started_at, prior.finished_at
+        self.nodes[key] = node
+        return node
+
+    def _begin(self, node: Node) -> None:
+        """Start ``node`` — unless a previous process finished it (resume), or the run is stopping."""
+        prior = node.resume
+        if prior is not None and prior.status in (COMPLETED, SKIPPED, COMPENSATED):
+            node.status, node.output = prior.status, prior.output
+            if prior.status == COMPENSATED:  # compensated: the run had failed; keep it as it was
+                node.status = COMPLETED
+            self._settle(node)
+            return
+        if self.stop is not None:
+            self.held.append(node)
+            return
+        if prior is not None and prior.status == RUNNING and not self._safe_again(node, prior):
+            self._fail_now(node, f"step {node.key!r} was interrupted while running (its process died); it may "
+                                 "have taken effect, so it is not run again (give a step retries ≥ 1 when running "
+                                 "it twice is safe)")
+            return
+        when = node.step.when
+        if when is not None:
+            try:
+                ok = holds(when.op, resolve(when.ref, self.inputs, self.outputs, node.item), when.value)
+            except (_Missing, TypeError) as exc:
+                self._fail_now(node, f"step {node.key!r}: field 'when': {exc}")
+                return
+            if not ok:
+                node.status = SKIPPED
+                node.finished_at = self.ctx.clock.now()
+                self._record(node, batched=True)
+                self._audit_step(node, durable=False)
+                self._settle(node)
+                return
+        self._start(node)
+
+    def _safe_again(self, node: Node, prior: StepRow) -> bool:
+        """May a step whose process died while it ran be run again? (pure, read-only, resumable, or retries)"""
+        step = node.step
+        if step.kind in ("call", "workflow") or prior.attempt <= step.retries:
+            return True
+        if step.kind == "tool":
+            try:
+                return str(self.ctx.services.tools.resolve(step.tool).side_effect) == "read"
+            except EmergentError:
+                return False
+        return False
+
+    def _start(self, node: Node) -> None:
+        step = node.step
+        g = self.groups[step.id]
+        try:
+            args = resolve(step.args, self.inputs, self.outputs, node.item) if g.has_refs else step.args
+        except _Missing as exc:
+            self._fail_now(node, f"step {node.key!r}: field 'args': {exc}")
+            return
+        node.attempt += 1
+        node.token += 1
+        node.status = RUNNING
+        node.started_at = self.ctx.clock.now()
+        node.error = None
+        if step.kind == "call":
+            if self.ctx.checkpoint == "each":
+                self._record(node, batched=False)
+            try:
+                fut = self.ctx.executor.submit(_invoke, step.callable(), args)
+            except EmergentError as exc:
+                fut = cf.Future()
+                fut.set_exception(exc)
+        else:
+            resume = node.resume if node.resume is not None and node.attempt == node.resume.attempt + 1 else None
+            try:
+                self._gate_intent(node, args)
+            except AuditWriteError as exc:
+                self._failed(node, exc, retry=False)  # the intent is not on record: the step does not run
+                return
+            fut = self.ctx.pool.submit(self._gate_step, node, args, resume)
+        self._submitted(node, fut)
+
+    def _submitted(self, node: Node, fut: cf.Future[Any]) -> None:
+        self.active += 1
+        node.future = fut
+        fut.add_done_callback(functools.partial(self._put, node.key, node.token))
+        if node.step.timeout_s is not None:
+            self._timer(node.step.timeout_s, "timeout", node)
+
+    def _put(self, key: str, token: int, fut: cf.Future[Any]) -> None:
+        self.q.put((key, token, fut))
+
+    # ------------------------------------------------------------------ gate-crossing steps (engine process)
+    def _gate_intent(self, node: Node, args: dict[str, Any]) -> None:
+        """The step's ``running`` row (with everything buffered before it) and its audited intent,
+        both durable before its side effect starts."""
+        node.approval_id = None
+        self._record(node, batched=False)
+        if self.ctx.audit is not None:
+            self.ctx.audit.append("workflow.step", self.principal, {
+                "run": self.run_id, "step": node.key, "kind": node.step.kind, "attempt": node.attempt,
+                "phase": "intent", "target": node.step.tool or node.step.notebook or node.step.assistant or
+                (node.step.workflow if isinstance(node.step.workflow, str) else "(inline)")}, durable=True)
+
+    def _gate_step(self, node: Node, args: dict[str, Any], resume: StepRow | None) -> Any:
+        """Run a tool / notebook / assistant / sub-workflow step as the run's principal (pool thread)."""
+        step, svc, who = node.step, self.ctx.services, self.principal
+        waiting = resume is not None and resume.status == WAITING
+        if step.kind in ("tool", "notebook"):
+            if waiting and resume is not None and resume.approval_id:
+                try:
+                    return svc.tools.resume(resume.approval_id)
+                except ApprovalPending as exc:
+                    raise _Waiting(exc.fields.get("approval", resume.approval_id)) from None
+            tool, targs = (step.tool, args) if step.kind == "tool" else (
+                "notebook.run", {**args, "path": step.notebook,
+                                 "parameters": resolve(step.parameters, self.inputs, self.outputs, node.item)})
+            try:
+                return svc.tools.call(tool, targs, principal=who, wait=False)
+            except ApprovalPending as exc:
+                raise _Waiting(exc.fields.get("approval")) from None
+        if step.kind == "assistant":
+            bot = svc.assistant(step.assistant)
+            if waiting and resume is not None and isinstance(resume.output, dict) and resume.output.get("run_id"):
+                result = bot.resume(resume.output["run_id"])
+            else:
+                prompt = resolve(step.prompt, self.inputs, self.outputs, node.item)
+                result = bot.ask(_text(prompt), user=who)
+            return _assistant_output(result)
+        inputs = resolve(step.inputs, self.inputs, self.outputs, node.item)
+        return self.ctx.run_child(step, inputs, principal=who, parent=self.run_id,
+                                  run_id=child_run_id(self.run_id, node.key))
+
+    # ------------------------------------------------------------------ outcomes
+    def _completed(self, node: Node, value: Any) -> None:
+        node.status, node.output = COMPLETED, value
+        node.finished_at = self.ctx.clock.now()
+        self.seq += 1
+        node.seq = self.seq
+        pure = node.step.kind == "call"
+        try:
+            self._record(node, batched=pure and self.ctx.checkpoint == "batched")
+            self._audit_step(node, durable=not pure)
+        except (AuditWriteError, ValidationError) as exc:
+            node.status, node.output = RUNNING, None
+            self._failed(node, exc, retry=False)
+            return
+        self._settle(node)
+
+    def _failed(self, node: Node, exc: BaseException, *, retry: bool = True) -> None:
+        if isinstance(exc, cf.CancelledError):
+            exc = StepFailed(f"step {node.key!r} was cancelled by its executor")
+        msg = exc.message if isinstance(exc, EmergentError) else f"{type(exc).__name__}: {exc}"
+        if not msg.startswith(f"step {node.key!r}"):
+            msg = f"step {node.key!r}: {msg}"
+        node.error = msg[:2000]
+        final = not retry or isinstance(exc, PermissionDenied | PrincipalError | UsageError) \
+            or node.attempt > node.step.retries or self.stop is not None
+        if not final:
+            node.status = PENDING
+            self._record(node, batched=False)
+            self._timer(node.step.retry_delay_s, "retry", node)
+            return
+        self._fail_now(node, node.error)
+
+    def _fail_now(self, node: Node, error: str) -> None:
+        node.status, node.error = FAILED, error
+        node.finished_at = self.ctx.clock.now()
+        try:
+            self._record(node, batched=False)
+            self._audit_step(node, durable=True)
+        except AuditWriteError:
+            pass  # the run fails anyway; its end is audited (or fails loudly) in _end
+        if self.stop != "failed":
+            self.error = error
+            self._stopping("failed")
+
+    def _waiting(self, node: Node, w: _Waiting) -> None:
+        node.status, node.approval_id = WAITING, w.approval
+        node.output = w.ref or None
+        try:
+            self._record(node, batched=False)
+            self._audit_step(node, durable=True)
+        except AuditWriteError as exc:
+            self._fail_now(node, f"step {node.key!r}: {exc.message}")
+
+    def _settle(self, node: Node) -> None:
+        """``node`` is final (completed or skipped): its group may be done."""
+        g = self.groups[node.step.id]
+        g.remaining -= 1
+        if g.remaining == 0:
+            self._group_done(g)
+
+    def _skip_group(self, g: Group, why: str) -> None:
+        node = self._node(g.step.id, g.step, None)
+        g.nodes, g.remaining = [node], 1
+        if node.resume is not None and node.resume.status == SKIPPED:
+            node.status = SKIPPED
+        else:
+            node.status, node.error, node.finished_at = SKIPPED, why, self.ctx.clock.now()
+            self._record(node, batched=True)
+        self._settle(node)
+
+    def _group_done(self, g: Group) -> None:
+        sid = g.step.id
+        if g.step.foreach is None:
+            g.status = g.nodes[0].status
+            self.outputs[sid] = g.nodes[0].output
+        else:
+            g.status = COMPLETED
+            self.outputs[sid] = [n.output for n in g.nodes]
+        for d in g.dependents:
+            dg = self.groups[d]
+            dg.waiting -= 1
+            if dg.waiting == 0:
+                self._ready(dg)
+
+    # ------------------------------------------------------------------ timers
+    def _timer(self, delay: float, what: str, node: Node) -> None:
+        self._tick += 1
+        heapq.heappush(self.timers, (time.monotonic() + delay, self._tick, what, node.key, node.token))
+
+    def _fire_timers(self) -> None:
+        now = time.monotonic()
+        while self.timers and self.timers[0][0] <= now:
+            _, _, what, key, token = heapq.heappop(self.timers)
+            node = self.nodes[key]
+            if token != node.token:
+                continue
+            if what == "timeout" and node.status == RUNNING:
+                self.active -= 1
+                self._cancel_future(node)
+                node.token += 1  # its late outcome is ignored
+                self._failed(node, TimeoutExceeded(
+                    f"step {key!r} timed out after {node.step.timeout_s:g} s (attempt {node.attempt})",
+                    hint="raise timeout_s, or make the step faster"))
+            elif what == "retry" and node.status == PENDING:
+                if self.stop is not None:
+                    self.held.append(node)
+                else:
+                    self._start(node)
+
+    def _cancel_future(self, node: Node) -> None:
+        fut, node.future = node.future, None
+        if fut is None:
+            return
+        cancel = getattr(self.ctx.executor, "cancel", None)
+        if node.step.kind == "call" and cancel is not None:
+            cancel(fut)
+        else:
+            fut.cancel()
+
+    # ------------------------------------------------------------------ pause / cancel / failure
+    def _control(self, what: str) -> None:
+        if what == "cancelled":
+            self._stopping("cancelled")
+            for node in list(self.nodes.values()):
+                if node.status == RUNNING:
+                    self.active -= 1
+                    self._cancel_future(node)
+                    node.token += 1
+                    node.status, node.error = CANCELLED, "cancelled while running"
+                    self._record(node, batched=False)
+            self.timers.clear()
+        elif what == "paused" and self.stop is None:
+            self._stopping("paused")
+            self.timers = [t for t in self.timers if t[2] != "retry"]  # a retry starts again on resume
+            heapq.heapify(self.timers)
+
+    def _stopping(self, why: str) -> None:
+        if self.stop in ("cancelled",):
+            return
+        if self.stop == "failed" and why == "paused":
+            return
+        self.stop = why
+
+    def _renew(self) -> None:
+        self._renew_at = time.monotonic() + min(1.0, self.ctx.store.lease_s / 3)
+        if self.ctx.store.renew(self.run_id, owner=self.ctx.owner, now=self.ctx.clock.now()):
+            return
+        row = self.ctx.store.get(self.run_id)
+        if row.status in (PAUSED, CANCELLED):
+            self._control(row.status)
+        elif row.lease_owner != self.ctx.owner:
+            self._control("cancelled")  # another process drives it now: stop here without writing its end
+            self.stop = "lost"
+
+    # ------------------------------------------------------------------ checkpoints
+    def _record(self, node: Node, *, batched: bool) -> None:
+        row = step_tuple(node.key, node.step.id, node.status, node.attempt, node.output, node.error,
+                         node.approval_id, node.seq, node.started_at, node.finished_at)
+        (self.rows_upd if node.persisted else self.rows_new).append(row)
+        node.persisted = True
+        if batched:
+            if self.flush_at is None:
+                self.flush_at = time.monotonic() + self.ctx.flush_s
+        else:
+            self.flush()
+
+    def flush(self) -> None:
+        if self.rows_new or self.rows_upd:
+            new, upd = self.rows_new, self.rows_upd
+            self.rows_new, self.rows_upd = [], []
+            self.ctx.store.write_steps(self.run_id, new, upd)
+        self.flush_at = None
+
+    def _audit_step(self, node: Node, *, durable: bool) -> None:
+        if self.ctx.audit is None:
+            return
+        data: dict[str, Any] = {"run": self.run_id, "step": node.key, "kind": node.step.kind, "status": node.status,
+                                "attempt": node.attempt}
+        if node.error:
+            data["error"] = node.error[:500]
+        if node.approval_id:
+            data["approval"] = node.approval_id
+        self.ctx.audit.append("workflow.step", self.principal, data, durable=durable)
+
+    # ------------------------------------------------------------------ the end
+    def _end(self) -> str:
+        if self.stop == "lost":
+            self.result_status = RUNNING
+            return RUNNING
+        if self.stop == "failed":
+            self._compensate()
+        if self.stop in ("failed", "cancelled"):
+            for n in self.nodes.values():
+                if n.status in (PENDING, WAITING):
+                    n.status = CANCELLED
+                    self._record(n, batched=True)
+        self.flush()
+        waiting = any(n.status == WAITING for n in self.nodes.values())
+        status = {"failed": FAILED, "cancelled": CANCELLED, "paused": PAUSED}.get(self.stop or "")
+        if status is None:
+            status = WAITING if waiting else COMPLETED
+        outputs = None
+        if status == COMPLETED:
+            try:
+                outputs = {k: resolve(v, self.inputs, self.outputs, None) for k, v in self.wf.outputs.items()}
+            except _Missing as exc:
+                status, self.error = FAILED, f"outputs: {exc}"
+        self.result_status = status
+        self.outputs_final = outputs
+        return status
+
+    def _abort(self) -> None:
+        self.result_status = FAILED
+        self.outputs_final = None
+        with contextlib.suppress(Exception):  # the run is recorded failed by the service
+            self.flush()
+
+    def _compensate(self) -> None:
+        """Undo completed steps that say how, newest first, each a tool call as the run's principal."""
+        todo = sorted((n for n in self.nodes.values() if n.status == COMPLETED and n.step.compensate is not None),
+                      key=lambda n: n.seq or 0, reverse=True)
+        for node in todo:
+            comp = node.step.compensate
+            assert comp is not None
+            outputs = {**self.outputs, node.step.id: node.output}
+            data = {"run": self.run_id, "step": node.key, "tool": comp.tool}
+            try:
+                args = resolve(comp.args, self.inputs, outputs, node.item)
+                if self.ctx.audit is not None:
+                    self.ctx.audit.append("workflow.compensate", self.principal, {**data, "phase": "intent"},
+                                          durable=True)
+                self.ctx.services.tools.call(comp.tool, args, principal=self.principal, wait=False)
+            except (EmergentError, _Missing, Exception) as exc:  # noqa: BLE001 - reported, the others still run
+                why = exc.message if isinstance(exc, EmergentError) else str(exc)
+                node.error = f"compensation failed: {why}"[:2000]
+                self.error = f"{self.error}; step {node.key!r}: compensation failed: {why}"
+                self._record(node, batched=False)
+                if self.ctx.audit is not None:
+                    self.ctx.audit.append("workflow.compensate", self.principal,
+                                          {**data, "phase": "failed", "error": why[:500]}, durable=True)
+                continue
+            node.status = COMPENSATED
+            self._record(node, batched=False)
+            if self.ctx.audit is not None:
+                self.ctx.audit.append("workflow.compensate", self.principal, {**data, "phase": "done"},
+                                      durable=True)
+
+
+def _assistant_output(result: Any) -> dict[str, Any]:
+    out = {"answer": result.answer, "status": result.status, "run_id": result.run_id, "mode": result.mode,
+           "sources": [s.to_dict() if hasattr(s, "to_dict") else s for s in result.sources]}
+    if result.status == "waiting_approval":
+        raise _Waiting(result.pending_approval, {"run_id": result.run_id})
+    if result.status not in ("completed",):
+        raise StepFailed(f"the assistant's run {result.run_id} ended {result.status}"
+                         f"{': ' + result.stop_reason if result.stop_reason else ''}",
+                         hint="see ws.assistant(name).get(run_id)")
+    return out
+
+
+__all__ = ["Context", "Driver", "StepFailed", "child_run_id", "holds", "lookup", "resolve", "type_ok"]

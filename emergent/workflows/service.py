@@ -1,0 +1,535 @@
+"""The workflows service: start, wait for, resume, pause and cancel runs; saved workflows; templates.
+
+``Workstation.workflows`` builds one with what it needs injected (SQL, the step services, the
+audit trail, the clock, the executor id). Who acts is a :class:`~emergent.principals.Principal`:
+the run's principal acts in every tool step (an agent is asked per policy). A run's start and end,
+each step's outcome, each compensation, pause, cancel and resume are in the audit trail; a failed
+audit write fails the action (a run whose end cannot be recorded is recorded failed).
+"""
+
+from __future__ import annotations
+
+import builtins
+import concurrent.futures as cf
+import threading
+import time
+import uuid
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from emergent.errors import (
+    AuditWriteError,
+    NotFoundError,
+    PrincipalError,
+    TimeoutExceeded,
+    UsageError,
+    ValidationError,
+)
+from emergent.workflows.engine import Context, Driver, StepFailed, _Waiting
+from emergent.workflows.executors import open_executor
+from emergent.workflows.spec import Builder, Step, Workflow
+from emergent.workflows.store import (
+    CANCELLED,
+    COMPLETED,
+    FAILED,
+    LEASE_S,
+    PAUSED,
+    PENDING,
+    RUN_FINAL,
+    RUNNING,
+    WAITING,
+    RunRow,
+    RunStore,
+    StepRow,
+    new_owner,
+    owner_gone,
+)
+from emergent.workspace.audited import recorded, verified
+
+TEMPLATES = Path(__file__).resolve().parent / "templates"
+
+
+@dataclass(frozen=True)
+class StepServices:
+    """What steps call: the tool gate, assistants by name, the principal directory."""
+
+    tools: Any
+    assistant: Any
+    principals: Any
+
+
+@dataclass(frozen=True)
+class TemplateInfo:
+    name: str
+    description: str
+    inputs: dict[str, Any]
+    path: str
+
+
+@dataclass
+class StepState:
+    key: str
+    step_id: str
+    kind: str
+    status: str
+    attempt: int
+    output: Any
+    error: str | None
+    approval_id: str | None
+    started_at: float | None
+    finished_at: float | None
+    needs: list[str] = field(default_factory=list)
+
+
+@dataclass
+class WorkflowRun:
+    id: str
+    workflow: str
+    version: str
+    status: str
+    principal: str
+    inputs: dict[str, Any]
+    outputs: dict[str, Any] | None
+    error: str | None
+    created_at: float
+    updated_at: float
+    steps: list[StepState]
+    parent: str | None = None
+    stats: dict[str, Any] = field(default_factory=dict)
+
+    def step(self, key: str) -> StepState:
+        for s in self.steps:
+            if s.key == key:
+                return s
+        raise NotFoundError(f"run {self.id} has no step {key!r}", hint=f"steps: {', '.join(s.key for s in self.steps)}")
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    def dag(self) -> tuple[list[dict[str, Any]], list[tuple[str, str]]]:
+        """Nodes (``id``, ``step``, ``kind``, ``status``) and edges (from, to) for drawing the run;
+        a fan-out step appears once per instance once its list is known."""
+        by_step: dict[str, list[StepState]] = {}
+        for s in self.steps:
+            by_step.setdefault(s.step_id, []).append(s)
+        nodes = [{"id": s.key, "step": s.step_id, "kind": s.kind, "status": s.status, "attempt": s.attempt,
+                  "error": s.error} for s in self.steps]
+        edges = [(a.key, b.key) for s in self.steps for d in s.needs for a in by_step.get(d, [])
+                 for b in [s]]
+        return nodes, edges
+
+
+@dataclass
+class _Live:
+    driver: Driver
+    finished: threading.Event
+    thread: threading.Thread | None = None
+
+
+def _states(spec: Workflow, rows: list[StepRow]) -> list[StepState]:
+    """Every step of ``spec`` as it stands: recorded rows, and ``pending`` for steps not reached yet."""
+    seen: dict[str, list[StepRow]] = {}
+    for r in rows:
+        seen.setdefault(r.step_id, []).append(r)
+    out = []
+    for s in spec.steps:
+        needs = s.depends_on()
+        recs = seen.get(s.id)
+        if not recs:
+            out.append(StepState(s.id, s.id, s.kind, PENDING, 0, None, None, None, None, None, needs))
+            continue
+        recs.sort(key=lambda r: _instance(r.key))
+        out.extend(StepState(r.key, s.id, s.kind, r.status, r.attempt, r.output, r.error, r.approval_id,
+                             r.started_at, r.finished_at, needs) for r in recs)
+    return out
+
+
+def _instance(key: str) -> int:
+    return int(key[key.index("[") + 1:-1]) if key.endswith("]") else -1
+
+
+class Workflows:
+    """Workflows of one workspace. ``executor`` is the default executor id for ``call`` steps."""
+
+    def __init__(self, sql: Any, *, services: StepServices, audit: Any, clock: Any, executor: str = "threads",
+                 max_workers: int = 32, workspace: Path | str | None = None, lease_s: float = LEASE_S,
+                 checkpoint: str = "batched") -> None:
+        self.store = RunStore(sql, lease_s=lease_s)
+        self.services, self.audit, self.clock = services, audit, clock
+        self.default_executor = executor
+        self.max_workers = max_workers
+        self.workspace = Path(workspace) if workspace is not None else None
+        self.checkpoint = self._check_checkpoint(checkpoint)
+        self.owner = new_owner()
+        self._pool: cf.ThreadPoolExecutor | None = None
+        self._executors: dict[str, Any] = {}
+        self._live: dict[str, _Live] = {}
+        self._lock = threading.Lock()
+
+    @staticmethod
+    def _check_checkpoint(mode: str) -> str:
+        if mode not in ("batched", "each"):
+            raise ValidationError(f"checkpoint {mode!r} is not a checkpoint mode",
+                                  hint="batched (pure call steps group-committed within 20 ms) or each", field="checkpoint")
+        return mode
+
+    # ------------------------------------------------------------------ resources
+    @property
+    def pool(self) -> cf.ThreadPoolExecutor:
+        with self._lock:
+            if self._pool is None:
+                self._pool = cf.ThreadPoolExecutor(max_workers=self.max_workers, thread_name_prefix="wf-step")
+            return self._pool
+
+    def executor(self, spec: str | None = None) -> Any:
+        """The executor for ``spec`` (default: the configured one), opened once and kept."""
+        key = spec or self.default_executor
+        with self._lock:
+            ex = self._executors.get(key)
+            if ex is None:
+                ex = self._executors[key] = open_executor(key, max_workers=self.max_workers)
+            return ex
+
+    def _context(self, executor: str | None, checkpoint: str | None) -> Context:
+        return Context(self.store, self.services, self.audit, self.clock, self.executor(executor), self.pool,
+                       self.owner, self._run_child, self._check_checkpoint(checkpoint or self.checkpoint))
+
+    # ------------------------------------------------------------------ definitions
+    def resolve(self, workflow: Workflow | Builder | str | Path | dict[str, Any]) -> Workflow:
+        """A workflow from an object, a builder, a registered name, a template name, a YAML file or text."""
+        if isinstance(workflow, Builder):
+            workflow = workflow.workflow
+        if isinstance(workflow, Workflow):
+            return workflow.validate()
+        if isinstance(workflow, dict):
+            return Workflow.parse(workflow)
+        if isinstance(workflow, Path) or (isinstance(workflow, str) and "\n" not in workflow and
+                                           workflow.endswith((".yaml", ".yml"))):
+            return Workflow.from_yaml(Path(workflow))
+        if isinstance(workflow, str) and ("\n" in workflow or ":" in workflow):
+            return Workflow.from_yaml(workflow)
+        return self.named(str(workflow))
+
+    def named(self, name: str) -> Workflow:
+        data = self.store.get_def(name)
+        if data is not None:
+            return Workflow.from_data(data).validate()
+        if name in self._template_names():
+            return self.template(name)
+        known = self.store.def_names() + self._template_names()
+        raise NotFoundError(f"no workflow named {name!r}", hint=f"registered and templates: {', '.join(known) or 'none'}"
+                                                                "; register one with ws.workflows.register(wf, by=...)",
+                            workflow=name)
+
+    def register(self, workflow: Workflow | Builder | str | Path, *, by: Any) -> Workflow:
+        """Save ``workflow`` by its name (sub-workflows and ``start("name")`` find it)."""
+        who = verified(self.services.principals, by)
+        wf = self.resolve(workflow)
+        data = wf.to_data()
+        for raw in data["steps"]:
+            if raw.get("kind") == "call" and not raw.get("fn"):
+                raise ValidationError(f"step {raw['id']!r}: field 'fn': a saved workflow's call step needs a function "
+                                      "importable by module:qualname (not a lambda or a local function)",
+                                      step=raw["id"], field="fn")
+        with recorded(self.audit, "workflow.register", who, {"workflow": wf.name, "version": wf.version}):
+            self.store.save_def(wf.name, wf.version, data, who.key, self.clock.now())
+        return wf
+
+    def templates(self) -> builtins.list[TemplateInfo]:
+        out = []
+        for name in self._template_names():
+            try:
+                wf = Workflow.from_yaml(self._template_text(name))
+            except ValidationError:
+                continue
+            out.append(TemplateInfo(name, wf.description, dict(wf.inputs), str(TEMPLATES / f"{name}.yaml")))
+        return out
+
+    def template(self, name: str) -> Workflow:
+        """Template ``name`` (``emergent/workflows/templates/NAME.yaml``); the files it needs are put in the
+        workspace first when missing."""
+        if name not in self._template_names():
+            raise NotFoundError(f"no workflow template {name!r}",
+                                hint=f"templates: {', '.join(self._template_names()) or 'none'}", template=name)
+        mod = self._templates_module()
+        if mod is not None and self.workspace is not None and hasattr(mod, "prepare"):
+            mod.prepare(name, self.workspace)
+        return Workflow.from_yaml(self._template_text(name))
+
+    @staticmethod
+    def _templates_module() -> Any:
+        try:
+            from emergent.workflows import templates as mod
+        except ImportError:
+            return None
+        return mod
+
+    def _template_names(self) -> builtins.list[str]:
+        mod = self._templates_module()
+        if mod is not None and hasattr(mod, "names"):
+            return list(mod.names())
+        return sorted(p.stem for p in TEMPLATES.glob("*.yaml"))
+
+    def _template_text(self, name: str) -> str:
+        mod = self._templates_module()
+        if mod is not None and hasattr(mod, "text"):
+            return str(mod.text(name))
+        return (TEMPLATES / f"{name}.yaml").read_text(encoding="utf-8")
+
+    # ------------------------------------------------------------------ running
+    def start(self, workflow: Workflow | Builder | str | Path, inputs: dict[str, Any] | None = None, *,
+              principal: Any, executor: str | None = None, checkpoint: str | None = None) -> str:
+        """Start a run in the background as ``principal``; its id."""
+        who = verified(self.services.principals, principal)
+        wf = self.resolve(workflow)
+        values = self._inputs(wf, inputs)
+        ctx = self._context(executor, checkpoint)
+        run_id = "wf-" + uuid.uuid4().hex[:16]
+        self._create(run_id, wf, values, who, None, ctx)
+        self._launch(Driver(ctx, run_id=run_id, workflow=wf, inputs=values, principal=who), background=True)
+        return run_id
+
+    def run(self, workflow: Workflow | Builder | str | Path, inputs: dict[str, Any] | None = None, *,
+            principal: Any, executor: str | None = None, timeout: float | None = None,
+            checkpoint: str | None = None) -> WorkflowRun:
+        """Run to its end (or a pause, a wait for approval, a cancel) and return it."""
+        run_id = self.start(workflow, inputs, principal=principal, executor=executor, checkpoint=checkpoint)
+        return self.wait(run_id, timeout)
+
+    @staticmethod
+    def _inputs(wf: Workflow, given: dict[str, Any] | None) -> dict[str, Any]:
+        given = dict(given or {})
+        unknown = sorted(set(given) - set(wf.inputs))
+        if unknown:
+            raise ValidationError(f"workflow {wf.name!r} has no input {unknown[0]!r}",
+                                  hint=f"its inputs: {', '.join(wf.inputs) or 'none'}", field=unknown[0])
+        values = {**wf.inputs, **given}
+        missing = [k for k, v in values.items() if v is None and k not in given]
+        if missing:
+            raise ValidationError(f"workflow {wf.name!r} needs input {missing[0]!r}",
+                                  hint=f"pass inputs={{{missing[0]!r}: ...}} (--input {missing[0]}=... on the CLI)",
+                                  field=missing[0])
+        return values
+
+    def _create(self, run_id: str, wf: Workflow, inputs: dict[str, Any], who: Any, parent: str | None,
+                ctx: Context) -> None:
+        data = wf.to_data()
+        if self.audit is not None:  # the intent, durable before anything runs
+            self.audit.append("workflow.run.start", who, {"run": run_id, "workflow": wf.name, "version": wf.version,
+                                                          "inputs": inputs, "parent": parent,
+                                                          "executor": ctx.executor.name}, durable=True)
+        self.store.create(run_id=run_id, workflow=wf.name, version=wf.version, spec=data, inputs=inputs,
+                          principal=who.key, parent=parent, owner=self.owner, now=self.clock.now())
+
+    def _launch(self, driver: Driver, *, background: bool) -> _Live:
+        live = _Live(driver, threading.Event())
+        with self._lock:
+            self._live[driver.run_id] = live
+        if background:
+            live.thread = threading.Thread(target=self._drive, args=(live,), name=f"wf-{driver.run_id}", daemon=True)
+            live.thread.start()
+        else:
+            self._drive(live)
+        return live
+
+    def _drive(self, live: _Live) -> None:
+        d = live.driver
+        try:
+            try:
+                status = d.drive()
+                error = d.error
+            except Exception as exc:  # noqa: BLE001 - recorded as the run's failure
+                status, error = FAILED, d.error or f"{type(exc).__name__}: {exc}"
+            if status != RUNNING:  # RUNNING: another process took the run over
+                self._finish(d, status, error)
+        finally:
+            with self._lock:
+                self._live.pop(d.run_id, None)
+            live.finished.set()
+
+    def _finish(self, d: Driver, status: str, error: str | None) -> None:
+        outputs = getattr(d, "outputs_final", None) if status == COMPLETED else None
+        if self.audit is not None:
+            try:
+                self.audit.append("workflow.run.finish", d.principal, {
+                    "run": d.run_id, "workflow": d.wf.name, "status": status, "error": (error or "")[:500] or None,
+                    "wall_s": round(d.wall_s, 6)}, durable=True)
+            except AuditWriteError as exc:
+                status, outputs = FAILED, None
+                error = f"the run's end could not be recorded in the audit trail: {exc.message}"
+        self.store.finish(d.run_id, owner=self.owner, status=status, now=self.clock.now(),
+                          error=error if status in (FAILED, CANCELLED) else None, outputs=outputs)
+
+    def wait(self, run_id: str, timeout: float | None = None) -> WorkflowRun:
+        """Block until run ``run_id`` stops (ends, pauses, waits for an approval); TimeoutExceeded after ``timeout``."""
+        deadline = None if timeout is None else time.monotonic() + timeout
+        live = self._live.get(run_id)
+        if live is not None:
+            if not live.finished.wait(timeout):
+                raise TimeoutExceeded(f"workflow run {run_id} did not stop within {timeout:g} s",
+                                      hint="it goes on in the background: wait(run_id) again or cancel(run_id)",
+                                      run=run_id)
+            return self._with_stats(self.get(run_id), live)
+        while True:
+            row = self.store.get(run_id)
+            if row.status != RUNNING or (row.lease_owner != self.owner and self._abandoned(row)):
+                return self.get(run_id)
+            if deadline is not None and time.monotonic() > deadline:
+                raise TimeoutExceeded(f"workflow run {run_id} did not stop within {timeout:g} s", run=run_id)
+            time.sleep(0.05)
+
+    @staticmethod
+    def _with_stats(run: WorkflowRun, live: _Live) -> WorkflowRun:
+        d = live.driver
+        run.stats = {"wall_s": d.wall_s, "steps": sum(1 for n in d.nodes.values() if n.status != PENDING)}
+        return run
+
+    def _abandoned(self, row: RunRow) -> bool:
+        return row.status == RUNNING and ((row.lease_until or 0.0) < self.clock.now() or owner_gone(row.lease_owner))
+
+    def resume(self, run_id: str, *, principal: Any, workflow: Workflow | Builder | None = None,
+               executor: str | None = None, timeout: float | None = None) -> WorkflowRun:
+        """Continue a run that was paused, waits for a decided approval, or whose process died; blocks.
+        Completed steps are not run again. ``workflow``: the same workflow, when its call steps' functions
+        cannot be imported by name (lambdas, local functions)."""
+        who = verified(self.services.principals, principal)
+        if run_id in self._live:
+            return self.wait(run_id, timeout)
+        row = self.store.get(run_id)
+        if row.status in RUN_FINAL:
+            return self.get(run_id)
+        if not who.is_human and who.key != row.principal:
+            raise PrincipalError(f"{who.key} may not resume run {run_id} of {row.principal}",
+                                 hint="the run's own principal or a person resumes it", principal=who.key)
+        if row.status == RUNNING and not self._abandoned(row):
+            raise UsageError(f"workflow run {run_id} is being driven by {row.lease_owner}",
+                             hint="wait for it (ws.workflows.wait(run_id)) or pause it first", run=run_id)
+        wf = self._spec_of(row, workflow)
+        ctx = self._context(executor, None)
+        actor = self.services.principals.get(row.principal)
+        live = self._continue(row, wf, actor, who, ctx, background=True)
+        return self.wait(live.driver.run_id, timeout)
+
+    def _spec_of(self, row: RunRow, workflow: Workflow | Builder | None) -> Workflow:
+        if workflow is not None:
+            wf = workflow.workflow if isinstance(workflow, Builder) else workflow
+            if wf.name != row.workflow:
+                raise ValidationError(f"run {row.id} is of workflow {row.workflow!r}, not {wf.name!r}",
+                                      field="workflow")
+            return wf.validate()
+        wf = Workflow.from_data(row.spec)
+        for s in wf.steps:
+            if s.kind == "call" and s.fn is None:
+                raise ValidationError(f"step {s.id!r}: field 'fn': its function cannot be found by name (a lambda or "
+                                      "a local function)", hint="pass the workflow again: resume(run_id, "
+                                      "workflow=wf, principal=...)", step=s.id, field="fn")
+        return wf
+
+    def _continue(self, row: RunRow, wf: Workflow, actor: Any, who: Any, ctx: Context, *, background: bool) -> _Live:
+        if not self.store.claim(row, owner=self.owner, now=self.clock.now()):
+            raise UsageError(f"workflow run {row.id} was taken over by another process just now",
+                             hint="wait for it: ws.workflows.wait(run_id)", run=row.id)
+        if self.audit is not None:
+            try:
+                self.audit.append("workflow.run.resume", who, {"run": row.id, "was": row.status,
+                                                               "after": "abandoned" if row.status == RUNNING
+                                                               else row.status}, durable=True)
+            except AuditWriteError:
+                self.store.finish(row.id, owner=self.owner, status=row.status, now=self.clock.now(), error=row.error)
+                raise
+        driver = Driver(ctx, run_id=row.id, workflow=wf, inputs=row.inputs, principal=actor,
+                        prior=self.store.steps(row.id))
+        return self._launch(driver, background=background)
+
+    def pause(self, run_id: str, *, by: Any) -> None:
+        """No new step starts; the running ones finish; the run is ``paused`` until resumed."""
+        self._control(run_id, PAUSED, by)
+
+    def cancel(self, run_id: str, *, by: Any) -> None:
+        """Stop the run: no new step starts, running ones are abandoned (their outcome ignored)."""
+        self._control(run_id, CANCELLED, by)
+
+    def _control(self, run_id: str, what: str, by: Any) -> None:
+        who = verified(self.services.principals, by)
+        row = self.store.get(run_id)
+        if row.status in RUN_FINAL:
+            raise UsageError(f"workflow run {run_id} is already {row.status}", run=run_id)
+        if not who.is_human and who.key != row.principal:
+            raise PrincipalError(f"{who.key} may not {what[:-2] if what == PAUSED else 'cancel'} run {run_id}",
+                                 hint="the run's own principal or a person does", principal=who.key)
+        kind = "workflow.run.pause" if what == PAUSED else "workflow.run.cancel"
+        with recorded(self.audit, kind, who, {"run": run_id, "was": row.status}):
+            live = self._live.get(run_id)
+            if live is not None:
+                live.driver.request(what)
+            elif row.status == RUNNING and not self._abandoned(row):
+                self.store.request(run_id, what, now=self.clock.now())  # its driver sees it within a second
+            elif what == CANCELLED or row.status == RUNNING:
+                self.store.request(run_id, what, now=self.clock.now())
+
+    # ------------------------------------------------------------------ sub-workflows
+    def _run_child(self, step: Step, inputs: dict[str, Any], *, principal: Any, parent: str, run_id: str) -> Any:
+        """A sub-workflow step: its own run (id derived from the parent's and the step's), driven in this
+        thread; resumed, not restarted, when it exists already."""
+        wf = Workflow.from_data(step.workflow) if isinstance(step.workflow, dict) else self.named(str(step.workflow))
+        ctx = self._context(None, None)
+        try:
+            row: RunRow | None = self.store.get(run_id)
+        except NotFoundError:
+            row = None
+        if row is None:
+            values = self._inputs(wf, inputs)
+            self._create(run_id, wf, values, principal, parent, ctx)
+            self._launch(Driver(ctx, run_id=run_id, workflow=wf, inputs=values, principal=principal),
+                         background=False)
+        elif row.status not in RUN_FINAL:
+            self._continue(row, wf, principal, principal, ctx, background=False)
+        child = self.get(run_id)
+        if child.status == COMPLETED:
+            return child.outputs or {}
+        if child.status == WAITING:
+            approval = next((s.approval_id for s in child.steps if s.status == WAITING), None)
+            raise _Waiting(approval, {"run_id": run_id})
+        raise StepFailed(f"sub-workflow {wf.name!r} (run {run_id}) ended {child.status}: {child.error or ''}",
+                         hint=f"emergent workflows show {run_id}", run=run_id)
+
+    # ------------------------------------------------------------------ reading
+    def get(self, run_id: str) -> WorkflowRun:
+        row = self.store.get(run_id)
+        wf = Workflow.from_data(row.spec)
+        return WorkflowRun(row.id, row.workflow, row.version, row.status, row.principal, row.inputs, row.outputs,
+                           row.error, row.created_at, row.updated_at, _states(wf, self.store.steps(run_id)),
+                           row.parent)
+
+    def runs(self, limit: int = 20, status: str | None = None) -> builtins.list[WorkflowRun]:
+        out = []
+        for row in self.store.recent(limit=limit, status=status):
+            wf = Workflow.from_data(row.spec)
+            out.append(WorkflowRun(row.id, row.workflow, row.version, row.status, row.principal, row.inputs,
+                                   row.outputs, row.error, row.created_at, row.updated_at,
+                                   _states(wf, self.store.steps(row.id)), row.parent))
+        return out
+
+    def widget(self) -> Any:
+        from emergent.ui.workflows import WorkflowRuns
+
+        return WorkflowRuns(self)
+
+    def close(self) -> None:
+        """Pause runs still going (they resume later from their checkpoints), then free the threads."""
+        for run_id, live in list(self._live.items()):
+            live.driver.request(PAUSED)
+            if not live.finished.wait(5.0):
+                live.driver.request(CANCELLED)
+                live.finished.wait(2.0)
+            del run_id
+        if self._pool is not None:
+            self._pool.shutdown(wait=False, cancel_futures=True)
+            self._pool = None
+        for ex in self._executors.values():
+            ex.close()
+        self._executors.clear()
+
+
+__all__ = ["StepServices", "StepState", "TemplateInfo", "WorkflowRun", "Workflows"]
