@@ -1,13 +1,13 @@
 """``AgentMonitor``: the agents of a workspace at a glance — each agent with its card (skills, the
-tools policy lets it use) and its tasks counted by state, the tasks and their states (who holds
-each and by which rule it was awarded), the recent messages on the bus, and the votes with their
-tally, outcome, dissent and the approval a vote without quorum waits on.
+tools policy lets it use) and its tasks counted by state, the tasks and their states (the bids,
+who won by which rule), the recent messages on the bus, the votes with their tally, outcome,
+dissent and the approval a vote without quorum waits on, and the conflicts resolved and why.
 
 It reads ``ws.agents`` only (``ws.agents.monitor()`` or ``AgentMonitor(ws.agents)``) and never acts:
 registering, delegating and voting happen in code, as a principal ``ws.principals`` issued.
 **Refresh** re-reads; **Poll** re-reads every few seconds from a background thread until switched
 off (or the widget closed). The row builders (``agent_rows``, ``task_rows``, ``message_rows``,
-``vote_rows``) return plain dicts: ``emergent agents`` prints the same rows as tables.
+``vote_rows``, ``resolution_rows``) return plain dicts: ``emergent agents`` prints the same rows.
 """
 
 from __future__ import annotations
@@ -26,93 +26,115 @@ _STATE_COLOUR = {"submitted": "#57606a", "working": "#0969da", "input-required":
 
 
 # ---------------------------------------------------------------------- rows (plain data)
-def _value(x: Any) -> Any:
-    """An enum's value, anything else as it is."""
-    return getattr(x, "value", x)
-
-
-def _short(text: Any, n: int = 80) -> str:
-    s = "" if text is None else " ".join(str(text).split())
-    return s if len(s) <= n else s[: n - 1] + "…"
-
-
 def _when(t: Any) -> str:
     if not isinstance(t, int | float) or not t:
         return "-" if t in (None, "") else str(t)
     return time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(t)) + "Z"
 
 
+def _message_time(message_id: str) -> float | None:
+    """When a bus message was published: its id is ``<milliseconds>-<sequence>`` on both buses."""
+    head = str(message_id).split("-", 1)[0]
+    return int(head) / 1000 if head.isdigit() else None
+
+
 def agent_rows(agents: Any) -> list[dict[str, Any]]:
-    """One row per agent: its card, and its tasks counted by state (``completed 2, working 1``)."""
+    """One row per agent: its card (skills, the tools policy lets it use) and its tasks by state."""
     counts: dict[str, Counter[str]] = {}
     for t in agents.tasks(limit=10_000):
-        if t.agent:
-            counts.setdefault(t.agent, Counter())[str(_value(t.state))] += 1
+        if t.assignee:
+            counts.setdefault(t.assignee, Counter())[t.state] += 1
     rows = []
     for c in agents.cards():
         n = counts.get(c.name, Counter())
         rows.append({"agent": c.name, "principal": c.principal, "skills": list(c.skills), "tools": list(c.tools),
-                     "tasks": {s: n[s] for s in TASK_STATES if n[s]}, "description": _short(c.description, 60)})
+                     "tasks": {s: n[s] for s in TASK_STATES if n[s]}, "description": c.description})
     return rows
 
 
 def task_rows(agents: Any, *, state: str | None = None, limit: int = 50) -> list[dict[str, Any]]:
-    """Tasks, newest first: state, the agent holding it, how it was awarded, and its result or error."""
+    """Tasks, newest first: state, the agent holding it, the bids and the award, its answer or error."""
     rows = []
     for t in agents.tasks(state=state, limit=limit):
-        rows.append({"task": t.id, "state": str(_value(t.state)), "agent": t.agent or "-", "text": _short(t.text, 60),
-                     "award": _short(t.rule, 60), "by": t.by, "updated": _when(t.updated_at),
-                     "result": _short(t.error or t.result, 60)})
+        bids = [f"{b['agent']} {float(b['score']):.3f}" for b in t.bids]
+        rows.append({"task": t.id, "state": t.state, "agent": t.assignee, "text": t.text, "skills": list(t.skills),
+                     "bids": bids, "award": t.award, "by": t.delegated_by or t.submitted_by,
+                     "approval": t.approval_id, "updated": _when(t.updated_at),
+                     "result": t.error if t.state != "completed" and t.error else t.answer})
     return rows
 
 
-def message_rows(agents: Any, *, limit: int = 50) -> list[dict[str, Any]]:
-    """Bus messages, newest first: when, stream, sender (the principal that published it), kind, text."""
+def message_rows(agents: Any, *, stream: str | None = None, limit: int = 50) -> list[dict[str, Any]]:
+    """Bus messages, newest first: when, stream, sender (the principal the bus stamped), type, content."""
     rows = []
-    for m in agents.messages(limit=limit):
-        body = m.message if isinstance(m.message, dict) else {}
-        kind = body.get("kind") or body.get("type") or "-"
-        text = body.get("text") or {k: v for k, v in body.items() if k not in ("kind", "type")}
-        rows.append({"at": _when(m.at), "stream": m.stream, "from": m.principal, "kind": kind,
-                     "text": _short(text, 80)})
+    for m in reversed(agents.messages(stream, limit=limit)):
+        body = dict(m.body) if isinstance(m.body, dict) else {"body": m.body}
+        kind = body.pop("type", None)
+        rows.append({"id": m.id, "at": _when(_message_time(m.id)), "stream": m.stream, "from": m.sender,
+                     "type": kind, "content": body})
     return rows
 
 
 def vote_rows(agents: Any, *, limit: int = 20) -> list[dict[str, Any]]:
-    """Votes, newest first: question, method, tally, outcome (or "no quorum"), dissent, approval."""
+    """Votes, newest first: question, method, status, winner, tally, dissent, the approval it escalated to."""
     rows = []
     for v in agents.votes(limit=limit):
-        rows.append({"vote": v.id, "question": _short(v.question, 60), "method": v.method,
-                     "tally": dict(v.tally), "outcome": v.outcome or ("no quorum" if not v.quorum_met else "-"),
-                     "dissent": [f"{d.voter}: {d.choice}" for d in v.dissent],
-                     "approval": v.approval_id or "-"})
+        rows.append({"vote": v.id, "question": v.question, "method": v.method + (f" (quorum {v.quorum:g})"
+                                                                                  if v.quorum is not None else ""),
+                     "status": v.status, "winner": v.winner, "tally": {o: f"{n:g}" for o, n in v.tally.items()},
+                     "dissent": [f"{d.voter} → {d.choice}" + (f" ({d.reason})" if d.reason else "") for d in v.dissent],
+                     "approval": v.approval_id, "decided by": v.decided_by, "explanation": v.explanation})
+    return rows
+
+
+def resolution_rows(agents: Any, *, limit: int = 20) -> list[dict[str, Any]]:
+    """Conflict resolutions, newest first: the rule, the status, the winning proposal and why."""
+    rows = []
+    for r in agents.resolutions(limit=limit):
+        rows.append({"resolution": r.id, "rule": r.rule, "status": r.status,
+                     "winner": f"{r.winner.agent}: {r.winner.proposal}" if r.winner else None,
+                     "proposals": [f"{p.agent}: {p.proposal}" for p in r.proposals], "approval": r.approval_id,
+                     "explanation": r.explanation})
     return rows
 
 
 # ---------------------------------------------------------------------- HTML
-def _cell(value: Any) -> str:
+_FOLD = 120  # longer values are folded behind their start (<details>), never cut
+
+
+def _text(value: Any) -> str:
     if value is None or value == "":
         return "-"
     if isinstance(value, list | tuple):
-        return html.escape(", ".join(str(v) for v in value)) or "-"
+        return ", ".join(str(v) for v in value) or "-"
     if isinstance(value, dict):
-        return html.escape(", ".join(f"{k} {v}" for k, v in value.items())) or "-"
+        return ", ".join(f"{k} {v}" for k, v in value.items()) or "-"
     if isinstance(value, float):
         return f"{value:.3g}"
-    return html.escape(str(value))
+    return str(value)
+
+
+def _cell(value: Any) -> str:
+    """A value as escaped HTML: a long one folded behind its first words, a long list behind its count."""
+    text = _text(value)
+    if len(text) <= _FOLD:
+        return html.escape(text)
+    head = f"{len(value)} items: {text[:60]}…" if isinstance(value, list | tuple) else text[:_FOLD - 3] + "…"
+    return (f"<details><summary>{html.escape(head)}</summary>"
+            f"<div style='white-space:pre-wrap;max-width:60em'>{html.escape(text)}</div></details>")
 
 
 def _state(value: str) -> str:
     colour = _STATE_COLOUR.get(value, "#000")
-    return f"<span class='emergent-task-state' data-state='{html.escape(value)}' style='color:{colour}'>" \
-           f"{html.escape(value)}</span>"
+    return (f"<span class='emergent-task-state' data-state='{html.escape(value)}' style='color:{colour}'>"
+            f"{html.escape(value)}</span>")
 
 
-def rows_html(rows: list[dict[str, Any]], *, empty: str, css: str) -> str:
+def rows_html(rows: list[dict[str, Any]], *, empty: str, css: str, columns: tuple[str, ...] | None = None) -> str:
     """Rows as an HTML table (every value escaped; a task's state coloured), or ``empty`` in italics."""
     if not rows:
         return f"<div style='color:#57606a'><i>{html.escape(empty)}</i></div>"
-    cols = list(rows[0])
+    cols = [c for c in (columns or tuple(rows[0])) if c in rows[0]]
     head = "".join(f"<th style='text-align:left'>{html.escape(c)}</th>" for c in cols)
     body = "".join("<tr>" + "".join(f"<td>{_state(r[c]) if c == 'state' else _cell(r[c])}</td>" for c in cols)
                    + "</tr>" for r in rows)
@@ -121,16 +143,26 @@ def rows_html(rows: list[dict[str, Any]], *, empty: str, css: str) -> str:
 
 # ---------------------------------------------------------------------- widget
 class AgentMonitor(widgets.VBox):
-    """``AgentMonitor(ws.agents)`` (or ``ws.agents.monitor()``): agents, tasks, messages and votes.
+    """``AgentMonitor(ws.agents)`` (or ``ws.agents.monitor()``): agents, tasks, messages, votes and
+    conflict resolutions, each a table read from the service.
 
-    ``refresh()`` re-reads the service; ``poll(seconds)`` re-reads on a background thread until
-    ``poll(None)`` or ``close()``. Read-only: nothing here acts on the agents."""
+    ``refresh()`` re-reads it; ``poll(seconds)`` re-reads on a background thread until ``poll(None)``
+    or ``close()``. Read-only: nothing here acts on the agents."""
 
-    SECTIONS = ("agents", "tasks", "messages", "votes")
-    TITLES = {"agents": "Agents", "tasks": "Tasks", "messages": "Recent messages", "votes": "Votes"}
+    SECTIONS = ("agents", "tasks", "messages", "votes", "conflicts")
+    TITLES = {"agents": "Agents", "tasks": "Tasks", "messages": "Recent messages", "votes": "Votes",
+              "conflicts": "Conflicts"}
     EMPTY = {"agents": "no agents yet: ws.agents.register(name, skills=[...], by=ws.principal)",
              "tasks": "no tasks yet: ws.agents.submit(text, skills=[...], by=ws.principal)",
-             "messages": "no messages yet", "votes": "no votes yet"}
+             "messages": "no messages on the bus yet", "votes": "no votes yet: ws.agents.vote(question, options, ...)",
+             "conflicts": "no conflicts resolved yet: ws.agents.resolve(proposals, rule=..., by=...)"}
+    #: the columns the widget shows (the rows hold more: ``emergent agents ... --json``)
+    COLUMNS: dict[str, tuple[str, ...]] = {
+        "agents": ("agent", "skills", "tools", "tasks", "description"),
+        "tasks": ("task", "state", "agent", "text", "bids", "award", "by", "updated", "result"),
+        "messages": ("at", "stream", "from", "type", "content"),
+        "votes": ("question", "method", "status", "winner", "tally", "dissent", "approval", "explanation"),
+        "conflicts": ("rule", "status", "winner", "proposals", "approval", "explanation")}
 
     def __init__(self, agents: Any, *, limit: int = 20, poll_s: float | None = None) -> None:
         self.agents = agents
@@ -166,31 +198,41 @@ class AgentMonitor(widgets.VBox):
         """Every section's rows, read from the service now."""
         return {"agents": agent_rows(self.agents), "tasks": task_rows(self.agents, limit=self.limit),
                 "messages": message_rows(self.agents, limit=self.limit),
-                "votes": vote_rows(self.agents, limit=self.limit)}
+                "votes": vote_rows(self.agents, limit=self.limit),
+                "conflicts": resolution_rows(self.agents, limit=self.limit)}
+
+    def _section(self, key: str, rows: dict[str, list[dict[str, Any]]]) -> str:
+        return rows_html(rows[key], empty=self.EMPTY[key], css=f"emergent-agents-{key}-table", columns=self.COLUMNS[key])
 
     def refresh(self) -> None:
-        """Re-read the service and redraw; an error reading it is shown, the last view kept."""
+        """Re-read the service and redraw; an error reading it is shown and the last view kept."""
         try:
-            self.rows = self.read()
+            rows = self.read()
         except Exception as exc:  # shown in the widget: a refresh (or a poll) must not fail silently
             msg = getattr(exc, "message", None) or str(exc) or type(exc).__name__
-            self.message.value = f"<span style='color:#cf222e'>{html.escape(msg)}</span>"
+            self.message.value = f"<span class='emergent-agents-error' style='color:#cf222e'>{html.escape(msg)}</span>"
             return
+        self.rows = rows
         for key in self.SECTIONS:
-            self.bodies[key].value = rows_html(self.rows[key], empty=self.EMPTY[key], css=f"emergent-agents-{key}-table")
-        states = Counter(r["state"] for r in self.rows["tasks"])
-        self.counts.value = (f"<span style='color:#57606a'>{len(self.rows['agents'])} agents · "
-                             + " · ".join(f"{n} {s}" for s, n in states.items()) + f" · read {_when(time.time())}</span>")
+            self.bodies[key].value = self._section(key, rows)
+        states = Counter(r["state"] for r in rows["tasks"])
+        figures = [f"{len(rows['agents'])} agents", *(f"{n} {s}" for s, n in states.items()),
+                   f"read {_when(time.time())}"]
+        self.counts.value = f"<span style='color:#57606a'>{html.escape(' · '.join(figures))}</span>"
         self.message.value = ""
 
     def html(self) -> str:
         """The monitor as static HTML (what a front-end without widgets shows)."""
         rows = self.rows or self.read()
         parts = ["<div class='emergent-agent-monitor'><h3 style='margin:4px 0'>Agents</h3>"]
-        for key in self.SECTIONS:
-            parts.append(f"<div><b>{self.TITLES[key]}</b>"
-                         f"{rows_html(rows[key], empty=self.EMPTY[key], css=f'emergent-agents-{key}-table')}</div>")
+        parts += [f"<div><b>{self.TITLES[k]}</b>{self._section(k, rows)}</div>" for k in self.SECTIONS]
         return "".join(parts) + "</div>"
+
+    def _repr_mimebundle_(self, include: Any = None, exclude: Any = None) -> dict[str, Any]:
+        bundle = dict(super()._repr_mimebundle_(include=include, exclude=exclude) or {})
+        if self.rows:  # what was last read; a front-end with widgets shows the live widget instead
+            bundle["text/html"] = self.html()
+        return bundle
 
     # ------------------------------------------------------------------ polling
     def poll(self, seconds: float | None) -> None:
