@@ -70,3 +70,9 @@ def aws(home: Path) -> Iterator[Any]:
 @pytest.fixture
 def scene(aws: Any) -> Scene:
     return act(aws)
+
+
+@pytest.fixture
+def acting() -> Any:
+    """``act`` itself, for a test that opens its own workstation (a CLI test)."""
+    return act
