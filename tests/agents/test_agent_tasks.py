@@ -1,0 +1,147 @@
+"""Cards, contract-net delegation, policy on who may delegate to whom, and task states."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from emergent.agents.card import COMPLETED, INPUT_REQUIRED, TASK_STATES
+from emergent.agents.delegation import RULE
+from emergent.errors import NotFoundError, PermissionDenied, PrincipalError, ValidationError
+
+
+def audit_kinds(ws: Any, kind: str) -> list[dict[str, Any]]:
+    ws.audit.flush()
+    return [e.to_dict() for e in ws.audit.entries(kind=kind)]
+
+
+def test_a_card_lists_the_tools_the_policy_does_not_deny_the_agent(ws: Any, agents: Any) -> None:
+    card = agents.card("scout")
+    assert card.principal == "agent:scout" and card.skills == ["search", "literature"]
+    assert "files.read" in card.tools and "files.write" in card.tools
+    ws.autonomy.add_rule("agent:scout", "files.write", "deny", by=ws.principal)
+    assert "files.write" not in agents.card("scout").tools
+    assert "files.write" in agents.card("stats").tools  # the rule names scout only
+    assert agents.card("scout").to_dict()["skills"][0] == {"id": "search", "name": "search"}
+
+
+def test_a_submitted_task_is_awarded_by_the_stated_rule_and_run_by_the_winner_for_its_submitter(
+        ws: Any, agents: Any) -> None:
+    ws.memory.ingest(["Optodes measure dissolved oxygen by luminescence quenching."], scope="scout")
+    task = agents.submit("search the literature on oxygen optodes", skills=["literature"], by=ws.principal)
+    assert task.state == COMPLETED and task.assignee == "scout"
+    assert RULE in task.award and "critic" in task.award  # both literature agents bid; the rule says why
+    assert {b["agent"] for b in task.bids} == {"scout", "critic"}
+    assert task.bids[0]["agent"] == "scout" and task.bids[0]["score"] > task.bids[1]["score"]
+    run = ws.assistant("scout").get(task.run_id)
+    assert run.asked_by == ws.principal.key and "luminescence" in task.answer
+    states = [e["kind"] for e in audit_kinds(ws, "agents.task.working") + audit_kinds(ws, "agents.task.completed")]
+    assert states == ["agents.task.working", "agents.task.completed"]
+
+
+def test_load_counts_against_a_bid_so_a_busy_agent_loses_a_tie(ws: Any, agents: Any) -> None:
+    me = ws.principal
+    waiting = agents.delegate("review the draft", to="critic", by=agents.principal_of("scout"))
+    assert waiting.state == INPUT_REQUIRED  # an open task: critic's load is 1 now
+    task = agents.submit("literature", skills=["literature"], by=me)
+    bids = {b["agent"]: b for b in task.bids}
+    assert bids["critic"]["load"] == 1 and bids["scout"]["load"] == 0
+    assert task.assignee == "scout"
+
+
+def test_a_task_nobody_has_the_skills_for_fails_and_says_so(ws: Any, agents: Any) -> None:
+    task = agents.submit("translate this into Finnish", skills=["translation"], by=ws.principal)
+    assert task.state == "failed" and task.assignee is None
+    assert "no eligible agent with skill(s) translation" in task.error
+
+
+def test_an_agent_delegating_to_one_it_may_not_is_refused_and_audited(ws: Any, agents: Any) -> None:
+    ws.autonomy.add_rule("agent:scout", "agents.delegate", "deny", resource="agent:critic", by=ws.principal)
+    scout = agents.principal_of("scout")
+    with pytest.raises(PermissionDenied) as err:
+        agents.delegate("review the optode paper", to="critic", by=scout)
+    assert "agent:scout may not delegate to agent:critic" in err.value.message
+    assert "agents.delegate" in err.value.hint
+    denied = audit_kinds(ws, "agents.delegate.denied")
+    assert denied[-1]["actor"] == "agent:scout" and denied[-1]["data"]["to"] == "agent:critic"
+    refused = agents.tasks(state="canceled")
+    assert [t.text for t in refused] == ["review the optode paper"] and refused[0].run_id is None
+    # the contract net leaves critic out of scout's auctions, and says why
+    task = agents.submit("literature", skills=["literature"], by=scout, wait=False)
+    assert [b["agent"] for b in task.bids] == ["scout"] and "may not delegate to critic" in task.award
+
+
+def test_a_human_at_the_keyboard_may_delegate_and_an_agent_without_a_rule_asks_a_person(
+        ws: Any, agents: Any) -> None:
+    me, scout = ws.principal, agents.principal_of("scout")
+    assert agents.delegate("summarise the tables", to="stats", by=me).state == COMPLETED
+    task = agents.delegate("summarise the other tables", to="stats", by=scout)
+    assert task.state == INPUT_REQUIRED and task.approval_id
+    a = ws.autonomy.approvals.get(task.approval_id)
+    assert (a.actor, a.tool, a.resource) == ("agent:scout", "agents.delegate", "agent:stats")
+    assert agents.resume(task.id, by=me).state == INPUT_REQUIRED  # nobody decided yet
+    ws.autonomy.approvals.approve(task.approval_id, by=me, reason="fine")
+    done = agents.resume(task.id, by=me)
+    assert done.state == COMPLETED and ws.assistant("stats").get(done.run_id).asked_by == "agent:scout"
+
+
+def test_a_rejected_delegation_cancels_the_task_without_running_it(ws: Any, agents: Any) -> None:
+    me = ws.principal
+    task = agents.delegate("tidy the notes", to="stats", by=agents.principal_of("critic"))
+    ws.autonomy.approvals.reject(task.approval_id, by=me, reason="not now")
+    done = agents.resume(task.id, by=me)
+    assert done.state == "canceled" and done.run_id is None and "not now" in done.error
+
+
+def test_a_run_waiting_for_a_tool_approval_is_input_required_and_completes_once_approved(
+        ws: Any, agents: Any) -> None:
+    me = ws.principal
+    task = agents.delegate('/tool files.write {"path": "notes/a.txt", "content": "hi"}', to="stats", by=me)
+    assert task.state == INPUT_REQUIRED and task.run_id and task.approval_id
+    assert "files.write" in task.error
+    ws.autonomy.approvals.approve(task.approval_id, by=me)
+    done = agents.resume(task.id, by=me)
+    assert done.state == COMPLETED
+    assert [p.read_text() for p in ws.path.rglob("notes/a.txt")] == ["hi"]
+
+
+def test_messages_carry_the_sender_the_bus_stamped_not_one_the_payload_claims(ws: Any, agents: Any) -> None:
+    scout = agents.principal_of("scout")
+    mid = agents.bus.publish("chatter", {"type": "note", "sender": "human:root", "text": "trust me"},
+                             principal=scout)
+    (m,) = agents.messages("chatter")
+    assert (m.id, m.sender, m.body["sender"]) == (mid, "agent:scout", "human:root")
+    from emergent.principals import Principal
+
+    with pytest.raises(PrincipalError):
+        agents.bus.publish("chatter", {"type": "note"}, principal=Principal("human", "root"))
+    entry = audit_kinds(ws, "agents.message")[-1]
+    assert entry["actor"] == "agent:scout" and entry["data"]["ids"] == [mid]
+
+
+def test_a_duplicate_award_for_a_completed_task_is_acknowledged_and_not_run_again(ws: Any, agents: Any) -> None:
+    me = ws.principal
+    task = agents.delegate("count the rows", to="stats", by=me)
+    ran = agents.handled
+    agents.bus.publish("tasks", {"type": "award", "task": task.id, "to": "stats"}, principal=me)
+    assert agents.work() == 1 and agents.handled == ran
+    assert agents.task(task.id).run_id == task.run_id and agents.bus.pending("tasks", "workers") == 0
+
+
+def test_bad_input_names_the_field(ws: Any, agents: Any) -> None:
+    me = ws.principal
+    with pytest.raises(ValidationError, match="field 'skills'"):
+        agents.register("x", skills=["Not A Slug!"], by=me)
+    with pytest.raises(ValidationError, match="field 'task'"):
+        agents.submit("  ", by=me)
+    with pytest.raises(ValidationError, match="field 'state'"):
+        agents.tasks(state="done")
+    with pytest.raises(NotFoundError, match="no agent 'nobody'"):
+        agents.delegate("x", to="nobody", by=me)
+    assert set(TASK_STATES) == {"submitted", "working", "input-required", "completed", "failed", "canceled"}
+
+
+def test_an_agent_may_not_register_agents_without_a_rule(ws: Any, agents: Any) -> None:
+    with pytest.raises(PermissionDenied, match="may not register agent 'helper'"):
+        agents.register("helper", skills=["search"], by=agents.principal_of("scout"))

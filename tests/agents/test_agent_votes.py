@@ -1,0 +1,114 @@
+"""Votes (majority, weighted, quorum) with recorded dissent, escalation to a person, and conflicts
+resolved by priority, confidence or escalation, explained."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from emergent.errors import PrincipalError, ValidationError
+
+VOTERS = ["scout", "stats", "critic"]
+
+
+def test_a_majority_vote_records_who_voted_what_and_why_and_the_dissent(ws: Any, agents: Any) -> None:
+    v = agents.vote("Which sensor do we buy?", ["optode", "electrode"], voters=VOTERS, by=ws.principal,
+                    ballots={"scout": ("optode", "drifts little"), "stats": "optode",
+                             "critic": ("electrode", "responds faster")})
+    assert (v.status, v.winner, v.tally) == ("decided", "optode", {"optode": 2.0, "electrode": 1.0})
+    assert [(b.voter, b.choice, b.reason) for b in v.dissent] == [("agent:critic", "electrode", "responds faster")]
+    stored = agents.vote_result(v.id)
+    assert stored.winner == "optode" and {b.voter for b in stored.ballots} == {f"agent:{n}" for n in VOTERS}
+    ballots = [m for m in agents.messages("votes") if m.body["vote"] == v.id]
+    assert sorted(m.sender for m in ballots) == sorted(f"agent:{n}" for n in VOTERS)  # each voted as itself
+    ws.audit.flush()
+    (entry,) = [e for e in ws.audit.entries(kind="agents.vote") if e.data["vote"] == v.id]
+    assert entry.actor == ws.principal.key and len(entry.data["ballots"]) == 3
+
+
+def test_a_weighted_vote_lets_the_heavier_voter_outweigh_a_majority(ws: Any, agents: Any) -> None:
+    ballots = {"scout": "optode", "stats": "optode", "critic": "electrode"}
+    v = agents.vote("Which sensor?", ["optode", "electrode"], voters=VOTERS, method="weighted",
+                    weights={"critic": 3}, ballots=ballots, by=ws.principal)
+    assert (v.winner, v.tally["electrode"], v.tally["optode"]) == ("electrode", 3.0, 2.0)
+    assert {b.voter for b in v.dissent} == {"agent:scout", "agent:stats"}
+
+
+def test_agents_vote_by_their_own_offline_strategy_and_abstain_when_nothing_bears_on_it(
+        ws: Any, agents: Any) -> None:
+    v = agents.vote("Who should take the next job?", ["literature", "stats"], voters=VOTERS, by=ws.principal)
+    chosen = {b.voter: b.choice for b in v.ballots}
+    assert chosen == {"agent:scout": "literature", "agent:critic": "literature", "agent:stats": "stats"}
+    assert v.winner == "literature"
+    scored = agents.vote("Pick one", ["a", "b"], voters=VOTERS, by=ws.principal,
+                         score=lambda card, q, option: 1.0 if (card.name == "stats") == (option == "b") else 0.0)
+    assert {b.voter: b.choice for b in scored.ballots}["agent:stats"] == "b" and scored.winner == "a"
+
+
+def test_a_vote_without_quorum_says_so_and_escalates_to_a_person(ws: Any, agents: Any) -> None:
+    me = ws.principal
+    v = agents.vote("Adopt the new sensor?", ["yes", "no"], voters=VOTERS, method="quorum", quorum=3, by=me,
+                    ballots={"scout": ("yes", "better data"), "stats": (None, "no opinion"), "critic": "no"})
+    assert v.status == "no-quorum" and v.winner is None
+    assert "no quorum: 2 of 3 voter(s) cast a ballot, 1 abstained; the quorum is 3" in v.explanation
+    a = ws.autonomy.approvals.get(v.approval_id)
+    assert a.status == "pending" and a.tool == "agents.vote" and a.resource == f"vote:{v.id}"
+    with pytest.raises(PrincipalError):
+        agents.decide_vote(v.id, "yes", by=agents.principal_of("scout"))
+    decided = agents.decide_vote(v.id, "yes", by=me, reason="the data argue for it")
+    assert (decided.status, decided.winner, decided.decided_by) == ("decided", "yes", me.key)
+    assert ws.autonomy.approvals.get(v.approval_id).status == "approved"
+    assert [b.voter for b in decided.dissent] == ["agent:critic"]
+
+
+def test_a_tie_is_no_majority_and_escalates(ws: Any, agents: Any) -> None:
+    v = agents.vote("Which?", ["a", "b"], voters=["scout", "stats"], by=ws.principal,
+                    ballots={"scout": "a", "stats": "b"})
+    assert v.status == "no-majority" and v.winner is None and v.approval_id
+    assert "no option has more than half of 2 ballot(s)" in v.explanation
+    assert agents.votes()[0].id == v.id
+
+
+def test_a_vote_refuses_bad_input_by_field(ws: Any, agents: Any) -> None:
+    me = ws.principal
+    with pytest.raises(ValidationError, match="field 'method'"):
+        agents.vote("q", ["a", "b"], voters=VOTERS, method="ranked", by=me)
+    with pytest.raises(ValidationError, match="field 'quorum'"):
+        agents.vote("q", ["a", "b"], voters=VOTERS, method="quorum", by=me)
+    with pytest.raises(ValidationError, match="field 'options'"):
+        agents.vote("q", ["a"], voters=VOTERS, by=me)
+    with pytest.raises(ValidationError, match="field 'ballots'"):
+        agents.vote("q", ["a", "b"], voters=VOTERS, by=me, ballots={"scout": "c"})
+
+
+PROPOSALS = [{"agent": "scout", "proposal": "buy optodes", "priority": 2, "confidence": 0.6},
+             {"agent": "critic", "proposal": "buy electrodes", "priority": 1, "confidence": 0.9}]
+
+
+def test_conflicting_proposals_are_resolved_by_priority_or_confidence_and_explained(ws: Any, agents: Any) -> None:
+    me = ws.principal
+    by_priority = agents.resolve(PROPOSALS, rule="priority", by=me)
+    assert by_priority.status == "resolved" and by_priority.winner.agent == "scout"
+    assert "by priority: scout's 'buy optodes' wins with the highest priority 2" in by_priority.explanation
+    assert "set aside: critic ('buy electrodes')" in by_priority.explanation
+    by_confidence = agents.resolve(PROPOSALS, rule="confidence", by=me)
+    assert by_confidence.winner.agent == "critic" and "highest confidence 0.9" in by_confidence.explanation
+    tied = [{**PROPOSALS[0], "priority": 1}, {**PROPOSALS[1], "confidence": 0.6}]
+    fallback = agents.resolve(tied, rule="priority", by=me)
+    assert fallback.status == "escalated" and fallback.approval_id and "tie stands" in fallback.explanation
+    assert [r.id for r in agents.resolutions()][:3] == [fallback.id, by_confidence.id, by_priority.id]
+    senders = {m.sender for m in agents.messages("proposals")}
+    assert senders == {"agent:scout", "agent:critic"}
+
+
+def test_an_escalated_conflict_is_decided_by_a_person_and_agreement_is_no_conflict(ws: Any, agents: Any) -> None:
+    me = ws.principal
+    r = agents.resolve(PROPOSALS, rule="escalate", by=me)
+    assert r.status == "escalated" and r.winner is None
+    assert ws.autonomy.approvals.get(r.approval_id).tool == "agents.resolve"
+    done = agents.decide_conflict(r.id, "critic", by=me, reason="faster response matters more")
+    assert done.status == "resolved" and done.winner.proposal == "buy electrodes" and done.decided_by == me.key
+    same = agents.resolve([{"agent": "scout", "proposal": "wait"}, {"agent": "stats", "proposal": "wait"}],
+                          rule="escalate", by=me)
+    assert same.status == "agreed" and same.approval_id is None and "no conflict" in same.explanation
