@@ -31,7 +31,6 @@ import functools
 import hashlib
 import heapq
 import json
-import queue
 import threading
 import time
 from collections.abc import Callable
@@ -49,6 +48,7 @@ from emergent.errors import (
     UsageError,
     ValidationError,
 )
+from emergent.workflows.executors import here as _here
 from emergent.workflows.spec import REF, TYPES, Step, Workflow, refs_in
 from emergent.workflows.store import (
     CANCELLED,
@@ -213,7 +213,11 @@ class Driver:
     def __init__(self, ctx: Context, *, run_id: str, workflow: Workflow, inputs: dict[str, Any], principal: Any,
                  prior: list[StepRow] | None = None) -> None:
         self.ctx, self.run_id, self.wf, self.inputs, self.principal = ctx, run_id, workflow, inputs, principal
-        self.q: queue.SimpleQueue[tuple[str, int, Any]] = queue.SimpleQueue()
+        self.cv = threading.Condition()  # guards everything below; held briefly, never while a step runs
+        self._work: list[tuple[str, Node, int, Any]] = []
+        self._cancels: list[Any] = []
+        self._quiet: list[str] = []  # call steps completed since the last checkpoint (audited with it)
+        self._skipped: list[str] = []
         self.groups: dict[str, Group] = {}
         self.nodes: dict[str, Node] = {}
         self.outputs: dict[str, Any] = {}
@@ -231,12 +235,11 @@ class Driver:
         self.result_status: str | None = None
         self.started = time.perf_counter()
         self.wall_s = 0.0
-        self.lock = threading.Lock()
         self._renew_at = time.monotonic() + min(1.0, ctx.store.lease_s / 3)
         self.prior = {r.key: r for r in (prior or [])}
         self.seq = max([r.seq or 0 for r in self.prior.values()] + [0])
         for s in workflow.steps:
-            self.groups[s.id] = Group(s, s.depends_on(), has_refs=any(True for _ in refs_in(s.wired())))
+            self.groups[s.id] = Group(s, s.depends_on(), has_refs=bool(s.args) and any(True for _ in refs_in(s.args)))
         for g in self.groups.values():
             g.waiting = len(g.deps)
             for d in g.deps:
@@ -244,17 +247,23 @@ class Driver:
 
     # ------------------------------------------------------------------ control (any thread)
     def request(self, what: str) -> None:
-        """Pause or cancel: no new step starts; the driver thread does the rest."""
-        self.q.put(("", -1, what))
+        """Pause or cancel: no new step starts; running ones finish (pause) or are abandoned (cancel)."""
+        with self.cv:
+            self._control(what)
+            self.cv.notify()
+        self._after()
 
     # ------------------------------------------------------------------ the loop
     def drive(self) -> str:
+        """Run until nothing can run any more; the run's status (the service records it)."""
         try:
-            for g in list(self.groups.values()):
-                if g.waiting == 0:
+            with self.cv:
+                for g in [g for g in self.groups.values() if not g.deps]:
                     self._ready(g)
+            self._after()
             self._loop()
-            return self._end()
+            with self.cv:
+                return self._end()
         except BaseException as exc:
             self.error = self.error or f"the engine failed: {type(exc).__name__}: {exc}"
             self._abort()
@@ -264,46 +273,109 @@ class Driver:
             self.done.set()
 
     def _loop(self) -> None:
-        get, now = self.q.get, time.monotonic
-        while self.active or self.timers:
-            wait = None
-            if self.timers:
-                wait = max(0.0, self.timers[0][0] - now())
-            if self.flush_at is not None:
-                w = max(0.0, self.flush_at - now())
-                wait = w if wait is None else min(wait, w)
-            wait = min(wait, 1.0) if wait is not None else 1.0
-            try:
-                ev = get(timeout=wait)
-                self._event(ev)
-                while True:  # the rest of the burst, then one checkpoint for all of it
-                    self._event(self.q.get_nowait())
-            except queue.Empty:
-                pass
-            if self.timers and self.timers[0][0] <= now():
-                self._fire_timers()
-            if self.flush_at is not None and (now() >= self.flush_at or len(self.rows_new) >= FLUSH_ROWS):
-                self.flush()
-            if now() >= self._renew_at:
+        """The driver thread: timers (timeouts, retry delays), the group commit, the lease. Outcomes are
+        handled by the threads they arrive on (see :meth:`_on_done`), so a chain of steps never waits
+        for this thread to wake up."""
+        now = time.monotonic
+        while True:
+            with self.cv:
+                if not self.active and not self.timers:
+                    break
+                t = now()
+                wake = self._renew_at
+                if self.timers:
+                    wake = min(wake, self.timers[0][0])
+                if self.flush_at is not None:
+                    wake = min(wake, self.flush_at)
+                if wake > t:
+                    self.cv.wait(wake - t)
+                    t = now()
+                if self.timers and self.timers[0][0] <= t:
+                    self._fire_timers()
+                if self.flush_at is not None and t >= self.flush_at:
+                    self.flush()
+                renew = t >= self._renew_at
+            if renew:
                 self._renew()
+            self._after()
 
-    def _event(self, ev: tuple[str, int, Any]) -> None:
-        key, token, fut = ev
-        if token == -1:
-            self._control(fut)
-            return
+    def _on_done(self, key: str, token: int, fut: cf.Future[Any]) -> None:
+        """A step's future is done (called on the thread that finished it)."""
+        try:
+            value, ok = fut.result(), True
+        except BaseException as exc:  # noqa: BLE001 - every failure of a step is its outcome
+            value, ok = exc, False
+        self._handle(key, token, ok, value)
+
+    def _handle(self, key: str, token: int, ok: bool, value: Any) -> None:
+        """Take an outcome, start what became ready; on an executor thread, run the first ready ``call``
+        step right here (no hand-off to another thread: a chain runs on one thread)."""
+        inline = getattr(_here, "executor", None) is self.ctx.executor
+        while True:
+            with self.cv:
+                self._event(key, token, ok, value)
+                work, self._work = self._work, []
+                cancels, self._cancels = self._cancels, []
+            self._cancel(cancels)
+            nxt = None
+            for item in work:
+                if inline and nxt is None and item[0] == "call":
+                    nxt = item
+                else:
+                    self._dispatch(item)
+            if nxt is None:
+                return
+            _, node, token, (fn, args) = nxt
+            key = node.key
+            try:
+                value, ok = fn(**args), True
+            except BaseException as exc:  # noqa: BLE001 - every failure of a step is its outcome
+                value, ok = exc, False
+
+    def _after(self) -> None:
+        """Outside the lock: start the work made ready, cancel the futures given up."""
+        with self.cv:
+            work, self._work = self._work, []
+            cancels, self._cancels = self._cancels, []
+        self._cancel(cancels)
+        for item in work:
+            self._dispatch(item)
+
+    def _dispatch(self, item: tuple[str, Node, int, Any]) -> None:
+        kind, node, token, payload = item
+        if kind == "call":
+            fn, args = payload
+            try:
+                fut = self.ctx.executor.submit(_invoke, fn, args)
+            except Exception as exc:  # noqa: BLE001 - e.g. a cluster that went away: the step's outcome
+                fut = cf.Future()
+                fut.set_exception(exc)
+        else:
+            args, resume = payload
+            fut = self.ctx.pool.submit(self._gate_step, node, args, resume)
+        node.future = fut
+        fut.add_done_callback(functools.partial(self._on_done, node.key, token))
+
+    def _cancel(self, futures: list[Any]) -> None:
+        cancel = getattr(self.ctx.executor, "cancel", None)
+        for fut in futures:
+            if cancel is not None:
+                cancel(fut)
+            fut.cancel()
+
+    def _event(self, key: str, token: int, ok: bool, value: Any) -> None:
         node = self.nodes[key]
         if token != node.token or node.status != RUNNING:
             return  # a late outcome of an attempt that timed out or was cancelled
         self.active -= 1
+        if not self.active:
+            self.cv.notify()
         node.future = None
-        try:
-            value = fut.result() if isinstance(fut, cf.Future) else fut
-        except _Waiting as w:
-            self._waiting(node, w)
-            return
-        except BaseException as exc:  # noqa: BLE001 - every failure of a step is its outcome
-            self._failed(node, exc)
+        if not ok:
+            if isinstance(value, _Waiting):
+                self._waiting(node, value)
+            else:
+                self._failed(node, value)
             return
         if not type_ok(node.step.output, value):
             self._failed(node, StepFailed(f"step {node.key!r} returned {type(value).__name__}, but its output is "
@@ -377,8 +449,8 @@ class Driver:
             if not ok:
                 node.status = SKIPPED
                 node.finished_at = self.ctx.clock.now()
+                self._skipped.append(node.key)
                 self._record(node, batched=True)
-                self._audit_step(node, durable=False)
                 self._settle(node)
                 return
         self._start(node)
@@ -396,12 +468,15 @@ class Driver:
         return False
 
     def _start(self, node: Node) -> None:
+        """Mark ``node`` running and queue it for dispatch (outside the lock)."""
         step = node.step
         g = self.groups[step.id]
         try:
             args = resolve(step.args, self.inputs, self.outputs, node.item) if g.has_refs else step.args
-        except _Missing as exc:
-            self._fail_now(node, f"step {node.key!r}: field 'args': {exc}")
+            fn = step.callable() if step.kind == "call" else None
+        except (_Missing, EmergentError) as exc:
+            self._fail_now(node, f"step {node.key!r}: field 'args': {exc}" if isinstance(exc, _Missing)
+                           else exc.message)
             return
         node.attempt += 1
         node.token += 1
@@ -411,11 +486,7 @@ class Driver:
         if step.kind == "call":
             if self.ctx.checkpoint == "each":
                 self._record(node, batched=False)
-            try:
-                fut = self.ctx.executor.submit(_invoke, step.callable(), args)
-            except EmergentError as exc:
-                fut = cf.Future()
-                fut.set_exception(exc)
+            self._work.append(("call", node, node.token, (fn, args)))
         else:
             resume = node.resume if node.resume is not None and node.attempt == node.resume.attempt + 1 else None
             try:
@@ -423,18 +494,10 @@ class Driver:
             except AuditWriteError as exc:
                 self._failed(node, exc, retry=False)  # the intent is not on record: the step does not run
                 return
-            fut = self.ctx.pool.submit(self._gate_step, node, args, resume)
-        self._submitted(node, fut)
-
-    def _submitted(self, node: Node, fut: cf.Future[Any]) -> None:
+            self._work.append(("gate", node, node.token, (args, resume)))
         self.active += 1
-        node.future = fut
-        fut.add_done_callback(functools.partial(self._put, node.key, node.token))
-        if node.step.timeout_s is not None:
-            self._timer(node.step.timeout_s, "timeout", node)
-
-    def _put(self, key: str, token: int, fut: cf.Future[Any]) -> None:
-        self.q.put((key, token, fut))
+        if step.timeout_s is not None:
+            self._timer(step.timeout_s, "timeout", node)
 
     # ------------------------------------------------------------------ gate-crossing steps (engine process)
     def _gate_intent(self, node: Node, args: dict[str, Any]) -> None:
@@ -485,8 +548,11 @@ class Driver:
         node.seq = self.seq
         pure = node.step.kind == "call"
         try:
+            if pure:
+                self._quiet.append(node.key)
             self._record(node, batched=pure and self.ctx.checkpoint == "batched")
-            self._audit_step(node, durable=not pure)
+            if not pure:
+                self._audit_step(node, durable=True)
         except (AuditWriteError, ValidationError) as exc:
             node.status, node.output = RUNNING, None
             self._failed(node, exc, retry=False)
@@ -564,7 +630,10 @@ class Driver:
     # ------------------------------------------------------------------ timers
     def _timer(self, delay: float, what: str, node: Node) -> None:
         self._tick += 1
-        heapq.heappush(self.timers, (time.monotonic() + delay, self._tick, what, node.key, node.token))
+        at = time.monotonic() + delay
+        if not self.timers or at < self.timers[0][0]:
+            self.cv.notify()  # the driver sleeps until the earliest timer
+        heapq.heappush(self.timers, (at, self._tick, what, node.key, node.token))
 
     def _fire_timers(self) -> None:
         now = time.monotonic()
@@ -575,8 +644,7 @@ class Driver:
                 continue
             if what == "timeout" and node.status == RUNNING:
                 self.active -= 1
-                self._cancel_future(node)
-                node.token += 1  # its late outcome is ignored
+                self._give_up(node)
                 self._failed(node, TimeoutExceeded(
                     f"step {key!r} timed out after {node.step.timeout_s:g} s (attempt {node.attempt})",
                     hint="raise timeout_s, or make the step faster"))
@@ -586,15 +654,12 @@ class Driver:
                 else:
                     self._start(node)
 
-    def _cancel_future(self, node: Node) -> None:
-        fut, node.future = node.future, None
-        if fut is None:
-            return
-        cancel = getattr(self.ctx.executor, "cancel", None)
-        if node.step.kind == "call" and cancel is not None:
-            cancel(fut)
-        else:
-            fut.cancel()
+    def _give_up(self, node: Node) -> None:
+        """Ignore ``node``'s running attempt from now on; its future is cancelled outside the lock."""
+        node.token += 1
+        if node.future is not None:
+            self._cancels.append(node.future)
+            node.future = None
 
     # ------------------------------------------------------------------ pause / cancel / failure
     def _control(self, what: str) -> None:
@@ -603,8 +668,7 @@ class Driver:
             for node in list(self.nodes.values()):
                 if node.status == RUNNING:
                     self.active -= 1
-                    self._cancel_future(node)
-                    node.token += 1
+                    self._give_up(node)
                     node.status, node.error = CANCELLED, "cancelled while running"
                     self._record(node, batched=False)
             self.timers.clear()
@@ -621,15 +685,17 @@ class Driver:
         self.stop = why
 
     def _renew(self) -> None:
+        """Extend the lease (outside the lock); a pause or cancel written by another process is seen here."""
         self._renew_at = time.monotonic() + min(1.0, self.ctx.store.lease_s / 3)
         if self.ctx.store.renew(self.run_id, owner=self.ctx.owner, now=self.ctx.clock.now()):
             return
         row = self.ctx.store.get(self.run_id)
-        if row.status in (PAUSED, CANCELLED):
-            self._control(row.status)
-        elif row.lease_owner != self.ctx.owner:
-            self._control("cancelled")  # another process drives it now: stop here without writing its end
-            self.stop = "lost"
+        with self.cv:
+            if row.status in (PAUSED, CANCELLED):
+                self._control(row.status)
+            elif row.lease_owner != self.ctx.owner:
+                self._control("cancelled")  # another process drives it now: stop without writing its end
+                self.stop = "lost"
 
     # ------------------------------------------------------------------ checkpoints
     def _record(self, node: Node, *, batched: bool) -> None:
@@ -640,15 +706,29 @@ class Driver:
         if batched:
             if self.flush_at is None:
                 self.flush_at = time.monotonic() + self.ctx.flush_s
+                self.cv.notify()
+            elif len(self.rows_new) + len(self.rows_upd) >= FLUSH_ROWS:
+                self.flush()
         else:
             self.flush()
 
     def flush(self) -> None:
+        """Write the buffered step rows in one transaction, and audit the pure steps among them in one
+        entry (a failed audit write fails the run)."""
         if self.rows_new or self.rows_upd:
             new, upd = self.rows_new, self.rows_upd
             self.rows_new, self.rows_upd = [], []
             self.ctx.store.write_steps(self.run_id, new, upd)
         self.flush_at = None
+        if (self._quiet or self._skipped) and self.ctx.audit is not None:
+            data = {"run": self.run_id, "completed": self._quiet, "skipped": self._skipped}
+            self._quiet, self._skipped = [], []
+            try:
+                self.ctx.audit.append("workflow.steps", self.principal, data)
+            except AuditWriteError as exc:
+                if self.stop != "failed":
+                    self.error = f"the audit trail could not be written: {exc.message}"
+                    self._stopping("failed")
 
     def _audit_step(self, node: Node, *, durable: bool) -> None:
         if self.ctx.audit is None:

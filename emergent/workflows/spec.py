@@ -82,8 +82,11 @@ class Step(BaseModel):
     def references(self) -> list[tuple[str, str]]:
         """(field, reference path) for every reference the step holds (compensation excluded)."""
         out: list[tuple[str, str]] = []
-        for name, value in self.wired().items():
-            out.extend((name, ref) for ref in refs_in(value))
+        for name, value in (("args", self.args), ("parameters", self.parameters), ("prompt", self.prompt),
+                            ("inputs", self.inputs), ("when", self.when.ref if self.when else None),
+                            ("foreach", self.foreach)):
+            if value:  # most fields of most steps are empty: skip the walk
+                out.extend((name, ref) for ref in refs_in(value))
         return out
 
     def depends_on(self) -> list[str]:

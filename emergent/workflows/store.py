@@ -106,13 +106,6 @@ def _run(r: Any) -> RunRow:
     return RunRow(**d)
 
 
-def _step(r: Any) -> StepRow:
-    d = dict(r._mapping)
-    d.pop("run_id")
-    d["output"] = json.loads(d["output"]) if d["output"] is not None else None
-    return StepRow(**d)
-
-
 class RunStore:
     def __init__(self, sql: Any, *, lease_s: float = LEASE_S) -> None:
         self.sql = sql
@@ -190,9 +183,12 @@ class RunStore:
 
     # ------------------------------------------------------------------ steps
     def steps(self, run_id: str) -> list[StepRow]:
-        q = sa.select(workflow_steps).where(workflow_steps.c.run_id == run_id)
+        c = workflow_steps.c
+        q = sa.select(c.key, c.step_id, c.status, c.attempt, c.output, c.error, c.approval_id, c.seq, c.started_at,
+                      c.finished_at).where(c.run_id == run_id)
         with self.sql.connect() as conn:
-            rows = [_step(r) for r in conn.execute(q)]
+            rows = [StepRow(k, sid, st, att, json.loads(out) if out is not None else None, err, ap, seq, t0, t1)
+                    for k, sid, st, att, out, err, ap, seq, t0, t1 in conn.execute(q).all()]
         return sorted(rows, key=lambda r: (r.seq if r.seq is not None else 1 << 30, r.started_at or 0.0))
 
     def write_steps(self, run_id: str, inserts: list[tuple[Any, ...]], updates: list[tuple[Any, ...]]) -> None:
