@@ -32,7 +32,7 @@ COLUMNS: dict[str, tuple[str, ...]] = {
 @app.command("list")
 def list_(as_json: bool = JSON, home: str = HOME) -> None:
     """Agents with their cards: skills, the tools the policy lets them use, their tasks by state."""
-    from emergent.ui.agents import agent_rows
+    from emergent.ui.agent_rows import agent_rows
 
     with workstation(home) as ws:
         rows = agent_rows(ws.agents)
@@ -44,7 +44,7 @@ def tasks(state: str = typer.Option(None, "--state", help="submitted|working|inp
           limit: int = typer.Option(50, min=1, help="at most this many, newest first"),
           as_json: bool = JSON, home: str = HOME) -> None:
     """Tasks with their state, the agent holding each, the bids it won with, its answer or error."""
-    from emergent.ui.agents import task_rows
+    from emergent.ui.agent_rows import task_rows
 
     with workstation(home) as ws:
         rows = task_rows(ws.agents, state=state, limit=limit)
@@ -56,7 +56,7 @@ def messages(stream: str = typer.Option(None, "--stream", help="one stream (task
              limit: int = typer.Option(50, min=1, help="at most this many, newest first"),
              as_json: bool = JSON, home: str = HOME) -> None:
     """Recent messages on the agents' bus: when, stream, sender (its principal), type, content."""
-    from emergent.ui.agents import message_rows
+    from emergent.ui.agent_rows import message_rows
 
     with workstation(home) as ws:
         rows = message_rows(ws.agents, stream=stream, limit=limit)
@@ -73,7 +73,7 @@ def messages(stream: str = typer.Option(None, "--stream", help="one stream (task
 def votes(limit: int = typer.Option(20, min=1, help="at most this many, newest first"),
           as_json: bool = JSON, home: str = HOME) -> None:
     """Votes: question, method, status, winner, tally, dissent, and the approval a vote without quorum waits on."""
-    from emergent.ui.agents import vote_rows
+    from emergent.ui.agent_rows import vote_rows
 
     with workstation(home) as ws:
         rows = vote_rows(ws.agents, limit=limit)
@@ -84,7 +84,7 @@ def votes(limit: int = typer.Option(20, min=1, help="at most this many, newest f
 def conflicts(limit: int = typer.Option(20, min=1, help="at most this many, newest first"),
               as_json: bool = JSON, home: str = HOME) -> None:
     """Conflicting proposals resolved: the rule, the winner, the proposals, the approval of an escalation."""
-    from emergent.ui.agents import resolution_rows
+    from emergent.ui.agent_rows import resolution_rows
 
     with workstation(home) as ws:
         rows = resolution_rows(ws.agents, limit=limit)

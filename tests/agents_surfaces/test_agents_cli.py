@@ -109,3 +109,10 @@ def test_a_users_mistake_is_one_line_with_a_hint_and_no_traceback(home: Path, wi
     assert empty.returncode == 0 and "no agents yet" in empty.stdout
     for p in (bad_state, unknown, empty):
         assert "Traceback" not in p.stdout + p.stderr
+
+
+def test_the_cli_and_the_rows_need_no_widgets() -> None:
+    code = ("import sys, emergent.cli.agents, emergent.ui.agent_rows; "
+            "print(sorted(m for m in ('ipywidgets', 'IPython', 'emergent.ui.agents') if m in sys.modules))")
+    p = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert p.returncode == 0 and p.stdout.strip() == "[]", p.stdout + p.stderr
