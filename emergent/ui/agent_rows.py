@@ -9,7 +9,8 @@ import time
 from collections import Counter
 from typing import Any
 
-TASK_STATES = ("submitted", "working", "input-required", "completed", "failed", "canceled")
+from emergent.agents.card import TASK_STATES
+
 _STATE_COLOUR = {"submitted": "#57606a", "working": "#0969da", "input-required": "#9a6700",
                  "completed": "#1a7f37", "failed": "#cf222e", "canceled": "#6e7781"}
 
@@ -27,17 +28,34 @@ def _message_time(message_id: str) -> float | None:
     return int(head) / 1000 if head.isdigit() else None
 
 
-def agent_rows(agents: Any) -> list[dict[str, Any]]:
-    """One row per agent: its card (skills, the tools policy lets it use) and its tasks by state."""
+def _task_counts(agents: Any) -> dict[str, Counter[str]]:
     counts: dict[str, Counter[str]] = {}
     for t in agents.tasks(limit=10_000):
         if t.assignee:
             counts.setdefault(t.assignee, Counter())[t.state] += 1
+    return counts
+
+
+def agent_rows(agents: Any) -> list[dict[str, Any]]:
+    """One row per agent: its card (skills, the tools policy lets it use) and its tasks by state."""
+    counts = _task_counts(agents)
     rows = []
     for c in agents.cards():
         n = counts.get(c.name, Counter())
         rows.append({"agent": c.name, "principal": c.principal, "skills": list(c.skills), "tools": list(c.tools),
                      "tasks": {s: n[s] for s in TASK_STATES if n[s]}, "description": c.description})
+    return rows
+
+
+def dashboard_rows(agents: Any) -> list[dict[str, Any]]:
+    """The dashboard's agents section: name, skills, tasks by state. Cheap:
+    the cards are read without their tools (listing them opens each agent's assistant)."""
+    counts = _task_counts(agents)
+    rows = []
+    for c in agents.cards(tools=False):
+        n = counts.get(c.name, Counter())
+        rows.append({"agent": c.name, "skills": ", ".join(c.skills),
+                     "tasks": ", ".join(f"{n[s]} {s}" for s in TASK_STATES if n[s]) or "none"})
     return rows
 
 

@@ -137,3 +137,15 @@ def test_an_empty_workspace_says_how_to_begin(aws: Any) -> None:
         assert hint in html.unescape(m.bodies[key].value), key
     bundle = m._repr_mimebundle_()
     assert "application/vnd.jupyter.widget-view+json" in bundle and "no agents yet" in bundle["text/html"]
+
+
+def test_the_dashboard_rows_are_cheap_and_show_each_agents_tasks(home: Any, scene: Any) -> None:
+    from emergent import Workstation
+    from emergent.ui.agent_rows import dashboard_rows
+
+    with Workstation.open(home, embedder="hashing") as fresh:  # another process's view of the workspace
+        rows = dashboard_rows(fresh.agents)
+        assert "memory" not in vars(fresh)  # no agent's assistant (nor the memory stores) was opened
+    assert rows == [{"agent": "critic", "skills": "review, literature", "tasks": "none"},
+                    {"agent": "scout", "skills": "search, literature", "tasks": "1 completed"},
+                    {"agent": "stats", "skills": "stats, analysis", "tasks": "none"}]
