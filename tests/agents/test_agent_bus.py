@@ -1,0 +1,87 @@
+"""One contract, both buses: delivery per consumer group, acknowledgement, redelivery of what a dead
+consumer left unacknowledged, the sender stamped by the bus, every message audited."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+
+from emergent.agents.bus import Bus, open_bus
+from emergent.errors import UnknownChoiceError, ValidationError
+
+
+@pytest.fixture(params=["memory", "redis"])
+def bus(request: pytest.FixtureRequest, ws: Any) -> Iterator[Bus]:
+    client = None
+    if request.param == "redis":
+        import redis
+
+        client = redis.Redis.from_url(request.getfixturevalue("redis_url"), socket_timeout=2)
+    b = open_bus(request.param, redis=client, namespace="test", audit=ws.audit, principals=ws.principals)
+    yield b
+    b.close()
+
+
+def test_each_group_gets_every_message_once_in_order_until_acknowledged(ws: Any, bus: Bus) -> None:
+    me = ws.principal
+    ids = bus.publish_many("s", [{"n": i} for i in range(5)], principal=me)
+    first = bus.consume("s", "g1", "a", count=3)
+    rest = bus.consume("s", "g1", "b", count=10)
+    assert [m.body["n"] for m in first + rest] == [0, 1, 2, 3, 4] and [m.id for m in first + rest] == ids
+    assert bus.consume("s", "g1", "a", count=10) == []  # nothing twice within a group
+    assert [m.body["n"] for m in bus.consume("s", "g2", "x", count=10)] == [0, 1, 2, 3, 4]  # another group
+    assert bus.pending("s", "g1") == 5
+    assert bus.ack("s", "g1", ids, by=me) == 5 and bus.pending("s", "g1") == 0
+    assert all(m.sender == me.key for m in first)
+
+
+def test_a_blocking_consume_returns_when_a_message_arrives_or_the_time_is_up(ws: Any, bus: Bus) -> None:
+    t0 = time.monotonic()
+    assert bus.consume("quiet", "g", "a", count=1, block_ms=150) == []
+    assert 0.1 < time.monotonic() - t0 < 1.5
+
+
+def test_what_a_dead_consumer_left_unacknowledged_is_claimed_by_another_after_the_idle_time(
+        ws: Any, bus: Bus) -> None:
+    me = ws.principal
+    bus.publish_many("s", [{"n": i} for i in range(3)], principal=me)
+    held = bus.consume("s", "g", "dead", count=2)
+    assert bus.claim("s", "g", "alive", min_idle_ms=60_000, by=me) == []  # not idle long enough
+    time.sleep(0.12)
+    again = bus.claim("s", "g", "alive", min_idle_ms=100, by=me)
+    assert [m.id for m in again] == [m.id for m in held] and all(m.redelivered for m in again)
+    fresh = bus.consume("s", "g", "alive", count=10)
+    assert [m.body["n"] for m in fresh] == [2]
+    bus.ack("s", "g", [m.id for m in again + fresh], by=me)
+    assert bus.pending("s", "g") == 0
+    ws.audit.flush()
+    (claimed,) = ws.audit.entries(kind="agents.redelivered")
+    assert claimed.data["ids"] == [m.id for m in held] and claimed.data["consumer"] == "alive"
+
+
+def test_every_publish_and_acknowledgement_is_audited_with_the_message_ids(ws: Any, bus: Bus) -> None:
+    agent = ws.principals.agent("scout", created_by=ws.principal)
+    ids = bus.publish_many("s", [{"a": 1}, {"b": 2}], principal=agent)
+    bus.consume("s", "g", "c", count=2)
+    bus.ack("s", "g", ids, by=agent)
+    ws.audit.flush()
+    (pub,) = ws.audit.entries(kind="agents.message")
+    (ack,) = ws.audit.entries(kind="agents.ack")
+    assert (pub.actor, pub.data["ids"], pub.data["stream"]) == ("agent:scout", ids, "s")
+    assert len(pub.data["sha256"]) == 64 and ack.data["ids"] == ids
+    assert [m.stream for m in bus.history("s")] == ["s", "s"] and "s" in bus.streams()
+
+
+def test_a_message_that_is_not_a_dict_or_a_bad_stream_is_refused_by_field(ws: Any, bus: Bus) -> None:
+    with pytest.raises(ValidationError, match="field 'message'"):
+        bus.publish("s", ["not", "a", "dict"], principal=ws.principal)  # type: ignore[arg-type]
+    with pytest.raises(ValidationError, match="field 'stream'"):
+        bus.publish("a b", {}, principal=ws.principal)
+
+
+def test_an_unknown_bus_id_suggests_the_close_one(ws: Any) -> None:
+    with pytest.raises(UnknownChoiceError, match="did you mean 'redis'"):
+        open_bus("rediss", audit=ws.audit)
