@@ -35,7 +35,7 @@ SUBCOMMANDS: dict[str, tuple[str, str]] = {
     "improve": ("emergent.cli.improve", "The self-improvement cycle: run, status, history."),
     "graph": ("emergent.cli.graph", "Knowledge graph: sync, search, show, communities, infer, edit, export, render."),
     "mcp": ("emergent.cli.mcp", "MCP: serve the tools to MCP clients (stdio or HTTP); bearer tokens for HTTP."),
-    "agents": ("emergent.cli.agents", "Agents: list them with their cards, their tasks and states, bus messages, votes."),
+    "agents": ("emergent.cli.agents", "Agents: their cards, tasks and states, bus messages, votes, conflicts; decide what they escalated."),
     "workflows": ("emergent.cli.workflows", "Workflows: runs, show, templates, run, validate, pause, resume, cancel."),
     "doctor": ("emergent.cli.doctor", "Check every store, an interrupted restore, leftovers and the audit chain; --repair."),
 }
