@@ -85,3 +85,33 @@ def test_a_message_that_is_not_a_dict_or_a_bad_stream_is_refused_by_field(ws: An
 def test_an_unknown_bus_id_suggests_the_close_one(ws: Any) -> None:
     with pytest.raises(UnknownChoiceError, match="did you mean 'redis'"):
         open_bus("rediss", audit=ws.audit)
+
+
+def test_the_workstation_picks_the_redis_bus_when_redis_is_configured(
+        tmp_path: Any, redis_url: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    from emergent import Workstation
+
+    monkeypatch.setenv("EMERGENT_REDIS_URL", redis_url)
+    w = Workstation.open(tmp_path / "with-redis", embedder="hashing")
+    try:
+        assert w.agents.bus.name == "redis"
+        mid = w.agents.bus.publish("s", {"x": 1}, principal=w.principal)
+        assert [m.id for m in w.agents.messages("s")] == [mid]
+    finally:
+        w.close()
+    monkeypatch.setenv("EMERGENT_AGENT_BUS", "memory")
+    w = Workstation.open(tmp_path / "with-redis", embedder="hashing")
+    try:
+        assert w.agents.bus.name == "memory"
+    finally:
+        w.close()
+
+
+def test_importing_the_agents_package_pulls_in_no_redis_sql_or_widgets() -> None:
+    import subprocess
+    import sys
+
+    code = ("import sys, emergent.agents; "
+            "print(sorted(m for m in ('redis', 'sqlalchemy', 'ipywidgets', 'tenacity') if m in sys.modules))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "[]"
