@@ -6,7 +6,8 @@ from __future__ import annotations
 
 from typing import Any
 
-_LAZY = {"Chat": "emergent.ui.chat", "Dashboard": "emergent.ui.dashboard"}
+_LAZY = {"Chat": "emergent.ui.chat", "Dashboard": "emergent.ui.dashboard", "WorkflowRuns": "emergent.ui.workflows",
+         "AgentMonitor": "emergent.ui.agents"}
 
 
 def __getattr__(name: str) -> Any:
@@ -17,4 +18,4 @@ def __getattr__(name: str) -> Any:
     raise AttributeError(f"module 'emergent.ui' has no attribute {name!r}")
 
 
-__all__ = ["Chat", "Dashboard"]
+__all__ = ["AgentMonitor", "Chat", "Dashboard", "WorkflowRuns"]
