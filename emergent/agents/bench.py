@@ -143,7 +143,7 @@ def _kill_round(url: str, client: Any, bus: RedisBus, who: Any, tmp: Path, n: in
     return {"lost": lost, "held_by_killed_consumer": held, "redelivered": redelivered, "handled_twice_avoided": again}
 
 
-def bench_bus(redis_url: str, n: int = 5000, batch: int = BATCH, rounds: int = 5) -> dict[str, Any]:
+def bench_bus(redis_url: str, n: int = 5000, batch: int = BATCH, rounds: int = 7) -> dict[str, Any]:
     """Bus vs raw redis-py throughput (publish + consume + ack) and messages lost to a killed consumer."""
     import redis
 
