@@ -23,6 +23,7 @@ class Scene:
     task: Any  # awarded by contract net, completed
     refused: Any  # a delegation the policy refused (canceled)
     refusal: str  # the PermissionDenied message
+    asked: Any  # an agent's hand-over the policy asks a person about (input-required, an approval)
     majority: Any  # decided, with one dissenting ballot
     no_quorum: Any  # escalated to a person (an approval)
     conflict: Any  # resolved by priority
@@ -46,6 +47,7 @@ def act(ws: Any) -> Scene:
     except PermissionDenied as exc:
         refusal = exc.message
     refused = next(t for t in agents.tasks() if t.text == "review the optode paper")
+    asked = agents.delegate("check the units of the oxygen series", to="stats", by=agents.principal_of("critic"))
     majority = agents.vote("Which oxygen sensor do we buy?", ["optode", "electrode"],
                            voters=["scout", "stats", "critic"], by=me,
                            ballots={"scout": ("optode", "drifts little"), "stats": "optode",
@@ -55,7 +57,7 @@ def act(ws: Any) -> Scene:
     conflict = agents.resolve([{"agent": "scout", "proposal": "deploy on Monday", "priority": 2, "confidence": 0.6},
                                {"agent": "stats", "proposal": "deploy on Friday", "priority": 1, "confidence": 0.9}],
                               rule="priority", by=me)
-    return Scene(task, refused, refusal, majority, no_quorum, conflict)
+    return Scene(task, refused, refusal, asked, majority, no_quorum, conflict)
 
 
 @pytest.fixture

@@ -31,6 +31,7 @@ def test_the_monitor_shows_the_agents_their_tasks_messages_votes_and_conflicts(a
     card_tools = aws.agents.card("scout").tools
     assert f"{len(card_tools)} items:" in agents and ", ".join(card_tools) in agents  # folded, never cut
     assert "<td>completed 1</td><td>finds papers and reads abstracts</td>" in agents
+    assert "<td>input-required 1</td><td>runs statistics on data tables</td>" in agents
 
     # tasks: the contract-net award (winner, bids with scores, the stated rule) and the refused delegation
     t = scene.task
@@ -44,6 +45,11 @@ def test_the_monitor_shows_the_agents_their_tasks_messages_votes_and_conflicts(a
     refused = tasks.split(f"<td>{scene.refused.id}</td>")[1].split("</tr>")[0]
     assert "data-state='canceled'" in refused and "deny agent:scout → agents.delegate on agent:critic" in refused
     assert "agent:scout may not delegate to agent:critic" in scene.refusal
+    a = scene.asked
+    assert a.state == "input-required" and a.approval_id
+    asked = tasks.split(f"<td>{a.id}</td>")[1].split("</tr>")[0]
+    assert "data-state='input-required'" in asked and "<td>stats</td>" in asked and "<td>agent:critic</td>" in asked
+    assert f"waiting for approval {a.approval_id}" in asked
 
     # messages: announce, bids, the award and the ballots, each stamped with its sender's principal
     for stream, sender, kind in (("contract-net", "human:", "announce"), ("contract-net", "agent:scout", "bid"),
@@ -64,7 +70,8 @@ def test_the_monitor_shows_the_agents_their_tasks_messages_votes_and_conflicts(a
     # conflicts: the rule, the winner and why
     assert "<td>priority</td><td>resolved</td><td>scout: deploy on Monday</td>" in conflicts
     assert "wins with the highest priority 2; set aside: stats ('deploy on Friday')" in conflicts
-    assert "3 agents · 1 canceled · 1 completed" in _cells(m.counts.value)
+    counts = _cells(m.counts.value)
+    assert "3 agents · " in counts and all(f"1 {s}" in counts for s in ("canceled", "completed", "input-required"))
 
 
 def test_refresh_shows_a_person_deciding_the_escalated_vote_and_a_new_task(aws: Any, scene: Any) -> None:
@@ -79,7 +86,8 @@ def test_refresh_shows_a_person_deciding_the_escalated_vote_and_a_new_task(aws: 
     assert "<td>decided</td><td>no</td>" in row and f"{me.key} chose 'no': the data is not checked yet" in row
     assert aws.autonomy.approvals.get(scene.no_quorum.approval_id).status == "approved"
     assert "compute the oxygen trend statistics" in tasks and "<td>stats</td>" in tasks
-    assert "completed 1" in _cells(m.bodies["agents"].value).split("<td>stats</td>")[1].split("</tr>")[0]
+    stats = _cells(m.bodies["agents"].value).split("<td>stats</td>")[1].split("</tr>")[0]
+    assert "input-required 1, completed 1" in stats  # in the order a task moves through
 
 
 def test_polling_rereads_the_service_until_it_is_switched_off(aws: Any) -> None:
@@ -148,4 +156,4 @@ def test_the_dashboard_rows_are_cheap_and_show_each_agents_tasks(home: Any, scen
         assert "memory" not in vars(fresh)  # no agent's assistant (nor the memory stores) was opened
     assert rows == [{"agent": "critic", "skills": "review, literature", "tasks": "none"},
                     {"agent": "scout", "skills": "search, literature", "tasks": "1 completed"},
-                    {"agent": "stats", "skills": "stats, analysis", "tasks": "none"}]
+                    {"agent": "stats", "skills": "stats, analysis", "tasks": "1 input-required"}]
