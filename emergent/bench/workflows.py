@@ -38,6 +38,11 @@ def _noop(x: Any = None) -> Any:
     return x
 
 
+def _sleep(secs: float) -> float:
+    time.sleep(secs)
+    return secs
+
+
 # ------------------------------------------------------------------------------ baselines
 def bare_call_us(n: int) -> float:
     """Microseconds per call of a no-op function, over ``n`` calls."""
@@ -98,7 +103,7 @@ def sleep_workflow(n: int, seconds: float, *, parallel: bool) -> Any:
 
     wf = Workflow.build(f"bench-sleep-{'parallel' if parallel else 'sequential'}")
     for i in range(n):
-        wf.call(f"sleep{i}", time.sleep, args={"secs": seconds},
+        wf.call(f"sleep{i}", _sleep, args={"secs": seconds},
                 needs=[] if parallel or i == 0 else [f"sleep{i - 1}"])
     return wf
 
@@ -130,7 +135,7 @@ def _run(ws: Any, wf: Any) -> tuple[float, Any]:
     elapsed = time.perf_counter() - t0
     status = str(getattr(run.status, "value", run.status))
     if status != "completed":
-        raise RuntimeError(f"benchmark workflow {wf.name} ended {status}: {run.error}")
+        raise RuntimeError(f"benchmark workflow {run.workflow} ended {status}: {run.error}")
     return elapsed, run
 
 
@@ -178,7 +183,8 @@ def bus(quick: bool = False) -> dict[str, Any]:
     from emergent.bench.memory import redis_url
     from emergent.errors import EmergentError
 
-    kwargs = {"quick": True} if quick and "quick" in inspect.signature(bench_bus).parameters else {}
+    small = {"n": 500, "rounds": 1}  # a quick run: keys and types, not figures
+    kwargs = {k: v for k, v in small.items() if k in inspect.signature(bench_bus).parameters} if quick else {}
     try:
         with redis_url() as url:
             out = dict(bench_bus(url, **kwargs))

@@ -45,42 +45,24 @@ def parse_inputs(pairs: list[str] | None, as_json: str | None = None) -> dict[st
     return out
 
 
+def is_file(source: str) -> bool:
+    """A spec named by a path (a YAML/JSON suffix, a separator, or an existing file) rather than a name."""
+    return source.endswith((".yaml", ".yml", ".json")) or "/" in source or Path(source).exists()
+
+
 def load_spec(source: str) -> Any:
-    """A Workflow from a YAML file, else the template of that name; a user's mistake (a bad YAML, an
-    unknown field, a cycle) is a ValidationError naming what to fix, never a traceback."""
+    """A Workflow from a YAML file, else the template of that name (no workspace needed); a user's
+    mistake (bad YAML, an unknown field, a cycle, a missing file) is a ValidationError naming what to
+    fix, never a traceback."""
+    from emergent.workflows import templates
     from emergent.workflows.spec import Workflow
 
-    path = Path(source)
-    if path.suffix in (".yaml", ".yml", ".json") or path.exists():
-        if not path.is_file():
+    if is_file(source):
+        if not Path(source).is_file():
             raise ValidationError(f"no workflow file {source!r}", hint="pass the path of a YAML spec, or a template "
                                   "name (`emergent workflows templates` lists them)", field="spec")
-        return _checked(lambda: Workflow.from_yaml(path), source)
-    from emergent.workflows import templates
-
-    return _checked(lambda: Workflow.from_yaml(templates.text(source)), source)
-
-
-def _checked(make: Any, source: str) -> Any:
-    """``make()`` then ``.validate()``, with a parse error from YAML or pydantic turned into ours."""
-    import pydantic
-    import yaml
-
-    try:
-        wf = make()
-        wf.validate()
-        return wf
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f" (line {mark.line + 1}, column {mark.column + 1})" if mark is not None else ""
-        problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
-        raise ValidationError(f"{source}: not valid YAML{where}: {problem}", hint="fix the YAML syntax",
-                              field="spec") from None
-    except pydantic.ValidationError as exc:
-        first = exc.errors()[0]
-        loc = ".".join(str(p) for p in first.get("loc", ()))
-        raise ValidationError(f"{source}: field {loc!r}: {first.get('msg')}",
-                              hint="see `emergent workflows templates` for specs that work", field=loc) from None
+        return Workflow.from_yaml(Path(source))
+    return Workflow.from_yaml(templates.text(source))
 
 
 def _when(t: float | None) -> str:
@@ -207,23 +189,15 @@ def run(spec: str = typer.Argument(..., metavar="SPEC_OR_TEMPLATE", help="a YAML
         as_json: bool = typer.Option(False, "--json", help="print the finished run as JSON"), home: str = HOME) -> None:
     """Run a workflow (a YAML file or a template) as you; exit 1 when it failed."""
     values = parse_inputs(inputs, inputs_json)
-    wf = load_spec(spec)
+    wf = load_spec(spec) if is_file(spec) else None
     with workstation(home) as ws:
-        _prepare(spec, ws.path)
+        if wf is None:  # a saved workflow or a template (whose notebooks are put in the workspace first)
+            wf = ws.workflows.resolve(spec)
         if detach:
             run_id = ws.workflows.start(wf, values, principal=ws.principal, executor=executor)
             typer.echo(run_id)
             return
         _finish(ws.workflows.run(wf, values, principal=ws.principal, executor=executor, timeout=timeout), as_json)
-
-
-def _prepare(spec: str, workspace: Path) -> None:
-    """A template's notebooks are written into the workspace the first time it runs."""
-    from emergent.workflows import templates
-
-    if spec in templates.names() and not Path(spec).exists():
-        for rel in templates.prepare(spec, workspace):
-            typer.echo(f"wrote {rel} (the template's notebook; edit it there)", err=True)
 
 
 @app.command()
