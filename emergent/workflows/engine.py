@@ -223,6 +223,7 @@ class Driver:
         self.outputs: dict[str, Any] = {}
         self.active = 0
         self.timers: list[tuple[float, int, str, str, int]] = []
+        self.retrying = 0  # retry timers pending
         self._tick = 0
         self.seq = 0
         self.rows_new: list[tuple[Any, ...]] = []
@@ -279,8 +280,8 @@ class Driver:
         now = time.monotonic
         while True:
             with self.cv:
-                if not self.active and not self.timers:
-                    break
+                if not self.active and not self.retrying:
+                    break  # (a timeout timer left by a finished step keeps nothing alive)
                 t = now()
                 wake = self._renew_at
                 if self.timers:
@@ -634,11 +635,15 @@ class Driver:
         if not self.timers or at < self.timers[0][0]:
             self.cv.notify()  # the driver sleeps until the earliest timer
         heapq.heappush(self.timers, (at, self._tick, what, node.key, node.token))
+        if what == "retry":
+            self.retrying += 1
 
     def _fire_timers(self) -> None:
         now = time.monotonic()
         while self.timers and self.timers[0][0] <= now:
             _, _, what, key, token = heapq.heappop(self.timers)
+            if what == "retry":
+                self.retrying -= 1
             node = self.nodes[key]
             if token != node.token:
                 continue
@@ -672,10 +677,12 @@ class Driver:
                     node.status, node.error = CANCELLED, "cancelled while running"
                     self._record(node, batched=False)
             self.timers.clear()
+            self.retrying = 0
         elif what == "paused" and self.stop is None:
             self._stopping("paused")
             self.timers = [t for t in self.timers if t[2] != "retry"]  # a retry starts again on resume
             heapq.heapify(self.timers)
+            self.retrying = 0
 
     def _stopping(self, why: str) -> None:
         if self.stop in ("cancelled",):

@@ -283,6 +283,7 @@ class Workflows:
         """Start a run in the background as ``principal``; its id."""
         who = verified(self.services.principals, principal)
         wf = self.resolve(workflow)
+        self._check_subflows(wf)
         values = self._inputs(wf, inputs)
         ctx = self._context(executor, checkpoint)
         run_id = "wf-" + uuid.uuid4().hex[:16]
@@ -296,6 +297,16 @@ class Workflows:
         """Run to its end (or a pause, a wait for approval, a cancel) and return it."""
         run_id = self.start(workflow, inputs, principal=principal, executor=executor, checkpoint=checkpoint)
         return self.wait(run_id, timeout)
+
+    def _check_subflows(self, wf: Workflow) -> None:
+        """Sub-workflows named by a step exist (and are valid) before anything runs."""
+        for s in wf.steps:
+            if s.kind == "workflow" and isinstance(s.workflow, str):
+                try:
+                    self.named(s.workflow)
+                except (NotFoundError, ValidationError) as exc:
+                    raise ValidationError(f"step {s.id!r}: field 'workflow': {exc.message}", hint=exc.hint or None,
+                                          step=s.id, field="workflow") from None
 
     @staticmethod
     def _inputs(wf: Workflow, given: dict[str, Any] | None) -> dict[str, Any]:

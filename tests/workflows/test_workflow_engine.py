@@ -36,7 +36,7 @@ def total(xs: list[int]) -> int:
 
 def test_outputs_flow_into_later_steps_and_a_whole_reference_keeps_its_type(wsx: Any) -> None:
     wf = Workflow.build("wire", inputs={"x": 4})
-    a = wf.call("a", add, args={"a": "${inputs.x}", "b": 1})
+    a = wf.call("a", add, args={"a": "${inputs.x}", "b": 1}, timeout_s=30)
     b = wf.tool("b", "test.wait", args={"seconds": 0, "value": {"n": a.output, "text": "n=${steps.a.output}"}})
     c = wf.call("c", add, args={"a": b.output["n"], "b": 100})
     wf.output("n", c.output)
@@ -44,6 +44,7 @@ def test_outputs_flow_into_later_steps_and_a_whole_reference_keeps_its_type(wsx:
     run = wsx.workflows.run(wf, principal=wsx.principal, timeout=20)
     assert run.status == "completed", run.error
     assert run.outputs == {"n": 105, "text": "n=5"}
+    assert run.updated_at - run.created_at < 5  # a finished step's timeout timer keeps nothing waiting
     assert [(s.key, s.status, s.attempt) for s in run.steps] == [("a", "completed", 1), ("b", "completed", 1),
                                                                 ("c", "completed", 1)]
 

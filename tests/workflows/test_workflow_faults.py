@@ -1,0 +1,232 @@
+"""Faults: the engine's process killed with SIGKILL mid-run, then resumed by another process; a tool step an
+agent may not take without a person's approval (approved: the run completes; rejected: it fails and
+compensates)."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from emergent import Workstation
+from emergent.workflows import Workflow
+
+# The tools both processes register (the child that is killed, and this one, which resumes).
+TOOLS = '''
+import time
+from pathlib import Path
+from emergent.tools import SideEffect, ToolContext, tool
+
+@tool(name="test.append", version="1.0.0", side_effect=SideEffect.WRITE)
+def append(line: str, ctx: ToolContext) -> dict:
+    """Append a line to log.txt.
+
+    Args:
+        line: the line
+    """
+    with (Path(ctx.workspace) / "log.txt").open("a", encoding="utf-8") as fh:
+        fh.write(line + "\\n")
+    return {"line": line}
+
+@tool(name="test.gate", version="1.0.0", side_effect=SideEffect.READ)
+def gate(flag: str, ctx: ToolContext) -> str:
+    """Wait (read-only) until the flag file exists.
+
+    Args:
+        flag: file name under the workspace
+    """
+    path = Path(ctx.workspace) / flag
+    deadline = time.monotonic() + 60
+    while not path.exists() and time.monotonic() < deadline:
+        time.sleep(0.02)
+    return "open"
+
+@tool(name="test.append_then_gate", version="1.0.0", side_effect=SideEffect.WRITE)
+def append_then_gate(line: str, flag: str, ctx: ToolContext) -> dict:
+    """Append a line, then wait for the flag (a side effect that happened before a crash).
+
+    Args:
+        line: the line
+        flag: file name under the workspace
+    """
+    with (Path(ctx.workspace) / "log.txt").open("a", encoding="utf-8") as fh:
+        fh.write(line + "\\n")
+    path = Path(ctx.workspace) / flag
+    deadline = time.monotonic() + 60
+    while not path.exists() and time.monotonic() < deadline:
+        time.sleep(0.02)
+    return {"line": line}
+
+def pure(n: int) -> int:
+    return n + 1
+
+TOOLS = [append, gate, append_then_gate]
+'''
+
+FLOW = '''
+def flow(risky: bool) -> "Workflow":
+    from emergent.workflows import Workflow
+    wf = Workflow.build("killme")
+    a1 = wf.tool("a1", "test.append", args={"line": "a1"})
+    a2 = wf.tool("a2", "test.append", args={"line": "a2"}, needs=[a1.id])
+    p = wf.call("p", pure, args={"n": 1}, needs=[a1.id])
+    if risky:
+        mid = wf.tool("mid", "test.append_then_gate", args={"line": "mid", "flag": "go"}, needs=[a2.id])
+    else:
+        mid = wf.tool("mid", "test.gate", args={"flag": "go"}, needs=[a2.id])
+    wf.tool("a3", "test.append", args={"line": "a3"}, needs=[mid.id, p.id])
+    return wf
+'''
+
+CHILD = TOOLS + FLOW + '''
+import json, sys
+from emergent import Workstation
+ws = Workstation.open(sys.argv[1], embedder="hashing")
+ws.tools.add(*TOOLS)
+run_id = ws.workflows.start(flow(sys.argv[2] == "risky"), principal=ws.principal)
+print(json.dumps({"run": run_id}), flush=True)
+time.sleep(600)  # killed long before
+'''
+
+
+def _lines(path: Path) -> list[str]:
+    return path.read_text(encoding="utf-8").splitlines() if path.exists() else []
+
+
+def _kill_mid_run(home: Path, mode: str) -> str:
+    child = subprocess.Popen([sys.executable, "-c", CHILD, str(home), mode], stdout=subprocess.PIPE, text=True,
+                             env=os.environ.copy())
+    try:
+        run_id = json.loads(child.stdout.readline())["run"]  # type: ignore[union-attr]
+        with Workstation.open(home, embedder="hashing") as ws:
+            deadline = time.monotonic() + 60
+            while ws.workflows.get(run_id).step("mid").status != "running":
+                assert time.monotonic() < deadline, "the child never reached the middle step"
+                time.sleep(0.02)
+            time.sleep(0.1)  # the middle step is inside its tool now
+    finally:
+        child.send_signal(signal.SIGKILL)
+        child.wait(10)
+    return str(run_id)
+
+
+def test_a_run_killed_with_sigkill_resumes_without_rerunning_a_completed_side_effect(home: Path) -> None:
+    run_id = _kill_mid_run(home, "safe")
+    log = home / "log.txt"
+    assert _lines(log) == ["a1", "a2"]
+    (home / "go").write_text("")
+    scope: dict[str, Any] = {}
+    exec(TOOLS + FLOW, scope)  # noqa: S102 - the same tool code the child ran
+    with Workstation.open(home, embedder="hashing") as ws:
+        ws.tools.add(*scope["TOOLS"])
+        before = ws.workflows.get(run_id)
+        assert before.status == "running" and before.step("a2").status == "completed"
+        run = ws.workflows.resume(run_id, principal=ws.principal, workflow=scope["flow"](False), timeout=60)
+        assert run.status == "completed", run.error
+        assert run.step("a1").attempt == 1 and run.step("a2").attempt == 1
+        assert run.step("mid").attempt == 2  # read-only: safe to run again
+        resumed = [e for e in ws.audit.entries(kind="workflow.run.resume") if e.data["run"] == run_id]
+        assert resumed and resumed[0].data["after"] == "abandoned"
+    assert _lines(log) == ["a1", "a2", "a3"]  # every side effect exactly once
+
+
+def test_a_killed_step_that_may_have_taken_effect_is_not_run_again(home: Path) -> None:
+    run_id = _kill_mid_run(home, "risky")
+    log = home / "log.txt"
+    assert _lines(log) == ["a1", "a2", "mid"]
+    (home / "go").write_text("")
+    scope: dict[str, Any] = {}
+    exec(TOOLS + FLOW, scope)  # noqa: S102
+    with Workstation.open(home, embedder="hashing") as ws:
+        ws.tools.add(*scope["TOOLS"])
+        run = ws.workflows.resume(run_id, principal=ws.principal, workflow=scope["flow"](True), timeout=60)
+        assert run.status == "failed"
+        assert "step 'mid' was interrupted while running" in run.error and "not run again" in run.error
+    assert _lines(log) == ["a1", "a2", "mid"]
+
+
+# ---------------------------------------------------------------- approvals
+@pytest.fixture
+def gated(wsx: Any, agent: Any) -> Any:
+    """``agent:researcher`` may append and undo (no confidence asked), but publishing asks a person."""
+    from emergent.tools import SideEffect, tool
+
+    @tool(name="test.publish", version="1.0.0", side_effect=SideEffect.EXTERNAL)
+    def publish(text: str) -> dict:
+        """Publish something (external: an agent is asked about).
+
+        Args:
+            text: what
+        """
+        return {"published": text}
+
+    wsx.tools.add(publish)
+    me = wsx.principal
+    wsx.autonomy.add_rule("agent:researcher", "test.append", "allow", by=me)
+    wsx.autonomy.add_rule("agent:researcher", "test.unappend", "allow", by=me)
+    wsx.autonomy.set_threshold("write", 0.0, by=me)
+    return wsx
+
+
+def _saga() -> Workflow:
+    wf = Workflow.build("publishing")
+    a = wf.tool("draft", "test.append", args={"line": "draft"},
+                compensate={"tool": "test.unappend", "args": {"line": "${steps.draft.output.line}"}})
+    wf.tool("publish", "test.publish", args={"text": "${steps.draft.output.line}"})
+    wf.tool("after", "test.append", args={"line": "after"}, needs=["publish", a.id])
+    return wf.done()
+
+
+def test_an_agents_tool_step_waits_for_approval_and_completes_once_approved(gated: Any, agent: Any) -> None:
+    ws, log = gated, Path(gated.path) / "log.txt"
+    run = ws.workflows.run(_saga(), principal=agent, timeout=20)
+    assert run.status == "waiting_approval"
+    step = run.step("publish")
+    assert step.status == "waiting_approval" and step.approval_id
+    assert run.step("after").status == "pending" and _lines(log) == ["draft"]
+    assert ws.autonomy.approvals.get(step.approval_id).actor == "agent:researcher"
+    still = ws.workflows.resume(run.id, principal=ws.principal, timeout=20)
+    assert still.status == "waiting_approval"  # nobody decided yet: nothing ran
+    ws.autonomy.approvals.approve(step.approval_id, by=ws.principal, reason="fine")
+    done = ws.workflows.resume(run.id, principal=ws.principal, timeout=20)
+    assert done.status == "completed", done.error
+    assert done.step("publish").output == {"published": "draft"}
+    assert _lines(log) == ["draft", "after"]
+
+
+def test_a_rejected_approval_fails_the_step_and_compensates(gated: Any, agent: Any) -> None:
+    ws, log = gated, Path(gated.path) / "log.txt"
+    run = ws.workflows.run(_saga(), principal=agent, timeout=20)
+    aid = run.step("publish").approval_id
+    ws.autonomy.approvals.reject(aid, by=ws.principal, reason="not today")
+    done = ws.workflows.resume(run.id, principal=ws.principal, timeout=20)
+    assert done.status == "failed" and "step 'publish'" in done.error and "not today" in done.error
+    assert done.step("draft").status == "compensated"
+    assert _lines(log) == ["draft", "undo draft"]
+
+
+def test_a_run_is_driven_by_one_process_at_a_time(wsx: Any) -> None:
+    """A second service (another owner, as another process would be) may not take over a run whose lease
+    is held by a live owner; once that run stops it may."""
+    from emergent.errors import UsageError
+    from emergent.workflows.service import Workflows
+
+    other = Workflows(wsx.sql, services=wsx.workflows.services, audit=wsx.audit, clock=wsx.clock)
+    try:
+        wf = Workflow.build("leased")
+        wf.tool("slow", "test.wait", args={"seconds": 0.5})
+        run_id = wsx.workflows.start(wf, principal=wsx.principal)
+        with pytest.raises(UsageError, match=f"workflow run {run_id} is being driven by"):
+            other.resume(run_id, principal=wsx.principal)
+        wsx.workflows.pause(run_id, by=wsx.principal)
+        assert wsx.workflows.wait(run_id, timeout=10).status == "paused"
+        assert other.resume(run_id, principal=wsx.principal, timeout=10).status == "completed"
+    finally:
+        other.close()

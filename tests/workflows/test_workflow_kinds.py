@@ -1,0 +1,120 @@
+"""Every kind of step on a real workstation: an assistant task (an Assistant run, offline), a notebook run
+(the notebook.run tool through the gate, a real kernel), sub-workflows (inline and registered by name),
+and Python calls; plus runs listed, shown and drawn."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import nbformat
+import pytest
+
+from emergent.errors import NotFoundError, PrincipalError, ValidationError
+from emergent.workflows import Workflow
+
+
+def shout(text: str) -> str:
+    return text.upper()
+
+
+def test_assistant_and_notebook_steps_run_through_the_gate_as_the_runs_principal(wsx: Any) -> None:
+    nb = nbformat.v4.new_notebook()
+    params = nbformat.v4.new_code_cell("n = 1")
+    params.metadata["tags"] = ["parameters"]
+    nb.cells = [params, nbformat.v4.new_code_cell("open('doubled.txt', 'w').write(str(n * 2))")]
+    (Path(wsx.path) / "files").mkdir(exist_ok=True)
+    nbformat.write(nb, Path(wsx.path) / "files" / "double.ipynb")
+
+    wf = Workflow.build("kinds", inputs={"n": 21})
+    ask = wf.assistant("ask", "writer", "What do you know about ${inputs.n}?")
+    wf.call("loud", shout, args={"text": ask.output["answer"]})
+    wf.notebook("nb", "double.ipynb", parameters={"n": "${inputs.n}"}, args={"output": "runs/double-out.ipynb"},
+                timeout_s=60)
+    run = wsx.workflows.run(wf, principal=wsx.principal, timeout=90)
+    assert run.status == "completed", run.error
+    out = run.step("ask").output
+    assert out["status"] == "completed" and out["mode"] == "offline" and out["answer"]
+    assert wsx.assistant("writer").get(out["run_id"]).asked_by == wsx.principal.key
+    assert run.step("loud").output == out["answer"].upper()
+    assert run.step("nb").output["output"] == "runs/double-out.ipynb"
+    assert (Path(wsx.path) / "files" / "doubled.txt").read_text() == "42"
+    tool_calls = [e for e in wsx.audit.entries() if e.kind.startswith("tool.") and "notebook.run" in json.dumps(e.data)]
+    assert tool_calls and all(e.actor == wsx.principal.key for e in tool_calls)
+
+
+CHILD = """
+name: child
+inputs: {line: null}
+steps:
+  - id: write
+    kind: tool
+    tool: test.append
+    args: {line: "${inputs.line}"}
+outputs:
+  written: ${steps.write.output.line}
+"""
+
+
+def test_sub_workflows_run_as_their_own_runs_inline_or_by_registered_name(wsx: Any) -> None:
+    log = Path(wsx.path) / "log.txt"
+    registered = wsx.workflows.register(CHILD, by=wsx.principal)
+    assert registered.name == "child" and wsx.workflows.named("child").steps[0].id == "write"
+
+    parent = Workflow.parse({"name": "parent", "inputs": {"x": "hello"}, "steps": [
+        {"id": "byname", "kind": "workflow", "workflow": "child", "inputs": {"line": "${inputs.x}"}},
+        {"id": "inline", "kind": "workflow", "workflow": Workflow.from_yaml(CHILD).to_data(),
+         "inputs": {"line": "${steps.byname.output.written}-again"}},
+    ], "outputs": {"last": "${steps.inline.output.written}"}})
+    run = wsx.workflows.run(parent, principal=wsx.principal, timeout=30)
+    assert run.status == "completed", run.error
+    assert run.outputs == {"last": "hello-again"}
+    assert log.read_text().splitlines() == ["hello", "hello-again"]
+    children = [r for r in wsx.workflows.runs(limit=10) if r.parent == run.id]
+    assert len(children) == 2 and all(c.status == "completed" for c in children)
+
+    with pytest.raises(ValidationError, match="step 'x': field 'workflow': no workflow named 'ghost'"):
+        wsx.workflows.start({"name": "p2", "steps": [{"id": "x", "kind": "workflow", "workflow": "ghost"}]},
+                            principal=wsx.principal)
+    with pytest.raises(NotFoundError, match="no workflow named 'ghost'"):
+        wsx.workflows.named("ghost")
+
+
+def test_a_paused_run_of_python_calls_resumes_by_importing_its_functions(wsx: Any) -> None:
+    wf = Workflow.build("calls", inputs={"t": "abc"})
+    a = wf.call("a", shout, args={"text": "${inputs.t}"})
+    wf.tool("slow", "test.wait", args={"seconds": 0.4, "value": a.output})
+    wf.call("b", shout, args={"text": "${steps.slow.output}!"})
+    run_id = wsx.workflows.start(wf, principal=wsx.principal)
+    wsx.workflows.pause(run_id, by=wsx.principal)
+    paused = wsx.workflows.wait(run_id, timeout=10)
+    assert paused.status == "paused"
+    done = wsx.workflows.resume(run_id, principal=wsx.principal, timeout=10)  # no workflow= needed
+    assert done.status == "completed" and done.step("b").output == "ABC!"
+
+
+def test_a_lambda_call_step_needs_the_workflow_again_to_resume(wsx: Any) -> None:
+    wf = Workflow.build("lam")
+    wf.tool("slow", "test.wait", args={"seconds": 0.3, "value": 2})
+    wf.call("double", lambda x: x * 2, args={"x": "${steps.slow.output}"})
+    run_id = wsx.workflows.start(wf, principal=wsx.principal)
+    wsx.workflows.pause(run_id, by=wsx.principal)
+    assert wsx.workflows.wait(run_id, timeout=10).status == "paused"
+    with pytest.raises(ValidationError, match="step 'double': field 'fn'.*pass the workflow again"):
+        wsx.workflows.resume(run_id, principal=wsx.principal)
+    done = wsx.workflows.resume(run_id, principal=wsx.principal, workflow=wf, timeout=10)
+    assert done.status == "completed" and done.step("double").output == 4
+
+
+def test_only_the_runs_principal_or_a_person_controls_a_run(wsx: Any, agent: Any) -> None:
+    other = wsx.principals.agent("other", created_by=wsx.principal)
+    wf = Workflow.build("mine")
+    wf.tool("slow", "test.wait", args={"seconds": 0.3})
+    run_id = wsx.workflows.start(wf, principal=agent)
+    with pytest.raises(PrincipalError, match="agent:other may not cancel"):
+        wsx.workflows.cancel(run_id, by=other)
+    run = wsx.workflows.wait(run_id, timeout=10)
+    assert run.status == "completed" and run.principal == "agent:researcher"
+    assert run.to_dict()["steps"][0]["key"] == "slow"
+    assert [r.id for r in wsx.workflows.runs(status="completed")][:1] == [run_id]
