@@ -268,12 +268,16 @@ class Agents:
         """The worker's own principal (``service:agents``) for the bus's bookkeeping (claims, acks)."""
         return self.principals.service("agents")  # type: ignore[no-any-return]
 
-    def work(self, *, max_messages: int | None = None, block_ms: int = 0, count: int = 10) -> int:
-        """Handle award messages from the ``tasks`` stream (first any a dead worker left unacknowledged
-        for ``claim_idle_ms``); returns how many messages were handled."""
+    def work(self, *, max_messages: int | None = None, block_ms: int = 0, count: int = 10,
+             claim: bool | None = None) -> int:
+        """Handle award messages from the ``tasks`` stream, first any a dead worker left unacknowledged
+        for ``claim_idle_ms`` (looked for every few seconds; ``claim=True``: now); returns how many
+        messages were handled."""
         n = 0
         while max_messages is None or n < max_messages:
-            msgs = self._claimed() + self.bus.consume(TASKS, WORKERS, self.consumer, count=count, block_ms=block_ms)
+            msgs = self._claimed(claim) + self.bus.consume(TASKS, WORKERS, self.consumer, count=count,
+                                                           block_ms=block_ms)
+            claim = False
             if not msgs:
                 return n
             for m in msgs:
@@ -281,9 +285,10 @@ class Agents:
                 n += 1
         return n
 
-    def _claimed(self) -> list[Message]:
+    def _claimed(self, now_please: bool | None) -> list[Message]:
         now = time.monotonic()
-        if now - self._last_claim < min(self.claim_idle_ms / 1000, 5.0):
+        if now_please is False or (now_please is None and now - self._last_claim < min(self.claim_idle_ms / 1000,
+                                                                                        5.0)):
             return []
         self._last_claim = now
         return self.bus.claim(TASKS, WORKERS, self.consumer, min_idle_ms=self.claim_idle_ms, by=self.worker)
