@@ -1,5 +1,5 @@
-"""``Dashboard``: the workstation at a glance — memory, pending approvals, recent tool calls, jobs and
-the assistant's last runs — each section with a button that opens its panel.
+"""``Dashboard``: the workstation at a glance — memory, pending approvals, recent tool calls, jobs,
+workflow runs and the assistant's last runs — each section with a button that opens its panel.
 
 The dashboard is built from narrow callables (each returns plain data: a dict of figures or a
 list of row dicts) and panel factories (each returns a widget); :meth:`Dashboard.of` picks them
@@ -8,7 +8,7 @@ alone: a store that is down shows its error in its section, the others still sho
 
 ``html()`` (also ``_repr_html_``) is static HTML: it needs no widgets and imports nothing heavy.
 ``widget()`` adds the buttons; a panel (``ApprovalsInbox``, ``JobsPanel``, ``MemoryStats``,
-``ToolMarketplace``, ``Chat``) is imported and built only when its button is clicked.
+``ToolMarketplace``, ``WorkflowRuns``, ``Chat``) is imported and built only when its button is clicked.
 ``_repr_mimebundle_`` offers both: a front-end with widgets shows the buttons, one without shows
 the HTML.
 """
@@ -32,7 +32,7 @@ Factory = Callable[[], Any]
 
 @dataclass(frozen=True)
 class Section:
-    key: str  # "memory", "approvals", "tools", "jobs", "assistant"
+    key: str  # "memory", "approvals", "tools", "jobs", "workflows", "assistant"
     title: str
     read: Reader | None  # -> dict (figures) or list[dict] (rows, newest first)
     panel: Factory | None  # -> the widget its button opens
@@ -77,25 +77,39 @@ def render_section(section: Section, data: Any, error: BaseException | None = No
     return f"<table class='emergent-dash-table' style='font-size:12px'><tr>{head}</tr>{body}</table>{more}"
 
 
+def workflow_rows(workflows: Any, limit: int) -> list[dict[str, Any]]:
+    """The latest workflow runs as dashboard rows: state, steps done (completed or skipped) of all."""
+    out = []
+    for r in workflows.runs(limit=limit):
+        done = sum(1 for s in r.steps if s.status in ("completed", "skipped"))
+        out.append({"run": r.id, "workflow": r.workflow, "status": r.status, "steps": f"{done}/{len(r.steps)}",
+                    "started": r.created_at, "error": r.error or ""})
+    return out
+
+
 class Dashboard:
     """``Dashboard(memory=..., approvals=..., tool_calls=..., jobs=..., runs=..., panels={...})``: each
     reader a callable returning a dict of figures or a list of row dicts; each panel a callable
     returning the widget its section's button opens. ``Dashboard.of(ws)`` wires a Workstation."""
 
     TITLES = {"memory": "Memory", "approvals": "Pending approvals", "tools": "Recent tool calls",
-              "jobs": "Jobs", "assistant": "Assistant: last runs"}
+              "jobs": "Jobs", "workflows": "Workflow runs", "assistant": "Assistant: last runs"}
     EMPTY = {"approvals": "nothing waits for approval", "tools": "no tool calls yet",
              "jobs": "no jobs yet: ws.jobs.add(name, notebook, schedule=...)",
+             "workflows": "no workflow runs yet: ws.workflows.run(spec_or_template, inputs, principal=ws.principal)",
              "assistant": "no runs yet: ask with %ask QUESTION or ws.chat()"}
     HINTS = {"memory": "MemoryStats(ws.memory)", "approvals": "ApprovalsInbox(ws.autonomy, by=ws.principal, tools=ws.tools)",
              "tools": "ToolMarketplace(ws.tools, principal=ws.principal)", "jobs": "JobsPanel(ws.jobs, principal=ws.principal)",
+             "workflows": "WorkflowRuns(ws.workflows)",
              "assistant": "Chat(ws.assistant(), principal=ws.principal)"}
 
     def __init__(self, *, memory: Reader | None = None, approvals: Reader | None = None,
                  tool_calls: Reader | None = None, jobs: Reader | None = None, runs: Reader | None = None,
-                 panels: dict[str, Factory] | None = None, title: str = "Emergent workstation") -> None:
+                 workflows: Reader | None = None, panels: dict[str, Factory] | None = None,
+                 title: str = "Emergent workstation") -> None:
         panels = panels or {}
-        readers = {"memory": memory, "approvals": approvals, "tools": tool_calls, "jobs": jobs, "assistant": runs}
+        readers = {"memory": memory, "approvals": approvals, "tools": tool_calls, "jobs": jobs, "workflows": workflows,
+                   "assistant": runs}
         self.title = title
         self.sections = [Section(k, self.TITLES[k], r, panels.get(k), self.HINTS[k], self.EMPTY.get(k, "none"))
                          for k, r in readers.items() if r is not None or k in panels]
@@ -234,6 +248,9 @@ class Dashboard:
                      "state": "paused" if j.paused else ("running" if j.lease_owner else "active"),
                      "next run": None if j.paused else j.next_run_at} for j in ws.jobs.list()]
 
+        def workflows() -> list[dict[str, Any]]:
+            return workflow_rows(ws.workflows, limit)
+
         def runs() -> list[dict[str, Any]]:
             from emergent.errors import PrincipalError
 
@@ -268,12 +285,18 @@ class Dashboard:
 
             return JobsPanel(ws.jobs, principal=ws.principal)
 
+        def workflows_panel() -> Any:
+            from emergent.ui.workflows import WorkflowRuns
+
+            return WorkflowRuns(ws.workflows, limit=limit * 2)
+
         def chat_panel() -> Any:
             from emergent.ui.chat import Chat
 
             return Chat(ws.assistant(), principal=ws.principal)
 
         return cls(memory=memory, approvals=approvals, tool_calls=tool_calls, jobs=jobs, runs=runs,
+                   workflows=workflows,
                    panels={"memory": memory_panel, "approvals": approvals_panel, "tools": tools_panel,
-                           "jobs": jobs_panel, "assistant": chat_panel},
+                           "jobs": jobs_panel, "workflows": workflows_panel, "assistant": chat_panel},
                    title=f"Emergent workstation · {ws.path}")
