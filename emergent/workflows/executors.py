@@ -69,6 +69,9 @@ class DaskExecutor:
         self.name = f"dask://{address.removeprefix('tcp://')}"
         self.client = Client(address, set_as_default=False, timeout=10)
         self._live: dict[int, Any] = {}
+        # outcomes are handed to the engine on this thread, never on the client's event loop (the engine
+        # may write a checkpoint or start a gate-crossing step while handling one)
+        self._relay = cf.ThreadPoolExecutor(max_workers=1, thread_name_prefix="wf-dask-relay")
 
     def submit(self, fn: Callable[..., Any], *args: Any) -> cf.Future[Any]:
         out: cf.Future[Any] = cf.Future()
@@ -76,7 +79,7 @@ class DaskExecutor:
         dfut = self.client.submit(fn, *args, pure=False)
         self._live[id(out)] = dfut
 
-        def done(f: Any) -> None:
+        def settle(f: Any) -> None:
             self._live.pop(id(out), None)
             if out.done():
                 return
@@ -88,7 +91,7 @@ class DaskExecutor:
             except BaseException as exc:  # noqa: BLE001 - the task's own error is the step's outcome
                 out.set_exception(exc)
 
-        dfut.add_done_callback(done)
+        dfut.add_done_callback(lambda f: self._relay.submit(settle, f))
         return out
 
     def cancel(self, fut: cf.Future[Any]) -> None:
@@ -98,6 +101,7 @@ class DaskExecutor:
 
     def close(self) -> None:
         self.client.close()
+        self._relay.shutdown(wait=False, cancel_futures=True)
 
 
 EXECUTORS: Registry[Callable[[str, int], Any]] = Registry("workflow executor", group="emergent.workflow_executors")

@@ -166,6 +166,7 @@ class Workflows:
         self._executors: dict[str, Any] = {}
         self._live: dict[str, _Live] = {}
         self._lock = threading.Lock()
+        self._tools_ready = False
 
     @staticmethod
     def _check_checkpoint(mode: str) -> str:
@@ -333,7 +334,20 @@ class Workflows:
         self.store.create(run_id=run_id, workflow=wf.name, version=wf.version, spec=data, inputs=inputs,
                           principal=who.key, parent=parent, owner=self.owner, now=self.clock.now())
 
+    def _tools_loaded(self) -> None:
+        """Load the tool registry's entry points once, here, before steps call tools from several threads
+        at once (the registry's lazy first load is not safe to race; see /tmp request to the lead)."""
+        if self._tools_ready:
+            return
+        with self._lock:
+            load = getattr(getattr(self.services.tools, "registry", None), "load_entry_points", None)
+            if load is not None:
+                load()
+            self._tools_ready = True
+
     def _launch(self, driver: Driver, *, background: bool) -> _Live:
+        if any(s.kind != "call" for s in driver.wf.steps):
+            self._tools_loaded()
         live = _Live(driver, threading.Event())
         with self._lock:
             self._live[driver.run_id] = live
@@ -466,6 +480,9 @@ class Workflows:
         row = self.store.get(run_id)
         if row.status in RUN_FINAL:
             raise UsageError(f"workflow run {run_id} is already {row.status}", run=run_id)
+        if what == PAUSED and row.status != RUNNING:
+            raise UsageError(f"workflow run {run_id} is {row.status}, not running: there is nothing to pause",
+                             hint="resume it (ws.workflows.resume) or cancel it", run=run_id)
         if not who.is_human and who.key != row.principal:
             raise PrincipalError(f"{who.key} may not {what[:-2] if what == PAUSED else 'cancel'} run {run_id}",
                                  hint="the run's own principal or a person does", principal=who.key)

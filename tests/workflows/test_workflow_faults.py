@@ -230,3 +230,27 @@ def test_a_run_is_driven_by_one_process_at_a_time(wsx: Any) -> None:
         assert other.resume(run_id, principal=wsx.principal, timeout=10).status == "completed"
     finally:
         other.close()
+
+
+def test_a_pause_or_cancel_written_by_another_process_stops_the_driver(wsx: Any) -> None:
+    from emergent.errors import UsageError
+    from emergent.workflows.service import Workflows
+
+    log = Path(wsx.path) / "log.txt"
+    other = Workflows(wsx.sql, services=wsx.workflows.services, audit=wsx.audit, clock=wsx.clock)
+    try:
+        wf = Workflow.build("remote")
+        s = wf.tool("slow", "test.wait", args={"seconds": 1.2})
+        wf.tool("after", "test.append", args={"line": "after"}, needs=[s.id])
+        run_id = wsx.workflows.start(wf, principal=wsx.principal)
+        other.pause(run_id, by=wsx.principal)  # no driver there: written to the run's row
+        run = wsx.workflows.wait(run_id, timeout=10)
+        assert run.status == "paused" and run.step("after").status == "pending"
+        assert _lines(log) == []
+        with pytest.raises(UsageError, match="is paused, not running: there is nothing to pause"):
+            other.pause(run_id, by=wsx.principal)
+        other.cancel(run_id, by=wsx.principal)
+        assert wsx.workflows.get(run_id).status == "cancelled"
+        assert wsx.workflows.resume(run_id, principal=wsx.principal).status == "cancelled"
+    finally:
+        other.close()
