@@ -28,9 +28,34 @@ Score = Callable[[AgentCard, str, str], float]
 
 
 def card_score(card: AgentCard, question: str, option: str) -> float:
-    """An agent's offline preference: how many of the option's words its card (skills, description) holds."""
+    """How many of the option's words the agent's card (skills, description) holds."""
     known = words(card.description) | set(card.skills) | {w for s in card.skills for w in words(s)}
     return float(len((words(option) | {option.lower()}) & known))
+
+
+def _mentions(text: str, option: str) -> bool:
+    low = text.lower()
+    return option.lower() in low or any(w in low for w in words(option))
+
+
+def recall_score(agents: Agents, question: str, options: list[str]) -> Score:
+    """The default, offline strategy: each agent recalls its own memory scope through the gate (one
+    ``memory.recall`` as itself for the question and the options) and scores an option by the
+    memories that mention it, plus the words of its card that match it."""
+    cache: dict[str, list[str]] = {}
+
+    def texts(card: AgentCard) -> list[str]:
+        if card.name not in cache:
+            bot = agents.assistant(card.name)
+            hits = bot.tools.call("memory.recall", {"query": f"{question} {' '.join(options)}"[:4000], "k": 10,
+                                                    "scope": bot.spec.memory_scope}, principal=bot.principal)
+            cache[card.name] = [str(h["text"]) for h in hits]
+        return cache[card.name]
+
+    def score(card: AgentCard, q: str, option: str) -> float:
+        return sum(1.0 for t in texts(card) if _mentions(t, option)) + card_score(card, q, option)
+
+    return score
 
 
 _NONE = object()
@@ -45,10 +70,12 @@ def _ballot(card: AgentCard, question: str, options: list[str], given: Any, scor
         return Ballot(card.principal, None if choice is None else str(choice), weight, str(reason or "abstained"))
     scored = sorted(((float(score(card, question, o)), -i, o) for i, o in enumerate(options)), reverse=True)
     best, _, choice = scored[0]
+    listing = ", ".join(f"{o} {s:g}" for s, _, o in scored)
     if best <= 0:
-        return Ballot(card.principal, None, weight, "abstained: nothing on its card bears on any option")
-    return Ballot(card.principal, choice, weight, f"scored {choice!r} {best:g}, the highest of "
-                                                  + ", ".join(f"{o} {s:g}" for s, _, o in scored))
+        return Ballot(card.principal, None, weight, "abstained: nothing it knows bears on any option")
+    if len(scored) > 1 and scored[1][0] == best:
+        return Ballot(card.principal, None, weight, f"abstained: no preference ({listing})")
+    return Ballot(card.principal, choice, weight, f"scored {choice!r} {best:g}, the highest of {listing}")
 
 
 def _escalate(agents: Agents, tool: str, requester: Principal, item: str, args: dict[str, Any], why: str) -> str:
@@ -72,7 +99,8 @@ def vote(agents: Agents, question: str, options: Sequence[str], *, voters: Seque
     w = consensus.weights_for(names, weights)
     cards = [agents.card(n, tools=False) for n in names]
     vid = uuid.uuid4().hex[:16]
-    cast = [_ballot(c, question, opts, (ballots or {}).get(c.name, _NONE), score or card_score, w[c.name]) for c in cards]
+    how = score or recall_score(agents, question, opts)
+    cast = [_ballot(c, question, opts, (ballots or {}).get(c.name, _NONE), how, w[c.name]) for c in cards]
     for c, b in zip(cards, cast, strict=True):  # each ballot is a message from its voter
         agents.bus.publish(VOTES, {"type": "ballot", "vote": vid, "choice": b.choice,
                                                 "reason": b.reason}, principal=agents.principals.get(c.principal))

@@ -340,8 +340,10 @@ class Agents:
              ballots: Mapping[str, Any] | None = None,
              score: Callable[[AgentCard, str, str], float] | None = None) -> VoteResult:
         """Ask ``voters`` (registered agents) to vote; see :mod:`emergent.agents.consensus`. Each
-        agent votes by ``score`` (default: its card's words against each option; nothing matches →
-        it abstains), unless ``ballots`` gives its choice (``name: choice`` or ``(choice, reason)``)."""
+        agent votes for the option it scores highest by ``score(card, question, option)`` (default:
+        the memories of its own scope that mention the option, recalled as itself, plus its card's
+        matching words; nothing, or a tie, → it abstains), unless ``ballots`` gives its choice
+        (``name: choice``, ``(choice, reason)``, or None to abstain)."""
         return _panel.vote(self, question, options, voters=voters, method=method, quorum=quorum, weights=weights,
                            by=by, ballots=ballots, score=score)
 

@@ -35,12 +35,20 @@ def test_a_weighted_vote_lets_the_heavier_voter_outweigh_a_majority(ws: Any, age
     assert {b.voter for b in v.dissent} == {"agent:scout", "agent:stats"}
 
 
-def test_agents_vote_by_their_own_offline_strategy_and_abstain_when_nothing_bears_on_it(
+def test_agents_vote_from_their_own_memory_and_card_and_abstain_when_nothing_decides(
         ws: Any, agents: Any) -> None:
     v = agents.vote("Who should take the next job?", ["literature", "stats"], voters=VOTERS, by=ws.principal)
     chosen = {b.voter: b.choice for b in v.ballots}
     assert chosen == {"agent:scout": "literature", "agent:critic": "literature", "agent:stats": "stats"}
     assert v.winner == "literature"
+    ws.memory.ingest(["Optodes drift little over months of deployment."], scope="scout")
+    ws.memory.ingest(["Electrodes respond within seconds."], scope="stats")
+    ws.memory.ingest(["Optodes are slow; electrodes are fast."], scope="critic")  # both: no preference
+    m = agents.vote("Which oxygen sensor do we buy?", ["optode", "electrode"], voters=VOTERS, by=ws.principal)
+    by_voter = {b.voter: b for b in m.ballots}
+    assert (by_voter["agent:scout"].choice, by_voter["agent:stats"].choice) == ("optode", "electrode")
+    assert by_voter["agent:critic"].choice is None and "no preference" in by_voter["agent:critic"].reason
+    assert m.status == "no-majority" and m.approval_id  # 1 : 1 with one abstention
     scored = agents.vote("Pick one", ["a", "b"], voters=VOTERS, by=ws.principal,
                          score=lambda card, q, option: 1.0 if (card.name == "stats") == (option == "b") else 0.0)
     assert {b.voter: b.choice for b in scored.ballots}["agent:stats"] == "b" and scored.winner == "a"
