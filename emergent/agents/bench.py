@@ -80,7 +80,7 @@ import redis
 from emergent.agents.bench import _open
 url, db, ns, stream, handled = sys.argv[1:6]
 client = redis.Redis.from_url(url)
-bus, audit, who = _open(client, db, ns)
+bus, audit, who, _ = _open(client, db, ns)
 while True:
     got = bus.consume(stream, "kill", "doomed", count=25, block_ms=100)
     if not got:
@@ -91,7 +91,7 @@ while True:
 """
 
 
-def _open(client: Any, db: str, namespace: str) -> tuple[RedisBus, Any, Any]:
+def _open(client: Any, db: str, namespace: str) -> tuple[RedisBus, Any, Any, Any]:
     from emergent.audit import AuditLog
     from emergent.principals import Principals
     from emergent.stores.sql import SQLStore
@@ -99,8 +99,8 @@ def _open(client: Any, db: str, namespace: str) -> tuple[RedisBus, Any, Any]:
     sql = SQLStore(f"sqlite:///{db}")
     audit = AuditLog(sql)
     principals = Principals(sql, audit=audit)
-    return RedisBus(redis=client, audit=audit, principals=principals, namespace=namespace), audit, \
-        principals.os_user()
+    bus = RedisBus(redis=client, audit=audit, principals=principals, namespace=namespace)
+    return bus, audit, principals.os_user(), sql
 
 
 def _kill_round(url: str, client: Any, bus: RedisBus, who: Any, tmp: Path, n: int) -> dict[str, int]:
@@ -150,7 +150,7 @@ def bench_bus(redis_url: str, n: int = 5000, batch: int = BATCH, rounds: int = 7
     client = redis.Redis.from_url(redis_url, socket_timeout=5)
     with tempfile.TemporaryDirectory(prefix="emergent-bench-bus-") as d:
         tmp = Path(d)
-        bus, audit, who = _open(client, str(tmp / "bench.db"), f"bench-{uuid.uuid4().hex[:8]}")
+        bus, audit, who, sql = _open(client, str(tmp / "bench.db"), f"bench-{uuid.uuid4().hex[:8]}")
         msgs = _messages(n)
         raw, ours = [], []
         _bus_round(bus, audit, who, "warm", msgs[: min(n, 500)], batch)  # imports, first connections
@@ -163,6 +163,8 @@ def bench_bus(redis_url: str, n: int = 5000, batch: int = BATCH, rounds: int = 7
                     ours.append(_bus_round(bus, audit, who, f"bus-{uuid.uuid4().hex[:8]}", msgs, batch))
         kill = _kill_round(redis_url, client, bus, who, tmp, min(n, 2000))
         audit.close()
+        sql.dispose()
+        client.close()
     raw_m, bus_m = max(raw), max(ours)
     return {"bus_msgs_per_s": round(bus_m), "raw_redis_msgs_per_s": round(raw_m),
             "bus_ratio": round(bus_m / raw_m, 3), "bus_batch": batch, "bus_messages": n,
