@@ -28,9 +28,7 @@ from __future__ import annotations
 import concurrent.futures as cf
 import contextlib
 import functools
-import hashlib
 import heapq
-import json
 import threading
 import time
 from collections.abc import Callable
@@ -38,18 +36,19 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from emergent.errors import (
-    ApprovalPending,
     AuditWriteError,
     EmergentError,
-    OperationalError,
     PermissionDenied,
     PrincipalError,
     TimeoutExceeded,
     UsageError,
     ValidationError,
 )
+from emergent.workflows._gate import StepFailed, WaitingForApproval, child_run_id, run_gate_step
+from emergent.workflows._refs import Missing as _Missing
+from emergent.workflows._refs import holds, resolve, type_ok
 from emergent.workflows.executors import here as _here
-from emergent.workflows.spec import REF, TYPES, Step, Workflow, refs_in
+from emergent.workflows.spec import Step, Workflow, refs_in
 from emergent.workflows.store import (
     CANCELLED,
     COMPENSATED,
@@ -69,94 +68,9 @@ FLUSH_S = 0.02
 FLUSH_ROWS = 512
 
 
-class StepFailed(OperationalError):
-    """A step failed (raised, timed out, returned the wrong type); the message names it."""
-
-
-class _Waiting(Exception):  # noqa: N818 - an outcome, not an error: the step waits for a person
-    def __init__(self, approval: str | None, ref: dict[str, Any] | None = None) -> None:
-        super().__init__(approval)
-        self.approval = approval
-        self.ref = ref or {}
-
-
 def _invoke(fn: Callable[..., Any], kwargs: dict[str, Any]) -> Any:
     """What an executor runs for a ``call`` step (module level: a Dask worker imports it)."""
     return fn(**kwargs)
-
-
-def child_run_id(parent: str, key: str) -> str:
-    """The run id of a sub-workflow step's run: the same on every attempt, so a resume finds it."""
-    return "wf-" + hashlib.sha256(f"{parent}/{key}".encode()).hexdigest()[:16]
-
-
-# ---------------------------------------------------------------- references
-class _Missing(Exception):  # noqa: N818 - internal signal, turned into a StepFailed naming the step
-    pass
-
-
-def lookup(path: str, inputs: dict[str, Any], outputs: dict[str, Any], item: Any) -> Any:
-    parts = path.split(".")
-    if parts[0] == "inputs":
-        value, rest = inputs.get(parts[1]), parts[2:]
-    elif parts[0] == "steps":
-        value, rest = outputs.get(parts[1]), parts[3:]
-    else:
-        value, rest = item, parts[1:]
-    for p in rest:
-        if isinstance(value, dict) and p in value:
-            value = value[p]
-        elif isinstance(value, list | tuple) and p.lstrip("-").isdigit() and -len(value) <= int(p) < len(value):
-            value = value[int(p)]
-        else:
-            keys = f" (keys: {', '.join(map(str, list(value)[:10]))})" if isinstance(value, dict) else ""
-            raise _Missing(f"${{{path}}}: {p!r} is not in {type(value).__name__}{keys}")
-    return value
-
-
-def resolve(value: Any, inputs: dict[str, Any], outputs: dict[str, Any], item: Any) -> Any:
-    """``value`` with its references replaced: a whole-string reference keeps the value's type."""
-    if isinstance(value, str):
-        if "${" not in value:
-            return value
-        m = REF.fullmatch(value.strip())
-        if m is not None:
-            return lookup(m.group(1).strip(), inputs, outputs, item)
-        return REF.sub(lambda mm: _text(lookup(mm.group(1).strip(), inputs, outputs, item)), value)
-    if isinstance(value, dict):
-        return {k: resolve(v, inputs, outputs, item) for k, v in value.items()}
-    if isinstance(value, list):
-        return [resolve(v, inputs, outputs, item) for v in value]
-    return value
-
-
-def _text(v: Any) -> str:
-    return v if isinstance(v, str) else json.dumps(v, ensure_ascii=False, default=str)
-
-
-def holds(op: str, left: Any, right: Any) -> bool:
-    """A condition, without eval."""
-    if op == "truthy":
-        return bool(left)
-    if op == "falsy":
-        return not left
-    if op == "eq":
-        return bool(left == right)
-    if op == "ne":
-        return bool(left != right)
-    if op == "in":
-        return left in right if right is not None else False
-    compare = {"gt": lambda a, b: a > b, "ge": lambda a, b: a >= b, "lt": lambda a, b: a < b,
-               "le": lambda a, b: a <= b}[op]
-    return bool(compare(left, right))
-
-
-def type_ok(expected: str, value: Any) -> bool:
-    if expected == "any":
-        return True
-    if expected == "number" and isinstance(value, bool):
-        return False
-    return isinstance(value, TYPES[expected])
 
 
 # ---------------------------------------------------------------- state
@@ -229,7 +143,6 @@ class Driver:
         self.rows_new: list[tuple[Any, ...]] = []
         self.rows_upd: list[tuple[Any, ...]] = []
         self.flush_at: float | None = None
-        self.held: list[Node] = []  # ready, not started: the run is pausing, failing or cancelled
         self.stop: str | None = None  # paused | cancelled | failed
         self.error: str | None = None
         self.done = threading.Event()
@@ -373,7 +286,7 @@ class Driver:
             self.cv.notify()
         node.future = None
         if not ok:
-            if isinstance(value, _Waiting):
+            if isinstance(value, WaitingForApproval):
                 self._waiting(node, value)
             else:
                 self._failed(node, value)
@@ -426,15 +339,12 @@ class Driver:
     def _begin(self, node: Node) -> None:
         """Start ``node`` — unless a previous process finished it (resume), or the run is stopping."""
         prior = node.resume
-        if prior is not None and prior.status in (COMPLETED, SKIPPED, COMPENSATED):
+        if prior is not None and prior.status in (COMPLETED, SKIPPED):
             node.status, node.output = prior.status, prior.output
-            if prior.status == COMPENSATED:  # compensated: the run had failed; keep it as it was
-                node.status = COMPLETED
             self._settle(node)
             return
         if self.stop is not None:
-            self.held.append(node)
-            return
+            return  # pausing, failing or cancelled: it stays pending
         if prior is not None and prior.status == RUNNING and not self._safe_again(node, prior):
             self._fail_now(node, f"step {node.key!r} was interrupted while running (its process died); it may "
                                  "have taken effect, so it is not run again (give a step retries ≥ 1 when running "
@@ -514,32 +424,9 @@ class Driver:
 
     def _gate_step(self, node: Node, args: dict[str, Any], resume: StepRow | None) -> Any:
         """Run a tool / notebook / assistant / sub-workflow step as the run's principal (pool thread)."""
-        step, svc, who = node.step, self.ctx.services, self.principal
-        waiting = resume is not None and resume.status == WAITING
-        if step.kind in ("tool", "notebook"):
-            if waiting and resume is not None and resume.approval_id:
-                try:
-                    return svc.tools.resume(resume.approval_id)
-                except ApprovalPending as exc:
-                    raise _Waiting(exc.fields.get("approval", resume.approval_id)) from None
-            tool, targs = (step.tool, args) if step.kind == "tool" else (
-                "notebook.run", {**args, "path": step.notebook,
-                                 "parameters": resolve(step.parameters, self.inputs, self.outputs, node.item)})
-            try:
-                return svc.tools.call(tool, targs, principal=who, wait=False)
-            except ApprovalPending as exc:
-                raise _Waiting(exc.fields.get("approval")) from None
-        if step.kind == "assistant":
-            bot = svc.assistant(step.assistant)
-            if waiting and resume is not None and isinstance(resume.output, dict) and resume.output.get("run_id"):
-                result = bot.resume(resume.output["run_id"])
-            else:
-                prompt = resolve(step.prompt, self.inputs, self.outputs, node.item)
-                result = bot.ask(_text(prompt), user=who)
-            return _assistant_output(result)
-        inputs = resolve(step.inputs, self.inputs, self.outputs, node.item)
-        return self.ctx.run_child(step, inputs, principal=who, parent=self.run_id,
-                                  run_id=child_run_id(self.run_id, node.key))
+        return run_gate_step(self.ctx.services, self.ctx.run_child, node.step, node.key, args, resume,
+                             principal=self.principal, run_id=self.run_id,
+                             wire=lambda v: resolve(v, self.inputs, self.outputs, node.item))
 
     # ------------------------------------------------------------------ outcomes
     def _completed(self, node: Node, value: Any) -> None:
@@ -588,7 +475,7 @@ class Driver:
             self.error = error
             self._stopping("failed")
 
-    def _waiting(self, node: Node, w: _Waiting) -> None:
+    def _waiting(self, node: Node, w: WaitingForApproval) -> None:
         node.status, node.approval_id = WAITING, w.approval
         node.output = w.ref or None
         try:
@@ -653,11 +540,8 @@ class Driver:
                 self._failed(node, TimeoutExceeded(
                     f"step {key!r} timed out after {node.step.timeout_s:g} s (attempt {node.attempt})",
                     hint="raise timeout_s, or make the step faster"))
-            elif what == "retry" and node.status == PENDING:
-                if self.stop is not None:
-                    self.held.append(node)
-                else:
-                    self._start(node)
+            elif what == "retry" and node.status == PENDING and self.stop is None:
+                self._start(node)
 
     def _give_up(self, node: Node) -> None:
         """Ignore ``node``'s running attempt from now on; its future is cancelled outside the lock."""
@@ -812,16 +696,4 @@ class Driver:
                                       durable=True)
 
 
-def _assistant_output(result: Any) -> dict[str, Any]:
-    out = {"answer": result.answer, "status": result.status, "run_id": result.run_id, "mode": result.mode,
-           "sources": [s.to_dict() if hasattr(s, "to_dict") else s for s in result.sources]}
-    if result.status == "waiting_approval":
-        raise _Waiting(result.pending_approval, {"run_id": result.run_id})
-    if result.status not in ("completed",):
-        raise StepFailed(f"the assistant's run {result.run_id} ended {result.status}"
-                         f"{': ' + result.stop_reason if result.stop_reason else ''}",
-                         hint="see ws.assistant(name).get(run_id)")
-    return out
-
-
-__all__ = ["Context", "Driver", "StepFailed", "child_run_id", "holds", "lookup", "resolve", "type_ok"]
+__all__ = ["Context", "Driver", "StepFailed", "child_run_id"]

@@ -14,7 +14,7 @@ import concurrent.futures as cf
 import threading
 import time
 import uuid
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -26,7 +26,9 @@ from emergent.errors import (
     UsageError,
     ValidationError,
 )
-from emergent.workflows.engine import Context, Driver, StepFailed, _Waiting
+from emergent.workflows._gate import StepFailed, WaitingForApproval
+from emergent.workflows._runs import StepState, TemplateInfo, WorkflowRun, states
+from emergent.workflows.engine import Context, Driver
 from emergent.workflows.executors import open_executor
 from emergent.workflows.spec import Builder, Step, Workflow
 from emergent.workflows.store import (
@@ -41,7 +43,6 @@ from emergent.workflows.store import (
     WAITING,
     RunRow,
     RunStore,
-    StepRow,
     new_owner,
     owner_gone,
 )
@@ -59,94 +60,11 @@ class StepServices:
     principals: Any
 
 
-@dataclass(frozen=True)
-class TemplateInfo:
-    name: str
-    description: str
-    inputs: dict[str, Any]
-    path: str
-
-
-@dataclass
-class StepState:
-    key: str
-    step_id: str
-    kind: str
-    status: str
-    attempt: int
-    output: Any
-    error: str | None
-    approval_id: str | None
-    started_at: float | None
-    finished_at: float | None
-    needs: list[str] = field(default_factory=list)
-
-
-@dataclass
-class WorkflowRun:
-    id: str
-    workflow: str
-    version: str
-    status: str
-    principal: str
-    inputs: dict[str, Any]
-    outputs: dict[str, Any] | None
-    error: str | None
-    created_at: float
-    updated_at: float
-    steps: list[StepState]
-    parent: str | None = None
-    stats: dict[str, Any] = field(default_factory=dict)
-
-    def step(self, key: str) -> StepState:
-        for s in self.steps:
-            if s.key == key:
-                return s
-        raise NotFoundError(f"run {self.id} has no step {key!r}", hint=f"steps: {', '.join(s.key for s in self.steps)}")
-
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
-
-    def dag(self) -> tuple[list[dict[str, Any]], list[tuple[str, str]]]:
-        """Nodes (``id``, ``step``, ``kind``, ``status``) and edges (from, to) for drawing the run;
-        a fan-out step appears once per instance once its list is known."""
-        by_step: dict[str, list[StepState]] = {}
-        for s in self.steps:
-            by_step.setdefault(s.step_id, []).append(s)
-        nodes = [{"id": s.key, "step": s.step_id, "kind": s.kind, "status": s.status, "attempt": s.attempt,
-                  "error": s.error} for s in self.steps]
-        edges = [(a.key, b.key) for s in self.steps for d in s.needs for a in by_step.get(d, [])
-                 for b in [s]]
-        return nodes, edges
-
-
 @dataclass
 class _Live:
     driver: Driver
     finished: threading.Event
     thread: threading.Thread | None = None
-
-
-def _states(spec: Workflow, rows: list[StepRow]) -> list[StepState]:
-    """Every step of ``spec`` as it stands: recorded rows, and ``pending`` for steps not reached yet."""
-    seen: dict[str, list[StepRow]] = {}
-    for r in rows:
-        seen.setdefault(r.step_id, []).append(r)
-    out = []
-    for s in spec.steps:
-        needs = s.depends_on()
-        recs = seen.get(s.id)
-        if not recs:
-            out.append(StepState(s.id, s.id, s.kind, PENDING, 0, None, None, None, None, None, needs))
-            continue
-        recs.sort(key=lambda r: _instance(r.key))
-        out.extend(StepState(r.key, s.id, s.kind, r.status, r.attempt, r.output, r.error, r.approval_id,
-                             r.started_at, r.finished_at, needs) for r in recs)
-    return out
-
-
-def _instance(key: str) -> int:
-    return int(key[key.index("[") + 1:-1]) if key.endswith("]") else -1
 
 
 class Workflows:
@@ -518,7 +436,7 @@ class Workflows:
             return child.outputs or {}
         if child.status == WAITING:
             approval = next((s.approval_id for s in child.steps if s.status == WAITING), None)
-            raise _Waiting(approval, {"run_id": run_id})
+            raise WaitingForApproval(approval, {"run_id": run_id})
         raise StepFailed(f"sub-workflow {wf.name!r} (run {run_id}) ended {child.status}: {child.error or ''}",
                          hint=f"emergent workflows show {run_id}", run=run_id)
 
@@ -527,7 +445,7 @@ class Workflows:
         row = self.store.get(run_id)
         wf = Workflow.from_data(row.spec)
         return WorkflowRun(row.id, row.workflow, row.version, row.status, row.principal, row.inputs, row.outputs,
-                           row.error, row.created_at, row.updated_at, _states(wf, self.store.steps(run_id)),
+                           row.error, row.created_at, row.updated_at, states(wf, self.store.steps(run_id)),
                            row.parent)
 
     def runs(self, limit: int = 20, status: str | None = None) -> builtins.list[WorkflowRun]:
@@ -536,7 +454,7 @@ class Workflows:
             wf = Workflow.from_data(row.spec)
             out.append(WorkflowRun(row.id, row.workflow, row.version, row.status, row.principal, row.inputs,
                                    row.outputs, row.error, row.created_at, row.updated_at,
-                                   _states(wf, self.store.steps(row.id)), row.parent))
+                                   states(wf, self.store.steps(row.id)), row.parent))
         return out
 
     def widget(self) -> Any:
