@@ -128,6 +128,7 @@ class Driver:
                  prior: list[StepRow] | None = None) -> None:
         self.ctx, self.run_id, self.wf, self.inputs, self.principal = ctx, run_id, workflow, inputs, principal
         self.cv = threading.Condition()  # guards everything below; held briefly, never while a step runs
+        self._write_lock = threading.Lock()  # checkpoints are written one at a time, in the order taken
         self._work: list[tuple[str, Node, int, Any]] = []
         self._cancels: list[Any] = []
         self._quiet: list[str] = []  # call steps completed since the last checkpoint (audited with it)
@@ -206,9 +207,10 @@ class Driver:
                     t = now()
                 if self.timers and self.timers[0][0] <= t:
                     self._fire_timers()
-                if self.flush_at is not None and t >= self.flush_at:
-                    self.flush()
+                batch = self._take() if self.flush_at is not None and t >= self.flush_at else None
                 renew = t >= self._renew_at
+            if batch is not None:
+                self._write(batch)  # outside the lock: steps keep completing while SQLite writes
             if renew:
                 self._renew()
             self._after()
@@ -604,22 +606,36 @@ class Driver:
             self.flush()
 
     def flush(self) -> None:
-        """Write the buffered step rows in one transaction, and audit the pure steps among them in one
-        entry (a failed audit write fails the run)."""
-        if self.rows_new or self.rows_upd:
-            new, upd = self.rows_new, self.rows_upd
-            self.rows_new, self.rows_upd = [], []
-            self.ctx.store.write_steps(self.run_id, new, upd)
+        """Write the buffered step rows now (under the lock: before a side effect starts, or at the end)."""
+        self._write(self._take())
+
+    def _take(self) -> tuple[list[tuple[Any, ...]], list[tuple[Any, ...]], dict[str, Any] | None]:
+        """Take the buffered rows (and the pure steps' audit entry) and the write lock, which keeps the
+        writes in the order the rows were taken; :meth:`_write` releases it."""
+        new, upd = self.rows_new, self.rows_upd
+        self.rows_new, self.rows_upd = [], []
         self.flush_at = None
+        note = None
         if (self._quiet or self._skipped) and self.ctx.audit is not None:
-            data = {"run": self.run_id, "completed": self._quiet, "skipped": self._skipped}
-            self._quiet, self._skipped = [], []
-            try:
-                self.ctx.audit.append("workflow.steps", self.principal, data)
-            except AuditWriteError as exc:
-                if self.stop != "failed":
-                    self.error = f"the audit trail could not be written: {exc.message}"
-                    self._stopping("failed")
+            note = {"run": self.run_id, "completed": self._quiet, "skipped": self._skipped}
+        self._quiet, self._skipped = [], []
+        self._write_lock.acquire()
+        return new, upd, note
+
+    def _write(self, batch: tuple[list[tuple[Any, ...]], list[tuple[Any, ...]], dict[str, Any] | None]) -> None:
+        """One transaction for the rows, one audit entry for the pure steps among them (a failed audit
+        write fails the run)."""
+        new, upd, note = batch
+        try:
+            if new or upd:
+                self.ctx.store.write_steps(self.run_id, new, upd)
+            if note is not None:
+                self.ctx.audit.append("workflow.steps", self.principal, note)
+        except AuditWriteError as exc:
+            self.error = self.error or f"the audit trail could not be written: {exc.message}"
+            self.stop = self.stop or "failed"
+        finally:
+            self._write_lock.release()
 
     def _audit_step(self, node: Node, *, durable: bool) -> None:
         if self.ctx.audit is None:
