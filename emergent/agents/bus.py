@@ -26,7 +26,7 @@ import time
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, NamedTuple
 
 from emergent.errors import PrincipalError, StoreUnavailableError, ValidationError
 from emergent.principals import Principal
@@ -51,8 +51,9 @@ except ImportError:  # pragma: no cover - minimal install
 MAX_BLOCK_MS = 1000
 
 
-@dataclass(frozen=True, slots=True)
-class Message:
+class Message(NamedTuple):
+    """One message as delivered (a named tuple: thousands are built per second on the hot path)."""
+
     id: str
     stream: str
     sender: str  # the publisher's principal key, set by the bus
