@@ -154,7 +154,7 @@ class Agents:
         self.store.update(task.id, bids=[b.to_dict() for b in aw.bids], award=aw.explanation + note)
         if aw.winner is None:
             return self._finish(task.id, FAILED, who, expect={SUBMITTED}, error=aw.explanation + note)
-        return self._hand_over(task.id, aw.winner, who, wait=wait, timeout=timeout)
+        return self._hand_over(task.id, aw.winner, who, confidence=aw.bids[0].confidence, wait=wait, timeout=timeout)
 
     def _auction(self, task: Task, who: Principal) -> tuple[Award, list[str]]:
         load = self.store.load()
@@ -175,7 +175,7 @@ class Agents:
     def delegate(self, task: str, to: str, *, by: Principal, wait: bool = True, timeout: float = 120.0) -> Task:
         """Hand a task (an id of a submitted task, or new text) to agent ``to``, if policy lets ``by``."""
         who = self.principals.verify(by)
-        self.card(to, tools=False)
+        card = self.card(to, tools=False)
         if isinstance(task, str) and _TASK_ID.match(task):
             t = self.store.get(task)
             if t.state != SUBMITTED or t.assignee is not None:
@@ -184,17 +184,19 @@ class Agents:
         else:
             t = self._new_task(self._check_text(task), [], who)
         self.store.update(t.id, award=f"delegated directly by {who.key} to {to} (no contract net)")
-        return self._hand_over(t.id, to, who, wait=wait, timeout=timeout)
+        return self._hand_over(t.id, to, who, confidence=self.confidence(card, t.text), wait=wait, timeout=timeout)
 
-    def _may_delegate(self, who: Principal, to: str) -> Any:
-        return self.autonomy.decide_for(who, DELEGATE, "write", resource=f"agent:{to}")
+    def _may_delegate(self, who: Principal, to: str, confidence: float | None = None) -> Any:
+        """The gate's decision; for an agent, its confidence is the target's (bid) confidence in the task."""
+        return self.autonomy.decide_for(who, DELEGATE, "write", resource=f"agent:{to}", confidence=confidence)
 
     def _digest(self, task: Task, to: str) -> str:
         return hashlib.sha256(json.dumps([task.id, to, task.text]).encode()).hexdigest()
 
-    def _hand_over(self, task_id: str, to: str, who: Principal, *, wait: bool, timeout: float) -> Task:
+    def _hand_over(self, task_id: str, to: str, who: Principal, *, confidence: float, wait: bool,
+                   timeout: float) -> Task:
         task = self.store.get(task_id)
-        d = self._may_delegate(who, to)
+        d = self._may_delegate(who, to, confidence)
         if d.effect == "deny":
             self.audit.append("agents.delegate.denied", who, {"task": task.id, "to": f"agent:{to}",
                                                               "reason": d.reason}, durable=True)

@@ -86,6 +86,16 @@ def test_a_human_at_the_keyboard_may_delegate_and_an_agent_without_a_rule_asks_a
     assert done.state == COMPLETED and ws.assistant("stats").get(done.run_id).asked_by == "agent:scout"
 
 
+def test_an_allow_rule_lets_an_agent_delegate_when_the_target_is_confident_enough(ws: Any, agents: Any) -> None:
+    me, scout = ws.principal, agents.principal_of("scout")
+    ws.autonomy.add_rule("agent:scout", "agents.delegate", "allow", resource="agent:stats", by=me)
+    sure = agents.delegate("statistics on data tables", to="stats", by=scout)  # every word on stats' card
+    assert sure.state == COMPLETED and sure.approval_id is None
+    unsure = agents.delegate("what is the weather like", to="stats", by=scout)  # confidence 0.5 < 0.6
+    assert unsure.state == INPUT_REQUIRED
+    assert "below the 0.60 threshold" in ws.autonomy.approvals.get(unsure.approval_id).reason
+
+
 def test_a_rejected_delegation_cancels_the_task_without_running_it(ws: Any, agents: Any) -> None:
     me = ws.principal
     task = agents.delegate("tidy the notes", to="stats", by=agents.principal_of("critic"))
