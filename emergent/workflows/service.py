@@ -402,7 +402,7 @@ class Workflows:
             raise UsageError(f"workflow run {run_id} is {row.status}, not running: there is nothing to pause",
                              hint="resume it (ws.workflows.resume) or cancel it", run=run_id)
         if not who.is_human and who.key != row.principal:
-            raise PrincipalError(f"{who.key} may not {what[:-2] if what == PAUSED else 'cancel'} run {run_id}",
+            raise PrincipalError(f"{who.key} may not {'pause' if what == PAUSED else 'cancel'} run {run_id}",
                                  hint="the run's own principal or a person does", principal=who.key)
         kind = "workflow.run.pause" if what == PAUSED else "workflow.run.cancel"
         with recorded(self.audit, kind, who, {"run": run_id, "was": row.status}):
@@ -464,12 +464,11 @@ class Workflows:
 
     def close(self) -> None:
         """Pause runs still going (they resume later from their checkpoints), then free the threads."""
-        for run_id, live in list(self._live.items()):
+        for live in list(self._live.values()):
             live.driver.request(PAUSED)
             if not live.finished.wait(5.0):
                 live.driver.request(CANCELLED)
                 live.finished.wait(2.0)
-            del run_id
         if self._pool is not None:
             self._pool.shutdown(wait=False, cancel_futures=True)
             self._pool = None

@@ -7,7 +7,13 @@ references: ``${inputs.x}``, ``${steps.ID.output}``, ``${steps.ID.output.a.0.b}`
 element of a fan-out). A string that is one whole reference keeps the referenced value's type; a
 reference inside longer text is formatted into it. References imply dependencies; ``needs`` adds more.
 
-Nothing is evaluated: a condition (``when``) is a reference, an operator and a value.
+Nothing is evaluated: a condition (``when``) is a reference, an operator and a value; a step whose
+condition is false is ``skipped``, and so is a step all of whose dependencies were skipped (a reference
+to a skipped step's output reads None). A fan-out step (``foreach``: one reference to a list) runs one
+instance per item (keys ``ID[0]``, ``ID[1]`` …; ``${item}`` is the element, ``when`` is checked per
+instance); a later step's ``${steps.ID.output}`` is the list of the instances' outputs in order.
+
+Steps are treated as immutable once built: change a workflow by building a new one.
 """
 
 from __future__ import annotations
