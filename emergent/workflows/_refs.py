@@ -21,6 +21,8 @@ def lookup(path: str, inputs: dict[str, Any], outputs: dict[str, Any], item: Any
     else:
         value, rest = item, parts[1:]
     for p in rest:
+        if value is None:
+            return None  # a skipped step's output (or a null) reads None all the way down
         if isinstance(value, dict) and p in value:
             value = value[p]
         elif isinstance(value, list | tuple) and p.lstrip("-").isdigit() and -len(value) <= int(p) < len(value):

@@ -56,8 +56,10 @@ def test_a_false_condition_skips_the_step_and_the_steps_that_need_only_it(wsx: A
                   when={"ref": "${inputs.go}", "op": "truthy"})
     wf.call("after_yes", add, args={"a": yes.output, "b": 1})
     wf.call("no", add, args={"a": 0, "b": 0}, when={"ref": gate.output, "op": "eq", "value": 2})
+    wf.output("deep", yes.output["a"]["b"])
     run = wsx.workflows.run(wf, principal=wsx.principal, timeout=20)
     assert run.status == "completed", run.error
+    assert run.outputs == {"deep": None}  # a skipped step's output reads None all the way down
     status = {s.key: s.status for s in run.steps}
     assert status == {"gate": "completed", "yes": "skipped", "after_yes": "skipped", "no": "completed"}
 
