@@ -72,7 +72,7 @@ def _when(t: float | None) -> str:
 
 
 def _status(value: Any) -> str:
-    text = str(getattr(value, "value", value))
+    text = str(value)
     style = _STYLE.get(text)
     return f"[{style}]{text}[/{style}]" if style else text
 
@@ -100,7 +100,7 @@ def runs(limit: int = typer.Option(20, "--limit", "-n", min=1, help="how many ru
             return
         table = Table("run", "workflow", "state", "steps done", "by", "started (UTC)", "error", title="workflow runs")
         for r in found:
-            done = sum(1 for s in r.steps if str(getattr(s.status, "value", s.status)) in ("completed", "skipped"))
+            done = sum(1 for s in r.steps if s.status in ("completed", "skipped"))
             table.add_row(r.id, r.workflow, _status(r.status), f"{done}/{len(r.steps)}", str(r.principal),
                           _when(r.created_at), (r.error or "")[:80])
         _console().print(table)
@@ -168,35 +168,31 @@ def _finish(run: Any, as_json: bool) -> None:
         console.print(f"run {run.id} ({run.workflow}): {_status(run.status)}")
         if run.error:
             console.print(f"error: {run.error}", markup=False, highlight=False)
-        waiting = [s for s in run.steps if s.approval_id and str(getattr(s.status, "value", s.status)) == "waiting_approval"]
-        for s in waiting:
+        waiting = [s for s in run.steps if s.approval_id and s.status == "waiting_approval"]
+        for s in waiting if run.status == "waiting_approval" else []:
             console.print(f"step {s.key} waits on approval {s.approval_id}: emergent approvals approve "
                           f"{s.approval_id}, then emergent workflows resume {run.id}", markup=False, highlight=False)
         if run.outputs:
             console.print(f"outputs: {json.dumps(run.outputs, default=str)[:2000]}", markup=False, highlight=False)
-    status = str(getattr(run.status, "value", run.status))
-    if status in ("failed", "cancelled"):
+    if run.status in ("failed", "cancelled"):
         raise typer.Exit(1)
 
 
 @app.command()
-def run(spec: str = typer.Argument(..., metavar="SPEC_OR_TEMPLATE", help="a YAML file, or a template name"),
+def run(spec: str = typer.Argument(..., metavar="SPEC_OR_TEMPLATE", help="a YAML file, a saved workflow or a template name"),
         inputs: list[str] = typer.Option(None, "--input", "-i", help="NAME=VALUE (repeatable; JSON values parsed)"),
         inputs_json: str = typer.Option(None, "--inputs-json", help="all inputs as one JSON object"),
         executor: str = typer.Option(None, "--executor", help="threads, threads:N or dask://host:port"),
-        detach: bool = typer.Option(False, "--detach", help="start it and print its id (do not wait)"),
         timeout: float = typer.Option(None, "--timeout", help="seconds to wait for it"),
         as_json: bool = typer.Option(False, "--json", help="print the finished run as JSON"), home: str = HOME) -> None:
-    """Run a workflow (a YAML file or a template) as you; exit 1 when it failed."""
+    """Run a workflow (a YAML file, a saved workflow or a template) as you, until it ends or waits for an
+    approval; exit 1 when it failed or was cancelled. (A run lives in this process: stopped with Ctrl-C or a
+    kill, it is continued by `emergent workflows resume ID`.)"""
     values = parse_inputs(inputs, inputs_json)
     wf = load_spec(spec) if is_file(spec) else None
     with workstation(home) as ws:
         if wf is None:  # a saved workflow or a template (whose notebooks are put in the workspace first)
             wf = ws.workflows.resolve(spec)
-        if detach:
-            run_id = ws.workflows.start(wf, values, principal=ws.principal, executor=executor)
-            typer.echo(run_id)
-            return
         _finish(ws.workflows.run(wf, values, principal=ws.principal, executor=executor, timeout=timeout), as_json)
 
 

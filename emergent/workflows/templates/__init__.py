@@ -39,6 +39,12 @@ def text(name: str) -> str:
     return str(_folder().joinpath(name + _SUFFIX).read_text(encoding="utf-8"))
 
 
+def path(name: str) -> Path:
+    """The file of template ``name`` (for ``emergent workflows validate``, or to copy and edit)."""
+    text(name)
+    return Path(str(_folder().joinpath(name + _SUFFIX)))
+
+
 def describe(name: str) -> dict[str, Any]:
     """``{"name", "description", "inputs", "steps"}`` of template ``name`` (inputs: name -> default,
     None = required), read from its YAML."""

@@ -1,0 +1,170 @@
+"""``emergent workflows`` as a user runs it: the installed console script in a subprocess on a temporary
+workspace (hashing embedder, no model: offline). Templates listed and run with ``--input``, runs and one
+run shown, a run waiting for a person's approval resumed after it, another cancelled; every user
+mistake (bad YAML, a cycle, an unknown reference, a missing input, an unknown run) is one error line
+and a hint, never a traceback."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+EMERGENT = str(Path(sys.executable).with_name("emergent"))
+WRITE_SPEC = """\
+name: note-writer
+inputs: {text: hello}
+steps:
+  - id: draft
+    kind: tool
+    tool: files.write
+    args: {path: notes/draft.md, content: "${inputs.text}"}
+  - id: check
+    kind: tool
+    tool: files.read
+    args: {path: "${steps.draft.output.path}"}
+    output: str
+outputs: {text: "${steps.check.output}"}
+"""
+
+
+@pytest.fixture(autouse=True)
+def _wide(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("COLUMNS", "220")  # rich tables in this process: one row per line
+
+
+@pytest.fixture
+def env(home: Path) -> dict[str, str]:
+    return {**os.environ, "EMERGENT_HOME": str(home), "EMERGENT_EMBEDDER": "hashing", "COLUMNS": "220",
+            "NO_COLOR": "1"}
+
+
+def emergent(env: dict[str, str], *args: str, timeout: float = 120) -> Any:
+    return subprocess.run([EMERGENT, "workflows", *args], env=env, capture_output=True, text=True, timeout=timeout)
+
+
+def command(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
+    """``emergent ARGV`` in this process (fast): exit code, stdout, stderr. An exception that is not a
+    friendly exit propagates and fails the test."""
+    from emergent.cli import main
+
+    try:
+        code = int(main(list(argv)) or 0)  # the console script exits with what main returns
+    except SystemExit as exc:
+        code = int(exc.code or 0)
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def cli(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str, str]:
+    return command(capsys, "workflows", *args)
+
+
+def test_a_template_runs_with_inputs_from_the_installed_command_and_shows_in_runs(env: dict[str, str]) -> None:
+    p = emergent(env, "run", "incident_triage", "--input", "incident=South Pier logger clock is late",
+                 "--input", "severity=low")
+    assert p.returncode == 0, p.stdout + p.stderr
+    run_id = re.search(r"run (wf-[0-9a-f]+) \(incident_triage\): completed", p.stdout).group(1)  # type: ignore[union-attr]
+    table = emergent(env, "runs")
+    assert table.returncode == 0 and re.search(rf"{run_id}\s+│\s+incident_triage\s+│\s+completed\s+│\s+6/6", table.stdout)
+
+
+def test_templates_are_listed_with_their_required_inputs_and_a_run_is_shown(capsys: pytest.CaptureFixture[str],
+                                                                           wws: Any) -> None:
+    code, out, _ = cli(capsys, "templates")
+    assert code == 0 and "incident*" in out and 'severity="high"' in out
+    for name in ("incident_triage", "literature_digest", "notebook_report_chain", "proposal_experiment_loop"):
+        assert name in out
+    run = wws.workflows.run("incident_triage", {"incident": "a pump alarm", "severity": "low"}, principal=wws.principal)
+    code, out, _ = cli(capsys, "show", run.id)
+    assert code == 0 and f"incident_triage run {run.id}: completed" in out and '"severity": "low"' in out
+    assert re.search(r"escalate\s+│\s+tool\s+│\s+skipped", out) and re.search(r"file\s+│\s+tool\s+│\s+completed", out)
+    code, out, _ = cli(capsys, "runs", "--json", "--status", "completed")
+    assert [r["id"] for r in json.loads(out)] == [run.id]
+
+
+def test_a_run_waiting_for_approval_resumes_after_it_and_another_is_cancelled(capsys: pytest.CaptureFixture[str],
+                                                                             monkeypatch: pytest.MonkeyPatch,
+                                                                             home: Path, tmp_path: Path) -> None:
+    from emergent import Workstation
+
+    monkeypatch.setenv("EMERGENT_EMBEDDER", "hashing")
+    with Workstation.open(home) as ws:  # an agent's writes wait for a person (the default policy)
+        ws.principals.agent("writer", created_by=ws.principal)
+    spec = tmp_path / "writer.yaml"
+    spec.write_text(WRITE_SPEC)
+
+    monkeypatch.setenv("EMERGENT_PRINCIPAL", "agent:writer")
+    code, out, _ = cli(capsys, "run", str(spec), "--input", "text=first draft")
+    assert code == 0 and "waiting_approval" in out, out
+    run_id, approval = re.search(r"emergent approvals approve (\S+), then emergent workflows resume (\S+)",
+                                 out).group(2, 1)  # type: ignore[union-attr]
+    assert not (home / "files" / "notes" / "draft.md").exists()
+    code, out, _ = cli(capsys, "run", str(spec))
+    other = re.search(r"then emergent workflows resume (\S+)", out).group(1)  # type: ignore[union-attr]
+
+    monkeypatch.delenv("EMERGENT_PRINCIPAL")  # a person decides
+    code, out, err = command(capsys, "approvals", "approve", approval)
+    assert code == 0, err
+    code, out, _ = cli(capsys, "resume", run_id, "--json")  # the agent's step runs as the agent, once
+    assert code == 0 and json.loads(out[out.index("{"):])["outputs"] == {"text": "first draft"}
+    assert (home / "files" / "notes" / "draft.md").read_text() == "first draft"
+
+    code, out, _ = cli(capsys, "cancel", other)
+    assert code == 0 and out.strip() == f"cancelled {other}"
+    code, out, _ = cli(capsys, "resume", other)
+    assert code == 1 and "cancelled" in out, out
+    code, out, _ = cli(capsys, "show", other, "--json")
+    assert json.loads(out)["status"] == "cancelled"
+
+
+@pytest.mark.parametrize(("spec", "message"), [
+    ("name: x\nsteps:\n  - id: a\n   kind: tool\n", "not valid YAML"),
+    ("name: x\nsteps:\n  - {id: a, kind: tool, tool: files.read, needs: [b]}\n"
+     "  - {id: b, kind: tool, tool: files.read, needs: [a]}\n", "cycle: a → b → a"),
+    ("name: x\nsteps:\n  - {id: a, kind: tool, tool: files.read, args: {path: '${steps.nope.output}'}}\n",
+     "step 'a': field 'args': refers to step 'nope', which does not exist"),
+    ("name: x\nsteps:\n  - {id: a, kind: tool, tool: files.read, retries: -1}\n", "step 'a': field 'retries'"),
+    ("name: x\nsteps:\n  - {id: a, kind: tool, tool: files.read, colour: red}\n", "step 'a': field 'colour'"),
+])
+def test_a_broken_spec_is_one_error_line_naming_what_to_fix(capsys: pytest.CaptureFixture[str], tmp_path: Path,
+                                                            spec: str, message: str) -> None:
+    path = tmp_path / "broken.yaml"
+    path.write_text(spec)
+    code, _, err = cli(capsys, "validate", str(path))
+    assert code == 2 and message in err and err.startswith("error: "), err
+
+
+@pytest.mark.parametrize(("args", "message"), [
+    (("run", "incident_triage"), "needs input 'incident'"),
+    (("run", "incident_triag"), "no workflow named 'incident_triag'"),
+    (("run", "incident_triage", "--input", "incident"), "input 'incident' is not NAME=VALUE"),
+    (("run", "nowhere/flow.yaml"), "no workflow file 'nowhere/flow.yaml'"),
+    (("show", "wf-nope"), "no workflow run 'wf-nope'"),
+    (("resume", "wf-nope"), "no workflow run 'wf-nope'"),
+])
+def test_user_mistakes_on_the_command_line_are_friendly(capsys: pytest.CaptureFixture[str], args: tuple[str, ...],
+                                                        message: str) -> None:
+    code, _, err = cli(capsys, *args)
+    assert code == 2 and message in err and "hint: " in err, err
+
+
+def test_a_shipped_template_file_validates(capsys: pytest.CaptureFixture[str]) -> None:
+    from emergent.workflows import templates
+
+    code, out, _ = cli(capsys, "validate", str(templates.path("literature_digest")))
+    assert code == 0 and out.strip() == "valid: literature_digest (version 1), 6 steps"
+
+
+def test_a_mistake_in_the_installed_command_prints_no_traceback(env: dict[str, str], tmp_path: Path) -> None:
+    path = tmp_path / "cycle.yaml"
+    path.write_text("name: x\nsteps:\n  - {id: a, kind: tool, tool: files.read, needs: [a]}\n")
+    p = emergent(env, "validate", str(path))
+    assert p.returncode == 2 and p.stderr.startswith("error: cycle: a → a"), p.stderr
+    assert "Traceback" not in p.stdout + p.stderr
