@@ -208,7 +208,7 @@ def run(args: dict[str, Any]) -> dict[str, Any]:
         seconds, _ = _run(ws, layered_workflow(layers, width))
         out.update({"dag_steps": layers * width, "dag_1000_s": None if quick else seconds, "dag_s": seconds})
         out.update(_fanout(ws, 20, 0.02 if quick else 0.1))
-        out.update(_lockstep(ws, 0.01, 0.1 if quick else 0.3))
+        out.update(_lockstep(ws, 0.01, 0.3))
         out["executor"] = ws.settings.workflows.executor
     out.update(bus(quick))
     out.update({"quick": quick, "target_step_overhead_us": TARGET_OVERHEAD_US, "target_fanout_speedup": TARGET_FANOUT})
