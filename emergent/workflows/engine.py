@@ -29,6 +29,7 @@ import concurrent.futures as cf
 import contextlib
 import functools
 import heapq
+import logging
 import threading
 import time
 from collections.abc import Callable
@@ -63,6 +64,8 @@ from emergent.workflows.store import (
     StepRow,
     step_tuple,
 )
+
+log = logging.getLogger("emergent.workflows")
 
 FLUSH_S = 0.02
 FLUSH_ROWS = 512
@@ -229,7 +232,10 @@ class Driver:
         inline = getattr(_here, "executor", None) is self.ctx.executor
         while True:
             with self.cv:
-                self._event(key, token, ok, value)
+                try:
+                    self._event(key, token, ok, value)
+                except Exception as exc:  # noqa: BLE001 - e.g. the database went away: the run fails, loudly
+                    self._broken(exc)
                 work, self._work = self._work, []
                 cancels, self._cancels = self._cancels, []
             self._cancel(cancels)
@@ -247,6 +253,12 @@ class Driver:
                 value, ok = fn(**args), True
             except BaseException as exc:  # noqa: BLE001 - every failure of a step is its outcome
                 value, ok = exc, False
+
+    def _broken(self, exc: BaseException) -> None:
+        """The engine itself failed while handling an outcome: no new step starts, the run fails."""
+        self.error = self.error or f"the engine failed: {type(exc).__name__}: {exc}"
+        self.stop = "cancelled" if self.stop == "cancelled" else "failed"
+        self.cv.notify()
 
     def _after(self) -> None:
         """Outside the lock: start the work made ready, cancel the futures given up."""
@@ -268,7 +280,11 @@ class Driver:
                 fut.set_exception(exc)
         else:
             args, resume = payload
-            fut = self.ctx.pool.submit(self._gate_step, node, args, resume)
+            try:
+                fut = self.ctx.pool.submit(self._gate_step, node, args, resume)
+            except RuntimeError as exc:  # the service is closing
+                fut = cf.Future()
+                fut.set_exception(exc)
         node.future = fut
         fut.add_done_callback(functools.partial(self._on_done, node.key, token))
 
@@ -580,9 +596,13 @@ class Driver:
     def _renew(self) -> None:
         """Extend the lease (outside the lock); a pause or cancel written by another process is seen here."""
         self._renew_at = time.monotonic() + min(1.0, self.ctx.store.lease_s / 3)
-        if self.ctx.store.renew(self.run_id, owner=self.ctx.owner, now=self.ctx.clock.now()):
+        try:
+            if self.ctx.store.renew(self.run_id, owner=self.ctx.owner, now=self.ctx.clock.now()):
+                return
+            row = self.ctx.store.get(self.run_id)
+        except Exception as exc:  # noqa: BLE001 - a transient database error: try again at the next renewal
+            log.warning("could not renew the lease of workflow run %s: %s", self.run_id, exc)
             return
-        row = self.ctx.store.get(self.run_id)
         with self.cv:
             if row.status in (PAUSED, CANCELLED):
                 self._control(row.status)

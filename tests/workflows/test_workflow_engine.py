@@ -140,6 +140,11 @@ def test_a_step_that_returns_the_wrong_type_fails_with_a_clear_error(wsx: Any) -
     assert run.status == "failed"
     assert "step 'n' returned int, but its output is declared 'dict'" in run.error
 
+    wf2 = Workflow.build("unstorable")
+    wf2.call("obj", object)
+    run2 = wsx.workflows.run(wf2, principal=wsx.principal, timeout=20)
+    assert run2.status == "failed" and "step 'obj': its output cannot be stored as JSON" in run2.error
+
 
 def test_a_later_failure_compensates_completed_side_effects_in_reverse_order(wsx: Any) -> None:
     log = Path(wsx.path) / "log.txt"
