@@ -43,6 +43,7 @@ from emergent.workflows.store import (
     WAITING,
     RunRow,
     RunStore,
+    StepRow,
     new_owner,
     owner_gone,
 )
@@ -313,7 +314,7 @@ class Workflows:
                 raise TimeoutExceeded(f"workflow run {run_id} did not stop within {timeout:g} s",
                                       hint="it goes on in the background: wait(run_id) again or cancel(run_id)",
                                       run=run_id)
-            return self._with_stats(self.get(run_id), live)
+            return self._with_stats(live)
         while True:
             row = self.store.get(run_id)
             if row.status != RUNNING or (row.lease_owner != self.owner and self._abandoned(row)):
@@ -322,9 +323,16 @@ class Workflows:
                 raise TimeoutExceeded(f"workflow run {run_id} did not stop within {timeout:g} s", run=run_id)
             time.sleep(0.05)
 
-    @staticmethod
-    def _with_stats(run: WorkflowRun, live: _Live) -> WorkflowRun:
+    def _with_stats(self, live: _Live) -> WorkflowRun:
+        """The run as this process drove it: the run's row, and its steps from memory (they equal the
+        checkpoints written: the driver flushed them before it stopped), with timing stats."""
         d = live.driver
+        row = self.store.get(d.run_id, spec=False)
+        rows = [StepRow(n.key, n.step.id, n.status, n.attempt, n.output, n.error, n.approval_id, n.seq,
+                        n.started_at, n.finished_at) for n in d.nodes.values() if n.persisted]
+        rows.sort(key=lambda r: (r.seq if r.seq is not None else 1 << 30, r.started_at or 0.0))
+        run = WorkflowRun(row.id, row.workflow, row.version, row.status, row.principal, row.inputs, row.outputs,
+                          row.error, row.created_at, row.updated_at, states(d.wf, rows), row.parent)
         run.stats = {"wall_s": d.wall_s, "steps": sum(1 for n in d.nodes.values() if n.status != PENDING)}
         return run
 

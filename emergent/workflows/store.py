@@ -127,9 +127,12 @@ class RunStore:
                 "outputs": None, "lease_owner": owner, "lease_until": now + self.lease_s, "created_at": now,
                 "updated_at": now})
 
-    def get(self, run_id: str) -> RunRow:
+    def get(self, run_id: str, *, spec: bool = True) -> RunRow:
+        """Run ``run_id``; ``spec=False`` leaves its spec out (``{}``): a big workflow's JSON is not parsed."""
+        cols = list(workflow_runs.c) if spec else [c if c.name != "spec" else sa.literal("{}").label("spec")
+                                                   for c in workflow_runs.c]
         with self.sql.connect() as conn:
-            r = conn.execute(sa.select(workflow_runs).where(workflow_runs.c.id == run_id)).first()
+            r = conn.execute(sa.select(*cols).where(workflow_runs.c.id == run_id)).first()
         if r is None:
             raise NotFoundError(f"no workflow run {run_id!r}", hint="ws.workflows.runs() (or `emergent workflows "
                                 "runs`) lists the recent ones", run=run_id)

@@ -74,6 +74,7 @@ def test_fan_out_runs_one_instance_per_item_and_fan_in_gets_their_outputs_in_ord
     assert run.status == "completed", run.error
     assert run.outputs == {"total": 0 + 1 + 4 + 9 + 16}
     assert [s.key for s in run.steps if s.step_id == "sq"] == [f"sq[{i}]" for i in range(5)]
+    assert wsx.workflows.get(run.id).steps == run.steps  # what run() returned is what was checkpointed
     nodes, edges = run.dag()
     assert {n["id"] for n in nodes} >= {"items", "sq[0]", "sq[4]", "tot"}
     assert ("items", "sq[3]") in edges and ("sq[3]", "tot") in edges
@@ -158,6 +159,7 @@ def test_a_later_failure_compensates_completed_side_effects_in_reverse_order(wsx
     assert run.status == "failed" and "step 'three'" in run.error
     assert lines(log) == ["one", "two", "undo two", "undo one"]
     assert [run.step(k).status for k in ("one", "two", "three")] == ["compensated", "compensated", "failed"]
+    assert wsx.workflows.get(run.id).steps == run.steps
     kinds = [e.kind for e in wsx.audit.entries() if e.data.get("run") == run.id]
     assert kinds[0] == "workflow.run.start" and kinds[-1] == "workflow.run.finish"
     assert kinds.count("workflow.compensate") == 4  # intent + done, twice
