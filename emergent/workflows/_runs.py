@@ -77,8 +77,9 @@ def states(spec: Workflow, rows: list[StepRow]) -> list[StepState]:
     for r in rows:
         seen.setdefault(r.step_id, []).append(r)
     out = []
+    deps = spec.dependencies()
     for s in spec.steps:
-        needs = s.depends_on()
+        needs = list(deps[s.id])
         recs = seen.get(s.id)
         if not recs:
             out.append(StepState(s.id, s.id, s.kind, PENDING, 0, None, None, None, None, None, needs))

@@ -156,8 +156,10 @@ class Driver:
         self._renew_at = time.monotonic() + min(1.0, ctx.store.lease_s / 3)
         self.prior = {r.key: r for r in (prior or [])}
         self.seq = max([r.seq or 0 for r in self.prior.values()] + [0])
+        deps = workflow.dependencies()
         for s in workflow.steps:
-            self.groups[s.id] = Group(s, s.depends_on(), has_refs=bool(s.args) and any(True for _ in refs_in(s.args)))
+            self.groups[s.id] = Group(s, list(deps[s.id]),
+                                      has_refs=bool(s.args) and any(True for _ in refs_in(s.args)))
         for g in self.groups.values():
             g.waiting = len(g.deps)
             for d in g.deps:

@@ -26,7 +26,7 @@ from typing import Any, Literal
 
 import pydantic
 import yaml
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr
 
 from emergent.errors import ValidationError
 
@@ -203,6 +203,8 @@ class Workflow(BaseModel):
     inputs: dict[str, Any] = Field(default_factory=dict)
     steps: list[Step] = Field(default_factory=list)
     outputs: dict[str, str] = Field(default_factory=dict)
+    _checked: tuple[Any, ...] | None = PrivateAttr(default=None)
+    _deps: tuple[tuple[Any, ...], dict[str, list[str]]] | None = PrivateAttr(default=None)
 
     # ------------------------------------------------------------------ parsing
     @classmethod
@@ -262,7 +264,25 @@ class Workflow(BaseModel):
 
     # ------------------------------------------------------------------ checks
     def validate(self) -> Workflow:  # type: ignore[override]
-        """Refuse a broken workflow: bad ids, missing fields per kind, unknown references, a cycle."""
+        """Refuse a broken workflow: bad ids, missing fields per kind, unknown references, a cycle.
+        A workflow run again unchanged (the same step objects, inputs and outputs) is not checked again."""
+        sig = self._signature()
+        if self._checked != sig:
+            self._check()
+            self._checked = sig
+        return self
+
+    def _signature(self) -> tuple[Any, ...]:
+        return self.name, tuple(map(id, self.steps)), tuple(self.inputs), tuple(self.outputs.items())
+
+    def dependencies(self) -> dict[str, list[str]]:
+        """Step id → the step ids it depends on (computed once while the workflow is unchanged)."""
+        sig = self._signature()
+        if self._deps is None or self._deps[0] != sig:
+            self._deps = (sig, {s.id: s.depends_on() for s in self.steps})
+        return self._deps[1]
+
+    def _check(self) -> None:
         if not self.name or not re.match(r"^[A-Za-z0-9_.-]+$", self.name):
             raise ValidationError(f"workflow name {self.name!r} is not valid",
                                   hint="use letters, digits, '.', '_' and '-'", field="name")
@@ -278,13 +298,12 @@ class Workflow(BaseModel):
             ids[s.id] = s
         for s in self.steps:
             self._check_refs(s, ids)
-        cycle = find_cycle({s.id: s.depends_on() for s in self.steps})
+        cycle = find_cycle(self.dependencies())
         if cycle:
             raise ValidationError("cycle: " + " → ".join(cycle), hint="a step cannot wait for itself, directly or "
                                   "through others; remove one of these dependencies", cycle=cycle)
         for name, ref in self.outputs.items():
             self._check_ref(None, f"outputs.{name}", ref, ids)
-        return self
 
     def _check_refs(self, s: Step, ids: dict[str, Step]) -> None:
         for fld, ref in s.references():
