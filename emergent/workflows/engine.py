@@ -130,6 +130,7 @@ class Driver:
     def __init__(self, ctx: Context, *, run_id: str, workflow: Workflow, inputs: dict[str, Any], principal: Any,
                  prior: list[StepRow] | None = None) -> None:
         self.ctx, self.run_id, self.wf, self.inputs, self.principal = ctx, run_id, workflow, inputs, principal
+        self._now = ctx.clock.now
         self.cv = threading.Condition()  # guards everything below; held briefly, never while a step runs
         self._write_lock = threading.Lock()  # checkpoints are written one at a time, in the order taken
         self._work: list[tuple[str, Node, int, Any]] = []
@@ -311,7 +312,7 @@ class Driver:
             else:
                 self._failed(node, value)
             return
-        if not type_ok(node.step.output, value):
+        if node.step.output != "any" and not type_ok(node.step.output, value):
             self._failed(node, StepFailed(f"step {node.key!r} returned {type(value).__name__}, but its output is "
                                           f"declared {node.step.output!r}", hint="fix the step or its output: field"))
             return
@@ -379,7 +380,7 @@ class Driver:
                 return
             if not ok:
                 node.status = SKIPPED
-                node.finished_at = self.ctx.clock.now()
+                node.finished_at = self._now()
                 self._skipped.append(node.key)
                 self._record(node, batched=True)
                 self._settle(node)
@@ -412,7 +413,7 @@ class Driver:
         node.attempt += 1
         node.token += 1
         node.status = RUNNING
-        node.started_at = self.ctx.clock.now()
+        node.started_at = self._now()
         node.error = None
         if step.kind == "call":
             if self.ctx.checkpoint == "each":
@@ -451,7 +452,7 @@ class Driver:
     # ------------------------------------------------------------------ outcomes
     def _completed(self, node: Node, value: Any) -> None:
         node.status, node.output = COMPLETED, value
-        node.finished_at = self.ctx.clock.now()
+        node.finished_at = self._now()
         self.seq += 1
         node.seq = self.seq
         pure = node.step.kind == "call"
@@ -485,7 +486,7 @@ class Driver:
 
     def _fail_now(self, node: Node, error: str) -> None:
         node.status, node.error = FAILED, error
-        node.finished_at = self.ctx.clock.now()
+        node.finished_at = self._now()
         try:
             self._record(node, batched=False)
             self._audit_step(node, durable=True)
@@ -517,7 +518,7 @@ class Driver:
         if node.resume is not None and node.resume.status == SKIPPED:
             node.status = SKIPPED
         else:
-            node.status, node.error, node.finished_at = SKIPPED, why, self.ctx.clock.now()
+            node.status, node.error, node.finished_at = SKIPPED, why, self._now()
             self._record(node, batched=True)
         self._settle(node)
 
@@ -599,7 +600,7 @@ class Driver:
         """Extend the lease (outside the lock); a pause or cancel written by another process is seen here."""
         self._renew_at = time.monotonic() + min(1.0, self.ctx.store.lease_s / 3)
         try:
-            if self.ctx.store.renew(self.run_id, owner=self.ctx.owner, now=self.ctx.clock.now()):
+            if self.ctx.store.renew(self.run_id, owner=self.ctx.owner, now=self._now()):
                 return
             row = self.ctx.store.get(self.run_id)
         except Exception as exc:  # noqa: BLE001 - a transient database error: try again at the next renewal

@@ -33,10 +33,11 @@ workflow_steps = sa.Table(
     sa.Column("attempt", sa.Integer, nullable=False),
     sa.Column("output", sa.Text, nullable=True),
     sa.Column("error", sa.Text, nullable=True),
-    sa.Column("approval_id", sa.String(40), nullable=True, index=True),
+    sa.Column("approval_id", sa.String(40), nullable=True),
     sa.Column("seq", sa.Integer, nullable=True),
     sa.Column("started_at", sa.Float, nullable=True),
     sa.Column("finished_at", sa.Float, nullable=True),
+    sqlite_with_rowid=False,  # one b-tree per row written (the key), not two: rows are written per step
 )
 
 #: workflows saved by name (``Workflows.register``): sub-workflows and templates refer to them

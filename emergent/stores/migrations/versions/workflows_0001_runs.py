@@ -40,10 +40,11 @@ def upgrade() -> None:
         sa.Column("attempt", sa.Integer, nullable=False),
         sa.Column("output", sa.Text, nullable=True),
         sa.Column("error", sa.Text, nullable=True),
-        sa.Column("approval_id", sa.String(40), nullable=True, index=True),
+        sa.Column("approval_id", sa.String(40), nullable=True),
         sa.Column("seq", sa.Integer, nullable=True),
         sa.Column("started_at", sa.Float, nullable=True),
         sa.Column("finished_at", sa.Float, nullable=True),
+        sqlite_with_rowid=False,  # one b-tree per row written (the key), not two: rows are written per step
     )
     op.create_table(
         "workflow_defs",
