@@ -116,82 +116,81 @@ def total(xs: list[int]) -> int:
 # ---------------------------------------------------------------------------- probes run in their own process
 # (a defect there would hang this process: a deadlocked thread pool keeps the interpreter from exiting)
 
-_RECURSION = textwrap.dedent("""
-    import os, sys, time
+_PROBE = textwrap.dedent("""
+    import os, sys, threading, time
     from emergent import Workstation
     from emergent.errors import EmergentError, TimeoutExceeded
+    from emergent.workflows import Workflow
     ws = Workstation.open(sys.argv[1], embedder="hashing", create=True)
     me = ws.principal
+    _ = ws.workflows
+
+    def dask():  # an unreachable scheduler (its client waits 10 s: run beside the other probe)
+        wf = Workflow.build("x")
+        wf.call("a", len, args={"obj": "abc"})
+        t = time.monotonic()
+        try:
+            ws.workflows.start(wf, principal=me, executor="dask://127.0.0.1:1")
+            print("DASK STARTED", flush=True)
+        except EmergentError as exc:
+            print("DASK REFUSED", type(exc).__name__, round(time.monotonic() - t, 1), exc.message, flush=True)
+        except BaseException as exc:
+            print("DASK RAW", type(exc).__name__, round(time.monotonic() - t, 1), exc, flush=True)
+
+    th = threading.Thread(target=dask, daemon=True)
+    th.start()
     ws.workflows.register({"name": "ping", "steps": [{"id": "p", "kind": "workflow", "workflow": "pong"}]}, by=me)
     ws.workflows.register({"name": "pong", "steps": [{"id": "q", "kind": "workflow", "workflow": "ping"}]}, by=me)
     t = time.monotonic()
     try:
-        run = ws.workflows.run("ping", principal=me, timeout=6)
-        print("RESULT", run.status, len(ws.workflows.runs(limit=500)), round(time.monotonic() - t, 2), run.error)
+        run = ws.workflows.run("ping", principal=me, timeout=4)
+        print("REC RESULT", run.status, round(time.monotonic() - t, 2), run.error, flush=True)
     except TimeoutExceeded:
-        print("HANG", len(ws.workflows._live))
+        print("REC HANG", len(ws.workflows._live), "runs stuck", flush=True)
     except EmergentError as exc:
-        print("REFUSED", type(exc).__name__, exc.message)
-    sys.stdout.flush()
+        print("REC REFUSED", type(exc).__name__, exc.message, flush=True)
+    th.join(30)
     os._exit(0)
 """)
-
-_DASK = textwrap.dedent("""
-    import os, sys, time
-    from emergent import Workstation
-    from emergent.errors import EmergentError
-    from emergent.workflows import Workflow
-    ws = Workstation.open(sys.argv[1], embedder="hashing", create=True)
-    wf = Workflow.build("x")
-    wf.call("a", len, args={"obj": "abc"})
-    t = time.monotonic()
-    try:
-        ws.workflows.start(wf, principal=ws.principal, executor="dask://127.0.0.1:1")
-        print("STARTED")
-    except EmergentError as exc:
-        print("REFUSED", type(exc).__name__, round(time.monotonic() - t, 1), exc.message, "|", exc.hint)
-    except BaseException as exc:
-        print("RAW", type(exc).__name__, round(time.monotonic() - t, 1), exc)
-    sys.stdout.flush()
-    os._exit(0)
-""")
-
-
-def _probe(code: str, home: Path) -> subprocess.Popen[str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("EMERGENT_")}
-    env.update(HF_HUB_OFFLINE="1", EMERGENT_AUDIT_DIR=str(home.parent / f"{home.name}-anchor"))
-    return subprocess.Popen([sys.executable, "-c", code, str(home)], env=env, stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True)
 
 
 @pytest.fixture(scope="module")
-def probes(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, subprocess.Popen[str]]]:
-    """Slow probes started at once, in parallel with the other tests; each test reads its own."""
-    root = tmp_path_factory.mktemp("probes")
-    procs = {"recursion": _probe(_RECURSION, root / "rec"), "dask": _probe(_DASK, root / "dask")}
-    yield procs
-    for p in procs.values():
-        if p.poll() is None:
-            p.kill()
-            p.wait()
+def probe(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, str]]:
+    """Probes that would hang this process, run in their own, started at once beside the other tests:
+    sub-workflow recursion, an unreachable dask scheduler. ``probe["REC"]`` / ``probe["DASK"]`` (read lazily)."""
+    root = tmp_path_factory.mktemp("probe")
+    env = {k: v for k, v in os.environ.items() if not k.startswith("EMERGENT_")}
+    env.update(HF_HUB_OFFLINE="1", EMERGENT_AUDIT_DIR=str(root / "anchor"))
+    proc = subprocess.Popen([sys.executable, "-c", _PROBE, str(root / "home")], env=env, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+    results: dict[str, str] = {}
 
+    class Lazy(dict):  # type: ignore[type-arg]
+        def __missing__(self, key: str) -> str:
+            if not results:
+                try:
+                    out, err = proc.communicate(timeout=45)
+                except subprocess.TimeoutExpired:
+                    proc.kill()
+                    out, err = proc.communicate()
+                    err = "the probe did not end: " + err
+                for ln in out.splitlines():
+                    head, _, rest = ln.partition(" ")
+                    results[head] = rest
+                results.setdefault("_err", err[-800:])
+            return results.get(key, f"NO OUTPUT (rc {proc.returncode}): {results.get('_err')}")
 
-def _outcome(p: subprocess.Popen[str], timeout: float = 40) -> str:
-    try:
-        out, err = p.communicate(timeout=timeout)
-    except subprocess.TimeoutExpired:
-        p.kill()
-        p.wait()
-        return "KILLED (the probe did not end)"
-    lines = [ln for ln in out.splitlines() if ln.split(" ", 1)[0] in ("RESULT", "HANG", "REFUSED", "RAW", "STARTED")]
-    return lines[-1] if lines else f"NO OUTPUT (rc {p.returncode}): {err[-800:]}"
+    yield Lazy()
+    if proc.poll() is None:
+        proc.kill()
+        proc.wait()
 
 
 # ---------------------------------------------------------------------------- the workstation
 
 
 @pytest.fixture(scope="module")
-def mws(tmp_path_factory: pytest.TempPathFactory, probes: Any) -> Iterator[Workstation]:
+def mws(tmp_path_factory: pytest.TempPathFactory, probe: Any) -> Iterator[Workstation]:
     root = tmp_path_factory.mktemp("attack-ws")
     with pytest.MonkeyPatch.context() as mp:
         for key in list(os.environ):
@@ -273,7 +272,14 @@ def test_attack_a_principal_named_in_a_spec_or_in_inputs_is_not_who_acts(mws: Wo
     assert run.status == "waiting_approval", run.error  # an agent's write is asked, whatever the inputs claim
     approval = mws.autonomy.approvals.get(run.step("w").approval_id)
     assert approval.actor == alice.key and lines(log) == []
-    mws.autonomy.approvals.reject(approval.id, by=me, reason="attack test")
+    # a person approves and resumes it: the step still acts as alice, not with the person's trust
+    mws.autonomy.approvals.approve(approval.id, by=me, reason="attack test")
+    done = mws.workflows.resume(run.id, principal=me, timeout=20)
+    assert done.status == "completed" and lines(log) == [f"{me.key} via {me.key}"]
+    calls = [e for e in mws.audit.entries(kind="tool.call") if f"{me.key} via" in json.dumps(e.data)]
+    assert calls and {e.actor for e in calls} == {alice.key}
+    steps = [e for e in mws.audit.entries(kind="workflow.step") if e.data.get("run") == run.id]
+    assert steps and {e.actor for e in steps} == {alice.key}
 
 
 def test_attack_a_sub_workflow_a_person_registered_runs_as_the_agent_that_started_it(
@@ -726,6 +732,39 @@ def test_attack_a_consumer_that_never_acks_does_not_lose_messages_or_block_other
         bus.publish("a b*", {"n": 1}, principal=scout)
 
 
+@pytest.mark.xfail(strict=True, reason="DEFECT: one malformed entry on a Redis stream (not JSON, or without the "
+                                       "s/b fields) makes consume raise a raw error: the good messages of the "
+                                       "same batch are left pending and every claim raises again (poisoned group)")
+def test_attack_a_malformed_entry_on_a_redis_stream_does_not_poison_the_group(
+        mws: Workstation, redis_url: str) -> None:
+    import redis
+
+    from emergent.agents.bus import open_bus
+
+    client = redis.Redis.from_url(redis_url, socket_timeout=2)
+    bus = open_bus("redis", audit=mws.audit, redis=client, namespace="atk-poison", principals=mws.principals)
+    scout = mws.agents.principal_of("scout")
+    first = bus.publish("tasks", {"type": "note", "n": 1}, principal=scout)
+    client.xadd(bus.key("tasks"), {"s": "human:root", "b": "not json {"})
+    client.xadd(bus.key("tasks"), {"x": "no sender, no body"})
+    last = bus.publish("tasks", {"type": "note", "n": 2}, principal=scout)
+    try:
+        got = bus.consume("tasks", "workers", "c1", count=10)
+        assert [m.id for m in got] == [first, last] and {m.sender for m in got} == {scout.key}
+        bus.ack("tasks", "workers", [m.id for m in got], by=scout)
+        again = bus.claim("tasks", "workers", "c2", min_idle_ms=0, by=scout)  # must not raise either
+        assert all(m.id not in (first, last) for m in again)
+    finally:
+        client.close()
+
+
+@pytest.mark.xfail(strict=True, reason="DEFECT: vote(method='quorum', quorum=inf) raises a raw OverflowError")
+def test_attack_an_infinite_quorum_is_a_validation_error(mws: Workstation) -> None:
+    with pytest.raises(ValidationError, match="quorum"):
+        mws.agents.vote("q?", ["a", "b"], voters=["scout", "stats"], method="quorum", quorum=float("inf"),
+                        by=mws.principal, ballots={"scout": "a", "stats": "a"})
+
+
 # ============================================================================ workflow faults
 
 
@@ -761,8 +800,8 @@ def test_attack_a_nan_timeout_or_retry_delay_is_refused(mws: Workstation) -> Non
 @pytest.mark.xfail(strict=True, reason="DEFECT: sub-workflow recursion (ping -> pong -> ping) is neither refused "
                                        "nor bounded: 32 nested runs exhaust the step pool and deadlock; cancel does "
                                        "not free them and ws.close() then waits ~7 s per stuck run")
-def test_attack_sub_workflow_recursion_is_refused_or_bounded(probes: dict[str, subprocess.Popen[str]]) -> None:
-    result = _outcome(probes["recursion"])
+def test_attack_sub_workflow_recursion_is_refused_or_bounded(probe: dict[str, str]) -> None:
+    result = probe["REC"]
     assert result.startswith(("REFUSED", "RESULT failed")), result
 
 
@@ -894,6 +933,6 @@ def test_attack_cli_runs_with_an_unknown_status_is_refused(mws: Workstation, cap
 
 @pytest.mark.xfail(strict=True, reason="DEFECT: an unreachable dask scheduler (--executor dask://host:port) raises a "
                                        "raw OSError after 10 s: a traceback on the CLI, not an emergent error")
-def test_attack_an_unreachable_dask_scheduler_is_an_emergent_error(probes: dict[str, subprocess.Popen[str]]) -> None:
-    result = _outcome(probes["dask"])
+def test_attack_an_unreachable_dask_scheduler_is_an_emergent_error(probe: dict[str, str]) -> None:
+    result = probe["DASK"]
     assert result.startswith("REFUSED"), result
