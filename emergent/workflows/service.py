@@ -68,6 +68,14 @@ class _Live:
     thread: threading.Thread | None = None
 
 
+def _durable(wf: Workflow) -> bool:
+    """Whether a run's start and end entries are written before the call returns. A run of pure ``call``
+    steps changes nothing outside its own rows, so its entries are buffered like a read-only action's (a
+    buffered write that fails still fails the next one: the run's end, which is then recorded failed);
+    a run with any step that crosses the gate writes them durably, as each such step's intent is."""
+    return any(s.kind != "call" for s in wf.steps)
+
+
 class Workflows:
     """Workflows of one workspace. ``executor`` is the default executor id for ``call`` steps."""
 
@@ -246,10 +254,10 @@ class Workflows:
     def _create(self, run_id: str, wf: Workflow, inputs: dict[str, Any], who: Any, parent: str | None,
                 ctx: Context) -> None:
         data = wf.to_data()
-        if self.audit is not None:  # the intent, durable before anything runs
+        if self.audit is not None:  # the intent, before anything runs (see _durable)
             self.audit.append("workflow.run.start", who, {"run": run_id, "workflow": wf.name, "version": wf.version,
                                                           "inputs": inputs, "parent": parent,
-                                                          "executor": ctx.executor.name}, durable=True)
+                                                          "executor": ctx.executor.name}, durable=_durable(wf))
         self.store.create(run_id=run_id, workflow=wf.name, version=wf.version, spec=data, inputs=inputs,
                           principal=who.key, parent=parent, owner=self.owner, now=self.clock.now())
 
@@ -298,7 +306,7 @@ class Workflows:
             try:
                 self.audit.append("workflow.run.finish", d.principal, {
                     "run": d.run_id, "workflow": d.wf.name, "status": status, "error": (error or "")[:500] or None,
-                    "wall_s": round(d.wall_s, 6)}, durable=True)
+                    "wall_s": round(d.wall_s, 6)}, durable=_durable(d.wf))
             except AuditWriteError as exc:
                 status, outputs = FAILED, None
                 error = f"the run's end could not be recorded in the audit trail: {exc.message}"
