@@ -198,6 +198,17 @@ def test_a_failed_audit_write_fails_the_action(wsx: Any, monkeypatch: pytest.Mon
     def refuse(kind: str, principal: Any, data: dict[str, Any], *, durable: bool = False) -> None:
         raise AuditWriteError("the audit database is gone")
 
+    def no_end(kind: str, principal: Any, data: dict[str, Any], *, durable: bool = False) -> None:
+        if kind == "workflow.run.finish":
+            raise AuditWriteError("the audit database is gone")
+        real(kind, principal, data, durable=durable)
+
+    monkeypatch.setattr(wsx.audit, "append", no_end)
+    pure = Workflow.build("pure")
+    pure.call("x", add, args={"a": 1, "b": 1})
+    ended = wsx.workflows.run(pure, principal=wsx.principal, timeout=20)
+    assert ended.status == "failed" and "could not be recorded in the audit trail" in ended.error
+
     monkeypatch.setattr(wsx.audit, "append", refuse)
     with pytest.raises(AuditWriteError):
         wsx.workflows.start(wf, principal=wsx.principal)
