@@ -19,7 +19,7 @@ def test_bench_workflows_prints_one_json_object_with_every_figure() -> None:
     assert p.returncode == 0, p.stderr
     out = json.loads(p.stdout)
     for key in ("step_overhead_us_p50", "bare_call_us_p50", "dask_threaded_task_us_p50", "step_overhead_chain_us_p50",
-                "dask_threaded_chain_us_p50", "dag_s", "fanout_speedup", "bus_msgs_per_s", "raw_redis_msgs_per_s",
+                "dask_threaded_chain_us_p50", "step_vs_dask_ratio", "dag_s", "fanout_speedup", "bus_msgs_per_s", "raw_redis_msgs_per_s",
                 "bus_ratio"):
         assert isinstance(out[key], float | int) and out[key] > 0, key
     assert out["bare_call_us_p50"] < out["step_overhead_us_p50"]  # the floor is below any engine
