@@ -256,3 +256,22 @@ def _until(cond: Any, timeout: float = 10.0) -> None:
         if time.monotonic() > deadline:
             raise AssertionError("condition not reached")
         time.sleep(0.01)
+
+
+def test_call_steps_are_group_committed_unless_checkpoint_each_is_asked(wsx: Any) -> None:
+    """batched (default): a pure step's row is written after it, with its burst; each: its running row is
+    committed before it starts, as a gate-crossing step's always is."""
+    seen: list[str] = []
+
+    def look() -> str:
+        latest = wsx.workflows.runs(limit=1)[0]
+        seen.append(latest.step("look").status)
+        return "ok"
+
+    wf = Workflow.build("modes")
+    wf.call("look", look)
+    assert wsx.workflows.run(wf, principal=wsx.principal, timeout=20).status == "completed"
+    assert wsx.workflows.run(wf, principal=wsx.principal, timeout=20, checkpoint="each").status == "completed"
+    assert seen == ["pending", "running"]
+    with pytest.raises(ValidationError, match="checkpoint 'off' is not a checkpoint mode"):
+        wsx.workflows.run(wf, principal=wsx.principal, checkpoint="off")
