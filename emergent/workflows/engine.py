@@ -32,6 +32,7 @@ import heapq
 import logging
 import threading
 import time
+from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -48,7 +49,6 @@ from emergent.errors import (
 from emergent.workflows._gate import StepFailed, WaitingForApproval, child_run_id, run_gate_step
 from emergent.workflows._refs import Missing as _Missing
 from emergent.workflows._refs import holds, resolve, type_ok
-from emergent.workflows.executors import here as _here
 from emergent.workflows.spec import Step, Workflow, refs_in
 from emergent.workflows.store import (
     CANCELLED,
@@ -133,6 +133,10 @@ class Driver:
         self._now = ctx.clock.now
         self.cv = threading.Condition()  # guards everything below; held briefly, never while a step runs
         self._write_lock = threading.Lock()  # checkpoints are written one at a time, in the order taken
+        self._runners_max = int(getattr(ctx.executor, "runners", 0))  # threads executor: queue + runners
+        self._rlock = threading.Lock()
+        self._calls: deque[tuple[str, Node, int, Any]] = deque()
+        self._runners = 0
         self._work: list[tuple[str, Node, int, Any]] = []
         self._cancels: list[Any] = []
         self._quiet: list[str] = []  # call steps completed since the last checkpoint (audited with it)
@@ -154,6 +158,7 @@ class Driver:
         self.result_status: str | None = None
         self.started = time.perf_counter()
         self.wall_s = 0.0
+        self.ended_at = float("inf")  # when the service recorded the run's end
         self._renew_at = time.monotonic() + min(1.0, ctx.store.lease_s / 3)
         self.prior = {r.key: r for r in (prior or [])}
         self.seq = max([r.seq or 0 for r in self.prior.values()] + [0])
@@ -229,33 +234,63 @@ class Driver:
             value, ok = exc, False
         self._handle(key, token, ok, value)
 
-    def _handle(self, key: str, token: int, ok: bool, value: Any) -> None:
-        """Take an outcome, start what became ready; on an executor thread, run the first ready ``call``
-        step right here (no hand-off to another thread: a chain runs on one thread)."""
-        inline = getattr(_here, "executor", None) is self.ctx.executor
-        while True:
-            with self.cv:
-                try:
-                    self._event(key, token, ok, value)
-                except Exception as exc:  # noqa: BLE001 - e.g. the database went away: the run fails, loudly
-                    self._broken(exc)
-                work, self._work = self._work, []
-                cancels, self._cancels = self._cancels, []
-            self._cancel(cancels)
-            nxt = None
-            for item in work:
-                if inline and nxt is None and item[0] == "call":
-                    nxt = item
-                else:
-                    self._dispatch(item)
-            if nxt is None:
+    def _handle(self, key: str, token: int, ok: bool, value: Any, *, runner: bool = False) -> None:
+        """Take an outcome (on the thread it arrived on) and start what became ready."""
+        with self.cv:
+            try:
+                self._event(key, token, ok, value)
+            except Exception as exc:  # noqa: BLE001 - e.g. the database went away: the run fails, loudly
+                self._broken(exc)
+            work, self._work = self._work, []
+            cancels, self._cancels = self._cancels, []
+        self._cancel(cancels)
+        self._start_work(work, runner=runner)
+
+    def _start_work(self, work: list[tuple[str, Node, int, Any]], *, runner: bool = False) -> None:
+        """Outside the lock: hand ready steps over. On a threads executor, ``call`` steps go to a queue that
+        runner tasks drain (a runner that just finished a step takes the next one itself: a chain runs on
+        one thread, and a fan-out costs no future per step)."""
+        calls = []
+        for item in work:
+            if item[0] == "call" and self._runners_max:
+                calls.append(item)
+            else:
+                self._dispatch(item)
+        if calls:
+            self._queue_calls(calls, runner=runner)
+
+    def _queue_calls(self, calls: list[tuple[str, Node, int, Any]], *, runner: bool) -> None:
+        with self._rlock:
+            self._calls.extend(calls)
+            want = len(self._calls) - (1 if runner else 0)  # a runner handing over comes back for one
+            more = max(0, min(want, self._runners_max - self._runners))
+            self._runners += more
+        for _ in range(more):
+            try:
+                self.ctx.executor.submit(self._runner)
+            except RuntimeError as exc:  # the executor is closing: what is queued fails
+                with self._rlock:
+                    self._runners -= 1
+                    stranded, self._calls = list(self._calls), deque()
+                for _, node, token, _payload in stranded:
+                    self._handle(node.key, token, False, exc)
                 return
-            _, node, token, (fn, args) = nxt
-            key = node.key
+
+    def _runner(self) -> None:
+        """A task on a threads executor: run queued ``call`` steps until the queue is empty."""
+        while True:
+            with self._rlock:
+                if not self._calls:
+                    self._runners -= 1
+                    return
+                _, node, token, (fn, args) = self._calls.popleft()
+            if token != node.token:
+                continue  # given up (timed out, cancelled) before it started
             try:
                 value, ok = fn(**args), True
             except BaseException as exc:  # noqa: BLE001 - every failure of a step is its outcome
                 value, ok = exc, False
+            self._handle(node.key, token, ok, value, runner=True)
 
     def _broken(self, exc: BaseException) -> None:
         """The engine itself failed while handling an outcome: no new step starts, the run fails."""
@@ -269,8 +304,7 @@ class Driver:
             work, self._work = self._work, []
             cancels, self._cancels = self._cancels, []
         self._cancel(cancels)
-        for item in work:
-            self._dispatch(item)
+        self._start_work(work)
 
     def _dispatch(self, item: tuple[str, Node, int, Any]) -> None:
         kind, node, token, payload = item

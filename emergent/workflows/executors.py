@@ -18,15 +18,11 @@ from __future__ import annotations
 
 import concurrent.futures as cf
 import re
-import threading
 from collections.abc import Callable
 from typing import Any, Protocol
 
 from emergent.errors import MissingExtraError, ValidationError
 from emergent.registry import Registry
-
-#: ``here.executor`` is the executor whose thread this is (the engine runs a ready step on it directly)
-here = threading.local()
 
 
 class Executor(Protocol):
@@ -42,11 +38,8 @@ class ThreadsExecutor:
 
     def __init__(self, max_workers: int = 32) -> None:
         self.name = f"threads:{max_workers}"
-        self._pool = cf.ThreadPoolExecutor(max_workers=max_workers, thread_name_prefix="wf-call",
-                                           initializer=self._mark)
-
-    def _mark(self) -> None:
-        here.executor = self
+        self.runners = max_workers  # the engine runs at most this many queue-draining tasks here
+        self._pool = cf.ThreadPoolExecutor(max_workers=max_workers, thread_name_prefix="wf-call")
 
     def submit(self, fn: Callable[..., Any], *args: Any) -> cf.Future[Any]:
         return self._pool.submit(fn, *args)
@@ -130,4 +123,4 @@ def open_executor(spec: str, *, max_workers: int = 32) -> Any:
     return factory(m.group("n") or m.group("addr") or "", max_workers)
 
 
-__all__ = ["EXECUTORS", "DaskExecutor", "Executor", "ThreadsExecutor", "here", "open_executor"]
+__all__ = ["EXECUTORS", "DaskExecutor", "Executor", "ThreadsExecutor", "open_executor"]

@@ -277,6 +277,9 @@ class Workflows:
             self._tools_loaded()
         live = _Live(driver, threading.Event())
         with self._lock:
+            if len(self._live) > 256:  # runs started and never waited for: forget the finished ones
+                for rid in [r for r, lv in self._live.items() if lv.finished.is_set()]:
+                    del self._live[rid]
             self._live[driver.run_id] = live
         if background:
             live.thread = threading.Thread(target=self._drive, args=(live,), name=f"wf-{driver.run_id}", daemon=True)
@@ -284,6 +287,11 @@ class Workflows:
         else:
             self._drive(live)
         return live
+
+    def _driving(self, run_id: str) -> _Live | None:
+        """The run's driver in this process, while it still drives it."""
+        live = self._live.get(run_id)
+        return live if live is not None and not live.finished.is_set() else None
 
     def _drive(self, live: _Live) -> None:
         d = live.driver
@@ -296,9 +304,7 @@ class Workflows:
             if status != RUNNING:  # RUNNING: another process took the run over
                 self._finish(d, status, error)
         finally:
-            with self._lock:
-                self._live.pop(d.run_id, None)
-            live.finished.set()
+            live.finished.set()  # kept in _live until waited for: wait() returns what this process saw
 
     def _finish(self, d: Driver, status: str, error: str | None) -> None:
         outputs = getattr(d, "outputs_final", None) if status == COMPLETED else None
@@ -310,7 +316,8 @@ class Workflows:
             except AuditWriteError as exc:
                 status, outputs = FAILED, None
                 error = f"the run's end could not be recorded in the audit trail: {exc.message}"
-        self.store.finish(d.run_id, owner=self.owner, status=status, now=self.clock.now(),
+        d.ended_at = self.clock.now()
+        self.store.finish(d.run_id, owner=self.owner, status=status, now=d.ended_at,
                           error=error if status in (FAILED, CANCELLED) else None, outputs=outputs)
 
     def wait(self, run_id: str, timeout: float | None = None) -> WorkflowRun:
@@ -322,6 +329,8 @@ class Workflows:
                 raise TimeoutExceeded(f"workflow run {run_id} did not stop within {timeout:g} s",
                                       hint="it goes on in the background: wait(run_id) again or cancel(run_id)",
                                       run=run_id)
+            with self._lock:
+                self._live.pop(run_id, None)
             return self._with_stats(live)
         while True:
             row = self.store.get(run_id)
@@ -336,6 +345,8 @@ class Workflows:
         checkpoints written: the driver flushed them before it stopped), with timing stats."""
         d = live.driver
         row = self.store.get(d.run_id, spec=False)
+        if row.lease_owner is not None or row.updated_at > d.ended_at:  # someone drove it since: read it all
+            return self.get(d.run_id)
         rows = [StepRow(n.key, n.step.id, n.status, n.attempt, n.output, n.error, n.approval_id, n.seq,
                         n.started_at, n.finished_at) for n in d.nodes.values() if n.persisted]
         rows.sort(key=lambda r: (r.seq if r.seq is not None else 1 << 30, r.started_at or 0.0))
@@ -353,7 +364,7 @@ class Workflows:
         Completed steps are not run again. ``workflow``: the same workflow, when its call steps' functions
         cannot be imported by name (lambdas, local functions)."""
         who = verified(self.services.principals, principal)
-        if run_id in self._live:
+        if self._driving(run_id) is not None:
             return self.wait(run_id, timeout)
         row = self.store.get(run_id)
         if row.status in RUN_FINAL:
@@ -422,7 +433,7 @@ class Workflows:
                                  hint="the run's own principal or a person does", principal=who.key)
         kind = "workflow.run.pause" if what == PAUSED else "workflow.run.cancel"
         with recorded(self.audit, kind, who, {"run": run_id, "was": row.status}):
-            live = self._live.get(run_id)
+            live = self._driving(run_id)
             if live is not None:
                 live.driver.request(what)
             elif row.status == RUNNING and not self._abandoned(row):
@@ -480,7 +491,7 @@ class Workflows:
 
     def close(self) -> None:
         """Pause runs still going (they resume later from their checkpoints), then free the threads."""
-        for live in list(self._live.values()):
+        for live in [lv for lv in list(self._live.values()) if not lv.finished.is_set()]:
             live.driver.request(PAUSED)
             if not live.finished.wait(5.0):
                 live.driver.request(CANCELLED)
