@@ -1,15 +1,18 @@
 """The engine: one run, driven event by event.
 
-A step is started the moment the steps it depends on are final: each running step's future has a
-done-callback that puts its outcome on the run's queue, and the driver thread takes outcomes one
-by one (or a burst at once) and starts whatever became ready. There are no rounds: a slow branch
-never holds a fast one (LangGraph's supersteps would).
+A step is started the moment the steps it depends on are final. Its outcome is handled on the thread
+that produced it, under the run's lock, and whatever became ready is started from there: on a threads
+executor ready ``call`` steps go to a queue that at most ``max_workers`` runner tasks drain (a runner
+takes the step it just made ready itself, so a chain stays on one thread); other steps get a future
+whose done-callback does the same. The driver thread only keeps time (timeouts, retry delays), writes
+the group commit and renews the lease. There are no rounds: a slow branch never holds a fast one
+(LangGraph's supersteps would).
 
 Checkpoints (``workflow_steps``): a step that crosses the gate (tool, notebook, assistant,
 sub-workflow) is recorded ``running`` in one transaction before its side effect starts and
 ``completed`` with its output in another after it ends. ``call`` steps (pure Python compute, no
 side effect) are group-committed: their completions are buffered and written with one
-``executemany`` when the burst of outcomes is handled and at most ``flush_s`` later, always before
+``executemany`` at most ``flush_s`` (20 ms) later or every 512 rows, always before
 a gate-crossing step starts and before the run pauses, waits or ends (``checkpoint="each"`` writes
 every one at once instead). A process killed before a flush runs those pure steps again on resume;
 no side effect repeats. A gate-crossing step found ``running`` on resume (its process died during
