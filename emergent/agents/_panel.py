@@ -78,9 +78,16 @@ def _ballot(card: AgentCard, question: str, options: list[str], given: Any, scor
     return Ballot(card.principal, choice, weight, f"scored {choice!r} {best:g}, the highest of {listing}")
 
 
-def _escalate(agents: Agents, tool: str, requester: Principal, item: str, args: dict[str, Any], why: str) -> str:
+#: the tools of the approvals an escalation files: deciding one needs a choice (``decide_vote``/``decide_conflict``)
+ESCALATION_TOOLS = {"agents.vote": "an option", "agents.resolve": "the agent whose proposal wins"}
+
+
+def _escalate(agents: Agents, tool: str, called_by: Principal, item: str, args: dict[str, Any], why: str) -> str:
+    """File the approval a person decides, as the agents service (``service:agents``): the service is
+    what asks (no agent did), so any person, the caller of the vote too, may decide it."""
+    args = {**args, "called_by": called_by.key}
     digest = hashlib.sha256(json.dumps(args, sort_keys=True, default=str).encode()).hexdigest()
-    a = agents.autonomy.approvals.request(principal=requester, tool=tool, args=args, reason=why, digest=digest,
+    a = agents.autonomy.approvals.request(principal=agents.worker, tool=tool, args=args, reason=why, digest=digest,
                                           resource=item)
     return a.id  # type: ignore[no-any-return]
 
@@ -107,8 +114,7 @@ def vote(agents: Agents, question: str, options: Sequence[str], *, voters: Seque
     status, winner, scores, text = consensus.tally(method, opts, cast, voters=len(names), quorum=quorum)
     approval = None
     if winner is None:
-        panel = agents.principals.get(cards[0].principal)
-        approval = _escalate(agents, "agents.vote", panel, f"vote:{vid}",
+        approval = _escalate(agents, "agents.vote", who, f"vote:{vid}",
                              {"vote": vid, "question": question, "options": opts, "tally": scores},
                              f"vote {vid} did not decide ({status}): {text}")
         text += f"; escalated to a person as approval {approval}"
@@ -197,7 +203,7 @@ def resolve(agents: Agents, proposals: Sequence[Proposal | Mapping[str, Any]], *
     status, winner, text = conflicts.decide(rule, props)
     approval = None
     if status == conflicts.ESCALATED:
-        approval = _escalate(agents, "agents.resolve", agents.principals.get(props[0].principal), f"conflict:{rid}",
+        approval = _escalate(agents, "agents.resolve", who, f"conflict:{rid}",
                              {"resolution": rid, "proposals": [p.to_dict() for p in props]}, text)
         text += f" (approval {approval})"
     now = agents.clock.now()

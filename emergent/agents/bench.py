@@ -87,7 +87,7 @@ while True:
     got = bus.consume(stream, "kill", "doomed", count=25, block_ms=100)
     if not got:
         continue
-    time.sleep(0.004)  # the work of handling them
+    time.sleep(0.02)  # the work of handling them (long beside the parent's check-then-kill)
     client.sadd(handled, *[m.id for m in got])
     bus.ack(stream, "kill", [m.id for m in got], by=who)
 """

@@ -7,9 +7,14 @@ service keys them by task id and state in SQL).
 
 - **Who sent it** is set by the bus from the :class:`~emergent.principals.Principal` passed to
   :meth:`Bus.publish` (verified by the workspace's directory), never read from the payload.
-- **Every message is audited**: one buffered audit entry per publish call lists the ids, the stream,
-  the sender and a digest of the bodies; acknowledgements and redeliveries likewise. The audit log
-  chains buffered entries in batches, so a message costs a list append, not a database write.
+- **Every message is audited before it is sent**: one buffered audit entry per publish call names
+  the stream, the sender, the count and the sha256 of each body, and is appended *before* the
+  messages go out (a refused entry: nothing is published); the ids Redis assigned follow in a second
+  entry. Acknowledgements and redeliveries are audited before they are sent too. The audit log
+  chains buffered entries in batches, so a message costs a list append, not a database write; once
+  a background write has failed, every append raises until the log is writable again.
+- **A message is JSON** (str keys; no NaN, no objects, no bytes): anything else is refused with a
+  ValidationError naming the message, never turned into a string or a null.
 - **Redis** (``XADD``, ``XREADGROUP``, ``XACK``, ``XAUTOCLAIM``): batches go in one pipeline;
   calls retry through a restart of the server (tenacity) and recreate a consumer group a restart
   without persistence lost. Run Redis with ``appendonly yes`` and ``appendfsync always`` to lose
@@ -19,8 +24,9 @@ service keys them by task id and state in SQL).
 
 from __future__ import annotations
 
-import functools
+import contextlib
 import hashlib
+import math
 import threading
 import time
 from abc import ABC, abstractmethod
@@ -28,7 +34,7 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, NamedTuple
 
-from emergent.errors import PrincipalError, StoreUnavailableError, ValidationError
+from emergent.errors import AuditWriteError, PrincipalError, StoreUnavailableError, ValidationError
 from emergent.principals import Principal
 from emergent.registry import Registry
 
@@ -36,16 +42,45 @@ try:  # orjson ships with the redis extra; the stdlib is the fallback
     import orjson
 
     def dumps(obj: Any) -> bytes:
-        return orjson.dumps(obj, default=str)
+        return orjson.dumps(obj)
 
     loads: Callable[[bytes | str], Any] = orjson.loads
 except ImportError:  # pragma: no cover - minimal install
     import json
 
     def dumps(obj: Any) -> bytes:
-        return json.dumps(obj, default=str, separators=(",", ":")).encode()
+        return json.dumps(obj, separators=(",", ":"), allow_nan=False).encode()
 
     loads = json.loads
+
+
+def _finite(v: Any) -> bool:
+    if isinstance(v, float):
+        return math.isfinite(v)
+    if isinstance(v, dict):
+        return all(_finite(x) for x in v.values())
+    if isinstance(v, list | tuple):
+        return all(_finite(x) for x in v)
+    return True
+
+
+def _encode(message: Any, i: int) -> bytes:
+    """A message as JSON, or a ValidationError naming what is not JSON (nothing is turned into a string
+    or a null silently)."""
+    if not isinstance(message, dict):
+        raise ValidationError(f"field 'message' (#{i}): a message is a dict, got {type(message).__name__}",
+                              hint="publish {'type': ..., ...}", field="message")
+    try:
+        out = dumps(message)
+    except (TypeError, ValueError) as exc:
+        raise ValidationError(f"field 'message' (#{i}): not JSON: {exc}",
+                              hint="use str keys and JSON values (str, number, bool, None, list, dict)",
+                              field="message") from None
+    if b"null" in out and not _finite(message):  # orjson writes NaN and infinities as null: refuse them
+        raise ValidationError(f"field 'message' (#{i}): NaN or an infinity is not JSON",
+                              hint="send None, or the number as a string", field="message")
+    return out
+
 
 #: the longest a consume call blocks (below the Redis client's socket timeout)
 MAX_BLOCK_MS = 1000
@@ -92,21 +127,23 @@ class Bus(ABC):
         return self.publish_many(stream, [message], principal=principal)[0]
 
     def publish_many(self, stream: str, messages: Sequence[dict[str, Any]], *, principal: Principal) -> list[str]:
-        """Append ``messages`` in one round trip; returns their ids in order."""
+        """Append ``messages`` in one round trip; returns their ids in order.
+
+        The audit entry (stream, sender, count, the sha256 of each body) is appended *before* the
+        messages are sent: if the audit log refuses it, nothing is published and the call raises.
+        The ids Redis assigned follow in a second entry."""
         who = self._who(principal)
         _check_stream(stream)
-        bodies = []
-        for i, m in enumerate(messages):
-            if not isinstance(m, dict):
-                raise ValidationError(f"field 'message' (#{i}): a message is a dict, got {type(m).__name__}",
-                                      hint="publish {'type': ..., ...}", field="message")
-            bodies.append(dumps(m))
+        bodies = [_encode(m, i) for i, m in enumerate(messages)]
         if not bodies:
             return []
+        self.audit.append("agents.message", who, {"bus": self.name, "stream": stream, "count": len(bodies),
+                                                  "sha256": [hashlib.sha256(b).hexdigest() for b in bodies]})
         ids = self._publish(stream, who.key, bodies)
-        digest = hashlib.sha256(b"\n".join(bodies)).hexdigest()
-        self.audit.append("agents.message", who, {"bus": self.name, "stream": stream, "ids": ids,
-                                                  "sha256": digest})
+        # the intent above is the record; the ids complete it. The messages are out: a failing audit
+        # log now must not report this publish as failed (the next call refuses before sending).
+        with contextlib.suppress(AuditWriteError):
+            self.audit.append("agents.message.ids", who, {"bus": self.name, "stream": stream, "ids": ids})
         return ids
 
     def consume(self, stream: str, group: str, consumer: str, count: int = 10, block_ms: int = 0) -> list[Message]:
@@ -117,25 +154,27 @@ class Bus(ABC):
         return self._consume(stream, group, consumer, count, max(0, min(int(block_ms), MAX_BLOCK_MS)))
 
     def ack(self, stream: str, group: str, ids: str | Iterable[str], *, by: Principal) -> int:
-        """Acknowledge messages (handled: never delivered again); returns how many were pending."""
+        """Acknowledge messages (handled: never delivered again); returns how many were pending.
+        Audited before the acknowledgement is sent."""
         who = self._who(by)
         ids = [ids] if isinstance(ids, str) else list(ids)
         if not ids:
             return 0
-        n = self._ack(stream, group, ids)
         self.audit.append("agents.ack", who, {"bus": self.name, "stream": stream, "group": group, "ids": ids})
-        return n
+        return self._ack(stream, group, ids)
 
     def claim(self, stream: str, group: str, consumer: str, *, min_idle_ms: int, by: Principal,
               count: int = 100) -> list[Message]:
         """Take over messages another member read but did not acknowledge for ``min_idle_ms``
-        (a consumer that died): they are delivered again, to ``consumer``."""
+        (a consumer that died): they are delivered again, to ``consumer``. The ids found idle are
+        audited before they are claimed (a message acknowledged meanwhile is not claimed)."""
         who = self._who(by)
-        got = self._claim(stream, group, consumer, int(min_idle_ms), count)
-        if got:
-            self.audit.append("agents.redelivered", who, {"bus": self.name, "stream": stream, "group": group,
-                                                          "consumer": consumer, "ids": [m.id for m in got]})
-        return got
+        idle = self._idle(stream, group, int(min_idle_ms), count)
+        if not idle:
+            return []
+        self.audit.append("agents.redelivered", who, {"bus": self.name, "stream": stream, "group": group,
+                                                      "consumer": consumer, "ids": idle})
+        return self._claim(stream, group, consumer, int(min_idle_ms), idle)
 
     # ------------------------------------------------------------------ reading (monitor)
     @abstractmethod
@@ -164,7 +203,12 @@ class Bus(ABC):
     def _ack(self, stream: str, group: str, ids: list[str]) -> int: ...
 
     @abstractmethod
-    def _claim(self, stream: str, group: str, consumer: str, min_idle_ms: int, count: int) -> list[Message]: ...
+    def _idle(self, stream: str, group: str, min_idle_ms: int, count: int) -> list[str]:
+        """Ids of up to ``count`` pending messages idle for at least ``min_idle_ms`` (read only)."""
+
+    @abstractmethod
+    def _claim(self, stream: str, group: str, consumer: str, min_idle_ms: int, ids: list[str]) -> list[Message]:
+        """Give ``ids`` (still idle that long) to ``consumer``; the messages."""
 
     def _who(self, principal: Any) -> Principal:
         if self.principals is not None:
@@ -240,16 +284,21 @@ class MemoryBus(Bus):
             g = self._group(stream, group)
             return sum(1 for i in ids if g.pending.pop(i, None) is not None)
 
-    def _claim(self, stream: str, group: str, consumer: str, min_idle_ms: int, count: int) -> list[Message]:
+    def _idle(self, stream: str, group: str, min_idle_ms: int, count: int) -> list[str]:
+        now = time.monotonic()
+        with self._cond:
+            g = self._group(stream, group)
+            return [mid for mid, p in g.pending.items() if (now - p[1]) * 1000 >= min_idle_ms][:count]
+
+    def _claim(self, stream: str, group: str, consumer: str, min_idle_ms: int, ids: list[str]) -> list[Message]:
         now = time.monotonic()
         with self._cond:
             g = self._group(stream, group)
             entries = self._streams.get(stream, [])
             out: list[Message] = []
-            for mid, p in list(g.pending.items()):
-                if len(out) >= count:
-                    break
-                if (now - p[1]) * 1000 >= min_idle_ms:
+            for mid in ids:
+                p = g.pending.get(mid)
+                if p is not None and (now - p[1]) * 1000 >= min_idle_ms:
                     p[0], p[1] = consumer, now
                     _, sender, body = entries[p[2]]
                     out.append(Message(mid, stream, sender, loads(body), redelivered=True))
@@ -382,19 +431,15 @@ class RedisBus(Bus):
         return int(self._with_group(stream, group, lambda: self.r.xack(self.key(stream), group, *ids),
                                     f"acknowledge on {stream!r}"))
 
-    def _claim(self, stream: str, group: str, consumer: str, min_idle_ms: int, count: int) -> list[Message]:
-        key = self.key(stream)
-        out: list[Message] = []
-        start = "0-0"
-        while len(out) < count:
-            got = self._with_group(stream, group, functools.partial(
-                self.r.xautoclaim, key, group, consumer, min_idle_ms, start_id=start, count=count - len(out)),
-                f"claim on {stream!r}")
-            out += self._messages(stream, got[1], redelivered=True)
-            start = _s(got[0])
-            if start == "0-0":
-                break
-        return out
+    def _idle(self, stream: str, group: str, min_idle_ms: int, count: int) -> list[str]:
+        got = self._with_group(stream, group, lambda: self.r.xpending_range(
+            self.key(stream), group, min="-", max="+", count=count, idle=min_idle_ms), f"read pending on {stream!r}")
+        return [_s(p["message_id"]) for p in got]
+
+    def _claim(self, stream: str, group: str, consumer: str, min_idle_ms: int, ids: list[str]) -> list[Message]:
+        got = self._with_group(stream, group, lambda: self.r.xclaim(self.key(stream), group, consumer, min_idle_ms,
+                                                                    ids), f"claim on {stream!r}")
+        return self._messages(stream, got, redelivered=True)
 
     def history(self, stream: str, limit: int = 100) -> list[Message]:
         got = self._retry(lambda: self.r.xrevrange(self.key(stream), count=limit), f"read {stream!r}")

@@ -1,5 +1,5 @@
-"""``emergent agents``: list, tasks, messages, votes, conflicts (read) and decide (a person settles
-what the agents escalated).
+"""``emergent agents``: list, tasks, messages, votes, conflicts (read), decide (a person settles
+what the agents escalated) and work (a worker for the tasks awarded on the bus).
 
 The views read ``ws.agents`` (emergent.agents) and print the rows the ``AgentMonitor`` widget
 shows: the agents with their cards, the tasks and their states, the messages on the bus, the votes
@@ -111,6 +111,35 @@ def decide(item: str = typer.Argument(..., help="the id of an escalated vote or 
             raise NotFoundError(f"no vote or conflict resolution {item!r}",
                                 hint="emergent agents votes / emergent agents conflicts list them") from None
         typer.echo(f"resolution {r.id} [{r.status}]: {r.explanation}")
+
+
+@app.command()
+def work(once: bool = typer.Option(False, "--once", help="handle what is waiting now, then exit"),
+         block_ms: int = typer.Option(1000, "--block-ms", min=0, max=1000,
+                                      help="how long one read of the bus waits for a message (ms)"),
+         home: str = HOME) -> None:
+    """Run a worker: take the tasks awarded on the bus (other processes' too, on the Redis bus) and
+    run each as its agent; what a dead worker left unacknowledged is claimed after a while.
+    Ctrl-C stops it; a task it was running then stays ``working`` until its lease runs out, and
+    another worker takes it over."""
+    handled, ran = 0, 0
+    try:
+        with workstation(home) as ws:
+            agents = ws.agents
+            if agents.bus.name == "memory":
+                typer.echo("note: the in-process bus sees only this process's messages; "
+                           "EMERGENT_AGENT_BUS=redis shares tasks between processes", err=True)
+            typer.echo(f"worker {agents.consumer} on the {agents.bus.name} bus" + (" (once)" if once else ""))
+            while True:
+                n = agents.work(block_ms=block_ms, claim=True if once else None)
+                handled, ran = handled + n, agents.handled
+                if n:
+                    typer.echo(f"handled {n} message(s)")
+                if once:
+                    break
+    except KeyboardInterrupt:  # Ctrl-C: the workstation closed on the way out
+        typer.echo("stopped")
+    typer.echo(f"{handled} message(s) handled, {ran} task(s) run")
 
 
 def _show(rows: list[dict[str, Any]], kind: str, as_json: bool, *, empty: str) -> None:

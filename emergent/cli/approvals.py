@@ -18,6 +18,17 @@ from emergent.errors import EmergentError
 
 app = typer.Typer(no_args_is_help=True)
 STATUSES = ("pending", "approved", "rejected", "expired", "consumed")
+#: approvals an escalated agents vote or conflict filed: approving one must record a choice, so
+#: ``emergent agents decide`` does it (it approves and records the option or the winning proposal)
+NEEDS_A_CHOICE = ("agents.vote", "agents.resolve")
+
+
+def choice_hint(a: Any) -> str | None:
+    """How to decide an approval that needs a choice (None for one that is approved as it is)."""
+    if a.tool not in NEEDS_A_CHOICE or a.status != "pending":
+        return None
+    item = str((a.args or {}).get("vote") or (a.args or {}).get("resolution") or "ID")
+    return f"this approval needs a choice: emergent agents decide {item} CHOICE"
 
 
 def view(a: Any) -> dict[str, Any]:
@@ -26,6 +37,9 @@ def view(a: Any) -> dict[str, Any]:
     out = {"id": d.pop("id"), "status": d.pop("status"), "requester": d.pop("actor"), "tool": d.pop("tool"),
            "digest": d.pop("digest"), "files": d.pop("files") or {}}
     out.update(d)
+    hint = choice_hint(a)
+    if hint:
+        out["hint"] = hint
     return out
 
 
@@ -49,7 +63,9 @@ def list_(status: str = typer.Option("pending", help=f"{'|'.join(STATUSES)}|all"
                   Column("files (sha256)", no_wrap=True), "reason")
     for a in items:
         files = "\n".join(f"{p} → {h[:12]}" for p, h in sorted((a.files or {}).items())) or "-"
-        table.add_row(a.id, a.status, a.actor, a.tool, (a.digest or "")[:12], files, a.reason[:60])
+        hint = choice_hint(a)
+        table.add_row(a.id, a.status, a.actor, a.tool, (a.digest or "")[:12], files,
+                      hint if hint else a.reason[:60])
     Console().print(table)
 
 
@@ -65,7 +81,12 @@ def approve(approval_id: str, reason: str = typer.Option("", help="why (recorded
             run: bool = typer.Option(False, "--run", help="then run the approved call here and print its result"),
             home: str = HOME) -> None:
     """Approve a pending request as yourself (a waiting call resumes; --run runs it now, once)."""
+    from emergent.errors import UsageError
+
     with workstation(home) as ws:
+        hint = choice_hint(ws.autonomy.approvals.get(approval_id))
+        if hint:  # approving it here would record no choice: the vote or conflict would stay undecided
+            raise UsageError(hint, approval=approval_id)
         a = ws.autonomy.approvals.approve(approval_id, by=ws.principal, reason=reason)
         typer.echo(f"{a.id} approved by {a.decided_by}")  # (a call waiting elsewhere may have run it already)
         if _resume_assistant(ws, approval_id):  # the assistant's run made the call (once): --run has nothing left

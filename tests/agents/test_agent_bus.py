@@ -62,22 +62,58 @@ def test_what_a_dead_consumer_left_unacknowledged_is_claimed_by_another_after_th
     assert claimed.data["ids"] == [m.id for m in held] and claimed.data["consumer"] == "alive"
 
 
-def test_every_publish_and_acknowledgement_is_audited_with_the_message_ids(ws: Any, bus: Bus) -> None:
+def test_every_publish_is_audited_before_it_is_sent_with_each_bodys_digest_then_its_ids(ws: Any, bus: Bus) -> None:
+    import hashlib
+
+    from emergent.agents.bus import dumps
+
     agent = ws.principals.agent("scout", created_by=ws.principal)
     ids = bus.publish_many("s", [{"a": 1}, {"b": 2}], principal=agent)
     bus.consume("s", "g", "c", count=2)
     bus.ack("s", "g", ids, by=agent)
     ws.audit.flush()
     (pub,) = ws.audit.entries(kind="agents.message")
+    (sent,) = ws.audit.entries(kind="agents.message.ids")
     (ack,) = ws.audit.entries(kind="agents.ack")
-    assert (pub.actor, pub.data["ids"], pub.data["stream"]) == ("agent:scout", ids, "s")
-    assert len(pub.data["sha256"]) == 64 and ack.data["ids"] == ids
+    assert (pub.actor, pub.data["stream"], pub.data["count"]) == ("agent:scout", "s", 2) and "ids" not in pub.data
+    assert pub.data["sha256"] == [hashlib.sha256(dumps(b)).hexdigest() for b in ({"a": 1}, {"b": 2})]
+    assert pub.seq < sent.seq < ack.seq and sent.data["ids"] == ids and ack.data["ids"] == ids
     assert [m.stream for m in bus.history("s")] == ["s", "s"] and "s" in bus.streams()
+
+
+def test_a_message_whose_audit_entry_cannot_be_written_is_not_published_acked_or_claimed(ws: Any, bus: Bus) -> None:
+    from emergent.errors import AuditWriteError
+
+    me = ws.principal
+    (held,) = bus.publish_many("s", [{"n": 0}], principal=me)
+    bus.consume("s", "g", "dead", count=1)
+    with ws.sql.begin() as conn:  # the audit table becomes unwritable (a lost or read-only database)
+        conn.exec_driver_sql("ALTER TABLE audit_log RENAME TO audit_log_gone")
+    ws.audit.busy_retry_s = 0.2
+    try:
+        with pytest.raises(AuditWriteError):
+            ws.audit.flush()  # the background writer finds out (within a second in a live process)
+        for call in (lambda: bus.publish("s", {"n": 1}, principal=me),
+                     lambda: bus.ack("s", "g", held, by=me),
+                     lambda: bus.claim("s", "g", "alive", min_idle_ms=0, by=me)):
+            with pytest.raises(AuditWriteError):
+                call()
+        assert [m.body["n"] for m in bus.history("s")] == [0]  # nothing published
+        assert bus.pending("s", "g") == 1  # not acknowledged, and still the dead consumer's (not claimed)
+    finally:
+        with ws.sql.begin() as conn:
+            conn.exec_driver_sql("ALTER TABLE audit_log_gone RENAME TO audit_log")
+    assert [m.id for m in bus.claim("s", "g", "alive", min_idle_ms=0, by=me)] == [held]
+    assert ws.audit.verify().ok
 
 
 def test_a_message_that_is_not_a_dict_or_a_bad_stream_is_refused_by_field(ws: Any, bus: Bus) -> None:
     with pytest.raises(ValidationError, match="field 'message'"):
         bus.publish("s", ["not", "a", "dict"], principal=ws.principal)  # type: ignore[arg-type]
+    for body in ({1: "int key"}, {"x": object()}, {"x": b"\x00"}, {"x": {1, 2}}, {"x": [float("nan")]}):
+        with pytest.raises(ValidationError, match="field 'message'"):
+            bus.publish("s", body, principal=ws.principal)
+    assert bus.history("s") == []  # nothing turned into a string or a null
     with pytest.raises(ValidationError, match="field 'stream'"):
         bus.publish("a b", {}, principal=ws.principal)
 

@@ -126,8 +126,8 @@ def test_messages_carry_the_sender_the_bus_stamped_not_one_the_payload_claims(ws
 
     with pytest.raises(PrincipalError):
         agents.bus.publish("chatter", {"type": "note"}, principal=Principal("human", "root"))
-    entry = audit_kinds(ws, "agents.message")[-1]
-    assert entry["actor"] == "agent:scout" and entry["data"]["ids"] == [mid]
+    entry, sent = audit_kinds(ws, "agents.message")[-1], audit_kinds(ws, "agents.message.ids")[-1]
+    assert entry["actor"] == sent["actor"] == "agent:scout" and entry["data"]["count"] == 1 and sent["data"]["ids"] == [mid]
 
 
 def test_a_duplicate_award_for_a_completed_task_is_acknowledged_and_not_run_again(ws: Any, agents: Any) -> None:

@@ -116,3 +116,80 @@ def test_the_cli_and_the_rows_need_no_widgets() -> None:
             "print(sorted(m for m in ('ipywidgets', 'IPython', 'emergent.ui.agents') if m in sys.modules))")
     p = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
     assert p.returncode == 0 and p.stdout.strip() == "[]", p.stdout + p.stderr
+
+
+def test_an_escalation_is_filed_by_the_agents_service_and_approved_only_with_a_choice(
+        home: Path, wide: None, capsys: pytest.CaptureFixture[str]) -> None:
+    from emergent import Workstation
+
+    with Workstation.open(home) as ws:
+        me = ws.principal
+        ws.agents.register("scout", skills=["search"], by=me)
+        ws.agents.register("critic", skills=["review"], by=me)
+        v = ws.agents.vote("Ship it?", ["yes", "no"], voters=["scout", "critic"], method="quorum", quorum=2, by=me,
+                           ballots={"scout": "yes", "critic": None})
+        r = ws.agents.resolve([{"agent": "scout", "proposal": "now"}, {"agent": "critic", "proposal": "later"}],
+                              rule="escalate", by=me)
+        filed = [ws.autonomy.approvals.get(i) for i in (v.approval_id, r.approval_id)]
+    # the service asked (no agent did), for the person who called the vote to decide
+    assert [(a.actor, a.tool, a.args["called_by"]) for a in filed] == [
+        ("service:agents", "agents.vote", me.key), ("service:agents", "agents.resolve", me.key)]
+    listed = run_cli(capsys, "approvals", "list")
+    assert f"this approval needs a choice: emergent agents decide {v.id} CHOICE" in listed
+    assert f"emergent agents decide {r.id} CHOICE" in listed
+    rows = {a["id"]: a for a in json.loads(run_cli(capsys, "approvals", "list", "--json"))}
+    assert rows[v.approval_id]["hint"] == f"this approval needs a choice: emergent agents decide {v.id} CHOICE"
+    for approval in (v.approval_id, r.approval_id):
+        with pytest.raises(SystemExit) as exc:
+            main(["approvals", "approve", approval])
+        err = capsys.readouterr().err
+        assert exc.value.code == 2 and "this approval needs a choice: emergent agents decide" in err
+        assert len(err.strip().splitlines()) == 1 and "Traceback" not in err
+    with Workstation.open(home) as ws:  # nothing was approved: the vote and the conflict still wait
+        assert {ws.autonomy.approvals.get(i).status for i in (v.approval_id, r.approval_id)} == {"pending"}
+        assert ws.agents.vote_result(v.id).winner is None
+    assert "[decided]" in run(capsys, "decide", v.id, "yes")
+    assert v.approval_id not in run_cli(capsys, "approvals", "list")
+
+
+def run_cli(capsys: pytest.CaptureFixture[str], *argv: str) -> str:
+    try:
+        main(list(argv))
+    except SystemExit as exc:
+        assert exc.code in (0, None), capsys.readouterr()
+    return capsys.readouterr().out
+
+
+def test_a_worker_process_takes_an_award_another_process_published_on_redis_and_stops_on_ctrl_c(
+        home: Path, redis_url: str) -> None:
+    import signal
+
+    from emergent import Workstation
+
+    with Workstation.open(home, embedder="hashing", redis_url=redis_url, agent_bus="redis") as ws:
+        me = ws.principal
+        ws.agents.register("scout", skills=["search"], by=me)
+        task = ws.agents.delegate("search the notes on buoys", to="scout", by=me, wait=False)
+        assert task.state == "submitted"  # the award is on the bus, nobody here works it
+    env = {**os.environ, "EMERGENT_HOME": str(home), "EMERGENT_REDIS_URL": redis_url, "EMERGENT_AGENT_BUS": "redis",
+           "EMERGENT_EMBEDDER": "hashing", "NO_COLOR": "1"}
+    p = subprocess.run([EMERGENT, "agents", "work", "--once", "--block-ms", "200"], env=env, capture_output=True,
+                       text=True, timeout=60)
+    assert p.returncode == 0, p.stderr
+    assert "on the redis bus (once)" in p.stdout and "1 message(s) handled, 1 task(s) run" in p.stdout
+    with Workstation.open(home, embedder="hashing", redis_url=redis_url, agent_bus="redis") as ws:
+        done = ws.agents.task(task.id)
+        assert done.state == "completed" and done.answer
+        assert ws.assistant("scout").get(done.run_id).asked_by == me.key  # as the one who delegated
+        assert ws.agents.bus.pending("tasks", "workers") == 0
+    # a long-running worker: Ctrl-C stops it cleanly
+    w = subprocess.Popen([EMERGENT, "agents", "work", "--block-ms", "100"], env={**env, "PYTHONUNBUFFERED": "1"},
+                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        assert w.stdout is not None and "worker" in w.stdout.readline()
+        w.send_signal(signal.SIGINT)
+        out, err = w.communicate(timeout=30)
+    finally:
+        if w.poll() is None:
+            w.kill()
+    assert w.returncode == 0 and "stopped" in out and "Traceback" not in err, (out, err)
