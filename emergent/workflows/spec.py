@@ -18,6 +18,7 @@ Steps are treated as immutable once built: change a workflow by building a new o
 
 from __future__ import annotations
 
+import functools
 import importlib
 import re
 from collections.abc import Callable, Iterator, Mapping
@@ -120,6 +121,7 @@ class Step(BaseModel):
                               hint="build it with wf.call(id, fn, args=...)", step=self.id, field="fn")
 
 
+@functools.lru_cache(maxsize=1024)
 def fn_ref(fn: Callable[..., Any]) -> str | None:
     """``module:qualname`` when ``fn`` can be imported back by that name (so a resumed run finds it)."""
     mod, qual = getattr(fn, "__module__", None), getattr(fn, "__qualname__", "")
@@ -205,6 +207,7 @@ class Workflow(BaseModel):
     outputs: dict[str, str] = Field(default_factory=dict)
     _checked: tuple[Any, ...] | None = PrivateAttr(default=None)
     _deps: tuple[tuple[Any, ...], dict[str, list[str]]] | None = PrivateAttr(default=None)
+    _data: tuple[tuple[Any, ...], dict[str, Any]] | None = PrivateAttr(default=None)
 
     # ------------------------------------------------------------------ parsing
     @classmethod
@@ -249,7 +252,14 @@ class Workflow(BaseModel):
         return yaml.safe_dump(self.to_data(), sort_keys=False, allow_unicode=True)
 
     def to_data(self) -> dict[str, Any]:
-        """Plain data (as stored with a run); a call step's function is kept as ``module:qualname``."""
+        """Plain data (as stored with a run); a call step's function is kept as ``module:qualname``.
+        Computed once while the workflow is unchanged: treat the result as read-only."""
+        sig = self._signature()
+        if self._data is None or self._data[0] != sig:
+            self._data = (sig, self._to_data())
+        return self._data[1]
+
+    def _to_data(self) -> dict[str, Any]:
         out = self.model_dump(mode="json", exclude_defaults=True)
         out.setdefault("version", self.version)
         for raw, s in zip(out.get("steps", []), self.steps, strict=True):
@@ -273,7 +283,10 @@ class Workflow(BaseModel):
         return self
 
     def _signature(self) -> tuple[Any, ...]:
-        return self.name, tuple(map(id, self.steps)), tuple(self.inputs), tuple(self.outputs.items())
+        """What identifies this workflow's content cheaply (steps are immutable once built; a changed list,
+        name, description, inputs or outputs shows here)."""
+        return (self.name, self.version, self.description, id(self.inputs), tuple(self.inputs),
+                tuple(self.outputs.items()), tuple(map(id, self.steps)))
 
     def dependencies(self) -> dict[str, list[str]]:
         """Step id → the step ids it depends on (computed once while the workflow is unchanged)."""
