@@ -100,6 +100,18 @@ def sleeps(s: float) -> float:
     return s
 
 
+def exits() -> None:
+    raise SystemExit(3)
+
+
+def interrupts() -> None:
+    raise KeyboardInterrupt
+
+
+def recurses(n: int = 0) -> int:
+    return recurses(n + 1)
+
+
 def gives_object() -> Any:
     return object()
 
@@ -483,6 +495,36 @@ def test_attack_a_notebook_step_of_an_agent_runs_only_the_bytes_a_person_approve
     assert not marker.exists()
 
 
+def test_attack_a_notebook_step_cannot_leave_the_files_directory_or_inject_code_by_parameter_name(
+        mws: Workstation) -> None:
+    root = Path(mws.path)
+    files = root / "files"
+    files.mkdir(exist_ok=True)
+    marker = root / "escaped.txt"
+    nb = nbformat.v4.new_notebook()
+    nb.cells = [nbformat.v4.new_code_cell(f"open({str(marker)!r}, 'w').write('escaped')")]
+    nbformat.write(nb, root / "outside.ipynb")
+    nbformat.write(nbformat.v4.new_notebook(), files / "plain.ipynb")
+    for link, target in ((files / "link.ipynb", root / "outside.ipynb"), (files / "up", root)):
+        if not link.is_symlink():
+            os.symlink(target, link)
+    attempts: list[tuple[str, dict[str, Any], dict[str, Any], str]] = [
+        ("../outside.ipynb", {}, {}, "leaves the workspace's files directory"),
+        (str(root / "outside.ipynb"), {}, {}, "absolute paths are not accepted"),
+        ("link.ipynb", {}, {}, "symbolic link"),
+        ("up/outside.ipynb", {}, {}, "symbolic link"),
+        ("plain.ipynb", {"output": "../../evil-out.ipynb"}, {}, "leaves the workspace's files directory"),
+        ("plain.ipynb", {}, {"x = 1\nimport os\ny": 1}, "not a Python identifier"),
+        ("plain.ipynb", {}, {"__builtins__": 1}, "dunder"),
+    ]
+    for path, args, params, why in attempts:
+        wf = Workflow.build("nb-escape")
+        wf.notebook("n", path, parameters=params, args=args, timeout_s=30)
+        run = mws.workflows.run(wf, principal=mws.principal, timeout=30)
+        assert run.status == "failed" and why in (run.error or ""), (path, args, params, run.error)
+    assert not marker.exists() and not (root.parent / "evil-out.ipynb").exists()
+
+
 # ============================================================================ audit
 
 
@@ -797,6 +839,9 @@ def test_attack_steps_that_raise_hang_or_return_garbage_fail_the_run_with_a_clea
         ("wrongtype", gives_text, {}, {"output": "dict"}, "returned str, but its output is declared 'dict'"),
         ("object", gives_object, {}, {}, "cannot be stored as JSON"),
         ("nan", gives_nan, {}, {}, "cannot be stored as JSON"),
+        ("exits", exits, {}, {}, "SystemExit: 3"),
+        ("interrupts", interrupts, {}, {}, "KeyboardInterrupt"),
+        ("recurses", recurses, {}, {}, "RecursionError"),
     ]
     started = time.monotonic()
     for name, fn, args, opts, why in cases:
