@@ -580,9 +580,6 @@ def test_attack_a_failed_audit_write_keeps_a_compensation_from_running(
     assert lines(log) == ["did"]  # the undo was never on record, so it never ran
 
 
-@pytest.mark.xfail(strict=True, reason="DEFECT: Bus.publish sends the message first and audits it after; when the "
-                                       "audit write fails the caller gets AuditWriteError but the message is "
-                                       "already on the stream")
 def test_attack_a_bus_message_whose_audit_fails_is_not_delivered(
         mws: Workstation, monkeypatch: pytest.MonkeyPatch) -> None:
     scout = mws.agents.principal_of("scout")
@@ -594,8 +591,6 @@ def test_attack_a_bus_message_whose_audit_fails_is_not_delivered(
     assert mws.agents.bus.consume("atk-unaudited", "g", "c", count=10) == []
 
 
-@pytest.mark.xfail(strict=True, reason="DEFECT: a vote whose audit fails leaves ballots on the bus (published, "
-                                       "then audited)")
 def test_attack_a_vote_whose_audit_fails_leaves_no_ballot_on_the_bus(
         mws: Workstation, monkeypatch: pytest.MonkeyPatch) -> None:
     before = len(mws.agents.messages("votes", limit=10_000))
@@ -753,8 +748,6 @@ def test_attack_a_suspended_agent_gets_no_task_and_casts_no_ballot(mws: Workstat
 # ============================================================================ bus faults
 
 
-@pytest.mark.xfail(strict=True, reason="DEFECT: the bus stringifies non-JSON values (objects, bytes, sets) and "
-                                       "turns NaN into null silently; a non-string key raises a raw TypeError")
 def test_attack_a_non_json_message_is_refused_with_a_field_error(mws: Workstation) -> None:
     scout = mws.agents.principal_of("scout")
     for body in ({1: "int key"}, {"x": object()}, {"x": b"\x00\xff"}, {"x": {1, 2}}, {"x": float("nan")}):
