@@ -98,7 +98,11 @@ def runs(limit: int = typer.Option(20, "--limit", "-n", min=1, help="how many ru
         if not found:
             typer.echo("no workflow runs yet: emergent workflows run TEMPLATE_OR_FILE")
             return
-        table = Table("run", "workflow", "state", "steps done", "by", "started (UTC)", "error", title="workflow runs")
+        table = Table(title="workflow runs")
+        table.add_column("run", no_wrap=True)  # never cut: it is what `show` and `resume` take
+        for name in ("workflow", "state", "steps done", "by", "started (UTC)"):
+            table.add_column(name)
+        table.add_column("error", ratio=1)
         for r in found:
             done = sum(1 for s in r.steps if s.status in ("completed", "skipped"))
             table.add_row(r.id, r.workflow, _status(r.status), f"{done}/{len(r.steps)}", str(r.principal),
@@ -123,8 +127,11 @@ def show(run_id: str = typer.Argument(..., metavar="ID", help="the run's id (eme
         if run.error:
             console.print(f"[red]error:[/red] {run.error}", markup=True, highlight=False)
         console.print(f"inputs: {json.dumps(run.inputs, default=str)}", markup=False, highlight=False)
-        table = Table("step", "kind", "state", "attempt", "needs", "started", "finished", "error / waits on",
-                      title="steps")
+        table = Table(title="steps")
+        table.add_column("step", no_wrap=True)
+        for name in ("kind", "state", "attempt", "needs", "started", "finished"):
+            table.add_column(name)
+        table.add_column("error / waits on", ratio=1)
         for s in run.steps:
             note = s.error or (f"approval {s.approval_id}" if s.approval_id else "")
             table.add_row(s.key, s.kind, _status(s.status), str(s.attempt), ", ".join(s.needs or []),
@@ -186,14 +193,38 @@ def run(spec: str = typer.Argument(..., metavar="SPEC_OR_TEMPLATE", help="a YAML
         timeout: float = typer.Option(None, "--timeout", help="seconds to wait for it"),
         as_json: bool = typer.Option(False, "--json", help="print the finished run as JSON"), home: str = HOME) -> None:
     """Run a workflow (a YAML file, a saved workflow or a template) as you, until it ends or waits for an
-    approval; exit 1 when it failed or was cancelled. (A run lives in this process: stopped with Ctrl-C or a
-    kill, it is continued by `emergent workflows resume ID`.)"""
+    approval; exit 1 when it failed or was cancelled. A run lives in this process: Ctrl-C (or --timeout)
+    pauses it, a kill leaves it checkpointed; `emergent workflows resume ID` continues it."""
     values = parse_inputs(inputs, inputs_json)
     wf = load_spec(spec) if is_file(spec) else None
     with workstation(home) as ws:
         if wf is None:  # a saved workflow or a template (whose notebooks are put in the workspace first)
             wf = ws.workflows.resolve(spec)
-        _finish(ws.workflows.run(wf, values, principal=ws.principal, executor=executor, timeout=timeout), as_json)
+        run_id = ws.workflows.start(wf, values, principal=ws.principal, executor=executor)
+        _finish(_wait(ws, run_id, timeout), as_json)
+
+
+def _wait(ws: Any, run_id: str, timeout: float | None) -> Any:
+    """The run once it stops; past ``--timeout`` or on Ctrl-C it is paused (running steps finish, no new
+    one starts) and the way to continue it is printed."""
+    from emergent.errors import TimeoutExceeded
+
+    try:
+        return ws.workflows.wait(run_id, timeout)
+    except (TimeoutExceeded, KeyboardInterrupt) as exc:
+        why = f"still running after {timeout:g} s" if isinstance(exc, TimeoutExceeded) else "interrupted"
+        try:
+            ws.workflows.pause(run_id, by=ws.principal)
+        except Exception:  # noqa: BLE001 - it ended meanwhile: nothing to pause
+            return ws.workflows.get(run_id)
+        typer.secho(f"{why}: pausing run {run_id} (its running steps finish first; Ctrl-C again leaves now)",
+                    err=True)
+        try:
+            run = ws.workflows.wait(run_id)
+        except KeyboardInterrupt:
+            run = ws.workflows.get(run_id)
+        typer.secho(f"run {run_id} is {run.status}; continue it with `emergent workflows resume {run_id}`", err=True)
+        raise typer.Exit(130 if isinstance(exc, KeyboardInterrupt) else 1) from None
 
 
 @app.command()

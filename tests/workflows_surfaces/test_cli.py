@@ -66,13 +66,15 @@ def cli(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str, str]:
     return command(capsys, "workflows", *args)
 
 
-def test_a_template_runs_with_inputs_from_the_installed_command_and_shows_in_runs(env: dict[str, str]) -> None:
+def test_a_template_runs_with_inputs_from_the_installed_command(env: dict[str, str]) -> None:
     p = emergent(env, "run", "incident_triage", "--input", "incident=South Pier logger clock is late",
                  "--input", "severity=low")
     assert p.returncode == 0, p.stdout + p.stderr
     run_id = re.search(r"run (wf-[0-9a-f]+) \(incident_triage\): completed", p.stdout).group(1)  # type: ignore[union-attr]
-    table = emergent(env, "runs")
-    assert table.returncode == 0 and re.search(rf"{run_id}\s+│\s+incident_triage\s+│\s+completed\s+│\s+6/6", table.stdout)
+    from emergent import Workstation
+
+    with Workstation.open(Path(env["EMERGENT_HOME"]), embedder="hashing") as ws:
+        assert ws.workflows.get(run_id).principal == ws.principal.key
 
 
 def test_templates_are_listed_with_their_required_inputs_and_a_run_is_shown(capsys: pytest.CaptureFixture[str],
@@ -87,6 +89,8 @@ def test_templates_are_listed_with_their_required_inputs_and_a_run_is_shown(caps
     assert re.search(r"escalate\s+│\s+tool\s+│\s+skipped", out) and re.search(r"file\s+│\s+tool\s+│\s+completed", out)
     code, out, _ = cli(capsys, "runs", "--json", "--status", "completed")
     assert [r["id"] for r in json.loads(out)] == [run.id]
+    code, out, _ = cli(capsys, "runs")
+    assert code == 0 and re.search(rf"{run.id}\s+│\s+incident_triage\s+│\s+completed\s+│\s+6/6", out), out
 
 
 def test_a_run_waiting_for_approval_resumes_after_it_and_another_is_cancelled(capsys: pytest.CaptureFixture[str],
@@ -168,3 +172,31 @@ def test_a_mistake_in_the_installed_command_prints_no_traceback(env: dict[str, s
     p = emergent(env, "validate", str(path))
     assert p.returncode == 2 and p.stderr.startswith("error: cycle: a → a"), p.stderr
     assert "Traceback" not in p.stdout + p.stderr
+
+
+def test_ctrl_c_pauses_the_run_after_its_running_step_and_resume_runs_only_the_rest(env: dict[str, str], home: Path,
+                                                                                   tmp_path: Path) -> None:
+    import signal
+    import time
+
+    from emergent import Workstation
+
+    spec = tmp_path / "slow.yaml"
+    spec.write_text("name: slow\nsteps:\n"
+                    "  - {id: a, kind: tool, tool: python, args: {code: \"import time; time.sleep(2); print('a')\"}}\n"
+                    "  - {id: b, kind: tool, tool: files.write, args: {path: b.txt, content: \"${steps.a.output.stdout}\"}}\n")
+    p = subprocess.Popen([EMERGENT, "workflows", "run", str(spec)], env=env, stdout=subprocess.PIPE,
+                         stderr=subprocess.PIPE, text=True)
+    with Workstation.open(home, embedder="hashing") as ws:
+        deadline = time.monotonic() + 60
+        while not any(r.steps[0].status == "running" for r in ws.workflows.runs(limit=1)):
+            assert time.monotonic() < deadline and p.poll() is None, p.communicate()
+            time.sleep(0.05)
+        p.send_signal(signal.SIGINT)  # while step a runs
+        _, err = p.communicate(timeout=60)
+        assert p.returncode == 130 and "interrupted: pausing run" in err and "Traceback" not in err, err
+        run = ws.workflows.runs(limit=1)[0]
+        assert run.status == "paused" and [s.status for s in run.steps] == ["completed", "pending"]
+        done = ws.workflows.resume(run.id, principal=ws.principal)  # `emergent workflows resume` does this
+        assert [(s.status, s.attempt) for s in done.steps] == [("completed", 1), ("completed", 1)]  # a ran once
+    assert (home / "files" / "b.txt").read_text() == "a\n"

@@ -1,7 +1,7 @@
 """Papermill jobs and workflows both ways: a scheduled-job notebook starts a workflow (``ws.workflows.run``
 in the job's kernel, on the job's workspace, as the job's principal) and hands its run id on; and a
-workflow's notebook step runs a notebook (``notebook.run`` through the gate) — see also the report chain
-template's test."""
+workflow's notebook step runs a notebook (``notebook.run`` through the gate) — the report chain template's
+test (test_templates.py) covers that way."""
 
 from __future__ import annotations
 
@@ -11,7 +11,6 @@ from typing import Any
 import nbformat
 
 from emergent.jobs.model import RunStatus
-from emergent.workflows import Workflow
 
 JOB = """\
 import os
@@ -48,22 +47,3 @@ def test_a_job_notebook_starts_a_workflow_on_the_jobs_workspace(wws: Any, tmp_pa
     assert run.status == "completed" and run.principal == me.key == job.outputs["principal"]
     assert run.step("escalate").status == "completed"
     assert "power-cycle the sonde" in (wws.path / "files" / "incidents" / "escalations.md").read_text()
-
-
-def test_a_workflow_runs_a_notebook_with_parameters_from_an_earlier_step(wws: Any) -> None:
-    folder = wws.path / "files" / "nb"
-    folder.mkdir(parents=True)
-    nb = nbformat.v4.new_notebook()
-    nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
-    params = nbformat.v4.new_code_cell("n = 0\nlabel = ''")
-    params.metadata["tags"] = ["parameters"]
-    nb.cells = [params, nbformat.v4.new_code_cell("open('result.txt', 'w').write(f'{label}: {n * n}')")]
-    nbformat.write(nb, str(folder / "square.ipynb"))
-    wf = Workflow.build("square", inputs={"label": "squared"})
-    n = wf.tool("count", "files.list", args={"path": "nb"})
-    wf.notebook("square", "nb/square.ipynb", parameters={"n": 7, "label": "${inputs.label} after ${steps.count.output}"},
-                needs=[n.id])
-    run = wws.workflows.run(wf, principal=wws.principal, timeout=120)
-    assert run.status == "completed", run.error
-    assert (folder / "result.txt").read_text() == 'squared after ["nb/square.ipynb"]: 49'
-    assert run.step("square").output["output"].startswith("runs/square-")
