@@ -222,7 +222,7 @@ def mws(tmp_path_factory: pytest.TempPathFactory, probe: Any) -> Iterator[Workst
         me = ws.principal
         for name, skills in (("scout", ["search", "literature"]), ("stats", ["stats"]), ("critic", ["review"])):
             ws.agents.register(name, skills=skills, description=f"{name} of the attack team", by=me)
-        for name in ("alice", "bob"):
+        for name in ("alice", "bob", "carol"):
             ws.principals.agent(name, created_by=me)
         try:
             yield ws
@@ -350,6 +350,32 @@ def test_attack_an_agent_may_not_pause_cancel_or_resume_a_run_of_someone_else(mw
     assert after.status == "completed" and lines(log) == ["bob's"]
     tool_runs = [e for e in mws.audit.entries(kind="tool.call") if "bob's" in json.dumps(e.data)]
     assert tool_runs and {e.actor for e in tool_runs} == {bob.key}
+
+
+def test_attack_a_step_the_policy_denies_is_refused_once_and_not_retried(mws: Workstation, log: Path) -> None:
+    me, carol = mws.principal, agent(mws, "carol")
+    mws.autonomy.add_rule("agent:carol", "atk.append", "deny", by=me)
+    wf = Workflow.build("denied-retries")
+    wf.tool("w", "atk.append", args={"line": "denied"}, retries=5, retry_delay_s=0.01)
+    run = mws.workflows.run(wf, principal=carol, timeout=20)
+    assert run.status == "failed" and run.step("w").attempt == 1, (run.step("w").attempt, run.error)
+    assert "agent:carol" in (run.error or "") and lines(log) == []
+
+
+def test_attack_a_cancelled_run_does_not_act_when_its_pending_approval_is_granted_later(
+        mws: Workstation, log: Path) -> None:
+    me, bob = mws.principal, agent(mws, "bob")
+    wf = Workflow.build("cancel-then-approve")
+    wf.tool("w", "atk.append", args={"line": "after cancel"})
+    run = mws.workflows.run(wf, principal=bob, timeout=20)
+    assert run.status == "waiting_approval"
+    mws.workflows.cancel(run.id, by=bob)
+    assert mws.workflows.get(run.id).status == "cancelled"
+    approval = run.step("w").approval_id
+    if mws.autonomy.approvals.get(approval).status == "pending":  # (withdrawing it on cancel is better still)
+        mws.autonomy.approvals.approve(approval, by=me, reason="attack test")
+    again = mws.workflows.resume(run.id, principal=me, timeout=20)
+    assert again.status == "cancelled" and lines(log) == []
 
 
 @pytest.mark.xfail(strict=True, reason="DEFECT: a workflow's assistant step lets an agent hand work to another "
