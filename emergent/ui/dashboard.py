@@ -100,7 +100,7 @@ class Dashboard:
              "assistant": "no runs yet: ask with %ask QUESTION or ws.chat()"}
     HINTS = {"memory": "MemoryStats(ws.memory)", "approvals": "ApprovalsInbox(ws.autonomy, by=ws.principal, tools=ws.tools)",
              "tools": "ToolMarketplace(ws.tools, principal=ws.principal)", "jobs": "JobsPanel(ws.jobs, principal=ws.principal)",
-             "workflows": "WorkflowRuns(ws.workflows)",
+             "workflows": "WorkflowRuns(ws.workflows, principal=ws.principal)",
              "assistant": "Chat(ws.assistant(), principal=ws.principal)"}
 
     def __init__(self, *, memory: Reader | None = None, approvals: Reader | None = None,
@@ -288,7 +288,7 @@ class Dashboard:
         def workflows_panel() -> Any:
             from emergent.ui.workflows import WorkflowRuns
 
-            return WorkflowRuns(ws.workflows, limit=limit * 2)
+            return WorkflowRuns(ws.workflows, limit=limit * 2, principal=ws.principal)
 
         def chat_panel() -> Any:
             from emergent.ui.chat import Chat

@@ -12,6 +12,7 @@ predecessors (one barycentre pass: fewer crossings, no layout engine to install)
 from __future__ import annotations
 
 import html
+import threading
 import time
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
@@ -223,21 +224,61 @@ def run_html(run: Any) -> str:
 
 class WorkflowRuns(widgets.VBox):
     """``WorkflowRuns(ws.workflows)`` in a notebook cell: recent runs (pick one) and the picked run's
-    DAG coloured by state, its steps and errors. ``refresh()`` re-reads; ``select(run_id)`` shows a run."""
+    DAG coloured by state, its steps and errors. ``refresh()`` re-reads; ``select(run_id)`` shows a run.
 
-    def __init__(self, workflows: Any, *, limit: int = 20, run_id: str | None = None) -> None:
+    With ``principal=ws.principal`` it also has Pause, Resume and Cancel buttons for the selected run,
+    acting as that principal (audited; resume runs in a background thread); without one it only shows."""
+
+    def __init__(self, workflows: Any, *, limit: int = 20, run_id: str | None = None, principal: Any = None) -> None:
         self.workflows = workflows
         self.limit = limit
+        self.principal = principal
         self.title = widgets.HTML("<b>Workflow runs</b>")
         self.runs_list = widgets.Select(options=[], rows=6, layout=widgets.Layout(width="auto", min_width="420px"))
         self.detail = widgets.HTML()
         self.message = widgets.HTML()
-        self.refresh_button = widgets.Button(description="Refresh", icon="refresh", layout=widgets.Layout(width="auto"))
+        auto = widgets.Layout(width="auto")
+        self.refresh_button = widgets.Button(description="Refresh", icon="refresh", layout=auto)
         self.refresh_button.on_click(lambda _b: self.refresh())
+        self.buttons = {name: widgets.Button(description=name.capitalize(), icon=icon, layout=auto)
+                        for name, icon in (("pause", "pause"), ("resume", "play"), ("cancel", "stop"))}
+        for name, button in self.buttons.items():
+            button.on_click(lambda _b, n=name: self.act(n))
+        self._threads: list[threading.Thread] = []
         self.runs_list.observe(self._picked, names="value")
-        super().__init__([widgets.HBox([self.title, self.refresh_button, self.message]), self.runs_list, self.detail])
+        controls = list(self.buttons.values()) if principal is not None else []
+        super().__init__([widgets.HBox([self.title, self.refresh_button, *controls, self.message]), self.runs_list,
+                          self.detail])
         self.add_class("emergent-workflow-runs")
         self.refresh(run_id)
+
+    def act(self, what: str, *, wait: bool = False) -> None:
+        """Pause, resume or cancel the selected run as the panel's principal; the outcome shows in the panel."""
+        run_id = self.runs_list.value
+        if self.principal is None or not run_id:
+            self.message.value = "<i>nothing to act on (no principal, or no run selected)</i>"
+            return
+
+        def work() -> None:
+            try:
+                if what == "resume":
+                    self.workflows.resume(run_id, principal=self.principal)
+                else:
+                    getattr(self.workflows, what)(run_id, by=self.principal)
+                self.message.value = f"{html.escape(what)}: <code>{html.escape(run_id)}</code>"
+            except Exception as exc:  # shown in the panel: a click must not fail silently
+                self.message.value = f"<span style='color:#cf222e'>{_cut(getattr(exc, 'message', None) or exc, 300)}</span>"
+            self.refresh()
+
+        if what != "resume":
+            work()
+            return
+        self.message.value = f"resuming <code>{html.escape(run_id)}</code>…"
+        thread = threading.Thread(target=work, name=f"workflow-runs-{run_id}", daemon=True)
+        self._threads.append(thread)
+        thread.start()
+        if wait:
+            thread.join()
 
     def refresh(self, run_id: str | None = None) -> None:
         """Re-read the runs; keep (or pick ``run_id``, else the newest) the selected run and redraw it."""
@@ -245,8 +286,10 @@ class WorkflowRuns(widgets.VBox):
             runs = list(self.workflows.runs(limit=self.limit))
         except Exception as exc:  # shown in the panel: a store that is down must not break the notebook
             self.message.value = f"<span style='color:#cf222e'>{_cut(getattr(exc, 'message', None) or exc, 300)}</span>"
+            self._read_failed = True
             return
-        self.message.value = ""
+        if getattr(self, "_read_failed", False):  # the store is back: its error goes (an action's message stays)
+            self.message.value, self._read_failed = "", False
         wanted = run_id or self.runs_list.value
         options = [(run_label(r), str(_field(r, "id"))) for r in runs]
         ids = [v for _, v in options]

@@ -81,7 +81,45 @@ def test_the_dashboard_shows_workflow_runs_and_opens_the_widget(wws: Any) -> Non
     data = d.read()
     rows, error = data["workflows"]
     assert error is None and rows[0]["run"] == run.id and rows[0]["status"] == "failed" and rows[0]["steps"] == "4/5"
-    assert "WorkflowRuns(ws.workflows)" in d.html(data)
+    assert "WorkflowRuns(ws.workflows, principal=ws.principal)" in d.html(data)
     d.widget(data)
     panel = d.open("workflows")
-    assert isinstance(panel, WorkflowRuns) and panel.runs_list.value == run.id
+    assert isinstance(panel, WorkflowRuns) and panel.runs_list.value == run.id and panel.principal is wws.principal
+
+
+def _stage(n: int) -> int:
+    import time
+
+    time.sleep(0.3)
+    return n + 1
+
+
+def test_pause_resume_and_cancel_buttons_act_on_the_selected_run_as_the_principal(wws: Any) -> None:
+    me = wws.principal
+    wf = Workflow.build("stages")
+    prev = wf.call("s1", _stage, args={"n": 1})
+    for i in range(2, 5):
+        prev = wf.call(f"s{i}", _stage, args={"n": prev.output})
+    run_id = wws.workflows.start(wf, principal=me)
+    w = WorkflowRuns(wws.workflows, principal=me)
+    assert w.runs_list.value == run_id and "Pause" in [b.description for b in w.buttons.values()]
+    w.buttons["pause"].click()
+    paused = wws.workflows.wait(run_id, timeout=30)
+    assert paused.status == "paused" and any(s.status == "pending" for s in paused.steps)
+    w.act("resume", wait=True)
+    assert wws.workflows.get(run_id).status == "completed" and _nodes(w.svg)["s4"] == "completed"
+    assert "resume" in w.message.value
+
+    other = wws.workflows.start(wf, principal=me)
+    w.select(other)
+    w.buttons["cancel"].click()
+    assert wws.workflows.wait(other, timeout=30).status == "cancelled"
+    w.buttons["cancel"].click()  # again: the service refuses, the panel says why
+    assert "already cancelled" in w.message.value
+    kinds = [e.kind for e in wws.audit.entries() if e.actor == me.key and e.kind.startswith("workflow.run.")]
+    assert {"workflow.run.pause", "workflow.run.resume", "workflow.run.cancel"} <= set(kinds)
+
+
+def test_without_a_principal_the_widget_only_shows(wws: Any) -> None:
+    w = WorkflowRuns(wws.workflows)
+    assert not any(isinstance(c, type(w.refresh_button)) and c.description == "Pause" for c in w.children[0].children)
