@@ -7,10 +7,12 @@ import hashlib
 from collections.abc import Callable
 from typing import Any
 
-from emergent.errors import ApprovalPending, OperationalError
+from emergent.errors import ApprovalPending, NotFoundError, OperationalError, PermissionDenied, PrincipalError
 from emergent.workflows._refs import text
 from emergent.workflows.spec import Step
 from emergent.workflows.store import WAITING, StepRow
+
+DELEGATE = "agents.delegate"  # the policy rule on who may hand work to which agent (as emergent.agents uses it)
 
 
 class StepFailed(OperationalError):
@@ -48,13 +50,48 @@ def run_gate_step(services: Any, run_child: Callable[..., Any], step: Step, key:
         except ApprovalPending as exc:
             raise WaitingForApproval(exc.fields.get("approval")) from None
     if step.kind == "assistant":
-        bot = svc.assistant(step.assistant)
-        if waiting and resume is not None and isinstance(resume.output, dict) and resume.output.get("run_id"):
-            result = bot.resume(resume.output["run_id"])
-        else:
-            result = bot.ask(text(wire(step.prompt)), user=who)
-        return _assistant_output(result)
+        prior = resume.output if waiting and resume is not None and isinstance(resume.output, dict) else {}
+        if prior.get("run_id"):
+            return _assistant_output(svc.assistant(step.assistant).resume(prior["run_id"]))
+        prompt = text(wire(step.prompt))
+        _may_hand_over(svc, who, step.assistant, prompt, f"{run_id}/{key}", prior.get("delegate"))
+        return _assistant_output(svc.assistant(step.assistant).ask(prompt, user=who))
     return run_child(step, wire(step.inputs), principal=who, parent=run_id, run_id=child_run_id(run_id, key))
+
+
+def _may_hand_over(svc: Any, who: Any, name: str | None, prompt: str, call: str, approval: str | None) -> None:
+    """An agent (or a service) asking another agent to work for it is a delegation: the assistant must
+    exist (only a person creates agents), and the policy rule ``agents.delegate`` on ``agent:NAME``
+    decides — deny refuses, ask files an approval the step waits on (as ``Agents.delegate`` does)."""
+    target = f"agent:{name}"
+    if who.is_human or who.key == target:
+        return
+    try:
+        svc.principals.get(target)
+    except NotFoundError:
+        raise PrincipalError(f"{who.key} may not create {target}: only a person creates agents",
+                             hint=f"a person creates it first (ws.assistant({name!r}) or ws.principals.agent)",
+                             principal=who.key) from None
+    autonomy = getattr(svc.tools, "autonomy", None)
+    if autonomy is None:
+        raise PermissionDenied(f"{who.key} may not hand work to {target}: there is no policy to ask")
+    digest = hashlib.sha256(f"{call}\n{target}\n{prompt}".encode()).hexdigest()
+    if approval is not None:
+        a = autonomy.approvals.get(approval)
+        if a.status == "pending":
+            raise WaitingForApproval(approval, {"delegate": approval})
+        autonomy.approvals.consume(approval, principal=who, tool=DELEGATE, digest=digest, files={}, call_id=call)
+        return
+    d = autonomy.decide_for(who, DELEGATE, "write", resource=target)
+    if d.effect == "deny":
+        raise PermissionDenied(f"{who.key} may not hand work to {target}: {d.reason}",
+                               hint=f"a person adds a rule allowing it (tool {DELEGATE}, resource {target})")
+    if d.effect == "ask":
+        req = autonomy.approvals.request(principal=who, tool=DELEGATE, args={"to": name, "text": prompt[:500],
+                                                                             "workflow_step": call},
+                                         reason=f"{who.key} asks {target} to work on a workflow step ({d.reason})",
+                                         digest=digest, resource=target)
+        raise WaitingForApproval(req.id, {"delegate": req.id})
 
 
 def _assistant_output(result: Any) -> dict[str, Any]:

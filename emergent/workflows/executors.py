@@ -21,7 +21,7 @@ import re
 from collections.abc import Callable
 from typing import Any, Protocol
 
-from emergent.errors import MissingExtraError, ValidationError
+from emergent.errors import MissingExtraError, StoreUnavailableError, ValidationError
 from emergent.registry import Registry
 
 
@@ -60,7 +60,12 @@ class DaskExecutor:
         except ImportError:
             raise MissingExtraError("the dask executor of workflows", "scale", "distributed") from None
         self.name = f"dask://{address.removeprefix('tcp://')}"
-        self.client = Client(address, set_as_default=False, timeout=10)
+        try:
+            self.client = Client(address, set_as_default=False, timeout=10)
+        except (OSError, TimeoutError) as exc:
+            raise StoreUnavailableError(f"the dask scheduler at {self.name} did not answer: {exc}",
+                                        hint="start it (dask scheduler / a LocalCluster) or choose another executor "
+                                             "(threads)", executor=self.name) from None
         self._live: dict[int, Any] = {}
         # outcomes are handed to the engine on this thread, never on the client's event loop (the engine
         # may write a checkpoint or start a gate-crossing step while handling one)
@@ -119,7 +124,8 @@ def open_executor(spec: str, *, max_workers: int = 32) -> Any:
         raise ValidationError(f"executor {spec!r}: the dask executor needs the scheduler's address",
                               hint="e.g. dask://127.0.0.1:8786", field="executor")
     if m.group("n") is not None and int(m.group("n")) < 1:
-        raise ValidationError(f"executor {spec!r}: needs at least one thread", field="executor")
+        raise ValidationError(f"executor {spec!r}: needs at least one thread",
+                              hint="use threads:N with N ≥ 1, or threads for the configured number", field="executor")
     return factory(m.group("n") or m.group("addr") or "", max_workers)
 
 

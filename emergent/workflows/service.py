@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import builtins
 import concurrent.futures as cf
+import json
 import threading
 import time
 import uuid
@@ -50,6 +51,9 @@ from emergent.workflows.store import (
 from emergent.workspace.audited import recorded, verified
 
 TEMPLATES = Path(__file__).resolve().parent / "templates"
+RUN_STATES = (RUNNING, PAUSED, WAITING, COMPLETED, FAILED, CANCELLED)
+#: sub-workflows nest at most this deep (a recursion between saved workflows is refused before it runs)
+MAX_NESTING = 8
 
 
 @dataclass(frozen=True)
@@ -160,6 +164,12 @@ class Workflows:
                 raise ValidationError(f"step {raw['id']!r}: field 'fn': a saved workflow's call step needs a function "
                                       "importable by module:qualname (not a lambda or a local function)",
                                       step=raw["id"], field="fn")
+        if not who.is_human:  # what a person saved (or a template) runs as whoever starts it: agents keep off
+            owner = self.store.def_owner(wf.name)
+            if wf.name in self._template_names() or (owner is not None and owner != who.key):
+                raise PrincipalError(f"{who.key} may not replace workflow {wf.name!r} "
+                                     f"({'a template' if owner is None else 'saved by ' + owner})",
+                                     hint="register it under a new name", principal=who.key, workflow=wf.name)
         with recorded(self.audit, "workflow.register", who, {"workflow": wf.name, "version": wf.version}):
             self.store.save_def(wf.name, wf.version, data, who.key, self.clock.now())
         return wf
@@ -226,15 +236,27 @@ class Workflows:
         run_id = self.start(workflow, inputs, principal=principal, executor=executor, checkpoint=checkpoint)
         return self.wait(run_id, timeout)
 
-    def _check_subflows(self, wf: Workflow) -> None:
-        """Sub-workflows named by a step exist (and are valid) before anything runs."""
+    def _check_subflows(self, wf: Workflow, path: tuple[str, ...] = ()) -> None:
+        """Sub-workflows exist (and are valid) before anything runs; none calls itself, directly or through
+        others, and they nest at most MAX_NESTING deep."""
+        path = (*path, wf.name)
+        if len(path) > MAX_NESTING:
+            raise ValidationError(f"sub-workflows nest deeper than {MAX_NESTING}: {' → '.join(path)}",
+                                  hint="flatten the workflows", field="workflow")
         for s in wf.steps:
-            if s.kind == "workflow" and isinstance(s.workflow, str):
-                try:
-                    self.named(s.workflow)
-                except (NotFoundError, ValidationError) as exc:
-                    raise ValidationError(f"step {s.id!r}: field 'workflow': {exc.message}", hint=exc.hint or None,
-                                          step=s.id, field="workflow") from None
+            if s.kind != "workflow":
+                continue
+            if isinstance(s.workflow, str) and s.workflow in path:
+                raise ValidationError(f"step {s.id!r}: field 'workflow': sub-workflow cycle: "
+                                      f"{' → '.join((*path[path.index(s.workflow):], s.workflow))}",
+                                      hint="a workflow cannot run itself, directly or through others",
+                                      step=s.id, field="workflow")
+            try:
+                child = self.named(s.workflow) if isinstance(s.workflow, str) else Workflow.parse(s.workflow or {})
+            except (NotFoundError, ValidationError) as exc:
+                raise ValidationError(f"step {s.id!r}: field 'workflow': {exc.message}", hint=exc.hint or None,
+                                      step=s.id, field="workflow") from None
+            self._check_subflows(child, path)
 
     @staticmethod
     def _inputs(wf: Workflow, given: dict[str, Any] | None) -> dict[str, Any]:
@@ -244,6 +266,13 @@ class Workflows:
             raise ValidationError(f"workflow {wf.name!r} has no input {unknown[0]!r}",
                                   hint=f"its inputs: {', '.join(wf.inputs) or 'none'}", field=unknown[0])
         values = {**wf.inputs, **given}
+        for k, v in given.items():
+            try:
+                json.dumps(v, allow_nan=False)
+            except (TypeError, ValueError, RecursionError):
+                raise ValidationError(f"input {k!r} is not JSON data ({type(v).__name__})",
+                                      hint="inputs are JSON values: str, number (not NaN), bool, None, lists and "
+                                           "mappings of them", field=k) from None
         missing = [k for k, v in values.items() if v is None and k not in given]
         if missing:
             raise ValidationError(f"workflow {wf.name!r} needs input {missing[0]!r}",
@@ -446,6 +475,12 @@ class Workflows:
         """A sub-workflow step: its own run (id derived from the parent's and the step's), driven in this
         thread; resumed, not restarted, when it exists already."""
         wf = Workflow.from_data(step.workflow) if isinstance(step.workflow, dict) else self.named(str(step.workflow))
+        depth, up = 1, self.store.get(parent, spec=False).parent
+        while up is not None:  # a saved workflow changed since the start check: still bounded
+            depth, up = depth + 1, self.store.get(up, spec=False).parent
+            if depth >= MAX_NESTING:
+                raise StepFailed(f"sub-workflows nest deeper than {MAX_NESTING} (run {parent})",
+                                 hint="flatten the workflows")
         ctx = self._context(None, None)
         try:
             row: RunRow | None = self.store.get(run_id)
@@ -476,6 +511,9 @@ class Workflows:
                            row.parent)
 
     def runs(self, limit: int = 20, status: str | None = None) -> builtins.list[WorkflowRun]:
+        if status is not None and status not in RUN_STATES:
+            raise ValidationError(f"{status!r} is not a run status", hint=f"one of: {', '.join(RUN_STATES)}",
+                                  field="status")
         out = []
         for row in self.store.recent(limit=limit, status=status):
             wf = Workflow.from_data(row.spec)

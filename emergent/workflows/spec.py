@@ -13,13 +13,14 @@ to a skipped step's output reads None). A fan-out step (``foreach``: one referen
 instance per item (keys ``ID[0]``, ``ID[1]`` …; ``${item}`` is the element, ``when`` is checked per
 instance); a later step's ``${steps.ID.output}`` is the list of the instances' outputs in order.
 
-Steps are treated as immutable once built: change a workflow by building a new one.
+A workflow is checked again each time it is run (a step edited in place included).
 """
 
 from __future__ import annotations
 
 import functools
 import importlib
+import math
 import re
 from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
@@ -205,7 +206,6 @@ class Workflow(BaseModel):
     inputs: dict[str, Any] = Field(default_factory=dict)
     steps: list[Step] = Field(default_factory=list)
     outputs: dict[str, str] = Field(default_factory=dict)
-    _checked: tuple[Any, ...] | None = PrivateAttr(default=None)
     _deps: tuple[tuple[Any, ...], dict[str, list[str]]] | None = PrivateAttr(default=None)
     _data: tuple[tuple[Any, ...], dict[str, Any]] | None = PrivateAttr(default=None)
 
@@ -218,6 +218,9 @@ class Workflow(BaseModel):
                                   hint="start the YAML with `name: my-flow` and a `steps:` list")
         try:
             wf = cls.model_validate(data)
+        except RecursionError:
+            raise ValidationError("the workflow spec is nested too deep", hint="flatten it: fewer levels of lists, "
+                                  "mappings and inline sub-workflows") from None
         except pydantic.ValidationError as exc:
             first = exc.errors()[0]
             raise ValidationError(f"{_loc(data, tuple(first['loc']))}: {first['msg']}",
@@ -237,10 +240,15 @@ class Workflow(BaseModel):
             except OSError as exc:
                 raise ValidationError(f"cannot read workflow file {str(text_or_path)!r}: {exc.strerror}",
                                       hint="give the path of a YAML file or the YAML text") from None
+            except UnicodeDecodeError:
+                raise ValidationError(f"workflow file {str(text_or_path)!r} is not UTF-8 text",
+                                      hint="a workflow spec is a YAML text file") from None
         try:
             data = yaml.safe_load(text)
         except yaml.YAMLError as exc:
             raise ValidationError(f"the workflow is not valid YAML: {exc}", hint="check the indentation") from None
+        except RecursionError:
+            raise ValidationError("the workflow YAML is nested too deep", hint="flatten it") from None
         return cls.parse(data)
 
     def to_yaml(self) -> str:
@@ -253,7 +261,7 @@ class Workflow(BaseModel):
 
     def to_data(self) -> dict[str, Any]:
         """Plain data (as stored with a run); a call step's function is kept as ``module:qualname``.
-        Computed once while the workflow is unchanged: treat the result as read-only."""
+        Kept from one :meth:`validate` to the next: treat the result as read-only."""
         sig = self._signature()
         if self._data is None or self._data[0] != sig:
             self._data = (sig, self._to_data())
@@ -275,11 +283,13 @@ class Workflow(BaseModel):
     # ------------------------------------------------------------------ checks
     def validate(self) -> Workflow:  # type: ignore[override]
         """Refuse a broken workflow: bad ids, missing fields per kind, unknown references, a cycle.
-        A workflow run again unchanged (the same step objects, inputs and outputs) is not checked again."""
-        sig = self._signature()
-        if self._checked != sig:
+        Checked on every run: a step edited in place is checked again."""
+        self._deps = self._data = None  # a step may have been edited in place since: compute them again
+        try:
             self._check()
-            self._checked = sig
+        except RecursionError:
+            raise ValidationError(f"workflow {self.name!r} is nested too deep", hint="flatten the spec: fewer "
+                                  "levels of lists, mappings and inline sub-workflows") from None
         return self
 
     def _signature(self) -> tuple[Any, ...]:
@@ -289,7 +299,7 @@ class Workflow(BaseModel):
                 tuple(self.outputs.items()), tuple(map(id, self.steps)))
 
     def dependencies(self) -> dict[str, list[str]]:
-        """Step id → the step ids it depends on (computed once while the workflow is unchanged)."""
+        """Step id → the step ids it depends on (kept from one :meth:`validate` to the next)."""
         sig = self._signature()
         if self._deps is None or self._deps[0] != sig:
             self._deps = (sig, {s.id: s.depends_on() for s in self.steps})
@@ -387,9 +397,9 @@ def _check_step(s: Step) -> None:
         raise bad("prompt", "an assistant step needs the prompt to ask")
     if s.retries < 0:
         raise bad("retries", "must be ≥ 0")
-    if s.retry_delay_s < 0:
-        raise bad("retry_delay_s", "must be ≥ 0")
-    if s.timeout_s is not None and s.timeout_s <= 0:
+    if not math.isfinite(s.retry_delay_s) or s.retry_delay_s < 0:
+        raise bad("retry_delay_s", "must be a number ≥ 0 (seconds)")
+    if s.timeout_s is not None and (not math.isfinite(s.timeout_s) or s.timeout_s <= 0):
         raise bad("timeout_s", "must be > 0 (seconds)", "leave it out for no time limit")
     if s.id in s.needs:
         raise ValidationError(f"cycle: {s.id} → {s.id}", hint="a step cannot need itself", cycle=[s.id, s.id])

@@ -214,6 +214,12 @@ class RunStore:
             r = conn.execute(sa.select(workflow_defs.c.spec).where(workflow_defs.c.name == name)).first()
         return None if r is None else json.loads(r[0])  # type: ignore[no-any-return]
 
+    def def_owner(self, name: str) -> str | None:
+        """Who saved workflow ``name`` (a principal key), or None."""
+        with self.sql.connect() as conn:
+            r = conn.execute(sa.select(workflow_defs.c.registered_by).where(workflow_defs.c.name == name)).first()
+        return None if r is None else str(r[0])
+
     def def_names(self) -> list[str]:
         with self.sql.connect() as conn:
             return [r[0] for r in conn.execute(sa.select(workflow_defs.c.name).order_by(workflow_defs.c.name))]

@@ -275,3 +275,13 @@ def test_call_steps_are_group_committed_unless_checkpoint_each_is_asked(wsx: Any
     assert seen == ["pending", "running"]
     with pytest.raises(ValidationError, match="checkpoint 'off' is not a checkpoint mode"):
         wsx.workflows.run(wf, principal=wsx.principal, checkpoint="off")
+
+
+def test_inputs_must_be_json_and_run_states_are_checked(wsx: Any) -> None:
+    wf = Workflow.build("inputs", inputs={"x": None})
+    wf.call("a", add, args={"a": "${inputs.x}", "b": 1})
+    for bad in (object(), {1, 2}, float("nan")):
+        with pytest.raises(ValidationError, match="input 'x' is not JSON data"):
+            wsx.workflows.start(wf, {"x": bad}, principal=wsx.principal)
+    with pytest.raises(ValidationError, match="'bogus' is not a run status"):
+        wsx.workflows.runs(status="bogus")

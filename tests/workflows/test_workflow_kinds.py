@@ -118,3 +118,48 @@ def test_only_the_runs_principal_or_a_person_controls_a_run(wsx: Any, agent: Any
     assert run.status == "completed" and run.principal == "agent:researcher"
     assert run.to_dict()["steps"][0]["key"] == "slow"
     assert [r.id for r in wsx.workflows.runs(status="completed")][:1] == [run_id]
+
+
+def test_an_agents_assistant_step_is_a_delegation_the_policy_decides(wsx: Any, agent: Any) -> None:
+    me = wsx.principal
+    wf = Workflow.build("handover")
+    wf.assistant("ask", "critic", "review this")
+    minted = wsx.workflows.run(wf, principal=agent, timeout=20)  # critic does not exist: only a person creates it
+    assert minted.status == "failed" and "only a person creates agents" in minted.error
+    with pytest.raises(NotFoundError):
+        wsx.principals.get("agent:critic")
+
+    wsx.assistant("critic")  # the person creates it
+    waiting = wsx.workflows.run(wf, principal=agent, timeout=20)  # no rule: the policy asks a person
+    assert waiting.status == "waiting_approval"
+    aid = waiting.step("ask").approval_id
+    assert wsx.autonomy.approvals.get(aid).tool == "agents.delegate"
+    wsx.autonomy.approvals.approve(aid, by=me, reason="ok")
+    done = wsx.workflows.resume(waiting.id, principal=me, timeout=20)
+    assert done.status == "completed" and done.step("ask").output["status"] == "completed"
+
+    wsx.autonomy.add_rule("agent:researcher", "agents.delegate", "deny", resource="agent:critic", by=me)
+    denied = wsx.workflows.run(wf, principal=agent, timeout=20)
+    assert denied.status == "failed" and "may not hand work to agent:critic" in denied.error
+
+
+def test_an_agent_cannot_replace_what_a_person_saved_or_shadow_a_template(wsx: Any, agent: Any) -> None:
+    wsx.workflows.register(CHILD, by=wsx.principal)
+    with pytest.raises(PrincipalError, match="may not replace workflow 'child'"):
+        wsx.workflows.register(CHILD, by=agent)
+    if wsx.workflows.templates():
+        name = wsx.workflows.templates()[0].name
+        with pytest.raises(PrincipalError, match="a template"):
+            wsx.workflows.register(CHILD.replace("name: child", f"name: {name}"), by=agent)
+    mine = wsx.workflows.register(CHILD.replace("name: child", "name: agents-own"), by=agent)
+    assert wsx.workflows.register(mine, by=agent).name == "agents-own"  # its own: fine
+
+
+def test_sub_workflow_recursion_is_refused_before_anything_runs(wsx: Any) -> None:
+    me = wsx.principal
+    wsx.workflows.register({"name": "ping", "steps": [{"id": "p", "kind": "workflow", "workflow": "pong"}]}, by=me)
+    with pytest.raises(ValidationError):  # pong does not exist yet
+        wsx.workflows.start("ping", principal=me)
+    wsx.workflows.register({"name": "pong", "steps": [{"id": "q", "kind": "workflow", "workflow": "ping"}]}, by=me)
+    with pytest.raises(ValidationError, match="sub-workflow cycle: ping → pong → ping"):
+        wsx.workflows.start("ping", principal=me)

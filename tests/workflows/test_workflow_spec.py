@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
 
 from emergent.errors import ValidationError
@@ -104,3 +106,30 @@ def test_a_cycle_in_a_long_chain_is_found_without_recursion_limits() -> None:
 def test_yaml_cannot_carry_python_callables() -> None:
     with pytest.raises(ValidationError, match="step 'x': field 'fn': call steps exist only in Python"):
         Workflow.parse({"name": "w", "steps": [{"id": "x", "kind": "call", "fn": "os:system"}]})
+
+
+def test_nan_times_binary_files_and_deep_nesting_are_validation_errors(tmp_path: Any) -> None:
+    for fld in ("retry_delay_s", "timeout_s"):
+        with pytest.raises(ValidationError, match=f"field '{fld}'"):
+            Workflow.from_yaml(f"name: n\nsteps:\n  - {{id: a, kind: tool, tool: t, {fld}: .nan}}\n")
+    binary = tmp_path / "b.yaml"
+    binary.write_bytes(b"\x00\xff\xfe garbage")
+    with pytest.raises(ValidationError, match="is not UTF-8 text"):
+        Workflow.from_yaml(binary)
+    deep = "name: x\nsteps:\n  - {id: a, kind: tool, tool: t, args: {x: " + "[" * 3000 + "]" * 3000 + "}}\n"
+    with pytest.raises(ValidationError, match="nested too deep"):
+        Workflow.from_yaml(deep)
+
+
+def test_a_step_edited_in_place_is_checked_again() -> None:
+    wf = Workflow.build("edited")
+    a = wf.tool("a", "t")
+    wf.tool("c", "t", args={"x": a.output})
+    done = wf.done()
+    done.steps[1].args = {"x": "${steps.ghost.output}"}
+    with pytest.raises(ValidationError, match="ghost"):
+        done.validate()
+    done.steps[1].args = {"x": a.output}
+    done.steps[0].needs.append("c")
+    with pytest.raises(ValidationError, match="cycle: a → c → a|cycle: c → a → c"):
+        done.validate()
