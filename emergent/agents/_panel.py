@@ -17,7 +17,7 @@ from emergent.agents.conflicts import Proposal, Resolution
 from emergent.agents.consensus import Ballot, VoteResult
 from emergent.agents.delegation import words
 from emergent.agents.tables import agent_ballots, agent_resolutions, agent_votes
-from emergent.errors import NotFoundError, PrincipalError, UsageError, ValidationError
+from emergent.errors import NotFoundError, PermissionDenied, PrincipalError, UsageError, ValidationError
 from emergent.principals import Principal
 
 if TYPE_CHECKING:
@@ -92,6 +92,19 @@ def _escalate(agents: Agents, tool: str, called_by: Principal, item: str, args: 
     return a.id  # type: ignore[no-any-return]
 
 
+def _may_speak_for(agents: Agents, who: Principal, tool: str, others: Sequence[AgentCard], what: str) -> None:
+    """A person may; an agent needs a rule allowing ``tool`` on each other agent (resource ``agent:NAME``)."""
+    if who.is_human:
+        return
+    for c in {c.name: c for c in others}.values():
+        # confidence 1: whether it may speak for another is the rule's to say, not a doubt about a task
+        d = agents.autonomy.decide_for(who, tool, "write", resource=f"agent:{c.name}", confidence=1.0)
+        if d.effect != "allow":
+            raise PermissionDenied(f"{who.key} may not {what.format(name=c.principal)}: {d.reason}",
+                                   hint=f"each agent speaks for itself; a person may, or adds a rule allowing "
+                                        f"tool {tool} on resource agent:{c.name}")
+
+
 def vote(agents: Agents, question: str, options: Sequence[str], *, voters: Sequence[str], method: str,
          quorum: float | None, weights: Mapping[str, float] | None, by: Principal,
          ballots: Mapping[str, Any] | None, score: Score | None) -> VoteResult:
@@ -105,12 +118,12 @@ def vote(agents: Agents, question: str, options: Sequence[str], *, voters: Seque
         raise ValidationError(f"field 'ballots': {sorted(unknown)} are not voters", field="ballots")
     w = consensus.weights_for(names, weights)
     cards = [agents.card(n, tools=False) for n in names]
+    # a ballot is its voter's: an agent gives only its own, unless a rule lets it speak for another
+    spoken_for = [c for c in cards if c.principal != who.key and (score is not None or c.name in (ballots or {}))]
+    _may_speak_for(agents, who, "agents.vote", spoken_for, "cast {name}'s ballot")
     vid = uuid.uuid4().hex[:16]
     how = score or recall_score(agents, question, opts)
     cast = [_ballot(c, question, opts, (ballots or {}).get(c.name, _NONE), how, w[c.name]) for c in cards]
-    for c, b in zip(cards, cast, strict=True):  # each ballot is a message from its voter
-        agents.bus.publish(VOTES, {"type": "ballot", "vote": vid, "choice": b.choice,
-                                                "reason": b.reason}, principal=agents.principals.get(c.principal))
     status, winner, scores, text = consensus.tally(method, opts, cast, voters=len(names), quorum=quorum)
     approval = None
     if winner is None:
@@ -125,6 +138,9 @@ def vote(agents: Agents, question: str, options: Sequence[str], *, voters: Seque
                                              "status": status, "winner": winner, "tally": scores,
                                              "ballots": [b.to_dict() for b in cast], "approval": approval},
                         durable=True)
+    for c, b in zip(cards, cast, strict=True):  # each ballot is a message from its voter (after the vote's entry)
+        agents.bus.publish(VOTES, {"type": "ballot", "vote": vid, "choice": b.choice,
+                                   "reason": b.reason}, principal=agents.principals.get(c.principal))
     with agents.sql.begin() as conn:
         conn.execute(agent_votes.insert(), {
             "id": vid, "question": question, "options": json.dumps(opts), "method": method, "quorum": quorum,
@@ -195,11 +211,9 @@ def resolve(agents: Agents, proposals: Sequence[Proposal | Mapping[str, Any]], *
     for i, p in enumerate(proposals):
         q = conflicts.proposal_of(p, i)
         props.append(Proposal(q.agent, q.proposal, q.priority, q.confidence, agents.card(q.agent, tools=False).principal))
+    _may_speak_for(agents, who, "agents.resolve", [agents.card(p.agent, tools=False) for p in props
+                                                   if p.principal != who.key], "file a proposal as {name}")
     rid = uuid.uuid4().hex[:16]
-    for p in props:  # each proposal is a message from its agent
-        agents.bus.publish(PROPOSALS, {"type": "proposal", "resolution": rid, "proposal": p.proposal,
-                                         "priority": p.priority, "confidence": p.confidence},
-                           principal=agents.principals.get(p.principal))
     status, winner, text = conflicts.decide(rule, props)
     approval = None
     if status == conflicts.ESCALATED:
@@ -211,6 +225,10 @@ def resolve(agents: Agents, proposals: Sequence[Proposal | Mapping[str, Any]], *
     agents.audit.append("agents.resolve", who, {"resolution": rid, "rule": rule, "status": status, "winner": idx,
                                                 "proposals": [p.to_dict() for p in props], "approval": approval},
                         durable=True)
+    for p in props:  # each proposal is a message from its agent (after the resolution's entry)
+        agents.bus.publish(PROPOSALS, {"type": "proposal", "resolution": rid, "proposal": p.proposal,
+                                       "priority": p.priority, "confidence": p.confidence},
+                           principal=agents.principals.get(p.principal))
     with agents.sql.begin() as conn:
         conn.execute(agent_resolutions.insert(), {
             "id": rid, "rule": rule, "status": status, "proposals": json.dumps([p.to_dict() for p in props]),

@@ -108,6 +108,16 @@ def _check_stream(stream: str) -> str:
     return stream
 
 
+def _id(mid: str) -> tuple[int, int]:
+    ms, _, seq = mid.partition("-")
+    return int(ms), int(seq or 0)
+
+
+def _after(mid: str) -> str:
+    ms, seq = _id(mid)
+    return f"{ms}-{seq + 1}"
+
+
 class Bus(ABC):
     """Publish, consume in a group, acknowledge, claim the abandoned. Subclasses implement the five
     ``_``-methods; this class checks input, stamps the sender and audits."""
@@ -176,6 +186,22 @@ class Bus(ABC):
                                                       "consumer": consumer, "ids": idle})
         return self._claim(stream, group, consumer, int(min_idle_ms), idle)
 
+    def trim(self, stream: str, *, older_than_s: float, by: Principal) -> int:
+        """Remove the history of ``stream`` that is safe to drop: messages older than ``older_than_s``
+        that every consumer group was given *and* acknowledged (below the oldest pending message and
+        the last delivered one of each group). A pending or undelivered message is never removed.
+        Audited before the trim; returns how many messages were removed."""
+        who = self._who(by)
+        _check_stream(stream)
+        if older_than_s < 0:
+            raise ValidationError(f"field 'older_than_s': must be ≥ 0, got {older_than_s}", field="older_than_s")
+        below = self._trim_floor(stream, int(older_than_s * 1000))
+        if below is None:
+            return 0
+        self.audit.append("agents.trim", who, {"bus": self.name, "stream": stream, "below": below,
+                                               "older_than_s": older_than_s})
+        return self._trim(stream, below)
+
     # ------------------------------------------------------------------ reading (monitor)
     @abstractmethod
     def history(self, stream: str, limit: int = 100) -> list[Message]:
@@ -201,6 +227,13 @@ class Bus(ABC):
 
     @abstractmethod
     def _ack(self, stream: str, group: str, ids: list[str]) -> int: ...
+
+    @abstractmethod
+    def _trim_floor(self, stream: str, older_than_ms: int) -> str | None:
+        """The id below which every message may go (None: nothing to remove); read only."""
+
+    @abstractmethod
+    def _trim(self, stream: str, below: str) -> int: ...
 
     @abstractmethod
     def _idle(self, stream: str, group: str, min_idle_ms: int, count: int) -> list[str]:
@@ -235,6 +268,7 @@ class MemoryBus(Bus):
         super().__init__(audit=audit, principals=principals)
         self._streams: dict[str, list[tuple[str, str, bytes]]] = {}
         self._groups: dict[tuple[str, str], _Group] = {}
+        self._base: dict[str, int] = {}  # absolute index of each stream's first entry (entries trimmed before it)
         self._cond = threading.Condition()
         self._last = (0, 0)
 
@@ -263,8 +297,9 @@ class MemoryBus(Bus):
         with self._cond:
             g = self._group(stream, group)
             while True:
-                entries = self._streams.get(stream, [])
-                if g.next < len(entries):
+                entries, base = self._streams.get(stream, []), self._base.get(stream, 0)
+                g.next = max(g.next, base)  # a group created after a trim starts at the first kept entry
+                if g.next < base + len(entries):
                     break
                 left = deadline - time.monotonic()
                 if left <= 0:
@@ -272,8 +307,8 @@ class MemoryBus(Bus):
                 self._cond.wait(left)
             now = time.monotonic()
             out: list[Message] = []
-            for i in range(g.next, min(g.next + count, len(entries))):
-                mid, sender, body = entries[i]
+            for i in range(g.next, min(g.next + count, base + len(entries))):
+                mid, sender, body = entries[i - base]
                 g.pending[mid] = [consumer, now, i]
                 out.append(Message(mid, stream, sender, loads(body)))
             g.next += len(out)
@@ -300,9 +335,40 @@ class MemoryBus(Bus):
                 p = g.pending.get(mid)
                 if p is not None and (now - p[1]) * 1000 >= min_idle_ms:
                     p[0], p[1] = consumer, now
-                    _, sender, body = entries[p[2]]
+                    _, sender, body = entries[p[2] - self._base.get(stream, 0)]
                     out.append(Message(mid, stream, sender, loads(body), redelivered=True))
             return out
+
+    def _keep_from(self, stream: str, older_than_ms: int) -> int:
+        """Absolute index of the first entry to keep (caller holds the lock)."""
+        entries, base = self._streams.get(stream, []), self._base.get(stream, 0)
+        keep = base + len(entries)
+        for (s, _), g in self._groups.items():
+            if s == stream:
+                keep = min([keep, max(g.next, base), *(p[2] for p in g.pending.values())])
+        cutoff = int(time.time() * 1000) - older_than_ms
+        i = base
+        while i < keep and _id(entries[i - base][0])[0] <= cutoff:
+            i += 1
+        return i
+
+    def _trim_floor(self, stream: str, older_than_ms: int) -> str | None:
+        with self._cond:
+            base = self._base.get(stream, 0)
+            keep = self._keep_from(stream, older_than_ms)
+            return None if keep == base else _after(self._streams[stream][keep - base - 1][0])
+
+    def _trim(self, stream: str, below: str) -> int:
+        with self._cond:
+            entries, base = self._streams.get(stream, []), self._base.get(stream, 0)
+            n = 0
+            floor = _id(below)
+            while n < len(entries) and _id(entries[n][0]) < floor:
+                n += 1
+            n = min(n, self._keep_from(stream, 0) - base)  # never past a pending or undelivered entry
+            del entries[:n]
+            self._base[stream] = base + n
+            return n
 
     def history(self, stream: str, limit: int = 100) -> list[Message]:
         with self._cond:
@@ -430,6 +496,29 @@ class RedisBus(Bus):
     def _ack(self, stream: str, group: str, ids: list[str]) -> int:
         return int(self._with_group(stream, group, lambda: self.r.xack(self.key(stream), group, *ids),
                                     f"acknowledge on {stream!r}"))
+
+    def _trim_floor(self, stream: str, older_than_ms: int) -> str | None:
+        key = self.key(stream)
+
+        def go() -> str | None:
+            oldest = self.r.xrange(key, count=1)
+            if not oldest:
+                return None
+            secs, micros = self.r.time()  # the server's clock, which made the ids
+            floor = (int(secs) * 1000 + int(micros) // 1000 - older_than_ms + 1, 0)  # up to that ms, inclusive
+            for g in self.r.xinfo_groups(key):
+                floor = min(floor, _id(_after(_s(g["last-delivered-id"]))))
+                if int(g["pending"]):
+                    floor = min(floor, _id(_s(self.r.xpending(key, g["name"])["min"])))
+            return f"{floor[0]}-{floor[1]}" if _id(_s(oldest[0][0])) < floor else None
+
+        return self._retry(go, f"read the groups of {stream!r}")  # type: ignore[no-any-return]
+
+    def _trim(self, stream: str, below: str) -> int:
+        # MINID: entries with a smaller id go; new ones are larger, and what a group reads next or
+        # holds pending is at or above ``below`` (checked just before), so nothing unacknowledged goes
+        return int(self._retry(lambda: self.r.xtrim(self.key(stream), minid=below, approximate=False),
+                               f"trim {stream!r}"))
 
     def _idle(self, stream: str, group: str, min_idle_ms: int, count: int) -> list[str]:
         got = self._with_group(stream, group, lambda: self.r.xpending_range(

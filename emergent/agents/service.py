@@ -49,6 +49,8 @@ from emergent.principals import Principal, check_id
 
 TASKS, CONTRACT_NET = "tasks", "contract-net"
 WORKERS = "workers"  # the consumer group of task workers
+#: acknowledged messages are kept this long for the monitor, then trimmed (pending ones never are)
+RETAIN_S = 86_400.0
 DELEGATE = "agents.delegate"
 _TASK_ID = re.compile(r"^[0-9a-f]{16}$")
 _RUN_STATES = {"completed": COMPLETED, "waiting_approval": INPUT_REQUIRED, "cancelled": CANCELED}
@@ -64,7 +66,7 @@ class Agents:
     def __init__(self, sql: Any, *, bus: str | Bus = "memory", redis: Any = None, namespace: str = "emergent",
                  assistant: Callable[..., Any], autonomy: Any, principals: Any, audit: Any,
                  clock: Clock | None = None, consumer: str | None = None, claim_idle_ms: int = 30_000,
-                 confidence: Confidence = default_confidence) -> None:
+                 confidence: Confidence = default_confidence, retain_s: float = RETAIN_S) -> None:
         self.sql = sql
         self.assistant = assistant
         self.autonomy = autonomy
@@ -76,6 +78,7 @@ class Agents:
         self.store = TaskStore(sql, clock=self.clock)
         self.consumer = consumer or f"{socket.gethostname()}:{os.getpid()}"
         self.claim_idle_ms = claim_idle_ms
+        self.retain_s = retain_s
         self.confidence = confidence
         self.handled = 0  # tasks this process ran (a duplicate message adds nothing)
         self._last_claim = 0.0
@@ -95,13 +98,17 @@ class Agents:
         now = self.clock.now()
         self.audit.append("agents.register", who, {"agent": name, "principal": agent.key, "skills": slugs,
                                                    "description": description[:500]}, durable=True)
-        with self.sql.begin() as conn:
-            done = conn.execute(cards_t.update().where(cards_t.c.name == name).values(
-                description=description, skills=json.dumps(slugs), updated_at=now))
-            if done.rowcount == 0:
-                conn.execute(cards_t.insert(), {"name": name, "description": description, "skills": json.dumps(slugs),
-                                                "principal": agent.key, "created_by": who.key, "created_at": now,
-                                                "updated_at": now})
+        update = cards_t.update().where(cards_t.c.name == name).values(description=description,
+                                                                       skills=json.dumps(slugs), updated_at=now)
+        try:
+            with self.sql.begin() as conn:
+                if conn.execute(update).rowcount == 0:
+                    conn.execute(cards_t.insert(), {"name": name, "description": description,
+                                                    "skills": json.dumps(slugs), "principal": agent.key,
+                                                    "created_by": who.key, "created_at": now, "updated_at": now})
+        except sa.exc.IntegrityError:  # another process registered it between our update and insert
+            with self.sql.begin() as conn:
+                conn.execute(update)
         return self.card(name)
 
     def _card(self, r: Any, tools: bool) -> AgentCard:
@@ -204,16 +211,16 @@ class Agents:
             raise PermissionDenied(f"{who.key} may not delegate to agent:{to}: {d.reason}",
                                    hint=f"a person adds a rule allowing it (tool {DELEGATE}, resource agent:{to}); "
                                         "nothing was handed over", task=task.id)
-        self.store.update(task.id, assignee=to, delegated_by=who.key)
-        if d.effect == "ask":
+        if d.effect == "ask":  # the assignee is recorded only with the filed approval (never before it)
             a = self.autonomy.approvals.request(
                 principal=who, tool=DELEGATE, args={"task": task.id, "to": to, "text": task.text[:500]},
                 reason=f"{who.key} asks to hand task {task.id} to agent:{to} ({d.reason})",
                 digest=self._digest(task, to), resource=f"agent:{to}")
-            return self._finish(task.id, INPUT_REQUIRED, who, expect={SUBMITTED}, approval_id=a.id,
-                                error=f"waiting for approval {a.id} of the delegation")
+            return self._finish(task.id, INPUT_REQUIRED, who, expect={SUBMITTED}, approval_id=a.id, assignee=to,
+                                delegated_by=who.key, error=f"waiting for approval {a.id} of the delegation")
         self.audit.append("agents.delegate", who, {"task": task.id, "to": f"agent:{to}", "decision": d.reason},
                           durable=True)
+        self.store.update(task.id, assignee=to, delegated_by=who.key)
         self.bus.publish(TASKS, {"type": "award", "task": task.id, "to": to}, principal=who)
         return self.wait(task.id, timeout=timeout) if wait else self.store.get(task.id)
 
@@ -293,7 +300,15 @@ class Agents:
                                                                                         5.0)):
             return []
         self._last_claim = now
+        self.trim()
         return self.bus.claim(TASKS, WORKERS, self.consumer, min_idle_ms=self.claim_idle_ms, by=self.worker)
+
+    def trim(self, older_than_s: float | None = None) -> int:
+        """Drop the agents' streams' history older than ``older_than_s`` (default ``retain_s``) that
+        every consumer group acknowledged; a worker does it every few seconds. Returns how many went."""
+        keep = self.retain_s if older_than_s is None else older_than_s
+        streams = (TASKS, CONTRACT_NET, _panel.VOTES, _panel.PROPOSALS)
+        return sum(self.bus.trim(s, older_than_s=keep, by=self.worker) for s in streams)
 
     def _handle(self, m: Message) -> None:
         body = m.body

@@ -119,27 +119,42 @@ def work(once: bool = typer.Option(False, "--once", help="handle what is waiting
                                       help="how long one read of the bus waits for a message (ms)"),
          home: str = HOME) -> None:
     """Run a worker: take the tasks awarded on the bus (other processes' too, on the Redis bus) and
-    run each as its agent; what a dead worker left unacknowledged is claimed after a while.
-    Ctrl-C stops it; a task it was running then stays ``working`` until its lease runs out, and
-    another worker takes it over."""
-    handled, ran = 0, 0
-    try:
-        with workstation(home) as ws:
-            agents = ws.agents
+    run each as its agent; what a dead worker left unacknowledged is claimed after a while, and
+    acknowledged history past its retention is trimmed. Ctrl-C (or SIGTERM) stops it after the
+    message in hand (a second Ctrl-C interrupts at once; a task cut short stays ``working`` until
+    its lease runs out, then another worker takes it over)."""
+    import signal
+    import threading
+
+    stop = threading.Event()
+
+    def _stop(signum: int, _frame: Any) -> None:
+        if stop.is_set():  # the second time: now
+            raise KeyboardInterrupt
+        stop.set()
+
+    handled = 0
+    with workstation(home) as ws:
+        agents = ws.agents
+        previous = {s: signal.signal(s, _stop) for s in (signal.SIGINT, signal.SIGTERM)}
+        try:
             if agents.bus.name == "memory":
                 typer.echo("note: the in-process bus sees only this process's messages; "
                            "EMERGENT_AGENT_BUS=redis shares tasks between processes", err=True)
             typer.echo(f"worker {agents.consumer} on the {agents.bus.name} bus" + (" (once)" if once else ""))
-            while True:
+            while not stop.is_set():
                 n = agents.work(block_ms=block_ms, claim=True if once else None)
-                handled, ran = handled + n, agents.handled
+                handled += n
                 if n:
                     typer.echo(f"handled {n} message(s)")
                 if once:
                     break
-    except KeyboardInterrupt:  # Ctrl-C: the workstation closed on the way out
-        typer.echo("stopped")
-    typer.echo(f"{handled} message(s) handled, {ran} task(s) run")
+        finally:
+            for s, h in previous.items():
+                signal.signal(s, h)
+        if stop.is_set():
+            typer.echo("stopped")
+        typer.echo(f"{handled} message(s) handled, {agents.handled} task(s) run")
 
 
 def _show(rows: list[dict[str, Any]], kind: str, as_json: bool, *, empty: str) -> None:

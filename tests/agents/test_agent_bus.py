@@ -151,3 +151,25 @@ def test_importing_the_agents_package_pulls_in_no_redis_sql_or_widgets() -> None
             "print(sorted(m for m in ('redis', 'sqlalchemy', 'ipywidgets', 'tenacity') if m in sys.modules))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "[]"
+
+
+def test_trimming_drops_only_history_every_group_acknowledged_and_never_a_pending_message(ws: Any, bus: Bus) -> None:
+    me = ws.principal
+    ids = bus.publish_many("s", [{"n": i} for i in range(4)], principal=me)
+    a = bus.consume("s", "g1", "c", count=3)  # g1: 0 1 2 delivered, 0 acknowledged, 3 not yet delivered
+    bus.ack("s", "g1", a[0].id, by=me)
+    b = bus.consume("s", "g2", "c", count=4)  # g2: all delivered, 0 1 acknowledged
+    bus.ack("s", "g2", [b[0].id, b[1].id], by=me)
+    assert bus.trim("s", older_than_s=3600, by=me) == 0  # nothing is that old
+    assert bus.trim("s", older_than_s=0, by=me) == 1  # only 0: g1 still holds 1 and 2
+    assert [m.id for m in bus.history("s")] == ids[1:]
+    assert [m.id for m in bus.claim("s", "g1", "d", min_idle_ms=0, by=me)] == ids[1:3]
+    assert [m.body["n"] for m in bus.consume("s", "g1", "c", count=10)] == [3]  # undelivered, kept
+    bus.ack("s", "g1", ids[1:], by=me)
+    assert bus.trim("s", older_than_s=0, by=me) == 1  # g2 still holds 2 and 3
+    bus.ack("s", "g2", ids[2:], by=me)
+    assert bus.trim("s", older_than_s=0, by=me) == 2 and bus.history("s") == []
+    later = bus.publish("s", {"n": 4}, principal=me)
+    assert [m.id for m in bus.consume("s", "g3", "c", count=10)] == [later]  # a new group reads what is kept
+    ws.audit.flush()
+    assert [e.data["below"] for e in ws.audit.entries(kind="agents.trim")][-1] > ids[-1]

@@ -6,7 +6,7 @@ from typing import Any
 
 import pytest
 
-from emergent.agents.card import COMPLETED, INPUT_REQUIRED, TASK_STATES
+from emergent.agents.card import COMPLETED, INPUT_REQUIRED, SUBMITTED, TASK_STATES
 from emergent.agents.delegation import RULE
 from emergent.errors import NotFoundError, PermissionDenied, PrincipalError, ValidationError
 
@@ -155,3 +155,24 @@ def test_bad_input_names_the_field(ws: Any, agents: Any) -> None:
 def test_an_agent_may_not_register_agents_without_a_rule(ws: Any, agents: Any) -> None:
     with pytest.raises(PermissionDenied, match="may not register agent 'helper'"):
         agents.register("helper", skills=["search"], by=agents.principal_of("scout"))
+
+
+def test_a_delegation_whose_approval_could_not_be_filed_is_not_assigned_so_a_forged_award_starts_nothing(
+        ws: Any, agents: Any) -> None:
+    from emergent.errors import AuditWriteError
+
+    scout = agents.principal_of("scout")
+    with ws.sql.begin() as conn:  # the approval's audit entry cannot be written
+        conn.exec_driver_sql("ALTER TABLE audit_log RENAME TO audit_log_gone")
+    ws.audit.busy_retry_s = 0.2
+    try:
+        with pytest.raises(AuditWriteError):
+            agents.delegate("count the rows of the secret table", to="stats", by=scout, wait=False)
+    finally:
+        with ws.sql.begin() as conn:
+            conn.exec_driver_sql("ALTER TABLE audit_log_gone RENAME TO audit_log")
+    (task,) = [t for t in agents.tasks() if t.text == "count the rows of the secret table"]
+    assert (task.state, task.assignee, task.approval_id) == (SUBMITTED, None, None)
+    agents.bus.publish("tasks", {"type": "award", "task": task.id, "to": "stats"}, principal=scout)
+    agents.work(max_messages=5)
+    assert agents.task(task.id).run_id is None and agents.task(task.id).state == SUBMITTED

@@ -120,3 +120,42 @@ def test_an_escalated_conflict_is_decided_by_a_person_and_agreement_is_no_confli
     same = agents.resolve([{"agent": "scout", "proposal": "wait"}, {"agent": "stats", "proposal": "wait"}],
                           rule="escalate", by=me)
     assert same.status == "agreed" and same.approval_id is None and "no conflict" in same.explanation
+
+
+def test_an_agent_casts_only_its_own_ballot_and_files_only_its_own_proposal_unless_a_rule_allows(
+        ws: Any, agents: Any) -> None:
+    from emergent.errors import PermissionDenied
+
+    me, scout = ws.principal, agents.principal_of("scout")
+    with pytest.raises(PermissionDenied, match="agent:scout may not cast agent:stats's ballot") as err:
+        agents.vote("Drop the audit table?", ["yes", "no"], voters=["scout", "stats"], by=scout,
+                    ballots={"scout": "yes", "stats": "yes"})
+    assert "agents.vote" in err.value.hint
+    with pytest.raises(PermissionDenied):  # a scoring function decides the others' ballots too
+        agents.vote("Drop it?", ["yes", "no"], voters=["scout", "stats"], by=scout, score=lambda c, q, o: 1.0)
+    with pytest.raises(PermissionDenied, match="agent:scout may not file a proposal as agent:critic"):
+        agents.resolve([{"agent": "scout", "proposal": "a"}, {"agent": "critic", "proposal": "b"}], by=scout)
+    assert agents.votes() == [] and agents.resolutions() == [] and agents.messages("votes") == []
+    own = agents.vote("Mine?", ["yes", "no"], voters=["scout"], by=scout, ballots={"scout": "yes"})
+    assert own.winner == "yes"
+    ws.autonomy.add_rule("agent:scout", "agents.vote", "allow", resource="agent:stats", by=me)
+    allowed = agents.vote("Yours?", ["yes", "no"], voters=["scout", "stats"], by=scout,
+                          ballots={"scout": "yes", "stats": "yes"})
+    assert allowed.winner == "yes" and {m.sender for m in agents.messages("votes") if m.body["vote"] == allowed.id} \
+        == {"agent:scout", "agent:stats"}
+
+
+def test_a_vote_whose_audit_entry_cannot_be_written_puts_no_ballot_on_the_bus(ws: Any, agents: Any) -> None:
+    from emergent.errors import AuditWriteError
+
+    with ws.sql.begin() as conn:
+        conn.exec_driver_sql("ALTER TABLE audit_log RENAME TO audit_log_gone")
+    ws.audit.busy_retry_s = 0.2
+    try:
+        with pytest.raises(AuditWriteError):
+            agents.vote("Unaudited?", ["yes", "no"], voters=["scout", "stats"], by=ws.principal,
+                        ballots={"scout": "yes", "stats": "no"})
+    finally:
+        with ws.sql.begin() as conn:
+            conn.exec_driver_sql("ALTER TABLE audit_log_gone RENAME TO audit_log")
+    assert agents.messages("votes") == [] and agents.votes() == []
