@@ -7,7 +7,11 @@ that parses as JSON is JSON, else a string)."""
 
 from __future__ import annotations
 
+import contextlib
 import json
+import signal
+import threading
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -200,16 +204,33 @@ def run(spec: str = typer.Argument(..., metavar="SPEC_OR_TEMPLATE", help="a YAML
     with workstation(home) as ws:
         if wf is None:  # a saved workflow or a template (whose notebooks are put in the workspace first)
             wf = ws.workflows.resolve(spec)
-        run_id = ws.workflows.start(wf, values, principal=ws.principal, executor=executor)
-        _finish(_wait(ws, run_id, timeout), as_json)
+        with _deferred_interrupt() as interrupted:  # a Ctrl-C while the run starts still pauses it
+            run_id = ws.workflows.start(wf, values, principal=ws.principal, executor=executor)
+        _finish(_wait(ws, run_id, timeout, interrupted=bool(interrupted)), as_json)
 
 
-def _wait(ws: Any, run_id: str, timeout: float | None) -> Any:
+@contextlib.contextmanager
+def _deferred_interrupt() -> Iterator[list[int]]:
+    """SIGINT during the block is recorded (the list gets an item) instead of raised; in the main thread only."""
+    if threading.current_thread() is not threading.main_thread():
+        yield []
+        return
+    seen: list[int] = []
+    previous = signal.signal(signal.SIGINT, lambda signum, _frame: seen.append(signum))
+    try:
+        yield seen
+    finally:
+        signal.signal(signal.SIGINT, previous)
+
+
+def _wait(ws: Any, run_id: str, timeout: float | None, *, interrupted: bool = False) -> Any:
     """The run once it stops; past ``--timeout`` or on Ctrl-C it is paused (running steps finish, no new
     one starts) and the way to continue it is printed."""
     from emergent.errors import TimeoutExceeded
 
     try:
+        if interrupted:
+            raise KeyboardInterrupt
         return ws.workflows.wait(run_id, timeout)
     except (TimeoutExceeded, KeyboardInterrupt) as exc:
         why = f"still running after {timeout:g} s" if isinstance(exc, TimeoutExceeded) else "interrupted"

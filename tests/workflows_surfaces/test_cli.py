@@ -54,10 +54,13 @@ def command(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, s
     friendly exit propagates and fails the test."""
     from emergent.cli import main
 
+    saved = sys.argv[:]
     try:
         code = int(main(list(argv)) or 0)  # the console script exits with what main returns
     except SystemExit as exc:
         code = int(exc.code or 0)
+    finally:
+        sys.argv[:] = saved  # main() sets sys.argv for its sub-command lookup
     out, err = capsys.readouterr()
     return code, out, err
 
