@@ -119,11 +119,14 @@ def vote(agents: Agents, question: str, options: Sequence[str], *, voters: Seque
     w = consensus.weights_for(names, weights)
     cards = [agents.card(n, tools=False) for n in names]
     # a ballot is its voter's: an agent gives only its own, unless a rule lets it speak for another
-    spoken_for = [c for c in cards if c.principal != who.key and (score is not None or c.name in (ballots or {}))]
+    spoken_for = [c for c in cards if c.principal != who.key
+                  and (score is not None or weights is not None or c.name in (ballots or {}))]
     _may_speak_for(agents, who, "agents.vote", spoken_for, "cast {name}'s ballot")
     vid = uuid.uuid4().hex[:16]
     how = score or recall_score(agents, question, opts)
-    cast = [_ballot(c, question, opts, (ballots or {}).get(c.name, _NONE), how, w[c.name]) for c in cards]
+    suspended = agents.autonomy.suspended()
+    cast = [Ballot(c.principal, None, w[c.name], "abstained: suspended") if c.principal in suspended else
+            _ballot(c, question, opts, (ballots or {}).get(c.name, _NONE), how, w[c.name]) for c in cards]
     status, winner, scores, text = consensus.tally(method, opts, cast, voters=len(names), quorum=quorum)
     approval = None
     if winner is None:
@@ -213,6 +216,10 @@ def resolve(agents: Agents, proposals: Sequence[Proposal | Mapping[str, Any]], *
         props.append(Proposal(q.agent, q.proposal, q.priority, q.confidence, agents.card(q.agent, tools=False).principal))
     _may_speak_for(agents, who, "agents.resolve", [agents.card(p.agent, tools=False) for p in props
                                                    if p.principal != who.key], "file a proposal as {name}")
+    off = sorted({p.principal for p in props} & set(agents.autonomy.suspended()))
+    if off:
+        raise PermissionDenied(f"{', '.join(off)} {'is' if len(off) == 1 else 'are'} suspended: no proposal from it",
+                               hint="a person unsuspends it first (emergent autonomy unsuspend)")
     rid = uuid.uuid4().hex[:16]
     status, winner, text = conflicts.decide(rule, props)
     approval = None

@@ -471,18 +471,38 @@ class RedisBus(Bus):
 
         return self._retry(go, what)
 
-    def _messages(self, stream: str, entries: Iterable[Any], redelivered: bool = False) -> list[Message]:
+    def _messages(self, stream: str, entries: Iterable[Any], redelivered: bool = False,
+                  bad: list[tuple[str, str]] | None = None) -> list[Message]:
         senders = self._senders
         out = []
         for mid, fields in entries:
             if not fields:  # deleted from the stream while pending
                 continue
-            raw = fields[b"s"]
-            sender = senders.get(raw)
-            if sender is None:
-                sender = senders[raw] = raw.decode()
-            out.append(Message(mid.decode(), stream, sender, loads(fields[b"b"]), redelivered))
+            try:
+                raw = fields[b"s"]
+                sender = senders.get(raw)
+                if sender is None:
+                    sender = raw.decode()
+                body = loads(fields[b"b"])
+                if not isinstance(body, dict):
+                    raise ValueError(f"the body is a {type(body).__name__}, not an object")
+            except (KeyError, ValueError) as exc:  # not written by a bus (another program, an old version)
+                if bad is not None:
+                    bad.append((_s(mid), f"{type(exc).__name__}: {exc}"[:200]))
+                continue
+            senders[raw] = sender
+            out.append(Message(mid.decode(), stream, sender, body, redelivered))
         return out
+
+    def _drop(self, stream: str, group: str, bad: list[tuple[str, str]]) -> None:
+        """Acknowledge entries no bus wrote (audited first, as the agents service), so they poison
+        nobody: never delivered, never claimed again."""
+        if not bad or self.principals is None:
+            return
+        self.audit.append("agents.message.dropped", self.principals.service("agents"),
+                          {"bus": self.name, "stream": stream, "group": group,
+                           "dropped": [{"id": i, "why": why} for i, why in bad]})
+        self._ack(stream, group, [i for i, _ in bad])
 
     def _consume(self, stream: str, group: str, consumer: str, count: int, block_ms: int) -> list[Message]:
         key = self.key(stream)
@@ -491,7 +511,12 @@ class RedisBus(Bus):
             return self.r.xreadgroup(group, consumer, {key: ">"}, count=count, block=block_ms or None)
 
         got = self._with_group(stream, group, go, f"read {stream!r}")
-        return self._messages(stream, got[0][1]) if got else []
+        if not got:
+            return []
+        bad: list[tuple[str, str]] = []
+        out = self._messages(stream, got[0][1], bad=bad)
+        self._drop(stream, group, bad)
+        return out
 
     def _ack(self, stream: str, group: str, ids: list[str]) -> int:
         return int(self._with_group(stream, group, lambda: self.r.xack(self.key(stream), group, *ids),
@@ -528,7 +553,10 @@ class RedisBus(Bus):
     def _claim(self, stream: str, group: str, consumer: str, min_idle_ms: int, ids: list[str]) -> list[Message]:
         got = self._with_group(stream, group, lambda: self.r.xclaim(self.key(stream), group, consumer, min_idle_ms,
                                                                     ids), f"claim on {stream!r}")
-        return self._messages(stream, got, redelivered=True)
+        bad: list[tuple[str, str]] = []
+        out = self._messages(stream, got, redelivered=True, bad=bad)
+        self._drop(stream, group, bad)
+        return out
 
     def history(self, stream: str, limit: int = 100) -> list[Message]:
         got = self._retry(lambda: self.r.xrevrange(self.key(stream), count=limit), f"read {stream!r}")

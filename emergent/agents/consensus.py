@@ -82,8 +82,9 @@ def check_vote(question: str, options: Sequence[str], method: str, quorum: float
     if method == "quorum" and quorum is None:
         raise ValidationError("field 'quorum': method 'quorum' needs a quorum",
                               hint="quorum=3 (voters) or quorum=0.6 (a share of the voters)", field="quorum")
-    if quorum is not None and not quorum > 0:
-        raise ValidationError(f"field 'quorum': must be > 0, got {quorum}", field="quorum")
+    if quorum is not None and not (isinstance(quorum, int | float) and 0 < quorum < math.inf):
+        raise ValidationError(f"field 'quorum': must be a finite number > 0, got {quorum}",
+                              hint="quorum=3 (voters) or quorum=0.6 (a share of the voters)", field="quorum")
     return opts
 
 
@@ -131,7 +132,8 @@ def weights_for(voters: Sequence[str], weights: Mapping[str, float] | None) -> d
         if name not in w:
             raise ValidationError(f"field 'weights': {name!r} is not one of the voters",
                                   hint=f"voters: {', '.join(voters)}", field="weights")
-        if not float(value) >= 0:
-            raise ValidationError(f"field 'weights': weight of {name!r} must be ≥ 0", field="weights")
+        if not 0 <= float(value) < math.inf:
+            raise ValidationError(f"field 'weights': weight of {name!r} must be a finite number ≥ 0",
+                                  field="weights")
         w[name] = float(value)
     return w

@@ -22,6 +22,7 @@ import re
 import socket
 import time
 from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import sqlalchemy as sa
@@ -54,6 +55,14 @@ RETAIN_S = 86_400.0
 DELEGATE = "agents.delegate"
 _TASK_ID = re.compile(r"^[0-9a-f]{16}$")
 _RUN_STATES = {"completed": COMPLETED, "waiting_approval": INPUT_REQUIRED, "cancelled": CANCELED}
+
+
+@dataclass(frozen=True)
+class _Refusal:
+    """A refusal that is not the policy's (the target is suspended), shaped like a gate Decision."""
+
+    reason: str
+    effect: str = "deny"
 
 
 def _tool_name(function_name: str) -> str:
@@ -167,7 +176,11 @@ class Agents:
         load = self.store.load()
         bids: list[Bid] = []
         refused: list[str] = []
+        suspended = self.autonomy.suspended()
         for c in self.cards(tools=False):
+            if c.principal in suspended:
+                refused.append(f"{c.name} is suspended")
+                continue
             d = self._may_delegate(who, c.name)
             if d.effect == "deny":
                 refused.append(f"{who.key} may not delegate to {c.name}: {d.reason}")
@@ -204,6 +217,8 @@ class Agents:
                    timeout: float) -> Task:
         task = self.store.get(task_id)
         d = self._may_delegate(who, to, confidence)
+        if d.effect != "deny" and f"agent:{to}" in self.autonomy.suspended():
+            d = _Refusal(f"agent:{to} is suspended")
         if d.effect == "deny":
             self.audit.append("agents.delegate.denied", who, {"task": task.id, "to": f"agent:{to}",
                                                               "reason": d.reason}, durable=True)

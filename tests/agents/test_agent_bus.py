@@ -173,3 +173,24 @@ def test_trimming_drops_only_history_every_group_acknowledged_and_never_a_pendin
     assert [m.id for m in bus.consume("s", "g3", "c", count=10)] == [later]  # a new group reads what is kept
     ws.audit.flush()
     assert [e.data["below"] for e in ws.audit.entries(kind="agents.trim")][-1] > ids[-1]
+
+
+def test_an_entry_no_bus_wrote_is_dropped_audited_and_does_not_poison_the_group(ws: Any, redis_url: str) -> None:
+    import redis
+
+    client = redis.Redis.from_url(redis_url, socket_timeout=2)
+    bus = open_bus("redis", redis=client, namespace="poison", audit=ws.audit, principals=ws.principals)
+    me = ws.principal
+    first = bus.publish("s", {"n": 1}, principal=me)
+    junk = [client.xadd(bus.key("s"), {"s": me.key, "b": "not json {"}).decode(),
+            client.xadd(bus.key("s"), {"x": "no sender, no body"}).decode(),
+            client.xadd(bus.key("s"), {"s": me.key, "b": "[1, 2]"}).decode()]
+    last = bus.publish("s", {"n": 2}, principal=me)
+    got = bus.consume("s", "g", "c1", count=10)
+    assert [m.id for m in got] == [first, last]
+    assert bus.pending("s", "g") == 2  # the junk was acknowledged: never delivered, never claimed
+    assert [m.id for m in bus.claim("s", "g", "c2", min_idle_ms=0, by=me)] == [first, last]
+    ws.audit.flush()
+    (dropped,) = ws.audit.entries(kind="agents.message.dropped")
+    assert dropped.actor == "service:agents" and [d["id"] for d in dropped.data["dropped"]] == junk
+    client.close()

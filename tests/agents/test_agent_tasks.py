@@ -176,3 +176,18 @@ def test_a_delegation_whose_approval_could_not_be_filed_is_not_assigned_so_a_for
     agents.bus.publish("tasks", {"type": "award", "task": task.id, "to": "stats"}, principal=scout)
     agents.work(max_messages=5)
     assert agents.task(task.id).run_id is None and agents.task(task.id).state == SUBMITTED
+
+
+def test_a_suspended_agent_wins_no_award_is_handed_no_task_casts_no_ballot_and_files_no_proposal(
+        ws: Any, agents: Any) -> None:
+    me = ws.principal
+    ws.autonomy.suspend("agent:scout", by=me, reason="misbehaved")
+    t = agents.submit("search the literature on buoys", skills=["literature"], by=me)
+    assert t.assignee == "critic" and "scout is suspended" in (t.award or "")
+    with pytest.raises(PermissionDenied, match="agent:scout is suspended"):
+        agents.delegate("search again", to="scout", by=me)
+    v = agents.vote("Buy?", ["yes", "no"], voters=["scout", "critic"], by=me, ballots={"scout": "yes", "critic": "no"})
+    assert [(b.voter, b.choice, b.reason) for b in v.ballots if b.voter == "agent:scout"] == [
+        ("agent:scout", None, "abstained: suspended")] and v.winner == "no"
+    with pytest.raises(PermissionDenied, match="agent:scout is suspended"):
+        agents.resolve([{"agent": "scout", "proposal": "a"}, {"agent": "critic", "proposal": "b"}], by=me)

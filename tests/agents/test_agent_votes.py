@@ -159,3 +159,12 @@ def test_a_vote_whose_audit_entry_cannot_be_written_puts_no_ballot_on_the_bus(ws
         with ws.sql.begin() as conn:
             conn.exec_driver_sql("ALTER TABLE audit_log_gone RENAME TO audit_log")
     assert agents.messages("votes") == [] and agents.votes() == []
+
+
+def test_an_infinite_quorum_or_weight_is_refused_by_field(ws: Any, agents: Any) -> None:
+    with pytest.raises(ValidationError, match="field 'quorum': must be a finite number"):
+        agents.vote("q?", ["a", "b"], voters=VOTERS, method="quorum", quorum=float("inf"), by=ws.principal,
+                    ballots={"scout": "a"})
+    with pytest.raises(ValidationError, match="field 'weights'"):
+        agents.vote("q?", ["a", "b"], voters=VOTERS, method="weighted", weights={"scout": float("inf")},
+                    by=ws.principal, ballots={"scout": "a"})
