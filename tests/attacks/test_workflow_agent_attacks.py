@@ -100,6 +100,11 @@ def sleeps(s: float) -> float:
     return s
 
 
+def leave_mark(path: str) -> str:
+    Path(path).write_text("python of an agent's saved workflow ran in this process", encoding="utf-8")
+    return path
+
+
 def exits() -> None:
     raise SystemExit(3)
 
@@ -420,6 +425,24 @@ def test_attack_an_agent_cannot_replace_a_workflow_a_person_registered(mws: Work
     assert run.status == "completed", run.error
     assert lines(log) == ["person's step"]
     assert refused == 2
+
+
+@pytest.mark.xfail(strict=True, reason="DEFECT: an agent may save a workflow with Python call steps "
+                                       "(fn: module:qualname); whoever starts it runs that Python in their own "
+                                       "process, as themselves")
+def test_attack_an_agent_cannot_save_python_call_steps_for_a_person_to_run(mws: Workstation, tmp_path: Path) -> None:
+    me, alice = mws.principal, agent(mws, "alice")
+    mark = tmp_path / "MARK"
+    wf = Workflow.build("alice-helper")
+    wf.call("c", leave_mark, args={"path": str(mark)})
+    try:
+        mws.workflows.register(wf, by=alice)
+        saved = True
+    except (PrincipalError, PermissionDenied, ValidationError):
+        saved = False
+    if saved:
+        mws.workflows.run("alice-helper", principal=me, timeout=20)
+    assert not saved and not mark.exists()
 
 
 # ============================================================================ code execution
