@@ -31,8 +31,8 @@ def child_run_id(parent: str, key: str) -> str:
     return "wf-" + hashlib.sha256(f"{parent}/{key}".encode()).hexdigest()[:16]
 
 
-def run_gate_step(services: Any, run_child: Callable[..., Any], step: Step, key: str, args: dict[str, Any],
-                  resume: StepRow | None, *, principal: Any, run_id: str, wire: Callable[[Any], Any]) -> Any:
+def run_gate_step(services: Any, step: Step, key: str, args: dict[str, Any], resume: StepRow | None, *,
+                  principal: Any, run_id: str, wire: Callable[[Any], Any]) -> Any:
     """One attempt of a gate-crossing step; ``resume`` is the row a previous attempt left (it may wait for an
     approval that was decided since). Raises ``WaitingForApproval`` when a person must decide."""
     svc, who = services, principal
@@ -56,7 +56,7 @@ def run_gate_step(services: Any, run_child: Callable[..., Any], step: Step, key:
         prompt = text(wire(step.prompt))
         _may_hand_over(svc, who, step.assistant, prompt, f"{run_id}/{key}", prior.get("delegate"))
         return _assistant_output(svc.assistant(step.assistant).ask(prompt, user=who))
-    return run_child(step, wire(step.inputs), principal=who, parent=run_id, run_id=child_run_id(run_id, key))
+    raise StepFailed(f"step {key!r}: kind {step.kind!r} does not run here")
 
 
 def _may_hand_over(svc: Any, who: Any, name: str | None, prompt: str, call: str, approval: str | None) -> None:

@@ -318,6 +318,14 @@ class Driver:
             except Exception as exc:  # noqa: BLE001 - e.g. a cluster that went away: the step's outcome
                 fut = cf.Future()
                 fut.set_exception(exc)
+        elif node.step.kind == "workflow":  # its own run on its own thread; the future settles when it stops
+            try:
+                inputs = resolve(node.step.inputs, self.inputs, self.outputs, node.item)
+                fut = self.ctx.run_child(node.step, inputs, principal=self.principal, parent=self.run_id,
+                                         run_id=child_run_id(self.run_id, node.key))
+            except Exception as exc:  # noqa: BLE001 - the step's outcome
+                fut = cf.Future()
+                fut.set_exception(exc)
         else:
             args, resume = payload
             try:
@@ -482,7 +490,7 @@ class Driver:
 
     def _gate_step(self, node: Node, args: dict[str, Any], resume: StepRow | None) -> Any:
         """Run a tool / notebook / assistant / sub-workflow step as the run's principal (pool thread)."""
-        return run_gate_step(self.ctx.services, self.ctx.run_child, node.step, node.key, args, resume,
+        return run_gate_step(self.ctx.services, node.step, node.key, args, resume,
                              principal=self.principal, run_id=self.run_id,
                              wire=lambda v: resolve(v, self.inputs, self.outputs, node.item))
 

@@ -70,6 +70,7 @@ class _Live:
     driver: Driver
     finished: threading.Event
     thread: threading.Thread | None = None
+    then: Any = None  # called once the run stopped (a sub-workflow settles its parent step's future)
 
 
 def _durable(wf: Workflow) -> bool:
@@ -301,10 +302,10 @@ class Workflows:
                 load()
             self._tools_ready = True
 
-    def _launch(self, driver: Driver, *, background: bool) -> _Live:
+    def _launch(self, driver: Driver, *, background: bool, then: Any = None) -> _Live:
         if any(s.kind != "call" for s in driver.wf.steps):
             self._tools_loaded()
-        live = _Live(driver, threading.Event())
+        live = _Live(driver, threading.Event(), then=then)
         with self._lock:
             if len(self._live) > 256:  # runs started and never waited for: forget the finished ones
                 for rid in [r for r, lv in self._live.items() if lv.finished.is_set()]:
@@ -334,6 +335,8 @@ class Workflows:
                 self._finish(d, status, error)
         finally:
             live.finished.set()  # kept in _live until waited for: wait() returns what this process saw
+            if live.then is not None:
+                live.then()
 
     def _finish(self, d: Driver, status: str, error: str | None) -> None:
         outputs = getattr(d, "outputs_final", None) if status == COMPLETED else None
@@ -425,7 +428,8 @@ class Workflows:
                                       "workflow=wf, principal=...)", step=s.id, field="fn")
         return wf
 
-    def _continue(self, row: RunRow, wf: Workflow, actor: Any, who: Any, ctx: Context, *, background: bool) -> _Live:
+    def _continue(self, row: RunRow, wf: Workflow, actor: Any, who: Any, ctx: Context, *, background: bool,
+                  then: Any = None) -> _Live:
         if not self.store.claim(row, owner=self.owner, now=self.clock.now()):
             raise UsageError(f"workflow run {row.id} was taken over by another process just now",
                              hint="wait for it: ws.workflows.wait(run_id)", run=row.id)
@@ -439,7 +443,7 @@ class Workflows:
                 raise
         driver = Driver(ctx, run_id=row.id, workflow=wf, inputs=row.inputs, principal=actor,
                         prior=self.store.steps(row.id))
-        return self._launch(driver, background=background)
+        return self._launch(driver, background=background, then=then)
 
     def pause(self, run_id: str, *, by: Any) -> None:
         """No new step starts; the running ones finish; the run is ``paused`` until resumed."""
@@ -471,36 +475,64 @@ class Workflows:
                 self.store.request(run_id, what, now=self.clock.now())
 
     # ------------------------------------------------------------------ sub-workflows
-    def _run_child(self, step: Step, inputs: dict[str, Any], *, principal: Any, parent: str, run_id: str) -> Any:
-        """A sub-workflow step: its own run (id derived from the parent's and the step's), driven in this
-        thread; resumed, not restarted, when it exists already."""
-        wf = Workflow.from_data(step.workflow) if isinstance(step.workflow, dict) else self.named(str(step.workflow))
+    def _run_child(self, step: Step, inputs: dict[str, Any], *, principal: Any, parent: str,
+                   run_id: str) -> cf.Future[Any]:
+        """A sub-workflow step: its own run (id derived from the parent's and the step's; resumed, not
+        restarted, when it exists already), driven by its own thread. The future settles when the child
+        stops, so no thread of the engine's pool waits on it (a fan-out over sub-workflows cannot starve
+        the pool their own steps need)."""
+        out: cf.Future[Any] = cf.Future()
+        out.set_running_or_notify_cancel()
+        try:
+            wf = Workflow.from_data(step.workflow) if isinstance(step.workflow, dict) else \
+                self.named(str(step.workflow))
+            self._check_depth(parent)
+            ctx = self._context(None, None)
+            try:
+                row: RunRow | None = self.store.get(run_id)
+            except NotFoundError:
+                row = None
+
+            def then() -> None:
+                self._settle_child(out, wf.name, run_id)
+
+            if row is None:
+                values = self._inputs(wf, inputs)
+                self._create(run_id, wf, values, principal, parent, ctx)
+                self._launch(Driver(ctx, run_id=run_id, workflow=wf, inputs=values, principal=principal),
+                             background=True, then=then)
+            elif row.status not in RUN_FINAL:
+                self._continue(row, wf, principal, principal, ctx, background=True, then=then)
+            else:
+                then()
+        except BaseException as exc:  # noqa: BLE001 - the step's outcome
+            if not out.done():
+                out.set_exception(exc)
+        return out
+
+    def _check_depth(self, parent: str) -> None:
         depth, up = 1, self.store.get(parent, spec=False).parent
         while up is not None:  # a saved workflow changed since the start check: still bounded
             depth, up = depth + 1, self.store.get(up, spec=False).parent
             if depth >= MAX_NESTING:
                 raise StepFailed(f"sub-workflows nest deeper than {MAX_NESTING} (run {parent})",
                                  hint="flatten the workflows")
-        ctx = self._context(None, None)
+
+    def _settle_child(self, out: cf.Future[Any], name: str, run_id: str) -> None:
         try:
-            row: RunRow | None = self.store.get(run_id)
-        except NotFoundError:
-            row = None
-        if row is None:
-            values = self._inputs(wf, inputs)
-            self._create(run_id, wf, values, principal, parent, ctx)
-            self._launch(Driver(ctx, run_id=run_id, workflow=wf, inputs=values, principal=principal),
-                         background=False)
-        elif row.status not in RUN_FINAL:
-            self._continue(row, wf, principal, principal, ctx, background=False)
-        child = self.get(run_id)
-        if child.status == COMPLETED:
-            return child.outputs or {}
-        if child.status == WAITING:
-            approval = next((s.approval_id for s in child.steps if s.status == WAITING), None)
-            raise WaitingForApproval(approval, {"run_id": run_id})
-        raise StepFailed(f"sub-workflow {wf.name!r} (run {run_id}) ended {child.status}: {child.error or ''}",
-                         hint=f"emergent workflows show {run_id}", run=run_id)
+            child = self.get(run_id)
+            if child.status == COMPLETED:
+                out.set_result(child.outputs or {})
+            elif child.status == WAITING:
+                approval = next((s.approval_id for s in child.steps if s.status == WAITING), None)
+                out.set_exception(WaitingForApproval(approval, {"run_id": run_id}))
+            else:
+                out.set_exception(StepFailed(f"sub-workflow {name!r} (run {run_id}) ended {child.status}: "
+                                             f"{child.error or ''}", hint=f"emergent workflows show {run_id}",
+                                             run=run_id))
+        except BaseException as exc:  # noqa: BLE001 - the step's outcome
+            if not out.done():
+                out.set_exception(exc)
 
     # ------------------------------------------------------------------ reading
     def get(self, run_id: str) -> WorkflowRun:

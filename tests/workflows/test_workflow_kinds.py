@@ -163,3 +163,23 @@ def test_sub_workflow_recursion_is_refused_before_anything_runs(wsx: Any) -> Non
     wsx.workflows.register({"name": "pong", "steps": [{"id": "q", "kind": "workflow", "workflow": "ping"}]}, by=me)
     with pytest.raises(ValidationError, match="sub-workflow cycle: ping → pong → ping"):
         wsx.workflows.start("ping", principal=me)
+
+
+def test_a_fan_out_over_sub_workflows_wider_than_the_step_pool_completes(wsx: Any) -> None:
+    """Sub-workflow steps do not hold a thread of the engine's pool while their child runs: six of them on
+    a two-thread pool, each child with a tool step, complete (they would starve the pool otherwise)."""
+    from emergent.workflows.service import Workflows
+
+    small = Workflows(wsx.sql, services=wsx.workflows.services, audit=wsx.audit, clock=wsx.clock, max_workers=2)
+    try:
+        child = {"name": "leaf", "inputs": {"v": None},
+                 "steps": [{"id": "w", "kind": "tool", "tool": "test.wait", "args": {"seconds": 0.05, "value": "${inputs.v}"}}],
+                 "outputs": {"v": "${steps.w.output}"}}
+        wf = Workflow.parse({"name": "wide", "inputs": {"items": list(range(6))}, "steps": [
+            {"id": "sub", "kind": "workflow", "workflow": child, "inputs": {"v": "${item}"},
+             "foreach": "${inputs.items}"}], "outputs": {"all": "${steps.sub.output}"}})
+        run = small.run(wf, principal=wsx.principal, timeout=30)
+        assert run.status == "completed", run.error
+        assert run.outputs == {"all": [{"v": i} for i in range(6)]}
+    finally:
+        small.close()
