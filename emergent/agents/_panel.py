@@ -78,10 +78,6 @@ def _ballot(card: AgentCard, question: str, options: list[str], given: Any, scor
     return Ballot(card.principal, choice, weight, f"scored {choice!r} {best:g}, the highest of {listing}")
 
 
-#: the tools of the approvals an escalation files: deciding one needs a choice (``decide_vote``/``decide_conflict``)
-ESCALATION_TOOLS = {"agents.vote": "an option", "agents.resolve": "the agent whose proposal wins"}
-
-
 def _escalate(agents: Agents, tool: str, called_by: Principal, item: str, args: dict[str, Any], why: str) -> str:
     """File the approval a person decides, as the agents service (``service:agents``): the service is
     what asks (no agent did), so any person, the caller of the vote too, may decide it."""

@@ -10,8 +10,8 @@
 - ``bus_ratio``: bus ÷ raw (target ≥ 0.8): the median over ``rounds`` rounds of the ratio within a
   round, where both sides run back to back in alternating order (so a load that comes and goes on a
   shared machine hits both sides of a pair alike); the two throughputs are the medians;
-- ``bus_lost_after_kill``: a consumer *process* reads and acknowledges part of a stream and is
-  killed with SIGKILL while it holds unacknowledged messages; a second consumer claims them
+- ``bus_lost_after_kill``: a consumer *process* reads and acknowledges a third of a stream, reads
+  one more batch and is killed with SIGKILL while it holds it unacknowledged; a second consumer claims them
   (``XAUTOCLAIM`` after an idle time) and reads the rest. Lost = published minus handled by
   either (handled ids are recorded in Redis before the acknowledgement, so a message handled and
   not acknowledged is redelivered and recognised, counted in ``bus_redelivered_after_kill``).
@@ -80,14 +80,17 @@ _CHILD = r"""
 import sys, time
 import redis
 from emergent.agents.bench import _open
-url, db, ns, stream, handled = sys.argv[1:6]
+url, db, ns, stream, handled, holding, threshold = sys.argv[1:8]
 client = redis.Redis.from_url(url)
 bus, audit, who, _ = _open(client, db, ns)
 while True:
     got = bus.consume(stream, "kill", "doomed", count=25, block_ms=100)
     if not got:
         continue
-    time.sleep(0.02)  # the work of handling them (long beside the parent's check-then-kill)
+    if client.scard(handled) >= int(threshold):  # read a batch it will never acknowledge, then wait to die
+        client.set(holding, len(got))
+        time.sleep(3600)
+    time.sleep(0.004)  # the work of handling them
     client.sadd(handled, *[m.id for m in got])
     bus.ack(stream, "kill", [m.id for m in got], by=who)
 """
@@ -107,15 +110,17 @@ def _open(client: Any, db: str, namespace: str) -> tuple[RedisBus, Any, Any, Any
 
 def _kill_round(url: str, client: Any, bus: RedisBus, who: Any, tmp: Path, n: int) -> dict[str, int]:
     stream, handled = f"kill-{uuid.uuid4().hex[:8]}", f"{bus.prefix}handled-{uuid.uuid4().hex[:8]}"
+    holding = f"{bus.prefix}holding-{uuid.uuid4().hex[:8]}"
     msgs = _messages(n)
     for i in range(0, n, BATCH):
         bus.publish_many(stream, msgs[i:i + BATCH], principal=who)
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)}
     child = subprocess.Popen([sys.executable, "-c", _CHILD, url, str(tmp / "child.db"), bus.prefix.split(":agents:")[0],
-                              stream, handled], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+                              stream, handled, holding, str(n // 3)], env=env, stdout=subprocess.DEVNULL,
+                             stderr=subprocess.PIPE)
     try:
         deadline = time.monotonic() + 60
-        while client.scard(handled) < n // 3 or bus.pending(stream, "kill") == 0:  # killed holding some
+        while not client.exists(holding):  # it handled a third and holds a batch it read: kill it now
             if child.poll() is not None or time.monotonic() > deadline:
                 raise RuntimeError("the consumer process did not get going: "
                                    + (child.stderr.read().decode()[-2000:] if child.stderr else ""))
@@ -141,7 +146,7 @@ def _kill_round(url: str, client: Any, bus: RedisBus, who: Any, tmp: Path, n: in
         if got:
             bus.ack(stream, "kill", [m.id for m in got], by=who)
     lost = n - int(client.scard(handled))
-    client.delete(bus.key(stream), handled)
+    client.delete(bus.key(stream), handled, holding)
     return {"lost": lost, "held_by_killed_consumer": held, "redelivered": redelivered, "handled_twice_avoided": again}
 
 
