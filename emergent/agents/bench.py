@@ -12,7 +12,7 @@
   shared machine hits both sides of a pair alike); the two throughputs are the medians;
 - ``bus_lost_after_kill``: a consumer *process* reads and acknowledges a third of a stream, reads
   one more batch and is killed with SIGKILL while it holds it unacknowledged; a second consumer claims them
-  (``XAUTOCLAIM`` after an idle time) and reads the rest. Lost = published minus handled by
+  (``XPENDING`` idle + ``XCLAIM`` after an idle time) and reads the rest. Lost = published minus handled by
   either (handled ids are recorded in Redis before the acknowledgement, so a message handled and
   not acknowledged is redelivered and recognised, counted in ``bus_redelivered_after_kill``).
 """

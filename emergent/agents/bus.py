@@ -15,7 +15,7 @@ service keys them by task id and state in SQL).
   a background write has failed, every append raises until the log is writable again.
 - **A message is JSON** (str keys; no NaN, no objects, no bytes): anything else is refused with a
   ValidationError naming the message, never turned into a string or a null.
-- **Redis** (``XADD``, ``XREADGROUP``, ``XACK``, ``XAUTOCLAIM``): batches go in one pipeline;
+- **Redis** (``XADD``, ``XREADGROUP``, ``XACK``, ``XPENDING``+``XCLAIM``, ``XTRIM MINID``): batches go in one pipeline;
   calls retry through a restart of the server (tenacity) and recreate a consumer group a restart
   without persistence lost. Run Redis with ``appendonly yes`` and ``appendfsync always`` to lose
   nothing it acknowledged.
