@@ -853,6 +853,25 @@ def test_attack_an_infinite_quorum_is_a_validation_error(mws: Workstation) -> No
                         by=mws.principal, ballots={"scout": "a", "stats": "a"})
 
 
+@pytest.mark.xfail(strict=True, reason="DEFECT: trim removes messages of a stream no consumer group has read yet "
+                                       "(an award published before any worker started is deleted: the task "
+                                       "never runs)")
+def test_attack_a_trim_before_any_worker_started_loses_no_award(mws: Workstation) -> None:
+    from emergent.agents.service import Agents
+
+    me = mws.principal
+    fresh = Agents(mws.sql, bus="memory", redis=None, namespace="atk-trim", assistant=mws.assistant,
+                   autonomy=mws.autonomy, principals=mws.principals, audit=mws.audit, clock=mws.clock)
+    try:
+        t = fresh.delegate("count the buoys before the worker starts", to="stats", by=me, wait=False)
+        time.sleep(0.01)
+        fresh.trim(older_than_s=0)  # what every worker does every few seconds (older than a day by default)
+        fresh.work(max_messages=10)
+        assert fresh.task(t.id).state == "completed", fresh.task(t.id)
+    finally:
+        fresh.close()
+
+
 # ============================================================================ workflow faults
 
 
