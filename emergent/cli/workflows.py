@@ -35,6 +35,9 @@ def parse_inputs(pairs: list[str] | None, as_json: str | None = None) -> dict[st
         raise ValidationError(f"--inputs-json is not JSON: {exc.msg} (line {exc.lineno} column {exc.colno})",
                               hint='pass one JSON object, e.g. --inputs-json \'{"topic": "buoys"}\'',
                               field="inputs") from None
+    except RecursionError:
+        raise ValidationError("--inputs-json nests too deeply to read", hint="pass flatter inputs",
+                              field="inputs") from None
     if not isinstance(out, dict):
         raise ValidationError("--inputs-json must be a JSON object", hint='e.g. {"topic": "buoys"}', field="inputs")
     for pair in pairs or []:
@@ -75,10 +78,19 @@ def _when(t: float | None) -> str:
     return iso(t).replace("+00:00", "Z") if t else "-"
 
 
-def _status(value: Any) -> str:
-    text = str(value)
-    style = _STYLE.get(text)
-    return f"[{style}]{text}[/{style}]" if style else text
+def _status(value: Any) -> Any:
+    """A state, coloured (a rich Text: never parsed as markup)."""
+    from rich.text import Text
+
+    return Text(str(value), style=_STYLE.get(str(value), ""))
+
+
+def _plain(*parts: Any) -> Any:
+    """Values shown as written: a run's error, a step's key or a principal holding ``[/bold]`` is text,
+    not rich markup (which would restyle the output or crash it)."""
+    from rich.text import Text
+
+    return Text.assemble(*(p if isinstance(p, Text) else str(p) for p in parts))
 
 
 def _console() -> Any:
@@ -109,8 +121,8 @@ def runs(limit: int = typer.Option(20, "--limit", "-n", min=1, help="how many ru
         table.add_column("error", ratio=1)
         for r in found:
             done = sum(1 for s in r.steps if s.status in ("completed", "skipped"))
-            table.add_row(r.id, r.workflow, _status(r.status), f"{done}/{len(r.steps)}", str(r.principal),
-                          _when(r.created_at), (r.error or "")[:80])
+            table.add_row(_plain(r.id), _plain(r.workflow), _status(r.status), f"{done}/{len(r.steps)}",
+                          _plain(r.principal), _when(r.created_at), _plain((r.error or "")[:80]))
         _console().print(table)
 
 
@@ -126,10 +138,10 @@ def show(run_id: str = typer.Argument(..., metavar="ID", help="the run's id (eme
             typer.echo(json.dumps(run.to_dict(), indent=2, default=str))
             return
         console = _console()
-        console.print(f"[bold]{run.workflow}[/bold] run {run.id}: {_status(run.status)} · by {run.principal} · "
-                      f"started {_when(run.created_at)} · updated {_when(run.updated_at)}")
+        console.print(_plain(f"{run.workflow} run {run.id}: ", _status(run.status), f" · by {run.principal} · "
+                             f"started {_when(run.created_at)} · updated {_when(run.updated_at)}"), highlight=False)
         if run.error:
-            console.print(f"[red]error:[/red] {run.error}", markup=True, highlight=False)
+            console.print(_plain(f"error: {run.error}"), highlight=False)
         console.print(f"inputs: {json.dumps(run.inputs, default=str)}", markup=False, highlight=False)
         table = Table(title="steps")
         table.add_column("step", no_wrap=True)
@@ -138,8 +150,9 @@ def show(run_id: str = typer.Argument(..., metavar="ID", help="the run's id (eme
         table.add_column("error / waits on", ratio=1)
         for s in run.steps:
             note = s.error or (f"approval {s.approval_id}" if s.approval_id else "")
-            table.add_row(s.key, s.kind, _status(s.status), str(s.attempt), ", ".join(s.needs or []),
-                          _when(s.started_at), _when(s.finished_at), note[:100])
+            table.add_row(_plain(s.key), _plain(s.kind), _status(s.status), str(s.attempt),
+                          _plain(", ".join(s.needs or [])), _when(s.started_at), _when(s.finished_at),
+                          _plain(note[:100]))
         console.print(table)
         if run.outputs:
             console.print(f"outputs: {json.dumps(run.outputs, default=str)[:2000]}", markup=False, highlight=False)
@@ -160,7 +173,7 @@ def templates(as_json: bool = typer.Option(False, "--json", help="print a JSON l
                   caption="run one: emergent workflows run NAME --input name=value")
     for info in infos:
         inputs = ", ".join(f"{k}*" if v is None else f"{k}={json.dumps(v)}" for k, v in info["inputs"].items())
-        table.add_row(info["name"], str(info["steps"]), inputs, info["description"])
+        table.add_row(_plain(info["name"]), str(info["steps"]), _plain(inputs), _plain(info["description"]))
     _console().print(table)
 
 
@@ -176,7 +189,7 @@ def _finish(run: Any, as_json: bool) -> None:
         typer.echo(json.dumps(run.to_dict(), indent=2, default=str))
     else:
         console = _console()
-        console.print(f"run {run.id} ({run.workflow}): {_status(run.status)}")
+        console.print(_plain(f"run {run.id} ({run.workflow}): ", _status(run.status)), highlight=False)
         if run.error:
             console.print(f"error: {run.error}", markup=False, highlight=False)
         waiting = [s for s in run.steps if s.approval_id and s.status == "waiting_approval"]
