@@ -166,6 +166,11 @@ class Workflows:
                                       "importable by module:qualname (not a lambda or a local function)",
                                       step=raw["id"], field="fn")
         if not who.is_human:  # what a person saved (or a template) runs as whoever starts it: agents keep off
+            calls = [st.id for st in wf.steps if st.kind == "call"]
+            if calls:  # a saved call step runs Python in the process of whoever starts it, as them
+                raise PrincipalError(f"{who.key} may not save call step {calls[0]!r}: a saved workflow's Python "
+                                     "runs in the process of whoever starts it", hint="only a person saves call "
+                                     "steps; use tool steps (the gate decides per principal)", principal=who.key)
             owner = self.store.def_owner(wf.name)
             if wf.name in self._template_names() or (owner is not None and owner != who.key):
                 raise PrincipalError(f"{who.key} may not replace workflow {wf.name!r} "

@@ -153,6 +153,10 @@ def test_an_agent_cannot_replace_what_a_person_saved_or_shadow_a_template(wsx: A
             wsx.workflows.register(CHILD.replace("name: child", f"name: {name}"), by=agent)
     mine = wsx.workflows.register(CHILD.replace("name: child", "name: agents-own"), by=agent)
     assert wsx.workflows.register(mine, by=agent).name == "agents-own"  # its own: fine
+    py = Workflow.build("agents-python")
+    py.call("c", shout, args={"text": "x"})
+    with pytest.raises(PrincipalError, match="may not save call step 'c'"):
+        wsx.workflows.register(py, by=agent)  # Python a person would later run as themselves
 
 
 def test_sub_workflow_recursion_is_refused_before_anything_runs(wsx: Any) -> None:
