@@ -78,7 +78,7 @@ def test_a_tie_is_no_majority_and_escalates(ws: Any, agents: Any) -> None:
     assert agents.votes()[0].id == v.id
 
 
-def test_a_vote_refuses_bad_input_by_field(ws: Any, agents: Any) -> None:
+def test_a_vote_refuses_bad_input_by_field_and_an_infinite_quorum_or_weight(ws: Any, agents: Any) -> None:
     me = ws.principal
     with pytest.raises(ValidationError, match="field 'method'"):
         agents.vote("q", ["a", "b"], voters=VOTERS, method="ranked", by=me)
@@ -88,6 +88,12 @@ def test_a_vote_refuses_bad_input_by_field(ws: Any, agents: Any) -> None:
         agents.vote("q", ["a"], voters=VOTERS, by=me)
     with pytest.raises(ValidationError, match="field 'ballots'"):
         agents.vote("q", ["a", "b"], voters=VOTERS, by=me, ballots={"scout": "c"})
+    with pytest.raises(ValidationError, match="field 'quorum': must be a finite number"):
+        agents.vote("q?", ["a", "b"], voters=VOTERS, method="quorum", quorum=float("inf"), by=ws.principal,
+                    ballots={"scout": "a"})
+    with pytest.raises(ValidationError, match="field 'weights'"):
+        agents.vote("q?", ["a", "b"], voters=VOTERS, method="weighted", weights={"scout": float("inf")},
+                    by=ws.principal, ballots={"scout": "a"})
 
 
 PROPOSALS = [{"agent": "scout", "proposal": "buy optodes", "priority": 2, "confidence": 0.6},
@@ -159,12 +165,3 @@ def test_a_vote_whose_audit_entry_cannot_be_written_puts_no_ballot_on_the_bus(ws
         with ws.sql.begin() as conn:
             conn.exec_driver_sql("ALTER TABLE audit_log_gone RENAME TO audit_log")
     assert agents.messages("votes") == [] and agents.votes() == []
-
-
-def test_an_infinite_quorum_or_weight_is_refused_by_field(ws: Any, agents: Any) -> None:
-    with pytest.raises(ValidationError, match="field 'quorum': must be a finite number"):
-        agents.vote("q?", ["a", "b"], voters=VOTERS, method="quorum", quorum=float("inf"), by=ws.principal,
-                    ballots={"scout": "a"})
-    with pytest.raises(ValidationError, match="field 'weights'"):
-        agents.vote("q?", ["a", "b"], voters=VOTERS, method="weighted", weights={"scout": float("inf")},
-                    by=ws.principal, ballots={"scout": "a"})
