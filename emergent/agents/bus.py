@@ -144,7 +144,13 @@ class Bus(ABC):
         The ids Redis assigned follow in a second entry."""
         who = self._who(principal)
         _check_stream(stream)
-        bodies = [_encode(m, i) for i, m in enumerate(messages)]
+        try:  # the common case in one pass; anything odd is looked at message by message
+            bodies = [dumps(m) for m in messages]
+            odd = not all(isinstance(m, dict) for m in messages) or any(b"null" in b for b in bodies)
+        except (TypeError, ValueError):
+            odd = True
+        if odd:
+            bodies = [_encode(m, i) for i, m in enumerate(messages)]
         if not bodies:
             return []
         self.audit.append("agents.message", who, {"bus": self.name, "stream": stream, "count": len(bodies),
