@@ -70,7 +70,7 @@ class _Live:
     driver: Driver
     finished: threading.Event
     thread: threading.Thread | None = None
-    then: Any = None  # called once the run stopped (a sub-workflow settles its parent step's future)
+    then: list[Any] | None = None  # called once the run stopped (a sub-workflow settles its parent's step)
 
 
 def _durable(wf: Workflow) -> bool:
@@ -310,7 +310,7 @@ class Workflows:
     def _launch(self, driver: Driver, *, background: bool, then: Any = None) -> _Live:
         if any(s.kind != "call" for s in driver.wf.steps):
             self._tools_loaded()
-        live = _Live(driver, threading.Event(), then=then)
+        live = _Live(driver, threading.Event(), then=[then] if then is not None else None)
         with self._lock:
             if len(self._live) > 256:  # runs started and never waited for: forget the finished ones
                 for rid in [r for r, lv in self._live.items() if lv.finished.is_set()]:
@@ -339,9 +339,11 @@ class Workflows:
             if status != RUNNING:  # RUNNING: another process took the run over
                 self._finish(d, status, error)
         finally:
-            live.finished.set()  # kept in _live until waited for: wait() returns what this process saw
-            if live.then is not None:
-                live.then()
+            with self._lock:
+                live.finished.set()  # kept in _live until waited for: wait() returns what this process saw
+                then, live.then = live.then, None
+            for call in then or ():
+                call()
 
     def _finish(self, d: Driver, status: str, error: str | None) -> None:
         outputs = getattr(d, "outputs_final", None) if status == COMPLETED else None
@@ -501,11 +503,19 @@ class Workflows:
             def then() -> None:
                 self._settle_child(out, wf.name, run_id)
 
+            with self._lock:  # still running here (an earlier attempt that timed out): settle with it
+                live = self._live.get(run_id)
+                if live is not None and not live.finished.is_set():
+                    live.then = [*(live.then or []), then]
+                    return out
             if row is None:
                 values = self._inputs(wf, inputs)
                 self._create(run_id, wf, values, principal, parent, ctx)
                 self._launch(Driver(ctx, run_id=run_id, workflow=wf, inputs=values, principal=principal),
                              background=True, then=then)
+            elif row.status == RUNNING and not self._abandoned(row):
+                raise StepFailed(f"sub-workflow run {run_id} is being driven by {row.lease_owner}",
+                                 hint="wait for it, or pause it and resume this run", run=run_id)
             elif row.status not in RUN_FINAL:
                 self._continue(row, wf, principal, principal, ctx, background=True, then=then)
             else:
