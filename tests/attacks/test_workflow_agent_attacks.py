@@ -427,9 +427,6 @@ def test_attack_an_agent_cannot_replace_a_workflow_a_person_registered(mws: Work
     assert refused == 2
 
 
-@pytest.mark.xfail(strict=True, reason="DEFECT: an agent may save a workflow with Python call steps "
-                                       "(fn: module:qualname); whoever starts it runs that Python in their own "
-                                       "process, as themselves")
 def test_attack_an_agent_cannot_save_python_call_steps_for_a_person_to_run(mws: Workstation, tmp_path: Path) -> None:
     me, alice = mws.principal, agent(mws, "alice")
     mark = tmp_path / "MARK"
@@ -929,8 +926,6 @@ def test_attack_a_spec_nested_too_deep_is_a_validation_error() -> None:
             attempt()
 
 
-@pytest.mark.xfail(strict=True, reason="DEFECT: `--inputs-json` nested too deep raises a raw RecursionError "
-                                       "(emergent/cli/workflows.parse_inputs catches only JSONDecodeError)")
 def test_attack_cli_inputs_json_nested_too_deep_is_a_validation_error() -> None:
     from emergent.cli.workflows import parse_inputs
 
@@ -994,9 +989,6 @@ def test_attack_html_in_tasks_messages_votes_and_step_errors_is_shown_escaped(mw
         assert "&lt;script&gt;alert(1)&lt;/script&gt;" in text, where
 
 
-@pytest.mark.xfail(strict=True, reason="DEFECT: `emergent workflows show ID` / `runs` print values through rich markup: "
-                                       "a step error holding '[/bold]' crashes them with a MarkupError traceback "
-                                       "(and '[green]completed[/green]' would be rendered as markup)")
 def test_attack_cli_shows_a_step_error_holding_rich_markup_literally(
         mws: Workstation, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("COLUMNS", "400")
