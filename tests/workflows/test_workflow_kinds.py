@@ -187,3 +187,17 @@ def test_a_fan_out_over_sub_workflows_wider_than_the_step_pool_completes(wsx: An
         assert run.outputs == {"all": [{"v": i} for i in range(6)]}
     finally:
         small.close()
+
+
+def test_a_sub_workflow_step_retried_after_a_timeout_waits_for_the_same_child_run(wsx: Any) -> None:
+    log = Path(wsx.path) / "log.txt"
+    child = {"name": "slowchild", "steps": [
+        {"id": "w", "kind": "tool", "tool": "test.wait", "args": {"seconds": 0.7}},
+        {"id": "a", "kind": "tool", "tool": "test.append", "args": {"line": "child ran"}, "needs": ["w"]}]}
+    wf = Workflow.parse({"name": "impatient", "steps": [
+        {"id": "sub", "kind": "workflow", "workflow": child, "timeout_s": 0.5, "retries": 1}]})
+    run = wsx.workflows.run(wf, principal=wsx.principal, timeout=30)
+    assert run.status == "completed", run.error
+    assert run.step("sub").attempt == 2
+    assert log.read_text().splitlines() == ["child ran"]  # one child run, not two
+    assert len([r for r in wsx.workflows.runs(limit=10) if r.parent == run.id]) == 1
