@@ -15,6 +15,7 @@ autonomy policy, offline assistants), real subprocesses for the probes that woul
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import subprocess
@@ -440,6 +441,25 @@ def test_attack_an_agent_cannot_save_python_call_steps_for_a_person_to_run(mws: 
     if saved:
         mws.workflows.run("alice-helper", principal=me, timeout=20)
     assert not saved and not mark.exists()
+
+
+@pytest.mark.xfail(strict=True, reason="DEFECT: a person resuming an agent's run imports and calls the agent's "
+                                       "call-step functions (module:qualname from the stored spec, e.g. "
+                                       "shutil:rmtree with the agent's args) in the person's process")
+def test_attack_a_person_resuming_an_agents_run_does_not_run_the_agents_python(
+        mws: Workstation, tmp_path: Path, log: Path) -> None:
+    me, alice = mws.principal, agent(mws, "alice")
+    mark = tmp_path / "MARK"
+    wf = Workflow.build("alice-run-with-python")
+    w = wf.tool("w", "atk.append", args={"line": "alice's write"})
+    wf.call("c", leave_mark, args={"path": str(mark)}, needs=[w.id])
+    run = mws.workflows.run(wf, principal=alice, timeout=20)
+    assert run.status == "waiting_approval"
+    mws.autonomy.approvals.approve(run.step("w").approval_id, by=me, reason="attack test")
+    # a person helps the stuck run along (as `emergent workflows resume ID` does, in the person's process)
+    with contextlib.suppress(PrincipalError, PermissionDenied, ValidationError):
+        mws.workflows.resume(run.id, principal=me, timeout=20)
+    assert not mark.exists()  # the agent's Python did not run in the person's process
 
 
 # ============================================================================ code execution
