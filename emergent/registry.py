@@ -8,6 +8,7 @@ close matches.
 from __future__ import annotations
 
 import difflib
+import threading
 from collections.abc import Callable, Iterator
 from importlib import metadata
 from typing import Generic, TypeVar
@@ -31,6 +32,8 @@ class Registry(Generic[T]):
         self.group = group
         self._items: dict[str, T] = {}
         self._loaded_entry_points = group is None
+        self._entry_points_done = group is None
+        self._lock = threading.RLock()
 
     def register(self, name: str, item: T | None = None) -> Callable[[T], T] | T:
         """Register ``item`` under ``name``; usable as a decorator when ``item`` is omitted."""
@@ -45,11 +48,17 @@ class Registry(Generic[T]):
         return deco
 
     def _load_entry_points(self) -> None:
-        if self._loaded_entry_points or self.group is None:
+        if self._entry_points_done or self.group is None:
             return
-        self._loaded_entry_points = True
-        for ep in metadata.entry_points(group=self.group):
-            self._items.setdefault(ep.name, ep.load())
+        with self._lock:  # concurrent first lookups wait for the one loading (never see a half-filled registry)
+            if self._loaded_entry_points:
+                return
+            self._loaded_entry_points = True
+            try:
+                for ep in metadata.entry_points(group=self.group):
+                    self._items.setdefault(ep.name, ep.load())
+            finally:
+                self._entry_points_done = True
 
     def get(self, name: str) -> T:
         self._load_entry_points()

@@ -89,6 +89,7 @@ class ToolRegistry:
         self._cache: dict[str, ToolSpec] = {}
         self._lock = threading.RLock()
         self._entry_points_loaded = not entry_points
+        self._entry_points_done = not entry_points
         self.load_errors: dict[str, str] = {}
         #: source prefix -> rebuilds a recorded version from its stored description (``mcp+``: a tool
         #: of an MCP server, whose code is the server: it survives a restart without re-installing)
@@ -161,14 +162,22 @@ class ToolRegistry:
 
     def load_entry_points(self) -> None:
         """Load every tool advertised in the ``emergent.tools`` entry-point group (once)."""
-        if self._entry_points_loaded:
+        if self._entry_points_done:
             return
-        self._entry_points_loaded = True
-        for ep in metadata.entry_points(group=GROUP):
+        # Threads making their first calls at once wait here for the one that loads: a flag set before
+        # the load finished let the others look tools up in a half-filled registry ("unknown tool").
+        with self._lock:
+            if self._entry_points_loaded:  # done, or being loaded by this thread (add() re-enters)
+                return
+            self._entry_points_loaded = True
             try:
-                self.add(*specs_in(ep.load()), source=f"entry-point:{ep.name}")
-            except Exception as exc:  # one broken plug-in must not hide the others
-                self.load_errors[ep.name] = f"{type(exc).__name__}: {exc}"
+                for ep in metadata.entry_points(group=GROUP):
+                    try:
+                        self.add(*specs_in(ep.load()), source=f"entry-point:{ep.name}")
+                    except Exception as exc:  # one broken plug-in must not hide the others
+                        self.load_errors[ep.name] = f"{type(exc).__name__}: {exc}"
+            finally:
+                self._entry_points_done = True
 
     # ------------------------------------------------------------------ SQL state
     def refresh(self) -> None:
