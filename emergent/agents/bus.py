@@ -192,15 +192,19 @@ class Bus(ABC):
                                                       "consumer": consumer, "ids": idle})
         return self._claim(stream, group, consumer, int(min_idle_ms), idle)
 
-    def trim(self, stream: str, *, older_than_s: float, by: Principal) -> int:
+    def trim(self, stream: str, *, older_than_s: float, by: Principal, groups: Sequence[str] = ()) -> int:
         """Remove the history of ``stream`` that is safe to drop: messages older than ``older_than_s``
         that every consumer group was given *and* acknowledged (below the oldest pending message and
         the last delivered one of each group). A pending or undelivered message is never removed.
-        Audited before the trim; returns how many messages were removed."""
+        ``groups``: the groups that will read the stream, created first if no member read yet (so a
+        message published before its first reader started is kept); a stream without any group is
+        history, trimmed by age alone. Audited before the trim; returns how many messages were removed."""
         who = self._who(by)
         _check_stream(stream)
         if older_than_s < 0:
             raise ValidationError(f"field 'older_than_s': must be ≥ 0, got {older_than_s}", field="older_than_s")
+        for g in groups:
+            self._create_group(stream, g)
         below = self._trim_floor(stream, int(older_than_s * 1000))
         if below is None:
             return 0
@@ -233,6 +237,10 @@ class Bus(ABC):
 
     @abstractmethod
     def _ack(self, stream: str, group: str, ids: list[str]) -> int: ...
+
+    @abstractmethod
+    def _create_group(self, stream: str, group: str) -> None:
+        """Make ``group`` exist (reading from the start of the stream) if it does not."""
 
     @abstractmethod
     def _trim_floor(self, stream: str, older_than_ms: int) -> str | None:
@@ -344,6 +352,10 @@ class MemoryBus(Bus):
                     _, sender, body = entries[p[2] - self._base.get(stream, 0)]
                     out.append(Message(mid, stream, sender, loads(body), redelivered=True))
             return out
+
+    def _create_group(self, stream: str, group: str) -> None:
+        with self._cond:
+            self._group(stream, group)
 
     def _keep_from(self, stream: str, older_than_ms: int) -> int:
         """Absolute index of the first entry to keep (caller holds the lock)."""
@@ -527,6 +539,9 @@ class RedisBus(Bus):
     def _ack(self, stream: str, group: str, ids: list[str]) -> int:
         return int(self._with_group(stream, group, lambda: self.r.xack(self.key(stream), group, *ids),
                                     f"acknowledge on {stream!r}"))
+
+    def _create_group(self, stream: str, group: str) -> None:
+        self._retry(lambda: self._ensure_group(stream, group, force=True), f"create group {group!r} on {stream!r}")
 
     def _trim_floor(self, stream: str, older_than_ms: int) -> str | None:
         key = self.key(stream)

@@ -322,8 +322,10 @@ class Agents:
         """Drop the agents' streams' history older than ``older_than_s`` (default ``retain_s``) that
         every consumer group acknowledged; a worker does it every few seconds. Returns how many went."""
         keep = self.retain_s if older_than_s is None else older_than_s
-        streams = (TASKS, CONTRACT_NET, _panel.VOTES, _panel.PROPOSALS)
-        return sum(self.bus.trim(s, older_than_s=keep, by=self.worker) for s in streams)
+        # the workers' group is created first: an award published before any worker read is kept
+        n = self.bus.trim(TASKS, older_than_s=keep, by=self.worker, groups=(WORKERS,))
+        return n + sum(self.bus.trim(s, older_than_s=keep, by=self.worker)  # history: read by nobody
+                       for s in (CONTRACT_NET, _panel.VOTES, _panel.PROPOSALS))
 
     def _handle(self, m: Message) -> None:
         body = m.body

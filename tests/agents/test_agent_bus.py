@@ -155,6 +155,9 @@ def test_importing_the_agents_package_pulls_in_no_redis_sql_or_widgets() -> None
 
 def test_trimming_drops_only_history_every_group_acknowledged_and_never_a_pending_message(ws: Any, bus: Bus) -> None:
     me = ws.principal
+    early = bus.publish("first", {"n": 0}, principal=me)  # before its reader ever started
+    assert bus.trim("first", older_than_s=0, by=me, groups=["readers"]) == 0
+    assert [m.id for m in bus.consume("first", "readers", "c", count=5)] == [early]
     ids = bus.publish_many("s", [{"n": i} for i in range(4)], principal=me)
     a = bus.consume("s", "g1", "c", count=3)  # g1: 0 1 2 delivered, 0 acknowledged, 3 not yet delivered
     bus.ack("s", "g1", a[0].id, by=me)

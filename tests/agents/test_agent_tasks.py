@@ -191,3 +191,10 @@ def test_a_suspended_agent_wins_no_award_is_handed_no_task_casts_no_ballot_and_f
         ("agent:scout", None, "abstained: suspended")] and v.winner == "no"
     with pytest.raises(PermissionDenied, match="agent:scout is suspended"):
         agents.resolve([{"agent": "scout", "proposal": "a"}, {"agent": "critic", "proposal": "b"}], by=me)
+
+
+def test_an_award_published_before_any_worker_started_survives_the_workers_trim(ws: Any, agents: Any) -> None:
+    t = agents.delegate("count the buoys before the worker starts", to="stats", by=ws.principal, wait=False)
+    assert agents.trim(older_than_s=0) == 0  # what a worker does first (retain_s: a day by default)
+    agents.work(max_messages=10)
+    assert agents.task(t.id).state == COMPLETED
