@@ -272,7 +272,7 @@ def until(cond: Callable[[], bool], timeout: float = 10.0) -> None:
         time.sleep(0.02)
 
 
-def step_ids_of(ws: Workstation, stream: str) -> list[dict[str, Any]]:
+def bodies_on(ws: Workstation, stream: str) -> list[dict[str, Any]]:
     return [m.body for m in ws.agents.messages(stream, limit=1000)]
 
 
@@ -678,13 +678,13 @@ def test_attack_a_delegation_whose_approval_could_not_be_filed_cannot_be_started
 def test_attack_a_delegation_whose_audit_fails_hands_nothing_over(
         mws: Workstation, monkeypatch: pytest.MonkeyPatch) -> None:
     ag, me = mws.agents, mws.principal
-    before = [b for b in step_ids_of(mws, "tasks")]
+    before = bodies_on(mws, "tasks")
     with monkeypatch.context() as mp:
         broken_audit(mws, mp, lambda kind, data: kind == "agents.delegate")
         with pytest.raises(AuditWriteError):
             ag.delegate("an unaudited hand-over", to="stats", by=me, wait=False)
     ag.work(max_messages=20)
-    assert step_ids_of(mws, "tasks") == before  # no award was published
+    assert bodies_on(mws, "tasks") == before  # no award was published
     for t in ag.tasks(limit=200):
         if t.text == "an unaudited hand-over":
             assert t.run_id is None and t.state != "completed"
@@ -771,10 +771,10 @@ def test_attack_a_denied_delegation_puts_nothing_on_the_bus(mws: Workstation) ->
     ag, me = mws.agents, mws.principal
     mws.autonomy.add_rule("agent:stats", "agents.delegate", "deny", resource="agent:scout", by=me)
     stats = ag.principal_of("stats")
-    before = step_ids_of(mws, "tasks")
+    before = bodies_on(mws, "tasks")
     with pytest.raises(PermissionDenied):
         ag.delegate("search the literature for me", to="scout", by=stats)
-    assert step_ids_of(mws, "tasks") == before
+    assert bodies_on(mws, "tasks") == before
     (t,) = [t for t in ag.tasks(limit=500) if t.text == "search the literature for me"]
     assert t.state == "canceled" and t.run_id is None
     # an award stats forges for the refused task does not run it either
