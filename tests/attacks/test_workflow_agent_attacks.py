@@ -889,9 +889,6 @@ def test_attack_an_infinite_quorum_is_a_validation_error(mws: Workstation) -> No
                         by=mws.principal, ballots={"scout": "a", "stats": "a"})
 
 
-@pytest.mark.xfail(strict=True, reason="DEFECT: trim removes messages of a stream no consumer group has read yet "
-                                       "(an award published before any worker started is deleted: the task "
-                                       "never runs)")
 def test_attack_a_trim_before_any_worker_started_loses_no_award(mws: Workstation) -> None:
     from emergent.agents.service import Agents
 
