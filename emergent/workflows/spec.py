@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import functools
 import importlib
+import json
 import math
 import re
 from collections.abc import Callable, Iterator, Mapping
@@ -150,17 +151,20 @@ def import_ref(ref: str, step: str) -> Callable[..., Any]:
     return obj  # type: ignore[no-any-return]
 
 
-def refs_in(value: Any) -> Iterator[str]:
+def refs_in(value: Any) -> list[str]:
     """Every reference path (``steps.a.output.x``) inside ``value`` (strings, lists, dicts)."""
-    if isinstance(value, str):
-        for m in REF.finditer(value):
-            yield m.group(1).strip()
-    elif isinstance(value, Mapping):
-        for v in value.values():
-            yield from refs_in(v)
-    elif isinstance(value, list | tuple):
-        for v in value:
-            yield from refs_in(v)
+    out: list[str] = []
+    stack = [value]
+    while stack:
+        v = stack.pop()
+        if isinstance(v, str):
+            if "${" in v:
+                out.extend(m.group(1).strip() for m in REF.finditer(v))
+        elif isinstance(v, Mapping):
+            stack.extend(reversed(list(v.values())))
+        elif isinstance(v, list | tuple):
+            stack.extend(reversed(v))
+    return out
 
 
 class Ref(str):
@@ -207,6 +211,7 @@ class Workflow(BaseModel):
     steps: list[Step] = Field(default_factory=list)
     outputs: dict[str, str] = Field(default_factory=dict)
     _deps: tuple[tuple[Any, ...], dict[str, list[str]]] | None = PrivateAttr(default=None)
+    _checked: str | None = PrivateAttr(default=None)  # the stored form that last passed every check
     _data: tuple[tuple[Any, ...], dict[str, Any]] | None = PrivateAttr(default=None)
 
     # ------------------------------------------------------------------ parsing
@@ -284,9 +289,19 @@ class Workflow(BaseModel):
     def validate(self) -> Workflow:  # type: ignore[override]
         """Refuse a broken workflow: bad ids, missing fields per kind, unknown references, a cycle.
         Checked on every run: a step edited in place is checked again."""
-        self._deps = self._data = None  # a step may have been edited in place since: compute them again
+        try:
+            data = self._to_data()
+            text = json.dumps(data, sort_keys=True, default=repr)
+        except (TypeError, ValueError, RecursionError):
+            data, text = None, None
+        self._data = (self._signature(), data) if data is not None else None
+        if text is not None and text == self._checked:
+            return self  # the same content passed every check before (an in-place edit changes the text)
+        self._deps = None
+        self._checked = None
         try:
             self._check()
+            self._checked = text
         except RecursionError:
             raise ValidationError(f"workflow {self.name!r} is nested too deep", hint="flatten the spec: fewer "
                                   "levels of lists, mappings and inline sub-workflows") from None
@@ -319,18 +334,22 @@ class Workflow(BaseModel):
                 raise ValidationError(f"step {s.id!r}: field 'id': used by two steps",
                                       hint="give every step its own id", step=s.id, field="id")
             ids[s.id] = s
-        for s in self.steps:
-            self._check_refs(s, ids)
-        cycle = find_cycle(self.dependencies())
+        deps = {s.id: self._check_refs(s, ids) for s in self.steps}
+        self._deps = (self._signature(), deps)
+        cycle = find_cycle(deps)
         if cycle:
             raise ValidationError("cycle: " + " → ".join(cycle), hint="a step cannot wait for itself, directly or "
                                   "through others; remove one of these dependencies", cycle=cycle)
         for name, ref in self.outputs.items():
             self._check_ref(None, f"outputs.{name}", ref, ids)
 
-    def _check_refs(self, s: Step, ids: dict[str, Step]) -> None:
+    def _check_refs(self, s: Step, ids: dict[str, Step]) -> list[str]:
+        """Check the step's references and needs; the steps it depends on (as :meth:`Step.depends_on`)."""
+        deps: dict[str, None] = {}
         for fld, ref in s.references():
             self._check_path(s, fld, ref, ids)
+            if ref.startswith("steps."):
+                deps[ref.split(".")[1]] = None
             if ref.split(".")[0] == "item" and not s.foreach:
                 raise ValidationError(f"step {s.id!r}: field {fld!r}: ${{item}} is only defined in a fan-out step",
                                       hint="add foreach: ${steps.ID.output} to the step", step=s.id, field=fld)
@@ -341,9 +360,11 @@ class Workflow(BaseModel):
         if s.foreach is not None and not REF.fullmatch(s.foreach.strip()):
             raise ValidationError(f"step {s.id!r}: field 'foreach': must be one reference to a list",
                                   hint="e.g. foreach: ${steps.list.output}", step=s.id, field="foreach")
+        deps.update(dict.fromkeys(s.needs))
         if s.compensate is not None:
             for ref in refs_in(s.compensate.args):
-                self._check_path(s, "compensate", ref, ids, own=True)
+                self._check_path(s, "compensate", ref, ids, own=True, deps=list(deps))
+        return list(deps)
 
     def _check_ref(self, s: Step | None, fld: str, ref: str, ids: dict[str, Step]) -> None:
         m = REF.fullmatch(ref.strip()) if isinstance(ref, str) else None
@@ -352,7 +373,8 @@ class Workflow(BaseModel):
                                   hint="write ${steps.ID.output} or ${inputs.NAME}", field=fld)
         self._check_path(s, fld, m.group(1).strip(), ids)
 
-    def _check_path(self, s: Step | None, fld: str, ref: str, ids: dict[str, Step], own: bool = False) -> None:
+    def _check_path(self, s: Step | None, fld: str, ref: str, ids: dict[str, Step], own: bool = False,
+                    deps: list[str] | None = None) -> None:
         where = f"step {s.id!r}: field {fld!r}" if s is not None else f"field {fld!r}"
         if not _PATH.match(ref):
             raise ValidationError(f"{where}: ${{{ref}}} is not a reference this engine knows",
@@ -367,7 +389,7 @@ class Workflow(BaseModel):
             raise ValidationError(f"{where}: refers to input {head[1]!r}, which the workflow does not declare",
                                   hint=f"declare it under inputs: (inputs are: {', '.join(self.inputs) or 'none'})",
                                   step=s.id if s else None, field=fld, missing=head[1])
-        if own and s is not None and head[0] == "steps" and head[1] != s.id and head[1] not in s.depends_on():
+        if own and s is not None and head[0] == "steps" and head[1] != s.id and head[1] not in (deps or []):
             raise ValidationError(f"{where}: a compensation may refer only to its own step and the steps it needs",
                                   hint=f"use ${{steps.{s.id}.output}}", step=s.id, field=fld)
 
