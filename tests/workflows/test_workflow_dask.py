@@ -72,3 +72,15 @@ def test_executor_ids_are_checked() -> None:
         with pytest.raises(Exception, match=msg) as err:
             open_executor(bad)
         assert isinstance(err.value, ValidationError) or "unknown" in str(err.value)
+
+
+def test_the_workflows_service_imports_without_dask() -> None:
+    """Dask is an extra: the service and the threads executor never import it (only dask:// does)."""
+    import subprocess
+    import sys
+
+    code = ("import sys, emergent.workflows.service, emergent.workflows.executors as ex; ex.open_executor('threads:2')"
+            ".close(); print(sorted(m for m in sys.modules if m.split('.')[0] in ('dask', 'distributed')))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == "[]"
