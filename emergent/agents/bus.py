@@ -8,9 +8,9 @@ service keys them by task id and state in SQL).
 - **Who sent it** is set by the bus from the :class:`~emergent.principals.Principal` passed to
   :meth:`Bus.publish` (verified by the workspace's directory), never read from the payload.
 - **Every message is audited before it is sent**: one buffered audit entry per publish call names
-  the stream, the sender, the count and the sha256 of each body, and is appended *before* the
-  messages go out (a refused entry: nothing is published); the ids Redis assigned follow in a second
-  entry. Acknowledgements and redeliveries are audited before they are sent too. The audit log
+  the stream, the sender, the count and a digest binding each body (sha256 of them, in order), and
+  is appended *before* the messages go out (a refused entry: nothing is published); the ids Redis
+  assigned follow in a second entry. Acknowledgements and redeliveries are audited before they are sent too. The audit log
   chains buffered entries in batches, so a message costs a list append, not a database write; once
   a background write has failed, every append raises until the log is writable again.
 - **A message is JSON** (str keys; no NaN, no objects, no bytes): anything else is refused with a
@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import itertools
 import math
 import threading
 import time
@@ -52,6 +53,14 @@ except ImportError:  # pragma: no cover - minimal install
         return json.dumps(obj, separators=(",", ":"), allow_nan=False).encode()
 
     loads = json.loads
+
+
+def digest(bodies: Sequence[bytes]) -> str:
+    """The audited digest of a publish: sha256 of the bodies joined by newlines, in order. A JSON
+    text never holds a raw newline (orjson escapes it), so this binds each body; recomputing it from
+    the stream checks them. One hex string per call keeps the entry small (a digest per body cost
+    the bus ~3 % of its throughput)."""
+    return hashlib.sha256(b"\n".join(bodies)).hexdigest()
 
 
 def _finite(v: Any) -> bool:
@@ -139,14 +148,14 @@ class Bus(ABC):
     def publish_many(self, stream: str, messages: Sequence[dict[str, Any]], *, principal: Principal) -> list[str]:
         """Append ``messages`` in one round trip; returns their ids in order.
 
-        The audit entry (stream, sender, count, the sha256 of each body) is appended *before* the
+        The audit entry (stream, sender, count, :func:`digest` of the bodies) is appended *before* the
         messages are sent: if the audit log refuses it, nothing is published and the call raises.
         The ids Redis assigned follow in a second entry."""
         who = self._who(principal)
         _check_stream(stream)
-        try:  # the common case in one pass; anything odd is looked at message by message
+        try:  # the common case in one pass (C-level checks); anything odd is looked at message by message
             bodies = [dumps(m) for m in messages]
-            odd = not all(isinstance(m, dict) for m in messages) or any(b"null" in b for b in bodies)
+            odd = not all(map(isinstance, messages, itertools.repeat(dict))) or b"null" in b"".join(bodies)
         except (TypeError, ValueError):
             odd = True
         if odd:
@@ -154,7 +163,7 @@ class Bus(ABC):
         if not bodies:
             return []
         self.audit.append("agents.message", who, {"bus": self.name, "stream": stream, "count": len(bodies),
-                                                  "sha256": [hashlib.sha256(b).hexdigest() for b in bodies]})
+                                                  "sha256": digest(bodies)})
         ids = self._publish(stream, who.key, bodies)
         # the intent above is the record; the ids complete it. The messages are out: a failing audit
         # log now must not report this publish as failed (the next call refuses before sending).
@@ -489,26 +498,35 @@ class RedisBus(Bus):
 
         return self._retry(go, what)
 
-    def _messages(self, stream: str, entries: Iterable[Any], redelivered: bool = False,
+    def _sender(self, raw: bytes) -> str:
+        sender = self._senders.get(raw)
+        if sender is None:
+            sender = self._senders[raw] = raw.decode()
+        return sender
+
+    def _messages(self, stream: str, entries: Sequence[Any], redelivered: bool = False,
                   bad: list[tuple[str, str]] | None = None) -> list[Message]:
-        senders = self._senders
+        senders, new = self._senders, tuple.__new__
+        try:  # the hot path: every entry written by a bus (one pass, no per-entry try)
+            out = [new(Message, (mid.decode(), stream, senders.get(f[b"s"]) or self._sender(f[b"s"]), loads(f[b"b"]),
+                                 redelivered)) for mid, f in entries if f]  # no fields: deleted while pending
+            if all(type(m.body) is dict for m in out):
+                return out
+        except (KeyError, ValueError, UnicodeDecodeError):
+            pass
         out = []
-        for mid, fields in entries:
-            if not fields:  # deleted from the stream while pending
+        for mid, fields in entries:  # one by one: keep the good, report the rest
+            if not fields:
                 continue
             try:
-                raw = fields[b"s"]
-                sender = senders.get(raw)
-                if sender is None:
-                    sender = raw.decode()
+                sender = self._sender(fields[b"s"])
                 body = loads(fields[b"b"])
                 if not isinstance(body, dict):
                     raise ValueError(f"the body is a {type(body).__name__}, not an object")
-            except (KeyError, ValueError) as exc:  # not written by a bus (another program, an old version)
+            except (KeyError, ValueError, UnicodeDecodeError) as exc:  # not written by a bus (another program)
                 if bad is not None:
                     bad.append((_s(mid), f"{type(exc).__name__}: {exc}"[:200]))
                 continue
-            senders[raw] = sender
             out.append(Message(mid.decode(), stream, sender, body, redelivered))
         return out
 
@@ -581,7 +599,7 @@ class RedisBus(Bus):
 
     def history(self, stream: str, limit: int = 100) -> list[Message]:
         got = self._retry(lambda: self.r.xrevrange(self.key(stream), count=limit), f"read {stream!r}")
-        return self._messages(stream, reversed(got))
+        return self._messages(stream, got[::-1])
 
     def streams(self) -> list[str]:
         keys = self._retry(lambda: list(self.r.scan_iter(match=self.prefix + "*", count=500)), "list streams")

@@ -62,7 +62,7 @@ def test_what_a_dead_consumer_left_unacknowledged_is_claimed_by_another_after_th
     assert claimed.data["ids"] == [m.id for m in held] and claimed.data["consumer"] == "alive"
 
 
-def test_every_publish_is_audited_before_it_is_sent_with_each_bodys_digest_then_its_ids(ws: Any, bus: Bus) -> None:
+def test_every_publish_is_audited_before_it_is_sent_with_a_digest_of_each_body_then_its_ids(ws: Any, bus: Bus) -> None:
     import hashlib
 
     from emergent.agents.bus import dumps
@@ -76,7 +76,7 @@ def test_every_publish_is_audited_before_it_is_sent_with_each_bodys_digest_then_
     (sent,) = ws.audit.entries(kind="agents.message.ids")
     (ack,) = ws.audit.entries(kind="agents.ack")
     assert (pub.actor, pub.data["stream"], pub.data["count"]) == ("agent:scout", "s", 2) and "ids" not in pub.data
-    assert pub.data["sha256"] == [hashlib.sha256(dumps(b)).hexdigest() for b in ({"a": 1}, {"b": 2})]
+    assert pub.data["sha256"] == hashlib.sha256(b"\n".join(dumps(b) for b in ({"a": 1}, {"b": 2}))).hexdigest()
     assert pub.seq < sent.seq < ack.seq and sent.data["ids"] == ids and ack.data["ids"] == ids
     assert [m.stream for m in bus.history("s")] == ["s", "s"] and "s" in bus.streams()
 
