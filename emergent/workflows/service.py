@@ -538,7 +538,7 @@ class Workflows:
             child = self.get(run_id)
             if child.status == COMPLETED:
                 out.set_result(child.outputs or {})
-            elif child.status == WAITING:
+            elif child.status in (WAITING, PAUSED):  # the step waits with it; resuming the parent resumes it
                 approval = next((s.approval_id for s in child.steps if s.status == WAITING), None)
                 out.set_exception(WaitingForApproval(approval, {"run_id": run_id}))
             else:
@@ -576,9 +576,12 @@ class Workflows:
 
     def close(self) -> None:
         """Pause runs still going (they resume later from their checkpoints), then free the threads."""
-        for live in [lv for lv in list(self._live.values()) if not lv.finished.is_set()]:
+        going = [lv for lv in list(self._live.values()) if not lv.finished.is_set()]
+        for live in going:  # all at once: a parent's sub-workflow step then settles with its paused child
             live.driver.request(PAUSED)
-            if not live.finished.wait(5.0):
+        deadline = time.monotonic() + 5.0
+        for live in going:
+            if not live.finished.wait(max(0.0, deadline - time.monotonic())):
                 live.driver.request(CANCELLED)
                 live.finished.wait(2.0)
         if self._pool is not None:

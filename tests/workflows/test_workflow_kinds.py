@@ -5,6 +5,7 @@ and Python calls; plus runs listed, shown and drawn."""
 from __future__ import annotations
 
 import json
+import time
 from pathlib import Path
 from typing import Any
 
@@ -201,3 +202,29 @@ def test_a_sub_workflow_step_retried_after_a_timeout_waits_for_the_same_child_ru
     assert run.step("sub").attempt == 2
     assert log.read_text().splitlines() == ["child ran"]  # one child run, not two
     assert len([r for r in wsx.workflows.runs(limit=10) if r.parent == run.id]) == 1
+
+
+def test_closing_the_service_pauses_a_run_and_its_sub_workflow_and_both_resume(wsx: Any) -> None:
+    from emergent.workflows.service import Workflows
+
+    log = Path(wsx.path) / "log.txt"
+    first = Workflows(wsx.sql, services=wsx.workflows.services, audit=wsx.audit, clock=wsx.clock)
+    child = {"name": "inner", "steps": [
+        {"id": "w", "kind": "tool", "tool": "test.wait", "args": {"seconds": 0.4}},
+        {"id": "a", "kind": "tool", "tool": "test.append", "args": {"line": "inner"}, "needs": ["w"]}]}
+    wf = Workflow.parse({"name": "outer", "steps": [
+        {"id": "sub", "kind": "workflow", "workflow": child},
+        {"id": "b", "kind": "tool", "tool": "test.append", "args": {"line": "outer"}, "needs": ["sub"]}]})
+    run_id = first.start(wf, principal=wsx.principal)
+    deadline = time.monotonic() + 10
+    while not [r for r in first.runs(limit=5) if r.parent == run_id]:
+        assert time.monotonic() < deadline
+        time.sleep(0.02)
+    first.close()  # as ws.close() does: live runs pause, their running steps finish first
+    assert wsx.workflows.get(run_id).status == "paused"
+    inner = [r for r in wsx.workflows.runs(limit=5) if r.parent == run_id][0]
+    assert inner.status == "paused" and inner.step("a").status == "pending"  # paused mid-way, not finished
+    assert not log.exists()
+    done = wsx.workflows.resume(run_id, principal=wsx.principal, timeout=20)
+    assert done.status == "completed", done.error
+    assert log.read_text().splitlines() == ["inner", "outer"]
