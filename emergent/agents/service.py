@@ -75,7 +75,8 @@ class Agents:
     def __init__(self, sql: Any, *, bus: str | Bus = "memory", redis: Any = None, namespace: str = "emergent",
                  assistant: Callable[..., Any], autonomy: Any, principals: Any, audit: Any,
                  clock: Clock | None = None, consumer: str | None = None, claim_idle_ms: int = 30_000,
-                 confidence: Confidence = default_confidence, retain_s: float = RETAIN_S) -> None:
+                 confidence: Confidence = default_confidence, retain_s: float = RETAIN_S,
+                 bus_secret: bytes | None = None) -> None:
         self.sql = sql
         self.assistant = assistant
         self.autonomy = autonomy
@@ -83,7 +84,7 @@ class Agents:
         self.audit = audit
         self.clock = clock or SystemClock()
         self.bus = bus if isinstance(bus, Bus) else open_bus(bus, audit=audit, redis=redis, namespace=namespace,
-                                                               principals=principals)
+                                                               principals=principals, secret=bus_secret)
         self.store = TaskStore(sql, clock=self.clock)
         self.consumer = consumer or f"{socket.gethostname()}:{os.getpid()}"
         self.claim_idle_ms = claim_idle_ms
