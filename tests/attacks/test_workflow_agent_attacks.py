@@ -983,6 +983,29 @@ def test_attack_cli_inputs_json_nested_too_deep_is_a_validation_error() -> None:
         parse_inputs(None, '{"a": ' + "[" * 5000 + "]" * 5000 + "}")
 
 
+def test_attack_a_workflow_edited_in_place_after_a_run_is_validated_again(mws: Workstation) -> None:
+    b = Workflow.build("edited")
+    a = b.call("a", give_secret)
+    b.call("c", ident, args={"x": a.output})
+    wf = b.done()
+    assert mws.workflows.run(wf, principal=mws.principal, timeout=20).status == "completed"
+    wf.steps[1].args = {"x": "${steps.ghost.output}"}
+    with pytest.raises(ValidationError, match="ghost"):
+        mws.workflows.run(wf, principal=mws.principal, timeout=20)
+    wf.steps[1].args = {"x": a.output}
+    wf.steps[0].needs.append("c")
+    with pytest.raises(ValidationError, match="cycle"):
+        mws.workflows.run(wf, principal=mws.principal, timeout=20)
+    wf.steps[0].needs.clear()
+    wf.steps[1].args["x"] = "${steps.ghost.output}"  # the same dict, edited in place
+    with pytest.raises(ValidationError, match="ghost"):
+        mws.workflows.run(wf, principal=mws.principal, timeout=20)
+    wf.steps[1].args["x"] = a.output
+    wf.steps[0].retries = -3
+    with pytest.raises(ValidationError, match="retries"):
+        mws.workflows.run(wf, principal=mws.principal, timeout=20)
+
+
 def test_attack_a_10000_step_spec_validates_fast_and_a_5000_step_cycle_is_spelled_out() -> None:
     started = time.monotonic()
     chain = {"name": "big", "steps": [{"id": f"s{i}", "kind": "tool", "tool": "atk.wait",
