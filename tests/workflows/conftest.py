@@ -75,3 +75,14 @@ def wsx(ws: Any) -> Iterator[Any]:
     """The workstation with the test tools."""
     ws.tools.add(*TOOLS)
     yield ws
+
+
+@pytest.fixture
+def sws(sql_url: str, tmp_path: Path) -> Iterator[Any]:
+    """A workstation with the test tools on each SQL backend (``sql_url``: SQLite, PostgreSQL when set)."""
+    from emergent import Workstation
+
+    w = Workstation.open(tmp_path / "home", embedder="hashing", database_url=sql_url)
+    w.tools.add(*TOOLS)
+    yield w
+    w.close()
