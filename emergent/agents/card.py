@@ -71,3 +71,21 @@ class AgentCard:
     def __str__(self) -> str:
         return f"{self.name} ({self.principal}): skills {', '.join(self.skills) or 'none'}; " \
                f"{len(self.tools)} tool(s)"
+
+
+#: approvals an escalated agents vote or conflict filed: approving one must record a choice, so
+#: ``emergent agents decide`` / ``ws.agents.decide_vote|decide_conflict`` do it (they approve and
+#: record the option or the winning proposal); the approvals CLI and inbox point there instead
+NEEDS_A_CHOICE = ("agents.vote", "agents.resolve")
+
+
+def choice_hint(a: Any, *, python: bool = False) -> str | None:
+    """How to decide an approval that needs a choice (None for one that is approved as it is)."""
+    if a.tool not in NEEDS_A_CHOICE or a.status != "pending":
+        return None
+    args = a.args or {}
+    item = str(args.get("vote") or args.get("resolution") or "ID")
+    if python:
+        call = "decide_vote" if a.tool == "agents.vote" else "decide_conflict"
+        return f"this approval needs a choice: ws.agents.{call}({item!r}, CHOICE, by=ws.principal)"
+    return f"this approval needs a choice: emergent agents decide {item} CHOICE"

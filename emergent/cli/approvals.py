@@ -13,24 +13,12 @@ from typing import Any
 
 import typer
 
+from emergent.agents.card import choice_hint
 from emergent.cli._common import HOME, workstation
 from emergent.errors import EmergentError
 
 app = typer.Typer(no_args_is_help=True)
 STATUSES = ("pending", "approved", "rejected", "expired", "consumed")
-#: approvals an escalated agents vote or conflict filed: approving one must record a choice, so
-#: ``emergent agents decide`` does it (it approves and records the option or the winning proposal)
-NEEDS_A_CHOICE = ("agents.vote", "agents.resolve")
-
-
-def choice_hint(a: Any) -> str | None:
-    """How to decide an approval that needs a choice (None for one that is approved as it is)."""
-    if a.tool not in NEEDS_A_CHOICE or a.status != "pending":
-        return None
-    item = str((a.args or {}).get("vote") or (a.args or {}).get("resolution") or "ID")
-    return f"this approval needs a choice: emergent agents decide {item} CHOICE"
-
-
 def view(a: Any) -> dict[str, Any]:
     """An approval as the CLI shows it: who asked, for which tool, bound to which digest and files."""
     d = a.to_dict()

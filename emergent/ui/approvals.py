@@ -89,6 +89,13 @@ class ApprovalsInbox(widgets.VBox):
         if not aid:
             return None
         q = self.autonomy.approvals
+        if approve:  # an escalated vote or conflict is decided with its choice, never approved blank
+            from emergent.agents.card import choice_hint
+
+            hint = next((choice_hint(a, python=True) for a in q.list("pending") if a.id == aid), None)
+            if hint:
+                self.status.value = html.escape(hint)
+                return None
         try:
             done = (q.approve if approve else q.reject)(aid, by=self.by, reason=self.reason.value)
         except Exception as exc:  # e.g. the requester may not approve its own request: shown to the user
