@@ -713,7 +713,15 @@ def test_attack_an_agent_cannot_cast_other_agents_ballots(mws: Workstation) -> N
     with pytest.raises((PrincipalError, PermissionDenied)):
         mws.agents.vote("drop the audit table?", ["yes", "no"], voters=["scout", "stats", "critic"], by=scout,
                         ballots={"scout": "yes", "stats": "yes", "critic": "yes"})
+    for knob in ({"weights": {"scout": 1e9}}, {"score": lambda card, q, option: 1.0 if option == "yes" else 0.0}):
+        with pytest.raises((PrincipalError, PermissionDenied)):  # nor decide their ballots by weight or score
+            mws.agents.vote("drop the audit table?", ["yes", "no"], voters=["scout", "stats"], by=scout,
+                            method="weighted", **knob)
     assert len(mws.agents.votes(limit=1000)) == before
+    # voting twice: a voter named twice casts one ballot
+    v = mws.agents.vote("keep the audit table?", ["yes", "no"], voters=["scout", "scout", "scout"], by=scout,
+                        ballots={"scout": "no"})
+    assert [(b.voter, b.choice) for b in v.ballots] == [(scout.key, "no")] and v.tally == {"yes": 0, "no": 1}
 
 
 def test_attack_an_agent_cannot_file_proposals_in_other_agents_names(mws: Workstation) -> None:
