@@ -1,5 +1,5 @@
 """``Dashboard``: the workstation at a glance — memory, pending approvals, recent tool calls, jobs,
-workflow runs and the assistant's last runs — each section with a button that opens its panel.
+workflow runs, agents and the assistant's last runs — each section with a button that opens its panel.
 
 The dashboard is built from narrow callables (each returns plain data: a dict of figures or a
 list of row dicts) and panel factories (each returns a widget); :meth:`Dashboard.of` picks them
@@ -8,7 +8,7 @@ alone: a store that is down shows its error in its section, the others still sho
 
 ``html()`` (also ``_repr_html_``) is static HTML: it needs no widgets and imports nothing heavy.
 ``widget()`` adds the buttons; a panel (``ApprovalsInbox``, ``JobsPanel``, ``MemoryStats``,
-``ToolMarketplace``, ``WorkflowRuns``, ``Chat``) is imported and built only when its button is clicked.
+``ToolMarketplace``, ``WorkflowRuns``, ``AgentMonitor``, ``Chat``) is imported and built only when its button is clicked.
 ``_repr_mimebundle_`` offers both: a front-end with widgets shows the buttons, one without shows
 the HTML.
 """
@@ -93,23 +93,25 @@ class Dashboard:
     returning the widget its section's button opens. ``Dashboard.of(ws)`` wires a Workstation."""
 
     TITLES = {"memory": "Memory", "approvals": "Pending approvals", "tools": "Recent tool calls",
-              "jobs": "Jobs", "workflows": "Workflow runs", "assistant": "Assistant: last runs"}
+              "jobs": "Jobs", "workflows": "Workflow runs", "agents": "Agents",
+              "assistant": "Assistant: last runs"}
     EMPTY = {"approvals": "nothing waits for approval", "tools": "no tool calls yet",
              "jobs": "no jobs yet: ws.jobs.add(name, notebook, schedule=...)",
              "workflows": "no workflow runs yet: ws.workflows.run(spec_or_template, inputs, principal=ws.principal)",
+             "agents": "no agents yet: ws.agents.register(name, skills=[...], by=ws.principal)",
              "assistant": "no runs yet: ask with %ask QUESTION or ws.chat()"}
     HINTS = {"memory": "MemoryStats(ws.memory)", "approvals": "ApprovalsInbox(ws.autonomy, by=ws.principal, tools=ws.tools)",
              "tools": "ToolMarketplace(ws.tools, principal=ws.principal)", "jobs": "JobsPanel(ws.jobs, principal=ws.principal)",
-             "workflows": "WorkflowRuns(ws.workflows, principal=ws.principal)",
+             "workflows": "WorkflowRuns(ws.workflows, principal=ws.principal)", "agents": "ws.agents.monitor()",
              "assistant": "Chat(ws.assistant(), principal=ws.principal)"}
 
     def __init__(self, *, memory: Reader | None = None, approvals: Reader | None = None,
                  tool_calls: Reader | None = None, jobs: Reader | None = None, runs: Reader | None = None,
-                 workflows: Reader | None = None, panels: dict[str, Factory] | None = None,
+                 workflows: Reader | None = None, agents: Reader | None = None, panels: dict[str, Factory] | None = None,
                  title: str = "Emergent workstation") -> None:
         panels = panels or {}
         readers = {"memory": memory, "approvals": approvals, "tools": tool_calls, "jobs": jobs, "workflows": workflows,
-                   "assistant": runs}
+                   "agents": agents, "assistant": runs}
         self.title = title
         self.sections = [Section(k, self.TITLES[k], r, panels.get(k), self.HINTS[k], self.EMPTY.get(k, "none"))
                          for k, r in readers.items() if r is not None or k in panels]
@@ -251,6 +253,11 @@ class Dashboard:
         def workflows() -> list[dict[str, Any]]:
             return workflow_rows(ws.workflows, limit)
 
+        def agents() -> list[dict[str, Any]]:
+            from emergent.ui.agent_rows import dashboard_rows
+
+            return dashboard_rows(ws.agents)
+
         def runs() -> list[dict[str, Any]]:
             from emergent.errors import PrincipalError
 
@@ -265,38 +272,48 @@ class Dashboard:
                             "waits on": r.pending_approval or ""})
             return out
 
-        def memory_panel() -> Any:
-            from emergent.ui.memory_stats import MemoryStats
-
-            return MemoryStats(ws.memory)
-
-        def approvals_panel() -> Any:
-            from emergent.ui.approvals import ApprovalsInbox
-
-            return ApprovalsInbox(ws.autonomy, by=ws.principal, tools=ws.tools)
-
-        def tools_panel() -> Any:
-            from emergent.ui.marketplace import ToolMarketplace
-
-            return ToolMarketplace(ws.tools, principal=ws.principal)
-
-        def jobs_panel() -> Any:
-            from emergent.ui.jobs_panel import JobsPanel
-
-            return JobsPanel(ws.jobs, principal=ws.principal)
-
-        def workflows_panel() -> Any:
-            from emergent.ui.workflows import WorkflowRuns
-
-            return WorkflowRuns(ws.workflows, limit=limit * 2, principal=ws.principal)
-
-        def chat_panel() -> Any:
-            from emergent.ui.chat import Chat
-
-            return Chat(ws.assistant(), principal=ws.principal)
-
         return cls(memory=memory, approvals=approvals, tool_calls=tool_calls, jobs=jobs, runs=runs,
-                   workflows=workflows,
-                   panels={"memory": memory_panel, "approvals": approvals_panel, "tools": tools_panel,
-                           "jobs": jobs_panel, "workflows": workflows_panel, "assistant": chat_panel},
+                   workflows=workflows, agents=agents, panels=_panels(ws, limit),
                    title=f"Emergent workstation · {ws.path}")
+
+
+def _panels(ws: Workstation, limit: int) -> dict[str, Factory]:
+    """Each section's panel as a factory: imported and built only when its button is clicked."""
+
+    def memory() -> Any:
+        from emergent.ui.memory_stats import MemoryStats
+
+        return MemoryStats(ws.memory)
+
+    def approvals() -> Any:
+        from emergent.ui.approvals import ApprovalsInbox
+
+        return ApprovalsInbox(ws.autonomy, by=ws.principal, tools=ws.tools)
+
+    def tools() -> Any:
+        from emergent.ui.marketplace import ToolMarketplace
+
+        return ToolMarketplace(ws.tools, principal=ws.principal)
+
+    def jobs() -> Any:
+        from emergent.ui.jobs_panel import JobsPanel
+
+        return JobsPanel(ws.jobs, principal=ws.principal)
+
+    def workflows() -> Any:
+        from emergent.ui.workflows import WorkflowRuns
+
+        return WorkflowRuns(ws.workflows, limit=limit * 2, principal=ws.principal)
+
+    def agents() -> Any:
+        from emergent.ui.agents import AgentMonitor
+
+        return AgentMonitor(ws.agents)
+
+    def chat() -> Any:
+        from emergent.ui.chat import Chat
+
+        return Chat(ws.assistant(), principal=ws.principal)
+
+    return {"memory": memory, "approvals": approvals, "tools": tools, "jobs": jobs, "workflows": workflows,
+            "agents": agents, "assistant": chat}

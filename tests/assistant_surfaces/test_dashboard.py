@@ -63,17 +63,19 @@ def test_showing_the_dashboard_never_creates_the_assistant(ws: Any) -> None:
 
 
 def test_each_section_opens_its_panel(ows: Any) -> None:
+    from emergent.ui.agents import AgentMonitor
     from emergent.ui.approvals import ApprovalsInbox
     from emergent.ui.chat import Chat
     from emergent.ui.dashboard import Dashboard
     from emergent.ui.jobs_panel import JobsPanel
     from emergent.ui.marketplace import ToolMarketplace
     from emergent.ui.memory_stats import MemoryStats
+    from emergent.ui.workflows import WorkflowRuns
 
     d = Dashboard.of(ows)
     d.widget()
     expected = {"assistant": Chat, "approvals": ApprovalsInbox, "jobs": JobsPanel, "tools": ToolMarketplace,
-                "memory": MemoryStats}
+                "workflows": WorkflowRuns, "agents": AgentMonitor, "memory": MemoryStats}
     for key, kind in expected.items():
         d.buttons[key].click()
         assert isinstance(d.opened, kind), key
