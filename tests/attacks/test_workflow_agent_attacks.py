@@ -1066,7 +1066,7 @@ def test_attack_html_in_tasks_messages_votes_and_step_errors_is_shown_escaped(mw
     wf.call("a", raises_markup)
     run = mws.workflows.run(wf, principal=me, timeout=20)
     assert run.status == "failed" and MARKUP in (run.error or "")
-    shown = {"agents": mws.agents.monitor().html(), "run": run_html(run)}
+    shown = {"agents": mws.agents.monitor().html(), "run": run_html(run), "dashboard": mws.dashboard().html()}
     for where, text in shown.items():
         assert "<script" not in text and "<img" not in text, where
         assert "&lt;script&gt;alert(1)&lt;/script&gt;" in text, where
