@@ -11,7 +11,7 @@ import contextlib
 import json
 import signal
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -217,9 +217,8 @@ def run(spec: str = typer.Argument(..., metavar="SPEC_OR_TEMPLATE", help="a YAML
     with workstation(home) as ws:
         if wf is None:  # a saved workflow or a template (whose notebooks are put in the workspace first)
             wf = ws.workflows.resolve(spec)
-        with _deferred_interrupt() as interrupted:  # a Ctrl-C while the run starts still pauses it
-            run_id = ws.workflows.start(wf, values, principal=ws.principal, executor=executor)
-        _finish(_wait(ws, run_id, timeout, interrupted=bool(interrupted)), as_json)
+        _finish(_wait(ws, lambda: ws.workflows.start(wf, values, principal=ws.principal, executor=executor),
+                      timeout), as_json)
 
 
 @contextlib.contextmanager
@@ -236,16 +235,23 @@ def _deferred_interrupt() -> Iterator[list[int]]:
         signal.signal(signal.SIGINT, previous)
 
 
-def _wait(ws: Any, run_id: str, timeout: float | None, *, interrupted: bool = False) -> Any:
-    """The run once it stops; past ``--timeout`` or on Ctrl-C it is paused (running steps finish, no new
-    one starts) and the way to continue it is printed."""
+def _wait(ws: Any, start: Callable[[], str], timeout: float | None) -> Any:
+    """Start the run and return it once it stops; past ``--timeout`` or on Ctrl-C it is paused (running
+    steps finish, no new one starts) and the way to continue it is printed. A Ctrl-C while the run starts is
+    held until its id is known, and the start sits inside the ``try``: no instant between them escapes it."""
     from emergent.errors import TimeoutExceeded
 
+    run_id: str | None = None
     try:
+        with _deferred_interrupt() as interrupted:
+            run_id = start()
         if interrupted:
             raise KeyboardInterrupt
         return ws.workflows.wait(run_id, timeout)
     except (TimeoutExceeded, KeyboardInterrupt) as exc:
+        if run_id is None:  # interrupted before the run existed: nothing to pause
+            typer.secho("interrupted before the run started: nothing was run", err=True)
+            raise typer.Exit(130) from None
         why = f"still running after {timeout:g} s" if isinstance(exc, TimeoutExceeded) else "interrupted"
         try:
             ws.workflows.pause(run_id, by=ws.principal)

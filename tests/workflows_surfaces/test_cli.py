@@ -192,7 +192,7 @@ def test_ctrl_c_pauses_the_run_after_its_running_step_and_resume_runs_only_the_r
                          stderr=subprocess.PIPE, text=True)
     with Workstation.open(home, embedder="hashing") as ws:
         deadline = time.monotonic() + 60
-        while not any(r.steps[0].status == "running" for r in ws.workflows.runs(limit=1)):
+        while not any(s.key == "a" and s.status == "running" for r in ws.workflows.runs(limit=1) for s in r.steps):
             assert time.monotonic() < deadline and p.poll() is None, p.communicate()
             time.sleep(0.05)
         p.send_signal(signal.SIGINT)  # while step a runs
@@ -203,3 +203,33 @@ def test_ctrl_c_pauses_the_run_after_its_running_step_and_resume_runs_only_the_r
         done = ws.workflows.resume(run.id, principal=ws.principal)  # `emergent workflows resume` does this
         assert [(s.status, s.attempt) for s in done.steps] == [("completed", 1), ("completed", 1)]  # a ran once
     assert (home / "files" / "b.txt").read_text() == "a\n"
+
+
+def test_a_ctrl_c_that_lands_while_the_run_starts_still_pauses_it_and_says_how_to_resume(wws: Any) -> None:
+    """Deterministic: the SIGINT is sent to this process from inside ``start()`` (where the flaky timing of
+    a real Ctrl-C could put it); the run is paused after its running step, not left running or silent."""
+    import signal
+
+    import typer
+
+    from emergent.cli.workflows import _wait
+    from emergent.workflows import Workflow
+
+    wf = Workflow.build("starting")
+    a = wf.tool("a", "python", args={"code": "import time; time.sleep(0.5)"})
+    wf.tool("b", "files.write", args={"path": "b.txt", "content": "b"}, needs=[a.id])
+
+    def start() -> str:
+        run_id: str = wws.workflows.start(wf, principal=wws.principal)
+        os.kill(os.getpid(), signal.SIGINT)  # Python runs the handler at the next bytecode: still in start
+        return run_id
+
+    with pytest.raises(typer.Exit) as info:
+        _wait(wws, start, None)
+    assert info.value.exit_code == 130
+    run = wws.workflows.runs(limit=1)[0]
+    assert run.status == "paused" and [s.status for s in run.steps] == ["completed", "pending"]
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # the handler is given back
+    done = wws.workflows.resume(run.id, principal=wws.principal)
+    assert [(s.status, s.attempt) for s in done.steps] == [("completed", 1), ("completed", 1)]
+    assert (wws.path / "files" / "b.txt").read_text() == "b"
