@@ -215,7 +215,7 @@ def resolve(agents: Agents, proposals: Sequence[Proposal | Mapping[str, Any]], *
     off = sorted({p.principal for p in props} & set(agents.autonomy.suspended()))
     if off:
         raise PermissionDenied(f"{', '.join(off)} {'is' if len(off) == 1 else 'are'} suspended: no proposal from it",
-                               hint="a person unsuspends it first (emergent autonomy unsuspend)")
+                               hint="a person unsuspends it first (emergent policy unsuspend agent:NAME)")
     rid = uuid.uuid4().hex[:16]
     status, winner, text = conflicts.decide(rule, props)
     approval = None

@@ -64,6 +64,10 @@ def _may_hand_over(svc: Any, who: Any, name: str | None, prompt: str, call: str,
     exist (only a person creates agents), and the policy rule ``agents.delegate`` on ``agent:NAME``
     decides — deny refuses, ask files an approval the step waits on (as ``Agents.delegate`` does)."""
     target = f"agent:{name}"
+    autonomy = getattr(svc.tools, "autonomy", None)
+    if autonomy is not None and target in autonomy.suspended():  # for anyone: a person suspended it
+        raise PermissionDenied(f"{target} is suspended: it takes no work, from a workflow either",
+                               hint=f"a person unsuspends it first (emergent policy unsuspend {target})")
     if who.is_human or who.key == target:
         return
     try:
@@ -72,7 +76,6 @@ def _may_hand_over(svc: Any, who: Any, name: str | None, prompt: str, call: str,
         raise PrincipalError(f"{who.key} may not create {target}: only a person creates agents",
                              hint=f"a person creates it first (ws.assistant({name!r}) or ws.principals.agent)",
                              principal=who.key) from None
-    autonomy = getattr(svc.tools, "autonomy", None)
     if autonomy is None:
         raise PermissionDenied(f"{who.key} may not hand work to {target}: there is no policy to ask")
     digest = hashlib.sha256(f"{call}\n{target}\n{prompt}".encode()).hexdigest()

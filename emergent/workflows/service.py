@@ -415,8 +415,15 @@ class Workflows:
             raise UsageError(f"workflow run {run_id} is being driven by {row.lease_owner}",
                              hint="wait for it (ws.workflows.wait(run_id)) or pause it first", run=run_id)
         wf = self._spec_of(row, workflow)
-        ctx = self._context(executor, None)
         actor = self.services.principals.get(row.principal)
+        if workflow is None and who.key != actor.key and not actor.is_human and _has_calls(wf):
+            # the stored call steps name functions the run's agent chose: imported here, they would run
+            # in this process with its rights (a person's), not in the agent's own process
+            raise PrincipalError(f"run {run_id} of {actor.key} has Python call steps: resuming it as {who.key} "
+                                 "would run functions the agent chose in this process",
+                                 hint=f"resume it as {actor.key} (its own process), or pass the workflow with your "
+                                      "code: resume(run_id, workflow=wf, principal=...)", principal=who.key)
+        ctx = self._context(executor, None)
         live = self._continue(row, wf, actor, who, ctx, background=True)
         return self.wait(live.driver.run_id, timeout)
 
@@ -593,3 +600,13 @@ class Workflows:
 
 
 __all__ = ["StepServices", "StepState", "TemplateInfo", "WorkflowRun", "Workflows"]
+
+
+def _has_calls(wf: Workflow | dict[str, Any]) -> bool:
+    """Whether ``wf`` or an inline sub-workflow in it has a Python ``call`` step."""
+    steps = wf.steps if isinstance(wf, Workflow) else wf.get("steps") or []
+    for s in steps:
+        kind, child = (s.kind, s.workflow) if not isinstance(s, dict) else (s.get("kind"), s.get("workflow"))
+        if kind == "call" or (kind == "workflow" and isinstance(child, dict) and _has_calls(child)):
+            return True
+    return False

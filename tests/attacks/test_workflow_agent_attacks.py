@@ -443,8 +443,6 @@ def test_attack_an_agent_cannot_save_python_call_steps_for_a_person_to_run(mws: 
     assert not saved and not mark.exists()
 
 
-@pytest.mark.xfail(strict=True, reason="DEFECT: a workflow's assistant step still runs a suspended agent "
-                                       "(Agents.delegate refuses it since 6838b56; the workflow route does not)")
 def test_attack_an_assistant_step_does_not_run_a_suspended_agent(mws: Workstation) -> None:
     me = mws.principal
     mws.agents.register("dozer", skills=["dozing"], description="dozes", by=me)
@@ -457,9 +455,6 @@ def test_attack_an_assistant_step_does_not_run_a_suspended_agent(mws: Workstatio
     assert run.status == "failed" and "suspended" in (run.error or ""), (run.status, run.error)  # ... and so this
 
 
-@pytest.mark.xfail(strict=True, reason="DEFECT: a person resuming an agent's run imports and calls the agent's "
-                                       "call-step functions (module:qualname from the stored spec, e.g. "
-                                       "shutil:rmtree with the agent's args) in the person's process")
 def test_attack_a_person_resuming_an_agents_run_does_not_run_the_agents_python(
         mws: Workstation, tmp_path: Path, log: Path) -> None:
     me, alice = mws.principal, agent(mws, "alice")
