@@ -188,6 +188,9 @@ class Settings(BaseSettings):
     agent_bus: str = Field(
         "auto", description="the agents' message bus by string id: auto (Redis Streams with EMERGENT_REDIS_URL, "
                             "else in the process), memory, or redis")
+    agent_bus_secret: SecretStr | None = Field(
+        None, description="seal each Redis bus entry's sender and body with this secret (the same on every "
+                          "machine of the workspace); entries without a valid seal are dropped and audited")
     roles: dict[str, list[str]] = Field(
         default_factory=dict, description='roles by principal key, e.g. {"agent:scout": ["role:analyst"]}')
     gc_freeze: bool = Field(

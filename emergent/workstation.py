@@ -466,9 +466,11 @@ class Workstation:
         choice = self.settings.agent_bus
         if choice == "auto":
             choice = "redis" if self.settings.redis_url else "memory"
+        secret = self.settings.agent_bus_secret
         svc = Agents(self.sql, bus=choice, redis=self.redis if choice == "redis" else None,
                      namespace=self.redis_namespace, assistant=self.assistant, autonomy=self.autonomy,
-                     principals=self.principals, audit=self.audit, clock=self.clock)
+                     principals=self.principals, audit=self.audit, clock=self.clock,
+                     bus_secret=secret.get_secret_value().encode() if secret else None)
         self._closers.insert(0, svc.close)
         return svc
 

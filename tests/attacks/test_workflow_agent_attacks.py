@@ -881,13 +881,12 @@ def test_attack_a_malformed_entry_on_a_redis_stream_does_not_poison_the_group(
         client.close()
 
 
-@pytest.mark.xfail(strict=True, reason="DEFECT: on the workstation's Redis bus an entry names its sender in plain "
-                                       "text ('s'): any process with Redis access delivers a message 'from' "
-                                       "human:root (the seal of 016e525 is off until the lead wires bus_secret)")
 def test_attack_a_raw_redis_entry_cannot_claim_a_person_as_its_sender(
         mws: Workstation, redis_url: str, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("EMERGENT_REDIS_URL", redis_url)
     monkeypatch.setenv("EMERGENT_AGENT_BUS", "redis")
+    # sealing is opt-in (decision 74: it costs 10-15 % of the bus); a workspace that shares Redis sets it
+    monkeypatch.setenv("EMERGENT_AGENT_BUS_SECRET", "a secret the workspace's machines share")
     anchor = getattr(getattr(mws.audit, "anchor", None), "dir", None)
     if anchor is not None:
         monkeypatch.setenv("EMERGENT_AUDIT_DIR", str(anchor))
