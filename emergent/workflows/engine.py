@@ -409,6 +409,17 @@ class Driver:
             node.status, node.output = prior.status, prior.output
             self._settle(node)
             return
+        if prior is not None and prior.status in (FAILED, COMPENSATED):
+            # the run was failing when its process died (maybe halfway through compensating): a failed step
+            # is final (its retries were spent), a compensated one was undone: neither runs again, and the
+            # run goes on failing, compensating what is still completed
+            node.status, node.output, node.error = prior.status, prior.output, prior.error
+            node.finished_at = prior.finished_at
+            if self.stop != "failed":
+                self.error = prior.error if prior.status == FAILED and prior.error else (
+                    f"step {node.key!r} had {prior.status} before the run was resumed")
+                self._stopping("failed")
+            return
         if self.stop is not None:
             return  # pausing, failing or cancelled: it stays pending
         if prior is not None and prior.status == RUNNING and not self._safe_again(node, prior):

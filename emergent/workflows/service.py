@@ -12,6 +12,7 @@ from __future__ import annotations
 import builtins
 import concurrent.futures as cf
 import json
+import logging
 import threading
 import time
 import uuid
@@ -51,6 +52,7 @@ from emergent.workflows.store import (
 from emergent.workspace.audited import recorded, verified
 
 TEMPLATES = Path(__file__).resolve().parent / "templates"
+log = logging.getLogger(__name__)
 RUN_STATES = (RUNNING, PAUSED, WAITING, COMPLETED, FAILED, CANCELLED)
 #: sub-workflows nest at most this deep (a recursion between saved workflows is refused before it runs)
 MAX_NESTING = 8
@@ -388,6 +390,8 @@ class Workflows:
             return self.get(d.run_id)
         rows = [StepRow(n.key, n.step.id, n.status, n.attempt, n.output, n.error, n.approval_id, n.seq,
                         n.started_at, n.finished_at) for n in d.nodes.values() if n.persisted]
+        seen = {r.key for r in rows}  # steps a resumed run never reached again (a failed one) keep their row
+        rows += [p for k, p in d.prior.items() if k not in seen]
         rows.sort(key=lambda r: (r.seq if r.seq is not None else 1 << 30, r.started_at or 0.0))
         run = WorkflowRun(row.id, row.workflow, row.version, row.status, row.principal, row.inputs, row.outputs,
                           row.error, row.created_at, row.updated_at, states(d.wf, rows), row.parent)
@@ -395,7 +399,11 @@ class Workflows:
         return run
 
     def _abandoned(self, row: RunRow) -> bool:
-        return row.status == RUNNING and ((row.lease_until or 0.0) < self.clock.now() or owner_gone(row.lease_owner))
+        return row.status == RUNNING and self._lease_gone(row)
+
+    def _lease_gone(self, row: RunRow) -> bool:
+        """The lease ran out, or its owner was a process on this host that no longer exists."""
+        return (row.lease_until or 0.0) < self.clock.now() or owner_gone(row.lease_owner)
 
     def resume(self, run_id: str, *, principal: Any, workflow: Workflow | Builder | None = None,
                executor: str | None = None, timeout: float | None = None) -> WorkflowRun:
@@ -411,9 +419,13 @@ class Workflows:
         if not who.is_human and who.key != row.principal:
             raise PrincipalError(f"{who.key} may not resume run {run_id} of {row.principal}",
                                  hint="the run's own principal or a person resumes it", principal=who.key)
-        if row.status == RUNNING and not self._abandoned(row):
-            raise UsageError(f"workflow run {run_id} is being driven by {row.lease_owner}",
-                             hint="wait for it (ws.workflows.wait(run_id)) or pause it first", run=run_id)
+        if row.lease_owner is not None and not self._lease_gone(row):
+            # a pause asked from elsewhere leaves the driver finishing its running steps with the lease:
+            # a second driver now would find those steps "running" and run or compensate them twice
+            pausing = " (pausing: its running steps are finishing)" if row.status == PAUSED else ""
+            raise UsageError(f"workflow run {run_id} is being driven by {row.lease_owner}{pausing}",
+                             hint="wait for it (ws.workflows.wait(run_id)), or pause it and resume it once it "
+                                  "is paused", run=run_id)
         wf = self._spec_of(row, workflow)
         actor = self.services.principals.get(row.principal)
         if workflow is None and who.key != actor.key and not actor.is_human and _has_calls(wf):
@@ -589,8 +601,11 @@ class Workflows:
         deadline = time.monotonic() + 5.0
         for live in going:
             if not live.finished.wait(max(0.0, deadline - time.monotonic())):
-                live.driver.request(CANCELLED)
-                live.finished.wait(2.0)
+                # never cancelled for closing: a cancelled run cannot be resumed. Its running step goes on
+                # in its thread and the run ends paused; if this process exits first, the run is left
+                # running under a dead owner and resume applies the interrupted-step rule to that step
+                log.warning("workflow run %s is still finishing a running step as the service closes",
+                            live.driver.run_id)
         if self._pool is not None:
             self._pool.shutdown(wait=False, cancel_futures=True)
             self._pool = None

@@ -254,3 +254,112 @@ def test_a_pause_or_cancel_written_by_another_process_stops_the_driver(wsx: Any)
         assert wsx.workflows.resume(run_id, principal=wsx.principal).status == "cancelled"
     finally:
         other.close()
+
+
+# ---------------------------------------------------------------- killed while compensating
+COMP_TOOLS = TOOLS.replace("TOOLS = [append, gate, append_then_gate]", '''
+@tool(name="test.append_then_fail", version="1.0.0", side_effect=SideEffect.WRITE)
+def append_then_fail(line: str, ctx: ToolContext) -> dict:
+    """Append a line, then fail (a step whose failure makes the run compensate).
+
+    Args:
+        line: the line
+    """
+    with (Path(ctx.workspace) / "log.txt").open("a", encoding="utf-8") as fh:
+        fh.write(line + "\\n")
+    raise RuntimeError("failed after writing")
+
+@tool(name="test.gate_then_append", version="1.0.0", side_effect=SideEffect.WRITE)
+def gate_then_append(line: str, flag: str, ctx: ToolContext) -> dict:
+    """Wait for the flag, then append a line (a compensation that is still waiting when killed).
+
+    Args:
+        line: the line
+        flag: file name under the workspace
+    """
+    path = Path(ctx.workspace) / flag
+    deadline = time.monotonic() + 60
+    while not path.exists() and time.monotonic() < deadline:
+        time.sleep(0.02)
+    with (Path(ctx.workspace) / "log.txt").open("a", encoding="utf-8") as fh:
+        fh.write(line + "\\n")
+    return {"line": line}
+
+TOOLS = [append, gate, append_then_gate, append_then_fail, gate_then_append]
+''')
+
+COMP_FLOW = '''
+def flow() -> "Workflow":
+    from emergent.workflows import Workflow
+    wf = Workflow.build("undo-me")
+    a1 = wf.tool("a1", "test.append", args={"line": "a1"},
+                 compensate={"tool": "test.gate_then_append", "args": {"line": "undo a1", "flag": "go"}})
+    a2 = wf.tool("a2", "test.append", args={"line": "a2"}, needs=[a1.id],
+                 compensate={"tool": "test.append", "args": {"line": "undo a2"}})
+    wf.tool("boom", "test.append_then_fail", args={"line": "boom"}, needs=[a2.id])
+    return wf
+'''
+
+COMP_CHILD = COMP_TOOLS + COMP_FLOW + '''
+import json, sys
+from emergent import Workstation
+ws = Workstation.open(sys.argv[1], embedder="hashing")
+ws.tools.add(*TOOLS)
+run_id = ws.workflows.start(flow(), principal=ws.principal)
+print(json.dumps({"run": run_id}), flush=True)
+time.sleep(600)  # killed long before
+'''
+
+
+def test_a_run_killed_while_compensating_resumes_compensating_without_rerunning_what_failed_or_was_undone(
+        home: Path) -> None:
+    log = home / "log.txt"
+    child = subprocess.Popen([sys.executable, "-c", COMP_CHILD, str(home)], stdout=subprocess.PIPE, text=True,
+                             env=os.environ.copy())
+    try:
+        run_id = json.loads(child.stdout.readline())["run"]  # type: ignore[union-attr]
+        deadline = time.monotonic() + 60
+        while _lines(log) != ["a1", "a2", "boom", "undo a2"]:  # a2 undone; a1's undo waits for the flag
+            assert time.monotonic() < deadline, _lines(log)
+            time.sleep(0.02)
+        time.sleep(0.2)  # the compensated row of a2 is written right after its tool returns
+    finally:
+        child.send_signal(signal.SIGKILL)
+        child.wait(10)
+    (home / "go").write_text("")
+    scope: dict[str, Any] = {}
+    exec(COMP_TOOLS + COMP_FLOW, scope)  # noqa: S102 - the same tool code the child ran
+    with Workstation.open(home, embedder="hashing") as ws:
+        ws.tools.add(*scope["TOOLS"])
+        run = ws.workflows.resume(run_id, principal=ws.principal, timeout=60)
+        assert run.status == "failed"
+        assert run.step("a2").status == "compensated" and run.step("a1").status == "compensated"
+        assert run.step("boom").status == "failed"
+    # the failed step is not run again, the undone one neither run nor undone again; a1's undo runs once
+    assert _lines(log) == ["a1", "a2", "boom", "undo a2", "undo a1"]
+
+
+def test_a_run_still_finishing_its_steps_after_a_pause_is_not_resumed_by_another_process(
+        home: Path, tmp_path: Path) -> None:
+    from emergent.errors import UsageError
+
+    scope: dict[str, Any] = {}
+    exec(TOOLS + FLOW, scope)  # noqa: S102
+    with Workstation.open(home, embedder="hashing") as ws, Workstation.open(home, embedder="hashing") as other:
+        ws.tools.add(*scope["TOOLS"])
+        other.tools.add(*scope["TOOLS"])
+        run_id = ws.workflows.start(scope["flow"](True), principal=ws.principal)
+        deadline = time.monotonic() + 60
+        while ws.workflows.get(run_id).step("mid").status != "running":
+            assert time.monotonic() < deadline
+            time.sleep(0.02)
+        other.workflows.pause(run_id, by=other.principal)  # from elsewhere: the driver finishes 'mid' first
+        with pytest.raises(UsageError, match="pausing"):
+            other.workflows.resume(run_id, principal=other.principal, workflow=scope["flow"](True), timeout=5)
+        time.sleep(1.5)  # the driver sees a pause written elsewhere at its next lease renewal (<= 1 s)
+        (home / "go").write_text("")
+        paused = ws.workflows.wait(run_id, timeout=30)
+        assert paused.status == "paused" and paused.step("mid").status == "completed"
+        done = other.workflows.resume(run_id, principal=other.principal, workflow=scope["flow"](True), timeout=30)
+        assert done.status == "completed"
+    assert _lines(home / "log.txt") == ["a1", "a2", "mid", "a3"]  # 'mid' once
