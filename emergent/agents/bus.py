@@ -469,23 +469,24 @@ class RedisBus(Bus):
                                              "unacknowledged messages are delivered again") from exc
         raise AssertionError("unreachable")  # pragma: no cover
 
-    def _mac(self, sender: bytes, body: bytes) -> bytes:
+    def _mac(self, stream: bytes, sender: bytes, body: bytes) -> bytes:
+        # the stream is bound too: a sealed entry copied into another stream is not sealed there
         assert self._secret is not None
-        return hashlib.blake2b(sender + b"\0" + body, key=self._secret, digest_size=16).digest()
+        return hashlib.blake2b(stream + b"\0" + sender + b"\0" + body, key=self._secret, digest_size=16).digest()
 
-    def _sealed(self, fields: dict[bytes, bytes]) -> bool:
+    def _sealed(self, stream: str, fields: dict[bytes, bytes]) -> bool:
         m = fields.get(b"m")
-        return m is not None and hmac.compare_digest(m, self._mac(fields[b"s"], fields[b"b"]))
+        return m is not None and hmac.compare_digest(m, self._mac(stream.encode(), fields[b"s"], fields[b"b"]))
 
     def _publish(self, stream: str, sender: str, bodies: list[bytes]) -> list[str]:
         key = self.key(stream)
-        s = sender.encode()
+        s, st = sender.encode(), stream.encode()
         mac = None if self._secret is None else self._mac
 
         def go() -> list[Any]:
             pipe = self.r.pipeline(transaction=False)
             for b in bodies:
-                pipe.xadd(key, {"s": sender, "b": b} if mac is None else {"s": sender, "b": b, "m": mac(s, b)})
+                pipe.xadd(key, {"s": sender, "b": b} if mac is None else {"s": sender, "b": b, "m": mac(st, s, b)})
             return pipe.execute()  # type: ignore[no-any-return]
 
         return [_s(i) for i in self._retry(go, f"publish to {stream!r}")]
@@ -524,8 +525,8 @@ class RedisBus(Bus):
         senders, new = self._senders, tuple.__new__
         try:  # the hot path: every entry written by a bus (one pass, no per-entry try)
             if self._secret is not None:  # inlined: a call per entry costs as much as the MAC
-                b2, k, eq = hashlib.blake2b, self._secret, hmac.compare_digest
-                if not all([eq(f.get(b"m", b""), b2(f[b"s"] + b"\0" + f[b"b"], key=k, digest_size=16).digest())
+                b2, k, eq, st = hashlib.blake2b, self._secret, hmac.compare_digest, stream.encode() + b"\0"
+                if not all([eq(f.get(b"m", b""), b2(st + f[b"s"] + b"\0" + f[b"b"], key=k, digest_size=16).digest())
                             for _, f in entries if f]):
                     raise ValueError("an entry is not sealed")
             out = [new(Message, (mid.decode(), stream, senders.get(f[b"s"]) or self._sender(f[b"s"]), loads(f[b"b"]),
@@ -539,7 +540,7 @@ class RedisBus(Bus):
             if not fields:
                 continue
             try:
-                if self._secret is not None and not self._sealed(fields):
+                if self._secret is not None and not self._sealed(stream, fields):
                     raise ValueError("no valid seal: not sent through a bus of this workspace")
                 sender = self._sender(fields[b"s"])
                 body = loads(fields[b"b"])

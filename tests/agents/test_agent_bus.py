@@ -219,3 +219,21 @@ def test_with_the_workspace_secret_an_entry_not_sealed_by_a_bus_of_the_workspace
     (dropped,) = ws.audit.entries(kind="agents.message.dropped")
     assert [d["id"] for d in dropped.data["dropped"]] == [forged, outsider]
     client.close()
+
+
+def test_a_sealed_entry_copied_into_another_stream_is_not_sealed_there(ws: Any, redis_url: str) -> None:
+    import redis
+
+    client = redis.Redis.from_url(redis_url, socket_timeout=2)
+    bus = open_bus("redis", redis=client, namespace="replay", audit=ws.audit, principals=ws.principals,
+                   secret=b"k" * 32)
+    me = ws.principal
+    mid = bus.publish("ballots", {"type": "award", "task": "0123456789abcdef", "to": "stats"}, principal=me)
+    ((_, fields),) = client.xrange(bus.key("ballots"), mid, mid)
+    replayed = client.xadd(bus.key("tasks"), fields).decode()  # the same bytes and seal, in another stream
+    assert [m.id for m in bus.consume("ballots", "g", "c", count=10)] == [mid]
+    assert bus.consume("tasks", "g", "c", count=10) == []
+    ws.audit.flush()
+    (dropped,) = ws.audit.entries(kind="agents.message.dropped")
+    assert [d["id"] for d in dropped.data["dropped"]] == [replayed]
+    client.close()
