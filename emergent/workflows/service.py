@@ -445,7 +445,14 @@ class Workflows:
             if wf.name != row.workflow:
                 raise ValidationError(f"run {row.id} is of workflow {row.workflow!r}, not {wf.name!r}",
                                       field="workflow")
-            return wf.validate()
+            wf.validate()
+            differs = _first_difference(wf.to_data(), row.spec)
+            if differs is not None:  # only the run's own steps run under it (they were audited at its start)
+                raise ValidationError(f"run {row.id} was started with another version of {wf.name!r}: {differs} "
+                                      "differs", hint="pass the workflow the run started with (only functions "
+                                      "that cannot be found by name are taken from it), or start a new run",
+                                      field="workflow")
+            return wf
         wf = Workflow.from_data(row.spec)
         for s in wf.steps:
             if s.kind == "call" and s.fn is None:
@@ -625,3 +632,21 @@ def _has_calls(wf: Workflow | dict[str, Any]) -> bool:
         if kind == "call" or (kind == "workflow" and isinstance(child, dict) and _has_calls(child)):
             return True
     return False
+
+
+def _first_difference(given: dict[str, Any], stored: dict[str, Any]) -> str | None:
+    """Where ``given`` (a workflow's stored form) differs from the one a run started with, or None."""
+    def norm(x: Any) -> Any:
+        return json.loads(json.dumps(x, sort_keys=True, default=repr))
+
+    g, s = norm(given), norm(stored)
+    g_steps, s_steps = g.pop("steps", []), s.pop("steps", [])
+    for key in sorted(set(g) | set(s)):
+        if g.get(key) != s.get(key):
+            return f"field {key!r}"
+    if [x.get("id") for x in g_steps] != [x.get("id") for x in s_steps]:
+        return "the list of steps"
+    for a, b in zip(g_steps, s_steps, strict=True):
+        if a != b:
+            return f"step {a.get('id')!r}"
+    return None

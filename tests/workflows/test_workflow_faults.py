@@ -212,6 +212,22 @@ def test_a_rejected_approval_fails_the_step_and_compensates(gated: Any, agent: A
     assert _lines(log) == ["draft", "undo draft"]
 
 
+def test_a_run_resumed_with_other_steps_under_the_same_name_is_refused(gated: Any, agent: Any) -> None:
+    from emergent.errors import ValidationError
+
+    ws, log = gated, Path(gated.path) / "log.txt"
+    run = ws.workflows.run(_saga(), principal=agent, timeout=20)
+    ws.autonomy.approvals.approve(run.step("publish").approval_id, by=ws.principal, reason="fine")
+    other = Workflow.build("publishing")  # same name, a step the run never started with (nor audited)
+    other.tool("draft", "test.append", args={"line": "draft"})
+    other.tool("publish", "test.publish", args={"text": "draft"})
+    other.tool("after", "test.append", args={"line": "something else entirely"}, needs=["publish", "draft"])
+    with pytest.raises(ValidationError, match="step 'draft' differs"):
+        ws.workflows.resume(run.id, principal=ws.principal, workflow=other.done(), timeout=20)
+    done = ws.workflows.resume(run.id, principal=ws.principal, workflow=_saga(), timeout=20)  # its own: fine
+    assert done.status == "completed" and _lines(log) == ["draft", "after"]
+
+
 def test_a_run_is_driven_by_one_process_at_a_time(wsx: Any) -> None:
     """A second service (another owner, as another process would be) may not take over a run whose lease
     is held by a live owner; once that run stops it may."""
