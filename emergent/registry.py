@@ -34,6 +34,7 @@ class Registry(Generic[T]):
         self._loaded_entry_points = group is None
         self._entry_points_done = group is None
         self._lock = threading.RLock()
+        self.load_errors: dict[str, str] = {}  # entry points that failed to load, by name
 
     def register(self, name: str, item: T | None = None) -> Callable[[T], T] | T:
         """Register ``item`` under ``name``; usable as a decorator when ``item`` is omitted."""
@@ -56,7 +57,10 @@ class Registry(Generic[T]):
             self._loaded_entry_points = True
             try:
                 for ep in metadata.entry_points(group=self.group):
-                    self._items.setdefault(ep.name, ep.load())
+                    try:
+                        self._items.setdefault(ep.name, ep.load())
+                    except Exception as exc:  # noqa: BLE001 - one broken plug-in must not hide the others
+                        self.load_errors[ep.name] = f"{type(exc).__name__}: {exc}"
             finally:
                 self._entry_points_done = True
 
@@ -65,6 +69,10 @@ class Registry(Generic[T]):
         try:
             return self._items[name]
         except KeyError:
+            if name in self.load_errors:
+                raise UnknownChoiceError(f"{self.axis} {name!r} is installed but failed to load: "
+                                         f"{self.load_errors[name]}", hint="reinstall or fix the package that "
+                                         "provides it", name=name, axis=self.axis) from None
             known = sorted(self._items)
             hint = suggest(name, known) or f"known {self.axis}s: {', '.join(known) or 'none'}"
             raise UnknownChoiceError(

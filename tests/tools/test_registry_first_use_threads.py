@@ -42,3 +42,22 @@ def test_concurrent_first_lookups_of_an_entry_point_registry_all_find_it() -> No
         reg: Registry[object] = Registry("tool source", group="emergent.tools")
         errors = _race(8, lambda reg=reg: reg.get("builtin"))
         assert errors == []
+
+
+def test_a_plugin_that_fails_to_load_is_named_on_every_lookup_and_hides_no_other(monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    from importlib import metadata
+
+    import pytest
+
+    from emergent.errors import UnknownChoiceError
+
+    good = metadata.EntryPoint("good", "json:dumps", "emergent.test_axis")
+    bad = metadata.EntryPoint("bad", "no_such_module_here:thing", "emergent.test_axis")
+    real = metadata.entry_points
+    monkeypatch.setattr(metadata, "entry_points",
+                        lambda **kw: [bad, good] if kw.get("group") == "emergent.test_axis" else real(**kw))
+    reg: Registry[object] = Registry("widget", group="emergent.test_axis")
+    for _ in range(2):  # the second lookup too: the failure is not a one-off shown to the first caller
+        with pytest.raises(UnknownChoiceError, match="installed but failed to load: ModuleNotFoundError"):
+            reg.get("bad")
+    assert reg.get("good") is not None
