@@ -450,7 +450,10 @@ class Workstation:
         from emergent.workflows.service import StepServices, Workflows
 
         cfg = self.settings.workflows
-        svc = Workflows(self.sql, services=StepServices(tools=self.tools, assistant=self.assistant,
+        def assistant(name: str, **spec: Any) -> Any:  # a factory, not the Workstation's bound method
+            return self.assistant(name, **spec)
+
+        svc = Workflows(self.sql, services=StepServices(tools=self.tools, assistant=assistant,
                                                         principals=self.principals),
                         audit=self.audit, clock=self.clock, executor=cfg.executor, max_workers=cfg.max_workers,
                         workspace=self.path)
@@ -468,7 +471,8 @@ class Workstation:
             choice = "redis" if self.settings.redis_url else "memory"
         secret = self.settings.agent_bus_secret
         svc = Agents(self.sql, bus=choice, redis=self.redis if choice == "redis" else None,
-                     namespace=self.redis_namespace, assistant=self.assistant, autonomy=self.autonomy,
+                     namespace=self.redis_namespace, assistant=lambda name, **spec: self.assistant(name, **spec),
+                     autonomy=self.autonomy,
                      principals=self.principals, audit=self.audit, clock=self.clock,
                      bus_secret=secret.get_secret_value().encode() if secret else None)
         self._closers.insert(0, svc.close)
