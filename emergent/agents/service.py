@@ -17,9 +17,11 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import os
 import re
 import socket
+import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
@@ -43,9 +45,9 @@ from emergent.agents.conflicts import Proposal, Resolution
 from emergent.agents.consensus import VoteResult
 from emergent.agents.delegation import Award, Bid, Confidence, award, bid, default_confidence
 from emergent.agents.tables import agent_cards as cards_t
-from emergent.agents.tasks import Task, TaskStore
+from emergent.agents.tasks import ABANDONED, LEASE_S, Task, TaskStore
 from emergent.clock import Clock, SystemClock
-from emergent.errors import NotFoundError, PermissionDenied, ValidationError
+from emergent.errors import NotFoundError, PermissionDenied, PrincipalError, UsageError, ValidationError
 from emergent.principals import Principal, check_id
 
 TASKS, CONTRACT_NET = "tasks", "contract-net"
@@ -55,6 +57,7 @@ RETAIN_S = 86_400.0
 DELEGATE = "agents.delegate"
 _TASK_ID = re.compile(r"^[0-9a-f]{16}$")
 _RUN_STATES = {"completed": COMPLETED, "waiting_approval": INPUT_REQUIRED, "cancelled": CANCELED}
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -76,7 +79,7 @@ class Agents:
                  assistant: Callable[..., Any], autonomy: Any, principals: Any, audit: Any,
                  clock: Clock | None = None, consumer: str | None = None, claim_idle_ms: int = 30_000,
                  confidence: Confidence = default_confidence, retain_s: float = RETAIN_S,
-                 bus_secret: bytes | None = None) -> None:
+                 bus_secret: bytes | None = None, lease_s: float = LEASE_S) -> None:
         self.sql = sql
         self.assistant = assistant
         self.autonomy = autonomy
@@ -85,7 +88,7 @@ class Agents:
         self.clock = clock or SystemClock()
         self.bus = bus if isinstance(bus, Bus) else open_bus(bus, audit=audit, redis=redis, namespace=namespace,
                                                                principals=principals, secret=bus_secret)
-        self.store = TaskStore(sql, clock=self.clock)
+        self.store = TaskStore(sql, clock=self.clock, lease_s=lease_s)
         self.consumer = consumer or f"{socket.gethostname()}:{os.getpid()}"
         self.claim_idle_ms = claim_idle_ms
         self.retain_s = retain_s
@@ -199,6 +202,9 @@ class Agents:
         card = self.card(to, tools=False)
         if isinstance(task, str) and _TASK_ID.match(task):
             t = self.store.get(task)
+            if who.key != t.submitted_by and not who.is_human:
+                raise PrincipalError(f"{who.key} may not delegate task {t.id}: {t.submitted_by} submitted it",
+                                     hint="its submitter or a person may delegate it", task=t.id)
             if t.state != SUBMITTED or t.assignee is not None:
                 raise ValidationError(f"task {t.id} is {t.state}" + (f" with {t.assignee}" if t.assignee else ""),
                                       hint="only a submitted task nobody holds can be delegated", task=t.id)
@@ -234,14 +240,23 @@ class Agents:
                 digest=self._digest(task, to), resource=f"agent:{to}")
             return self._finish(task.id, INPUT_REQUIRED, who, expect={SUBMITTED}, approval_id=a.id, assignee=to,
                                 delegated_by=who.key, error=f"waiting for approval {a.id} of the delegation")
-        self.audit.append("agents.delegate", who, {"task": task.id, "to": f"agent:{to}", "decision": d.reason},
-                          durable=True)
-        self.store.update(task.id, assignee=to, delegated_by=who.key)
+        if not self.store.assign(task.id, to, delegated_by=who.key):  # another delegation got there first
+            now = self.store.get(task.id)
+            raise UsageError(f"task {task.id} is {now.state}" + (f" with {now.assignee}" if now.assignee else ""),
+                             hint="only a submitted task nobody holds can be delegated; nothing was handed over",
+                             task=task.id)
+        try:
+            self.audit.append("agents.delegate", who, {"task": task.id, "to": f"agent:{to}", "decision": d.reason},
+                              durable=True)
+        except BaseException:
+            self.store.unassign(task.id, to)  # not audited: not handed over
+            raise
         self.bus.publish(TASKS, {"type": "award", "task": task.id, "to": to}, principal=who)
         return self.wait(task.id, timeout=timeout) if wait else self.store.get(task.id)
 
-    def _finish(self, task_id: str, state: str, who: Principal, *, expect: set[str], **values: Any) -> Task:
-        moved = self.store.move(task_id, state, expect=expect, **values)
+    def _finish(self, task_id: str, state: str, who: Principal, *, expect: set[str], lease: float | None = None,
+                **values: Any) -> Task:
+        moved = self.store.move(task_id, state, expect=expect, lease=lease, **values)
         if moved is not None:
             self.audit.append(f"agents.task.{state}", who, {"task": task_id, **{k: str(v)[:500] for k, v in
                                                                                  values.items()}}, durable=True)
@@ -338,9 +353,17 @@ class Agents:
             except NotFoundError:
                 t = None
             if t is not None and t.assignee == body.get("to"):
-                started = self.store.move(t.id, WORKING, expect={SUBMITTED})
+                if t.state == SUBMITTED and f"agent:{t.assignee}" in self.autonomy.suspended():
+                    self._finish(t.id, CANCELED, self.worker, expect={SUBMITTED},
+                                 error=f"agent:{t.assignee} is suspended: it gets no task")
+                else:
+                    started = self.store.move(t.id, WORKING, expect={SUBMITTED})
                 if started is None and self.store.get(t.id).state == WORKING:
-                    return  # a live worker holds it: leave the message pending (claimed again if it dies)
+                    gone = self.store.abandon(t.id)
+                    if gone is None:
+                        return  # a live worker holds it: leave the message pending (claimed again if it dies)
+                    self.audit.append("agents.task.failed", self.worker, {"task": t.id, "error": ABANDONED},
+                                      durable=True)
         if started is not None:
             self._run(started)
         self.bus.ack(TASKS, WORKERS, m.id, by=self.worker)  # done, or a duplicate for a task past submitted
@@ -350,14 +373,35 @@ class Agents:
         agent = self.principal_of(t.assignee)
         self.audit.append("agents.task.working", agent, {"task": t.id, "for": t.delegated_by}, durable=True)
         self.handled += 1
+        lease = [t.lease_until]
+        stop = threading.Event()
+
+        def heartbeat() -> None:  # renews the lease while ask() runs; the finish is fenced on it
+            while not stop.wait(self.store.lease_s / 3):
+                try:
+                    new = self.store.renew(t.id, lease[0])  # type: ignore[arg-type]
+                except Exception:  # noqa: BLE001 - SQL away for a moment: try again at the next beat
+                    log.warning("could not renew the lease of agent task %s", t.id, exc_info=True)
+                    continue
+                if new is None:
+                    return  # lost it (failed as abandoned, or canceled): the finish will find it moved
+                lease[0] = new
+
+        beat = threading.Thread(target=heartbeat, name=f"agent-task-{t.id}", daemon=True)
+        beat.start()
         try:
             res = self.assistant(t.assignee).ask(t.text, user=self.principals.get(t.delegated_by))
-        except Exception as exc:  # noqa: BLE001 - a crash of the run fails the task, with the reason
-            self._finish(t.id, FAILED, agent, expect={WORKING}, error=f"{type(exc).__name__}: {exc}")
-            raise
-        self._settle_run(t, res, agent, expect={WORKING})
+        except Exception as exc:  # noqa: BLE001 - a crash of the run fails this task only, with the reason
+            stop.set()
+            beat.join()
+            log.warning("agent task %s (agent:%s) failed: %s: %s", t.id, t.assignee, type(exc).__name__, exc)
+            self._finish(t.id, FAILED, agent, expect={WORKING}, lease=lease[0], error=f"{type(exc).__name__}: {exc}")
+            return  # never raised into whoever works the stream (another person's submit(), the CLI worker)
+        stop.set()
+        beat.join()
+        self._settle_run(t, res, agent, expect={WORKING}, lease=lease[0])
 
-    def _settle_run(self, t: Task, res: Any, who: Principal, *, expect: set[str]) -> Task:
+    def _settle_run(self, t: Task, res: Any, who: Principal, *, expect: set[str], lease: float | None = None) -> Task:
         state = _RUN_STATES.get(res.status, FAILED)
         values: dict[str, Any] = {"run_id": res.run_id, "answer": res.answer or None}
         if state == INPUT_REQUIRED:
@@ -367,7 +411,7 @@ class Agents:
             values["error"] = f"run {res.run_id} {res.status}: {res.stop_reason}"
         else:
             values["error"] = None
-        return self._finish(t.id, state, who, expect=expect, **values)
+        return self._finish(t.id, state, who, expect=expect, lease=lease, **values)
 
     # ------------------------------------------------------------------ votes and conflicts
     def vote(self, question: str, options: Sequence[str], *, voters: Sequence[str], method: str = "majority",

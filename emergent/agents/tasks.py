@@ -15,13 +15,15 @@ from typing import Any
 
 import sqlalchemy as sa
 
-from emergent.agents.card import OPEN_STATES, SUBMITTED, TASK_STATES, WORKING
+from emergent.agents.card import FAILED, OPEN_STATES, SUBMITTED, TASK_STATES, WORKING
 from emergent.agents.tables import agent_tasks as tasks
 from emergent.clock import Clock, SystemClock
 from emergent.errors import NotFoundError, ValidationError
 
-#: how long a worker owns a task it started without finishing it (then another may take it over)
+#: how long a worker owns a task it started without renewing it (its heartbeat renews it every third)
 LEASE_S = 300.0
+#: the error of a task whose worker's lease ran out while it ran (the worker died, or stalled)
+ABANDONED = "its worker stopped while it ran; it may have taken effect — submit it again"
 
 
 @dataclass
@@ -41,6 +43,7 @@ class Task:
     error: str | None = None
     created_at: float = 0.0
     updated_at: float = 0.0
+    lease_until: float | None = None  # while working: the holder's lease, also its fencing token
 
     @property
     def done(self) -> bool:
@@ -58,7 +61,7 @@ class Task:
 def _task(r: Any) -> Task:
     return Task(r.id, r.text, json.loads(r.skills), r.state, r.assignee, r.submitted_by, r.delegated_by,
                 json.loads(r.bids) if r.bids else [], r.award, r.run_id, r.approval_id, r.answer, r.error,
-                r.created_at, r.updated_at)
+                r.created_at, r.updated_at, r.lease_until)
 
 
 class TaskStore:
@@ -110,15 +113,49 @@ class TaskStore:
             conn.execute(tasks.update().where(tasks.c.id == task_id).values(**values,
                                                                             updated_at=self.clock.now()))
 
-    def move(self, task_id: str, to: str, *, expect: Iterable[str], **values: Any) -> Task | None:
-        """Move the task to ``to`` if its state is one of ``expect``; None if it was not (someone else
-        moved it first, or it is already final)."""
+    def move(self, task_id: str, to: str, *, expect: Iterable[str], lease: float | None = None,
+             **values: Any) -> Task | None:
+        """Move the task to ``to`` if its state is one of ``expect`` (and, given ``lease``, the caller
+        still holds that lease); None if it was not (someone else moved it first, or it is final)."""
         now = self.clock.now()
         cond: sa.ColumnElement[bool] = tasks.c.state.in_(sorted(set(expect)))
-        if to == WORKING:  # a task left working by a dead worker can be taken over once its lease ran out
-            cond = sa.or_(cond, sa.and_(tasks.c.state == WORKING, tasks.c.lease_until < now))
+        if lease is not None:  # the lease value is the holder's fencing token (no worker column needed)
+            cond = sa.and_(cond, tasks.c.lease_until == lease)
+        if to == WORKING:
             values["lease_until"] = now + self.lease_s
         with self.sql.begin() as conn:
             done = conn.execute(tasks.update().where(tasks.c.id == task_id, cond)
                                 .values(state=to, updated_at=now, **values))
         return self.get(task_id) if done.rowcount == 1 else None
+
+    def renew(self, task_id: str, lease: float) -> float | None:
+        """Extend the working task's lease held as ``lease``; the new lease, or None if it was lost."""
+        new = max(self.clock.now() + self.lease_s, lease + 1e-3)
+        with self.sql.begin() as conn:
+            done = conn.execute(tasks.update().where(tasks.c.id == task_id, tasks.c.state == WORKING,
+                                                     tasks.c.lease_until == lease).values(lease_until=new))
+        return new if done.rowcount == 1 else None
+
+    def abandon(self, task_id: str) -> Task | None:
+        """Fail a working task whose lease ran out (its worker stopped: it may have taken effect, so it
+        is never run again); None while a live worker holds it."""
+        now = self.clock.now()
+        with self.sql.begin() as conn:
+            done = conn.execute(tasks.update().where(tasks.c.id == task_id, tasks.c.state == WORKING,
+                                                     tasks.c.lease_until < now)
+                                .values(state=FAILED, error=ABANDONED, updated_at=now))
+        return self.get(task_id) if done.rowcount == 1 else None
+
+    def assign(self, task_id: str, to: str, *, delegated_by: str) -> bool:
+        """Give a submitted task nobody holds to ``to``; False if it was not (any more) such a task."""
+        with self.sql.begin() as conn:
+            done = conn.execute(tasks.update().where(tasks.c.id == task_id, tasks.c.state == SUBMITTED,
+                                                     tasks.c.assignee.is_(None))
+                                .values(assignee=to, delegated_by=delegated_by, updated_at=self.clock.now()))
+        return bool(done.rowcount == 1)
+
+    def unassign(self, task_id: str, to: str) -> None:
+        """Undo :meth:`assign` (its audit write failed, so the hand-over did not happen)."""
+        with self.sql.begin() as conn:
+            conn.execute(tasks.update().where(tasks.c.id == task_id, tasks.c.state == SUBMITTED,
+                                              tasks.c.assignee == to).values(assignee=None, delegated_by=None))

@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import threading
+import time
 from typing import Any
 
 import pytest
 
-from emergent.agents.card import COMPLETED, INPUT_REQUIRED, SUBMITTED, TASK_STATES
+from emergent.agents.card import CANCELED, COMPLETED, FAILED, INPUT_REQUIRED, SUBMITTED, TASK_STATES, WORKING
 from emergent.agents.delegation import RULE
-from emergent.errors import NotFoundError, PermissionDenied, PrincipalError, ValidationError
+from emergent.errors import NotFoundError, PermissionDenied, PrincipalError, UsageError, ValidationError
 
 
 def audit_kinds(ws: Any, kind: str) -> list[dict[str, Any]]:
@@ -198,3 +200,105 @@ def test_an_award_published_before_any_worker_started_survives_the_workers_trim(
     assert agents.trim(older_than_s=0) == 0  # what a worker does first (retain_s: a day by default)
     agents.work(max_messages=10)
     assert agents.task(t.id).state == COMPLETED
+
+
+class _Slow:
+    """A real assistant whose ``ask`` takes ``delay`` s first, or raises for a text containing ``explode``."""
+
+    def __init__(self, real: Any, delay: float) -> None:
+        self.real, self.delay = real, delay
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.real, name)
+
+    def ask(self, text: str, **kw: Any) -> Any:
+        if "explode" in text:
+            raise RuntimeError("the agent's run crashed")
+        time.sleep(self.delay)
+        return self.real.ask(text, **kw)
+
+
+def _worker(ws: Any, agents: Any, consumer: str, delay: float = 0.0, **kw: Any) -> Any:
+    """Another worker on the same bus and SQL, whose agents' runs are slowed by ``delay``."""
+    from emergent.agents.service import Agents
+
+    return Agents(ws.sql, bus=agents.bus, assistant=lambda name, **spec: _Slow(ws.assistant(name, **spec), delay),
+                  autonomy=ws.autonomy, principals=ws.principals, audit=ws.audit, clock=ws.clock, consumer=consumer,
+                  **kw)
+
+
+def test_a_task_running_longer_than_its_lease_keeps_it_by_heartbeat_and_is_run_once(ws: Any, agents: Any) -> None:
+    slow = _worker(ws, agents, "slow", delay=1.2, lease_s=0.3)
+    other = _worker(ws, agents, "other", lease_s=0.3, claim_idle_ms=0)
+    task = agents.delegate("count the rows slowly", to="stats", by=ws.principal, wait=False)
+    runner = threading.Thread(target=slow.work, kwargs={"max_messages": 1})
+    runner.start()
+    deadline = time.monotonic() + 5
+    while agents.task(task.id).state != WORKING and time.monotonic() < deadline:
+        time.sleep(0.02)
+    while runner.is_alive():  # another worker claims the pending award again and again while it runs
+        other.work(claim=True, max_messages=1)
+        time.sleep(0.1)
+    runner.join()
+    done = agents.task(task.id)
+    assert done.state == COMPLETED and done.run_id and (slow.handled, other.handled) == (1, 0)
+    assert len(ws.assistant("stats").runs()) == 1
+    other.work(claim=True)
+    assert agents.bus.pending("tasks", "workers") == 0 and agents.task(task.id).state == COMPLETED
+
+
+def test_a_task_that_crashes_fails_alone_and_the_caller_working_the_stream_gets_its_own_answer(
+        ws: Any, agents: Any) -> None:
+    me = ws.principal
+    worker = _worker(ws, agents, "shared")
+    bad = worker.delegate("explode the table", to="stats", by=me, wait=False)
+    mine = worker.delegate("summarise the notes", to="critic", by=me)  # works the stream: runs both
+    assert mine.state == COMPLETED
+    failed = worker.task(bad.id)
+    assert failed.state == FAILED and failed.error == "RuntimeError: the agent's run crashed"
+    assert agents.bus.pending("tasks", "workers") == 0  # acknowledged: not claimed and crashed again
+    assert [e["data"]["task"] for e in audit_kinds(ws, "agents.task.failed")] == [bad.id]
+
+
+def test_an_award_for_an_agent_suspended_after_the_hand_over_is_canceled_and_audited(ws: Any, agents: Any) -> None:
+    me = ws.principal
+    task = agents.delegate("count the rows", to="stats", by=me, wait=False)
+    ws.autonomy.suspend("agent:stats", by=me, reason="misbehaved")
+    agents.work(max_messages=5)
+    t = agents.task(task.id)
+    assert (t.state, t.run_id) == (CANCELED, None) and "agent:stats is suspended" in t.error
+    (entry,) = audit_kinds(ws, "agents.task.canceled")
+    assert entry["actor"] == "service:agents" and entry["data"]["task"] == task.id
+    assert agents.bus.pending("tasks", "workers") == 0
+
+
+def test_only_its_submitter_or_a_person_may_delegate_a_submitted_task(ws: Any, agents: Any) -> None:
+    me, scout = ws.principal, agents.principal_of("scout")
+    t = agents._new_task("review the person's draft", [], me)
+    with pytest.raises(PrincipalError, match="agent:scout may not delegate task"):
+        agents.delegate(t.id, to="critic", by=scout)
+    assert (agents.task(t.id).state, agents.task(t.id).assignee) == (SUBMITTED, None)  # not canceled, not handed
+    assert audit_kinds(ws, "agents.delegate.denied") == [] and audit_kinds(ws, "agents.delegate") == []
+    assert agents.delegate(t.id, to="critic", by=me).state == COMPLETED
+
+
+def test_two_delegations_of_one_task_racing_hand_it_over_once(ws: Any, agents: Any) -> None:
+    me = ws.principal
+    t = agents._new_task("count the rows", [], me)
+    barrier, won, lost = threading.Barrier(2), [], []
+
+    def go(to: str) -> None:
+        barrier.wait()
+        try:
+            won.append(agents.delegate(t.id, to=to, by=me, wait=False).assignee)
+        except UsageError as exc:
+            lost.append(exc)
+
+    threads = [threading.Thread(target=go, args=(to,)) for to in ("stats", "critic")]
+    for th in threads:
+        th.start()
+    for th in threads:
+        th.join()
+    assert len(won) == 1 and len(lost) == 1 and agents.task(t.id).assignee == won[0]
+    assert [e["data"]["task"] for e in audit_kinds(ws, "agents.delegate")] == [t.id]
+    assert [m.body["to"] for m in agents.messages("tasks") if m.body.get("task") == t.id] == won
