@@ -179,6 +179,22 @@ def _human(agents: Agents, by: Principal, what: str) -> Principal:
     return who  # type: ignore[no-any-return]
 
 
+def _settle_approval(agents: Agents, approval_id: str, who: Principal, reason: str) -> str:
+    """Approve the escalation's approval if it still waits; if it was rejected or expired first (in the
+    inbox, by the CLI), the person's choice is recorded anyway (the approval only asked for a person):
+    returns what happened to it, for the explanation and the audit entry."""
+    a = agents.autonomy.approvals.get(approval_id)
+    if a.status == "pending":
+        try:
+            agents.autonomy.approvals.approve(approval_id, by=who, reason=reason)
+            return "approved"
+        except UsageError:  # expired just now, or decided by someone else meanwhile: read what it is
+            a = agents.autonomy.approvals.get(approval_id)
+            if a.status == "pending":
+                raise
+    return f"{a.status}" + (f" by {a.decided_by}" if a.decided_by else "")
+
+
 def decide_vote(agents: Agents, vote_id: str, choice: str, *, by: Principal, reason: str) -> VoteResult:
     who = _human(agents, by, "decide an escalated vote")
     v = get_vote(agents, vote_id)
@@ -187,11 +203,13 @@ def decide_vote(agents: Agents, vote_id: str, choice: str, *, by: Principal, rea
     if choice not in v.options:
         raise ValidationError(f"field 'choice': {choice!r} is not an option of vote {vote_id}",
                               hint=f"options: {', '.join(v.options)}", field="choice")
-    agents.autonomy.approvals.approve(v.approval_id, by=who, reason=f"chose {choice!r}. {reason}".strip())
+    approval = _settle_approval(agents, v.approval_id, who, f"chose {choice!r}. {reason}".strip())
     text = f"{v.explanation}; {who.key} chose {choice!r}" + (f": {reason}" if reason else "")
+    if approval != "approved":
+        text += f" (its approval was {approval} first)"
     now = agents.clock.now()
-    agents.audit.append("agents.vote.decided", who, {"vote": vote_id, "choice": choice, "reason": reason},
-                        durable=True)
+    agents.audit.append("agents.vote.decided", who, {"vote": vote_id, "choice": choice, "reason": reason,
+                                                     "approval": approval}, durable=True)
     with agents.sql.begin() as conn:
         conn.execute(agent_votes.update().where(agent_votes.c.id == vote_id).values(
             status=consensus.DECIDED, winner=choice, explanation=text, decided_by=who.key, updated_at=now))
@@ -270,11 +288,13 @@ def decide_conflict(agents: Agents, rid: str, agent: str, *, by: Principal, reas
     if idx is None:
         raise ValidationError(f"field 'agent': {agent!r} made no proposal in resolution {rid}",
                               hint=f"proposers: {', '.join(p.agent for p in res.proposals)}", field="agent")
-    agents.autonomy.approvals.approve(res.approval_id, by=who, reason=f"chose {agent}'s proposal. {reason}".strip())
+    approval = _settle_approval(agents, res.approval_id, who, f"chose {agent}'s proposal. {reason}".strip())
     text = f"{res.explanation}; {who.key} chose {agent}'s {res.proposals[idx].proposal!r}" + \
         (f": {reason}" if reason else "")
-    agents.audit.append("agents.resolve.decided", who, {"resolution": rid, "winner": idx, "reason": reason},
-                        durable=True)
+    if approval != "approved":
+        text += f" (its approval was {approval} first)"
+    agents.audit.append("agents.resolve.decided", who, {"resolution": rid, "winner": idx, "reason": reason,
+                                                        "approval": approval}, durable=True)
     with agents.sql.begin() as conn:
         conn.execute(agent_resolutions.update().where(agent_resolutions.c.id == rid).values(
             status=conflicts.RESOLVED, winner=idx, explanation=text, decided_by=who.key,

@@ -165,3 +165,22 @@ def test_a_vote_whose_audit_entry_cannot_be_written_puts_no_ballot_on_the_bus(ws
         with ws.sql.begin() as conn:
             conn.exec_driver_sql("ALTER TABLE audit_log_gone RENAME TO audit_log")
     assert agents.messages("votes") == [] and agents.votes() == []
+
+
+def test_a_vote_and_a_conflict_whose_approval_was_rejected_in_the_inbox_are_still_decided_by_a_person(
+        ws: Any, agents: Any) -> None:
+    me = ws.principal
+    v = agents.vote("Which?", ["a", "b"], voters=["scout", "stats"], by=me, ballots={"scout": "a", "stats": "b"})
+    ws.autonomy.approvals.reject(v.approval_id, by=me, reason="not now")  # the inbox's reject button
+    decided = agents.decide_vote(v.id, "b", by=me, reason="b is cheaper")
+    assert (decided.status, decided.winner, decided.decided_by) == ("decided", "b", me.key)
+    assert f"its approval was rejected by {me.key} first" in decided.explanation
+    r = agents.resolve(PROPOSALS, rule="escalate", by=me)
+    ws.autonomy.approvals.reject(r.approval_id, by=me)
+    done = agents.decide_conflict(r.id, "critic", by=me)
+    assert done.status == "resolved" and done.winner.proposal == "buy electrodes"
+    ws.audit.flush()
+    (vd,) = ws.audit.entries(kind="agents.vote.decided")
+    (rd,) = ws.audit.entries(kind="agents.resolve.decided")
+    assert vd.data["approval"] == rd.data["approval"] == f"rejected by {me.key}"
+    assert ws.autonomy.approvals.get(v.approval_id).status == "rejected"  # the approval itself is left as decided
