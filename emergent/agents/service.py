@@ -397,6 +397,9 @@ class Agents:
             log.warning("agent task %s (agent:%s) failed: %s: %s", t.id, t.assignee, type(exc).__name__, exc)
             self._finish(t.id, FAILED, agent, expect={WORKING}, lease=lease[0], error=f"{type(exc).__name__}: {exc}")
             return  # never raised into whoever works the stream (another person's submit(), the CLI worker)
+        except BaseException:  # an interrupt: stop renewing, so the lease runs out and the task is failed
+            stop.set()
+            raise
         stop.set()
         beat.join()
         self._settle_run(t, res, agent, expect={WORKING}, lease=lease[0])
