@@ -90,6 +90,7 @@ class ToolRegistry:
         self._lock = threading.RLock()
         self._entry_points_loaded = not entry_points
         self._entry_points_done = not entry_points
+        self._load_lock = threading.RLock()
         self.load_errors: dict[str, str] = {}
         #: source prefix -> rebuilds a recorded version from its stored description (``mcp+``: a tool
         #: of an MCP server, whose code is the server: it survives a restart without re-installing)
@@ -166,7 +167,7 @@ class ToolRegistry:
             return
         # Threads making their first calls at once wait here for the one that loads: a flag set before
         # the load finished let the others look tools up in a half-filled registry ("unknown tool").
-        with self._lock:
+        with self._load_lock:  # its own lock: lookups and adds of other threads never wait on a plug-in's import
             if self._entry_points_loaded:  # done, or being loaded by this thread (add() re-enters)
                 return
             self._entry_points_loaded = True
