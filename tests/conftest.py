@@ -6,12 +6,8 @@ own Redis). PostgreSQL: only where ``EMERGENT_TEST_POSTGRES_URL`` names one.
 
 from __future__ import annotations
 
-import contextlib
 import importlib.util
 import os
-import shutil
-import socket
-import subprocess
 import sys
 import time
 import uuid
@@ -21,15 +17,10 @@ from types import ModuleType
 from typing import Any
 
 import pytest
+from _servers import RedisServer
 
 ROOT = Path(__file__).resolve().parents[1]
 ARTIFACTS = ROOT / "tests" / "artifacts"
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @pytest.fixture(autouse=True)
@@ -41,50 +32,6 @@ def _isolated_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     (tmp_path / "home").mkdir(exist_ok=True)  # the CLI refuses a workspace directory that does not exist
     monkeypatch.setenv("EMERGENT_HOME", str(tmp_path / "home"))
     monkeypatch.setenv("EMERGENT_AUDIT_DIR", str(tmp_path / "audit-anchor"))
-
-
-class RedisServer:
-    def __init__(self, root: Path) -> None:
-        binary = shutil.which("redis-server")
-        if binary is None:
-            pytest.fail("redis-server is not installed: run `make test` (it installs it with apt-get)")
-        self.dir = root
-        self.port = free_port()
-        self.binary = binary
-        self.start()
-
-    @property
-    def url(self) -> str:
-        return f"redis://127.0.0.1:{self.port}/0"
-
-    def start(self) -> None:
-        subprocess.run(
-            [self.binary, "--bind", "127.0.0.1", "--port", str(self.port), "--dir", str(self.dir),
-             "--save", "", "--appendonly", "no", "--daemonize", "yes",
-             "--pidfile", str(self.dir / "redis.pid"), "--logfile", str(self.dir / "redis.log")],
-            check=True,
-        )
-        deadline = time.time() + 10
-        while time.time() < deadline:
-            try:
-                with socket.create_connection(("127.0.0.1", self.port), timeout=0.2):
-                    return
-            except OSError:
-                time.sleep(0.05)
-        raise RuntimeError(f"redis-server did not start on port {self.port}")
-
-    def stop(self) -> None:
-        pid_file = self.dir / "redis.pid"
-        if pid_file.exists():
-            with contextlib.suppress(ProcessLookupError, ValueError):
-                os.kill(int(pid_file.read_text().strip()), 15)
-        deadline = time.time() + 5
-        while time.time() < deadline:
-            try:
-                with socket.create_connection(("127.0.0.1", self.port), timeout=0.1):
-                    time.sleep(0.05)
-            except OSError:
-                return
 
 
 @pytest.fixture(scope="session")

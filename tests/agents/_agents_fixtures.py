@@ -3,54 +3,22 @@
 from __future__ import annotations
 
 import os
-import shutil
 import signal
 import socket
-import subprocess
 import time
-from pathlib import Path
 from typing import Any
 
-import pytest
+from _servers import RedisServer
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-class DurableRedis:
+class DurableRedis(RedisServer):
     """A redis-server that logs every write before answering (``appendonly yes``, ``appendfsync always``)."""
 
-    def __init__(self, root: Path) -> None:
-        binary = shutil.which("redis-server")
-        if binary is None:
-            pytest.fail("redis-server is not installed: run `make test` (it installs it with apt-get)")
-        self.binary, self.dir, self.port = binary, root, free_port()
-        self.start()
-
-    @property
-    def url(self) -> str:
-        return f"redis://127.0.0.1:{self.port}/0"
+    PERSISTENCE = ("--appendonly", "yes", "--appendfsync", "always")
 
     @property
     def pid(self) -> int:
         return int((self.dir / "redis.pid").read_text().strip())
-
-    def start(self) -> None:
-        subprocess.run([self.binary, "--bind", "127.0.0.1", "--port", str(self.port), "--dir", str(self.dir),
-                        "--save", "", "--appendonly", "yes", "--appendfsync", "always", "--daemonize", "yes",
-                        "--pidfile", str(self.dir / "redis.pid"), "--logfile", str(self.dir / "redis.log")],
-                       check=True)
-        deadline = time.time() + 10
-        while time.time() < deadline:
-            try:
-                with socket.create_connection(("127.0.0.1", self.port), timeout=0.2):
-                    return
-            except OSError:
-                time.sleep(0.02)
-        raise RuntimeError(f"redis-server did not start on port {self.port}")
 
     def kill9(self) -> None:
         """SIGKILL: no shutdown, no final save; only what the AOF already holds survives."""
