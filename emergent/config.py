@@ -158,6 +158,26 @@ class WorkflowsConfig(BaseModel):
     max_workers: int = Field(32, ge=1, description="threads of the threads executor (and of the engine's own pool)")
 
 
+class BrowserConfig(BaseModel):
+    """Browser automation (``EMERGENT_BROWSER__<NAME>``): Playwright driving a Chromium on this machine."""
+
+    executable: str = Field("/usr/bin/chromium", description="the Chromium Playwright drives (nothing is "
+                            "downloaded: Debian's chromium package)")
+    headless: bool = Field(True, description="false: show the window (needs a display) so a person can drive "
+                           "a recording")
+    allow_hosts: list[str] = Field(
+        default_factory=lambda: ["127.0.0.1", "localhost"],
+        description="hosts a session may reach (navigation, redirects, sub-resources, pop-ups); 'host', "
+                    "'host:port' or '*.example.org'; everything else is blocked and audited")
+    secrets: dict[str, SecretStr] = Field(
+        default_factory=dict, description='values scripts refer to as ${secrets.NAME} (JSON, e.g. '
+                                          '{"portal_password": "..."}); never stored in a script')
+    timeout_ms: int = Field(10_000, ge=100, le=600_000, description="how long an action waits for its element")
+    navigation_timeout_ms: int = Field(30_000, ge=100, le=600_000, description="how long a page load may take")
+    trace: bool = Field(True, description="keep a Playwright trace (screenshots and DOM snapshots) per replay")
+    max_sessions: int = Field(8, ge=1, le=256, description="open sessions at once in this process")
+
+
 class Settings(BaseSettings):
     """Everything configurable, one place. Every field is an ``EMERGENT_<NAME>`` variable."""
 
@@ -203,6 +223,7 @@ class Settings(BaseSettings):
     graph: GraphConfig = Field(default_factory=GraphConfig)
     tools: ToolsConfig = Field(default_factory=ToolsConfig)
     workflows: WorkflowsConfig = Field(default_factory=WorkflowsConfig)
+    browser: BrowserConfig = Field(default_factory=BrowserConfig)
 
     @field_validator("redis_url", "database_url", "lance_uri", "llm_base_url", "embed_base_url")
     @classmethod

@@ -24,6 +24,7 @@ if TYPE_CHECKING:  # pragma: no cover - each service is imported when first used
     from emergent.assistant.store import RunStore
     from emergent.audit import AuditLog
     from emergent.autonomy.service import Autonomy
+    from emergent.browser.session import BrowserService
     from emergent.experiments.service import Experiments
     from emergent.graph.service import KnowledgeGraph
     from emergent.jobs.service import JobService
@@ -402,7 +403,8 @@ class Workstation:
         from emergent.tools.service import ToolService, ToolServices
 
         svc = ToolService(self.sql, autonomy=self.autonomy, settings=self.settings, workspace=self.path,
-                          services=ToolServices(memory_provider=lambda: self.memory), clock=self.clock)
+                          services=ToolServices(memory_provider=lambda: self.memory,
+                                                browser_provider=lambda: self.browser), clock=self.clock)
         self._closers.insert(0, svc.close)
         return svc
 
@@ -457,6 +459,22 @@ class Workstation:
                                                         principals=self.principals),
                         audit=self.audit, clock=self.clock, executor=cfg.executor, max_workers=cfg.max_workers,
                         workspace=self.path)
+        self._closers.insert(0, svc.close)
+        return svc
+
+    @functools.cached_property
+    def browser(self) -> BrowserService:
+        """Browser automation (emergent.browser): Playwright sessions on this machine's Chromium behind
+        the host allow-list, recorded scripts replayed with self-healing locators, extraction to polars."""
+        from emergent.browser.session import BrowserService
+
+        cfg = self.settings.browser
+        svc = BrowserService(self.sql, audit=self.audit, clock=self.clock, workspace=self.path,
+                             autonomy=self.autonomy, executable=cfg.executable, headless=cfg.headless,
+                             allow_hosts=tuple(cfg.allow_hosts),
+                             secrets={k: v.get_secret_value() for k, v in cfg.secrets.items()},
+                             timeout_ms=cfg.timeout_ms, navigation_timeout_ms=cfg.navigation_timeout_ms,
+                             trace=cfg.trace, max_sessions=cfg.max_sessions, llm=lambda: self.llm)
         self._closers.insert(0, svc.close)
         return svc
 

@@ -28,6 +28,7 @@ class ToolServices:
     ``memory`` is a callable returning the memory service (built on first use)."""
 
     memory_provider: Callable[[], Any] | None = None
+    browser_provider: Callable[[], Any] | None = None
 
     @property
     def memory(self) -> Any:
@@ -35,6 +36,14 @@ class ToolServices:
             raise UsageError("no memory service is attached to these tools",
                              hint="open the tools through a Workstation (ws.tools)")
         return self.memory_provider()
+
+    @property
+    def browser(self) -> Any:
+        """The browser service (emergent.browser.BrowserService), built on first use."""
+        if self.browser_provider is None:
+            raise UsageError("no browser service is attached to these tools",
+                             hint="open the tools through a Workstation (ws.tools)")
+        return self.browser_provider()
 
 
 class ToolService:
