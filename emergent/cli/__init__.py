@@ -37,6 +37,7 @@ SUBCOMMANDS: dict[str, tuple[str, str]] = {
     "mcp": ("emergent.cli.mcp", "MCP: serve the tools to MCP clients (stdio or HTTP); bearer tokens for HTTP."),
     "agents": ("emergent.cli.agents", "Agents: their cards, tasks and states, bus messages, votes, conflicts; decide what they escalated."),
     "workflows": ("emergent.cli.workflows", "Workflows: runs, show, templates, run, validate, pause, resume, cancel."),
+    "browser": ("emergent.cli.browser", "Browser automation: scripts, show, replay, accept, reject, templates, extract, runs (record in a notebook: it needs a page a person drives)."),
     "doctor": ("emergent.cli.doctor", "Check every store, an interrupted restore, leftovers and the audit chain; --repair."),
 }
 
