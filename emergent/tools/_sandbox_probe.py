@@ -147,7 +147,7 @@ def isolation() -> dict[str, Any]:
             "pid_namespace": pidns, "pid_namespace_via": via, "private_proc": proc, "subreaper": subreaper,
             "cgroup": cgroup,
             "user_namespace": userns and netns, "rlimits": True, "drops_privileges": root,
-            "user": "nobody" if root else os.environ.get("USER", str(os.getuid())),
+            "user": "a user id of its own for each run" if root else os.environ.get("USER", str(os.getuid())),
             "bubblewrap": bwrap, "bubblewrap_installed": shutil.which("bwrap") is not None}
 
 

@@ -8,10 +8,13 @@ machine gives, and each :class:`SandboxResult` says what that run got):
 - a scrubbed environment: only PATH, HOME, TMPDIR, LANG (no secrets, no ``EMERGENT_*``) plus
   what the caller passes explicitly (``EMERGENT_*`` keys are dropped even then);
 - a fresh temporary working directory, the only place meant to be written;
-- when started as root: the program drops to the unprivileged ``nobody`` user, so it cannot write
-  outside its working directory (and world-writable places such as /tmp), read other users'
-  files, read the parent's ``/proc/<pid>/environ`` or signal the sandbox's own supervisor; the
-  process limit then applies too (root ignores ``RLIMIT_NPROC``).
+- when started as root: the program drops to an unprivileged user id of its own, picked for this
+  run from a range no account uses (:data:`RUN_UIDS`, like systemd's ``DynamicUser``), so it cannot
+  write outside its working directory (and world-writable places such as /tmp), read other users'
+  files, read the parent's ``/proc/<pid>/environ``, signal the sandbox's own supervisor, or signal,
+  trace or starve *another run* (two runs sharing ``nobody`` could ``kill -1`` each other, and the
+  process limit, which counts per user, was shared: one run's fork bomb stopped every other run's
+  programs from starting); the process limit then applies too (root ignores ``RLIMIT_NPROC``).
 
 Isolation levels (``level``; weakest first). A policy may require one (``Sandbox.requiring``;
 agents get ``network`` or better by default):
@@ -78,6 +81,7 @@ from __future__ import annotations
 import contextlib
 import os
 import resource
+import secrets
 import selectors
 import shutil
 import signal
@@ -100,6 +104,13 @@ from emergent.tools._sandbox_probe import (
 )
 
 NOBODY = 65534
+#: the user ids runs started as root drop to: one drawn at random for each run from 2**24 ids above
+#: 2**30, far above any account's (ids need no passwd entry to be set)
+RUN_UIDS = (1 << 30, (1 << 30) + (1 << 24))
+
+
+def _run_uid() -> int:
+    return RUN_UIDS[0] + secrets.randbelow(RUN_UIDS[1] - RUN_UIDS[0])
 LEVELS = ("none", "process", "network", "namespace")
 #: kill guarantees, strongest first (see the module docstring)
 KILLS = ("pid-namespace", "subreaper", "cgroup", "process-group")
@@ -175,7 +186,8 @@ class _Plan:
     netns: bool = False  # cut the network ourselves (bubblewrap does its own)
     userns: bool = False  # not root: enter a user namespace first (namespaces need it)
     private_proc: bool = False  # pid-namespace: mount a /proc showing only the run
-    drop: bool = False  # root: the program runs as nobody
+    drop: bool = False  # root: the program runs as an unprivileged user id of its own (``uid``)
+    uid: int = NOBODY  # that id, drawn for each run (see :data:`RUN_UIDS`)
     cgroup: str | None = None  # the run's own cgroup directory
     direct: bool = False  # pid-namespace made by our thread for its next child (root): no supervisor
 
@@ -237,8 +249,8 @@ def _preexec(limits: Limits, plan: _Plan) -> Callable[[], None]:
             resource.setrlimit(res, val)
         if plan.drop:
             os.setgroups([])
-            os.setgid(NOBODY)
-            os.setuid(NOBODY)
+            os.setgid(plan.uid)
+            os.setuid(plan.uid)
         if plan.supervised or plan.direct:  # after the uid change, which would clear it
             _procs._check(libc.prctl(_procs.PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0), "prctl(PDEATHSIG)")
             if plan.kill == "subreaper" and os.getppid() != supervisor:
@@ -350,9 +362,11 @@ class Sandbox:
             base.mkdir(parents=True, exist_ok=True)
             if plan.drop and not _world_executable(str(base)):  # the sandbox user could not reach it
                 base = None
+        if plan.drop:
+            plan = replace(plan, uid=_run_uid())
         workdir = tempfile.mkdtemp(prefix="emergent-sbx-", dir=base)
         try:
-            self._seed(workdir, files or {}, plan.drop)
+            self._seed(workdir, files or {}, plan.uid if plan.drop else None)
             full = [*bwrap_argv(shutil.which("bwrap") or "bwrap", workdir, lim.network), *argv] if plan.bwrap \
                 else list(argv)
             if plan.cgroup:
@@ -377,16 +391,16 @@ class Sandbox:
         return self.run(["/bin/sh", "-c", command], **kw)
 
     @staticmethod
-    def _seed(workdir: str, files: Mapping[str, str | bytes], drop: bool) -> None:
+    def _seed(workdir: str, files: Mapping[str, str | bytes], uid: int | None) -> None:
         for name, content in files.items():
             target = (Path(workdir) / name).resolve()
             if not target.is_relative_to(Path(workdir).resolve()):
                 raise ValidationError(f"sandbox file {name!r} would land outside the working directory")
             target.parent.mkdir(parents=True, exist_ok=True)
             target.write_bytes(content.encode() if isinstance(content, str) else content)
-        if drop:
+        if uid is not None:
             for p in [Path(workdir), *Path(workdir).rglob("*")]:
-                os.chown(p, NOBODY, NOBODY)
+                os.chown(p, uid, uid)
         os.chmod(workdir, 0o700)
 
     def _spawn(self, argv: Sequence[str], stdin: str | bytes | None, lim: Limits, env: dict[str, str],
