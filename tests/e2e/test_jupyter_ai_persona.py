@@ -219,8 +219,9 @@ def test_a_remember_waits_for_approve_typed_in_the_same_chat_then_the_memory_is_
         page.locator(".jp-chat-command-name", has_text="/approve").first.wait_for(timeout=10_000)
         box.press("Escape")
         send(page, f"/approve {approval.group(1)}")
-        done = emergent_reply(page, f"approved {approval.group(1)}")
-        assert "completed" in done and "Remembered" in done
+        # the reply streams: "calling ... (approved ID)" shows before the run's "completed" line
+        done = emergent_reply(page, f"approved {approval.group(1)}", "completed")
+        assert "Remembered" in done
         send(page, "@Emergent when does the cryostat's second stage settle?")
         answer = emergent_reply(page, "From memory", "settles at 3.9 K")
         assert "mode: offline" in answer
