@@ -208,6 +208,24 @@ def summary(fp: Fingerprint, *, limit: int = 80) -> str:
     return " ".join(parts)
 
 
+def implied_fingerprint(target: Target) -> Fingerprint | None:
+    """The fingerprint a target's candidates imply when none was recorded (a hand-written
+    ``Target.of("label=Email")``): role and name, label, text, placeholder, alt, title. None when they
+    imply nothing to compare (CSS and test ids only)."""
+    fp = Fingerprint()
+    for c in target.candidates:
+        if c.kind == "role":
+            fp.role = fp.role or c.value
+            fp.name = fp.name or c.name
+        elif c.kind in ("label", "text"):
+            if getattr(fp, c.kind) is None:
+                setattr(fp, c.kind, c.value)
+        elif c.kind in ("placeholder", "alt", "title"):
+            fp.attrs.setdefault(c.kind, c.value)
+    has_content = any((fp.name, fp.label, fp.text, fp.attrs))
+    return fp if has_content else None
+
+
 # ------------------------------------------------------------------------------ the model
 class ModelChoice(BaseModel):
     """The model's answer: the number of the element meant, or null when none of them is it."""
@@ -267,5 +285,5 @@ def merged(old: Target, first: Sequence[Candidate], fingerprint: Fingerprint | N
 
 
 __all__ = ["MARGIN", "MODEL_TOP", "STABLE_ATTRS", "THRESHOLD", "WEIGHTS", "Decision", "ModelChoice", "ask_model",
-           "choose", "features", "merged", "model_messages", "normalise", "rank", "score", "summary",
+           "choose", "features", "implied_fingerprint", "merged", "model_messages", "normalise", "rank", "score", "summary",
            "text_similarity", "tokens", "trigrams"]
