@@ -372,7 +372,7 @@ def run(args: dict[str, Any]) -> dict[str, Any]:
         chromium = _Chromium()
         try:
             result.update(chromium.run(overhead(chromium.browser, site, repeats, warm=not quick)))
-            pages = ("/login", "/frame", "/popup") if quick else HEAL_PAGES
+            pages = ("/", "/login", "/frame") if quick else HEAL_PAGES
             result.update(chromium.run(heal_rate(chromium.browser, site, pages)))
             try:
                 result.update(chromium.run(extraction(chromium.browser, site, repeats, warm=not quick)))

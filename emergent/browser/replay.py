@@ -265,10 +265,10 @@ async def replay_script(page: Page, script: Script, *, params: Mapping[str, str]
         t0 = time.perf_counter()
         budget = action.timeout_ms or timeout_ms
         try:
-            found = await asyncio.wait_for(
-                _act(page, action, substitute(action.value, values, secrets, reveal=True), budget=budget,
-                     heal_on=heal, model=model, extract=extract, navigate=navigate, files=files, outputs=outputs),
-                timeout=budget / 1000 * 2 + 5)  # a hard stop behind the per-call timeouts
+            work = _act(page, action, substitute(action.value, values, secrets, reveal=True), budget=budget,
+                        heal_on=heal, model=model, extract=extract, navigate=navigate, files=files, outputs=outputs)
+            # a hard stop behind the per-call timeouts (an extraction spans many pages: its own bounds apply)
+            found = await (work if action.kind == "extract" else asyncio.wait_for(work, timeout=budget / 1000 * 2 + 5))
         except Exception as exc:
             if not isinstance(exc, (EmergentError, TimeoutError, *_pw_errors())):
                 raise

@@ -116,7 +116,7 @@ def test_a_twenty_action_script_replays_on_the_unchanged_site(drv: Driver, page:
                Action(kind="navigate", value=site.url("/frame")),
                Action(kind="fill", target=number, value="21"),                              # 14
                Action(kind="click", target=double),
-               Action(kind="wait", target=Target(candidates=[Candidate(kind="css", value="#out", frame="#tool")])),
+               Action(kind="wait", target=Target(candidates=[Candidate(kind="text", value="42", frame="#tool")])),
                Action(kind="navigate", value=site.url("/late?ms=300")),                     # 17
                Action(kind="click", target=late),
                Action(kind="wait", target=Target.of("text=Loaded and clicked")),
@@ -133,7 +133,7 @@ def test_a_twenty_action_script_replays_on_the_unchanged_site(drv: Driver, page:
     assert _sent(site, before) == [EXPECTED]
     assert [i for i, _ in seen] == list(range(20))
     assert seen[2][1] == "fill " + login[1].describe() + " '(secret lab_pw)'"
-    assert drv.run(page.frame_locator("#tool").locator("#out").text_content()) == "42"
+    assert drv.run(page.get_by_role("button").text_content()) == "Loaded and clicked"
     assert all(o.used is not None for o in outcomes if o.kind not in ("navigate",))
 
 
@@ -309,3 +309,36 @@ def test_late_content_is_waited_for_within_the_timeout(drv: Driver, page: Any, s
         Action(kind="navigate", value=site.url("/late?ms=3000")), Action(kind="click", target=late,
                                                                          timeout_ms=400)]}), timeout_ms=4000)
     assert [o.status for o in outcomes] == ["ok", "failed"] and time.perf_counter() - t0 < 2.5
+
+
+def test_upload_and_extract_steps_use_the_given_file_resolver_and_extractor(drv: Driver, page: Any,
+                                                                            site: DemoSite) -> None:
+    from emergent.bench.browser import table_template
+    from emergent.browser.extract import extract_rows
+
+    templates = {"results": table_template()}
+    opened: list[str] = []
+
+    def files(path: str) -> tuple[str, bytes]:
+        opened.append(path)
+        return "report.csv", b"compound,ic50\nCMP-1,4.2\n"
+
+    async def extract(pg: Any, name: str) -> list[dict[str, Any]]:
+        return await extract_rows(pg, templates[name], timeout_ms=3000, max_pages=2)
+
+    script = Script(name="x", actions=[
+        Action(kind="navigate", value=site.url("/login")),
+        Action(kind="upload", target=Target.of("label=Report"), value="reports/q3.csv"),
+        Action(kind="click", target=Target.of("role=button[name=\"Sign in\"]"), submits=True),
+        Action(kind="click", target=Target.of("role=link[name=\"Results\"]")),
+        Action(kind="extract", value="results", output="first_pages"),
+    ])
+    before = len(site.uploads)
+    with pytest.raises(ValidationError, match="file resolver"):
+        drv.run(replay_script(page, script, params={}, secrets={}, timeout_ms=3000, extract=extract))
+    outcomes, outputs, _ = _replay(drv, page, script, files=files, extract=extract)
+    assert [o.status for o in outcomes] == ["ok"] * 5, [o.error for o in outcomes]
+    assert opened == ["reports/q3.csv"]
+    assert site.uploads[before:] == [{"field": "report", "size": 24, "head": b"compound,ic50\nCMP-1,4.2\n"}]
+    rows = outputs["first_pages"]
+    assert len(rows) == 20 and rows[0]["compound"] == "CMP-0001" and rows[19]["compound"] == "CMP-0020"
