@@ -51,7 +51,7 @@ if TYPE_CHECKING:
 QUIET_MS = 600
 #: how long a next-page target may take to show once the rows are there
 NEXT_MS = 250
-_POLL_S = 0.04
+_POLL_S = 0.025
 _PY: dict[str, type] = {"str": str, "int": int, "float": float, "bool": bool, "date": dt.date,
                         "datetime": dt.datetime}
 _NUMERIC = re.compile(r"^[+-]?(\d{1,3}(,\d{3})+|\d+)(\.\d+)?([eE][+-]?\d+)?$")
@@ -239,13 +239,15 @@ els => {
 }
 """
 
-DISABLED_JS = """
-el => {
-  let n = el;
+#: [how many elements, whether the first is disabled (itself or one of its two nearest ancestors)]
+NEXT_STATE_JS = """
+els => {
+  let n = els[0];
   for (let i = 0; i < 3 && n; i++, n = n.parentElement) {
-    if (n.disabled || n.getAttribute('aria-disabled') === 'true' || n.classList.contains('disabled')) return true;
+    if (n.disabled || n.getAttribute('aria-disabled') === 'true' || n.classList.contains('disabled'))
+      return [els.length, true];
   }
-  return false;
+  return [els.length, false];
 }
 """
 
@@ -348,23 +350,29 @@ async def _wait_rows(page: Page, t: ExtractionTemplate, timeout_ms: int) -> None
         raise _selector_error(t.rows, exc) from None
 
 
-async def _find_next(page: Page, target: Target) -> Locator | None:
-    """The next-page element when it is there and enabled, else None (a short wait: the rows are there)."""
+async def _find_next(page: Page, target: Target, net: _Net) -> Locator | None:
+    """The next-page element when it is there and enabled, else None. The rows are there already, so the
+    pager is looked for at once; only while the document is still loading or requests are in flight is it
+    waited for (up to ``NEXT_MS``): a pager that renders after its rows."""
     err, _ = _pw_error()
     deadline = time.monotonic() + NEXT_MS / 1000
     while True:
         for cand in target.candidates:
             loc = _locator(page, cand)
             try:
-                n = await loc.count()
-                if n == 0 or (n > 1 and cand.nth is None):
-                    continue
-                if await loc.evaluate(DISABLED_JS):
-                    return None
-                return loc
+                n, off = await loc.evaluate_all(NEXT_STATE_JS)
             except err:
                 continue
+            if n == 0 or (n > 1 and cand.nth is None):
+                continue
+            return None if off else (loc if cand.nth is not None else loc.first)
         if time.monotonic() >= deadline:
+            return None
+        try:
+            loading = await page.evaluate("document.readyState") != "complete"
+        except err:
+            loading = True
+        if not loading and not net.inflight:
             return None
         await asyncio.sleep(_POLL_S)
 
@@ -430,7 +438,7 @@ async def extract_rows(page: Page, t: ExtractionTemplate, *, timeout_ms: int, ma
             before = {"href": got["href"], "count": got["count"], "first": got["first"]}
             if pag.kind == "next":
                 assert pag.next is not None
-                nxt = await _find_next(page, pag.next)
+                nxt = await _find_next(page, pag.next, net)
                 if nxt is None:
                     break
                 err, timeout = _pw_error()
@@ -469,12 +477,13 @@ async def _changed(page: Page, rows: str, before: dict[str, Any], wait_ms: int, 
             if now != (before["href"], before["count"], before["first"]):
                 if scroll and sig["count"] <= before["count"]:
                     stable = None  # scrolling only ever adds rows: wait for more
+                elif not scroll and sig["href"] != before["href"]:  # a new document: parsed when its DOM is
+                    with contextlib.suppress(_pw_error()[0]):
+                        await page.wait_for_load_state("domcontentloaded", timeout=max(wait_ms, 1))
+                    return 0
                 elif stable == now:  # the same twice in a row: settled
                     appended = scroll or (sig["href"] == before["href"] and sig["first"] == before["first"]
                                           and sig["count"] > before["count"])
-                    if not scroll:
-                        with contextlib.suppress(_pw_error()[0]):
-                            await page.wait_for_load_state("domcontentloaded", timeout=max(wait_ms, 1))
                     return before["count"] if appended else 0
                 else:
                     stable = now
