@@ -347,3 +347,26 @@ def test_templates_are_saved_versioned_and_survive_yaml(drv: Driver, page: Any, 
     drv.run(page.goto(site.url("/table?page=1")))
     rows = drv.run(extract_rows(page, loaded, timeout_ms=5000, max_pages=3))
     assert [r["compound"] for r in rows] == [r["compound"] for r in demo.TABLE[:30]]
+
+
+LOAD_MORE = """() => {
+  window.onscroll = null;
+  const b = document.createElement('button'); b.type = 'button'; b.textContent = 'Load more';
+  b.onclick = () => more();  // the page's own loader: appends the next 15 papers from /api/items
+  document.querySelector('h1').after(b);
+}"""
+
+
+def test_a_load_more_button_appends_rows_and_only_the_new_ones_are_read(drv: Driver, page: Any,
+                                                                        site: DemoSite) -> None:
+    drv.run(page.goto(site.url("/scroll")))
+    drv.run(page.locator("li.paper").first.wait_for())
+    drv.run(page.evaluate(LOAD_MORE))
+    t = drv.run(learn_template(page, {"title": "Paper 000", "cites": "0"}, name="more"))
+    assert t.pagination.kind == "next" and t.pagination.next is not None
+    assert t.pagination.next.candidates[0].describe() == 'role button "Load more"'
+    t = t.model_copy(update={"pagination": t.pagination.model_copy(update={"wait_ms": 800})})
+    progress: list[tuple[int, int]] = []
+    rows = drv.run(extract_rows(page, t, timeout_ms=5000, on_page=lambda n, total: progress.append((n, total))))
+    assert [r["title"] for r in rows] == [f"Paper {i:03d}" for i in range(demo.SCROLL_ITEMS)]  # no duplicates
+    assert progress == [(1, 15), (2, 30), (3, 45)]
