@@ -524,7 +524,15 @@ def to_frame(rows: Sequence[Mapping[str, Any]], t: ExtractionTemplate) -> polars
             else:
                 dtype = pl.Datetime("us")
         schema[f.name] = dtype
-    return pl.DataFrame(cols, schema=schema)
+    try:
+        return pl.DataFrame(cols, schema=schema)
+    except (TypeError, ValueError, pl.exceptions.PolarsError) as exc:
+        bad = next((f for f in t.fields if not all(v is None or isinstance(v, _PY[f.type]) for v in cols[f.name])),
+                   None)
+        where = f"column {bad.name!r} ({bad.type}) holds a value of another type" if bad else "the rows do not fit"
+        raise ValidationError(f"template {t.name!r}: {where}: {str(exc).splitlines()[0]}",
+                              hint="pass rows as extract_rows returns them (converted by the template)",
+                              field=bad.name if bad else None) from None
 
 
 # ---------------------------------------------------------------------------------------------- learning
@@ -544,15 +552,20 @@ LEARN_JS = r"""
     if (all.length >= 20000) break;
     if (!SKIP.has(el.tagName)) all.push(el);
   }
-  const texts = new Map(all.map(el => [el, text(el)]));
+  const cache = new Map();  // innerText needs layout: computed only for elements whose raw text could match
+  const T = el => { let t = cache.get(el); if (t === undefined) { t = text(el); cache.set(el, t); } return t; };
+  const squash = s => String(s || '').replace(/\s+/g, '').toLowerCase();
+  const raws = new Map(all.map(el => [el, squash(el.matches('input, textarea, select') ? el.value : el.textContent)]));
   // 1. the elements holding each value: the deepest whose text is the value, else the deepest containing it
   const found = [];
   for (const [name, raw] of args.example) {
-    const v = norm(raw);
-    let exact = all.filter(el => texts.get(el) === v && ![...el.children].some(c => texts.get(c) === v));
+    const v = norm(raw), sv = squash(v);
+    const maybe = all.filter(el => raws.get(el).includes(sv));
+    let exact = maybe.filter(el => T(el) === v && ![...el.children].some(c => raws.get(c)?.includes(sv) && T(c) === v));
     let partial = false;
     if (!exact.length) {
-      exact = all.filter(el => texts.get(el).includes(v) && ![...el.children].some(c => (texts.get(c) || '').includes(v)));
+      exact = maybe.filter(el => T(el).includes(v)
+                                 && ![...el.children].some(c => raws.get(c)?.includes(sv) && T(c).includes(v)));
       partial = true;
     }
     const vis = exact.filter(visible);
@@ -576,12 +589,8 @@ LEARN_JS = r"""
     if (!best || d > best.d) best = {pick, anc, d};
   }
   const els = best.pick;
-  // 3. the row: the nearest element at or above the common ancestor that repeats among its siblings
-  const similar = (a, b) => {
-    if (a.tagName !== b.tagName) return false;
-    if (!a.classList.length) return true;
-    return [...a.classList].some(c => b.classList.contains(c));
-  };
+  // 3. the row: the nearest element at or above the common ancestor that repeats among its siblings: its
+  //    siblings of the same tag in which the fields are found at the same places (a header row is not one)
   const relPath = (row, el) => {  // positional CSS from the row to el
     const parts = [];
     for (let n = el; n && n !== row; n = n.parentElement) {
@@ -595,14 +604,13 @@ LEARN_JS = r"""
   if (els.includes(node) && /^(TD|TH)$/.test(node.tagName)) node = node.parentElement;
   let row = null, group = null, fallback = null;
   for (let n = node; n && n !== document.body && n !== document.documentElement; n = n.parentElement) {
-    const sibs = [...n.parentElement.children].filter(s => similar(n, s));
+    const same = [...n.parentElement.children].filter(s => s.tagName === n.tagName);
+    if (same.length < 2) continue;
+    const paths = els.map(el => relPath(n, el));
+    const sibs = same.filter(s => s === n || paths.some(p => p && q(s, p).length === 1));
     if (sibs.length < 2) continue;
-    const ok = els.every(el => {
-      const p = relPath(n, el);
-      return sibs.filter(s => q(s, p).length === 1).length * 2 >= sibs.length;
-    });
-    if (!ok) continue;
-    if (els.includes(n) && els.length === 1 && !fallback) { fallback = {n, sibs}; continue; }
+    if (!paths.every(p => sibs.filter(s => q(s, p).length === 1).length * 2 >= sibs.length)) continue;
+    if (els.includes(n) && els.length === 1) { if (!fallback) fallback = {n, sibs: same}; continue; }
     row = n; group = sibs; break;
   }
   if (!row && fallback) { row = fallback.n; group = fallback.sibs; }
@@ -619,7 +627,10 @@ LEARN_JS = r"""
     chain.unshift(n.tagName.toLowerCase());
   }
   const tries = [];
+  const firstPath = els.map(el => relPath(row, el)).find(p => p);
+  const has = firstPath ? `${tag}:has(${firstPath.replace(':scope ', '')})` : null;  // rows holding a field there
   if (anchor) tries.push([anchor, ...chain, tag].join(' > '));
+  if (anchor && has) tries.push([anchor, ...chain, has].join(' > '));
   for (const c of shared) tries.push(`${tag}.${CSS.escape(c)}`);
   if (anchor) for (const c of shared) tries.push([anchor, ...chain, `${tag}.${CSS.escape(c)}`].join(' > '));
   const full = [];
@@ -629,6 +640,7 @@ LEARN_JS = r"""
     if (n === document.body) break;
   }
   tries.push([...full, tag].join(' > '));
+  if (has) tries.push([...full, has].join(' > '));
   for (const c of shared) tries.push([...full, `${tag}.${CSS.escape(c)}`].join(' > '));
   const rowsSel = tries.find(same);
   if (!rowsSel) return {error: 'norows'};
@@ -646,7 +658,7 @@ LEARN_JS = r"""
       }
       if (!sel) sel = relPath(row, el);
     }
-    const full = texts.get(el);
+    const full = T(el);
     let prefix = '', suffix = '';
     if (full !== f.value) { const k = full.indexOf(f.value); prefix = full.slice(0, k); suffix = full.slice(k + f.value.length); }
     fields.push({name: f.name, sel, prefix, suffix});
@@ -681,8 +693,7 @@ NEXT_JS = r"""
     for (const c of cls) css.push(`${tag}.${CSS.escape(c)}`);
     if (el.getAttribute('rel') === 'next') css.push(`${tag}[rel=next]`);
     return {text: (el.innerText || el.value || '').replace(/\s+/g, ' ').trim(),
-            label: el.getAttribute('aria-label'), role, css,
-            more: /more/.test(names.join(' '))};
+            label: el.getAttribute('aria-label'), role, css};
   }
   return null;
 }

@@ -370,3 +370,27 @@ def test_a_load_more_button_appends_rows_and_only_the_new_ones_are_read(drv: Dri
     rows = drv.run(extract_rows(page, t, timeout_ms=5000, on_page=lambda n, total: progress.append((n, total))))
     assert [r["title"] for r in rows] == [f"Paper {i:03d}" for i in range(demo.SCROLL_ITEMS)]  # no duplicates
     assert progress == [(1, 15), (2, 30), (3, 45)]
+
+
+STRIPES = """() => {
+  document.querySelectorAll('#results tbody tr').forEach((tr, i) => { tr.className = i % 2 ? 'even' : 'odd'; });
+  const head = document.createElement('tr'); head.className = 'batch';
+  head.innerHTML = '<th colspan="5">Batch A</th>';
+  document.querySelector('#results tbody').prepend(head);
+}"""
+
+
+def test_striped_rows_are_one_group_and_a_header_row_in_the_body_is_left_out(drv: Driver, page: Any,
+                                                                             site: DemoSite) -> None:
+    drv.run(page.goto(site.url("/table?page=1")))
+    drv.run(page.evaluate(STRIPES))  # odd/even classes instead of result-row, a group header among the rows
+    t = drv.run(learn_template(page, {"compound": "CMP-0001", "ic50": "4.75"}, name="striped"))
+    assert "odd" not in t.rows and drv.run(page.locator(t.rows).count()) == 10
+    rows = drv.run(extract_rows(page, t, timeout_ms=5000, max_pages=2))  # page 2 is the site's own markup
+    assert [r["compound"] for r in rows] == [r["compound"] for r in demo.TABLE[:20]]
+
+
+def test_rows_that_do_not_fit_the_template_are_a_validation_error_naming_the_column() -> None:
+    t = ExtractionTemplate(name="conv", rows="tr", fields=[FieldSpec(name="day", type="date")])
+    with pytest.raises(ValidationError, match=r"column 'day' \(date\) holds a value of another type"):
+        to_frame([{"day": "next tuesday"}], t)
