@@ -268,8 +268,9 @@ def _locator(page: Page, cand: Candidate) -> Locator:
         loc = scope.get_by_test_id(cand.value)
     elif cand.kind == "css":
         loc = scope.locator(cand.value)
-    else:
-        loc = getattr(scope, f"get_by_{cand.kind}")(cand.value, exact=cand.exact)
+    else:  # label, placeholder, text, alt, title
+        method = {"alt": "get_by_alt_text"}.get(cand.kind, f"get_by_{cand.kind}")
+        loc = getattr(scope, method)(cand.value, exact=cand.exact)
     return loc.nth(cand.nth) if cand.nth is not None else loc
 
 
