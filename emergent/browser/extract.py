@@ -196,7 +196,8 @@ READ_JS = """
     return norm(el.isConnected && el.getClientRects().length ? el.innerText : el.textContent);
   };
   const key = el => (el ? norm(el.textContent).slice(0, 300) : null);
-  const out = {href: location.href, count: els.length, first: key(els[0]), rows: [], error: null};
+  const out = {href: location.href, doc: performance.timeOrigin, count: els.length, first: key(els[0]), rows: [],
+               error: null};
   for (let i = args.start; i < els.length; i++) {
     const row = els[i], vals = [];
     for (const f of args.fields) {
@@ -223,7 +224,7 @@ READ_JS = """
 """
 
 SIGNATURE_JS = """
-els => ({href: location.href, count: els.length,
+els => ({href: location.href, doc: performance.timeOrigin, count: els.length,
          first: els.length ? String(els[0].textContent).replace(/\\s+/g, ' ').trim().slice(0, 300) : null,
          height: document.scrollingElement ? document.scrollingElement.scrollHeight : 0})
 """
@@ -436,7 +437,7 @@ async def extract_rows(page: Page, t: ExtractionTemplate, *, timeout_ms: int, ma
                 on_page(page_no, len(out))
             if pag.kind == "none" or page_no >= limit:
                 break
-            before = {"href": got["href"], "count": got["count"], "first": got["first"]}
+            before = {"doc": got["doc"], "count": got["count"], "first": got["first"]}
             if pag.kind == "next":
                 assert pag.next is not None
                 nxt = await _find_next(page, pag.next, net)
@@ -473,23 +474,20 @@ async def _changed(page: Page, rows: str, before: dict[str, Any], wait_ms: int, 
     stable: tuple[Any, ...] | None = None
     while True:
         sig = await _signature(page, rows)
-        if sig is not None and sig["count"] > 0:
+        if sig is None or sig["count"] == 0 or (sig["count"], sig["first"]) == (before["count"], before["first"]):
+            stable = None  # navigating, no rows yet, or the same rows (an SPA may change the URL first)
+        elif scroll and sig["count"] <= before["count"]:
+            stable = None  # scrolling only ever adds rows: wait for more
+        elif not scroll and sig["doc"] != before["doc"]:  # a new document: complete once its DOM is parsed
+            with contextlib.suppress(_pw_error()[0]):
+                await page.wait_for_load_state("domcontentloaded", timeout=max(wait_ms, 1))
+            return 0
+        else:
             now = (sig["href"], sig["count"], sig["first"])
-            if now != (before["href"], before["count"], before["first"]):
-                if scroll and sig["count"] <= before["count"]:
-                    stable = None  # scrolling only ever adds rows: wait for more
-                elif not scroll and sig["href"] != before["href"]:  # a new document: parsed when its DOM is
-                    with contextlib.suppress(_pw_error()[0]):
-                        await page.wait_for_load_state("domcontentloaded", timeout=max(wait_ms, 1))
-                    return 0
-                elif stable == now:  # the same twice in a row: settled
-                    appended = scroll or (sig["href"] == before["href"] and sig["first"] == before["first"]
-                                          and sig["count"] > before["count"])
-                    return before["count"] if appended else 0
-                else:
-                    stable = now
-            else:
-                stable = None
+            if stable == now:  # the same on two polls in a row: settled
+                appended = scroll or (sig["first"] == before["first"] and sig["count"] > before["count"])
+                return before["count"] if appended else 0
+            stable = now
         t = time.monotonic()
         if t >= deadline:
             return None

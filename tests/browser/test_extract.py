@@ -402,3 +402,27 @@ def test_rows_that_do_not_fit_the_template_are_a_validation_error_naming_the_col
     t = ExtractionTemplate(name="conv", rows="tr", fields=[FieldSpec(name="day", type="date")])
     with pytest.raises(ValidationError, match=r"column 'day' \(date\) holds a value of another type"):
         to_frame([{"day": "next tuesday"}], t)
+
+
+SPA = """() => {
+  window.spa = true;
+  document.addEventListener('click', async (e) => {  // Next without leaving the document, URL first
+    const a = e.target.closest('a.next'); if (!a) return;
+    e.preventDefault();
+    history.pushState({}, '', a.href);
+    const html = await (await fetch(a.href)).text();
+    await new Promise(r => setTimeout(r, 150));
+    const doc = new DOMParser().parseFromString(html, 'text/html');
+    document.querySelector('#results tbody').replaceWith(doc.querySelector('#results tbody'));
+    document.querySelector('nav.pager').replaceWith(doc.querySelector('nav.pager'));
+  }, true);
+}"""
+
+
+def test_a_single_page_app_that_changes_the_url_before_the_rows_is_read_page_by_page(drv: Driver, page: Any,
+                                                                                    site: DemoSite) -> None:
+    drv.run(page.goto(site.url("/table?page=1")))
+    drv.run(page.evaluate(SPA))
+    rows = drv.run(extract_rows(page, results_template(), timeout_ms=5000))
+    assert rows == expected_rows()
+    assert drv.run(page.evaluate("window.spa")) is True and page.url.endswith("page=6")  # one document throughout
