@@ -217,9 +217,18 @@ async def _dom_loaded(page: Page, deadline: float, now: float) -> bool:
 
 
 async def _adopt(page: Page, old: Target, cand: Candidate, how: HealedBy) -> Found | None:
-    """The element ``cand`` (from the inventory) as the healed target, when it is exactly one element."""
+    """The element ``cand`` (from the inventory) as the healed target, when it is exactly one element —
+    unless the recorded candidates find an element now (late content that arrived since they were tried:
+    nothing to heal)."""
     from emergent.browser import locators
 
+    try:
+        loc, used, idx = await locators.resolve(page, old, timeout_ms=0)
+    except NotFoundError:
+        pass
+    else:
+        return Found(loc, used, None if idx == 0 else "alternative",
+                     old if idx == 0 else healing.merged(old, [used]))
     loc = locators.locator_for(page, cand)
     if await loc.count() != 1:
         return None
