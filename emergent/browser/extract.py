@@ -40,6 +40,7 @@ from typing import TYPE_CHECKING, Any
 import pydantic
 from pydantic import BaseModel
 
+from emergent.browser.locators import locator_for
 from emergent.browser.model import Candidate, ExtractionTemplate, FieldSpec, FieldType, Pagination, Target
 from emergent.errors import NotFoundError, TimeoutExceeded, ValidationError
 
@@ -259,22 +260,6 @@ def _pw_error() -> tuple[type[BaseException], type[BaseException]]:
     return Error, TimeoutError
 
 
-def _locator(page: Page, cand: Candidate) -> Locator:
-    """The Playwright locator of a candidate (the kinds of :class:`~emergent.browser.model.Candidate`)."""
-    scope: Any = page.frame_locator(cand.frame) if cand.frame else page
-    if cand.kind == "role":
-        loc = scope.get_by_role(cand.value, name=cand.name, exact=cand.exact) if cand.name else \
-            scope.get_by_role(cand.value)
-    elif cand.kind == "testid":
-        loc = scope.get_by_test_id(cand.value)
-    elif cand.kind == "css":
-        loc = scope.locator(cand.value)
-    else:  # label, placeholder, text, alt, title
-        method = {"alt": "get_by_alt_text"}.get(cand.kind, f"get_by_{cand.kind}")
-        loc = getattr(scope, method)(cand.value, exact=cand.exact)
-    return loc.nth(cand.nth) if cand.nth is not None else loc
-
-
 async def _read(page: Page, t: ExtractionTemplate, start: int) -> dict[str, Any]:
     err, _ = _pw_error()
     fields = [{"name": f.name, "sel": f.selector, "attr": f.attribute} for f in t.fields]
@@ -360,7 +345,7 @@ async def _find_next(page: Page, target: Target, net: _Net) -> Locator | None:
     deadline = time.monotonic() + NEXT_MS / 1000
     while True:
         for cand in target.candidates:
-            loc = _locator(page, cand)
+            loc = locator_for(page, cand)
             try:
                 n, off = await loc.evaluate_all(NEXT_STATE_JS)
             except err:
@@ -746,7 +731,7 @@ async def _guess_pagination(page: Page, t: ExtractionTemplate, timeout_ms: int) 
         verified = []
         for c in cands:  # keep the ones that find this one element now
             try:
-                if await _locator(page, c).count() == 1:
+                if await locator_for(page, c).count() == 1:
                     verified.append(c)
             except err:
                 continue
