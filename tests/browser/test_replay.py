@@ -179,6 +179,25 @@ def test_without_healing_the_redesign_fails_at_the_first_broken_field(drv: Drive
     assert outcomes[1].status == "healed" and outcomes[1].healed_by == "similarity"
 
 
+def test_broken_css_and_test_id_candidates_heal_by_the_recorded_alternatives(drv: Driver, page: Any,
+                                                                             site: DemoSite) -> None:
+    password = Target(candidates=[Candidate(kind="css", value="#password"), Candidate(kind="label", value="Password")])
+    submit = Target(candidates=[Candidate(kind="testid", value="sign-in"),
+                                Candidate(kind="role", value="button", name="Sign in", exact=False)])
+    script = Script(name="x", actions=[Action(kind="navigate", value=site.url("/login")),
+                                       Action(kind="fill", target=password, value="pw"),
+                                       Action(kind="click", target=submit, submits=True)])
+    site.mutate(True)
+    before = len(site.submissions)
+    outcomes, _, healed = _replay(drv, page, script)
+    assert [(o.status, o.healed_by) for o in outcomes] == [("ok", None), ("healed", "alternative"),
+                                                          ("healed", "alternative")]
+    assert site.submissions[before:][0]["password"] == "pw"
+    assert healed is not None
+    assert healed.actions[1].target.candidates == [password.candidates[1], password.candidates[0]]  # type: ignore[union-attr]
+    assert [c.kind for c in healed.actions[2].target.candidates] == ["role", "testid"]  # type: ignore[union-attr]
+
+
 DUPLICATES = """<h1>Results</h1>
 <table><tr><td>CMP-1</td><td><button type='button' onclick="window.clicks.push(1)">Delete</button></td></tr>
 <tr><td>CMP-2</td><td><button type='button' onclick="window.clicks.push(2)">Delete</button></td></tr></table>
@@ -257,17 +276,21 @@ def test_the_model_heals_what_similarity_cannot(drv: Driver, page: Any, site: De
     assert first != Candidate(kind="testid", value="sign-in")
 
 
-@pytest.mark.parametrize("answer", [{"content": "none"}, {"content": json.dumps({"index": None})},
-                                    {"content": json.dumps({"index": 99})}, {"content": "{\"index\": \"two\"}"}])
-def test_a_model_answering_garbage_or_none_heals_nothing(drv: Driver, page: Any, site: DemoSite,
-                                                         answer: dict[str, Any]) -> None:
+GARBAGE = [{"content": "none"}, {"content": json.dumps({"index": None})}, {"content": json.dumps({"index": 99})},
+           {"content": "{\"index\": \"two\"}"}]
+
+
+def test_a_model_answering_garbage_or_none_heals_nothing(drv: Driver, page: Any, site: DemoSite) -> None:
     site.mutate(True)
     before = len(site.submissions)
-    with LocalOpenAIServer(default=answer) as server:
-        model = OpenAIChatModel("local-model", base_url=server.base_url, max_retries=0)
-        outcomes, _, healed = _replay(drv, page, _submit_script(site), timeout_ms=800, model=model)
-    assert [o.status for o in outcomes] == ["ok", "failed"] and healed is None
-    assert "model: " in (outcomes[1].error or "") and "no model configured" not in (outcomes[1].error or "")
+    for answer in GARBAGE:
+        with LocalOpenAIServer(default=answer) as server:
+            model = OpenAIChatModel("local-model", base_url=server.base_url, max_retries=0)
+            outcomes, _, healed = _replay(drv, page, _submit_script(site), timeout_ms=600, model=model)
+            assert server.requests, answer
+        assert [o.status for o in outcomes] == ["ok", "failed"] and healed is None, answer
+        err = outcomes[1].error or ""
+        assert "model: " in err and "no model configured" not in err and "not asked" not in err, err
     assert len(site.submissions) == before
 
 
@@ -342,3 +365,37 @@ def test_upload_and_extract_steps_use_the_given_file_resolver_and_extractor(drv:
     assert site.uploads[before:] == [{"field": "report", "size": 24, "head": b"compound,ic50\nCMP-1,4.2\n"}]
     rows = outputs["first_pages"]
     assert len(rows) == 20 and rows[0]["compound"] == "CMP-0001" and rows[19]["compound"] == "CMP-0020"
+
+
+def test_an_on_step_error_stops_the_replay_before_that_action(drv: Driver, page: Any, site: DemoSite) -> None:
+    script = Script(name="x", actions=[Action(kind="navigate", value=site.url("/login")),
+                                       Action(kind="fill", target=Target.of("#email"), value="a@b.org")])
+
+    def audit(i: int, action: Action, text: str) -> None:
+        if i == 1:
+            raise OSError("audit log is read-only")
+
+    with pytest.raises(OSError, match="read-only"):
+        _replay(drv, page, script, on_step=audit)
+    assert drv.run(page.locator("#email").input_value()) == ""
+
+
+def test_navigation_goes_through_the_given_callback_and_a_refusal_fails_the_step(drv: Driver, page: Any,
+                                                                                site: DemoSite) -> None:
+    from emergent.errors import PermissionDenied
+
+    visited: list[str] = []
+
+    async def guarded(pg: Any, url: str) -> None:
+        visited.append(url)
+        if not url.startswith(site.base):
+            raise PermissionDenied(f"navigation to {url} is blocked: host not allowed", hint="add it to allow_hosts")
+        await pg.goto(url)
+
+    script = Script(name="x", actions=[Action(kind="navigate", value=site.url("/table")),
+                                       Action(kind="navigate", value=site.other + "/popup-target"),
+                                       Action(kind="click", target=Target.of("a.next"))])
+    outcomes, _, _ = _replay(drv, page, script, navigate=guarded)
+    assert [o.status for o in outcomes] == ["ok", "failed", "skipped"]
+    assert visited == [site.url("/table"), site.other + "/popup-target"]
+    assert "blocked: host not allowed" in (outcomes[1].error or "") and page.url == site.url("/table")
