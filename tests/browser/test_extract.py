@@ -427,3 +427,11 @@ def test_a_single_page_app_that_changes_the_url_before_the_rows_is_read_page_by_
     rows = drv.run(extract_rows(page, results_template(), timeout_ms=5000))
     assert rows == expected_rows()
     assert drv.run(page.evaluate("window.spa")) is True and page.url.endswith("page=6")  # one document throughout
+
+
+def test_a_list_without_ids_or_classes_is_learned_by_position(drv: Driver, page: Any, site: DemoSite) -> None:
+    drv.run(page.goto(site.url("/")))
+    links = drv.run(page.locator("ul > li > a").all_inner_texts())
+    t = drv.run(learn_template(page, {"page": links[0]}, name="links"))
+    assert t.rows.startswith("body > ") and "nth-child" in t.rows and t.pagination.kind == "none"
+    assert [r["page"] for r in drv.run(extract_rows(page, t, timeout_ms=3000))] == links
