@@ -148,16 +148,17 @@ def _short(exc: BaseException) -> str:
 
 
 async def find(page: Page, target: Target, *, timeout_ms: int, heal_on: bool = True,
-               model: ChatModel | None = None, action: str = "click") -> Found:
+               model: ChatModel | None = None, action: str = "click", visible: bool = True) -> Found:
     """The element ``target`` means on ``page``, by the ladder in the module docstring; NotFoundError (with
-    what was tried and why nothing was chosen) when it cannot be found within ``timeout_ms``."""
+    what was tried and why nothing was chosen) when it cannot be found within ``timeout_ms``. ``visible``
+    False accepts a hidden element from the recorded candidates (a styled file input)."""
     from emergent.browser import locators
 
     loop = asyncio.get_running_loop()
     start = loop.time()
     deadline = start + timeout_ms / 1000
     if not heal_on:
-        loc, cand, idx = await locators.resolve(page, target, timeout_ms=timeout_ms)
+        loc, cand, idx = await locators.resolve(page, target, timeout_ms=timeout_ms, visible=visible)
         return Found(loc, cand, None, target)
     fingerprint = target.fingerprint or healing.implied_fingerprint(target)
     slice_ms = FIRST_SLICE_MS
@@ -169,7 +170,8 @@ async def find(page: Page, target: Target, *, timeout_ms: int, heal_on: bool = T
     while True:
         remaining_ms = (deadline - loop.time()) * 1000
         try:
-            loc, cand, idx = await locators.resolve(page, target, timeout_ms=max(1, int(min(slice_ms, remaining_ms))))
+            loc, cand, idx = await locators.resolve(page, target, timeout_ms=max(1, int(min(slice_ms, remaining_ms))),
+                                                    visible=visible)
         except NotFoundError as exc:
             last = exc
         else:
@@ -331,7 +333,8 @@ async def _act(page: Page, action: Action, value: str | None, *, budget: int, he
     if kind == "wait":
         return await _wait(page, action, budget=budget, heal_on=heal_on, model=model)
     assert action.target is not None
-    found = await find(page, action.target, timeout_ms=budget, heal_on=heal_on, model=model, action=kind)
+    found = await find(page, action.target, timeout_ms=budget, heal_on=heal_on, model=model, action=kind,
+                       visible=kind != "upload")
     loc = found.locator
     if kind == "click":
         await loc.click(timeout=left())
@@ -367,7 +370,8 @@ async def _wait(page: Page, action: Action, *, budget: int, heal_on: bool, model
         await locators.locator_for(page, cand).wait_for(state=state, timeout=budget)  # type: ignore[arg-type]
         return Found(locators.locator_for(page, cand), cand, None, action.target)
     t0 = time.perf_counter()
-    found = await find(page, action.target, timeout_ms=budget, heal_on=heal_on, model=model, action="wait")
+    found = await find(page, action.target, timeout_ms=budget, heal_on=heal_on, model=model, action="wait",
+                       visible=state != "attached")
     if state in ELEMENT_STATES:
         left = max(1.0, budget - (time.perf_counter() - t0) * 1000)
         await found.locator.wait_for(state=state, timeout=left)  # type: ignore[arg-type]
