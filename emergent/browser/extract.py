@@ -58,6 +58,8 @@ _PY: dict[str, type] = {"str": str, "int": int, "float": float, "bool": bool, "d
 _NUMERIC = re.compile(r"^[+-]?(\d{1,3}(,\d{3})+|\d+)(\.\d+)?([eE][+-]?\d+)?$")
 _INT = re.compile(r"^[+-]?(\d{1,3}(,\d{3})+|\d+)$")
 _FLOAT = re.compile(r"^[+-]?((\d{1,3}(,\d{3})+|\d+)(\.\d*)?|\.\d+)([eE][+-]?\d+)?$")
+#: what a table shows for "no value": missing for every type but str
+NULLS = frozenset({"-", "\u2013", "\u2014", "n/a", "na", "none", "null", "nan", "?"})
 _BOOL = {"yes": True, "no": False, "true": True, "false": False, "y": True, "n": False, "on": True, "off": False}
 _DATE = re.compile(r"^\d{4}-\d{2}-\d{2}$")
 _DATETIME = re.compile(r"^\d{4}-\d{2}-\d{2}[T ]\d{2}:\d{2}(:\d{2}(\.\d+)?)?(Z|[+-]\d{2}:?\d{2})?$")
@@ -74,7 +76,7 @@ def _clean(ftype: str) -> Callable[[Any], Any]:
         if not isinstance(v, str):
             return v
         s = v.strip()
-        if s == "":
+        if s == "" or (ftype != "str" and s.lower() in NULLS):
             return None
         if ftype in ("int", "float"):
             s2 = s.replace("\u2009", "").replace("\u202f", "").replace(" ", "")
@@ -97,7 +99,8 @@ def _clean(ftype: str) -> Callable[[Any], Any]:
 
 def row_model(t: ExtractionTemplate) -> type[BaseModel]:
     """A pydantic model with one typed field per template field (optional ones default to None).
-    Text is cleaned first ("" → None, "1,234" → 1234 for numbers, yes/no/true/false/y/n/on/off → bool)."""
+    Text is cleaned first ("" → None; for every type but str also "n/a", "-", "–", "—", "none", "null", "nan",
+    "?"; "1,234" → 1234 for numbers; yes/no/true/false/y/n/on/off → bool)."""
     defs: dict[str, Any] = {}
     for f in t.fields:
         py = _PY[f.type]
@@ -688,10 +691,12 @@ NEXT_WORDS = ("next", "next page", "next ›", "next »", "next →", "›", "»
 
 def _infer(values: list[str | None]) -> tuple[FieldType, bool]:
     """The narrowest type every non-empty value converts to, and whether every row has one."""
-    have = [v.strip() for v in values if v is not None and v.strip() != ""]
-    required = len(have) == len(values) and bool(values)
+    present = [v.strip() for v in values if v is not None and v.strip() != ""]
+    have = [v for v in present if v.lower() not in NULLS]
     if not have:
-        return "str", required
+        return "str", len(present) == len(values) and bool(values)
+    # a typed column may show "n/a", "-", ... for a missing value; a text column keeps them as text
+    required = len(have) == len(values)
     if all(v.lower() in _BOOL and not v.isdigit() for v in have) and any(len(v) > 1 for v in have):
         return "bool", required
     compact = [v.replace("\u2009", "").replace("\u202f", "") for v in have]
@@ -711,7 +716,7 @@ def _infer(values: list[str | None]) -> tuple[FieldType, bool]:
             return "datetime", required
         except ValueError:
             pass
-    return "str", required
+    return "str", len(present) == len(values)
 
 
 async def _guess_pagination(page: Page, t: ExtractionTemplate, timeout_ms: int) -> Pagination:

@@ -435,3 +435,19 @@ def test_a_list_without_ids_or_classes_is_learned_by_position(drv: Driver, page:
     t = drv.run(learn_template(page, {"page": links[0]}, name="links"))
     assert t.rows.startswith("body > ") and "nth-child" in t.rows and t.pagination.kind == "none"
     assert [r["page"] for r in drv.run(extract_rows(page, t, timeout_ms=3000))] == links
+
+
+def test_a_typed_column_showing_n_a_for_a_missing_value_keeps_its_type(drv: Driver, page: Any,
+                                                                       site: DemoSite) -> None:
+    drv.run(page.goto(site.url("/table?page=1")))
+    drv.run(page.evaluate("() => { const rows = document.querySelectorAll('tr.result-row');"
+                          " rows[3].querySelector('td.c-ic50').textContent = 'n/a';"
+                          " rows[5].querySelector('td.c-date').textContent = '\u2014'; }"))
+    t = drv.run(learn_template(page, {"compound": "CMP-0001", "ic50": "4.75", "measured": demo.TABLE[0]["measured"]},
+                               name="gaps", pagination=False))
+    assert {f.name: (f.type, f.required) for f in t.fields} == {
+        "compound": ("str", True), "ic50": ("float", False), "measured": ("date", False)}
+    rows = drv.run(extract_rows(page, t, timeout_ms=3000))
+    assert [i for i, r in enumerate(rows) if r["ic50"] is None] == [3]
+    assert [i for i, r in enumerate(rows) if r["measured"] is None] == [5]
+    assert rows[4]["ic50"] == demo.TABLE[4]["ic50_nm"]
