@@ -9,6 +9,7 @@ the principal that did it, before it calls the store.
 
 from __future__ import annotations
 
+import builtins
 import json
 import uuid
 from typing import Any, Literal
@@ -138,7 +139,7 @@ class BrowserStore:
                 trace=result.trace, error=result.error, result=result.model_dump_json(),
                 finished_at=self.clock.now()))
 
-    def runs(self, *, script: str | None = None, limit: int = 50) -> list[dict[str, Any]]:
+    def runs(self, *, script: str | None = None, limit: int = 50) -> builtins.list[dict[str, Any]]:
         t = browser_runs.c
         q = sa.select(t.id, t.script, t.version, t.principal, t.status, t.healed, t.proposed_version, t.trace,
                       t.error, t.started_at, t.finished_at).order_by(t.started_at.desc()).limit(limit)
