@@ -17,9 +17,14 @@ EMERGENT_HOME ?= $(CURDIR)/workspace
 run: setup
 	EMERGENT_HOME=$(EMERGENT_HOME) $(BIN)/emergent run
 
+# Two workers (pytest-xdist), a test file at a time each: a notebook's cells share one kernel and a
+# module's fixtures (a Chromium, a JupyterLab) are started once. TEST_WORKERS=0 runs in this process.
+TEST_WORKERS ?= 2
+
 test: setup sysdeps
 	EMERGENT_TEST_POSTGRES_URL=$${EMERGENT_TEST_POSTGRES_URL:-$(PG_URL)} \
-	  $(BIN)/python -m pytest tests notebooks --nbval-lax --nbval-current-env -p no:randomly --durations=25 $(PYTEST_ARGS)
+	  $(BIN)/python -m pytest tests notebooks --nbval-lax --nbval-current-env -p no:randomly --durations=25 \
+	  -n $(TEST_WORKERS) --dist loadfile $(PYTEST_ARGS)
 
 setup: $(STAMP)
 
