@@ -119,7 +119,7 @@ class DemoSite:
             n = int(h.headers.get("Content-Length") or 0)
             body = h.rfile.read(n) if n else b""
         route: Callable[..., tuple[int, dict[str, str], bytes]] | None = getattr(
-            self, "_r_" + (parts.path.strip("/").replace("-", "_").replace("/", "__") or "index"), None)
+            self, "_r_" + (parts.path.strip("/").replace("-", "_").replace(".", "_").replace("/", "__") or "index"), None)
         if route is None:
             status, headers, payload = 404, {"Content-Type": "text/html"}, _page("Not found", "<h1>Not found</h1>")
         else:
