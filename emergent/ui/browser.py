@@ -33,6 +33,8 @@ from emergent.errors import EmergentError, ValidationError
 from emergent.principals import Principal
 from emergent.ui.marketplace import require_principal
 
+#: tags a person acts on: preferred when a text is found on a label or heading too
+ACTIONABLE = frozenset({"input", "button", "select", "textarea", "a", "option", "summary"})
 _OK = "color:#1a7f37"
 _BAD = "color:#cf222e"
 
@@ -167,6 +169,7 @@ class SelectorBuilder(widgets.VBox):
     def pick(self, x: float, y: float) -> Any:
         """Describe the element at (x, y) of the screenshot; its locators are listed."""
         vx, vy = self.viewport_point(x, y)
+        self._set_found([])  # a failed pick leaves no stale element chosen
         self._set_found([self.session.describe_at(vx, vy)])
         return self.found
 
@@ -181,15 +184,19 @@ class SelectorBuilder(widgets.VBox):
         return found
 
     def _set_found(self, found: list[Any]) -> None:
+        """List the elements found; choose the first one a person can act on (a field, a button, a link)
+        over its label or a heading showing the same text."""
         self._found_list = found
+        first = next((i for i, t in enumerate(found) if t.fingerprint is not None
+                      and t.fingerprint.tag.lower() in ACTIONABLE), 0)
         self._quiet = True
         try:
             self.matches.options = [(f"{i + 1}. {t.describe()}", i) for i, t in enumerate(found)]
-            self.matches.value = 0 if found else None
+            self.matches.value = first if found else None
         finally:
             self._quiet = False
         if found:
-            self._show(found[0])
+            self._show(found[first])
         else:
             self.found, self.counts, self.choices.options = None, [], []
 
@@ -268,10 +275,10 @@ class SelectorBuilder(widgets.VBox):
 
     def close(self) -> None:
         """Close the session when the builder opened it; then the widget."""
-        if self._owns:
+        if getattr(self, "_owns", False):
             with contextlib.suppress(EmergentError):
                 self.session.close()
-        if self.events is not None:
+        if getattr(self, "events", None) is not None:
             self.events.close()
         super().close()
 
