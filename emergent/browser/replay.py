@@ -33,6 +33,7 @@ service saves it as a proposal) whose targets lead with what worked, the old can
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import mimetypes
 import time
 from collections.abc import Awaitable, Callable, Mapping
@@ -147,27 +148,130 @@ def _short(exc: BaseException) -> str:
     return text.split("\nCall log:")[0].strip().splitlines()[0] if text.strip() else type(exc).__name__
 
 
+class NavWatch:
+    """Main-frame navigations in flight on a page (a click that submits or follows a link replaces the
+    document a moment later): :func:`find` looks for nothing while one is in flight, so an element is never
+    taken — or healed to — from the page that is about to go away."""
+
+    def __init__(self, page: Page) -> None:
+        self.page = page
+        self.pending: set[Any] = set()
+        self.idle = asyncio.Event()
+        self.idle.set()
+        page.on("request", self._request)
+        page.on("requestfinished", self._done)
+        page.on("requestfailed", self._done)
+        page.on("framenavigated", self._committed)
+
+    def _request(self, request: Any) -> None:
+        try:
+            main = request.is_navigation_request() and request.frame == self.page.main_frame
+        except Exception:  # a service worker's request has no frame
+            main = False
+        if main:
+            self.pending.add(request)
+            self.idle.clear()
+
+    def _done(self, request: Any) -> None:
+        if request in self.pending:
+            self.pending.discard(request)
+            if not self.pending:
+                self.idle.set()
+
+    def _committed(self, frame: Any) -> None:
+        if frame == self.page.main_frame:  # a new document: whatever was in flight has landed (or was dropped)
+            self.pending.clear()
+            self.idle.set()
+
+    @property
+    def busy(self) -> bool:
+        return not self.idle.is_set()
+
+    async def settled(self, deadline: float) -> None:
+        """Until no main-frame navigation is in flight (or ``deadline``, a loop time), then until the
+        document's DOM is parsed."""
+        loop = asyncio.get_running_loop()
+        if not self.idle.is_set():
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self.idle.wait(), timeout=max(0.001, deadline - loop.time()))
+            await _dom_loaded(self.page, deadline, loop.time())
+
+    def close(self) -> None:
+        for event, fn in (("request", self._request), ("requestfinished", self._done), ("requestfailed", self._done),
+                          ("framenavigated", self._committed)):
+            with contextlib.suppress(Exception):
+                self.page.remove_listener(event, fn)
+
+
+class _Healer:
+    """Steps 2 and 3 of the ladder for one target, remembering why each did not heal (for the message)."""
+
+    def __init__(self, page: Page, target: Target, *, model: ChatModel | None, action: str,
+                 nav: NavWatch | None) -> None:
+        self.page, self.target, self.model, self.action, self.nav = page, target, model, action, nav
+        self.fingerprint = target.fingerprint or healing.implied_fingerprint(target)
+        self.similarity = ("not tried (no fingerprint recorded and the locators imply none)"
+                           if self.fingerprint is None else "not tried (the page did not finish loading in time)")
+        self.model_says = "no model configured" if model is None else "not asked (out of time)"
+        self.model_asked = False
+
+    async def attempt(self, deadline: float, *, ask_model: bool) -> Found | None:
+        from emergent.browser import locators
+
+        loop = asyncio.get_running_loop()
+        if self.nav is not None:
+            await self.nav.settled(deadline)
+        if self.fingerprint is None or not await _dom_loaded(self.page, deadline, loop.time()):
+            return None
+        inv = await locators.inventory(self.page)
+        if self.nav is not None and self.nav.busy:  # the page started to go away while we looked
+            return None
+        prints = [fp for fp, _ in inv]
+        decision = healing.choose(self.fingerprint, prints)
+        self.similarity = decision.reason
+        if decision.index is not None:
+            got = await _adopt(self.page, self.target, inv[decision.index][1], "similarity")
+            if got is not None:
+                return got
+            self.similarity = "the most similar element could not be located uniquely"
+        if self.model is None or self.model_asked or not ask_model:
+            return None
+        self.model_asked = True
+        top = healing.rank(self.fingerprint, prints)[:healing.MODEL_TOP]
+        entries = [prints[i] for _, i in top]
+        pick, why = await asyncio.to_thread(healing.ask_model, self.model, self.target, self.action, entries)
+        self.model_says = why or "the model chose none"
+        if pick is None:
+            return None
+        got = await _adopt(self.page, self.target, inv[top[pick][1]][1], "model")
+        if got is None:
+            self.model_says = "the model's element could not be located uniquely"
+        return got
+
+
 async def find(page: Page, target: Target, *, timeout_ms: int, heal_on: bool = True,
-               model: ChatModel | None = None, action: str = "click", visible: bool = True) -> Found:
+               model: ChatModel | None = None, action: str = "click", visible: bool = True,
+               nav: NavWatch | None = None) -> Found:
     """The element ``target`` means on ``page``, by the ladder in the module docstring; NotFoundError (with
     what was tried and why nothing was chosen) when it cannot be found within ``timeout_ms``. ``visible``
-    False accepts a hidden element from the recorded candidates (a styled file input)."""
+    False accepts a hidden element from the recorded candidates (a styled file input). With ``nav``, nothing
+    is looked for while the page is being replaced by a navigation."""
     from emergent.browser import locators
 
     loop = asyncio.get_running_loop()
     start = loop.time()
     deadline = start + timeout_ms / 1000
     if not heal_on:
+        if nav is not None:
+            await nav.settled(deadline)
         loc, cand, idx = await locators.resolve(page, target, timeout_ms=timeout_ms, visible=visible)
         return Found(loc, cand, None, target)
-    fingerprint = target.fingerprint or healing.implied_fingerprint(target)
+    healer = _Healer(page, target, model=model, action=action, nav=nav)
     slice_ms = FIRST_SLICE_MS
-    similarity_reason = "not tried (no fingerprint recorded and the locators imply none)" if fingerprint is None \
-        else "not tried (the page did not finish loading in time)"
-    model_reason = "no model configured" if model is None else "not asked (out of time)"
-    model_asked = False
     last: NotFoundError | None = None
     while True:
+        if nav is not None:
+            await nav.settled(deadline)
         remaining_ms = (deadline - loop.time()) * 1000
         try:
             loc, cand, idx = await locators.resolve(page, target, timeout_ms=max(1, int(min(slice_ms, remaining_ms))),
@@ -179,33 +283,15 @@ async def find(page: Page, target: Target, *, timeout_ms: int, heal_on: bool = T
                 return Found(loc, cand, None, target)
             return Found(loc, cand, "alternative", healing.merged(target, [cand]))
         slice_ms = min(slice_ms * 2, MAX_SLICE_MS)
-        if fingerprint is not None and await _dom_loaded(page, deadline, loop.time()):
-            inv = await locators.inventory(page)
-            prints = [fp for fp, _ in inv]
-            decision = healing.choose(fingerprint, prints)
-            similarity_reason = decision.reason
-            if decision.index is not None:
-                got = await _adopt(page, target, inv[decision.index][1], "similarity")
-                if got is not None:
-                    return got
-                similarity_reason = "the most similar element could not be located uniquely"
-            late = loop.time() - start >= (deadline - start) / 2 or deadline - loop.time() < slice_ms / 1000
-            if model is not None and not model_asked and late:
-                model_asked = True
-                top = healing.rank(fingerprint, prints)[:healing.MODEL_TOP]
-                entries = [prints[i] for _, i in top]
-                pick, why = await asyncio.to_thread(healing.ask_model, model, target, action, entries)
-                model_reason = why or "the model chose none"
-                if pick is not None:
-                    got = await _adopt(page, target, inv[top[pick][1]][1], "model")
-                    if got is not None:
-                        return got
-                    model_reason = "the model's element could not be located uniquely"
+        late = loop.time() - start >= (deadline - start) / 2 or deadline - loop.time() < slice_ms / 1000
+        got = await healer.attempt(deadline, ask_model=late)
+        if got is not None:
+            return got
         if loop.time() >= deadline:
             tried = "; ".join(c.describe() for c in target.candidates)
             raise NotFoundError(
                 f"no element for {target.describe()} within {timeout_ms} ms: tried {tried} "
-                f"(none matched exactly one element); similarity: {similarity_reason}; model: {model_reason}",
+                f"(none matched exactly one element); similarity: {healer.similarity}; model: {healer.model_says}",
                 hint="the page may have changed: record the step again, or fix its locator and save a new version",
                 tried=[c.describe() for c in target.candidates]) from last
 
@@ -261,6 +347,25 @@ async def replay_script(page: Page, script: Script, *, params: Mapping[str, str]
         if a.kind == "wait" and a.value is not None and a.value not in (*LOAD_STATES, *ELEMENT_STATES):
             raise ValidationError(f"step {i} waits for {a.value!r}, which is not a state",
                                   hint=f"use one of {', '.join((*ELEMENT_STATES, *LOAD_STATES))}", field="value")
+    nav = NavWatch(page)
+    try:
+        outcomes, outputs, healed = await _steps(
+            page, script, values, secrets, timeout_ms=timeout_ms, heal=heal, model=model, on_step=on_step,
+            extract=extract, navigate=navigate, files=files, nav=nav)
+    finally:
+        nav.close()
+    new_script = None
+    if healed:
+        actions = [a.model_copy(update={"target": healed[i]}) if i in healed else a
+                   for i, a in enumerate(script.actions)]
+        new_script = script.model_copy(update={"actions": actions})
+    return outcomes, outputs, new_script
+
+
+async def _steps(page: Page, script: Script, values: Mapping[str, str], secrets: Mapping[str, str], *,
+                 timeout_ms: int, heal: bool, model: ChatModel | None, on_step: OnStep | None,
+                 extract: Extract | None, navigate: Navigate | None, files: Files | None, nav: NavWatch,
+                 ) -> tuple[list[StepOutcome], dict[str, list[dict[str, Any]]], dict[int, Target]]:
     scrub = _Scrubber(secrets, script.secrets)
     outcomes: list[StepOutcome] = []
     outputs: dict[str, list[dict[str, Any]]] = {}
@@ -277,7 +382,8 @@ async def replay_script(page: Page, script: Script, *, params: Mapping[str, str]
         budget = action.timeout_ms or timeout_ms
         try:
             work = _act(page, action, substitute(action.value, values, secrets, reveal=True), budget=budget,
-                        heal_on=heal, model=model, extract=extract, navigate=navigate, files=files, outputs=outputs)
+                        heal_on=heal, model=model, extract=extract, navigate=navigate, files=files, outputs=outputs,
+                        nav=nav)
             # a hard stop behind the per-call timeouts (an extraction spans many pages: its own bounds apply)
             found = await (work if action.kind == "extract" else asyncio.wait_for(work, timeout=budget / 1000 * 2 + 5))
         except Exception as exc:
@@ -302,17 +408,12 @@ async def replay_script(page: Page, script: Script, *, params: Mapping[str, str]
                                     used=found.used if found else None,
                                     healed_by=found.healed_by if found else None,
                                     ms=(time.perf_counter() - t0) * 1e3))
-    new_script = None
-    if healed:
-        actions = [a.model_copy(update={"target": healed[i]}) if i in healed else a
-                   for i, a in enumerate(script.actions)]
-        new_script = script.model_copy(update={"actions": actions})
-    return outcomes, outputs, new_script
+    return outcomes, outputs, healed
 
 
 async def _act(page: Page, action: Action, value: str | None, *, budget: int, heal_on: bool,
                model: ChatModel | None, extract: Extract | None, navigate: Navigate | None, files: Files | None,
-               outputs: dict[str, list[dict[str, Any]]]) -> Found | None:
+               outputs: dict[str, list[dict[str, Any]]], nav: NavWatch | None = None) -> Found | None:
     kind = action.kind
     t_end = time.perf_counter() + budget / 1000
 
@@ -331,10 +432,10 @@ async def _act(page: Page, action: Action, value: str | None, *, budget: int, he
         outputs[action.output or value] = await extract(page, value)
         return None
     if kind == "wait":
-        return await _wait(page, action, budget=budget, heal_on=heal_on, model=model)
+        return await _wait(page, action, budget=budget, heal_on=heal_on, model=model, nav=nav)
     assert action.target is not None
     found = await find(page, action.target, timeout_ms=budget, heal_on=heal_on, model=model, action=kind,
-                       visible=kind != "upload")
+                       visible=kind != "upload", nav=nav)
     loc = found.locator
     if kind == "click":
         await loc.click(timeout=left())
@@ -356,7 +457,8 @@ async def _act(page: Page, action: Action, value: str | None, *, budget: int, he
     return found
 
 
-async def _wait(page: Page, action: Action, *, budget: int, heal_on: bool, model: ChatModel | None) -> Found | None:
+async def _wait(page: Page, action: Action, *, budget: int, heal_on: bool, model: ChatModel | None,
+                nav: NavWatch | None = None) -> Found | None:
     state = action.value or ("visible" if action.target else "load")
     if action.target is None:
         if state not in LOAD_STATES:
@@ -371,7 +473,7 @@ async def _wait(page: Page, action: Action, *, budget: int, heal_on: bool, model
         return Found(locators.locator_for(page, cand), cand, None, action.target)
     t0 = time.perf_counter()
     found = await find(page, action.target, timeout_ms=budget, heal_on=heal_on, model=model, action="wait",
-                       visible=state != "attached")
+                       visible=state != "attached", nav=nav)
     if state in ELEMENT_STATES:
         left = max(1.0, budget - (time.perf_counter() - t0) * 1000)
         await found.locator.wait_for(state=state, timeout=left)  # type: ignore[arg-type]

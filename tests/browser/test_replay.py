@@ -399,3 +399,20 @@ def test_navigation_goes_through_the_given_callback_and_a_refusal_fails_the_step
     assert [o.status for o in outcomes] == ["ok", "failed", "skipped"]
     assert visited == [site.url("/table"), site.other + "/popup-target"]
     assert "blocked: host not allowed" in (outcomes[1].error or "") and page.url == site.url("/table")
+
+
+def test_nothing_is_healed_from_a_page_that_is_being_replaced(drv: Driver, page: Any) -> None:
+    """A click whose script navigates a moment later to a slow page; the next step's element is on the new
+    page. Until it is there, the old page shows a very similar element ("Page 1 of 6"): healing must wait
+    for the new page instead of picking it."""
+    with DemoSite(latency_s=0.8) as slow:
+        recorded = drv.run(_record(page, slow.url("/table?page=2"), ["span.page"]))[0]
+        pager = Target(candidates=[Candidate(kind="text", value="Page 2 of 6")], fingerprint=recorded.fingerprint)
+        drv.run(page.goto(slow.url("/table")))
+        drv.run(page.evaluate("""() => { const b = document.createElement('button'); b.textContent = 'Go';
+            b.onclick = () => setTimeout(() => { location.href = '/table?page=2' }, 5);
+            document.body.appendChild(b); }"""))
+        script = Script(name="x", actions=[Action(kind="click", target=Target.of("role=button[name=\"Go\"]")),
+                                           Action(kind="wait", target=pager)])
+        outcomes, _, healed = _replay(drv, page, script, timeout_ms=4000)
+    assert [(o.status, o.healed_by) for o in outcomes] == [("ok", None)] * 2 and healed is None
