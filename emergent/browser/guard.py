@@ -146,6 +146,7 @@ class HostGuard:
         self.timeout_ms = timeout_ms
         self.blocked: list[dict[str, Any]] = []
         self.inflight = 0
+        self._orphans = 0  # blocked pop-up navigations whose page was not known yet
         self.pages: list[Page] = []  # pages of the context, the first is the session's own
         self._tasks: set[asyncio.Task[Any]] = set()
 
@@ -172,6 +173,17 @@ class HostGuard:
 
     def _on_page(self, page: Page) -> None:
         self.watch(page)
+        if self._orphans and page.url.startswith("chrome-error:"):
+            self._orphans -= 1
+            self._spawn(page.close())
+
+    def _close_popup(self, frame: Frame | None) -> None:
+        """Close the pop-up a blocked navigation was for (its page may not exist yet: then the next pop-up
+        that lands on Chromium's error page is it)."""
+        if frame is not None:
+            self._spawn(frame.page.close())
+        else:
+            self._orphans += 1
 
     def _spawn(self, coro: Any) -> None:
         task = asyncio.ensure_future(coro)
@@ -192,8 +204,8 @@ class HostGuard:
     def _where(self, req: Request) -> tuple[str, Frame | None]:
         try:
             frame = req.frame
-        except Exception:  # noqa: BLE001 - a service worker's request has no frame
-            return "sub", None
+        except Exception:  # noqa: BLE001 - no frame yet: a pop-up's first navigation (or a service worker's)
+            return ("popup", None) if req.is_navigation_request() else ("sub", None)
         if frame.parent_frame is not None:
             return "sub", frame
         if self.pages and frame.page is not self.pages[0]:
@@ -233,8 +245,8 @@ class HostGuard:
         if why is not None:
             self._block(url, rtype, where, why)
             await route.abort("blockedbyclient")
-            if where == "popup" and top and frame is not None:
-                self._spawn(frame.page.close())
+            if where == "popup" and top:
+                self._close_popup(frame)
             return
         if not url.lower().startswith(("http:", "https:")):
             await route.continue_()
@@ -253,8 +265,8 @@ class HostGuard:
                 if why is not None:
                     self._block(nxt, rtype, where, f"redirect: {why}", requested=url)
                     await route.abort("blockedbyclient")
-                    if where == "popup" and top and frame is not None:
-                        self._spawn(frame.page.close())
+                    if where == "popup" and top:
+                        self._close_popup(frame)
                     return
                 if hop is not resp:
                     await hop.dispose()
@@ -336,7 +348,14 @@ class HostGuard:
 
     def _on_navigated(self, frame: Frame) -> None:
         url = frame.url
-        if frame.parent_frame is not None or url.startswith("chrome-error:") or self.allowed(url):
+        if frame.parent_frame is not None:
+            return
+        if url.startswith("chrome-error:"):
+            if self._orphans and self.pages and frame.page is not self.pages[0]:
+                self._orphans -= 1
+                self._spawn(frame.page.close())
+            return
+        if self.allowed(url):
             return
         page = frame.page
         where = "popup" if self.pages and page is not self.pages[0] else "main"
