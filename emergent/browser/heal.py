@@ -41,7 +41,7 @@ treated as none.
 from __future__ import annotations
 
 import re
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -250,21 +250,37 @@ def model_messages(target: Target, action: str, entries: Sequence[Fingerprint]) 
     ]
 
 
-def ask_model(model: ChatModel, target: Target, action: str, entries: Sequence[Fingerprint]) -> tuple[int | None, str]:
+def kind_matches(recorded: Fingerprint, seen: Fingerprint) -> bool:
+    """False when the tag and the role both differ (a link offered for a recorded button)."""
+    feats = features(recorded, seen)
+    return not (feats.get("tag", 1.0) == 0.0 and feats.get("role", 1.0) == 0.0)
+
+
+def ask_model(model: ChatModel, target: Target, action: str, entries: Sequence[Fingerprint], *,
+              redact: Callable[[str], str] | None = None) -> tuple[int | None, str]:
     """Ask ``model`` which of ``entries`` the target is: ``(index or None, why)``. Never raises for a bad answer
-    (an answer that is not JSON, not a number in range, or null → None) — nor for a model that fails."""
+    (an answer that is not JSON, not a number in range, or null → None) — nor for a model that fails. The
+    messages pass through ``redact`` (the replay removes secret values a page may echo). A pick whose tag and
+    role both differ from the recorded element's is refused (a page's text may try to steer the model)."""
     from emergent.errors import EmergentError
 
     if not entries:
         return None, "no elements to choose from"
+    messages = model_messages(target, action, entries)
+    if redact is not None:
+        messages = [{**m, "content": redact(m["content"])} for m in messages]
     try:
-        answer = model.structured(model_messages(target, action, entries), ModelChoice)
+        answer = model.structured(messages, ModelChoice)
     except EmergentError as exc:
         return None, f"the model gave no usable answer ({exc.message})"
     if answer.index is None:
         return None, f"the model found none ({answer.reason[:200]})" if answer.reason else "the model found none"
     if not 0 <= answer.index < len(entries):
         return None, f"the model answered {answer.index}, not one of 0..{len(entries) - 1}"
+    recorded = target.fingerprint or implied_fingerprint(target)
+    if recorded is not None and not kind_matches(recorded, entries[answer.index]):
+        return None, (f"the model picked {summary(entries[answer.index])}, which is not the kind of element "
+                      f"recorded ({summary(recorded)}): refused")
     return answer.index, answer.reason[:200]
 
 
@@ -285,5 +301,5 @@ def merged(old: Target, first: Sequence[Candidate], fingerprint: Fingerprint | N
 
 
 __all__ = ["MARGIN", "MODEL_TOP", "STABLE_ATTRS", "THRESHOLD", "WEIGHTS", "Decision", "ModelChoice", "ask_model",
-           "choose", "features", "implied_fingerprint", "merged", "model_messages", "normalise", "rank", "score", "summary",
+           "choose", "features", "implied_fingerprint", "kind_matches", "merged", "model_messages", "normalise", "rank", "score", "summary",
            "text_similarity", "tokens", "trigrams"]

@@ -207,8 +207,9 @@ class _Healer:
     """Steps 2 and 3 of the ladder for one target, remembering why each did not heal (for the message)."""
 
     def __init__(self, page: Page, target: Target, *, model: ChatModel | None, action: str,
-                 nav: NavWatch | None) -> None:
+                 nav: NavWatch | None, redact: Callable[[str], str] | None) -> None:
         self.page, self.target, self.model, self.action, self.nav = page, target, model, action, nav
+        self.redact = redact
         self.fingerprint = target.fingerprint or healing.implied_fingerprint(target)
         self.similarity = ("not tried (no fingerprint recorded and the locators imply none)"
                            if self.fingerprint is None else "not tried (the page did not finish loading in time)")
@@ -239,7 +240,8 @@ class _Healer:
         self.model_asked = True
         top = healing.rank(self.fingerprint, prints)[:healing.MODEL_TOP]
         entries = [prints[i] for _, i in top]
-        pick, why = await asyncio.to_thread(healing.ask_model, self.model, self.target, self.action, entries)
+        pick, why = await asyncio.to_thread(healing.ask_model, self.model, self.target, self.action, entries,
+                                            redact=self.redact)
         self.model_says = why or "the model chose none"
         if pick is None:
             return None
@@ -251,7 +253,7 @@ class _Healer:
 
 async def find(page: Page, target: Target, *, timeout_ms: int, heal_on: bool = True,
                model: ChatModel | None = None, action: str = "click", visible: bool = True,
-               nav: NavWatch | None = None) -> Found:
+               nav: NavWatch | None = None, redact: Callable[[str], str] | None = None) -> Found:
     """The element ``target`` means on ``page``, by the ladder in the module docstring; NotFoundError (with
     what was tried and why nothing was chosen) when it cannot be found within ``timeout_ms``. ``visible``
     False accepts a hidden element from the recorded candidates (a styled file input). With ``nav``, nothing
@@ -266,7 +268,7 @@ async def find(page: Page, target: Target, *, timeout_ms: int, heal_on: bool = T
             await nav.settled(deadline)
         loc, cand, idx = await locators.resolve(page, target, timeout_ms=timeout_ms, visible=visible)
         return Found(loc, cand, None, target)
-    healer = _Healer(page, target, model=model, action=action, nav=nav)
+    healer = _Healer(page, target, model=model, action=action, nav=nav, redact=redact)
     slice_ms = FIRST_SLICE_MS
     last: NotFoundError | None = None
     while True:
@@ -383,7 +385,7 @@ async def _steps(page: Page, script: Script, values: Mapping[str, str], secrets:
         try:
             work = _act(page, action, substitute(action.value, values, secrets, reveal=True), budget=budget,
                         heal_on=heal, model=model, extract=extract, navigate=navigate, files=files, outputs=outputs,
-                        nav=nav)
+                        nav=nav, redact=scrub)
             # a hard stop behind the per-call timeouts (an extraction spans many pages: its own bounds apply)
             found = await (work if action.kind == "extract" else asyncio.wait_for(work, timeout=budget / 1000 * 2 + 5))
         except Exception as exc:
@@ -413,7 +415,8 @@ async def _steps(page: Page, script: Script, values: Mapping[str, str], secrets:
 
 async def _act(page: Page, action: Action, value: str | None, *, budget: int, heal_on: bool,
                model: ChatModel | None, extract: Extract | None, navigate: Navigate | None, files: Files | None,
-               outputs: dict[str, list[dict[str, Any]]], nav: NavWatch | None = None) -> Found | None:
+               outputs: dict[str, list[dict[str, Any]]], nav: NavWatch | None = None,
+               redact: Callable[[str], str] | None = None) -> Found | None:
     kind = action.kind
     t_end = time.perf_counter() + budget / 1000
 
@@ -432,10 +435,10 @@ async def _act(page: Page, action: Action, value: str | None, *, budget: int, he
         outputs[action.output or value] = await extract(page, value)
         return None
     if kind == "wait":
-        return await _wait(page, action, budget=budget, heal_on=heal_on, model=model, nav=nav)
+        return await _wait(page, action, budget=budget, heal_on=heal_on, model=model, nav=nav, redact=redact)
     assert action.target is not None
     found = await find(page, action.target, timeout_ms=budget, heal_on=heal_on, model=model, action=kind,
-                       visible=kind != "upload", nav=nav)
+                       visible=kind != "upload", nav=nav, redact=redact)
     loc = found.locator
     if kind == "click":
         await loc.click(timeout=left())
@@ -458,7 +461,7 @@ async def _act(page: Page, action: Action, value: str | None, *, budget: int, he
 
 
 async def _wait(page: Page, action: Action, *, budget: int, heal_on: bool, model: ChatModel | None,
-                nav: NavWatch | None = None) -> Found | None:
+                nav: NavWatch | None = None, redact: Callable[[str], str] | None = None) -> Found | None:
     state = action.value or ("visible" if action.target else "load")
     if action.target is None:
         if state not in LOAD_STATES:
@@ -473,7 +476,7 @@ async def _wait(page: Page, action: Action, *, budget: int, heal_on: bool, model
         return Found(locators.locator_for(page, cand), cand, None, action.target)
     t0 = time.perf_counter()
     found = await find(page, action.target, timeout_ms=budget, heal_on=heal_on, model=model, action="wait",
-                       visible=state != "attached", nav=nav)
+                       visible=state != "attached", nav=nav, redact=redact)
     if state in ELEMENT_STATES:
         left = max(1.0, budget - (time.perf_counter() - t0) * 1000)
         await found.locator.wait_for(state=state, timeout=left)  # type: ignore[arg-type]

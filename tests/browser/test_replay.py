@@ -416,3 +416,32 @@ def test_nothing_is_healed_from_a_page_that_is_being_replaced(drv: Driver, page:
                                            Action(kind="wait", target=pager)])
         outcomes, _, healed = _replay(drv, page, script, timeout_ms=4000)
     assert [(o.status, o.healed_by) for o in outcomes] == [("ok", None)] * 2 and healed is None
+
+
+def test_the_model_never_sees_a_secret_the_page_echoes(drv: Driver, page: Any, site: DemoSite) -> None:
+    hidden = "zq9-hidden@lab.org"  # typed into the email field (a valid email, so the form submits)
+    script = Script(name="x", actions=[
+        Action(kind="navigate", value=site.url("/login")),
+        Action(kind="fill", target=Target.of("#email"), value="${secrets.lab_pw}"),
+        Action(kind="click", target=Target.of("#submit-btn"), submits=True),  # "Signed in as <the secret>"
+        Action(kind="click", target=Target(candidates=[Candidate(kind="testid", value="logout")],
+                                           fingerprint=Fingerprint(tag="button", role="button", name="Log out")))])
+    with LocalOpenAIServer(default={"content": json.dumps({"index": None})}) as server:
+        model = OpenAIChatModel("local-model", base_url=server.base_url, max_retries=0)
+        outcomes, _, _ = _replay(drv, page, script, timeout_ms=600, model=model, secrets={"lab_pw": hidden})
+        sent = json.dumps([r["body"] for r in server.requests])
+    assert [o.status for o in outcomes] == ["ok", "ok", "ok", "failed"]
+    assert hidden in drv.run(page.text_content("#who", timeout=2000))  # the page does echo it
+    assert "Signed in as (secret lab_pw)" in sent and hidden not in sent
+
+
+def test_a_model_pick_of_another_kind_of_element_is_refused(drv: Driver, page: Any, site: DemoSite) -> None:
+    site.mutate(True)
+    before = len(site.submissions)
+    with LocalOpenAIServer(default=_pick('role=link name="Home"')) as server:
+        model = OpenAIChatModel("local-model", base_url=server.base_url, max_retries=0)
+        outcomes, _, healed = _replay(drv, page, _submit_script(site), timeout_ms=600, model=model)
+        assert server.requests
+    assert [o.status for o in outcomes] == ["ok", "failed"] and healed is None
+    assert "not the kind of element recorded" in (outcomes[1].error or "")
+    assert page.url == site.url("/login") and len(site.submissions) == before
