@@ -142,3 +142,34 @@ def test_replay_returns_the_result_as_json_and_check_raises_on_failure(ws: Any, 
     with pytest.raises(ToolExecutionError, match="replay of broken 1.0.0 failed") as failed:
         call(ws, "browser.replay", {"script": "broken", "heal": False, "check": True}, human)
     assert failed.value.hint and "emergent browser runs" in failed.value.hint
+
+
+def test_a_blocked_first_navigation_leaves_no_session_open(ws: Any, human: Any, site: Any) -> None:
+    before = {s["id"] for s in ws.browser.sessions()}
+    with pytest.raises(PermissionDenied) as refused:
+        call(ws, "browser.open", {"url": site.other + "/login"}, human)  # localhost: off the allow-list
+    assert refused.value.hint and "ALLOW_HOSTS" in refused.value.hint
+    assert {s["id"] for s in ws.browser.sessions()} == before
+
+
+def test_upload_sends_a_workspace_file_and_refuses_a_path_outside_it(ws: Any, human: Any, site: Any) -> None:
+    (ws.path / "files" / "reports").mkdir(parents=True, exist_ok=True)
+    (ws.path / "files" / "reports" / "r1.csv").write_bytes(b"compound,ic50\nCMP-0001,4.75\n")
+    sid = call(ws, "browser.open", {"url": site.url("/login")}, human)["session"]
+    try:
+        with pytest.raises(ValidationError):
+            call(ws, "browser.act", {"session": sid, "action": "upload", "target": "label=Report",
+                                     "value": "../../etc/passwd"}, human)
+        with pytest.raises(ValidationError, match="needs a value"):
+            call(ws, "browser.act", {"session": sid, "action": "upload", "target": "label=Report"}, human)
+        call(ws, "browser.act", {"session": sid, "action": "upload", "target": "label=Report",
+                                 "value": "reports/r1.csv"}, human)
+        before = len(site.uploads)
+        call(ws, "browser.act", {"session": sid, "action": "click", "target": "testid=sign-in"}, human)
+        call(ws, "browser.act", {"session": sid, "action": "wait", "target": "#who"}, human)
+        assert site.uploads[before]["head"].startswith(b"compound,ic50")
+        rows = call(ws, "browser.extract", {"template": {"name": "who", "rows": "#who",
+                                                          "fields": [{"name": "text"}]}, "session": sid}, human)
+        assert rows["rows"] == [{"text": "Signed in as"}]
+    finally:
+        ws.browser.session(sid, by=human).close()
