@@ -161,3 +161,19 @@ def test_mistakes_are_one_line_and_a_hint(cli: Any, args: tuple[str, ...], says:
     assert lines[0].startswith("error: ") and says in lines[0]
     assert len(lines) == 2 and lines[1].startswith("hint: ")
     assert "Traceback" not in out + err
+
+
+def test_the_installed_command_says_where_to_record_and_refuses_an_unknown_script(home: Path, saved: Any) -> None:
+    import os
+    import subprocess
+
+    exe = str(Path(sys.executable).with_name("emergent"))
+    env = {**os.environ, "EMERGENT_HOME": str(home), "EMERGENT_EMBEDDER": "hashing", "NO_COLOR": "1",
+           "COLUMNS": "200"}
+    helped = subprocess.run([exe, "browser", "--help"], env=env, capture_output=True, text=True, timeout=60)
+    assert helped.returncode == 0 and "record in a notebook" in " ".join(helped.stdout.split())
+    p = subprocess.run([exe, "browser", "show", "nope"], env=env, capture_output=True, text=True, timeout=60)
+    assert p.returncode == 2
+    assert p.stderr.splitlines() == ["error: no script named 'nope'",
+                                     "hint: saved scripts: broken, healing-login, portal-login "
+                                     "(`emergent browser scripts`)"]
