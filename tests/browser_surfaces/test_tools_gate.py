@@ -173,3 +173,17 @@ def test_upload_sends_a_workspace_file_and_refuses_a_path_outside_it(ws: Any, hu
         assert rows["rows"] == [{"text": "Signed in as"}]
     finally:
         ws.browser.session(sid, by=human).close()
+
+
+def test_a_navigation_rule_covers_the_pages_a_template_or_script_opens(ws: Any, human: Any, agent: Any,
+                                                                      site: Any, saved: None) -> None:
+    """browser.extract names no URL when the template brings its own, so the gate's tool rule cannot see it;
+    every navigation is put to the policy as browser.navigate, which is where a URL rule belongs."""
+    rule = ws.autonomy.add_rule(f"agent:{agent.id}", "browser.navigate", "deny",
+                                resource=f"http://{site.host}/table*", by=human)
+    try:
+        with pytest.raises(PermissionDenied):
+            call(ws, "browser.extract", {"template": "assays"}, agent)
+        assert call(ws, "browser.extract", {"template": "assays", "max_pages": 1}, human)["count"] == 10
+    finally:
+        ws.autonomy.remove_rule(rule.id, by=human)
