@@ -34,13 +34,13 @@ const send = (kind, el, value, submits) => {
   try { window.__emergentRecord({kind: kind, facts: facts(el, headsOf(el.ownerDocument), roleIndexOf(el)),
                                  value: value, submits: !!submits}); } catch (e) {}
 };
-const textual = (el) => el.tagName === 'TEXTAREA' || (el.tagName === 'INPUT' &&
+const typable = (el) => el.tagName === 'TEXTAREA' || (el.tagName === 'INPUT' &&
   !['checkbox', 'radio', 'submit', 'button', 'reset', 'image', 'file', 'hidden'].includes((el.type || '').toLowerCase()));
 document.addEventListener('click', (e) => {
   if (!e.isTrusted) return;
   const el = pointTarget(e.target);
   if (!el || el === document.body || el === document.documentElement) return;
-  if (el.tagName === 'SELECT' || el.tagName === 'OPTION' || textual(el)) return;
+  if (el.tagName === 'SELECT' || el.tagName === 'OPTION' || typable(el)) return;
   if (el.tagName === 'INPUT' && ['checkbox', 'radio', 'file'].includes((el.type || '').toLowerCase())) return;
   if (el.tagName === 'LABEL' && el.control) return;  // the control's change event records it
   const t = (el.getAttribute('type') || '').toLowerCase();
@@ -65,7 +65,7 @@ document.addEventListener('change', (e) => {
 document.addEventListener('keydown', (e) => {
   if (!e.isTrusted || e.key !== 'Enter') return;
   const el = e.target;
-  if (!el || !el.tagName || !textual(el)) return;
+  if (!el || !el.tagName || !typable(el)) return;
   send('fill', el, el.value, false);  // a change event may not come before the form submits
   send('press', el, 'Enter', !!el.form);
 }, true);
@@ -96,6 +96,7 @@ class Recorder:
         self.started = time.monotonic()
         self._busy = 0
         self._quiet_until = 0.0
+        self._last_api: Action | None = None
         self.stopped = False
 
     # ------------------------------------------------------------------ API actions
@@ -105,10 +106,16 @@ class Recorder:
     def api_end(self) -> None:
         self._busy = max(0, self._busy - 1)
         self._quiet_until = time.monotonic() + ECHO_S
+        self._last_api = self.actions[-1] if self.actions else None
 
-    def echo(self) -> bool:
-        """True while page events are an API action's echo."""
-        return self._busy > 0 or time.monotonic() < self._quiet_until
+    def echo(self, target: Target | None = None) -> bool:
+        """True when a page event is an API action's echo: one arrives while an API action runs, or shortly
+        after it on the same element."""
+        if self._busy > 0:
+            return True
+        last = self._last_api
+        return (time.monotonic() < self._quiet_until and last is not None and target is not None
+                and _same(last.target, target))
 
     @property
     def secrets(self) -> list[str]:
@@ -152,7 +159,7 @@ class Recorder:
 
     def add_page_event(self, kind: str, target: Target, value: str | None, submits: bool) -> Action | None:
         """An event from the in-page listener (None: dropped as an API action's echo or a repeat)."""
-        if self.stopped or self.echo():
+        if self.stopped or self.echo(target):
             return None
         if kind == "fill" and self.actions and self.actions[-1].kind == "fill" and \
                 _same(self.actions[-1].target, target) and self.actions[-1].value == value:

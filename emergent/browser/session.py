@@ -545,6 +545,7 @@ class BrowserSession:
         self._downloads: list[str] = []
         self._closed = False
         self._listening = False
+        self._events = 0  # page events being handled
         guard.on_download = self._store_download
 
     # ------------------------------------------------------------------ basics
@@ -798,8 +799,15 @@ class BrowserSession:
         return rec
 
     async def _on_page_event(self, source: dict[str, Any], payload: dict[str, Any]) -> None:
+        self._events += 1
+        try:
+            await self._page_event(source, payload)
+        finally:
+            self._events -= 1
+
+    async def _page_event(self, source: dict[str, Any], payload: dict[str, Any]) -> None:
         rec = self.recorder
-        if rec is None or rec.echo() or not isinstance(payload, dict):
+        if rec is None or rec._busy or not isinstance(payload, dict):
             return
         kind = payload.get("kind")
         if kind not in ("click", "fill", "select", "check", "uncheck", "press"):
@@ -834,8 +842,11 @@ class BrowserSession:
         if rec is None:
             raise StateConflictError(f"session {self.id} is not recording", hint="start with session.record(NAME)")
 
-        async def settle() -> None:  # let page events already sent arrive
+        async def settle() -> None:  # let page events already sent arrive and be handled
+            end = time.monotonic() + 3
             await asyncio.sleep(0.05)
+            while self._events and time.monotonic() < end:
+                await asyncio.sleep(0.02)
 
         self._run(settle())
         script = rec.script(description)
