@@ -90,6 +90,37 @@ def _translate(exc: BaseException, what: str) -> EmergentError:
                             hint="check the page with session.screenshot() and the target with session.count()")
 
 
+def scrub_trace(path: Path, secrets: Mapping[str, str]) -> int:
+    """Replace every secret's value in a Playwright trace (the fill parameters, request bodies, DOM snapshots)
+    by ``(secret NAME)``: raw, JSON-escaped and URL-encoded forms. Returns how many members changed."""
+    import json
+    import os
+    import zipfile
+    from urllib.parse import quote, quote_plus
+
+    forms: list[tuple[bytes, bytes]] = []
+    for name, value in secrets.items():
+        if not value:
+            continue
+        for variant in {value, json.dumps(value)[1:-1], quote_plus(value), quote(value, safe="")}:
+            forms.append((variant.encode(), f"(secret {name})".encode()))
+    forms.sort(key=lambda f: -len(f[0]))
+    if not forms:
+        return 0
+    tmp = path.with_suffix(".scrub.tmp")
+    changed = 0
+    with zipfile.ZipFile(path) as src, zipfile.ZipFile(tmp, "w", zipfile.ZIP_DEFLATED) as dst:
+        for info in src.infolist():
+            data = src.read(info)
+            new = data
+            for old, repl in forms:
+                new = new.replace(old, repl)
+            changed += new != data
+            dst.writestr(info, new)
+    os.replace(tmp, path)
+    return changed
+
+
 def _sanitise(name: str) -> str:
     base = re.sub(r"[^A-Za-z0-9._-]+", "_", Path(name.replace("\\", "/")).name).lstrip(".")[:120]
     return base or "download"
@@ -402,6 +433,12 @@ class BrowserService:
                 path.parent.mkdir(parents=True, exist_ok=True)
                 try:
                     await ctx.tracing.stop(path=str(path))
+                    await asyncio.to_thread(scrub_trace, path, {n: self.secrets[n] for n in sc.secrets
+                                                                if n in self.secrets})
+                except (OSError, ValueError):  # a trace that cannot be scrubbed is not kept
+                    path.unlink(missing_ok=True)
+                    if result is not None:
+                        result = result.model_copy(update={"trace": None})
                 except _pw_error():
                     if result is not None:
                         result = result.model_copy(update={"trace": None})
