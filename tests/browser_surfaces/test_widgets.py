@@ -78,6 +78,7 @@ def test_errors_show_in_the_widget_never_raise(builder: Any) -> None:
     builder.url_box.value = "http://example.org/"
     builder.go_button.click()  # off the allow-list: refused, shown
     assert "PermissionDenied" in builder.status.value
+    assert builder.session.page.url.endswith("/login")  # the page it was on stays
 
 
 def test_stepping_actions_from_the_widget_records_a_script(ws: Any, human: Any, site: Any) -> None:
