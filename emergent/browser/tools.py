@@ -12,7 +12,10 @@ Side effects, as the gate sees them:
 - ``browser.extract`` (read; resource: the URL when given) reads rows through a saved template;
 - ``browser.replay`` (**external**; resource: the script's name) replays a saved script.
 
-All four need the permissions ``net`` and ``browser`` and carry the tag ``browser``. Secrets are never
+- ``browser.close`` (read, no network: it works while autonomy is paused) closes one of your sessions, so
+  an agent frees what it opened (sessions count against ``max_sessions``).
+
+The four need the permissions ``net`` and ``browser`` and carry the tag ``browser``. Secrets are never
 passed as values: write ``${secrets.NAME}`` and the service fills in the configured secret.
 """
 
@@ -193,6 +196,19 @@ def browser_replay(script: str, ctx: ToolContext, params: dict[str, str] | None 
     return data
 
 
-TOOLS = [browser_open, browser_act, browser_extract, browser_replay]
+@tool(name="browser.close", version=VERSION, side_effect=SideEffect.READ, permissions=("browser",), tags=TAGS,
+      timeout=60.0)
+def browser_close(session: str, ctx: ToolContext) -> dict[str, Any]:
+    """Close one of your browser sessions (its page, cookies and storage are discarded).
 
-__all__ = ["TOOLS", "browser_act", "browser_extract", "browser_open", "browser_replay", "frame_result"]
+    Args:
+        session: the session id browser.open returned
+    """
+    _service(ctx).session(session, by=ctx.principal).close()
+    return {"session": session, "closed": True}
+
+
+TOOLS = [browser_open, browser_act, browser_extract, browser_replay, browser_close]
+
+__all__ = ["TOOLS", "browser_act", "browser_close", "browser_extract", "browser_open", "browser_replay",
+           "frame_result"]

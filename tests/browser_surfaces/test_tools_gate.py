@@ -26,7 +26,7 @@ def call(ws: Any, tool: str, args: dict[str, Any], who: Any, **kw: Any) -> Any:
     return ws.tools.call(tool, args, principal=who, **kw)
 
 
-def test_the_four_tools_come_from_the_entry_point_with_their_side_effects(ws: Any) -> None:
+def test_the_tools_come_from_the_entry_point_with_their_side_effects(ws: Any) -> None:
     specs = {name: ws.tools.registry.resolve(name) for name in
              ("browser.open", "browser.act", "browser.extract", "browser.replay")}
     assert {n: str(s.side_effect) for n, s in specs.items()} == {
@@ -36,6 +36,26 @@ def test_the_four_tools_come_from_the_entry_point_with_their_side_effects(ws: An
         "browser.replay": ("script", None)}
     assert all(s.permissions == ("net", "browser") and s.tags == ("browser",) and s.version == "1.0.0"
                for s in specs.values())
+    closer = ws.tools.registry.resolve("browser.close")
+    assert (str(closer.side_effect), closer.permissions, closer.network) == ("read", ("browser",), False)
+
+
+def test_an_agent_closes_its_own_session_even_while_autonomy_is_paused(ws: Any, human: Any, agent: Any,
+                                                                       site: Any) -> None:
+    sid = call(ws, "browser.open", {"url": site.url("/login")}, agent)["session"]
+    mine = call(ws, "browser.open", {"url": site.url("/login")}, human)["session"]
+    ws.autonomy.pause(by=human, reason="lunch")
+    try:
+        with pytest.raises(PermissionDenied, match="paused"):
+            call(ws, "browser.open", {"url": site.url("/login")}, agent)
+        with pytest.raises(PermissionDenied, match="belongs to"):
+            call(ws, "browser.close", {"session": mine}, agent)
+        assert call(ws, "browser.close", {"session": sid}, agent) == {"session": sid, "closed": True}
+    finally:
+        ws.autonomy.resume(by=human)
+    open_ids = {s["id"] for s in ws.browser.sessions()}
+    assert sid not in open_ids and mine in open_ids
+    call(ws, "browser.close", {"session": mine}, human)
 
 
 def test_a_person_opens_fills_a_secret_by_reference_and_submits(ws: Any, human: Any, site: Any) -> None:
