@@ -281,6 +281,8 @@ async def find(page: Page, target: Target, *, timeout_ms: int, heal_on: bool = T
         except NotFoundError as exc:
             last = exc
         else:
+            if idx > 0:  # an element that appeared during the pass: the better candidates may find it now
+                loc, cand, idx = await _recheck(page, target, loc, cand, idx, visible)
             if idx == 0:
                 return Found(loc, cand, None, target)
             return Found(loc, cand, "alternative", healing.merged(target, [cand]))
@@ -296,6 +298,19 @@ async def find(page: Page, target: Target, *, timeout_ms: int, heal_on: bool = T
                 f"(none matched exactly one element); similarity: {healer.similarity}; model: {healer.model_says}",
                 hint="the page may have changed: record the step again, or fix its locator and save a new version",
                 tried=[c.describe() for c in target.candidates]) from last
+
+
+async def _recheck(page: Page, target: Target, loc: Locator, cand: Candidate, idx: int,
+                   visible: bool) -> tuple[Locator, Candidate, int]:
+    """Candidates before ``idx`` tried once more: content that arrives while ``resolve`` goes through the
+    candidates one by one is found by a later one first, which is not a heal."""
+    from emergent.browser import locators
+
+    try:
+        return await locators.resolve(page, target.model_copy(update={"candidates": target.candidates[:idx]}),
+                                      timeout_ms=0, visible=visible)
+    except NotFoundError:
+        return loc, cand, idx
 
 
 async def _dom_loaded(page: Page, deadline: float, now: float) -> bool:
