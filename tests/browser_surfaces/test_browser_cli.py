@@ -109,6 +109,10 @@ def test_a_replay_that_heals_proposes_a_version_which_a_person_accepts(cli: Any,
     assert ws.browser.script("healing-login").version == proposed
     healed = ws.browser.script("healing-login")
     assert healed.actions[1].target.candidates[0].kind == "label"  # what worked leads now
+    code, out, _ = cli("show", "healing-login", "--version", "1.0.0")
+    assert code == 0 and "# script healing-login 1.0.0" in out and "#e-mail-gone" in out
+    code, out, _ = cli("show", "healing-login")  # the newest active one
+    assert code == 0 and f"# script healing-login {proposed}" in out
     code, _, err = cli("accept", "healing-login", proposed)  # only a proposed version can be accepted
     assert code == 2 and err.startswith("error: ") and "hint: " in err and "Traceback" not in err
 
