@@ -13,12 +13,15 @@ import asyncio
 import concurrent.futures
 import contextlib
 import threading
+import time
 from collections.abc import Coroutine
 from typing import Any, TypeVar
 
 from emergent.errors import StateConflictError, TimeoutExceeded
 
 T = TypeVar("T")
+#: how often a blocked caller wakes to notice Ctrl-C (s)
+SLICE_S = 0.1
 
 
 class LoopThread:
@@ -63,8 +66,15 @@ class LoopThread:
                                      hint="inside session.run(fn) use the page's async API, not the session's "
                                           "blocking methods")
         fut = self.submit(coro)
+        end = None if timeout is None else time.monotonic() + timeout
         try:
-            return fut.result(timeout)
+            # waited in short slices: a blocked lock wait would not see Ctrl-C until the coroutine ended
+            while not fut.done():
+                left = None if end is None else end - time.monotonic()
+                if left is not None and left <= 0:
+                    break
+                concurrent.futures.wait([fut], timeout=SLICE_S if left is None else min(SLICE_S, left))
+            return fut.result(0)
         except concurrent.futures.TimeoutError:
             if fut.done():  # the coroutine's own TimeoutError (e.g. TimeoutExceeded): its error, as it is
                 raise
