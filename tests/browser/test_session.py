@@ -189,3 +189,30 @@ def test_more_sessions_than_the_limit_are_refused(ws_factory: Any, site: DemoSit
     w.browser.close()
     with pytest.raises(StateConflictError):
         b.goto(site.url("/login"))
+
+
+def results_template(site: DemoSite) -> Any:
+    from emergent.browser.model import ExtractionTemplate, FieldSpec, Pagination
+
+    return ExtractionTemplate(
+        name="results", url=site.url("/table"), rows="tr.result-row",
+        fields=[FieldSpec(name="compound", selector=".c-compound"), FieldSpec(name="ic50", selector=".c-ic50",
+                                                                               type="float")],
+        pagination=Pagination(kind="next", next=Target.of("a.next")))
+
+
+def test_extraction_through_the_service_and_in_a_session_is_audited(ws: Any, human: Any, agent: Any,
+                                                                    site: DemoSite) -> None:
+    t = ws.browser.save_template(results_template(site), by=human)
+    df = ws.browser.extract("results", by=agent, max_pages=2)
+    assert df.height == 20 and df.columns == ["compound", "ic50"] and df["compound"][0] == "CMP-0001"
+    s = ws.browser.open(site.url("/table?page=6"), by=agent)
+    try:
+        assert s.extract(t).height == 7  # the last page: 57 rows, 10 a page
+        assert ws.browser.extract("results", by=agent, session=s.id)["compound"][-1] == "CMP-0057"
+        with pytest.raises(PermissionDenied):
+            ws.browser.extract("results", by=human, session=s.id)  # not the human's session either
+    finally:
+        s.close()
+    extracts = [e for e in ws.audit.entries(kind="browser.action") if e.data.get("action") == "extract"]
+    assert len(extracts) == 3 and {e.actor for e in extracts} == {agent.key}
