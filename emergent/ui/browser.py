@@ -299,6 +299,8 @@ class AutomationDesigner(widgets.VBox):
         self.add_script_button = widgets.Button(description="Add script")
         self.add_template_button = widgets.Button(description="Add template")
         self.url_box = widgets.Text(placeholder="url for the extraction (default: the template's)", description="url")
+        self.pages_box = widgets.BoundedIntText(value=0, min=0, max=10_000, description="max pages",
+                                                tooltip="pages (or scrolls) the extraction reads; 0: all")
         self.steps = widgets.Select(options=[], rows=6, description="steps", layout=widgets.Layout(width="70%"))
         self.up_button = widgets.Button(description="Up")
         self.down_button = widgets.Button(description="Down")
@@ -314,7 +316,7 @@ class AutomationDesigner(widgets.VBox):
         g = self.status
         self.add_script_button.on_click(lambda _: _guarded(g, lambda: self.add_script(self.scripts.value)))
         self.add_template_button.on_click(lambda _: _guarded(g, lambda: self.add_template(
-            self.templates.value, url=self.url_box.value or None)))
+            self.templates.value, url=self.url_box.value or None, max_pages=self.pages_box.value or None)))
         self.up_button.on_click(lambda _: _guarded(g, lambda: self.move(self.steps.value, -1)))
         self.down_button.on_click(lambda _: _guarded(g, lambda: self.move(self.steps.value, 1)))
         self.remove_button.on_click(lambda _: _guarded(g, lambda: self.remove(self.steps.value)))
@@ -325,7 +327,7 @@ class AutomationDesigner(widgets.VBox):
         super().__init__([
             widgets.HBox([self.name_box, self.refresh_button]),
             widgets.HBox([self.scripts, self.add_script_button]),
-            widgets.HBox([self.templates, self.add_template_button]), self.url_box,
+            widgets.HBox([self.templates, self.add_template_button]), widgets.HBox([self.url_box, self.pages_box]),
             widgets.HBox([self.steps, widgets.VBox([self.up_button, self.down_button, self.remove_button])]),
             self.inputs_box, widgets.HBox([self.preview_button, self.save_button, self.run_button]),
             self.status, self.yaml])

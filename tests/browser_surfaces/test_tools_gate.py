@@ -139,8 +139,8 @@ def test_extract_returns_json_rows_across_pages(ws: Any, human: Any, saved: None
                               "measured": TABLE[0]["measured"]}  # a date as ISO text
     assert out["dtypes"]["measured"] == "Date"
     json.dumps(out)
-    two = call(ws, "browser.extract", {"template": "assays", "max_pages": 2}, human)
-    assert two["count"] == 20
+    one = call(ws, "browser.extract", {"template": "assays", "max_pages": 1}, human)
+    assert one["rows"] == out["rows"][:10]
     with pytest.raises(ValidationError, match="needs a template"):
         call(ws, "browser.extract", {}, human)
 

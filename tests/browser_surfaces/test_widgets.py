@@ -120,6 +120,7 @@ def test_the_designer_composes_previews_saves_and_runs_a_workflow(ws: Any, human
     d.scripts.value = "portal-login"
     d.add_script_button.click()
     d.templates.value = "assays"
+    d.pages_box.value = 2
     d.add_template_button.click()
     d.steps.value = 1
     d.up_button.click()  # extraction first, then the login
@@ -133,7 +134,7 @@ def test_the_designer_composes_previews_saves_and_runs_a_workflow(ws: Any, human
     d.inputs_box.value = "email=designer@example.org"
     d.run_button.click()
     assert d.last_run is not None and d.last_run.status == "completed", d.status.value
-    assert len(d.last_run.outputs["assays"]) == 57
+    assert len(d.last_run.outputs["assays"]) == 20  # two pages, as asked
     d.inputs_box.value = "not a pair"
     d.run_button.click()
     assert "ValidationError" in d.status.value
