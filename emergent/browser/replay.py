@@ -401,8 +401,10 @@ async def _steps(page: Page, script: Script, values: Mapping[str, str], secrets:
             work = _act(page, action, substitute(action.value, values, secrets, reveal=True), budget=budget,
                         heal_on=heal, model=model, extract=extract, navigate=navigate, files=files, outputs=outputs,
                         nav=nav, redact=scrub)
-            # a hard stop behind the per-call timeouts (an extraction spans many pages: its own bounds apply)
-            found = await (work if action.kind == "extract" else asyncio.wait_for(work, timeout=budget / 1000 * 2 + 5))
+            # a hard stop behind the per-call timeouts (an extraction spans many pages and a navigation has the
+            # navigation timeout: their own bounds apply)
+            found = await (work if action.kind in ("extract", "navigate")
+                           else asyncio.wait_for(work, timeout=budget / 1000 * 2 + 5))
         except Exception as exc:
             if not isinstance(exc, (EmergentError, TimeoutError, *_pw_errors())):
                 raise
