@@ -18,13 +18,16 @@ Each action's element is found by a ladder, inside the action's timeout (``actio
    page may still be loading); the first candidate → ``ok``, a later one → ``healed`` by
    ``alternative``;
 2. once the page's DOM is loaded, a similarity search over :func:`emergent.browser.locators.inventory`
-   against the recorded fingerprint (:func:`emergent.browser.healing.choose`: threshold and margin, never
+   against the recorded fingerprint (:func:`emergent.browser.heal.choose`: threshold and margin, never
    a guess) → ``similarity``;
 3. when a model is given, once (after half the timeout, or at the end), the model picks among the top
    ten → ``model``.
 
 Slices repeat until the timeout, so content that appears late is still found by its recorded
-locators. A step that fails (no element, an ambiguous one, a timeout, a blocked navigation) fails
+locators — and is not mistaken for a heal: a later candidate winning makes the earlier ones try once
+more, and so do the recorded ones before a similarity or model choice is adopted. Nothing is looked
+for while a main-frame navigation is in flight (:class:`NavWatch`), so an element is never taken from
+the page that is about to go away. The model's prompt is scrubbed of secret values like the errors. A step that fails (no element, an ambiguous one, a timeout, a blocked navigation) fails
 the replay with a message naming the step, what was tried and why it was refused; the remaining
 steps are ``skipped``. Healed steps produce a healed copy of the script (same name and version; the
 service saves it as a proposal) whose targets lead with what worked, the old candidates kept after.
