@@ -110,7 +110,7 @@ def browser_act(session: str, action: ActKind, ctx: ToolContext, target: str | d
         session: the session id browser.open returned
         action: click, fill, select, check, uncheck, upload, press or wait
         target: the element: a selector ("label=Email", 'role=button[name="Sign in"]', "text=Next", CSS) or a target's JSON
-        value: fill: the text (write ${secrets.NAME} for a secret); select: the option; upload: a workspace path under files/; press: the key; wait: the state (visible, hidden, attached, detached)
+        value: fill: the text (write ${secrets.NAME} for a secret); select: the option; upload: a workspace path under files/; press: the key; wait: the state (with a target: visible, hidden, attached, detached; without: load, domcontentloaded, networkidle)
         submits: the click or key press submits a form (recorded as such)
     """
     if action in _NEEDS_VALUE and value is None:
@@ -134,7 +134,7 @@ def browser_act(session: str, action: ActKind, ctx: ToolContext, target: str | d
     elif action == "press":
         out = s.press(tgt, value, submits=submits)
     else:
-        out = s.wait(tgt, state=value or "visible")
+        out = s.wait(tgt, state=value or ("visible" if tgt is not None else "load"))
     return {"session": session, "action": action, **_json(dict(out or {}))}
 
 

@@ -71,6 +71,7 @@ def test_a_person_opens_fills_a_secret_by_reference_and_submits(ws: Any, human: 
     before = len(site.submissions)
     call(ws, "browser.act", {"session": sid, "action": "click", "target": 'role=button[name="Sign in"]',
                              "submits": True}, human)
+    call(ws, "browser.act", {"session": sid, "action": "wait"}, human)  # the page's load
     call(ws, "browser.act", {"session": sid, "action": "wait", "target": "#who"}, human)
     got = site.submissions[before]
     assert (got["email"], got["password"], got["country"]) == ("lin@example.org", PASSWORD, "ca")
