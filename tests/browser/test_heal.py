@@ -85,3 +85,20 @@ def test_the_model_prompt_numbers_the_elements_and_names_what_failed() -> None:
     body = msgs[-1]["content"]
     assert "0: <input>" in body and '1: <button> role=button name="Sign in now"' in body
     assert "testid 'sign-in'" in body
+
+
+def test_a_hand_written_target_implies_a_fingerprint_from_its_locators() -> None:
+    t = Target(candidates=[Candidate(kind="role", value="button", name="Sign in"),
+                           Candidate(kind="placeholder", value="Project code")])
+    fp = heal.implied_fingerprint(t)
+    assert fp is not None and fp.role == "button" and fp.name == "Sign in"
+    assert fp.attrs == {"placeholder": "Project code"}
+    assert heal.choose(fp, [PASSWORD, _button("Sign in now")]).index == 1
+    assert heal.implied_fingerprint(Target.of("#submit-btn")) is None  # CSS alone: nothing to compare
+
+
+def test_kind_matches_refuses_only_when_tag_and_role_both_differ() -> None:
+    link = Fingerprint(tag="a", role="link", name="Home")
+    assert not heal.kind_matches(_button("Sign in"), link)
+    assert heal.kind_matches(_button("Sign in"), Fingerprint(tag="input", role="button", attrs={"type": "submit"}))
+    assert heal.kind_matches(_email(), PROJECT)
