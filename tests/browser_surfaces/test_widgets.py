@@ -51,6 +51,13 @@ def test_a_click_on_the_screenshot_picks_the_element_under_it(builder: Any) -> N
                             "arrayY": box["y"] + box["height"] / 2})
     assert builder.found.fingerprint.tag == "button"
     assert any(c.kind == "testid" and c.value == "sign-in" for c in builder.found.candidates)
+    builder.text_box.value = "Email"
+    builder.find_button.click()  # something else chosen meanwhile
+    w, h = png_size(bytes(builder.image.value))  # the screenshot shown at half its size, without arrayX/Y
+    builder.on_click_event({"type": "click", "relativeX": (box["x"] + box["width"] / 2) / 2,
+                            "relativeY": (box["y"] + box["height"] / 2) / 2,
+                            "boundingRectWidth": w / 2, "boundingRectHeight": h / 2})
+    assert builder.found.fingerprint.attrs.get("data-testid") == "sign-in"
     builder.x_box.value, builder.y_box.value = 1270, 790  # an empty corner of the page
     builder.pick_button.click()
     assert builder.found is None or builder.found.fingerprint.tag in ("body", "html")
