@@ -37,6 +37,8 @@ def test_quick_bench_prints_one_json_object_with_sane_figures() -> None:
     assert out["healed_wrong"] == 0, out["heal_failures"]
     assert out["healed"] + len(out["heal_failures"]) == out["broken"]
     assert out["heal_rate"] == round(out["healed"] / out["broken"], 4)
+    assert out["broken_scrambled"] >= 10 and out["healed_wrong_scrambled"] == 0, out["heal_failures_scrambled"]
+    assert out["healed_scrambled"] + len(out["heal_failures_scrambled"]) == out["broken_scrambled"]
     if out["extract_rows_per_s"] is not None:
         assert out["extract_rows"] == out["baseline_rows"] == 57 and out["baseline_rows_per_s"] > 0
     assert elapsed < 60, elapsed
