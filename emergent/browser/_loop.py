@@ -65,9 +65,26 @@ class LoopThread:
             raise StateConflictError("a blocking browser call was made from inside the browser's own loop",
                                      hint="inside session.run(fn) use the page's async API, not the session's "
                                           "blocking methods")
-        fut = self.submit(coro)
+        if self._closed:
+            coro.close()
+            raise StateConflictError("the browser's event loop is closed",
+                                     hint="the BrowserService was closed; open the workstation's browser again")
+        stop = threading.Event()
+        tasks: list[asyncio.Task[Any]] = []
+
+        async def guarded() -> T:
+            task = asyncio.current_task()
+            if task is not None:
+                tasks.append(task)
+            if stop.is_set():  # Ctrl-C came before the coroutine started
+                coro.close()
+                raise asyncio.CancelledError
+            return await coro
+
+        fut: concurrent.futures.Future[T] | None = None
         end = None if timeout is None else time.monotonic() + timeout
         try:
+            fut = self.submit(guarded())
             # waited in short slices: a blocked lock wait would not see Ctrl-C until the coroutine ended
             while not fut.done():
                 left = None if end is None else end - time.monotonic()
@@ -76,14 +93,23 @@ class LoopThread:
                 concurrent.futures.wait([fut], timeout=SLICE_S if left is None else min(SLICE_S, left))
             return fut.result(0)
         except concurrent.futures.TimeoutError:
-            if fut.done():  # the coroutine's own TimeoutError (e.g. TimeoutExceeded): its error, as it is
+            if fut is not None and fut.done():  # the coroutine's own TimeoutError (e.g. TimeoutExceeded)
                 raise
-            fut.cancel()
+            self._cancel(stop, fut, tasks)
             raise TimeoutExceeded(f"the browser did not answer within {timeout} s",
                                   hint="raise the timeout, or check the page with session.screenshot()") from None
-        except KeyboardInterrupt:
-            fut.cancel()
+        except KeyboardInterrupt:  # also when it lands while the coroutine is being handed over
+            self._cancel(stop, fut, tasks)
             raise
+
+    def _cancel(self, stop: threading.Event, fut: concurrent.futures.Future[Any] | None,
+                tasks: list[asyncio.Task[Any]]) -> None:
+        stop.set()
+        if fut is not None:
+            fut.cancel()
+        for task in list(tasks):
+            with contextlib.suppress(RuntimeError):  # the loop closed meanwhile
+                self._loop.call_soon_threadsafe(task.cancel)
 
     def close(self) -> None:
         """Stop the loop (pending tasks cancelled) and join the thread; idempotent."""

@@ -52,7 +52,7 @@ def test_a_timeout_cancels_the_coroutine(lt: LoopThread) -> None:
 
     with pytest.raises(TimeoutExceeded, match="did not answer within 0.2 s"):
         lt.run(slow(), timeout=0.2)
-    assert cancelled.wait(2)
+    assert cancelled.wait(5)
 
 
 def test_ctrl_c_while_waiting_cancels_the_coroutine(lt: LoopThread) -> None:
@@ -74,7 +74,7 @@ def test_ctrl_c_while_waiting_cancels_the_coroutine(lt: LoopThread) -> None:
     threading.Thread(target=interrupt, daemon=True).start()
     with pytest.raises(KeyboardInterrupt):
         lt.run(slow())
-    assert cancelled.wait(2)
+    assert cancelled.wait(5)
 
 
 def test_called_from_inside_a_running_loop_and_refused_from_its_own(lt: LoopThread) -> None:
