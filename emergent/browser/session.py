@@ -333,6 +333,18 @@ class BrowserService:
                                    hint="open your own session (sessions are never shared between principals)")
         return s
 
+    def close_session(self, session_id: str, *, by: Principal) -> None:
+        """Close a session: its owner may, and a person may close anyone's (audited under ``by``)."""
+        by = self._who(by)
+        s = self._sessions.get(session_id)
+        if s is None:
+            raise NotFoundError(f"no open browser session {session_id!r}",
+                                hint="browser.sessions() lists the open ones")
+        if s.principal != by and not by.is_human:
+            raise PermissionDenied(f"browser session {session_id} belongs to {s.principal.key}; {by.key} may not "
+                                   "close it", hint="a person may close any session; agents only their own")
+        self._run(s._aclose(by=by))
+
     def sessions(self, *, by: Principal | None = None) -> list[dict[str, Any]]:
         out = []
         for s in list(self._sessions.values()):
@@ -923,11 +935,13 @@ class BrowserSession:
             return
         self._run(self._aclose())
 
-    async def _aclose(self, *, audit: bool = True) -> None:
+    async def _aclose(self, *, audit: bool = True, by: Principal | None = None) -> None:
         if self._closed:
             return
         if audit:
-            self._audit("browser.close", {"url": self._page.url})
+            who = by or self.principal
+            self.service._audit("browser.close", who, {"session": self.id, "url": self._page.url,
+                                                       "owner": self.principal.key})
         self._closed = True
         self.recorder = None
         with self.service._lock:

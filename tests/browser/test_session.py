@@ -60,8 +60,15 @@ def test_an_agent_cannot_use_a_humans_session(ws: Any, human: Any, agent: Any, s
             ws.browser.session("nope", by=human)
         with pytest.raises(PrincipalError):
             ws.browser.open(site.url("/login"), by="human:me")  # a name is not a principal
+        with pytest.raises(PermissionDenied, match="may not close"):
+            ws.browser.close_session(s.id, by=agent)
     finally:
         s.close()
+    mine = ws.browser.open(by=agent)
+    ws.browser.close_session(mine.id, by=human)  # a person may close anyone's
+    assert mine.id not in [x["id"] for x in ws.browser.sessions()]
+    closed = [e for e in ws.audit.entries(kind="browser.close") if e.data["session"] == mine.id]
+    assert [(e.actor, e.data["owner"]) for e in closed] == [(human.key, agent.key)]
 
 
 def test_navigation_off_the_list_and_a_policy_deny_rule_are_refused_and_audited(ws: Any, human: Any,
