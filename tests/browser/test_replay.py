@@ -6,7 +6,6 @@ from __future__ import annotations
 import asyncio
 import json
 import re
-import time
 from collections.abc import Callable, Coroutine, Iterator
 from typing import Any, TypeVar
 
@@ -171,10 +170,9 @@ def test_without_healing_the_redesign_fails_at_the_first_broken_field(drv: Drive
                                                                          fingerprint=targets[0].fingerprint),
                                               value="a@b.org")])
     site.mutate(True)
-    t0 = time.perf_counter()
     outcomes, _, healed = _replay(drv, page, script, heal=False, timeout_ms=500)
-    assert time.perf_counter() - t0 < 3
     assert [o.status for o in outcomes] == ["ok", "failed"] and healed is None
+    assert 450 <= outcomes[1].ms < 2000  # waited its timeout, no longer
     outcomes, _, healed = _replay(drv, page, script, timeout_ms=2000)
     assert outcomes[1].status == "healed" and outcomes[1].healed_by == "similarity"
 
@@ -327,11 +325,10 @@ def test_late_content_is_waited_for_within_the_timeout(drv: Driver, page: Any, s
     outcomes, _, _ = _replay(drv, page, script, timeout_ms=4000)
     assert [o.status for o in outcomes] == ["ok", "ok"] and outcomes[1].ms >= 500
     assert drv.run(page.get_by_role("button").text_content()) == "Loaded and clicked"
-    t0 = time.perf_counter()
     outcomes, _, _ = _replay(drv, page, script.model_copy(update={"actions": [
         Action(kind="navigate", value=site.url("/late?ms=3000")), Action(kind="click", target=late,
                                                                          timeout_ms=400)]}), timeout_ms=4000)
-    assert [o.status for o in outcomes] == ["ok", "failed"] and time.perf_counter() - t0 < 2.5
+    assert [o.status for o in outcomes] == ["ok", "failed"] and 350 <= outcomes[1].ms < 2000
 
 
 def test_upload_and_extract_steps_use_the_given_file_resolver_and_extractor(drv: Driver, page: Any,
