@@ -38,6 +38,8 @@ log = logging.getLogger(__name__)
 
 REDIRECTS = frozenset({301, 302, 303, 307, 308})
 MAX_HOPS = 10
+#: the largest download the guard hands on (bytes)
+MAX_DOWNLOAD_BYTES = 32 << 20
 DEFAULT_PORTS = {"http": 80, "https": 443}
 
 
@@ -75,8 +77,15 @@ def host_allowed(url: str, patterns: Sequence[str]) -> bool:
         return True
     if low.startswith("blob:"):
         return host_allowed(url.strip()[5:], patterns)
+    # as a WHATWG parser (Chromium) reads it: tabs and newlines removed, C0/space trimmed, and in http(s) a
+    # backslash is a slash (so 'http://evil\\@allowed/' is evil, not allowed)
+    url = re.sub(r"[\t\n\r]", "", url).strip("\x00\x01\x02\x03\x04\x05\x06\x07\x08\x0b\x0c\x0e\x0f"
+                                             "\x10\x11\x12\x13\x14\x15\x16\x17\x18\x19\x1a\x1b\x1c\x1d"
+                                             "\x1e\x1f ")
+    if low.startswith(("http:", "https:")):
+        url = url.replace("\\", "/")
     try:
-        parts = urlsplit(url.strip())
+        parts = urlsplit(url)
         scheme = parts.scheme.lower()
         if scheme not in DEFAULT_PORTS:
             return False
@@ -285,22 +294,36 @@ class HostGuard:
                 self._block(url, rtype, where, f"more than {MAX_HOPS} redirects")
                 await route.abort("blockedbyclient")
                 return
+        if await self._download(route, resp, url, rtype, where):
+            return
+        await route.fulfill(response=resp)
+
+    async def _download(self, route: Route, resp: Any, url: str, rtype: str, where: str) -> bool:
+        """An attachment response: stored by the session (True: the request is answered)."""
         name = attachment_name(resp.headers.get("content-disposition"))
         if name is not None and self.on_download is not None and resp.status < 300:
+            size = resp.headers.get("content-length", "")
+            if size.isdigit() and int(size) > MAX_DOWNLOAD_BYTES:
+                self._block(url, rtype, where, f"download larger than {MAX_DOWNLOAD_BYTES >> 20} MB")
+                await resp.dispose()
+                await route.abort("blockedbyclient")
+                return True
             # a download: stored by the session (Chromium's own download path is not used; see decisions)
             try:
                 await self.on_download(url, name, await resp.body())
             except Exception:  # noqa: BLE001 - refused (e.g. its audit entry could not be written)
                 log.exception("download of %s refused", url)
                 await route.abort("blockedbyclient")
-                return
+                return True
             await route.fulfill(status=204, body=b"")
-            return
-        await route.fulfill(response=resp)
+            return True
+        return False
 
     def _why_not(self, url: str, top: bool) -> str | None:
         if not self.allowed(url):
             return "host not on the browser allow-list"
+        if top and url.strip().lower().startswith("data:"):
+            return "a data: URL may not be opened as a page (its script would run outside the policy)"
         if top and self._policy is not None and url.lower().startswith(("http:", "https:")):
             return self._policy(url)
         return None
@@ -328,6 +351,10 @@ class HostGuard:
                     await resp.dispose()
                     continue
                 if resp.status >= 400 or self.on_download is None:
+                    return
+                size = resp.headers.get("content-length", "")
+                if size.isdigit() and int(size) > MAX_DOWNLOAD_BYTES:
+                    self._block(hop_url, "download", "main", f"download larger than {MAX_DOWNLOAD_BYTES >> 20} MB")
                     return
                 fname = attachment_name(resp.headers.get("content-disposition")) or name or \
                     urlsplit(hop_url).path.rsplit("/", 1)[-1] or "download"

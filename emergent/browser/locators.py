@@ -32,6 +32,8 @@ if TYPE_CHECKING:
 MAX_INVENTORY = 5000
 #: longest text kept in a fingerprint / a text candidate
 MAX_TEXT = 200
+#: an inventory stops looking after this long (ms) in the page: a huge DOM gives a partial list, not a stall
+INVENTORY_BUDGET_MS = 2000
 #: the wait for late content goes in slices of at most this long (ms) between passes over the candidates
 SLICE_MS = 250
 
@@ -206,13 +208,16 @@ function pointTarget(el) {
 #: index, visible). Also installed in recorded pages as ``window.__emergentFacts``.
 FINGERPRINT_JS = "(el) => {" + _LIB_JS + "\nreturn facts(el, headsOf(el.ownerDocument), roleIndexOf(el)); }"
 
-_INVENTORY_JS = "(limit) => {" + _LIB_JS + r"""
+_INVENTORY_JS = "([limit, budgetMs]) => {" + _LIB_JS + r"""
 const out = [];
+const t0 = performance.now();
+let seen = 0;
 const roleCount = {};
 function walk(doc, frame) {
   const heads = headsOf(doc);
   for (const el of doc.body ? doc.body.querySelectorAll('*') : []) {
     if (out.length >= limit) return;
+    if (++seen % 64 === 0 && performance.now() - t0 > budgetMs) return;  // bounded in time, not only count
     const role = roleOf(el);
     let idx = null;
     if (role) { const key = (frame || '') + '|' + role; idx = roleCount[key] || 0; roleCount[key] = idx + 1; }
@@ -243,8 +248,11 @@ return pointTarget(hit);
 _FIND_TEXT_JS = "(needle) => {" + _LIB_JS + r"""
 const want = norm(needle).toLowerCase();
 const hits = [];
+const t0 = performance.now();
+let seen = 0;
 for (const el of document.body ? document.body.querySelectorAll('*') : []) {
   if (hits.length >= 50) break;
+  if (++seen % 64 === 0 && performance.now() - t0 > 2000) break;
   if (!visible(el) || el.tagName === 'SCRIPT' || el.tagName === 'STYLE') continue;
   const role = roleOf(el);
   const vals = [labelOf(el), el.getAttribute('placeholder'), el.getAttribute('aria-label'), el.getAttribute('alt'),
@@ -490,9 +498,10 @@ async def find_by_text(page: Page, text: str) -> list[Target]:
 
 
 async def inventory(scope: Page | Frame) -> list[tuple[Fingerprint, Candidate]]:
-    """Every visible actionable or textual element (≤ :data:`MAX_INVENTORY`) of the page and its
+    """Every visible actionable or textual element (≤ :data:`MAX_INVENTORY`, ≤ :data:`INVENTORY_BUDGET_MS`
+    of work in the page) of the page and its
     same-origin iframes: its fingerprint and one unique CSS candidate (``frame`` set inside an iframe)."""
-    rows = await scope.evaluate(_INVENTORY_JS, MAX_INVENTORY)
+    rows = await scope.evaluate(_INVENTORY_JS, [MAX_INVENTORY, INVENTORY_BUDGET_MS])
     out: list[tuple[Fingerprint, Candidate]] = []
     for f in rows:
         path = f.get("path")

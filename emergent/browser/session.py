@@ -54,6 +54,8 @@ if TYPE_CHECKING:
     from emergent.providers.llm import ChatModel
 
 T = TypeVar("T")
+#: the largest file a session stores
+MAX_DOWNLOAD_BYTES = 32 << 20
 ARGS = ["--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage"]
 _SUBMITS_JS = """(el) => { const t = (el.getAttribute('type') || '').toLowerCase();
   return !!el.form && ((el.tagName === 'BUTTON' && (t === '' || t === 'submit')) ||
@@ -170,13 +172,17 @@ class BrowserService:
     def _audit(self, kind: str, by: Principal, data: dict[str, Any]) -> None:
         self.audit.append(kind, by, data, durable=True)
 
-    @staticmethod
-    def _who(by: Any) -> Principal:
+    def _who(self, by: Any) -> Principal:
+        """``by`` verified: a Principal, and (with the autonomy service) one this workspace's directory issued
+        (an unsealed hand-built Principal is refused)."""
         from emergent.principals import Principal
 
         if not isinstance(by, Principal):
             raise PrincipalError(f"by must be a Principal, got {type(by).__name__}",
                                  hint="pass ws.principal, or an agent's principal from ws.principals")
+        directory = getattr(self.autonomy, "principals", None)
+        if directory is not None:
+            return cast(Principal, directory.verify(by))
         return by
 
     def _policy_block(self, by: Principal, url: str) -> str | None:
@@ -237,9 +243,10 @@ class BrowserService:
         """Navigate ``page`` to ``url``: checked (host list, policy) and audited first; blocked → PermissionDenied."""
         if not isinstance(url, str) or not url.strip():
             raise ValidationError("a URL is required", hint="e.g. session.goto('https://example.org/')", field="url")
-        if not re.match(r"^(https?:|about:blank$|data:)", url.strip(), re.I):
+        if not re.match(r"^(https?:|about:blank$)", url.strip(), re.I):
             raise ValidationError(f"URL {url!r} is not http(s)", field="url",
-                                  hint="give an absolute http:// or https:// URL")
+                                  hint="give an absolute http:// or https:// URL (data:, file: and other schemes "
+                                       "are not opened)")
         why = None if host_allowed(url, self.allow_hosts) else "host not on the browser allow-list"
         if why is None and url.lower().startswith("http"):
             why = self._policy_block(by, url)
@@ -387,6 +394,13 @@ class BrowserService:
 
         by = self._who(by)
         sc = script if isinstance(script, Script) else self.store.script(script, version)
+        if not isinstance(script, Script) and version is not None:
+            (row,) = [r for r in self.store.list("script", name=sc.name) if r["version"] == sc.version] or [{}]
+            state = row.get("status")
+            if state == "rejected" or (state == "proposed" and not by.is_human):
+                raise PermissionDenied(f"version {sc.version} of script {sc.name} is {state}",
+                                       hint="replay the active version (leave version out); a person may try a "
+                                            "proposed one before accepting it")
         params = {str(k): str(v) for k, v in (params or {}).items()}
         self._check_inputs(sc, params)
         self._audit("browser.replay", by, {"script": sc.name, "version": sc.version, "params": sorted(params),
@@ -507,14 +521,27 @@ class BrowserService:
             raise _translate(exc, f"extracting {t.name}") from None
 
     # ------------------------------------------------------------------ saved scripts and templates
+    def _may_save(self, kind: str, name: str, by: Principal, status: str) -> None:
+        """Agents and services may save active versions only of names nobody else has saved: a newer active
+        version of someone else's script or template would replace it unreviewed (save it as proposed)."""
+        if by.is_human or status != "active":
+            return
+        others = {r["created_by"] for r in self.store.list(cast(Any, kind), name=name)} - {by.key}
+        if others:
+            raise PermissionDenied(f"{by.key} may not save an active version of the {kind} {name!r} "
+                                   f"(saved by {', '.join(sorted(others))})",
+                                   hint="save it with status='proposed': a person accepts it")
+
     def save_script(self, script: Script, *, by: Principal, status: str = "active") -> Script:
         by = self._who(by)
+        self._may_save("script", script.name, by, status)
         self._audit("browser.save", by, {"kind": "script", "name": script.name, "version": script.version,
                                          "status": status, "digest": script.digest()})
         return cast(Script, self.store.save(script, by=by.key, status=status))
 
     def save_template(self, t: ExtractionTemplate, *, by: Principal, status: str = "active") -> ExtractionTemplate:
         by = self._who(by)
+        self._may_save("template", t.name, by, status)
         self._audit("browser.save", by, {"kind": "template", "name": t.name, "version": t.version,
                                          "status": status, "digest": t.digest()})
         return cast(ExtractionTemplate, self.store.save(t, by=by.key, status=status))
@@ -784,11 +811,17 @@ class BrowserSession:
     def screenshot(self, *, full_page: bool = False) -> bytes:
         return self._run(self._page.screenshot(full_page=full_page, type="png"))
 
+    async def _guarded(self, coro: Coroutine[Any, Any, T], what: str) -> T:
+        try:
+            return await coro
+        except _pw_error() as exc:
+            raise _translate(exc, what) from None
+
     def describe_at(self, x: float, y: float) -> Target:
-        return self._run(locators.describe_at(self._page, x, y))
+        return self._run(self._guarded(locators.describe_at(self._page, x, y), f"describing the point ({x}, {y})"))
 
     def find(self, text: str) -> list[Target]:
-        return self._run(locators.find_by_text(self._page, text))
+        return self._run(self._guarded(locators.find_by_text(self._page, text), f"finding {text!r}"))
 
     def count(self, target: TargetLike) -> int:
         """How many elements the target's first candidate finds now."""
@@ -801,7 +834,7 @@ class BrowserSession:
             loc, _, _ = await locators.resolve(self._page, Target.of(target), timeout_ms=self.service.timeout_ms)
             return await locators.describe(loc)
 
-        return self._run(go())
+        return self._run(self._guarded(go(), "describing the element"))
 
     def highlight(self, target: TargetLike) -> bytes:
         """A screenshot with the element outlined."""
@@ -814,7 +847,7 @@ class BrowserSession:
             finally:
                 await self._page.evaluate(_UNHIGHLIGHT_JS)
 
-        return self._run(go())
+        return self._run(self._guarded(go(), "highlighting the element"))
 
     def run(self, fn: Callable[[Page], Awaitable[T]]) -> T:
         """Escape hatch: ``await fn(page)`` on the session's loop (not audited action by action)."""
@@ -908,6 +941,10 @@ class BrowserSession:
     # ------------------------------------------------------------------ downloads
     async def _store_download(self, url: str, suggested: str, body: bytes) -> None:
         """A response the guard saw as an attachment: audited, then written under files/downloads/<session>."""
+        if len(body) > MAX_DOWNLOAD_BYTES:
+            self.guard._block(url, "download", "main", f"download larger than {MAX_DOWNLOAD_BYTES >> 20} MB")
+            raise OperationalError(f"download of {url} refused: {len(body)} bytes",
+                                   hint=f"downloads are limited to {MAX_DOWNLOAD_BYTES >> 20} MB")
         name = _sanitise(suggested)
         folder = self.service.workspace / "files" / "downloads" / self.id
         stem, suffix, n = Path(name).stem, Path(name).suffix, 1

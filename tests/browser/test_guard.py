@@ -35,6 +35,9 @@ from emergent.errors import PermissionDenied
     ("http://[::1]:9000/", True),
     ("http://[::1]:9001/", False),
     ("http:///nohost", False),
+    ("http://evil.org\\@example.org/", False),  # a browser reads the backslash as '/': the host is evil.org
+    ("http://ex\tample.org/", True),  # tabs and newlines are dropped, as a browser does
+    (" http://evil.org/", False),
 ])
 def test_host_allowed(url: str, ok: bool) -> None:
     patterns = ["example.org", "*.lab.org", "127.0.0.1:8080", "BÜCHER.de", "[::1]:9000"]
@@ -132,5 +135,18 @@ def test_an_off_list_iframe_and_websocket_are_blocked(ws: Any, human: Any, site:
         assert frames and frames[0]["url"] == site.other + "/frame-inner" and frames[0]["frame"] == "sub"
         assert [b["url"] for b in got if b["resource_type"] == "websocket"] == [
             "ws://" + site.other.split("://")[1] + "/socket"]
+    finally:
+        s.close()
+
+
+def test_a_data_url_is_not_opened_as_a_page(ws: Any, agent: Any, site: DemoSite) -> None:
+    from emergent.errors import ValidationError
+
+    s = ws.browser.open(by=agent)
+    try:
+        with pytest.raises(ValidationError, match="not http"):
+            s.goto(f"data:text/html,<form method=post action='{site.url("/submit")}'></form>")
+        with pytest.raises(ValidationError):
+            s.goto("file:///etc/passwd")
     finally:
         s.close()

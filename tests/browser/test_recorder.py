@@ -89,6 +89,10 @@ def test_a_recorded_script_replays_and_heals_on_the_redesign(ws_factory: Any, si
     agent = w.principals.agent("helper", created_by=me)
     with pytest.raises(PermissionDenied, match="only a person"):
         w.browser.accept("script", "login-heal", "1.1.0", by=agent)
+    with pytest.raises(PermissionDenied, match="proposed"):  # an agent cannot run the unreviewed version
+        w.browser.replay("login-heal", version="1.1.0", by=agent)
+    with pytest.raises(PermissionDenied, match="may not save an active version"):
+        w.browser.save_script(script.model_copy(update={"version": "9.0.0"}), by=agent)
     w.browser.accept("script", "login-heal", "1.1.0", by=me)
     assert w.browser.script("login-heal").version == "1.1.0"
     runs = w.browser.runs(script="login-heal")

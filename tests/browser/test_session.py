@@ -60,6 +60,10 @@ def test_an_agent_cannot_use_a_humans_session(ws: Any, human: Any, agent: Any, s
             ws.browser.session("nope", by=human)
         with pytest.raises(PrincipalError):
             ws.browser.open(site.url("/login"), by="human:me")  # a name is not a principal
+        from emergent.principals import Principal
+
+        with pytest.raises(PrincipalError):  # hand-built, unsealed: not issued by the directory
+            ws.browser.session(s.id, by=Principal("human", human.id))
         with pytest.raises(PermissionDenied, match="may not close"):
             ws.browser.close_session(s.id, by=agent)
     finally:
