@@ -145,7 +145,8 @@ def test_a_data_url_is_not_opened_as_a_page(ws: Any, agent: Any, site: DemoSite)
     s = ws.browser.open(by=agent)
     try:
         with pytest.raises(ValidationError, match="not http"):
-            s.goto(f"data:text/html,<form method=post action='{site.url("/submit")}'></form>")
+            submit = site.url("/submit")
+            s.goto(f"data:text/html,<form method=post action='{submit}'></form>")
         with pytest.raises(ValidationError):
             s.goto("file:///etc/passwd")
     finally:
