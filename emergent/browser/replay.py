@@ -114,8 +114,14 @@ def substitute(value: str | None, values: Mapping[str, str], secrets: Mapping[st
 
 
 class _Scrubber:
+    """Replaces secret values in a text by ``(secret NAME)``: the script's secrets whatever their length, and
+    every other configured secret of 4 characters or more (a page may show one the script never typed)."""
+
+    MIN_OTHER = 4
+
     def __init__(self, secrets: Mapping[str, str], used: list[str]) -> None:
-        self.pairs = sorted(((secrets[n], n) for n in used if secrets.get(n)), key=lambda p: -len(p[0]))
+        names = [n for n in secrets if secrets[n] and (n in used or len(secrets[n]) >= self.MIN_OTHER)]
+        self.pairs = sorted(((secrets[n], n) for n in names), key=lambda p: -len(p[0]))
 
     def __call__(self, text: str) -> str:
         for value, name in self.pairs:
@@ -395,7 +401,7 @@ async def _steps(page: Page, script: Script, values: Mapping[str, str], secrets:
         if failed:
             outcomes.append(StepOutcome(index=i, kind=action.kind, status="skipped"))
             continue
-        text = step_text(action, values, secrets)
+        text = scrub(step_text(action, values, secrets))
         if on_step is not None:
             on_step(i, action, text)
         t0 = time.perf_counter()

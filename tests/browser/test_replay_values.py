@@ -43,3 +43,15 @@ def test_secrets_are_revealed_only_to_the_call_that_types_them() -> None:
     assert shown[1] == "fill label 'Email' 'a@b.org'"
     assert shown[2] == "fill label 'Password' 'pw: (secret lab_pw)'"
     assert not any("s3cret" in s for s in shown)
+
+
+def test_a_parameter_value_cannot_pull_a_secret_in() -> None:
+    vals, secrets = {"email": "${secrets.lab_pw}", "country": "x"}, {"lab_pw": "s3cret"}
+    assert substitute("${params.email}", vals, secrets, reveal=True) == "${secrets.lab_pw}"  # typed literally
+
+
+def test_errors_are_scrubbed_of_any_configured_secret_not_only_the_scripts() -> None:
+    from emergent.browser.replay import _Scrubber
+
+    scrub = _Scrubber({"lab_pw": "s3cret", "api_token": "tok-123456", "pin": "42"}, ["lab_pw"])
+    assert scrub("s3cret tok-123456 42") == "(secret lab_pw) (secret api_token) 42"
