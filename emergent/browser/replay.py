@@ -346,7 +346,10 @@ async def _adopt(page: Page, old: Target, cand: Candidate, how: HealedBy) -> Fou
     loc = locators.locator_for(page, cand)
     if await loc.count() != 1:
         return None
-    new = await locators.describe(loc)
+    try:
+        new = await locators.describe(loc)
+    except NotFoundError:  # it went away in the meantime
+        return None
     return Found(loc, cand, how, healing.merged(old, new.candidates, new.fingerprint))
 
 
