@@ -101,6 +101,10 @@ class LoopThread:
         except KeyboardInterrupt:  # also when it lands while the coroutine is being handed over
             self._cancel(stop, fut, tasks)
             raise
+        except (concurrent.futures.CancelledError, asyncio.CancelledError):
+            # not ours (Ctrl-C re-raises above): the loop is closing under this call
+            raise StateConflictError("the browser service was closed while this call was running",
+                                     hint="open the workstation's browser again and repeat the call") from None
 
     def _cancel(self, stop: threading.Event, fut: concurrent.futures.Future[Any] | None,
                 tasks: list[asyncio.Task[Any]]) -> None:

@@ -105,3 +105,27 @@ def test_close_is_idempotent_and_refuses_new_work() -> None:
 
     with pytest.raises(StateConflictError, match="closed"):
         t.run(nothing())
+
+
+def test_closing_the_loop_under_a_running_call_raises_our_error() -> None:
+    t = LoopThread()
+    started = threading.Event()
+    got: list[BaseException] = []
+
+    async def slow() -> None:
+        started.set()
+        await asyncio.sleep(30)
+
+    def call() -> None:
+        try:
+            t.run(slow())
+        except BaseException as exc:  # noqa: BLE001 - collected for the assertion
+            got.append(exc)
+
+    th = threading.Thread(target=call)
+    th.start()
+    assert started.wait(5)
+    t.close()
+    th.join(10)
+    assert not th.is_alive() and len(got) == 1
+    assert isinstance(got[0], StateConflictError) and "closed while" in str(got[0])
