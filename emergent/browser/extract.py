@@ -42,7 +42,7 @@ from pydantic import BaseModel
 
 from emergent.browser.locators import locator_for
 from emergent.browser.model import Candidate, ExtractionTemplate, FieldSpec, FieldType, Pagination, Target
-from emergent.errors import NotFoundError, TimeoutExceeded, ValidationError
+from emergent.errors import EmergentError, NotFoundError, TimeoutExceeded, ValidationError
 
 if TYPE_CHECKING:
     import polars
@@ -293,12 +293,31 @@ async def _signature(page: Page, rows: str) -> dict[str, Any] | None:
         return None
 
 
+#: a field's pattern runs on at most this much of a cell, for at most this long: a template (an agent's,
+#: inline) may carry a catastrophic regex such as ^(a+)+$, and Python's re cannot be stopped once it
+#: backtracks, so patterns run in the ``regex`` package, whose matching takes a timeout
+PATTERN_TEXT_MAX = 10_000
+PATTERN_TIMEOUT_S = 0.1
+
+
+def _search(pattern: str, text: str, field: str, where: str) -> Any:
+    import regex
+
+    try:
+        return regex.search(pattern, text[:PATTERN_TEXT_MAX], timeout=PATTERN_TIMEOUT_S)
+    except TimeoutError:
+        raise ValidationError(f"field {field!r}: its pattern {pattern!r} took longer than "
+                              f"{PATTERN_TIMEOUT_S * 1000:.0f} ms on {where}",
+                              hint="simplify the pattern (no nested quantifiers such as (a+)+)",
+                              field=field) from None
+
+
 def _convert(model: type[BaseModel], t: ExtractionTemplate, raw: list[Any], number: int,
              page_no: int) -> dict[str, Any]:
     values: dict[str, Any] = {}
     for f, v in zip(t.fields, raw, strict=True):
         if v is not None and f.pattern:
-            m = re.search(f.pattern, v)
+            m = _search(f.pattern, v, f.name, f"row {number} (page {page_no})")
             v = (m.group(1) if m.groups() else m.group(0)) if m else None
         values[f.name] = v
     try:
@@ -395,10 +414,51 @@ class _Net:
         self.page.remove_listener("requestfailed", self._end)
 
 
+#: a next-page target that is a form's submit control (a <button> without a type submits too)
+SUBMITS_JS = """(el) => { const t = (el.getAttribute('type') || '').toLowerCase();
+  return !!el.form && ((el.tagName === 'BUTTON' && (t === '' || t === 'submit')) ||
+                       (el.tagName === 'INPUT' && (t === 'submit' || t === 'image'))); }"""
+
+
 async def extract_rows(page: Page, t: ExtractionTemplate, *, timeout_ms: int, max_pages: int | None = None,
                        on_page: Callable[[int, int], None] | None = None) -> list[dict[str, Any]]:
     """The rows of ``t`` on ``page`` (and the pages its pagination reaches, at most ``max_pages``, default the
-    template's), converted and validated. ``on_page(page_number, rows_so_far)`` after each page."""
+    template's), converted and validated. ``on_page(page_number, rows_so_far)`` after each page.
+
+    Extraction reads: a next-page target that submits a form is refused, and while it runs a navigation
+    that is not a GET (a form posted by a page script the pager's click set off) is aborted."""
+    posted: list[str] = []
+
+    async def reads_only(route: Any) -> None:
+        req = route.request
+        if req.is_navigation_request() and req.method not in ("GET", "HEAD"):
+            posted.append(f"{req.method} {req.url}")
+            await route.abort("blockedbyclient")
+        else:
+            await route.fallback()
+
+    def refused() -> ValidationError:
+        return ValidationError(f"template {t.name!r}: extraction reads pages, but it set off {posted[0]} "
+                               "(a form submission); nothing was sent",
+                               hint="point the pagination at a link or button that only shows the next rows")
+
+    await page.route("**/*", reads_only)
+    try:
+        rows = await _extract_rows(page, t, timeout_ms=timeout_ms, max_pages=max_pages, on_page=on_page)
+    except EmergentError:
+        if posted:
+            raise refused() from None
+        raise
+    finally:
+        with contextlib.suppress(Exception):
+            await page.unroute("**/*", reads_only)
+    if posted:
+        raise refused()
+    return rows
+
+
+async def _extract_rows(page: Page, t: ExtractionTemplate, *, timeout_ms: int, max_pages: int | None,
+                        on_page: Callable[[int, int], None] | None) -> list[dict[str, Any]]:
     if max_pages is not None and max_pages < 1:
         raise ValidationError(f"max_pages must be at least 1, got {max_pages}", field="max_pages",
                               hint="leave it out to use the template's pagination.max_pages")
@@ -432,6 +492,12 @@ async def extract_rows(page: Page, t: ExtractionTemplate, *, timeout_ms: int, ma
                 if nxt is None:
                     break
                 err, timeout = _pw_error()
+                with contextlib.suppress(err):
+                    if await nxt.evaluate(SUBMITS_JS):
+                        raise ValidationError(f"template {t.name!r}: the next-page target {pag.next.describe()} "
+                                              "submits a form; extraction only reads",
+                                              hint="point the pagination at a link or button that only shows "
+                                                   "the next rows", field="pagination.next")
                 try:
                     await nxt.click(timeout=timeout_ms)
                 except (err, timeout) as exc:
@@ -822,7 +888,7 @@ async def _typed(page: Page, name: str, got: dict[str, Any], example: Mapping[st
     for r in raw:
         for i, (f, v) in enumerate(zip(fields, r, strict=True)):
             if v is not None and f.pattern:
-                m = re.search(f.pattern, v)
+                m = _search(f.pattern, v, f.name, "a row of the example's table")
                 v = m.group(1) if m else None
             cols[i].append(v)
     typed = [f.model_copy(update=dict(zip(("type", "required"), _infer(col), strict=True)))

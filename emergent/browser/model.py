@@ -351,6 +351,21 @@ class ReplayResult(BaseModel):
         return sum(1 for s in self.steps if s.status == "healed")
 
 
+#: the largest script or template document read (a recorded script of 10,000 actions is ~3 MB)
+YAML_MAX_BYTES = 8 * 1024 * 1024
+
+
+class _NoAliasLoader(yaml.SafeLoader):
+    """safe_load without aliases: ``*name`` shares a node, so a few hundred bytes of nested aliases
+    expand to millions of nodes when the model is dumped, hashed or saved (a "billion laughs")."""
+
+    def compose_node(self, parent: Any, index: Any) -> Any:
+        if self.check_event(yaml.AliasEvent):
+            mark = self.peek_event().start_mark
+            raise yaml.composer.ComposerError(None, None, "aliases (*name) are not accepted here", mark)
+        return super().compose_node(parent, index)
+
+
 def _load_yaml(text_or_path: str | Path, what: str) -> Any:
     text = str(text_or_path)
     if isinstance(text_or_path, Path) or ("\n" not in text and text.endswith((".yaml", ".yml"))):
@@ -359,10 +374,15 @@ def _load_yaml(text_or_path: str | Path, what: str) -> Any:
         except (OSError, UnicodeDecodeError) as exc:
             raise ValidationError(f"cannot read {what} file {str(text_or_path)!r}: {exc}",
                                   hint="give the path of a UTF-8 YAML file") from None
+    if len(text) > YAML_MAX_BYTES:
+        raise ValidationError(f"the {what} is {len(text):,} characters; at most {YAML_MAX_BYTES:,} are read",
+                              hint=f"split the {what}")
     try:
-        return yaml.safe_load(text)
+        return yaml.load(text, Loader=_NoAliasLoader)  # noqa: S506 - a SafeLoader subclass
     except yaml.YAMLError as exc:
-        raise ValidationError(f"the {what} is not valid YAML: {exc}", hint="check the indentation") from None
+        hint = "write each value out instead of &anchor / *alias" if "aliases" in str(exc) else \
+            "check the indentation"
+        raise ValidationError(f"the {what} is not valid YAML: {exc}", hint=hint) from None
     except RecursionError:
         raise ValidationError(f"the {what} YAML is nested too deep", hint="flatten it") from None
 
