@@ -60,6 +60,8 @@ HealedBy = Literal["alternative", "similarity", "model"]
 
 FIRST_SLICE_MS = 250  # the first wait for the recorded candidates; doubled each round up to MAX_SLICE_MS
 MAX_SLICE_MS = 1000
+MIN_ACT_MS = 1000.0  # the action itself, once its element is found, even when finding it used the budget
+FINAL_GRACE_S = 1.0  # the model's one chance, when the timeout ran out before it was asked: page checks' budget
 LOAD_STATES = ("load", "domcontentloaded", "networkidle")
 ELEMENT_STATES = ("visible", "hidden", "attached", "detached")
 
@@ -301,6 +303,10 @@ async def find(page: Page, target: Target, *, timeout_ms: int, heal_on: bool = T
         if got is not None:
             return got
         if loop.time() >= deadline:
+            if model is not None and not healer.model_asked:  # out of time before it was asked: ask now, once
+                got = await healer.attempt(loop.time() + FINAL_GRACE_S, ask_model=True)
+                if got is not None:
+                    return got
             tried = "; ".join(c.describe() for c in target.candidates)
             raise NotFoundError(
                 f"no element for {target.describe()} within {timeout_ms} ms: tried {tried} "
@@ -449,8 +455,8 @@ async def _act(page: Page, action: Action, value: str | None, *, budget: int, he
     kind = action.kind
     t_end = time.perf_counter() + budget / 1000
 
-    def left() -> float:
-        return max(1.0, (t_end - time.perf_counter()) * 1000)
+    def left() -> float:  # what the element search left of the budget; never less than MIN_ACT_MS
+        return max(MIN_ACT_MS, (t_end - time.perf_counter()) * 1000)
 
     if kind == "navigate":
         assert value is not None
@@ -507,7 +513,7 @@ async def _wait(page: Page, action: Action, *, budget: int, heal_on: bool, model
     found = await find(page, action.target, timeout_ms=budget, heal_on=heal_on, model=model, action="wait",
                        visible=state != "attached", nav=nav, redact=redact)
     if state in ELEMENT_STATES:
-        left = max(1.0, budget - (time.perf_counter() - t0) * 1000)
+        left = max(MIN_ACT_MS, budget - (time.perf_counter() - t0) * 1000)
         await found.locator.wait_for(state=state, timeout=left)  # type: ignore[arg-type]
     return found
 

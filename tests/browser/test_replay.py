@@ -274,6 +274,16 @@ def test_the_model_heals_what_similarity_cannot(drv: Driver, page: Any, site: De
     assert first != Candidate(kind="testid", value="sign-in")
 
 
+def test_the_model_is_asked_once_even_when_the_timeout_runs_out_first(drv: Driver, page: Any,
+                                                                       site: DemoSite) -> None:
+    site.mutate(True)
+    with LocalOpenAIServer(default=_pick("Sign in now")) as server:
+        model = OpenAIChatModel("local-model", base_url=server.base_url, max_retries=0)
+        outcomes, _, _ = _replay(drv, page, _submit_script(site), timeout_ms=100, model=model)
+        assert len(server.requests) == 1
+    assert [(o.status, o.healed_by) for o in outcomes] == [("ok", None), ("healed", "model")], outcomes[1].error
+
+
 GARBAGE = [{"content": "none"}, {"content": json.dumps({"index": None})}, {"content": json.dumps({"index": 99})},
            {"content": "{\"index\": \"two\"}"}]
 
