@@ -178,6 +178,12 @@ Object.defineProperty(HTMLElement.prototype, 'dataset', {configurable: true, get
                        "<button id='x1' class='v2' type='submit' onclick=\"fetch('/deleted')\">Sign in now!</button>"
                        "<button id='x2' class='v2' type='submit' onclick=\"fetch('/signed')\">Sign in now</button>"
                        "</form>"))
+    r["twin"] = lambda q, b, h: (
+        _html("twin", "<button id='go' class='btn' data-testid='sign-in' onclick=\"fetch('/signed?twin')\">"
+                      "Sign in</button>")
+        if not site.hits.get("decoy_v2_on") else  # type: ignore[attr-defined]
+        _html("twin", "<button class='v2' onclick=\"fetch('/deleted?twin')\">Sign in now</button>"
+                      "<button class='v2' onclick=\"fetch('/signed?twin')\">Sign in now</button>"))
     r["signed"] = lambda q, b, h: (200, {"Content-Type": "text/plain"}, b"ok")
     r["deleted"] = lambda q, b, h: (200, {"Content-Type": "text/plain"}, b"gone")
     r["xss"] = lambda q, b, h: _html("<img src=x onerror=alert(1)>", "<button id='b'>&lt;b onmouseover=alert(2)&gt;"
@@ -402,6 +408,30 @@ def test_attack_a_parameter_value_smuggles_a_secret_reference_into_a_plain_field
     res = ws.browser.replay("echo", {"q": "${secrets.portal_password}"}, by=human)
     assert res.status == "completed"
     assert PASSWORD not in json.dumps(site.submissions[before:])
+
+
+@pytest.mark.xfail(strict=True, reason="a ${secrets.NAME} fill goes into any field: an agent allowed to act fills "
+                                       "it into a search box the page echoes and reads the value back through "
+                                       "browser.extract (outputs are not scrubbed)")
+def test_attack_agent_fills_a_secret_into_an_echoing_field_and_reads_it_back(ws: Any, human: Any, agent: Any,
+                                                                              site: Any) -> None:
+    rule = ws.autonomy.add_rule(f"agent:{agent.id}", "browser.act", "allow", by=human)  # a person let it act
+    sid = ws.tools.call("browser.open", {"url": site.url("/echo")}, principal=agent)["session"]
+    try:
+        got: Any = None
+        with contextlib.suppress(EmergentError):
+            ws.tools.call("browser.act", {"session": sid, "action": "fill", "target": "label=Search",
+                                          "value": "${secrets.portal_password}"}, principal=agent, confidence=0.99)
+            ws.tools.call("browser.act", {"session": sid, "action": "click", "target": 'role=button[name="Search"]'},
+                          principal=agent, confidence=0.99)
+            tpl = ExtractionTemplate(name="echoed", rows="#who", fields=[FieldSpec(name="t")])
+            got = ws.tools.call("browser.extract", {"template": tpl.model_dump(mode="json"), "session": sid},
+                                principal=agent)
+        assert PASSWORD not in json.dumps(got)
+    finally:
+        ws.autonomy.remove_rule(rule.id, by=human)
+        with contextlib.suppress(EmergentError):
+            ws.browser.session(sid, by=agent).close()
 
 
 # ================================================================== the allow-list
@@ -769,12 +799,15 @@ def test_attack_a_page_that_never_finishes_loading_times_out_cleanly(ws: Any, hu
         s.close()
 
 
-def test_attack_a_near_identical_destructive_decoy_is_not_taken_by_healing(ws: Any, human: Any, site: Any) -> None:
+@pytest.mark.parametrize("page", ["decoy", "twin"])
+def test_attack_a_near_identical_destructive_decoy_is_not_taken_by_healing(ws: Any, human: Any, site: Any,
+                                                                           page: str) -> None:
+    """decoy: 'Sign in now!' (destructive, first) beside 'Sign in now'; twin: two identical 'Sign in now'
+    buttons, the destructive one at the recorded position. Healing takes the right one or none."""
     site.hits.pop("decoy_v2_on", None)
-    s = ws.browser.open(site.url("/decoy"), by=human, record="decoy-click")
+    s = ws.browser.open(site.url(f"/{page}"), by=human, record=f"{page}-click")
     try:
         s.click("#go")
-        s.run(lambda p: p.wait_for_timeout(200))
         sc = s.stop(save=True)
     finally:
         s.close()
@@ -786,6 +819,8 @@ def test_attack_a_near_identical_destructive_decoy_is_not_taken_by_healing(ws: A
     finally:
         site.hits.pop("decoy_v2_on", None)
     assert not any("/deleted" in r for r in site.requests[since:]), res.model_dump_json()
+    if page == "twin":
+        assert res.status == "failed" and "ambiguous" in str(res.error)
 
 
 # ================================================================== data
