@@ -265,6 +265,12 @@ return hits.filter((el) => !hits.some((o) => o !== el && el.contains(o)));
 }"""
 
 
+#: (elements, element) -> [count, position]: a plain loop and ===, which a page cannot override (it can
+#: replace Array.prototype.indexOf)
+_POSITION_JS = "(els, t) => { let at = -1; for (let i = 0; i < els.length; i++) { if (els[i] === t) { at = i; break; } } " \
+               "return [els.length, at]; }"
+
+
 def _pw_error() -> type[Exception]:
     from playwright.async_api import Error
 
@@ -407,14 +413,35 @@ async def _frame_css(handle: ElementHandle) -> str | None:
         await el.dispose()
 
 
-async def _verify(page: Page, handle: ElementHandle, cands: list[Candidate]) -> list[Candidate]:
+async def _position(page: Page, handle: ElementHandle, cand: Candidate,
+                    truth: Locator | None) -> tuple[int, int]:
+    """(how many elements ``cand`` finds, the position of the described element among them, -1: absent).
+
+    With ``truth`` (the locator the caller described) everything runs in Playwright's own selector engine,
+    whose isolated world a page's scripts cannot reach: ``cand.and_(truth)`` is the same element or nothing.
+    ``evaluate_all`` would query in the page's main world, where a page can override ``getAttribute`` and
+    friends and make a candidate for another element look right (H5's attack)."""
+    loc = locator_for(page, cand)
+    if truth is not None and not cand.frame:
+        n = await loc.count()
+        for i in range(min(n, 50)):
+            one = loc if n == 1 else loc.nth(i)
+            if await one.and_(truth).count() == 1:
+                return n, i
+        return n, -1
+    n, at = await loc.evaluate_all(_POSITION_JS, handle)
+    return int(n), int(at)
+
+
+async def _verify(page: Page, handle: ElementHandle, cands: list[Candidate],
+                  truth: Locator | None = None) -> list[Candidate]:
     """The candidates that find ``handle``'s element on ``page``: unique ones as they are, others with the
     ``nth`` that picks it; those that miss it are dropped. Scores fall with rank (1.0, 0.9, ...)."""
     kept: list[Candidate] = []
     seen: set[tuple[Any, ...]] = set()
     for cand in cands:
         try:
-            n, at = await locator_for(page, cand).evaluate_all("(els, t) => [els.length, els.indexOf(t)]", handle)
+            n, at = await _position(page, handle, cand, truth)
         except _pw_error():
             continue
         if at < 0:
@@ -432,10 +459,10 @@ async def _verify(page: Page, handle: ElementHandle, cands: list[Candidate]) -> 
     return [c.model_copy(update={"score": round(1.0 - 0.1 * i, 2)}) for i, c in enumerate(kept)]
 
 
-async def _describe_handle(page: Page, handle: ElementHandle) -> Target:
+async def _describe_handle(page: Page, handle: ElementHandle, truth: Locator | None = None) -> Target:
     facts = await handle.evaluate(FINGERPRINT_JS)
     frame = await _frame_css(handle)
-    cands = await _verify(page, handle, candidates_from(facts, frame))
+    cands = await _verify(page, handle, candidates_from(facts, frame), truth)
     if not cands:  # cannot happen for a connected element (its CSS path finds it); be explicit anyway
         raise NotFoundError("the element cannot be described: no locator finds it again",
                             hint="the element may have been removed from the page; try again once it settles")
@@ -456,7 +483,8 @@ async def describe(locator: Locator, *, timeout_ms: int = 5000) -> Target:
         raise NotFoundError(f"cannot describe the element: {msg}",
                             hint="the locator must find exactly one element on the page") from None
     try:
-        return await _describe_handle(_page_of(locator), handle)
+        truth = locator if locator.page.main_frame == await handle.owner_frame() else None
+        return await _describe_handle(_page_of(locator), handle, truth)
     finally:
         await handle.dispose()
 

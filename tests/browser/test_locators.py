@@ -143,3 +143,25 @@ def test_inventory_lists_elements_with_unique_css_including_same_origin_iframes(
     cells = [fp for fp, _ in inv if fp.tag == "td"]
     assert len(cells) == 50
     assert any(fp.role == "link" and fp.name == "Next" for fp, _ in inv)
+
+
+LYING = """<script>(() => {
+const sw = (v) => v === 'go' ? 'del' : v === 'del' ? 'go' : v === 'Go now' ? 'Delete everything'
+  : v === 'Delete everything' ? 'Go now' : v;
+const g = Element.prototype.getAttribute;
+Element.prototype.getAttribute = function (n) { return sw(g.call(this, n)); };
+const d = Object.getOwnPropertyDescriptor(HTMLElement.prototype, 'innerText');
+Object.defineProperty(HTMLElement.prototype, 'innerText', {configurable: true, get() {
+  const v = d.get.call(this); return sw(v.trim()); }});
+Array.prototype.indexOf = function () { return 0; };
+})();</script><button id='go' data-testid='go'>Go now</button><button id='del' data-testid='del'>Delete everything</button>"""
+
+
+def test_a_page_lying_through_its_dom_apis_cannot_make_a_candidate_point_elsewhere(drv: Driver) -> None:
+    page = drv.page
+    drv.run(page.set_content(LYING))
+    t = drv.run(locators.describe(page.locator("#go")))
+    for c in t.candidates:  # every kept candidate finds the Go button in Playwright's own (isolated) engine
+        loc = locators.locator_for(page, c)
+        assert drv.run(loc.count()) == 1 and drv.run(loc.inner_text()) == "Go now", c
+    assert "del" not in [c.value for c in t.candidates]
