@@ -279,7 +279,10 @@ def test_the_model_is_asked_once_even_when_the_timeout_runs_out_first(drv: Drive
     site.mutate(True)
     with LocalOpenAIServer(default=_pick("Sign in now")) as server:
         model = OpenAIChatModel("local-model", base_url=server.base_url, max_retries=0)
-        outcomes, _, _ = _replay(drv, page, _submit_script(site), timeout_ms=100, model=model)
+        script = Script(name="x", actions=[
+            Action(kind="navigate", value=site.url("/login"), timeout_ms=10_000),
+            Action(kind="click", target=_unrecognisable_submit(), submits=True, timeout_ms=100)])
+        outcomes, _, _ = _replay(drv, page, script, model=model)
         assert len(server.requests) == 1
     assert [(o.status, o.healed_by) for o in outcomes] == [("ok", None), ("healed", "model")], outcomes[1].error
 
