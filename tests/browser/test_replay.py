@@ -22,6 +22,7 @@ from emergent.providers.local_openai import LocalOpenAIServer
 T = TypeVar("T")
 ARGS = ["--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage"]
 SECRET = "hunter2-Zq9"
+NAV_MS = 15_000  # navigations keep a long timeout: the short ones under test are the elements' (a loaded CI box)
 
 
 class Driver:
@@ -77,7 +78,7 @@ LOGIN_FIELDS = ["#email", "#password", "#country", "#agree", "#project", "#submi
 def _login_script(site: DemoSite, targets: list[Target]) -> Script:
     email, password, country, agree, project, submit = targets
     return Script(name="login", params=[Param(name="email"), Param(name="project", default="P-7")], actions=[
-        Action(kind="navigate", value=site.url("/login")),
+        Action(kind="navigate", timeout_ms=NAV_MS, value=site.url("/login")),
         Action(kind="fill", target=email, value="${params.email}"),
         Action(kind="fill", target=password, value="${secrets.lab_pw}"),
         Action(kind="select", target=country, value="Denmark"),
@@ -112,11 +113,11 @@ def test_a_twenty_action_script_replays_on_the_unchanged_site(drv: Driver, page:
                Action(kind="click", target=nxt), Action(kind="click", target=nxt),        # 10
                Action(kind="click", target=nxt),
                Action(kind="wait", target=Target.of("text=Page 4 of 6")),                   # 12
-               Action(kind="navigate", value=site.url("/frame")),
+               Action(kind="navigate", timeout_ms=NAV_MS, value=site.url("/frame")),
                Action(kind="fill", target=number, value="21"),                              # 14
                Action(kind="click", target=double),
                Action(kind="wait", target=Target(candidates=[Candidate(kind="text", value="42", frame="#tool")])),
-               Action(kind="navigate", value=site.url("/late?ms=300")),                     # 17
+               Action(kind="navigate", timeout_ms=NAV_MS, value=site.url("/late?ms=300")),                     # 17
                Action(kind="click", target=late),
                Action(kind="wait", target=Target.of("text=Loaded and clicked")),
                Action(kind="press", target=Target.of("#slot button"), value="Tab")]          # 20
@@ -165,7 +166,7 @@ def test_the_redesigned_login_heals_to_the_right_fields_and_the_healed_script_le
 def test_without_healing_the_redesign_fails_at_the_first_broken_field(drv: Driver, page: Any,
                                                                       site: DemoSite) -> None:
     targets = drv.run(_record(page, site.url("/login"), ["#email"]))
-    script = Script(name="x", actions=[Action(kind="navigate", value=site.url("/login")),
+    script = Script(name="x", actions=[Action(kind="navigate", timeout_ms=NAV_MS, value=site.url("/login")),
                                        Action(kind="fill", target=Target(candidates=[targets[0].candidates[-1]],
                                                                          fingerprint=targets[0].fingerprint),
                                               value="a@b.org")])
@@ -182,7 +183,7 @@ def test_broken_css_and_test_id_candidates_heal_by_the_recorded_alternatives(drv
     password = Target(candidates=[Candidate(kind="css", value="#password"), Candidate(kind="label", value="Password")])
     submit = Target(candidates=[Candidate(kind="testid", value="sign-in"),
                                 Candidate(kind="role", value="button", name="Sign in", exact=False)])
-    script = Script(name="x", actions=[Action(kind="navigate", value=site.url("/login")),
+    script = Script(name="x", actions=[Action(kind="navigate", timeout_ms=NAV_MS, value=site.url("/login")),
                                        Action(kind="fill", target=password, value="pw"),
                                        Action(kind="click", target=submit, submits=True)])
     site.mutate(True)
@@ -223,7 +224,7 @@ def test_an_absent_element_fails_with_a_message_naming_what_was_tried(drv: Drive
                     fingerprint=Fingerprint(tag="button", role="button", name="Delete everything",
                                             text="Delete everything", heading="Danger zone",
                                             attrs={"type": "submit"}))
-    script = Script(name="x", actions=[Action(kind="navigate", value=site.url("/login")),
+    script = Script(name="x", actions=[Action(kind="navigate", timeout_ms=NAV_MS, value=site.url("/login")),
                                        Action(kind="click", target=target, submits=True)])
     before = len(site.submissions)
     outcomes, _, healed = _replay(drv, page, script, timeout_ms=800)
@@ -255,7 +256,7 @@ def _unrecognisable_submit() -> Target:
 
 
 def _submit_script(site: DemoSite) -> Script:
-    return Script(name="x", actions=[Action(kind="navigate", value=site.url("/login")),
+    return Script(name="x", actions=[Action(kind="navigate", timeout_ms=NAV_MS, value=site.url("/login")),
                                      Action(kind="click", target=_unrecognisable_submit(), submits=True)])
 
 
@@ -280,7 +281,7 @@ def test_the_model_is_asked_once_even_when_the_timeout_runs_out_first(drv: Drive
     with LocalOpenAIServer(default=_pick("Sign in now")) as server:
         model = OpenAIChatModel("local-model", base_url=server.base_url, max_retries=0)
         script = Script(name="x", actions=[
-            Action(kind="navigate", value=site.url("/login"), timeout_ms=10_000),
+            Action(kind="navigate", timeout_ms=NAV_MS, value=site.url("/login")),
             Action(kind="click", target=_unrecognisable_submit(), submits=True, timeout_ms=100)])
         outcomes, _, _ = _replay(drv, page, script, model=model)
         assert len(server.requests) == 1
@@ -319,7 +320,7 @@ def test_missing_params_and_secrets_are_refused_before_anything_runs(drv: Driver
 def test_secret_values_never_appear_in_step_texts_outcomes_or_errors(drv: Driver, page: Any,
                                                                      site: DemoSite) -> None:
     script = Script(name="x", actions=[
-        Action(kind="navigate", value=site.url("/login")),
+        Action(kind="navigate", timeout_ms=NAV_MS, value=site.url("/login")),
         Action(kind="fill", target=Target.of("#password"), value="${secrets.lab_pw}"),
         Action(kind="select", target=Target.of("#country"), value="${secrets.lab_pw}", timeout_ms=600),
     ])
@@ -333,13 +334,13 @@ def test_secret_values_never_appear_in_step_texts_outcomes_or_errors(drv: Driver
 
 def test_late_content_is_waited_for_within_the_timeout(drv: Driver, page: Any, site: DemoSite) -> None:
     late = Target(candidates=[Candidate(kind="role", value="button", name="Load results")])
-    script = Script(name="x", actions=[Action(kind="navigate", value=site.url("/late?ms=800")),
+    script = Script(name="x", actions=[Action(kind="navigate", timeout_ms=NAV_MS, value=site.url("/late?ms=800")),
                                        Action(kind="click", target=late)])
     outcomes, _, _ = _replay(drv, page, script, timeout_ms=4000)
     assert [o.status for o in outcomes] == ["ok", "ok"] and outcomes[1].ms >= 500
     assert drv.run(page.get_by_role("button").text_content()) == "Loaded and clicked"
     outcomes, _, _ = _replay(drv, page, script.model_copy(update={"actions": [
-        Action(kind="navigate", value=site.url("/late?ms=3000")), Action(kind="click", target=late,
+        Action(kind="navigate", timeout_ms=NAV_MS, value=site.url("/late?ms=3000")), Action(kind="click", target=late,
                                                                          timeout_ms=400)]}), timeout_ms=4000)
     assert [o.status for o in outcomes] == ["ok", "failed"] and 350 <= outcomes[1].ms < 2000
 
@@ -360,7 +361,7 @@ def test_upload_and_extract_steps_use_the_given_file_resolver_and_extractor(drv:
         return await extract_rows(pg, templates[name], timeout_ms=3000, max_pages=2)
 
     script = Script(name="x", actions=[
-        Action(kind="navigate", value=site.url("/login")),
+        Action(kind="navigate", timeout_ms=NAV_MS, value=site.url("/login")),
         Action(kind="upload", target=Target.of("label=Report"), value="reports/q3.csv"),
         Action(kind="click", target=Target.of("role=button[name=\"Sign in\"]"), submits=True),
         Action(kind="click", target=Target.of("role=link[name=\"Results\"]")),
@@ -378,7 +379,7 @@ def test_upload_and_extract_steps_use_the_given_file_resolver_and_extractor(drv:
 
 
 def test_an_on_step_error_stops_the_replay_before_that_action(drv: Driver, page: Any, site: DemoSite) -> None:
-    script = Script(name="x", actions=[Action(kind="navigate", value=site.url("/login")),
+    script = Script(name="x", actions=[Action(kind="navigate", timeout_ms=NAV_MS, value=site.url("/login")),
                                        Action(kind="fill", target=Target.of("#email"), value="a@b.org")])
 
     def audit(i: int, action: Action, text: str) -> None:
@@ -402,8 +403,8 @@ def test_navigation_goes_through_the_given_callback_and_a_refusal_fails_the_step
             raise PermissionDenied(f"navigation to {url} is blocked: host not allowed", hint="add it to allow_hosts")
         await pg.goto(url)
 
-    script = Script(name="x", actions=[Action(kind="navigate", value=site.url("/table")),
-                                       Action(kind="navigate", value=site.other + "/popup-target"),
+    script = Script(name="x", actions=[Action(kind="navigate", timeout_ms=NAV_MS, value=site.url("/table")),
+                                       Action(kind="navigate", timeout_ms=NAV_MS, value=site.other + "/popup-target"),
                                        Action(kind="click", target=Target.of("a.next"))])
     outcomes, _, _ = _replay(drv, page, script, navigate=guarded)
     assert [o.status for o in outcomes] == ["ok", "failed", "skipped"]
@@ -431,7 +432,7 @@ def test_nothing_is_healed_from_a_page_that_is_being_replaced(drv: Driver, page:
 def test_the_model_never_sees_a_secret_the_page_echoes(drv: Driver, page: Any, site: DemoSite) -> None:
     hidden = "zq9-hidden@lab.org"  # typed into the email field (a valid email, so the form submits)
     script = Script(name="x", actions=[
-        Action(kind="navigate", value=site.url("/login")),
+        Action(kind="navigate", timeout_ms=NAV_MS, value=site.url("/login")),
         Action(kind="fill", target=Target.of("#email"), value="${secrets.lab_pw}"),
         Action(kind="click", target=Target.of("#submit-btn"), submits=True),  # "Signed in as <the secret>"
         Action(kind="click", target=Target(candidates=[Candidate(kind="testid", value="logout")],
