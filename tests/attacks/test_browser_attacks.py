@@ -352,8 +352,6 @@ def test_attack_agent_replays_a_submitting_script_through_the_tool_without_appro
     assert len(site.submissions) == before
 
 
-@pytest.mark.xfail(strict=True, reason="browser.extract is a read tool, but its pagination 'next' clicks any "
-                                       "target: an agent submits a form (a side effect) with no approval")
 def test_attack_agent_submits_a_form_through_the_read_only_extract_tool(ws: Any, agent: Any, site: Any) -> None:
     tpl = ExtractionTemplate(name="sneaky", url=site.url("/login"), rows="form#login-form",
                              fields=[FieldSpec(name="f", selector="label")],
@@ -621,45 +619,34 @@ def test_attack_a_download_far_bigger_than_reasonable(ws: Any, human: Any, site:
 
 
 # ================================================================== secrets
-@pytest.fixture(scope="module")
-def traced(site: DemoSite, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
-    w = _open_ws(site, tmp_path_factory.mktemp("traced") / "ws", EMERGENT_BROWSER__TRACE="true")
-    try:
-        yield w
-    finally:
-        w.close()
-
-
-def test_attack_a_replayed_secret_stays_out_of_audit_run_result_and_errors(traced: Any, site: Any) -> None:
-    human = traced.principal
-    traced.browser.save_script(login_script(site, "secret-login"), by=human)
-    res = traced.browser.replay("secret-login", by=human, trace=False)
+def test_attack_a_replayed_secret_stays_out_of_audit_run_result_and_errors(ws: Any, human: Any, site: Any) -> None:
+    ws.browser.save_script(login_script(site, "secret-login"), by=human)
+    res = ws.browser.replay("secret-login", by=human, trace=False)
     assert res.status == "completed"
     bad = Script(name="secret-into-div", actions=[
         Action(kind="navigate", value=site.url("/login")),
         Action(kind="fill", target=Target.of("h1"), value="${secrets.portal_password}", timeout_ms=800)])
-    traced.browser.save_script(bad, by=human)
-    failed = traced.browser.replay("secret-into-div", by=human, heal=False, trace=False)
+    ws.browser.save_script(bad, by=human)
+    failed = ws.browser.replay("secret-into-div", by=human, heal=False, trace=False)
     assert failed.status == "failed"
-    stored = json.dumps([traced.browser.store.run(r["id"]) if hasattr(traced.browser.store, "run") else r
-                         for r in traced.browser.runs()], default=str)
+    stored = json.dumps([ws.browser.store.run(r["id"]) if hasattr(ws.browser.store, "run") else r
+                         for r in ws.browser.runs()], default=str)
     everything = " ".join([res.model_dump_json(), failed.model_dump_json(), stored,
-                           json.dumps([e.to_dict() for e in trail(traced)], default=str),
-                           traced.browser.script("secret-login").to_yaml()])
+                           json.dumps([e.to_dict() for e in trail(ws)], default=str),
+                           ws.browser.script("secret-login").to_yaml()])
     assert PASSWORD not in everything
     with pytest.raises(ValidationError, match="nope") as missing:
-        traced.browser.replay(Script(name="nope-secret", actions=[
+        ws.browser.replay(Script(name="nope-secret", actions=[
             Action(kind="navigate", value=site.url("/login")),
             Action(kind="fill", target=Target.of("label=Password"), value="${secrets.nope}")]), by=human)
     assert PASSWORD not in str(missing.value) + str(missing.value.hint)
 
 
-def test_attack_the_replay_trace_zip_does_not_hold_the_secret(traced: Any, site: Any) -> None:
-    human = traced.principal
-    traced.browser.save_script(login_script(site, "traced-login"), by=human)
-    res = traced.browser.replay("traced-login", by=human)
+def test_attack_the_replay_trace_zip_does_not_hold_the_secret(ws: Any, human: Any, site: Any) -> None:
+    ws.browser.save_script(login_script(site, "traced-login"), by=human)
+    res = ws.browser.replay("traced-login", by=human, trace=True)
     assert res.status == "completed" and res.trace
-    path = Path(traced.path) / res.trace
+    path = Path(ws.path) / res.trace
     with zipfile.ZipFile(path) as z:
         blobs = {n: z.read(n) for n in z.namelist()}
     assert b'"method":"fill"' in blobs["trace.trace"]  # the fills are traced, the value scrubbed
@@ -667,19 +654,19 @@ def test_attack_the_replay_trace_zip_does_not_hold_the_secret(traced: Any, site:
     assert found == []
 
 
-def test_attack_the_cli_replay_output_does_not_show_the_secret(traced: Any, site: Any,
+def test_attack_the_cli_replay_output_does_not_show_the_secret(ws: Any, human: Any, site: Any,
                                                                capsys: pytest.CaptureFixture[str],
                                                                monkeypatch: pytest.MonkeyPatch) -> None:
     import sys
 
     from emergent.cli import main
 
-    traced.browser.save_script(login_script(site, "cli-login"), by=traced.principal)
-    traced.browser.save_script(Script(name="cli-bad", actions=[
+    ws.browser.save_script(login_script(site, "cli-login"), by=human)
+    ws.browser.save_script(Script(name="cli-bad", actions=[
         Action(kind="navigate", value=site.url("/login")),
         Action(kind="fill", target=Target.of("h1"), value="${secrets.portal_password}", timeout_ms=500)]),
-        by=traced.principal)
-    monkeypatch.setenv("EMERGENT_HOME", str(traced.path))
+        by=human)
+    monkeypatch.setenv("EMERGENT_HOME", str(ws.path))
     monkeypatch.setenv("EMERGENT_BROWSER__ALLOW_HOSTS", json.dumps([site.host]))
     monkeypatch.setenv("EMERGENT_BROWSER__SECRETS", json.dumps({"portal_password": PASSWORD}))
     monkeypatch.setenv("EMERGENT_BROWSER__TRACE", "false")
@@ -716,21 +703,30 @@ def test_attack_recording_a_secret_typed_into_a_plain_field_and_a_password_typed
 
 
 # ================================================================== hostile pages
-@pytest.mark.xfail(strict=True, reason="describe() reads facts and verifies candidates in the page's main world, "
-                                       "whose DOM APIs a page can override; actions resolve in Playwright's utility "
-                                       "world: a recorded click on 'Go now' replays as a click on 'Delete everything'")
 def test_attack_a_page_whose_dom_apis_lie_gets_a_recorded_click_replayed_on_another_element(
         ws: Any, human: Any, site: Any) -> None:
+    """/swap's scripts swap the two buttons' ids, test ids and texts for anything reading the DOM in the
+    page's world: a recorded click on 'Go now' must still replay on 'Go now', never 'Delete everything'."""
+    def swap_hits(since: int) -> list[str]:
+        return [r for r in site.requests[since:] if "?swap" in r]
+
+    def wait_hit(since: int) -> list[str]:
+        end = time.monotonic() + 5
+        while not swap_hits(since) and time.monotonic() < end:
+            time.sleep(0.05)
+        return swap_hits(since)
+
+    since = len(site.requests)
     s = ws.browser.open(site.url("/swap"), by=human, record="swap-click")
     try:
         s.click("#go")
         sc = s.stop(save=True)
     finally:
         s.close()
+    assert [r.split(" ")[1].split("?")[0].rsplit("/", 1)[1] for r in wait_hit(since)] == ["signed"]
     since = len(site.requests)
     res = ws.browser.replay(sc.name, by=human, heal=False)
-    time.sleep(0.3)
-    hits = [r for r in site.requests[since:] if "?swap" in r]
+    hits = wait_hit(since)
     assert res.status == "completed" and hits and all("/signed" in r for r in hits), (hits, sc.to_yaml())
 
 
@@ -814,7 +810,8 @@ def test_attack_a_near_identical_destructive_decoy_is_not_taken_by_healing(ws: A
     site.hits["decoy_v2_on"] = 1
     try:
         since = len(site.requests)
-        res = ws.browser.replay(sc.name, by=human)
+        quick = sc.model_copy(update={"actions": [a.model_copy(update={"timeout_ms": 1200}) for a in sc.actions]})
+        res = ws.browser.replay(quick, by=human)
         time.sleep(0.3)  # a click's fetch reaches the server a moment after the replay returns
     finally:
         site.hits.pop("decoy_v2_on", None)
@@ -837,8 +834,6 @@ def test_attack_yaml_with_python_tags_depth_and_bad_bytes_is_refused(tmp_path: P
     assert not Path("/tmp/pwned-by-yaml").exists()
 
 
-@pytest.mark.xfail(strict=True, reason="YAML aliases are accepted in learned_from (dict[str, Any]): a ~300-byte "
-                                       "template expands to millions of nodes when dumped, digested or saved")
 def test_attack_a_yaml_alias_bomb_is_refused(tmp_path: Path) -> None:
     bomb = "name: bomb\nrows: tr\nfields: [{name: a}]\nlearned_from:\n  l0: &a0 [x, x, x, x, x, x, x, x, x, x]\n"
     for i in range(1, 6):
@@ -857,8 +852,6 @@ def test_attack_nan_inf_and_non_utf8_cells_come_out_as_data(ws: Any, agent: Any,
     assert out["count"] == 4 and out["rows"][0]["n"].endswith("café")
 
 
-@pytest.mark.xfail(strict=True, reason="FieldSpec.pattern runs with Python re on the service's loop: a "
-                                       "catastrophic regex (^(a+)+$) on a 26-character cell stalls every session")
 def test_attack_a_catastrophic_field_pattern_does_not_stall_the_service(ws: Any, agent: Any, site: Any) -> None:
     def took(pattern: str) -> float:
         tpl = ExtractionTemplate(name="redos", url=site.url("/redos"), rows="tr.r",
