@@ -113,7 +113,8 @@ def _add_routes(site: DemoSite) -> None:
 
     r["dl"] = dl
     r["dl_page"] = lambda q, b, h: _html("dl", f"<a id='off' href='{other}/export.csv' download>off</a>"
-                                               "<a id='on' href='/export.csv' download>on</a>")
+                                               "<a id='on' href='/export.csv' download>on</a>"
+                                               "<a id='hop' href='/redirect-out' download>hop</a>")
     r["big"] = lambda q, b, h: (200, {"Content-Type": "application/octet-stream",
                                       "Content-Disposition": 'attachment; filename="big.bin"'}, b"\0" * (40 << 20))
     # --- hostile pages -----------------------------------------------------------------------------------
@@ -284,6 +285,8 @@ def test_attack_agent_uses_a_humans_session_id_through_the_api_and_every_tool(ws
         ws.browser.save_template(ExtractionTemplate(name="who", rows="form", fields=[FieldSpec(name="f")]), by=human)
         with pytest.raises(PermissionDenied):  # a *read* tool pointed at the person's session
             ws.tools.call("browser.extract", {"template": "who", "session": s.id}, principal=agent)
+        with pytest.raises(PermissionDenied):  # nor close it
+            ws.browser.close_session(s.id, by=agent)
         assert s.run(lambda p: p.input_value("#email")) == ""
         assert all(e.actor != agent.key for e in trail(ws, "browser.action") if e.data.get("session") == s.id)
     finally:
@@ -550,6 +553,7 @@ def test_attack_a_download_from_an_off_list_host_is_refused(ws: Any, human: Any,
     s = ws.browser.open(site.url("/dl-page"), by=human)
     try:
         s.click("#off")
+        s.click("#hop")  # an allowed link whose redirect leaves the list
         s.click("#on")
         got = s.downloads(wait_s=3)
     finally:
@@ -557,6 +561,7 @@ def test_attack_a_download_from_an_off_list_host_is_refused(ws: Any, human: Any,
     assert off_list_hits(site, since) == []
     assert [Path(g).name for g in got] == ["export.csv"]
     assert f"{site.other}/export.csv" in blocked_urls(ws)
+    assert f"{site.other}/popup-target" in blocked_urls(ws)
 
 
 # ================================================================== files
