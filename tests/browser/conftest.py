@@ -18,19 +18,9 @@ from emergent.browser.demo import DemoSite
 PASSWORD = "hunter2-Zq9-conftest"
 
 
-def _alias_dotted_routes(site: DemoSite) -> None:
-    """DemoSite looks a path up as ``_r_<path>`` with '-' and '/' replaced but not '.', so /export.csv,
-    /pixel.gif and /tracker.js are 404 (requested of the lead in /tmp/req_session.md); alias them here."""
-    for dotted, method in (("export.csv", "_r_export_csv"), ("pixel.gif", "_r_pixel_gif"),
-                           ("tracker.js", "_r_tracker_js")):
-        if not hasattr(site, "_r_" + dotted) and hasattr(site, method):
-            setattr(site, "_r_" + dotted, getattr(site, method))
-
-
 @pytest.fixture(scope="module")
 def site() -> Iterator[DemoSite]:
     with DemoSite() as s:
-        _alias_dotted_routes(s)
         yield s
 
 
