@@ -297,6 +297,7 @@ def _multipart(body: bytes, content_type: str) -> dict[str, Any]:
         name = part.get_param("name", header="content-disposition")
         if not name:
             continue
-        payload = part.get_payload(decode=True) or b""
+        raw = part.get_payload(decode=True)
+        payload = raw if isinstance(raw, bytes) else b""
         out[str(name)] = payload if part.get_filename() else payload.decode("utf-8", "replace")
     return out
