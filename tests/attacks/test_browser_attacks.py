@@ -743,7 +743,7 @@ def test_attack_extraction_on_a_page_poisoning_dom_and_builtins_reads_true_rows_
     try:
         try:
             df = s.extract(tpl)
-        except ValidationError as exc:
+        except EmergentError as exc:  # a clear refusal (ours, with a hint), never a raw Playwright error
             assert exc.hint
         else:
             assert df["n"].to_list() == [f"CMP-{i:03d}" for i in range(1, 6)]
