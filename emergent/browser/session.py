@@ -516,9 +516,25 @@ class BrowserService:
         self._audit("browser.action", by, {"session": label, "action": "extract", "target": t.name,
                                            "url": page.url, "max_pages": max_pages})
         try:
-            return await extract_rows(page, t, timeout_ms=self.timeout_ms, max_pages=max_pages)
+            rows = await extract_rows(page, t, timeout_ms=self.timeout_ms, max_pages=max_pages)
         except _pw_error() as exc:
             raise _translate(exc, f"extracting {t.name}") from None
+        return self._scrub_rows(rows)
+
+    def _scrub_rows(self, rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        """A configured secret's value never comes back out of a page: a page may echo what was typed into
+        it, and whoever reads the rows (an agent through ``browser.extract``) must not learn the value."""
+        forms = sorted(((v, f"(secret {k})") for k, v in self.secrets.items() if v and len(v) >= 4),
+                       key=lambda f: -len(f[0]))
+        if not forms:
+            return rows
+        for row in rows:
+            for key, val in row.items():
+                if isinstance(val, str) and any(v in val for v, _ in forms):
+                    for v, shown in forms:
+                        val = val.replace(v, shown)
+                    row[key] = val
+        return rows
 
     # ------------------------------------------------------------------ saved scripts and templates
     def _may_save(self, kind: str, name: str, by: Principal, status: str) -> None:
@@ -730,7 +746,17 @@ class BrowserSession:
         if secret is None:
             secret = next((k for k, v in self.service.secrets.items() if v and v == value), None)
         shown = f"(secret {secret})" if secret else None
-        return self._run(self._act("fill", target, lambda loc: loc.fill(value), shown=shown if secret else
+
+        async def type_in(loc: Locator) -> None:
+            # an agent types a secret only into a password field: in any other field the page may show it,
+            # and the agent could read it back (a person chooses where their secrets go)
+            if secret and not self.principal.is_human \
+                    and (await loc.get_attribute("type") or "").strip().lower() != "password":
+                raise PermissionDenied(f"{self.principal.key} may type the secret {secret} only into a password "
+                                       "field", hint="a person can fill it in, or record a script that does")
+            await loc.fill(value)
+
+        return self._run(self._act("fill", target, type_in, shown=shown if secret else
                                    (value if len(value) <= 200 else value[:200] + "…"), value=value,
                                    param=param, secret=secret))
 

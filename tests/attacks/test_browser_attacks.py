@@ -411,9 +411,6 @@ def test_attack_a_parameter_value_smuggles_a_secret_reference_into_a_plain_field
     assert PASSWORD not in json.dumps(site.submissions[before:])
 
 
-@pytest.mark.xfail(strict=True, reason="a ${secrets.NAME} fill goes into any field: an agent allowed to act fills "
-                                       "it into a search box the page echoes and reads the value back through "
-                                       "browser.extract (outputs are not scrubbed)")
 def test_attack_agent_fills_a_secret_into_an_echoing_field_and_reads_it_back(ws: Any, human: Any, agent: Any,
                                                                               site: Any) -> None:
     rule = ws.autonomy.add_rule(f"agent:{agent.id}", "browser.act", "allow", by=human)  # a person let it act
@@ -433,6 +430,20 @@ def test_attack_agent_fills_a_secret_into_an_echoing_field_and_reads_it_back(ws:
         ws.autonomy.remove_rule(rule.id, by=human)
         with contextlib.suppress(EmergentError):
             ws.browser.session(sid, by=agent).close()
+
+
+def test_attack_a_page_echoing_a_secret_a_person_typed_does_not_hand_it_to_whoever_reads_the_page(
+        ws: Any, human: Any, agent: Any, site: Any) -> None:
+    s = ws.browser.open(site.url("/echo"), by=human)
+    try:
+        s.fill("label=Search", "${secrets.portal_password}")  # a person may put a secret anywhere
+        s.click('role=button[name="Search"]')
+        s.wait("#who")
+        tpl = ExtractionTemplate(name="echoed-by-person", rows="#who", fields=[FieldSpec(name="t")])
+        shown = s.extract(tpl).to_dicts()
+    finally:
+        s.close()
+    assert PASSWORD not in json.dumps(shown) and "(secret portal_password)" in json.dumps(shown)
 
 
 # ================================================================== the allow-list
