@@ -11,9 +11,12 @@ case-insensitive, IDNA-normalised; the host is what the URL's authority really n
   {url, resource_type, frame: main|sub|popup, reason} — navigations, iframes, sub-resources, pop-ups;
 - **redirects**: Playwright does not route the hops of a redirect (verified on Chromium 1.65: after a
   302 the next request reaches the network without passing the route handler). So the guard fetches
-  each routed request itself without following redirects (``route.fetch(max_redirects=0)``); a 3xx whose
-  ``Location`` is off the list is blocked; an allowed chain is checked hop by hop (≤ 10) and the first
-  response is handed to the browser, which follows the hops already checked;
+  each routed request itself without following redirects (``route.fetch(max_redirects=0)``) and a 3xx
+  whose ``Location`` is off the list is blocked. The browser is never handed a 3xx (it would fetch the
+  next hop unrouted, and a server could answer it differently from what the guard was shown): a
+  document's redirect is answered with a page that replaces itself with the next hop's URL, a navigation
+  of its own that is routed and checked again (≤ 10 hops); a sub-resource's chain is fetched here hop
+  by hop, each checked, and the final answer is handed on;
 - a main-frame navigation is also put to the policy (``browser.navigate``, read, resource=url): deny or
   ask blocks it, naming the rule;
 - a pop-up whose page is blocked is closed; WebSockets are routed too (``route_web_socket``) and closed
@@ -25,6 +28,8 @@ case-insensitive, IDNA-normalised; the host is what the URL's authority really n
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import json
 import logging
 import re
 from collections.abc import Awaitable, Callable, Sequence
@@ -158,6 +163,7 @@ class HostGuard:
         self._orphans = 0  # blocked pop-up navigations whose page was not known yet
         self.pages: list[Page] = []  # pages of the context, the first is the session's own
         self._tasks: set[asyncio.Task[Any]] = set()
+        self._hops: dict[str, int] = {}  # a document redirect's next URL → how many hops led to it
 
     def allowed(self, url: str) -> bool:
         return host_allowed(url, self.patterns)
@@ -228,9 +234,15 @@ class HostGuard:
         return None
 
     async def _route(self, route: Route) -> None:
+        from playwright.async_api import Error
+
         self.inflight += 1
         try:
             await self._handle(route)
+        except Error as exc:  # the page or context closed while the request was answered: nothing to answer
+            log.debug("route of %s ended: %s", route.request.url, exc)
+            with contextlib.suppress(Error):
+                await route.abort("failed")
         finally:
             self.inflight -= 1
 
@@ -265,38 +277,85 @@ class HostGuard:
         except Error:
             await route.abort("failed")
             return
+        if await self._document_redirect(route, resp, url, rtype, where, top, frame):
+            return
         if resp.status in REDIRECTS and resp.headers.get("location"):
-            hop_url, method = url, req.method
-            hop = resp
-            for _ in range(MAX_HOPS):
-                nxt = urljoin(hop_url, hop.headers["location"])
-                why = self._why_not(nxt, top)
-                if why is not None:
-                    self._block(nxt, rtype, where, f"redirect: {why}", requested=url)
-                    await route.abort("blockedbyclient")
-                    if where == "popup" and top:
-                        self._close_popup(frame)
-                    return
-                if hop is not resp:
-                    await hop.dispose()
-                method = method if hop.status in (307, 308) else "GET"
-                if not nxt.lower().startswith(("http:", "https:")):
-                    break
-                try:
-                    hop = await route.fetch(url=nxt, method=method, max_redirects=0, timeout=self.timeout_ms,
-                                            post_data=req.post_data_buffer if method != "GET" else None)
-                except Error:
-                    break
-                hop_url = nxt
-                if hop.status not in REDIRECTS or not hop.headers.get("location"):
-                    break
-            else:
-                self._block(url, rtype, where, f"more than {MAX_HOPS} redirects")
-                await route.abort("blockedbyclient")
+            resp = await self._follow_chain(route, resp, url, rtype, where, top, frame)
+            if resp is None:
                 return
         if await self._download(route, resp, url, rtype, where):
             return
         await route.fulfill(response=resp)
+
+    async def _follow_chain(self, route: Route, resp: Any, url: str, rtype: str, where: str, top: bool,
+                            frame: Frame | None) -> Any:
+        """The final answer of a redirect chain, each hop checked (None: blocked, and the route answered)."""
+        from playwright.async_api import Error
+
+        req = route.request
+        # a sub-resource (or a re-posted 307/308): the chain is fetched here hop by hop, each hop checked,
+        # and the browser is handed the final answer, so it requests nothing the guard did not see
+        hop_url, method = url, req.method
+        hop = resp
+        for _ in range(MAX_HOPS):
+            nxt = urljoin(hop_url, hop.headers["location"])
+            why = self._why_not(nxt, top)
+            if why is not None:
+                self._block(nxt, rtype, where, f"redirect: {why}", requested=url)
+                await route.abort("blockedbyclient")
+                if where == "popup" and top:
+                    self._close_popup(frame)
+                return None
+            if hop is not resp:
+                await hop.dispose()
+            method = method if hop.status in (307, 308) else "GET"
+            if not nxt.lower().startswith(("http:", "https:")):
+                break
+            try:
+                hop = await route.fetch(url=nxt, method=method, max_redirects=0, timeout=self.timeout_ms,
+                                        post_data=req.post_data_buffer if method != "GET" else None)
+            except Error:
+                break
+            hop_url = nxt
+            if hop.status not in REDIRECTS or not hop.headers.get("location"):
+                break
+        else:
+            self._block(url, rtype, where, f"more than {MAX_HOPS} redirects")
+            await route.abort("blockedbyclient")
+            return None
+        if hop.status in REDIRECTS:  # a hop that could not be fetched: nothing checked to hand on
+            self._block(url, rtype, where, "redirect: a hop did not answer")
+            await route.abort("failed")
+            return None
+        return hop
+
+    async def _document_redirect(self, route: Route, resp: Any, url: str, rtype: str, where: str, top: bool,
+                                 frame: Frame | None) -> bool:
+        """A document's redirect becomes a navigation of its own, which is routed (and checked) again:
+        Chromium does not route the hops of a redirect it follows, so handing it a 302 would let a server
+        answer the next hop differently from what the guard was shown (and reach an off-list host).
+        True when the request was answered here."""
+        req = route.request
+        hops = self._hops.pop(url, 0)
+        if not (resp.status in REDIRECTS and resp.headers.get("location") and rtype == "document"
+                and (resp.status in (301, 302, 303) or req.method == "GET")):
+            return False
+        nxt = urljoin(url, resp.headers["location"])
+        why = self._why_not(nxt, top) if hops < MAX_HOPS else f"more than {MAX_HOPS} redirects"
+        await resp.dispose()
+        if why is not None:
+            self._block(nxt, rtype, where, f"redirect: {why}", requested=url)
+            await route.abort("blockedbyclient")
+            if where == "popup" and top:
+                self._close_popup(frame)
+            return True
+        if len(self._hops) > 1000:
+            self._hops.clear()
+        self._hops[nxt] = hops + 1
+        target = json.dumps(nxt).replace("<", "\\u003c")
+        await route.fulfill(status=200, content_type="text/html; charset=utf-8",
+                            body=f"<!doctype html><script>location.replace({target})</script>")
+        return True
 
     async def _download(self, route: Route, resp: Any, url: str, rtype: str, where: str) -> bool:
         """An attachment response: stored by the session (True: the request is answered)."""

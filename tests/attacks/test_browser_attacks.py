@@ -478,9 +478,6 @@ def test_attack_a_backslash_redirect_does_not_reach_the_off_list_host(ws: Any, h
     assert off_list_hits(site, since) == []
 
 
-@pytest.mark.xfail(strict=True, reason="the guard checks a redirect chain with its own fetch, then hands only the "
-                                       "first 302 to Chromium, which re-requests the later hops unrouted: a server "
-                                       "answering differently the 2nd time sends the browser off the list")
 def test_attack_a_redirect_chain_that_changes_after_the_guard_checked_it(ws: Any, human: Any, site: Any) -> None:
     site.hits.pop("flip2", None)
     since = len(site.requests)
