@@ -20,7 +20,7 @@ import hashlib
 import json
 import re
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, ClassVar, Literal, Self, cast
 
 import pydantic
 import yaml
@@ -185,9 +185,35 @@ class Param(BaseModel):
     description: str = ""
 
 
-class Script(BaseModel):
+class _Document(BaseModel):
+    """A saved, versioned document (a script, a template): YAML in and out, and a digest of its content
+    (the version and the fields in ``_unhashed`` left out, so a re-save of the same content is a no-op)."""
+
+    _what: ClassVar[str] = "document"
+    _unhashed: ClassVar[frozenset[str]] = frozenset({"version"})
+
+    def digest(self) -> str:
+        body = self.model_dump(mode="json", exclude=set(self._unhashed))
+        return hashlib.sha256(json.dumps(body, sort_keys=True).encode()).hexdigest()[:16]
+
+    def to_yaml(self) -> str:
+        return yaml.safe_dump(self.model_dump(mode="json", exclude_defaults=True), sort_keys=False,
+                              allow_unicode=True)
+
+    @classmethod
+    def from_yaml(cls, text_or_path: str | Path) -> Self:
+        return cls.parse(_load_yaml(text_or_path, cls._what))
+
+    @classmethod
+    def parse(cls, data: Any) -> Self:
+        return cast(Self, _parse(cls, data, cls._what))
+
+
+class Script(_Document):
     """A recorded, replayable, parameterised browser session."""
 
+    _what: ClassVar[str] = "script"
+    _unhashed: ClassVar[frozenset[str]] = frozenset({"version", "healed_from"})
     model_config = ConfigDict(extra="forbid")
     name: str
     version: str = "1.0.0"
@@ -225,21 +251,6 @@ class Script(BaseModel):
             return "write"
         return "read"
 
-    def digest(self) -> str:
-        body = self.model_dump(mode="json", exclude={"version", "healed_from"})
-        return hashlib.sha256(json.dumps(body, sort_keys=True).encode()).hexdigest()[:16]
-
-    def to_yaml(self) -> str:
-        return yaml.safe_dump(self.model_dump(mode="json", exclude_defaults=True), sort_keys=False,
-                              allow_unicode=True)
-
-    @classmethod
-    def from_yaml(cls, text_or_path: str | Path) -> Script:
-        return cls.parse(_load_yaml(text_or_path, "script"))
-
-    @classmethod
-    def parse(cls, data: Any) -> Script:
-        return _parse(cls, data, "script")
 
 
 class FieldSpec(BaseModel):
@@ -283,10 +294,11 @@ class Pagination(BaseModel):
         return self
 
 
-class ExtractionTemplate(BaseModel):
+class ExtractionTemplate(_Document):
     """Declarative extraction: a row locator, the fields of a row (a pydantic model is built from them
     and validates every row), pagination; saved, versioned and reused by name."""
 
+    _what: ClassVar[str] = "template"
     model_config = ConfigDict(extra="forbid")
     name: str
     version: str = "1.0.0"
@@ -307,21 +319,6 @@ class ExtractionTemplate(BaseModel):
             raise ValueError("field names must be unique")
         return self
 
-    def digest(self) -> str:
-        body = self.model_dump(mode="json", exclude={"version"})
-        return hashlib.sha256(json.dumps(body, sort_keys=True).encode()).hexdigest()[:16]
-
-    def to_yaml(self) -> str:
-        return yaml.safe_dump(self.model_dump(mode="json", exclude_defaults=True), sort_keys=False,
-                              allow_unicode=True)
-
-    @classmethod
-    def from_yaml(cls, text_or_path: str | Path) -> ExtractionTemplate:
-        return cls.parse(_load_yaml(text_or_path, "template"))
-
-    @classmethod
-    def parse(cls, data: Any) -> ExtractionTemplate:
-        return _parse(cls, data, "template")
 
 
 class StepOutcome(BaseModel):

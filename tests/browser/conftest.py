@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from _driver import Driver
 
 from emergent.browser.demo import DemoSite
 
@@ -60,3 +61,21 @@ def human(ws: Any) -> Any:
 @pytest.fixture(scope="module")
 def agent(ws: Any) -> Any:
     return ws.principals.agent("scout", created_by=ws.principal)
+
+
+@pytest.fixture(scope="module")
+def drv() -> Iterator[Driver]:
+    """A bare Chromium for tests of the engine functions on a raw Playwright page."""
+    d = Driver()
+    yield d
+    d.close()
+
+
+@pytest.fixture
+def page(drv: Driver, site: DemoSite) -> Iterator[Any]:
+    """A fresh context's page; the demo site is back to its original design afterwards."""
+    ctx = drv.run(drv.browser.new_context())
+    pg = drv.run(ctx.new_page())
+    yield pg
+    site.mutate(False)
+    drv.run(ctx.close())

@@ -4,14 +4,13 @@ from one example row (also on the redesigned site), saving templates."""
 
 from __future__ import annotations
 
-import asyncio
 import datetime as dt
 import time
-from collections.abc import Coroutine, Iterator
-from typing import Any, TypeVar
+from typing import Any
 
 import polars as pl
 import pytest
+from _driver import Driver
 from pydantic import BaseModel
 
 from emergent.browser import demo
@@ -21,50 +20,6 @@ from emergent.browser.model import ExtractionTemplate, FieldSpec, Pagination, Ta
 from emergent.browser.store import BrowserStore
 from emergent.errors import NotFoundError, ValidationError
 from emergent.stores.sql import SQLStore
-
-T = TypeVar("T")
-ARGS = ["--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage"]
-
-
-class Driver:
-    """One Chromium for the module, driven from a private event loop."""
-
-    def __init__(self) -> None:
-        from playwright.async_api import async_playwright
-
-        self.loop = asyncio.new_event_loop()
-        self.pw = self.run(async_playwright().start())
-        self.browser = self.run(self.pw.chromium.launch(executable_path="/usr/bin/chromium", args=ARGS))
-
-    def run(self, coro: Coroutine[Any, Any, T]) -> T:
-        return self.loop.run_until_complete(coro)
-
-    def close(self) -> None:
-        self.run(self.browser.close())
-        self.run(self.pw.stop())
-        self.loop.close()
-
-
-@pytest.fixture(scope="module")
-def site() -> Iterator[DemoSite]:
-    with DemoSite() as s:
-        yield s
-
-
-@pytest.fixture(scope="module")
-def drv() -> Iterator[Driver]:
-    d = Driver()
-    yield d
-    d.close()
-
-
-@pytest.fixture
-def page(drv: Driver, site: DemoSite) -> Iterator[Any]:
-    ctx = drv.run(drv.browser.new_context())
-    p = drv.run(ctx.new_page())
-    yield p
-    site.mutate(False)
-    drv.run(ctx.close())
 
 
 class Result(BaseModel):

@@ -3,33 +3,25 @@ late content and says what each candidate found, iframes, points, text search, t
 
 from __future__ import annotations
 
-import asyncio
-from collections.abc import Coroutine, Iterator
-from typing import Any, TypeVar
+from collections.abc import Iterator
+from typing import Any
 
 import pytest
+from _driver import Driver
 
 from emergent.browser import locators
 from emergent.browser.demo import DemoSite
 from emergent.browser.model import Candidate, Target
 from emergent.errors import NotFoundError
 
-T = TypeVar("T")
-ARGS = ["--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage"]
 
+class PageDriver(Driver):
+    """The module's Chromium with one page the tests navigate."""
 
-class Driver:
     def __init__(self) -> None:
-        from playwright.async_api import async_playwright
-
-        self.loop = asyncio.new_event_loop()
-        self.pw = self.run(async_playwright().start())
-        self.browser = self.run(self.pw.chromium.launch(executable_path="/usr/bin/chromium", args=ARGS))
+        super().__init__()
         self.ctx = self.run(self.browser.new_context())
         self.page = self.run(self.ctx.new_page())
-
-    def run(self, coro: Coroutine[Any, Any, T]) -> T:
-        return self.loop.run_until_complete(coro)
 
     def goto(self, url: str) -> Any:
         self.run(self.page.goto(url))
@@ -37,19 +29,17 @@ class Driver:
 
     def close(self) -> None:
         self.run(self.ctx.close())
-        self.run(self.browser.close())
-        self.run(self.pw.stop())
-        self.loop.close()
+        super().close()
 
 
 @pytest.fixture(scope="module")
-def drv() -> Iterator[Driver]:
-    d = Driver()
+def drv() -> Iterator[PageDriver]:
+    d = PageDriver()
     yield d
     d.close()
 
 
-def test_describe_ranks_testid_role_then_css_and_each_finds_the_element(drv: Driver, site: DemoSite) -> None:
+def test_describe_ranks_testid_role_then_css_and_each_finds_the_element(drv: PageDriver, site: DemoSite) -> None:
     page = drv.goto(site.url("/login"))
     t = drv.run(locators.describe(page.locator("#submit-btn")))
     kinds = [c.kind for c in t.candidates]
@@ -66,14 +56,14 @@ def test_describe_ranks_testid_role_then_css_and_each_finds_the_element(drv: Dri
     assert email.fingerprint is not None and email.fingerprint.attrs["name"] == "email"
 
 
-def test_describe_never_keeps_a_typed_value_in_the_fingerprint(drv: Driver, site: DemoSite) -> None:
+def test_describe_never_keeps_a_typed_value_in_the_fingerprint(drv: PageDriver, site: DemoSite) -> None:
     page = drv.goto(site.url("/login"))
     drv.run(page.fill("#password", "s3cret-value-x"))
     t = drv.run(locators.describe(page.locator("#password")))
     assert "s3cret-value-x" not in t.model_dump_json()
 
 
-def test_resolve_takes_the_first_unique_candidate_and_reports_its_index(drv: Driver, site: DemoSite) -> None:
+def test_resolve_takes_the_first_unique_candidate_and_reports_its_index(drv: PageDriver, site: DemoSite) -> None:
     page = drv.goto(site.url("/login"))
     target = Target(candidates=[Candidate(kind="css", value="#gone"), Candidate(kind="css", value="input"),
                                 Candidate(kind="label", value="Password")])
@@ -82,7 +72,7 @@ def test_resolve_takes_the_first_unique_candidate_and_reports_its_index(drv: Dri
     assert drv.run(loc.get_attribute("id")) == "password"
 
 
-def test_resolve_says_what_each_candidate_found_when_none_matches(drv: Driver, site: DemoSite) -> None:
+def test_resolve_says_what_each_candidate_found_when_none_matches(drv: PageDriver, site: DemoSite) -> None:
     page = drv.goto(site.url("/login"))
     target = Target(candidates=[Candidate(kind="css", value="#gone"), Candidate(kind="css", value="input")])
     with pytest.raises(NotFoundError) as err:
@@ -91,7 +81,7 @@ def test_resolve_says_what_each_candidate_found_when_none_matches(drv: Driver, s
     assert "matches" in str(err.value).split("input")[-1]
 
 
-def test_resolve_waits_for_late_content(drv: Driver, site: DemoSite) -> None:
+def test_resolve_waits_for_late_content(drv: PageDriver, site: DemoSite) -> None:
     page = drv.goto(site.url("/late?ms=700"))
     t0 = drv.loop.time()
     loc, _, _ = drv.run(locators.resolve(page, Target.of('role=button[name="Load results"]'), timeout_ms=5000))
@@ -101,7 +91,7 @@ def test_resolve_waits_for_late_content(drv: Driver, site: DemoSite) -> None:
     assert drv.run(page.get_by_role("button").inner_text()) == "Loaded and clicked"
 
 
-def test_an_element_in_an_iframe_is_described_with_its_frame_and_resolves(drv: Driver, site: DemoSite) -> None:
+def test_an_element_in_an_iframe_is_described_with_its_frame_and_resolves(drv: PageDriver, site: DemoSite) -> None:
     page = drv.goto(site.url("/frame"))
     drv.run(page.frame_locator("#tool").get_by_label("Number").wait_for())
     t = drv.run(locators.describe(page.frame_locator("#tool").get_by_role("button", name="Double")))
@@ -112,7 +102,7 @@ def test_an_element_in_an_iframe_is_described_with_its_frame_and_resolves(drv: D
     assert drv.run(page.frame_locator("#tool").locator("#out").inner_text()) == "42"
 
 
-def test_describe_at_a_point_finds_the_actionable_element(drv: Driver, site: DemoSite) -> None:
+def test_describe_at_a_point_finds_the_actionable_element(drv: PageDriver, site: DemoSite) -> None:
     page = drv.goto(site.url("/login"))
     box = drv.run(page.locator("#submit-btn").bounding_box())
     assert box is not None
@@ -120,7 +110,7 @@ def test_describe_at_a_point_finds_the_actionable_element(drv: Driver, site: Dem
     assert t.fingerprint is not None and t.fingerprint.attrs.get("id") == "submit-btn"
 
 
-def test_find_by_text_matches_labels_and_placeholders(drv: Driver, site: DemoSite) -> None:
+def test_find_by_text_matches_labels_and_placeholders(drv: PageDriver, site: DemoSite) -> None:
     page = drv.goto(site.url("/login"))
     found = drv.run(locators.find_by_text(page, "project code"))
     assert [t.fingerprint.attrs.get("id") for t in found if t.fingerprint] == ["project"]
@@ -129,7 +119,7 @@ def test_find_by_text_matches_labels_and_placeholders(drv: Driver, site: DemoSit
     assert "agree" in ids
 
 
-def test_inventory_lists_elements_with_unique_css_including_same_origin_iframes(drv: Driver,
+def test_inventory_lists_elements_with_unique_css_including_same_origin_iframes(drv: PageDriver,
                                                                                   site: DemoSite) -> None:
     page = drv.goto(site.url("/frame"))
     drv.run(page.frame_locator("#tool").get_by_label("Number").wait_for())
@@ -157,7 +147,7 @@ Array.prototype.indexOf = function () { return 0; };
 })();</script><button id='go' data-testid='go'>Go now</button><button id='del' data-testid='del'>Delete everything</button>"""
 
 
-def test_a_page_lying_through_its_dom_apis_cannot_make_a_candidate_point_elsewhere(drv: Driver) -> None:
+def test_a_page_lying_through_its_dom_apis_cannot_make_a_candidate_point_elsewhere(drv: PageDriver) -> None:
     page = drv.page
     drv.run(page.set_content(LYING))
     t = drv.run(locators.describe(page.locator("#go")))

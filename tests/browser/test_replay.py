@@ -3,13 +3,13 @@ ambiguous or absent elements (never a wrong click), the model's pick, parameters
 
 from __future__ import annotations
 
-import asyncio
 import json
 import re
-from collections.abc import Callable, Coroutine, Iterator
-from typing import Any, TypeVar
+from collections.abc import Callable
+from typing import Any
 
 import pytest
+from _driver import Driver
 
 from emergent.browser import locators
 from emergent.browser.demo import DemoSite
@@ -19,51 +19,8 @@ from emergent.errors import ValidationError
 from emergent.providers.llm import OpenAIChatModel
 from emergent.providers.local_openai import LocalOpenAIServer
 
-T = TypeVar("T")
-ARGS = ["--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage"]
 SECRET = "hunter2-Zq9"
 NAV_MS = 15_000  # navigations keep a long timeout: the short ones under test are the elements' (a loaded CI box)
-
-
-class Driver:
-    """One Chromium for the module, driven from a private event loop."""
-
-    def __init__(self) -> None:
-        from playwright.async_api import async_playwright
-
-        self.loop = asyncio.new_event_loop()
-        self.pw = self.run(async_playwright().start())
-        self.browser = self.run(self.pw.chromium.launch(executable_path="/usr/bin/chromium", args=ARGS))
-
-    def run(self, coro: Coroutine[Any, Any, T]) -> T:
-        return self.loop.run_until_complete(coro)
-
-    def close(self) -> None:
-        self.run(self.browser.close())
-        self.run(self.pw.stop())
-        self.loop.close()
-
-
-@pytest.fixture(scope="module")
-def site() -> Iterator[DemoSite]:
-    with DemoSite() as s:
-        yield s
-
-
-@pytest.fixture(scope="module")
-def drv() -> Iterator[Driver]:
-    d = Driver()
-    yield d
-    d.close()
-
-
-@pytest.fixture
-def page(drv: Driver, site: DemoSite) -> Iterator[Any]:
-    ctx = drv.run(drv.browser.new_context())
-    pg = drv.run(ctx.new_page())
-    yield pg
-    site.mutate(False)
-    drv.run(ctx.close())
 
 
 async def _record(page: Any, url: str, selectors: list[str]) -> list[Target]:
