@@ -494,7 +494,8 @@ class BrowserService:
             if url is not None:
                 raise ValidationError("give url or session, not both", field="url",
                                       hint="session: its current page; url: a fresh page at that URL")
-            return await self.session(session, by=by)._aextract(t, max_pages)
+            s = self.session(session, by=by)
+            return await s._serial(s._aextract(t, max_pages))
         where = url or t.url
         if not where:
             raise ValidationError(f"template {t.name} has no url and none was given", field="url",
@@ -638,6 +639,7 @@ class BrowserSession:
         self._closed = False
         self._listening = False
         self._events = 0  # page events being handled
+        self._serial_lock: asyncio.Lock | None = None  # made on the loop thread at first use
         guard.on_download = self._store_download
 
     # ------------------------------------------------------------------ basics
@@ -670,7 +672,16 @@ class BrowserSession:
         if self._closed:
             coro.close()
             raise StateConflictError(f"browser session {self.id} is closed", hint="open another with browser.open()")
-        return self.service._run(coro)
+        return self.service._run(self._serial(coro))
+
+    async def _serial(self, coro: Coroutine[Any, Any, T]) -> T:
+        """Run ``coro`` alone on this session: one page has one focus, so two actions from two threads
+        interleaved would type one field's text into the other (Playwright's fill focuses, then inserts).
+        Closing does not wait here: it ends the context, and an action in flight fails as closed."""
+        if self._serial_lock is None:
+            self._serial_lock = asyncio.Lock()
+        async with self._serial_lock:
+            return await coro
 
     def _audit(self, kind: str, data: dict[str, Any]) -> None:
         self.service._audit(kind, self.principal, {"session": self.id, **data})
