@@ -178,6 +178,40 @@ class BrowserConfig(BaseModel):
     max_sessions: int = Field(8, ge=1, le=256, description="open sessions at once in this process")
 
 
+class ApiConfig(BaseModel):
+    """The REST API (``EMERGENT_API__<NAME>``; ``emergent serve``)."""
+
+    host: str = Field("127.0.0.1", description="address emergent serve listens on")
+    port: int = Field(8765, ge=1, le=65535, description="port emergent serve listens on")
+    rate_limit: str = Field("600/minute", description="requests per token: N/second, N/minute or N/hour "
+                                                      "(counted in Redis when configured, else in the process)")
+    max_body_bytes: int = Field(1 << 20, ge=1024, description="requests with a larger body are refused (413)")
+    instance: str | None = Field(None, description="this instance's name in logs, metrics and traces "
+                                                   "(default: host:port)")
+    token_max_ttl_days: float = Field(90.0, gt=0, description="the longest a token may live")
+
+
+class SecurityConfig(BaseModel):
+    """Encryption at rest and retention (``EMERGENT_SECURITY__<NAME>``)."""
+
+    encrypt: bool = Field(False, description="seal memory text, payloads and sensitive SQL columns with AES-GCM "
+                                             "(envelope encryption under the key-encryption key)")
+    kek_file: Path | None = Field(None, description="file holding the 32-byte key-encryption key (base64); "
+                                                    "default: kek in the audit directory, created 0600")
+    kek: SecretStr | None = Field(None, description="the key-encryption key itself (base64 of 32 bytes); "
+                                                    "wins over kek_file")
+
+
+class MonitoringConfig(BaseModel):
+    """Logs, metrics and traces (``EMERGENT_MONITORING__<NAME>``)."""
+
+    log_format: Literal["text", "json"] = Field("text", description="json: one JSON object per line with "
+                                                                     "request and run ids")
+    otel_endpoint: str | None = Field(None, description="OTLP/HTTP endpoint traces are exported to "
+                                                        "(none: traces stay in the process)")
+    service_name: str = Field("emergent", description="service.name of traces and the job label of metrics")
+
+
 class Settings(BaseSettings):
     """Everything configurable, one place. Every field is an ``EMERGENT_<NAME>`` variable."""
 
@@ -189,6 +223,9 @@ class Settings(BaseSettings):
     redis_url: str | None = Field(None, description="redis://, rediss://, unix:// or redis+cluster://")
     database_url: str | None = Field(None, description="SQLAlchemy URL; SQLite in the workspace if unset")
     lance_uri: str | None = Field(None, description="LanceDB URI; <workspace>/lance if unset")
+    lance_storage_options: dict[str, str] = Field(
+        default_factory=dict, description='object-store options of an s3:// lance_uri, e.g. {"endpoint": '
+                                          '"http://127.0.0.1:9000", "region": "us-east-1"}')
     embedder: str = Field("auto", description="minilm | hashing | openai:<model> | auto")
     embed_base_url: str | None = None
     embed_api_key: str | None = None
@@ -224,6 +261,9 @@ class Settings(BaseSettings):
     tools: ToolsConfig = Field(default_factory=ToolsConfig)
     workflows: WorkflowsConfig = Field(default_factory=WorkflowsConfig)
     browser: BrowserConfig = Field(default_factory=BrowserConfig)
+    api: ApiConfig = Field(default_factory=ApiConfig)
+    security: SecurityConfig = Field(default_factory=SecurityConfig)
+    monitoring: MonitoringConfig = Field(default_factory=MonitoringConfig)
 
     @field_validator("redis_url", "database_url", "lance_uri", "llm_base_url", "embed_base_url")
     @classmethod

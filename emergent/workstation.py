@@ -32,6 +32,9 @@ if TYPE_CHECKING:  # pragma: no cover - each service is imported when first used
     from emergent.memory.stm import STM
     from emergent.principals import Principal, Principals
     from emergent.proposals.service import Proposals
+    from emergent.security.crypto import KeyRing
+    from emergent.security.retention import Retention
+    from emergent.security.tokens import ApiTokens
     from emergent.providers.embeddings import CachedEmbedder
     from emergent.providers.llm import ChatModel
     from emergent.stores.lance import LanceStore
@@ -495,6 +498,35 @@ class Workstation:
                      bus_secret=secret.get_secret_value().encode() if secret else None)
         self._closers.insert(0, svc.close)
         return svc
+
+    # ------------------------------------------------------------------ API, security, compliance
+    @functools.cached_property
+    def tokens(self) -> ApiTokens:
+        """API tokens (emergent.security.tokens): stored hashed, each mapped to a principal and a role
+        (admin, operator, viewer, agent), expiring and revocable."""
+        from emergent.security.tokens import ApiTokens
+
+        return ApiTokens(self.sql, principals=self.principals, audit=self.audit, clock=self.clock,
+                         max_ttl_s=self.settings.api.token_max_ttl_days * 86400.0)
+
+    @functools.cached_property
+    def keyring(self) -> KeyRing:
+        """Envelope encryption (emergent.security.crypto): data keys in SQL wrapped by the key-encryption
+        key (EMERGENT_SECURITY__KEK or its file), AES-GCM; rotation re-wraps the data keys."""
+        from emergent.security.crypto import KeyRing, load_kek
+
+        sec = self.settings.security
+        kek = load_kek(sec.kek.get_secret_value() if sec.kek else None,
+                       sec.kek_file or self.settings.audit_anchor_dir() / "kek")
+        return KeyRing(self.sql, kek=kek, audit=self.audit, clock=self.clock)
+
+    @functools.cached_property
+    def retention(self) -> Retention:
+        """Retention policies, the purge job and right-to-erasure (emergent.security.retention)."""
+        from emergent.security.retention import Retention
+
+        return Retention(self.sql, memory=self.memory, audit=self.audit, clock=self.clock,
+                         principals=self.principals, stores=self._stores)
 
     def chat(self, name: str = "assistant", **spec: Any) -> Any:
         """A ``Chat`` widget (emergent.ui.chat) with assistant ``name``, acting for this process's principal."""
