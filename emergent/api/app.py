@@ -1,0 +1,129 @@
+"""The REST API application: ``create_app(ws)`` → a FastAPI app over the workstation's services.
+
+The app holds the :class:`~emergent.workstation.Workstation` (``app.state.ws``): it is a surface, like
+the CLI. Every route is under ``/v1``; each area is a router module in :mod:`emergent.api.routers`.
+Requests carry an API token (:mod:`emergent.api.auth`); errors are problem details
+(:mod:`emergent.api.errors`); lists are cursor-paginated (:mod:`emergent.api.pagination`).
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+from fastapi import FastAPI
+from fastapi.openapi.utils import get_openapi
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from emergent.api import errors, monitoring
+from emergent.api.ratelimit import RateLimiter
+from emergent.api.routers import ROUTERS
+
+if TYPE_CHECKING:
+    from emergent.config import ApiConfig, MonitoringConfig
+
+PREFIX = "/v1"
+
+
+class BodyLimit:
+    """Refuses a request whose body is larger than ``max_bytes`` (413), declared or streamed."""
+
+    def __init__(self, app: ASGIApp, max_bytes: int) -> None:
+        self.app = app
+        self.max_bytes = max_bytes
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        declared = next((v for k, v in scope.get("headers", ()) if k == b"content-length"), None)
+        if declared is not None and declared.isdigit() and int(declared) > self.max_bytes:
+            await self._refuse(scope, receive, send)
+            return
+        seen = 0
+
+        async def counted() -> Message:
+            nonlocal seen
+            message = await receive()
+            if message["type"] == "http.request":
+                seen += len(message.get("body", b""))
+                if seen > self.max_bytes:
+                    raise _TooLarge()
+            return message
+
+        try:
+            await self.app(scope, counted, send)
+        except _TooLarge:
+            await self._refuse(scope, receive, send)
+
+    async def _refuse(self, scope: Scope, receive: Receive, send: Send) -> None:
+        response = errors.problem(413, "PayloadTooLarge", f"the request body is larger than {self.max_bytes} bytes",
+                                  hint="send less, or raise EMERGENT_API__MAX_BODY_BYTES")
+        await response(scope, receive, send)
+
+
+class _TooLarge(Exception):
+    pass
+
+
+def _openapi(app: FastAPI) -> dict[str, Any]:
+    """FastAPI's description, with every error response described as problem details."""
+    if app.openapi_schema:
+        return app.openapi_schema
+    schema = get_openapi(title=app.title, version=app.version, description=app.description, routes=app.routes)
+    comps = schema.setdefault("components", {}).setdefault("schemas", {})
+    comps["Problem"] = errors.Problem.model_json_schema(ref_template="#/components/schemas/{model}")
+    comps.pop("HTTPValidationError", None)
+    comps.pop("ValidationError", None)
+    ref = {"$ref": "#/components/schemas/Problem"}
+    for path, item in schema.get("paths", {}).items():
+        for op in item.values():
+            if not isinstance(op, dict) or "responses" not in op:
+                continue
+            responses = op["responses"]
+            for status, resp in list(responses.items()):
+                if str(status)[0] in "45":
+                    resp["content"] = {errors.PROBLEM: {"schema": ref}}
+                    resp.setdefault("description", "problem details")
+            statuses = [413, 500] if path in monitoring_paths(app) else [400, 401, 403, 404, 413, 422, 429, 500, 503]
+            if path.startswith(PREFIX) and op.get("security") is None:
+                statuses = [s for s in statuses if s not in (401, 403, 429)]
+            for status in statuses:
+                responses.setdefault(str(status), {"description": "problem details",
+                                                   "content": {errors.PROBLEM: {"schema": ref}}})
+    app.openapi_schema = schema
+    return schema
+
+
+def monitoring_paths(app: FastAPI) -> set[str]:
+    return {getattr(r, "path", "") for r in app.routes if not getattr(r, "path", "").startswith(PREFIX)}
+
+
+def create_app(ws: Any, *, config: ApiConfig | None = None, monitoring: MonitoringConfig | None = None) -> FastAPI:
+    """The REST API over ``ws`` (a Workstation). ``config``: ``settings.api``; ``monitoring``:
+    ``settings.monitoring`` (both default to the workstation's settings)."""
+    from emergent import __version__
+
+    settings = getattr(ws, "settings", None)
+    config = config if config is not None else settings.api  # type: ignore[union-attr]
+    mon = monitoring if monitoring is not None else getattr(settings, "monitoring", None)
+    app = FastAPI(title="Emergent", version=__version__,
+                  description="The Emergent workstation's services over HTTP: memory, tools and calls, approvals, "
+                              "policy, audit, the assistant and more. Every route needs an API token "
+                              "(`Authorization: Bearer ...`, `emergent tokens create`); errors are problem details "
+                              "(application/problem+json) carrying a hint.")
+    app.state.ws = ws
+    app.state.config = config
+    app.state.limiter = RateLimiter(config.rate_limit, redis=ws.redis)
+    errors.install(app)
+    for name in ROUTERS:
+        module = importlib.import_module(f"emergent.api.routers.{name}")
+        app.include_router(module.router, prefix=PREFIX)
+    _monitoring_install(app, ws, mon)
+    app.add_middleware(BodyLimit, max_bytes=config.max_body_bytes)
+    app.openapi = lambda: _openapi(app)  # type: ignore[method-assign]
+    return app
+
+
+def _monitoring_install(app: FastAPI, ws: Any, config: Any) -> None:
+    monitoring.install(app, ws, config)

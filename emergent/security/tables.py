@@ -1,0 +1,24 @@
+"""SQL tables of the REST API's credentials (migration ``security_0001``): API tokens.
+
+A token is stored only as its sha256 (the secret is 256 random bits, so a fast hash is enough: there
+is nothing to brute-force); the secret is shown once, when it is created."""
+
+from __future__ import annotations
+
+import sqlalchemy as sa
+
+from emergent.stores.sql import metadata
+
+api_tokens = sa.Table(
+    "api_tokens", metadata,
+    sa.Column("id", sa.String(32), primary_key=True),
+    sa.Column("token_sha256", sa.String(64), nullable=False, unique=True),
+    sa.Column("principal", sa.String(200), nullable=False, index=True),
+    sa.Column("role", sa.String(16), nullable=False),
+    sa.Column("label", sa.String(200), nullable=True),
+    sa.Column("created_by", sa.String(200), nullable=False),
+    sa.Column("created_at", sa.Float, nullable=False),
+    sa.Column("expires_at", sa.Float, nullable=False),
+    sa.Column("revoked_at", sa.Float, nullable=True),
+    sa.Column("revoked_by", sa.String(200), nullable=True),
+)
