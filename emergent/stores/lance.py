@@ -15,6 +15,17 @@ compaction); :func:`retry_commit` re-runs an idempotent operation on them.
 
 Each table handle re-reads the latest version at most once per ``consistency_s`` (1 s): a
 long-lived handle would otherwise never see what another process of the workspace wrote.
+
+**Object storage.** ``uri`` may be ``s3://bucket/prefix`` (or ``gs://``, ``az://``) with
+``storage_options`` for the object store (``endpoint``, ``region``, ``aws_access_key_id``,
+``aws_secret_access_key``, ``allow_http``, ...; credentials may instead come from the usual
+``AWS_*`` environment variables or an instance role). Several hosts can write one such database:
+Lance commits a version with a conditional put (a manifest is created only if absent), so two
+writers never overwrite each other's commit and the loser retries (:func:`retry_commit`); an S3
+that ignores conditional puts (old MinIO, some gateways) is not safe for two writers. What does not
+work on object storage: the backup's file copy (``emergent backup`` refuses; use the bucket's
+versioning) and the hot index's directory stamp (it re-reads the table's version every
+``emergent.memory.hot.FRESH_S`` instead; see ``docs/deploy.md``).
 """
 
 from __future__ import annotations
@@ -57,6 +68,35 @@ _CORRUPT = ("lanceerror(io)", "not found:", "file size is too small", "failed to
             "unexpected eof")
 
 
+#: an object store's answers that mean "not reachable / not allowed", never a damaged table
+_REMOTE = (
+    ("nosuchbucket", "the bucket does not exist", "create the bucket (e.g. `aws s3 mb s3://BUCKET`) or fix "
+     "EMERGENT_LANCE_URI; nothing was written"),
+    ("connectionrefused", "the object store's endpoint refused the connection", "start the object store or fix "
+     "the \"endpoint\" in EMERGENT_LANCE_STORAGE_OPTIONS; nothing was written"),
+    ("kind: connect", "the object store's endpoint did not answer", "check the \"endpoint\" in "
+     "EMERGENT_LANCE_STORAGE_OPTIONS and the network; nothing was written"),
+    ("kind: timeout", "the object store timed out", "check the object store and the network, then retry"),
+    ("invalidaccesskeyid", "the object store refused the access key", "check aws_access_key_id in "
+     "EMERGENT_LANCE_STORAGE_OPTIONS (or AWS_ACCESS_KEY_ID)"),
+    ("signaturedoesnotmatch", "the object store refused the secret key", "check aws_secret_access_key in "
+     "EMERGENT_LANCE_STORAGE_OPTIONS (or AWS_SECRET_ACCESS_KEY)"),
+    ("accessdenied", "the object store denied access", "grant the credentials s3:GetObject, PutObject, "
+     "DeleteObject and ListBucket on the bucket and prefix"),
+    ("status: 403", "the object store denied access", "check the credentials and the bucket policy"),
+)
+
+
+def remote_error(exc: BaseException, uri: str, op: str) -> StoreUnavailableError | None:
+    """What an object store's failure during ``op`` on ``uri`` means (unreachable, no bucket, refused
+    credentials), or None when it is none of those."""
+    text = str(exc).lower()
+    for marker, what, hint in _REMOTE:
+        if marker in text:
+            return StoreUnavailableError(f"LanceDB at {uri}: {what} ({op} failed)", hint=hint, uri=uri, op=op)
+    return None
+
+
 def is_commit_conflict(exc: BaseException) -> bool:
     """A conflict with a concurrent writer that LanceDB asks us to retry."""
     text = str(exc).lower()
@@ -97,6 +137,10 @@ def store_error(exc: BaseException, path: str | Path, op: str, **fields: Any) ->
     """The emergent error a LanceDB failure at ``path`` during ``op`` means, or None (not a store fault)."""
     if isinstance(exc, EmergentError):
         return exc
+    if "://" in str(path) and not str(path).startswith("file://"):
+        remote = remote_error(exc, str(path), op)
+        if remote is not None:
+            return remote
     text = str(exc).lower()
     if isinstance(exc, OSError) and getattr(exc, "errno", None) in (28, 122) or any(m in text for m in _DISK_FULL):
         return disk_full(path, op, **fields)
@@ -178,12 +222,44 @@ def local_latest_version(table_dir: str | Path) -> int | None:
     return best if best >= 0 else None
 
 
-class LanceStore:
-    """A LanceDB database under ``<workspace>/lance`` (or any URI LanceDB accepts)."""
+#: URI schemes of object stores LanceDB writes directly (``file://`` is a local directory)
+OBJECT_STORE_SCHEMES = ("s3", "s3+ddb", "gs", "az", "abfs")
 
-    def __init__(self, uri: str | Path, *, consistency_s: float | None = 1.0) -> None:
+
+def _check_uri(uri: str, storage_options: dict[str, str]) -> None:
+    """Refuse, with a hint, a LanceDB URI or storage options that cannot work (at the boundary, before
+    the first write fails somewhere deep)."""
+    if "://" not in uri:
+        if storage_options:
+            raise ConfigError(f"lance_storage_options are set but lance_uri {uri!r} is a local directory",
+                              hint="set EMERGENT_LANCE_URI to s3://bucket/prefix, or unset "
+                                   "EMERGENT_LANCE_STORAGE_OPTIONS")
+        return
+    scheme = uri.split("://", 1)[0].lower()
+    if scheme == "file":
+        return
+    if scheme not in OBJECT_STORE_SCHEMES:
+        raise ConfigError(f"LanceDB URI {uri!r} has an unknown scheme {scheme!r}",
+                          hint=f"use a local directory or one of {', '.join(s + '://' for s in OBJECT_STORE_SCHEMES)}")
+    bucket = uri.split("://", 1)[1].split("/", 1)[0]
+    if not bucket:
+        raise ConfigError(f"LanceDB URI {uri!r} names no bucket", hint="write it as s3://BUCKET/PREFIX")
+    bad = {k: v for k, v in storage_options.items() if not isinstance(v, str)}
+    if bad:
+        raise ConfigError(f"lance_storage_options values must be strings, got {sorted(bad)}",
+                          hint='quote them: {"allow_http": "true"}')
+
+
+class LanceStore:
+    """A LanceDB database under ``<workspace>/lance`` (or any URI LanceDB accepts, with the object
+    store's ``storage_options``)."""
+
+    def __init__(self, uri: str | Path, *, consistency_s: float | None = 1.0,
+                 storage_options: dict[str, str] | None = None) -> None:
         self.uri = str(uri)
         self._consistency_s = consistency_s
+        self.storage_options = dict(storage_options or {})
+        _check_uri(self.uri, self.storage_options)
         if "://" not in self.uri:
             try:
                 Path(self.uri).mkdir(parents=True, exist_ok=True)
@@ -195,6 +271,11 @@ class LanceStore:
         else:
             self.db  # noqa: B018 - a remote URI's credentials are checked at open
 
+    @property
+    def remote(self) -> bool:
+        """Whether the tables live in an object store (not a local directory)."""
+        return "://" in self.uri and not self.uri.startswith("file://")
+
     @functools.cached_property
     def db(self) -> Any:
         """The LanceDB connection, made on first use: importing LanceDB takes ~1.5 s, and a new process
@@ -203,11 +284,15 @@ class LanceStore:
 
         interval = None if self._consistency_s is None else timedelta(seconds=self._consistency_s)
         try:
-            return lancedb.connect(self.uri, read_consistency_interval=interval)
+            return lancedb.connect(self.uri, read_consistency_interval=interval,
+                                   storage_options=self.storage_options or None)
         except Exception as exc:  # lancedb raises plain exceptions for bad URIs/credentials
+            remote = remote_error(exc, self.uri, "connecting")
+            if remote is not None:
+                raise remote from exc
             raise StoreUnavailableError(
-                f"cannot open LanceDB at {self.uri}: {exc}",
-                hint="check EMERGENT_LANCE_URI and its credentials",
+                f"cannot open LanceDB at {self.uri}: {_first_line(exc)}",
+                hint="check EMERGENT_LANCE_URI, EMERGENT_LANCE_STORAGE_OPTIONS and the credentials",
             ) from exc
 
     def table_path(self, name: str) -> str:
