@@ -15,7 +15,7 @@ import functools
 import json
 import struct
 from collections.abc import Callable
-from typing import Any
+from typing import Any, Protocol
 
 import numpy as np
 
@@ -54,6 +54,34 @@ def encode(rec: MemoryRecord) -> bytes:
     )
     vec = b"" if rec.vector is None else np.ascontiguousarray(rec.vector, dtype=np.float32).tobytes()
     return _LEN.pack(len(header)) + header + vec
+
+
+class Sealer(Protocol):
+    """What sealing at rest looks like to memory: ``emergent.security.crypto.Cipher`` (AES-GCM under a
+    data key of one purpose). Memory never sees keys, settings or the KEK."""
+
+    def seal(self, plaintext: bytes, aad: bytes = b"") -> bytes: ...
+
+    def open(self, blob: bytes, aad: bytes = b"") -> bytes: ...
+
+
+SEALED = b"EGC\x01"  # the header of a sealed blob (emergent.security.crypto.MAGIC)
+
+
+def codec(cipher: Sealer | None) -> tuple[Callable[[MemoryRecord], bytes], Callable[[bytes], MemoryRecord]]:
+    """``(encode, decode)`` for a backend: the plain functions themselves without a cipher (the default
+    path costs nothing more), else ones that seal the whole value (text, meta, vector) and open it.
+    Values written before encryption was turned on still decode."""
+    if cipher is None:
+        return encode, decode
+
+    def sealed_encode(rec: MemoryRecord) -> bytes:
+        return cipher.seal(encode(rec))
+
+    def sealed_decode(data: bytes) -> MemoryRecord:
+        return decode(cipher.open(data) if data[:4] == SEALED else data)
+
+    return sealed_encode, sealed_decode
 
 
 def decode(data: bytes) -> MemoryRecord:

@@ -29,6 +29,7 @@ import pyarrow as pa
 import zstandard
 
 from emergent.errors import (
+    ConfigError,
     DiskFullError,
     EmbedderMismatchError,
     EmergentError,
@@ -38,6 +39,7 @@ from emergent.errors import (
     StoreUnavailableError,
     ValidationError,
 )
+from emergent.memory._codec import SEALED, Sealer
 from emergent.memory.decay import retention
 from emergent.memory.types import Kind, MemoryRecord, Scope, Tier
 from emergent.stores.lance import (
@@ -124,6 +126,7 @@ _NO_VECTOR = [f.name for f in memory_schema(1) if f.name != "vector"]
 _LIGHT = ["id", "kind", "importance", "stability", "created_at", "last_accessed", "learned_at", "access_count", "agent",
           "user_id", "session_id"]
 _HEAVY = ["id", "text", "payload", "meta", "sources"]
+_SEALED_COLUMNS = frozenset(("text", "payload", "meta", "sources"))  # what a sealed row keeps in payload
 
 
 @dataclass(frozen=True, slots=True)
@@ -166,8 +169,13 @@ class LongTermMemory:
 
     def __init__(self, store: LanceStore, embedder_id: str, dim: int, *, compress_above: int = 16 * 1024,
                  policy: IndexPolicy | None = None, hot_exact_max: int = 20_000, hot_ef_search: int = 128,
-                 hot_snapshot_dir: Any = None) -> None:
+                 hot_snapshot_dir: Any = None, cipher: Sealer | None = None) -> None:
         self.store = store
+        #: with a cipher, text, meta and sources are sealed (AES-GCM) in ``payload`` and the hot index
+        #: keeps no snapshot on disk (it would hold the plaintext); vectors stay as they are (search)
+        self.cipher = cipher
+        if cipher is not None:
+            hot_snapshot_dir = None
         self.dim = dim
         self.embedder_id = embedder_id
         self.compress_above = compress_above
@@ -259,13 +267,43 @@ class LongTermMemory:
         }
 
     def _arrow(self, records: Iterable[MemoryRecord], now: float) -> pa.Table:
-        return pa.Table.from_pylist([self._to_row(r, now) for r in records], schema=self.schema)
+        return pa.Table.from_pylist(self._stored([self._to_row(r, now) for r in records]), schema=self.schema)
 
-    @staticmethod
-    def _from_row(row: dict[str, Any], *, with_vector: bool = True) -> MemoryRecord:
+    # ------------------------------------------------------------------ sealing at rest
+    def _stored(self, rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        """The rows as the table stores them: as they are, or (with a cipher) with text, meta and
+        sources sealed together in ``payload`` (bound to the row's id) and ``text`` empty, so neither
+        the data files nor the full-text index hold them."""
+        cipher = self.cipher
+        if cipher is None:
+            return rows
+        out = []
+        for row in rows:
+            text = row["text"] if row["payload"] is None else _ZD.decompress(row["payload"]).decode()
+            body = json.dumps([text, row["meta"], row["sources"]], ensure_ascii=False).encode()
+            body = b"z" + _ZC.compress(body) if len(body) > self.compress_above else b"j" + body
+            out.append({**row, "text": None, "meta": None, "sources": None,
+                        "payload": cipher.seal(body, row["id"].encode())})
+        return out
+
+    def _unsealed(self, row: dict[str, Any]) -> dict[str, Any]:
+        """``row`` with a sealed payload opened into text, meta and sources (payload then None)."""
+        if self.cipher is None:
+            raise ConfigError(f"long-term memory {row.get('id')!r} is sealed but encryption is off",
+                              hint="set EMERGENT_SECURITY__ENCRYPT=true (and the KEK it was sealed with)")
+        body = self.cipher.open(row["payload"], str(row["id"]).encode())
+        body = _ZD.decompress(body[1:]) if body[:1] == b"z" else body[1:]
+        text, meta, sources = json.loads(body)
+        return {**row, "text": text, "payload": None, "meta": meta, "sources": sources}
+
+    def _from_row(self, row: dict[str, Any], *, with_vector: bool = True) -> MemoryRecord:
+        payload = row.get("payload")
+        if payload is not None and payload[:4] == SEALED:
+            row = self._unsealed(row)
+            payload = None
         text = row.get("text") or ""
-        if row.get("payload") is not None:
-            text = _ZD.decompress(row["payload"]).decode()
+        if payload is not None:
+            text = _ZD.decompress(payload).decode()
         vec = row.get("vector") if with_vector else None
         return MemoryRecord(
             id=row["id"], text=text, kind=Kind(row["kind"]), importance=float(row["importance"]),
@@ -290,7 +328,7 @@ class LongTermMemory:
             if r.vector is None or len(r.vector) != self.dim:
                 raise ValidationError(f"memory {r.id} has no {self.dim}-d vector", field="vector")
         rows = [self._to_row(r, now or time.time()) for r in records]
-        data = pa.Table.from_pylist(rows, schema=self.schema)
+        data = pa.Table.from_pylist(self._stored(rows), schema=self.schema)
         before = self.table.version
         try:
             self._append(data, [r.id for r in records])
@@ -378,7 +416,7 @@ class LongTermMemory:
     def upsert(self, records: Sequence[MemoryRecord], now: float | None = None) -> None:
         if records:
             rows = [self._to_row(r, now or time.time()) for r in records]
-            data = pa.Table.from_pylist(rows, schema=self.schema)
+            data = pa.Table.from_pylist(self._stored(rows), schema=self.schema)
             before = self.table.version
             try:
                 self._retried(self.path, "updating memories", lambda: self.table.merge_insert("id")
@@ -519,13 +557,24 @@ class LongTermMemory:
         return out
 
     def scan(self, where: str | None = None, columns: list[str] | None = None) -> pa.Table:
+        """The rows matching ``where`` (all columns, or ``columns``), sealed ones opened."""
+        wanted = columns
+        sealed = self.cipher is not None and (columns is None or not _SEALED_COLUMNS.isdisjoint(columns))
+        if sealed and columns:
+            columns = [*columns, *(c for c in ("id", "payload") if c not in columns)]
         with translated(self.path, "reading memories"):
             q = self.table.search()
             if where:
                 q = q.where(where)
             if columns:
                 q = q.select(columns)
-            return q.limit(self.table.count_rows() or 1).to_arrow()
+            data = q.limit(self.table.count_rows() or 1).to_arrow()
+        if not sealed or not data.num_rows:
+            return data
+        rows = [self._unsealed(r) if r["payload"] is not None and r["payload"][:4] == SEALED else r
+                for r in data.to_pylist()]
+        data = pa.Table.from_pylist(rows, schema=data.schema)
+        return data.select(wanted) if wanted else data
 
     def records(self, where: str | None = None) -> list[MemoryRecord]:
         return [self._from_row(r) for r in self.scan(where).to_pylist()]

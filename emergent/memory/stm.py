@@ -188,8 +188,10 @@ class RedisSTM(STM):
     name = "redis"
 
     def __init__(self, client: Any, namespace: str, max_items: int = 2000, max_evicted: int = 10_000,
-                 clock: Callable[[], float] | None = None, *, state_path: str | os.PathLike[str] | None = None) -> None:
+                 clock: Callable[[], float] | None = None, *, state_path: str | os.PathLike[str] | None = None,
+                 cipher: _codec.Sealer | None = None) -> None:
         self.client = client
+        self._encode, self._decode = _codec.codec(cipher)  # cipher: values sealed at rest (AES-GCM)
         self.ns = namespace
         self.max_items = max_items
         self.max_evicted = max_evicted
@@ -374,7 +376,7 @@ class RedisSTM(STM):
             keys, token = [item + rec.id, recent, evicted], ""
         else:
             keys = [item + rec.id, recent, evicted, self._marker]
-        args = [_codec.encode(rec), max(1, int(ttl_s * 1000)), self._now(), rec.id, self.max_items, item,
+        args = [self._encode(rec), max(1, int(ttl_s * 1000)), self._now(), rec.id, self.max_items, item,
                 self.max_evicted, token]
         try:  # EVALSHA directly: Script.__call__ adds list building and a type check per call
             n = int(self.client.evalsha(self._put.sha, len(keys), *keys, *args))
@@ -398,7 +400,7 @@ class RedisSTM(STM):
         else:  # the marker rides along in the same round trip (execute_command: mget() adds ~10 µs)
             raw, marker = self.client.execute_command("MGET", key, self._marker)
             self._same_marker(marker)
-        return None if raw is None else _codec.decode(raw)
+        return None if raw is None else self._decode(raw)
 
     def _same_marker(self, marker: bytes | str | None) -> None:
         """Raise StoreResetError unless ``marker`` (read with the data) is the one this instance expects."""
@@ -422,7 +424,7 @@ class RedisSTM(STM):
         gone = [i for i, v in zip(ids, values, strict=True) if v is None]
         if gone:  # expired by TTL: drop them from the recency index too
             self.client.zrem(p + "recent", *gone)
-        return [_codec.decode(v) for v in values if v is not None]
+        return [self._decode(v) for v in values if v is not None]
 
     def delete(self, agent: str, ids: list[str]) -> int:
         self._check()
@@ -446,7 +448,7 @@ class RedisSTM(STM):
         values, _ = pipe.execute()
         if not values:
             self._verify()
-        return [_codec.decode(v) for v in values]
+        return [self._decode(v) for v in values]
 
     def agents(self) -> list[str]:
         self._check()
@@ -603,6 +605,7 @@ class STMContext:
     clock: Callable[[], float]
     redis: Any = None  # a redis-py client when EMERGENT_REDIS_URL is set
     namespace: str = ""  # the workspace's key namespace on a shared server
+    cipher: Any = None  # an emergent.memory._codec.Sealer: values sealed at rest (EMERGENT_SECURITY__ENCRYPT)
 
 
 #: Short-term memory backends by id (``EMERGENT_STM_BACKEND``): ``factory(ctx: STMContext) -> STM``.
@@ -617,7 +620,7 @@ def _local(ctx: STMContext) -> STM:
 def _sqlite(ctx: STMContext) -> STM:
     from emergent.memory.stm_sqlite import SQLiteSTM  # imports this module: resolved at call time
 
-    return SQLiteSTM(ctx.workspace / "stm.db", ctx.max_items, clock=ctx.clock)
+    return SQLiteSTM(ctx.workspace / "stm.db", ctx.max_items, clock=ctx.clock, cipher=ctx.cipher)
 
 
 def _redis(ctx: STMContext) -> STM:
@@ -626,7 +629,7 @@ def _redis(ctx: STMContext) -> STM:
                           "EMERGENT_STM_BACKEND=sqlite for the embedded one")
     # a state file in the workspace lets a later process notice that Redis lost its data
     return RedisSTM(ctx.redis, ctx.namespace, ctx.max_items, clock=ctx.clock,
-                    state_path=ctx.workspace / "redis-stm.json")
+                    state_path=ctx.workspace / "redis-stm.json", cipher=ctx.cipher)
 
 
 STM_BACKENDS.register("local", _local)

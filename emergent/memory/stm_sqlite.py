@@ -117,10 +117,11 @@ class SQLiteSTM(STM):
 
     def __init__(self, path: str | os.PathLike[str], max_items: int = 2000, max_evicted: int = 10_000,
                  clock: Callable[[], float] | None = None, *, busy_timeout_s: float = 10.0,
-                 synchronous: str = "NORMAL") -> None:
+                 synchronous: str = "NORMAL", cipher: _codec.Sealer | None = None) -> None:
         if synchronous.upper() not in ("OFF", "NORMAL", "FULL", "EXTRA"):
             raise ConfigError(f"unknown SQLite synchronous mode {synchronous!r}", hint="use NORMAL or FULL")
         self.path = Path(path)
+        self._encode, self._decode = _codec.codec(cipher)  # cipher: values sealed at rest (AES-GCM)
         self.max_items = max_items
         self.max_evicted = max_evicted
         self.busy_timeout_s = busy_timeout_s
@@ -235,7 +236,7 @@ class SQLiteSTM(STM):
     # ------------------------------------------------------------------ contract
     def put(self, rec: MemoryRecord, ttl_s: float) -> int:
         agent = rec.scope.agent
-        expires, value = self._now() + ttl_s, _codec.encode(rec)
+        expires, value = self._now() + ttl_s, self._encode(rec)
 
         def body(conn: sqlite3.Connection) -> int:
             (seq,) = conn.execute(_NEXT_SEQ, (agent,)).fetchone()
@@ -262,12 +263,12 @@ class SQLiteSTM(STM):
         rows = self._read("get", _GET, (agent, id))
         if not rows or rows[0][1] <= self._now():
             return None
-        return _codec.decode(rows[0][0])
+        return self._decode(rows[0][0])
 
     def scan(self, agent: str, limit: int | None = None) -> list[MemoryRecord]:
         now = self._now()
         if limit:
-            return [_codec.decode(v) for (v,) in self._read("scan", _SCAN_LIVE, (agent, now, limit))]
+            return [self._decode(v) for (v,) in self._read("scan", _SCAN_LIVE, (agent, now, limit))]
         rows = self._read("scan", _SCAN_ALL, (agent,))
         if any(exp <= now for exp, _ in rows):  # park expired items for consolidation to judge
             def park(conn: sqlite3.Connection) -> None:
@@ -277,7 +278,7 @@ class SQLiteSTM(STM):
                 self._trim(conn, agent, evicted)
 
             self._write("scan", park)
-        return [_codec.decode(v) for exp, v in rows if exp > now]
+        return [self._decode(v) for exp, v in rows if exp > now]
 
     def delete(self, agent: str, ids: list[str]) -> int:
         if not ids:
@@ -300,7 +301,7 @@ class SQLiteSTM(STM):
                 conn.execute("DELETE FROM stm_evicted WHERE agent = ? AND n <= ?", (agent, rows[-1][0]))
             return [v for _, v in rows]
 
-        return [_codec.decode(v) for v in self._write("drain_evicted", body)]
+        return [self._decode(v) for v in self._write("drain_evicted", body)]
 
     def agents(self) -> list[str]:
         rows = self._read("agents", "SELECT agent FROM stm_agents WHERE items > 0 OR evicted > 0 ORDER BY agent", ())
