@@ -10,6 +10,7 @@ widget's poll and ``emergent approvals approve``) never both continue the run.
 
 from __future__ import annotations
 
+import base64
 import json
 import os
 import socket
@@ -21,7 +22,7 @@ import sqlalchemy as sa
 
 from emergent.assistant.tables import assistant_runs as runs
 from emergent.clock import Clock, SystemClock
-from emergent.errors import NotFoundError
+from emergent.errors import ConfigError, NotFoundError
 
 RUNNING, WAITING, COMPLETED, STOPPED, FAILED, CANCELLED = (
     "running", "waiting_approval", "completed", "stopped", "failed", "cancelled")
@@ -52,17 +53,44 @@ class RunRow:
     extra: dict[str, Any] = field(default_factory=dict)
 
 
-def _row(r: Any) -> RunRow:
-    d = dict(r._mapping)
-    d["state"] = json.loads(d["state"])
-    return RunRow(**d)
+#: what the conversation is made of: sealed at rest with a cipher (EMERGENT_SECURITY__ENCRYPT)
+SEALED_COLUMNS = ("question", "answer", "state")
+_SEALED_PREFIX = "egc1:"  # a sealed text column: this prefix, then the sealed blob in base64
 
 
 class RunStore:
-    def __init__(self, sql: Any, *, clock: Clock | None = None, lease_s: float = LEASE_S) -> None:
+    """Assistant runs in SQL. With ``cipher`` (an ``emergent.security.crypto.Cipher``) the question, the
+    answer and the checkpointed state (messages, tool calls and their results, sources) are sealed
+    with AES-GCM, each bound to its run id and column; statuses, leases and times stay queryable."""
+
+    def __init__(self, sql: Any, *, clock: Clock | None = None, lease_s: float = LEASE_S, cipher: Any = None) -> None:
         self.sql = sql
         self.clock = clock or SystemClock()
         self.lease_s = lease_s
+        self.cipher = cipher
+
+    def _seal(self, run_id: str, values: dict[str, Any]) -> dict[str, Any]:
+        if self.cipher is None:
+            return values
+        out = dict(values)
+        for col in SEALED_COLUMNS:
+            if out.get(col) is not None:
+                blob = self.cipher.seal(str(out[col]).encode(), f"{run_id}/{col}".encode())
+                out[col] = _SEALED_PREFIX + base64.b64encode(blob).decode()
+        return out
+
+    def _row(self, r: Any) -> RunRow:
+        d = dict(r._mapping)
+        for col in SEALED_COLUMNS:
+            value = d[col]
+            if isinstance(value, str) and value.startswith(_SEALED_PREFIX):
+                if self.cipher is None:
+                    raise ConfigError(f"assistant run {d['id']} is sealed but encryption is off",
+                                      hint="set EMERGENT_SECURITY__ENCRYPT=true (and the KEK it was sealed with)")
+                blob = base64.b64decode(value[len(_SEALED_PREFIX):])
+                d[col] = self.cipher.open(blob, f"{d['id']}/{col}".encode()).decode()
+        d["state"] = json.loads(d["state"])
+        return RunRow(**d)
 
     def create(self, *, assistant: str, principal: str, asked_by: str, mode: str, question: str,
                state: dict[str, Any]) -> RunRow:
@@ -72,7 +100,7 @@ class RunStore:
                "answer": None, "pending_approval": None, "state": json.dumps(state, default=str), "revision": 1,
                "lease_owner": OWNER, "lease_until": now + self.lease_s, "created_at": now, "updated_at": now}
         with self.sql.begin() as conn:
-            conn.execute(runs.insert(), row)
+            conn.execute(runs.insert(), self._seal(str(row["id"]), row))
         return self.get(str(row["id"]))
 
     def get(self, run_id: str) -> RunRow:
@@ -81,7 +109,7 @@ class RunStore:
         if r is None:
             raise NotFoundError(f"no assistant run {run_id!r}", hint="assistant.runs() lists the recent ones",
                                 run=run_id)
-        return _row(r)
+        return self._row(r)
 
     def save(self, run: RunRow, **values: Any) -> bool:
         """Checkpoint ``run`` (its state and ``values``) if nobody took it over meanwhile; renews the lease
@@ -93,7 +121,7 @@ class RunStore:
                   "lease_until": now + self.lease_s if status == RUNNING else None}
         with self.sql.begin() as conn:
             done = conn.execute(runs.update().where(runs.c.id == run.id, runs.c.revision == run.revision)
-                                .values(**values)).rowcount
+                                .values(**self._seal(run.id, values))).rowcount
         if done != 1:
             return False
         for k, v in values.items():
@@ -124,13 +152,13 @@ class RunStore:
         if status is not None:
             q = q.where(runs.c.status == status)
         with self.sql.connect() as conn:
-            return [_row(r) for r in conn.execute(q)]
+            return [self._row(r) for r in conn.execute(q)]
 
     def waiting_on(self, approval_id: str) -> RunRow | None:
         with self.sql.connect() as conn:
             r = conn.execute(sa.select(runs).where(runs.c.pending_approval == approval_id,
                                                    runs.c.status == WAITING)).first()
-        return None if r is None else _row(r)
+        return None if r is None else self._row(r)
 
 
 __all__ = ["CANCELLED", "COMPLETED", "FAILED", "FINAL", "RUNNING", "RunRow", "RunStore", "STOPPED", "WAITING"]
