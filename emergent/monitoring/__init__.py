@@ -1,0 +1,12 @@
+"""Monitoring: Prometheus metrics per app, structured JSON logs, OpenTelemetry traces, alert rules.
+
+Nothing here reads settings or the environment: the surface that owns a process (the REST API's
+``emergent.api.monitoring.install``) builds these with its ``MonitoringConfig``. Services reach
+the current request's tracer and ids through context variables (:mod:`emergent.monitoring.context`,
+:func:`emergent.monitoring.tracing.traced`): outside a monitored request they cost one lookup.
+"""
+
+from emergent.monitoring.context import bind_run, current_request_id, current_run_id
+from emergent.monitoring.tracing import span, traced
+
+__all__ = ["bind_run", "current_request_id", "current_run_id", "span", "traced"]
