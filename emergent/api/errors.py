@@ -86,8 +86,14 @@ def _jsonable(value: Any, depth: int = 0) -> Any:
 
 
 def problem(status: int, title: str, detail: str, *, hint: str = "", type_: str | None = None,
-            headers: dict[str, str] | None = None, **fields: Any) -> JSONResponse:
-    body = {k: _jsonable(v) for k, v in fields.items() if k not in {"type", "title", "status", "detail", "hint"}}
+            headers: dict[str, str] | None = None, fields: dict[str, Any] | None = None) -> JSONResponse:
+    """A problem+json response; ``fields`` (the error's) are added, but never over the standard members
+    (an error's own ``status`` field, such as an approval's, is kept as ``state``)."""
+    body: dict[str, Any] = {}
+    for k, v in (fields or {}).items():
+        key = {"status": "state", "type": "kind"}.get(k, k)
+        if key not in {"title", "detail", "hint"}:
+            body[key] = _jsonable(v)
     body |= {"type": type_ or TYPE_BASE + _kebab(title.replace(" ", "")), "title": title, "status": status,
              "detail": detail, "hint": hint}
     return JSONResponse(body, status_code=status, media_type=PROBLEM, headers=headers)
@@ -104,7 +110,7 @@ def from_error(exc: E.EmergentError) -> JSONResponse:
     if status == 500:  # an operational failure we raised ourselves: its message is meant for people
         log.error("request failed: %s: %s", name, exc)
     return problem(status, name, exc.message, hint=exc.hint, type_=TYPE_BASE + _kebab(name), headers=headers or None,
-                   **exc.fields)
+                   fields=exc.fields)
 
 
 async def _emergent(request: Request, exc: Exception) -> JSONResponse:
@@ -120,7 +126,7 @@ async def _validation(request: Request, exc: Exception) -> JSONResponse:
     msg = str(errs[0]["msg"]) if errs else "invalid request"
     return problem(422, "ValidationError", f"{where}: {msg}" if where else msg,
                    hint="fix the request to match the OpenAPI description (/openapi.json)",
-                   type_=TYPE_BASE + "request-validation-error", errors=errs)
+                   type_=TYPE_BASE + "request-validation-error", fields={"errors": errs})
 
 
 async def _http(request: Request, exc: Exception) -> JSONResponse:

@@ -5,4 +5,11 @@ from __future__ import annotations
 
 ROUTERS: tuple[str, ...] = (
     "memory",
+    "tools",
+    "calls",
+    "approvals",
+    "policy",
+    "audit",
+    "assistant",
+    "tokens",
 )
