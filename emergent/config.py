@@ -223,6 +223,9 @@ class Settings(BaseSettings):
     redis_url: str | None = Field(None, description="redis://, rediss://, unix:// or redis+cluster://")
     database_url: str | None = Field(None, description="SQLAlchemy URL; SQLite in the workspace if unset")
     lance_uri: str | None = Field(None, description="LanceDB URI; <workspace>/lance if unset")
+    workspace_id: str | None = Field(
+        None, description="the workspace's identity in shared stores (Redis key prefix); set the same value on "
+                          "every host of a scaled-out deployment (default: the workspace path)")
     lance_storage_options: dict[str, str] = Field(
         default_factory=dict, description='object-store options of an s3:// lance_uri, e.g. {"endpoint": '
                                           '"http://127.0.0.1:9000", "region": "us-east-1"}')

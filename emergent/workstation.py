@@ -132,7 +132,8 @@ class Workstation:
     def lance(self) -> LanceStore:
         from emergent.stores.lance import LanceStore
 
-        return LanceStore(self.settings.lance_uri or self.path / "lance")
+        return LanceStore(self.settings.lance_uri or self.path / "lance",
+                          storage_options=self.settings.lance_storage_options or None)
 
     @functools.cached_property
     def redis(self) -> Any | None:
@@ -155,7 +156,7 @@ class Workstation:
     def redis_namespace(self) -> str:
         from emergent.stores.redis import namespace
 
-        return namespace(str(self.path))
+        return namespace(self.settings.workspace_id or str(self.path))
 
     # ------------------------------------------------------------------ providers
     @functools.cached_property
@@ -203,7 +204,12 @@ class Workstation:
         factory = STM_BACKENDS.get(name)
         redis = self.redis if name == "redis" else None
         return factory(STMContext(self.path, self.settings.memory.stm_max_items, self.clock.now, redis=redis,
-                                  namespace=self.redis_namespace))
+                                  namespace=self.redis_namespace, cipher=self._cipher("memory.stm")))
+
+    def _cipher(self, purpose: str) -> Any:
+        """AES-GCM sealing for ``purpose`` (emergent.security.crypto) when EMERGENT_SECURITY__ENCRYPT is on,
+        else None (memory then stores plaintext, as before; the keyring is not even opened)."""
+        return self.keyring.cipher(purpose) if self.settings.security.encrypt else None
 
     @functools.cached_property
     def memory(self) -> Memory:
@@ -222,7 +228,8 @@ class Workstation:
         ltm = LongTermMemory(self.lance, self.embedder.id, self.embedder.dim, compress_above=cfg.compress_above_bytes,
                              policy=IndexPolicy(ann_threshold=cfg.ann_index_threshold),
                              hot_exact_max=cfg.hot_exact_max_rows, hot_ef_search=cfg.hot_ef_search,
-                             hot_snapshot_dir=None if self.settings.lance_uri else self.path / "cache" / "hot")
+                             hot_snapshot_dir=None if self.settings.lance_uri else self.path / "cache" / "hot",
+                             cipher=self._cipher("memory.ltm"))
         # What an unreachable short-term memory means is decided here, once: an error, or (declared)
         # a durable write to long-term memory instead.
         stm = FallbackSTM(backend, self.settings.stm_fallback, ltm_writer=lambda rec: ltm.add([rec], now=self.clock.now()))

@@ -171,11 +171,9 @@ class LongTermMemory:
                  policy: IndexPolicy | None = None, hot_exact_max: int = 20_000, hot_ef_search: int = 128,
                  hot_snapshot_dir: Any = None, cipher: Sealer | None = None) -> None:
         self.store = store
-        #: with a cipher, text, meta and sources are sealed (AES-GCM) in ``payload`` and the hot index
-        #: keeps no snapshot on disk (it would hold the plaintext); vectors stay as they are (search)
+        #: with a cipher, text, meta and sources are sealed (AES-GCM) in ``payload`` and the hot index's
+        #: snapshot on disk is one sealed blob; vectors stay as they are (search)
         self.cipher = cipher
-        if cipher is not None:
-            hot_snapshot_dir = None
         self.dim = dim
         self.embedder_id = embedder_id
         self.compress_above = compress_above
@@ -192,7 +190,8 @@ class LongTermMemory:
         from emergent.memory.hot import HotIndex
 
         #: recall's in-process index of this table (emergent.memory.hot); LanceDB stays the record
-        self.hot = HotIndex(self, exact_max=hot_exact_max, ef_search=hot_ef_search, snapshot_dir=hot_snapshot_dir)
+        self.hot = HotIndex(self, exact_max=hot_exact_max, ef_search=hot_ef_search, snapshot_dir=hot_snapshot_dir,
+                            cipher=cipher)
 
     # The tables are opened on first use: a new process whose first recall is answered from the hot
     # index's snapshot never imports LanceDB (~1.5 s of its cold start).
@@ -202,8 +201,10 @@ class LongTermMemory:
                 table = self.store.open_table("memories", memory_schema(self.dim), SCHEMA_VERSION)
                 archive = self.store.open_table("memories_archive", memory_schema(self.dim, archive=True),
                                                 SCHEMA_VERSION)
+                # publish the tables last: another thread seeing _tables set reads _schema at once
+                migrate_tables(self.store, table, archive)
+                self._schema = table.schema
                 self._tables = (table, archive)
-                self.migrate()
             return self._tables
 
     def open(self) -> None:

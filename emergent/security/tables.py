@@ -22,3 +22,7 @@ api_tokens = sa.Table(
     sa.Column("revoked_at", sa.Float, nullable=True),
     sa.Column("revoked_by", sa.String(200), nullable=True),
 )
+
+# the other tables of the security package, declared in their own modules (one migration branch each);
+# imported here so that the package's metadata (and the migrations contract test) holds them all
+from emergent.security import crypto_tables as crypto_tables  # noqa: E402,F401  (crypto_0001)

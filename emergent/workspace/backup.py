@@ -56,8 +56,11 @@ from emergent.autonomy import tables as gov
 from emergent.clock import Clock, iso
 from emergent.errors import BackupError, IntegrityError, NotFoundError, ValidationError
 from emergent.mcp import tables as mcp_tables  # the table module alone: no MCP SDK needed
+from emergent.security import crypto_tables
+from emergent.security import tables as security_tables
 from emergent.memory import _codec, decay
 from emergent.memory.tables import backups as backups_table
+from emergent.security import retention_tables  # the table module alone
 from emergent.workspace import _sqldump, journal
 from emergent.workspace._archive import FORMAT, SUFFIX, read_manifest, scan, sha256_file, write_archive
 from emergent.workspace.audited import human, note, recorded, verified
@@ -66,8 +69,14 @@ _LEN = struct.Struct("<I")
 #: what a restore keeps as it is now unless asked to restore governance (the audit chain: always)
 # MCP tokens are credentials: a restore must not bring back one revoked after the backup.
 GOVERNANCE = (gov.state.name, gov.overrides.name, gov.policy_rules.name, gov.principals.name, gov.approvals.name,
-              mcp_tables.mcp_tokens.name)
+              mcp_tables.mcp_tokens.name, security_tables.api_tokens.name)
+#: kept by every restore: the data keys, wrapped by the key-encryption key in force now (a backup's rows
+#: may be wrapped by a key rotated away since; keys are never deleted, so the current table holds all)
+ALWAYS_KEPT = (crypto_tables.crypto_keys.name,)
 AUDIT = gov.audit_log.name
+#: the erasure ledger and retention policies are kept as they are now by every restore: an older
+#: backup must not bring back the policies of its day, nor forget what was erased since
+RETENTION = retention_tables.TABLES
 
 
 @dataclass
@@ -106,6 +115,8 @@ class RestoreReport:
     stm_items: int
     sql: dict[str, Any] = field(default_factory=dict)
     governance: str = "kept"  # kept (as it was before the restore) | restored (from the backup)
+    #: memories erased since the backup was taken, removed from it before it went live (restore(repurge=True))
+    repurged: dict[str, Any] = field(default_factory=dict)
     duration_s: float = 0.0
     warnings: list[str] = field(default_factory=list)
 
@@ -363,12 +374,17 @@ def _read_kept(sql: Any) -> _Kept:
 
 
 def restore(stores: WorkspaceStores, backup_id: str, *, by: Any, release: Callable[[], None],
-            reopen: Callable[[], WorkspaceStores], governance: bool = False) -> RestoreReport:
+            reopen: Callable[[], WorkspaceStores], governance: bool = False, repurge: bool = False) -> RestoreReport:
     """Replace the workspace's data with backup ``backup_id`` (verified first, see the module doc).
 
     ``by`` must be a human. ``release()`` closes whatever holds the stores' files (the caller's
     services); ``reopen()`` returns the stores opened again on the restored files. The audit chain
     and, unless ``governance=True``, the governance state are kept as they are now.
+
+    A backup that may hold memories erased since it was taken (emergent.security.retention marks
+    it) is refused unless ``repurge=True``: the erased memories are then removed from the extracted
+    backup (rows, the files that held them, every older table version, short-term items) before it
+    replaces anything, and checked gone (erased again if not) before the restore reports done.
 
     The swap is journaled (:mod:`emergent.workspace.journal`): a failure before the restored
     database is finished puts everything back; a crash or kill at any point is rolled back or
@@ -377,6 +393,16 @@ def restore(stores: WorkspaceStores, backup_id: str, *, by: Any, release: Callab
     t0 = time.perf_counter()
     who = human(stores.principals, by, "restore a backup")
     info = get(stores.path, stores.sql, backup_id)
+    from emergent.security import retention
+
+    blockers = retention.restore_blockers(stores.sql, info.id, info.created_at)
+    if blockers and not repurge:
+        note(stores.audit, "workspace.restore_refused", who, {"backup": info.id, "erasures": blockers})
+        raise BackupError(f"backup {info.id} may hold memories erased since it was taken ({len(blockers)} "
+                          "erasure(s)); it is not restored as it is",
+                          hint="restore it with repurge=True (`emergent backup restore ID --repurge`): the erased "
+                          "memories are removed from it before it goes live", backup=info.id, erasures=blockers)
+    purge_ids = retention.erased_ids(stores.sql, blockers) if blockers else []
     lock = stores.path / journal.RESTORE_LOCK
     with journal.os_lock(lock) as locked:
         if not locked:
@@ -388,10 +414,13 @@ def restore(stores: WorkspaceStores, backup_id: str, *, by: Any, release: Callab
         if (stores.path / journal.JOURNAL).exists():
             raise BackupError(f"an interrupted restore of {stores.path} has not been recovered",
                               hint="run `emergent doctor --repair` (or open the workspace again) first")
-        intent = {"backup": info.id, "sha256": info.sha256, "governance": "restored" if governance else "kept"}
+        intent = {"backup": info.id, "sha256": info.sha256, "governance": "restored" if governance else "kept",
+                  **({"repurge": {"erasures": blockers, "ids": len(purge_ids)}} if blockers else {})}
         stores.audit.append("workspace.restore", who, {**intent, "phase": "intent"}, durable=True)
         try:
-            report, fresh, rj = _restore(stores, backup_id, info, governance, release, reopen, who.key)
+            report, fresh, rj = _restore(stores, backup_id, info, governance, release, reopen, who.key, purge_ids)
+            if purge_ids:
+                report.repurged["left_after"] = _check_repurged(fresh, purge_ids, who)
         except BaseException as exc:
             with contextlib.suppress(Exception):  # the restore's own error is the one to report
                 current = reopen()
@@ -402,6 +431,7 @@ def restore(stores: WorkspaceStores, backup_id: str, *, by: Any, release: Callab
         report.duration_s = time.perf_counter() - t0
         fresh.audit.append("workspace.restored", who, {**intent, "phase": "done", "ltm_rows": report.ltm_rows,
                                                        "stm_items": report.stm_items, "sql": report.sql,
+                                                       "repurged": report.repurged,
                                                        "warnings": report.warnings}, durable=True)
         rj.mark("done")
         rj.finish()
@@ -410,7 +440,7 @@ def restore(stores: WorkspaceStores, backup_id: str, *, by: Any, release: Callab
 
 def _restore(stores: WorkspaceStores, backup_id: str, info: BackupInfo, governance: bool,
              release: Callable[[], None], reopen: Callable[[], WorkspaceStores],
-             by: str) -> tuple[RestoreReport, WorkspaceStores, journal.RestoreJournal]:
+             by: str, purge_ids: list[str]) -> tuple[RestoreReport, WorkspaceStores, journal.RestoreJournal]:
     catalogue = [asdict(b) for b in list_backups(stores.path, stores.sql)]
     lance_live = _lance_dir(stores.lance)
     sqlite_live = _sqlite_path(stores.sql)
@@ -423,6 +453,14 @@ def _restore(stores: WorkspaceStores, backup_id: str, info: BackupInfo, governan
             catalogue.append(asdict(info))
         staged = work / "x"
         stm_items = _read_stm(staged / "stm.bin") if (staged / "stm.bin").exists() else []
+        repurged: dict[str, Any] = {}
+        if purge_ids:  # erased since the backup: removed from it before it replaces anything
+            from emergent.security.retention import repurge_staged
+
+            repurged = repurge_staged(staged / "lance", purge_ids)
+            gone = set(purge_ids)
+            repurged["stm"] = sum(1 for r in stm_items if r.id in gone)
+            stm_items = [r for r in stm_items if r.id not in gone]
         sql_mode = manifest["sql"]["mode"]
         _check_embedder(stores.embedder_id, manifest)
         if sql_mode == "file" and sqlite_live is None:
@@ -472,7 +510,7 @@ def _restore(stores: WorkspaceStores, backup_id: str, info: BackupInfo, governan
     memory = fresh.memory
     report = RestoreReport(info.id, memory.ltm.count(), memory.ltm.archive.count_rows(), len(stm_items),
                            {"mode": sql_mode, **sql_counts}, governance="restored" if governance else "kept",
-                           warnings=warnings_)
+                           warnings=warnings_, repurged=repurged)
     return report, fresh, rj
 
 
@@ -490,6 +528,17 @@ def _roll_back(path: Path, release: Callable[[], None], reopen: Callable[[], Wor
     current = reopen()
     if sql_mode == "jsonl" and sql_dump.exists():
         _finish_sql(current.sql, sql_mode, sql_dump, catalogue, kept_db=None, governance=True, kept=None)
+
+
+def _check_repurged(fresh: WorkspaceStores, ids: list[str], who: Any) -> int:
+    """After a re-purged restore: the indexes dropped with the erased rows are built again, and no
+    erased id may be left (any found is erased again through memory). Returns how many were left."""
+    memory = fresh.memory
+    memory.ltm.maintain(force=True)
+    left = sorted({f["id"] for f in memory.locate(ids=ids)})
+    if left:
+        memory.erase(left, principal=who)
+    return len(left)
 
 
 def _check_embedder(configured: str, manifest: dict[str, Any]) -> None:
@@ -512,7 +561,7 @@ def _finish_sql(sql: Any, mode: str, staged: Path, catalogue: list[dict[str, Any
     """Load JSONL rows (or, for a restored SQLite file, copy back the kept governance tables from
     the database moved aside), re-insert the catalogue, keep used approvals used."""
     counts: dict[str, Any] = {}
-    keep = {AUDIT} | (set() if governance else set(GOVERNANCE))
+    keep = {AUDIT, *ALWAYS_KEPT, *RETENTION} | (set() if governance else set(GOVERNANCE))
     if mode == "jsonl":
         counts["tables"] = _sqldump.load(sql.engine, staged, keep={backups_table.name} | keep)
     elif kept_db is not None:
