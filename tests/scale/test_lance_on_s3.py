@@ -1,0 +1,167 @@
+"""Long-term memory on object storage: LanceDB tables in a bucket of moto's real S3 server, written
+and read by one workstation and by two processes (two hosts) at once; what cannot work there is
+refused with a hint."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+from _harness import PYTHON, S3, instance_env
+
+from emergent.errors import BackupError, ConfigError, StoreUnavailableError
+
+WORKER = str(Path(__file__).with_name("_worker.py"))
+
+
+def test_memory_on_s3_remember_consolidate_recall(tmp_path: Path, s3: S3) -> None:
+    from emergent import Workstation
+
+    uri = s3.bucket()
+    ws = Workstation.open(tmp_path / "home", embedder="hashing", lance_uri=uri, lance_storage_options=s3.options())
+    try:
+        rec = ws.memory.remember("the staging cluster lives in eu-west-3", importance=0.9, kind="semantic")
+        ws.memory.recall("staging cluster")  # an access: promotion needs importance or accesses
+        report = ws.memory.consolidate(principal=ws.principal)
+        assert report.promoted >= 1
+        assert ws.memory.ltm.count() >= 1
+        hits = ws.memory.recall("where is the staging cluster", k=3)
+        assert hits and "eu-west-3" in hits[0].record.text
+        assert hits[0].record.id == rec.id or "eu-west-3" in hits[0].record.text
+    finally:
+        ws.close()
+    keys = s3.keys(uri)
+    assert any("/memories.lance/_versions/" in k for k in keys), keys[:20]
+    assert not (tmp_path / "home" / "lance").exists()  # nothing of LanceDB was written locally
+
+
+class Worker:
+    """A workstation in its own process (another host), driven one JSON line at a time."""
+
+    def __init__(self, home: Path, env: dict[str, str]) -> None:
+        home.mkdir(parents=True, exist_ok=True)
+        self.proc = subprocess.Popen([PYTHON, WORKER], env=env, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                                     stderr=open(home / "worker.log", "wb"), text=True)  # noqa: SIM115
+        self.log = home / "worker.log"
+        assert self.read() == {"ready": True}
+
+    def read(self) -> Any:
+        assert self.proc.stdout is not None
+        line = self.proc.stdout.readline()
+        if not line:
+            raise AssertionError(f"worker exited: {self.log.read_text(errors='replace')[-2000:]}")
+        out = json.loads(line)
+        assert "error" not in out, out
+        return out
+
+    def send(self, **cmd: Any) -> None:
+        assert self.proc.stdin is not None
+        self.proc.stdin.write(json.dumps(cmd) + "\n")
+        self.proc.stdin.flush()
+
+    def call(self, **cmd: Any) -> Any:
+        self.send(**cmd)
+        return self.read()
+
+    def close(self) -> None:
+        if self.proc.poll() is None:
+            self.send(op="quit")
+            try:
+                self.proc.wait(20)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(5)
+
+
+def test_two_processes_share_long_term_memory_on_s3(tmp_path: Path, s3: S3) -> None:
+    """Two hosts: each its own home and database, one bucket. Concurrent writes all land (Lance's
+    conditional-put commits, no lost update); each sees the other's writes, also after it has
+    loaded its hot index (its version check catches up within FRESH_S + the read consistency)."""
+    uri = s3.bucket()
+    workers = []
+    for name in ("a", "b"):
+        home = tmp_path / name
+        env = instance_env(home, sql_url=f"sqlite:///{home / 'emergent.db'}", redis_url="", lance_uri=uri,
+                           lance_options=s3.options(), workspace_id="shared")
+        env.pop("EMERGENT_REDIS_URL")
+        workers.append(Worker(home, env))
+    a, b = workers
+    try:
+        a.call(op="remember", texts=["seed memory about the lighthouse keeper"])  # creates the tables
+        assert b.call(op="recall", q="lighthouse keeper")["texts"][0].startswith("seed memory")  # b's hot index loaded
+        # both write at once, 12 memories each in 4 commits, racing for the same table versions
+        batches = [[f"WHO wrote fact {i} {j} about topic WHO{i}{j}" for j in range(3)] for i in range(4)]
+        for batch in batches:
+            a.send(op="remember", texts=[t.replace("WHO", "a") for t in batch])
+            b.send(op="remember", texts=[t.replace("WHO", "b") for t in batch])
+        written = {"a": [], "b": []}
+        for _ in batches:
+            written["a"] += a.read()["ids"]
+            written["b"] += b.read()["ids"]
+        # no write lost; each process's table handle re-reads the latest version once a second
+        deadline = time.monotonic() + 5
+        while (counts := (a.call(op="count")["ltm"], b.call(op="count")["ltm"])) != (25, 25):
+            assert time.monotonic() < deadline, counts
+            time.sleep(0.2)
+        # a writes once more; b (hot index loaded, partition current) must find it without a restart
+        new_id = a.call(op="remember", texts=["the harbour master keeps a red notebook"])["ids"][0]
+        deadline = time.monotonic() + 10
+        seen_after = None
+        while time.monotonic() < deadline:
+            if new_id in b.call(op="recall", q="harbour master red notebook", k=3)["ids"]:
+                seen_after = 10 - (deadline - time.monotonic())
+                break
+            time.sleep(0.2)
+        assert seen_after is not None, "b never recalled what a wrote"
+        assert seen_after < 5.0  # FRESH_S (2 s) + read consistency (1 s) + a recall
+        assert written["b"][0] in a.call(op="recall", q="b wrote fact 0 0 about topic b00", k=5)["ids"]
+    finally:
+        for w in workers:
+            w.close()
+
+
+def test_backup_of_s3_workspace_is_refused_with_a_hint(tmp_path: Path, s3: S3) -> None:
+    from emergent import Workstation
+
+    ws = Workstation.open(tmp_path / "home", embedder="hashing", lance_uri=s3.bucket(),
+                          lance_storage_options=s3.options())
+    try:
+        ws.memory.remember("something to back up", tier="ltm")
+        with pytest.raises(BackupError) as err:
+            ws.backup(by=ws.principal)
+        assert "versioning" in err.value.hint
+    finally:
+        ws.close()
+
+
+def test_missing_bucket_is_refused_with_a_hint(tmp_path: Path, s3: S3) -> None:
+    from emergent.stores.lance import LanceStore
+
+    with pytest.raises(StoreUnavailableError) as err:
+        LanceStore("s3://emergent-no-such-bucket-here/ws", storage_options=s3.options())
+    assert "bucket does not exist" in str(err.value) and "create the bucket" in err.value.hint
+
+
+def test_unreachable_object_store_is_refused_with_a_hint(tmp_path: Path, s3: S3) -> None:
+    from _harness import free_port
+
+    from emergent.stores.lance import LanceStore
+
+    options = {**s3.options(), "endpoint": f"http://127.0.0.1:{free_port()}"}
+    with pytest.raises(StoreUnavailableError) as err:
+        LanceStore(s3.bucket(), storage_options=options)
+    assert "endpoint" in err.value.hint
+
+
+def test_storage_options_without_an_object_store_uri_are_refused(tmp_path: Path) -> None:
+    from emergent.stores.lance import LanceStore
+
+    with pytest.raises(ConfigError) as err:
+        LanceStore(tmp_path / "lance", storage_options={"region": "us-east-1"})
+    assert "s3://" in err.value.hint
+    with pytest.raises(ConfigError):
+        LanceStore("s4://bucket/x")
