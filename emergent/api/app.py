@@ -82,9 +82,11 @@ def _openapi(app: FastAPI) -> dict[str, Any]:
                 continue
             responses = op["responses"]
             for status, resp in list(responses.items()):
-                if str(status)[0] in "45":
+                if str(status)[0] in "45" and _generic(resp):
                     resp["content"] = {errors.PROBLEM: {"schema": ref}}
                     resp.setdefault("description", "problem details")
+                elif str(status) == "202" and errors.PROBLEM in resp.get("content", {}):
+                    resp["content"] = {errors.PROBLEM: {"schema": ref}}
             statuses = [413, 500] if path in monitoring_paths(app) else [400, 401, 403, 404, 413, 422, 429, 500, 503]
             if path.startswith(PREFIX) and op.get("security") is None:
                 statuses = [s for s in statuses if s not in (401, 403, 429)]
@@ -93,6 +95,15 @@ def _openapi(app: FastAPI) -> dict[str, Any]:
                                                    "content": {errors.PROBLEM: {"schema": ref}}})
     app.openapi_schema = schema
     return schema
+
+
+def _generic(resp: dict[str, Any]) -> bool:
+    """A response FastAPI filled in (its 422) or one declared as problem details: described as Problem."""
+    content = resp.get("content")
+    if not content:
+        return True
+    text = repr(content)
+    return errors.PROBLEM in content or "HTTPValidationError" in text or "Problem" in text
 
 
 def monitoring_paths(app: FastAPI) -> set[str]:
