@@ -15,6 +15,7 @@ the scrape itself never fails.
 
 from __future__ import annotations
 
+import contextvars
 import logging
 import threading
 import time
@@ -177,15 +178,48 @@ def job_outcomes(rows: Iterable[Mapping[str, Any]]) -> dict[tuple[str, ...], flo
     return out
 
 
+class _Call:
+    """One source's call on its thread: its metrics, or its error, once done."""
+
+    def __init__(self) -> None:
+        self.done = threading.Event()
+        self.value: list[Metric] = []
+        self.error: BaseException | None = None
+
+    @classmethod
+    def failed(cls, error: BaseException) -> _Call:
+        call = cls()
+        call.error = error
+        call.done.set()
+        return call
+
+    def run(self, ctx: contextvars.Context, fn: Callable[[], list[Metric]]) -> None:
+        try:
+            self.value = list(ctx.run(fn))
+        except BaseException as exc:
+            self.error = exc
+        finally:
+            self.done.set()
+
+    def result(self, deadline: float) -> list[Metric]:
+        if not self.done.wait(max(0.0, deadline - time.monotonic())):
+            raise TimeoutError("no answer in time")
+        if self.error is not None:
+            raise self.error
+        return self.value
+
+
 class WorkspaceCollector(Collector):
     """Reads :class:`Sources` at each scrape."""
 
     TOOL_SETTLE_S = 120.0
     JOB_SETTLE_S = 86_400.0  # a run's failure is known when it ends: a day covers the longest notebook
 
-    def __init__(self, sources: Sources, errors: Counter) -> None:
+    def __init__(self, sources: Sources, errors: Counter, *, source_timeout_s: float = 2.5) -> None:
         self.sources = sources
         self.errors = errors
+        self.source_timeout_s = source_timeout_s
+        self._running: dict[str, _Call] = {}
         tw, jt = sources.tool_window, sources.job_totals
         self._tools = (CumulativeTotals(lambda since: tool_outcomes(tw(since)), sources.now, self.TOOL_SETTLE_S)
                        if tw else None)
@@ -201,22 +235,30 @@ class WorkspaceCollector(Collector):
             info = GaugeMetricFamily("emergent_info", "The serving process", labels=sorted(s.info))
             info.add_metric([s.info[k] for k in sorted(s.info)], 1.0)
             yield info
-        yield from self._guarded("tools", self._tool_metrics)
-        yield from self._guarded("jobs", self._job_metrics)
-        yield from self._guarded("approvals", self._approval_metrics)
-        yield from self._guarded("memory_ltm", self._ltm_metrics)
-        yield from self._guarded("memory_stm", self._stm_metrics)
-        yield from self._guarded("stores", self._store_metrics)
-        yield from self._guarded("audit", self._audit_metrics)
+        sources: list[tuple[str, Callable[[], list[Metric]]]] = [
+            ("tools", self._tool_metrics), ("jobs", self._job_metrics), ("approvals", self._approval_metrics),
+            ("memory", self._memory_metrics), ("stores", self._store_metrics), ("audit", self._audit_metrics)]
+        started = [(name, self._start(name, fn)) for name, fn in sources]  # all at once, one deadline
+        deadline = time.monotonic() + self.source_timeout_s
+        for name, call in started:
+            try:
+                yield from call.result(deadline)
+            except Exception as exc:  # one failing source must not fail the scrape
+                log.warning("metrics source %s failed: %s: %s", name, type(exc).__name__, exc)
+                self.errors.labels(name).inc()
         yield from self.errors.collect()  # last: this scrape's failures are in it
 
-    def _guarded(self, source: str, fn: Callable[[], list[Metric]]) -> list[Metric]:
-        try:
-            return fn()
-        except Exception as exc:  # one failing source must not fail the scrape
-            log.warning("metrics source %s failed: %s: %s", source, type(exc).__name__, exc)
-            self.errors.labels(source).inc()
-            return []
+    def _start(self, source: str, fn: Callable[[], list[Metric]]) -> _Call:
+        """``fn()`` on a thread of its own: a store that hangs costs a scrape ``source_timeout_s`` once,
+        and is not asked again while the earlier call still hangs."""
+        previous = self._running.get(source)
+        if previous is not None and not previous.done.is_set():
+            return _Call.failed(TimeoutError(f"still waiting on the call of an earlier scrape "
+                                              f"(over {self.source_timeout_s:g} s)"))
+        call = self._running[source] = _Call()
+        ctx = contextvars.copy_context()  # the scrape's trace and request id go with it
+        threading.Thread(target=call.run, args=(ctx, fn), name=f"metrics-{source}", daemon=True).start()
+        return call
 
     def _tool_metrics(self) -> list[Metric]:
         if self._tools is None:
@@ -247,19 +289,15 @@ class WorkspaceCollector(Collector):
                                   "How long the oldest pending approval request has waited (0: none)",
                                   value=max(0.0, now - min(created)) if created else 0.0)]
 
-    def _ltm_metrics(self) -> list[Metric]:
-        if self.sources.ltm_rows is None:
-            return []
-        return [GaugeMetricFamily("emergent_memory_ltm_rows", "Rows of long-term memory",
-                                  value=self.sources.ltm_rows())]
-
-    def _stm_metrics(self) -> list[Metric]:
-        if self.sources.stm_items is None:
-            return []
-        items = self.sources.stm_items()
-        if items is None:
-            return []
-        return [GaugeMetricFamily("emergent_memory_stm_items", "Items in short-term memory", value=items)]
+    def _memory_metrics(self) -> list[Metric]:
+        out: list[Metric] = []
+        if self.sources.ltm_rows is not None:
+            out.append(GaugeMetricFamily("emergent_memory_ltm_rows", "Rows of long-term memory",
+                                         value=self.sources.ltm_rows()))
+        items = self.sources.stm_items() if self.sources.stm_items is not None else None
+        if items is not None:
+            out.append(GaugeMetricFamily("emergent_memory_stm_items", "Items in short-term memory", value=items))
+        return out
 
     def _store_metrics(self) -> list[Metric]:
         if self.sources.stores is None:

@@ -134,8 +134,8 @@ def test_a_failing_source_is_left_out_and_counted_not_a_failed_scrape(client: Te
     ws.memory.ltm.count = lambda where=None: (_ for _ in ()).throw(OSError("disk gone"))  # the store breaks
     text = scrape(client)
     assert value(text, "emergent_memory_ltm_rows") is None
-    assert value(text, "emergent_metrics_source_errors_total", source="memory_ltm") == 1
-    assert value(text, "emergent_memory_stm_items") == 0  # the others are still there
+    assert value(text, "emergent_metrics_source_errors_total", source="memory") == 1
+    assert value(text, "emergent_approvals_pending") == 0  # the other sources are still there
 
 
 def test_the_audit_chain_is_verified_and_a_broken_one_counted(client: TestClient, app: Any, ws: Any, me: Any) -> None:
