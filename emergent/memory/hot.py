@@ -35,6 +35,7 @@ search of an agent (``rebuild()`` is timed by ``emergent bench memory``).
 from __future__ import annotations
 
 import contextlib
+import io
 import json
 import logging
 import os
@@ -986,13 +987,20 @@ def _learned(row: dict[str, Any]) -> float:
     return float(value if value is not None else row["last_accessed"])
 
 
+def _snapshot_aad(agent: str) -> bytes:
+    return b"hot-snapshot/" + agent.encode()
+
+
 class HotIndex:
     """Per-agent :class:`Partition` s of one :class:`~emergent.memory.ltm.LongTermMemory`, kept coherent
     with the LanceDB table (see the module docstring)."""
 
     def __init__(self, ltm: LongTermMemory, *, exact_max: int = 20_000, ef_search: int = 128,
-                 snapshot_dir: str | os.PathLike[str] | None = None) -> None:
+                 snapshot_dir: str | os.PathLike[str] | None = None, cipher: Any = None) -> None:
         self.ltm = ltm
+        #: with a cipher (an emergent.memory._codec.Sealer) a snapshot file is one sealed blob: it holds
+        #: the texts and the BM25 vocabulary, which must not reach the disk in the clear
+        self.cipher = cipher
         self.exact_max = exact_max
         self.ef_search = ef_search
         self.snapshot_dir = os.fspath(snapshot_dir) if snapshot_dir is not None else None
@@ -1092,6 +1100,10 @@ class HotIndex:
             with part.lock:
                 if part.stale or part.version is None or part.saved == part.version:
                     continue
+                if part.live < part.size:  # a snapshot never holds deleted rows (an erasure's text)
+                    if part.size > self.exact_max:
+                        continue  # compacting would rebuild the graph at close: the next process reloads
+                    part.compact()
                 manifest = self._manifest(part.version)
                 if manifest is None:
                     continue
@@ -1105,7 +1117,12 @@ class HotIndex:
                 tmp = f"{path}.{os.getpid()}.tmp"
                 try:
                     with open(tmp, "wb") as fh:
-                        np.savez(fh, **arrays)  # type: ignore[arg-type]
+                        if self.cipher is None:
+                            np.savez(fh, **arrays)  # type: ignore[arg-type]
+                        else:
+                            buf = io.BytesIO()
+                            np.savez(buf, **arrays)  # type: ignore[arg-type]
+                            fh.write(self.cipher.seal(buf.getvalue(), _snapshot_aad(name)))
                     os.replace(tmp, path)
                 except OSError as exc:  # a cache: a full disk costs the next process a reload, nothing else
                     log.warning("could not write the hot index snapshot %s: %s", path, exc)
@@ -1122,7 +1139,11 @@ class HotIndex:
         if path is None or not os.path.exists(path):
             return False
         try:
-            with np.load(path, allow_pickle=False) as data:
+            source: Any = path
+            if self.cipher is not None:  # a plaintext snapshot fails to open here and is rebuilt
+                with open(path, "rb") as fh:
+                    source = io.BytesIO(self.cipher.open(fh.read(), _snapshot_aad(part.agent)))
+            with np.load(source, allow_pickle=False) as data:
                 header = json.loads(bytes(data["header"]).decode())
                 if header.get("format") != SNAPSHOT_FORMAT or header.get("embedder") != self.ltm.embedder_id \
                         or header.get("dim") != self.ltm.dim or header.get("exact_max") != self.exact_max:

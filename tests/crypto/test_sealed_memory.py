@@ -65,11 +65,15 @@ def test_planted_secret_is_in_no_file_on_disk_and_recall_still_finds_it(home: Pa
     rec = ws.memory.get(ids["ltm"], scope=SCOPE)  # type: ignore[attr-defined]
     assert rec.meta == {"note": SECRET} and rec.text.startswith(SECRET)
     ws.memory.ltm.maintain(force=True)  # type: ignore[attr-defined]  # indexes (FTS included) are on disk too
+    assert _recalled(ws) == set(ids.values())  # the hot index caught up with that version: close saves it
     ws.close()  # type: ignore[attr-defined]
     assert _files_holding_secret(home, tmp_path / "audit-anchor") == []
-    ws = _open(home)  # a new process: the hot index is rebuilt from the sealed table
+    snapshots = list((home / "cache" / "hot").glob("*.npz"))
+    assert snapshots and all(p.read_bytes()[:4] == b"EGC\x01" for p in snapshots)  # the hot index's cache, sealed
+    ws = _open(home)  # a new process: the hot index loads its sealed snapshot
     try:
         assert _recalled(ws) == set(ids.values())
+        assert ws.memory.ltm.hot.loaded_snapshots == 1  # type: ignore[attr-defined]
         assert ws.memory.get(ids["big"], scope=SCOPE).text == (SECRET + ". ") * 2000  # type: ignore[attr-defined]
     finally:
         ws.close()  # type: ignore[attr-defined]
