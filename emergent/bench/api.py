@@ -1,0 +1,469 @@
+"""The REST API under load, on loopback, bounded in time: ``emergent bench api [--json] [--quick]``.
+
+Servers are real ``emergent serve`` processes (uvicorn) on a fresh temporary workspace seeded with
+long-term memories (hashing embedder: the figures measure the API and the services, not a model);
+the client is an **open-loop** load generator (``httpx`` async): requests leave on a fixed schedule
+whatever the answers do, and each latency runs from the request's *scheduled* time, so a slow server
+is not hidden by a client that waits for it (no coordinated omission). The mix cycles through four
+endpoints: ``recall`` (``GET /v1/memory/recall``), ``remember`` (``POST /v1/memory``, short-term),
+``tool_call`` (``POST /v1/tools/memory.recall/call``: the whole gate) and ``health``
+(``GET /healthz``).
+
+- ``p95_ms_by_endpoint``: at ``rate_rps`` (200) for ``duration_s`` (60) against one instance.
+- ``in_process_p95_ms_by_endpoint``: the same service calls (``ws.memory.recall``,
+  ``ws.memory.remember``, ``ws.tools.call("memory.recall")``) made in this process on the same
+  workspace, one at a time, same run; ``api_over_in_process_p95`` is the ratio (target ≤ 2 for
+  recall and tool calls; every endpoint ≤ 200 ms).
+- ``error_rate``: answers that are not 2xx, and transport errors, over all requests (target 0).
+- ``rss_growth_mb_10min``: the instance's resident memory after a ``soak_s`` (600) soak at the same
+  rate minus before it (target < 50).
+- ``two_instances_throughput_ratio``: closed-loop throughput (``concurrency`` requests in flight)
+  of two instances behind nginx over one instance behind the same nginx configuration, same mix;
+  the instances share the workspace (one host: SQLite, the LanceDB directory, the embedded
+  short-term memory). Without nginx it is null, and says why.
+
+``--quick`` shortens every phase (seconds, 50 req/s) so the whole bench runs in well under a
+minute: it checks that everything works; its figures mean little.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from collections import Counter
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from emergent.bench import Row, percentile, ratio
+
+ENDPOINTS = ("recall", "remember", "tool_call", "health")
+QUERIES = ("deploy rollback", "on-call rotation", "database migration", "incident review", "release notes",
+           "cache eviction", "rate limits", "backup window")
+TOPICS = ("deploy", "rollback", "on-call", "database", "migration", "incident", "release", "cache", "rate",
+          "backup", "index", "schema", "latency", "queue", "token", "audit")
+
+
+@dataclass(frozen=True)
+class Plan:
+    rate_rps: float = 200.0
+    duration_s: float = 60.0
+    warmup_s: float = 5.0
+    soak_s: float = 600.0
+    rss_every_s: float = 10.0
+    throughput_s: float = 20.0
+    concurrency: int = 32
+    in_process_n: int = 300
+    seed_memories: int = 2000
+
+    @classmethod
+    def quick(cls) -> Plan:
+        return cls(rate_rps=50.0, duration_s=3.0, warmup_s=1.0, soak_s=3.0, rss_every_s=0.5, throughput_s=2.0,
+                   concurrency=8, in_process_n=30, seed_memories=200)
+
+
+# ------------------------------------------------------------------------------ processes
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def _wait_port(port: int, proc: subprocess.Popen[bytes], what: str, log: Path, timeout: float = 120.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"{what} exited ({proc.returncode}): {log.read_text(errors='replace')[-2000:]}")
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=0.2):
+                return
+        except OSError:
+            time.sleep(0.05)
+    raise RuntimeError(f"{what} did not listen on port {port} within {timeout:.0f} s")
+
+
+def _stop(proc: subprocess.Popen[bytes], sig: int = signal.SIGTERM) -> None:
+    if proc.poll() is not None:
+        return
+    with contextlib.suppress(ProcessLookupError):
+        proc.send_signal(sig)
+    try:
+        proc.wait(15)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait(5)
+
+
+_UVICORN = ("import sys, uvicorn; from emergent import Workstation; from emergent.api.app import create_app; "
+            "uvicorn.run(create_app(Workstation.open(sys.argv[1])), host='127.0.0.1', port=int(sys.argv[2]), "
+            "log_level='warning', access_log=False)")
+
+
+def server_command(home: Path, port: int) -> tuple[list[str], str]:
+    """How an instance is started: ``emergent serve`` when this emergent has it, else uvicorn on
+    ``create_app`` (what ``emergent serve`` runs), named in the result."""
+    import importlib.util
+
+    if importlib.util.find_spec("emergent.cli.serve") is not None:
+        cli = "import sys; from emergent.cli import main; sys.exit(main(sys.argv[1:]))"
+        return ([sys.executable, "-c", cli, "serve", "--home", str(home), "--host", "127.0.0.1", "--port", str(port)],
+                "emergent serve")
+    return [sys.executable, "-c", _UVICORN, str(home), str(port)], "uvicorn emergent.api.app:create_app"
+
+
+class Instance:
+    def __init__(self, home: Path, env: dict[str, str], name: str) -> None:
+        self.port = _free_port()
+        self.log = home.parent / f"serve-{name}.log"
+        cmd, self.kind = server_command(home, self.port)
+        self.proc = subprocess.Popen(cmd, env=env, stdout=open(self.log, "wb"), stderr=subprocess.STDOUT)  # noqa: SIM115
+        self.name = name
+
+    def wait(self) -> None:
+        _wait_port(self.port, self.proc, f"instance {self.name}", self.log)
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def rss_mb(self) -> float:
+        try:
+            with open(f"/proc/{self.proc.pid}/status", encoding="ascii") as fh:
+                for line in fh:
+                    if line.startswith("VmRSS:"):
+                        return int(line.split()[1]) / 1024
+        except OSError:
+            pass
+        return float("nan")
+
+    def close(self) -> None:
+        _stop(self.proc)
+
+
+NGINX_CONF = """worker_processes 1;
+error_log {prefix}/error.log error;
+pid {prefix}/nginx.pid;
+events {{ worker_connections 4096; }}
+http {{
+    access_log off;
+    client_body_temp_path {prefix}/body; proxy_temp_path {prefix}/proxy; fastcgi_temp_path {prefix}/fcgi;
+    uwsgi_temp_path {prefix}/uwsgi; scgi_temp_path {prefix}/scgi;
+    upstream emergent {{
+{servers}
+        keepalive 64;
+        keepalive_timeout 4s;
+    }}
+    server {{
+        listen 127.0.0.1:{port};
+        location / {{
+            proxy_pass http://emergent;
+            proxy_http_version 1.1;
+            proxy_set_header Connection "";
+            proxy_next_upstream error timeout http_502 http_503 http_504;
+            proxy_buffering off;
+        }}
+    }}
+}}
+"""
+
+
+class Nginx:
+    def __init__(self, prefix: Path, binary: str, upstreams: list[int]) -> None:
+        prefix.mkdir(parents=True, exist_ok=True)
+        self.port = _free_port()
+        servers = "\n".join(f"        server 127.0.0.1:{p};" for p in upstreams)
+        conf = prefix / "nginx.conf"
+        conf.write_text(NGINX_CONF.format(prefix=prefix, servers=servers, port=self.port))
+        log = prefix / "stderr.log"
+        self.proc = subprocess.Popen([binary, "-c", str(conf), "-p", str(prefix), "-g", "daemon off;"],
+                                     stdout=subprocess.DEVNULL, stderr=open(log, "wb"))  # noqa: SIM115
+        _wait_port(self.port, self.proc, "nginx", log, timeout=20)
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def close(self) -> None:
+        _stop(self.proc, signal.SIGQUIT)
+
+
+def nginx_binary() -> str | None:
+    found = shutil.which("nginx")
+    if found:
+        return found
+    return "/usr/sbin/nginx" if os.access("/usr/sbin/nginx", os.X_OK) else None
+
+
+# ------------------------------------------------------------------------------ load
+class Mix:
+    """The requests of the mix, cycled: the i-th request of the run is ``ENDPOINTS[i % 4]``."""
+
+    def __init__(self, token: str, endpoints: tuple[str, ...] = ENDPOINTS) -> None:
+        self.headers = {"Authorization": f"Bearer {token}"}
+        self.endpoints = endpoints
+
+    def request(self, i: int) -> tuple[str, str, str, dict[str, Any]]:
+        """(endpoint, method, path, httpx keyword arguments) of request ``i``."""
+        ep = self.endpoints[i % len(self.endpoints)]
+        q = QUERIES[(i // len(self.endpoints)) % len(QUERIES)]
+        if ep == "recall":
+            return ep, "GET", "/v1/memory/recall", {"params": {"query": q, "k": 5}}
+        if ep == "remember":
+            return ep, "POST", "/v1/memory", {"json": {"text": f"bench note {i} about {TOPICS[i % len(TOPICS)]}",
+                                                       "tier": "stm"}}
+        if ep == "tool_call":
+            return ep, "POST", "/v1/tools/memory.recall/call", {"json": {"args": {"query": q, "k": 5}}}
+        return ep, "GET", "/healthz", {}
+
+
+@dataclass
+class LoadResult:
+    latencies_ms: dict[str, list[float]]
+    statuses: Counter[str]
+    sent: int
+    elapsed_s: float
+
+    @property
+    def errors(self) -> int:
+        return sum(n for s, n in self.statuses.items() if not s.startswith("2"))
+
+
+def _client(base: str, mix: Mix, connections: int) -> Any:
+    import httpx
+
+    limits = httpx.Limits(max_connections=connections, max_keepalive_connections=connections)
+    return httpx.AsyncClient(base_url=base, headers=mix.headers, limits=limits, timeout=30.0)
+
+
+async def _open_loop(base: str, mix: Mix, rate: float, duration: float, start_i: int = 0,
+                     tick: Callable[[float], None] | None = None) -> LoadResult:
+    lat: dict[str, list[float]] = {ep: [] for ep in mix.endpoints}
+    statuses: Counter[str] = Counter()
+    loop = asyncio.get_running_loop()
+
+    async with _client(base, mix, 512) as client:
+        async def one(i: int, scheduled: float) -> None:
+            ep, method, path, kw = mix.request(i)
+            try:
+                r = await client.request(method, path, **kw)
+                status = str(r.status_code)
+            except Exception as exc:  # a transport error is an error of the run, counted by type
+                status = type(exc).__name__
+            statuses[status] += 1
+            if status.startswith("2"):
+                lat[ep].append((loop.time() - scheduled) * 1000)
+
+        tasks: list[asyncio.Task[None]] = []
+        t0 = loop.time()
+        n = int(rate * duration)
+        next_tick = t0
+        for k in range(n):
+            scheduled = t0 + k / rate
+            delay = scheduled - loop.time()
+            if delay > 0:
+                await asyncio.sleep(delay)
+            tasks.append(asyncio.create_task(one(start_i + k, scheduled)))
+            if tick is not None and loop.time() >= next_tick:
+                tick(loop.time() - t0)
+                next_tick += 1.0
+        await asyncio.gather(*tasks)
+        return LoadResult(lat, statuses, n, loop.time() - t0)
+
+
+async def _closed_loop(base: str, mix: Mix, concurrency: int, duration: float) -> tuple[int, int, float]:
+    """(2xx answers, other answers, seconds) with ``concurrency`` requests always in flight."""
+    ok = bad = 0
+    loop = asyncio.get_running_loop()
+    async with _client(base, mix, concurrency) as client:
+        t0 = loop.time()
+        end = t0 + duration
+        counter = iter(range(10**9))
+
+        async def worker() -> None:
+            nonlocal ok, bad
+            while loop.time() < end:
+                _ep, method, path, kw = mix.request(next(counter))
+                try:
+                    r = await client.request(method, path, **kw)
+                    if 200 <= r.status_code < 300:
+                        ok += 1
+                    else:
+                        bad += 1
+                except Exception:  # counted, not raised: throughput is what answered
+                    bad += 1
+
+        await asyncio.gather(*(worker() for _ in range(concurrency)))
+        return ok, bad, loop.time() - t0
+
+
+# ------------------------------------------------------------------------------ the bench
+@contextlib.contextmanager
+def _workspace(plan: Plan) -> Iterator[tuple[Path, str]]:
+    """A temporary workspace with seeded long-term memories and an admin token."""
+    from emergent import Workstation
+
+    with tempfile.TemporaryDirectory(prefix="emergent-bench-api-") as tmp:
+        home = Path(tmp) / "home"
+        home.mkdir()
+        ws = Workstation.open(home, embedder="hashing")
+        try:
+            texts = [f"note {i}: the {TOPICS[i % len(TOPICS)]} of service {i % 37} changed in week {i % 52}"
+                     for i in range(plan.seed_memories)]
+            ws.memory.ingest(texts)  # long-term memory, 512 a commit
+            _info, token = ws.tokens.create(ws.principal, "admin", by=ws.principal, label="bench api")
+        finally:
+            ws.close()
+        yield home, token
+
+
+def _in_process(home: Path, plan: Plan) -> dict[str, float | None]:
+    """p95 (ms) of the same service calls made here, one at a time."""
+    from emergent import Workstation
+
+    ws = Workstation.open(home, embedder="hashing")
+    out: dict[str, float | None] = {"health": None}
+    try:
+        me = ws.principal
+        calls: dict[str, Callable[[int], Any]] = {
+            "recall": lambda i: ws.memory.recall(QUERIES[i % len(QUERIES)], k=5),
+            "remember": lambda i: ws.memory.remember(f"in-process note {i} about {TOPICS[i % len(TOPICS)]}"),
+            "tool_call": lambda i: ws.tools.call("memory.recall", {"query": QUERIES[i % len(QUERIES)], "k": 5},
+                                                 principal=me, wait=False),
+        }
+        for name, fn in calls.items():
+            for i in range(max(5, plan.in_process_n // 10)):  # warm-up
+                fn(i)
+            samples = []
+            for i in range(plan.in_process_n):
+                t = time.perf_counter()
+                fn(i)
+                samples.append((time.perf_counter() - t) * 1000)
+            out[name] = percentile(samples, 95)
+    finally:
+        ws.close()
+    return out
+
+
+def bench_api(plan: Plan, *, quiet: bool = True) -> dict[str, Any]:
+    def say(msg: str) -> None:
+        if not quiet:
+            print(f"[bench api] {msg}", file=sys.stderr, flush=True)
+
+    with _workspace(plan) as (home, token):
+        env = {k: v for k, v in os.environ.items() if not k.startswith("EMERGENT_")}
+        env.update({"EMERGENT_HOME": str(home), "EMERGENT_EMBEDDER": "hashing", "HF_HUB_OFFLINE": "1",
+                    # the bench measures the service, not the per-token limit (default 600/minute)
+                    "EMERGENT_API__RATE_LIMIT": "100000000/minute", "EMERGENT_LOG_LEVEL": "WARNING"})
+        if os.environ.get("EMERGENT_AUDIT_DIR"):
+            env["EMERGENT_AUDIT_DIR"] = os.environ["EMERGENT_AUDIT_DIR"]
+        instances = [Instance(home, env, "a"), Instance(home, env, "b")]
+        proxies: list[Nginx] = []
+        mix = Mix(token)
+        try:
+            for inst in instances:
+                inst.wait()
+            a = instances[0]
+            say(f"instances up ({a.kind}); warm-up {plan.warmup_s} s")
+            asyncio.run(_open_loop(a.url, mix, plan.rate_rps, plan.warmup_s))
+            asyncio.run(_open_loop(instances[1].url, mix, plan.rate_rps, plan.warmup_s))
+            say(f"open loop: {plan.rate_rps} req/s for {plan.duration_s} s")
+            main = asyncio.run(_open_loop(a.url, mix, plan.rate_rps, plan.duration_s, start_i=10**6))
+            say("in-process baseline")
+            inproc = _in_process(home, plan)
+            say(f"soak: {plan.soak_s} s")
+            rss: list[tuple[float, float]] = [(0.0, a.rss_mb())]
+            last = [0.0]
+
+            def sample(t: float) -> None:
+                if t - last[0] >= plan.rss_every_s:
+                    rss.append((t, a.rss_mb()))
+                    last[0] = t
+
+            soak = asyncio.run(_open_loop(a.url, mix, plan.rate_rps, plan.soak_s, start_i=2 * 10**6, tick=sample))
+            rss.append((soak.elapsed_s, a.rss_mb()))
+            ratio_two: float | None = None
+            one_rps = two_rps = None
+            note = None
+            binary = nginx_binary()
+            if binary is None:
+                note = "nginx is not installed (apt-get install nginx-light): two_instances_throughput_ratio not measured"
+            else:
+                root = home.parent
+                proxies = [Nginx(root / "nginx-one", binary, [a.port]),
+                           Nginx(root / "nginx-two", binary, [i.port for i in instances])]
+                say(f"throughput: {plan.concurrency} in flight, {plan.throughput_s} s each, one then two instances")
+                ok1, _bad1, s1 = asyncio.run(_closed_loop(proxies[0].url, mix, plan.concurrency, plan.throughput_s))
+                ok2, _bad2, s2 = asyncio.run(_closed_loop(proxies[1].url, mix, plan.concurrency, plan.throughput_s))
+                one_rps, two_rps = ok1 / s1, ok2 / s2
+                ratio_two = ratio(two_rps, one_rps)
+            kind = a.kind
+        finally:
+            for p in proxies:
+                p.close()
+            for inst in instances:
+                inst.close()
+
+    p95 = {ep: percentile(main.latencies_ms[ep], 95) for ep in ENDPOINTS}
+    p50 = {ep: percentile(main.latencies_ms[ep], 50) for ep in ENDPOINTS}
+    total = main.sent + soak.sent
+    errors = main.errors + soak.errors
+    over = {ep: ratio(p95[ep], inproc[ep]) for ep in ("recall", "remember", "tool_call")  # type: ignore[arg-type]
+            if inproc.get(ep)}
+    result: dict[str, Any] = {
+        "p95_ms_by_endpoint": p95,
+        "p50_ms_by_endpoint": p50,
+        "in_process_p95_ms_by_endpoint": inproc,
+        "api_over_in_process_p95": over,
+        "rate_rps": plan.rate_rps,
+        "duration_s": plan.duration_s,
+        "achieved_rps": round(main.sent / main.elapsed_s, 1) if main.elapsed_s else None,
+        "requests": total,
+        "error_rate": errors / total if total else None,
+        "errors_by_status": {s: n for s, n in (main.statuses + soak.statuses).items() if not s.startswith("2")},
+        "rss_growth_mb_10min": rss[-1][1] - rss[0][1],
+        "soak_s": plan.soak_s,
+        "rss_mb_start": rss[0][1],
+        "rss_mb_end": rss[-1][1],
+        "rss_mb_max": max(m for _t, m in rss),
+        "two_instances_throughput_ratio": ratio_two,
+        "one_instance_rps": one_rps,
+        "two_instances_rps": two_rps,
+        "concurrency": plan.concurrency,
+        "server": kind,
+        "embedder": "hashing",
+        "targets": {"p95_ms_max": 200, "api_over_in_process_p95_max": 2.0, "error_rate": 0,
+                    "rss_growth_mb_10min_max": 50},
+    }
+    if note:
+        result["note"] = note
+    return result
+
+
+def run(args: dict[str, Any]) -> dict[str, Any]:
+    plan = Plan.quick() if args.get("quick") else Plan()
+    result = bench_api(plan, quiet=bool(args.get("quiet", True)))
+    result["quick"] = bool(args.get("quick"))
+    return result
+
+
+def table(r: dict[str, Any]) -> list[Row]:
+    rows: list[Row] = []
+    inproc = r["in_process_p95_ms_by_endpoint"]
+    for ep in ENDPOINTS:
+        base = inproc.get(ep)
+        rows.append((f"p95_ms {ep} (API at {r['rate_rps']:g} req/s)", r["p95_ms_by_endpoint"][ep], base,
+                     f"x{ratio(r['p95_ms_by_endpoint'][ep], base):.2f} (<= 2, <= 200 ms)" if base else "<= 200 ms"))
+    rows.append(("error_rate", r["error_rate"], "", "0"))
+    rows.append((f"rss_growth_mb ({r['soak_s']:g} s soak)", r["rss_growth_mb_10min"], r["rss_mb_start"], "< 50"))
+    rows.append(("two_instances_throughput_ratio", r["two_instances_throughput_ratio"], r["one_instance_rps"],
+                 f"{r['two_instances_rps'] or 0:.0f} req/s with two"))
+    return rows
