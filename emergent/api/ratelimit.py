@@ -61,7 +61,7 @@ class RateLimiter:
         self.redis = redis
         self.prefix = prefix
         self._lock = threading.Lock()
-        self._tat: dict[str, float] = {}
+        self._tat: dict[str, int] = {}
         self._script = redis.register_script(GCRA) if redis is not None else None
 
     @property
@@ -88,13 +88,15 @@ class RateLimiter:
         return 0.0 if int(allowed) else int(wait_us) / 1e6
 
     def _local_hit(self, token_id: str) -> float:
-        now = time.monotonic()
+        # integer nanoseconds: with floats, (now + T) - T can come out above now and refuse a first request
+        now = time.monotonic_ns()
+        interval, window = int(self.interval * 1e9), int(self.period * 1e9)
         with self._lock:
             tat = max(self._tat.get(token_id, now), now)
-            new_tat = tat + self.interval
-            allow_at = new_tat - self.period
+            new_tat = tat + interval
+            allow_at = new_tat - window
             if now < allow_at:
-                return allow_at - now
+                return (allow_at - now) / 1e9
             self._tat[token_id] = new_tat
             if len(self._tat) > 100_000:  # forget the tokens whose bucket is full again
                 self._tat = {k: v for k, v in self._tat.items() if v > now}
