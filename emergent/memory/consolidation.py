@@ -77,10 +77,14 @@ def _dedup_batch(batch: list[MemoryRecord], threshold: float) -> tuple[list[Memo
     return [batch[i] for i in survivors], alias
 
 
-def promote(memory: Memory, agent: str, now: float, report: ConsolidationReport) -> None:
+def promote(memory: Memory, agent: str, now: float, report: ConsolidationReport, *,
+            evicted: list[MemoryRecord] | None = None, live_items: bool = True) -> None:
+    """``evicted``: items already drained (an erasure judges the survivors of its drain now);
+    ``live_items=False``: leave the live short-term items alone."""
     stm, ltm, cfg = memory.stm, memory.ltm, memory.config
-    live = stm.scan(agent)
-    evicted = stm.drain_evicted(agent)
+    live = stm.scan(agent) if live_items else []
+    if evicted is None:
+        evicted = stm.drain_evicted(agent)
     report.evicted_seen += len(evicted)
     chosen = [r for r in [*live, *evicted] if _should_promote(r, memory) and r.vector is not None]
     chosen.sort(key=lambda r: (-r.importance, r.created_at))  # the survivor of a merge is the strongest

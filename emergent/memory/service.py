@@ -785,6 +785,132 @@ class Memory:
         self._log("forget", scope, n, t0)
         return n
 
+    # ================================================================== erasure (emergent.security.retention)
+    def locate(self, *, ids: Sequence[str] | None = None, scope: Scope | str | dict[str, Any] | None = None,
+               user: str | None = None, kinds: Sequence[Kind | str] | None = None,
+               learned_before: float | None = None) -> list[dict[str, Any]]:
+        """Where memories are (no text): ``{id, agent, user, session, kind, learned_at, tier}`` for short-term
+        items (live and evicted are not told apart: ``stm``), long-term rows (``ltm``) and archived
+        ones (``archive``) matching every filter given: ``ids``, ``scope`` (its fields), ``user`` (in
+        every agent), ``kinds``, learned before ``learned_before``. One of ids, scope, user and
+        learned_before is required."""
+        if ids is None and scope is None and user is None and learned_before is None:
+            raise ValidationError("locate() needs ids, a scope, a user or learned_before",
+                                  hint="never every memory by accident")
+        sc = Scope.of(scope) if scope is not None else None
+        if user is not None:
+            Scope("x", user)  # validates the name
+        kind_list = [check_kind(k) for k in kinds] if kinds else None
+        wanted = set(ids) if ids is not None else None
+
+        def keep(agent: str, user_id: str | None, session: str | None, kind: str, learned: float, id_: str) -> bool:
+            return ((wanted is None or id_ in wanted) and (sc is None or sc.contains(_scope_of(agent, user_id, session)))
+                    and (user is None or user_id == user) and (not kind_list or kind in kind_list)
+                    and (learned_before is None or learned < learned_before))
+
+        out: list[dict[str, Any]] = []
+        agents = [sc.agent] if sc is not None else self.stm.agents()
+        seen: set[str] = set()
+        for agent in agents:
+            for rec in [*self.stm.scan(agent), *_parked(self.stm, agent)]:
+                if rec.id not in seen and keep(rec.scope.agent, rec.scope.user, rec.scope.session, rec.kind.value,
+                                               rec.learned_at, rec.id):
+                    seen.add(rec.id)
+                    out.append({"id": rec.id, "agent": rec.scope.agent, "user": rec.scope.user,
+                                "session": rec.scope.session, "kind": rec.kind.value, "learned_at": rec.learned_at,
+                                "tier": "stm"})
+        parts = [sc.where()] if sc is not None else []
+        if user is not None:
+            parts.append(f"user_id = '{user}'")
+        if kind_list:
+            parts.append("kind IN (" + ", ".join(f"'{k.value}'" for k in kind_list) + ")")
+        if learned_before is not None:
+            parts.append(f"learned_at < {float(learned_before)!r}")
+        cols = ["id", "agent", "user_id", "session_id", "kind", "learned_at", "last_accessed"]
+        chunks: list[list[str] | None] = [None] if ids is None else \
+            [list(ids)[i : i + 1000] for i in range(0, len(ids), 1000)]
+        for tier, table in (("ltm", self.ltm.table), ("archive", self.ltm.archive)):
+            for chunk in chunks:
+                where = " AND ".join(parts + ([f"id IN ({', '.join(_sq(i) for i in chunk)})"] if chunk else []))
+                q = table.search()
+                if where:
+                    q = q.where(where)
+                rows = q.select(cols).limit(max(table.count_rows(), 1)).to_arrow().to_pylist()
+                for r in rows:
+                    learned = r["last_accessed"] if r.get("learned_at") is None else r["learned_at"]
+                    if keep(r["agent"], r["user_id"], r["session_id"], r["kind"], learned, r["id"]):
+                        out.append({"id": r["id"], "agent": r["agent"], "user": r["user_id"],
+                                    "session": r["session_id"], "kind": r["kind"], "learned_at": learned, "tier": tier})
+        return out
+
+    def erase(self, ids: Sequence[str] | None = None, *, principal: Any, user: str | None = None,
+              scope: Scope | str | dict[str, Any] | None = None, keep_history: Any = None) -> dict[str, Any]:
+        """Delete memories everywhere memory keeps them: by ``ids``, or every memory of ``user`` (in
+        every agent) or of ``scope`` (exactly one selector). Short-term items (live, and evicted ones:
+        those of the selector are dropped, the others judged for promotion now instead of at the next
+        consolidation, so nothing erased comes back), long-term rows and archived ones, the data files
+        and index entries that held them, and every older table version (``keep_history``, a timedelta,
+        keeps younger versions: a retention purge; None keeps none, so no rewind reaches them: see
+        :mod:`emergent.memory.erasure`); the hot index catches up in every process and its snapshots
+        of those agents are deleted. Listeners hear ``forget``. Audited as ``memory.erase`` with the
+        ids, never the text. Returns counts and ``ids`` (every id erased)."""
+        from datetime import timedelta
+
+        from emergent.memory import erasure
+        from emergent.memory.consolidation import ConsolidationReport, promote
+
+        who = verified(self.principals, principal)
+        if sum(x is not None for x in (ids, user, scope)) != 1:
+            raise ValidationError("erase() takes exactly one of ids, user and scope",
+                                  hint="never every memory by accident: name the ids, the user or the scope")
+        if ids is not None:
+            ids = [ids] if isinstance(ids, str) else list(dict.fromkeys(ids))
+            if not ids or any(not isinstance(i, str) or not i for i in ids):
+                raise ValidationError("erase() needs a list of non-empty id strings", field="ids")
+        sc = Scope.of(scope) if scope is not None else None
+        found = self.locate(ids=ids, user=user, scope=sc)
+        agents = sorted({f["agent"] for f in found} | ({sc.agent} if sc is not None else set()))
+        if who.is_agent and (any(a != who.id for a in agents) or user is not None):
+            raise ScopeError(f"{who.key} may erase only in its own memory scope ({who.id!r})",
+                             hint="a human erases in other scopes", principal=who.key)
+        wanted = set(ids or ())
+
+        def selected(rec: MemoryRecord) -> bool:
+            return rec.id in wanted or (user is not None and rec.scope.user == user) or \
+                (sc is not None and sc.contains(rec.scope))
+
+        keep = None if keep_history is None else timedelta(seconds=float(
+            keep_history.total_seconds() if isinstance(keep_history, timedelta) else keep_history))
+        # the selector's kind only: a user name is personal data (emergent.security.retention keeps its hash)
+        intent = {"selector": "ids" if ids is not None else "user" if user is not None else "scope",
+                  "agents": agents, "ids": [f["id"] for f in found][:AUDIT_IDS],
+                  "count": len(found), "keep_history_s": None if keep is None else keep.total_seconds()}
+        with recorded(self.audit, "memory.erase", who, intent) as outcome:
+            self.flush()
+            doomed = {f["id"] for f in found}
+            unseen = user is not None or bool(wanted - doomed)  # maybe only in an evicted list: look everywhere
+            stm, survivors = 0, {}
+            for agent in sorted(set(agents) | (set(self.stm.agents()) if unseen else set())):
+                live = [r.id for r in self.stm.scan(agent) if r.id in doomed or selected(r)]
+                stm += self.stm.delete(agent, live)
+                evicted = self.stm.drain_evicted(agent)
+                dropped = {r.id for r in evicted if r.id in doomed or selected(r)}
+                doomed |= dropped | set(live)
+                survivors[agent] = [r for r in evicted if r.id not in dropped]
+            all_ids = sorted(doomed)
+            done = erasure.erase_ltm(self.ltm, all_ids, keep=keep) if all_ids else {
+                "ltm": 0, "archive": 0, "rewritten_rows": 0, "indexes_rebuilt": [], "agents": []}
+            for agent, kept in survivors.items():
+                if kept:  # judged now, as the next consolidation would (promoted or let go)
+                    promote(self, agent, self.clock.now(), ConsolidationReport(), evicted=kept, live_items=False)
+            scrubbed = erasure.scrub_stm(self.stm)
+            outcome.update(stm=stm, ltm=done["ltm"], archive=done["archive"], rewritten_rows=done["rewritten_rows"],
+                           indexes_rebuilt=done["indexes_rebuilt"], stm_scrubbed=scrubbed,
+                           erased=sorted(doomed)[:AUDIT_IDS])
+            if doomed:
+                self._notify("forget", sorted(doomed))
+        return {**done, "stm": stm, "stm_scrubbed": scrubbed, "ids": sorted(doomed)}
+
     # ================================================================== maintenance
     def consolidate(self, *, principal: Any, **kwargs: Any) -> Any:
         """Promote, deduplicate and archive (see :mod:`emergent.memory.consolidation`); audited
@@ -883,6 +1009,20 @@ def _short(value: Any, width: int = 40) -> str:
     r.maxstring = r.maxother = width
     r.maxlist = r.maxdict = 3
     return r.repr(value)
+def _scope_of(agent: str, user: str | None, session: str | None) -> Scope:
+    return Scope(agent, user, session)
+
+
+def _sq(value: str) -> str:
+    return "'" + value.replace("'", "''") + "'"
+
+
+def _parked(stm: Any, agent: str) -> list[MemoryRecord]:
+    """Evicted short-term items, read without draining them (a backend offering ``peek_evicted``)."""
+    peek = getattr(stm, "peek_evicted", None)
+    return list(peek(agent)) if peek is not None else []
+
+
 _WORD = re.compile(r"\w+")
 # Words too common to say anything about which short-term item answers a query.
 _STOP = frozenset(["the", "and", "for", "are", "was", "were", "you", "your", "with", "that", "this", "what", "when", "where", "which", "who", "whom", "how", "why", "did", "does", "has", "have", "had", "not", "but", "all", "any", "can", "our", "out", "its", "his", "her", "him", "she", "they", "them", "their", "there", "then", "than", "from", "into", "about", "would", "could", "should", "will", "just", "also", "been", "being", "some"])
