@@ -125,5 +125,6 @@ def reembed(embedder: str = typer.Option(..., help="the new embedder id, e.g. mi
     with workstation(home) as ws:  # who re-embeds, recorded before the tables are rewritten
         audit, who = ws.audit, ws.principal
         with recorded(audit, "memory.reembed", who, {"embedder": embedder}) as outcome:
-            outcome["rows"] = n = run(home, embedder)
+            cipher = ws.keyring.cipher("memory.ltm") if ws.settings.security.encrypt else None
+            outcome["rows"] = n = run(home, embedder, cipher=cipher)
     typer.echo(f"re-embedded {n} memories with {embedder}")

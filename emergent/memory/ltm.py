@@ -164,6 +164,14 @@ def build_filter(scope: Scope, kinds: Sequence[Kind] | None = None, since: float
     return " AND ".join(parts)
 
 
+def unseal_payload(cipher: Sealer, row_id: str, payload: bytes) -> tuple[str, str, str]:
+    """(text, meta JSON, sources JSON) of a sealed ``payload`` (see ``LongTermMemory._stored``)."""
+    body = cipher.open(payload, row_id.encode())
+    body = _ZD.decompress(body[1:]) if body[:1] == b"z" else body[1:]
+    text, meta, sources = json.loads(body)
+    return text, meta, sources
+
+
 class LongTermMemory:
     """The ``memories`` and ``memories_archive`` tables of one LanceDB database."""
 
@@ -292,9 +300,7 @@ class LongTermMemory:
         if self.cipher is None:
             raise ConfigError(f"long-term memory {row.get('id')!r} is sealed but encryption is off",
                               hint="set EMERGENT_SECURITY__ENCRYPT=true (and the KEK it was sealed with)")
-        body = self.cipher.open(row["payload"], str(row["id"]).encode())
-        body = _ZD.decompress(body[1:]) if body[:1] == b"z" else body[1:]
-        text, meta, sources = json.loads(body)
+        text, meta, sources = unseal_payload(self.cipher, str(row["id"]), row["payload"])
         return {**row, "text": text, "payload": None, "meta": meta, "sources": sources}
 
     def _from_row(self, row: dict[str, Any], *, with_vector: bool = True) -> MemoryRecord:

@@ -21,7 +21,8 @@ import zstandard
 
 from emergent.config import load_settings
 from emergent.errors import ConfigError
-from emergent.memory.ltm import SCHEMA_VERSION, memory_schema, migrate_tables
+from emergent.memory._codec import SEALED, Sealer
+from emergent.memory.ltm import SCHEMA_VERSION, memory_schema, migrate_tables, unseal_payload
 from emergent.providers.embeddings import Embedder, get_embedder
 from emergent.stores.lance import IndexPolicy, LanceStore
 
@@ -30,13 +31,25 @@ SUFFIX = "__reembed"
 _ZD = zstandard.ZstdDecompressor()
 
 
-def _texts(batch: pa.RecordBatch) -> list[str]:
+def _texts(batch: pa.RecordBatch, cipher: Sealer | None = None) -> list[str]:
     texts = batch.column("text").to_pylist()
     payloads = batch.column("payload").to_pylist()
-    return [t if p is None else _ZD.decompress(p).decode() for t, p in zip(texts, payloads, strict=True)]
+    ids = batch.column("id").to_pylist()
+    out = []
+    for i, t, p in zip(ids, texts, payloads, strict=True):
+        if p is None:
+            out.append(t)
+        elif p[:4] == SEALED:  # sealed at rest: opened to embed, copied over still sealed
+            if cipher is None:
+                raise ConfigError(f"memory {i!r} is sealed: re-embedding needs the key ring",
+                                  hint="set EMERGENT_SECURITY__ENCRYPT=true (and the KEK it was sealed with)")
+            out.append(unseal_payload(cipher, i, p)[0])
+        else:
+            out.append(_ZD.decompress(p).decode())
+    return out
 
 
-def _copy_with_vectors(old: Any, new: Any, embedder: Embedder, batch_size: int) -> int:
+def _copy_with_vectors(old: Any, new: Any, embedder: Embedder, batch_size: int, cipher: Sealer | None = None) -> int:
     n = old.count_rows()
     if not n:
         return 0
@@ -44,7 +57,7 @@ def _copy_with_vectors(old: Any, new: Any, embedder: Embedder, batch_size: int) 
     data = old.search().select(columns).limit(n).to_arrow()
     done = 0
     for batch in data.to_batches(max_chunksize=batch_size):
-        vectors = embedder.embed(_texts(batch))
+        vectors = embedder.embed(_texts(batch, cipher))
         arrays = {name: batch.column(name) for name in columns}
         arrays["vector"] = pa.FixedSizeListArray.from_arrays(pa.array(vectors.reshape(-1)), embedder.dim)
         new.add(pa.Table.from_pydict({f.name: arrays[f.name] for f in new.schema}, schema=new.schema))
@@ -71,11 +84,13 @@ def _swap(store: LanceStore, name: str, schema: pa.Schema) -> Any:
     return table
 
 
-def reembed(home: str | Path | None, embedder_id: str, *, batch_size: int = 256, **options: Any) -> int:
+def reembed(home: str | Path | None, embedder_id: str, *, batch_size: int = 256, cipher: Sealer | None = None,
+            **options: Any) -> int:
     """Re-embed every long-term and archived memory of the workspace at ``home`` with
     ``embedder_id`` (``minilm``, ``hashing``, ``openai:<model>``); returns the rows re-embedded.
 
-    Afterwards open the workstation with the same ``EMERGENT_EMBEDDER``.
+    Afterwards open the workstation with the same ``EMERGENT_EMBEDDER``. ``cipher``: long-term memory's
+    (``memory.ltm``) when it is sealed at rest.
     """
     if batch_size < 1:
         raise ConfigError(f"batch_size must be positive, got {batch_size}")
@@ -96,7 +111,7 @@ def reembed(home: str | Path | None, embedder_id: str, *, batch_size: int = 256,
     for name, schema in schemas.items():
         new = store.open_table(name + SUFFIX, schema, SCHEMA_VERSION)
         if name in names:
-            total += _copy_with_vectors(store.db.open_table(name), new, embedder, batch_size)
+            total += _copy_with_vectors(store.db.open_table(name), new, embedder, batch_size, cipher)
     policy = IndexPolicy(ann_threshold=settings.memory.ann_index_threshold)
     for name, schema in schemas.items():
         table = _swap(store, name, schema)
