@@ -114,11 +114,13 @@ class DataKeyInfo:
 class KeyRing:
     """Data keys wrapped by the KEK, sealing and opening blobs under them (thread-safe)."""
 
-    def __init__(self, sql: Any, *, kek: bytes, audit: Any = None, clock: Clock | None = None) -> None:
+    def __init__(self, sql: Any, *, kek: bytes, audit: Any = None, clock: Clock | None = None,
+                 principals: Any = None) -> None:
         if len(kek) != 32:
             raise ConfigError(f"the key-encryption key is {len(kek)} bytes, not 32", hint=KEK_HINT)
         self.sql = sql
         self.audit = audit
+        self.principals = principals  # given: rotations are a verified human's (else ``by`` is recorded as is)
         self.clock = clock or SystemClock()
         self._kek = kek
         self._fp = fingerprint(kek)
@@ -230,12 +232,20 @@ class KeyRing:
         return Cipher(self, purpose)
 
     # ------------------------------------------------------------------ rotation
+    def _human(self, by: Any) -> Any:
+        if self.principals is None:
+            return by
+        from emergent.workspace.audited import human
+
+        return human(self.principals, by, "rotate encryption keys")
+
     def rotate_kek(self, new_kek: bytes, *, by: Any) -> int:
         """Re-wrap every data key under ``new_kek`` in one transaction (no sealed data is touched);
         returns how many keys were re-wrapped. Store the new KEK where the workspace reads it before
         the next process starts: the old one no longer opens anything."""
         if len(new_kek) != 32:
             raise ConfigError(f"the new key-encryption key is {len(new_kek)} bytes, not 32", hint=KEK_HINT)
+        by = self._human(by)
         new_fp = fingerprint(new_kek)
         n = self.check()
         if self.audit is not None:
@@ -254,6 +264,7 @@ class KeyRing:
         readable (they name their key). Returns the new key's id."""
         from emergent.audit import actor_key
 
+        by = self._human(by)
         with self.sql.connect() as conn:
             old = [r.id for r in conn.execute(sa.select(crypto_keys.c.id).where(
                 crypto_keys.c.purpose == purpose, crypto_keys.c.retired_at.is_(None)))]

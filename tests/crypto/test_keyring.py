@@ -126,3 +126,23 @@ def test_kek_from_environment_wins_over_the_file(home: Path, monkeypatch: pytest
         assert ws.keyring.kek_fingerprint == fingerprint(kek)  # type: ignore[attr-defined]
     finally:
         ws.close()  # type: ignore[attr-defined]
+
+
+def test_an_agent_cannot_rotate_keys(home: Path) -> None:
+    from emergent.errors import PrincipalError
+
+    ws = _ws(home)
+    try:
+        ring = KeyRing(ws.sql, kek=new_kek(), audit=ws.audit, clock=ws.clock,  # type: ignore[attr-defined]
+                       principals=ws.principals)  # type: ignore[attr-defined]
+        ring.seal(b"x", purpose="memory.ltm")
+        bot = ws.principals.agent("rotator", created_by=ws.principal)  # type: ignore[attr-defined]
+        with pytest.raises(PrincipalError):
+            ring.rotate_kek(new_kek(), by=bot)
+        with pytest.raises(PrincipalError):
+            ring.rotate_data_key("memory.ltm", by=bot)
+        assert len(ring.data_keys()) == 1
+        ring.rotate_data_key("memory.ltm", by=ws.principal)  # type: ignore[attr-defined]
+        assert len(ring.data_keys()) == 2
+    finally:
+        ws.close()  # type: ignore[attr-defined]
