@@ -452,7 +452,7 @@ class Workstation:
         """The assistants' runs and checkpoints in SQL (emergent.assistant.store)."""
         from emergent.assistant.store import RunStore
 
-        return RunStore(self.sql, clock=self.clock)
+        return RunStore(self.sql, clock=self.clock, cipher=self._cipher("sql.assistant_runs"))
 
     # ------------------------------------------------------------------ workflows and agents
     @functools.cached_property
@@ -591,16 +591,18 @@ class Workstation:
 
         return backup.verify(self._stores(), backup_id, by=by)
 
-    def restore(self, backup_id: str, *, by: Principal, governance: bool = False) -> RestoreReport:
+    def restore(self, backup_id: str, *, by: Principal, governance: bool = False,
+                repurge: bool = False) -> RestoreReport:
         """A human restores backup ``backup_id`` (verified first); services are rebuilt on next access.
 
         The audit chain and the governance state (pause, suspensions, policy, overrides,
         principals, approvals) stay as they are now; ``governance=True`` restores those from the
-        backup too (the audit chain still only grows)."""
+        backup too (the audit chain still only grows). A backup holding memories erased since it was taken
+        is refused unless ``repurge=True``: the erased memories are then removed from it before it goes live."""
         from emergent.workspace import backup
 
-        return backup.restore(self._stores(), backup_id, by=by, governance=governance, release=self._release,
-                              reopen=self._reopen)
+        return backup.restore(self._stores(), backup_id, by=by, governance=governance, repurge=repurge,
+                              release=self._release, reopen=self._reopen)
 
     def _release(self) -> None:
         """Close every service and store (a restore replaces their files) and forget them; the

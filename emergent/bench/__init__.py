@@ -25,7 +25,7 @@ from emergent.registry import Registry
 Row = tuple[str, Any, Any, Any]
 
 BENCHES: Registry[str] = Registry("benchmark", group="emergent.benches")
-for _name in ("memory", "locomo", "tools", "jobs", "graph", "experiments", "assistant", "mcp", "workflows", "browser"):
+for _name in ("memory", "locomo", "tools", "jobs", "graph", "experiments", "assistant", "mcp", "workflows", "browser", "api"):
     BENCHES.register(_name, f"emergent.bench.{_name}")
 
 

@@ -15,7 +15,7 @@ app = typer.Typer(no_args_is_help=False)
 # interspersed args let the options follow AREA.
 @app.callback(invoke_without_command=True, context_settings={"allow_interspersed_args": True})
 def bench(
-    area: str = typer.Argument(None, help="benchmark to run: memory, locomo, tools, jobs, graph, experiments, assistant, mcp, workflows, browser"),
+    area: str = typer.Argument(None, help="benchmark to run: memory, locomo, tools, jobs, graph, experiments, assistant, mcp, workflows, browser, api"),
     as_json: bool = typer.Option(False, "--json", help="print exactly one JSON object instead of a table"),
     size: int = typer.Option(None, "--size", min=1, help="number of items (e.g. memories) to benchmark at"),
     data: Path = typer.Option(None, "--data", envvar="EMERGENT_BENCH_LOCOMO",
