@@ -12,4 +12,10 @@ ROUTERS: tuple[str, ...] = (
     "audit",
     "assistant",
     "tokens",
+    "proposals",
+    "experiments",
+    "graph",
+    "jobs",
+    "workflows",
+    "agents",
 )
