@@ -830,6 +830,7 @@ class Memory:
         chunks: list[list[str] | None] = [None] if ids is None else \
             [list(ids)[i : i + 1000] for i in range(0, len(ids), 1000)]
         for tier, table in (("ltm", self.ltm.table), ("archive", self.ltm.archive)):
+            table.checkout_latest()  # an erasure elsewhere may have removed the files of the version held
             for chunk in chunks:
                 where = " AND ".join(parts + ([f"id IN ({', '.join(_sq(i) for i in chunk)})"] if chunk else []))
                 q = table.search()
