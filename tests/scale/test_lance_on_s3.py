@@ -165,3 +165,25 @@ def test_storage_options_without_an_object_store_uri_are_refused(tmp_path: Path)
     assert "s3://" in err.value.hint
     with pytest.raises(ConfigError):
         LanceStore("s4://bucket/x")
+
+
+def test_point_in_time_rewind_and_forget_work_on_s3(tmp_path: Path, s3: S3) -> None:
+    """The backup route docs/deploy.md names for S3 (LanceDB's own versions) works there."""
+    from emergent import Workstation
+
+    ws = Workstation.open(tmp_path / "home", embedder="hashing", lance_uri=s3.bucket(),
+                          lance_storage_options=s3.options())
+    try:
+        kept = ws.memory.remember("herons nest in the reeds", tier="ltm")
+        time.sleep(1.1)  # rewind resolves times to the last version committed at or before them
+        before = time.time()
+        time.sleep(1.1)
+        ws.memory.remember("egrets winter in the south", tier="ltm")
+        assert ws.memory.ltm.count() == 2
+        ws.memory.rewind(before, principal=ws.principal)
+        assert ws.memory.ltm.count() == 1
+        assert [h.record.id for h in ws.memory.recall("where do herons nest", k=3)] == [kept.id]
+        assert ws.memory.forget(kept.id, principal=ws.principal) == 1
+        assert ws.memory.ltm.count() == 0
+    finally:
+        ws.close()
