@@ -234,9 +234,10 @@ def cancel_task(task_id: TaskId, ws: WS, who: OperatorOrAgent) -> Any:
 
 
 @router.post("/tasks/{task_id}/resume", response_model=Task, responses=problems(404))
-def resume_task(task_id: TaskId, body: ResumeTask, ws: WS, who: OperatorOrAgent) -> Any:
+def resume_task(task_id: TaskId, ws: WS, who: OperatorOrAgent, body: ResumeTask | None = None) -> Any:
     """Continue a task in ``input-required`` once its approval was decided (unchanged while it is pending)."""
     _mine(who, ws.agents.task(task_id))
+    body = body or ResumeTask()
     return _task(ws.agents.resume(task_id, by=who.principal, wait=body.wait, timeout=body.timeout))
 
 

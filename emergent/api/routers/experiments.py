@@ -150,9 +150,9 @@ def create_config_version(namespace: Namespace, body: NewVersion, ws: WS,
 
 
 @router.post("/config/{namespace}/rollback", response_model=ConfigVersion, responses=problems(400, 401, 403, 404, 409))
-def rollback_config(namespace: Namespace, body: Rollback, ws: WS,
-                    who: Admin) -> Any:
+def rollback_config(namespace: Namespace, ws: WS, who: Admin, body: Rollback | None = None) -> Any:
     """Make the previous current version (or ``to``) current again (a person only; audited)."""
+    body = body or Rollback()
     v = ws.experiments.registry.rollback(namespace, body.to, by=who.principal, reason=body.reason)
     return _version(v, v.id)
 
@@ -194,10 +194,9 @@ def decide_experiment(experiment_id: ExperimentId, ws: WS,
 
 
 @router.post("/{experiment_id}/approve", response_model=Outcome, responses=problems(401, 403, 404, 409))
-def approve_experiment(experiment_id: ExperimentId, body: Approve, ws: WS,
-                       who: Operator) -> Any:
+def approve_experiment(experiment_id: ExperimentId, ws: WS, who: Operator, body: Approve | None = None) -> Any:
     """A person approves an adoption waiting for approval; it is carried out at once."""
-    return ws.experiments.approve(experiment_id, by=who.principal, reason=body.reason)
+    return ws.experiments.approve(experiment_id, by=who.principal, reason=(body or Approve()).reason)
 
 
 @router.post("/{experiment_id}/reject", response_model=Outcome, responses=problems(401, 403, 404, 409))

@@ -135,11 +135,23 @@ class Undone(BaseModel):
     edit: int = Field(description="the number of the edit that undid it")
 
 
+def _sees(who: Caller, namespace: str) -> bool:
+    """An agent token sees only its own agent's namespaces (``agent`` and ``agent/user``)."""
+    return not who.is_agent or namespace.partition("/")[0] == who.principal.id
+
+
 def _own(who: Caller, namespace: str) -> None:
-    """An agent token sees only its own agent's namespaces (``agent`` or ``agent/user``)."""
-    if who.role == "agent" and namespace.partition("/")[0] != who.principal.id:
+    if not _sees(who, namespace):
         raise NotFoundError(f"no graph item in namespace {namespace!r} for {who.principal.key}",
                             hint="an agent token reads its own scope only")
+
+
+def _namespace(who: Caller, scope: str | None) -> str | None:
+    """The namespace a list asks for (None: all; an agent token's are filtered by :func:`_sees`)."""
+    from emergent.graph.model import namespace_of
+
+    scoped = who.own_scope(scope) if scope is not None else None
+    return namespace_of(scoped) if scoped is not None else None
 
 
 @router.get("/stats", response_model=dict[str, int], responses=problems(401, 403))
@@ -159,13 +171,10 @@ def graph_search(ws: WS, who: ViewerOrAgent, q: Annotated[str, Query(min_length=
 
 @router.get("/nodes", response_model=Page[Node], responses=problems(400, 401, 403))
 def list_nodes(ws: WS, who: ViewerOrAgent, page: Paged, scope: ScopeQ = None) -> Any:
-    """Active nodes (of one scope's namespace), in a stable order."""
-    from emergent.graph.model import namespace_of
-
-    scoped = who.own_scope(scope)
-    ns = namespace_of(scoped) if scoped is not None else None
-    nodes = sorted(ws.graph.nodes(ns), key=lambda n: n.id)
-    return page.slice([asdict(x) for x in nodes])
+    """Active nodes (of one scope's namespace; an agent token: of its own namespaces), in a stable order."""
+    ns = _namespace(who, scope)
+    nodes = [n for n in ws.graph.nodes(ns) if _sees(who, n.namespace)]
+    return page.slice([asdict(x) for x in sorted(nodes, key=lambda n: n.id)])
 
 
 @router.get("/nodes/{node_id}", response_model=NodeDetail, responses=problems(401, 403, 404))
@@ -182,12 +191,8 @@ def get_node(node_id: ItemId, ws: WS, who: ViewerOrAgent) -> Any:
 def list_edges(ws: WS, who: ViewerOrAgent, page: Paged,
                status: Literal["active", "proposed", "rejected"] = "proposed", scope: ScopeQ = None) -> Any:
     """Edges by status; by default the inferred ones waiting for a person to accept or reject them."""
-    from emergent.graph.model import namespace_of
-
-    scoped = who.own_scope(scope)
-    edges = sorted(ws.graph.edges(status=status, namespace=namespace_of(scoped) if scoped else None),
-                   key=lambda e: e.id)
-    return page.slice([asdict(e) for e in edges])
+    edges = [e for e in ws.graph.edges(status=status, namespace=_namespace(who, scope)) if _sees(who, e.namespace)]
+    return page.slice([asdict(e) for e in sorted(edges, key=lambda e: e.id)])
 
 
 @router.get("/edits", response_model=list[Edit], responses=problems(401, 403))
@@ -222,10 +227,10 @@ def merge_nodes(body: Merge, ws: WS, who: Operator) -> Any:
 
 
 @router.post("/undo", response_model=Undone, responses=problems(400, 401, 403, 404, 409))
-def undo_edit(body: Undo, ws: WS, who: Operator) -> Any:
+def undo_edit(ws: WS, who: Operator, body: Undo | None = None) -> Any:
     """Undo an edit (the latest by default); refused while a later edit changed the same rows."""
     try:
-        return {"edit": ws.graph.undo(body.seq, principal=who.principal)}
+        return {"edit": ws.graph.undo((body or Undo()).seq, principal=who.principal)}
     except OperationalError as exc:
         if type(exc) is not OperationalError:  # a store failure stays what it is
             raise

@@ -163,7 +163,7 @@ def resume_job(name: JobName, ws: WS, who: Operator) -> Any:
 
 
 @router.post("/{name}/run", status_code=202, response_model=Run, responses=problems(400, 404, 409))
-def run_job(name: JobName, body: RunRequest, ws: WS, who: Operator) -> Any:
+def run_job(name: JobName, ws: WS, who: Operator, body: RunRequest | None = None) -> Any:
     """Start a run now (retries and chain included) and answer once it holds the job's lease: the run
     goes on in the background; follow it with GET /jobs/{name}/runs."""
     from emergent.jobs.service import new_owner
@@ -172,13 +172,13 @@ def run_job(name: JobName, body: RunRequest, ws: WS, who: Operator) -> Any:
     if state.lease_owner is not None and (state.lease_until or 0.0) > ws.clock.now():
         raise StateConflictError(f"job {name!r} is already running on {state.lease_owner}",
                                  hint=f"wait for it to finish (GET /jobs/{name}/runs) and run it again", job=name)
-    owner = new_owner("api")
+    owner, parameters = new_owner("api"), (body or RunRequest()).parameters
     done = threading.Event()
     failed: list[BaseException] = []
 
     def go() -> None:
         try:
-            ws.jobs.run(name, body.parameters, principal=who.principal, owner=owner, trigger="api")
+            ws.jobs.run(name, parameters, principal=who.principal, owner=owner, trigger="api")
         except BaseException as exc:  # noqa: BLE001 - reported to the caller while it waits, else logged by run
             failed.append(exc)
         finally:

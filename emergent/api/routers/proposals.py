@@ -119,10 +119,9 @@ def get_proposal(proposal_id: ProposalId, ws: WS, _: Viewer) -> Any:
 
 
 @router.post("/{proposal_id}/approve", response_model=Proposal, responses=problems(401, 403, 404, 409))
-def approve_proposal(proposal_id: ProposalId, body: Approve, ws: WS,
-                     who: Operator) -> Any:
+def approve_proposal(proposal_id: ProposalId, ws: WS, who: Operator, body: Approve | None = None) -> Any:
     """A person approves a pending proposal (and the approval request filed for it, used once)."""
-    return ws.proposals.approve(proposal_id, by=who.principal, reason=body.reason)
+    return ws.proposals.approve(proposal_id, by=who.principal, reason=(body or Approve()).reason)
 
 
 @router.post("/{proposal_id}/reject", response_model=Proposal, responses=problems(401, 403, 404, 409))
