@@ -238,7 +238,9 @@ class MonitoringMiddleware:
             if access_log.isEnabledFor(level):
                 access_log.log(level, "%s %s %d", method, scope.get("path", ""), code,
                                extra=logs.fields(method=method, path=scope.get("path", ""), route=route, status=code,
-                                                 duration_ms=round((end - t0) * 1000.0, 3), principal=who))
+                                                 duration_ms=round((end - t0) * 1000.0, 3), principal=who,
+                                                 trace_id=format(span.get_span_context().trace_id, "032x"),
+                                                 span_id=format(span.get_span_context().span_id, "016x")))
             tracing.unbind_tracer(tokens[1])
             context.request_id.reset(tokens[0])
 

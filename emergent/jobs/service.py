@@ -33,6 +33,7 @@ from emergent.jobs import runner
 from emergent.jobs.model import RETRYABLE, JobSpec, JobState, Run, RunStatus, next_fire
 from emergent.jobs.notify import Delivery, Notifier
 from emergent.jobs.store import JobStore
+from emergent.monitoring.tracing import traced
 from emergent.workspace.audited import recorded, verified
 
 log = logging.getLogger("emergent.jobs")
@@ -161,6 +162,7 @@ class JobService:
         return self.store.due(self.clock.now() if now is None else now, limit)
 
     # ------------------------------------------------------------------ running
+    @traced("jobs.run")
     def run(self, name: str, parameters: dict[str, Any] | None = None, *, principal: Any, owner: str | None = None,
             trigger: str = "manual") -> Run:
         """Run ``name`` now as ``principal`` (with its retries and chain) and return its last attempt."""

@@ -11,6 +11,7 @@ from typing import Any
 
 from emergent.clock import Clock, SystemClock
 from emergent.errors import PrincipalError, UsageError
+from emergent.monitoring.tracing import traced
 from emergent.principals import HOW_TO_GET_ONE, Principal
 from emergent.tools.registry import ToolRegistry, VersionInfo
 from emergent.tools.runner import Call, Layer, ToolRunner
@@ -86,6 +87,7 @@ class ToolService:
                            services=self.services, call_id=call.call_id, sandbox=box)
 
     # ------------------------------------------------------------------ calling
+    @traced("tools.call")
     def call(self, ref: str | ToolSpec, args: Any = None, **kw: Any) -> Any:
         """Run a tool through validate → policy → approval → intent → breaker → retry → execute.
 
@@ -111,6 +113,7 @@ class ToolService:
         if "principal" not in kw:
             raise PrincipalError("a tool call needs a principal (who acts); there is no default", hint=HOW_TO_GET_ONE)
 
+    @traced("tools.resume")
     def resume(self, approval_id: str) -> Any:
         return self.runner.resume(approval_id)
 
