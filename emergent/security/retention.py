@@ -413,7 +413,7 @@ def restore_blockers(sql: Any, backup_id: str, created_at: float) -> list[str]:
                                     .where(erasures_t.c.op == "erase")).all()
             judged = {r.erasure_id: bool(r.holds) for r in conn.execute(
                 sa.select(marks_t.c.erasure_id, marks_t.c.holds).where(marks_t.c.backup_id == backup_id))}
-    except sa.exc.OperationalError:  # a database without the retention tables: nothing was ever erased
+    except (sa.exc.OperationalError, sa.exc.ProgrammingError):  # no retention tables: nothing was ever erased
         return []
     out = []
     for e in erasures:

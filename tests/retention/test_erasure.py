@@ -115,3 +115,26 @@ def test_an_erased_row_leaves_the_data_file_it_shared_with_rows_that_stay(ws, me
     assert len(ws.memory.locate(user="bob")) == 40
     assert [h.text for h in ws.memory.recall("ordinary note 7 tides", scope="assistant/bob", k=1)] == \
         ["ordinary note 7 about the tides"]
+
+
+def test_the_ledger_and_policies_outlive_a_restore_on_every_database(home: Path, sql_url: str) -> None:
+    from emergent.errors import BackupError
+
+    with Workstation.open(home, embedder="hashing", database_url=sql_url) as ws:
+        me = ws.principal
+        rec = ws.memory.remember(SECRET, scope="assistant/alice", tier="ltm")
+        ws.memory.remember("bob's note", scope="assistant/bob", tier="ltm")
+        old = ws.backup(by=me)
+        ws.retention.set_policy("episodic", "assistant", 30, by=me)
+        report = ws.retention.erase(by=me, reason="request 11", user="alice")
+        assert report.ids == [rec.id] and report.backups_marked == [old.id]
+        clean = ws.backup(by=me)  # taken after the erasure: restores as it is
+        with pytest.raises(BackupError):
+            ws.restore(old.id, by=me)
+        done = ws.restore(old.id, by=me, repurge=True)
+        assert done.repurged["memories"] == 1
+        assert ws.memory.locate(user="alice") == [] and len(ws.memory.locate(user="bob")) == 1
+        assert [e["id"] for e in ws.retention.erasures()] == [report.erasure_id]
+        assert [p.max_age_days for p in ws.retention.policies()] == [30.0]  # not the backup's (none)
+        ws.restore(clean.id, by=me)
+        assert ws.memory.locate(user="alice") == []

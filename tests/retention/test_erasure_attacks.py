@@ -124,9 +124,7 @@ def test_attack_an_erased_memory_cannot_be_brought_back(ws, me, home: Path) -> N
         ws.restore(backup.id, by=me)
     assert refused.value.hint and "repurge" in refused.value.hint
     assert [e.data["backup"] for e in ws.audit.entries(kind="workspace.restore_refused")] == [backup.id]
-    from emergent.workspace import backup as backups
-
-    done = backups.restore(ws._stores(), backup.id, by=me, release=ws._release, reopen=ws._reopen, repurge=True)
+    done = ws.restore(backup.id, by=me, repurge=True)
     assert done.repurged["memories"] == 2 and done.repurged["stm"] == 1 and done.repurged["left_after"] == 0
     assert ws.memory.locate(user="alice") == []
     assert len(ws.memory.locate(user="bob")) == 50  # the rest of the backup is back
