@@ -103,33 +103,48 @@ def _stop(proc: subprocess.Popen[bytes], sig: int = signal.SIGTERM) -> None:
         proc.wait(5)
 
 
-_UVICORN = ("import sys, uvicorn; from emergent import Workstation; from emergent.api.app import create_app; "
-            "uvicorn.run(create_app(Workstation.open(sys.argv[1])), host='127.0.0.1', port=int(sys.argv[2]), "
-            "log_level='warning', access_log=False)")
+# what `emergent serve` runs, for an emergent without it: binds a free port and prints the same line
+_UVICORN = ("import socket, sys, uvicorn; from emergent import Workstation; from emergent.api.app import create_app; "
+            "app = create_app(Workstation.open(sys.argv[1])); s = socket.socket(); s.bind(('127.0.0.1', 0)); "
+            "s.listen(2048); print(f'emergent serve: http://127.0.0.1:{s.getsockname()[1]} ', flush=True); "
+            "uvicorn.Server(uvicorn.Config(app, log_level='warning')).run(sockets=[s])")
 
 
-def server_command(home: Path, port: int) -> tuple[list[str], str]:
-    """How an instance is started: ``emergent serve`` when this emergent has it, else uvicorn on
-    ``create_app`` (what ``emergent serve`` runs), named in the result."""
-    import importlib.util
+def server_command(home: Path) -> tuple[list[str], str]:
+    """How an instance is started (on a free port it picks and prints): ``emergent serve`` when this
+    emergent has it, else uvicorn on ``create_app`` (what ``emergent serve`` runs), named in the result."""
+    from emergent.cli import SUBCOMMANDS
 
-    if importlib.util.find_spec("emergent.cli.serve") is not None:
+    if "serve" in SUBCOMMANDS:
         cli = "import sys; from emergent.cli import main; sys.exit(main(sys.argv[1:]))"
-        return ([sys.executable, "-c", cli, "serve", "--home", str(home), "--host", "127.0.0.1", "--port", str(port)],
+        return ([sys.executable, "-c", cli, "serve", "--home", str(home), "--host", "127.0.0.1", "--port", "0"],
                 "emergent serve")
-    return [sys.executable, "-c", _UVICORN, str(home), str(port)], "uvicorn emergent.api.app:create_app"
+    return [sys.executable, "-c", _UVICORN, str(home)], "uvicorn emergent.api.app:create_app"
 
 
 class Instance:
     def __init__(self, home: Path, env: dict[str, str], name: str) -> None:
-        self.port = _free_port()
+        self.port = 0
         self.log = home.parent / f"serve-{name}.log"
-        cmd, self.kind = server_command(home, self.port)
-        self.proc = subprocess.Popen(cmd, env=env, stdout=open(self.log, "wb"), stderr=subprocess.STDOUT)  # noqa: SIM115
+        cmd, self.kind = server_command(home)
+        self.proc = subprocess.Popen(cmd, env={**env, "PYTHONUNBUFFERED": "1", "EMERGENT_API__INSTANCE": name},
+                                     stdout=open(self.log, "wb"), stderr=subprocess.STDOUT)  # noqa: SIM115
         self.name = name
 
-    def wait(self) -> None:
-        _wait_port(self.port, self.proc, f"instance {self.name}", self.log)
+    def wait(self, timeout: float = 120.0) -> None:
+        import re
+
+        deadline = time.monotonic() + timeout
+        while not self.port:
+            found = re.search(r"emergent serve: http://127\.0\.0\.1:(\d+) ", self.log.read_text(errors="replace"))
+            if found:
+                self.port = int(found.group(1))
+            elif self.proc.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError(f"instance {self.name} did not start (exit {self.proc.poll()}): "
+                                   f"{self.log.read_text(errors='replace')[-2000:]}")
+            else:
+                time.sleep(0.05)
+        _wait_port(self.port, self.proc, f"instance {self.name}", self.log, max(1.0, deadline - time.monotonic()))
 
     @property
     def url(self) -> str:

@@ -1,0 +1,34 @@
+"""``emergent bench api --json --quick``: the whole bench (open-loop load, in-process baseline, soak,
+one and two instances behind nginx) runs on loopback in well under a minute and prints one JSON
+object with every figure the issue names."""
+
+from __future__ import annotations
+
+import json
+import math
+import subprocess
+import sys
+
+CLI = "import sys; from emergent.cli import main; sys.exit(main(sys.argv[1:]))"
+
+
+def test_bench_api_quick_prints_every_figure(tmp_path) -> None:
+    proc = subprocess.run([sys.executable, "-c", CLI, "bench", "api", "--json", "--quick"], capture_output=True,
+                          text=True, timeout=180, cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    r = json.loads(proc.stdout)
+    endpoints = {"recall", "remember", "tool_call", "health"}
+    assert set(r["p95_ms_by_endpoint"]) == endpoints
+    for ep in endpoints:
+        p95, p50 = r["p95_ms_by_endpoint"][ep], r["p50_ms_by_endpoint"][ep]
+        assert 0 < p50 <= p95 < 30_000, (ep, p50, p95)
+    inproc = r["in_process_p95_ms_by_endpoint"]
+    assert inproc["health"] is None and all(inproc[ep] > 0 for ep in ("recall", "remember", "tool_call"))
+    assert set(r["api_over_in_process_p95"]) == {"recall", "remember", "tool_call"}
+    assert r["error_rate"] == 0, r["errors_by_status"]
+    assert r["requests"] > 0 and r["achieved_rps"] > 0.8 * r["rate_rps"]
+    assert r["rss_mb_start"] > 20 and math.isfinite(r["rss_growth_mb_10min"]) and abs(r["rss_growth_mb_10min"]) < 500
+    assert r["two_instances_throughput_ratio"] > 0 and r["one_instance_rps"] > 0 and r["two_instances_rps"] > 0
+    assert r["quick"] is True and r["soak_s"] < 60 and r["server"]
+    m = r["machine"]
+    assert m["cores"] >= 1 and m["cpu"] and "load_avg_1m" in m and "load_avg_1m_before" in m
