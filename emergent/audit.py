@@ -21,6 +21,7 @@ keeps its entries and the next ``append`` raises instead of dropping them.
 
 from __future__ import annotations
 
+import base64
 import contextlib
 import functools
 import hashlib
@@ -231,16 +232,28 @@ class HeadAnchor:
             os.replace(tmp, self.head_file)
 
 
+#: entry fields holding what people, models and tools said (a question, a tool call's arguments or
+#: result, a text): sealed at rest when the log has a cipher (EMERGENT_SECURITY__ENCRYPT); kinds,
+#: actors, ids, decisions and outcomes stay readable, and the chain verifies without the key
+SEALED_FIELDS = frozenset({"question", "args", "answer", "result", "text", "query"})
+SEALED_PREFIX = "egc1:"
+
+
 class AuditLog(BatchWriter):
-    """Append-only hash chain of decisions, approvals, overrides, tool calls and outcomes."""
+    """Append-only hash chain of decisions, approvals, overrides, tool calls and outcomes.
+
+    With ``cipher`` (``emergent.security.crypto.Cipher``) the values of :data:`SEALED_FIELDS` are
+    stored sealed (AES-GCM, bound to the entry's kind and the field) and :meth:`entries` opens them;
+    the hash chain is over what is stored, so ``verify`` needs no key."""
 
     thread_name = "audit-flush"
 
     def __init__(self, sql: Any, *, clock: Clock | None = None, flush_every: int = 512,
                  flush_interval: float | None = 1.0, anchor: HeadAnchor | None = None,
-                 busy_retry_s: float = 30.0) -> None:
+                 busy_retry_s: float = 30.0, cipher: Any = None) -> None:
         super().__init__(flush_every=flush_every, flush_interval=flush_interval)
         self.sql = sql
+        self.cipher = cipher
         self.clock = clock or SystemClock()
         self.anchor = anchor
         self.busy_retry_s = busy_retry_s
@@ -255,6 +268,8 @@ class AuditLog(BatchWriter):
         entry, when an earlier background write failed and still fails). An entry whose append
         raised is kept (nothing is dropped) but marked ``audit_write_failed``: its caller was told
         the action failed, so the entry must not read as a record of something that happened."""
+        if self.cipher is not None and not SEALED_FIELDS.isdisjoint(data):
+            data = self._sealed(kind, data)
         item = (self.clock.now(), kind, actor_key(principal), data)
         try:
             self._add(item, now=durable or self._failure is not None)
@@ -265,6 +280,25 @@ class AuditLog(BatchWriter):
                         self._buf[i] = (item[0], kind, item[2], {**data, "audit_write_failed": True})
                         break
             raise
+
+    def _sealed(self, kind: str, data: dict[str, Any]) -> dict[str, Any]:
+        out = dict(data)
+        for name in SEALED_FIELDS.intersection(data):
+            if data[name] is not None:
+                blob = self.cipher.seal(canonical(data[name]).encode(), f"{kind}/{name}".encode())
+                out[name] = SEALED_PREFIX + base64.b64encode(blob).decode()
+        return out
+
+    def _opened(self, kind: str, data: dict[str, Any]) -> dict[str, Any]:
+        """``data`` with sealed fields opened (as they are without a cipher: the sealed text shows)."""
+        if self.cipher is None:
+            return data
+        for name in SEALED_FIELDS.intersection(data):
+            value = data[name]
+            if isinstance(value, str) and value.startswith(SEALED_PREFIX):
+                blob = base64.b64decode(value[len(SEALED_PREFIX):])
+                data[name] = json.loads(self.cipher.open(blob, f"{kind}/{name}".encode()))
+        return data
 
     def _loop(self) -> None:
         assert self.flush_interval
@@ -343,8 +377,8 @@ class AuditLog(BatchWriter):
         if limit:
             q = q.limit(limit)
         with self.sql.connect() as conn:
-            return [AuditEntry(r.seq, r.at, r.kind, r.actor, json.loads(r.data), r.prev_hash, r.hash)
-                    for r in conn.execute(q)]
+            return [AuditEntry(r.seq, r.at, r.kind, r.actor, self._opened(r.kind, json.loads(r.data)), r.prev_hash,
+                               r.hash) for r in conn.execute(q)]
 
     def _iter_rows(self) -> Iterator[Any]:
         with self.sql.connect() as conn:
