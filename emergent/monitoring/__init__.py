@@ -6,7 +6,12 @@ the current request's tracer and ids through context variables (:mod:`emergent.m
 :func:`emergent.monitoring.tracing.traced`): outside a monitored request they cost one lookup.
 """
 
+from pathlib import Path
+
 from emergent.monitoring.context import bind_run, current_request_id, current_run_id
 from emergent.monitoring.tracing import span, traced
 
-__all__ = ["bind_run", "current_request_id", "current_run_id", "span", "traced"]
+#: the Prometheus alerting rules shipped with the package (``rule_files:`` in prometheus.yml)
+ALERT_RULES = Path(__file__).with_name("alerts.yml")
+
+__all__ = ["ALERT_RULES", "bind_run", "current_request_id", "current_run_id", "span", "traced"]

@@ -3,13 +3,12 @@
 from __future__ import annotations
 
 import re
-from pathlib import Path
 from typing import Any
 
 import yaml
 from fastapi.testclient import TestClient
 
-RULES = Path(__file__).resolve().parents[2] / "emergent" / "monitoring" / "alerts.yml"
+from emergent.monitoring import ALERT_RULES as RULES
 
 _KEYWORDS = {"and", "or", "unless", "by", "without", "on", "ignoring", "group_left", "group_right", "bool",
              "offset", "inf", "nan"}
