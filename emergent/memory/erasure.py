@@ -5,7 +5,8 @@ still point at it (``rewind``, time travel), and the indexes still hold their to
 :func:`erase_ltm` therefore, for the ``memories`` and ``memories_archive`` tables:
 
 1. finds the rows and the fragments (data files) that hold them (a row address is the fragment id
-   in its upper 32 bits);
+   in its upper 32 bits), and every fragment still holding rows deleted earlier (a ``forget`` only
+   marks them: ``_deletions`` names those fragments in a local table);
 2. deletes them (the live table through :class:`~emergent.memory.ltm.LongTermMemory`, so this
    process's hot index drops them at once);
 3. rewrites every other row of those fragments (a ``merge_insert`` update of the rows as stored:
@@ -90,6 +91,20 @@ def _update(table: Any, data: Any) -> Any:
     return table.merge_insert("id").when_matched_update_all().execute(data)
 
 
+def soft_deleted(table_path: str) -> set[int]:
+    """Fragments of a local table with rows deleted but still in their data file (a deletion file
+    ``_deletions/<fragment>-<version>-<n>.arrow|bin`` names them); an object-store table: none known."""
+    folder = os.path.join(table_path, "_deletions")
+    if "://" in table_path or not os.path.isdir(folder):
+        return set()
+    out = set()
+    for name in os.listdir(folder):
+        head = name.split("-", 1)[0]
+        if head.isdigit():
+            out.add(int(head))
+    return out
+
+
 def _drop_indexes(table: Any, path: str) -> list[str]:
     names = [i.name for i in table.list_indices()]
     with translated(path, "dropping indexes for a rebuild"):
@@ -117,6 +132,9 @@ def erase_ltm(ltm: Any, ids: Sequence[str], *, keep: timedelta | None = None) ->
     for part in _chunks([i for v in archived.values() for i in v]):
         with translated(ltm.archive_path, "erasing archived memories"):
             retry_commit(functools.partial(archive.delete, f"id IN ({_quoted(part)})"))
+    if keep is None:  # an erasure also finishes earlier deletes (a forgotten memory of the same person)
+        live_frags |= soft_deleted(ltm.path)
+        archive_frags |= soft_deleted(ltm.archive_path)
     rewritten = _rewrite_fragments(table, live_frags, ltm.path)
     rewritten += _rewrite_fragments(archive, archive_frags, ltm.archive_path)
     indexes = _drop_indexes(table, ltm.path) if live else []

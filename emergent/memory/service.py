@@ -899,7 +899,8 @@ class Memory:
                 doomed |= dropped | set(live)
                 survivors[agent] = [r for r in evicted if r.id not in dropped]
             all_ids = sorted(doomed)
-            done = erasure.erase_ltm(self.ltm, all_ids, keep=keep) if all_ids else {
+            # an erasure runs even when nothing live matched: older versions and data files may hold it
+            done = erasure.erase_ltm(self.ltm, all_ids, keep=keep) if all_ids or keep is None else {
                 "ltm": 0, "archive": 0, "rewritten_rows": 0, "indexes_rebuilt": [], "agents": []}
             for agent, kept in survivors.items():
                 if kept:  # judged now, as the next consolidation would (promoted or let go)

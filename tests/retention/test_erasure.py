@@ -138,3 +138,17 @@ def test_the_ledger_and_policies_outlive_a_restore_on_every_database(home: Path,
         assert [p.max_age_days for p in ws.retention.policies()] == [30.0]  # not the backup's (none)
         ws.restore(clean.id, by=me)
         assert ws.memory.locate(user="alice") == []
+
+
+def test_an_erasure_also_removes_the_bytes_of_an_earlier_forget(ws, me, home: Path) -> None:
+    # forget only marks rows deleted; a later erasure request for the same person finds nothing live,
+    # yet the text is still in a data file: the erasure finishes every earlier delete
+    ids = ws.memory.ingest([*(f"tide table {i}" for i in range(30)), {"text": SECRET, "scope": "assistant/alice"}],
+                           scope="assistant/bob")
+    ws.memory.forget(ids[-1], principal=me, scope="assistant/alice")
+    lance = home / "lance"
+    assert [p for p in lance.rglob("*.lance") if p.is_file() and SECRET.encode() in p.read_bytes()]
+    report = ws.retention.erase(by=me, reason="request 12", user="alice")
+    assert report.count == 0  # nothing live was left to find
+    assert [p for p in lance.rglob("*") if p.is_file() and SECRET.encode() in p.read_bytes()] == []
+    assert len(ws.memory.locate(user="bob")) == 30
