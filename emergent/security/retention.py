@@ -452,6 +452,7 @@ def repurge_staged(lance_dir: Path, ids: Sequence[str]) -> dict[str, int]:
         table = db.open_table(name)
         path = str(Path(lance_dir) / f"{name}.lance")
         by_agent, fragments = erasure._located(table, ids)
+        fragments |= erasure.soft_deleted(path)  # rows the backup had deleted but still held
         found = [i for v in by_agent.values() for i in v]
         for part in erasure._chunks(found):
             table.delete(f"id IN ({erasure._quoted(part)})")
