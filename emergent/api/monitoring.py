@@ -17,6 +17,7 @@ Everything lives on ``app.state.monitor`` (a :class:`Monitor`): two apps in one 
 
 from __future__ import annotations
 
+import functools
 import logging
 import re
 import threading
@@ -40,6 +41,7 @@ ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 
 access_log = logging.getLogger("emergent.api.access")
 _REQUEST_ID = re.compile(r"^[A-Za-z0-9._:/+=-]{1,128}$")  # a client's id is kept only when it is this tame
+_WANTED = frozenset({b"x-request-id", b"traceparent", b"tracestate"})
 READY_TIMEOUT_S = 2.0
 AUDIT_VERIFY_INTERVAL_S = 600.0
 
@@ -184,15 +186,15 @@ class MonitoringMiddleware:
             return
         from opentelemetry import trace
         from opentelemetry.trace import SpanKind, Status, StatusCode
-        from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
 
         mon = self.monitor
         mon.instrument()
-        headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope.get("headers", [])}
+        headers = {k.decode("latin-1"): v.decode("latin-1") for k, v in scope.get("headers", ())
+                   if k in _WANTED}  # ASGI header names are lower-case
         given = headers.get("x-request-id", "")
         rid = given if _REQUEST_ID.match(given) else uuid.uuid4().hex
         method = scope.get("method", "GET")
-        parent = TraceContextTextMapPropagator().extract(headers)
+        parent = _propagator().extract(headers) if "traceparent" in headers else None
         span = mon.tracer.start_span(method, context=parent, kind=SpanKind.SERVER,
                                      attributes={"http.request.method": method, "url.path": scope.get("path", ""),
                                                  "emergent.request_id": rid})
@@ -243,6 +245,13 @@ class MonitoringMiddleware:
                                                  span_id=format(span.get_span_context().span_id, "016x")))
             tracing.unbind_tracer(tokens[1])
             context.request_id.reset(tokens[0])
+
+
+@functools.cache
+def _propagator() -> Any:
+    from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
+
+    return TraceContextTextMapPropagator()
 
 
 def route_template(scope: Scope) -> str:
