@@ -124,7 +124,7 @@ def test_plain_redis_client_cannot_talk_to_the_tls_port(tls_redis: tuple[int, di
     import redis
 
     port, _ = tls_redis
-    client = redis.Redis(host="127.0.0.1", port=port, socket_timeout=2, socket_connect_timeout=2)
+    client = redis.Redis(host="127.0.0.1", port=port, socket_timeout=0.5, socket_connect_timeout=0.5)
     with pytest.raises(redis.ConnectionError):
         client.ping()
     client.close()
