@@ -253,6 +253,8 @@ class KeyRing:
         with self._lock, self.sql.begin() as conn:
             rows = conn.execute(sa.select(crypto_keys)).all()
             for row in rows:
+                if row.kek_fp != self._fp:  # another process rotated meanwhile: nothing is changed here
+                    self._unwrap(row)
                 raw = aes_key_unwrap(self._kek, row.wrapped)
                 conn.execute(crypto_keys.update().where(crypto_keys.c.id == row.id, crypto_keys.c.kek_fp == self._fp)
                              .values(wrapped=aes_key_wrap(new_kek, raw), kek_fp=new_fp))
