@@ -63,3 +63,9 @@ def test_the_retention_cli_sets_lists_erases_and_purges(ws, me, home: Path, monk
     assert purged.exit_code == 0 and json.loads(purged.output)["erased"] == 0
     gone = runner.invoke(app, ["remove", "semantic", "assistant/bob", "--home", str(home)])
     assert gone.exit_code == 0 and ws.retention.policies() == []
+
+    scheduled = runner.invoke(app, ["schedule", "--cron", "15 4 * * *", "--home", str(home)])
+    assert scheduled.exit_code == 0, scheduled.output
+    job = ws.jobs.get("retention_purge")
+    assert job.spec.schedule == "15 4 * * *" and job.spec.parameters == {"history_days": 7.0}
+    assert job.spec.notebook.endswith("notebooks/jobs/retention_purge.ipynb")
