@@ -362,7 +362,11 @@ class Workstation:
         from emergent.audit import AuditLog, HeadAnchor
 
         name = hashlib.sha256(str(self.path).encode()).hexdigest()[:16]
-        return AuditLog(self.sql, clock=self.clock, anchor=HeadAnchor(self.settings.audit_anchor_dir(), name))
+        # with encryption on, what people and tools said (questions, arguments, answers, results) is sealed in
+        # the trail; the keyring is opened at the first entry that holds such a field (it audits to this log)
+        cipher = Deferred(lambda: self.keyring.cipher("sql.audit")) if self.settings.security.encrypt else None
+        return AuditLog(self.sql, clock=self.clock, anchor=HeadAnchor(self.settings.audit_anchor_dir(), name),
+                        cipher=cipher)
 
     @functools.cached_property
     def principals(self) -> Principals:
@@ -525,7 +529,7 @@ class Workstation:
         sec = self.settings.security
         kek = load_kek(sec.kek.get_secret_value() if sec.kek else None,
                        sec.kek_file or self.settings.audit_anchor_dir() / "kek")
-        return KeyRing(self.sql, kek=kek, audit=self.audit, clock=self.clock)
+        return KeyRing(self.sql, kek=kek, audit=self.audit, clock=self.clock, principals=self.principals)
 
     @functools.cached_property
     def retention(self) -> Retention:

@@ -38,6 +38,9 @@ SUBCOMMANDS: dict[str, tuple[str, str]] = {
     "agents": ("emergent.cli.agents", "Agents: their cards, tasks and states, bus messages, votes, conflicts; decide what they escalated."),
     "workflows": ("emergent.cli.workflows", "Workflows: runs, show, templates, run, validate, pause, resume, cancel."),
     "browser": ("emergent.cli.browser", "Browser automation: scripts, show, replay, accept, reject, templates, extract, runs (record in a notebook: it needs a page a person drives)."),
+    "serve": ("emergent.cli.serve", "Serve the REST API (FastAPI under uvicorn): prints the URL; Ctrl-C stops."),
+    "tokens": ("emergent.cli.tokens", "API tokens of the REST API: create (the secret printed once), list, revoke."),
+    "retention": ("emergent.cli.retention", "Retention policies, the purge, right-to-erasure and the compliance report."),
     "doctor": ("emergent.cli.doctor", "Check every store, an interrupted restore, leftovers and the audit chain; --repair."),
 }
 
