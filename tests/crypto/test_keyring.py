@@ -146,3 +146,20 @@ def test_an_agent_cannot_rotate_keys(home: Path) -> None:
         assert len(ring.data_keys()) == 2
     finally:
         ws.close()  # type: ignore[attr-defined]
+
+
+def test_key_ring_on_each_sql_backend_seals_rotates_and_refuses_a_wrong_kek(home: Path, sql_url: str) -> None:
+    ws = _ws(home, database_url=sql_url)
+    try:
+        ring = ws.keyring  # type: ignore[attr-defined]
+        blob = ring.seal(b"on every backend", purpose="memory.ltm", aad=b"r")
+        ring.rotate_data_key("memory.ltm", by=ws.principal)  # type: ignore[attr-defined]
+        kek2 = new_kek()
+        ring.rotate_kek(kek2, by=ws.principal)  # type: ignore[attr-defined]
+        fresh = KeyRing(ws.sql, kek=kek2)  # type: ignore[attr-defined]
+        assert fresh.open(blob, purpose="memory.ltm", aad=b"r") == b"on every backend"
+        assert len(fresh.data_keys()) == 2
+        with pytest.raises(ConfigError):
+            KeyRing(ws.sql, kek=new_kek()).open(blob, purpose="memory.ltm", aad=b"r")  # type: ignore[attr-defined]
+    finally:
+        ws.close()  # type: ignore[attr-defined]
