@@ -56,11 +56,10 @@ from emergent.autonomy import tables as gov
 from emergent.clock import Clock, iso
 from emergent.errors import BackupError, IntegrityError, NotFoundError, ValidationError
 from emergent.mcp import tables as mcp_tables  # the table module alone: no MCP SDK needed
-from emergent.security import crypto_tables
-from emergent.security import tables as security_tables
 from emergent.memory import _codec, decay
 from emergent.memory.tables import backups as backups_table
-from emergent.security import retention_tables  # the table module alone
+from emergent.security import crypto_tables, retention_tables  # the table modules alone
+from emergent.security import tables as security_tables
 from emergent.workspace import _sqldump, journal
 from emergent.workspace._archive import FORMAT, SUFFIX, read_manifest, scan, sha256_file, write_archive
 from emergent.workspace.audited import human, note, recorded, verified
