@@ -49,6 +49,7 @@ from emergent.memory.types import (
     check_text,
     new_id,
 )
+from emergent.monitoring.tracing import traced
 from emergent.providers.embeddings import Embedder
 from emergent.workspace.audited import human, note, recorded, verified
 
@@ -169,6 +170,7 @@ class Memory:
         return max(1.0, min(self.config.stm_ttl_s, ttl))
 
     # ================================================================== writes
+    @traced("memory.remember")
     def remember(self, text: str, *, kind: Kind | str = Kind.EPISODIC, importance: float = 0.5,
                  scope: Scope | str | dict[str, Any] | None = None, meta: dict[str, Any] | None = None,
                  at: Any = None, tier: Literal["stm", "ltm"] = "stm") -> MemoryRecord:
@@ -187,6 +189,7 @@ class Memory:
         self._notify("remember", [rec])
         return rec
 
+    @traced("memory.ingest")
     def ingest(self, items: Iterable[str | dict[str, Any]], *, kind: Kind | str = Kind.SEMANTIC,
                importance: float = 0.5, scope: Scope | str | dict[str, Any] | None = None,
                batch_size: int = 512) -> list[str]:
@@ -302,6 +305,7 @@ class Memory:
             return rec
         return self.ltm.get(id, scope)
 
+    @traced("memory.recall")
     def recall(self, query: str, *, k: int = 10, scope: Scope | str | dict[str, Any] | None = None,
                kinds: Sequence[Kind | str] | None = None, since: Any = None, until: Any = None,
                touch: bool = True) -> list[RecallHit]:
@@ -739,6 +743,7 @@ class Memory:
         return updated
 
     # ================================================================== deletes
+    @traced("memory.forget")
     def forget(self, target: str | Sequence[str] | None = None, *, principal: Any,
                scope: Scope | str | dict[str, Any] | None = None, kinds: Sequence[Kind | str] | None = None,
                since: Any = None, until: Any = None, include_archive: bool = True) -> int:

@@ -51,6 +51,17 @@ def test_a_tool_call_is_traced_api_then_service_then_sql(client: TestClient, spa
                                                                                  "db.executemany"} for s in sql)
 
 
+def test_a_recall_is_traced_api_then_memory(client: TestClient, spans: Any, ws: Any, viewer: dict[str, str]) -> None:
+    ws.memory.ingest(["the deploy runs on fridays"], scope="default")
+    r = client.get("/v1/memory/recall", params={"query": "deploy"}, headers=viewer)
+    assert r.status_code == 200, r.text
+    named = by_name(spans)
+    (server,) = named["GET /v1/memory/recall"]
+    (recall,) = named["memory.recall"]
+    assert ancestors(recall, spans.get_finished_spans()) == ["GET /v1/memory/recall"]
+    assert recall.context.trace_id == server.context.trace_id
+
+
 def test_a_caller_trace_is_continued_from_traceparent(client: TestClient, spans: Any) -> None:
     trace_id, parent_id = "4bf92f3577b34da6a3ce929d0e0e4736", "00f067aa0ba902b7"
     client.get("/healthz", headers={"traceparent": f"00-{trace_id}-{parent_id}-01"})
