@@ -101,6 +101,8 @@ def test_erasing_ids_removes_exactly_those_and_marks_the_backups_that_may_hold_t
     assert report.backups_marked == [holding.id]
     marks = {m["backup_id"] for m in ws.retention.marked_backups()}
     assert marks == {holding.id} and before.id not in marks
+    ws.restore(before.id, by=me)  # it cannot hold what did not exist yet: restored as it is
+    assert ws.memory.locate(ids=[a, b]) == []
 
 
 def test_an_erased_row_leaves_the_data_file_it_shared_with_rows_that_stay(ws, me, home: Path) -> None:
