@@ -101,10 +101,11 @@ class Monitor:
         self.metrics = Metrics(self._sources())
         self.log_handler = logs.configure(self.config.log_format)
         if ws is not None:
-            # SQL opens here, in the thread building the app: a probe's thread and a request's must not
+            # SQL and LanceDB open here, in the thread building the app: a probe's thread and a request's must not
             # both open it (a lazily built store is not guarded against two threads). The first readiness
             # check starts now, in the background (importing LanceDB takes a second or two).
             tracing.instrument_sql(ws.sql.engine)
+            _ = ws.lance  # likewise (a local directory: a mkdir; object storage: the connection)
             threading.Thread(target=self.readiness.check, name="readyz-warmup", daemon=True).start()
 
     def _sources(self) -> Sources:
