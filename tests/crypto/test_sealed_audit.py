@@ -3,6 +3,8 @@ without the key, and readers with the key see the entries as they were written."
 
 from __future__ import annotations
 
+import base64
+import os
 from pathlib import Path
 
 import pytest
@@ -38,3 +40,22 @@ def test_sealed_fields_are_stored_sealed_and_read_back(home: Path) -> None:
     finally:
         ws.close()
 
+
+
+def test_an_assistant_question_leaves_no_plaintext_in_the_database(home: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from emergent import Workstation
+
+    monkeypatch.setenv("EMERGENT_SECURITY__ENCRYPT", "true")
+    monkeypatch.setenv("EMERGENT_SECURITY__KEK", base64.b64encode(os.urandom(32)).decode())
+    ws = Workstation.open(home, embedder="hashing")
+    try:
+        ws.memory.remember("the zanzibar quokka lives by the dam", tier="ltm")
+        run = ws.assistant().ask("where does the zanzibar quokka live?", user=ws.principal)
+        assert run.status == "completed"
+        asked = [e for e in ws.audit.entries() if e.data.get("question")]
+        assert asked and asked[-1].data["question"] == "where does the zanzibar quokka live?"
+        assert ws.audit.verify().ok
+    finally:
+        ws.close()
+    leaks = [str(p) for p in home.rglob("*") if p.is_file() and b"zanzibar" in p.read_bytes()]
+    assert leaks == []
