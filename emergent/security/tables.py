@@ -26,3 +26,9 @@ api_tokens = sa.Table(
 # the other tables of the security package, declared in their own modules (one migration branch each);
 # imported here so that the package's metadata (and the migrations contract test) holds them all
 from emergent.security import crypto_tables as crypto_tables  # noqa: E402,F401  (crypto_0001)
+
+# The package's other tables live beside their services (crypto: keys, branch crypto_0001; retention: policies,
+# erasures, branch retention_0001). Imported here so that `emergent.security.tables` declares every table of the
+# package, as the migration contract test and backup expect of a capability's tables module.
+from emergent.security.crypto_tables import *  # noqa: E402,F403
+from emergent.security.retention_tables import *  # noqa: E402,F403
