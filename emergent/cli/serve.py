@@ -92,8 +92,16 @@ def serve(host: str = typer.Option(None, help="address to listen on (default: EM
         port = port if port is not None else cfg.port
         if not 0 <= port <= 65535:
             raise ValidationError(f"--port {port} is not a port", hint="use 0 (a free one) to 65535")
-        api = create_app(ws) if workers == 1 else None  # checks the settings before anything listens
+        from emergent.api.ratelimit import parse_rate
+
+        parse_rate(cfg.rate_limit)  # a bad setting is said before anything listens
+        # bound before the app is built: the app starts monitoring threads that only its shutdown stops
         sock = bind(host, port)
+        try:
+            api = create_app(ws) if workers == 1 else None
+        except BaseException:
+            sock.close()
+            raise
         url = url_of(sock)
         typer.echo(f"emergent serve: {url} (workspace {ws.path}; OpenAPI at {url}/openapi.json; Ctrl-C stops)")
         common: dict[str, Any] = {"log_level": log_level, "timeout_graceful_shutdown": GRACE_S,
