@@ -246,25 +246,35 @@ def instance_env(home: Path, *, sql_url: str, redis_url: str, lance_uri: str, la
 
 
 class Serve:
-    """One ``emergent serve`` process (uvicorn) on a free port."""
+    """One ``emergent serve`` process (uvicorn) on a port it picks itself (``--port 0``: no race with
+    another process for a port we picked), read from the URL it prints."""
 
-    def __init__(self, home: Path, env: dict[str, str], *, name: str) -> None:
+    def __init__(self, home: Path, env: dict[str, str], *, name: str, port: int = 0) -> None:
         home.mkdir(parents=True, exist_ok=True)
         self.home = home
         self.env = env
         self.name = name
-        self.port = free_port()
-        self.log = home / f"serve-{name}.log"
+        self.port = 0
+        self.log = home / f"serve-{name}-{time.monotonic_ns()}.log"
         self.proc = subprocess.Popen(
-            [*SERVE_CMD, "serve", "--home", str(home), "--host", "127.0.0.1", "--port", str(self.port)],
+            [*SERVE_CMD, "serve", "--home", str(home), "--host", "127.0.0.1", "--port", str(port)],
             env={**env, "EMERGENT_API__INSTANCE": name}, cwd=home, stdout=open(self.log, "wb"),  # noqa: SIM115
             stderr=subprocess.STDOUT)
 
     def wait(self, timeout: float = 90.0) -> None:
-        try:
-            wait_port(self.port, self.proc, timeout, f"emergent serve {self.name}")
-        except RuntimeError as exc:
-            raise RuntimeError(f"{exc}\n--- {self.log}:\n{self.log.read_text(errors='replace')[-3000:]}") from None
+        import re
+
+        deadline = time.monotonic() + timeout
+        while not self.port:
+            found = re.search(r"emergent serve: http://127\.0\.0\.1:(\d+) ", self.log.read_text(errors="replace"))
+            if found:
+                self.port = int(found.group(1))
+            elif self.proc.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError(f"emergent serve {self.name} did not start (exit {self.proc.poll()}):\n"
+                                   f"{self.log.read_text(errors='replace')[-3000:]}")
+            else:
+                time.sleep(0.05)
+        wait_port(self.port, self.proc, max(1.0, deadline - time.monotonic()), f"emergent serve {self.name}")
 
     @property
     def url(self) -> str:

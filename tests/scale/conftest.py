@@ -14,6 +14,7 @@ from typing import Any
 
 import pytest
 from _harness import S3, Nginx, Serve, SharedSQL, instance_env, moto_s3, shared_sql, sql_kinds
+from _servers import RedisServer
 
 
 @pytest.fixture(scope="module")
@@ -22,9 +23,9 @@ def s3(tmp_path_factory: pytest.TempPathFactory) -> Iterator[S3]:
         yield server
 
 
-@pytest.fixture(params=sql_kinds())
-def shared_db(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[SharedSQL]:
-    with shared_sql(request.param, tmp_path) as db:
+@pytest.fixture(scope="module", params=sql_kinds())
+def shared_db(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[SharedSQL]:
+    with shared_sql(request.param, tmp_path_factory.mktemp("sql")) as db:
         yield db
 
 
@@ -50,7 +51,7 @@ class Deployment:
         """The same deployment as Workstation.open overrides (the test's own process: the operator)."""
         return {"database_url": self.sql.url, "redis_url": self.redis_url, "lance_uri": self.lance_uri,
                 "lance_storage_options": self.s3.options(), "workspace_id": self.workspace_id,
-                "embedder": "hashing"}
+                "embedder": "hashing", "audit_dir": self.root / "operator-audit"}
 
     @property
     def headers(self) -> dict[str, str]:
@@ -64,6 +65,15 @@ class Deployment:
             inst.wait()
         self.nginx = Nginx(self.root / "nginx", [i.port for i in self.instances])
 
+    def restart(self, i: int) -> Serve:
+        """Start instance ``i`` again (same home, same port: nginx's upstream), after it was killed."""
+        old = self.instances[i]
+        assert old.proc.poll() is not None
+        new = Serve(old.home, old.env, name=old.name, port=old.port)
+        self.instances[i] = new
+        new.wait()
+        return new
+
     def close(self) -> None:
         if self.nginx is not None:
             self.nginx.close()
@@ -71,13 +81,18 @@ class Deployment:
             inst.close()
 
 
-@pytest.fixture
-def deployment(tmp_path: Path, s3: S3, shared_db: SharedSQL, redis_url: str) -> Iterator[Deployment]:
+@pytest.fixture(scope="module")
+def deployment(tmp_path_factory: pytest.TempPathFactory, s3: S3, shared_db: SharedSQL,
+               redis_server: RedisServer) -> Iterator[Deployment]:
     """Two instances behind nginx on a workspace the operator has initialised (schema migrated,
-    an admin token created) before starting them."""
+    an admin token created) before starting them; one per module (starting hosts is the slow part):
+    a test that kills a host starts it again. Redis keys live under a random workspace id."""
     from emergent import Workstation
 
-    d = Deployment(tmp_path, s3, shared_db, redis_url, s3.bucket(), f"scale-{uuid.uuid4().hex[:10]}")
+    if not (redis_server.dir / "redis.pid").exists():
+        redis_server.start()
+    tmp_path = tmp_path_factory.mktemp("deployment")
+    d = Deployment(tmp_path, s3, shared_db, redis_server.url, s3.bucket(), f"scale-{uuid.uuid4().hex[:10]}")
     operator_home = tmp_path / "operator"
     operator_home.mkdir()
     ws = Workstation.open(operator_home, **d.settings())

@@ -47,7 +47,10 @@ class Worker:
         self.proc = subprocess.Popen([PYTHON, WORKER], env=env, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
                                      stderr=open(home / "worker.log", "wb"), text=True)  # noqa: SIM115
         self.log = home / "worker.log"
+
+    def ready(self) -> Worker:
         assert self.read() == {"ready": True}
+        return self
 
     def read(self) -> Any:
         assert self.proc.stdout is not None
@@ -88,9 +91,9 @@ def test_two_processes_share_long_term_memory_on_s3(tmp_path: Path, s3: S3) -> N
         env = instance_env(home, sql_url=f"sqlite:///{home / 'emergent.db'}", redis_url="", lance_uri=uri,
                            lance_options=s3.options(), workspace_id="shared")
         env.pop("EMERGENT_REDIS_URL")
-        workers.append(Worker(home, env))
-    a, b = workers
+        workers.append(Worker(home, env))  # both start at once
     try:
+        a, b = (w.ready() for w in workers)
         a.call(op="remember", texts=["seed memory about the lighthouse keeper"])  # creates the tables
         assert b.call(op="recall", q="lighthouse keeper")["texts"][0].startswith("seed memory")  # b's hot index loaded
         # both write at once, 12 memories each in 4 commits, racing for the same table versions
