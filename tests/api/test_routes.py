@@ -236,3 +236,25 @@ def test_attack_agent_token_reads_runs_it_did_not_ask(ws: Any, client: Any, head
 def test_attack_agent_token_creates_an_assistant(client: Any, headers: dict[str, Any]) -> None:
     r = client.post("/v1/assistant/runs", json={"question": "hi", "assistant": "brand_new"}, headers=headers["agent"])
     assert r.status_code == 404 and r.json()["hint"]
+
+
+def test_every_mutation_is_audited_with_the_tokens_principal(ws: Any, me: Any, agent: Any, client: Any,
+                                                             headers: dict[str, Any]) -> None:
+    before = ws.audit.entries()[-1].seq if ws.audit.entries() else 0
+    admin, op = headers["admin"], headers["operator"]
+    mutations = [
+        ("POST", "/v1/memory", {"text": "a note", "scope": "lab"}, op, "api.memory.remember"),
+        ("POST", "/v1/tools/memory.remember/call", {"args": {"text": "via tool", "scope": "lab"}}, op, "tool."),
+        ("POST", "/v1/policy/rules", {"subject": "agent:*", "tool": "web.*", "effect": "deny"}, admin,
+         "policy.rules_added"),
+        ("POST", "/v1/policy/suspensions/agent:researcher", {"reason": "audit test"}, admin, "agent.suspended"),
+        ("DELETE", "/v1/policy/suspensions/agent:researcher", None, admin, "agent.unsuspended"),
+        ("POST", "/v1/tokens", {"role": "viewer", "ttl_s": 60}, admin, "api.token_created"),
+    ]
+    for method, path, body, h, kind in mutations:
+        r = client.request(method, path, json=body, headers=h)
+        assert r.status_code in (200, 201), (path, r.text)
+        new = [e for e in ws.audit.entries(start=before + 1)]
+        assert any(e.kind.startswith(kind) and e.actor == me.key for e in new), (path, [e.kind for e in new])
+        assert all(e.actor == me.key for e in new), (path, [(e.kind, e.actor) for e in new])
+        before = new[-1].seq
