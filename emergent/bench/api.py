@@ -18,7 +18,8 @@ endpoints: ``recall`` (``GET /v1/memory/recall``), ``remember`` (``POST /v1/memo
 - ``rss_growth_mb_10min``: the instance's resident memory after a ``soak_s`` (600) soak at the same
   rate minus before it (target < 50).
 - ``two_instances_throughput_ratio``: closed-loop throughput (``concurrency`` requests in flight)
-  of two instances behind nginx over one instance behind the same nginx configuration, same mix;
+  of two instances behind nginx over one instance behind the same nginx configuration, same mix,
+  measured in alternating blocks (20 s a side in 4 blocks);
   the instances share the workspace (one host: SQLite, the LanceDB directory, the embedded
   short-term memory). Without nginx it is null, and says why.
 
@@ -60,7 +61,8 @@ class Plan:
     warmup_s: float = 5.0
     soak_s: float = 600.0
     rss_every_s: float = 10.0
-    throughput_s: float = 20.0
+    throughput_s: float = 20.0  # per side, in ``throughput_blocks`` alternating blocks
+    throughput_blocks: int = 4
     concurrency: int = 32
     in_process_n: int = 300
     seed_memories: int = 2000
@@ -68,7 +70,7 @@ class Plan:
     @classmethod
     def quick(cls) -> Plan:
         return cls(rate_rps=50.0, duration_s=3.0, warmup_s=1.0, soak_s=3.0, rss_every_s=0.5, throughput_s=2.0,
-                   concurrency=8, in_process_n=30, seed_memories=200)
+                   throughput_blocks=1, concurrency=8, in_process_n=30, seed_memories=200)
 
 
 # ------------------------------------------------------------------------------ processes
@@ -415,10 +417,16 @@ def bench_api(plan: Plan, *, quiet: bool = True) -> dict[str, Any]:
                 root = home.parent
                 proxies = [Nginx(root / "nginx-one", binary, [a.port]),
                            Nginx(root / "nginx-two", binary, [i.port for i in instances])]
-                say(f"throughput: {plan.concurrency} in flight, {plan.throughput_s} s each, one then two instances")
-                ok1, _bad1, s1 = asyncio.run(_closed_loop(proxies[0].url, mix, plan.concurrency, plan.throughput_s))
-                ok2, _bad2, s2 = asyncio.run(_closed_loop(proxies[1].url, mix, plan.concurrency, plan.throughput_s))
-                one_rps, two_rps = ok1 / s1, ok2 / s2
+                say(f"throughput: {plan.concurrency} in flight, {plan.throughput_s} s a side in "
+                    f"{plan.throughput_blocks} alternating blocks, one instance and two")
+                done = [[0, 0.0], [0, 0.0]]  # [answers, seconds] through nginx to one instance, to two
+                block = plan.throughput_s / plan.throughput_blocks
+                for b in range(plan.throughput_blocks):  # alternated: a load change hits both sides alike
+                    for side in ((0, 1) if b % 2 == 0 else (1, 0)):
+                        ok, _bad, secs = asyncio.run(_closed_loop(proxies[side].url, mix, plan.concurrency, block))
+                        done[side][0] += ok
+                        done[side][1] += secs
+                one_rps, two_rps = done[0][0] / done[0][1], done[1][0] / done[1][1]
                 ratio_two = ratio(two_rps, one_rps)
             kind = a.kind
         finally:
