@@ -32,7 +32,7 @@ def _name(cn: str) -> x509.Name:
 
 
 def make_pki(root: Path) -> dict[str, Path]:
-    """A CA and a server certificate for 127.0.0.1 signed by it (EC P-256: fast to generate)."""
+    """A CA, a server certificate for 127.0.0.1 and a client certificate signed by it (EC P-256: fast)."""
     now = dt.datetime.now(dt.UTC)
     ca_key = ec.generate_private_key(ec.SECP256R1())
     ca = (x509.CertificateBuilder().subject_name(_name("emergent test CA")).issuer_name(_name("emergent test CA"))
@@ -53,8 +53,17 @@ def make_pki(root: Path) -> dict[str, Path]:
             .add_extension(x509.ExtendedKeyUsage([x509.oid.ExtendedKeyUsageOID.SERVER_AUTH]), critical=False)
             .add_extension(x509.AuthorityKeyIdentifier.from_issuer_public_key(ca_key.public_key()), critical=False)
             .sign(ca_key, hashes.SHA256()))
+    client_key = ec.generate_private_key(ec.SECP256R1())
+    client = (x509.CertificateBuilder().subject_name(_name("emergent test client")).issuer_name(ca.subject)
+              .public_key(client_key.public_key()).serial_number(x509.random_serial_number())
+              .not_valid_before(now - dt.timedelta(minutes=5)).not_valid_after(now + dt.timedelta(days=1))
+              .add_extension(x509.ExtendedKeyUsage([x509.oid.ExtendedKeyUsageOID.CLIENT_AUTH]), critical=False)
+              .sign(ca_key, hashes.SHA256()))
     enc = serialization.Encoding.PEM
     return {
+        "client_cert": _pem(root / "client.pem", client.public_bytes(enc)),
+        "client_key": _pem(root / "client.key", client_key.private_bytes(enc, serialization.PrivateFormat.PKCS8,
+                                                                          serialization.NoEncryption())),
         "ca": _pem(root / "ca.pem", ca.public_bytes(enc)),
         "cert": _pem(root / "server.pem", cert.public_bytes(enc)),
         "key": _pem(root / "server.key", key.private_bytes(enc, serialization.PrivateFormat.PKCS8,
@@ -63,14 +72,15 @@ def make_pki(root: Path) -> dict[str, Path]:
 
 
 @pytest.fixture
-def tls_redis(tmp_path: Path) -> Iterator[tuple[int, dict[str, Path]]]:
+def tls_redis(tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[tuple[int, dict[str, Path]]]:
+    auth_clients = getattr(request, "param", "no")
     binary = shutil.which("redis-server")
     assert binary, "redis-server is not installed (make sysdeps)"
     pki = make_pki(tmp_path)
     port = free_port()
     proc = subprocess.Popen(
         [binary, "--bind", "127.0.0.1", "--port", "0", "--tls-port", str(port), "--tls-cert-file", str(pki["cert"]),
-         "--tls-key-file", str(pki["key"]), "--tls-ca-cert-file", str(pki["ca"]), "--tls-auth-clients", "no",
+         "--tls-key-file", str(pki["key"]), "--tls-ca-cert-file", str(pki["ca"]), "--tls-auth-clients", auth_clients,
          "--dir", str(tmp_path), "--save", "", "--appendonly", "no", "--logfile", str(tmp_path / "redis.log")])
     try:
         import socket
@@ -128,3 +138,24 @@ def test_plain_redis_client_cannot_talk_to_the_tls_port(tls_redis: tuple[int, di
     with pytest.raises(redis.ConnectionError):
         client.ping()
     client.close()
+
+
+@pytest.mark.parametrize("tls_redis", ["yes"], indirect=True)
+def test_mutual_tls_needs_the_client_certificate(home: Path, tls_redis: tuple[int, dict[str, Path]]) -> None:
+    from emergent import Workstation
+
+    port, pki = tls_redis
+    base = f"rediss://127.0.0.1:{port}/0?ssl_ca_certs={quote(str(pki['ca']))}"
+    ws = Workstation.open(home, embedder="hashing", redis_url=base)
+    try:
+        with pytest.raises(StoreUnavailableError):
+            _ = ws.redis  # the server asks for a client certificate and gets none
+    finally:
+        ws.close()
+    url = f"{base}&ssl_certfile={quote(str(pki['client_cert']))}&ssl_keyfile={quote(str(pki['client_key']))}"
+    ws = Workstation.open(home, embedder="hashing", redis_url=url)
+    try:
+        rec = ws.memory.remember("mutual tls otter", scope="agent:mtls")
+        assert ws.memory.stm.get("agent:mtls", rec.id) is not None
+    finally:
+        ws.close()
