@@ -42,7 +42,7 @@ def test_an_admin_defines_a_job_and_a_viewer_lists_it(ws: Any, me: Any, client: 
 
 def test_a_notebook_outside_the_workspace_is_refused(ws: Any, tmp_path: Path, client: Any, headers: Any) -> None:
     outside = notebook(tmp_path / "elsewhere" / "x.ipynb", "print(1)")
-    for given in (str(outside), "../elsewhere/x.ipynb"):
+    for given in (str(outside), "../elsewhere/x.ipynb", "nb\x00.ipynb"):
         body = problem(client.post("/v1/jobs", json={"name": "x", "notebook": given}, headers=headers["admin"]), 400)
         assert body["field"] == "notebook"
     assert ws.jobs.list() == []

@@ -85,3 +85,14 @@ def test_cancelling_a_finished_run_is_refused(client: Any, headers: Any) -> None
     finished(client, headers, run["id"])
     assert "already" in problem(client.post(f"/v1/workflows/runs/{run['id']}/cancel", headers=headers["operator"]),
                                 400)["detail"]
+
+
+def test_an_inline_spec_too_deep_or_too_long_for_the_run_tables_is_a_400(ws: Any, client: Any, headers: Any) -> None:
+    deep: dict[str, Any] = RECALL
+    for i in range(40):
+        deep = {"name": f"n{i}", "steps": [{"id": "sub", "kind": "workflow", "workflow": deep}]}
+    long_name = {**RECALL, "name": "n" * 101}
+    for spec in (deep, long_name):
+        problem(client.post("/v1/workflows/runs", json={"workflow": spec, "inputs": {}}, headers=headers["operator"]),
+                400)
+    assert ws.workflows.runs() == []

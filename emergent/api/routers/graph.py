@@ -128,7 +128,7 @@ class Merged(BaseModel):
 
 
 class Undo(BaseModel):
-    seq: int | None = Field(None, ge=1, description="the edit to undo; default: the latest")
+    seq: int | None = Field(None, ge=1, le=2**31 - 1, description="the edit to undo; default: the latest")
 
 
 class Undone(BaseModel):

@@ -39,7 +39,8 @@ def problems(*statuses: int) -> dict[int | str, dict[str, Any]]:
 
 router = APIRouter(prefix="/jobs", tags=["jobs"])
 
-JobName = Annotated[str, Path(min_length=1, max_length=100, pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")]
+_NAME = r"^[A-Za-z0-9][A-Za-z0-9_.-]*$"
+JobName = Annotated[str, Path(min_length=1, max_length=100, pattern=_NAME)]
 #: how long POST /jobs/{name}/run waits for the run to take the job's lease before answering
 CLAIM_WAIT_S = 10.0
 
@@ -81,7 +82,7 @@ class Run(BaseModel):
 
 
 class NewJob(BaseModel):
-    name: str = Field(min_length=1, max_length=100, pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
+    name: str = Field(min_length=1, max_length=100, pattern=_NAME)
     notebook: str = Field(min_length=1, max_length=1000,
                           description="path of the .ipynb inside the workspace directory (relative to it, or absolute)")
     parameters: dict[str, Any] = Field(default_factory=dict)
@@ -89,9 +90,10 @@ class NewJob(BaseModel):
     timeout_s: float = Field(3600.0, gt=0, le=7 * 86400)
     retries: int = Field(0, ge=0, le=20)
     retry_delay_s: float = Field(0.0, ge=0, le=86400)
-    kernel: str = Field("python3", min_length=1, max_length=100)
-    chain: list[str] = Field(default_factory=list, max_length=20)
-    notify: list[str] = Field(default_factory=list, max_length=20)
+    kernel: str = Field("python3", min_length=1, max_length=100, pattern=r"^[A-Za-z0-9_.-]+$")
+    chain: list[Annotated[str, Field(max_length=100, pattern=_NAME)]] = Field(default_factory=list, max_length=20)
+    notify: list[Annotated[str, Field(max_length=500, pattern=r"^[^\x00-\x1f]+$")]] = Field(default_factory=list,
+                                                                                           max_length=20)
     replace: bool = Field(False, description="redefine an existing job")
 
 
@@ -102,9 +104,12 @@ class RunRequest(BaseModel):
 def _notebook(ws: Any, given: str) -> str:
     """The notebook's absolute path, refused unless it is a file inside the workspace directory."""
     root = FilePath(ws.path).resolve()
-    path = FilePath(given) if FilePath(given).is_absolute() else root / given
-    path = path.resolve()
-    if not path.is_relative_to(root) or path.suffix != ".ipynb" or not path.is_file():
+    try:
+        path = (FilePath(given) if FilePath(given).is_absolute() else root / given).resolve()
+        inside = path.is_relative_to(root) and path.suffix == ".ipynb" and path.is_file()
+    except (ValueError, OSError):  # a NUL byte, a name too long, a loop of links
+        inside = False
+    if not inside:
         raise ValidationError(f"notebook {given!r} is not a .ipynb file inside the workspace",
                               hint=f"put the notebook under {root} and name it relative to it", field="notebook")
     return str(path)

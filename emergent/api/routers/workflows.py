@@ -103,18 +103,49 @@ def _run(run: Any) -> dict[str, Any]:
     return d  # type: ignore[no-any-return]
 
 
-def _calls(data: Any, path: str = "") -> str | None:
+def _deep(depth: int) -> None:
+    from emergent.workflows.service import MAX_NESTING  # imported when first used, not with the app
+
+    if depth > MAX_NESTING:
+        raise ValidationError(f"inline sub-workflows nest deeper than {MAX_NESTING}", hint="flatten the workflow",
+                              field="workflow")
+
+
+def _calls(data: Any, path: str = "", depth: int = 0) -> str | None:
     """The first ``call`` step of an inline spec (or of an inline sub-workflow in it), or None."""
+    _deep(depth)
     for s in (data.get("steps") or []) if isinstance(data, dict) else []:
         if not isinstance(s, dict):
             continue
         if s.get("kind") == "call" or "fn" in s:
             return f"{path}{s.get('id')}"
         if isinstance(s.get("workflow"), dict):
-            found = _calls(s["workflow"], f"{path}{s.get('id')}/")
+            found = _calls(s["workflow"], f"{path}{s.get('id')}/", depth + 1)
             if found:
                 return found
     return None
+
+
+#: what the run tables hold (workflow name, version, step id with room for a foreach instance suffix)
+_LIMITS = (("name", 100), ("version", 40))
+_STEP_ID = 80
+
+
+def _sizes(data: Any, path: str = "", depth: int = 0) -> None:
+    """Names, versions and step ids of an inline spec (and its inline sub-workflows) fit the run tables."""
+    _deep(depth)
+    if not isinstance(data, dict):
+        return
+    for key, most in _LIMITS:
+        if len(str(data.get(key) or "")) > most:
+            raise ValidationError(f"{path}{key} of the workflow is longer than {most} characters",
+                                  hint="shorten it", field=key)
+    for s in data.get("steps") or []:
+        if isinstance(s, dict):
+            if len(str(s.get("id") or "")) > _STEP_ID:
+                raise ValidationError(f"{path}step id {str(s.get('id'))[:40]!r}... is longer than {_STEP_ID} characters",
+                                      hint="shorten it", field="steps")
+            _sizes(s.get("workflow"), f"{path}{s.get('id')}/", depth + 1)
 
 
 def _spec(ws: Any, given: str | dict[str, Any]) -> Any:
@@ -132,6 +163,7 @@ def _spec(ws: Any, given: str | dict[str, Any]) -> Any:
         raise PrincipalError(f"step {step!r} is a call step: it would run a Python function in the server's process",
                              hint="call steps never come over the network: save the workflow from Python on the "
                                   "host (ws.workflows.register) and start it here by name", step=step)
+    _sizes(given)
     return Workflow.parse(given)
 
 
