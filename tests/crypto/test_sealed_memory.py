@@ -151,3 +151,21 @@ def test_sealed_memory_with_encryption_turned_off_is_an_error_not_garbage(home: 
         assert "EMERGENT_SECURITY__ENCRYPT" in err.value.hint
     finally:
         ws.close()  # type: ignore[attr-defined]
+
+
+def test_turning_encryption_on_later_reads_old_plaintext_and_seals_new_writes(home: Path,
+                                                                              monkeypatch: pytest.MonkeyPatch) -> None:
+    ws = _open(home)
+    old = ws.memory.remember("an old plaintext note about otters", scope=SCOPE, tier="ltm").id  # type: ignore[attr-defined]
+    ws.close()  # type: ignore[attr-defined]
+    monkeypatch.setenv("EMERGENT_SECURITY__ENCRYPT", "true")
+    ws = _open(home)
+    try:
+        new = ws.memory.remember("a new sealed note about otters", scope=SCOPE, tier="ltm").id  # type: ignore[attr-defined]
+        hits = ws.memory.recall("otters note", k=5, scope=SCOPE)  # type: ignore[attr-defined]
+        assert {h.record.id for h in hits} == {old, new}
+        rows = {r["id"]: r for r in ws.memory.ltm.table.search().limit(10).to_arrow().to_pylist()}  # type: ignore[attr-defined]
+        assert rows[old]["text"] == "an old plaintext note about otters"
+        assert rows[new]["text"] is None and rows[new]["payload"][:4] == b"EGC\x01"
+    finally:
+        ws.close()  # type: ignore[attr-defined]
