@@ -71,3 +71,21 @@ def rotate_kek(out: Path = typer.Option(None, "--out", help="write the new KEK t
             typer.echo(f"re-wrapped {n} data keys; the new KEK is in {target}: "
                        + ("set EMERGENT_SECURITY__KEK to it now" if from_env else
                           f"point EMERGENT_SECURITY__KEK_FILE at it (the old {current} opens nothing now)"))
+
+
+@app.command()
+def reseal(drop_history: bool = typer.Option(False, "--drop-history",
+                                             help="also remove older LanceDB versions (they hold the plaintext; "
+                                                  "no rewind reaches before this afterwards)"),
+           home: str = HOME) -> None:
+    """Seal the long-term memories stored in the clear before encryption was turned on."""
+    from emergent.workspace.audited import human, recorded
+
+    with workstation(home) as ws:
+        who = human(ws.principals, ws.principal, "reseal memory")
+        with recorded(ws.audit, "crypto.resealed", who, {"drop_history": drop_history}) as outcome:
+            done = ws.memory.ltm.reseal(drop_history=drop_history)
+            outcome.update(done)
+        typer.echo(f"sealed {done['memories']} memories and {done['memories_archive']} archived ones"
+                   + ("; older versions removed" if drop_history else
+                      "; older versions still hold them until removed (--drop-history)"))

@@ -15,8 +15,11 @@ Failures of the table itself are :class:`~emergent.errors.StoreCorruptError` /
 
 from __future__ import annotations
 
+import contextlib
+import functools
 import json
 import logging
+import os
 import threading
 import time
 from collections.abc import Callable, Iterable, Sequence
@@ -608,6 +611,46 @@ class LongTermMemory:
                      if self.policy.vector_column in i.columns and i.index_type != "FTS"]
             cache = self._ann_cache = (version, kinds[0] if kinds else "")
         return cache[1]
+
+    # ------------------------------------------------------------------ sealing what was stored before
+    def reseal(self, *, drop_history: bool = False) -> dict[str, int]:
+        """Seal the rows stored in the clear before encryption was turned on (both tables; content,
+        ids and ranking fields unchanged). Older table versions keep the plaintext until they are
+        removed: ``drop_history`` removes them now (and with them every rewind point before this).
+        Returns the rows sealed per table."""
+        if self.cipher is None:
+            raise ConfigError("resealing needs encryption on", hint="set EMERGENT_SECURITY__ENCRYPT=true")
+        done = {}
+        for name, table, path in (("memories", self.table, self.path),
+                                  ("memories_archive", self.archive, self.archive_path)):
+            with translated(path, "reading rows stored in the clear"):
+                table.checkout_latest()
+                plain = table.search().where("text IS NOT NULL").limit(max(table.count_rows(), 1)).to_arrow()
+            done[name] = plain.num_rows
+            if plain.num_rows:
+                sealed = pa.Table.from_pylist(self._stored(plain.to_pylist()), schema=plain.schema)
+                merge = table.merge_insert("id").when_matched_update_all().when_not_matched_insert_all()
+                self._retried(path, "sealing memories", functools.partial(merge.execute, sealed))
+            if drop_history:
+                import warnings
+                from datetime import timedelta
+
+                with translated(path, "removing older versions"), warnings.catch_warnings():
+                    warnings.simplefilter("ignore")
+                    retry_commit(functools.partial(table.optimize, cleanup_older_than=timedelta(0),
+                                                   delete_unverified=False))
+                table.checkout_latest()
+        self._ann_cache = None
+        self.hot.forget()  # rebuilt from the sealed table at the next search (and its snapshot sealed)
+        snapshots = self.hot.snapshot_dir
+        if snapshots and os.path.isdir(snapshots):  # snapshots written in the clear: gone, written sealed later
+            for name in os.listdir(snapshots):
+                if name.endswith(".npz"):
+                    with contextlib.suppress(FileNotFoundError):
+                        os.unlink(os.path.join(snapshots, name))
+        if any(done.values()) or drop_history:
+            self.maintain(force=True)  # the full-text index drops the texts it held
+        return done
 
     # ------------------------------------------------------------------ maintenance
     def maintain(self, force: bool = False) -> dict[str, Any]:

@@ -67,3 +67,27 @@ def test_rotate_kek_with_the_key_in_the_environment_needs_out(home: Path, tmp_pa
     with Workstation.open(home) as ws:
         assert ws.keyring.kek_fingerprint == fingerprint(load_kek(None, out))
         assert ws.memory.recall("env-keyed note", k=1, scope=SCOPE)[0].record.text == "an env-keyed note"
+
+
+def test_reseal_seals_what_was_stored_before_encryption_and_drops_old_versions(
+        home: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from emergent import Workstation
+
+    monkeypatch.setenv("EMERGENT_EMBEDDER", "hashing")
+    with Workstation.open(home) as ws:
+        ids = ws.memory.ingest(["the plaintext zanzibar quokka note", "x" * 40_000 + " zanzibar quokka"],
+                               scope=SCOPE)
+        ws.memory.ltm.move_to_archive(ws.memory.ltm.records(f"id = '{ids[1]}'"), "test", ws.clock.now())
+        ws.memory.ltm.maintain(force=True)
+        assert ws.memory.recall("zanzibar quokka note", k=1, scope=SCOPE)  # the hot snapshot is written at close
+    assert {p.parent.name for p in home.rglob("*") if p.is_file() and b"zanzibar" in p.read_bytes()} >= {"hot", "data"}
+    monkeypatch.setenv("EMERGENT_SECURITY__ENCRYPT", "true")
+    done = CliRunner().invoke(app, ["reseal", "--drop-history"])
+    assert done.exit_code == 0, done.output
+    assert "sealed 1 memories and 1 archived ones" in done.output
+    assert [p for p in home.rglob("*") if p.is_file() and b"zanzibar" in p.read_bytes()] == []
+    with Workstation.open(home) as ws:
+        assert [h.record.id for h in ws.memory.recall("zanzibar quokka note", k=1, scope=SCOPE)] == [ids[0]]
+        assert ws.memory.ltm.reseal() == {"memories": 0, "memories_archive": 0}  # nothing left in the clear
+        assert "crypto.resealed" in {e.kind for e in ws.audit.entries()}
+    assert [p for p in home.rglob("*") if p.is_file() and b"zanzibar" in p.read_bytes()] == []  # snapshot sealed
