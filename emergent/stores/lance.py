@@ -271,11 +271,6 @@ class LanceStore:
         else:
             self.db  # noqa: B018 - a remote URI's credentials are checked at open
 
-    @property
-    def remote(self) -> bool:
-        """Whether the tables live in an object store (not a local directory)."""
-        return "://" in self.uri and not self.uri.startswith("file://")
-
     @functools.cached_property
     def db(self) -> Any:
         """The LanceDB connection, made on first use: importing LanceDB takes ~1.5 s, and a new process
