@@ -41,6 +41,7 @@ SUBCOMMANDS: dict[str, tuple[str, str]] = {
     "serve": ("emergent.cli.serve", "Serve the REST API (FastAPI under uvicorn): prints the URL; Ctrl-C stops."),
     "tokens": ("emergent.cli.tokens", "API tokens of the REST API: create (the secret printed once), list, revoke."),
     "retention": ("emergent.cli.retention", "Retention policies, the purge, right-to-erasure and the compliance report."),
+    "keys": ("emergent.cli.keys", "Encryption at rest: list data keys, rotate a data key or the KEK, reseal old rows."),
     "doctor": ("emergent.cli.doctor", "Check every store, an interrupted restore, leftovers and the audit chain; --repair."),
 }
 
