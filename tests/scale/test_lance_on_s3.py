@@ -190,3 +190,27 @@ def test_point_in_time_rewind_and_forget_work_on_s3(tmp_path: Path, s3: S3) -> N
         assert ws.memory.ltm.count() == 0
     finally:
         ws.close()
+
+
+def test_erasure_on_s3_leaves_no_object_in_the_bucket_holding_the_text(tmp_path: Path, s3: S3) -> None:
+    """The right to erasure on object storage: after `retention.erase`, no current object of the
+    bucket holds the erased text (older table versions cleaned up, fragments rewritten). A bucket with
+    versioning keeps noncurrent copies: docs/deploy.md says how long (its lifecycle rule)."""
+    from emergent import Workstation
+
+    uri = s3.bucket()
+    ws = Workstation.open(tmp_path / "home", embedder="hashing", lance_uri=uri, lance_storage_options=s3.options())
+    try:
+        secret = ws.memory.remember("the door code of the archive is heron-4242", tier="ltm")
+        kept = ws.memory.remember("egrets winter in the south", tier="ltm")
+        ws.memory.recall("door code")  # the text index is built and holds the text too
+        report = ws.retention.erase(by=ws.principal, reason="erasure request 17", ids=[secret.id])
+        assert report.count == 1
+        assert [h.record.id for h in ws.memory.recall("egrets winter", k=5)] == [kept.id]
+    finally:
+        ws.close()
+    bucket = uri.removeprefix("s3://").split("/")[0]
+    client = s3.client()
+    holding = [k for k in s3.keys(uri)
+               if b"heron-4242" in client.get_object(Bucket=bucket, Key=k)["Body"].read()]  # type: ignore[attr-defined]
+    assert not holding, holding
