@@ -101,11 +101,16 @@ class Monitor:
         self.metrics = Metrics(self._sources())
         self.log_handler = logs.configure(self.config.log_format)
         if ws is not None:
-            # SQL and LanceDB open here, in the thread building the app: a probe's thread and a request's must not
-            # both open it (a lazily built store is not guarded against two threads). The first readiness
-            # check starts now, in the background (importing LanceDB takes a second or two).
+            # SQL and LanceDB open here, in the thread building the app: a probe's thread and a request's
+            # must not both open one (a lazily built store is not guarded against two threads).
             tracing.instrument_sql(ws.sql.engine)
             _ = ws.lance  # likewise (a local directory: a mkdir; object storage: the connection)
+
+    def warm_up(self) -> None:
+        """Start the first readiness check in the background (importing LanceDB takes a second or two).
+        Run at the app's startup, not when it is built: an app built and never served must leave no
+        thread inside LanceDB's native code at interpreter exit (that aborts the process)."""
+        if self.ws is not None:
             threading.Thread(target=self.readiness.check, name="readyz-warmup", daemon=True).start()
 
     def _sources(self) -> Sources:
@@ -298,6 +303,7 @@ def install(app: Any, ws: Any, config: MonitoringConfig | None) -> None:
     monitor = Monitor(ws, config)
     app.state.monitor = monitor
     app.add_middleware(MonitoringMiddleware, monitor=monitor)
+    app.router.on_startup.append(monitor.warm_up)
     app.router.on_shutdown.append(monitor.close)
 
     @app.get("/healthz", tags=["monitoring"], response_model=Liveness, summary="Liveness: the process answers")
@@ -313,8 +319,8 @@ def install(app: Any, ws: Any, config: MonitoringConfig | None) -> None:
 
     @app.get("/metrics", tags=["monitoring"], response_class=PlainTextResponse,
              summary="Prometheus metrics (text exposition format)",
-             responses={200: {"content": {"text/plain": {"schema": {"type": "string"}}}}})
-    def metrics() -> PlainTextResponse:
+             response_model=None, responses={200: {"content": {"text/plain": {"schema": {"type": "string"}}}}})
+    def metrics() -> Any:  # not the response class: FastAPI resolves annotations at module level
         from prometheus_client import CONTENT_TYPE_LATEST
 
         return PlainTextResponse(monitor.metrics.exposition(), media_type=CONTENT_TYPE_LATEST)

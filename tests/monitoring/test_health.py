@@ -126,3 +126,20 @@ def test_a_hung_check_is_not_started_again_while_it_hangs() -> None:
         release.set()
     time.sleep(0.05)
     assert probe.check()["slow"].ok
+
+
+def test_the_openapi_description_covers_the_monitoring_routes(app: Any) -> None:
+    paths = app.openapi()["paths"]
+    assert {"/healthz", "/readyz", "/metrics"} <= set(paths)
+    assert "text/plain" in paths["/metrics"]["get"]["responses"]["200"]["content"]
+    assert "503" in paths["/readyz"]["get"]["responses"]
+
+
+def test_a_process_that_builds_an_app_and_exits_at_once_exits_cleanly(tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    code = ("from emergent import Workstation\nfrom emergent.api import create_app\n"
+            f"ws = Workstation.open({str(tmp_path / 'w')!r}, embedder='hashing')\ncreate_app(ws)\n")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr[-2000:]
