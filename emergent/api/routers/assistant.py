@@ -38,6 +38,8 @@ log = logging.getLogger("emergent.api")
 router = APIRouter(prefix="/assistant", tags=["assistant"])
 
 SSE = "text/event-stream"
+#: the events of a streamed run, in the order they can come
+EVENTS = ("started", "recall", "token", "tool_call", "tool_result", "approval", "answer", "stopped", "result", "error")
 RunStatus = Literal["running", "waiting_approval", "completed", "stopped", "failed", "cancelled"]
 
 
@@ -70,7 +72,10 @@ class RunOut(BaseModel):
 
 
 _STREAM_DOC: dict[int | str, dict[str, Any]] = {
-    200: {"content": {SSE: {"schema": {"type": "string"}}},
+    200: {"content": {SSE: {"schema": {  # one server-sent event; its data is JSON (the run, or a step of it)
+        "type": "object", "required": ["event", "data"],
+        "properties": {"event": {"type": "string", "enum": list(EVENTS)}, "data": {"type": "string"},
+                       "id": {"type": "string"}}}}},
           "description": "the run (JSON), or its events (text/event-stream) when asked to stream"}}
 
 
