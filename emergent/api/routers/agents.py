@@ -19,29 +19,15 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, Depends, Path, Query, Request
+from fastapi import APIRouter, Depends, Path, Query
 from pydantic import BaseModel, Field
 
 from emergent.api.auth import Admin, Caller, Operator, OperatorOrAgent, Viewer, ViewerOrAgent
-from emergent.api.errors import error_responses
-from emergent.api.pagination import Page, PageParams, int_position, page_params
+from emergent.api.pagination import Page
+from emergent.api.routers._api2 import WS, Paged, no_nul, problems, upto
 from emergent.errors import NotFoundError
 
-
-def _ws(request: Request) -> Any:
-    return request.app.state.ws
-
-
-WS = Annotated[Any, Depends(_ws)]
-Paged = Annotated[PageParams, Depends(page_params)]
-
-
-def problems(*statuses: int) -> dict[int | str, dict[str, Any]]:
-    """The problem+json answers of an operation: these, and what any authenticated call may answer."""
-    return error_responses(*sorted({401, 403, 422, 429, 503, *statuses}))
-
-
-router = APIRouter(prefix="/agents", tags=["agents"])
+router = APIRouter(prefix="/agents", tags=["agents"], dependencies=[Depends(no_nul)])
 
 AgentName = Annotated[str, Path(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,63}$")]
 TaskId = Annotated[str, Path(min_length=16, max_length=16, pattern=r"^[0-9a-f]{16}$")]
@@ -204,8 +190,8 @@ def get_card(name: AgentName, ws: WS, _: ViewerOrAgent) -> Any:
 def list_tasks(ws: WS, who: ViewerOrAgent, page: Paged, state: State | None = None,
                assignee: Annotated[str | None, Query(max_length=64)] = None) -> Any:
     """Tasks, newest first (an agent token: its own)."""
-    upto = int_position(page.position, "offset") + page.limit + 1
-    tasks = ws.agents.tasks(state=state, assignee=assignee, limit=max(upto, 500) if who.is_agent else upto)
+    n = upto(page)
+    tasks = ws.agents.tasks(state=state, assignee=assignee, limit=max(n, 500) if who.is_agent else n)
     return page.slice([_task(t) for t in tasks if _sees(who, t)])
 
 

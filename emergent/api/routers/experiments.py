@@ -11,34 +11,15 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, Depends, Path, Request
+from fastapi import APIRouter, Depends, Path
 from pydantic import BaseModel, Field
 
 from emergent.api.auth import Admin, Operator, Viewer
-from emergent.api.errors import error_responses
-from emergent.api.pagination import Page, PageParams, int_position, page_params
+from emergent.api.pagination import Page
+from emergent.api.routers._api2 import WS, Paged, no_nul, problems, upto
 from emergent.errors import ExperimentError, StateConflictError
 
-
-def _ws(request: Request) -> Any:
-    return request.app.state.ws
-
-
-WS = Annotated[Any, Depends(_ws)]
-Paged = Annotated[PageParams, Depends(page_params)]
-
-
-def problems(*statuses: int) -> dict[int | str, dict[str, Any]]:
-    """The problem+json answers of an operation: these, and what any authenticated call may answer."""
-    return error_responses(*sorted({401, 403, 422, 429, 503, *statuses}))
-
-
-def _upto(p: PageParams) -> int:
-    """How many rows to read for page ``p`` (one more than it shows: is there a next page?)."""
-    return int_position(p.position, "offset") + p.limit + 1
-
-
-router = APIRouter(prefix="/experiments", tags=["experiments"])
+router = APIRouter(prefix="/experiments", tags=["experiments"], dependencies=[Depends(no_nul)])
 
 Status = Literal["running", "pending_approval", "adopted", "rolled_back", "inconclusive", "rejected", "invalid",
                  "failed"]
@@ -161,7 +142,7 @@ def rollback_config(namespace: Namespace, ws: WS, who: Admin, body: Rollback | N
 @router.get("", response_model=Page[Experiment], responses=problems(401, 403))
 def list_experiments(ws: WS, _: Viewer, page: Paged, status: Status | None = None) -> Any:
     """Experiments, newest first."""
-    return page.slice(ws.experiments.list(status, limit=_upto(page)))
+    return page.slice(ws.experiments.list(status, limit=upto(page)))
 
 
 @router.post("", status_code=201, response_model=Experiment, responses=problems(400, 401, 403, 404, 422))

@@ -11,34 +11,15 @@ from __future__ import annotations
 from dataclasses import asdict
 from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, Depends, Path, Query, Request
+from fastapi import APIRouter, Depends, Path, Query
 from pydantic import BaseModel, Field
 
 from emergent.api.auth import Caller, Operator, Viewer, ViewerOrAgent
-from emergent.api.errors import error_responses
-from emergent.api.pagination import Page, PageParams, int_position, page_params
+from emergent.api.pagination import Page
+from emergent.api.routers._api2 import WS, Paged, no_nul, problems
 from emergent.errors import NotFoundError, OperationalError, StateConflictError
 
-
-def _ws(request: Request) -> Any:
-    return request.app.state.ws
-
-
-WS = Annotated[Any, Depends(_ws)]
-Paged = Annotated[PageParams, Depends(page_params)]
-
-
-def problems(*statuses: int) -> dict[int | str, dict[str, Any]]:
-    """The problem+json answers of an operation: these, and what any authenticated call may answer."""
-    return error_responses(*sorted({401, 403, 422, 429, 503, *statuses}))
-
-
-def _upto(p: PageParams) -> int:
-    """How many rows to read for page ``p`` (one more than it shows: is there a next page?)."""
-    return int_position(p.position, "offset") + p.limit + 1
-
-
-router = APIRouter(prefix="/graph", tags=["graph"])
+router = APIRouter(prefix="/graph", tags=["graph"], dependencies=[Depends(no_nul)])
 
 ItemId = Annotated[str, Path(min_length=1, max_length=200, pattern=r"^[A-Za-z0-9_:.@/-]+$")]
 ScopeQ = Annotated[str | None, Query(max_length=200, pattern=r"^[A-Za-z0-9_.-]+(/[A-Za-z0-9_.-]+){0,2}$",

@@ -15,29 +15,15 @@ import time
 from pathlib import Path as FilePath
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, Path, Query, Request, Response
+from fastapi import APIRouter, Depends, Path, Query, Response
 from pydantic import BaseModel, Field
 
 from emergent.api.auth import Admin, Operator, Viewer
-from emergent.api.errors import error_responses
-from emergent.api.pagination import Page, PageParams, page_params
+from emergent.api.pagination import Page
+from emergent.api.routers._api2 import WS, Paged, no_nul, problems
 from emergent.errors import NotFoundError, StateConflictError, ValidationError
 
-
-def _ws(request: Request) -> Any:
-    return request.app.state.ws
-
-
-WS = Annotated[Any, Depends(_ws)]
-Paged = Annotated[PageParams, Depends(page_params)]
-
-
-def problems(*statuses: int) -> dict[int | str, dict[str, Any]]:
-    """The problem+json answers of an operation: these, and what any authenticated call may answer."""
-    return error_responses(*sorted({401, 403, 422, 429, 503, *statuses}))
-
-
-router = APIRouter(prefix="/jobs", tags=["jobs"])
+router = APIRouter(prefix="/jobs", tags=["jobs"], dependencies=[Depends(no_nul)])
 
 _NAME = r"^[A-Za-z0-9][A-Za-z0-9_.-]*$"
 JobName = Annotated[str, Path(min_length=1, max_length=100, pattern=_NAME)]

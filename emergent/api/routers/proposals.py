@@ -9,33 +9,14 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, Depends, Path, Request
+from fastapi import APIRouter, Depends, Path
 from pydantic import BaseModel, Field
 
 from emergent.api.auth import Operator, Viewer
-from emergent.api.errors import error_responses
-from emergent.api.pagination import Page, PageParams, int_position, page_params
+from emergent.api.pagination import Page
+from emergent.api.routers._api2 import WS, Paged, no_nul, problems, upto
 
-
-def _ws(request: Request) -> Any:
-    return request.app.state.ws
-
-
-WS = Annotated[Any, Depends(_ws)]
-Paged = Annotated[PageParams, Depends(page_params)]
-
-
-def problems(*statuses: int) -> dict[int | str, dict[str, Any]]:
-    """The problem+json answers of an operation: these, and what any authenticated call may answer."""
-    return error_responses(*sorted({401, 403, 422, 429, 503, *statuses}))
-
-
-def _upto(p: PageParams) -> int:
-    """How many rows to read for page ``p`` (one more than it shows: is there a next page?)."""
-    return int_position(p.position, "offset") + p.limit + 1
-
-
-router = APIRouter(prefix="/proposals", tags=["proposals"])
+router = APIRouter(prefix="/proposals", tags=["proposals"], dependencies=[Depends(no_nul)])
 
 Status = Literal["draft", "pending", "approved", "rejected", "experimenting", "adopted", "rolled_back"]
 ProposalId = Annotated[str, Path(min_length=1, max_length=32, pattern=r"^[A-Za-z0-9_-]+$")]
@@ -103,7 +84,7 @@ class Reject(BaseModel):
 @router.get("", response_model=Page[Proposal], responses=problems(401, 403))
 def list_proposals(ws: WS, _: Viewer, page: Paged, status: Status | None = None) -> Any:
     """Proposals, newest first (``status`` filters)."""
-    return page.slice(ws.proposals.list(status, limit=_upto(page)))
+    return page.slice(ws.proposals.list(status, limit=upto(page)))
 
 
 @router.get("/metrics", response_model=ProposalMetrics, responses=problems(401, 403))

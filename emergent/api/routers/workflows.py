@@ -17,29 +17,15 @@ from __future__ import annotations
 import re
 from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, Depends, Path, Request
+from fastapi import APIRouter, Depends, Path
 from pydantic import BaseModel, Field
 
 from emergent.api.auth import Admin, Caller, OperatorOrAgent, ViewerOrAgent
-from emergent.api.errors import error_responses
-from emergent.api.pagination import Page, PageParams, int_position, page_params
+from emergent.api.pagination import Page
+from emergent.api.routers._api2 import WS, Paged, no_nul, problems, upto
 from emergent.errors import NotFoundError, PrincipalError, TimeoutExceeded, ValidationError
 
-
-def _ws(request: Request) -> Any:
-    return request.app.state.ws
-
-
-WS = Annotated[Any, Depends(_ws)]
-Paged = Annotated[PageParams, Depends(page_params)]
-
-
-def problems(*statuses: int) -> dict[int | str, dict[str, Any]]:
-    """The problem+json answers of an operation: these, and what any authenticated call may answer."""
-    return error_responses(*sorted({401, 403, 422, 429, 503, *statuses}))
-
-
-router = APIRouter(prefix="/workflows", tags=["workflows"])
+router = APIRouter(prefix="/workflows", tags=["workflows"], dependencies=[Depends(no_nul)])
 
 RunId = Annotated[str, Path(min_length=1, max_length=80, pattern=r"^[A-Za-z0-9_.:-]+$")]
 _NAME = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,199}$")
@@ -191,8 +177,8 @@ def register_workflow(body: Register, ws: WS, who: Admin) -> Any:
 def list_runs(ws: WS, who: ViewerOrAgent, page: Paged,
               status: Literal["running", "paused", "waiting", "completed", "failed", "cancelled"] | None = None) -> Any:
     """Runs, newest first (an agent token: its own)."""
-    upto = int_position(page.position, "offset") + page.limit + 1
-    runs = ws.workflows.runs(limit=upto if not who.is_agent else max(upto, 500), status=status)
+    n = upto(page)
+    runs = ws.workflows.runs(limit=n if not who.is_agent else max(n, 500), status=status)
     if who.is_agent:
         runs = [r for r in runs if r.principal == who.principal.key]
     return page.slice([_run(r) for r in runs])
