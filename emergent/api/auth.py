@@ -17,7 +17,7 @@ from fastapi import Depends, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
 from emergent.api.errors import AuthenticationError
-from emergent.errors import PrincipalError, ScopeError
+from emergent.errors import PermissionDenied, PrincipalError, ScopeError
 from emergent.principals import Principal
 
 _bearer = HTTPBearer(auto_error=False, description="an API token: `emergent tokens create`")
@@ -66,6 +66,10 @@ def _verify(request: Request, secret: str) -> Caller:
         raise AuthenticationError("the API token is unknown, expired or revoked",
                                   hint="create a new one with `emergent tokens create`")
     info, principal = found
+    if not principal.is_human and principal.key in ws.autonomy.suspended():
+        raise PermissionDenied(f"{principal.key} is suspended: its tokens act no more until a person unsuspends it",
+                               hint="`emergent policy unsuspend` (or DELETE /v1/policy/suspensions/KEY with an admin "
+                                    "token)", principal=principal.key)
     return Caller(principal=principal, token_id=info.id, role=info.role)
 
 

@@ -153,3 +153,11 @@ def test_agent_token_writes_through_the_gate_as_the_agent(ws: Any, agent: Any, c
         assert body["approval"] and ws.autonomy.approvals.get(body["approval"]).actor == agent.key
     else:
         assert r.status_code == 201
+
+
+def test_attack_suspended_agent_keeps_using_its_token(ws: Any, me: Any, client: Any, headers: dict[str, Any]) -> None:
+    assert client.get("/v1/memory/recall", params={"query": "x"}, headers=headers["agent"]).status_code == 200
+    ws.autonomy.suspend("agent:researcher", by=me, reason="misbehaved")
+    r = client.get("/v1/memory/recall", params={"query": "x"}, headers=headers["agent"])
+    assert r.status_code == 403 and r.json()["title"] == "PermissionDenied" and r.json()["hint"]
+    assert client.get("/v1/memory/recall", params={"query": "x"}, headers=headers["viewer"]).status_code == 200
