@@ -214,3 +214,48 @@ def test_erasure_on_s3_leaves_no_object_in_the_bucket_holding_the_text(tmp_path:
     holding = [k for k in s3.keys(uri)
                if b"heron-4242" in client.get_object(Bucket=bucket, Key=k)["Body"].read()]  # type: ignore[attr-defined]
     assert not holding, holding
+
+
+def test_sealed_memories_on_s3_are_read_by_another_host_with_the_same_kek(tmp_path: Path, s3: S3) -> None:
+    """Encryption at rest across hosts: the data keys live in the shared database wrapped by the KEK,
+    so every host needs the same EMERGENT_SECURITY__KEK (docs/deploy.md); the bucket holds no
+    plaintext, and a host with another KEK is refused rather than reading garbage."""
+    import base64
+    import os
+
+    uri = s3.bucket()
+    shared_sql = f"sqlite:///{tmp_path / 'shared.db'}"
+
+    def env(name: str, kek: bytes) -> dict[str, str]:
+        e = instance_env(tmp_path / name, sql_url=shared_sql, redis_url="", lance_uri=uri,
+                         lance_options=s3.options(), workspace_id="sealed",
+                         extra={"EMERGENT_SECURITY__ENCRYPT": "true",
+                                "EMERGENT_SECURITY__KEK": base64.b64encode(kek).decode()})
+        e.pop("EMERGENT_REDIS_URL")
+        return e
+
+    from emergent.stores.sql import SQLStore
+
+    SQLStore(shared_sql).dispose()  # the operator migrates the shared file before the hosts start (each home would
+    # take its own migration lock)
+    kek = os.urandom(32)
+    a, b = Worker(tmp_path / "a", env("a", kek)), Worker(tmp_path / "b", env("b", kek))  # both start at once
+    try:
+        mid = a.ready().call(op="remember", texts=["the vault combination is 7-19-33 kestrel"])["ids"][0]
+        assert mid in b.ready().call(op="recall", q="vault combination kestrel")["ids"]
+    finally:
+        a.close()
+        b.close()
+    bucket = uri.removeprefix("s3://").split("/")[0]
+    client = s3.client()
+    assert not [k for k in s3.keys(uri)
+                if b"kestrel" in client.get_object(Bucket=bucket, Key=k)["Body"].read()]  # type: ignore[attr-defined]
+    stranger = Worker(tmp_path / "c", env("c", os.urandom(32)))
+    try:
+        stranger.ready()
+        stranger.send(op="recall", q="vault combination kestrel")
+        assert stranger.proc.stdout is not None
+        answer = json.loads(stranger.proc.stdout.readline())
+        assert "error" in answer and "ConfigError" in answer["error"], answer
+    finally:
+        stranger.close()
