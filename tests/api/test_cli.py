@@ -117,3 +117,30 @@ def test_serve_on_a_port_in_use_is_one_line_with_a_hint(home: Path, ws: Any) -> 
     bad = subprocess.run([sys.executable, "-c", CLI, "serve", "--host", "no-such-host.invalid", "--home", str(home)],
                          capture_output=True, text=True, timeout=60)
     assert bad.returncode == 2 and "does not resolve" in bad.stderr and "Traceback" not in bad.stderr
+
+
+def test_serve_with_two_workers_shares_one_socket_and_stops_on_sigterm(home: Path, ws: Any, me: Any) -> None:
+    _, secret = ws.tokens.create(me, "viewer", by=me, ttl_s=600)
+    proc = subprocess.Popen([sys.executable, "-c", CLI, "serve", "--port", "0", "--workers", "2", "--home", str(home)],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, env={**os.environ, "PYTHONUNBUFFERED": "1"},
+                            text=True)
+    try:
+        line = proc.stdout.readline() if proc.stdout else ""
+        url = line.split()[2]
+        deadline = time.monotonic() + 60
+        answered = 0
+        while answered < 6:
+            try:
+                status, body = _get(url + "/v1/audit/verify", secret)
+                assert status == 200 and json.loads(body)["ok"] is True
+                answered += 1
+            except OSError:
+                assert time.monotonic() < deadline, "the workers never answered"
+                time.sleep(0.2)
+        proc.send_signal(signal.SIGTERM)
+        _, err = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    assert proc.returncode == 0 and "Traceback" not in err

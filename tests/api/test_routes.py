@@ -258,3 +258,25 @@ def test_every_mutation_is_audited_with_the_tokens_principal(ws: Any, me: Any, a
         assert any(e.kind.startswith(kind) and e.actor == me.key for e in new), (path, [e.kind for e in new])
         assert all(e.actor == me.key for e in new), (path, [(e.kind, e.actor) for e in new])
         before = new[-1].seq
+
+
+def test_streamed_run_that_needs_approval_ends_waiting_with_the_approval_event(ws: Any, client: Any,
+                                                                              headers: dict[str, Any]) -> None:
+    with client.stream("POST", "/v1/assistant/runs", json={"question": "/remember Pumps need oil.", "stream": True},
+                       headers=headers["operator"]) as r:
+        events = sse(r.read().decode())
+    kinds = [k for k, _ in events]
+    assert "approval" in kinds and kinds[-1] == "result"
+    approval = dict(events)["approval"]["approval"]
+    result = events[-1][1]
+    assert result["status"] == "waiting_approval" and result["pending_approval"] == approval
+    # resumed as a stream once approved through the API: the run completes
+    decided = client.post(f"/v1/approvals/{approval}/approve", json={}, headers=headers["operator"]).json()
+    assert decided["assistant_run"]["status"] == "completed"
+
+
+def test_stream_of_a_run_that_fails_to_start_ends_with_an_error_event(client: Any, headers: dict[str, Any]) -> None:
+    with client.stream("POST", "/v1/assistant/runs", json={"question": "/nosuchcommand", "stream": True},
+                       headers=headers["operator"]) as r:
+        events = sse(r.read().decode())
+    assert events[-1][0] == "error" and events[-1][1]["status"] == 400 and events[-1][1]["hint"]
