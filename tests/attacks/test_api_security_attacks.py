@@ -74,6 +74,24 @@ def _holding(root: Path, *, skip: tuple[str, ...] = ()) -> list[str]:
     return sorted(found)
 
 
+def _archive_members_holding(archive: Path) -> list[str]:
+    """Members of a backup (a tar stream compressed with zstd) whose bytes hold the secret."""
+    import io
+    import tarfile
+
+    import zstandard
+
+    raw = zstandard.ZstdDecompressor().stream_reader(io.BytesIO(archive.read_bytes())).read()
+    found = []
+    with tarfile.open(fileobj=io.BytesIO(raw)) as tar:
+        for member in tar.getmembers():
+            f = tar.extractfile(member) if member.isfile() else None
+            if f is not None and any(n in f.read() for n in NEEDLES):
+                found.append(member.name)
+    assert found or raw  # the archive was read
+    return found
+
+
 def _agent_remembers_through_the_api(ws: Any, client: TestClient, h: dict[str, dict[str, str]], text: str) -> str:
     """An agent token writes ``text``; the default policy asks a person: approved, then resumed."""
     r = client.post("/v1/memory", json={"text": text}, headers=h["agent"])
@@ -552,6 +570,10 @@ def test_attack_encrypted_workspace_holds_plaintext_of_an_api_write(home: Path, 
     assert _holding(home) + _holding(tmp_path / "audit-anchor") == []
 
 
+@pytest.mark.xfail(strict=True, reason="a backup of an encrypted workspace holds short-term memory in plaintext: "
+                                       "emergent/workspace/backup.py _dump_stm writes the opened records to stm.bin "
+                                       "(seal stm.bin, or each record, with the memory.stm cipher bound to the "
+                                       "backup id; _read_stm opens it)")
 def test_attack_encrypted_operator_write_through_the_api_leaves_no_plaintext(home: Path, tmp_path: Path,
                                                                              encrypted: bytes) -> None:
     ws = _open(home)
@@ -566,9 +588,11 @@ def test_attack_encrypted_operator_write_through_the_api_leaves_no_plaintext(hom
             found = c.get("/v1/memory/recall", params={"query": SECRET, "scope": "ops"}, headers=op).json()["items"]
             assert any(SECRET in i["text"] for i in found)
         ws.memory.ltm.maintain(force=True)
+        archive = Path(ws.backup("sealed backup", by=me).path)  # a backup of an encrypted workspace is sealed too
     finally:
         ws.close()
-    assert _holding(home) + _holding(tmp_path / "audit-anchor") == []
+    assert _holding(home, skip=("backups",)) + _holding(tmp_path / "audit-anchor") == []  # the live workspace: held
+    assert _archive_members_holding(archive) == []
 
 
 def test_attack_nonce_reuse_and_a_sealed_blob_moved_to_another_row_or_purpose(home: Path, encrypted: bytes) -> None:
@@ -600,7 +624,7 @@ def test_attack_nonce_reuse_and_a_sealed_blob_moved_to_another_row_or_purpose(ho
                 got = ws.memory.get(b, scope="ops").text
             except Exception as exc:  # noqa: BLE001 - refused: what we want
                 got = type(exc).__name__
-            assert "walrus-okapi" not in got
+            assert "walrus-okapi" not in got and got in ("IntegrityError", "ValidationError"), got
     finally:
         ws.close()
 
@@ -632,3 +656,85 @@ def test_attack_kill_during_kek_rotation_leaves_an_unreadable_workspace(home: Pa
         assert again.memory.get(mid, scope="ops").text.endswith(SECRET)
     finally:
         again.close()
+
+
+# ================================================================ the assistant as a way around scopes
+@pytest.mark.xfail(strict=True, reason="an agent token asks any existing assistant (a person's 'assistant', another "
+                                       "agent's name) and gets that assistant's memory back in the answer and sources: "
+                                       "emergent/api/routers/assistant.py _assistant() lets an agent token use any "
+                                       "assistant, outside its own scope and outside the delegation policy")
+@pytest.mark.parametrize("assistant", ["assistant", "intruder"])
+def test_attack_agent_token_reads_another_scope_through_an_assistant_run(ws: Any, me: Any, client: TestClient,
+                                                                         h: dict[str, Any], assistant: str) -> None:
+    # a person's assistant (scope "assistant") and another agent ("intruder") hold a secret
+    if assistant != "assistant":
+        ws.principals.agent(assistant, created_by=me)
+    ws.memory.ingest([f"The vault passphrase is {SECRET}."], scope=assistant)
+    assert client.post("/v1/assistant/runs", json={"question": "/help", "assistant": assistant},
+                       headers=h["operator"]).status_code == 200  # the assistant exists
+    leaked = []
+    for question in ("What is the vault passphrase?", "/recall vault passphrase"):
+        for stream in (False, True):
+            r = client.post("/v1/assistant/runs", json={"question": question, "assistant": assistant,
+                                                         "stream": stream}, headers=h["agent"])
+            if "walrus-okapi" in r.text:
+                leaked.append((question, stream, r.status_code))
+    assert leaked == []
+
+
+# ================================================================ faults
+ERASER = r"""
+import sys
+from emergent import Workstation
+ws = Workstation.open(sys.argv[1], embedder="hashing")
+print("go", flush=True)
+ws.retention.erase(by=ws.principal, reason="erasure request #9", user="alice")
+print("done", flush=True)
+ws.close()
+"""
+
+
+def _seed_for_erasure(home: Path) -> tuple[list[str], list[str]]:
+    ws = _open(home)
+    try:
+        alice = [ws.memory.remember(f"alice note {i} {SECRET}", scope=f"assistant/alice/s{i % 3}",
+                                    tier="ltm" if i % 2 else "stm").id for i in range(40)]
+        bob = [ws.memory.remember(f"bob keeps note {i}", scope="assistant/bob", tier="ltm").id for i in range(20)]
+        ws.memory.ltm.maintain(force=True)
+        ws.backup("before the erasure", by=ws.principal)
+    finally:
+        ws.close()
+    return alice, bob
+
+
+@pytest.mark.parametrize("delay", [0.05, 0.25])
+def test_attack_kill_9_during_an_erasure_leaves_a_readable_store_and_a_repeatable_erasure(
+        home: Path, tmp_path: Path, delay: float) -> None:
+    import subprocess
+    import sys
+    import time
+
+    alice, bob = _seed_for_erasure(home)
+    proc = subprocess.Popen([sys.executable, "-c", ERASER, str(home)], stdout=subprocess.PIPE, text=True,
+                            env=os.environ.copy())
+    try:
+        assert proc.stdout is not None and proc.stdout.readline().strip() == "go"
+        time.sleep(delay)
+        proc.kill()  # SIGKILL: no cleanup, no atexit
+    finally:
+        proc.wait(timeout=30)
+    print("killed", "after" if proc.stdout.read().strip() else "inside", "the erasure")
+    ws = _open(home)  # the store opens and reads after the kill
+    try:
+        assert [ws.memory.get(b, scope="assistant/bob").text for b in bob] == \
+            [f"bob keeps note {i}" for i in range(20)]
+        hits = ws.memory.recall("bob keeps note", scope="assistant", k=5)
+        assert hits
+        # the erasure is repeated to the end: alice is gone everywhere, bob stays
+        ws.retention.erase(by=ws.principal, reason="erasure request #9 (again)", user="alice")
+        hits = ws.memory.recall(f"alice note {SECRET}", scope="assistant", k=50)
+        assert all("walrus-okapi" not in x.record.text for x in hits)
+        assert len([b for b in bob if ws.memory.get(b, scope="assistant/bob")]) == 20
+    finally:
+        ws.close()
+    assert _holding(home, skip=("backups",)) == []
