@@ -147,7 +147,9 @@ def shared_sql(kind: str, tmp: Path) -> Iterator[SharedSQL]:
             conn.execute(sa.text(f'CREATE DATABASE "{name}"'))
     except Exception as exc:  # EMERGENT_TEST_POSTGRES_URL is set: an absent server is a failure, said plainly
         admin.dispose()
-        pytest.fail(f"EMERGENT_TEST_POSTGRES_URL is set but PostgreSQL did not create a database: {exc}")
+        reason = str(exc).strip().splitlines()[0]
+        pytest.fail(f"EMERGENT_TEST_POSTGRES_URL is set but PostgreSQL did not create a database ({reason}): start "
+                    "PostgreSQL, or unset the variable to run the scale tests on a shared SQLite file", pytrace=False)
     url = sa.engine.make_url(base).set(database=name).render_as_string(hide_password=False)
     try:
         yield SharedSQL(url, kind)
