@@ -58,3 +58,17 @@ def test_an_experiment_started_by_an_operator_cannot_decide_without_data(
 def test_an_experiment_of_an_unknown_version_is_a_404(client: Any, headers: Any) -> None:
     problem(client.post("/v1/experiments", json={"name": "x", "candidate": "memory@999", "metric": "m"},
                         headers=headers["operator"]), 404)
+
+
+def test_an_adoption_approved_in_the_approvals_queue_is_carried_out_by_sync(
+        ws: Any, me: Any, agent: Any, client: Any, headers: Any) -> None:
+    cand = ws.experiments.registry.create("memory", changes={"candidates": 123}, principal=me)
+    exp = ws.experiments.start("wider", cand.id, metric="recall@10", principal=me)
+    waiting = ws.experiments.adopt(exp["id"], principal=agent, reason="better", confidence=0.5)
+    assert waiting["status"] == "pending_approval", waiting  # the gate asks a person for an agent
+    r = client.post(f"/v1/approvals/{waiting['approval_id']}/approve", json={"reason": "go"},
+                    headers=headers["operator"])
+    assert r.status_code == 200, r.text
+    assert client.post("/v1/experiments/sync", headers=headers["operator"]).json() == {"applied": 1}
+    assert client.get(f"/v1/experiments/{exp['id']}", headers=headers["viewer"]).json()["status"] == "adopted"
+    assert ws.experiments.registry.current("memory").id == cand.id

@@ -76,3 +76,16 @@ def test_one_proposal_comes_with_its_history(client: Any, headers: Any, pending:
 
 def test_an_unknown_proposal_is_a_404_with_a_hint(client: Any, headers: Any) -> None:
     assert "emergent proposals list" in problem(client.get("/v1/proposals/nope", headers=headers["viewer"]), 404)["hint"]
+
+
+def test_a_decision_made_in_the_approvals_queue_is_applied_by_sync_as_its_decider(
+        ws: Any, me: Any, client: Any, headers: Any, pending: dict[str, Any]) -> None:
+    r = client.post(f"/v1/approvals/{pending['approval_id']}/approve", json={"reason": "ok"},
+                    headers=headers["operator"])
+    assert r.status_code == 200, r.text
+    assert ws.proposals.get(pending["id"])["status"] == "pending"  # not yet applied
+    assert client.post("/v1/proposals/sync", headers=headers["operator"]).json() == {"applied": 1}
+    p = ws.proposals.get(pending["id"])
+    assert p["status"] == "approved" and p["decided_by"] == me.key
+    assert ws.autonomy.approvals.get(pending["approval_id"]).status == "consumed"
+    assert client.post("/v1/proposals/sync", headers=headers["operator"]).json() == {"applied": 0}

@@ -153,6 +153,17 @@ def start_experiment(body: StartExperiment, ws: WS, who: Operator) -> Any:
                                 principal=who.principal, **design)
 
 
+class Synced(BaseModel):
+    applied: int = Field(description="how many decisions were applied")
+
+
+@router.post("/sync", response_model=Synced, responses=problems(409))
+def sync_experiments(ws: WS, _: Operator) -> Any:
+    """Carry out adoptions whose approval was decided in the approvals queue (approved: the candidate
+    becomes current, as the person who approved it; rejected or expired: the experiment is rejected)."""
+    return {"applied": ws.experiments.sync_approvals()}
+
+
 @router.get("/{experiment_id}", response_model=Experiment, responses=problems(401, 403, 404))
 def get_experiment(experiment_id: ExperimentId, ws: WS, _: Viewer) -> Any:
     """One experiment with its design and last analysis."""

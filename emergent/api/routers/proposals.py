@@ -93,6 +93,18 @@ def proposal_metrics(ws: WS, _: Viewer) -> Any:
     return ws.proposals.metrics()
 
 
+class Synced(BaseModel):
+    applied: int = Field(description="how many decisions were applied")
+
+
+@router.post("/sync", response_model=Synced, responses=problems())
+def sync_proposals(ws: WS, _: Operator) -> Any:
+    """Apply decisions made in the approvals queue (POST /v1/approvals/{id}/approve or reject) to the
+    proposals they were filed for, now rather than at the next improvement cycle. Each transition is
+    recorded as the person who decided it."""
+    return {"applied": ws.proposals.sync_approvals()}
+
+
 @router.get("/{proposal_id}", response_model=ProposalDetail, responses=problems(401, 403, 404))
 def get_proposal(proposal_id: ProposalId, ws: WS, _: Viewer) -> Any:
     """One proposal with its evidence, impact, diff and history."""
