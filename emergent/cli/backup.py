@@ -102,6 +102,8 @@ def verify(backup_id: str, home: str = HOME) -> None:
 def restore(backup_id: str, yes: bool = typer.Option(False, "--yes", "-y", help="do not ask for confirmation"),
             governance: bool = typer.Option(False, "--governance", help="also restore the policy, pause, "
                                             "suspensions, overrides, principals and approvals from the backup"),
+            repurge: bool = typer.Option(False, "--repurge", help="a backup that holds memories erased since it "
+                                         "was taken: remove them from it before it goes live (refused without)"),
             home: str = HOME) -> None:
     """Verify BACKUP_ID, then replace the workspace's data with it (catalogue, audit chain and,
     without --governance, the governance state are kept as they are now)."""
@@ -123,7 +125,7 @@ def restore(backup_id: str, yes: bool = typer.Option(False, "--yes", "-y", help=
             typer.confirm(f"replace the {what} of {ws.path} with backup {info.id} ({info.memories} memories)?",
                           abort=True)
         with _working(f"verifying and restoring {backup_id}..."):
-            report = ws.restore(backup_id, by=ws.principal, governance=governance)
+            report = ws.restore(backup_id, by=ws.principal, governance=governance, repurge=repurge)
         typer.echo(json.dumps(report.as_dict(), indent=2))
 
 
