@@ -79,3 +79,12 @@ def test_an_unknown_task_id_is_a_404_and_a_malformed_one_a_422(client: Any, head
     problem(client.get("/v1/agents/tasks/0123456789abcdef", headers=headers["viewer"]), 404)
     problem(client.get("/v1/agents/tasks/../etc", headers=headers["viewer"]), 404)
     problem(client.get("/v1/agents/tasks/XYZ", headers=headers["viewer"]), 422)
+
+
+def test_the_bus_messages_show_the_auction_with_each_senders_principal(
+        me: Any, client: Any, headers: Any, team: None) -> None:
+    client.post("/v1/agents/tasks", json={"text": "search the literature", "skills": ["literature"]},
+                headers=headers["operator"])
+    msgs = client.get("/v1/agents/messages", params={"stream": "contract-net"}, headers=headers["viewer"]).json()
+    assert [(m["body"]["type"], m["sender"]) for m in msgs] == [("announce", me.key), ("bid", "agent:scout")]
+    problem(client.get("/v1/agents/messages", headers=headers["agent"]), 403)

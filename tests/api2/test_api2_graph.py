@@ -62,3 +62,11 @@ def test_a_proposed_edge_is_accepted_by_an_operator(ws: Any, me: Any, client: An
     r = client.post(f"/v1/graph/edges/{edge.id}/accept", headers=headers["operator"])
     assert r.status_code == 200 and r.json()["status"] == "active"
     assert client.get("/v1/graph/edges", headers=headers["viewer"]).json()["items"] == []
+
+
+def test_communities_group_connected_nodes(ws: Any, me: Any, client: Any, headers: Any) -> None:
+    ids = [add(client, headers, label, "scout")["id"] for label in ("Oxygen", "Optode", "Sensor")]
+    for a, b in zip(ids, ids[1:], strict=False):
+        ws.graph.add_edge(a, "related_to", b, principal=me)
+    groups = client.get("/v1/graph/communities", headers=headers["viewer"]).json()
+    assert [sorted(g["nodes"]) for g in groups] == [sorted(ids)] and groups[0]["label"]

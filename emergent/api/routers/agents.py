@@ -113,6 +113,14 @@ class Resolution(BaseModel):
     extra: dict[str, Any]
 
 
+class Message(BaseModel):
+    id: str
+    stream: str
+    sender: str = Field(description="the publisher's principal key (set by the bus)")
+    body: dict[str, Any]
+    redelivered: bool
+
+
 class NewCard(BaseModel):
     name: str = Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,63}$")
     skills: list[Skill] = Field(min_length=1, max_length=50)
@@ -225,6 +233,14 @@ def resume_task(task_id: TaskId, ws: WS, who: OperatorOrAgent, body: ResumeTask 
     _mine(who, ws.agents.task(task_id))
     body = body or ResumeTask()
     return _task(ws.agents.resume(task_id, by=who.principal, wait=body.wait, timeout=body.timeout))
+
+
+# ------------------------------------------------------------------ the bus
+@router.get("/messages", response_model=list[Message], responses=problems())
+def list_messages(ws: WS, _: Viewer, stream: Literal["tasks", "contract-net", "votes", "proposals"] | None = None,
+                  limit: Annotated[int, Query(ge=1, le=500)] = 50) -> Any:
+    """The newest messages on the agents' bus (of one stream, or of all), oldest first."""
+    return [m.to_dict() for m in ws.agents.messages(stream, limit)]
 
 
 # ------------------------------------------------------------------ votes and conflicts

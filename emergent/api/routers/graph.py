@@ -90,6 +90,15 @@ class Edit(BaseModel):
     undone: bool
 
 
+class Community(BaseModel):
+    id: int
+    nodes: list[str]
+    label: str
+    summary: str
+    top_terms: list[str]
+    strategy: str
+
+
 class NewNode(BaseModel):
     label: str = Field(min_length=1, max_length=300)
     scope: str = Field(max_length=200, pattern=r"^[A-Za-z0-9_.-]+(/[A-Za-z0-9_.-]+){0,2}$",
@@ -174,6 +183,12 @@ def list_edges(ws: WS, who: ViewerOrAgent, page: Paged,
     """Edges by status; by default the inferred ones waiting for a person to accept or reject them."""
     edges = [e for e in ws.graph.edges(status=status, namespace=_namespace(who, scope)) if _sees(who, e.namespace)]
     return page.slice([asdict(e) for e in sorted(edges, key=lambda e: e.id)])
+
+
+@router.get("/communities", response_model=list[Community], responses=problems())
+def graph_communities(ws: WS, _: Viewer) -> Any:
+    """Louvain communities of the active graph, largest first, each labelled (cached per graph version)."""
+    return [asdict(c) for c in ws.graph.communities()]
 
 
 @router.get("/edits", response_model=list[Edit], responses=problems(401, 403))
