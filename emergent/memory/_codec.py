@@ -19,6 +19,7 @@ from typing import Any, Protocol
 
 import numpy as np
 
+from emergent.errors import IntegrityError
 from emergent.memory.types import Kind, MemoryRecord, Scope, Tier
 
 _LEN = struct.Struct("<I")
@@ -66,25 +67,56 @@ class Sealer(Protocol):
 
 
 SEALED = b"EGC\x01"  # the header of a sealed blob (emergent.security.crypto.MAGIC)
+#: an STM value sealed bound to its key: ``BOUND + id length (u16) + id + sealed blob`` whose AAD is
+#: the agent and the id (:func:`key_aad`); the id rides in clear (it is the key's own name) so a value
+#: read without its key (an evicted item) is still checked against the agent and id it was sealed for
+BOUND = b"EGS\x01"
+_ID_LEN = struct.Struct("<H")
 
 
-def codec(cipher: Sealer | None) -> tuple[Callable[[MemoryRecord], bytes], Callable[[bytes], MemoryRecord]]:
+def key_aad(agent: str, id: str) -> bytes:
+    return b"stm\0" + agent.encode() + b"\0" + id.encode()
+
+
+def _moved(agent: str, id: str | None, found: str) -> IntegrityError:
+    return IntegrityError(f"a sealed short-term memory value under {agent}/{id or '?'} belongs to {found}: "
+                          "it was moved from another key", hint="delete the value; it was tampered with",
+                          agent=agent, memory_id=id)
+
+
+def codec(cipher: Sealer | None) -> tuple[Callable[[MemoryRecord], bytes], Callable[..., MemoryRecord]]:
     """``(encode, decode)`` for a backend: the plain functions themselves without a cipher (the default
-    path costs nothing more), else ones that seal the whole value (text, meta, vector) and open it.
-    Values written before encryption was turned on still decode."""
+    path costs nothing more), else ones that seal the whole value (text, meta, vector) bound to its
+    key (agent + id) and open it: ``decode(data, agent, id=None)`` refuses a value moved to another key.
+    Values written before encryption was turned on still decode, and so do values sealed before the
+    binding (``SEALED``: opened without AAD, then their own agent and id must match the key's)."""
     if cipher is None:
         return encode, decode
 
     def sealed_encode(rec: MemoryRecord) -> bytes:
-        return cipher.seal(encode(rec))
+        rid = rec.id.encode()
+        return BOUND + _ID_LEN.pack(len(rid)) + rid + cipher.seal(encode(rec), key_aad(rec.scope.agent, rec.id))
 
-    def sealed_decode(data: bytes) -> MemoryRecord:
-        return decode(cipher.open(data) if data[:4] == SEALED else data)
+    def sealed_decode(data: bytes, agent: str, id: str | None = None) -> MemoryRecord:
+        head = bytes(data[:4])
+        if head == BOUND:
+            (n,) = _ID_LEN.unpack_from(data, 4)
+            bound = bytes(data[6 : 6 + n]).decode()
+            if id is not None and bound != id:
+                raise _moved(agent, id, bound)
+            return decode(cipher.open(bytes(data[6 + n :]), key_aad(agent, bound)))
+        if head != SEALED:
+            return decode(data)  # stored before encryption was turned on
+        rec = decode(cipher.open(data))  # sealed before values were bound to their key: check its content
+        if rec.scope.agent != agent or (id is not None and rec.id != id):
+            raise _moved(agent, id, f"{rec.scope.agent}/{rec.id}")
+        return rec
 
     return sealed_encode, sealed_decode
 
 
-def decode(data: bytes) -> MemoryRecord:
+def decode(data: bytes, agent: str | None = None, id: str | None = None) -> MemoryRecord:
+    """``agent`` and ``id`` (the key read) matter only to sealed values (:func:`codec`)."""
     (n,) = _LEN.unpack_from(data)
     h = _loads(data[4 : 4 + n])
     vec = np.frombuffer(data, dtype=np.float32, offset=4 + n) if len(data) > 4 + n else None

@@ -400,7 +400,7 @@ class RedisSTM(STM):
         else:  # the marker rides along in the same round trip (execute_command: mget() adds ~10 µs)
             raw, marker = self.client.execute_command("MGET", key, self._marker)
             self._same_marker(marker)
-        return None if raw is None else self._decode(raw)
+        return None if raw is None else self._decode(raw, agent, id)
 
     def _same_marker(self, marker: bytes | str | None) -> None:
         """Raise StoreResetError unless ``marker`` (read with the data) is the one this instance expects."""
@@ -424,7 +424,7 @@ class RedisSTM(STM):
         gone = [i for i, v in zip(ids, values, strict=True) if v is None]
         if gone:  # expired by TTL: drop them from the recency index too
             self.client.zrem(p + "recent", *gone)
-        return [self._decode(v) for v in values if v is not None]
+        return [self._decode(v, agent, i) for i, v in zip(ids, values, strict=True) if v is not None]
 
     def delete(self, agent: str, ids: list[str]) -> int:
         self._check()
@@ -448,7 +448,7 @@ class RedisSTM(STM):
         values, _ = pipe.execute()
         if not values:
             self._verify()
-        return [self._decode(v) for v in values]
+        return [self._decode(v, agent) for v in values]
 
     def agents(self) -> list[str]:
         self._check()

@@ -263,12 +263,12 @@ class SQLiteSTM(STM):
         rows = self._read("get", _GET, (agent, id))
         if not rows or rows[0][1] <= self._now():
             return None
-        return self._decode(rows[0][0])
+        return self._decode(rows[0][0], agent, id)
 
     def scan(self, agent: str, limit: int | None = None) -> list[MemoryRecord]:
         now = self._now()
         if limit:
-            return [self._decode(v) for (v,) in self._read("scan", _SCAN_LIVE, (agent, now, limit))]
+            return [self._decode(v, agent) for (v,) in self._read("scan", _SCAN_LIVE, (agent, now, limit))]
         rows = self._read("scan", _SCAN_ALL, (agent,))
         if any(exp <= now for exp, _ in rows):  # park expired items for consolidation to judge
             def park(conn: sqlite3.Connection) -> None:
@@ -278,7 +278,7 @@ class SQLiteSTM(STM):
                 self._trim(conn, agent, evicted)
 
             self._write("scan", park)
-        return [self._decode(v) for exp, v in rows if exp > now]
+        return [self._decode(v, agent) for exp, v in rows if exp > now]
 
     def delete(self, agent: str, ids: list[str]) -> int:
         if not ids:
@@ -301,7 +301,7 @@ class SQLiteSTM(STM):
                 conn.execute("DELETE FROM stm_evicted WHERE agent = ? AND n <= ?", (agent, rows[-1][0]))
             return [v for _, v in rows]
 
-        return [self._decode(v) for v in self._write("drain_evicted", body)]
+        return [self._decode(v, agent) for v in self._write("drain_evicted", body)]
 
     def agents(self) -> list[str]:
         rows = self._read("agents", "SELECT agent FROM stm_agents WHERE items > 0 OR evicted > 0 ORDER BY agent", ())

@@ -101,7 +101,7 @@ def test_redis_values_are_sealed_and_recall_finds_them(home: Path, redis_url: st
         ns = ws.redis_namespace  # type: ignore[attr-defined]
         keys = [k for k in client.scan_iter(match=f"{ns}*") if client.type(k) == b"string"]
         values = [client.get(k) or b"" for k in keys]
-        assert any(v.startswith(b"EGC\x01") for v in values)  # the STM item is there, sealed
+        assert any(v.startswith(b"EGS\x01") for v in values)  # the STM item is there, sealed (bound to its key)
         assert not [k for k, v in zip(keys, values, strict=True) if any(m in v for m in MARKERS)]
         client.close()
         assert ids["stm"] in _recalled(ws)

@@ -64,5 +64,5 @@ def make_stm(request: pytest.FixtureRequest, tmp_path: Path, cipher: Any) -> Ite
                 values.append(stm.client.get(k))
             for k in stm.client.scan_iter(match="emergent:test:stm:{*}:evicted"):  # waiting to be promoted
                 values += stm.client.lrange(k, 0, -1)
-        assert all(v[:4] == b"EGC\x01" for v in values if v is not None)
+        assert all(v[:4] == b"EGS\x01" for v in values if v is not None)  # sealed, bound to their key
         stm.close()
