@@ -263,9 +263,6 @@ def test_attack_token_of_a_removed_principal_in_a_fresh_process(home: Path, ws: 
         fresh.close()
 
 
-@pytest.mark.xfail(strict=True, reason="Principals.get trusts its in-process _known cache: a principal removed from "
-                                       "the directory still verifies in a process that saw it before, so its token "
-                                       "keeps working there (ApiTokens.verify)")
 def test_attack_token_of_a_removed_principal_in_the_process_that_knew_it(home: Path, ws: Any, agent: Any,
                                                                          client: TestClient,
                                                                          h: dict[str, Any]) -> None:
@@ -324,11 +321,6 @@ def test_attack_body_and_headers_name_another_principal(ws: Any, me: Any, client
     assert not any(e.actor == "human:mallory" for e in ws.audit.entries())
 
 
-@pytest.mark.xfail(strict=True, reason="a tool call with an argument its schema does not take is a 500, not a 400: "
-                                       "ToolSpec.validate raises ValidationError(..., fields=bad) and EmergentError's "
-                                       "**fields sets self.fields = that list, so api/errors.problem() calls "
-                                       "list.items() (rename the kwarg in emergent/tools/spec.py, and make "
-                                       "from_error tolerate a non-dict)")
 def test_attack_tool_call_with_a_smuggled_argument_is_a_400_not_a_500(client: TestClient, h: dict[str, Any]) -> None:
     for role in ("agent", "operator"):
         r = client.post("/v1/tools/memory.recall/call", json={"args": {"query": "x", "principal": "human:mallory"}},
@@ -367,10 +359,6 @@ def test_attack_oversized_body_with_a_declared_length_is_413(ws: Any, me: Any) -
         assert r.json()["hint"]
 
 
-@pytest.mark.xfail(strict=True, reason="a body streamed without Content-Length past max_body_bytes is a 400 'There "
-                                       "was an error parsing the body' (no hint), not the 413: FastAPI's body reader "
-                                       "swallows BodyLimit's _TooLarge (emergent/api/app.py: make _TooLarge a "
-                                       "starlette HTTPException(413) so FastAPI re-raises it, or answer 413 there)")
 def test_attack_oversized_body_streamed_without_a_declared_length_is_413(ws: Any, me: Any) -> None:
     secret = ws.tokens.create(me, "operator", by=me, ttl_s=600)[1]
     with TestClient(_app(ws, max_body_bytes=4096), raise_server_exceptions=False) as c:
@@ -659,10 +647,6 @@ def test_attack_kill_during_kek_rotation_leaves_an_unreadable_workspace(home: Pa
 
 
 # ================================================================ the assistant as a way around scopes
-@pytest.mark.xfail(strict=True, reason="an agent token asks any existing assistant (a person's 'assistant', another "
-                                       "agent's name) and gets that assistant's memory back in the answer and sources: "
-                                       "emergent/api/routers/assistant.py _assistant() lets an agent token use any "
-                                       "assistant, outside its own scope and outside the delegation policy")
 @pytest.mark.parametrize("assistant", ["assistant", "intruder"])
 def test_attack_agent_token_reads_another_scope_through_an_assistant_run(ws: Any, me: Any, client: TestClient,
                                                                          h: dict[str, Any], assistant: str) -> None:
@@ -738,3 +722,112 @@ def test_attack_kill_9_during_an_erasure_leaves_a_readable_store_and_a_repeatabl
     finally:
         ws.close()
     assert _holding(home, skip=("backups",)) == []
+
+
+# ================================================================ more governance and leaks
+def test_attack_token_list_or_creation_reveals_stored_hashes(ws: Any, client: TestClient, h: dict[str, Any],
+                                                             secrets_by_role: dict[str, str]) -> None:
+    import hashlib
+
+    listed = client.get("/v1/tokens?include_inactive=true", headers=h["admin"])
+    created = client.post("/v1/tokens", json={"role": "viewer", "ttl_s": 60}, headers=h["admin"])
+    assert listed.status_code == 200 and created.status_code == 201
+    for s in secrets_by_role.values():
+        assert s not in listed.text and hashlib.sha256(s.encode()).hexdigest() not in listed.text
+    assert "sha256" not in listed.text and "sha256" not in created.text
+
+
+def test_attack_suspended_agent_keeps_writing_through_its_token(ws: Any, agent: Any, client: TestClient,
+                                                                h: dict[str, Any]) -> None:
+    assert client.post(f"/v1/policy/suspensions/{agent.key}", json={"reason": "incident"},
+                       headers=h["admin"]).status_code == 200
+    r = client.post("/v1/memory", json={"text": "written while suspended"}, headers=h["agent"])
+    assert r.status_code in (202, 403), r.text
+    r2 = client.post("/v1/tools/memory.remember/call", json={"args": {"text": "again", "scope": "researcher"}},
+                     headers=h["agent"])
+    assert r2.status_code in (202, 403), r2.text
+    hits = ws.memory.recall("written while suspended", scope="researcher", k=5)
+    assert all("suspended" not in x.record.text for x in hits)
+
+
+@pytest.mark.parametrize("rid", ["a\r\nX-Injected: 1", "x" * 5000, "<script>", "id with spaces", "a\x00b"])
+def test_attack_request_id_header_injects_into_responses_and_logs(client: TestClient, h: dict[str, Any],
+                                                                  rid: str, caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.INFO)
+    try:
+        r = client.get("/v1/policy", headers=h["viewer"] | {"X-Request-ID": rid})
+    except Exception:  # noqa: BLE001 - the client refuses to send a header with CR/LF: nothing to inject
+        return
+    assert r.status_code == 200
+    assert r.headers["x-request-id"] != rid and "X-Injected" not in r.headers
+    assert all(rid not in rec.getMessage() and getattr(rec, "request_id", "") != rid for rec in caplog.records)
+
+
+def test_attack_problems_readiness_and_metrics_leak_the_redis_password(home: Path, tmp_path: Path,
+                                                                        monkeypatch: pytest.MonkeyPatch,
+                                                                        caplog: pytest.LogCaptureFixture) -> None:
+    import shutil
+    import socket
+    import subprocess
+    import time
+
+    import redis
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    server = subprocess.Popen([shutil.which("redis-server") or "redis-server", "--port", str(port), "--bind",
+                               "127.0.0.1", "--requirepass", "hunter2-redis-pw", "--save", "", "--appendonly", "no",
+                               "--dir", str(tmp_path)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        url = f"redis://default:hunter2-redis-pw@127.0.0.1:{port}/0"
+        for _ in range(100):
+            try:
+                redis.Redis.from_url(url).ping()
+                break
+            except redis.ConnectionError:
+                time.sleep(0.05)
+        monkeypatch.setenv("EMERGENT_REDIS_URL", url)
+        ws = _open(home)
+        me = ws.principal
+        op = bearer(ws.tokens.create(me, "operator", by=me, ttl_s=600)[1])
+        caplog.set_level(logging.INFO)
+        with TestClient(_app(ws), raise_server_exceptions=False) as c:
+            assert c.post("/v1/memory", json={"text": "while redis is up", "scope": "ops"}, headers=op).status_code == 201
+            server.kill()  # the store goes away under a running API
+            server.wait(timeout=10)
+            answers = [c.post("/v1/memory", json={"text": "while redis is down", "scope": "ops"}, headers=op),
+                       c.get("/readyz"), c.get("/metrics")]
+        ws.close()
+        assert any(r.status_code == 503 for r in answers)
+        logged = "\n".join(f"{rec.getMessage()} {rec.__dict__}" for rec in caplog.records)
+        assert all("hunter2" not in r.text for r in answers) and "hunter2" not in logged
+    finally:
+        if server.poll() is None:
+            server.kill()
+            server.wait(timeout=10)
+
+
+@pytest.mark.xfail(strict=True, reason="a Redis password in EMERGENT_REDIS_URL is printed when Redis is down at "
+                                       "start: emergent/stores/redis.py unavailable() puts the whole URL "
+                                       "(user:password@) in the StoreUnavailableError message and its url field, "
+                                       "which `emergent serve` and every CLI command print (redact the userinfo: "
+                                       "redis://default:***@host:port/0)")
+def test_attack_startup_error_prints_the_redis_password(home: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import socket
+
+    from emergent.errors import EmergentError
+
+    with socket.socket() as s:  # a port nothing listens on
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    monkeypatch.setenv("EMERGENT_REDIS_URL", f"redis://default:hunter2-redis-pw@127.0.0.1:{port}/0")
+    try:
+        ws = _open(home)
+    except EmergentError as exc:
+        text = f"{exc} {exc.hint} {exc.fields}"
+    else:
+        with TestClient(_app(ws), raise_server_exceptions=False) as c:
+            text = " ".join(r.text for r in (c.get("/readyz"), c.get("/metrics")))
+        ws.close()
+    assert "hunter2" not in text
