@@ -106,11 +106,13 @@ def from_error(exc: E.EmergentError) -> JSONResponse:
     if status == 401:
         headers["WWW-Authenticate"] = "Bearer"
     if status == 429:
-        headers["Retry-After"] = str(max(1, math.ceil(float(exc.fields.get("retry_after", 1)))))
+        wait = exc.fields.get("retry_after", 1) if isinstance(exc.fields, dict) else 1
+        headers["Retry-After"] = str(max(1, math.ceil(float(wait))))
     if status == 500:  # an operational failure we raised ourselves: its message is meant for people
         log.error("request failed: %s: %s", name, exc)
-    return problem(status, name, exc.message, hint=exc.hint, type_=TYPE_BASE + _kebab(name), headers=headers or None,
-                   fields=exc.fields)
+    fields = exc.fields if isinstance(exc.fields, dict) else {"fields": exc.fields}  # a kwarg named ``fields``
+    return problem(status, name, str(exc.message), hint=str(exc.hint or ""), type_=TYPE_BASE + _kebab(name),
+                   headers=headers or None, fields=fields)
 
 
 async def _emergent(request: Request, exc: Exception) -> JSONResponse:
@@ -131,7 +133,8 @@ async def _validation(request: Request, exc: Exception) -> JSONResponse:
 
 async def _http(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, StarletteHTTPException)
-    hints = {404: "see /openapi.json for the routes", 405: "see /openapi.json for the methods of this route"}
+    hints = {404: "see /openapi.json for the routes", 405: "see /openapi.json for the methods of this route",
+             413: "send less, or raise EMERGENT_API__MAX_BODY_BYTES"}
     title = {404: "NotFound", 405: "MethodNotAllowed", 413: "PayloadTooLarge"}.get(exc.status_code, "HTTPError")
     return problem(exc.status_code, title, str(exc.detail), hint=hints.get(exc.status_code, ""),
                    headers=dict(exc.headers) if exc.headers else None)

@@ -59,12 +59,29 @@ def url_of(sock: socket.socket) -> str:
     return f"http://{shown}:{port}"
 
 
+def warm(ws: Any) -> None:
+    """Build the services every request uses here, once, before requests run on the thread pool
+    (``functools.cached_property`` has no lock from Python 3.12: two first requests could build two)."""
+    for name in ("principals", "audit", "tokens", "autonomy", "memory", "tools", "assistant_runs"):
+        getattr(ws, name)
+
+
+def uvicorn_options(ws: Any, log_level: str) -> dict[str, Any]:
+    opts: dict[str, Any] = {"log_level": log_level, "timeout_graceful_shutdown": GRACE_S, "proxy_headers": True,
+                            "server_header": False}
+    if getattr(ws.settings.monitoring, "log_format", "text") == "json":
+        # uvicorn's loggers propagate to the JSON handler monitoring installs; its access line is ours
+        opts |= {"log_config": None, "access_log": False}
+    return opts
+
+
 def make_app() -> Any:
     """The app of one worker process (``--workers N``): it opens the workspace named by the parent."""
     from emergent.api import create_app
     from emergent.workstation import Workstation
 
     ws = Workstation.open(os.environ.get(_HOME_ENV) or None, create=False)
+    warm(ws)
     api = create_app(ws)
     api.router.on_shutdown.append(ws.close)
     return api
@@ -98,14 +115,15 @@ def serve(host: str = typer.Option(None, help="address to listen on (default: EM
         # bound before the app is built: the app starts monitoring threads that only its shutdown stops
         sock = bind(host, port)
         try:
+            if workers == 1:
+                warm(ws)
             api = create_app(ws) if workers == 1 else None
         except BaseException:
             sock.close()
             raise
         url = url_of(sock)
         typer.echo(f"emergent serve: {url} (workspace {ws.path}; OpenAPI at {url}/openapi.json; Ctrl-C stops)")
-        common: dict[str, Any] = {"log_level": log_level, "timeout_graceful_shutdown": GRACE_S,
-                                  "proxy_headers": True, "server_header": False}
+        common = uvicorn_options(ws, log_level)
         try:
             if api is not None:
                 server = uvicorn.Server(uvicorn.Config(api, lifespan="on", **common))

@@ -179,6 +179,14 @@ class ApiTokens:
         if row is None or row.revoked_at is not None or self.clock.now() >= row.expires_at:
             return None
         try:
-            return _info(row), self.principals.get(row.principal)
+            principal = self.principals.get(row.principal)
         except (NotFoundError, ValidationError):
             return None
+        # the directory's in-process cache may still know a principal removed since: ask the table each time
+        exists = getattr(self.principals, "exists", None) or getattr(self.principals, "_exists", None)
+        if exists is not None and not exists(row.principal) and not self._configured(row.principal):
+            return None
+        return _info(row), principal
+
+    def _configured(self, key: str) -> bool:
+        return key in (getattr(self.principals, "_config", None) or {})

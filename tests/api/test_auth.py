@@ -161,3 +161,14 @@ def test_attack_suspended_agent_keeps_using_its_token(ws: Any, me: Any, client: 
     r = client.get("/v1/memory/recall", params={"query": "x"}, headers=headers["agent"])
     assert r.status_code == 403 and r.json()["title"] == "PermissionDenied" and r.json()["hint"]
     assert client.get("/v1/memory/recall", params={"query": "x"}, headers=headers["viewer"]).status_code == 200
+
+
+def test_attack_token_outlives_its_principal_in_a_process_that_knew_it(ws: Any, me: Any, agent: Any, client: Any,
+                                                                       headers: dict[str, Any]) -> None:
+    from emergent.autonomy.tables import principals as table
+
+    assert client.get("/v1/memory/recall", params={"query": "x"}, headers=headers["agent"]).status_code == 200
+    with ws.sql.begin() as conn:  # another process removes the agent from the directory
+        assert conn.execute(table.delete().where(table.c.key == agent.key)).rowcount == 1
+    assert client.get("/v1/memory/recall", params={"query": "x"}, headers=headers["agent"]).status_code == 401
+    assert client.get("/v1/memory/recall", params={"query": "x"}, headers=headers["viewer"]).status_code == 200

@@ -280,3 +280,36 @@ def test_stream_of_a_run_that_fails_to_start_ends_with_an_error_event(client: An
                        headers=headers["operator"]) as r:
         events = sse(r.read().decode())
     assert events[-1][0] == "error" and events[-1][1]["status"] == 400 and events[-1][1]["hint"]
+
+
+def test_attack_tool_call_smuggling_a_principal_argument_is_a_400_not_a_500(client: Any,
+                                                                            headers: dict[str, Any]) -> None:
+    r = client.post("/v1/tools/memory.recall/call", json={"args": {"query": "x", "principal": "human:mallory"}},
+                    headers=headers["operator"])
+    assert r.status_code == 400 and r.headers["content-type"] == "application/problem+json" and r.json()["hint"]
+
+
+def test_attack_oversized_body_streamed_without_a_length_is_413(ws: Any, client: Any, headers: dict[str, Any]) -> None:
+    limit = ws.settings.api.max_body_bytes
+
+    def chunks() -> Any:
+        yield b'{"text": "'
+        for _ in range(limit // 1024 + 2):
+            yield b"a" * 1024
+        yield b'"}'
+
+    r = client.post("/v1/memory", content=chunks(), headers={**headers["operator"], "content-type": "application/json"})
+    assert r.status_code == 413 and r.json()["title"] == "PayloadTooLarge" and r.json()["hint"]
+
+
+def test_attack_agent_token_reads_another_scope_through_an_assistant(ws: Any, me: Any, client: Any,
+                                                                     headers: dict[str, Any]) -> None:
+    ws.memory.ingest(["the vault passphrase is tangerine"], scope="assistant")
+    ws.assistant()  # the person's assistant exists
+    for stream in (False, True):
+        r = client.post("/v1/assistant/runs", json={"question": "What is the vault passphrase?",
+                                                     "assistant": "assistant", "stream": stream},
+                        headers=headers["agent"])
+        assert r.status_code == 404 and "tangerine" not in r.text
+    own = client.post("/v1/assistant/runs", json={"question": "What is the vault passphrase?"}, headers=headers["agent"])
+    assert own.status_code == 200 and own.json()["assistant"] == "researcher" and "tangerine" not in own.text

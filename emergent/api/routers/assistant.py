@@ -9,7 +9,8 @@ approval (``status: waiting_approval`` with ``pending_approval``). A run paused 
 continues when a person decides it (``POST /v1/approvals/{id}/approve``) or with ``.../resume``.
 
 An assistant that does not exist yet is created by a person's operator token (its principal becomes
-the agent's creator); an agent token uses existing assistants only, and sees only the runs it asked.
+the agent's creator). An agent token runs only its own assistant (the one whose principal it is, so its
+answers come from the agent's own memory scope) and sees only that assistant's runs.
 """
 
 from __future__ import annotations
@@ -45,7 +46,8 @@ RunStatus = Literal["running", "waiting_approval", "completed", "stopped", "fail
 
 class AskIn(BaseModel):
     question: str = Field(min_length=1, max_length=100_000, description="a question, or a command such as /recall X")
-    assistant: str = Field("assistant", min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,63}$")
+    assistant: str | None = Field(None, min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,63}$",
+                                  description="default: 'assistant' (an agent token: its own)")
     stream: bool = Field(False, description="answer with server-sent events (as Accept: text/event-stream does)")
 
 
@@ -83,8 +85,16 @@ def run_out(r: Any) -> dict[str, Any]:
     return jsonable(r.to_dict())  # type: ignore[no-any-return]
 
 
+def _name(name: str | None, who: Caller) -> str:
+    return name if name is not None else (who.principal.id if who.is_agent else "assistant")
+
+
 def _assistant(ws: Any, name: str, who: Caller, *, create: bool = False) -> Any:
     check_id(name, "assistant name")
+    if who.is_agent and name != who.principal.id:  # another assistant would answer from its own memory scope
+        raise NotFoundError(f"no assistant {name!r} for {who.principal.key}",
+                            hint=f"an agent token runs only its own assistant ({who.principal.id!r}); a person's "
+                                 "token asks others", assistant=name)
     try:
         ws.principals.agent(name)
     except PrincipalError:
@@ -97,9 +107,9 @@ def _assistant(ws: Any, name: str, who: Caller, *, create: bool = False) -> Any:
 
 
 def _run(ws: Any, run_id: str, who: Caller) -> tuple[Any, Any]:
-    """(the assistant, the run's row) if this caller may see the run."""
+    """(the assistant, the run's row) if this caller may see the run (an agent: runs of its own assistant)."""
     row = ws.assistant_runs.get(str(run_id)[:100])
-    if who.is_agent and who.principal.key not in (row.asked_by, row.principal):
+    if who.is_agent and who.principal.key != row.principal:
         raise NotFoundError(f"no assistant run {run_id!r}", hint="an agent token sees the runs it asked", run=run_id)
     return _assistant(ws, row.assistant, who), row
 
@@ -152,7 +162,7 @@ def stream_run(work: Callable[[Callable[[Any], None]], Any]) -> StreamingRespons
 @router.post("/runs", response_model=RunOut, responses=_STREAM_DOC)
 def ask(body: AskIn, who: OperatorOrAgent, request: Request) -> Any:
     """Ask an assistant; the run (or, streaming, its events)."""
-    bot = _assistant(request.app.state.ws, body.assistant, who, create=True)
+    bot = _assistant(request.app.state.ws, _name(body.assistant, who), who, create=True)
     if _wants_stream(request, body.stream):
         return stream_run(lambda emit: bot.ask(body.question, user=who.principal, on_event=emit))
     return run_out(bot.ask(body.question, user=who.principal))
@@ -160,13 +170,15 @@ def ask(body: AskIn, who: OperatorOrAgent, request: Request) -> Any:
 
 @router.get("/runs", response_model=Page[RunOut])
 def list_runs(who: ViewerOrAgent, request: Request, page: Annotated[PageParams, Depends(page_params)],
-              assistant: Annotated[str, Query(min_length=1, max_length=64)] = "assistant",
+              assistant: Annotated[str | None, Query(min_length=1, max_length=64,
+                                                     description="default: 'assistant' (an agent token: its own)")]
+              = None,
               status: Annotated[RunStatus | None, Query()] = None) -> dict[str, Any]:
     """An assistant's runs, newest first."""
-    bot = _assistant(request.app.state.ws, assistant, who)
+    bot = _assistant(request.app.state.ws, _name(assistant, who), who)
     found = bot.runs(limit=1000, status=status)
-    if who.is_agent:
-        found = [r for r in found if who.principal.key in (r.asked_by, bot.principal.key)]
+    if who.is_agent:  # its own assistant (checked above): every run of it
+        found = [r for r in found if bot.principal.key == who.principal.key]
     return page.slice([run_out(r) for r in found])
 
 
