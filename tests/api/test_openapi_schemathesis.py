@@ -91,3 +91,11 @@ def test_stateful_sequences_find_no_server_error(api_schema: Any, api: Api) -> N
 
     Machine.run(settings=settings(max_examples=30, stateful_step_count=5, deadline=None, derandomize=True,
                                   database=None, suppress_health_check=list(HealthCheck)))
+
+
+def test_a_call_that_waits_for_approval_is_described_as_a_problem_with_202(api_schema: Any) -> None:
+    paths = api_schema.raw_schema["paths"]
+    for path, method in (("/v1/memory", "post"), ("/v1/tools/{name}/call", "post"),
+                         ("/v1/approvals/{approval_id}/resume", "post")):
+        content = paths[path][method]["responses"]["202"]["content"]
+        assert content == {"application/problem+json": {"schema": {"$ref": "#/components/schemas/Problem"}}}

@@ -15,6 +15,7 @@ from fastapi import APIRouter, Query, Request, Response
 from pydantic import BaseModel, Field
 
 from emergent.api.auth import OperatorOrAgent, ViewerOrAgent
+from emergent.api.routers._common import PENDING
 from emergent.errors import ValidationError
 from emergent.workspace.audited import recorded
 
@@ -83,7 +84,7 @@ def _check_text(value: str, what: str) -> str:
     return value
 
 
-@router.post("", status_code=201, response_model=Remembered, responses={202: {"description": "waits for approval"}})
+@router.post("", status_code=201, response_model=Remembered, responses=PENDING)
 def remember(body: RememberIn, who: OperatorOrAgent, request: Request, response: Response) -> dict[str, Any]:
     """Remember one text; returns its id."""
     ws = request.app.state.ws
