@@ -28,6 +28,8 @@ class Api:
         self.ws.principals.agent("researcher", created_by=me)
         self.ws.memory.ingest(["the pump runs at 40 Hz", "the grant report is due May 12"], scope="lab")
         self.secret = self.ws.tokens.create(me, "admin", by=me, ttl_s=3600)[1]
+        agent = self.ws.principals.agent("researcher")
+        self.agent_headers = {"Authorization": f"Bearer {self.ws.tokens.create(agent, 'agent', by=me, ttl_s=3600)[1]}"}
         self.app = create_app(self.ws, config=self.ws.settings.api.model_copy(update={"rate_limit": "100000/second"}))
         self.headers = {"Authorization": f"Bearer {self.secret}"}
 
@@ -57,18 +59,18 @@ def test_the_description_covers_every_area(api_schema: Any) -> None:
     assert list(problem) == ["application/problem+json"]
 
 
-def test_no_server_error_and_every_answer_matches_the_description(api_schema: Any, api: Api) -> None:
+def _every_operation(api_schema: Any, headers: dict[str, str], examples: settings) -> int:
     """Every operation, a few generated requests each (schemathesis's pytest loader for fixtures does not
-    run under pytest 9, so the operations are driven here with the same strategies)."""
+    run under pytest 9, so the operations are driven here with the same strategies); how many ran."""
     failures = []
     ran = 0
     for result in api_schema.get_all_operations():
         op = result.ok()
 
-        @EXAMPLES
+        @examples
         @given(case=op.as_strategy())
         def check(case: Any) -> None:
-            case.call_and_validate(headers=api.headers, checks=CHECKS)
+            case.call_and_validate(headers=headers, checks=CHECKS)
 
         try:
             check()
@@ -76,7 +78,16 @@ def test_no_server_error_and_every_answer_matches_the_description(api_schema: An
         except (Exception, BaseExceptionGroup) as exc:  # noqa: BLE001 - every failure, then report them all
             failures.append(f"{op.method.upper()} {op.path}: {exc}")
     assert not failures, "\n\n".join(failures)
-    assert ran >= 30
+    return ran
+
+
+def test_no_server_error_and_every_answer_matches_the_description(api_schema: Any, api: Api) -> None:
+    assert _every_operation(api_schema, api.headers, EXAMPLES) >= 30
+
+
+def test_an_agent_tokens_answers_match_the_description_too(api_schema: Any, api: Api) -> None:
+    """The agent's paths (its own scope, the gate's 202s, the 403/404 of others' things)."""
+    assert _every_operation(api_schema, api.agent_headers, settings(EXAMPLES, max_examples=2)) >= 30
 
 
 def test_stateful_sequences_find_no_server_error(api_schema: Any, api: Api) -> None:
