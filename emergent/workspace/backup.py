@@ -12,6 +12,15 @@ An archive is ``<workspace>/backups/<id>.tar.zst`` (a tar stream compressed with
 * ``stm.bin``: every agent's short-term items, length-prefixed records of
   :mod:`emergent.memory._codec`.
 
+When the workspace encrypts (``WorkspaceStores.cipher``: the ``backup`` purpose's data key), every
+member that holds values as the services read them (``stm.bin`` and everything under ``sql/``) is
+stored sealed instead, as ``<name>.sealed`` (:func:`_seal_file`: zstd-compressed chunks of 4 MiB,
+each AES-GCM sealed and bound to the backup id, the member name, its index and whether it is the
+last, so a member moved, reordered or truncated does not open); the manifest lists them under
+``sealed``. LanceDB files are copied as they are (their text, meta and sources are sealed already).
+A restore opens them with the key ring in force (its ``crypto_keys`` always kept) before anything is
+replaced.
+
 Each backup is catalogued in the ``backups`` SQL table with the archive's own sha256.
 
 The functions take what they work on explicitly (:class:`WorkspaceStores`: the workspace's
@@ -51,6 +60,7 @@ from pathlib import Path
 from typing import Any
 
 import sqlalchemy as sa
+import zstandard
 
 from emergent.autonomy import tables as gov
 from emergent.clock import Clock, iso
@@ -90,6 +100,8 @@ class WorkspaceStores:
     audit: Any  # emergent.audit.Auditor
     principals: Any  # emergent.principals.Principals (checks ``by``)
     clock: Clock
+    #: the ``backup`` purpose's emergent.security.crypto.Cipher when the workspace encrypts, else None
+    cipher: Any = None
 
 
 @dataclass(frozen=True)
@@ -217,6 +229,7 @@ def _create(stores: WorkspaceStores, note: str | None) -> BackupInfo:
         _copy_lance(lance_src, stage / "lance")
         sql = _backup_sql(stores.sql, stage / "sql")
         stm_items = _dump_stm(memory, stage / "stm.bin")
+        sealed = _seal_stage(stores.cipher, stage, bid) if stores.cipher is not None else []
         files = {p.relative_to(stage).as_posix(): sha256_file(p) for p in sorted(stage.rglob("*")) if p.is_file()}
         meta = stores.lance.get_meta()
         ltm_rows = tables.get("memories", {}).get("rows", 0)
@@ -227,6 +240,7 @@ def _create(stores: WorkspaceStores, note: str | None) -> BackupInfo:
             "lance": {"tables": tables}, "sql": sql,
             "counts": {"ltm": ltm_rows, "archive": archive_rows, "stm": stm_items},
             "files": files,
+            **({"sealed": {"purpose": stores.cipher.purpose, "format": 1, "files": sealed}} if sealed else {}),
         }
         (stage / "manifest.json").write_text(json.dumps(manifest, indent=1, sort_keys=True), "utf-8")
         journal.fault_point("backup:staged")
@@ -254,6 +268,88 @@ def _backup_sql(sql: Any, target: Path) -> dict[str, Any]:
             src.close()
         return {"dialect": "sqlite", "mode": "file"}
     return {"dialect": sql.dialect, "mode": "jsonl", "tables": _sqldump.dump(sql.engine, target)}
+
+
+# ------------------------------------------------------------------------------ sealed members
+SEALED_SUFFIX = ".sealed"
+_SEALED_MAGIC = b"EGB\x01"  # emergent backup member, sealed format 1
+_SEAL_CHUNK = 4 << 20
+
+
+def _member_aad(bid: str, name: str, index: int, last: bool) -> bytes:
+    return f"backup\0{bid}\0{name}\0{index}\0{int(last)}".encode()
+
+
+def _seal_file(cipher: Any, src: Path, dst: Path, bid: str, name: str) -> None:
+    """``src`` as zstd-compressed, AES-GCM sealed chunks (length-prefixed) in ``dst``."""
+    zc = zstandard.ZstdCompressor(level=3)
+    with src.open("rb") as fi, dst.open("wb") as fo:
+        fo.write(_SEALED_MAGIC)
+        index, chunk = 0, fi.read(_SEAL_CHUNK)
+        while True:
+            following = fi.read(_SEAL_CHUNK) if chunk else b""
+            blob = cipher.seal(zc.compress(chunk), _member_aad(bid, name, index, not following))
+            fo.write(_LEN.pack(len(blob)) + blob)
+            if not following:
+                return
+            index, chunk = index + 1, following
+
+
+def _open_file(cipher: Any, src: Path, dst: Path, bid: str, name: str) -> None:
+    """The inverse of :func:`_seal_file`; an altered, moved, reordered or truncated member raises
+    :class:`IntegrityError` (nothing is written under ``dst`` then)."""
+    zd = zstandard.ZstdDecompressor()
+    part = dst.with_name(dst.name + ".part")
+    try:
+        with src.open("rb") as fi, part.open("wb") as fo:
+            if fi.read(len(_SEALED_MAGIC)) != _SEALED_MAGIC:
+                raise IntegrityError(f"backup {bid}: {name}{SEALED_SUFFIX} is not a sealed backup member",
+                                     hint="use another backup (`emergent backup list`)")
+            index, head = 0, fi.read(_LEN.size)
+            while head:
+                (n,) = _LEN.unpack(head) if len(head) == _LEN.size else (-1,)
+                blob = fi.read(n) if n >= 0 else b""
+                if n < 0 or len(blob) != n:
+                    raise IntegrityError(f"backup {bid}: {name}{SEALED_SUFFIX} is truncated",
+                                         hint="use another backup (`emergent backup list`)")
+                head = fi.read(_LEN.size)
+                fo.write(zd.decompress(cipher.open(blob, _member_aad(bid, name, index, not head))))
+                index += 1
+            if index == 0:
+                raise IntegrityError(f"backup {bid}: {name}{SEALED_SUFFIX} is empty",
+                                     hint="use another backup (`emergent backup list`)")
+        part.replace(dst)
+    finally:
+        part.unlink(missing_ok=True)
+
+
+def _seal_stage(cipher: Any, stage: Path, bid: str) -> list[str]:
+    """Replace ``stm.bin`` and every file under ``sql/`` by its sealed form; returns their names."""
+    plain = [stage / "stm.bin", *sorted(p for p in (stage / "sql").rglob("*") if p.is_file())]
+    names = []
+    for path in plain:
+        name = path.relative_to(stage).as_posix()
+        _seal_file(cipher, path, path.with_name(path.name + SEALED_SUFFIX), bid, name)
+        path.unlink()
+        names.append(name)
+    return names
+
+
+def _open_stage(cipher: Any, staged: Path, manifest: dict[str, Any]) -> None:
+    """Open the sealed members of an extracted backup into their plain names (a restore's first step)."""
+    sealed = manifest.get("sealed")
+    if not sealed:
+        return
+    if cipher is None:
+        raise BackupError(f"backup {manifest.get('id')} is sealed ({len(sealed.get('files', []))} encrypted "
+                          "members) but this workspace does not encrypt; nothing was replaced",
+                          hint="open the workspace with EMERGENT_SECURITY__ENCRYPT=true and the KEK it was "
+                               "sealed under (EMERGENT_SECURITY__KEK or EMERGENT_SECURITY__KEK_FILE)",
+                          backup=manifest.get("id"))
+    for name in sealed.get("files", []):
+        src = staged / (name + SEALED_SUFFIX)
+        _open_file(cipher, src, staged / name, str(manifest["id"]), name)
+        src.unlink()
 
 
 # ------------------------------------------------------------------------------ catalogue
@@ -451,6 +547,7 @@ def _restore(stores: WorkspaceStores, backup_id: str, info: BackupInfo, governan
         if info.id not in {row["id"] for row in catalogue}:  # an uncatalogued archive: catalogue it now
             catalogue.append(asdict(info))
         staged = work / "x"
+        _open_stage(stores.cipher, staged, manifest)
         stm_items = _read_stm(staged / "stm.bin") if (staged / "stm.bin").exists() else []
         repurged: dict[str, Any] = {}
         if purge_ids:  # erased since the backup: removed from it before it replaces anything
