@@ -558,10 +558,6 @@ def test_attack_encrypted_workspace_holds_plaintext_of_an_api_write(home: Path, 
     assert _holding(home) + _holding(tmp_path / "audit-anchor") == []
 
 
-@pytest.mark.xfail(strict=True, reason="a backup of an encrypted workspace holds short-term memory in plaintext: "
-                                       "emergent/workspace/backup.py _dump_stm writes the opened records to stm.bin "
-                                       "(seal stm.bin, or each record, with the memory.stm cipher bound to the "
-                                       "backup id; _read_stm opens it)")
 def test_attack_encrypted_operator_write_through_the_api_leaves_no_plaintext(home: Path, tmp_path: Path,
                                                                              encrypted: bytes) -> None:
     ws = _open(home)
@@ -831,3 +827,45 @@ def test_attack_startup_error_prints_the_redis_password(home: Path, monkeypatch:
             text = " ".join(r.text for r in (c.get("/readyz"), c.get("/metrics")))
         ws.close()
     assert "hunter2" not in text
+
+
+@pytest.mark.parametrize("tool,args", [
+    ("memory.recall", {"query": "vault passphrase", "scope": "ops"}),
+    ("memory.recall", {"query": "vault passphrase", "scope": "intruder"}),
+    ("memory.recall", {"query": "vault passphrase", "scope": "ops/alice"}),
+])
+def test_attack_agent_token_reads_another_scope_through_a_memory_tool_call(ws: Any, me: Any, client: TestClient,
+                                                                           h: dict[str, Any], tool: str,
+                                                                           args: dict[str, Any]) -> None:
+    ws.principals.agent("intruder", created_by=me)
+    for scope in ("ops", "intruder", "ops/alice"):
+        ws.memory.remember(f"The vault passphrase is {SECRET}.", scope=scope, tier="ltm")
+    r = client.post(f"/v1/tools/{tool}/call", json={"args": args}, headers=h["agent"])
+    assert "walrus-okapi" not in r.text, (r.status_code, r.text[:300])
+    if r.status_code == 202:  # held for a person: the approval, once decided, must not hand it over either
+        aid = r.json()["approval"]
+        client.post(f"/v1/approvals/{aid}/approve", json={"reason": "ok"}, headers=h["operator"])
+        done = client.post(f"/v1/approvals/{aid}/resume", headers=h["agent"])
+        assert "walrus-okapi" not in done.text, (done.status_code, done.text[:300])
+
+
+@pytest.mark.xfail(strict=True, reason="right-to-erasure leaves the text in the assistant run that wrote it: the run's "
+                                       "question/answer/steps (GET /v1/assistant/runs/{id}, assistant_runs in "
+                                       "emergent.db) and the approval's args keep the erased memory's text")
+def test_attack_erased_memory_comes_back_from_the_assistant_run_that_wrote_it(home: Path, tmp_path: Path, ws: Any,
+                                                                              me: Any, client: TestClient,
+                                                                              h: dict[str, Any]) -> None:
+    r = client.post("/v1/assistant/runs", json={"question": f"/remember Alice's passport number is {SECRET}."},
+                    headers=h["operator"])
+    assert r.status_code == 200, r.text
+    run = r.json()
+    if run["status"] == "waiting_approval":
+        client.post(f"/v1/approvals/{run['pending_approval']}/approve", json={"reason": "ok"}, headers=h["operator"])
+    hits = ws.memory.recall(f"passport number {SECRET}", scope="assistant", k=10)
+    ids = [x.record.id for x in hits if "walrus-okapi" in x.record.text]
+    assert ids, [x.record.text for x in hits]
+    ws.retention.erase(by=me, reason="GDPR art. 17 #2", ids=ids)
+    got = client.get(f"/v1/assistant/runs/{run['run_id']}", headers=h["viewer"])
+    assert got.status_code == 200 and "walrus-okapi" not in got.text  # the run's question and answer kept it
+    ws.close()
+    assert _holding(home, skip=("backups",)) + _holding(tmp_path / "audit-anchor") == []
