@@ -18,7 +18,7 @@ import typer
 
 from emergent.cli._common import HOME, workstation
 
-app = typer.Typer(help="Serve the REST API (FastAPI under uvicorn).")
+app = typer.Typer(help="Serve the REST API (FastAPI under uvicorn).", subcommand_metavar="")
 
 #: how long Ctrl-C lets open requests (and event streams) finish
 GRACE_S = 5
