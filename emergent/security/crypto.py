@@ -206,6 +206,38 @@ class KeyRing:
             rows = conn.execute(sa.select(crypto_keys).order_by(crypto_keys.c.created_at)).all()
         return [DataKeyInfo(r.id, r.purpose, r.created_at, r.created_by, r.retired_at) for r in rows]
 
+    def export_keys(self) -> list[dict[str, Any]]:
+        """Every data key row as stored: wrapped by the KEK (base64), never in clear. A backup's
+        manifest carries them, so the archive and the KEK alone restore a workspace whose database
+        (and with it ``crypto_keys``) was lost."""
+        with self.sql.connect() as conn:
+            rows = conn.execute(sa.select(crypto_keys)).mappings().all()
+        return [{**dict(r), "wrapped": base64.b64encode(r["wrapped"]).decode()} for r in rows]
+
+    def adopt(self, rows: list[dict[str, Any]]) -> int:
+        """Add the data keys of ``rows`` (:meth:`export_keys`' form) this ring lacks and that are
+        wrapped by its KEK (checked by unwrapping); rows wrapped by another KEK are skipped (a KEK
+        rotated since re-wrapped the same keys in the table, or they are another workspace's).
+        Returns how many were added; keys are never replaced or deleted."""
+        with self.sql.connect() as conn:
+            have = set(conn.execute(sa.select(crypto_keys.c.id)).scalars())
+        new = []
+        for row in rows:
+            if row.get("id") in have or row.get("kek_fp") != self._fp:
+                continue
+            wrapped = base64.b64decode(row["wrapped"])
+            try:
+                aes_key_unwrap(self._kek, wrapped)
+            except InvalidUnwrap as exc:
+                raise IntegrityError(f"data key {row['id']} does not unwrap under the KEK of its fingerprint: "
+                                     "the backup's key list was altered", hint="use another backup",
+                                     key=row["id"]) from exc
+            new.append({c.name: row.get(c.name) for c in crypto_keys.columns} | {"wrapped": wrapped})
+        if new:
+            with self.sql.begin() as conn:
+                conn.execute(crypto_keys.insert(), new)
+        return len(new)
+
     # ------------------------------------------------------------------ sealing
     def seal(self, plaintext: bytes, *, purpose: str, aad: bytes = b"") -> bytes:
         key_id, cipher = self._active_key(purpose)

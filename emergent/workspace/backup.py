@@ -241,6 +241,8 @@ def _create(stores: WorkspaceStores, note: str | None) -> BackupInfo:
             "counts": {"ltm": ltm_rows, "archive": archive_rows, "stm": stm_items},
             "files": files,
             **({"sealed": {"purpose": stores.cipher.purpose, "format": 1, "files": sealed}} if sealed else {}),
+            # the data keys, wrapped by the KEK: the archive and the KEK alone restore a lost database
+            **({"keys": stores.cipher.ring.export_keys()} if stores.cipher is not None else {}),
         }
         (stage / "manifest.json").write_text(json.dumps(manifest, indent=1, sort_keys=True), "utf-8")
         journal.fault_point("backup:staged")
@@ -335,11 +337,14 @@ def _seal_stage(cipher: Any, stage: Path, bid: str) -> list[str]:
     return names
 
 
-def _open_stage(cipher: Any, staged: Path, manifest: dict[str, Any]) -> None:
-    """Open the sealed members of an extracted backup into their plain names (a restore's first step)."""
+def _open_stage(cipher: Any, staged: Path, manifest: dict[str, Any]) -> int:
+    """Open the sealed members of an extracted backup into their plain names (a restore's first step),
+    after adding to the key ring the backup's data keys it lacks (wrapped by the KEK in force; the
+    ``crypto_keys`` table is kept by every restore, so they stay). Returns how many keys were added."""
+    adopted = cipher.ring.adopt(manifest.get("keys") or []) if cipher is not None else 0
     sealed = manifest.get("sealed")
     if not sealed:
-        return
+        return adopted
     if cipher is None:
         raise BackupError(f"backup {manifest.get('id')} is sealed ({len(sealed.get('files', []))} encrypted "
                           "members) but this workspace does not encrypt; nothing was replaced",
@@ -350,6 +355,7 @@ def _open_stage(cipher: Any, staged: Path, manifest: dict[str, Any]) -> None:
         src = staged / (name + SEALED_SUFFIX)
         _open_file(cipher, src, staged / name, str(manifest["id"]), name)
         src.unlink()
+    return adopted
 
 
 # ------------------------------------------------------------------------------ catalogue
@@ -547,7 +553,7 @@ def _restore(stores: WorkspaceStores, backup_id: str, info: BackupInfo, governan
         if info.id not in {row["id"] for row in catalogue}:  # an uncatalogued archive: catalogue it now
             catalogue.append(asdict(info))
         staged = work / "x"
-        _open_stage(stores.cipher, staged, manifest)
+        keys_added = _open_stage(stores.cipher, staged, manifest)
         stm_items = _read_stm(staged / "stm.bin") if (staged / "stm.bin").exists() else []
         repurged: dict[str, Any] = {}
         if purge_ids:  # erased since the backup: removed from it before it replaces anything
@@ -605,7 +611,7 @@ def _restore(stores: WorkspaceStores, backup_id: str, info: BackupInfo, governan
         raise
     memory = fresh.memory
     report = RestoreReport(info.id, memory.ltm.count(), memory.ltm.archive.count_rows(), len(stm_items),
-                           {"mode": sql_mode, **sql_counts}, governance="restored" if governance else "kept",
+                           {"mode": sql_mode, **sql_counts, "keys_added": keys_added}, governance="restored" if governance else "kept",
                            warnings=warnings_, repurged=repurged)
     return report, fresh, rj
 

@@ -205,3 +205,63 @@ def test_sealed_backup_restores_after_the_kek_was_rotated_in_a_new_process(
         assert ws.memory.stm.get("ops", rid).text == f"before rotation {SECRET}"
     finally:
         ws.close()
+
+
+def test_sealed_backup_and_the_kek_alone_restore_a_workspace_whose_database_was_lost(home: Path, kek: bytes) -> None:
+    import shutil
+
+    from emergent.workspace.integrity import allow_new_database
+
+    ws = _open(home)
+    try:
+        stm = ws.memory.remember(f"short {SECRET}", scope="ops").id
+        ltm = ws.memory.remember(f"long {SECRET}", scope="ops", tier="ltm").id
+        ws.memory.flush()
+        info = _backup(ws)
+        keys = {k.id for k in ws.keyring.data_keys()}
+        assert {"memory.ltm", "memory.stm", "backup"} <= {k.purpose for k in ws.keyring.data_keys()}
+    finally:
+        ws.close()
+    shutil.rmtree(home / "lance")  # everything but the archives (and the KEK, kept elsewhere) is lost
+    for f in home.glob("emergent.db*"):
+        f.unlink()
+    (home / "stm.db").unlink(missing_ok=True)
+    with allow_new_database(home):  # what `emergent backup restore` does: the restore replaces it
+        ws = _open(home)
+        try:
+            assert ws.keyring.data_keys() == []
+            report = _restore(ws, info.id)
+        except BaseException:
+            ws.close()
+            raise
+    try:
+        assert report.sql["keys_added"] == len(keys) and report.stm_items == 1
+        assert {k.id for k in ws.keyring.data_keys()} == keys
+        assert ws.memory.stm.get("ops", stm).text == f"short {SECRET}"
+        assert ws.memory.ltm.get(ltm, ws.memory._scope("ops")).text == f"long {SECRET}"
+    finally:
+        ws.close()
+
+
+def test_attack_backup_key_list_wrapped_by_another_kek_or_altered_is_not_adopted(home: Path, kek: bytes) -> None:
+    import copy
+
+    from emergent.security.crypto import KeyRing, new_kek
+
+    ws = _open(home)
+    try:
+        ws.memory.remember("anything", scope="ops")
+        rows = ws.keyring.export_keys()
+        assert rows and all(base64.b64decode(r["wrapped"]) != b"" for r in rows)
+        other = KeyRing(ws.sql, kek=new_kek())  # another KEK: the rows are not its own, nothing is added
+        assert other.adopt([{**r, "id": "f" * 32} for r in rows]) == 0
+        forged = copy.deepcopy(rows[0]) | {"id": "e" * 32}
+        wrapped = bytearray(base64.b64decode(forged["wrapped"]))
+        wrapped[3] ^= 1
+        forged["wrapped"] = base64.b64encode(bytes(wrapped)).decode()
+        with pytest.raises(IntegrityError):
+            ws.keyring.adopt([forged])
+        assert ws.keyring.adopt(rows) == 0  # known ids are never replaced
+        assert "e" * 32 not in {k.id for k in ws.keyring.data_keys()}
+    finally:
+        ws.close()
