@@ -6,7 +6,6 @@ restored without the key is refused."""
 from __future__ import annotations
 
 import base64
-import dataclasses
 import io
 import os
 import tarfile
@@ -38,22 +37,12 @@ def _open(home: Path, **kw: Any) -> Any:
     return Workstation.open(home, embedder="hashing", **kw)
 
 
-def _stores(ws: Any) -> backup.WorkspaceStores:
-    """The workstation's stores with the ``backup`` cipher (what Workstation._stores hands over)."""
-    stores = ws._stores()
-    return stores if stores.cipher is not None else dataclasses.replace(stores, cipher=ws._cipher("backup"))
-
-
 def _backup(ws: Any, note: str | None = None) -> backup.BackupInfo:
-    return backup.create(_stores(ws), by=ws.principal, note=note)
+    return ws.backup(note, by=ws.principal)  # the Workstation hands the backup cipher when it encrypts
 
 
 def _restore(ws: Any, bid: str) -> backup.RestoreReport:
-    def reopen() -> backup.WorkspaceStores:
-        ws._reopen()
-        return _stores(ws)
-
-    return backup.restore(_stores(ws), bid, by=ws.principal, release=ws._release, reopen=reopen)
+    return ws.restore(bid, by=ws.principal)
 
 
 def _members(archive: Path) -> dict[str, bytes]:
