@@ -123,7 +123,12 @@ def create_app(ws: Any, *, config: ApiConfig | None = None, monitoring: Monitori
     settings = getattr(ws, "settings", None)
     config = config if config is not None else settings.api  # type: ignore[union-attr]
     mon = monitoring if monitoring is not None else getattr(settings, "monitoring", None)
-    app = FastAPI(title="Emergent", version=__version__,
+    from fastapi import Depends
+
+    from emergent.api.routers._api2 import no_nul
+
+    # NUL in a path, query or JSON body is refused (400) everywhere: PostgreSQL text cannot hold it (a 500 there)
+    app = FastAPI(title="Emergent", version=__version__, dependencies=[Depends(no_nul)],
                   description="The Emergent workstation's services over HTTP: memory, tools and calls, approvals, "
                               "policy, audit, the assistant and more. Every route needs an API token "
                               "(`Authorization: Bearer ...`, `emergent tokens create`); errors are problem details "

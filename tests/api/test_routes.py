@@ -313,3 +313,14 @@ def test_attack_agent_token_reads_another_scope_through_an_assistant(ws: Any, me
         assert r.status_code == 404 and "tangerine" not in r.text
     own = client.post("/v1/assistant/runs", json={"question": "What is the vault passphrase?"}, headers=headers["agent"])
     assert own.status_code == 200 and own.json()["assistant"] == "researcher" and "tangerine" not in own.text
+
+
+@pytest.mark.parametrize("method, url, body", [
+    ("GET", "/v1/approvals/ab%00cd", None), ("GET", "/v1/assistant/runs/run%00x", None),
+    ("DELETE", "/v1/tokens/x%00y", None), ("GET", "/v1/audit?kind=a%00b", None),
+    ("POST", "/v1/policy/rules", {"subject": "agent:*", "tool": "x\u0000", "effect": "deny"}),
+])
+def test_attack_nul_characters_are_a_400_everywhere(client: Any, headers: dict[str, Any], method: str, url: str,
+                                                    body: Any) -> None:
+    r = client.request(method, url, json=body, headers=headers["admin"])
+    assert r.status_code == 400 and r.headers["content-type"] == "application/problem+json", r.text
