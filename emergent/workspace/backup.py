@@ -353,7 +353,16 @@ def _open_stage(cipher: Any, staged: Path, manifest: dict[str, Any]) -> int:
                           backup=manifest.get("id"))
     for name in sealed.get("files", []):
         src = staged / (name + SEALED_SUFFIX)
-        _open_file(cipher, src, staged / name, str(manifest["id"]), name)
+        try:
+            _open_file(cipher, src, staged / name, str(manifest["id"]), name)
+        except NotFoundError as exc:  # its data key is neither in the ring nor adoptable under this KEK
+            fps = sorted({k.get("kek_fp") for k in manifest.get("keys") or []} - {None})
+            raise BackupError(f"backup {manifest.get('id')} was sealed under a data key this workspace's key ring "
+                              f"does not hold (the backup's keys are wrapped by the KEK {', '.join(fps) or '?'}, "
+                              f"this one is {cipher.ring.kek_fingerprint}); nothing was replaced",
+                              hint="open the workspace with the KEK the backup was sealed under "
+                                   "(EMERGENT_SECURITY__KEK or EMERGENT_SECURITY__KEK_FILE)",
+                              backup=manifest.get("id")) from exc
         src.unlink()
     return adopted
 

@@ -254,3 +254,32 @@ def test_attack_backup_key_list_wrapped_by_another_kek_or_altered_is_not_adopted
         assert "e" * 32 not in {k.id for k in ws.keyring.data_keys()}
     finally:
         ws.close()
+
+
+def test_sealed_backup_is_refused_under_another_kek_naming_both_fingerprints(
+        home: Path, kek: bytes, monkeypatch: pytest.MonkeyPatch) -> None:
+    import shutil
+
+    from emergent.security.crypto import fingerprint
+    from emergent.workspace.integrity import allow_new_database
+
+    ws = _open(home)
+    try:
+        ws.memory.remember(f"short {SECRET}", scope="ops")
+        info = _backup(ws)
+    finally:
+        ws.close()
+    shutil.rmtree(home / "lance")  # the database is lost, and the KEK with it
+    for f in home.glob("emergent.db*"):
+        f.unlink()
+    other = os.urandom(32)
+    monkeypatch.setenv("EMERGENT_SECURITY__KEK", base64.b64encode(other).decode())
+    with allow_new_database(home):
+        ws = _open(home)
+        try:
+            with pytest.raises(BackupError, match="sealed under a data key") as err:
+                _restore(ws, info.id)
+            assert fingerprint(kek) in str(err.value) and fingerprint(other) in str(err.value)
+            assert ws.keyring.data_keys() == [] or all(k.purpose != "backup" for k in ws.keyring.data_keys())
+        finally:
+            ws.close()
