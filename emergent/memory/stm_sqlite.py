@@ -97,8 +97,8 @@ _TRIM = "DELETE FROM stm_evicted WHERE n IN (SELECT n FROM stm_evicted WHERE age
 _DROPPED = """INSERT INTO stm_meta (key, value) VALUES ('evicted_dropped', ?)
 ON CONFLICT (key) DO UPDATE SET value = value + excluded.value"""
 _GET = "SELECT value, expires FROM stm_items WHERE agent = ? AND id = ?"
-_SCAN_ALL = "SELECT expires, value FROM stm_items WHERE agent = ? ORDER BY seq DESC"
-_SCAN_LIVE = "SELECT value FROM stm_items WHERE agent = ? AND expires > ? ORDER BY seq DESC LIMIT ?"
+_SCAN_ALL = "SELECT expires, value, id FROM stm_items WHERE agent = ? ORDER BY seq DESC"
+_SCAN_LIVE = "SELECT value, id FROM stm_items WHERE agent = ? AND expires > ? ORDER BY seq DESC LIMIT ?"
 _PARK_COPY = ("INSERT INTO stm_evicted (agent, value) SELECT agent, value FROM stm_items "
               "WHERE agent = ? AND expires <= ? ORDER BY seq")
 _PARK_DEL = "DELETE FROM stm_items WHERE agent = ? AND expires <= ?"
@@ -268,9 +268,9 @@ class SQLiteSTM(STM):
     def scan(self, agent: str, limit: int | None = None) -> list[MemoryRecord]:
         now = self._now()
         if limit:
-            return [self._decode(v, agent) for (v,) in self._read("scan", _SCAN_LIVE, (agent, now, limit))]
+            return [self._decode(v, agent, i) for v, i in self._read("scan", _SCAN_LIVE, (agent, now, limit))]
         rows = self._read("scan", _SCAN_ALL, (agent,))
-        if any(exp <= now for exp, _ in rows):  # park expired items for consolidation to judge
+        if any(exp <= now for exp, _, _ in rows):  # park expired items for consolidation to judge
             def park(conn: sqlite3.Connection) -> None:
                 conn.execute(_PARK_COPY, (agent, now))
                 conn.execute(_PARK_DEL, (agent, now))
@@ -278,7 +278,7 @@ class SQLiteSTM(STM):
                 self._trim(conn, agent, evicted)
 
             self._write("scan", park)
-        return [self._decode(v, agent) for exp, v in rows if exp > now]
+        return [self._decode(v, agent, i) for exp, v, i in rows if exp > now]
 
     def delete(self, agent: str, ids: list[str]) -> int:
         if not ids:

@@ -99,6 +99,10 @@ def test_attack_sealed_value_moved_to_another_id_of_the_same_agent_is_refused(ba
     backend.overwrite("alice", "harmless", backend.raw("alice", "secret"))
     with pytest.raises(IntegrityError, match="moved from another key"):
         backend.stm.get("alice", "harmless")
+    with pytest.raises(IntegrityError, match="moved from another key"):
+        backend.stm.scan("alice")
+    with pytest.raises(IntegrityError, match="moved from another key"):
+        backend.stm.scan("alice", limit=5)
 
 
 def test_attack_sealed_value_moved_to_another_id_with_its_clear_id_rewritten_is_refused(backend: _Backend) -> None:
