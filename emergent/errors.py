@@ -11,6 +11,11 @@ from __future__ import annotations
 from typing import Any
 
 
+#: attribute names of an error that its fields never overwrite
+_RESERVED = frozenset({"message", "hint", "fields", "args", "with_traceback", "add_note", "__notes__",
+                       "__traceback__", "__cause__", "__context__", "__suppress_context__"})
+
+
 class EmergentError(Exception):
     """Base of every error raised by emergent."""
 
@@ -22,7 +27,10 @@ class EmergentError(Exception):
             self.hint = hint
         self.fields = fields
         for key, value in fields.items():
-            setattr(self, key, value)
+            # a field named like the error's own members (message, hint, fields, args...) stays in .fields
+            # only: a caller-supplied value must not replace what the error says or what it carries
+            if key not in _RESERVED:
+                setattr(self, key, value)
         super().__init__(self._render())
 
     def _render(self) -> str:
