@@ -463,9 +463,6 @@ def test_attack_invented_http_methods_grow_the_metrics_without_bound(client: Tes
 
 
 # ================================================================ erasure
-@pytest.mark.xfail(strict=True, reason="right-to-erasure leaves the text of an agent's API write in the approval "
-                                       "request (approvals.args, served by GET /v1/approvals) and in audit_log.data "
-                                       "of the tool call entries: ws.retention.erase removes memory rows only")
 def test_attack_erased_memory_written_by_an_agent_token_survives_in_its_approval_and_call_records(
         home: Path, tmp_path: Path, ws: Any, me: Any, client: TestClient, h: dict[str, Any]) -> None:
     mid = _agent_remembers_through_the_api(ws, client, h, f"the user's passport is {SECRET}")
@@ -537,9 +534,6 @@ def encrypted(monkeypatch: pytest.MonkeyPatch) -> bytes:
     return kek
 
 
-@pytest.mark.xfail(strict=True, reason="with encryption on, an agent's memory write through the API leaves the "
-                                       "text in plaintext in emergent.db: approvals.args is not sealed (memory, STM, "
-                                       "runs and the audit's fields are)")
 def test_attack_encrypted_workspace_holds_plaintext_of_an_api_write(home: Path, tmp_path: Path,
                                                                     encrypted: bytes) -> None:
     ws = _open(home)
@@ -869,3 +863,82 @@ def test_attack_erased_memory_comes_back_from_the_assistant_run_that_wrote_it(ho
     assert got.status_code == 200 and "walrus-okapi" not in got.text  # the run's question and answer kept it
     ws.close()
     assert _holding(home, skip=("backups",)) + _holding(tmp_path / "audit-anchor") == []
+
+
+@pytest.mark.parametrize("bad", ["\\ud800", "\\u0000", "\\udfff\\ud800"])
+def test_attack_lone_surrogates_and_nul_in_any_text_field_are_a_4xx_not_a_500(ws: Any, agent: Any,
+                                                                              client: TestClient,
+                                                                              h: dict[str, Any], bad: str) -> None:
+    # raw JSON so the escapes reach the server as they are
+    bodies = [
+        ("POST", "/v1/tokens", '{"role": "viewer", "label": "x%s"}', "admin"),
+        ("POST", "/v1/policy/rules", '{"subject": "agent:x%s", "tool": "memory.recall", "effect": "deny"}', "admin"),
+        ("POST", "/v1/policy/pause", '{"reason": "x%s"}', "admin"),
+        ("POST", f"/v1/policy/suspensions/{agent.key}", '{"reason": "x%s"}', "admin"),
+        ("POST", "/v1/tools/memory.remember/call", '{"args": {"text": "x%s", "scope": "ops"}}', "operator"),
+        ("POST", "/v1/tools/memory.recall/call", '{"args": {"query": "x%s", "scope": "ops"}}', "operator"),
+        ("POST", "/v1/memory", '{"text": "x%s", "scope": "ops", "meta": {"k%s": "v"}}', "operator"),
+        ("POST", "/v1/assistant/runs", '{"question": "x%s"}', "operator"),
+        ("POST", "/v1/graph/nodes", '{"label": "x%s", "scope": "ops"}', "operator"),
+    ]
+    failures = []
+    for method, url, template, role in bodies:
+        body = template.replace("%s", bad)
+        r = client.request(method, url, content=body.encode(), headers=h[role] | {"Content-Type": "application/json"})
+        if r.status_code >= 500:
+            failures.append((url, r.status_code, r.text[:200]))
+        if url.endswith("/pause") and r.status_code == 200:
+            client.post("/v1/policy/resume", headers=h["admin"])
+    assert failures == []
+    assert ws.audit.verify().ok if hasattr(ws.audit.verify(), "ok") else ws.audit.verify()
+
+
+@pytest.mark.parametrize("params", [{"cursor": "not-a-cursor"}, {"cursor": "eyJvIjogLTF9"}, {"cursor": "A" * 3000},
+                                    {"limit": "-1"}, {"limit": str(10**12)}, {"cursor": "%00"},
+                                    {"cursor": "eyJvZmZzZXQiOiAxMDAwMDAwMDAwMDAwMDAwMH0="}])
+def test_attack_tampered_cursor_or_limit_on_every_list_is_a_4xx(client: TestClient, h: dict[str, Any],
+                                                                params: dict[str, str]) -> None:
+    lists = ["/v1/tokens", "/v1/approvals", "/v1/calls", "/v1/audit", "/v1/tools", "/v1/assistant/runs",
+             "/v1/workflows/runs", "/v1/jobs", "/v1/graph/nodes", "/v1/agents/tasks", "/v1/proposals",
+             "/v1/experiments"]
+    bad = []
+    for url in lists:
+        r = client.get(url, params=params, headers=h["admin"])
+        if r.status_code >= 500 or (r.status_code >= 400 and not r.headers["content-type"].startswith(
+                "application/problem+json")):
+            bad.append((url, r.status_code, r.text[:150]))
+    assert bad == []
+
+
+@pytest.mark.xfail(strict=True, reason="after an erasure on instance A, instance B's next read of that table is a 503 "
+                                       "StoreCorruptError ('table is damaged ... restore the newest good backup'), "
+                                       "for memories that were not erased too: B's open LanceDB handle names data "
+                                       "files the erasure removed; the read after it recovers. LongTermMemory's read "
+                                       "paths (emergent/memory/ltm.py get/locate) should checkout_latest and retry "
+                                       "once on a missing data file before calling the store damaged")
+def test_attack_second_instance_serves_an_erased_memory_from_its_open_handles(home: Path, ws: Any, me: Any,
+                                                                             h: dict[str, Any]) -> None:
+    ids = [ws.memory.remember(f"alice's record {i} {SECRET}", scope="assistant/alice", tier="ltm").id
+           for i in range(3)]
+    stm_id = ws.memory.remember(f"alice short {SECRET}", scope="assistant/alice").id
+    bob = ws.memory.remember("bob's record stays", scope="assistant/bob", tier="ltm").id
+    other = _open(home)  # instance B, already serving: its handles and hot index have seen alice
+    try:
+        with TestClient(_app(other), raise_server_exceptions=False) as b:
+            for mid in (*ids, stm_id):
+                assert b.get(f"/v1/memory/{mid}", params={"scope": "assistant/alice"},
+                             headers=h["viewer"]).status_code == 200
+            assert "walrus-okapi" in b.get("/v1/memory/recall", params={"query": f"alice record {SECRET}",
+                                                                        "scope": "assistant"},
+                                           headers=h["viewer"]).text
+            ws.retention.erase(by=me, reason="erasure on instance A", user="alice")
+            kept = b.get(f"/v1/memory/{bob}", params={"scope": "assistant/bob"}, headers=h["viewer"])
+            assert kept.status_code == 200, kept.text[:300]  # B still serves what was not erased
+            for mid in (*ids, stm_id):
+                r = b.get(f"/v1/memory/{mid}", params={"scope": "assistant/alice"}, headers=h["viewer"])
+                assert r.status_code == 404 and "walrus-okapi" not in r.text, (mid, r.status_code)
+            r = b.get("/v1/memory/recall", params={"query": f"alice record {SECRET}", "scope": "assistant"},
+                      headers=h["viewer"])
+            assert r.status_code == 200 and "walrus-okapi" not in r.text
+    finally:
+        other.close()
