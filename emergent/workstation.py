@@ -575,7 +575,7 @@ class Workstation:
 
         return WorkspaceStores(path=self.path, sql=self.sql, lance=self.lance, memory=self.memory,
                                embedder_id=self.embedder.id, audit=self.audit, principals=self.principals,
-                               clock=self.clock)
+                               clock=self.clock, cipher=self._cipher("backup"))
 
     def backup(self, note: str | None = None, *, by: Principal) -> BackupInfo:
         """Archive the workspace (LanceDB, SQL, STM) under ``<workspace>/backups`` (emergent.workspace.backup)."""
