@@ -210,6 +210,8 @@ class MonitoringConfig(BaseModel):
     otel_endpoint: str | None = Field(None, description="OTLP/HTTP endpoint traces are exported to "
                                                         "(none: traces stay in the process)")
     service_name: str = Field("emergent", description="service.name of traces and the job label of metrics")
+    audit_verify_interval_s: float = Field(600.0, ge=0, description="how often /metrics verifies the audit chain "
+                                                                   "in the background (0: never)")
 
 
 class Settings(BaseSettings):
