@@ -534,8 +534,9 @@ def encrypted(monkeypatch: pytest.MonkeyPatch) -> bytes:
     return kek
 
 
-def test_attack_encrypted_workspace_holds_plaintext_of_an_api_write(home: Path, tmp_path: Path,
-                                                                    encrypted: bytes) -> None:
+def _encrypted_api_writes(home: Path, tmp_path: Path) -> list[str]:
+    """API writes (a person's, an agent's held then approved, an assistant run) in an encrypting workspace: the
+    files that held the secret while it ran (after close, none may: asserted here)."""
     ws = _open(home)
     try:
         me = ws.principal
@@ -547,9 +548,30 @@ def test_attack_encrypted_workspace_holds_plaintext_of_an_api_write(home: Path, 
                           headers=h["operator"]).status_code == 201
             mid = _agent_remembers_through_the_api(ws, c, h, f"agent {SECRET}")
             assert ws.memory.get(mid, scope="researcher").text.endswith(SECRET)
+            r = c.post("/v1/assistant/runs", json={"question": f"/recall {SECRET}"}, headers=h["operator"])
+            assert r.status_code == 200
+            # while the process runs: the SQLite WAL, journals and LanceDB's uncompacted files too
+            live = _holding(home) + _holding(tmp_path / "audit-anchor")
     finally:
         ws.close()
     assert _holding(home) + _holding(tmp_path / "audit-anchor") == []
+    return live
+
+
+def test_attack_encrypted_workspace_holds_plaintext_of_an_api_write(home: Path, tmp_path: Path,
+                                                                    encrypted: bytes) -> None:
+    _encrypted_api_writes(home, tmp_path)
+
+
+@pytest.mark.xfail(strict=True, reason="with encryption on, a pending approval's args are written in plaintext while "
+                                       "the server runs: an agent's held memory write is in emergent.db-wal as "
+                                       "'pending agent:researcher memory.remember {\"text\": ...}' (the row is "
+                                       "sealed or rewritten later; SQLite pages and the WAL keep what was written). "
+                                       "Seal approvals.args at insert (emergent/autonomy/approvals.py), and set "
+                                       "PRAGMA secure_delete=ON for SQLite when encryption is on")
+def test_attack_encrypted_workspace_holds_plaintext_while_it_runs(home: Path, tmp_path: Path,
+                                                                  encrypted: bytes) -> None:
+    assert _encrypted_api_writes(home, tmp_path) == []
 
 
 def test_attack_encrypted_operator_write_through_the_api_leaves_no_plaintext(home: Path, tmp_path: Path,
