@@ -762,14 +762,12 @@ def test_attack_suspended_agent_keeps_writing_through_its_token(ws: Any, agent: 
     assert all("suspended" not in x.record.text for x in hits)
 
 
-@pytest.mark.parametrize("rid", ["a\r\nX-Injected: 1", "x" * 5000, "<script>", "id with spaces", "a\x00b"])
+@pytest.mark.parametrize("rid", ["a\tX-Injected: 1", "x" * 5000, "<script>", "id with spaces", "a;b=c\\n",
+                                 '{"level": "CRITICAL"}'])
 def test_attack_request_id_header_injects_into_responses_and_logs(client: TestClient, h: dict[str, Any],
                                                                   rid: str, caplog: pytest.LogCaptureFixture) -> None:
     caplog.set_level(logging.INFO)
-    try:
-        r = client.get("/v1/policy", headers=h["viewer"] | {"X-Request-ID": rid})
-    except Exception:  # noqa: BLE001 - the client refuses to send a header with CR/LF: nothing to inject
-        return
+    r = client.get("/v1/policy", headers=h["viewer"] | {"X-Request-ID": rid})
     assert r.status_code == 200
     assert r.headers["x-request-id"] != rid and "X-Injected" not in r.headers
     assert all(rid not in rec.getMessage() and getattr(rec, "request_id", "") != rid for rec in caplog.records)
