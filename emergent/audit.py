@@ -144,6 +144,16 @@ def actor_key(principal: Any) -> str:
     raise ValueError(f"audit entries need a Principal (or one of {sorted(SYSTEM_ACTORS)}), got {principal!r}")
 
 
+def personal_digest(value: Any) -> dict[str, Any]:
+    """What the records keep of a personal argument (a memory's text): its length and sha256, never
+    the text. A value already reduced to that is kept as it is."""
+    if isinstance(value, dict) and value.get("personal") is True and set(value) == {"personal", "chars", "sha256"}:
+        return value
+    text = value if isinstance(value, str) else canonical(value)
+    return {"personal": True, "chars": len(text),
+            "sha256": hashlib.sha256(text.encode("utf-8", "surrogatepass")).hexdigest()}
+
+
 _SECRET = re.compile(r"(pass(word|wd)?|secret|token|api[_-]?key|authori[sz]ation|cookie|credential|private[_-]?key)",
                      re.I)
 REDACTED = "***"

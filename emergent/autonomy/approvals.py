@@ -18,12 +18,13 @@ import dataclasses
 import json
 import threading
 import uuid
+from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
 import sqlalchemy as sa
 
-from emergent.audit import actor_key
+from emergent.audit import actor_key, personal_digest
 from emergent.autonomy.tables import approvals
 from emergent.clock import Clock, SystemClock
 from emergent.errors import (
@@ -210,6 +211,80 @@ class ApprovalQueue:
             f"{', '.join(sorted({p for p, _ in changed})) or 'a file it reads'} changed since it was approved",
             hint="nothing ran; ask for a new approval of the current content", approval=approval_id)
 
+
+    # ------------------------------------------------------------------ personal content
+    def redact(self, approval_id: str, fields: Iterable[str], *, by: Any) -> Approval:
+        """Drop the text of the personal arguments ``fields`` (a memory's text) of a request that will
+        not run again (consumed, rejected or expired): each becomes its length and sha256, so what was
+        approved stays provable (the request's digest is kept) without its content. Audited."""
+        a = self.get(approval_id)
+        if a.status in (PENDING, APPROVED):
+            raise UsageError(f"approval {approval_id} is {a.status}: its call may still run with these arguments",
+                             hint="redact it once it ran, was rejected or expired", approval=approval_id)
+        names = sorted({f for f in fields if f in a.args and a.args[f] is not None})
+        new = {k: personal_digest(v) if k in names else v for k, v in a.args.items()}
+        if new == a.args:
+            return a
+        if self.audit is not None:
+            self.audit.append("approval.redacted", by, {"approval": approval_id, "tool": a.tool, "fields": names,
+                                                        "digest": a.digest}, durable=True)
+        with self.sql.begin() as conn:
+            if conn.dialect.name == "sqlite":  # the freed bytes of the old value are zeroed, whatever the build's default
+                conn.exec_driver_sql("PRAGMA secure_delete=ON")
+            conn.execute(approvals.update().where(approvals.c.id == approval_id,
+                                                  approvals.c.status.notin_([PENDING, APPROVED]))
+                         .values(args=json.dumps(new, default=str)))
+        return dataclasses.replace(a, args=new)
+
+    def erase_content(self, texts: Iterable[str], *, by: Principal, reason: str) -> builtins.list[str]:
+        """Right-to-erasure for the requests: every request with an argument holding one of ``texts``
+        (an erased memory's text) loses that argument's text (its length and sha256 stay); one still
+        pending or approved but not yet run is rejected first (its content was erased: it must not be
+        written again). Returns the ids of the requests changed. The caller checked ``by`` (a human)."""
+        wanted = {t.strip() for t in texts if isinstance(t, str) and t.strip()}
+        if not wanted:
+            return []
+
+        def holds(v: Any) -> bool:
+            if isinstance(v, str):
+                return v.strip() in wanted
+            if isinstance(v, dict):
+                return any(holds(x) for x in v.values())
+            if isinstance(v, list):
+                return any(holds(x) for x in v)
+            return False
+
+        with self.sql.connect() as conn:
+            rows = [(r.id, r.status, json.loads(r.args))
+                    for r in conn.execute(sa.select(approvals.c.id, approvals.c.status, approvals.c.args))]
+        changed = []
+        for aid, status, args in rows:
+            fields = [k for k, v in (args.items() if isinstance(args, dict) else ()) if holds(v)]
+            if not fields:
+                continue
+            if status in (PENDING, APPROVED):
+                self._withdraw(aid, by, reason)
+            self.redact(aid, fields, by=by)
+            changed.append(aid)
+        return changed
+
+    def _withdraw(self, approval_id: str, by: Principal, reason: str) -> None:
+        """Reject a request that is pending, or approved and not yet run (its content was erased)."""
+        a = self.get(approval_id)
+        why = f"its content was erased: {reason}"
+        if self.audit is not None:
+            self.audit.append("approval.rejected", by, {"approval": approval_id, "tool": a.tool,
+                                                        "requested_by": a.actor, "digest": a.digest,
+                                                        "reason": why, "was": a.status}, durable=True)
+        with self.sql.begin() as conn:
+            conn.execute(approvals.update().where(approvals.c.id == approval_id,
+                                                  approvals.c.status.in_([PENDING, APPROVED]))
+                         .values(status=REJECTED, decided_by=actor_key(by), decided_at=self.clock.now(),
+                                 decision_reason=why))
+        with self._lock:
+            ev = self._events.pop(approval_id, None)
+        if ev is not None:
+            ev.set()
 
     def expire_due(self) -> int:
         """Auto-reject every pending request past its expiry; returns how many."""

@@ -165,8 +165,9 @@ class Retention:
     backups an erasure marks)."""
 
     def __init__(self, sql: Any, *, memory: Any, audit: Any, clock: Clock | None = None, principals: Any,
-                 stores: Callable[[], Any] | None = None) -> None:
+                 stores: Callable[[], Any] | None = None, approvals: Any = None) -> None:
         self.sql = sql
+        self.approvals = approvals  # the approval queue: requests that hold an erased memory's text
         self.memory = memory
         self.audit = audit
         self.clock = clock or SystemClock()
@@ -266,6 +267,19 @@ class Retention:
         return report
 
     # ------------------------------------------------------------------ right to erasure
+    def _texts(self, found: list[dict[str, Any]]) -> list[str]:
+        """The texts of the located memories, read through memory (to find the approval requests that
+        hold them); a memory that cannot be read (sealed with a key that is gone, already gone) is skipped."""
+        out = []
+        for f in found:
+            try:
+                rec = self.memory.get(f["id"], scope=Scope(f["agent"], f.get("user"), f.get("session")))
+            except Exception:  # noqa: BLE001 - reading a text must never stop an erasure
+                continue
+            if isinstance(rec.text, str):
+                out.append(rec.text)
+        return out
+
     def erase(self, *, by: Any, reason: str, ids: Sequence[str] | None = None, user: str | None = None,
               scope: str | Scope | None = None, dry_run: bool = False) -> ErasureReport:
         """Erase memories everywhere (see the module docstring). Exactly one selector: ``ids`` (a
@@ -312,6 +326,7 @@ class Retention:
         with recorded(self.audit, "retention.erase", who, intent) as outcome:
             # the ledger first: a restore re-purges these even if the erasure stops half-way
             self._ledger_start(eid, "erase", who.key, reason, subject, listed, now)
+            texts = self._texts(found) if self.approvals is not None else []
             try:
                 done = self.memory.erase(ids, user=user, scope=scope, principal=who)
             except BaseException:
@@ -324,8 +339,10 @@ class Retention:
             if set(erased) - set(located):  # found only in an evicted list: when it was learned is not known
                 earliest = None
             marked = self._mark_backups(eid, earliest)
+            redacted = self.approvals.erase_content(texts, by=who, reason=reason) if texts else []
+            del texts
             outcome.update(count=len(erased), erased_ids=erased[:AUDIT_IDS], erased_sha256=ids_digest(erased),
-                           detail=detail, backups_marked=marked)
+                           detail=detail, backups_marked=marked, approvals_redacted=len(redacted))
         return ErasureReport(False, eid, len(erased), erased, ids_digest(erased), tiers, marked, detail)
 
     # ------------------------------------------------------------------ ledger

@@ -29,7 +29,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from emergent.audit import _SECRET as _SECRET_KEY
-from emergent.audit import canonical, redact
+from emergent.audit import canonical, personal_digest, redact
 from emergent.autonomy.policy import Decision
 from emergent.clock import Clock, SystemClock
 from emergent.errors import (
@@ -106,9 +106,20 @@ def _shorten(value: Any) -> Any:
 _PLAIN = (int, float, bool, type(None))
 
 
+def without_personal(spec: ToolSpec, args: Any) -> Any:
+    """``args`` with every personal argument of ``spec`` (``ToolSpec.personal_args``) reduced to
+    :func:`personal_digest` (a value left out or ``None`` stays as it is)."""
+    if not spec.personal_args or not isinstance(args, dict):
+        return args
+    return {k: personal_digest(v) if k in spec.personal_args and v is not None else v for k, v in args.items()}
+
+
 def audit_args(call: Call) -> Any:
-    """The call's arguments as the audit trail records them: secrets redacted, long text hashed."""
+    """The call's arguments as the audit trail records them: secrets redacted, personal content
+    reduced to its length and sha256, long text hashed."""
     kwargs = call.kwargs
+    if call.spec.personal_args:
+        return _shorten(redact(without_personal(call.spec, kwargs or call.args or {}), call.spec.secret_args))
     if kwargs and not call.spec.secret_args and all(
             v.__class__ in _PLAIN or (v.__class__ is str and len(v) <= AUDIT_STRING_MAX) for v in kwargs.values()) \
             and not any(_SECRET_KEY.search(k) for k in kwargs):
@@ -273,6 +284,8 @@ def approval_layer(autonomy: Any) -> Layer:
                                            f"--run` (or ws.tools.resume({req.id!r}) after approving)",
                                       approval=req.id)
             if decided.status != "approved":
+                if call.spec.personal_args:
+                    approvals.redact(req.id, call.spec.personal_args, by=call.principal)
                 raise PermissionDenied(f"{call.spec.key} for {call.actor} was {decided.status} by "
                                        f"{decided.decided_by}: {decided.decision_reason or 'no reason given'}",
                                        hint="the action did not run", approval=req.id, tool=call.spec.key)
@@ -287,7 +300,12 @@ def approval_layer(autonomy: Any) -> Layer:
             call.digest = content_digest(call.spec, call.kwargs, call.files)
         approvals.consume(call.approval, principal=call.principal, tool=call.spec.key, digest=call.digest,
                           files=call.files, call_id=call.call_id)
-        return nxt(call)
+        if not call.spec.personal_args:
+            return nxt(call)
+        try:
+            return nxt(call)
+        finally:  # consumed: it never runs again, so it need not keep the personal content it ran with
+            approvals.redact(call.approval, call.spec.personal_args, by=call.principal)
     return layer
 
 

@@ -181,6 +181,9 @@ class ToolSpec:
     runs_code: RunsCode = RunsCode.NO
     resource_kind: str | None = None  # path | url | scope | None: how the gate reads the resource
     reads: Callable[[dict[str, Any], ToolContext], dict[str, bytes]] | None = None
+    #: arguments holding personal content (a memory's text): the audit trail records only their length
+    #: and sha256, and an approval drops their text once its call has run or was refused
+    personal_args: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         if self.sandboxed and self.runs_code == RunsCode.NO:
@@ -354,7 +357,8 @@ def tool(func: Any = None, *, name: str | None = None, version: str = "0.1.0", d
          requires: Mapping[str, str] | None = None, python_requires: Sequence[str] = (),
          sandboxed: bool = False, resource: str | None = None, cost: float = 0.0,
          tags: Sequence[str] = (), runs_code: RunsCode | str = RunsCode.NO, resource_kind: str | None = None,
-         reads: Callable[[dict[str, Any], ToolContext], dict[str, bytes]] | None = None) -> Any:
+         reads: Callable[[dict[str, Any], ToolContext], dict[str, bytes]] | None = None,
+         personal: Sequence[str] = ()) -> Any:
     """Turn a typed function or class into a :class:`ToolSpec` (usable bare or with options).
 
     ``retry`` is a :class:`RetryPolicy` or a number of attempts; ``requires`` maps other tools to
@@ -364,6 +368,8 @@ def tool(func: Any = None, *, name: str | None = None, version: str = "0.1.0", d
     ``runs_code`` declares whether the tool runs code it is given (``sandbox`` or ``host``);
     ``reads(kwargs, ctx)`` returns the bytes of every file the call will read or run, so that an
     approval is bound to them and the tool runs exactly what was approved (``ctx.contents``).
+    ``personal`` names the arguments that hold personal content (a memory's text): the audit trail
+    keeps only their length and sha256, and an approval keeps their text only until its call ran.
     """
 
     def build(obj: Any) -> ToolSpec:
@@ -383,6 +389,9 @@ def tool(func: Any = None, *, name: str | None = None, version: str = "0.1.0", d
                                   hint=f"use one of {', '.join(SideEffect)}") from None
         if resource is not None and resource not in model.model_fields:
             raise ValidationError(f"tool {tname!r}: resource argument {resource!r} is not a parameter")
+        for arg in personal:
+            if arg not in model.model_fields:
+                raise ValidationError(f"tool {tname!r}: personal argument {arg!r} is not a parameter")
         _check_requirements(tname, requires or {}, python_requires)
         policy = retry if isinstance(retry, RetryPolicy) else RetryPolicy(attempts=retry) if retry else NO_RETRY
         return ToolSpec(name=tname, version=version, description=description or summary, func=run,
@@ -391,7 +400,8 @@ def tool(func: Any = None, *, name: str | None = None, version: str = "0.1.0", d
                         requires=dict(requires or {}), python_requires=tuple(python_requires),
                         sandboxed=sandboxed, resource_arg=resource, cost=cost, tags=tuple(tags),
                         context_param=ctx_param, source=getattr(obj, "__module__", "code") or "code",
-                        runs_code=RunsCode(runs_code), resource_kind=resource_kind, reads=reads)
+                        runs_code=RunsCode(runs_code), resource_kind=resource_kind, reads=reads,
+                        personal_args=tuple(personal))
 
     return build(func) if func is not None else build
 

@@ -18,7 +18,7 @@ MAX_K = 100
 
 
 @tool(name="memory.remember", version="1.1.0", side_effect=SideEffect.WRITE, resource="scope",
-      resource_kind="scope", tags=("memory",))
+      resource_kind="scope", tags=("memory",), personal=("text", "meta"))
 def remember(text: str, ctx: ToolContext, kind: str = "episodic", importance: float = 0.5,
              scope: str | None = None, meta: dict[str, Any] | None = None) -> str:
     """Remember a piece of text; returns the memory's id.
@@ -34,7 +34,8 @@ def remember(text: str, ctx: ToolContext, kind: str = "episodic", importance: fl
     return str(rec.id)
 
 
-@tool(name="memory.recall", version="1.2.0", resource="scope", resource_kind="scope", tags=("memory",))
+@tool(name="memory.recall", version="1.2.0", resource="scope", resource_kind="scope", tags=("memory",),
+      personal=("query",))
 def recall(query: str, ctx: ToolContext, k: int = 5, scope: str | None = None) -> list[dict[str, Any]]:
     """Recall the memories most relevant to a query, best first (id, text, score, kind, event time, meta).
 
