@@ -267,6 +267,15 @@ class Retention:
         return report
 
     # ------------------------------------------------------------------ right to erasure
+    def _checkpoint(self) -> None:
+        """On SQLite, copy the WAL into the database and truncate it: the old pages of rows rewritten
+        for the erasure (an approval's arguments) leave the disk now, not at the next checkpoint. A
+        reader holding an old snapshot makes this a partial checkpoint (done again at close)."""
+        if self.sql.engine.dialect.name != "sqlite":
+            return
+        with self.sql.engine.connect() as conn:
+            conn.exec_driver_sql("PRAGMA wal_checkpoint(TRUNCATE)")
+
     def _texts(self, found: list[dict[str, Any]]) -> list[str]:
         """The texts of the located memories, read through memory (to find the approval requests that
         hold them); a memory that cannot be read (sealed with a key that is gone, already gone) is skipped."""
@@ -341,6 +350,7 @@ class Retention:
             marked = self._mark_backups(eid, earliest)
             redacted = self.approvals.erase_content(texts, by=who, reason=reason) if texts else []
             del texts
+            self._checkpoint()
             outcome.update(count=len(erased), erased_ids=erased[:AUDIT_IDS], erased_sha256=ids_digest(erased),
                            detail=detail, backups_marked=marked, approvals_redacted=len(redacted))
         return ErasureReport(False, eid, len(erased), erased, ids_digest(erased), tiers, marked, detail)

@@ -964,11 +964,6 @@ def test_attack_second_instance_serves_an_erased_memory_from_its_open_handles(ho
         other.close()
 
 
-@pytest.mark.xfail(strict=True, reason="after an acknowledged erasure the text is still on disk while the server runs: "
-                                       "emergent.db-wal keeps the old pages of the redacted approval/audit rows until "
-                                       "a checkpoint (clean only after close). Retention.erase should, on SQLite, run "
-                                       "with PRAGMA secure_delete=ON and end with PRAGMA wal_checkpoint(TRUNCATE) "
-                                       "(on PostgreSQL: VACUUM the tables it rewrote)")
 def test_attack_erased_text_read_from_the_disk_of_a_running_server(home: Path, tmp_path: Path, ws: Any, me: Any,
                                                                    client: TestClient, h: dict[str, Any]) -> None:
     # the erasure is done and acknowledged; the server keeps running; someone images the disk now
