@@ -537,7 +537,7 @@ class Workstation:
         from emergent.security.retention import Retention
 
         return Retention(self.sql, memory=self.memory, audit=self.audit, clock=self.clock,
-                         principals=self.principals, stores=self._stores)
+                         principals=self.principals, stores=self._stores, approvals=self.autonomy.approvals)
 
     def chat(self, name: str = "assistant", **spec: Any) -> Any:
         """A ``Chat`` widget (emergent.ui.chat) with assistant ``name``, acting for this process's principal."""

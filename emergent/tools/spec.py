@@ -243,14 +243,14 @@ class ToolSpec:
         """Validated keyword arguments; the error lists every bad or missing field."""
         if args is not None and not isinstance(args, Mapping):
             raise ValidationError(f"arguments for tool {self.key} must be an object, got {type(args).__name__}",
-                                  hint=f"pass a dict matching {self.args_schema}", tool=self.key, fields=[])
+                                  hint=f"pass a dict matching {self.args_schema}", tool=self.key, invalid=[])
         try:
             return self.args_model.model_validate(args or {}).__dict__
         except pydantic.ValidationError as exc:
             bad = _bad_fields(exc)
             raise ValidationError(f"bad arguments for tool {self.key}: " + "; ".join(bad),
                                   hint="fix every field listed; `emergent tools show "
-                                       f"{self.name}` prints the schema", tool=self.key, fields=bad) from None
+                                       f"{self.name}` prints the schema", tool=self.key, invalid=bad) from None
 
     def check_result(self, value: Any) -> Any:
         """The result, if it has the declared type (strictly); a ToolExecutionError otherwise."""

@@ -36,7 +36,7 @@ def test_validation_error_lists_every_bad_and_missing_field():
     msg = str(e.value)
     for field in ("channel", "text", "urgent", "extra"):
         assert f"{field}:" in msg
-    assert len(e.value.fields) == 4
+    assert len(e.value.invalid) == 4 and e.value.fields["invalid"] == e.value.invalid
 
 
 def test_non_mapping_arguments_are_refused():
