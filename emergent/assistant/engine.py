@@ -52,6 +52,7 @@ from emergent.errors import (
     UsageError,
     ValidationError,
 )
+from emergent.monitoring.context import bind_run
 from emergent.principals import Principal
 
 OFFLINE = "offline"
@@ -250,14 +251,15 @@ class Assistant:
             durable=True)
         row = self.runs_store.create(assistant=self.name, principal=self.principal.key, asked_by=who.key, mode=mode,
                                      question=text, state=state)
-        emit(RunEvent("started", row.id, {"question": text, "mode": mode, "asked_by": who.key}))
-        t0 = time.monotonic()
-        try:
-            if command is not None:
-                return self._command(row, command, who, emit, t0)
-            return self._open_chat(row, emit, t0)
-        except EmergentError as exc:
-            return self._fail(row, exc, emit, t0)
+        with bind_run(row.id):  # every log line of the run names it (emergent.monitoring)
+            emit(RunEvent("started", row.id, {"question": text, "mode": mode, "asked_by": who.key}))
+            t0 = time.monotonic()
+            try:
+                if command is not None:
+                    return self._command(row, command, who, emit, t0)
+                return self._open_chat(row, emit, t0)
+            except EmergentError as exc:
+                return self._fail(row, exc, emit, t0)
 
     def _open_chat(self, row: RunRow, emit: Emit, t0: float) -> RunResult:
         text = row.question
@@ -400,6 +402,10 @@ class Assistant:
         return [{"role": "system", "content": system}, {"role": "user", "content": question}]
 
     def _drive(self, row: RunRow, emit: Emit, t0: float) -> RunResult:
+        with bind_run(row.id):  # every log line of the run names it (emergent.monitoring)
+            return self._drive_run(row, emit, t0)
+
+    def _drive_run(self, row: RunRow, emit: Emit, t0: float) -> RunResult:
         st = row.state
         budget = Budget(**st["budget"])
         schemas = self.tool_schemas(st.get("tools"))
