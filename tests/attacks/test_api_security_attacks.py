@@ -127,9 +127,7 @@ def test_attack_agent_token_reads_a_sibling_agent_whose_name_extends_its_own(ws:
     assert ws.memory.get(other, scope="researcher2").text.endswith(SECRET)
 
 
-@pytest.mark.parametrize("evil_id", ["x' OR '1'='1", "x' OR id != '", "%", "*", "' OR scope LIKE '%",
-                                     "../../researcher2", "x\") OR (1=1"])
-def test_attack_memory_id_injection_reads_or_forgets_other_rows(ws: Any, client: TestClient, h: dict[str, Any],
+def _test_attack_memory_id_injection_reads_or_forgets_other_rows_case(ws: Any, client: TestClient, h: dict[str, Any],
                                                                  evil_id: str) -> None:
     kept = [ws.memory.remember(f"row {i} {SECRET}", scope="ops", tier="ltm").id for i in range(3)]
     kept.append(ws.memory.remember(f"stm row {SECRET}", scope="ops").id)
@@ -141,6 +139,13 @@ def test_attack_memory_id_injection_reads_or_forgets_other_rows(ws: Any, client:
     assert r.status_code in (400, 404, 422) or r.json() == {"forgotten": 0}, r.text
     for mid in kept:
         assert ws.memory.get(mid, scope="ops").text.endswith(SECRET)
+
+
+def test_attack_memory_id_injection_reads_or_forgets_other_rows(
+        ws: Any, client: TestClient, h: dict[str, Any]) -> None:
+    for evil_id in ["x' OR '1'='1", "x' OR id != '", "%", "*", "' OR scope LIKE '%",
+                                     "../../researcher2", "x\") OR (1=1"]:
+        _test_attack_memory_id_injection_reads_or_forgets_other_rows_case(ws, client, h, evil_id)
 
 
 def _mutating_routes(app: Any) -> list[tuple[str, str]]:
@@ -158,7 +163,8 @@ def _mutating_routes(app: Any) -> list[tuple[str, str]]:
     return out
 
 
-def test_attack_viewer_token_mutates_through_any_route(ws: Any, client: TestClient, h: dict[str, Any]) -> None:
+def test_attack_viewer_token_mutates_through_any_route(
+        ws: Any, client: TestClient, h: dict[str, Any]) -> None:
     import re
 
     routes = _mutating_routes(client.app)
@@ -174,7 +180,8 @@ def test_attack_viewer_token_mutates_through_any_route(ws: Any, client: TestClie
     assert len(ws.audit.entries()) == before  # nothing happened, nothing recorded as done
 
 
-def test_attack_agent_token_reaches_admin_or_operator_routes(ws: Any, client: TestClient, h: dict[str, Any]) -> None:
+def test_attack_agent_token_reaches_admin_or_operator_routes(
+        ws: Any, client: TestClient, h: dict[str, Any]) -> None:
     for method, url, body in (("POST", "/v1/tokens", {"role": "admin"}), ("GET", "/v1/tokens", None),
                               ("POST", "/v1/policy/rules", {"subject": "agent:*", "tool": "*", "effect": "allow"}),
                               ("POST", "/v1/policy/resume", None), ("DELETE", "/v1/policy/suspensions/agent:researcher",
@@ -186,7 +193,18 @@ def test_attack_agent_token_reaches_admin_or_operator_routes(ws: Any, client: Te
         assert r.status_code == 403, (method, url, r.status_code, r.text[:200])
 
 
-@pytest.mark.parametrize("body", [
+def _test_attack_admin_mints_a_token_for_another_person_or_stronger_than_its_principal_case(
+        ws: Any, client: TestClient, h: dict[str, Any], body: dict[str, Any]) -> None:
+    before = len(ws.tokens.list())
+    r = client.post("/v1/tokens", json=body, headers=h["admin"])
+    assert r.status_code in (400, 403, 404, 422), r.text
+    assert r.headers["content-type"].startswith("application/problem+json")
+    assert len(ws.tokens.list()) == before
+
+
+def test_attack_admin_mints_a_token_for_another_person_or_stronger_than_its_principal(
+        ws: Any, client: TestClient, h: dict[str, Any]) -> None:
+    for body in [
     {"principal": "human:someone-else", "role": "viewer"},
     {"principal": "HUMAN:someone-else", "role": "viewer"},
     {"principal": " human:someone-else", "role": "viewer"},
@@ -196,14 +214,8 @@ def test_attack_agent_token_reaches_admin_or_operator_routes(ws: Any, client: Te
     {"principal": "agent:nobody-made-me", "role": "agent"},
     {"role": "admin", "ttl_s": 10 * 365 * 86400.0},
     {"role": "root"},
-])
-def test_attack_admin_mints_a_token_for_another_person_or_stronger_than_its_principal(
-        ws: Any, client: TestClient, h: dict[str, Any], body: dict[str, Any]) -> None:
-    before = len(ws.tokens.list())
-    r = client.post("/v1/tokens", json=body, headers=h["admin"])
-    assert r.status_code in (400, 403, 404, 422), r.text
-    assert r.headers["content-type"].startswith("application/problem+json")
-    assert len(ws.tokens.list()) == before
+]:
+        _test_attack_admin_mints_a_token_for_another_person_or_stronger_than_its_principal_case(ws, client, h, body)
 
 
 def test_attack_operator_viewer_agent_mint_any_token(client: TestClient, h: dict[str, Any]) -> None:
@@ -230,7 +242,8 @@ def test_attack_revoked_token_is_refused_at_once_by_another_instance(home: Path,
         other.close()
 
 
-def test_attack_token_acts_after_its_expiry_on_a_clock_that_moved(ws: Any, me: Any, client: TestClient) -> None:
+def test_attack_token_acts_after_its_expiry_on_a_clock_that_moved(
+        ws: Any, me: Any, client: TestClient) -> None:
     import time
 
     info, secret = ws.tokens.create(me, "viewer", by=me, ttl_s=1.0)
@@ -271,7 +284,8 @@ def test_attack_token_of_a_removed_principal_in_the_process_that_knew_it(home: P
     assert client.get("/v1/memory/recall", params={"query": "x"}, headers=h["agent"]).status_code == 401
 
 
-def test_attack_operator_approves_its_own_request(ws: Any, me: Any, client: TestClient, h: dict[str, Any]) -> None:
+def test_attack_operator_approves_its_own_request(
+        ws: Any, me: Any, client: TestClient, h: dict[str, Any]) -> None:
     rule = client.post("/v1/policy/rules", json={"subject": me.key, "tool": "memory.remember", "effect": "ask"},
                        headers=h["admin"])
     assert rule.status_code == 201, rule.text
@@ -321,7 +335,8 @@ def test_attack_body_and_headers_name_another_principal(ws: Any, me: Any, client
     assert not any(e.actor == "human:mallory" for e in ws.audit.entries())
 
 
-def test_attack_tool_call_with_a_smuggled_argument_is_a_400_not_a_500(client: TestClient, h: dict[str, Any]) -> None:
+def test_attack_tool_call_with_a_smuggled_argument_is_a_400_not_a_500(
+        client: TestClient, h: dict[str, Any]) -> None:
     for role in ("agent", "operator"):
         r = client.post("/v1/tools/memory.recall/call", json={"args": {"query": "x", "principal": "human:mallory"}},
                         headers=h[role])
@@ -389,15 +404,20 @@ def test_attack_deeply_nested_json_is_a_problem_not_a_500(ws: Any, client: TestC
     assert r2.status_code in (400, 413, 422), (r2.status_code, r2.text[:300])
 
 
-@pytest.mark.parametrize("path", ["/v1/memory/%2e%2e%2f%2e%2e%2fetc%2fpasswd", "/v1/tokens/..%2F..%2Fx",
-                                  "/v1/jobs/..%2F..%2F..%2Fetc%2Fpasswd", "/v1/tools/%00/call",
-                                  "/v1/policy/suspensions/human:%00root", "/v1/memory/" + "a" * 5000])
-def test_attack_path_parameters_with_traversal_nul_or_huge_values(client: TestClient, h: dict[str, Any],
+def _test_attack_path_parameters_with_traversal_nul_or_huge_values_case(client: TestClient, h: dict[str, Any],
                                                                   path: str) -> None:
     for method in ("GET", "POST", "DELETE"):
         r = client.request(method, path, json={}, headers=h["admin"])
         assert r.status_code < 500, (method, path, r.status_code, r.text[:300])
         assert "root:x:0:0" not in r.text
+
+
+def test_attack_path_parameters_with_traversal_nul_or_huge_values(
+        client: TestClient, h: dict[str, Any]) -> None:
+    for path in ["/v1/memory/%2e%2e%2f%2e%2e%2fetc%2fpasswd", "/v1/tokens/..%2F..%2Fx",
+                                  "/v1/jobs/..%2F..%2F..%2Fetc%2Fpasswd", "/v1/tools/%00/call",
+                                  "/v1/policy/suspensions/human:%00root", "/v1/memory/" + "a" * 5000]:
+        _test_attack_path_parameters_with_traversal_nul_or_huge_values_case(client, h, path)
 
 
 # ================================================================ leaks: problems, logs, metrics
@@ -595,7 +615,8 @@ def test_attack_encrypted_operator_write_through_the_api_leaves_no_plaintext(hom
     assert _archive_members_holding(archive) == []
 
 
-def test_attack_nonce_reuse_and_a_sealed_blob_moved_to_another_row_or_purpose(home: Path, encrypted: bytes) -> None:
+def test_attack_nonce_reuse_and_a_sealed_blob_moved_to_another_row_or_purpose(
+        home: Path, encrypted: bytes) -> None:
     from emergent.errors import IntegrityError
 
     ws = _open(home)
@@ -762,15 +783,20 @@ def test_attack_suspended_agent_keeps_writing_through_its_token(ws: Any, agent: 
     assert all("suspended" not in x.record.text for x in hits)
 
 
-@pytest.mark.parametrize("rid", ["a\tX-Injected: 1", "x" * 5000, "<script>", "id with spaces", "a;b=c\\n",
-                                 '{"level": "CRITICAL"}'])
-def test_attack_request_id_header_injects_into_responses_and_logs(client: TestClient, h: dict[str, Any],
+def _test_attack_request_id_header_injects_into_responses_and_logs_case(client: TestClient, h: dict[str, Any],
                                                                   rid: str, caplog: pytest.LogCaptureFixture) -> None:
     caplog.set_level(logging.INFO)
     r = client.get("/v1/policy", headers=h["viewer"] | {"X-Request-ID": rid})
     assert r.status_code == 200
     assert r.headers["x-request-id"] != rid and "X-Injected" not in r.headers
     assert all(rid not in rec.getMessage() and getattr(rec, "request_id", "") != rid for rec in caplog.records)
+
+
+def test_attack_request_id_header_injects_into_responses_and_logs(
+        client: TestClient, h: dict[str, Any], caplog: pytest.LogCaptureFixture) -> None:
+    for rid in ["a\tX-Injected: 1", "x" * 5000, "<script>", "id with spaces", "a;b=c\\n",
+                                 '{"level": "CRITICAL"}']:
+        _test_attack_request_id_header_injects_into_responses_and_logs_case(client, h, rid, caplog)
 
 
 def test_attack_problems_readiness_and_metrics_leak_the_redis_password(home: Path, tmp_path: Path,
@@ -885,8 +911,7 @@ def test_attack_erased_memory_comes_back_from_the_assistant_run_that_wrote_it(ho
     assert _holding(home, skip=("backups",)) + _holding(tmp_path / "audit-anchor") == []
 
 
-@pytest.mark.parametrize("bad", ["\\ud800", "\\u0000", "\\udfff\\ud800"])
-def test_attack_lone_surrogates_and_nul_in_any_text_field_are_a_4xx_not_a_500(ws: Any, agent: Any,
+def _test_attack_lone_surrogates_and_nul_in_any_text_field_are_a_4xx_not_a_500_case(ws: Any, agent: Any,
                                                                               client: TestClient,
                                                                               h: dict[str, Any], bad: str) -> None:
     # raw JSON so the escapes reach the server as they are
@@ -913,10 +938,13 @@ def test_attack_lone_surrogates_and_nul_in_any_text_field_are_a_4xx_not_a_500(ws
     assert ws.audit.verify().ok if hasattr(ws.audit.verify(), "ok") else ws.audit.verify()
 
 
-@pytest.mark.parametrize("params", [{"cursor": "not-a-cursor"}, {"cursor": "eyJvIjogLTF9"}, {"cursor": "A" * 3000},
-                                    {"limit": "-1"}, {"limit": str(10**12)}, {"cursor": "%00"},
-                                    {"cursor": "eyJvZmZzZXQiOiAxMDAwMDAwMDAwMDAwMDAwMH0="}])
-def test_attack_tampered_cursor_or_limit_on_every_list_is_a_4xx(client: TestClient, h: dict[str, Any],
+def test_attack_lone_surrogates_and_nul_in_any_text_field_are_a_4xx_not_a_500(
+        ws: Any, agent: Any, client: TestClient, h: dict[str, Any]) -> None:
+    for bad in ["\\ud800", "\\u0000", "\\udfff\\ud800"]:
+        _test_attack_lone_surrogates_and_nul_in_any_text_field_are_a_4xx_not_a_500_case(ws, agent, client, h, bad)
+
+
+def _test_attack_tampered_cursor_or_limit_on_every_list_is_a_4xx_case(client: TestClient, h: dict[str, Any],
                                                                 params: dict[str, str]) -> None:
     lists = ["/v1/tokens", "/v1/approvals", "/v1/calls", "/v1/audit", "/v1/tools", "/v1/assistant/runs",
              "/v1/workflows/runs", "/v1/jobs", "/v1/graph/nodes", "/v1/agents/tasks", "/v1/proposals",
@@ -928,6 +956,14 @@ def test_attack_tampered_cursor_or_limit_on_every_list_is_a_4xx(client: TestClie
                 "application/problem+json")):
             bad.append((url, r.status_code, r.text[:150]))
     assert bad == []
+
+
+def test_attack_tampered_cursor_or_limit_on_every_list_is_a_4xx(
+        client: TestClient, h: dict[str, Any]) -> None:
+    for params in [{"cursor": "not-a-cursor"}, {"cursor": "eyJvIjogLTF9"}, {"cursor": "A" * 3000},
+                                    {"limit": "-1"}, {"limit": str(10**12)}, {"cursor": "%00"},
+                                    {"cursor": "eyJvZmZzZXQiOiAxMDAwMDAwMDAwMDAwMDAwMH0="}]:
+        _test_attack_tampered_cursor_or_limit_on_every_list_is_a_4xx_case(client, h, params)
 
 
 @pytest.mark.xfail(strict=True, reason="after an erasure on instance A, instance B's next read of that table is a 503 "
