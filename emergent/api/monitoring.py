@@ -95,9 +95,8 @@ class Monitor:
                                                      instance=instance)
         self.tracer = self.tracer_provider.get_tracer("emergent.api")
         self.readiness = Readiness(_store_checks(ws) if ws is not None else {}, timeout_s=READY_TIMEOUT_S)
-        self.audit = AuditVerifier(lambda: ws.audit.verify(),
-                                   interval_s=float(getattr(self.config, "audit_verify_interval_s",
-                                                            AUDIT_VERIFY_INTERVAL_S))) if ws is not None else None
+        self.audit = AuditVerifier(lambda: ws.audit.verify(), interval_s=self.config.audit_verify_interval_s) \
+            if ws is not None else None
         self.metrics = Metrics(self._sources())
         self.log_handler = logs.configure(self.config.log_format)
         if ws is not None:

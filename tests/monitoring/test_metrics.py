@@ -155,3 +155,18 @@ def test_the_audit_chain_is_verified_and_a_broken_one_counted(client: TestClient
     text = scrape(client)
     assert value(text, "emergent_audit_verify_ok") == 0
     assert value(text, "emergent_audit_verify_failures_total") == 1
+
+
+def test_scrapes_verify_the_audit_chain_in_the_background_unless_switched_off(ws: Any) -> None:
+    import time
+
+    from emergent.api import create_app
+    from emergent.config import MonitoringConfig
+
+    for interval, verified in ((600.0, True), (0.0, False)):
+        with TestClient(create_app(ws, monitoring=MonitoringConfig(audit_verify_interval_s=interval))) as client:
+            scrape(client)  # starts one in the background, never waits for it
+            deadline = time.monotonic() + (10 if verified else 1)  # off: nothing shows up within a second
+            while value(scrape(client), "emergent_audit_verify_ok") is None and time.monotonic() < deadline:
+                time.sleep(0.1)
+            assert (value(scrape(client), "emergent_audit_verify_ok") == 1) is verified
