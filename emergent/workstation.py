@@ -147,7 +147,7 @@ class Workstation:
         h = r.health(client)
         if not h.ok and self.settings.stm_fallback != "ltm":
             raise StoreUnavailableError(
-                f"Redis at {url} did not answer: {h.detail}",
+                f"Redis at {r.redact_url(url)} did not answer: {h.detail}",
                 hint="start Redis, or unset EMERGENT_REDIS_URL to use the embedded short-term memory",
             )
         return client
@@ -524,11 +524,13 @@ class Workstation:
     def keyring(self) -> KeyRing:
         """Envelope encryption (emergent.security.crypto): data keys in SQL wrapped by the key-encryption
         key (EMERGENT_SECURITY__KEK or its file), AES-GCM; rotation re-wraps the data keys."""
-        from emergent.security.crypto import KeyRing, load_kek
+        from emergent.security.crypto import KeyRing, finish_interrupted_rotation, load_kek
 
         sec = self.settings.security
-        kek = load_kek(sec.kek.get_secret_value() if sec.kek else None,
-                       sec.kek_file or self.settings.audit_anchor_dir() / "kek")
+        kek_file = sec.kek_file or self.settings.audit_anchor_dir() / "kek"
+        kek = load_kek(sec.kek.get_secret_value() if sec.kek else None, kek_file)
+        if sec.kek is None:  # a rotation killed between its commit and its rename is finished here
+            kek = finish_interrupted_rotation(self.sql, kek_file, kek)
         return KeyRing(self.sql, kek=kek, audit=self.audit, clock=self.clock, principals=self.principals)
 
     @functools.cached_property

@@ -97,6 +97,29 @@ def load_kek(b64: str | None, path: str | os.PathLike[str]) -> bytes:
     return kek
 
 
+def finish_interrupted_rotation(sql: Any, path: str | os.PathLike[str], kek: bytes) -> bytes:
+    """The KEK that opens the stored data keys, finishing a KEK rotation a kill interrupted.
+
+    ``emergent keys rotate-kek`` writes the new KEK to ``<path>.new``, re-wraps the data keys (one
+    commit), then renames the new file over ``path``. Killed between the commit and the rename, ``path``
+    holds a KEK that wraps nothing any more: when the stored keys carry the fingerprint of ``<path>.new``
+    (and not of ``kek``), the rename is done now and that key returned. Anything else is left as it is
+    (a ``.new`` that wraps nothing may belong to a rotation running now in another process)."""
+    p = Path(path)
+    pending = p.with_name(p.name + ".new")
+    if not pending.exists():
+        return kek
+    with sql.connect() as conn:
+        stored = {r.kek_fp for r in conn.execute(sa.select(crypto_keys.c.kek_fp).distinct())}
+    if not stored or fingerprint(kek) in stored:
+        return kek
+    new = _decode_kek(pending.read_text(), str(pending))
+    if stored == {fingerprint(new)}:
+        os.replace(pending, p)
+        return new
+    return kek
+
+
 def fingerprint(kek: bytes) -> str:
     """A stored, non-secret identifier of a KEK (HMAC-SHA256 of a constant under it, 16 bytes hex)."""
     return hmac.new(kek, b"emergent kek fingerprint v1", hashlib.sha256).hexdigest()[:32]

@@ -162,9 +162,27 @@ def namespace(workspace_id: str) -> str:
     return f"emergent:{digest}"
 
 
+def redact_url(url: str) -> str:
+    """``url`` with its password replaced by ``***`` (an error message or a log line is no place for it)."""
+    from urllib.parse import urlsplit, urlunsplit
+
+    try:
+        parts = urlsplit(url)
+        if parts.password is None:
+            return url
+        host = parts.hostname or ""
+        if ":" in host:  # an IPv6 address
+            host = f"[{host}]"
+        netloc = f"{parts.username or ''}:***@{host}" + (f":{parts.port}" if parts.port else "")
+        return urlunsplit(parts._replace(netloc=netloc))
+    except ValueError:  # not a URL we can take apart: say nothing of it
+        return "(the configured EMERGENT_REDIS_URL)"
+
+
 def unavailable(url: str, exc: Exception) -> StoreUnavailableError:
+    shown = redact_url(url)
     return StoreUnavailableError(
-        f"Redis at {url} did not answer ({type(exc).__name__}: {exc})",
+        f"Redis at {shown} did not answer ({type(exc).__name__}: {exc})",
         hint="start Redis or unset EMERGENT_REDIS_URL to use the embedded store; nothing was written",
-        url=url,
+        url=shown,
     )
