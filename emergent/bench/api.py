@@ -23,6 +23,10 @@ endpoints: ``recall`` (``GET /v1/memory/recall``), ``remember`` (``POST /v1/memo
   the instances share the workspace (one host: SQLite, the LanceDB directory, the embedded
   short-term memory). Without nginx it is null, and says why.
 
+Every phase is bounded: requests still unanswered ``GRACE_S`` (10 s) after the phase's last send
+are abandoned and counted as errors (``errors_by_status["unfinished"]``), and the next phase waits
+until the server has worked off its backlog. Above an instance's capacity the p95 is queueing.
+
 ``--quick`` shortens every phase (seconds, 50 req/s) so the whole bench runs in well under a
 minute: it checks that everything works; its figures mean little.
 """
@@ -48,6 +52,8 @@ from typing import Any
 from emergent.bench import Row, percentile, ratio
 
 ENDPOINTS = ("recall", "remember", "tool_call", "health")
+#: how long a phase waits for answers after its last request was sent
+GRACE_S = 10.0
 QUERIES = ("deploy rollback", "on-call rotation", "database migration", "incident review", "release notes",
            "cache eviction", "rate limits", "backup window")
 TOPICS = ("deploy", "rollback", "on-call", "database", "migration", "incident", "release", "cache", "rate",
@@ -258,7 +264,23 @@ def _client(base: str, mix: Mix, connections: int) -> Any:
     import httpx
 
     limits = httpx.Limits(max_connections=connections, max_keepalive_connections=connections)
-    return httpx.AsyncClient(base_url=base, headers=mix.headers, limits=limits, timeout=30.0)
+    return httpx.AsyncClient(base_url=base, headers=mix.headers, limits=limits, timeout=GRACE_S)
+
+
+def _drain(base: str, timeout: float = 60.0) -> None:
+    """Wait until the server has worked off what an overloaded phase left queued (``/healthz`` answers
+    in under 50 ms), so the next phase does not measure the previous one's backlog."""
+    import httpx
+
+    deadline = time.monotonic() + timeout
+    with httpx.Client(base_url=base, timeout=5.0) as client:
+        while time.monotonic() < deadline:
+            t = time.perf_counter()
+            with contextlib.suppress(httpx.HTTPError):
+                client.get("/healthz")
+            if time.perf_counter() - t < 0.05:
+                return
+            time.sleep(0.2)
 
 
 async def _open_loop(base: str, mix: Mix, rate: float, duration: float, start_i: int = 0,
@@ -292,7 +314,14 @@ async def _open_loop(base: str, mix: Mix, rate: float, duration: float, start_i:
             if tick is not None and loop.time() >= next_tick:
                 tick(loop.time() - t0)
                 next_tick += 1.0
-        await asyncio.gather(*tasks)
+        # bounded in time: what has not answered GRACE_S after the last send is abandoned and counted
+        # as an error ("unfinished"): an overloaded server cannot stretch the phase without end
+        _done, pending = await asyncio.wait(tasks, timeout=GRACE_S) if tasks else (set(), set())
+        for task in pending:
+            task.cancel()
+        if pending:
+            statuses["unfinished"] += len(pending)
+            await asyncio.gather(*pending, return_exceptions=True)
         return LoadResult(lat, statuses, n, loop.time() - t0)
 
 
@@ -392,8 +421,11 @@ def bench_api(plan: Plan, *, quiet: bool = True) -> dict[str, Any]:
             say(f"instances up ({a.kind}); warm-up {plan.warmup_s} s")
             asyncio.run(_open_loop(a.url, mix, plan.rate_rps, plan.warmup_s))
             asyncio.run(_open_loop(instances[1].url, mix, plan.rate_rps, plan.warmup_s))
+            _drain(a.url)
+            _drain(instances[1].url)
             say(f"open loop: {plan.rate_rps} req/s for {plan.duration_s} s")
             main = asyncio.run(_open_loop(a.url, mix, plan.rate_rps, plan.duration_s, start_i=10**6))
+            _drain(a.url)
             say("in-process baseline")
             inproc = _in_process(home, plan)
             say(f"soak: {plan.soak_s} s")
@@ -407,6 +439,7 @@ def bench_api(plan: Plan, *, quiet: bool = True) -> dict[str, Any]:
 
             soak = asyncio.run(_open_loop(a.url, mix, plan.rate_rps, plan.soak_s, start_i=2 * 10**6, tick=sample))
             rss.append((soak.elapsed_s, a.rss_mb()))
+            _drain(a.url)
             ratio_two: float | None = None
             one_rps = two_rps = None
             note = None
