@@ -289,7 +289,10 @@ class SQLStore:
 
         where = _where(self.engine.url)
         try:
-            with _migration_lock(self.engine, lock_dir), self.engine.begin() as conn:
+            # SQLite: the lock sits beside the database file (the workspace's directory by default), so two
+            # workspaces sharing one database file take the same lock
+            lock = self.path.parent if self.path is not None else lock_dir
+            with _migration_lock(self.engine, lock), self.engine.begin() as conn:
                 command.upgrade(_alembic_config(conn), "heads")
         except CommandError as exc:
             if "can't locate revision" not in str(exc).lower():
