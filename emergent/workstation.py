@@ -539,7 +539,8 @@ class Workstation:
         from emergent.security.retention import Retention
 
         return Retention(self.sql, memory=self.memory, audit=self.audit, clock=self.clock,
-                         principals=self.principals, stores=self._stores, approvals=self.autonomy.approvals)
+                         principals=self.principals, stores=self._stores, approvals=self.autonomy.approvals,
+                         assistant_runs=self.assistant_runs)
 
     def chat(self, name: str = "assistant", **spec: Any) -> Any:
         """A ``Chat`` widget (emergent.ui.chat) with assistant ``name``, acting for this process's principal."""

@@ -41,6 +41,7 @@ from emergent.assistant.store import (
     RunRow,
     RunStore,
 )
+from emergent.audit import personal_digest
 from emergent.clock import Clock, SystemClock
 from emergent.errors import (
     ApprovalPending,
@@ -247,7 +248,8 @@ class Assistant:
                                  "tools": list(self.spec.tools)}  # a run resumed elsewhere keeps its tools
         mode = self.mode if kind == "chat" else OFFLINE
         self.audit.append("assistant.run_started", self.principal, {
-            "assistant": self.name, "asked_by": who.key, "mode": mode, "kind": kind, "question": text[:500]},
+            "assistant": self.name, "asked_by": who.key, "mode": mode, "kind": kind,
+            "question": personal_digest(text)},  # the run row holds it; an erasure can redact that, not the chain
             durable=True)
         row = self.runs_store.create(assistant=self.name, principal=self.principal.key, asked_by=who.key, mode=mode,
                                      question=text, state=state)
@@ -458,8 +460,8 @@ class Assistant:
                                 "ms": round((time.perf_counter() - tm) * 1e3, 2)})
             self.audit.append("assistant.step", self.principal, {
                 "run": row.id, "step": n, "model": res.model, "finish": res.finish_reason,
-                "tool_calls": [{"tool": c["tool"], "args": c["args"]} for c in calls],
-                "tokens": res.prompt_tokens + res.completion_tokens, "content": (res.content or "")[:500]})
+                "tool_calls": [{"tool": c["tool"], "args": self._audit_args(c["tool"], c["args"])} for c in calls],
+                "tokens": res.prompt_tokens + res.completion_tokens, "content": personal_digest(res.content or "")})
             if not calls:
                 return self._finish(row, COMPLETED, "answered", res.content or "", emit, t0)
             st["messages"].append({"role": "assistant", "content": res.content, "tool_calls": [
@@ -721,7 +723,7 @@ class Assistant:
         if status == COMPLETED and st["kind"] == "chat" and self.spec.remember_runs:
             self._remember_run(row, answer)
         self.audit.append("assistant.run_finished", self.principal, {
-            "run": row.id, "status": status, "stop_reason": reason, "answer": answer[:500],
+            "run": row.id, "status": status, "stop_reason": reason, "answer": personal_digest(answer),
             "sources": [s["ref"] for s in st["sources"]][:50], "usage": st["usage"]}, durable=True)
         if not self.runs_store.save(row, status=status, stop_reason=reason, answer=answer, pending_approval=None):
             return RunResult.of(self.runs_store.get(row.id))
@@ -749,6 +751,17 @@ class Assistant:
         if cited:
             mems = [s for i, s in enumerate(mems, 1) if i in cited]
         return mems + [s for s in sources if s["kind"] == "tool"]
+
+    def _audit_args(self, tool: str, args: Any) -> Any:
+        """A model's tool call as the audit trail keeps it: personal arguments (a memory's text) as their
+        digest, like the runner's own entries; an unknown tool's arguments are all digested."""
+        from emergent.tools.runner import without_personal
+
+        try:
+            spec = self.tools.resolve(tool)
+        except Exception:  # noqa: BLE001 - a name the model invented: keep nothing of what it sent
+            return personal_digest(args)
+        return without_personal(spec, args)
 
     def _remember_run(self, row: RunRow, answer: str) -> None:
         """Remember what happened (only when something did: a model's answer or tool results)."""

@@ -11,10 +11,12 @@ widget's poll and ``emergent approvals approve``) never both continue the run.
 from __future__ import annotations
 
 import base64
+import builtins
 import json
 import os
 import socket
 import uuid
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -154,11 +156,87 @@ class RunStore:
         with self.sql.connect() as conn:
             return [self._row(r) for r in conn.execute(q)]
 
+    def erase_content(self, texts: Iterable[str]) -> builtins.list[str]:
+        """Right-to-erasure for the runs: every run whose question, answer or checkpointed state (messages,
+        tool calls and results, sources, steps) holds one of ``texts`` (an erased memory's text) has it
+        replaced by ``[erased]``; the run keeps its id, status, structure and times. A text of at least
+        :data:`ERASE_MIN_CHARS` characters is replaced wherever it occurs (also as JSON-escaped inside a
+        tool result); a shorter one only where a whole value equals it ("ok" must not blank every run).
+        The revision moves on, so a process still driving the run cannot checkpoint the text back
+        (its next save fails: it lost the run). Sealed runs are opened, redacted and sealed again.
+        Returns the ids of the runs changed."""
+        long, short = _needles(texts)
+        if not long and not short:
+            return []
+        changed = []
+        with self.sql.connect() as conn:
+            ids = [r[0] for r in conn.execute(sa.select(runs.c.id))]
+        for run_id in ids:
+            for _ in range(5):  # a checkpoint may land between the read and the write: read again
+                try:
+                    run = self.get(run_id)
+                except (NotFoundError, ConfigError):  # gone, or sealed with a key this process lacks
+                    break
+                question = _redact(run.question, long, short)
+                answer = _redact(run.answer, long, short)
+                state = _redact(run.state, long, short)
+                if (question, answer, state) == (run.question, run.answer, run.state):
+                    break
+                values = {"question": question, "answer": answer, "state": json.dumps(state, default=str),
+                          "revision": run.revision + 1}
+                with self.sql.begin() as conn:
+                    if conn.dialect.name == "sqlite":  # the old value's freed bytes are zeroed
+                        conn.exec_driver_sql("PRAGMA secure_delete=ON")
+                    done = conn.execute(runs.update().where(runs.c.id == run_id, runs.c.revision == run.revision)
+                                        .values(**self._seal(run_id, values))).rowcount
+                if done == 1:
+                    changed.append(run_id)
+                    break
+        return changed
+
     def waiting_on(self, approval_id: str) -> RunRow | None:
         with self.sql.connect() as conn:
             r = conn.execute(sa.select(runs).where(runs.c.pending_approval == approval_id,
                                                    runs.c.status == WAITING)).first()
         return None if r is None else self._row(r)
+
+
+#: an erased text shorter than this is replaced only where a whole value equals it, never inside a longer one
+ERASE_MIN_CHARS = 8
+ERASED = "[erased]"
+
+
+def _needles(texts: Iterable[str]) -> tuple[list[str], set[str]]:
+    """The erased texts to replace inside longer values (with their JSON-escaped forms, as a tool result
+    serialised into a message holds them), longest first, and the short ones matched whole."""
+    long: set[str] = set()
+    short: set[str] = set()
+    for t in texts:
+        if not isinstance(t, str) or not t.strip():
+            continue
+        t = t.strip()
+        if len(t) < ERASE_MIN_CHARS:
+            short.add(t)
+            continue
+        long.add(t)
+        for ascii_ in (True, False):
+            long.add(json.dumps(t, ensure_ascii=ascii_)[1:-1])
+    return sorted(long, key=len, reverse=True), short
+
+
+def _redact(value: Any, long: list[str], short: set[str]) -> Any:
+    if isinstance(value, str):
+        if value.strip() in short:
+            return ERASED
+        for needle in long:
+            if needle in value:
+                value = value.replace(needle, ERASED)
+        return value
+    if isinstance(value, dict):
+        return {k: _redact(v, long, short) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_redact(v, long, short) for v in value]
+    return value
 
 
 __all__ = ["CANCELLED", "COMPLETED", "FAILED", "FINAL", "RUNNING", "RunRow", "RunStore", "STOPPED", "WAITING"]

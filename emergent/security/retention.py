@@ -165,9 +165,11 @@ class Retention:
     backups an erasure marks)."""
 
     def __init__(self, sql: Any, *, memory: Any, audit: Any, clock: Clock | None = None, principals: Any,
-                 stores: Callable[[], Any] | None = None, approvals: Any = None) -> None:
+                 stores: Callable[[], Any] | None = None, approvals: Any = None,
+                 assistant_runs: Any = None) -> None:
         self.sql = sql
         self.approvals = approvals  # the approval queue: requests that hold an erased memory's text
+        self.assistant_runs = assistant_runs  # the assistants' RunStore: runs that wrote or quoted it
         self.memory = memory
         self.audit = audit
         self.clock = clock or SystemClock()
@@ -335,7 +337,8 @@ class Retention:
         with recorded(self.audit, "retention.erase", who, intent) as outcome:
             # the ledger first: a restore re-purges these even if the erasure stops half-way
             self._ledger_start(eid, "erase", who.key, reason, subject, listed, now)
-            texts = self._texts(found) if self.approvals is not None else []
+            holders = self.approvals is not None or self.assistant_runs is not None
+            texts = self._texts(found) if holders else []
             try:
                 done = self.memory.erase(ids, user=user, scope=scope, principal=who)
             except BaseException:
@@ -348,11 +351,14 @@ class Retention:
             if set(erased) - set(located):  # found only in an evicted list: when it was learned is not known
                 earliest = None
             marked = self._mark_backups(eid, earliest)
-            redacted = self.approvals.erase_content(texts, by=who, reason=reason) if texts else []
+            redacted = self.approvals.erase_content(texts, by=who, reason=reason) \
+                if texts and self.approvals is not None else []
+            runs = self.assistant_runs.erase_content(texts) if texts and self.assistant_runs is not None else []
             del texts
             self._checkpoint()
             outcome.update(count=len(erased), erased_ids=erased[:AUDIT_IDS], erased_sha256=ids_digest(erased),
-                           detail=detail, backups_marked=marked, approvals_redacted=len(redacted))
+                           detail=detail, backups_marked=marked, approvals_redacted=len(redacted),
+                           assistant_runs_redacted=len(runs), assistant_runs=runs[:AUDIT_IDS])
         return ErasureReport(False, eid, len(erased), erased, ids_digest(erased), tiers, marked, detail)
 
     # ------------------------------------------------------------------ ledger

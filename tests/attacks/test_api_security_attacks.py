@@ -881,9 +881,6 @@ def test_attack_agent_token_reads_another_scope_through_a_memory_tool_call(ws: A
         assert "walrus-okapi" not in done.text, (done.status_code, done.text[:300])
 
 
-@pytest.mark.xfail(strict=True, reason="right-to-erasure leaves the text in the assistant run that wrote it: the run's "
-                                       "question/answer/steps (GET /v1/assistant/runs/{id}, assistant_runs in "
-                                       "emergent.db) and the approval's args keep the erased memory's text")
 def test_attack_erased_memory_comes_back_from_the_assistant_run_that_wrote_it(home: Path, tmp_path: Path, ws: Any,
                                                                               me: Any, client: TestClient,
                                                                               h: dict[str, Any]) -> None:
