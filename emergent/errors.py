@@ -10,7 +10,6 @@ from __future__ import annotations
 
 from typing import Any
 
-
 #: attribute names of an error that its fields never overwrite
 _RESERVED = frozenset({"message", "hint", "fields", "args", "with_traceback", "add_note", "__notes__",
                        "__traceback__", "__cause__", "__context__", "__suppress_context__"})

@@ -32,11 +32,11 @@ if TYPE_CHECKING:  # pragma: no cover - each service is imported when first used
     from emergent.memory.stm import STM
     from emergent.principals import Principal, Principals
     from emergent.proposals.service import Proposals
+    from emergent.providers.embeddings import CachedEmbedder
+    from emergent.providers.llm import ChatModel
     from emergent.security.crypto import KeyRing
     from emergent.security.retention import Retention
     from emergent.security.tokens import ApiTokens
-    from emergent.providers.embeddings import CachedEmbedder
-    from emergent.providers.llm import ChatModel
     from emergent.stores.lance import LanceStore
     from emergent.stores.sql import SQLStore
     from emergent.tools.service import ToolService

@@ -4,8 +4,8 @@ the same moment: one migrates, the other waits for it, and neither fails with "t
 from __future__ import annotations
 
 import subprocess
-import time
 import sys
+import time
 from pathlib import Path
 
 OPEN = """
