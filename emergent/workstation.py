@@ -405,7 +405,8 @@ class Workstation:
         from emergent.autonomy.service import Autonomy
 
         approvals = ApprovalQueue(self.sql, principals=self.principals, clock=self.clock, audit=self.audit,
-                                  default_ttl=self.settings.tools.approval_ttl_s)
+                                  default_ttl=self.settings.tools.approval_ttl_s,
+                                  cipher=self._cipher("sql.approvals"))
         gate = Autonomy(self.sql, clock=self.clock, audit=self.audit, principals=self.principals,
                         approvals=approvals)
         self._closers.insert(0, gate.close)

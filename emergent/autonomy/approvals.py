@@ -13,6 +13,7 @@ a request of their own.
 
 from __future__ import annotations
 
+import base64
 import builtins
 import dataclasses
 import json
@@ -30,6 +31,7 @@ from emergent.clock import Clock, SystemClock
 from emergent.errors import (
     ApprovalPending,
     ApprovalStaleError,
+    ConfigError,
     NotFoundError,
     PermissionDenied,
     PrincipalError,
@@ -38,6 +40,7 @@ from emergent.errors import (
 from emergent.principals import Principal, Principals
 
 PENDING, APPROVED, REJECTED, EXPIRED, CONSUMED = "pending", "approved", "rejected", "expired", "consumed"
+_SEALED_PREFIX = "egc1:"  # a sealed args column: this prefix, then the sealed blob in base64
 
 
 @dataclass(frozen=True, slots=True)
@@ -68,16 +71,15 @@ class Approval:
         return {k: getattr(self, k) for k in self.__slots__}
 
 
-def _row(r: Any) -> Approval:
-    return Approval(r.id, r.created_at, r.expires_at, r.status, r.actor, r.tool, json.loads(r.args), r.resource,
-                    r.reason, r.confidence, r.decided_by, r.decided_at, r.decision_reason, r.digest,
-                    json.loads(r.files) if r.files else None, r.consumed_at, r.consumed_by)
-
-
 class ApprovalQueue:
+    """With ``cipher`` (an ``emergent.security.crypto.Cipher``, EMERGENT_SECURITY__ENCRYPT) a request's
+    arguments are sealed with AES-GCM from the first write on, bound to the request's id; the digest an
+    approval is bound to is computed by the caller over the plaintext arguments, before sealing."""
+
     def __init__(self, sql: Any, *, principals: Principals, clock: Clock | None = None, audit: Any = None,
-                 default_ttl: float = 3600.0, poll_interval: float = 0.2) -> None:
+                 default_ttl: float = 3600.0, poll_interval: float = 0.2, cipher: Any = None) -> None:
         self.sql = sql
+        self.cipher = cipher
         self.principals = principals
         self.clock = clock or SystemClock()
         self.audit = audit
@@ -85,6 +87,34 @@ class ApprovalQueue:
         self.poll_interval = poll_interval
         self._events: dict[str, threading.Event] = {}
         self._lock = threading.Lock()
+
+    # ------------------------------------------------------------------ the args column, sealed or not
+    def _dump_args(self, approval_id: str, args: dict[str, Any]) -> str:
+        text = json.dumps(args, default=str)
+        if self.cipher is None:
+            return text
+        blob = self.cipher.seal(text.encode(), approval_id.encode())
+        return _SEALED_PREFIX + base64.b64encode(blob).decode()
+
+    def _load_args(self, approval_id: str, value: str) -> Any:
+        if isinstance(value, str) and value.startswith(_SEALED_PREFIX):
+            if self.cipher is None:
+                raise ConfigError(f"approval {approval_id} is sealed but encryption is off",
+                                  hint="set EMERGENT_SECURITY__ENCRYPT=true (and the KEK it was sealed with)",
+                                  approval=approval_id)
+            blob = base64.b64decode(value[len(_SEALED_PREFIX):])
+            value = self.cipher.open(blob, approval_id.encode()).decode()
+        return json.loads(value)
+
+    def _row(self, r: Any) -> Approval:
+        return Approval(r.id, r.created_at, r.expires_at, r.status, r.actor, r.tool, self._load_args(r.id, r.args),
+                        r.resource, r.reason, r.confidence, r.decided_by, r.decided_at, r.decision_reason, r.digest,
+                        json.loads(r.files) if r.files else None, r.consumed_at, r.consumed_by)
+
+    def _secure_delete(self, conn: Any) -> None:
+        """SQLite: freed pages are zeroed (whatever the build's default), so an old value does not linger."""
+        if conn.dialect.name == "sqlite":
+            conn.exec_driver_sql("PRAGMA secure_delete=ON")
 
     def request(self, *, principal: Principal, tool: str, args: dict[str, Any], reason: str, digest: str,
                 files: dict[str, str] | None = None, resource: str | None = None, confidence: float | None = None,
@@ -95,7 +125,7 @@ class ApprovalQueue:
         now = self.clock.now()
         aid = uuid.uuid4().hex[:16]
         row: dict[str, Any] = {"id": aid, "created_at": now, "expires_at": now + (ttl or self.default_ttl),
-                               "status": PENDING, "actor": who.key, "tool": tool, "args": json.dumps(args, default=str),
+                               "status": PENDING, "actor": who.key, "tool": tool, "args": self._dump_args(aid, args),
                                "resource": resource, "reason": reason, "confidence": confidence, "digest": digest,
                                "files": json.dumps(files or {})}
         if self.audit is not None:
@@ -103,6 +133,8 @@ class ApprovalQueue:
                 "approval": aid, "tool": tool, "resource": resource, "reason": reason, "digest": digest,
                 "files": files or {}, "args": args if audit_args is None else audit_args}, durable=True)
         with self.sql.begin() as conn:
+            if self.cipher is not None:
+                self._secure_delete(conn)
             conn.execute(approvals.insert(), row)
         with self._lock:
             self._events[aid] = threading.Event()
@@ -114,7 +146,7 @@ class ApprovalQueue:
         if r is None:
             raise NotFoundError(f"no approval request {approval_id!r}",
                                 hint="`emergent approvals list` shows the pending ones", approval=approval_id)
-        return _row(r)
+        return self._row(r)
 
     def list(self, status: str | None = PENDING, limit: int = 200) -> builtins.list[Approval]:
         self.expire_due()
@@ -122,7 +154,7 @@ class ApprovalQueue:
         if status:
             q = q.where(approvals.c.status == status)
         with self.sql.connect() as conn:
-            return [_row(r) for r in conn.execute(q)]
+            return [self._row(r) for r in conn.execute(q)]
 
     def _decide(self, approval_id: str, status: str, by: Any, reason: str) -> Approval:
         current = self.get(approval_id)
@@ -229,11 +261,10 @@ class ApprovalQueue:
             self.audit.append("approval.redacted", by, {"approval": approval_id, "tool": a.tool, "fields": names,
                                                         "digest": a.digest}, durable=True)
         with self.sql.begin() as conn:
-            if conn.dialect.name == "sqlite":  # the freed bytes of the old value are zeroed, whatever the build's default
-                conn.exec_driver_sql("PRAGMA secure_delete=ON")
+            self._secure_delete(conn)  # the freed bytes of the old value are zeroed
             conn.execute(approvals.update().where(approvals.c.id == approval_id,
                                                   approvals.c.status.notin_([PENDING, APPROVED]))
-                         .values(args=json.dumps(new, default=str)))
+                         .values(args=self._dump_args(approval_id, new)))
         return dataclasses.replace(a, args=new)
 
     def erase_content(self, texts: Iterable[str], *, by: Principal, reason: str) -> builtins.list[str]:
@@ -255,7 +286,7 @@ class ApprovalQueue:
             return False
 
         with self.sql.connect() as conn:
-            rows = [(r.id, r.status, json.loads(r.args))
+            rows = [(r.id, r.status, self._load_args(r.id, r.args))
                     for r in conn.execute(sa.select(approvals.c.id, approvals.c.status, approvals.c.args))]
         changed = []
         for aid, status, args in rows:
@@ -327,4 +358,4 @@ class ApprovalQueue:
                                         approvals.c.status.in_([APPROVED, CONSUMED, REJECTED]))
              .order_by(approvals.c.created_at))
         with self.sql.connect() as conn:
-            return [_row(r) for r in conn.execute(q)]
+            return [self._row(r) for r in conn.execute(q)]

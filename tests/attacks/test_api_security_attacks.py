@@ -580,12 +580,6 @@ def test_attack_encrypted_workspace_holds_plaintext_of_an_api_write(home: Path, 
     _encrypted_api_writes(home, tmp_path)
 
 
-@pytest.mark.xfail(strict=True, reason="with encryption on, a pending approval's args are written in plaintext while "
-                                       "the server runs: an agent's held memory write is in emergent.db-wal as "
-                                       "'pending agent:researcher memory.remember {\"text\": ...}' (the row is "
-                                       "sealed or rewritten later; SQLite pages and the WAL keep what was written). "
-                                       "Seal approvals.args at insert (emergent/autonomy/approvals.py), and set "
-                                       "PRAGMA secure_delete=ON for SQLite when encryption is on")
 def test_attack_encrypted_workspace_holds_plaintext_while_it_runs(home: Path, tmp_path: Path,
                                                                   encrypted: bytes) -> None:
     assert _encrypted_api_writes(home, tmp_path) == []
