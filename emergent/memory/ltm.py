@@ -25,7 +25,7 @@ import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, replace
 from functools import lru_cache
-from typing import Any
+from typing import Any, TypeVar
 
 import numpy as np
 import pyarrow as pa
@@ -57,6 +57,7 @@ from emergent.stores.lance import (
 )
 
 log = logging.getLogger("emergent.memory")
+T = TypeVar("T")
 
 #: 2: ``learned_at`` (when a memory was stored) beside ``created_at`` (when it happened); tables
 #: of schema 1 are carried over by :func:`migrate_tables` when they are opened.
@@ -482,9 +483,32 @@ class LongTermMemory:
         self._retried(self.archive_path, "deleting archived memories", lambda: self.archive.delete(where))
 
     # ------------------------------------------------------------------ reads
+    def _read(self, op: str, fn: Callable[[], T]) -> T:
+        """Run the read ``fn``; on a missing data file, check out the latest version and run it once more.
+
+        Another process's erasure (or compaction with history removal) deletes the data files the
+        version this handle has open names; the newest version does not name them. Only a file
+        missing at the latest version too is a damaged table (:class:`StoreCorruptError`). The
+        retry costs nothing on the normal path.
+        """
+        try:
+            with translated(self.path, op):
+                return fn()
+        except StoreCorruptError as first:
+            before = self.table.version
+            with translated(self.path, op):
+                self.table.checkout_latest()
+            if self.table.version == before:
+                raise
+            log.info("LTM %s: data file gone at version %s, re-reading at %s (%s)", op, before,
+                     self.table.version, first.message[:200])
+            self._ann_cache = None
+            with translated(self.path, op):
+                return fn()
+
     def get(self, id: str, scope: Scope) -> MemoryRecord:
-        with translated(self.path, "reading a memory"):
-            rows = self.table.search().where(f"id = {_quote(id)} AND {scope.where()}").limit(1).to_arrow().to_pylist()
+        rows = self._read("reading a memory", lambda: self.table.search()
+                          .where(f"id = {_quote(id)} AND {scope.where()}").limit(1).to_arrow().to_pylist())
         if not rows:
             raise NotFoundError(f"no memory {id!r} in scope {scope.key!r}", hint="check the id and the scope")
         return self._from_row(rows[0])
@@ -493,8 +517,8 @@ class LongTermMemory:
         if not ids:
             return []
         where = f"id IN ({', '.join(_quote(i) for i in ids)}) AND {scope.where()}"
-        with translated(self.path, "reading memories"):
-            rows = self.table.search().where(where).limit(len(ids)).to_arrow().to_pylist()
+        rows = self._read("reading memories",
+                          lambda: self.table.search().where(where).limit(len(ids)).to_arrow().to_pylist())
         return [self._from_row(r) for r in rows]
 
     def vector_search(self, vector: np.ndarray, where: str, k: int, *, nprobes: int = 32, refine: int = 8,
@@ -506,7 +530,7 @@ class LongTermMemory:
         ``with_vector=False`` skips reading the vectors (recall does not need them); ``light=True``
         reads only what ranking needs (no text, meta or sources: see :meth:`complete`).
         """
-        with translated(self.path, "vector search"):
+        def run() -> list[dict[str, Any]]:
             q = self.table.search(vector).distance_type("cosine").where(where, prefilter=True).limit(k)
             ann = self._ann_type()
             if "HNSW" in ann.upper():
@@ -517,26 +541,29 @@ class LongTermMemory:
                 q = q.select([*_LIGHT, "_distance"]).with_row_id(True)
             elif not with_vector:
                 q = q.select([*_NO_VECTOR, "_distance"])
-            rows = q.to_arrow().to_pylist()
+            return q.to_arrow().to_pylist()
+        rows = self._read("vector search", run)
         return [Candidate(self._from_row(r, with_vector=with_vector and not light), 1.0 - float(r["_distance"]),
                           r.get("_rowid")) for r in rows]
 
     def text_search(self, text: str, where: str, k: int, *, with_vector: bool = True,
                     light: bool = False) -> list[Candidate]:
-        try:
-            q = self.table.search(text, query_type="fts").where(where, prefilter=True).limit(k)
-            if light:
-                q = q.select([*_LIGHT, "_score"]).with_row_id(True)
-            elif not with_vector:
-                q = q.select([*_NO_VECTOR, "_score"])
-            rows = q.to_arrow().to_pylist()
-        except (ValueError, RuntimeError, OSError) as exc:  # no FTS index yet, or a query of only stop words
-            damage = store_error(exc, self.path, "full-text search")
-            if damage is not None:
-                raise damage from exc
-            if "index" in str(exc).lower() or "token" in str(exc).lower():
-                return []
-            raise
+        def run() -> list[dict[str, Any]]:
+            try:
+                q = self.table.search(text, query_type="fts").where(where, prefilter=True).limit(k)
+                if light:
+                    q = q.select([*_LIGHT, "_score"]).with_row_id(True)
+                elif not with_vector:
+                    q = q.select([*_NO_VECTOR, "_score"])
+                return q.to_arrow().to_pylist()
+            except (ValueError, RuntimeError, OSError) as exc:  # no FTS index yet, or a query of only stop words
+                damage = store_error(exc, self.path, "full-text search")
+                if damage is not None:
+                    raise damage from exc
+                if "index" in str(exc).lower() or "token" in str(exc).lower():
+                    return []
+                raise
+        rows = self._read("full-text search", run)
         return [Candidate(self._from_row(r, with_vector=with_vector and not light), float(r["_score"]),
                           r.get("_rowid")) for r in rows]
 
@@ -555,8 +582,8 @@ class LongTermMemory:
         missing = [c.record.id for c in candidates if c.record.id not in by_id]
         if missing:
             where = f"id IN ({', '.join(_quote(i) for i in missing)}) AND {scope.where()}"
-            with translated(self.path, "reading memories"):
-                found = self.table.search().where(where).select(_HEAVY).limit(len(missing)).to_arrow().to_pylist()
+            found = self._read("reading memories", lambda: self.table.search().where(where).select(_HEAVY)
+                               .limit(len(missing)).to_arrow().to_pylist())
             for r in found:
                 by_id[r["id"]] = r
         out = {}
@@ -572,13 +599,14 @@ class LongTermMemory:
         sealed = self.cipher is not None and (columns is None or not _SEALED_COLUMNS.isdisjoint(columns))
         if sealed and columns:
             columns = [*columns, *(c for c in ("id", "payload") if c not in columns)]
-        with translated(self.path, "reading memories"):
+        def run() -> pa.Table:
             q = self.table.search()
             if where:
                 q = q.where(where)
             if columns:
                 q = q.select(columns)
-            data = q.limit(self.table.count_rows() or 1).to_arrow()
+            return q.limit(self.table.count_rows() or 1).to_arrow()
+        data = self._read("reading memories", run)
         if not sealed or not data.num_rows:
             return data
         rows = [self._unsealed(r) if r["payload"] is not None and r["payload"][:4] == SEALED else r
@@ -596,8 +624,8 @@ class LongTermMemory:
             return int(self.table.version)
 
     def count(self, where: str | None = None) -> int:
-        with translated(self.path, "counting memories"):
-            return int(self.table.count_rows(where) if where else self.table.count_rows())
+        return int(self._read("counting memories",
+                              lambda: self.table.count_rows(where) if where else self.table.count_rows()))
 
     def _has_ann(self) -> bool:
         return bool(self._ann_type())

@@ -949,12 +949,6 @@ def test_attack_tampered_cursor_or_limit_on_every_list_is_a_4xx(
         _test_attack_tampered_cursor_or_limit_on_every_list_is_a_4xx_case(client, h, params)
 
 
-@pytest.mark.xfail(strict=True, reason="after an erasure on instance A, instance B's next read of that table is a 503 "
-                                       "StoreCorruptError ('table is damaged ... restore the newest good backup'), "
-                                       "for memories that were not erased too: B's open LanceDB handle names data "
-                                       "files the erasure removed; the read after it recovers. LongTermMemory's read "
-                                       "paths (emergent/memory/ltm.py get/locate) should checkout_latest and retry "
-                                       "once on a missing data file before calling the store damaged")
 def test_attack_second_instance_serves_an_erased_memory_from_its_open_handles(home: Path, ws: Any, me: Any,
                                                                              h: dict[str, Any]) -> None:
     ids = [ws.memory.remember(f"alice's record {i} {SECRET}", scope="assistant/alice", tier="ltm").id
