@@ -82,7 +82,7 @@ class SchemaToolSpec(ToolSpec):
     def validate_args(self, args: Mapping[str, Any] | None) -> dict[str, Any]:
         if args is not None and not isinstance(args, Mapping):
             raise ValidationError(f"arguments for tool {self.key} must be an object, got {type(args).__name__}",
-                                  hint=f"pass a dict matching {self.args_schema}", tool=self.key, fields=[])
+                                  hint=f"pass a dict matching {self.args_schema}", tool=self.key, invalid=[])
         kwargs = dict(args or {})
         from referencing.exceptions import Unresolvable
 
@@ -96,7 +96,7 @@ class SchemaToolSpec(ToolSpec):
             bad = [f"{'.'.join(str(p) for p in e.absolute_path) or '(arguments)'}: {e.message}" for e in errors]
             raise ValidationError(f"bad arguments for tool {self.key}: " + "; ".join(bad),
                                   hint=f"fix every field listed; `emergent tools show {self.name}` prints the schema",
-                                  tool=self.key, fields=bad)
+                                  tool=self.key, invalid=bad)
         return kwargs
 
     @property

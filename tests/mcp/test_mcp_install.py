@@ -69,7 +69,7 @@ def test_arguments_are_checked_against_the_servers_schema_before_the_gate(ws, me
     ws.tools.install(demo(), by=me)
     with pytest.raises(ValidationError) as bad:
         ws.tools.call(f"{DEMO}.add", {"a": "x"}, principal=me)
-    fields = bad.value.fields  # the list of every bad field
+    fields = bad.value.invalid  # the list of every bad field
     assert any(f.startswith("a:") for f in fields) and any("'b'" in f for f in fields)
     with pytest.raises(ValidationError):
         ws.tools.call(f"{DEMO}.wipe", {}, principal=agent, wait=False)
