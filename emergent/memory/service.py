@@ -15,7 +15,7 @@ import re
 import reprlib
 import threading
 import time
-from collections import deque
+from collections import OrderedDict, deque
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, replace
 from typing import Any, Literal
@@ -36,6 +36,7 @@ from emergent.memory.hot import Hit as _Hit
 from emergent.memory.lexical import tokens
 from emergent.memory.ltm import Candidate, LongTermMemory, build_filter
 from emergent.memory.stm import STM, FallbackSTM, OnSTMFailure
+from emergent.memory.stm_view import STMView
 from emergent.memory.types import (
     ITEM_STEP_S,
     Kind,
@@ -101,6 +102,8 @@ class Memory:
         self._unflushed: list[OpSample] = []
         self._access: dict[str, tuple[Scope, int, float]] = {}
         self._lock = threading.Lock()
+        self._stm_views: OrderedDict[str, STMView] = OrderedDict()  # per agent, most recently used last
+        self._views_lock = threading.Lock()
         self.retrievers: dict[str, tuple[Retriever, float]] = {}
         self.promote_on_close = True  # an in-process STM dies with the process: keep what qualifies
         self.listeners: list[Callable[[str, Sequence[Any]], None]] = []
@@ -670,21 +673,32 @@ class Memory:
     def _stm_candidates(self, query: str, qvec: np.ndarray, scope: Scope, kinds: list[Kind] | None,
                         lo: float | None, hi: float | None, n: int) -> tuple[list[Candidate], list[Candidate]]:
         """STM items by cosine similarity, and by the share of query terms they contain (0-1)."""
-        items = [r for r in self.stm.scan(scope.agent) if scope.contains(r.scope)
-                 and (not kinds or r.kind in kinds)
-                 and (lo is None or r.created_at >= lo) and (hi is None or r.created_at < hi)
-                 and r.vector is not None]
-        if not items:
+        listed = self.stm.scan(scope.agent)
+        if not listed:
             return [], []
-        sims = np.stack([r.vector for r in items if r.vector is not None]) @ qvec
-        order = np.argsort(-sims)[:n]
-        vec = [Candidate(items[i], float(sims[i])) for i in order]
-        terms = {t for t in _WORD.findall(query.lower()) if len(t) > 2 and t not in _STOP}
-        if not terms:
-            return vec, []
-        overlap = [(len(terms & set(_WORD.findall(r.text.lower()))) / len(terms), r) for r in items]
-        txt = [Candidate(r, score) for score, r in sorted(overlap, key=lambda x: -x[0]) if score > 0][:n]
-        return vec, txt
+        view = self._stm_view(scope.agent)
+        with view.locked:
+            slots = view.sync(listed)
+            slots = slots[view.mask(slots, scope, kinds, lo, hi)]
+            if not len(slots):
+                return [], []
+            sims = view.similarity(slots, qvec)
+            order = np.argsort(-sims, kind="stable")[:n]
+            vec = [Candidate(view.record(slots[i]), float(sims[i])) for i in order]
+            terms = {t for t in _WORD.findall(query.lower()) if len(t) > 2 and t not in _STOP}
+            if not terms:
+                return vec, []
+            share = view.overlap(slots, terms)
+            order = [i for i in np.argsort(-share, kind="stable")[:n] if share[i] > 0]
+            return vec, [Candidate(view.record(slots[i]), float(share[i])) for i in order]
+
+    def _stm_view(self, agent: str) -> STMView:
+        with self._views_lock:
+            view = self._stm_views.pop(agent, None) or STMView()
+            self._stm_views[agent] = view
+            while len(self._stm_views) > STM_VIEWS:  # the least recently recalled agent's goes
+                self._stm_views.popitem(last=False)
+            return view
 
     # ================================================================== reinforcement
     def _touch(self, hits: Sequence[RecallHit], now: float) -> None:
@@ -1031,6 +1045,8 @@ def _parked(stm: Any, agent: str) -> list[MemoryRecord]:
 
 
 _WORD = re.compile(r"\w+")
+#: short-term views kept (one per agent recalled; each holds its items' vectors, ~3 MB at 2,000 x 384)
+STM_VIEWS = 16
 # Words too common to say anything about which short-term item answers a query.
 _STOP = frozenset(["the", "and", "for", "are", "was", "were", "you", "your", "with", "that", "this", "what", "when", "where", "which", "who", "whom", "how", "why", "did", "does", "has", "have", "had", "not", "but", "all", "any", "can", "our", "out", "its", "his", "her", "him", "she", "they", "them", "their", "there", "then", "than", "from", "into", "about", "would", "could", "should", "will", "just", "also", "been", "being", "some"])
 

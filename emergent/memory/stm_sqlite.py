@@ -42,7 +42,7 @@ from emergent.memory import _codec
 from emergent.memory.stm import STM
 from emergent.memory.types import MemoryRecord
 
-LAYOUT_VERSION = 1  # PRAGMA user_version of the file
+LAYOUT_VERSION = 2  # PRAGMA user_version of the file (2: the listing index covers a scan)
 
 _SCHEMA = (
     # A replaced item keeps its row (rid) and only moves in the recency index: a put writes ~4 pages.
@@ -54,7 +54,10 @@ _SCHEMA = (
         expires REAL NOT NULL,
         value BLOB NOT NULL,
         UNIQUE (agent, id))""",
-    "CREATE INDEX IF NOT EXISTS stm_items_recent ON stm_items (agent, seq)",
+    # Layout 2: the recency index also holds what a scan lists (expires, id), so listing a full
+    # short-term memory reads the index alone, never the rows with their ~2 KB values.
+    "DROP INDEX IF EXISTS stm_items_recent",
+    "CREATE INDEX IF NOT EXISTS stm_items_listing ON stm_items (agent, seq, expires, id)",
     """CREATE TABLE IF NOT EXISTS stm_evicted (
         n INTEGER PRIMARY KEY,
         agent TEXT NOT NULL,
@@ -71,8 +74,12 @@ _SCHEMA = (
         INSERT INTO stm_agents (agent, items) VALUES (NEW.agent, 1)
         ON CONFLICT (agent) DO UPDATE SET items = items + 1;
     END""",
-    """CREATE TRIGGER IF NOT EXISTS stm_items_del AFTER DELETE ON stm_items BEGIN
-        UPDATE stm_agents SET items = items - 1 WHERE agent = OLD.agent;
+    # Layout 2: every removal counts in ``removed``, so a scan knows whether anything left since
+    # the last one without listing the items (see SQLiteSTM.scan).
+    "ALTER TABLE stm_agents ADD COLUMN removed INTEGER NOT NULL DEFAULT 0",
+    "DROP TRIGGER IF EXISTS stm_items_del",
+    """CREATE TRIGGER stm_items_del AFTER DELETE ON stm_items BEGIN
+        UPDATE stm_agents SET items = items - 1, removed = removed + 1 WHERE agent = OLD.agent;
     END""",
     """CREATE TRIGGER IF NOT EXISTS stm_evicted_ins AFTER INSERT ON stm_evicted BEGIN
         INSERT INTO stm_agents (agent, evicted) VALUES (NEW.agent, 1)
@@ -97,7 +104,10 @@ _TRIM = "DELETE FROM stm_evicted WHERE n IN (SELECT n FROM stm_evicted WHERE age
 _DROPPED = """INSERT INTO stm_meta (key, value) VALUES ('evicted_dropped', ?)
 ON CONFLICT (key) DO UPDATE SET value = value + excluded.value"""
 _GET = "SELECT value, expires FROM stm_items WHERE agent = ? AND id = ?"
-_SCAN_ALL = "SELECT expires, value, id FROM stm_items WHERE agent = ? ORDER BY seq DESC"
+_SCAN_ALL = "SELECT expires, seq, id FROM stm_items WHERE agent = ? ORDER BY seq DESC"
+_SCAN_SINCE = "SELECT seq, id, value FROM stm_items WHERE agent = ? AND seq >= ?"
+_SCAN_NEW = "SELECT seq, id, expires, value FROM stm_items WHERE agent = ? AND seq > ? ORDER BY seq"
+_GENERATION = "SELECT seq, removed FROM stm_agents WHERE agent = ?"
 _SCAN_LIVE = "SELECT value, id FROM stm_items WHERE agent = ? AND expires > ? ORDER BY seq DESC LIMIT ?"
 _PARK_COPY = ("INSERT INTO stm_evicted (agent, value) SELECT agent, value FROM stm_items "
               "WHERE agent = ? AND expires <= ? ORDER BY seq")
@@ -128,6 +138,7 @@ class SQLiteSTM(STM):
         self.synchronous = synchronous.upper()
         self._now = clock or time.time
         self._lock = threading.Lock()
+        self._listing: dict[str, _Listing] = {}  # agent -> what the last scan returned (see ``scan``)
         self._pid = os.getpid()
         self._abandoned: list[sqlite3.Connection] = []
         self._db: sqlite3.Connection | None = self._open()
@@ -269,8 +280,18 @@ class SQLiteSTM(STM):
         now = self._now()
         if limit:
             return [self._decode(v, agent, i) for v, i in self._read("scan", _SCAN_LIVE, (agent, now, limit))]
-        rows = self._read("scan", _SCAN_ALL, (agent,))
-        if any(exp <= now for exp, _, _ in rows):  # park expired items for consolidation to judge
+        with self._lock:
+            conn = self._conn()
+            try:
+                conn.execute("BEGIN")  # one snapshot: the agent's counters and the rows agree
+                try:
+                    out = self._scan_locked(conn, agent, now)
+                finally:
+                    if conn.in_transaction:  # a read transaction: ending it either way is the same
+                        conn.execute("ROLLBACK")
+            except sqlite3.Error as exc:
+                raise self._unavailable("scan", exc) from exc
+        if out is None:  # expired items: park them for consolidation to judge, then list again
             def park(conn: sqlite3.Connection) -> None:
                 conn.execute(_PARK_COPY, (agent, now))
                 conn.execute(_PARK_DEL, (agent, now))
@@ -278,7 +299,45 @@ class SQLiteSTM(STM):
                 self._trim(conn, agent, evicted)
 
             self._write("scan", park)
-        return [self._decode(v, agent, i) for exp, v, i in rows if exp > now]
+            return self.scan(agent)
+        return out
+
+    def _scan_locked(self, conn: sqlite3.Connection, agent: str, now: float) -> list[MemoryRecord] | None:
+        """The live items of ``agent``, most recent first; None when some have expired.
+
+        A full short-term memory is 2,000 items of ~2 KB, and every recall scans it: reading and
+        decoding them all took ~29 ms. Instead each instance keeps what its last scan returned and
+        reads only what changed: every put gives the item the agent's next sequence number and every
+        removal counts in ``removed``, so when ``removed`` is unchanged and no kept item has expired,
+        the items with a sequence number above the last one seen are exactly what changed (new items
+        and replaced ones, from any process). Otherwise the ids and sequence numbers are listed from
+        the covering index (~1 ms) and only the values not yet decoded at their sequence number are
+        read. A record a scan returns is shared with later scans: treat it as read-only."""
+        gen = conn.execute(_GENERATION, (agent,)).fetchone()
+        if gen is None:
+            self._listing.pop(agent, None)
+            return []
+        seq, removed = gen
+        last = self._listing.get(agent)
+        if last is not None and last.removed == removed and last.seq <= seq and now < last.min_expires:
+            if seq == last.seq:
+                return last.records()
+            for s, id, exp, value in conn.execute(_SCAN_NEW, (agent, last.seq)):
+                last.put(id, s, exp, self._decode(value, agent, id))
+            last.seq = seq
+            return last.records() if now < last.min_expires else None
+        rows = conn.execute(_SCAN_ALL, (agent,)).fetchall()
+        if any(exp <= now for exp, _, _ in rows):
+            return None
+        known = last.items if last is not None else {}
+        stale = [s for _, s, id in rows if known.get(id, (None,))[0] != s]
+        values = {id: v for _s, id, v in conn.execute(_SCAN_SINCE, (agent, min(stale)))} if stale else {}
+        listing = _Listing(seq, removed)
+        for exp, s, id in reversed(rows):  # oldest first: the dict's order is the recency order
+            hit = known.get(id)
+            listing.put(id, s, exp, hit[2] if hit is not None and hit[0] == s else self._decode(values[id], agent, id))
+        self._listing[agent] = listing
+        return listing.records()
 
     def delete(self, agent: str, ids: list[str]) -> int:
         if not ids:
@@ -292,7 +351,10 @@ class SQLiteSTM(STM):
                 n += conn.execute(f"DELETE FROM stm_items WHERE agent = ? AND id IN ({marks})", (agent, *part)).rowcount
             return n
 
-        return int(self._write("delete", body))
+        n = int(self._write("delete", body))
+        with self._lock:  # an erased text leaves this process's memory now, not at the next scan
+            self._listing.pop(agent, None)
+        return n
 
     def drain_evicted(self, agent: str) -> list[MemoryRecord]:
         def body(conn: sqlite3.Connection) -> list[bytes]:
@@ -334,4 +396,27 @@ class SQLiteSTM(STM):
             if self._db is not None and self._pid == os.getpid():
                 self._db.close()
             self._db = None
+            self._listing.clear()
 
+
+class _Listing:
+    """What one instance's last scan of an agent returned: id -> (seq, expires, record), oldest first."""
+
+    __slots__ = ("seq", "removed", "items", "min_expires", "_records")
+
+    def __init__(self, seq: int, removed: int) -> None:
+        self.seq, self.removed = seq, removed
+        self.items: dict[str, tuple[int, float, MemoryRecord]] = {}
+        self.min_expires = float("inf")  # never above the earliest expiry held (it may be below)
+        self._records: list[MemoryRecord] | None = None
+
+    def put(self, id: str, seq: int, expires: float, rec: MemoryRecord) -> None:
+        self.items.pop(id, None)  # a replaced item moves to the most recent end
+        self.items[id] = (seq, expires, rec)
+        self.min_expires = min(self.min_expires, expires)
+        self._records = None
+
+    def records(self) -> list[MemoryRecord]:
+        if self._records is None:
+            self._records = [rec for _s, _e, rec in reversed(self.items.values())]
+        return list(self._records)

@@ -58,6 +58,10 @@ if mode == "put":
         print(id, flush=True)
 elif mode == "get":
     print(json.dumps({id: (r.text if (r := stm.get("a", id)) is not None else None) for id in spec["ids"]}))
+elif mode == "churn":  # replace, delete and add items another process has already scanned
+    for id in spec["replace"] + spec["add"]:
+        stm.put(rec(id), 600.0)
+    stm.delete("a", spec["delete"])
 elif mode == "forever":  # acknowledge each put only after it returned
     i = 0
     while True:
@@ -278,6 +282,94 @@ def test_a_writer_that_cannot_get_the_lock_says_so_and_writes_nothing(tmp_path):
     stm.put(rec("x"), 600)  # the lock is free again
     assert stm.get("a", "x") is not None
     stm.close()
+
+
+def test_a_scan_after_another_process_changed_items_returns_exactly_what_is_stored(shared):
+    """A scan reads only what changed since this instance's last one: what another process
+    replaced, deleted, added or pushed out over the bound must all show, and nothing stale."""
+    stm = shared.open(max_items=12)
+    for i in range(10):
+        stm.put(rec(f"p{i}"), 600.0)
+    assert [r.id for r in stm.scan("a")] == [f"p{i}" for i in reversed(range(10))]
+    assert [(r.id, r.text) for r in stm.scan("a")] == [(r.id, r.text) for r in stm.scan("a")]  # the same answer
+    shared.run(mode="churn", max_items=12, replace=["p3"], delete=[], add=["c1"])  # only newer items
+    got = stm.scan("a")
+    assert [r.id for r in got] == ["c1", "p3", "p9", "p8", "p7", "p6", "p5", "p4", "p2", "p1", "p0"]
+    assert got[1].text == "from child p3"
+    shared.run(mode="churn", max_items=12, replace=[], delete=["p5", "p7"], add=["c2", "c3", "c4"])
+    got = stm.scan("a")
+    # 10 + 4 added = 14 > 12: the two oldest (p0, p1) were evicted; p5 and p7 deleted after that
+    assert [r.id for r in got] == ["c4", "c3", "c2", "c1", "p3", "p9", "p8", "p6", "p4", "p2"]
+    assert {r.id: r.text for r in got}["p3"] == "from child p3"
+    assert {r.id: r.text for r in got}["p9"] == "from parent p9"
+    stm.put(rec("p9", text="replaced here"), 600.0)
+    assert [r.text for r in stm.scan("a")][0] == "replaced here"
+
+
+def test_a_scan_of_an_unchanged_store_decodes_nothing(tmp_path):
+    """A full short-term memory is scanned by every recall: unchanged items are not read again."""
+    stm = SQLiteSTM(tmp_path / "stm.db")
+    for i in range(50):
+        stm.put(rec(f"i{i}"), 600.0)
+    decoded: list[str] = []
+    inner = stm._decode
+    stm._decode = lambda value, agent, id=None: (decoded.append(id), inner(value, agent, id))[1]  # type: ignore[method-assign]
+    first = stm.scan("a")
+    assert len(first) == 50 and len(decoded) == 50
+    decoded.clear()
+    assert [r.id for r in stm.scan("a")] == [r.id for r in first] and decoded == []
+    stm.put(rec("i7", text="changed"), 600.0)
+    stm.put(rec("new"), 600.0)
+    again = stm.scan("a")
+    assert sorted(decoded) == ["i7", "new"]
+    assert [r.id for r in again][:2] == ["new", "i7"] and again[1].text == "changed" and len(again) == 51
+    stm.close()
+
+
+def test_a_file_of_layout_1_is_carried_over_and_keeps_its_items(tmp_path):
+    """Layout 2 adds the removal counter and the covering index; a layout-1 file keeps every item."""
+    path = tmp_path / "stm.db"
+    with sqlite3.connect(path) as conn:
+        for stmt in LAYOUT_1:
+            conn.execute(stmt)
+        conn.execute("PRAGMA user_version = 1")
+    from emergent.memory import _codec
+
+    with sqlite3.connect(path) as conn:
+        for i in range(3):
+            r = rec(f"old{i}")
+            (seq,) = conn.execute("INSERT INTO stm_agents (agent, seq) VALUES ('a', 1) ON CONFLICT (agent) DO UPDATE "
+                                  "SET seq = seq + 1 RETURNING seq").fetchone()
+            conn.execute("INSERT INTO stm_items (agent, id, seq, expires, value) VALUES (?, ?, ?, ?, ?)",
+                         ("a", r.id, seq, time.time() + 600, _codec.encode(r)))
+    stm = SQLiteSTM(path)
+    assert [r.id for r in stm.scan("a")] == ["old2", "old1", "old0"]
+    stm.delete("a", ["old1"])
+    assert [r.id for r in stm.scan("a")] == ["old2", "old0"]
+    with sqlite3.connect(path) as conn:
+        assert conn.execute("PRAGMA user_version").fetchone()[0] == 2
+        assert conn.execute("SELECT removed FROM stm_agents WHERE agent = 'a'").fetchone()[0] == 1
+    stm.close()
+
+
+LAYOUT_1 = (
+    "CREATE TABLE stm_items (rid INTEGER PRIMARY KEY, agent TEXT NOT NULL, id TEXT NOT NULL, seq INTEGER NOT NULL, "
+    "expires REAL NOT NULL, value BLOB NOT NULL, UNIQUE (agent, id))",
+    "CREATE INDEX stm_items_recent ON stm_items (agent, seq)",
+    "CREATE TABLE stm_evicted (n INTEGER PRIMARY KEY, agent TEXT NOT NULL, value BLOB NOT NULL)",
+    "CREATE INDEX stm_evicted_agent ON stm_evicted (agent, n)",
+    "CREATE TABLE stm_agents (agent TEXT PRIMARY KEY, seq INTEGER NOT NULL DEFAULT 0, items INTEGER NOT NULL "
+    "DEFAULT 0, evicted INTEGER NOT NULL DEFAULT 0) WITHOUT ROWID",
+    "CREATE TABLE stm_meta (key TEXT PRIMARY KEY, value INTEGER NOT NULL) WITHOUT ROWID",
+    "CREATE TRIGGER stm_items_ins AFTER INSERT ON stm_items BEGIN INSERT INTO stm_agents (agent, items) "
+    "VALUES (NEW.agent, 1) ON CONFLICT (agent) DO UPDATE SET items = items + 1; END",
+    "CREATE TRIGGER stm_items_del AFTER DELETE ON stm_items BEGIN UPDATE stm_agents SET items = items - 1 "
+    "WHERE agent = OLD.agent; END",
+    "CREATE TRIGGER stm_evicted_ins AFTER INSERT ON stm_evicted BEGIN INSERT INTO stm_agents (agent, evicted) "
+    "VALUES (NEW.agent, 1) ON CONFLICT (agent) DO UPDATE SET evicted = evicted + 1; END",
+    "CREATE TRIGGER stm_evicted_del AFTER DELETE ON stm_evicted BEGIN UPDATE stm_agents SET evicted = evicted - 1 "
+    "WHERE agent = OLD.agent; END",
+)
 
 
 def test_a_file_from_a_newer_layout_is_refused(tmp_path):
