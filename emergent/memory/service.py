@@ -689,8 +689,8 @@ class Memory:
             if not terms:
                 return vec, []
             share = view.overlap(slots, terms)
-            order = [i for i in np.argsort(-share, kind="stable")[:n] if share[i] > 0]
-            return vec, [Candidate(view.record(slots[i]), float(share[i])) for i in order]
+            best = [i for i in np.argsort(-share, kind="stable")[:n] if share[i] > 0]
+            return vec, [Candidate(view.record(slots[i]), float(share[i])) for i in best]
 
     def _stm_view(self, agent: str) -> STMView:
         with self._views_lock:
