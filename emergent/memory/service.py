@@ -475,8 +475,9 @@ class Memory:
         lists: dict[str, np.ndarray] = {"vector": np.zeros(total), "text": np.zeros(total)}
         lists["vector"][:n_ltm] = _scaled_array(pool_cos, v_lo, v_hi)
         lists["text"][:n_ltm] = _scaled_array(pool_bm, t_lo, t_hi)
-        for c in stm_vec:
-            lists["vector"][stm_index[c.record.id]] = _scaled_array(np.array([c.score]), v_lo, v_hi)[0]
+        if stm_vec:
+            lists["vector"][[stm_index[c.record.id] for c in stm_vec]] = _scaled_array(
+                np.array([c.score for c in stm_vec]), v_lo, v_hi)
         for c in stm_txt:  # term overlap is already in [0, 1]
             lists["text"][stm_index[c.record.id]] = c.score
         weights = {"vector": cfg.w_vector, "text": cfg.w_text}
@@ -639,7 +640,8 @@ class Memory:
                 if held:
                     idf[t] = float(np.log1p((n_docs - held + 0.5) / (held + 0.5)))
             total = sum(idf.values())
-            held_terms = [set(tokens(r.text)) for r in stm_list]
+            view = self._stm_views.get(stm_list[0].scope.agent)
+            held_terms = [view.tokens(r) if view is not None else frozenset(tokens(r.text)) for r in stm_list]
             out["coverage"] = np.array([sum(w for t, w in idf.items() if t in have) / total if total > 0 else 0.0
                                         for have in held_terms])
         return out

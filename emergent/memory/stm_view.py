@@ -25,6 +25,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
+from emergent.memory.lexical import tokens
 from emergent.memory.types import Kind, MemoryRecord, Scope
 
 _WORD = re.compile(r"\w+")
@@ -49,6 +50,7 @@ class STMView:
         self._scope_ids: dict[Scope, int] = {}
         self._words: list[frozenset[str]] = []
         self._postings: dict[str, set[int]] = {}
+        self._stems: dict[int, frozenset[str]] = {}  # slot -> lexical tokens, computed when first asked
         self._keys: list[int] = []  # id() of the records of the last sync, in order, and their slots
         self._slots = np.zeros(0, np.int64)
 
@@ -69,6 +71,7 @@ class STMView:
         self._keys, self._slots = [], np.zeros(0, np.int64)
         self._rec, self._free, self._words = [], [], []
         self._postings.clear()
+        self._stems.clear()
         self._dim = dim
         self._vec = np.zeros((0, dim), np.float32)
         self._created, self._kind, self._scope = np.zeros(0), np.zeros(0, np.int8), np.zeros(0, np.int32)
@@ -103,6 +106,7 @@ class STMView:
                     del self._postings[w]
         self._rec[s] = None
         self._words[s] = frozenset()
+        self._stems.pop(s, None)
         self._free.append(s)
 
     def sync(self, items: Sequence[MemoryRecord]) -> np.ndarray:
@@ -160,6 +164,17 @@ class STMView:
         if hi is not None:
             keep &= created < hi
         return keep
+
+    def tokens(self, rec: MemoryRecord) -> frozenset[str]:
+        """The index tokens of ``rec`` (``lexical.tokens``: stemmed, as BM25 sees them), kept while
+        it is listed; computed for a record the view does not hold."""
+        s = self._slot.get(id(rec))
+        if s is None or self._rec[s] is not rec:
+            return frozenset(tokens(rec.text))
+        held = self._stems.get(s)
+        if held is None:
+            held = self._stems[s] = frozenset(tokens(rec.text))
+        return held
 
     def similarity(self, slots: np.ndarray, qvec: np.ndarray) -> np.ndarray:
         return self._vec[slots] @ np.asarray(qvec, np.float32)

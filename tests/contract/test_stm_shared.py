@@ -306,9 +306,9 @@ def test_a_scan_after_another_process_changed_items_returns_exactly_what_is_stor
     assert [r.text for r in stm.scan("a")][0] == "replaced here"
 
 
-def test_a_scan_of_an_unchanged_store_decodes_nothing(tmp_path):
-    """A full short-term memory is scanned by every recall: unchanged items are not read again."""
-    stm = SQLiteSTM(tmp_path / "stm.db")
+def test_a_scan_of_an_unchanged_store_decodes_nothing(shared):
+    """A full short-term memory is scanned by every recall: unchanged items are not decoded again."""
+    stm = shared.open()
     for i in range(50):
         stm.put(rec(f"i{i}"), 600.0)
     decoded: list[str] = []
@@ -323,7 +323,6 @@ def test_a_scan_of_an_unchanged_store_decodes_nothing(tmp_path):
     again = stm.scan("a")
     assert sorted(decoded) == ["i7", "new"]
     assert [r.id for r in again][:2] == ["new", "i7"] and again[1].text == "changed" and len(again) == 51
-    stm.close()
 
 
 def test_a_file_of_layout_1_is_carried_over_and_keeps_its_items(tmp_path):
