@@ -22,6 +22,15 @@ from _servers import RedisServer
 ROOT = Path(__file__).resolve().parents[1]
 ARTIFACTS = ROOT / "tests" / "artifacts"
 
+# Several tests press Ctrl-C (SIGINT) on a CLI, a chat or a run, as a person at a terminal would. A
+# suite started in the background by a shell without job control (`make test &` in a script, nohup)
+# inherits SIGINT *ignored*: Python then installs no KeyboardInterrupt handler, and neither do the
+# processes the tests start. Give SIGINT its interactive meaning back for this process and its children.
+import signal  # noqa: E402
+
+if signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+
 
 @pytest.fixture(autouse=True)
 def _isolated_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -80,11 +80,16 @@ async def caller(request: Request,
     if credentials is None or credentials.scheme.lower() != "bearer" or not credentials.credentials:
         raise AuthenticationError("this request carries no API token",
                                   hint="send Authorization: Bearer <token> (`emergent tokens create` makes one)")
-    who = await anyio.to_thread.run_sync(_verify, request, credentials.credentials)
-    request.state.caller = who
+    return await anyio.to_thread.run_sync(_verify_and_count, request, credentials.credentials)
+
+
+def _verify_and_count(request: Request, secret: str) -> Caller:
+    """The caller, counted against its token's limit: one trip to a worker thread for both."""
+    who = _verify(request, secret)
+    request.state.caller = who  # known before the limit is checked: a 429 is logged with its principal
     limiter = getattr(request.app.state, "limiter", None)
     if limiter is not None:
-        await anyio.to_thread.run_sync(limiter.hit, who.token_id)
+        limiter.hit(who.token_id)
     return who
 
 

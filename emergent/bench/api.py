@@ -45,7 +45,7 @@ import tempfile
 import time
 from collections import Counter
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -72,6 +72,7 @@ class Plan:
     concurrency: int = 32
     in_process_n: int = 300
     seed_memories: int = 2000
+    workers: int = 1  # processes of the measured instance (`emergent serve --workers N`)
 
     @classmethod
     def quick(cls) -> Plan:
@@ -118,23 +119,42 @@ _UVICORN = ("import socket, sys, uvicorn; from emergent import Workstation; from
             "uvicorn.Server(uvicorn.Config(app, log_level='warning')).run(sockets=[s])")
 
 
-def server_command(home: Path) -> tuple[list[str], str]:
+def server_command(home: Path, workers: int = 1) -> tuple[list[str], str]:
     """How an instance is started (on a free port it picks and prints): ``emergent serve`` when this
     emergent has it, else uvicorn on ``create_app`` (what ``emergent serve`` runs), named in the result."""
     from emergent.cli import SUBCOMMANDS
 
     if "serve" in SUBCOMMANDS:
         cli = "import sys; from emergent.cli import main; sys.exit(main(sys.argv[1:]))"
-        return ([sys.executable, "-c", cli, "serve", "--home", str(home), "--host", "127.0.0.1", "--port", "0"],
-                "emergent serve")
+        return ([sys.executable, "-c", cli, "serve", "--home", str(home), "--host", "127.0.0.1", "--port", "0",
+                 "--workers", str(workers)], "emergent serve" + (f" --workers {workers}" if workers > 1 else ""))
     return [sys.executable, "-c", _UVICORN, str(home)], "uvicorn emergent.api.app:create_app"
 
 
+def _tree(root: int) -> list[int]:
+    """``root`` and its descendants (from /proc: each process's parent)."""
+    children: dict[int, list[int]] = {}
+    for entry in os.listdir("/proc") if os.path.isdir("/proc") else []:
+        if entry.isdigit():
+            try:
+                with open(f"/proc/{entry}/stat", encoding="ascii", errors="replace") as fh:
+                    ppid = int(fh.read().rsplit(")", 1)[1].split()[1])
+            except (OSError, ValueError, IndexError):
+                continue
+            children.setdefault(ppid, []).append(int(entry))
+    out, todo = [], [root]
+    while todo:
+        pid = todo.pop()
+        out.append(pid)
+        todo.extend(children.get(pid, []))
+    return out
+
+
 class Instance:
-    def __init__(self, home: Path, env: dict[str, str], name: str) -> None:
+    def __init__(self, home: Path, env: dict[str, str], name: str, workers: int = 1) -> None:
         self.port = 0
         self.log = home.parent / f"serve-{name}.log"
-        cmd, self.kind = server_command(home)
+        cmd, self.kind = server_command(home, workers)
         self.proc = subprocess.Popen(cmd, env={**env, "PYTHONUNBUFFERED": "1", "EMERGENT_API__INSTANCE": name},
                                      stdout=open(self.log, "wb"), stderr=subprocess.STDOUT)  # noqa: SIM115
         self.name = name
@@ -159,14 +179,18 @@ class Instance:
         return f"http://127.0.0.1:{self.port}"
 
     def rss_mb(self) -> float:
-        try:
-            with open(f"/proc/{self.proc.pid}/status", encoding="ascii") as fh:
-                for line in fh:
-                    if line.startswith("VmRSS:"):
-                        return int(line.split()[1]) / 1024
-        except OSError:
-            pass
-        return float("nan")
+        """Resident memory of the instance: its process and, with --workers, the worker processes."""
+        total, found = 0.0, False
+        for pid in _tree(self.proc.pid):
+            try:
+                with open(f"/proc/{pid}/status", encoding="ascii") as fh:
+                    for line in fh:
+                        if line.startswith("VmRSS:"):
+                            total += int(line.split()[1]) / 1024
+                            found = True
+            except OSError:
+                pass
+        return total if found else float("nan")
 
     def close(self) -> None:
         _stop(self.proc)
@@ -413,7 +437,7 @@ def bench_api(plan: Plan, *, quiet: bool = True) -> dict[str, Any]:
                     "EMERGENT_API__RATE_LIMIT": "100000000/minute", "EMERGENT_LOG_LEVEL": "WARNING"})
         if os.environ.get("EMERGENT_AUDIT_DIR"):
             env["EMERGENT_AUDIT_DIR"] = os.environ["EMERGENT_AUDIT_DIR"]
-        instances = [Instance(home, env, "a"), Instance(home, env, "b")]
+        instances = [Instance(home, env, "a", plan.workers), Instance(home, env, "b", plan.workers)]
         proxies: list[Nginx] = []
         mix = Mix(token)
         try:
@@ -498,6 +522,7 @@ def bench_api(plan: Plan, *, quiet: bool = True) -> dict[str, Any]:
         "two_instances_rps": two_rps,
         "concurrency": plan.concurrency,
         "server": kind,
+        "workers": plan.workers,
         "embedder": "hashing",
         "targets": {"p95_ms_max": 200, "api_over_in_process_p95_max": 2.0, "error_rate": 0,
                     "rss_growth_mb_10min_max": 50},
@@ -509,6 +534,8 @@ def bench_api(plan: Plan, *, quiet: bool = True) -> dict[str, Any]:
 
 def run(args: dict[str, Any]) -> dict[str, Any]:
     plan = Plan.quick() if args.get("quick") else Plan()
+    if args.get("workers"):
+        plan = replace(plan, workers=int(args["workers"]))
     result = bench_api(plan, quiet=bool(args.get("quiet", True)))
     result["quick"] = bool(args.get("quick"))
     return result

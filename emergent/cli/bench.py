@@ -23,6 +23,8 @@ def bench(
     k: int = typer.Option(None, "--k", min=1, help="how many results to retrieve per query"),
     out: Path = typer.Option(None, "--out", help="write per-item results here (JSON lines)"),
     quick: bool = typer.Option(False, "--quick", help="small sizes (checks that it runs; the figures mean little)"),
+    workers: int = typer.Option(None, "--workers", min=1, max=64,
+                                help="server processes per instance (bench api: `emergent serve --workers N`)"),
 ) -> None:
     """Run benchmark AREA; without AREA, list the benchmarks available."""
     from emergent import bench as b
@@ -38,7 +40,7 @@ def bench(
 
         raise ValidationError(f"--data file {str(data)!r} does not exist", hint="pass the path of an existing file")
     args = {"size": size, "data": str(data) if data else None, "k": k, "out": str(out) if out else None,
-            "quiet": as_json, "quick": quick}
+            "quiet": as_json, "quick": quick, "workers": workers}
     import sys
 
     from rich.console import Console

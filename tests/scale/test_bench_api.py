@@ -32,3 +32,14 @@ def test_bench_api_quick_prints_every_figure(tmp_path) -> None:
     assert r["quick"] is True and r["soak_s"] < 60 and r["server"]
     m = r["machine"]
     assert m["cores"] >= 1 and m["cpu"] and "load_avg_1m" in m and "load_avg_1m_before" in m
+
+
+def test_bench_api_measures_an_instance_of_several_worker_processes(tmp_path) -> None:
+    """``--workers 2``: each instance is `emergent serve --workers 2`; its memory is the whole process tree."""
+    proc = subprocess.run([sys.executable, "-c", CLI, "bench", "api", "--json", "--quick", "--workers", "2"],
+                          capture_output=True, text=True, timeout=180, cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    r = json.loads(proc.stdout)
+    assert r["workers"] == 2 and r["server"] == "emergent serve --workers 2"
+    assert r["error_rate"] == 0, r["errors_by_status"]
+    assert r["rss_mb_start"] > 100  # the supervisor and two workers, each with the workspace open
