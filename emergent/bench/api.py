@@ -54,6 +54,8 @@ from emergent.bench import Row, percentile, ratio
 ENDPOINTS = ("recall", "remember", "tool_call", "health")
 #: how long a phase waits for answers after its last request was sent
 GRACE_S = 10.0
+#: the open loop's senders (one keep-alive connection each)
+CONNECTIONS = 64
 QUERIES = ("deploy rollback", "on-call rotation", "database migration", "incident review", "release notes",
            "cache eviction", "rate limits", "backup window")
 TOPICS = ("deploy", "rollback", "on-call", "database", "migration", "incident", "release", "cache", "rate",
@@ -310,23 +312,32 @@ def _drain(base: str, timeout: float = 60.0) -> None:
 
 async def _open_loop(base: str, mix: Mix, rate: float, duration: float, start_i: int = 0,
                      tick: Callable[[float], None] | None = None) -> LoadResult:
+    """Requests leave on a fixed schedule into a queue that ``CONNECTIONS`` senders (one keep-alive
+    connection each) work off; a request's latency runs from its scheduled time, so time spent
+    waiting for a sender counts (no coordinated omission). One task per request instead made
+    httpx's pool match every queued request against every connection on each send: quadratic in
+    the backlog, so an overloaded phase used to spin the client for minutes. Bounded: what has not
+    answered ``GRACE_S`` after the last send is abandoned and counted as ``unfinished``."""
     lat: dict[str, list[float]] = {ep: [] for ep in mix.endpoints}
     statuses: Counter[str] = Counter()
     loop = asyncio.get_running_loop()
+    queue: asyncio.Queue[tuple[int, float] | None] = asyncio.Queue()
 
-    async with _client(base, mix, 512) as client:
-        async def one(i: int, scheduled: float) -> None:
-            ep, method, path, kw = mix.request(i)
-            try:
-                r = await client.request(method, path, **kw)
-                status = str(r.status_code)
-            except Exception as exc:  # a transport error is an error of the run, counted by type
-                status = type(exc).__name__
-            statuses[status] += 1
-            if status.startswith("2"):
-                lat[ep].append((loop.time() - scheduled) * 1000)
+    async with _client(base, mix, CONNECTIONS) as client:
+        async def sender() -> None:
+            while (item := await queue.get()) is not None:
+                i, scheduled = item
+                ep, method, path, kw = mix.request(i)
+                try:
+                    r = await client.request(method, path, **kw)
+                    status = str(r.status_code)
+                except Exception as exc:  # a transport error is an error of the run, counted by type
+                    status = type(exc).__name__
+                statuses[status] += 1
+                if status.startswith("2"):
+                    lat[ep].append((loop.time() - scheduled) * 1000)
 
-        tasks: list[asyncio.Task[None]] = []
+        senders = [asyncio.create_task(sender()) for _ in range(CONNECTIONS)]
         t0 = loop.time()
         n = int(rate * duration)
         next_tick = t0
@@ -335,19 +346,20 @@ async def _open_loop(base: str, mix: Mix, rate: float, duration: float, start_i:
             delay = scheduled - loop.time()
             if delay > 0:
                 await asyncio.sleep(delay)
-            tasks.append(asyncio.create_task(one(start_i + k, scheduled)))
+            queue.put_nowait((start_i + k, scheduled))
             if tick is not None and loop.time() >= next_tick:
                 tick(loop.time() - t0)
                 next_tick += 1.0
         send_s = loop.time() - t0
-        # bounded in time: what has not answered GRACE_S after the last send is abandoned and counted
-        # as an error ("unfinished"): an overloaded server cannot stretch the phase without end
-        _done, pending = await asyncio.wait(tasks, timeout=GRACE_S) if tasks else (set(), set())
+        for _ in senders:
+            queue.put_nowait(None)
+        _done, pending = await asyncio.wait(senders, timeout=GRACE_S)
         for task in pending:
             task.cancel()
-        if pending:
-            statuses["unfinished"] += len(pending)
-            await asyncio.gather(*pending, return_exceptions=True)
+        await asyncio.gather(*pending, return_exceptions=True)
+        answered = sum(statuses.values())
+        if answered < n:  # in flight at the deadline, or never sent to the server
+            statuses["unfinished"] += n - answered
         return LoadResult(lat, statuses, n, loop.time() - t0, send_s)
 
 
