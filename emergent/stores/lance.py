@@ -169,13 +169,16 @@ def translated(path: str | Path, op: str, **fields: Any) -> Iterator[None]:
 
 
 def retry_commit(fn: Callable[[], T], *, attempts: int = 8, base_s: float = 0.02,
-                 before_retry: Callable[[], None] | None = None) -> T:
-    """Run ``fn`` (idempotent), re-running it on a retryable commit conflict with jittered backoff."""
+                 before_retry: Callable[[], None] | None = None, incompatible: bool = False) -> T:
+    """Run ``fn`` (idempotent), re-running it on a retryable commit conflict with jittered backoff.
+    ``incompatible``: also on a transaction LanceDB calls incompatible with a concurrent one (an
+    update racing another process's overwrite), for callers whose ``before_retry`` reopens the table."""
     for attempt in range(attempts):
         try:
             return fn()
         except Exception as exc:
-            if not is_commit_conflict(exc) or attempt == attempts - 1:
+            retryable = is_commit_conflict(exc) or (incompatible and "incompatible transaction" in str(exc).lower())
+            if not retryable or attempt == attempts - 1:
                 raise
         time.sleep(base_s * (2 ** attempt) * (0.5 + random.random()))
         if before_retry is not None:
@@ -362,11 +365,15 @@ class LanceStore:
         return meta
 
     def set_meta(self, values: dict[str, str]) -> None:
-        table = self.open_table("emergent_meta", self._META, 1)
+        table = [self.open_table("emergent_meta", self._META, 1)]
         data = pa.Table.from_pylist([{"key": k, "value": v} for k, v in values.items()], schema=self._META)
+
+        def reopen() -> None:  # two processes opening a new workspace: the other's create can land as an
+            table[0] = self.db.open_table("emergent_meta")  # overwrite after ours; merge into what is there now
+
         with translated(self.table_path("emergent_meta"), "writing"):
-            retry_commit(lambda: table.merge_insert("key").when_matched_update_all()
-                         .when_not_matched_insert_all().execute(data))
+            retry_commit(lambda: table[0].merge_insert("key").when_matched_update_all()
+                         .when_not_matched_insert_all().execute(data), before_retry=reopen, incompatible=True)
         self.get_meta()  # refreshes the mirror, so the next process reads it without LanceDB
 
     def versions(self) -> dict[str, int]:
