@@ -11,7 +11,6 @@ from __future__ import annotations
 import gc
 import json
 import logging
-import re
 import reprlib
 import threading
 import time
@@ -36,6 +35,7 @@ from emergent.memory.hot import Hit as _Hit
 from emergent.memory.lexical import tokens
 from emergent.memory.ltm import Candidate, LongTermMemory, build_filter
 from emergent.memory.stm import STM, FallbackSTM, OnSTMFailure
+from emergent.memory.stm_view import WORD as _WORD
 from emergent.memory.stm_view import STMView
 from emergent.memory.types import (
     ITEM_STEP_S,
@@ -694,6 +694,10 @@ class Memory:
             best = [i for i in np.argsort(-share, kind="stable")[:n] if share[i] > 0]
             return vec, [Candidate(view.record(slots[i]), float(share[i])) for i in best]
 
+    def _drop_view(self, agent: str) -> None:
+        with self._views_lock:
+            self._stm_views.pop(agent, None)
+
     def _stm_view(self, agent: str) -> STMView:
         with self._views_lock:
             view = self._stm_views.pop(agent, None) or STMView()
@@ -797,6 +801,7 @@ class Memory:
                        and (lo is None or r.created_at >= lo) and (hi is None or r.created_at < hi)]
             gone = stm_ids + self.ltm.delete_where(where)
             n = self.stm.delete(scope.agent, stm_ids) + len(gone) - len(stm_ids)
+            self._drop_view(scope.agent)  # a forgotten text leaves this process's memory now
             outcome.update(count=n, forgotten=gone[:AUDIT_IDS])
             self._notify("forget", gone)
             if include_archive:
@@ -915,6 +920,7 @@ class Memory:
             for agent in sorted(set(agents) | (set(self.stm.agents()) if unseen else set())):
                 live = [r.id for r in self.stm.scan(agent) if r.id in doomed or selected(r)]
                 stm += self.stm.delete(agent, live)
+                self._drop_view(agent)
                 evicted = self.stm.drain_evicted(agent)
                 dropped = {r.id for r in evicted if r.id in doomed or selected(r)}
                 doomed |= dropped | set(live)
@@ -1046,7 +1052,6 @@ def _parked(stm: Any, agent: str) -> list[MemoryRecord]:
     return list(peek(agent)) if peek is not None else []
 
 
-_WORD = re.compile(r"\w+")
 #: short-term views kept (one per agent recalled; each holds its items' vectors, ~3 MB at 2,000 x 384)
 STM_VIEWS = 16
 # Words too common to say anything about which short-term item answers a query.

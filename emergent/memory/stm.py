@@ -165,6 +165,17 @@ return evicted
 
 
 STM_LAYOUT_VERSION = 1
+#: agents whose last full scan a shared store keeps decoded (each up to max_items records)
+SCANS_KEPT = 16
+
+
+def keep_scan(cache: dict[str, Any], agent: str, value: Any) -> None:
+    """Remember ``value`` as ``agent``'s last scan; the least recently listed agent's goes beyond
+    :data:`SCANS_KEPT` (a workspace with many agents must not hold every agent's items decoded)."""
+    cache.pop(agent, None)
+    cache[agent] = value
+    while len(cache) > SCANS_KEPT:
+        del cache[next(iter(cache))]
 
 
 class RedisSTM(STM):
@@ -436,7 +447,7 @@ class RedisSTM(STM):
             if v is not None:
                 hit = known.get(i)
                 kept[i] = hit if hit is not None and hit[0] == v else (v, self._decode(v, agent, i))
-        self._decoded[agent] = kept
+        keep_scan(self._decoded, agent, kept)
         return [rec for _v, rec in kept.values()]
 
     def delete(self, agent: str, ids: list[str]) -> int:

@@ -39,7 +39,7 @@ from typing import Any
 
 from emergent.errors import ConfigError, StoreUnavailableError
 from emergent.memory import _codec
-from emergent.memory.stm import STM
+from emergent.memory.stm import STM, keep_scan
 from emergent.memory.types import MemoryRecord
 
 LAYOUT_VERSION = 2  # PRAGMA user_version of the file (2: the listing index covers a scan)
@@ -336,7 +336,7 @@ class SQLiteSTM(STM):
         for exp, s, id in reversed(rows):  # oldest first: the dict's order is the recency order
             hit = known.get(id)
             listing.put(id, s, exp, hit[2] if hit is not None and hit[0] == s else self._decode(values[id], agent, id))
-        self._listing[agent] = listing
+        keep_scan(self._listing, agent, listing)
         return listing.records()
 
     def delete(self, agent: str, ids: list[str]) -> int:

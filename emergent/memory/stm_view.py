@@ -28,7 +28,8 @@ import numpy as np
 from emergent.memory.lexical import tokens
 from emergent.memory.types import Kind, MemoryRecord, Scope
 
-_WORD = re.compile(r"\w+")
+#: what counts as a word of a short-term item (and of a query, in the service)
+WORD = re.compile(r"\w+")
 _KINDS = {k: i for i, k in enumerate(Kind)}
 
 
@@ -90,7 +91,7 @@ class STMView:
             sid = self._scope_ids[rec.scope] = len(self._scopes)
             self._scopes.append(rec.scope)
         self._scope[s] = sid
-        words = frozenset(_WORD.findall(rec.text.lower()))
+        words = frozenset(WORD.findall(rec.text.lower()))
         self._words[s] = words
         for w in words:
             self._postings.setdefault(w, set()).add(s)
@@ -168,13 +169,14 @@ class STMView:
     def tokens(self, rec: MemoryRecord) -> frozenset[str]:
         """The index tokens of ``rec`` (``lexical.tokens``: stemmed, as BM25 sees them), kept while
         it is listed; computed for a record the view does not hold."""
-        s = self._slot.get(id(rec))
-        if s is None or self._rec[s] is not rec:
-            return frozenset(tokens(rec.text))
-        held = self._stems.get(s)
-        if held is None:
-            held = self._stems[s] = frozenset(tokens(rec.text))
-        return held
+        with self._lock:  # a sync in another thread may free the slot and give it to another record
+            s = self._slot.get(id(rec))
+            if s is None or self._rec[s] is not rec:
+                return frozenset(tokens(rec.text))
+            held = self._stems.get(s)
+            if held is None:
+                held = self._stems[s] = frozenset(tokens(rec.text))
+            return held
 
     def similarity(self, slots: np.ndarray, qvec: np.ndarray) -> np.ndarray:
         return self._vec[slots] @ np.asarray(qvec, np.float32)

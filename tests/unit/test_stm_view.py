@@ -74,3 +74,28 @@ def test_a_view_forgets_what_is_no_longer_listed():
         assert len(view._slot) == 3
         assert set(view._postings) <= {w for r in items[:3] for w in re.findall(r"\w+", r.text.lower())}
         assert view.sync([]).size == 0 and not view._slot
+
+
+def test_a_forgotten_short_term_text_leaves_the_recall_view_at_once(tmp_path):
+    from emergent import Workstation
+
+    ws = Workstation.open(tmp_path / "home", embedder="hashing")
+    try:
+        rec = ws.memory.remember("the vault combination is 7-31-44")
+        assert [h.id for h in ws.memory.recall("vault combination", k=3)][0] == rec.id
+        ws.memory.forget(rec.id, principal=ws.principal)
+        held = [r.text for v in ws.memory._stm_views.values() for r in v._rec if r is not None]
+        assert not any("vault" in t for t in held)
+        assert rec.id not in [h.id for h in ws.memory.recall("vault combination", k=3)]
+    finally:
+        ws.close()
+
+
+def test_a_store_keeps_the_scans_of_a_bounded_number_of_agents():
+    from emergent.memory.stm import SCANS_KEPT, keep_scan
+
+    cache: dict[str, int] = {}
+    for i in range(SCANS_KEPT + 5):
+        keep_scan(cache, f"agent{i}", i)
+    keep_scan(cache, "agent5", 5)  # listed again: the most recent
+    assert len(cache) == SCANS_KEPT and "agent0" not in cache and list(cache)[-1] == "agent5"
