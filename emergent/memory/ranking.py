@@ -37,7 +37,7 @@ lowered R@10 on the LoCoMo tuning split. Figures per variant: ``docs/decisions.m
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
@@ -240,43 +240,101 @@ _MONTHS.update({m[:3]: i for m, i in list(_MONTHS.items())})
 _MONTHS["sept"] = 9
 _MON = r"(january|february|march|april|may|june|july|august|september|october|november|december|jan|feb|mar|apr|" \
        r"jun|jul|aug|sept|sep|oct|nov|dec)\.?"
-_DATE_PATTERNS = [  # (regex, groups as (day, month, year))
+_DAY = r"(\d{1,2})(?:st|nd|rd|th)?"
+_YEAR = r"(?:,\s*|\s+)(\d{4})\b"  # "May 8, 2023", "May 8,2023", "May 2023"
+# A month or day named without a year is read in the years the caller gives (the scope's); the
+# month alone only after a word that makes it a time ("in May", "since march"), never the verb "may".
+_WHEN = r"\b(?:in|during|since|until|till|before|after|by|from|of|early|late|mid|mid-|last|this|next|throughout)\s+"
+_SEASONS = {"spring": (3, 3), "summer": (6, 3), "autumn": (9, 3), "fall": (9, 3), "winter": (12, 3)}
+_DATE_PATTERNS: list[tuple[re.Pattern[str], tuple[int | None, int | None, int | None]]] = [
+    # (regex, groups as (day, month, year)); the most precise first: a span is read once
     (re.compile(r"\b(\d{4})-(\d{1,2})-(\d{1,2})\b"), (3, 2, 1)),
-    (re.compile(r"\b(\d{1,2})(?:st|nd|rd|th)?\s+(?:of\s+)?" + _MON + r",?\s+(\d{4})\b"), (1, 2, 3)),
-    (re.compile(r"\b" + _MON + r"\s+(\d{1,2})(?:st|nd|rd|th)?,?\s+(\d{4})\b"), (2, 1, 3)),
-    (re.compile(r"\b" + _MON + r",?\s+(\d{4})\b"), (None, 1, 2)),
+    (re.compile(r"\b" + _DAY + r"\s*(?:of\s+)?" + _MON + _YEAR), (1, 2, 3)),
+    (re.compile(r"\b" + _MON + r"\s+" + _DAY + _YEAR), (2, 1, 3)),
+    (re.compile(r"\b" + _MON + _YEAR), (None, 1, 2)),
     (re.compile(r"\b(?:in|of|during|since|until|before|after|year)\s+((?:19|20)\d{2})\b"), (None, None, 1)),
+    (re.compile(r"\b" + _DAY + r"\s*(?:of\s+)?" + _MON + r"(?![a-z])"), (1, 2, None)),
+    (re.compile(r"\b" + _MON + r"\s+" + _DAY + r"\b"), (2, 1, None)),
+    (re.compile(_WHEN + r"(?:the\s+)?(?:(?:early|late|mid)[\s-]+)?" + _MON + r"(?![a-z])"), (None, 1, None)),
 ]
+_SEASON = re.compile(r"\b(spring|summer|autumn|fall|winter)\s+(?:of\s+)?((?:19|20)\d{2})\b")
+_YEARS_AT_MOST = 200  # a yearless date is read in at most this many years
 
 
-def query_periods(text: str) -> list[tuple[float, float]]:
+def _period(year: int, month: int | None, day: int | None) -> tuple[float, float]:
+    if month is None:
+        lo, hi = datetime(year, 1, 1, tzinfo=UTC), datetime(year + 1, 1, 1, tzinfo=UTC)
+    elif day is None:
+        lo = datetime(year, month, 1, tzinfo=UTC)
+        hi = datetime(year + (month == 12), month % 12 + 1, 1, tzinfo=UTC)
+    else:
+        lo = datetime(year, month, day, tzinfo=UTC)
+        hi = lo + timedelta(days=1)
+    return lo.timestamp(), hi.timestamp()
+
+
+def query_periods(text: str, years: range | Callable[[], range] | None = None) -> list[tuple[float, float]]:
     """The calendar periods a query names, as UTC epoch ranges ``[lo, hi)``: a day ("8 May, 2023",
-    "May 8, 2023", "2023-05-08"), a month ("May 2023"), a year ("in 2023"). Each span of the text
-    is read once, by the most precise pattern. Naive dates are UTC, as everywhere in memory."""
+    "May 8, 2023", "2023-05-08"), a month ("May 2023"), a season ("summer 2021": meteorological,
+    northern), a year ("in 2023"). A day or month named without a year ("on Aug 15th", "in May") is
+    that day or month in each of ``years`` (the years the memories searched span, or what returns
+    them when such a date is named; none given: not read); "may" before a number is read as a month
+    only when written "May". Each span of the text is read once, by the most precise pattern. Naive dates are UTC, as
+    everywhere in memory."""
     low = text.lower()
     taken: list[tuple[int, int]] = []
     out: list[tuple[float, float]] = []
+    for m in _SEASON.finditer(low):
+        first, months = _SEASONS[m.group(1)]
+        year = int(m.group(2))
+        lo = datetime(year, first, 1, tzinfo=UTC)
+        end = first + months
+        hi = datetime(year + (end - 1) // 12, (end - 1) % 12 + 1, 1, tzinfo=UTC)
+        taken.append((m.start(), m.end()))
+        out.append((lo.timestamp(), hi.timestamp()))
     for regex, (di, mi, yi) in _DATE_PATTERNS:
+        if yi is None and years is None:
+            continue
         for m in regex.finditer(low):
             if any(a < m.end() and m.start() < b for a, b in taken):
                 continue
+            if yi is None and di is not None and m.group(mi) == "may" and text[m.start(mi)] != "M":
+                continue  # "they may 3D-print it": the verb
             try:
-                year = int(m.group(yi))
                 month = (int(m.group(mi)) if m.group(mi).isdigit() else _MONTHS[m.group(mi)]) if mi else None
                 day = int(m.group(di)) if di else None
-                if month is None:
-                    lo, hi = datetime(year, 1, 1, tzinfo=UTC), datetime(year + 1, 1, 1, tzinfo=UTC)
-                elif day is None:
-                    lo = datetime(year, month, 1, tzinfo=UTC)
-                    hi = datetime(year + (month == 12), month % 12 + 1, 1, tzinfo=UTC)
+                if yi is not None:
+                    found = [_period(int(m.group(yi)), month, day)]
                 else:
-                    lo = datetime(year, month, day, tzinfo=UTC)
-                    hi = lo + timedelta(days=1)
+                    if callable(years):
+                        years = years()
+                    assert years is not None
+                    found = [_period(y, month, day) for y in list(years)[-_YEARS_AT_MOST:]
+                             if day is None or _valid_day(y, month or 1, day)]
+                    if not found:
+                        raise ValueError("no such day in any of the years")
             except (ValueError, KeyError):
                 continue
             taken.append((m.start(), m.end()))
-            out.append((lo.timestamp(), hi.timestamp()))
+            out.extend(found)
     return out
+
+
+def _valid_day(year: int, month: int, day: int) -> bool:
+    try:
+        datetime(year, month, day)
+    except ValueError:
+        return False
+    return True
+
+
+def years_spanned(times: np.ndarray, now: float) -> range:
+    """The calendar years (UTC) from the earliest of ``times`` to the latest of them and ``now``:
+    where a date named without a year is looked for."""
+    lo = float(times.min()) if len(times) else now
+    hi = max(float(times.max()) if len(times) else now, now)
+    first, last = (datetime.fromtimestamp(max(t, 0.0), UTC).year for t in (min(lo, now), hi))
+    return range(first, last + 1)
 
 
 def in_periods(times: np.ndarray, periods: Sequence[tuple[float, float]], before_s: float,

@@ -352,12 +352,14 @@ class Memory:
             self.index_failures += 1
             return self._search_store(query, qvec, scope, kinds, lo, hi, k, now)
         stm_vec, stm_txt = self._stm_candidates(query, qvec, scope, kinds, lo, hi, n)
-        periods = ranking.query_periods(query) if cfg.w_time > 0 else []
         with part.lock:
             if part.generation != generation:  # compacted or reloaded since: the vector hits' positions moved
                 return self._search(query, qvec, scope, kinds, lo, hi, k, now)
             mask = part.mask(scope, kinds, lo, hi)  # rows appended meanwhile join; removed ones are skipped
             times = part.cols["created_at"][: part.size]
+            # a period the query names; one named without a year ("in May") in the years the scope spans
+            periods = (ranking.query_periods(query, lambda: ranking.years_spanned(times[mask], now))
+                       if cfg.w_time > 0 else [])
             query_terms = tokens(query)
             docs, sc = part.text_scores(query_terms, mask, cfg.bm25_k1, cfg.bm25_b)
             txt = _top_hits(docs, sc, n)

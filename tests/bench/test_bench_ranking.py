@@ -111,6 +111,54 @@ def test_periods_named_in_a_query_are_read_as_days_months_and_years() -> None:
     assert periods("on 31 February, 2023") == [("2023-02-01", "2023-03-01")]  # no such day: its month
 
 
+def test_a_date_named_without_a_year_is_read_in_each_year_the_memories_span() -> None:
+    years = range(2022, 2024)
+
+    def periods(q: str) -> list[tuple[str, str]]:
+        return [(_day(a), _day(b)) for a, b in ranking.query_periods(q, years)]
+
+    assert periods("Which outdoor spot did Joanna visit in May?") == [("2022-05-01", "2022-06-01"),
+                                                                     ("2023-05-01", "2023-06-01")]
+    assert periods("what did they give him when they met on Aug 15th?") == [("2022-08-15", "2022-08-16"),
+                                                                           ("2023-08-15", "2023-08-16")]
+    assert periods("the 3rd of march") == [("2022-03-03", "2022-03-04"), ("2023-03-03", "2023-03-04")]
+    assert periods("on 29 February") == []  # no 29 February in 2022-2023
+    assert ranking.query_periods("on 29 February", range(2023, 2025))[0] == ranking.query_periods(
+        "on 29 February, 2024")[0]
+    # a year named wins over the yearless reading of the same words; without years none is read
+    assert periods("in May 2021") == [("2021-05-01", "2021-06-01")]
+    assert ranking.query_periods("Which outdoor spot did Joanna visit in May?") == []
+    # the verb is not a month
+    assert periods("she may come, they may 3 times, it may be") == []
+    assert periods("Did it happen on May 3?") == [("2022-05-03", "2022-05-04"), ("2023-05-03", "2023-05-04")]
+    # the years are asked for only when such a date is named
+    asked: list[int] = []
+
+    def lazily() -> range:
+        asked.append(1)
+        return years
+
+    assert ranking.query_periods("what happened on 8 May, 2023?", lazily) and not asked
+    assert ranking.query_periods("what happened in June?", lazily) and asked == [1]
+
+
+def test_seasons_and_loose_spelling_of_dates_are_read() -> None:
+    def periods(q: str) -> list[tuple[str, str]]:
+        return [(_day(a), _day(b)) for a, b in ranking.query_periods(q)]
+
+    assert periods("What state did she visit in summer 2021?") == [("2021-06-01", "2021-09-01")]
+    assert periods("in the winter of 2022") == [("2022-12-01", "2023-03-01")]
+    assert periods("shared on December 1,2023") == [("2023-12-01", "2023-12-02")]
+    assert periods("finished on 23January, 2022") == [("2022-01-23", "2022-01-24")]
+
+
+def test_years_spanned_are_those_of_the_memories_and_now() -> None:
+    t = [datetime(2021, 3, 1, tzinfo=UTC).timestamp(), datetime(2022, 7, 1, tzinfo=UTC).timestamp()]
+    now = datetime(2024, 1, 5, tzinfo=UTC).timestamp()
+    assert ranking.years_spanned(np.array(t), now) == range(2021, 2025)
+    assert ranking.years_spanned(np.array([]), now) == range(2024, 2025)
+
+
 def test_memories_told_soon_after_a_named_period_are_in_it() -> None:
     day = 86400.0
     lo, hi = ranking.query_periods("in May 2023")[0]
@@ -139,6 +187,10 @@ def test_recall_prefers_memories_of_the_period_the_query_names(tmp_path) -> None
         assert hits[0].text.endswith("mountains") and "time" in hits[0].sources
         plain = mem.recall("Where did Ann go hiking in May 2023?", k=2, scope="a/u", touch=False)
         assert plain[0].text.endswith("hills")
+        # the month alone: read in the years the scope's memories span
+        for month, place in (("September", "mountains"), ("May", "hills"), ("may", "hills")):
+            hits = mem.recall(f"Where did Ann go hiking in {month}?", k=2, scope="a/u", touch=False)
+            assert hits[0].text.endswith(place) and "time" in hits[0].sources, month
 
 
 def test_a_session_stamped_with_one_date_keeps_episodes_apart(tmp_path) -> None:
