@@ -364,9 +364,13 @@ class _Rows:
         syll = ["ka", "to", "ri", "men", "sa", "lo", "ve", "dan", "pi", "ru", "sh", "el", "mo", "tan", "gi",
                 "ber", "no", "ca", "fu", "lin"]
         words: set[str] = set()
-        while len(words) < FOOTPRINT_VOCAB:
-            n = int(self.rng.integers(1, 5))
-            words.add("".join(syll[int(i)] for i in self.rng.integers(0, len(syll), n)))
+        while len(words) < FOOTPRINT_VOCAB:  # words of 1-4 random syllables, drawn a batch at a time
+            lengths = self.rng.integers(1, 5, 65_536)
+            picks = self.rng.integers(0, len(syll), (65_536, 4))
+            for n, row in zip(lengths.tolist(), picks.tolist(), strict=True):
+                words.add("".join(syll[i] for i in row[:n]))
+                if len(words) == FOOTPRINT_VOCAB:
+                    break
         self.words = np.array(sorted(words, key=lambda w: (len(w), w)))
         self.stop = np.array(sorted(STOP))
         ranks = np.arange(1, FOOTPRINT_VOCAB + 1, dtype=np.float64)
@@ -812,13 +816,13 @@ class _Child:
 
 
 def bench_visibility(root: Path, trials: int = 20, timeout_s: float = 5.0,
-                     pause_s: float = 0.005) -> dict[str, Any]:
+                     pause_s: float = 0.005, spread_s: float = 1.0) -> dict[str, Any]:
     """Two processes on one workspace: how long after a writer's ``ingest`` / ``remember(tier="ltm")``
     returns does a reader polling ``recall(text, k=5, touch=False)`` first get the memory back.
 
     Per trial the reader is polling (it has answered one empty recall, and polls every
-    ``pause_s`` after each answer) before the writer is told to write, at a random moment 0-1 s
-    later; the writer alternates ``ingest`` and ``remember(tier="ltm")``. A trial's figure is the
+    ``pause_s`` after each answer) before the writer is told to write, at a random moment 0 to
+    ``spread_s`` later; the writer alternates ``ingest`` and ``remember(tier="ltm")``. A trial's figure is the
     reader's wall time at the end of the first recall that returned the memory minus the writer's
     wall time when its call returned (both ``time.time()`` on this machine; 0 when the reader saw it
     first); a trial never seen within ``timeout_s`` counts as ``timeout_s`` and as a miss."""
@@ -839,7 +843,7 @@ def bench_visibility(root: Path, trials: int = 20, timeout_s: float = 5.0,
                 reader.read()  # {"polling": true}: one empty recall answered
                 # the write lands at a random moment of the reader's polling, so no periodic refresh
                 # of the reader (a table version check every so often) is always caught at one phase
-                time.sleep(float(rng.uniform(0.0, 1.0)))
+                time.sleep(float(rng.uniform(0.0, spread_s)))
                 writer.send(text=text, how="ingest" if trial % 2 == 0 else "remember")
                 wrote = writer.read()
                 seen = reader.read()
@@ -875,7 +879,7 @@ def run(args: dict[str, Any]) -> dict[str, Any]:
         out.update(bench_ingest(root / "ws", min(2048, max(128, size // 10))))
         out.update(bench_recall_overhead(root / "ws", 1000, 60 if small else QUERIES))
         out.update(bench_cold(root / "ws", 2 if small else 3, out.get("embedder")))
-        out.update(bench_visibility(root / "ws", 20))
+        out.update(bench_visibility(root / "ws", 20, spread_s=0.3 if small else 1.0))
     return out
 
 

@@ -12,9 +12,12 @@ import sys
 CLI = "import sys; from emergent.cli import main; sys.exit(main(sys.argv[1:]))"
 
 
-def test_bench_api_quick_prints_every_figure(tmp_path) -> None:
-    proc = subprocess.run([sys.executable, "-c", CLI, "bench", "api", "--json", "--quick"], capture_output=True,
-                          text=True, timeout=180, cwd=tmp_path)
+def test_bench_api_quick_prints_every_figure_for_an_instance_of_two_worker_processes(tmp_path) -> None:
+    """One run of the whole quick bench (it takes ~20 s of both cores): ``--workers 2`` makes each
+    instance `emergent serve --workers 2`, whose memory is the whole process tree; one worker is what
+    every other API test serves with."""
+    proc = subprocess.run([sys.executable, "-c", CLI, "bench", "api", "--json", "--quick", "--workers", "2"],
+                          capture_output=True, text=True, timeout=180, cwd=tmp_path)
     assert proc.returncode == 0, proc.stderr[-3000:]
     r = json.loads(proc.stdout)
     endpoints = {"recall", "remember", "tool_call", "health"}
@@ -27,19 +30,10 @@ def test_bench_api_quick_prints_every_figure(tmp_path) -> None:
     assert set(r["api_over_in_process_p95"]) == {"recall", "remember", "tool_call"}
     assert r["error_rate"] == 0, r["errors_by_status"]
     assert r["requests"] > 0 and r["achieved_rps"] > 0.8 * r["rate_rps"] and r["answered_rps"] > 0
-    assert r["rss_mb_start"] > 20 and math.isfinite(r["rss_growth_mb_10min"]) and abs(r["rss_growth_mb_10min"]) < 500
+    assert math.isfinite(r["rss_growth_mb_10min"]) and abs(r["rss_growth_mb_10min"]) < 500
     assert r["two_instances_throughput_ratio"] > 0 and r["one_instance_rps"] > 0 and r["two_instances_rps"] > 0
-    assert r["quick"] is True and r["soak_s"] < 60 and r["server"]
+    assert r["quick"] is True and r["soak_s"] < 60
+    assert r["workers"] == 2 and r["server"] == "emergent serve --workers 2"
+    assert r["rss_mb_start"] > 100  # the supervisor and two workers, each with the workspace open
     m = r["machine"]
     assert m["cores"] >= 1 and m["cpu"] and "load_avg_1m" in m and "load_avg_1m_before" in m
-
-
-def test_bench_api_measures_an_instance_of_several_worker_processes(tmp_path) -> None:
-    """``--workers 2``: each instance is `emergent serve --workers 2`; its memory is the whole process tree."""
-    proc = subprocess.run([sys.executable, "-c", CLI, "bench", "api", "--json", "--quick", "--workers", "2"],
-                          capture_output=True, text=True, timeout=180, cwd=tmp_path)
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    r = json.loads(proc.stdout)
-    assert r["workers"] == 2 and r["server"] == "emergent serve --workers 2"
-    assert r["error_rate"] == 0, r["errors_by_status"]
-    assert r["rss_mb_start"] > 100  # the supervisor and two workers, each with the workspace open
