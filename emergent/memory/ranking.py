@@ -298,7 +298,7 @@ def query_periods(text: str, years: range | Callable[[], range] | None = None) -
         for m in regex.finditer(low):
             if any(a < m.end() and m.start() < b for a, b in taken):
                 continue
-            if yi is None and di is not None and m.group(mi) == "may" and text[m.start(mi)] != "M":
+            if yi is None and di is not None and mi is not None and m.group(mi) == "may" and text[m.start(mi)] != "M":
                 continue  # "they may 3D-print it": the verb
             try:
                 month = (int(m.group(mi)) if m.group(mi).isdigit() else _MONTHS[m.group(mi)]) if mi else None
@@ -316,8 +316,27 @@ def query_periods(text: str, years: range | Callable[[], range] | None = None) -
             except (ValueError, KeyError):
                 continue
             taken.append((m.start(), m.end()))
-            out.extend(found)
+            out.extend(_relative_to(low, m.start(), found))
     return out
+
+
+_BEFORE = re.compile(r"\b(before|until|till|by|prior to|up to)\s+(?:the\s+)?$")
+_AFTER = re.compile(r"\b(after|following)\s+(?:the\s+)?$")
+_SINCE = re.compile(r"\bsince\s+(?:the\s+)?$")
+_AROUND_AT_LEAST_S = 14 * 86400.0
+
+
+def _relative_to(low: str, start: int, found: list[tuple[float, float]]) -> list[tuple[float, float]]:
+    """"before 10 April" is the time up to that day, "after May 2023" the time after that month: a
+    span as long as the period named, and at least two weeks."""
+    head = low[max(0, start - 16):start]
+    if _BEFORE.search(head):
+        return [(lo - max(hi - lo, _AROUND_AT_LEAST_S), lo) for lo, hi in found]
+    if _AFTER.search(head):
+        return [(hi, hi + max(hi - lo, _AROUND_AT_LEAST_S)) for lo, hi in found]
+    if _SINCE.search(head):
+        return [(lo, hi + max(hi - lo, _AROUND_AT_LEAST_S)) for lo, hi in found]
+    return found
 
 
 def _valid_day(year: int, month: int, day: int) -> bool:

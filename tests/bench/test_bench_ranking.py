@@ -152,6 +152,18 @@ def test_seasons_and_loose_spelling_of_dates_are_read() -> None:
     assert periods("finished on 23January, 2022") == [("2022-01-23", "2022-01-24")]
 
 
+def test_before_after_and_since_a_date_are_the_time_around_it_not_the_date() -> None:
+    def periods(q: str) -> list[tuple[str, str]]:
+        return [(_day(a), _day(b)) for a, b in ranking.query_periods(q)]
+
+    # at least two weeks, or as long as the period named
+    assert periods("What did she do last weekend before April 10, 2023?") == [("2023-03-27", "2023-04-10")]
+    assert periods("what changed after May 2023") == [("2023-06-01", "2023-07-02")]
+    assert periods("everything since May 2023") == [("2023-05-01", "2023-07-02")]
+    assert periods("notes until 2024-02-29") == [("2024-02-15", "2024-02-29")]
+    assert periods("notes from 2024-02-29") == [("2024-02-29", "2024-03-01")]  # "notes from <day>": that day
+
+
 def test_years_spanned_are_those_of_the_memories_and_now() -> None:
     t = [datetime(2021, 3, 1, tzinfo=UTC).timestamp(), datetime(2022, 7, 1, tzinfo=UTC).timestamp()]
     now = datetime(2024, 1, 5, tzinfo=UTC).timestamp()
