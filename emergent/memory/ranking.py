@@ -259,6 +259,8 @@ _DATE_PATTERNS: list[tuple[re.Pattern[str], tuple[int | None, int | None, int | 
 ]
 _SEASON = re.compile(r"\b(spring|summer|autumn|fall|winter)\s+(?:of\s+)?((?:19|20)\d{2})\b")
 _YEARS_AT_MOST = 200  # a yearless date is read in at most this many years
+#: a query naming more periods than this is read for its first ones (bounded work per recall)
+PERIODS_AT_MOST = 512
 
 
 def _period(year: int, month: int | None, day: int | None) -> tuple[float, float]:
@@ -317,6 +319,8 @@ def query_periods(text: str, years: range | Callable[[], range] | None = None) -
                 continue
             taken.append((m.start(), m.end()))
             out.extend(_relative_to(low, m.start(), found))
+            if len(out) >= PERIODS_AT_MOST:
+                return out[:PERIODS_AT_MOST]
     return out
 
 
@@ -347,22 +351,41 @@ def _valid_day(year: int, month: int, day: int) -> bool:
     return True
 
 
+_LAST_SECOND = datetime(9999, 12, 31, 23, 59, 59, tzinfo=UTC).timestamp()
+
+
 def years_spanned(times: np.ndarray, now: float) -> range:
     """The calendar years (UTC) from the earliest of ``times`` to the latest of them and ``now``:
-    where a date named without a year is looked for."""
-    lo = float(times.min()) if len(times) else now
-    hi = max(float(times.max()) if len(times) else now, now)
-    first, last = (datetime.fromtimestamp(max(t, 0.0), UTC).year for t in (min(lo, now), hi))
+    where a date named without a year is looked for (1970-9999: times outside are read as the bound)."""
+    lo = float(np.nanmin(times)) if len(times) else now
+    hi = float(np.nanmax(times)) if len(times) else now
+    first, last = (datetime.fromtimestamp(min(max(t, 0.0), _LAST_SECOND), UTC).year
+                   for t in (min(lo, now), max(hi, now)))
     return range(first, last + 1)
 
 
 def in_periods(times: np.ndarray, periods: Sequence[tuple[float, float]], before_s: float,
                after_s: float) -> np.ndarray:
     """1.0 for times within any period widened by ``before_s`` / ``after_s``, else 0.0 (what is said
-    in a conversation is often said a little after it happened: ``after_s`` is the larger)."""
+    in a conversation is often said a little after it happened: ``after_s`` is the larger). The
+    widened periods are merged first, then each time is placed by one binary search (a query naming
+    many dates costs no pass over the scope per date)."""
+    times = np.asarray(times, np.float64)
+    if not len(periods) or not len(times):
+        return np.zeros(len(times))
+    spans = sorted((lo - before_s, hi + after_s) for lo, hi in list(periods)[:PERIODS_AT_MOST])
+    merged: list[list[float]] = []
+    for lo, hi in spans:
+        if merged and lo <= merged[-1][1]:
+            merged[-1][1] = max(merged[-1][1], hi)
+        else:
+            merged.append([lo, hi])
+    starts = np.fromiter((m[0] for m in merged), np.float64, len(merged))
+    ends = np.fromiter((m[1] for m in merged), np.float64, len(merged))
+    at = np.searchsorted(starts, times, side="right") - 1  # the last interval starting at or before
+    ok = at >= 0
     hit = np.zeros(len(times), bool)
-    for lo, hi in periods:
-        hit |= (times >= lo - before_s) & (times < hi + after_s)
+    hit[ok] = times[ok] < ends[at[ok]]
     return hit.astype(np.float64)
 
 

@@ -300,3 +300,32 @@ def test_window_coverage_counts_query_terms_spread_over_an_exchange() -> None:
     # than half since b (in two rows) says less than a (in one)
     assert math.isclose(got[2], got[3]) and 0 < got[3] < 0.5
     assert ranking.window_coverage([np.empty(0, np.int64)], pos, near, valid, 4, 4).tolist() == [0.0] * 4
+
+
+def test_a_query_naming_thousands_of_dates_costs_bounded_work() -> None:
+    import time
+
+    query = " ".join(["in May, in June and on 3 March"] * 5000)
+    t0 = time.perf_counter()
+    periods = ranking.query_periods(query, range(1970, 2027))
+    times = np.linspace(0, 1.8e9, 200_000)
+    hit = ranking.in_periods(times, periods, 86400.0, 14 * 86400.0)
+    assert len(periods) == ranking.PERIODS_AT_MOST and hit.any() and not hit.all()
+    assert time.perf_counter() - t0 < 2.0
+
+
+def test_in_periods_agrees_with_a_plain_pass_over_overlapping_periods() -> None:
+    rng = np.random.default_rng(4)
+    for _ in range(50):
+        periods = [(float(a), float(a + w)) for a, w in zip(rng.uniform(0, 1000, 6), rng.uniform(0, 200, 6),
+                                                             strict=True)]
+        times = rng.uniform(-100, 1300, 300)
+        plain = np.zeros(len(times), bool)
+        for lo, hi in periods:
+            plain |= (times >= lo - 5) & (times < hi + 20)
+        assert ranking.in_periods(times, periods, 5, 20).tolist() == plain.astype(float).tolist()
+
+
+def test_years_spanned_reads_times_outside_1970_to_9999_as_the_bounds() -> None:
+    now = datetime(2024, 1, 5, tzinfo=UTC).timestamp()
+    assert ranking.years_spanned(np.array([-5e9, 1e12]), now) == range(1970, 10000)
