@@ -281,8 +281,9 @@ def query_periods(text: str, years: range | Callable[[], range] | None = None) -
     northern), a year ("in 2023"). A day or month named without a year ("on Aug 15th", "in May") is
     that day or month in each of ``years`` (the years the memories searched span, or what returns
     them when such a date is named; none given: not read); "may" before a number is read as a month
-    only when written "May". Each span of the text is read once, by the most precise pattern. Naive dates are UTC, as
-    everywhere in memory."""
+    only when written "May". "before / until <date>" is the time up to it, "after" the time after it,
+    "since" from it on. Each span of the text is read once, by the most precise pattern; at most
+    ``PERIODS_AT_MOST`` periods. Naive dates are UTC, as everywhere in memory."""
     low = text.lower()
     taken: list[tuple[int, int]] = []
     out: list[tuple[float, float]] = []
