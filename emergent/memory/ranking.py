@@ -285,6 +285,8 @@ def query_periods(text: str, years: range | Callable[[], range] | None = None) -
     "since" from it on. Each span of the text is read once, by the most precise pattern; at most
     ``PERIODS_AT_MOST`` periods. Naive dates are UTC, as everywhere in memory."""
     low = text.lower()
+    # positions in ``low`` are positions in ``text`` only when lowering kept the length ("İ" -> "i̇" does not)
+    cased = text if len(low) == len(text) else None
     taken: list[tuple[int, int]] = []
     out: list[tuple[float, float]] = []
     for m in _SEASON.finditer(low):
@@ -301,7 +303,8 @@ def query_periods(text: str, years: range | Callable[[], range] | None = None) -
         for m in regex.finditer(low):
             if any(a < m.end() and m.start() < b for a, b in taken):
                 continue
-            if yi is None and di is not None and mi is not None and m.group(mi) == "may" and text[m.start(mi)] != "M":
+            if (yi is None and di is not None and mi is not None and m.group(mi) == "may"
+                    and (cased is None or cased[m.start(mi)] != "M")):
                 continue  # "they may 3D-print it": the verb
             try:
                 month = (int(m.group(mi)) if m.group(mi).isdigit() else _MONTHS[m.group(mi)]) if mi else None

@@ -329,3 +329,11 @@ def test_in_periods_agrees_with_a_plain_pass_over_overlapping_periods() -> None:
 def test_years_spanned_reads_times_outside_1970_to_9999_as_the_bounds() -> None:
     now = datetime(2024, 1, 5, tzinfo=UTC).timestamp()
     assert ranking.years_spanned(np.array([-5e9, 1e12]), now) == range(1970, 10000)
+
+
+def test_a_query_whose_lowercase_is_longer_is_read_without_failing() -> None:
+    # "İ".lower() is two code points: positions in the lowered text are not positions in the query
+    years = range(2022, 2024)
+    assert ranking.query_periods("İİİİİİİİİİ on may 5", years) == []  # cannot tell "May": not read as one
+    assert len(ranking.query_periods("İİİİİİİİİİ in May", years)) == 2
+    assert len(ranking.query_periods("İstanbul on 5 May, 2023", years)) == 1
