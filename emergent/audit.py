@@ -190,21 +190,41 @@ class HeadAnchor:
         self.key_file = self.dir / f"{name}.key"
         self.head_file = self.dir / f"{name}.head"
 
-    def _key(self, create: bool) -> bytes | None:
+    def _key(self, create: bool, *, replace: bool = False) -> bytes | None:
+        """The signing key (None: there is none and ``create`` is false). A key file that is not
+        the key it was written as raises :class:`AuditWriteError`; ``replace`` (a human
+        re-anchoring) writes a new one instead."""
         try:
-            return bytes.fromhex(self.key_file.read_text().strip())
+            return self._parse_key(self.key_file.read_text())
         except FileNotFoundError:
             if not create:
                 return None
+        except AuditWriteError:
+            if not replace:
+                raise
         self.dir.mkdir(parents=True, exist_ok=True, mode=0o700)
         tmp = self.key_file.with_suffix(f".tmp{os.getpid()}")
         fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
         with os.fdopen(fd, "w") as fh:
             fh.write(secrets.token_hex(32))
-        with contextlib.suppress(FileExistsError):
-            os.link(tmp, self.key_file)  # first writer wins; never overwrite a key
-        tmp.unlink()
-        return bytes.fromhex(self.key_file.read_text().strip())
+        if replace:
+            os.replace(tmp, self.key_file)
+        else:
+            with contextlib.suppress(FileExistsError):
+                os.link(tmp, self.key_file)  # first writer wins; never overwrite a key
+            tmp.unlink()
+        return self._parse_key(self.key_file.read_text())
+
+    def _parse_key(self, text: str) -> bytes:
+        try:
+            key = bytes.fromhex(text.strip())
+        except ValueError:
+            key = b""
+        if len(key) < 16:
+            raise AuditWriteError(f"the audit anchor key {self.key_file} is damaged (it is not the key it was "
+                                  "written as)", hint="check the chain (`emergent audit verify`), then anchor it "
+                                                      "again under a new key (`emergent audit anchor`)")
+        return key
 
     @staticmethod
     def _mac(key: bytes, seq: int, h: str) -> str:
@@ -212,7 +232,11 @@ class HeadAnchor:
 
     def read(self) -> tuple[Head | None, str | None]:
         """(head, problem): the anchored head, or why it cannot be trusted."""
-        key = self._key(create=False)
+        try:
+            key = self._key(create=False)
+        except (AuditWriteError, OSError, ValueError) as exc:
+            return None, str(exc) if isinstance(exc, AuditWriteError) else \
+                f"the audit anchor key {self.key_file} is unreadable: {exc}"
         if key is None:
             return None, None
         try:
@@ -227,14 +251,24 @@ class HeadAnchor:
             return None, f"the anchored head {self.head_file} does not match its signature (it was edited)"
         return head, None
 
-    def write(self, head: Head) -> None:
-        key = self._key(create=True)
-        assert key is not None
+    def write(self, head: Head, *, force: bool = False) -> None:
+        """Move the anchored head forward to ``head``. An anchored head that cannot be trusted
+        (deleted while its key stayed, unreadable, not matching its signature, a damaged key) is
+        evidence: it is never overwritten (:class:`AuditWriteError`), except with ``force``, a
+        human re-anchoring the chain after checking it (:meth:`AuditLog.reanchor`)."""
         from filelock import FileLock
 
+        self.dir.mkdir(parents=True, exist_ok=True, mode=0o700)
         with FileLock(str(self.head_file) + ".lock", timeout=30):
-            current, _ = self.read()
-            if current is not None and current.seq >= head.seq:
+            created = not force and not self.key_file.exists()  # under the lock: no head can be expected yet
+            key = self._key(create=True, replace=force)
+            assert key is not None
+            current, problem = self.read()
+            if problem is not None and not created and not force:
+                raise AuditWriteError(f"the audit anchor is not moved on: {problem}",
+                                      hint="the chain may have been cut or rewritten; check it (`emergent audit "
+                                           "verify`), then anchor it again (`emergent audit anchor`)")
+            if current is not None and current.seq >= head.seq and not force:
                 return
             tmp = self.head_file.with_suffix(f".tmp{os.getpid()}")
             tmp.write_text(json.dumps({"seq": head.seq, "hash": head.hash, "at": time.time(),
@@ -269,6 +303,7 @@ class AuditLog(BatchWriter):
         self.busy_retry_s = busy_retry_s
         self._write_lock = threading.Lock()
         self._failure: BaseException | None = None
+        self._reanchoring = False  # a human re-anchors: the next anchor write replaces what is there
 
     # ------------------------------------------------------------------ writing
     def append(self, kind: str, principal: Any, data: dict[str, Any], *, durable: bool = False) -> None:
@@ -345,7 +380,7 @@ class AuditLog(BatchWriter):
             self._failure = None
             if self.anchor is not None and head is not None:
                 try:
-                    self.anchor.write(head)
+                    self.anchor.write(head, force=self._reanchoring)
                 except OSError as exc:
                     raise AuditWriteError(f"the audit head could not be anchored in {self.anchor.dir}: {exc}",
                                           hint="check that the directory is writable (EMERGENT_AUDIT_DIR)") from exc
@@ -466,8 +501,13 @@ class AuditLog(BatchWriter):
         head = self.head()
         if head is None or self.anchor is None:
             return head
-        self.append("audit.reanchored", by, {"seq": head.seq, "hash": head.hash, "dir": str(self.anchor.dir)},
-                    durable=True)
+        with self._write_lock:
+            self._reanchoring = True
+        try:
+            self.append("audit.reanchored", by, {"seq": head.seq, "hash": head.hash, "dir": str(self.anchor.dir)},
+                        durable=True)
+        finally:
+            self._reanchoring = False
         return self.head()
 
     def export_jsonl(self, out: IO[str]) -> int:

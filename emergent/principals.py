@@ -37,9 +37,10 @@ from emergent.errors import NotFoundError, PrincipalError, ValidationError
 
 KINDS: tuple[str, ...] = ("human", "agent", "service")
 #: ids: letters, digits, ``_ . -`` (no ``:``, ``/`` or glob characters, so neither a rule's
-#: ``agent:*`` nor a memory scope can be widened by a name)
-_ID = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,63}$")
-_ROLE = re.compile(r"^role:[A-Za-z0-9_][A-Za-z0-9_.-]{0,63}$")
+#: ``agent:*`` nor a memory scope can be widened by a name); ``\Z``, not ``$``, which also matches
+#: before a final newline (``"researcher\n"`` would be a second principal that looks like the first)
+_ID = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,63}\Z")
+_ROLE = re.compile(r"^role:[A-Za-z0-9_][A-Za-z0-9_.-]{0,63}\Z")
 HOW_TO_GET_ONE = ("pass principal=ws.principal (the OS user at the keyboard), an agent's principal from "
                   "ws.principals.agent(name, created_by=ws.principal), or the scheduler's from "
                   "ws.principals.service('scheduler')")

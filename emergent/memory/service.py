@@ -678,7 +678,8 @@ class Memory:
                         lo: float | None, hi: float | None, n: int) -> tuple[list[Candidate], list[Candidate]]:
         """STM items by cosine similarity, and by the share of query terms they contain (0-1)."""
         listed = self.stm.scan(scope.agent)
-        if not listed:
+        if not listed:  # nothing left (another process may have erased it all): the view's texts go now
+            self._drop_view(scope.agent)
             return [], []
         view = self._stm_view(scope.agent)
         with view.locked:

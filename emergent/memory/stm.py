@@ -169,13 +169,26 @@ STM_LAYOUT_VERSION = 1
 SCANS_KEPT = 16
 
 
+# Scans run in threads (recalls do) and RedisSTM has no lock of its own: two threads dropping the
+# least recently listed agent at once raised KeyError, or "dictionary changed size during iteration"
+# when one inserted while the other iterated. Every change of a kept-scans dict goes through it.
+_KEEP_LOCK = threading.Lock()
+
+
 def keep_scan(cache: dict[str, Any], agent: str, value: Any) -> None:
     """Remember ``value`` as ``agent``'s last scan; the least recently listed agent's goes beyond
     :data:`SCANS_KEPT` (a workspace with many agents must not hold every agent's items decoded)."""
-    cache.pop(agent, None)
-    cache[agent] = value
-    while len(cache) > SCANS_KEPT:
-        del cache[next(iter(cache))]
+    with _KEEP_LOCK:
+        cache.pop(agent, None)
+        cache[agent] = value
+        while len(cache) > SCANS_KEPT:
+            del cache[next(iter(cache))]
+
+
+def drop_scan(cache: dict[str, Any], agent: str) -> None:
+    """Forget ``agent``'s kept scan (its items were deleted, or it has none left)."""
+    with _KEEP_LOCK:
+        cache.pop(agent, None)
 
 
 class RedisSTM(STM):
@@ -425,6 +438,7 @@ class RedisSTM(STM):
         p = self._prefix(agent)
         ids = [i.decode() for i in self.client.zrevrange(p + "recent", 0, (limit or 0) - 1)]
         if not ids:
+            drop_scan(self._decoded, agent)  # nothing left (expired, or erased by another process): its texts go now
             self._verify()
             return []
         keys = [p + "i:" + i for i in ids]
@@ -459,7 +473,7 @@ class RedisSTM(STM):
         pipe.delete(*[p + "i:" + i for i in ids])
         pipe.zrem(p + "recent", *ids)
         deleted, _ = pipe.execute()
-        self._decoded.pop(agent, None)  # an erased text leaves this process's memory now
+        drop_scan(self._decoded, agent)  # an erased text leaves this process's memory now
         if not deleted:
             self._verify()
         return int(deleted)

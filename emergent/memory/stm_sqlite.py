@@ -320,6 +320,9 @@ class SQLiteSTM(STM):
         seq, removed = gen
         last = self._listing.get(agent)
         if last is not None and last.removed == removed and last.seq <= seq and now < last.min_expires:
+            # listed now (keep_scan's order is "most recently listed"): an agent answered from here
+            # every time must not be the one dropped when other agents are listed
+            self._listing[agent] = self._listing.pop(agent)
             if seq == last.seq:
                 return last.records()
             for s, id, exp, value in conn.execute(_SCAN_NEW, (agent, last.seq)):

@@ -43,9 +43,26 @@ def _probe(plan: _Plan) -> bool:
         return False
 
 
-def bwrap_argv(exe: str, workdir: str, network: bool) -> list[str]:
+@functools.lru_cache(maxsize=8)
+def _bwrap_sizes(exe: str) -> bool:
+    """Does this bubblewrap take ``--size`` (a size for the next ``--tmpfs``, 0.7.0+)?"""
+    try:
+        out = subprocess.run([exe, "--help"], capture_output=True, text=True, timeout=10)
+    except (OSError, subprocess.SubprocessError):
+        return False
+    return "--size" in out.stdout + out.stderr
+
+
+def bwrap_argv(exe: str, workdir: str, network: bool, tmpfs_bytes: int | None = None) -> list[str]:
     """bubblewrap in front of a command: new namespaces (user, pid, net, ipc, uts, cgroup), a
-    read-only view of the system directories, a private /tmp, and only ``workdir`` writable."""
+    read-only view of the system directories, a private /tmp and /dev/shm, and only ``workdir``
+    (and those two) writable.
+
+    A tmpfs lives in RAM that no ``RLIMIT_AS`` counts, and bubblewrap's are half the machine's RAM
+    by default: /tmp and /dev/shm get ``tmpfs_bytes`` each (where bubblewrap takes ``--size``), and
+    the root and /dev (tmpfs bubblewrap makes for the mount points) are remounted read-only, so a
+    run cannot fill the host's memory by writing files."""
+    size = ["--size", str(int(tmpfs_bytes))] if tmpfs_bytes and _bwrap_sizes(exe) else []
     args = [exe, "--unshare-all", "--die-with-parent", "--ro-bind", "/usr", "/usr"]
     for name in ("bin", "sbin", "lib", "lib32", "lib64", "etc"):
         path = Path("/") / name
@@ -53,7 +70,8 @@ def bwrap_argv(exe: str, workdir: str, network: bool) -> list[str]:
             args += ["--symlink", os.readlink(path), str(path)]
         elif path.is_dir():
             args += ["--ro-bind", str(path), str(path)]
-    args += ["--proc", "/proc", "--dev", "/dev", "--tmpfs", "/tmp"]
+    args += ["--proc", "/proc", "--dev", "/dev", *size, "--tmpfs", "/dev/shm", "--remount-ro", "/dev",
+             *size, "--tmpfs", "/tmp"]
     if not _is_root():  # root runs the system interpreter instead
         for prefix in sorted({str(Path(sys.prefix).resolve()), str(Path(sys.base_prefix).resolve())}):
             if not prefix.startswith(("/usr", "/bin", "/lib")):  # our interpreter, when it lives elsewhere
@@ -62,7 +80,7 @@ def bwrap_argv(exe: str, workdir: str, network: bool) -> list[str]:
         args.append("--share-net")
     if workdir != "/":
         args += ["--bind", workdir, workdir]
-    return [*args, "--chdir", workdir, "--"]
+    return [*args, "--remount-ro", "/", "--chdir", workdir, "--"]
 
 
 def _probe_bwrap(drop: bool) -> bool:

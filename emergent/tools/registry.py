@@ -198,7 +198,9 @@ class ToolRegistry:
                     "note": r.note, "description": r.description, "side_effect": r.side_effect, "source": r.source}
             self._cache.clear()
 
-    def _set(self, ref: str, **values: Any) -> list[str]:
+    def _set(self, ref: str, before: Callable[[list[str]], object] | None = None, **values: Any) -> list[str]:
+        """Change the state of the versions ``ref`` matches; ``before`` (the audit record) is called
+        with them first, and when it raises nothing changes."""
         self.load_entry_points()
         name, rng = split_ref(ref)
         keys = [k for k in self._state if k[0] == name and (rng == "*" or Version(k[1]) in parse_range(rng))]
@@ -207,6 +209,8 @@ class ToolRegistry:
                 self._unknown(name)
             raise NotFoundError(f"no version of tool {name!r} matches {rng!r}",
                                 hint=f"recorded versions: {', '.join(self._versions_of(name))}")
+        if before is not None:
+            before([f"{n}@{v}" for n, v in keys])
         with self._lock:
             for key in keys:
                 self._state[key].update(values)
@@ -218,19 +222,20 @@ class ToolRegistry:
             self._cache.clear()
         return [f"{n}@{v}" for n, v in keys]
 
-    def enable(self, ref: str) -> list[str]:
-        return self._set(ref, enabled=True)
+    def enable(self, ref: str, *, before: Callable[[list[str]], object] | None = None) -> list[str]:
+        return self._set(ref, before, enabled=True)
 
-    def disable(self, ref: str) -> list[str]:
-        return self._set(ref, enabled=False)
+    def disable(self, ref: str, *, before: Callable[[list[str]], object] | None = None) -> list[str]:
+        return self._set(ref, before, enabled=False)
 
-    def deprecate(self, ref: str, *, successor: str | None = None, note: str | None = None) -> list[str]:
+    def deprecate(self, ref: str, *, successor: str | None = None, note: str | None = None,
+                  before: Callable[[list[str]], object] | None = None) -> list[str]:
         if successor:
             succ, rng = split_ref(successor)
             if succ not in self.names():
                 self._unknown(succ)
             parse_range(rng, what=f"successor of {ref}")
-        return self._set(ref, deprecated=True, successor=successor, note=note)
+        return self._set(ref, before, deprecated=True, successor=successor, note=note)
 
     # ------------------------------------------------------------------ lookup
     def names(self) -> list[str]:

@@ -18,8 +18,11 @@ the call.
 
 from __future__ import annotations
 
+import copy
 import hashlib
 import itertools
+import math
+import numbers
 import os
 import threading
 import time
@@ -114,6 +117,18 @@ def without_personal(spec: ToolSpec, args: Any) -> Any:
     return {k: personal_digest(v) if k in spec.personal_args and v is not None else v for k, v in args.items()}
 
 
+def detached(kwargs: dict[str, Any]) -> dict[str, Any]:
+    """``kwargs`` with no object the caller still holds: validation keeps nested values (a list
+    inside a ``dict[str, Any]``) by reference, and a caller that changed one after its approval
+    was filed would run something else under it."""
+    if all(v.__class__ in _PLAIN or v.__class__ is str for v in kwargs.values()):
+        return kwargs
+    try:
+        return copy.deepcopy(kwargs)
+    except Exception:  # noqa: BLE001 - not copyable: the digest is taken again before it runs
+        return kwargs
+
+
 def audit_args(call: Call) -> Any:
     """The call's arguments as the audit trail records them: secrets redacted, personal content
     reduced to its length and sha256, long text hashed."""
@@ -128,9 +143,37 @@ def audit_args(call: Call) -> Any:
 
 
 def content_digest(spec: ToolSpec, kwargs: dict[str, Any], files: dict[str, str]) -> str:
-    """sha256 over the tool and its version, the validated arguments and the files' hashes."""
-    body = canonical({"tool": spec.key, "args": kwargs, "files": files})
+    """sha256 over the tool and its version (and what that version is: :func:`tool_fingerprint`),
+    the validated arguments and the files' hashes."""
+    body = canonical({"tool": spec.key, "code": tool_fingerprint(spec), "args": kwargs, "files": files})
     return hashlib.sha256(body.encode("utf-8", "surrogatepass")).hexdigest()
+
+
+_BODIES: dict[int, tuple[Any, str]] = {}
+
+
+def tool_fingerprint(spec: ToolSpec) -> str:
+    """What a tool version is, beyond its name and number: its declaration (side effect, schema,
+    source, ...) and its function's source text (its bytecode where there is no source). A
+    different function registered later under the same ``name@version`` is another tool: an
+    approval granted for the first does not run the second."""
+    func = spec.func
+    hit = _BODIES.get(id(func))
+    if hit is None or hit[0] is not func:
+        import inspect
+
+        try:
+            body = inspect.getsource(func)
+        except (OSError, TypeError):
+            code = getattr(func, "__code__", None)
+            body = repr((code.co_code, code.co_names)) if code is not None else \
+                f"{type(func).__module__}.{type(func).__qualname__}"
+        if len(_BODIES) > 4096:
+            _BODIES.clear()
+        hit = _BODIES[id(func)] = (func, body)
+    ident = f"{getattr(func, '__module__', '')}.{getattr(func, '__qualname__', '')}"
+    text = canonical({"spec": spec.describe(), "func": ident, "body": hit[1]})
+    return hashlib.sha256(text.encode("utf-8", "surrogatepass")).hexdigest()
 
 
 def is_change(spec: ToolSpec) -> bool:
@@ -191,9 +234,27 @@ def intent_layer(audit: Any) -> Layer:
     return layer
 
 
+def _number(value: Any) -> bool:
+    return isinstance(value, numbers.Real) and not isinstance(value, bool)
+
+
+def check_claims(confidence: Any, cost: Any) -> None:
+    """A caller's ``confidence`` is a number from 0 to 1 and its ``cost`` a finite number >= 0: NaN
+    compares false with every threshold (``nan < 0.9`` is False, so it passed as confident)."""
+    if confidence is not None and (not _number(confidence) or not 0.0 <= confidence <= 1.0):
+        raise ValidationError(f"confidence must be a number from 0 to 1, got {confidence!r}",
+                              hint="give how sure the agent is, e.g. confidence=0.8, or leave it out (counts as 0)",
+                              field="confidence")
+    if cost is not None and (not _number(cost) or not 0.0 <= cost < math.inf):
+        raise ValidationError(f"cost must be a finite number >= 0, got {cost!r}",
+                              hint="give the expected cost of the call, or leave it out", field="cost")
+
+
 def validate_layer(context: Callable[[Call], ToolContext]) -> Layer:
     def layer(call: Call, nxt: Handler) -> Any:
         spec = call.spec
+        if call.confidence is not None or call.cost is not None:
+            check_claims(call.confidence, call.cost)
         call.kwargs = spec.validate_args(call.args)
         if spec.resource_arg is not None:
             value = call.kwargs.get(spec.resource_arg)
@@ -221,9 +282,24 @@ def canonical_resource(kind: str | None, value: str) -> str:
     except ValueError:
         return value
     scheme = parts.scheme.lower()
+    if not host.isascii() or "xn--" in host:
+        host = _client_host(host)
     if port is not None and (scheme, port) not in (("http", 80), ("https", 443)):
         host = f"{host}:{port}"
     return urlunsplit((scheme, host, parts.path or "/", parts.query, ""))
+
+
+def _client_host(host: str) -> str:
+    """The host as the HTTP client connects to it (IDNA, UTS 46): ``db。intranet.example`` (an
+    ideographic full stop) and ``db．intranet.example`` are ``db.intranet.example`` to it, and
+    ``xn--bcher-kva.example`` is ``bücher.example``; written in its Unicode form, so both spellings
+    of a host are one. A host the client refuses stays as written (nothing is fetched from it)."""
+    try:
+        import httpx
+
+        return str(httpx.URL(f"http://{host}/").host).rstrip(".").lower()
+    except Exception:  # noqa: BLE001 - not a host the client accepts (or no client): no other spelling
+        return host
 
 
 def snapshot_layer(call: Call, nxt: Handler) -> Any:
@@ -271,6 +347,7 @@ def approval_layer(autonomy: Any) -> Layer:
         if call.approval is None:
             if d is None or d.effect != "ask":
                 return nxt(call)
+            call.kwargs = detached(call.kwargs)  # what is approved is what runs, whoever holds the originals
             if not call.digest:
                 call.digest = content_digest(call.spec, call.kwargs, call.files)
             req = approvals.request(principal=call.principal, tool=call.spec.key, args=call.kwargs,
@@ -296,6 +373,8 @@ def approval_layer(autonomy: Any) -> Layer:
                                        hint="the approval was not used", approval=req.id, tool=call.spec.key)
             if call.spec.reads is not None:
                 snapshot(call)  # what runs is what is on disk now, and it must be what was approved
+            else:
+                call.digest = content_digest(call.spec, call.kwargs, call.files)  # and the arguments now
         if not call.digest:
             call.digest = content_digest(call.spec, call.kwargs, call.files)
         approvals.consume(call.approval, principal=call.principal, tool=call.spec.key, digest=call.digest,

@@ -4,7 +4,8 @@ Every run gets (where the kernel and our privileges allow it; :func:`isolation` 
 machine gives, and each :class:`SandboxResult` says what that run got):
 
 - resource limits: CPU seconds, address space, file size, open files, processes (``setrlimit``);
-- a wall-clock timeout and an output cap (stdout + stderr) that end the run;
+- a wall-clock timeout, an output cap (stdout + stderr) and a disk limit on the working directory
+  (all its files together, measured while it runs) that end the run;
 - a scrubbed environment: only PATH, HOME, TMPDIR, LANG (no secrets, no ``EMERGENT_*``) plus
   what the caller passes explicitly (``EMERGENT_*`` keys are dropped even then);
 - a fresh temporary working directory, the only place meant to be written;
@@ -31,8 +32,10 @@ agents get ``network`` or better by default):
     world-writable directories, (without root) writing what the user may write.
 ``namespace``
     bubblewrap: new user, pid, network, ipc, uts and cgroup namespaces, a read-only view of /usr,
-    /bin, /lib and /etc, a private /tmp and /proc, and the working directory as the only host path
-    it can write or even see. Does **not** stop: reading the read-only system directories.
+    /bin, /lib and /etc, a private /proc, a private /tmp and /dev/shm (in RAM, so each no larger
+    than the memory limit; the rest of bubblewrap's own root and /dev is read-only), and the
+    working directory as the only host path it can write or even see. Does **not** stop: reading
+    the read-only system directories.
 
 Kill guarantee (``kill``): what makes sure that every process a run started is gone when the run
 ends, i.e. when its main process exits, or the timeout or the output cap stops it. The run's
@@ -79,12 +82,14 @@ memory pressure within the limits. Use a VM or a container runtime for hostile c
 from __future__ import annotations
 
 import contextlib
+import math
 import os
 import resource
 import secrets
 import selectors
 import shutil
 import signal
+import stat
 import subprocess
 import tempfile
 import time
@@ -114,10 +119,13 @@ def _run_uid() -> int:
 LEVELS = ("none", "process", "network", "namespace")
 #: kill guarantees, strongest first (see the module docstring)
 KILLS = ("pid-namespace", "subreaper", "cgroup", "process-group")
-EXIT_CODES = {"timeout": 124, "cpu": 152, "memory": 153, "file_size": 154, "output": 155, "processes": 156}
+EXIT_CODES = {"timeout": 124, "cpu": 152, "memory": 153, "file_size": 154, "output": 155, "processes": 156,
+              "disk": 157}
 _ORDER = {"none": 0, "process": 1, "network": 2, "namespace": 3}
 _SUPERVISED = ("pid-namespace", "subreaper")  # a supervisor process sits between us and the program
 _DRAIN_S = 0.5  # after the main process ended: how long to read what is still in the pipes
+_DISK_EVERY_S = 0.2  # how often a run's working directory is measured
+_DISK_ENTRIES = 100_000  # more files and folders than this in a working directory: the disk limit too
 
 
 @dataclass(frozen=True, slots=True)
@@ -129,13 +137,18 @@ class Limits:
     open_files: int = 256
     processes: int = 64
     output_bytes: int = 1_000_000
+    #: what the working directory may hold in all (the file-size limit is per file: many files
+    #: filled the host's disk); checked while it runs, every :data:`_DISK_EVERY_S`
+    disk_mb: int = 1024
     network: bool = False
 
     def __post_init__(self) -> None:
         for name in ("timeout", "cpu_seconds", "memory_mb", "file_size_mb", "open_files", "processes",
-                     "output_bytes"):
-            if getattr(self, name) <= 0:
-                raise ValidationError(f"sandbox limit {name} must be positive, got {getattr(self, name)!r}")
+                     "output_bytes", "disk_mb"):
+            value = getattr(self, name)
+            # NaN compares false with everything: a NaN timeout was never reached (no wall-clock limit)
+            if not isinstance(value, int | float) or isinstance(value, bool) or not 0 < value < math.inf:
+                raise ValidationError(f"sandbox limit {name} must be a positive finite number, got {value!r}")
 
 
 @dataclass(slots=True)
@@ -173,6 +186,8 @@ _HINTS = {
     "memory": "it ran out of its address-space limit; raise --memory",
     "file_size": "it wrote a file larger than the file-size limit",
     "output": "it printed more than the output cap; write large results to a file instead",
+    "disk": "its working directory grew past the disk limit (or held too many files); raise disk_mb if the "
+            "work needs it",
     "processes": "it tried to start more processes than allowed (a fork bomb?)",
 }
 
@@ -367,8 +382,8 @@ class Sandbox:
         workdir = tempfile.mkdtemp(prefix="emergent-sbx-", dir=base)
         try:
             self._seed(workdir, files or {}, plan.uid if plan.drop else None)
-            full = [*bwrap_argv(shutil.which("bwrap") or "bwrap", workdir, lim.network), *argv] if plan.bwrap \
-                else list(argv)
+            full = [*bwrap_argv(shutil.which("bwrap") or "bwrap", workdir, lim.network,
+                                tmpfs_bytes=lim.memory_mb * 1024 * 1024), *argv] if plan.bwrap else list(argv)
             if plan.cgroup:
                 plan = replace(plan, cgroup=_procs._make_cgroup(plan.cgroup))
             try:
@@ -392,12 +407,23 @@ class Sandbox:
 
     @staticmethod
     def _seed(workdir: str, files: Mapping[str, str | bytes], uid: int | None) -> None:
+        root = Path(workdir).resolve()
+        hint = "name each file by a relative path such as 'data/in.csv', each once, no file inside another"
         for name, content in files.items():
+            if not isinstance(name, str) or "\x00" in name:
+                raise ValidationError(f"sandbox file name {name!r} is not a path", hint=hint)
             target = (Path(workdir) / name).resolve()
-            if not target.is_relative_to(Path(workdir).resolve()):
+            if not target.is_relative_to(root):
                 raise ValidationError(f"sandbox file {name!r} would land outside the working directory")
-            target.parent.mkdir(parents=True, exist_ok=True)
-            target.write_bytes(content.encode() if isinstance(content, str) else content)
+            if target == root:
+                raise ValidationError(f"sandbox file {name!r} names the working directory itself, not a file",
+                                      hint=hint)
+            try:
+                target.parent.mkdir(parents=True, exist_ok=True)
+                target.write_bytes(content.encode() if isinstance(content, str) else content)
+            except (FileExistsError, NotADirectoryError, IsADirectoryError):
+                raise ValidationError(f"sandbox file {name!r} clashes with another file or folder given",
+                                      hint=hint) from None
         if uid is not None:
             for p in [Path(workdir), *Path(workdir).rglob("*")]:
                 os.chown(p, uid, uid)
@@ -428,7 +454,7 @@ class Sandbox:
                 proc.stdin.close()  # type: ignore[union-attr]
             except BrokenPipeError:
                 pass
-        out, err, killed, truncated = self._pump(proc, lim, t0, plan)
+        out, err, killed, truncated = self._pump(proc, lim, t0, plan, workdir)
         rc = proc.returncode
         stderr = err.decode("utf-8", "replace")
         limit = _classify(rc, stderr, killed)
@@ -486,7 +512,7 @@ class Sandbox:
         _procs._await_exit(proc.pid, 5.0)
 
     def _pump(self, proc: subprocess.Popen[bytes], lim: Limits, t0: float,
-              plan: _Plan) -> tuple[bytes, bytes, str | None, bool]:
+              plan: _Plan, workdir: str | None = None) -> tuple[bytes, bytes, str | None, bool]:
         """Read both pipes until the main process has exited and they are closed, or the output
         cap or the deadline is hit (then the run is killed). When the main process exits first,
         what it left is killed and the pipes are read for at most ``_DRAIN_S`` more."""
@@ -499,9 +525,13 @@ class Sandbox:
             sel.register(pidfd, selectors.EVENT_READ)
         killed, pipes, ended = None, 2, None
         deadline = t0 + lim.timeout
+        over_disk = _disk_watch(workdir, lim, t0)
         try:
             while True:
                 now = time.monotonic()
+                if ended is None and over_disk(now):
+                    killed = "disk"
+                    break
                 if ended is None and _procs._exited(proc.pid):
                     ended = now
                     self._end(proc, plan)
@@ -510,7 +540,7 @@ class Sandbox:
                 if now >= deadline:
                     killed = "timeout"
                     break
-                wait = min(deadline - now, 0.5 if pidfd is not None else 0.02)
+                wait = min(deadline - now, _DISK_EVERY_S if pidfd is not None else 0.02)
                 for key, _ in sel.select(timeout=wait if ended is None else min(wait, _DRAIN_S)):
                     if key.fd == pidfd:
                         sel.unregister(pidfd)
@@ -538,6 +568,51 @@ class Sandbox:
         truncated = killed == "output"
         cap = lim.output_bytes
         return bytes(bufs[proc.stdout][:cap]), bytes(bufs[proc.stderr][:cap]), killed, truncated
+
+
+def _disk_watch(workdir: str | None, lim: Limits, t0: float) -> Callable[[float], bool]:
+    """``over(now)``: has the working directory grown past the disk limit? (measured at most
+    every :data:`_DISK_EVERY_S`; always False without a working directory)"""
+    if workdir is None:
+        return lambda now: False
+    budget, due = lim.disk_mb * 1024 * 1024, [t0 + _DISK_EVERY_S]
+
+    def over(now: float) -> bool:
+        if now < due[0]:
+            return False
+        due[0] = now + _DISK_EVERY_S
+        return _over_disk(workdir, budget)
+
+    return over
+
+
+def _over_disk(root: str, budget: int) -> bool:
+    """Does the tree under ``root`` take more than ``budget`` bytes of disk (or hold more than
+    :data:`_DISK_ENTRIES` entries)? Links are not followed. A folder the program made unreadable
+    (same user, no root drop) cannot be measured, and counts as over: changing its mode from here
+    could be turned, by a folder swapped for a link meanwhile, into changing a host path's."""
+    total, seen, todo = 0, 0, [root]
+    while todo:
+        path = todo.pop()
+        try:
+            it = os.scandir(path)
+        except PermissionError:
+            return True
+        except OSError:
+            continue
+        with it:
+            for entry in it:
+                seen += 1
+                try:
+                    st = entry.stat(follow_symlinks=False)
+                except OSError:
+                    continue
+                total += st.st_blocks * 512
+                if total > budget or seen > _DISK_ENTRIES:
+                    return True
+                if stat.S_ISDIR(st.st_mode):
+                    todo.append(entry.path)
+    return False
 
 
 def with_limits(base: Limits, **changes: Any) -> Limits:

@@ -143,19 +143,21 @@ class ToolService:
     def versions(self, name: str) -> builtins.list[VersionInfo]:
         return self.registry.versions(name)
 
+    # enable, disable, deprecate: the entry is written before the state changes (a failed write
+    # changes nothing)
     def enable(self, ref: str, *, by: Principal) -> builtins.list[str]:
         who = self._human(by, "enable tools")
-        return self._audited("tool.enabled", ref, self.registry.enable(ref), who)
+        return self.registry.enable(ref, before=lambda keys: self._audited("tool.enabled", ref, keys, who))
 
     def disable(self, ref: str, *, by: Principal) -> builtins.list[str]:
         who = self._human(by, "disable tools")
-        return self._audited("tool.disabled", ref, self.registry.disable(ref), who)
+        return self.registry.disable(ref, before=lambda keys: self._audited("tool.disabled", ref, keys, who))
 
     def deprecate(self, ref: str, *, by: Principal, successor: str | None = None,
                   note: str | None = None) -> builtins.list[str]:
         who = self._human(by, "deprecate tools")
-        return self._audited("tool.deprecated", ref, self.registry.deprecate(ref, successor=successor, note=note),
-                             who)
+        return self.registry.deprecate(ref, successor=successor, note=note,
+                                       before=lambda keys: self._audited("tool.deprecated", ref, keys, who))
 
     def _human(self, by: Any, what: str) -> Principal:
         if self.autonomy is None:

@@ -2,16 +2,33 @@
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
+from emergent.errors import ValidationError
 from emergent.tools.builtin._common import sandbox
 from emergent.tools.sandbox import Limits, with_limits
 from emergent.tools.spec import RunsCode, SideEffect, ToolContext, tool
 
 
 def _limits(ctx: ToolContext, timeout: float | None, memory_mb: int | None) -> Limits:
+    """The sandbox's limits with the call's ``timeout`` and ``memory_mb``. Only a human raises them
+    above the workspace's (``[tools] sandbox_timeout_s``, ``sandbox_memory_mb``); an agent or a
+    service may only lower them (else its run could take all the memory or run for ever)."""
     box = sandbox(ctx)
-    return with_limits(box.limits, timeout=timeout, memory_mb=memory_mb,
+    base = box.limits
+    for name, value in (("timeout", timeout), ("memory_mb", memory_mb)):
+        if value is not None and not (isinstance(value, int | float) and 0 < value < math.inf):
+            raise ValidationError(f"{name} must be a positive finite number, got {value!r}", field=name)
+    who = ctx.principal
+    if who is not None and not who.is_human:
+        for name, value, ceiling in (("timeout", timeout, base.timeout), ("memory_mb", memory_mb, base.memory_mb)):
+            if value is not None and value > ceiling:
+                raise ValidationError(f"{name} {value!r} is above the workspace's sandbox limit ({ceiling!r}); "
+                                      f"{who.key} may only lower it",
+                                      hint="leave it out, or ask a human to raise [tools] sandbox_timeout_s / "
+                                           "sandbox_memory_mb", field=name)
+    return with_limits(base, timeout=timeout, memory_mb=memory_mb,
                        cpu_seconds=int(timeout) + 1 if timeout else None)
 
 
