@@ -260,20 +260,42 @@ class HeadAnchor:
 
         self.dir.mkdir(parents=True, exist_ok=True, mode=0o700)
         with FileLock(str(self.head_file) + ".lock", timeout=30):
-            created = not force and not self.key_file.exists()  # under the lock: no head can be expected yet
+            if not force and not self.key_file.exists():  # under the lock: no head can be expected yet
+                self._first(head)
+                return
             key = self._key(create=True, replace=force)
             assert key is not None
             current, problem = self.read()
-            if problem is not None and not created and not force:
+            if problem is not None and not force:
                 raise AuditWriteError(f"the audit anchor is not moved on: {problem}",
                                       hint="the chain may have been cut or rewritten; check it (`emergent audit "
                                            "verify`), then anchor it again (`emergent audit anchor`)")
             if current is not None and current.seq >= head.seq and not force:
                 return
-            tmp = self.head_file.with_suffix(f".tmp{os.getpid()}")
-            tmp.write_text(json.dumps({"seq": head.seq, "hash": head.hash, "at": time.time(),
-                                       "mac": self._mac(key, head.seq, head.hash)}))
-            os.replace(tmp, self.head_file)
+            self._put_head(head, key)
+
+    def _put_head(self, head: Head, key: bytes) -> None:
+        tmp = self.head_file.with_suffix(f".tmp{os.getpid()}")
+        tmp.write_text(json.dumps({"seq": head.seq, "hash": head.hash, "at": time.time(),
+                                   "mac": self._mac(key, head.seq, head.hash)}))
+        os.replace(tmp, self.head_file)
+
+    def _first(self, head: Head) -> None:
+        """The first anchoring: the head is written (signed) before its key, so a process killed
+        between the two leaves a head without a key (never trusted; the next write starts over),
+        never a key without its head (which reads as a deleted head and stops every action)."""
+        key = secrets.token_bytes(32)
+        self._put_head(head, key)
+        tmp = self.key_file.with_suffix(f".tmp{os.getpid()}")
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w") as fh:
+            fh.write(key.hex())
+        with contextlib.suppress(FileExistsError):
+            os.link(tmp, self.key_file)  # first writer wins; never overwrite a key
+        tmp.unlink()
+        real = self._parse_key(self.key_file.read_text())
+        if real != key:  # another writer's key won (a lock on another file system): sign with it
+            self._put_head(head, real)
 
 
 #: entry fields holding what people, models and tools said (a question, a tool call's arguments or

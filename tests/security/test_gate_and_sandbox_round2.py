@@ -480,3 +480,38 @@ def test_a_run_within_the_disk_limit_keeps_its_files(tmp_path):
     box = Sandbox(Limits(timeout=20, cpu_seconds=20, disk_mb=64), root=tmp_path / "sbx")
     res = box.python("for i in range(3):\n    open(f'out{i}.bin', 'wb').write(b'x' * (4 << 20))\nprint('done')")
     assert res.ok and res.stdout.strip() == "done" and res.files == ["out0.bin", "out1.bin", "out2.bin"]
+
+
+@pytest.mark.parametrize("killed_at", ["head", "key"])
+def test_a_process_killed_during_the_first_anchoring_leaves_a_workspace_that_still_acts(tmp_path, killed_at) -> None:
+    """The first anchoring writes the head before the key: killed at either step, the next process
+    finds no anchor or a head without a key (never trusted) and goes on; a key without its head would
+    read as a deleted head and stop every audited action until a human re-anchors."""
+    import subprocess
+    import sys
+
+    from emergent import Workstation
+
+    script = (
+        "import os, sys\n"
+        "real_link, real_replace, at = os.link, os.replace, sys.argv[2]\n"
+        "def link(src, dst, *a, **k):\n"
+        "    if at == 'key' and str(dst).endswith('.key'):\n"
+        "        os._exit(9)\n"
+        "    return real_link(src, dst, *a, **k)\n"
+        "def replace(src, dst, *a, **k):\n"
+        "    if at == 'head' and str(dst).endswith('.head'):\n"
+        "        os._exit(9)\n"
+        "    return real_replace(src, dst, *a, **k)\n"
+        "os.link, os.replace = link, replace\n"
+        "from emergent import Workstation\n"
+        "ws = Workstation.open(sys.argv[1], embedder='hashing')\n"
+        "ws.audit.append('test.first', ws.principal, {'n': 1}, durable=True)\n"
+    )
+    home = tmp_path / "ws"
+    proc = subprocess.run([sys.executable, "-c", script, str(home), killed_at], capture_output=True, text=True,
+                          timeout=120)
+    assert proc.returncode == 9, proc.stderr[-2000:]
+    with Workstation.open(home, embedder="hashing") as ws:
+        ws.audit.append("test.second", ws.principal, {"n": 2}, durable=True)  # would raise AuditWriteError
+        assert ws.audit.verify().ok and ws.audit.anchor.read() == (ws.audit.head(), None)
