@@ -29,7 +29,7 @@ LEVELS: tuple[str, ...] = ("read", "write", "external", "destructive", "execute"
 DEFAULTS: dict[str, str] = {"read": "allow", "write": "ask", "external": "ask", "destructive": "ask",
                             "execute": "ask"}
 _WILD = re.compile(r"[*?\[]")
-_SUBJECT = re.compile(r"^(\*|(human|agent|service|role):[A-Za-z0-9_.*?\[\]-]+)$")
+_SUBJECT = re.compile(r"^(\*|(human|agent|service|role):[A-Za-z0-9_.*?\[\]-]+)\Z")
 
 
 @dataclass(frozen=True, slots=True)

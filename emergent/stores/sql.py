@@ -178,6 +178,18 @@ def _where(url: sa.URL) -> str:
     return str(path) if path is not None else url.render_as_string(hide_password=True)
 
 
+def _owner_only(path: Path) -> None:
+    """The database file (and its -wal and -shm, which SQLite creates with the file's mode) readable
+    by its owner only: memories, approvals and the audit trail are not for other users of the machine,
+    among them the user a sandboxed run is dropped to."""
+    for p in (path, path.with_name(path.name + "-wal"), path.with_name(path.name + "-shm")):
+        try:
+            if p.stat().st_mode & 0o077:
+                p.chmod(0o600)
+        except OSError:  # not there yet, or not ours: nothing to do here
+            pass
+
+
 def make_engine(url: str) -> Engine:
     try:
         engine = sa.create_engine(url, future=True, pool_pre_ping=not url.startswith("sqlite"))
@@ -189,6 +201,9 @@ def make_engine(url: str) -> Engine:
         ) from exc
     if engine.dialect.name == "sqlite":
         sa.event.listen(engine, "connect", _sqlite_pragmas)
+        path = sqlite_file(engine.url)
+        if path is not None:
+            sa.event.listen(engine, "connect", lambda *_: _owner_only(path))
     where = _where(engine.url)
 
     def handle_error(context: Any) -> None:

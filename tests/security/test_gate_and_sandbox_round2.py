@@ -515,3 +515,24 @@ def test_a_process_killed_during_the_first_anchoring_leaves_a_workspace_that_sti
     with Workstation.open(home, embedder="hashing") as ws:
         ws.audit.append("test.second", ws.principal, {"n": 2}, durable=True)  # would raise AuditWriteError
         assert ws.audit.verify().ok and ws.audit.anchor.read() == (ws.audit.head(), None)
+
+
+def test_the_workspace_database_is_readable_by_its_owner_only(tmp_path) -> None:
+    """Other users of the machine, among them the user a sandboxed run is dropped to, cannot read the
+    memories, approvals and audit trail in emergent.db (an old world-readable file is tightened)."""
+    import os
+    import stat
+
+    from emergent import Workstation
+
+    home = tmp_path / "ws"
+    with Workstation.open(home, embedder="hashing") as ws:
+        ws.audit.append("test.event", ws.principal, {"n": 1}, durable=True)
+        db = home / "emergent.db"
+        for p in (db, home / "emergent.db-wal"):
+            if p.exists():
+                assert stat.S_IMODE(p.stat().st_mode) & 0o077 == 0, (p, oct(p.stat().st_mode))
+    os.chmod(db, 0o644)
+    with Workstation.open(home, embedder="hashing") as ws:
+        ws.audit.append("test.event", ws.principal, {"n": 2}, durable=True)
+        assert stat.S_IMODE(db.stat().st_mode) == 0o600
