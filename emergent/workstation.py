@@ -63,7 +63,9 @@ def _prepare(path: Path, *, create: bool) -> None:
                                 hint=f"create it with `emergent init {path}` (or add --create), or check the "
                                      "path", path=str(path))
         try:
-            path.mkdir(parents=True, exist_ok=True)
+            # a new workspace is its owner's alone: memories (LanceDB files too), approvals and the audit
+            # trail are not for the machine's other users, nor for the user a sandboxed run is dropped to
+            path.mkdir(parents=True, exist_ok=True, mode=0o700)
         except OSError as exc:
             raise ConfigError(f"cannot create workspace {path}: {exc.strerror}",
                               hint="choose a directory you may write", path=str(path)) from None

@@ -153,6 +153,9 @@ class SQLiteSTM(STM):
             raise self._unavailable("open", exc) from exc
         try:
             self._wal(conn)
+            from emergent.stores.sql import owner_only
+
+            owner_only(self.path)  # short-term memories are for their owner only (as emergent.db)
             conn.execute(f"PRAGMA synchronous={self.synchronous}")
             self._migrate(conn)
         except BaseException as exc:

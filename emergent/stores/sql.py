@@ -178,7 +178,7 @@ def _where(url: sa.URL) -> str:
     return str(path) if path is not None else url.render_as_string(hide_password=True)
 
 
-def _owner_only(path: Path) -> None:
+def owner_only(path: Path) -> None:
     """The database file (and its -wal and -shm, which SQLite creates with the file's mode) readable
     by its owner only: memories, approvals and the audit trail are not for other users of the machine,
     among them the user a sandboxed run is dropped to."""
@@ -203,7 +203,7 @@ def make_engine(url: str) -> Engine:
         sa.event.listen(engine, "connect", _sqlite_pragmas)
         path = sqlite_file(engine.url)
         if path is not None:
-            sa.event.listen(engine, "connect", lambda *_: _owner_only(path))
+            sa.event.listen(engine, "connect", lambda *_: owner_only(path))
     where = _where(engine.url)
 
     def handle_error(context: Any) -> None:

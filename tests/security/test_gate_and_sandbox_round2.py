@@ -529,9 +529,12 @@ def test_the_workspace_database_is_readable_by_its_owner_only(tmp_path) -> None:
     with Workstation.open(home, embedder="hashing") as ws:
         ws.audit.append("test.event", ws.principal, {"n": 1}, durable=True)
         db = home / "emergent.db"
-        for p in (db, home / "emergent.db-wal"):
+        ws.memory.remember("a short-term note", scope="a/b")
+        stm_files = [p for p in home.rglob("*") if p.is_file() and "stm" in p.name and p.suffix in (".db", ".sqlite")]
+        for p in (db, home / "emergent.db-wal", *stm_files):
             if p.exists():
                 assert stat.S_IMODE(p.stat().st_mode) & 0o077 == 0, (p, oct(p.stat().st_mode))
+    assert stat.S_IMODE(home.stat().st_mode) == 0o700  # a new workspace: LanceDB's files are behind it
     os.chmod(db, 0o644)
     with Workstation.open(home, embedder="hashing") as ws:
         ws.audit.append("test.event", ws.principal, {"n": 2}, durable=True)
