@@ -13,6 +13,7 @@ pattern is compiled once, so a decision over 10,000 rules looks at a handful of 
 
 from __future__ import annotations
 
+import contextlib
 import fnmatch
 import re
 import uuid
@@ -129,6 +130,28 @@ class Decision:
         return f"{self.effect}: {self.reason}"
 
 
+_URL_PATTERN = re.compile(r"^(https?)://([^/]*)(.*)\Z", re.IGNORECASE | re.DOTALL)
+_DOTS = str.maketrans({"\u3002": ".", "\uff0e": ".", "\uff61": "."})
+
+
+def resource_pattern(pattern: str) -> str:
+    """A rule's URL pattern spelled as the gate spells the URLs it matches
+    (``emergent.tools.runner.canonical_resource``): scheme and host lower-case, the host's
+    punycode labels (``xn--bcher-kva``) in their Unicode form (``bücher``), full-width dots plain. A
+    deny rule written in either spelling of a host applies to both."""
+    m = _URL_PATTERN.match(pattern)
+    if m is None:
+        return pattern
+    scheme, host, rest = m.groups()
+    labels = []
+    for label in host.translate(_DOTS).lower().split("."):
+        if label.startswith("xn--"):
+            with contextlib.suppress(UnicodeError, ValueError):  # not valid punycode: as written
+                label = label.encode("ascii").decode("idna")
+        labels.append(label)
+    return f"{scheme.lower()}://{'.'.join(labels)}{rest}"
+
+
 def _matcher(pattern: str) -> Any:
     """None for '*', a string for an exact value, a compiled regex's match for a glob."""
     if pattern == "*":
@@ -146,7 +169,7 @@ class _Compiled:
         self.desc = rule.describe() + (" (deny overrides)" if rule.effect == "deny" else "")
         self.subject = _matcher(rule.subject)
         self.tool = _matcher(rule.tool)
-        self.resource = _matcher(rule.resource)
+        self.resource = _matcher(resource_pattern(rule.resource))
         self.side_effects = rule.side_effects
         self.min_cost = rule.min_cost
         self.max_cost = rule.max_cost
@@ -217,7 +240,7 @@ class Matrix:
         for rule in self.rules:
             if (any(fnmatch.fnmatchcase(s, rule.subject) for s in subjects)
                     and fnmatch.fnmatchcase(req.tool, rule.tool)
-                    and fnmatch.fnmatchcase(req.resource, rule.resource)
+                    and fnmatch.fnmatchcase(req.resource, resource_pattern(rule.resource))
                     and (rule.side_effects is None or req.side_effect in rule.side_effects)
                     and (rule.min_cost is None or req.cost >= rule.min_cost)
                     and (rule.max_cost is None or req.cost <= rule.max_cost)):

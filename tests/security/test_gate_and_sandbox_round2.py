@@ -330,7 +330,11 @@ def contacted(monkeypatch):
     ("https://db.intranet.example/*", "https://db\uff0eintranet.example/payroll"),  # fullwidth full stop
     ("https://db.intranet.example/*", "https://db\uff61intranet.example/payroll"),  # halfwidth ideographic stop
     ("https://b\u00fccher.example/*", "https://xn--bcher-kva.example/payroll"),  # punycode of the rule's host
-], ids=["ideographic-stop", "fullwidth-stop", "halfwidth-stop", "punycode"])
+    ("https://xn--bcher-kva.example/*", "https://b\u00fccher.example/payroll"),  # a rule written in punycode
+    ("https://xn--bcher-kva.example/*", "https://xn--bcher-kva.example/payroll"),  # ... and the same spelling
+    ("HTTPS://DB\u3002Intranet.example/*", "https://db.intranet.example/payroll"),  # a rule with odd dots
+], ids=["ideographic-stop", "fullwidth-stop", "halfwidth-stop", "punycode", "rule-in-punycode",
+        "rule-and-url-in-punycode", "rule-with-odd-dots"])
 def test_a_url_deny_rule_cannot_be_dodged_by_a_unicode_spelling_the_http_client_maps_to_the_host(
         web_ws, agent_of, contacted, rule, spelling):
     """The gate matched URL rules against the host as written, the HTTP client connects to its
