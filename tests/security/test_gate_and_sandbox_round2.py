@@ -19,6 +19,8 @@ from emergent.principals import Principal, check_id, check_role, parse_key
 from emergent.tools.sandbox import Limits, Sandbox, isolation
 from emergent.tools.spec import SideEffect, tool
 
+from .test_audit_attacks import _break_audit, _mend_audit
+
 INFO = isolation()
 MiB = 1024 * 1024
 
@@ -116,19 +118,6 @@ def round2_note(text: str) -> str:
     """Write a note (a stand-in for any write action)."""
     RAN.append(text)
     return "written"
-
-
-def _break_audit(ws: Any) -> None:
-    """The audit table is gone (renamed away) and retries give up quickly."""
-    ws.audit.flush()
-    ws.audit.busy_retry_s = 0.2
-    with ws.sql.begin() as conn:
-        conn.exec_driver_sql("ALTER TABLE audit_log RENAME TO audit_log_gone")
-
-
-def _mend_audit(ws: Any) -> None:
-    with ws.sql.begin() as conn:
-        conn.exec_driver_sql("ALTER TABLE audit_log_gone RENAME TO audit_log")
 
 
 @pytest.mark.parametrize("action", ["disable", "deprecate", "enable"])
