@@ -33,6 +33,7 @@ import os
 import sqlite3
 import threading
 import time
+from collections import OrderedDict
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -42,7 +43,7 @@ from emergent.memory import _codec
 from emergent.memory.stm import STM, keep_scan
 from emergent.memory.types import MemoryRecord
 
-LAYOUT_VERSION = 2  # PRAGMA user_version of the file (2: the listing index covers a scan)
+LAYOUT_VERSION = 3  # PRAGMA user_version of the file (2: the listing index covers a scan; 3: the eviction floor)
 
 _SCHEMA = (
     # A replaced item keeps its row (rid) and only moves in the recency index: a put writes ~4 pages.
@@ -90,6 +91,10 @@ _SCHEMA = (
     END""",
 )
 
+# Layout 3: an agent's ``floor``, the highest sequence number evicted for room (every item at or below
+# it is gone), so a scan of a full memory, where every put evicts, stays incremental (see scan).
+_LAYOUT_3 = ("ALTER TABLE stm_agents ADD COLUMN floor INTEGER NOT NULL DEFAULT 0",)
+
 # A put takes the agent's next sequence number, so the item it stores or replaces is the most recent.
 _NEXT_SEQ = """INSERT INTO stm_agents (agent, seq) VALUES (?, 1)
 ON CONFLICT (agent) DO UPDATE SET seq = seq + 1 RETURNING seq"""
@@ -99,6 +104,9 @@ ON CONFLICT (agent, id) DO UPDATE SET seq = excluded.seq, expires = excluded.exp
 """
 _COUNTS = "SELECT items, evicted FROM stm_agents WHERE agent = ?"
 _EVICT_COPY = "INSERT INTO stm_evicted (agent, value) SELECT agent, value FROM stm_items WHERE agent = ? ORDER BY seq LIMIT ?"
+_EVICT_TOP = "SELECT max(seq) FROM (SELECT seq FROM stm_items WHERE agent = ? ORDER BY seq LIMIT ?)"
+# the evicted items are counted by the floor, not as removals: ``removed`` counts what left out of order
+_EVICTED = "UPDATE stm_agents SET floor = max(floor, ?), removed = removed - ? WHERE agent = ?"
 _EVICT_DEL = "DELETE FROM stm_items WHERE rid IN (SELECT rid FROM stm_items WHERE agent = ? ORDER BY seq LIMIT ?)"
 _TRIM = "DELETE FROM stm_evicted WHERE n IN (SELECT n FROM stm_evicted WHERE agent = ? ORDER BY n LIMIT ?)"
 _DROPPED = """INSERT INTO stm_meta (key, value) VALUES ('evicted_dropped', ?)
@@ -107,7 +115,7 @@ _GET = "SELECT value, expires FROM stm_items WHERE agent = ? AND id = ?"
 _SCAN_ALL = "SELECT expires, seq, id FROM stm_items WHERE agent = ? ORDER BY seq DESC"
 _SCAN_SINCE = "SELECT seq, id, value FROM stm_items WHERE agent = ? AND seq >= ?"
 _SCAN_NEW = "SELECT seq, id, expires, value FROM stm_items WHERE agent = ? AND seq > ? ORDER BY seq"
-_GENERATION = "SELECT seq, removed FROM stm_agents WHERE agent = ?"
+_GENERATION = "SELECT seq, removed, floor FROM stm_agents WHERE agent = ?"
 _SCAN_LIVE = "SELECT value, id FROM stm_items WHERE agent = ? AND expires > ? ORDER BY seq DESC LIMIT ?"
 _PARK_COPY = ("INSERT INTO stm_evicted (agent, value) SELECT agent, value FROM stm_items "
               "WHERE agent = ? AND expires <= ? ORDER BY seq")
@@ -186,9 +194,14 @@ class SQLiteSTM(STM):
             return
         conn.execute("BEGIN IMMEDIATE")
         try:
-            if self._layout(conn) < LAYOUT_VERSION:  # another process may have created it meanwhile
+            found = self._layout(conn)  # another process may have migrated it meanwhile
+            if found < 2:
                 for stmt in _SCHEMA:
                     conn.execute(stmt)
+            if found < 3:
+                for stmt in _LAYOUT_3:
+                    conn.execute(stmt)
+            if found < LAYOUT_VERSION:
                 conn.execute(f"PRAGMA user_version = {LAYOUT_VERSION}")
             conn.execute("COMMIT")
         finally:
@@ -259,8 +272,10 @@ class SQLiteSTM(STM):
             over = items - self.max_items
             if over <= 0:
                 return 0
+            (top,) = conn.execute(_EVICT_TOP, (agent, over)).fetchone()
             conn.execute(_EVICT_COPY, (agent, over))
             conn.execute(_EVICT_DEL, (agent, over))
+            conn.execute(_EVICTED, (top, over, agent))
             self._trim(conn, agent, evicted + over)
             return int(over)
 
@@ -315,17 +330,25 @@ class SQLiteSTM(STM):
         the items with a sequence number above the last one seen are exactly what changed (new items
         and replaced ones, from any process). Otherwise the ids and sequence numbers are listed from
         the covering index (~1 ms) and only the values not yet decoded at their sequence number are
-        read. A record a scan returns is shared with later scans: treat it as read-only."""
+        read. A record a scan returns is shared with later scans: treat it as read-only.
+
+        A full memory evicts its oldest item on every put. Evictions do not count in ``removed``:
+        they raise the agent's ``floor`` instead (the items evicted are always the lowest sequence
+        numbers, so every item at or below the floor is gone and every other one is not), and the
+        kept listing drops its items at or below it. Without this, every recall of a full memory
+        listed and rebuilt all 2,000 items (~2.5 ms of a 5 ms recall on the API's mix)."""
         gen = conn.execute(_GENERATION, (agent,)).fetchone()
         if gen is None:
             self._listing.pop(agent, None)
             return []
-        seq, removed = gen
+        seq, removed, floor = gen
         last = self._listing.get(agent)
         if last is not None and last.removed == removed and last.seq <= seq and now < last.min_expires:
             # listed now (keep_scan's order is "most recently listed"): an agent answered from here
             # every time must not be the one dropped when other agents are listed
             self._listing[agent] = self._listing.pop(agent)
+            if floor > last.floor:
+                last.trim(floor)
             if seq == last.seq:
                 return last.records()
             for s, id, exp, value in conn.execute(_SCAN_NEW, (agent, last.seq)):
@@ -338,7 +361,7 @@ class SQLiteSTM(STM):
         known = last.items if last is not None else {}
         stale = [s for _, s, id in rows if known.get(id, (None,))[0] != s]
         values = {id: v for _s, id, v in conn.execute(_SCAN_SINCE, (agent, min(stale)))} if stale else {}
-        listing = _Listing(seq, removed)
+        listing = _Listing(seq, removed, floor)
         for exp, s, id in reversed(rows):  # oldest first: the dict's order is the recency order
             hit = known.get(id)
             listing.put(id, s, exp, hit[2] if hit is not None and hit[0] == s else self._decode(values[id], agent, id))
@@ -406,21 +429,30 @@ class SQLiteSTM(STM):
 
 
 class _Listing:
-    """What one instance's last scan of an agent returned: id -> (seq, expires, record), oldest first."""
+    """What one instance's last scan of an agent returned: id -> (seq, expires, record), oldest
+    first (so in increasing sequence numbers)."""
 
-    __slots__ = ("seq", "removed", "items", "min_expires", "_records")
+    __slots__ = ("seq", "removed", "floor", "items", "min_expires", "_records")
 
-    def __init__(self, seq: int, removed: int) -> None:
-        self.seq, self.removed = seq, removed
-        self.items: dict[str, tuple[int, float, MemoryRecord]] = {}
+    def __init__(self, seq: int, removed: int, floor: int) -> None:
+        self.seq, self.removed, self.floor = seq, removed, floor
+        self.items: OrderedDict[str, tuple[int, float, MemoryRecord]] = OrderedDict()
         self.min_expires = float("inf")  # never above the earliest expiry held (it may be below)
         self._records: list[MemoryRecord] | None = None
 
     def put(self, id: str, seq: int, expires: float, rec: MemoryRecord) -> None:
-        self.items.pop(id, None)  # a replaced item moves to the most recent end
         self.items[id] = (seq, expires, rec)
+        self.items.move_to_end(id)  # a replaced item moves to the most recent end
         self.min_expires = min(self.min_expires, expires)
         self._records = None
+
+    def trim(self, floor: int) -> None:
+        """Drop the items evicted for room: those at or below ``floor`` (the oldest ones)."""
+        items = self.items
+        while items and next(iter(items.values()))[0] <= floor:
+            items.popitem(last=False)
+            self._records = None
+        self.floor = floor
 
     def records(self) -> list[MemoryRecord]:
         if self._records is None:

@@ -144,3 +144,15 @@ def test_serve_with_two_workers_shares_one_socket_and_stops_on_sigterm(home: Pat
             proc.kill()
             proc.wait()
     assert proc.returncode == 0 and "Traceback" not in err
+
+
+def test_a_server_process_runs_blas_on_one_thread() -> None:
+    """OpenBLAS's threads spin between calls: in a server they burnt a core the requests needed."""
+    code = ("from emergent.cli.serve import one_blas_thread; one_blas_thread(); "
+            "from threadpoolctl import threadpool_info; "
+            "print([i['num_threads'] for i in threadpool_info() if i['user_api'] == 'blas'])")
+    env = {**os.environ, "OPENBLAS_NUM_THREADS": "", "OMP_NUM_THREADS": ""}
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=120)
+    assert out.returncode == 0, out.stderr
+    threads = json.loads(out.stdout)
+    assert threads and set(threads) == {1}

@@ -325,6 +325,78 @@ def test_a_scan_of_an_unchanged_store_decodes_nothing(shared):
     assert [r.id for r in again][:2] == ["new", "i7"] and again[1].text == "changed" and len(again) == 51
 
 
+def test_a_full_memory_is_scanned_without_listing_every_item_again(tmp_path):
+    """Every put into a full memory evicts its oldest item: the scan after it reads only the new
+    item and drops the evicted one, with no full listing, and answers as a fresh instance does."""
+    shared = Shared("sqlite", tmp_path, None)
+    try:
+        _full_memory_scans(shared)
+    finally:
+        for opened in shared.opened:
+            opened.close()  # type: ignore[attr-defined]
+
+
+def _full_memory_scans(shared: Shared) -> None:
+    stm = shared.open(max_items=50)
+    for i in range(50):
+        stm.put(rec(f"i{i}"), 600.0)
+    assert len(stm.scan("a")) == 50
+    listed: list[str] = []
+    conn = stm._conn()
+    stm._db = _Tracing(conn, listed)
+    decoded: list[str] = []
+    inner = stm._decode
+    stm._decode = lambda value, agent, id=None: (decoded.append(id), inner(value, agent, id))[1]  # type: ignore[method-assign]
+    stm.put(rec("n1"), 600.0)
+    stm.put(rec("i3", text="replaced"), 600.0)  # a replaced item is not evicted at its old position
+    got = stm.scan("a")
+    assert sorted(decoded) == ["i3", "n1"] and not any("ORDER BY seq DESC" in q for q in listed)
+    fresh = shared.open(max_items=50)
+    want = [(r.id, r.text) for r in fresh.scan("a")]
+    assert [(r.id, r.text) for r in got] == want and len(want) == 50
+    assert [w[0] for w in want][:2] == ["i3", "n1"] and "i0" not in dict(want) and "i1" in dict(want)
+    shared.run(mode="churn", max_items=50, replace=[], delete=[], add=[f"c{i}" for i in range(60)])
+    got = stm.scan("a")  # another process evicted everything this one listed: the same answer
+    assert [(r.id, r.text) for r in got] == [(r.id, r.text) for r in shared.open(max_items=50).scan("a")]
+    assert [r.id for r in got] == [f"c{i}" for i in reversed(range(10, 60))]
+    stm.delete("a", ["c30"])  # a removal out of order still lists again
+    assert "c30" not in [r.id for r in stm.scan("a")] and len(stm.scan("a")) == 49
+
+
+class _Tracing:
+    """A sqlite3 connection that records the statements it runs."""
+
+    def __init__(self, conn: sqlite3.Connection, seen: list[str]) -> None:
+        self._conn, self._seen = conn, seen
+
+    def execute(self, sql, *args):
+        self._seen.append(sql)
+        return self._conn.execute(sql, *args)
+
+    def __getattr__(self, name):
+        return getattr(self._conn, name)
+
+
+def test_a_file_of_layout_2_gets_the_eviction_floor_and_keeps_its_items(tmp_path):
+    path = tmp_path / "stm.db"
+    stm = SQLiteSTM(path, max_items=5)
+    for i in range(3):
+        stm.put(rec(f"old{i}"), 600.0)
+    stm.close()
+    with sqlite3.connect(path) as conn:  # back to layout 2: no floor column
+        conn.execute("ALTER TABLE stm_agents DROP COLUMN floor")
+        conn.execute("PRAGMA user_version = 2")
+    stm = SQLiteSTM(path, max_items=5)
+    assert [r.id for r in stm.scan("a")] == ["old2", "old1", "old0"]
+    for i in range(4):
+        stm.put(rec(f"new{i}"), 600.0)
+    assert [r.id for r in stm.scan("a")] == ["new3", "new2", "new1", "new0", "old2"]
+    with sqlite3.connect(path) as conn:
+        assert conn.execute("PRAGMA user_version").fetchone()[0] == 3
+        assert conn.execute("SELECT floor, removed FROM stm_agents WHERE agent = 'a'").fetchone() == (2, 0)
+    stm.close()
+
+
 def test_a_file_of_layout_1_is_carried_over_and_keeps_its_items(tmp_path):
     """Layout 2 adds the removal counter and the covering index; a layout-1 file keeps every item."""
     path = tmp_path / "stm.db"
@@ -346,7 +418,7 @@ def test_a_file_of_layout_1_is_carried_over_and_keeps_its_items(tmp_path):
     stm.delete("a", ["old1"])
     assert [r.id for r in stm.scan("a")] == ["old2", "old0"]
     with sqlite3.connect(path) as conn:
-        assert conn.execute("PRAGMA user_version").fetchone()[0] == 2
+        assert conn.execute("PRAGMA user_version").fetchone()[0] == 3
         assert conn.execute("SELECT removed FROM stm_agents WHERE agent = 'a'").fetchone()[0] == 1
     stm.close()
 

@@ -62,7 +62,7 @@ def test_a_healthy_workspace_exits_0_and_reports_every_store(home: Path) -> None
     assert lance["detail"]["tables"]["memories"]["schema_version"] == 2  # learned_at (issue 12)
     assert lance["detail"]["memories_schema"] == 2
     stm = next(f for f in report["findings"] if f["check"] == "stm")
-    assert stm["detail"]["backend"] == "sqlite" and stm["detail"]["layout"] == 2  # 2: the removal counter
+    assert stm["detail"]["backend"] == "sqlite" and stm["detail"]["layout"] == 3  # 3: the eviction floor
     text = subprocess.run([EMERGENT, "doctor", "--home", str(home)], env=_env(), capture_output=True, text=True)
     assert text.returncode == 0 and "healthy" in text.stdout.splitlines()[0]
 

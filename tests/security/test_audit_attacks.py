@@ -98,6 +98,57 @@ def test_an_edited_head_file_is_detected(ws, me) -> None:
     assert not report.ok and "does not match its signature (it was edited)" in report.problems[0][1]
 
 
+def test_a_key_swapped_for_another_valid_key_stops_the_next_write_of_a_writer_that_knew_the_head(ws, me) -> None:
+    """The writer keeps the head it wrote (a file nobody touched is not read again): a new key in
+    the key file must not sign on from that head as if it had been checked under the new key."""
+    fill(ws, me)
+    key_file = ws.audit.anchor.key_file
+    key_file.write_text("ab" * 32)  # a well-formed key, not the one the head was signed with
+    with pytest.raises(AuditWriteError, match="does not match its signature"):
+        ws.memory.forget(ws.memory.ingest(["one more note"])[0], principal=me)
+
+
+def test_a_head_edited_in_place_with_the_same_size_and_time_is_read_again_by_the_writer(ws, me) -> None:
+    """An edit that keeps the head file's inode, size and modification time still changes its
+    change time: the writer that kept the head reads the file again and finds the forgery."""
+    import os
+
+    fill(ws, me)
+    head_file = ws.audit.anchor.head_file
+    chain = rows(ws)
+    before = head_file.stat()
+    doc = json.loads(head_file.read_text())
+    forged = json.dumps({**doc, "hash": chain[-2]["hash"]})
+    assert len(forged) == len(head_file.read_text())
+    with open(head_file, "r+") as fh:  # in place: same inode
+        fh.write(forged)
+    os.utime(head_file, ns=(before.st_atime_ns, before.st_mtime_ns))
+    assert head_file.stat().st_ino == before.st_ino and head_file.stat().st_mtime_ns == before.st_mtime_ns
+    with pytest.raises(AuditWriteError, match="does not match its signature"):
+        ws.memory.forget(ws.memory.ingest(["one more note"])[0], principal=me)
+
+
+def test_a_process_holding_the_anchor_lock_delays_a_write_and_never_interleaves_with_it(ws, me) -> None:
+    import fcntl
+    import os
+    import threading
+    import time
+
+    fill(ws, me)
+    fd = os.open(str(ws.audit.anchor.head_file) + ".lock", os.O_RDWR)  # another open file: another holder
+    fcntl.flock(fd, fcntl.LOCK_EX)
+    done = threading.Event()
+    worker = threading.Thread(target=lambda: (ws.memory.forget(ws.memory.ingest(["held note"])[0], principal=me),
+                                              done.set()))
+    worker.start()
+    time.sleep(0.3)
+    assert not done.is_set()  # waits for the holder
+    fcntl.flock(fd, fcntl.LOCK_UN)
+    os.close(fd)
+    worker.join(10)
+    assert done.is_set() and ws.audit.verify().ok
+
+
 def test_verify_with_a_head_written_down_fails_on_a_truncated_chain_through_the_cli(ws, me, home, capsys) -> None:
     fill(ws, me)
     ws.close()
