@@ -19,6 +19,7 @@ configuration says.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import hmac
 import json
@@ -196,6 +197,18 @@ class Principals:
             raise NotFoundError(f"no principal {key!r} in this workspace", hint="`emergent principals list`")
         return self._issue(kind, pid)
 
+    def current(self, key: str) -> Principal | None:
+        """The principal ``key`` names if the configuration or the table holds it *now* (the table
+        is asked each time, whatever this process knew: another process or a restore may have
+        removed it); None otherwise. What an API token's check needs, in one query."""
+        try:
+            kind, pid = parse_key(key)
+        except ValidationError:
+            return None
+        if key not in self._config and not self._exists(key):
+            return None
+        return self._issue(kind, pid)
+
     # ------------------------------------------------------------------ roles
     def roles(self, principal: Principal) -> frozenset[str]:
         """Roles granted to ``principal`` by a human or the configuration (never by the caller)."""
@@ -251,12 +264,8 @@ class Principals:
         return rows
 
     def _stored(self, key: str) -> dict[str, Any]:
-        import sqlalchemy as sa
-
-        from emergent.autonomy.tables import principals as table
-
         with self.sql.connect() as conn:
-            row = conn.execute(sa.select(table).where(table.c.key == key)).first()
+            row = conn.execute(_by_key(), {"key": key}).first()
         if row is None:
             return {}
         out = dict(row._mapping)
@@ -288,6 +297,16 @@ class Principals:
                 except sa.exc.IntegrityError:  # another process registered it meanwhile
                     pass
             self._known.add(p.key)
+
+
+@functools.cache
+def _by_key() -> Any:
+    """The principal row by key, built once (every API request asks it)."""
+    import sqlalchemy as sa
+
+    from emergent.autonomy.tables import principals as table
+
+    return sa.select(table).where(table.c.key == sa.bindparam("key"))
 
 
 def subjects(principal: Principal, roles: Iterable[str]) -> tuple[str, ...]:

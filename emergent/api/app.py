@@ -137,10 +137,11 @@ def create_app(ws: Any, *, config: ApiConfig | None = None, monitoring: Monitori
     app.state.config = config
     app.state.limiter = RateLimiter(config.rate_limit, redis=ws.redis)
     errors.install(app)
+    # the monitoring routes first: routes are matched in order, and probes come often
+    _monitoring_install(app, ws, mon)
     for name in ROUTERS:
         module = importlib.import_module(f"emergent.api.routers.{name}")
         app.include_router(module.router, prefix=PREFIX)
-    _monitoring_install(app, ws, mon)
     app.add_middleware(BodyLimit, max_bytes=config.max_body_bytes)
     app.openapi = lambda: _openapi(app)  # type: ignore[method-assign]
     _build_routes(app)

@@ -31,6 +31,9 @@ from emergent.errors import NotFoundError, PrincipalError, ValidationError
 from emergent.principals import Principal
 from emergent.security.tables import api_tokens
 
+#: a token's row by its secret's digest, built once (every API request asks it)
+_BY_DIGEST = sa.select(api_tokens).where(api_tokens.c.token_sha256 == sa.bindparam("digest"))
+
 PREFIX = "emk_"
 ROLES: tuple[str, ...] = ("admin", "operator", "viewer", "agent")
 HUMAN_ONLY = frozenset({"admin", "operator"})
@@ -175,18 +178,12 @@ class ApiTokens:
         if not isinstance(secret, str) or not secret.startswith(PREFIX) or len(secret) > 200:
             return None
         with self.sql.connect() as conn:
-            row = conn.execute(sa.select(api_tokens).where(api_tokens.c.token_sha256 == digest(secret))).first()
+            row = conn.execute(_BY_DIGEST, {"digest": digest(secret)}).first()
         if row is None or row.revoked_at is not None or self.clock.now() >= row.expires_at:
             return None
-        try:
-            principal = self.principals.get(row.principal)
-        except (NotFoundError, ValidationError):
-            return None
-        # the directory's in-process cache may still know a principal removed since: ask the table each time
-        exists = getattr(self.principals, "exists", None) or getattr(self.principals, "_exists", None)
-        if exists is not None and not exists(row.principal) and not self._configured(row.principal):
+        # the directory asks its table each time: a principal removed since (another process, a
+        # restore) is not one its tokens act as
+        principal = self.principals.current(row.principal)
+        if principal is None:
             return None
         return _info(row), principal
-
-    def _configured(self, key: str) -> bool:
-        return key in (getattr(self.principals, "_config", None) or {})
