@@ -189,6 +189,9 @@ class ApiConfig(BaseModel):
     instance: str | None = Field(None, description="this instance's name in logs, metrics and traces "
                                                    "(default: host:port)")
     token_max_ttl_days: float = Field(90.0, gt=0, description="the longest a token may live")
+    quick_threads: int = Field(2, ge=1, le=64, description="threads per server process running quick requests "
+                                                           "(token checks, memory reads and writes, in-process "
+                                                           "tools); other requests use a pool of 40")
 
 
 class SecurityConfig(BaseModel):

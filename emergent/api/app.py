@@ -16,7 +16,7 @@ from fastapi.openapi.utils import get_openapi
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from emergent.api import errors, monitoring
+from emergent.api import errors, monitoring, pools
 from emergent.api.ratelimit import RateLimiter
 from emergent.api.routers import ROUTERS
 
@@ -143,6 +143,7 @@ def create_app(ws: Any, *, config: ApiConfig | None = None, monitoring: Monitori
         module = importlib.import_module(f"emergent.api.routers.{name}")
         app.include_router(module.router, prefix=PREFIX)
     app.add_middleware(BodyLimit, max_bytes=config.max_body_bytes)
+    pools.install(app, config.quick_threads)
     app.openapi = lambda: _openapi(app)  # type: ignore[method-assign]
     _build_routes(app)
     return app

@@ -12,10 +12,10 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Annotated, Any
 
-import anyio
 from fastapi import Depends, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
+from emergent.api import pools
 from emergent.api.errors import AuthenticationError
 from emergent.errors import PermissionDenied, PrincipalError, ScopeError
 from emergent.principals import Principal
@@ -80,7 +80,7 @@ async def caller(request: Request,
     if credentials is None or credentials.scheme.lower() != "bearer" or not credentials.credentials:
         raise AuthenticationError("this request carries no API token",
                                   hint="send Authorization: Bearer <token> (`emergent tokens create` makes one)")
-    return await anyio.to_thread.run_sync(_verify_and_count, request, credentials.credentials)
+    return await pools.run_quick(_verify_and_count, request, credentials.credentials)
 
 
 def _verify_and_count(request: Request, secret: str) -> Caller:

@@ -15,6 +15,7 @@ from fastapi import APIRouter, Query, Request, Response
 from pydantic import BaseModel, Field
 
 from emergent.api.auth import OperatorOrAgent, ViewerOrAgent
+from emergent.api.pools import quick
 from emergent.api.routers._common import PENDING
 from emergent.errors import ValidationError
 from emergent.workspace.audited import recorded
@@ -85,6 +86,7 @@ def _check_text(value: str, what: str) -> str:
 
 
 @router.post("", status_code=201, response_model=Remembered, responses=PENDING)
+@quick
 def remember(body: RememberIn, who: OperatorOrAgent, request: Request, response: Response) -> dict[str, Any]:
     """Remember one text; returns its id."""
     ws = request.app.state.ws
@@ -105,6 +107,7 @@ def remember(body: RememberIn, who: OperatorOrAgent, request: Request, response:
 
 
 @router.get("/recall", response_model=Recalled)
+@quick
 def recall(who: ViewerOrAgent, request: Request,
            query: Annotated[str, Query(min_length=1, max_length=10_000, description="what to look for")],
            k: Annotated[int, Query(ge=1, le=100)] = 10,
@@ -117,6 +120,7 @@ def recall(who: ViewerOrAgent, request: Request,
 
 
 @router.get("/{memory_id}", response_model=MemoryOut)
+@quick
 def get(memory_id: str, who: ViewerOrAgent, request: Request,
         scope: Annotated[str | None, Query(max_length=400)] = None) -> dict[str, Any]:
     """One memory by id, in ``scope``."""

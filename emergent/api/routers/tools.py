@@ -11,13 +11,15 @@ from __future__ import annotations
 import warnings
 from typing import Annotated, Any
 
+import anyio.to_thread
 from fastapi import APIRouter, Depends, Query, Request
 from pydantic import BaseModel, Field
 
+from emergent.api import pools
 from emergent.api.auth import Admin, OperatorOrAgent, ViewerOrAgent
 from emergent.api.pagination import Page, PageParams, page_params
 from emergent.api.routers._common import PENDING, jsonable
-from emergent.errors import ValidationError
+from emergent.errors import EmergentError, ValidationError
 
 router = APIRouter(prefix="/tools", tags=["tools"])
 
@@ -101,13 +103,35 @@ def show_tool(name: str, who: ViewerOrAgent, request: Request) -> dict[str, Any]
 
 
 @router.post("/{name}/call", response_model=CallOut, responses=PENDING)
-def call_tool(name: str, body: CallIn, who: OperatorOrAgent, request: Request) -> dict[str, Any]:
+async def call_tool(name: str, body: CallIn, who: OperatorOrAgent, request: Request) -> dict[str, Any]:
     """Call a tool through the gate as the token's principal."""
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", DeprecationWarning)
-        result = request.app.state.ws.tools.call(_name(name), body.args, principal=who.principal, wait=False,
-                                                 confidence=body.confidence)
+    tools = request.app.state.ws.tools
+
+    def call() -> Any:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", DeprecationWarning)
+            return tools.call(_name(name), body.args, principal=who.principal, wait=False, confidence=body.confidence)
+
+    def call_if_quick() -> tuple[bool, Any]:
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", DeprecationWarning)
+                spec = tools.resolve(_name(name))
+        except EmergentError:
+            return True, call()  # not a tool (or not callable): the call says why, at once
+        return (True, call()) if in_process(spec) else (False, None)
+
+    done, result = await pools.run_quick(call_if_quick)
+    if not done:  # it may wait for seconds (a program, the network): the pool of 40
+        result = await anyio.to_thread.run_sync(call)
     return {"tool": name, "result": jsonable(result)}
+
+
+def in_process(spec: Any) -> bool:
+    """A tool that answers from this process in milliseconds: one over the workstation's memory
+    (resource kind ``scope``) that runs no code it is given, in no sandbox, with no network."""
+    return (spec.resource_kind == "scope" and str(spec.runs_code) == "no" and not spec.sandboxed
+            and not getattr(spec, "network", False))
 
 
 class Changed(BaseModel):
