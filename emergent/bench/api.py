@@ -9,7 +9,8 @@ endpoints: ``recall`` (``GET /v1/memory/recall``), ``remember`` (``POST /v1/memo
 ``tool_call`` (``POST /v1/tools/memory.recall/call``: the whole gate) and ``health``
 (``GET /healthz``).
 
-- ``p95_ms_by_endpoint``: at ``rate_rps`` (200) for ``duration_s`` (60) against one instance.
+- ``p95_ms_by_endpoint``: at ``rate_rps`` (200) for ``duration_s`` (60) against one instance
+  (``emergent serve --workers N``, one worker process per core up to 4; ``--workers`` overrides).
 - ``in_process_p95_ms_by_endpoint``: the same service calls (``ws.memory.recall``,
   ``ws.memory.remember``, ``ws.tools.call("memory.recall")``) made in this process on the same
   workspace, one at a time, same run; ``api_over_in_process_p95`` is the ratio (target ≤ 2 for
@@ -45,7 +46,7 @@ import tempfile
 import time
 from collections import Counter
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -74,7 +75,8 @@ class Plan:
     concurrency: int = 32
     in_process_n: int = 300
     seed_memories: int = 2000
-    workers: int = 1  # processes of the measured instance (`emergent serve --workers N`)
+    # processes of each instance (`emergent serve --workers N`): one per core, as it is deployed
+    workers: int = field(default_factory=lambda: max(1, min(4, os.cpu_count() or 1)))
 
     @classmethod
     def quick(cls) -> Plan:
@@ -196,6 +198,17 @@ class Instance:
 
     def close(self) -> None:
         _stop(self.proc)
+
+    def errors(self, most: int = 5) -> list[str]:
+        """The errors the instance logged, most frequent first with their counts (digits folded, so
+        one failure at many positions counts once): what a bench with a nonzero error rate says."""
+        import re
+
+        found: Counter[str] = Counter()
+        for line in self.log.read_text(errors="replace").splitlines():
+            if re.search(r"\b(ERROR|CRITICAL)\b|request failed:|^[\w.]+(Error|Exception): ", line):
+                found[re.sub(r"\d+", "N", line.strip())[:300]] += 1
+        return [f"{n}x {line}" for line, n in found.most_common(most)]
 
 
 NGINX_CONF = """worker_processes 1;
@@ -371,8 +384,9 @@ async def _open_loop(base: str, mix: Mix, rate: float, duration: float, start_i:
     connection each) work off; a request's latency runs from its scheduled time, so time spent
     waiting for a sender counts (no coordinated omission). One task per request instead made
     httpx's pool match every queued request against every connection on each send: quadratic in
-    the backlog, so an overloaded phase used to spin the client for minutes. Bounded: what has not
-    answered ``GRACE_S`` after the last send is abandoned and counted as ``unfinished``."""
+    the backlog, so an overloaded phase used to spin the client for minutes (the senders now use
+    :class:`Connection`). Bounded: what has not answered ``GRACE_S`` after the last send is
+    abandoned and counted as ``unfinished``."""
     lat: dict[str, list[float]] = {ep: [] for ep in mix.endpoints}
     statuses: Counter[str] = Counter()
     loop = asyncio.get_running_loop()
@@ -561,6 +575,7 @@ def bench_api(plan: Plan, *, quiet: bool = True) -> dict[str, Any]:
                 one_rps, two_rps = done[0][0] / done[0][1], done[1][0] / done[1][1]
                 ratio_two = ratio(two_rps, one_rps)
             kind = a.kind
+            server_errors = a.errors() if main.errors + soak.errors else []
         finally:
             for p in proxies:
                 p.close()
@@ -602,6 +617,8 @@ def bench_api(plan: Plan, *, quiet: bool = True) -> dict[str, Any]:
     }
     if note:
         result["note"] = note
+    if server_errors:
+        result["server_errors"] = server_errors  # what the instance logged, most frequent first
     return result
 
 
