@@ -210,6 +210,12 @@ class Instance:
                 found[re.sub(r"\d+", "N", line.strip())[:300]] += 1
         return [f"{n}x {line}" for line, n in found.most_common(most)]
 
+    def first_traceback(self, lines: int = 120) -> str | None:
+        """The first traceback the instance logged (where a 500 came from), or None."""
+        text = self.log.read_text(errors="replace").splitlines()
+        start = next((i for i, line in enumerate(text) if line.startswith("Traceback")), None)
+        return None if start is None else "\n".join(text[start : start + lines])
+
 
 NGINX_CONF = """worker_processes 1;
 error_log {prefix}/error.log error;
@@ -576,6 +582,7 @@ def bench_api(plan: Plan, *, quiet: bool = True) -> dict[str, Any]:
                 ratio_two = ratio(two_rps, one_rps)
             kind = a.kind
             server_errors = a.errors() if main.errors + soak.errors else []
+            traceback = a.first_traceback() if server_errors else None
         finally:
             for p in proxies:
                 p.close()
@@ -619,6 +626,7 @@ def bench_api(plan: Plan, *, quiet: bool = True) -> dict[str, Any]:
         result["note"] = note
     if server_errors:
         result["server_errors"] = server_errors  # what the instance logged, most frequent first
+        result["server_traceback"] = traceback
     return result
 
 

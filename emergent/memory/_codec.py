@@ -20,6 +20,7 @@ from typing import Any, Protocol
 import numpy as np
 
 from emergent.errors import IntegrityError
+from emergent.memory import decay
 from emergent.memory.types import Kind, MemoryRecord, Scope, Tier
 
 _LEN = struct.Struct("<I")
@@ -122,6 +123,6 @@ def decode(data: bytes, agent: str | None = None, id: str | None = None) -> Memo
     vec = np.frombuffer(data, dtype=np.float32, offset=4 + n) if len(data) > 4 + n else None
     return MemoryRecord(
         id=h[0], text=h[1], kind=Kind(h[2]), importance=h[3], scope=_scope(h[4], h[5], h[6]),
-        created_at=h[7], last_accessed=h[8], stability=h[9], access_count=h[10], meta=h[11],
+        created_at=h[7], last_accessed=h[8], stability=decay.bounded(h[9]), access_count=h[10], meta=h[11],
         sources=h[12], learned_at=h[13] if len(h) > 13 else h[8], tier=Tier.STM, vector=vec,
     )

@@ -11,11 +11,15 @@ from __future__ import annotations
 import math
 
 DAY = 86400.0
+#: the most stable a memory gets (a century). Without a ceiling a memory recalled over and over grew
+#: ~1.4x per recall to infinity within minutes (the API bench: the same few items answer every
+#: query), and an infinite stability stored as JSON reads back as null and failed every recall.
+MAX_STABILITY_DAYS = 36_500.0
 
 
 def initial_stability(importance: float, base_days: float, importance_boost: float) -> float:
     """Stability (days) of a new memory: ``base * (1 + boost * importance)``."""
-    return base_days * (1.0 + importance_boost * importance)
+    return bounded(base_days * (1.0 + importance_boost * importance))
 
 
 def retention(elapsed_s: float, stability_days: float) -> float:
@@ -32,7 +36,15 @@ def reinforce(stability_days: float, current_retention: float, growth: float) ->
     right after the last one and ``1 + 1.5 (g - 1)`` for one at the edge of forgetting.
     """
     r = min(max(current_retention, 0.0), 1.0)
-    return stability_days * (1.0 + (growth - 1.0) * (1.5 - r))
+    return bounded(stability_days * (1.0 + (growth - 1.0) * (1.5 - r)))
+
+
+def bounded(stability_days: float | None) -> float:
+    """``stability_days`` within (0, :data:`MAX_STABILITY_DAYS`]; an unknown one (None, NaN: what an
+    earlier unbounded stability was stored as) reads as the ceiling."""
+    if stability_days is None or stability_days != stability_days:
+        return MAX_STABILITY_DAYS
+    return min(float(stability_days), MAX_STABILITY_DAYS)
 
 
 def time_to_floor(stability_days: float, floor: float) -> float:

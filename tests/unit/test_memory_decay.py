@@ -52,3 +52,36 @@ def test_recency_halves_every_half_life():
 
 def test_important_memories_start_more_stable():
     assert decay.initial_stability(0.9, 7, 4) > decay.initial_stability(0.1, 7, 4)
+
+
+def test_stability_stops_at_its_ceiling_however_often_a_memory_is_recalled():
+    s = 7.0
+    for _ in range(100_000):  # the same memory answering every query of a busy server
+        s = decay.reinforce(s, 1.0, 1.8)
+    assert s == decay.MAX_STABILITY_DAYS and math.isfinite(decay.time_to_floor(s, 0.05))
+
+
+def test_an_unbounded_stability_stored_earlier_reads_back_as_the_ceiling():
+    """JSON has no infinity: an infinite stability was stored as null and every recall then failed."""
+    import numpy as np
+
+    from emergent.memory import _codec
+    from emergent.memory.types import Kind, MemoryRecord, Scope
+
+    rec = MemoryRecord(id="m1", text="recalled too often", kind=Kind.EPISODIC, importance=0.5, scope=Scope("a"),
+                       created_at=0.0, last_accessed=0.0, stability=math.inf, vector=np.ones(4, np.float32))
+    assert _codec.decode(_codec.encode(rec)).stability == decay.MAX_STABILITY_DAYS
+
+
+def test_a_short_term_memory_recalled_thousands_of_times_is_still_recalled(tmp_path):
+    from emergent import Workstation
+
+    ws = Workstation.open(tmp_path / "home", embedder="hashing")
+    try:
+        ws.memory.remember("the harbour crane lifts forty tonnes")
+        for _ in range(2_500):  # ~1.4x stability a recall: past a float's range without the ceiling
+            hits = ws.memory.recall("harbour crane", k=1)
+        assert hits and hits[0].record.stability == decay.MAX_STABILITY_DAYS
+        assert ws.memory.recall("harbour crane", k=1)[0].text.startswith("the harbour crane")
+    finally:
+        ws.close()
