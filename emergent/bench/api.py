@@ -2,9 +2,10 @@
 
 Servers are real ``emergent serve`` processes (uvicorn) on a fresh temporary workspace seeded with
 long-term memories (hashing embedder: the figures measure the API and the services, not a model);
-the client is an **open-loop** load generator (``httpx`` async): requests leave on a fixed schedule
-whatever the answers do, and each latency runs from the request's *scheduled* time, so a slow server
-is not hidden by a client that waits for it (no coordinated omission). The mix cycles through four
+the client is an **open-loop** load generator (asyncio + httptools, :class:`Connection`): requests
+leave on a fixed schedule whatever the answers do, and each latency runs from the request's
+*scheduled* time, so a slow server is not hidden by a client that waits for it (no coordinated
+omission). The mix cycles through four
 endpoints: ``recall`` (``GET /v1/memory/recall``), ``remember`` (``POST /v1/memory``, short-term),
 ``tool_call`` (``POST /v1/tools/memory.recall/call``: the whole gate) and ``health``
 (``GET /healthz``).
@@ -280,7 +281,7 @@ class Mix:
         self.endpoints = endpoints
 
     def request(self, i: int) -> tuple[str, str, str, dict[str, Any]]:
-        """(endpoint, method, path, httpx keyword arguments) of request ``i``."""
+        """(endpoint, method, path, keyword arguments of :meth:`Connection.request`) of request ``i``."""
         ep = self.endpoints[i % len(self.endpoints)]
         q = QUERIES[(i // len(self.endpoints)) % len(QUERIES)]
         if ep == "recall":
