@@ -329,7 +329,8 @@ class HeadAnchor:
             return self._seen_key[1]
         key = self._key(create=True)
         after = self._identity(self.key_file)
-        self._seen_key = (after, key) if after is not None and key is not None else None
+        # kept only when the file did not change while it was read (else: read again next time)
+        self._seen_key = (after, key) if after is not None and after == ident and key is not None else None
         return key
 
     def _known_head(self, key: bytes) -> tuple[Head | None, str | None]:

@@ -78,9 +78,10 @@ def test_a_short_term_memory_recalled_thousands_of_times_is_still_recalled(tmp_p
 
     ws = Workstation.open(tmp_path / "home", embedder="hashing")
     try:
-        ws.memory.remember("the harbour crane lifts forty tonnes")
-        for _ in range(2_500):  # ~1.4x stability a recall: past a float's range without the ceiling
-            hits = ws.memory.recall("harbour crane", k=1)
+        rec = ws.memory.remember("the harbour crane lifts forty tonnes")
+        for _ in range(2_500):  # as many recalls (~1.4x stability each): past a float's range without the ceiling
+            ws.memory.reinforce(rec.id)
+        hits = ws.memory.recall("harbour crane", k=1)
         assert hits and hits[0].record.stability == decay.MAX_STABILITY_DAYS
         assert ws.memory.recall("harbour crane", k=1)[0].text.startswith("the harbour crane")
     finally:
