@@ -40,7 +40,7 @@ def reinforce(stability_days: float, current_retention: float, growth: float) ->
 
 
 def bounded(stability_days: float | None) -> float:
-    """``stability_days`` within (0, :data:`MAX_STABILITY_DAYS`]; an unknown one (None, NaN: what an
+    """``stability_days``, at most :data:`MAX_STABILITY_DAYS`; an unknown one (None, NaN: what an
     earlier unbounded stability was stored as) reads as the ceiling."""
     if stability_days is None or stability_days != stability_days:
         return MAX_STABILITY_DAYS
