@@ -9,6 +9,7 @@ Requests carry an API token (:mod:`emergent.api.auth`); errors are problem detai
 from __future__ import annotations
 
 import importlib
+import warnings
 from typing import TYPE_CHECKING, Any
 
 from fastapi import FastAPI
@@ -135,6 +136,9 @@ def create_app(ws: Any, *, config: ApiConfig | None = None, monitoring: Monitori
                               "(application/problem+json) carrying a hint.")
     app.state.ws = ws
     app.state.config = config
+    # a deprecated tool's warning is the caller's news (its listing says so), not the server log's; one filter
+    # for the process, since warnings.catch_warnings() around each call is not thread-safe
+    warnings.filterwarnings("ignore", r"tool \S+ is deprecated", DeprecationWarning)
     app.state.limiter = RateLimiter(config.rate_limit, redis=ws.redis)
     errors.install(app)
     # the monitoring routes first: routes are matched in order, and probes come often

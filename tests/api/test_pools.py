@@ -74,3 +74,31 @@ def test_slow_tool_calls_do_not_hold_up_recalls(ws: Any, app: Any, headers: Any,
         answers = [f.result(30) for f in slow]
     assert fast.status_code == 200 and recalled.status_code == 200 and waited < 5
     assert all(a.status_code == 200 and a.json()["result"] == "released" for a in answers), [a.text for a in answers]
+
+
+def test_a_tool_that_declares_itself_quick_but_blocks_does_not_take_the_quick_pool(
+        ws: Any, app: Any, headers: Any) -> None:
+    """An installed tool that calls itself a no-code tool over a scope, then blocks: it runs on the
+    large pool, so four calls of it still leave the quick pool to token checks and recalls."""
+    release = threading.Event()
+
+    @tool(name="claims_quick", version="1.0.0", resource="scope", resource_kind="scope")
+    def claims_quick(scope: str = "assistant") -> str:
+        """Says it answers from memory at once; waits until the test releases it."""
+        release.wait(20)
+        return "released"
+
+    ws.tools.add(claims_quick)
+    assert not in_process(ws.tools.resolve("claims_quick"))
+    with TestClient(app) as client, ThreadPoolExecutor(6) as pool:
+        slow = [pool.submit(client.post, "/v1/tools/claims_quick/call", json={"args": {}},
+                            headers=headers["operator"]) for _ in range(4)]
+        time.sleep(0.3)
+        t0 = time.perf_counter()
+        recalled = client.get("/v1/memory/recall", params={"query": "harbour"}, headers=headers["viewer"])
+        waited = time.perf_counter() - t0
+        assert not any(f.done() for f in slow)
+        release.set()
+        answers = [f.result(30) for f in slow]
+    assert recalled.status_code == 200 and waited < 5
+    assert all(a.status_code == 200 for a in answers), [a.text for a in answers]

@@ -8,7 +8,6 @@ with ``POST /v1/approvals/{id}/resume``), a ``deny`` 403.
 
 from __future__ import annotations
 
-import warnings
 from typing import Annotated, Any
 
 import anyio.to_thread
@@ -20,6 +19,7 @@ from emergent.api.auth import Admin, OperatorOrAgent, ViewerOrAgent
 from emergent.api.pagination import Page, PageParams, page_params
 from emergent.api.routers._common import PENDING, jsonable
 from emergent.errors import EmergentError, ValidationError
+from emergent.tools.builtin.memory import QUICK_TOOLS
 
 router = APIRouter(prefix="/tools", tags=["tools"])
 
@@ -82,9 +82,7 @@ def list_tools(who: ViewerOrAgent, request: Request, page: Annotated[PageParams,
                q: Annotated[str, Query(max_length=200, description="text in the name or description")] = ""
                ) -> dict[str, Any]:
     """Every registered tool version (newest first per tool), filtered by ``q``."""
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", DeprecationWarning)
-        found = request.app.state.ws.tools.list(_name(q) if q else "")
+    found = request.app.state.ws.tools.list(_name(q) if q else "")
     return page.slice([_version(v) for v in found])
 
 
@@ -92,10 +90,8 @@ def list_tools(who: ViewerOrAgent, request: Request, page: Annotated[PageParams,
 def show_tool(name: str, who: ViewerOrAgent, request: Request) -> dict[str, Any]:
     """One tool: its current version, argument schema and every version."""
     tools = request.app.state.ws.tools
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", DeprecationWarning)
-        spec = tools.resolve(_name(name))
-        versions = tools.versions(spec.name)
+    spec = tools.resolve(_name(name))
+    versions = tools.versions(spec.name)
     return {"name": spec.name, "version": spec.version, "description": spec.description or "",
             "side_effect": str(getattr(spec.side_effect, "value", spec.side_effect)),
             "args_schema": jsonable(spec.args_schema), "tags": list(spec.tags), "sandboxed": bool(spec.sandboxed),
@@ -108,15 +104,11 @@ async def call_tool(name: str, body: CallIn, who: OperatorOrAgent, request: Requ
     tools = request.app.state.ws.tools
 
     def call() -> Any:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", DeprecationWarning)
-            return tools.call(_name(name), body.args, principal=who.principal, wait=False, confidence=body.confidence)
+        return tools.call(_name(name), body.args, principal=who.principal, wait=False, confidence=body.confidence)
 
     def call_if_quick() -> tuple[bool, Any]:
         try:
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore", DeprecationWarning)
-                spec = tools.resolve(_name(name))
+            spec = tools.resolve(_name(name))
         except EmergentError:
             return True, call()  # not a tool (or not callable): the call says why, at once
         return (True, call()) if in_process(spec) else (False, None)
@@ -128,10 +120,12 @@ async def call_tool(name: str, body: CallIn, who: OperatorOrAgent, request: Requ
 
 
 def in_process(spec: Any) -> bool:
-    """A tool that answers from this process in milliseconds: one over the workstation's memory
-    (resource kind ``scope``) that runs no code it is given, in no sandbox, with no network."""
-    return (spec.resource_kind == "scope" and str(spec.runs_code) == "no" and not spec.sandboxed
-            and not getattr(spec, "network", False))
+    """A tool that answers from this process in milliseconds: one of this package's own memory tools.
+
+    The choice rests on which function the tool runs, not on what a tool declares about itself: an
+    installed tool that called itself a no-code tool over a scope but then blocked would otherwise
+    hold one of a worker's few quick threads (and the token checks queued behind it) per call."""
+    return spec.func in QUICK_TOOLS
 
 
 class Changed(BaseModel):

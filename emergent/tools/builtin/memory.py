@@ -52,3 +52,6 @@ def recall(query: str, ctx: ToolContext, k: int = 5, scope: str | None = None) -
 
 
 TOOLS = [remember, recall]
+#: the functions of these tools: they answer from this process in milliseconds, so the REST API runs
+#: their calls on its quick pool (it goes by function, not by what a tool declares about itself)
+QUICK_TOOLS = frozenset(spec.func for spec in TOOLS)
