@@ -613,6 +613,8 @@ def bench_api(plan: Plan, *, quiet: bool = True) -> dict[str, Any]:
         "rss_mb_start": rss[0][1],
         "rss_mb_end": rss[-1][1],
         "rss_mb_max": max(m for _t, m in rss),
+        # (seconds into the soak, MB): a plateau is caches filling, a steady climb a leak
+        "rss_mb_series": [[round(t, 1), round(m, 1)] for t, m in rss],
         "two_instances_throughput_ratio": ratio_two,
         "one_instance_rps": one_rps,
         "two_instances_rps": two_rps,
