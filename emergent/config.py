@@ -237,6 +237,9 @@ class Settings(BaseSettings):
     embedder: str = Field("auto", description="minilm | hashing | openai:<model> | auto")
     embed_base_url: str | None = None
     embed_api_key: str | None = None
+    embed_cache_mb: float = Field(
+        16.0, ge=0, description="the embedding cache of each process, in MB (LRU; about 9,000 MiniLM rows at 16; "
+                                "0 turns it off)")
     llm_base_url: str | None = None
     llm_api_key: str | None = None
     llm_model: str | None = None

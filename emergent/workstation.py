@@ -176,7 +176,7 @@ class Workstation:
         opts: dict[str, Any] = {}
         if spec.startswith("openai"):
             opts = {"base_url": s.embed_base_url or s.llm_base_url, "api_key": s.embed_api_key or s.llm_api_key}
-        return CachedEmbedder(get_embedder(spec, **opts))
+        return CachedEmbedder(get_embedder(spec, **opts), max_mb=s.embed_cache_mb)
 
     def recorded_embedder(self) -> str | None:
         """The id of the embedder the workspace's long-term memory was built with (None when new)."""

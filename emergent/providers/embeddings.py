@@ -239,17 +239,36 @@ class OpenAIEmbedder:
 
 # ------------------------------------------------------------------------------------ cache
 class CachedEmbedder:
-    """Wraps an embedder with an LRU cache keyed by sha256(model id, text)."""
+    """Wraps an embedder with an LRU cache keyed by sha256(model id, text), bounded in bytes.
 
-    def __init__(self, inner: Embedder, max_items: int = 50_000) -> None:
+    The bound is in bytes, not items: a server runs one cache a worker process, and a cache of 50,000
+    384-dimension rows held about 95 MB in each (the API bench's soak saw every worker grow by that
+    while its cache filled with remembered texts). ``max_mb`` (``EMERGENT_EMBED_CACHE_MB``, 16) holds
+    about 9,000 MiniLM rows: repeated queries and a re-run ingest cell of that size are served from
+    it. Each row is kept as its own copy, so a cached row never keeps the rest of its batch alive."""
+
+    #: what an entry costs beside its row: the key (33 bytes), the array header, the dict's node
+    ENTRY_OVERHEAD = 240
+
+    def __init__(self, inner: Embedder, max_mb: float = 16.0) -> None:
+        if not max_mb >= 0:
+            raise ConfigError(f"the embedding cache size must be 0 MB or more, got {max_mb}",
+                              hint="set EMERGENT_EMBED_CACHE_MB to a size in MB (0 turns the cache off)")
         self.inner = inner
         self.id = inner.id
         self.dim = inner.dim
-        self.max_items = max_items
+        self.max_bytes = int(max_mb * 2**20)
+        self.max_items = self.max_bytes // (4 * max(1, int(self.dim or 0)) + self.ENTRY_OVERHEAD)
         self._cache: OrderedDict[bytes, np.ndarray] = OrderedDict()
         self._lock = threading.Lock()
         self.hits = 0
         self.misses = 0
+
+    @property
+    def nbytes(self) -> int:
+        """What the cache holds, rows and estimated overhead, in bytes."""
+        with self._lock:
+            return sum(v.nbytes for v in self._cache.values()) + self.ENTRY_OVERHEAD * len(self._cache)
 
     def _key(self, text: str) -> bytes:
         return hashlib.sha256(f"{self.id}\0{text}".encode()).digest()
@@ -274,7 +293,8 @@ class CachedEmbedder:
             with self._lock:
                 for (k, idx), v in zip(missing.items(), vecs, strict=True):
                     out[idx] = v
-                    self._cache[k] = v
+                    if self.max_items:
+                        self._cache[k] = out[idx[0]].copy()
                 while len(self._cache) > self.max_items:
                     self._cache.popitem(last=False)
         return out

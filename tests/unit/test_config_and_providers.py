@@ -3,6 +3,7 @@
 import shutil
 import subprocess
 import time
+from typing import Any
 
 import numpy as np
 import pytest
@@ -75,6 +76,51 @@ def test_cached_embedder_reuses_vectors_by_content():
     e.embed(["one", "two", "one"])
     e.embed(["two"])
     assert (e.misses, e.hits) == (2, 2)
+
+
+def test_the_embedding_cache_stays_within_its_byte_budget_and_evicts_the_least_recent():
+    e = CachedEmbedder(HashingEmbedder(), max_mb=0.5)  # about 290 rows of 384 floats
+    texts = [f"remembered note number {i}" for i in range(2000)]
+    for i in range(0, 2000, 100):
+        e.embed(texts[i:i + 100])
+    assert 0 < e.max_items < 2000 and len(e._cache) == e.max_items
+    assert e.nbytes <= e.max_bytes
+    misses = e.misses
+    e.embed(texts[-10:])  # the most recent rows are held
+    assert e.misses == misses
+    e.embed(texts[:1])  # the oldest were let go
+    assert e.misses == misses + 1
+
+
+def test_a_cached_row_does_not_keep_its_batch_alive():
+    import gc
+    import weakref
+
+    class Batches:
+        id, dim = "batches-4", 4
+
+        def __init__(self) -> None:
+            self.last: Any = None
+
+        def embed(self, texts: Any) -> np.ndarray:
+            out = np.ones((len(texts), 4), np.float32)
+            self.last = weakref.ref(out)
+            return out
+
+    inner = Batches()
+    e = CachedEmbedder(inner)
+    e.embed([f"t{i}" for i in range(1000)])
+    gc.collect()
+    assert inner.last() is None and len(e._cache) == 1000
+
+
+def test_an_embedding_cache_of_zero_mb_holds_nothing_and_a_negative_size_is_refused():
+    e = CachedEmbedder(HashingEmbedder(), max_mb=0)
+    e.embed(["one", "one"])
+    e.embed(["one"])
+    assert len(e._cache) == 0 and e.misses == 2
+    with pytest.raises(ConfigError, match="EMERGENT_EMBED_CACHE_MB"):
+        CachedEmbedder(HashingEmbedder(), max_mb=-1)
 
 
 def test_unknown_embedder_suggests_close_names():
