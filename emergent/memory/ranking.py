@@ -368,6 +368,54 @@ def years_spanned(times: np.ndarray, now: float) -> range:
     return range(first, last + 1)
 
 
+# A time a memory's own words point to, relative to when it was told: "yesterday", "last week",
+# "last month", "two weeks ago", "last Friday". Written by hand: dateparser and its kin parse a
+# string that *is* a date, not a date mentioned inside a sentence, and a recall reads only a few
+# hundred candidates when the query names a period.
+_NUMBER = {"a": 1, "an": 1, "one": 1, "two": 2, "three": 3, "four": 4, "five": 5, "six": 6, "seven": 7,
+           "eight": 8, "nine": 9, "ten": 10, "few": 3, "couple of": 2}
+_WEEKDAYS = {d: i for i, d in enumerate(("monday", "tuesday", "wednesday", "thursday", "friday", "saturday",
+                                         "sunday"))}
+_RELATIVE = re.compile(
+    r"\b(?:(?P<day>yesterday|last night)"
+    r"|(?:last|past|previous) (?P<unit>week(?:end)?|month|year|" + "|".join(_WEEKDAYS) + r")"
+    r"|(?P<n>\d{1,2}|" + "|".join(sorted(_NUMBER, key=len, reverse=True)) + r") (?P<units>day|week|month|year)s? ago)\b",
+    re.IGNORECASE)
+_UNIT_S = {"day": 86400.0, "week": 7 * 86400.0, "month": 30.44 * 86400.0, "year": 365.25 * 86400.0}
+
+
+def referred_time(text: str, told: float) -> float:
+    """The time ``text`` says something happened, relative to ``told`` (when it was said), or NaN
+    when it names none: "yesterday" the day before, "last week" seven days before, "last month" the
+    middle of the calendar month before, "last year" the middle of the year before, "last Friday" the
+    Friday before, "three weeks ago" 21 days before. The first such phrase counts."""
+    m = _RELATIVE.search(text)
+    if m is None or not np.isfinite(told):
+        return float("nan")
+    if m.group("day"):
+        return told - 86400.0
+    unit = (m.group("unit") or "").lower()
+    if not unit:
+        n = m.group("n").lower()
+        return told - (int(n) if n.isdigit() else _NUMBER[n]) * _UNIT_S[m.group("units").lower()]
+    at = datetime.fromtimestamp(min(max(told, 0.0), _LAST_SECOND), UTC)
+    if unit == "month":
+        first = datetime(at.year - (at.month == 1), (at.month - 2) % 12 + 1, 1, tzinfo=UTC)
+        return (first + timedelta(days=14)).timestamp()
+    if unit == "year":
+        return datetime(at.year - 1, 7, 1, tzinfo=UTC).timestamp()
+    if unit == "week":
+        return told - _UNIT_S["week"]
+    target = 5 if unit == "weekend" else _WEEKDAYS[unit]
+    return told - (((at.weekday() - target) % 7) or 7) * 86400.0
+
+
+def referred_times(texts: Sequence[str], told: Sequence[float] | np.ndarray) -> np.ndarray:
+    """:func:`referred_time` of each text (NaN where it names none)."""
+    return np.fromiter((referred_time(t, float(w)) for t, w in zip(texts, told, strict=True)), np.float64,
+                       len(texts))
+
+
 def in_periods(times: np.ndarray, periods: Sequence[tuple[float, float]], before_s: float,
                after_s: float) -> np.ndarray:
     """1.0 for times within any period widened by ``before_s`` / ``after_s``, else 0.0 (what is said

@@ -403,6 +403,8 @@ class Memory:
             ltm = {name: cols[name][pool] for name in ("kind", "user", "session", "created_at", "last_accessed",
                                                          "stability", "importance")}
             pool_ids = part.ids_at(pool)
+            if periods:  # what a memory says happened "last month" is in that month, whenever it was told
+                ltm["referred"] = ranking.referred_times([part.text[int(p)] for p in pool], ltm["created_at"])
         # The pool as arrays, long-term rows first, then short-term items: Python work stays per hit
         # returned, not per candidate (a pool with episode neighbours holds several hundred).
         lists, weights, found = self._lists(pool, pool_cos, pool_bm, extra, stm_extra, registered, vec, txt,
@@ -534,7 +536,13 @@ class Memory:
             boosted[order] = fused[order] + cfg.w_neighbors * best
         timed: np.ndarray = np.zeros(total)
         if periods:
-            timed = cfg.w_time * (ranking.in_periods(created, periods, cfg.time_before_s, cfg.time_after_s) > 0)
+            inside = ranking.in_periods(created, periods, cfg.time_before_s, cfg.time_after_s) > 0
+            referred = np.concatenate([ltm.get("referred", np.full(n_ltm, np.nan)),
+                                       ranking.referred_times([r.text for r in stm_list], created[n_ltm:])])
+            said = ~np.isnan(referred)
+            if said.any():
+                inside[said] |= ranking.in_periods(referred[said], periods, cfg.time_before_s, cfg.time_after_s) > 0
+            timed = cfg.w_time * inside
         rel = boosted + timed
         age = now - last
         rcy = np.where(age <= 0, 1.0, 0.5 ** (np.maximum(age, 0.0) / (cfg.recency_half_life_days * decay.DAY)))

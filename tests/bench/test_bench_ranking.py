@@ -205,6 +205,40 @@ def test_recall_prefers_memories_of_the_period_the_query_names(tmp_path) -> None
             assert hits[0].text.endswith(place) and "time" in hits[0].sources, month
 
 
+def test_a_memory_is_in_the_period_its_own_words_point_to() -> None:
+    told = datetime(2023, 4, 18, 19, 34, tzinfo=UTC).timestamp()  # a Tuesday
+
+    def day(text: str) -> str | None:
+        t = ranking.referred_time(text, told)
+        return None if math.isnan(t) else datetime.fromtimestamp(t, UTC).date().isoformat()
+
+    assert day("My colleagues and I went to a convention together last month.") == "2023-03-15"
+    assert day("I saw it yesterday") == day("We stayed up late last night") == "2023-04-17"
+    assert day("Two weeks ago I ran my first 10k") == "2023-04-04"
+    assert day("I ran 3 days ago") == "2023-04-15"
+    assert day("last Friday was fun") == "2023-04-14" and day("over the past weekend") == "2023-04-15"
+    assert day("I moved here last year") == "2022-07-01" and day("we met last week") == "2023-04-11"
+    assert day("nothing relative here, nor in 'lastly' or 'yesterdays'") is None
+    january = datetime(2023, 1, 9, tzinfo=UTC).timestamp()
+    assert datetime.fromtimestamp(ranking.referred_time("last month", january), UTC).month == 12
+    times = ranking.referred_times(["last month", "no time"], [told, told])
+    assert not math.isnan(times[0]) and math.isnan(times[1])
+
+
+def test_recall_counts_what_was_told_later_about_a_named_period(tmp_path) -> None:
+    from emergent.workstation import Workstation
+
+    april = datetime(2023, 4, 18, 19, 0, tzinfo=UTC).timestamp()
+    with Workstation.open(tmp_path / "ws", embedder="hashing") as ws:
+        mem = ws.memory
+        mem.ingest([{"text": "John: my colleagues and I went to a convention together last month", "at": april},
+                    {"text": "John: my colleagues and I went to a convention together, it was great",
+                     "at": april + 200 * 86400}], kind="episodic", scope="a/u")
+        hits = mem.recall("What did John attend with his colleagues in March 2023?", k=2, scope="a/u", touch=False)
+        assert hits[0].text.endswith("last month") and "time" in hits[0].sources
+        assert "time" not in hits[1].sources
+
+
 def test_a_session_stamped_with_one_date_keeps_episodes_apart(tmp_path) -> None:
     """A whole batch with one ``at``: the answer right after the question is pulled in, a turn
     far down the same batch is not treated as its neighbour."""
