@@ -944,6 +944,9 @@ class Memory:
                 if kept:  # judged now, as the next consolidation would (promoted or let go)
                     promote(self, agent, self.clock.now(), ConsolidationReport(), evicted=kept, live_items=False)
             scrubbed = erasure.scrub_stm(self.stm)
+            forget = getattr(self.embedder, "clear", None)
+            if callable(forget) and doomed:  # this process's cached embeddings may include the erased texts'
+                forget()
             outcome.update(stm=stm, ltm=done["ltm"], archive=done["archive"], rewritten_rows=done["rewritten_rows"],
                            indexes_rebuilt=done["indexes_rebuilt"], stm_scrubbed=scrubbed,
                            erased=sorted(doomed)[:AUDIT_IDS])

@@ -270,6 +270,12 @@ class CachedEmbedder:
         with self._lock:
             return sum(v.nbytes for v in self._cache.values()) + self.ENTRY_OVERHEAD * len(self._cache)
 
+    def clear(self) -> None:
+        """Drop every cached row (an erasure: the erased texts' embeddings may be among them; the cache
+        is keyed by a hash of the text, so they cannot be picked out by memory id)."""
+        with self._lock:
+            self._cache.clear()
+
     def _key(self, text: str) -> bytes:
         return hashlib.sha256(f"{self.id}\0{text}".encode()).digest()
 

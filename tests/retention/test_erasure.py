@@ -105,6 +105,18 @@ def test_erasing_ids_removes_exactly_those_and_marks_the_backups_that_may_hold_t
     assert ws.memory.locate(ids=[a, b]) == []
 
 
+def test_an_erasure_empties_this_process_embedding_cache(ws, me) -> None:
+    """The cache is keyed by a hash of the text, so the erased texts' vectors cannot be picked out: an
+    erasure drops the whole cache; an erasure that erased nothing leaves it."""
+    a = ws.memory.remember(f"{SECRET} cached", scope="assistant/alice", tier="ltm").id
+    ws.memory.recall("what is cached", scope="assistant/alice")
+    assert len(ws.embedder._cache) >= 2
+    ws.retention.erase(by=me, reason="request 8", ids=["000000000000000000000000"])
+    assert len(ws.embedder._cache) >= 2
+    ws.retention.erase(by=me, reason="request 9", ids=[a])
+    assert len(ws.embedder._cache) == 0
+
+
 def test_an_erased_row_leaves_the_data_file_it_shared_with_rows_that_stay(ws, me, home: Path) -> None:
     # One data file of 41 rows, one of them erased: a LanceDB delete only marks it, and compaction
     # leaves a lone file with a few deleted rows as it is; the erasure rewrites the file's other rows.
