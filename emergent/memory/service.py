@@ -403,8 +403,8 @@ class Memory:
             ltm = {name: cols[name][pool] for name in ("kind", "user", "session", "created_at", "last_accessed",
                                                          "stability", "importance")}
             pool_ids = part.ids_at(pool)
-            if periods:  # what a memory says happened "last month" is in that month, whenever it was told
-                ltm["referred"] = ranking.referred_times([part.text[int(p)] for p in pool], ltm["created_at"])
+            # read under the lock (positions move when the partition is compacted); parsed in _rank, outside it
+            pool_texts = [part.text[int(p)] for p in pool] if periods else []
         # The pool as arrays, long-term rows first, then short-term items: Python work stays per hit
         # returned, not per candidate (a pool with episode neighbours holds several hundred).
         lists, weights, found = self._lists(pool, pool_cos, pool_bm, extra, stm_extra, registered, vec, txt,
@@ -413,7 +413,8 @@ class Memory:
             fused = ranking.rrf_arrays(lists, found, weights, cfg.rrf_k)
         else:
             fused = ranking.fuse_arrays(lists, weights)
-        hits = self._rank(part, generation, pool, pool_ids, ltm, stm_list, fused, found, periods, k, now, scope)
+        hits = self._rank(part, generation, pool, pool_ids, ltm, stm_list, fused, found, periods, pool_texts, k,
+                          now, scope)
         if hits is None:  # the partition was compacted or reloaded meanwhile: positions moved, score again
             return self._search(query, qvec, scope, kinds, lo, hi, k, now)
         return hits
@@ -507,10 +508,11 @@ class Memory:
 
     def _rank(self, part: Any, generation: int, pool: np.ndarray, pool_ids: list[str], ltm: dict[str, np.ndarray],
               stm_list: list[MemoryRecord], fused: np.ndarray, found: dict[str, np.ndarray],
-              periods: list[tuple[float, float]], k: int, now: float, scope: Scope) -> list[RecallHit] | None:
+              periods: list[tuple[float, float]], pool_texts: list[str], k: int, now: float,
+              scope: Scope) -> list[RecallHit] | None:
         """Relevance (fused, episode neighbours, a period the query names) blended with recency,
         importance and strength; the ``k`` best as hits (None: the partition's positions changed
-        since the pool was scored)."""
+        since the pool was scored). ``pool_texts``: the long-term pool's texts when ``periods``."""
         cfg = self.config
         n_ltm, total = len(pool), len(pool) + len(stm_list)
         kind = np.concatenate([ltm["kind"], [_KIND_CODE[r.kind] for r in stm_list]]).astype(np.int64)
@@ -537,8 +539,8 @@ class Memory:
         timed: np.ndarray = np.zeros(total)
         if periods:
             inside = ranking.in_periods(created, periods, cfg.time_before_s, cfg.time_after_s) > 0
-            referred = np.concatenate([ltm.get("referred", np.full(n_ltm, np.nan)),
-                                       ranking.referred_times([r.text for r in stm_list], created[n_ltm:])])
+            # what a memory says happened "last month" is in that month, whenever it was told
+            referred = ranking.referred_times([*pool_texts, *(r.text for r in stm_list)], created)
             said = ~np.isnan(referred)
             if said.any():
                 inside[said] |= ranking.in_periods(referred[said], periods, cfg.time_before_s, cfg.time_after_s) > 0
