@@ -374,6 +374,12 @@ class HeadAnchor:
 #: entry fields holding what people, models and tools said (a question, a tool call's arguments or
 #: result, a text): sealed at rest when the log has a cipher (EMERGENT_SECURITY__ENCRYPT); kinds,
 #: actors, ids, decisions and outcomes stay readable, and the chain verifies without the key
+#: the entry chained after one that was stored but whose append failed (its head could not be
+#: anchored): ``{"seq", "kind", "why"}``; :meth:`AuditLog.entries` marks that entry ``audit_write_failed``
+REFUSED_KIND = "audit.write_failed"
+#: how far after its entry a marker is looked for when entries are read a page at a time
+REFUSED_WITHIN = 10_000
+
 SEALED_FIELDS = frozenset({"question", "args", "answer", "result", "text", "query"})
 SEALED_PREFIX = "egc1:"
 
@@ -413,12 +419,22 @@ class AuditLog(BatchWriter):
         item = (self.clock.now(), kind, actor_key(principal), data)
         try:
             self._add(item, now=durable or self._failure is not None)
-        except AuditWriteError:
-            with self._lock:
-                for i, queued in enumerate(self._buf):
-                    if queued is item:
-                        self._buf[i] = (item[0], kind, item[2], {**data, "audit_write_failed": True})
-                        break
+        except AuditWriteError as exc:
+            seq = getattr(exc, "committed", {}).get(id(item))
+            if seq is not None:
+                # stored in the chain, which cannot be edited, but the head was not anchored and the
+                # caller is told the action failed: an entry chained after it says so, and
+                # :meth:`entries` shows the refused entry with ``audit_write_failed``
+                marker = (self.clock.now(), REFUSED_KIND, item[2],
+                          {"seq": seq, "kind": kind, "why": str(exc)[:500]})
+                with contextlib.suppress(AuditWriteError):  # the anchor fails again; the SQL write is what counts
+                    self._add(marker, now=True)
+            else:
+                with self._lock:
+                    for i, queued in enumerate(self._buf):
+                        if queued is item:
+                            self._buf[i] = (item[0], kind, item[2], {**data, "audit_write_failed": True})
+                            break
             raise
 
     def _sealed(self, kind: str, data: dict[str, Any]) -> dict[str, Any]:
@@ -476,9 +492,16 @@ class AuditLog(BatchWriter):
             if self.anchor is not None and head is not None:
                 try:
                     self.anchor.write(head, force=self._reanchoring)
-                except OSError as exc:
-                    raise AuditWriteError(f"the audit head could not be anchored in {self.anchor.dir}: {exc}",
-                                          hint="check that the directory is writable (EMERGENT_AUDIT_DIR)") from exc
+                except (OSError, AuditWriteError) as exc:
+                    err = exc if isinstance(exc, AuditWriteError) else AuditWriteError(
+                        f"the audit head could not be anchored in {self.anchor.dir}: {exc}",
+                        hint="check that the directory is writable (EMERGENT_AUDIT_DIR)")
+                    # the batch is committed: which entry got which position, for the append that fails
+                    first = head.seq - len(batch) + 1
+                    err.committed = {id(item): first + i for i, item in enumerate(batch)}  # type: ignore[attr-defined]
+                    if err is exc:
+                        raise
+                    raise err from exc
             return len(batch)
 
     def _fail(self, batch: list[Any], why: str) -> None:
@@ -517,8 +540,18 @@ class AuditLog(BatchWriter):
         if limit:
             q = q.limit(limit)
         with self.sql.connect() as conn:
-            return [AuditEntry(r.seq, r.at, r.kind, r.actor, self._opened(r.kind, json.loads(r.data)), r.prev_hash,
-                               r.hash) for r in conn.execute(q)]
+            out = [AuditEntry(r.seq, r.at, r.kind, r.actor, self._opened(r.kind, json.loads(r.data)), r.prev_hash,
+                              r.hash) for r in conn.execute(q)]
+            if out:  # entries whose append failed after they were stored: their markers follow them
+                lo, hi = out[0].seq, out[-1].seq
+                marks = sa.select(audit_log.c.data).where(audit_log.c.kind == REFUSED_KIND, audit_log.c.seq > lo)
+                if limit:  # a marker is written right after its entry: other writers' entries may come between
+                    marks = marks.where(audit_log.c.seq <= hi + REFUSED_WITHIN)
+                refused = {int(json.loads(d).get("seq", 0)) for (d,) in conn.execute(marks)}
+                for e in out:
+                    if e.seq in refused:
+                        e.data["audit_write_failed"] = True
+            return out
 
     def _iter_rows(self) -> Iterator[Any]:
         with self.sql.connect() as conn:

@@ -28,6 +28,7 @@ from emergent.errors import (
     NotFoundError,
     PartialWriteError,
     ScopeError,
+    StoreUnavailableError,
     ValidationError,
 )
 from emergent.memory import decay, ranking
@@ -100,6 +101,7 @@ class Memory:
         self.principals = principals
         self._ops: deque[OpSample] = deque(maxlen=10_000)
         self._unflushed: list[OpSample] = []
+        self._ops_flush_at = 500  # operation samples are written to SQL every 500 (later, after a failed write)
         self._access: dict[str, tuple[Scope, int, float]] = {}
         self._lock = threading.Lock()
         self._stm_views: OrderedDict[str, STMView] = OrderedDict()  # per agent, most recently used last
@@ -725,7 +727,11 @@ class Memory:
         for h in hits:
             rec = h.record
             if rec.tier is Tier.STM:
-                self._reinforce_stm(rec, now)
+                try:
+                    self._reinforce_stm(rec, now)
+                except StoreUnavailableError as exc:  # bookkeeping of a read: never fails the read (a full disk)
+                    log.warning("recall of short-term memory %s is answered, but its reinforcement was not "
+                                "stored: %s", rec.id, exc)
             else:
                 with self._lock:
                     _, n, _ = self._access.get(rec.id, (rec.scope, 0, now))
@@ -1003,10 +1009,18 @@ class Memory:
         sample = OpSample(self.clock.now(), op, scope.key, count, (time.perf_counter() - t0) * 1e3, hit)
         self._ops.append(sample)
         self._unflushed.append(sample)
-        if len(self._unflushed) >= 500 and self.sql is not None:
+        if len(self._unflushed) >= self._ops_flush_at and self.sql is not None:
             with self._lock:
                 ops, self._unflushed = self._unflushed, []
-            self._write_ops(ops)
+            try:
+                self._write_ops(ops)
+                self._ops_flush_at = 500
+            except Exception as exc:  # noqa: BLE001 - the operation log never fails the operation it logs
+                with self._lock:  # kept (bounded) for a later flush, tried again after 500 more operations
+                    self._unflushed = (ops + self._unflushed)[-10_000:]
+                    self._ops_flush_at = len(self._unflushed) + 500
+                log.warning("memory %s is done, but the operation log could not be written (%s: %s); %d samples are "
+                            "kept for the next flush", op, type(exc).__name__, exc, len(self._unflushed))
 
     def _write_ops(self, ops: list[OpSample]) -> None:
         from emergent.memory.tables import memory_ops

@@ -215,10 +215,12 @@ def test_concurrent_writers_keep_the_bound_and_lose_no_evicted_item(shared):
 
 
 def test_a_short_ttl_expires_for_every_process(shared):
-    shared.run(mode="put", ids=["brief"], ttl=0.3)
+    # 2 s: the writer's exit and this open must come within it on a loaded machine (0.3 s did not)
+    shared.run(mode="put", ids=["brief"], ttl=2.0)
+    returned = time.monotonic()
     stm = shared.open()
     assert stm.get("a", "brief") is not None
-    time.sleep(0.45)
+    time.sleep(max(0.0, returned + 2.2 - time.monotonic()))  # the put came before the writer returned
     assert stm.get("a", "brief") is None
     assert stm.scan("a") == []
 

@@ -108,6 +108,24 @@ def test_a_key_swapped_for_another_valid_key_stops_the_next_write_of_a_writer_th
         ws.memory.forget(ws.memory.ingest(["one more note"])[0], principal=me)
 
 
+def test_an_entry_stored_but_never_anchored_reads_as_failed_and_an_entry_after_it_says_why(ws, me) -> None:
+    """The chain is committed before its head is anchored. When the anchor cannot be written the
+    append fails (so does the action), but the entry is in the chain and cannot be edited: an entry
+    chained after it names it, and every read shows it as ``audit_write_failed``."""
+    fill(ws, me)
+    before = rows(ws)[-1]["seq"]
+    ws.audit.anchor.key_file.write_text("ab" * 32)  # from now on no head can be anchored
+    with pytest.raises(AuditWriteError):
+        ws.audit.append("test.done", me, {"x": 1}, durable=True)
+    got = {e.kind: e for e in ws.audit.entries(start=before + 1)}
+    assert got["test.done"].data.get("audit_write_failed") is True
+    assert got["audit.write_failed"].data["seq"] == got["test.done"].seq
+    assert got["audit.write_failed"].data["kind"] == "test.done"
+    assert ws.audit.entries(start=got["test.done"].seq, limit=1)[0].data["audit_write_failed"] is True  # one page
+    assert not any(e.data.get("audit_write_failed") for e in ws.audit.entries(start=1, limit=before))
+    assert ws.audit.entries(kind="test.done")[0].data["audit_write_failed"] is True
+
+
 def test_a_head_edited_in_place_with_the_same_size_and_time_is_read_again_by_the_writer(ws, me) -> None:
     """An edit that keeps the head file's inode, size and modification time still changes its
     change time: the writer that kept the head reads the file again and finds the forgery."""
