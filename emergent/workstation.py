@@ -654,16 +654,26 @@ class Workstation:
         return out
 
     def close(self) -> None:
-        """Close the services (newest first), then the audit trail (they write to it), then SQL."""
+        """Close the services (newest first), then the audit trail (they write to it), then SQL.
+        One that fails (a full disk) does not keep the others open: the first failure is raised
+        after all of them were closed."""
+        failed: list[Exception] = []
         try:
             while self._closers:
                 fn = self._closers.pop(0)
-                fn()
+                try:
+                    fn()
+                except Exception as exc:  # noqa: BLE001 - raised below, once everything is closed
+                    failed.append(exc)
         finally:
-            if "audit" in self.__dict__:
-                self.__dict__["audit"].close()
-            if "sql" in self.__dict__:
-                self.__dict__["sql"].dispose()
+            try:
+                if "audit" in self.__dict__:
+                    self.__dict__["audit"].close()
+            finally:
+                if "sql" in self.__dict__:
+                    self.__dict__["sql"].dispose()
+        if failed:
+            raise failed[0]
 
     def __enter__(self) -> Workstation:
         return self

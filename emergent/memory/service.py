@@ -763,22 +763,32 @@ class Memory:
             pending, self._access = self._access, {}
             ops, self._unflushed = self._unflushed, []
         updated = 0
-        if pending:
-            by_scope: dict[str, list[str]] = {}
-            for id_, (scope, _, _) in pending.items():
-                by_scope.setdefault(scope.agent, []).append(id_)
-            records = [r for agent, ids in by_scope.items() for r in self.ltm.get_many(ids, Scope(agent))]
-            changed = []
-            for rec in records:
-                _, count, last = pending[rec.id]
-                s = rec.stability
-                for _ in range(count):
-                    s = decay.reinforce(s, decay.retention(last - rec.last_accessed, s), self.config.stability_growth)
-                changed.append(rec.with_(stability=s, last_accessed=last, access_count=rec.access_count + count))
-            self.ltm.upsert(changed, now=self.clock.now())
-            updated = len(changed)
-        if ops and self.sql is not None:
-            self._write_ops(ops)
+        try:
+            if pending:
+                by_scope: dict[str, list[str]] = {}
+                for id_, (scope, _, _) in pending.items():
+                    by_scope.setdefault(scope.agent, []).append(id_)
+                records = [r for agent, ids in by_scope.items() for r in self.ltm.get_many(ids, Scope(agent))]
+                changed = []
+                for rec in records:
+                    _, count, last = pending[rec.id]
+                    s = rec.stability
+                    for _ in range(count):
+                        s = decay.reinforce(s, decay.retention(last - rec.last_accessed, s),
+                                            self.config.stability_growth)
+                    changed.append(rec.with_(stability=s, last_accessed=last, access_count=rec.access_count + count))
+                self.ltm.upsert(changed, now=self.clock.now())
+                updated, pending = len(changed), {}
+            if ops and self.sql is not None:
+                self._write_ops(ops)
+                ops = []
+        except BaseException:
+            with self._lock:  # kept for the next flush (a full disk): accesses merged with those since
+                for id_, (scope, count, last) in pending.items():
+                    _, n, at = self._access.get(id_, (scope, 0, last))
+                    self._access[id_] = (scope, n + count, max(at, last))
+                self._unflushed = (ops + self._unflushed)[-10_000:]
+            raise
         return updated
 
     # ================================================================== deletes
@@ -1031,17 +1041,20 @@ class Memory:
             conn.execute(memory_ops.insert(), rows)
 
     def close(self) -> None:
-        """Flush buffers; an in-process STM dies with the process, so promote what qualifies."""
-        if self.promote_on_close and self.stm.name == "local" and self.stm.agents():
-            from emergent.memory.consolidation import consolidate
+        """Flush buffers; an in-process STM dies with the process, so promote what qualifies. The
+        long-term store is closed even when that fails (a full disk), and the failure is raised."""
+        try:
+            if self.promote_on_close and self.stm.name == "local" and self.stm.agents():
+                from emergent.memory.consolidation import consolidate
 
-            report = consolidate(self, archive=False)
-            if report.promoted or report.merged:  # short-term memory kept on close: the system acted
-                note(self.audit, "memory.promoted_on_close", "system:close",
-                     {"promoted": report.promoted, "merged": report.merged}, durable=False)
-        else:
-            self.flush()
-        self.ltm.close()
+                report = consolidate(self, archive=False)
+                if report.promoted or report.merged:  # short-term memory kept on close: the system acted
+                    note(self.audit, "memory.promoted_on_close", "system:close",
+                         {"promoted": report.promoted, "merged": report.merged}, durable=False)
+            else:
+                self.flush()
+        finally:
+            self.ltm.close()
 
 
 _FROZEN = False

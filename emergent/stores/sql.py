@@ -148,10 +148,20 @@ def check_sqlite_file(path: Path) -> None:
     page_size = 65536 if page_size == 1 else page_size
     change, pages, valid_for = struct.unpack(">I", header[24:28])[0], struct.unpack(">I", header[28:32])[0], \
         struct.unpack(">I", header[92:96])[0]
-    if pages and change == valid_for and size < pages * page_size:
+    if pages and change == valid_for and size < pages * page_size and not _wal_holds_pages(path):
         raise StoreCorruptError(
             f"the database {path} is truncated: {size:,} bytes, but its header records {pages:,} pages of "
             f"{page_size} bytes ({pages * page_size:,} bytes)", hint=RECOVER_HINT, path=str(path))
+
+
+def _wal_holds_pages(path: Path) -> bool:
+    """A non-empty write-ahead log beside the file: a checkpoint that a full disk interrupted leaves
+    the header's page count written and the pages still in the log, where SQLite reads them (and the
+    next checkpoint writes them). Not a truncated file, so SQLite's own checks decide."""
+    try:
+        return Path(f"{path}-wal").stat().st_size > 0
+    except OSError:
+        return False
 
 
 def translate_error(exc: BaseException, where: str) -> EmergentError | None:

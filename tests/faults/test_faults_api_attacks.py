@@ -305,3 +305,32 @@ def test_attack_a_full_audit_anchor_dir_leaves_no_entry_reading_as_done(small_di
         assert claims == [], f"entries recording actions that failed and never took effect: {claims}"
     finally:
         ws.close()
+
+
+def test_attack_close_on_a_full_database_disk_still_closes_the_memory_store(
+        small_disk, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Closing writes what was buffered (operation samples) to SQL; on a full database disk that
+    fails, and the failure is raised, but the long-term store is still closed (its recall index
+    saved for the next process) and nothing stored is lost. The next open used to call the database
+    truncated: the interrupted checkpoint had written the header's page count, the pages were in the WAL."""
+    from emergent.errors import EmergentError
+
+    monkeypatch.setenv("EMERGENT_DATABASE_URL", f"sqlite:///{small_disk.path / 'emergent.db'}")
+    home = tmp_path / "ws"
+    home.mkdir()
+    ws = Workstation.open(home, embedder="hashing")
+    texts = [f"long-term note {i} about the harbour" for i in range(20)]
+    ids = ws.memory.ingest(texts)
+    assert ws.memory.recall("harbour note", k=5)  # buffers operation samples, written at close
+    snapshots = Path(ws.memory.ltm.hot.snapshot_dir)
+    small_disk.fill()
+    with pytest.raises(EmergentError):
+        ws.close()
+    assert list(snapshots.glob("*.npz")), "the long-term store was not closed"
+    small_disk.drain()  # the close's checkpoint was cut short: the header counts pages still in the WAL
+    ws = Workstation.open(home, embedder="hashing")
+    try:
+        assert [ws.memory.get(i).text for i in ids] == texts
+        assert ws.audit.verify().ok
+    finally:
+        ws.close()
