@@ -81,17 +81,29 @@ def promote(memory: Memory, agent: str, now: float, report: ConsolidationReport,
             evicted: list[MemoryRecord] | None = None, live_items: bool = True) -> None:
     """``evicted``: items already drained (an erasure judges the survivors of its drain now);
     ``live_items=False``: leave the live short-term items alone."""
-    stm, ltm, cfg = memory.stm, memory.ltm, memory.config
+    stm = memory.stm
     live = stm.scan(agent) if live_items else []
-    if evicted is None:
-        evicted = stm.drain_evicted(agent)
+    if evicted is not None:
+        _promote(memory, agent, now, report, live, evicted)
+        return
+    # The evicted items leave the short-term memory only once the block completes, when what was
+    # promoted is committed: a full disk or a kill in between leaves them for the next consolidation.
+    with stm.promoting_evicted(agent) as drained:
+        _promote(memory, agent, now, report, live, drained)
+
+
+def _promote(memory: Memory, agent: str, now: float, report: ConsolidationReport, live: list[MemoryRecord],
+             evicted: list[MemoryRecord]) -> None:
+    stm, ltm, cfg = memory.stm, memory.ltm, memory.config
     report.evicted_seen += len(evicted)
     chosen = [r for r in [*live, *evicted] if _should_promote(r, memory) and r.vector is not None]
     chosen.sort(key=lambda r: (-r.importance, r.created_at))  # the survivor of a merge is the strongest
     report.kept_in_stm += len(live) - sum(1 for r in live if _should_promote(r, memory))
     if not chosen:
         return
-    unique, alias = _dedup_batch(chosen, cfg.dedup_similarity)
+    # Promoted by a run killed before it could remove them from STM: already there, exactly once.
+    stored = {r.id for r in ltm.get_many([r.id for r in chosen], Scope(agent))} if ltm.count() else set()
+    unique, alias = _dedup_batch([r for r in chosen if r.id not in stored], cfg.dedup_similarity)
     by_id = {r.id: r for r in chosen}
     for dup_id, keep_id in alias.items():  # fold in-batch duplicates into their survivor first
         keep = next(u for u in unique if u.id == keep_id)
@@ -108,7 +120,7 @@ def promote(memory: Memory, agent: str, now: float, report: ConsolidationReport,
         else:
             inserts.append(rec.with_(tier=Tier.LTM))
     report.merged += len(alias)
-    # LTM first, then STM: a crash in between leaves the item in both (re-promotion merges it).
+    # LTM first, then STM: a crash in between leaves the item in both (the next run finds it stored).
     ltm.upsert([*inserts, *updates.values()], now=now)
     stm.delete(agent, [r.id for r in chosen])
     report.promoted += len(inserts)

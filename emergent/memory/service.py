@@ -8,6 +8,7 @@ weighted RRF and re-scored by relevance, recency, importance and strength.
 
 from __future__ import annotations
 
+import contextlib
 import gc
 import json
 import logging
@@ -946,21 +947,25 @@ class Memory:
             doomed = {f["id"] for f in found}
             unseen = user is not None or bool(wanted - doomed)  # maybe only in an evicted list: look everywhere
             stm, survivors = 0, {}
-            for agent in sorted(set(agents) | (set(self.stm.agents()) if unseen else set())):
-                live = [r.id for r in self.stm.scan(agent) if r.id in doomed or selected(r)]
-                stm += self.stm.delete(agent, live)
-                self._drop_view(agent)
-                evicted = self.stm.drain_evicted(agent)
-                dropped = {r.id for r in evicted if r.id in doomed or selected(r)}
-                doomed |= dropped | set(live)
-                survivors[agent] = [r for r in evicted if r.id not in dropped]
-            all_ids = sorted(doomed)
-            # an erasure runs even when nothing live matched: older versions and data files may hold it
-            done = erasure.erase_ltm(self.ltm, all_ids, keep=keep) if all_ids or keep is None else {
-                "ltm": 0, "archive": 0, "rewritten_rows": 0, "indexes_rebuilt": [], "agents": []}
-            for agent, kept in survivors.items():
-                if kept:  # judged now, as the next consolidation would (promoted or let go)
-                    promote(self, agent, self.clock.now(), ConsolidationReport(), evicted=kept, live_items=False)
+            # Every evicted item read here leaves short-term memory when the block ends, after the
+            # long-term rewrite and the survivors' promotion: a failure before then (a full disk)
+            # leaves them all where they were, for a retry, instead of losing the survivors.
+            with contextlib.ExitStack() as reading:
+                for agent in sorted(set(agents) | (set(self.stm.agents()) if unseen else set())):
+                    live = [r.id for r in self.stm.scan(agent) if r.id in doomed or selected(r)]
+                    stm += self.stm.delete(agent, live)
+                    self._drop_view(agent)
+                    evicted = reading.enter_context(self.stm.promoting_evicted(agent))
+                    dropped = {r.id for r in evicted if r.id in doomed or selected(r)}
+                    doomed |= dropped | set(live)
+                    survivors[agent] = [r for r in evicted if r.id not in dropped]
+                all_ids = sorted(doomed)
+                # an erasure runs even when nothing live matched: older versions and data files may hold it
+                done = erasure.erase_ltm(self.ltm, all_ids, keep=keep) if all_ids or keep is None else {
+                    "ltm": 0, "archive": 0, "rewritten_rows": 0, "indexes_rebuilt": [], "agents": []}
+                for agent, kept in survivors.items():
+                    if kept:  # judged now, as the next consolidation would (promoted or let go)
+                        promote(self, agent, self.clock.now(), ConsolidationReport(), evicted=kept, live_items=False)
             scrubbed = erasure.scrub_stm(self.stm)
             forget = getattr(self.embedder, "clear", None)
             if callable(forget) and doomed:  # this process's cached embeddings may include the erased texts'

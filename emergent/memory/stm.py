@@ -15,14 +15,16 @@ what an unreachable server means: an error, or (declared) a write to long-term m
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import secrets
+import sys
 import threading
 import time
 from abc import ABC, abstractmethod
 from collections import OrderedDict, deque
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal, TypeVar
@@ -61,6 +63,15 @@ class STM(ABC):
     @abstractmethod
     def agents(self) -> list[str]:
         """Agents with items (for dumps and consolidation)."""
+
+    @contextlib.contextmanager
+    def promoting_evicted(self, agent: str) -> Iterator[list[MemoryRecord]]:
+        """The evicted items of ``agent`` for consolidation to promote inside the block; they leave the
+        evicted list only when the block completes (what was promoted is committed to long-term
+        memory by then). A failure (a full disk) or a kill inside the block leaves them for the next
+        consolidation: an item reported as remembered is never dropped between the two stores. The
+        built-in backends read without draining; a backend that cannot drains first (as before)."""
+        yield self.drain_evicted(agent)
 
     def health(self) -> dict[str, Any]:
         return {"backend": self.name, "ok": True}
@@ -131,6 +142,20 @@ class LocalSTM(STM):
             q = self._evicted.pop(agent, None)
         return list(q) if q else []
 
+    @contextlib.contextmanager
+    def promoting_evicted(self, agent: str) -> Iterator[list[MemoryRecord]]:
+        with self._lock:
+            records = list(self._evicted.get(agent, ()))
+        yield records
+        if records:
+            taken = {id(r) for r in records}
+            with self._lock:
+                q = self._evicted.get(agent)
+                if q is not None:
+                    kept = [r for r in q if id(r) not in taken]
+                    q.clear()
+                    q.extend(kept)
+
     def agents(self) -> list[str]:
         with self._lock:
             return sorted({a for a, items in self._items.items() if items}
@@ -161,6 +186,26 @@ for i = 1, #old, 2 do
 end
 redis.call('LTRIM', KEYS[3], 0, tonumber(ARGV[7]) - 1)
 return evicted
+"""
+
+
+# Removes the evicted items a consolidation read (LRANGE 0 -1: ARGV[2] the newest, ARGV[3] the oldest,
+# ARGV[1] of them) once they are promoted. Puts push newer ones at the head and the size bound trims
+# the tail: when the tail still ends with exactly what was read, it goes in one LTRIM; otherwise -1
+# (the caller then passes every value read, ARGV[4...], each removed from the tail end).
+_ACK_EVICTED = """
+local m = tonumber(ARGV[1])
+if #ARGV > 3 then
+  local n = 0
+  for i = 4, #ARGV do n = n + redis.call('LREM', KEYS[1], -1, ARGV[i]) end
+  return n
+end
+local len = redis.call('LLEN', KEYS[1])
+if len < m or redis.call('LINDEX', KEYS[1], -1) ~= ARGV[3] or redis.call('LINDEX', KEYS[1], len - m) ~= ARGV[2] then
+  return -1
+end
+if len == m then redis.call('DEL', KEYS[1]) else redis.call('LTRIM', KEYS[1], 0, len - m - 1) end
+return m
 """
 
 
@@ -222,6 +267,7 @@ class RedisSTM(STM):
         self.state_path = Path(state_path) if state_path is not None else None
         self._now = clock or time.time
         self._put = client.register_script(_PUT)
+        self._ack_evicted = client.register_script(_ACK_EVICTED)
         self._prefixes: dict[str, tuple[str, str, str]] = {}
         self._decoded: dict[str, dict[str, tuple[bytes, MemoryRecord]]] = {}  # agent -> id -> (value, record)
         self._marker = f"{namespace}:stm:marker"
@@ -489,6 +535,17 @@ class RedisSTM(STM):
             self._verify()
         return [self._decode(v, agent) for v in values]
 
+    @contextlib.contextmanager
+    def promoting_evicted(self, agent: str) -> Iterator[list[MemoryRecord]]:
+        self._check()
+        key = self._prefix(agent) + "evicted"
+        values = self.client.lrange(key, 0, -1)
+        if not values:
+            self._verify()
+        yield [self._decode(v, agent) for v in values]
+        if values and int(self._ack_evicted(keys=[key], args=[len(values), values[0], values[-1]])) < 0:
+            self._ack_evicted(keys=[key], args=[len(values), values[0], values[-1], *values])
+
     def agents(self) -> list[str]:
         self._check()
         out = set()
@@ -623,6 +680,21 @@ class FallbackSTM(STM):
 
     def drain_evicted(self, agent: str) -> list[MemoryRecord]:
         return self._read(lambda: self.inner.drain_evicted(agent), [])
+
+    @contextlib.contextmanager
+    def promoting_evicted(self, agent: str) -> Iterator[list[MemoryRecord]]:
+        inner = self.inner.promoting_evicted(agent)
+        records = self._read(inner.__enter__, None)
+        if records is None:  # unreachable, under the declared fallback: an empty short-term memory
+            yield []
+            return
+        try:
+            yield records
+        except BaseException:
+            if not inner.__exit__(*sys.exc_info()):
+                raise
+        else:
+            self._read(lambda: inner.__exit__(None, None, None), None)
 
     def agents(self) -> list[str]:
         return self._read(self.inner.agents, [])

@@ -29,12 +29,14 @@ The workspace must be on a local filesystem: WAL needs shared memory between the
 
 from __future__ import annotations
 
+import contextlib
+import json
 import os
 import sqlite3
 import threading
 import time
 from collections import OrderedDict
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -393,6 +395,15 @@ class SQLiteSTM(STM):
             return [v for _, v in rows]
 
         return [self._decode(v, agent) for v in self._write("drain_evicted", body)]
+
+    @contextlib.contextmanager
+    def promoting_evicted(self, agent: str) -> Iterator[list[MemoryRecord]]:
+        rows = self._read("drain_evicted", "SELECT n, value FROM stm_evicted WHERE agent = ? ORDER BY n", (agent,))
+        yield [self._decode(v, agent) for _, v in rows]
+        if rows:  # exactly the rows read: items evicted meanwhile stay for the next consolidation
+            listed = json.dumps([n for n, _ in rows])
+            self._write("drain_evicted", lambda conn: conn.execute(
+                "DELETE FROM stm_evicted WHERE agent = ? AND n IN (SELECT value FROM json_each(?))", (agent, listed)))
 
     def agents(self) -> list[str]:
         rows = self._read("agents", "SELECT agent FROM stm_agents WHERE items > 0 OR evicted > 0 ORDER BY agent", ())

@@ -297,6 +297,20 @@ class LanceStore:
         """Where table ``name`` lives (named in every error about it)."""
         return f"{self.uri.rstrip('/')}/{name}.lance"
 
+    @contextmanager
+    def _creating(self, local: bool) -> Iterator[None]:
+        """Held while a table is created in a local directory: a table directory without a version
+        is a creation cut short only if nobody is creating it now (object storage has no such lock;
+        its creations are single writes of the first manifest)."""
+        if not local:
+            yield
+            return
+        from filelock import FileLock
+
+        os.makedirs(self.uri, exist_ok=True)
+        with translated(self.uri, "creating a table"), FileLock(os.path.join(self.uri, ".create.lock"), timeout=60):
+            yield
+
     def table_names(self) -> list[str]:
         with translated(self.uri, "listing tables"):
             resp = self.db.list_tables()
@@ -305,15 +319,26 @@ class LanceStore:
     def open_table(self, name: str, schema: pa.Schema, version: int) -> Any:
         """Open ``name`` (creating it with ``schema``), refusing an unknown schema version."""
         where = self.table_path(name)
-        if name not in self.table_names():
-            md = dict(schema.metadata or {})
-            md[SCHEMA_VERSION_KEY] = str(version).encode()
-            try:
-                with translated(where, "creating the table"):
-                    return self.db.create_table(name, schema=schema.with_metadata(md))
-            except ValueError:
-                if name not in self.table_names():  # a real error, not a creation race
-                    raise
+        local = "://" not in self.uri
+
+        def debris() -> bool:
+            # A creation cut short (a full disk, a kill) leaves a table directory without any committed
+            # version: it holds nothing, and LanceDB would list it but never open it. Created over.
+            return local and os.path.isdir(where) and local_latest_version(where) is None
+
+        if debris() or name not in self.table_names():
+            with self._creating(local):  # processes take turns: never "over" another's creation
+                cut_short = debris()
+                if cut_short or name not in self.table_names():
+                    md = dict(schema.metadata or {})
+                    md[SCHEMA_VERSION_KEY] = str(version).encode()
+                    try:
+                        with translated(where, "creating the table"):
+                            return self.db.create_table(name, schema=schema.with_metadata(md),
+                                                        mode="overwrite" if cut_short else "create")
+                    except ValueError:
+                        if name not in self.table_names():  # a real error, not a creation race
+                            raise
         try:
             with translated(where, "opening the table"):
                 table = self.db.open_table(name)
@@ -349,8 +374,8 @@ class LanceStore:
                     return {str(k): str(v) for k, v in found["meta"].items()}
             except (OSError, ValueError):
                 pass
-        if "emergent_meta" not in self.table_names():
-            return {}
+        if (local and version is None and os.path.isdir(where)) or "emergent_meta" not in self.table_names():
+            return {}  # not created yet, or a creation cut short (see open_table)
         with translated(where, "reading"):
             table = self.db.open_table("emergent_meta")
             rows = table.to_arrow().to_pylist()

@@ -34,7 +34,9 @@ def test_changed_embedder_names_both_models_and_reembed_migrates(home: Path) -> 
         assert stored.text == big  # decompressed, re-embedded and stored whole
         vec = ws.embedder.embed([big])[0]
         assert float(stored.vector @ vec) > 0.999
-    assert not [p for p in (home / "lance").iterdir() if "reembed" in p.name or p.name.startswith(".")]
+    # no temporary table left (the table-creation lock file, LanceStore._creating's, stays by design)
+    assert not [p for p in (home / "lance").iterdir()
+                if "reembed" in p.name or (p.name.startswith(".") and p.name != ".create.lock")]
     with Workstation.open(home, embedder="hashing") as ws, pytest.raises(EmbedderMismatchError):
         _ = ws.memory  # the old model is now the mismatch
 
