@@ -88,12 +88,29 @@ def one_blas_thread() -> None:
     threadpool_limits(limits=1)
 
 
+#: how long a thread holding the GIL keeps it while another waits (Python's default: 5 ms)
+GIL_SWITCH_S = 0.001
+
+
+def short_gil_turns() -> None:
+    """A server process's threads take turns at the GIL every millisecond instead of every 5. The
+    event loop thread (reading requests, writing answers) and the quick pool's threads (token checks,
+    recalls) are all Python: with the default, a loop that has an answer ready waits up to 5 ms for a
+    thread in the middle of a recall, and the reverse (the convoy effect). At the API bench's 200 req/s
+    on 2 cores, alternating runs of 20 s measured p95 recall 24.7 / 17.8 / 14.6 ms against 314 (an
+    outlier) / 22.3 / 22.2 ms with 5 ms, p50 within noise."""
+    import sys
+
+    sys.setswitchinterval(GIL_SWITCH_S)
+
+
 def make_app() -> Any:
     """The app of one worker process (``--workers N``): it opens the workspace named by the parent."""
     from emergent.api import create_app
     from emergent.workstation import Workstation
 
     one_blas_thread()
+    short_gil_turns()
 
     ws = Workstation.open(os.environ.get(_HOME_ENV) or None, create=False)
     warm(ws)
@@ -132,6 +149,7 @@ def serve(host: str = typer.Option(None, help="address to listen on (default: EM
         try:
             if workers == 1:
                 one_blas_thread()
+                short_gil_turns()
                 warm(ws)
             api = create_app(ws) if workers == 1 else None
         except BaseException:
