@@ -101,8 +101,10 @@ def _promote(memory: Memory, agent: str, now: float, report: ConsolidationReport
     report.kept_in_stm += len(live) - sum(1 for r in live if _should_promote(r, memory))
     if not chosen:
         return
-    # Promoted by a run killed before it could remove them from STM: already there, exactly once.
-    stored = {r.id for r in ltm.get_many([r.id for r in chosen], Scope(agent))} if ltm.count() else set()
+    # Promoted by a run killed before it could remove them from STM: already there, exactly once (the
+    # same id with another text is a newer version of the memory: promoted as before).
+    texts = {r.id: r.text for r in chosen}
+    stored = {r.id for r in ltm.get_many(list(texts), Scope(agent)) if r.text == texts[r.id]} if ltm.count() else set()
     unique, alias = _dedup_batch([r for r in chosen if r.id not in stored], cfg.dedup_similarity)
     by_id = {r.id: r for r in chosen}
     for dup_id, keep_id in alias.items():  # fold in-batch duplicates into their survivor first
