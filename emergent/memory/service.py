@@ -947,18 +947,24 @@ class Memory:
             doomed = {f["id"] for f in found}
             unseen = user is not None or bool(wanted - doomed)  # maybe only in an evicted list: look everywhere
             stm, survivors = 0, {}
-            # Every evicted item read here leaves short-term memory when the block ends, after the
-            # long-term rewrite and the survivors' promotion: a failure before then (a full disk)
-            # leaves them all where they were, for a retry, instead of losing the survivors.
+            # The evicted items to erase leave short-term memory at once; the others (survivors) when
+            # the block ends, after the long-term rewrite and their promotion: a failure before then
+            # (a full disk) leaves them where they were instead of losing them.
             with contextlib.ExitStack() as reading:
                 for agent in sorted(set(agents) | (set(self.stm.agents()) if unseen else set())):
                     live = [r.id for r in self.stm.scan(agent) if r.id in doomed or selected(r)]
                     stm += self.stm.delete(agent, live)
                     self._drop_view(agent)
-                    evicted = reading.enter_context(self.stm.promoting_evicted(agent))
-                    dropped = {r.id for r in evicted if r.id in doomed or selected(r)}
+                    dropped: set[str] = set()
+
+                    def erased(rec: MemoryRecord, dropped: set[str] = dropped, doomed: set[str] = doomed) -> bool:
+                        if rec.id in doomed or selected(rec):
+                            dropped.add(rec.id)
+                            return True
+                        return False
+
+                    survivors[agent] = reading.enter_context(self.stm.promoting_evicted(agent, erased))
                     doomed |= dropped | set(live)
-                    survivors[agent] = [r for r in evicted if r.id not in dropped]
                 all_ids = sorted(doomed)
                 # an erasure runs even when nothing live matched: older versions and data files may hold it
                 done = erasure.erase_ltm(self.ltm, all_ids, keep=keep) if all_ids or keep is None else {

@@ -65,13 +65,15 @@ class STM(ABC):
         """Agents with items (for dumps and consolidation)."""
 
     @contextlib.contextmanager
-    def promoting_evicted(self, agent: str) -> Iterator[list[MemoryRecord]]:
+    def promoting_evicted(self, agent: str, drop: Callable[[MemoryRecord], bool] | None = None
+                          ) -> Iterator[list[MemoryRecord]]:
         """The evicted items of ``agent`` for consolidation to promote inside the block; they leave the
         evicted list only when the block completes (what was promoted is committed to long-term
         memory by then). A failure (a full disk) or a kill inside the block leaves them for the next
-        consolidation: an item reported as remembered is never dropped between the two stores. The
-        built-in backends read without draining; a backend that cannot drains first (as before)."""
-        yield self.drain_evicted(agent)
+        consolidation: an item reported as remembered is never dropped between the two stores. Those
+        ``drop`` picks (an erasure's) leave at once and are not yielded. The built-in backends read
+        without draining; a backend that cannot drains first (as before)."""
+        yield [r for r in self.drain_evicted(agent) if drop is None or not drop(r)]
 
     def health(self) -> dict[str, Any]:
         return {"backend": self.name, "ok": True}
@@ -143,10 +145,18 @@ class LocalSTM(STM):
         return list(q) if q else []
 
     @contextlib.contextmanager
-    def promoting_evicted(self, agent: str) -> Iterator[list[MemoryRecord]]:
+    def promoting_evicted(self, agent: str, drop: Callable[[MemoryRecord], bool] | None = None
+                          ) -> Iterator[list[MemoryRecord]]:
         with self._lock:
             records = list(self._evicted.get(agent, ()))
+        if drop is not None:
+            dropped = [r for r in records if drop(r)]
+            self._remove_evicted(agent, dropped)
+            records = [r for r in records if not drop(r)]
         yield records
+        self._remove_evicted(agent, records)
+
+    def _remove_evicted(self, agent: str, records: list[MemoryRecord]) -> None:
         if records:
             taken = {id(r) for r in records}
             with self._lock:
@@ -536,14 +546,26 @@ class RedisSTM(STM):
         return [self._decode(v, agent) for v in values]
 
     @contextlib.contextmanager
-    def promoting_evicted(self, agent: str) -> Iterator[list[MemoryRecord]]:
+    def promoting_evicted(self, agent: str, drop: Callable[[MemoryRecord], bool] | None = None
+                          ) -> Iterator[list[MemoryRecord]]:
         self._check()
         key = self._prefix(agent) + "evicted"
         values = self.client.lrange(key, 0, -1)
         if not values:
             self._verify()
-        yield [self._decode(v, agent) for v in values]
-        if values and int(self._ack_evicted(keys=[key], args=[len(values), values[0], values[-1]])) < 0:
+        pairs = [(v, self._decode(v, agent)) for v in values]
+        if drop is not None:
+            dropped = [v for v, r in pairs if drop(r)]
+            if dropped:  # removed now, value by value (the script's explicit form)
+                self._ack_evicted(keys=[key], args=[len(values), values[0], values[-1], *dropped])
+                pairs = [(v, r) for v, r in pairs if not drop(r)]
+        yield [r for _v, r in pairs]
+        kept = [v for v, _r in pairs]
+        if not kept:
+            return
+        if len(kept) < len(values):
+            self._ack_evicted(keys=[key], args=[len(kept), kept[0], kept[-1], *kept])
+        elif int(self._ack_evicted(keys=[key], args=[len(values), values[0], values[-1]])) < 0:
             self._ack_evicted(keys=[key], args=[len(values), values[0], values[-1], *values])
 
     def agents(self) -> list[str]:
@@ -682,8 +704,9 @@ class FallbackSTM(STM):
         return self._read(lambda: self.inner.drain_evicted(agent), [])
 
     @contextlib.contextmanager
-    def promoting_evicted(self, agent: str) -> Iterator[list[MemoryRecord]]:
-        inner = self.inner.promoting_evicted(agent)
+    def promoting_evicted(self, agent: str, drop: Callable[[MemoryRecord], bool] | None = None
+                          ) -> Iterator[list[MemoryRecord]]:
+        inner = self.inner.promoting_evicted(agent, drop)
         records = self._read(inner.__enter__, None)
         if records is None:  # unreachable, under the declared fallback: an empty short-term memory
             yield []

@@ -397,11 +397,20 @@ class SQLiteSTM(STM):
         return [self._decode(v, agent) for v in self._write("drain_evicted", body)]
 
     @contextlib.contextmanager
-    def promoting_evicted(self, agent: str) -> Iterator[list[MemoryRecord]]:
+    def promoting_evicted(self, agent: str, drop: Callable[[MemoryRecord], bool] | None = None
+                          ) -> Iterator[list[MemoryRecord]]:
         rows = self._read("drain_evicted", "SELECT n, value FROM stm_evicted WHERE agent = ? ORDER BY n", (agent,))
-        yield [self._decode(v, agent) for _, v in rows]
-        if rows:  # exactly the rows read: items evicted meanwhile stay for the next consolidation
-            listed = json.dumps([n for n, _ in rows])
+        read = [(n, self._decode(v, agent)) for n, v in rows]
+        if drop is not None:
+            self._delete_evicted(agent, [n for n, r in read if drop(r)])
+            read = [(n, r) for n, r in read if not drop(r)]
+        yield [r for _n, r in read]
+        # exactly the rows read: items evicted meanwhile stay for the next consolidation
+        self._delete_evicted(agent, [n for n, _r in read])
+
+    def _delete_evicted(self, agent: str, ns: list[int]) -> None:
+        if ns:
+            listed = json.dumps(ns)
             self._write("drain_evicted", lambda conn: conn.execute(
                 "DELETE FROM stm_evicted WHERE agent = ? AND n IN (SELECT value FROM json_each(?))", (agent, listed)))
 
