@@ -109,7 +109,8 @@ def runs(limit: int = typer.Option(20, "--limit", "-n", min=1, help="how many ru
     with workstation(home) as ws:
         found = ws.workflows.runs(limit=limit, status=status)
         if as_json:
-            typer.echo(json.dumps([r.to_dict() for r in found], default=str))
+            typer.echo(json.dumps([{**r.to_dict(), "abandoned": r.status == "running" and
+                                    ws.workflows.abandoned(r.id)} for r in found], default=str))
             return
         if not found:
             typer.echo("no workflow runs yet: emergent workflows run TEMPLATE_OR_FILE")
@@ -121,7 +122,10 @@ def runs(limit: int = typer.Option(20, "--limit", "-n", min=1, help="how many ru
         table.add_column("error", ratio=1)
         for r in found:
             done = sum(1 for s in r.steps if s.status in ("completed", "skipped"))
-            table.add_row(_plain(r.id), _plain(r.workflow), _status(r.status), f"{done}/{len(r.steps)}",
+            state = _status(r.status)
+            if r.status == "running" and ws.workflows.abandoned(r.id):
+                state = _plain(state, " (abandoned: resume it)")
+            table.add_row(_plain(r.id), _plain(r.workflow), state, f"{done}/{len(r.steps)}",
                           _plain(r.principal), _when(r.created_at), _plain((r.error or "")[:80]))
         _console().print(table)
 
@@ -134,12 +138,16 @@ def show(run_id: str = typer.Argument(..., metavar="ID", help="the run's id (eme
 
     with workstation(home) as ws:
         run = ws.workflows.get(run_id)
+        abandoned = run.status == "running" and ws.workflows.abandoned(run_id)
         if as_json:
-            typer.echo(json.dumps(run.to_dict(), indent=2, default=str))
+            typer.echo(json.dumps({**run.to_dict(), "abandoned": abandoned}, indent=2, default=str))
             return
         console = _console()
         console.print(_plain(f"{run.workflow} run {run.id}: ", _status(run.status), f" · by {run.principal} · "
                              f"started {_when(run.created_at)} · updated {_when(run.updated_at)}"), highlight=False)
+        if abandoned:
+            console.print(_plain(f"abandoned: the process that drove it is gone (killed?) and nothing drives it; "
+                                 f"continue it with `emergent workflows resume {run.id}`"), highlight=False)
         if run.error:
             console.print(_plain(f"error: {run.error}"), highlight=False)
         console.print(f"inputs: {json.dumps(run.inputs, default=str)}", markup=False, highlight=False)

@@ -9,6 +9,7 @@ own principal, ``service:scheduler`` (issued by the composition root:
 
 from __future__ import annotations
 
+import functools
 import logging
 import threading
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -18,12 +19,6 @@ from emergent.jobs.model import Run
 from emergent.jobs.service import Heartbeat, JobService, new_owner
 
 log = logging.getLogger("emergent.jobs.scheduler")
-
-
-def _log_crash(fut: Future[Run]) -> None:
-    exc = fut.exception()
-    if exc is not None:  # the run row stays 'running' until its lease expires, then reads 'interrupted'
-        log.error("a job run crashed in the scheduler: %s: %s", type(exc).__name__, exc)
 
 
 class Scheduler:
@@ -37,10 +32,37 @@ class Scheduler:
         self._pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="emergent-job")
         self._running: set[Future[Run]] = set()
         self._lock = threading.Lock()
+        self._crashed: list[tuple[str, float, BaseException]] = []  # runs whose end is not recorded yet
         self.stop_event = threading.Event()
+
+    def _on_done(self, name: str, slot: float, fut: Future[Run]) -> None:
+        exc = fut.exception()
+        if exc is not None:  # e.g. a full disk as the run ended: its row is still 'running', its job leased
+            log.error("a job run crashed in the scheduler: %s: %s", type(exc).__name__, exc)
+            with self._lock:
+                self._crashed.append((name, slot, exc))
+
+    def _settle_crashed(self) -> None:
+        """Record the runs whose execution crashed as interrupted, and free their jobs (the heartbeat renews
+        this scheduler's leases, so their own lease would never run out); kept for the next tick until it
+        can be written."""
+        with self._lock:
+            todo, self._crashed = self._crashed, []
+        for i, (name, slot, exc) in enumerate(todo):
+            why = getattr(exc, "message", None) or str(exc)
+            try:
+                self.service.store.abandon(name, slot, self.owner, now=self.service.clock.now(), error=(
+                    f"the scheduler {self.owner} could not record how the run ended ({type(exc).__name__}: "
+                    f"{why}); the notebook may have run to its end: see its output notebook")[:2000])
+            except Exception as err:  # still failing (the disk is still full): try again next tick
+                log.warning("could not record the end of a run of %s: %s", name, err)
+                with self._lock:
+                    self._crashed[:0] = todo[i:]
+                return
 
     def tick(self) -> list[Future[Run]]:
         """One pass: recover dead schedulers' runs, claim what is due (up to free workers), start it."""
+        self._settle_crashed()
         for lost in self.service.recover():
             log.warning("run %s of %s was interrupted: %s", lost.id, lost.job, lost.error)
         with self._lock:
@@ -51,7 +73,7 @@ class Scheduler:
         started = []
         for spec, run in self.service.claim_due(self.owner, limit=free):
             fut = self._pool.submit(self.service.execute, spec, run, principal=self.principal)
-            fut.add_done_callback(_log_crash)
+            fut.add_done_callback(functools.partial(self._on_done, spec.name, run.slot))
             started.append(fut)
             with self._lock:
                 self._running.add(fut)

@@ -155,6 +155,20 @@ class JobStore:
                          .where(job_runs.c.owner == owner, job_runs.c.status == RunStatus.RUNNING.value)
                          .values(lease_until=now + lease_s))
 
+    def abandon(self, name: str, slot: float, owner: str, *, now: float, error: str) -> None:
+        """Record ``owner``'s running attempts of ``name``'s ``slot`` as interrupted (its executor crashed before
+        it could record how the run ended) and free the job unless the owner runs it again meanwhile: the
+        owner's heartbeat would otherwise keep both forever."""
+        running = sa.and_(job_runs.c.job == name, job_runs.c.owner == owner,
+                          job_runs.c.status == RunStatus.RUNNING.value)
+        with self.sql.begin() as conn:
+            conn.execute(job_runs.update().where(running, job_runs.c.slot == slot).values(
+                status=RunStatus.INTERRUPTED.value, finished_at=now, lease_until=None, error=error,
+                error_name="Interrupted"))
+            conn.execute(jobs.update().where(jobs.c.name == name, jobs.c.lease_owner == owner,
+                                             ~sa.exists(sa.select(job_runs.c.id).where(running)))
+                         .values(lease_owner=None, lease_until=None))
+
     def recover(self, now: float) -> list[Run]:
         """Mark runs whose lease expired as interrupted (their scheduler died) and free their jobs."""
         with self.sql.begin() as conn:

@@ -22,7 +22,9 @@ from typing import Any
 
 from emergent.errors import (
     AuditWriteError,
+    EmergentError,
     NotFoundError,
+    OperationalError,
     PrincipalError,
     TimeoutExceeded,
     UsageError,
@@ -73,6 +75,22 @@ class _Live:
     finished: threading.Event
     thread: threading.Thread | None = None
     then: list[Any] | None = None  # called once the run stopped (a sub-workflow settles its parent's step)
+    failure: BaseException | None = None  # the run's end could not be recorded (e.g. a full disk): wait raises it
+
+
+def _unrecorded(run_id: str, exc: BaseException) -> EmergentError:
+    """The error ``wait`` raises when a run stopped but its end could not be written (a full disk...): the
+    same kind of error as the cause, saying which run and how to continue it."""
+    cls = type(exc) if isinstance(exc, EmergentError) else OperationalError
+    why = getattr(exc, "message", None) or f"{type(exc).__name__}: {exc}"
+    hint = (f"{getattr(exc, 'hint', '') or 'fix the cause'}; then continue the run: emergent workflows resume "
+            f"{run_id} (its completed steps do not run again)")
+    msg = f"workflow run {run_id} stopped, but its state could not be recorded: {why}"
+    fields = {**getattr(exc, "fields", {}), "run": run_id}
+    try:
+        return cls(msg, hint=hint, **fields)
+    except TypeError:
+        return OperationalError(msg, hint=hint, **fields)
 
 
 def _durable(wf: Workflow) -> bool:
@@ -100,6 +118,9 @@ class Workflows:
         self._executors: dict[str, Any] = {}
         self._live: dict[str, _Live] = {}
         self._lock = threading.Lock()
+        # runs this process stopped driving without recording their end (a full disk): its lease on them
+        # is stale, and exactly one resume here may take them over (see _lease_gone and _continue)
+        self._stranded: set[str] = set()
         self._tools_ready = False
 
     @staticmethod
@@ -339,7 +360,14 @@ class Workflows:
             except Exception as exc:  # noqa: BLE001 - recorded as the run's failure
                 status, error = FAILED, d.error or f"{type(exc).__name__}: {exc}"
             if status != RUNNING:  # RUNNING: another process took the run over
-                self._finish(d, status, error)
+                try:
+                    self._finish(d, status, error)
+                except Exception as exc:  # noqa: BLE001 - e.g. a full disk: wait() raises it, never this thread
+                    log.error("workflow run %s stopped %s but its end could not be recorded: %s", d.run_id,
+                              status, exc)
+                    live.failure = exc
+                    with self._lock:
+                        self._stranded.add(d.run_id)
         finally:
             with self._lock:
                 live.finished.set()  # kept in _live until waited for: wait() returns what this process saw
@@ -372,6 +400,8 @@ class Workflows:
                                       run=run_id)
             with self._lock:
                 self._live.pop(run_id, None)
+            if live.failure is not None:
+                raise _unrecorded(run_id, live.failure) from live.failure
             return self._with_stats(live)
         while True:
             row = self.store.get(run_id)
@@ -398,11 +428,18 @@ class Workflows:
         run.stats = {"wall_s": d.wall_s, "steps": sum(1 for n in d.nodes.values() if n.status != PENDING)}
         return run
 
+    def abandoned(self, run_id: str) -> bool:
+        """True when run ``run_id`` reads ``running`` but nothing drives it (its process was killed, or its
+        lease ran out): it stays so until someone resumes it (``emergent workflows resume``)."""
+        return self._abandoned(self.store.get(run_id, spec=False))
+
     def _abandoned(self, row: RunRow) -> bool:
         return row.status == RUNNING and self._lease_gone(row)
 
     def _lease_gone(self, row: RunRow) -> bool:
         """The lease ran out, or its owner was a process on this host that no longer exists."""
+        if row.lease_owner == self.owner and row.id in self._stranded and self._driving(row.id) is None:
+            return True  # this process holds it, but its driver stopped without recording the end
         return (row.lease_until or 0.0) < self.clock.now() or owner_gone(row.lease_owner)
 
     def resume(self, run_id: str, *, principal: Any, workflow: Workflow | Builder | None = None,
@@ -463,6 +500,12 @@ class Workflows:
 
     def _continue(self, row: RunRow, wf: Workflow, actor: Any, who: Any, ctx: Context, *, background: bool,
                   then: Any = None) -> _Live:
+        if row.lease_owner == self.owner:  # the claim below cannot tell two threads of this process apart
+            with self._lock:
+                if row.id not in self._stranded or self._driving(row.id) is not None:
+                    raise UsageError(f"workflow run {row.id} is being driven by this process",
+                                     hint="wait for it: ws.workflows.wait(run_id)", run=row.id)
+                self._stranded.discard(row.id)
         if not self.store.claim(row, owner=self.owner, now=self.clock.now()):
             raise UsageError(f"workflow run {row.id} was taken over by another process just now",
                              hint="wait for it: ws.workflows.wait(run_id)", run=row.id)
