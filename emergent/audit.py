@@ -371,15 +371,15 @@ class HeadAnchor:
             self._put_head(head, real)
 
 
-#: entry fields holding what people, models and tools said (a question, a tool call's arguments or
-#: result, a text): sealed at rest when the log has a cipher (EMERGENT_SECURITY__ENCRYPT); kinds,
-#: actors, ids, decisions and outcomes stay readable, and the chain verifies without the key
 #: the entry chained after one that was stored but whose append failed (its head could not be
 #: anchored): ``{"seq", "kind", "why"}``; :meth:`AuditLog.entries` marks that entry ``audit_write_failed``
 REFUSED_KIND = "audit.write_failed"
 #: how far after its entry a marker is looked for when entries are read a page at a time
 REFUSED_WITHIN = 10_000
 
+#: entry fields holding what people, models and tools said (a question, a tool call's arguments or
+#: result, a text): sealed at rest when the log has a cipher (EMERGENT_SECURITY__ENCRYPT); kinds,
+#: actors, ids, decisions and outcomes stay readable, and the chain verifies without the key
 SEALED_FIELDS = frozenset({"question", "args", "answer", "result", "text", "query"})
 SEALED_PREFIX = "egc1:"
 
