@@ -246,11 +246,12 @@ class HostGuard:
         finally:
             self.inflight -= 1
 
-    async def settle(self, timeout_s: float = 5.0) -> None:
-        """Wait (up to ``timeout_s``) until no routed request is being handled."""
+    async def settle(self, timeout_s: float = 5.0, *, grace_s: float = 0.05) -> None:
+        """Wait (up to ``timeout_s``) until no routed request is being handled; first ``grace_s`` for one
+        that is on its way (a click's request reaches the route a moment after the click returns)."""
         loop = asyncio.get_running_loop()
         end = loop.time() + timeout_s
-        await asyncio.sleep(0.05)  # a click's request reaches the route a moment after the click returns
+        await asyncio.sleep(grace_s)
         while self.inflight and loop.time() < end:
             await asyncio.sleep(0.02)
 

@@ -56,6 +56,9 @@ if TYPE_CHECKING:
 T = TypeVar("T")
 #: the largest file a session stores
 MAX_DOWNLOAD_BYTES = 32 << 20
+#: after a replay's last step: how long a request it set off may take to be sent, then to be answered
+REPLAY_GRACE_S = 0.25
+REPLAY_SETTLE_S = 5.0
 ARGS = ["--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage"]
 _SUBMITS_JS = """(el) => { const t = (el.getAttribute('type') || '').toLowerCase();
   return !!el.form && ((el.tagName === 'BUTTON' && (t === '' || t === 'submit')) ||
@@ -434,6 +437,9 @@ class BrowserService:
                 page, sc, params=params, secrets=self.secrets, timeout_ms=self.timeout_ms, heal=heal,
                 model=self._model() if heal else None, on_step=on_step, extract=extract, navigate=navigate,
                 files=self._files)
+            # what the last step set off (a click's fetch, a form's post) is answered before the context
+            # closes: closing at once cancelled it, and the replayed click did nothing (seen in CI)
+            await guard.settle(REPLAY_SETTLE_S, grace_s=REPLAY_GRACE_S)
             failed = [o for o in outcomes if o.status == "failed"]
             status: Literal["completed", "failed"] = "failed" if failed else "completed"
             error = f"step {failed[0].index} ({failed[0].kind}): {failed[0].error}" if failed else None
