@@ -167,3 +167,35 @@ def test_attack_full_disk_during_erasure_drops_no_memory_that_was_not_erased(sma
     assert places[doomed] == []
     assert {i: places[i] for i in kept if places[i] != ["ltm"]} == {}, "memories nobody erased are gone"
     ws.close()
+
+
+# ------------------------------------------------------------------ a run killed after its long-term commit
+def test_an_item_a_killed_consolidation_already_stored_is_not_merged_into_itself(tmp_path: Path) -> None:
+    """A consolidation killed after its LanceDB commit and before it removed the items from short-term
+    memory leaves them in both. The next run used to find each one's nearest neighbour in long-term
+    memory (itself) and merge it there: its access count doubled and its own id became its source."""
+    from emergent.memory.types import Tier
+
+    ws = Workstation.open(tmp_path / "home", embedder="hashing", memory=STM_BOUND)
+    try:
+        mem = ws.memory
+        agent = mem.default_scope.agent
+        ids = [mem.remember(t, importance=0.9).id for t in _texts(8, "m")]
+
+        class Killed(Exception):
+            pass
+
+        with pytest.raises(Killed), mem.stm.promoting_evicted(agent) as evicted:
+            assert len(evicted) == 3
+            mem.ltm.upsert([r.with_(tier=Tier.LTM) for r in evicted])  # the killed run's commit
+            before = {r.id: r.access_count for r in evicted}
+            raise Killed  # ...and nothing after it: the items stay evicted in short-term memory
+        report = mem.consolidate(principal=ws.principal)
+        assert report.merged == 0
+        stored = {r.id: r for r in mem.ltm.get_many(ids, mem.default_scope)}
+        assert sorted(stored) == sorted(ids) and mem.ltm.count() == len(ids)  # each once
+        for i, n in before.items():
+            assert stored[i].access_count == n and i not in stored[i].sources, stored[i]
+        assert _where(ws, ids) == {i: ["ltm"] for i in ids}
+    finally:
+        ws.close()
