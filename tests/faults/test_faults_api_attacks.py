@@ -17,53 +17,30 @@ from __future__ import annotations
 
 import json
 import os
-import re
-import signal
-import subprocess
-import sys
-import time
 import urllib.error
 import urllib.request
 from pathlib import Path
 from typing import Any
 
 import pytest
+from _servers import Serve
 
 from emergent import Workstation
 
-EMERGENT = str(Path(sys.executable).with_name("emergent"))
 
-
-class Server:
-    """One ``emergent serve`` process on a port it picks itself (``--port 0``), read from its log."""
+class Server(Serve):
+    """One ``emergent serve`` process (tests/_servers.Serve), its log kept off the disk a test fills."""
 
     def __init__(self, home: Path, audit_dir: Path, log_dir: Path) -> None:
         env = {k: v for k, v in os.environ.items() if not k.startswith("EMERGENT_")}
         env.update(EMERGENT_HOME=str(home), EMERGENT_AUDIT_DIR=str(audit_dir), EMERGENT_EMBEDDER="hashing",
                    HF_HUB_OFFLINE="1", PYTHONUNBUFFERED="1")
-        self.log = log_dir / f"serve-{time.monotonic_ns()}.log"
-        self.proc = subprocess.Popen([EMERGENT, "serve", "--home", str(home), "--host", "127.0.0.1", "--port", "0"],
-                                     env=env, stdout=self.log.open("wb"), stderr=subprocess.STDOUT)
-        self.port = 0
-        deadline = time.monotonic() + 60
-        while not self.port:
-            found = re.search(r"emergent serve: http://127\.0\.0\.1:(\d+) ", self.log.read_text(errors="replace"))
-            if found:
-                self.port = int(found.group(1))
-            elif self.proc.poll() is not None or time.monotonic() > deadline:
-                self.kill()
-                raise RuntimeError(f"emergent serve did not start:\n{self.log.read_text(errors='replace')[-3000:]}")
-            else:
-                time.sleep(0.05)
-        while True:
-            try:
-                self.call("GET", "/healthz")
-                return
-            except OSError:
-                if time.monotonic() > deadline:
-                    self.kill()
-                    raise
-                time.sleep(0.05)
+        super().__init__(home, env, name="faults", log_dir=log_dir)
+        try:
+            self.wait(60)
+        except BaseException:
+            self.kill()
+            raise
 
     def call(self, method: str, path: str, body: Any = None, token: str | None = None) -> tuple[int, str, Any]:
         """(status, content type, JSON body) of one request."""
@@ -82,18 +59,8 @@ class Server:
         except ValueError:
             return status, ctype, raw.decode(errors="replace")
 
-    def kill(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGKILL)
-        self.proc.wait(10)
-
     def stop(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(20)
-            except subprocess.TimeoutExpired:
-                self.kill()
+        self.close()
 
 
 def _tokens(home: Path) -> dict[str, Any]:
@@ -118,6 +85,13 @@ def _verify(server: Server, admin: str) -> dict[str, Any]:
     return body
 
 
+def _assert_stored(server: Server, token: str, stored: dict[str, str]) -> None:
+    """Every memory a 201 reported (id -> text) reads back whole."""
+    for mid, text in stored.items():
+        status, _, body = server.call("GET", f"/v1/memory/{mid}", token=token)
+        assert status == 200 and body["text"] == text, (mid, body)
+
+
 def test_attack_kill_9_after_201_keeps_every_memory_and_the_chain(tmp_path: Path) -> None:
     home, audit = tmp_path / "home", Path(os.environ["EMERGENT_AUDIT_DIR"])
     tok = _tokens(home)
@@ -134,9 +108,7 @@ def test_attack_kill_9_after_201_keeps_every_memory_and_the_chain(tmp_path: Path
         server.kill()  # the moment after the last 201
     server = Server(home, audit, tmp_path)
     try:
-        for mid, text in stored.items():
-            status, _, body = server.call("GET", f"/v1/memory/{mid}", token=tok["operator"])
-            assert status == 200 and body["text"] == text, (mid, body)
+        _assert_stored(server, tok["operator"], stored)
         status, _, body = server.call("GET", "/v1/memory/recall?query=nitrate%20northern%20lake&k=50",
                                       token=tok["operator"])
         assert status == 200 and {h["id"] for h in body["items"]} == set(stored)
@@ -180,9 +152,7 @@ def test_attack_full_disk_under_the_server_fails_writes_clearly_and_reads_keep_a
         server.kill()
     server = Server(home, audit, tmp_path)
     try:
-        for mid, text in stored.items():
-            status, _, body = server.call("GET", f"/v1/memory/{mid}", token=tok["operator"])
-            assert status == 200 and body["text"] == text, (mid, body)
+        _assert_stored(server, tok["operator"], stored)
         status, _, body = server.call("GET", "/v1/memory/recall?query=written%20on%20a%20full%20disk&k=50",
                                       token=tok["operator"])
         assert status == 200 and all(h["id"] in stored for h in body["items"]), body  # nothing half-written

@@ -11,50 +11,22 @@ import signal
 import socket
 import subprocess
 import sys
-import time
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
+from _servers import SERVE_CMD, Serve, stop, wait_port  # noqa: F401 - the scale tests import them from here
 
 ROOT = Path(__file__).resolve().parents[2]
 PYTHON = sys.executable
-SERVE_CMD = [str(Path(PYTHON).with_name("emergent"))]
 
 
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return int(s.getsockname()[1])
-
-
-def wait_port(port: int, proc: subprocess.Popen[bytes] | None = None, timeout: float = 60.0, what: str = "") -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if proc is not None and proc.poll() is not None:
-            raise RuntimeError(f"{what or 'server'} exited with {proc.returncode} before listening on {port}")
-        try:
-            with socket.create_connection(("127.0.0.1", port), timeout=0.2):
-                return
-        except OSError:
-            time.sleep(0.05)
-    raise RuntimeError(f"{what or 'server'} did not listen on {port} within {timeout} s")
-
-
-def stop(proc: subprocess.Popen[bytes], sig: int = signal.SIGTERM, timeout: float = 10.0) -> None:
-    """Stop one process this harness started (by its id), killing it if it does not exit."""
-    if proc.poll() is not None:
-        return
-    with contextlib.suppress(ProcessLookupError):
-        proc.send_signal(sig)
-    try:
-        proc.wait(timeout)
-    except subprocess.TimeoutExpired:
-        with contextlib.suppress(ProcessLookupError):
-            proc.kill()
-        proc.wait(5)
 
 
 # ------------------------------------------------------------------------------ S3 (moto)
@@ -247,43 +219,3 @@ def instance_env(home: Path, *, sql_url: str, redis_url: str, lance_uri: str, la
     return env
 
 
-class Serve:
-    """One ``emergent serve`` process (uvicorn) on a port it picks itself (``--port 0``: no race with
-    another process for a port we picked), read from the URL it prints."""
-
-    def __init__(self, home: Path, env: dict[str, str], *, name: str, port: int = 0) -> None:
-        home.mkdir(parents=True, exist_ok=True)
-        self.home = home
-        self.env = env
-        self.name = name
-        self.port = 0
-        self.log = home / f"serve-{name}-{time.monotonic_ns()}.log"
-        self.proc = subprocess.Popen(
-            [*SERVE_CMD, "serve", "--home", str(home), "--host", "127.0.0.1", "--port", str(port)],
-            env={**env, "EMERGENT_API__INSTANCE": name}, cwd=home, stdout=open(self.log, "wb"),  # noqa: SIM115
-            stderr=subprocess.STDOUT)
-
-    def wait(self, timeout: float = 90.0) -> None:
-        import re
-
-        deadline = time.monotonic() + timeout
-        while not self.port:
-            found = re.search(r"emergent serve: http://127\.0\.0\.1:(\d+) ", self.log.read_text(errors="replace"))
-            if found:
-                self.port = int(found.group(1))
-            elif self.proc.poll() is not None or time.monotonic() > deadline:
-                raise RuntimeError(f"emergent serve {self.name} did not start (exit {self.proc.poll()}):\n"
-                                   f"{self.log.read_text(errors='replace')[-3000:]}")
-            else:
-                time.sleep(0.05)
-        wait_port(self.port, self.proc, max(1.0, deadline - time.monotonic()), f"emergent serve {self.name}")
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
-
-    def kill(self) -> None:
-        stop(self.proc, signal.SIGKILL)
-
-    def close(self) -> None:
-        stop(self.proc)
