@@ -311,6 +311,36 @@ class LanceStore:
         with translated(self.uri, "creating a table"), FileLock(os.path.join(self.uri, ".create.lock"), timeout=60):
             yield
 
+    # A table another process is creating is listed (its first objects are written) before its first
+    # manifest is, and opening it in between says "not found". On local disks _creating serialises
+    # creations; object storage has no lock, so an open waits this long for the creator's manifest.
+    CREATING_WAIT_S = 15.0
+
+    def _open_listed(self, name: str) -> Any:
+        """``db.open_table(name)`` for a listed table, waiting out another process's creation."""
+        deadline = time.monotonic() + self.CREATING_WAIT_S
+        delay = 0.02
+        while True:
+            try:
+                return self.db.open_table(name)
+            except ValueError as exc:
+                if "not found" not in str(exc) or time.monotonic() > deadline:
+                    raise
+            time.sleep(delay)
+            delay = min(delay * 2, 0.5)
+
+    def _create_listed(self, name: str, schema: pa.Schema, version: int) -> Any:
+        """Create ``name`` where only debris of a cut-short creation lies; a creator that commits
+        first wins ('already exists') and its table is opened."""
+        md = dict(schema.metadata or {})
+        md[SCHEMA_VERSION_KEY] = str(version).encode()
+        try:
+            return self.db.create_table(name, schema=schema.with_metadata(md), mode="create")
+        except ValueError as exc:
+            if "already exists" not in str(exc):
+                raise
+            return self.db.open_table(name)
+
     def table_names(self) -> list[str]:
         with translated(self.uri, "listing tables"):
             resp = self.db.list_tables()
@@ -341,7 +371,12 @@ class LanceStore:
                             raise
         try:
             with translated(where, "opening the table"):
-                table = self.db.open_table(name)
+                try:
+                    table = self._open_listed(name)
+                except ValueError as exc:  # listed, no manifest however long we waited: a creation cut
+                    if local or "not found" not in str(exc):  # short on object storage (local: see debris)
+                        raise
+                    table = self._create_listed(name, schema, version)
                 meta = table.schema.metadata or {}
         except StoreCorruptError:
             raise
@@ -377,7 +412,12 @@ class LanceStore:
         if (local and version is None and os.path.isdir(where)) or "emergent_meta" not in self.table_names():
             return {}  # not created yet, or a creation cut short (see open_table)
         with translated(where, "reading"):
-            table = self.db.open_table("emergent_meta")
+            try:
+                table = self._open_listed("emergent_meta")
+            except ValueError as exc:  # object storage: a creation cut short holds no facts
+                if "not found" not in str(exc):
+                    raise
+                return {}
             rows = table.to_arrow().to_pylist()
         meta = {r["key"]: r["value"] for r in rows}
         if version is not None and int(table.version) == version:  # refresh the mirror (a cache: best effort)
@@ -394,7 +434,7 @@ class LanceStore:
         data = pa.Table.from_pylist([{"key": k, "value": v} for k, v in values.items()], schema=self._META)
 
         def reopen() -> None:  # two processes opening a new workspace: the other's create can land as an
-            table[0] = self.db.open_table("emergent_meta")  # overwrite after ours; merge into what is there now
+            table[0] = self._open_listed("emergent_meta")  # overwrite after ours; merge into what is there now
 
         with translated(self.table_path("emergent_meta"), "writing"):
             retry_commit(lambda: table[0].merge_insert("key").when_matched_update_all()

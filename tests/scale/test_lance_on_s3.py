@@ -259,3 +259,47 @@ def test_sealed_memories_on_s3_are_read_by_another_host_with_the_same_kek(tmp_pa
         assert "error" in answer and "ConfigError" in answer["error"], answer
     finally:
         stranger.close()
+
+
+
+def _listed_without_manifest(s3: S3) -> str:
+    """A bucket whose meta table has its first object but no manifest: a creation in flight or cut short."""
+    uri = s3.bucket()
+    bucket, _, prefix = uri.removeprefix("s3://").partition("/")
+    s3.client().put_object(Bucket=bucket, Key=f"{prefix}/emergent_meta.lance/_transactions/0-creating.txn",  # type: ignore[attr-defined]
+                           Body=b"")
+    return uri
+
+
+def test_a_table_another_host_is_still_creating_is_waited_for_not_reported_missing(tmp_path: Path, s3: S3) -> None:
+    """On object storage a table is listed from its first object, before its first manifest lands;
+    a second host opening it in between waits for the creator instead of failing with 'not found'
+    (seen in CI: two workers opening one new bucket at once)."""
+    import threading
+
+    from emergent.stores.lance import LanceStore
+
+    uri = _listed_without_manifest(s3)
+    reader = LanceStore(uri, storage_options=s3.options())
+    assert "emergent_meta" in reader.table_names()  # listed, not yet openable
+    creator = LanceStore(uri, storage_options=s3.options())
+    schema = LanceStore._META.with_metadata({"emergent.schema_version": "1"})
+    timer = threading.Timer(1.0, lambda: creator.db.create_table("emergent_meta", schema=schema, mode="create"))
+    timer.start()  # the creator's manifest lands a second later
+    try:
+        reader.set_meta({"dim": "256"})
+    finally:
+        timer.join()
+    creator.set_meta({"embedder": "hashing"})
+    assert reader.get_meta() == {"embedder": "hashing", "dim": "256"}
+
+
+def test_a_creation_cut_short_on_object_storage_is_created_over(tmp_path: Path, s3: S3) -> None:
+    """Nobody commits the listed table's first manifest: after the wait it is created, not refused forever."""
+    from emergent.stores.lance import LanceStore
+
+    store = LanceStore(_listed_without_manifest(s3), storage_options=s3.options())
+    store.CREATING_WAIT_S = 0.5
+    assert store.get_meta() == {}  # nothing there yet
+    store.set_meta({"embedder": "hashing"})
+    assert store.get_meta() == {"embedder": "hashing"}
