@@ -41,7 +41,7 @@ import sqlalchemy as sa
 
 from emergent.autonomy.tables import audit_log
 from emergent.clock import Clock, SystemClock
-from emergent.errors import AuditWriteError
+from emergent.errors import AuditWriteError, PrincipalError
 from emergent.principals import Principal
 from emergent.stores.batching import BatchWriter
 
@@ -405,6 +405,8 @@ class AuditLog(BatchWriter):
         self._write_lock = threading.Lock()
         self._failure: BaseException | None = None
         self._reanchoring = False  # a human re-anchors: the next anchor write replaces what is there
+        #: the principal directory that checks who re-anchors (set by ``Principals``)
+        self.directory: Any = None
 
     # ------------------------------------------------------------------ writing
     def append(self, kind: str, principal: Any, data: dict[str, Any], *, durable: bool = False) -> None:
@@ -623,8 +625,14 @@ class AuditLog(BatchWriter):
 
     def reanchor(self, by: Any) -> Head | None:
         """Anchor the chain's current head (after moving a workspace here, or upgrading one that had
-        none); recorded in the chain itself. ``by`` must be a human principal."""
-        if getattr(by, "kind", None) != "human":
+        none); recorded in the chain itself. ``by`` must be a human principal issued by the workspace's
+        directory (:attr:`directory`, set by the directory): a hand-built one could anchor a truncated
+        chain in a made-up person's name."""
+        if self.directory is not None:
+            by = self.directory.verify(by)
+        elif by.__class__ is not Principal:
+            raise PrincipalError(f"{type(by).__name__} {by!r} is not a principal", hint="run `emergent audit anchor`")
+        if not by.is_human:
             raise AuditWriteError("only a human re-anchors the audit trail", hint="run `emergent audit anchor`")
         head = self.head()
         if head is None or self.anchor is None:

@@ -19,6 +19,7 @@ configuration says.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import hashlib
 import hmac
@@ -125,8 +126,8 @@ class Principals:
                  config: Mapping[str, Mapping[str, Any]] | None = None, os_user: str | None = None) -> None:
         self.sql = sql
         self.clock = clock or SystemClock()
-        self.audit = audit
         self._key = secrets.token_bytes(32)
+        self.audit = audit
         self._config = {k: dict(v) for k, v in (config or {}).items()}
         for key, entry in self._config.items():
             parse_key(key)
@@ -137,6 +138,19 @@ class Principals:
         self._roles: dict[str, frozenset[str]] = {}
         self._known: set[str] = set()
         self._issued: dict[Principal, bytes] = {}  # fast path of verify(): the seals we computed
+
+    @property
+    def audit(self) -> Any:
+        return self._audit
+
+    @audit.setter
+    def audit(self, value: Any) -> None:
+        """The audit trail; it is given this directory, to check the principal of what it does
+        itself on a person's word (re-anchoring its head)."""
+        self._audit = value
+        if value is not None:
+            with contextlib.suppress(AttributeError):
+                value.directory = self
 
     # ------------------------------------------------------------------ issuing and checking
     def _seal(self, kind: str, pid: str) -> bytes:
@@ -154,6 +168,11 @@ class Principals:
         if not isinstance(principal, Principal):
             what = "no principal" if principal is None else f"{type(principal).__name__} {principal!r}"
             raise PrincipalError(f"{what} is not a principal: every action needs one", hint=HOW_TO_GET_ONE)
+        if principal.__class__ is not Principal:
+            # a subclass can carry a valid seal (over kind and id) and still answer key, is_human... as
+            # it likes: only what this directory issued is a principal
+            raise PrincipalError(f"{type(principal).__name__} is not a principal issued by this workspace",
+                                 hint="principals cannot be built by hand; " + HOW_TO_GET_ONE)
         if not hmac.compare_digest(principal.seal, self._seal(principal.kind, principal.id)):
             raise PrincipalError(f"principal {principal.key} was not issued by this workspace",
                                  hint="principals cannot be built by hand; " + HOW_TO_GET_ONE,
@@ -235,6 +254,7 @@ class Principals:
         import sqlalchemy as sa
 
         from emergent.autonomy.tables import principals as table
+        from emergent.autonomy.tables import state
 
         kind = "principal.role_granted" if add else "principal.role_revoked"
         if self.audit is not None:
@@ -244,6 +264,11 @@ class Principals:
             roles = set(json.loads(row[0]) if row and row[0] else [])
             roles = roles | {role} if add else roles - {role}
             conn.execute(table.update().where(table.c.key == key).values(roles=json.dumps(sorted(roles))))
+            # the gate's version moves with it: every other process (a server, a kernel) drops the roles
+            # it cached at its next look at the policy, as it does after a rule change
+            cur = conn.execute(sa.select(state.c.value).where(state.c.key == "version")).first()
+            conn.execute(state.delete().where(state.c.key == "version"))
+            conn.execute(state.insert(), {"key": "version", "value": json.dumps((json.loads(cur[0]) if cur else 0) + 1)})
         self._roles.pop(key, None)
         return self.roles(self.get(key))
 

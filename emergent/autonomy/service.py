@@ -155,6 +155,7 @@ class Autonomy:
         Confidence and a caller's cost count only for agents: a missing confidence is 0, and the
         tool's declared ``cost`` is a floor (pass the larger of it and the caller's estimate)."""
         who = self.principals.verify(principal)
+        self.snapshot()  # first: a role granted or revoked elsewhere drops the cached roles read below
         foreign = False
         if scope_resource and who.is_agent:
             foreign = not (resource == who.id or resource.startswith(who.id + "/"))

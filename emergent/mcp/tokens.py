@@ -123,7 +123,7 @@ class TokenStore:
             row = conn.execute(sa.select(mcp_tokens).where(mcp_tokens.c.token_sha256 == digest(secret))).first()
         if row is None or row.revoked_at is not None:
             return None
-        try:
-            return _info(row), self.principals.get(row.principal)
-        except (NotFoundError, UsageError):
-            return None
+        # the directory asks its table each time (not what this process once knew): a principal
+        # removed since (another process, a restore) is not one its tokens act as
+        principal = self.principals.current(row.principal)
+        return None if principal is None else (_info(row), principal)

@@ -15,7 +15,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from emergent.errors import ConfigError
+from emergent.errors import ConfigError, ValidationError
 from emergent.tools._sandbox_procs import _is_root
 
 if TYPE_CHECKING:
@@ -195,6 +195,15 @@ def scrub_env(extra: Mapping[str, str] | None, workdir: str) -> dict[str, str]:
     env = {"PATH": "/usr/local/bin:/usr/bin:/bin", "HOME": workdir, "TMPDIR": workdir, "LANG": "C.UTF-8",
            "PYTHONDONTWRITEBYTECODE": "1", "PYTHONUNBUFFERED": "1"}
     for k, v in (extra or {}).items():
+        value = v if isinstance(v, str) else str(v)
+        if not isinstance(k, str) or not k or "=" in k or "\x00" in k or "\x00" in value:
+            # Popen raised a bare ValueError (NUL, '='), ``k.upper()`` an AttributeError
+            raise ValidationError(f"sandbox environment variable {k!r} cannot be passed to a program",
+                                  hint="names are non-empty strings without '=' or NUL; values have no NUL")
+        try:
+            os.fsencode(k), os.fsencode(value)
+        except UnicodeEncodeError as exc:
+            raise ValidationError(f"sandbox environment variable {k!r} is not encodable: {exc}") from None
         if not k.upper().startswith("EMERGENT_"):
-            env[k] = str(v)
+            env[k] = value
     return env

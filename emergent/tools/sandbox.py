@@ -82,6 +82,8 @@ memory pressure within the limits. Use a VM or a container runtime for hostile c
 from __future__ import annotations
 
 import contextlib
+import errno
+import functools
 import math
 import os
 import resource
@@ -227,11 +229,13 @@ def _preexec(limits: Limits, plan: _Plan) -> Callable[[], None]:
     """What the child does between fork and exec (runs in the child; raising there makes Popen
     raise ``SubprocessError`` in the parent)."""
     mb = 1024 * 1024
-    rl = [(resource.RLIMIT_CPU, (limits.cpu_seconds, limits.cpu_seconds + 1)),
-          (resource.RLIMIT_AS, (limits.memory_mb * mb, limits.memory_mb * mb)),
-          (resource.RLIMIT_FSIZE, (limits.file_size_mb * mb, limits.file_size_mb * mb)),
-          (resource.RLIMIT_NOFILE, (limits.open_files, limits.open_files)),
-          (resource.RLIMIT_NPROC, (limits.processes, limits.processes)),
+    cpu, mem, fsize = math.ceil(limits.cpu_seconds), int(limits.memory_mb * mb), int(limits.file_size_mb * mb)
+    nofile, nproc = math.ceil(limits.open_files), math.ceil(limits.processes)  # setrlimit takes whole numbers
+    rl = [(resource.RLIMIT_CPU, (cpu, cpu + 1)),
+          (resource.RLIMIT_AS, (mem, mem)),
+          (resource.RLIMIT_FSIZE, (fsize, fsize)),
+          (resource.RLIMIT_NOFILE, (nofile, nofile)),
+          (resource.RLIMIT_NPROC, (nproc, nproc)),
           (resource.RLIMIT_CORE, (0, 0))]
     flags = _procs.CLONE_NEWNET if plan.netns else 0
     if plan.kill == "pid-namespace" and not plan.bwrap:
@@ -367,8 +371,8 @@ class Sandbox:
     def run(self, argv: Sequence[str], *, stdin: str | bytes | None = None, limits: Limits | None = None,
             env: Mapping[str, str] | None = None, files: Mapping[str, str | bytes] | None = None,
             require: str | None = None) -> SandboxResult:
-        if not argv:
-            raise ValidationError("nothing to run", hint="give a command, e.g. ['echo', 'hi']")
+        argv = _check_argv(argv)
+        feed = _encode_stdin(stdin)
         lim = limits or self.limits
         level = self.check_level(require, network=lim.network)
         plan = self._plan(lim.network)
@@ -380,6 +384,8 @@ class Sandbox:
         if plan.drop:
             plan = replace(plan, uid=_run_uid())
         workdir = tempfile.mkdtemp(prefix="emergent-sbx-", dir=base)
+        made = os.lstat(workdir)
+        ident = (made.st_dev, made.st_ino)
         try:
             self._seed(workdir, files or {}, plan.uid if plan.drop else None)
             full = [*bwrap_argv(shutil.which("bwrap") or "bwrap", workdir, lim.network,
@@ -387,16 +393,16 @@ class Sandbox:
             if plan.cgroup:
                 plan = replace(plan, cgroup=_procs._make_cgroup(plan.cgroup))
             try:
-                result = self._spawn(full, stdin, lim, scrub_env(env, workdir), workdir, plan)
+                result = self._spawn(full, feed, lim, scrub_env(env, workdir), workdir, plan)
             finally:
                 if plan.cgroup:
                     _procs._remove_cgroup(plan.cgroup)
             result.isolation, result.kill = level, plan.kill
-            result.files = sorted(str(p.relative_to(workdir)) for p in Path(workdir).rglob("*") if p.is_file())
+            result.files = _list_files(workdir, ident)
             return result
         finally:
             if not self.keep_workdir:
-                shutil.rmtree(workdir, ignore_errors=True)
+                _remove_workdir(workdir)
 
     def python(self, code: str, **kw: Any) -> SandboxResult:
         """Run Python source in an isolated interpreter (``-I -S``: no site-packages, no user env)."""
@@ -419,8 +425,14 @@ class Sandbox:
                 raise ValidationError(f"sandbox file {name!r} names the working directory itself, not a file",
                                       hint=hint)
             try:
+                if not isinstance(content, str | bytes | bytearray):  # bytes(1) would be one NUL byte
+                    raise TypeError(f"not {type(content).__name__}")
+                data = content.encode() if isinstance(content, str) else bytes(content)
+            except (UnicodeEncodeError, TypeError) as exc:
+                raise ValidationError(f"sandbox file {name!r} must be text or bytes: {exc}", hint=hint) from None
+            try:
                 target.parent.mkdir(parents=True, exist_ok=True)
-                target.write_bytes(content.encode() if isinstance(content, str) else content)
+                target.write_bytes(data)
             except (FileExistsError, NotADirectoryError, IsADirectoryError):
                 raise ValidationError(f"sandbox file {name!r} clashes with another file or folder given",
                                       hint=hint) from None
@@ -429,7 +441,7 @@ class Sandbox:
                 os.chown(p, uid, uid)
         os.chmod(workdir, 0o700)
 
-    def _spawn(self, argv: Sequence[str], stdin: str | bytes | None, lim: Limits, env: dict[str, str],
+    def _spawn(self, argv: Sequence[str], stdin: bytes, lim: Limits, env: dict[str, str],
                workdir: str, plan: _Plan) -> SandboxResult:
         t0 = time.monotonic()
         try:
@@ -442,19 +454,19 @@ class Sandbox:
         except PermissionError as exc:
             raise ValidationError(f"cannot execute {argv[0]!r} in the sandbox: {exc}",
                                   hint="the sandbox user must be allowed to run it") from None
+        except OSError as exc:
+            if exc.errno not in _EXEC_ARG_ERRORS:
+                raise
+            raise ValidationError(f"cannot execute {argv[0][:200]!r} in the sandbox: {exc.strerror}",
+                                  hint="the command line is longer than the kernel takes (write long code to a "
+                                       "file with files=...) or names no program") from None
         except subprocess.SubprocessError:
             raise ConfigError(f"could not set up the sandbox ({plan.kill}, network namespace: {plan.netns}, "
                               f"user namespace: {plan.userns})",
                               hint="the probe said this machine allows it; run `emergent sandbox info`, or "
                                    "force a weaker set-up with Sandbox(kill=..., backend='unshare') or "
                                    "Limits(network=True)") from None
-        if stdin:
-            try:
-                proc.stdin.write(stdin.encode() if isinstance(stdin, str) else stdin)  # type: ignore[union-attr]
-                proc.stdin.close()  # type: ignore[union-attr]
-            except BrokenPipeError:
-                pass
-        out, err, killed, truncated = self._pump(proc, lim, t0, plan, workdir)
+        out, err, killed, truncated = self._pump(proc, lim, t0, plan, workdir, stdin)
         rc = proc.returncode
         stderr = err.decode("utf-8", "replace")
         limit = _classify(rc, stderr, killed)
@@ -512,17 +524,20 @@ class Sandbox:
         _procs._await_exit(proc.pid, 5.0)
 
     def _pump(self, proc: subprocess.Popen[bytes], lim: Limits, t0: float,
-              plan: _Plan, workdir: str | None = None) -> tuple[bytes, bytes, str | None, bool]:
+              plan: _Plan, workdir: str | None = None, feed: bytes = b"") -> tuple[bytes, bytes, str | None, bool]:
         """Read both pipes until the main process has exited and they are closed, or the output
         cap or the deadline is hit (then the run is killed). When the main process exits first,
-        what it left is killed and the pipes are read for at most ``_DRAIN_S`` more."""
+        what it left is killed and the pipes are read for at most ``_DRAIN_S`` more. ``feed`` is
+        written to stdin as the program takes it (a blocking write of more than the pipe holds to a
+        program that never reads stopped the clock: the caller hung past the timeout)."""
         bufs = {proc.stdout: bytearray(), proc.stderr: bytearray()}
         sel = selectors.DefaultSelector()
         for pipe in bufs:
             sel.register(pipe, selectors.EVENT_READ)  # type: ignore[arg-type]
+        stdin = _Feed(proc, feed, sel)
         pidfd = _procs._pidfd(proc.pid)
         if pidfd is not None:
-            sel.register(pidfd, selectors.EVENT_READ)
+            sel.register(pidfd, selectors.EVENT_READ, data=functools.partial(sel.unregister, pidfd))
         killed, pipes, ended = None, 2, None
         deadline = t0 + lim.timeout
         over_disk = _disk_watch(workdir, lim, t0)
@@ -542,8 +557,8 @@ class Sandbox:
                     break
                 wait = min(deadline - now, _DISK_EVERY_S if pidfd is not None else 0.02)
                 for key, _ in sel.select(timeout=wait if ended is None else min(wait, _DRAIN_S)):
-                    if key.fd == pidfd:
-                        sel.unregister(pidfd)
+                    if key.data is not None:  # the pidfd (exited: only wakes us) or stdin (room to write)
+                        key.data()
                         continue
                     chunk = os.read(key.fd, 65536)
                     if not chunk:
@@ -558,6 +573,7 @@ class Sandbox:
             sel.close()
             if pidfd is not None:
                 os.close(pidfd)
+            stdin.close()
         if killed:
             self._stop(proc, plan)
             self._end(proc, plan)
@@ -566,8 +582,37 @@ class Sandbox:
         for pipe in bufs:
             pipe.close()  # type: ignore[union-attr]
         truncated = killed == "output"
-        cap = lim.output_bytes
+        cap = int(lim.output_bytes)
         return bytes(bufs[proc.stdout][:cap]), bytes(bufs[proc.stderr][:cap]), killed, truncated
+
+
+class _Feed:
+    """A run's stdin, written from the pump loop as the pipe takes it (non-blocking), so the
+    timeout and the other limits keep being watched while a program does not read it."""
+
+    def __init__(self, proc: subprocess.Popen[bytes], data: bytes, sel: selectors.BaseSelector) -> None:
+        self.proc, self.pending, self.sel, self.fd = proc, memoryview(data), sel, -1
+        if proc.stdin is not None:
+            self.fd = proc.stdin.fileno()
+            os.set_blocking(self.fd, False)
+            sel.register(self.fd, selectors.EVENT_WRITE, data=self.write)
+
+    def write(self) -> None:
+        try:
+            self.pending = self.pending[os.write(self.fd, self.pending[:65536]):]
+        except BlockingIOError:
+            return
+        except OSError:  # the program closed it (or exited): the rest is not wanted
+            self.pending = self.pending[:0]
+        if not self.pending:
+            self.sel.unregister(self.fd)
+            self.close()
+
+    def close(self) -> None:
+        self.fd = -1
+        if self.proc.stdin is not None:
+            with contextlib.suppress(OSError):
+                self.proc.stdin.close()
 
 
 def _disk_watch(workdir: str | None, lim: Limits, t0: float) -> Callable[[float], bool]:
@@ -590,7 +635,9 @@ def _over_disk(root: str, budget: int) -> bool:
     """Does the tree under ``root`` take more than ``budget`` bytes of disk (or hold more than
     :data:`_DISK_ENTRIES` entries)? Links are not followed. A folder the program made unreadable
     (same user, no root drop) cannot be measured, and counts as over: changing its mode from here
-    could be turned, by a folder swapped for a link meanwhile, into changing a host path's."""
+    could be turned, by a folder swapped for a link meanwhile, into changing a host path's. Nor
+    can a folder whose path is longer than PATH_MAX (files there went uncounted), which counts as
+    over too: no program needs such paths."""
     total, seen, todo = 0, 0, [root]
     while todo:
         path = todo.pop()
@@ -598,14 +645,18 @@ def _over_disk(root: str, budget: int) -> bool:
             it = os.scandir(path)
         except PermissionError:
             return True
-        except OSError:
+        except OSError as exc:
+            if exc.errno == errno.ENAMETOOLONG:
+                return True
             continue
         with it:
             for entry in it:
                 seen += 1
                 try:
                     st = entry.stat(follow_symlinks=False)
-                except OSError:
+                except OSError as exc:
+                    if exc.errno == errno.ENAMETOOLONG:
+                        return True
                     continue
                 total += st.st_blocks * 512
                 if total > budget or seen > _DISK_ENTRIES:
@@ -613,6 +664,99 @@ def _over_disk(root: str, budget: int) -> bool:
                 if stat.S_ISDIR(st.st_mode):
                     todo.append(entry.path)
     return False
+
+
+#: exec errors that say the command line itself cannot run (too long, or naming no program)
+_EXEC_ARG_ERRORS = {errno.E2BIG, errno.ENAMETOOLONG, errno.ENOTDIR, errno.ENOEXEC, errno.ELOOP, errno.EISDIR}
+
+
+def _check_argv(argv: Sequence[str]) -> list[str]:
+    """The command line as a list of strings the kernel takes (no NUL bytes, encodable), or
+    :class:`ValidationError` (not a bare ValueError, TypeError or UnicodeEncodeError from Popen;
+    a plain string is refused rather than run character by character)."""
+    hint = "give a command as a list of strings, e.g. ['echo', 'hi']"
+    if isinstance(argv, str | bytes) or not argv:
+        raise ValidationError("nothing to run" if not argv else "a command must be a list of arguments, not one "
+                              "string", hint=hint)
+    out = []
+    for arg in argv:
+        try:
+            raw = os.fsencode(arg)
+        except (TypeError, UnicodeEncodeError) as exc:
+            raise ValidationError(f"a command argument cannot be passed to a program: {exc}", hint=hint) from None
+        if b"\x00" in raw:
+            raise ValidationError("a command argument holds a NUL byte", hint=hint)
+        out.append(arg)
+    return out
+
+
+def _encode_stdin(stdin: str | bytes | None) -> bytes:
+    if not stdin:
+        return b""
+    if isinstance(stdin, str):
+        try:
+            return stdin.encode()
+        except UnicodeEncodeError as exc:
+            raise ValidationError(f"stdin is not encodable text: {exc}") from None
+    try:
+        return bytes(stdin)
+    except TypeError:
+        raise ValidationError(f"stdin must be text or bytes, not {type(stdin).__name__}") from None
+
+
+def _list_files(workdir: str, ident: tuple[int, int]) -> list[str]:
+    """The regular files under the working directory (relative paths), without following links,
+    and only while ``workdir`` is still the directory made for the run: the program owns it and
+    may have swapped it for a link to a host directory (root would list that), a FIFO or a file.
+    Iterative (a nested tree deeper than the recursion limit crashed ``Path.rglob``); a folder
+    whose path is longer than PATH_MAX is skipped (``is_file`` raised ENAMETOOLONG)."""
+    try:
+        st = os.lstat(workdir)
+    except OSError:
+        return []
+    if not stat.S_ISDIR(st.st_mode) or (st.st_dev, st.st_ino) != ident:
+        return []
+    files: list[str] = []
+    todo, seen = [""], 0
+    while todo and seen <= _DISK_ENTRIES:
+        rel = todo.pop()
+        try:
+            it = os.scandir(os.path.join(workdir, rel))
+        except OSError:
+            continue
+        with it:
+            for entry in it:
+                seen += 1
+                name = os.path.join(rel, entry.name) if rel else entry.name
+                try:
+                    if entry.is_dir(follow_symlinks=False):
+                        todo.append(name)
+                    elif entry.is_file(follow_symlinks=False):
+                        files.append(name)
+                except OSError:
+                    continue
+    return sorted(files)
+
+
+def _remove_workdir(workdir: str) -> None:
+    """Remove the run's working directory, whatever the program left there: not a directory any
+    more (a FIFO, which ``shutil.rmtree`` opened and blocked on for ever, a link, a file) is
+    unlinked; a tree deeper than the recursion limit (``rmtree`` raised RecursionError and left it
+    on disk) is finished by ``rm -rf``, which walks any depth."""
+    try:
+        st = os.lstat(workdir)
+    except OSError:
+        return
+    if not stat.S_ISDIR(st.st_mode):
+        with contextlib.suppress(OSError):
+            os.unlink(workdir)
+        return
+    with contextlib.suppress(RecursionError):
+        shutil.rmtree(workdir, ignore_errors=True)
+    if os.path.lexists(workdir) and (rm := shutil.which("rm", path="/usr/bin:/bin")):
+        with contextlib.suppress(OSError, subprocess.SubprocessError):
+            subprocess.run([rm, "-rf", "--one-file-system", "--", workdir], stdin=subprocess.DEVNULL,
+                           stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, timeout=120, check=False)
 
 
 def with_limits(base: Limits, **changes: Any) -> Limits:

@@ -17,7 +17,7 @@ from pydantic import BaseModel, Field
 from emergent.api.auth import OperatorOrAgent, ViewerOrAgent
 from emergent.api.pools import quick
 from emergent.api.routers._common import PENDING
-from emergent.errors import ValidationError
+from emergent.errors import PermissionDenied, ValidationError
 from emergent.workspace.audited import recorded
 
 router = APIRouter(prefix="/memory", tags=["memory"])
@@ -135,6 +135,13 @@ class Forgotten(BaseModel):
 def forget(memory_id: str, who: OperatorOrAgent, request: Request,
            scope: Annotated[str | None, Query(max_length=400)] = None) -> dict[str, Any]:
     """Forget one memory (audited by the memory service with the token's principal)."""
-    n = request.app.state.ws.memory.forget(_check_text(memory_id, "id"), principal=who.principal,
-                                           scope=who.own_scope(scope))
+    ws = request.app.state.ws
+    scope = who.own_scope(scope)
+    if who.is_agent:  # an agent's destructive action: a pause, a suspension or a deny rule stops it
+        d = ws.autonomy.decide_for(who.principal, "memory.forget", "destructive", resource=scope or "",
+                                   scope_resource=True)
+        if d.effect == "deny":
+            raise PermissionDenied(f"{who.principal.key} may not forget memories: {d.reason}",
+                                   hint="ask a person (`emergent policy explain`)", principal=who.principal.key)
+    n = ws.memory.forget(_check_text(memory_id, "id"), principal=who.principal, scope=scope)
     return {"forgotten": n}

@@ -1,0 +1,227 @@
+"""Fourth round of attacks on the sandbox, each named after the attack and tried with real processes
+under every set-up this machine has (the ``box`` fixture of :mod:`.test_sandbox_escapes`).
+
+The promises under attack (the sandbox's module docstring): the wall-clock timeout ends the run and
+the caller gets its result; the disk limit counts the working directory's files; the caller gets an
+``emergent.errors`` error, never a bare one, for arguments it cannot run; nothing of the run is left
+and nothing outside the working directory is looked at on the run's behalf.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+import stat
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from emergent.errors import EmergentError
+from emergent.tools.sandbox import Limits, isolation
+
+from . import test_sandbox_escapes as _escapes
+
+#: every set-up this machine has, and the pid-namespace variants (the escape tests' fixtures)
+box, _pid_namespace_via = _escapes.box, _escapes._pid_namespace_via
+
+INFO = isolation()
+
+
+def _in_thread(fn, wait: float) -> tuple[bool, list[Any]]:
+    """Call ``fn`` in a daemon thread; (did it return within ``wait`` seconds, [result or exception])."""
+    out: list[Any] = []
+
+    def go() -> None:
+        try:
+            out.append(fn())
+        except BaseException as exc:  # noqa: BLE001 - the outcome is checked by the caller
+            out.append(exc)
+
+    t = threading.Thread(target=go, daemon=True)
+    t.start()
+    t.join(wait)
+    return not t.is_alive(), out
+
+
+def _first_line_dir(res) -> Path:
+    return Path(res.stdout.splitlines()[0])
+
+
+# ---------------------------------------------------------------- hanging the caller
+def test_stdin_larger_than_the_pipe_to_a_program_that_never_reads_it_does_not_hang_past_the_timeout(box):
+    """The sandbox wrote all of ``stdin`` (a tool argument an agent chooses) into the pipe before it
+    started watching the clock: a program that never reads stdin left that write blocked once the
+    pipe buffer (64 KiB) was full, and the caller hung until the program chose to exit (for ever,
+    for ``while True: sleep``); the timeout never fired."""
+    done, out = _in_thread(lambda: box.python("import time\ntime.sleep(15)", stdin="x" * (1 << 20),
+                                              limits=Limits(timeout=1)), wait=8)
+    assert done, "the caller hung writing stdin, past the 1 s timeout"
+    [res] = out
+    assert not isinstance(res, BaseException), res
+    assert res.killed_by == "timeout" and res.duration_s < 4
+
+
+def test_stdin_larger_than_the_pipe_still_reaches_a_program_that_reads_it(box):
+    """The control: a program that reads all of a large stdin gets every byte."""
+    data = "".join(chr(97 + i % 26) for i in range(300_000))
+    res = box.python("import sys, hashlib\nd = sys.stdin.read()\nprint(len(d), hashlib.sha256(d.encode()).hexdigest())",
+                     stdin=data)
+    import hashlib
+
+    assert res.ok and res.stdout.split() == [str(len(data)), hashlib.sha256(data.encode()).hexdigest()], res
+
+
+def _unblock_fifos() -> None:
+    """A caller stuck opening a FIFO for reading is freed by a writer; then the FIFO is removed."""
+    for entry in Path("/tmp").glob("emergent-sbx-*"):
+        with contextlib.suppress(OSError):
+            if stat.S_ISFIFO(entry.lstat().st_mode):
+                fd = os.open(entry, os.O_WRONLY | os.O_NONBLOCK)
+                time.sleep(0.2)
+                os.close(fd)
+                entry.unlink()
+
+
+def test_a_workdir_replaced_by_a_fifo_does_not_hang_the_caller(box):
+    """The program owns its working directory, which lives in /tmp: it removed it and made a FIFO
+    of the same name, then exited. Cleaning up, ``shutil.rmtree`` opened that path to read it, which
+    for a FIFO blocks until a writer comes: the caller hung for ever after the run ended."""
+    code = "import os\ncwd = os.getcwd()\nos.chdir('/')\ntry:\n    os.rmdir(cwd)\n    os.mkfifo(cwd)\n" \
+           "    print('swapped')\nexcept OSError as exc:\n    print('refused', exc.errno)\n"
+    try:
+        done, out = _in_thread(lambda: box.python(code, limits=Limits(timeout=4)), wait=10)
+    finally:
+        _unblock_fifos()
+    assert done, "the caller hung removing a FIFO planted where its working directory was"
+    [res] = out
+    assert not isinstance(res, BaseException), res
+    assert res.returncode == 0, res
+
+
+def test_a_workdir_swapped_for_a_symlink_does_not_list_a_host_directory_in_the_result(box, tmp_path):
+    """The program renamed its working directory away and left a symlink to a directory it may not
+    read in its place: the result's ``files`` (returned to the agent) was the caller's (root's)
+    listing of that directory through the link, and the link was left in /tmp after the run."""
+    secret = tmp_path / "private"
+    secret.mkdir(mode=0o700)
+    (secret / "id_rsa_of_the_host").write_text("k")
+    code = f"""
+import os
+cwd = os.getcwd()
+print(cwd, flush=True)
+try:
+    os.rename(cwd, cwd + '-stash')
+    os.symlink({str(secret)!r}, cwd)
+except OSError as exc:
+    print('refused', exc.errno)
+try:
+    os.listdir({str(secret)!r})
+    print('READABLE')
+except OSError:
+    pass
+"""
+    res = box.python(code)
+    workdir = _first_line_dir(res)
+    try:
+        assert res.ok and "READABLE" not in res.stdout, res
+        assert "id_rsa_of_the_host" not in res.files, res.files
+        assert not workdir.is_symlink(), "the planted link outlived the run"
+    finally:
+        with contextlib.suppress(OSError):
+            if workdir.is_symlink():
+                workdir.unlink()
+        shutil.rmtree(f"{workdir}-stash", ignore_errors=True)
+
+
+# ---------------------------------------------------------------- deep and long paths
+def test_a_directory_tree_deeper_than_the_recursion_limit_does_not_crash_the_caller_or_stay_behind(box):
+    """Listing the run's files (``Path.rglob``) and removing its working directory
+    (``shutil.rmtree``) recurse once per level: 1100 nested folders made the caller raise a bare
+    RecursionError, and the working directory (with whatever it held) stayed on disk."""
+    code = "import os\nprint(os.getcwd(), flush=True)\nfor _ in range(1100):\n    os.mkdir('d')\n    os.chdir('d')\n" \
+           "open('deep.txt', 'w').write('x')\n"
+    res = box.python(code, limits=Limits(timeout=20, cpu_seconds=20))
+    assert res.ok, res
+    assert not _first_line_dir(res).exists(), "the working directory stayed behind"
+
+
+def test_a_path_longer_than_path_max_does_not_crash_the_caller(box):
+    """Folders with 250-character names, 20 deep: their paths are longer than PATH_MAX, and listing
+    the run's files (``Path.is_file`` on each) raised a bare ``OSError: File name too long``."""
+    code = "import os\nprint(os.getcwd(), flush=True)\nfor _ in range(20):\n    os.mkdir('d' * 250)\n" \
+           "    os.chdir('d' * 250)\nopen('f', 'w').write('x')\n"
+    res = box.python(code)
+    assert res.ok, res
+    assert not _first_line_dir(res).exists()
+
+
+def test_files_below_a_path_longer_than_path_max_count_against_the_disk_limit(box):
+    """The disk watch walks the working directory by path: below PATH_MAX deep, ``scandir`` fails
+    with ENAMETOOLONG and the folder was skipped, so 64 MiB written there passed a 16 MiB limit."""
+    code = """
+import os, time
+for _ in range(20):
+    os.mkdir('d' * 250)
+    os.chdir('d' * 250)
+chunk = b'x' * (8 << 20)
+for i in range(8):
+    with open(f'f{i}', 'wb') as fh:
+        fh.write(chunk)
+print('wrote 64 MiB', flush=True)
+time.sleep(3)
+"""
+    res = box.python(code, limits=Limits(timeout=10, cpu_seconds=10, disk_mb=16, file_size_mb=8))
+    assert res.killed_by == "disk", (res.killed_by, res.stdout, res.stderr[-300:])
+
+
+# ---------------------------------------------------------------- hostile arguments
+HOSTILE = {
+    "env-value-with-nul": lambda b: b.python("pass", env={"A": "x\0y"}),
+    "env-key-with-nul": lambda b: b.python("pass", env={"A\0B": "x"}),
+    "env-key-with-equals": lambda b: b.python("pass", env={"A=B": "x"}),
+    "env-key-not-a-string": lambda b: b.python("pass", env={1: "x"}),
+    "argv-with-nul": lambda b: b.run(["/bin/echo", "a\0b"]),
+    "argv-not-a-string": lambda b: b.run(["/bin/echo", 1]),
+    "argv-a-string": lambda b: b.run("/bin/true"),
+    "shell-command-over-128-kib": lambda b: b.shell("echo " + "x" * 200_000),
+    "argv-over-the-kernel-limit": lambda b: b.run(["/bin/true", *(["x" * 1000] * 3000)]),
+    "program-name-too-long": lambda b: b.run(["a" * 5000]),
+    "program-below-a-file": lambda b: b.run(["/etc/passwd/x"]),
+    "code-with-a-lone-surrogate": lambda b: b.python("print('\ud800')"),
+    "stdin-with-a-lone-surrogate": lambda b: b.python("pass", stdin="\ud800"),
+    "env-value-with-a-lone-surrogate": lambda b: b.python("pass", env={"A": "\ud800"}),
+    "file-content-with-a-lone-surrogate": lambda b: b.python("pass", files={"a.txt": "\ud800"}),
+    "file-content-not-text": lambda b: b.python("pass", files={"a.txt": 1}),
+}
+
+
+@pytest.mark.parametrize("attack", list(HOSTILE))
+def test_hostile_arguments_are_an_emergent_error_not_a_crash(box, attack):
+    """NUL bytes or ``=`` in the environment, NUL bytes or non-strings in argv, and a command
+    longer than the kernel takes (a ``shell``/``python`` tool argument over 128 KiB, chosen by an
+    agent) raised bare ValueError, AttributeError, TypeError or OSError (E2BIG, ENAMETOOLONG,
+    ENOTDIR) from inside the sandbox; code, stdin or a file's text with a lone surrogate (valid
+    JSON from an agent) a bare UnicodeEncodeError; a plain string argv ran ``/`` with arguments
+    ``b``, ``i``..."""
+    try:
+        res = HOSTILE[attack](box)
+    except EmergentError:
+        return
+    except Exception as exc:  # noqa: BLE001
+        pytest.fail(f"{attack}: a bare {type(exc).__name__}: {exc}")
+    assert not res.ok and res.returncode not in (None, 0), res  # ran and failed (bubblewrap reports exec errors)
+    assert attack not in ("argv-a-string",), f"{attack} ran something: {res}"
+
+
+def test_a_float_output_cap_is_honoured_not_a_type_error(box):
+    """``Limits(output_bytes=1e6)`` passed validation (a positive finite number) and the run then
+    died slicing the output with a float: a bare TypeError after the program had run."""
+    res = box.python("print('x' * 100)", limits=Limits(output_bytes=1e3, memory_mb=256.0, cpu_seconds=5.5))
+    assert res.ok and res.stdout.strip() == "x" * 100, res
+
+
+# ---------------------------------------------------------------- space no measure sees (not fixed)
