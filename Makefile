@@ -36,13 +36,14 @@ $(STAMP): pyproject.toml
 	touch $(STAMP)
 
 # System packages the tests use: a real redis-server, Debian's Chromium (Playwright drives it), bubblewrap
-# (the sandbox) and nginx (the load balancer in front of two `emergent serve` in the scale-out tests).
+# and libseccomp2 (the sandbox) and nginx (the load balancer in front of two `emergent serve` in the scale-out tests).
 sysdeps:
 	@missing=""; \
 	command -v redis-server >/dev/null || missing="$$missing redis-server"; \
 	[ -x /usr/bin/chromium ] || missing="$$missing chromium"; \
 	command -v bwrap >/dev/null || missing="$$missing bubblewrap"; \
 	[ -x /usr/sbin/nginx ] || missing="$$missing nginx"; \
+	/sbin/ldconfig -p 2>/dev/null | grep -q 'libseccomp\.so\.2' || missing="$$missing libseccomp2"; \
 	if [ -n "$$missing" ]; then \
 	  echo "installing:$$missing"; \
 	  $(SUDO) apt-get update -qq && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq $$missing; \

@@ -8,7 +8,7 @@ reports them for a run that ended by itself.
 
 ``emergent sandbox info`` (alias ``isolation``) prints what this machine gives as JSON: the level
 (process | network | namespace), the kill guarantee (pid-namespace | subreaper | cgroup |
-process-group) and which mechanisms work here.
+process-group), which mechanisms work here and the system calls every run is refused.
 """
 
 from __future__ import annotations

@@ -141,6 +141,13 @@ def _probe_pid_namespace(root: bool, userns: bool, netns: bool) -> tuple[str | N
 
 
 @functools.lru_cache(maxsize=1)
+def _syscall_filter() -> tuple[str, ...]:
+    """The calls every run is refused (empty without libseccomp: ``make sysdeps`` installs it)."""
+    from emergent.tools._sandbox_procs import DENIED_SYSCALLS, _filter_program
+
+    return DENIED_SYSCALLS if _filter_program() is not None else ()
+
+
 def isolation() -> dict[str, Any]:
     """What this machine gives a sandboxed process (probed once per process, each mechanism by
     running ``/bin/true`` with it).
@@ -165,6 +172,7 @@ def isolation() -> dict[str, Any]:
             "pid_namespace": pidns, "pid_namespace_via": via, "private_proc": proc, "subreaper": subreaper,
             "cgroup": cgroup,
             "user_namespace": userns and netns, "rlimits": True, "drops_privileges": root,
+            "syscall_filter": list(_syscall_filter()),
             "user": "a user id of its own for each run" if root else os.environ.get("USER", str(os.getuid())),
             "bubblewrap": bwrap, "bubblewrap_installed": shutil.which("bwrap") is not None}
 

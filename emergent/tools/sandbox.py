@@ -75,8 +75,12 @@ The preference is that order (bubblewrap always gives ``pid-namespace``); ``Sand
 forces one for the non-bubblewrap backend and fails with :class:`ConfigError` when it is not
 available here.
 
-Not protected against at any level: kernel exploits and side channels (no seccomp filter), CPU and
-memory pressure within the limits. Use a VM or a container runtime for hostile code.
+At every level a system-call filter (seccomp, compiled by libseccomp) refuses the calls that hand
+out RAM no process limit counts (``memfd_create``, ``memfd_secret``, SysV ``shmget``: ENOSYS), and
+files the run unlinked but holds open count against the disk limit.
+
+Not protected against at any level: kernel exploits and side channels (the filter is not a
+system-call allow-list), CPU and memory pressure within the limits. Use a VM or a container runtime for hostile code.
 """
 
 from __future__ import annotations
@@ -243,6 +247,7 @@ def _preexec(limits: Limits, plan: _Plan) -> Callable[[], None]:
     uid, gid, parent = os.getuid(), os.getgid(), os.getpid()
     libc = _procs._libc()
     _procs._max_fd()
+    program = _procs._filter_program()
 
     def pre() -> None:
         with contextlib.suppress(ValueError):  # a parent that ignores SIGCHLD would have children auto-reaped
@@ -274,6 +279,8 @@ def _preexec(limits: Limits, plan: _Plan) -> Callable[[], None]:
             _procs._check(libc.prctl(_procs.PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0), "prctl(PDEATHSIG)")
             if plan.kill == "subreaper" and os.getppid() != supervisor:
                 raise OSError("the sandbox supervisor died before the program started")
+        if program is not None:
+            _procs._install_filter(libc, program)
 
     return pre
 
@@ -540,7 +547,8 @@ class Sandbox:
             sel.register(pidfd, selectors.EVENT_READ, data=functools.partial(sel.unregister, pidfd))
         killed, pipes, ended = None, 2, None
         deadline = t0 + lim.timeout
-        over_disk = _disk_watch(workdir, lim, t0)
+        over_disk = _disk_watch(workdir, lim, t0,
+                                lambda: _procs._held_deleted_bytes(_procs._run_pids(proc.pid, plan.cgroup)))
         try:
             while True:
                 now = time.monotonic()
@@ -615,9 +623,11 @@ class _Feed:
                 self.proc.stdin.close()
 
 
-def _disk_watch(workdir: str | None, lim: Limits, t0: float) -> Callable[[float], bool]:
-    """``over(now)``: has the working directory grown past the disk limit? (measured at most
-    every :data:`_DISK_EVERY_S`; always False without a working directory)"""
+def _disk_watch(workdir: str | None, lim: Limits, t0: float,
+                held: Callable[[], int] = lambda: 0) -> Callable[[float], bool]:
+    """``over(now)``: have the working directory and the unlinked files the run still holds open
+    (``held()``) grown past the disk limit? (measured at most every :data:`_DISK_EVERY_S`; always
+    False without a working directory)"""
     if workdir is None:
         return lambda now: False
     budget, due = lim.disk_mb * 1024 * 1024, [t0 + _DISK_EVERY_S]
@@ -626,7 +636,8 @@ def _disk_watch(workdir: str | None, lim: Limits, t0: float) -> Callable[[float]
         if now < due[0]:
             return False
         due[0] = now + _DISK_EVERY_S
-        return _over_disk(workdir, budget)
+        hidden = held()
+        return hidden > budget or _over_disk(workdir, budget - hidden)
 
     return over
 

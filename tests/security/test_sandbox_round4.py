@@ -225,3 +225,70 @@ def test_a_float_output_cap_is_honoured_not_a_type_error(box):
 
 
 # ---------------------------------------------------------------- space no measure sees (not fixed)
+
+
+def test_unlinked_files_held_open_count_against_the_disk_limit(box):
+    """The disk limit measured the tree under the working directory: a file written, unlinked and
+    kept open takes disk space no walk of the tree sees. 12 such files of 16 MiB (the file-size
+    limit) passed a 32 MiB disk limit; with 256 descriptors and 64 processes a run held hundreds of
+    GiB of the host's disk until it ended. Now the files the run holds open count too."""
+    code = """
+import os, time
+fds = []
+for i in range(12):
+    fd = os.open(f'f{i}', os.O_CREAT | os.O_WRONLY)
+    os.write(fd, b'x' * (16 << 20))
+    os.unlink(f'f{i}')
+    fds.append(fd)
+    time.sleep(0.1)
+print('hidden MiB', 16 * len(fds), flush=True)
+time.sleep(2)
+"""
+    res = box.python(code, limits=Limits(timeout=10, cpu_seconds=10, file_size_mb=16, disk_mb=32))
+    assert res.killed_by == "disk", (res.killed_by, res.stdout)
+    assert "hidden MiB 192" not in res.stdout
+
+
+def test_unlinked_files_of_a_child_that_left_its_parent_count_too(box):
+    """The same, held by a child that daemonised itself (setsid, double fork): found as one of the
+    run's processes, not only our own child's descendants of the moment."""
+    code = """
+import os, time
+if os.fork() == 0:
+    os.setsid()
+    if os.fork() == 0:
+        fds = []
+        for i in range(8):
+            fd = os.open(f'g{i}', os.O_CREAT | os.O_WRONLY)
+            os.write(fd, b'y' * (8 << 20))
+            os.unlink(f'g{i}')
+            fds.append(fd)
+        time.sleep(5)
+    os._exit(0)
+time.sleep(4)
+print('parent done', flush=True)
+"""
+    res = box.python(code, limits=Limits(timeout=10, cpu_seconds=10, file_size_mb=16, disk_mb=32))
+    assert res.killed_by == "disk", (res.killed_by, res.stdout)
+
+
+def test_ram_files_no_limit_counts_cannot_be_made(box):
+    """``memfd_create`` gave an anonymous RAM file no address-space limit counts: 12 of 16 MiB took
+    192 MiB of RAM under a 64 MiB memory limit (with 256 descriptors and 64 processes, more than the
+    machine has). SysV segments are the same kind of RAM. Both calls are refused (ENOSYS, as an old
+    kernel would answer), and a program that uses neither runs as before."""
+    code = """
+import ctypes, errno, os
+try:
+    os.memfd_create('m')
+    print('memfd made')
+except OSError as exc:
+    print('memfd refused', exc.errno == errno.ENOSYS)
+libc = ctypes.CDLL(None, use_errno=True)
+seg = libc.shmget(0, 16 << 20, 0o1600)  # IPC_PRIVATE, IPC_CREAT | 0600
+print('shmget refused', seg == -1 and ctypes.get_errno() == errno.ENOSYS)
+print(sum(range(10)))
+"""
+    res = box.python(code, limits=Limits(timeout=10, cpu_seconds=10, memory_mb=64, file_size_mb=16))
+    assert res.ok, (res.stdout, res.stderr)
+    assert "memfd refused True" in res.stdout and "shmget refused True" in res.stdout and "45" in res.stdout
