@@ -438,6 +438,12 @@ class MCPClients:
             if conn.installed_by and self.principals is not None:
                 with contextlib.suppress(EmergentError):
                     who = self.principals.get(conn.installed_by)
+            if self.audit is not None and who is None and new:  # a registration no one can be audited for
+                conn.errors.append(f"not registered from list_changed: {', '.join(s.key for s in new)} (the "
+                                   f"principal who installed {conn.target.source} is not known here; a human "
+                                   "installs again)")
+                refused += [s.key for s in new]
+                new = []
             if self.audit is not None and who is not None:
                 self.audit.append("mcp.tools_changed", who, {
                     "target": conn.target.source, "server": conn.server, "versions": [s.key for s in new],

@@ -614,6 +614,22 @@ def test_attack_an_mcp_server_flooding_list_changed_is_relisted_a_bounded_number
     assert ws.tools.call("mcp.evil.echo", {"text": "x"}, principal=me) == {"result": "evil:x"}  # session alive
 
 
+def test_attack_tools_a_server_announces_without_a_known_installer_are_not_registered_unaudited(ws, me, tmp_path) -> None:
+    """A connection whose installer is not known here (no record, or a principal removed since) has
+    nobody to audit its list_changed registrations under: they are refused, not registered silently."""
+    target = _evil(tmp_path)
+    ws.tools.install(target, by=me)
+    clients = ws.tools.mcp_clients()
+    before = len(ws.tools.versions("mcp.evil.shifty"))
+    conn = clients.connection(target)
+    conn.installed_by = None
+    relists = conn.relists
+    assert ws.tools.call("mcp.evil.flood", {"n": 1}, principal=me) == {"result": "flooded 1"}
+    assert clients.wait_for_refresh(target, relists, timeout=20)
+    assert len(ws.tools.versions("mcp.evil.shifty")) == before
+    assert any("is not known here" in e for e in conn.errors), conn.errors
+
+
 def test_attack_a_restarted_server_claiming_another_servers_name_cannot_take_over_its_tools(ws, me, tmp_path) -> None:
     demo, evil = _demo(), _evil(tmp_path)
     ws.tools.install(demo, by=me)
