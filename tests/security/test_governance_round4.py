@@ -206,10 +206,21 @@ def test_an_agent_token_cannot_forget_its_memories_while_autonomy_is_paused_or_a
     assert not [e for e in ws.audit.entries(kind="memory.forget") if e.actor == agent.key]
 
 
-def test_an_agent_token_still_forgets_its_own_memory_when_nothing_stops_it(ws, me, agent):
+def test_an_agent_token_forgetting_its_own_memory_waits_for_a_person_then_the_approved_call_forgets_it(ws, me, agent):
+    """A forget is destructive: by default a person approves it (202 with the approval, nothing forgotten
+    yet); the approved call, resumed, forgets exactly that memory, audited as the agent's."""
     mid = ws.memory.remember("the agent's own note", scope=agent.id, tier="ltm").id
+    other = ws.memory.remember("another note of the agent", scope=agent.id, tier="ltm").id
     secret = ws.tokens.create(agent, "agent", by=me, ttl_s=600)[1]
+    auth = {"Authorization": f"Bearer {secret}"}
     with _api(ws) as client:
-        r = client.delete(f"/v1/memory/{mid}", headers={"Authorization": f"Bearer {secret}"})
-        assert r.status_code == 200 and r.json() == {"forgotten": 1}, r.text
+        r = client.delete(f"/v1/memory/{mid}", headers=auth)
+        assert r.status_code == 202, r.text
+        aid = r.json()["approval"]
+        assert ws.memory.get(mid, scope=agent.id).id == mid  # nothing forgotten before a person decides
+        ws.autonomy.approvals.approve(aid, by=me, reason="fine")
+        done = client.post(f"/v1/approvals/{aid}/resume", headers=auth)
+        assert done.status_code == 200 and done.json()["result"] == 1, done.text
+    assert ws.memory.get(other, scope=agent.id).id == other
     assert [e for e in ws.audit.entries(kind="memory.forget") if e.actor == agent.key]
+

@@ -140,7 +140,7 @@ def test_builtin_tools_declare_how_they_run_code():
     assert declared["notebook.run"] == (RunsCode.HOST, SideEffect.EXECUTE)
     assert {n for n, (rc, _) in declared.items() if rc == RunsCode.NO} == {
         "files.read", "files.write", "files.list", "files.delete", "sql", "http_get", "memory.remember",
-        "memory.recall"}
+        "memory.recall", "memory.forget"}
     by = {s.name: s for s in TOOLS}
     assert by["http_get"].network and not by["sql"].network
     assert by["memory.recall"].resource_kind == by["memory.remember"].resource_kind == "scope"

@@ -3,8 +3,9 @@
 A person's token (operator or admin) writes in any scope, audited with its principal
 (``api.memory.remember``, intent before, outcome after). An agent token acts only in its own scope
 (filled in when left out; another is a 403), and its writes are calls of the ``memory.remember`` tool
-through the autonomy gate (so a paused gate, a suspended agent or an ``ask`` rule hold them: 202 with
-the approval id). Viewers read any scope; nobody reads or forgets across a scope they name.
+through the autonomy gate, and so are its forgets (``memory.forget``, destructive: a person approves
+them unless a rule allows it), so a paused gate, a suspended agent or an ``ask`` rule hold them: 202
+with the approval id. Viewers read any scope; nobody reads or forgets across a scope they name.
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ from pydantic import BaseModel, Field
 from emergent.api.auth import OperatorOrAgent, ViewerOrAgent
 from emergent.api.pools import quick
 from emergent.api.routers._common import PENDING
-from emergent.errors import PermissionDenied, ValidationError
+from emergent.errors import ValidationError
 from emergent.workspace.audited import recorded
 
 router = APIRouter(prefix="/memory", tags=["memory"])
@@ -131,17 +132,17 @@ class Forgotten(BaseModel):
     forgotten: int
 
 
-@router.delete("/{memory_id}", response_model=Forgotten)
+@router.delete("/{memory_id}", response_model=Forgotten, responses=PENDING)
 def forget(memory_id: str, who: OperatorOrAgent, request: Request,
            scope: Annotated[str | None, Query(max_length=400)] = None) -> dict[str, Any]:
-    """Forget one memory (audited by the memory service with the token's principal)."""
+    """Forget one memory (audited by the memory service with the token's principal). An agent's forget
+    is a call of the ``memory.forget`` tool through the gate, like its writes: a destructive action a
+    person approves unless a rule allows it (202 with the approval id)."""
     ws = request.app.state.ws
     scope = who.own_scope(scope)
-    if who.is_agent:  # an agent's destructive action: a pause, a suspension or a deny rule stops it
-        d = ws.autonomy.decide_for(who.principal, "memory.forget", "destructive", resource=scope or "",
-                                   scope_resource=True)
-        if d.effect == "deny":
-            raise PermissionDenied(f"{who.principal.key} may not forget memories: {d.reason}",
-                                   hint="ask a person (`emergent policy explain`)", principal=who.principal.key)
-    n = ws.memory.forget(_check_text(memory_id, "id"), principal=who.principal, scope=scope)
-    return {"forgotten": n}
+    memory_id = _check_text(memory_id, "id")
+    if who.is_agent:
+        n = ws.tools.call("memory.forget", {"memory_id": memory_id, "scope": scope}, principal=who.principal,
+                          wait=False)
+        return {"forgotten": int(n)}
+    return {"forgotten": ws.memory.forget(memory_id, principal=who.principal, scope=scope)}

@@ -1,4 +1,4 @@
-"""``memory.remember`` and ``memory.recall`` over the workstation's memory service.
+"""``memory.remember``, ``memory.recall`` and ``memory.forget`` over the workstation's memory service.
 
 The ``scope`` argument is the gate's resource (kind ``scope``): an agent that leaves it out acts
 in its own scope (the runner fills in its id); an agent reaches another scope only when a human's
@@ -51,7 +51,19 @@ def recall(query: str, ctx: ToolContext, k: int = 5, scope: str | None = None) -
              "at": h.record.created_at, "meta": h.record.meta} for h in hits]
 
 
-TOOLS = [remember, recall]
+@tool(name="memory.forget", version="1.0.0", side_effect=SideEffect.DESTRUCTIVE, resource="scope",
+      resource_kind="scope", tags=("memory",))
+def forget(memory_id: str, ctx: ToolContext, scope: str | None = None) -> int:
+    """Forget one memory by id (short- and long-term); returns how many were forgotten (0 or 1).
+
+    Args:
+        memory_id: the memory's id, as remember or recall gave it
+        scope: agent[/user[/session]] the memory is in; an agent's own scope when left out
+    """
+    return services(ctx).memory.forget(memory_id, principal=ctx.principal, scope=scope)
+
+
+TOOLS = [remember, recall, forget]
 #: the functions of these tools: they answer from this process in milliseconds, so the REST API runs
 #: their calls on its quick pool (it goes by function, not by what a tool declares about itself)
-QUICK_TOOLS = frozenset(spec.func for spec in TOOLS)
+QUICK_TOOLS = frozenset(spec.func for spec in (remember, recall))
