@@ -243,6 +243,9 @@ class Workstation:
             _ = self.sql
         mem = Memory(stm, ltm, self.embedder, cfg, clock=self.clock, sql=Deferred(lambda: self.sql),
                      audit=Deferred(lambda: self.audit), principals=Deferred(lambda: self.principals))
+        # a rewind could bring back what an erasure that has not finished already took from the live table
+        mem.rewind_guards.append(lambda: self.retention.refuse_while_unfinished("rewind long-term memory"))
+        mem.erased_among = lambda ids: self.retention.erased_among(ids)
         self._closers.insert(0, mem.close)
         return mem
 

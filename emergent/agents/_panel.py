@@ -3,10 +3,11 @@ in SQL, an approval for a person when they do not decide (helpers of :class:`~em
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import uuid
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 import sqlalchemy as sa
@@ -88,6 +89,35 @@ def _escalate(agents: Agents, tool: str, called_by: Principal, item: str, args: 
     return a.id  # type: ignore[no-any-return]
 
 
+@contextlib.contextmanager
+def _withdrawn_on_failure(agents: Agents, approval: str | None, what: str) -> Iterator[None]:
+    """The escalation's approval is withdrawn (best effort) if ``what`` could not be recorded after it was
+    filed: it would wait in the inbox for a choice that nothing can take (deciding it says 'not found')."""
+    try:
+        yield
+    except BaseException as exc:
+        if approval is not None:
+            _withdraw(agents, approval, f"{what} could not be recorded ({type(exc).__name__}); nothing to decide")
+        raise
+
+
+def _withdraw(agents: Agents, approval: str, reason: str) -> bool:
+    try:
+        agents.autonomy.approvals.reject(approval, by=agents.worker, reason=reason)
+        return True
+    except Exception:  # noqa: BLE001 - a full disk, or decided meanwhile: deciding the item withdraws it later
+        return False
+
+
+def _withdraw_orphans(agents: Agents, tool: str, item: str) -> bool:
+    """Withdraw pending escalations for ``item`` (``vote:ID``, ``conflict:ID``) that was never recorded
+    (the process that filed them failed, or was killed, before it recorded the item)."""
+    found = [a for a in agents.autonomy.approvals.list("pending") if a.tool == tool and a.resource == item
+             and a.actor == agents.worker.key]
+    return any([_withdraw(agents, a.id, f"{item} was never recorded (its call failed as it was made); "
+                                        "nothing to decide") for a in found])
+
+
 def _may_speak_for(agents: Agents, who: Principal, tool: str, others: Sequence[AgentCard], what: str) -> None:
     """A person may; an agent needs a rule allowing ``tool`` on each other agent (resource ``agent:NAME``)."""
     if who.is_human:
@@ -130,6 +160,14 @@ def vote(agents: Agents, question: str, options: Sequence[str], *, voters: Seque
                              {"vote": vid, "question": question, "options": opts, "tally": scores},
                              f"vote {vid} did not decide ({status}): {text}")
         text += f"; escalated to a person as approval {approval}"
+    with _withdrawn_on_failure(agents, approval, f"vote {vid}"):
+        return _record_vote(agents, vid, question, opts, method, status, winner, scores, cast, text, quorum,
+                            approval, who, cards)
+
+
+def _record_vote(agents: Agents, vid: str, question: str, opts: list[str], method: str, status: str,
+                 winner: str | None, scores: dict[str, float], cast: list[Ballot], text: str, quorum: float | None,
+                 approval: str | None, who: Principal, cards: list[AgentCard]) -> VoteResult:
     now = agents.clock.now()
     res = VoteResult(vid, question, opts, method, status, winner, scores, cast, text, quorum, approval, who.key,
                      None, now, now, consensus.dissent(cast, winner))
@@ -197,7 +235,12 @@ def _settle_approval(agents: Agents, approval_id: str, who: Principal, reason: s
 
 def decide_vote(agents: Agents, vote_id: str, choice: str, *, by: Principal, reason: str) -> VoteResult:
     who = _human(agents, by, "decide an escalated vote")
-    v = get_vote(agents, vote_id)
+    try:
+        v = get_vote(agents, vote_id)
+    except NotFoundError as exc:
+        if _withdraw_orphans(agents, "agents.vote", f"vote:{vote_id}"):
+            exc.hint = "it was never recorded (the call failed as it was made); its approval was withdrawn"
+        raise
     if v.winner is not None or not v.approval_id:
         raise UsageError(f"vote {vote_id} is not waiting for a person ({v.status})", vote=vote_id)
     if choice not in v.options:
@@ -210,9 +253,14 @@ def decide_vote(agents: Agents, vote_id: str, choice: str, *, by: Principal, rea
     now = agents.clock.now()
     agents.audit.append("agents.vote.decided", who, {"vote": vote_id, "choice": choice, "reason": reason,
                                                      "approval": approval}, durable=True)
-    with agents.sql.begin() as conn:
-        conn.execute(agent_votes.update().where(agent_votes.c.id == vote_id).values(
-            status=consensus.DECIDED, winner=choice, explanation=text, decided_by=who.key, updated_at=now))
+    with agents.sql.begin() as conn:  # only if nobody decided it meanwhile (another process, at the same time)
+        done = conn.execute(agent_votes.update().where(agent_votes.c.id == vote_id, agent_votes.c.winner.is_(None))
+                            .values(status=consensus.DECIDED, winner=choice, explanation=text, decided_by=who.key,
+                                    updated_at=now)).rowcount
+    if done != 1:
+        now_v = get_vote(agents, vote_id)
+        raise UsageError(f"vote {vote_id} was decided meanwhile by {now_v.decided_by}: {now_v.winner!r}; "
+                         f"your choice {choice!r} was not recorded", hint="emergent agents votes shows it", vote=vote_id)
     return get_vote(agents, vote_id)
 
 
@@ -241,6 +289,12 @@ def resolve(agents: Agents, proposals: Sequence[Proposal | Mapping[str, Any]], *
         approval = _escalate(agents, "agents.resolve", who, f"conflict:{rid}",
                              {"resolution": rid, "proposals": [p.to_dict() for p in props]}, text)
         text += f" (approval {approval})"
+    with _withdrawn_on_failure(agents, approval, f"resolution {rid}"):
+        return _record_resolution(agents, rid, rule, status, winner, text, approval, who, props)
+
+
+def _record_resolution(agents: Agents, rid: str, rule: str, status: str, winner: Proposal | None, text: str,
+                       approval: str | None, who: Principal, props: list[Proposal]) -> Resolution:
     now = agents.clock.now()
     idx = props.index(winner) if winner is not None else None
     agents.audit.append("agents.resolve", who, {"resolution": rid, "rule": rule, "status": status, "winner": idx,
@@ -281,7 +335,12 @@ def resolutions(agents: Agents, limit: int) -> list[Resolution]:
 
 def decide_conflict(agents: Agents, rid: str, agent: str, *, by: Principal, reason: str) -> Resolution:
     who = _human(agents, by, "decide an escalated conflict")
-    res = get_resolution(agents, rid)
+    try:
+        res = get_resolution(agents, rid)
+    except NotFoundError as exc:
+        if _withdraw_orphans(agents, "agents.resolve", f"conflict:{rid}"):
+            exc.hint = "it was never recorded (the call failed as it was made); its approval was withdrawn"
+        raise
     if res.status != conflicts.ESCALATED or not res.approval_id:
         raise UsageError(f"resolution {rid} is not waiting for a person ({res.status})", resolution=rid)
     idx = next((i for i, p in enumerate(res.proposals) if p.agent == agent), None)
@@ -295,8 +354,13 @@ def decide_conflict(agents: Agents, rid: str, agent: str, *, by: Principal, reas
         text += f" (its approval was {approval} first)"
     agents.audit.append("agents.resolve.decided", who, {"resolution": rid, "winner": idx, "reason": reason,
                                                         "approval": approval}, durable=True)
-    with agents.sql.begin() as conn:
-        conn.execute(agent_resolutions.update().where(agent_resolutions.c.id == rid).values(
-            status=conflicts.RESOLVED, winner=idx, explanation=text, decided_by=who.key,
-            updated_at=agents.clock.now()))
+    with agents.sql.begin() as conn:  # only if nobody decided it meanwhile (another process, at the same time)
+        done = conn.execute(agent_resolutions.update().where(agent_resolutions.c.id == rid,
+                                                             agent_resolutions.c.status == conflicts.ESCALATED)
+                            .values(status=conflicts.RESOLVED, winner=idx, explanation=text, decided_by=who.key,
+                                    updated_at=agents.clock.now())).rowcount
+    if done != 1:
+        now_r = get_resolution(agents, rid)
+        raise UsageError(f"resolution {rid} was decided meanwhile by {now_r.decided_by}; your choice of {agent}'s "
+                         "proposal was not recorded", hint="emergent agents conflicts shows it", resolution=rid)
     return get_resolution(agents, rid)

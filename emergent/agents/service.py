@@ -300,6 +300,8 @@ class Agents:
         t = self.store.get(task_id)
         if who.key not in (t.submitted_by, t.delegated_by) and not who.is_human:
             raise PermissionDenied(f"{who.key} may not cancel task {t.id}", hint="its submitter or a person may")
+        if t.state == WORKING:  # its worker died (lease run out): failed as abandoned, never run again
+            return self._abandon(t.id) or self.store.get(task_id)
         return self._finish(task_id, CANCELED, who, expect={SUBMITTED, INPUT_REQUIRED}, error=f"canceled by {who.key}")
 
     # ------------------------------------------------------------------ the worker
@@ -332,6 +334,7 @@ class Agents:
             return []
         self._last_claim = now
         self.trim()
+        self.reap()
         return self.bus.claim(TASKS, WORKERS, self.consumer, min_idle_ms=self.claim_idle_ms, by=self.worker)
 
     def trim(self, older_than_s: float | None = None) -> int:
@@ -358,15 +361,24 @@ class Agents:
                                  error=f"agent:{t.assignee} is suspended: it gets no task")
                 else:
                     started = self.store.move(t.id, WORKING, expect={SUBMITTED})
-                if started is None and self.store.get(t.id).state == WORKING:
-                    gone = self.store.abandon(t.id)
-                    if gone is None:
-                        return  # a live worker holds it: leave the message pending (claimed again if it dies)
-                    self.audit.append("agents.task.failed", self.worker, {"task": t.id, "error": ABANDONED},
-                                      durable=True)
+                if started is None and self.store.get(t.id).state == WORKING and self._abandon(t.id) is None:
+                    return  # a live worker holds it: leave the message pending (claimed again if it dies)
         if started is not None:
             self._run(started)
         self.bus.ack(TASKS, WORKERS, m.id, by=self.worker)  # done, or a duplicate for a task past submitted
+
+    def _abandon(self, task_id: str) -> Task | None:
+        """Fail the working task if its worker's lease ran out (audited); None while a live worker holds it."""
+        gone = self.store.abandon(task_id)
+        if gone is not None:
+            self.audit.append("agents.task.failed", self.worker, {"task": task_id, "error": ABANDONED}, durable=True)
+        return gone
+
+    def reap(self) -> int:
+        """Fail every working task whose worker's lease ran out (it died: on the in-process bus its award
+        died with it, so no message will bring the task back); a worker does it every few seconds.
+        Such a task may have taken effect, so it is never run again. Returns how many were failed."""
+        return sum(self._abandon(tid) is not None for tid in self.store.expired())
 
     def _run(self, t: Task) -> None:
         assert t.assignee is not None and t.delegated_by is not None

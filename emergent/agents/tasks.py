@@ -7,6 +7,7 @@ task, and a message for a task that already completed finds nothing to do.
 
 from __future__ import annotations
 
+import builtins
 import json
 import uuid
 from collections.abc import Iterable
@@ -145,6 +146,13 @@ class TaskStore:
                                                      tasks.c.lease_until < now)
                                 .values(state=FAILED, error=ABANDONED, updated_at=now))
         return self.get(task_id) if done.rowcount == 1 else None
+
+    def expired(self, limit: int = 200) -> builtins.list[str]:
+        """Ids of working tasks whose lease ran out (their worker died or stalled), oldest lease first."""
+        q = (sa.select(tasks.c.id).where(tasks.c.state == WORKING, tasks.c.lease_until < self.clock.now())
+             .order_by(tasks.c.lease_until).limit(limit))
+        with self.sql.connect() as conn:
+            return [r[0] for r in conn.execute(q)]
 
     def assign(self, task_id: str, to: str, *, delegated_by: str) -> bool:
         """Give a submitted task nobody holds to ``to``; False if it was not (any more) such a task."""

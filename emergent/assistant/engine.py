@@ -303,8 +303,12 @@ class Assistant:
             if row.state["kind"] == "chat" and not row.state["messages"]:
                 return self._open_chat(row, emit, t0)  # it died before its opening: recall again (a read)
             if row.state["kind"] == "command":
-                last = row.state["steps"][-1] if row.state["steps"] else {}
-                return self._finish(row, COMPLETED, "answered", _command_answer(last), emit, t0)
+                tools = [s for s in row.state["steps"] if s.get("kind") == "tool"]
+                if not tools:  # it died before a tool call was checkpointed (or in /approve, /reject)
+                    return self._finish(row, FAILED, "error", "Outcome unknown: the process running this command "
+                                        "stopped before its outcome was recorded; check before repeating it.",
+                                        emit, t0)
+                return self._finish(row, COMPLETED, "answered", _command_answer(tools[-1]), emit, t0)
             return self._drive(row, emit, t0)
         except EmergentError as exc:
             return self._fail(row, exc, emit, t0)
@@ -627,6 +631,10 @@ class Assistant:
                                                      f"{', '.join(patterns)}); ws.tools.call runs it as you", emit)
                 return self._finish(row, COMPLETED, "answered", _command_answer(st["steps"][-1]), emit, t0)
         st["queue"] = [call]
+        # The call is checkpointed at the head of the queue before it runs: after a crash it is reported
+        # unknown (never run again), not taken for a command that did nothing.
+        if not self._checkpoint(row, t0):
+            return RunResult.of(self.runs_store.get(row.id))
         paused = self._run_tool(row, call, emit, confidence=confidence)
         if paused is not None:
             return self._pause(row, paused, emit, t0)

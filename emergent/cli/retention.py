@@ -88,6 +88,15 @@ def erase(reason: str = typer.Option(..., "--reason", help="why (kept in the led
 
 
 @app.command()
+def finish(home: str = HOME) -> None:
+    """Run again the erasures and purges a kill (or a crash) stopped half-way; a rewind is refused until
+    they have finished. Only when none is running in another process."""
+    with workstation(home) as ws:
+        done = ws.retention.finish_interrupted(by=ws.principal)
+        _out({"finished": [r.as_dict() for r in done]})
+
+
+@app.command()
 def report(since_days: float = typer.Option(30.0, "--since-days", help="the period the report covers"),
            timeout_s: float = typer.Option(600.0, "--timeout", help="seconds the notebook may run"),
            home: str = HOME) -> None:

@@ -36,9 +36,13 @@ class ConsolidationReport:
     accesses_flushed: int = 0
     index: dict[str, Any] = field(default_factory=dict)
     duration_s: float = 0.0
+    #: the ids this run wrote into long-term memory (checked against erasures that began meanwhile)
+    promoted_ids: list[str] = field(default_factory=list, repr=False)
 
     def as_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        out = asdict(self)
+        del out["promoted_ids"]
+        return out
 
 
 def _should_promote(rec: MemoryRecord, memory: Memory) -> bool:
@@ -126,6 +130,7 @@ def _promote(memory: Memory, agent: str, now: float, report: ConsolidationReport
     ltm.upsert([*inserts, *updates.values()], now=now)
     stm.delete(agent, [r.id for r in chosen])
     report.promoted += len(inserts)
+    report.promoted_ids += [r.id for r in inserts]
 
 
 def archive_decayed(memory: Memory, now: float, report: ConsolidationReport, batch: int = 5000) -> None:

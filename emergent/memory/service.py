@@ -99,6 +99,10 @@ class Memory:
         self.default_scope = scope or Scope()
         self.on_stm_failure: OnSTMFailure = self.stm.policy
         self.audit = audit
+        #: called before a rewind (the composition root adds one that refuses while an erasure is unfinished)
+        self.rewind_guards: list[Callable[[], None]] = []
+        #: which of these ids an erasure has listed (the composition root asks the retention ledger)
+        self.erased_among: Callable[[Sequence[str]], set[str]] | None = None
         self.principals = principals
         self._ops: deque[OpSample] = deque(maxlen=10_000)
         self._unflushed: list[OpSample] = []
@@ -994,6 +998,14 @@ class Memory:
             report = consolidate(self, **kwargs)
             outcome.update(promoted=report.promoted, merged=report.merged, archived=report.archived,
                            evicted_seen=report.evicted_seen)
+            # An erasure in another process that began after this run read short-term memory would have
+            # its text written back by the promotion. Checked after the write: either the erasure lists
+            # the id by now (its ledger comes before its deletes) and it is erased again here, or the
+            # erasure's own delete comes later and finds it in long-term memory.
+            late = self.erased_among(report.promoted_ids) if report.promoted_ids and self.erased_among else set()
+            if late:
+                self.erase(sorted(late), principal=who)
+                outcome.update(erased_after_promotion=len(late))
         return report
 
     def rewind(self, when: Any = None, *, version: int | None = None, principal: Any) -> dict[str, int]:
@@ -1002,6 +1014,8 @@ class Memory:
         from emergent.memory import pitr
 
         who = human(self.principals, principal, "rewind long-term memory")
+        for guard in self.rewind_guards:
+            guard()
         if (when is None) == (version is None):
             raise ValidationError("give exactly one of when and version",
                                   hint="list the versions with ltm_versions() / `emergent backup rewind --versions`")

@@ -44,7 +44,7 @@ from typing import Any
 import sqlalchemy as sa
 
 from emergent.clock import Clock, SystemClock, iso
-from emergent.errors import NotFoundError, ValidationError
+from emergent.errors import NotFoundError, UsageError, ValidationError
 from emergent.memory.types import Kind, Scope
 from emergent.security.retention_tables import (
     retention_backup_marks as marks_t,
@@ -404,6 +404,50 @@ class Retention:
             with self.sql.begin() as conn:
                 conn.execute(marks_t.insert(), rows)
         return held
+
+    def unfinished(self) -> list[dict[str, Any]]:
+        """Erasures and purges that started and never recorded an end: running now in another process,
+        or stopped half-way (a kill): the rows may be gone from the live table while older table
+        versions, which a rewind reads, still hold them."""
+        q = sa.select(erasures_t.c.id, erasures_t.c.op, erasures_t.c.started_at).where(
+            erasures_t.c.status == "started").order_by(erasures_t.c.started_at)
+        with self.sql.connect() as conn:
+            return [dict(r._mapping) for r in conn.execute(q)]
+
+    def erased_among(self, ids: Sequence[str]) -> set[str]:
+        """Which of ``ids`` an erasure has listed (started or done)."""
+        out: set[str] = set()
+        ids = list(ids)
+        with self.sql.connect() as conn:
+            for i in range(0, len(ids), 500):
+                out.update(r[0] for r in conn.execute(
+                    sa.select(ids_t.c.memory_id).where(ids_t.c.memory_id.in_(ids[i:i + 500]))))
+        return out
+
+    def refuse_while_unfinished(self, what: str) -> None:
+        """:class:`UsageError` when an erasure or purge has not finished (see :meth:`unfinished`)."""
+        if todo := self.unfinished():
+            ids = ", ".join(r["id"] for r in todo[:5])
+            raise UsageError(f"cannot {what}: {len(todo)} erasure(s) or purge(s) have not finished ({ids}); what "
+                             "they began to remove could come back",
+                             hint="if none is running now, finish them: `emergent retention finish` "
+                                  "(ws.retention.finish_interrupted(by=...))")
+
+    def finish_interrupted(self, *, by: Any) -> list[ErasureReport | PurgeReport]:
+        """Run again every unfinished erasure (by the ids its ledger lists) or purge (the policies again)
+        and record the first attempt as ``interrupted`` (a backup restore still re-purges for it). A
+        human's decision: only when none is running now."""
+        who = human(self.principals, by, "finish interrupted erasures")
+        reports: list[ErasureReport | PurgeReport] = []
+        for row in self.unfinished():
+            with self.sql.begin() as conn:
+                conn.execute(erasures_t.update().where(erasures_t.c.id == row["id"], erasures_t.c.status == "started")
+                             .values(status="interrupted", finished_at=self.clock.now()))
+            if row["op"] != "erase":
+                reports.append(self.purge(by=who))
+            elif ids := erased_ids(self.sql, [row["id"]]):
+                reports.append(self.erase(by=who, reason=f"finishing erasure {row['id']}, interrupted", ids=ids))
+        return reports
 
     def erasures(self, limit: int = 100, *, op: str | None = None) -> list[dict[str, Any]]:
         """The ledger, newest first (no text: counts, digests, hashed subjects)."""

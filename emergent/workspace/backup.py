@@ -196,6 +196,44 @@ def _lance_tables(lance: Any) -> dict[str, dict[str, int]]:
     return out
 
 
+_DISK_FULL = ("no space left on device", "errno 28", "os error 28", "disk is full", "disk quota exceeded",
+              "errno 122", "os error 122")
+
+
+def _is_disk_full(exc: BaseException) -> bool:
+    return getattr(exc, "errno", None) in (28, 122) or any(m in str(exc).lower() for m in _DISK_FULL)
+
+
+def _manifest_problems(manifest: dict[str, Any]) -> list[str]:
+    """What is wrong with the shape of a manifest (a backup's own are always right: these are archives
+    made or altered elsewhere); empty when a restore can rely on every field it reads."""
+    out = []
+    bid, created = manifest.get("id"), manifest.get("created_at", 0.0)
+    if not isinstance(bid, str) or not bid:
+        out.append(f"manifest.json: id {bid!r} is not a backup id")
+    if isinstance(created, bool) or not isinstance(created, int | float) or created != created \
+            or created in (float("inf"), float("-inf")):
+        out.append(f"manifest.json: created_at {created!r} is not a time")
+    counts = manifest.get("counts", {})
+    if not isinstance(counts, dict) or any(isinstance(v, bool) or not isinstance(v, int) for v in counts.values()):
+        out.append("manifest.json: counts is not a mapping of numbers")
+    if not isinstance(manifest.get("note"), str | None):
+        out.append("manifest.json: note is not text")
+    files = manifest.get("files", {})
+    if not isinstance(files, dict) or any(not isinstance(k, str) or not isinstance(v, str) for k, v in files.items()):
+        out.append("manifest.json: files is not a mapping of member names to sha256 digests")
+        files = {}
+    sql = manifest.get("sql")
+    if not isinstance(sql, dict) or sql.get("mode") not in ("file", "jsonl"):
+        out.append(f"manifest.json: sql {sql!r} does not say how the database was saved")
+    sealed = manifest.get("sealed")
+    if sealed is not None:
+        names = sealed.get("files") if isinstance(sealed, dict) else None
+        if not isinstance(names, list) or any(not isinstance(n, str) or n + SEALED_SUFFIX not in files for n in names):
+            out.append("manifest.json: sealed names members the archive does not hold")
+    return out
+
+
 def _new_id(now: float) -> str:
     return time.strftime("%Y%m%dT%H%M%SZ", time.gmtime(now)) + "-" + secrets.token_hex(3)
 
@@ -206,7 +244,15 @@ def create(stores: WorkspaceStores, *, by: Any, note: str | None = None) -> Back
     workspace: the scheduler's daily job too) is recorded in the audit trail."""
     who = verified(stores.principals, by)
     with recorded(stores.audit, "workspace.backup", who, {"note": note}) as outcome:
-        info = _create(stores, note)
+        try:
+            info = _create(stores, note)
+        except (OSError, sqlite3.Error) as exc:  # shutil.Error (a copytree's) is an OSError too
+            if not _is_disk_full(exc):
+                raise
+            from emergent.stores.lance import disk_full
+
+            raise disk_full(stores.path / "backups", "writing a backup",
+                            committed="no backup was written (nothing partial is listed)") from exc
         outcome.update(backup=info.id, sha256=info.sha256, memories=info.memories, size_bytes=info.size_bytes)
     return info
 
@@ -418,7 +464,26 @@ def check(path: Path, sql: Any, backup_id: str, *, _extract_to: Path | None = No
     if not archive.exists():
         raise IntegrityError(f"backup {backup_id}: archive {archive} is missing",
                              hint="restore the file from wherever backups are copied, or take a new backup")
-    manifest, problems, digest = scan(archive, _extract_to)
+    try:
+        manifest, problems, digest = scan(archive, _extract_to)
+    except (AttributeError, TypeError) as exc:  # a manifest whose ``files`` is not a mapping
+        raise IntegrityError(f"backup {backup_id} failed verification: manifest.json is malformed ({exc})",
+                             hint="do not restore from it; use another backup (`emergent backup list`)",
+                             problems=[f"manifest.json is malformed ({exc})"], backup_id=backup_id) from None
+    if problems and _extract_to is not None:  # extracting may have failed, not the archive: look again
+        _again, clean, clean_digest = scan(archive, None)
+        if not clean and clean_digest == info.sha256:
+            extracting = f"extracting backup {info.id} beside the workspace for the restore"
+            if any(_is_disk_full(OSError(p)) for p in problems):
+                from emergent.stores.lance import disk_full
+
+                raise disk_full(_extract_to, extracting,
+                                committed="nothing was replaced; the backup itself is intact (it verifies)")
+            raise BackupError(f"{extracting} failed: " + "; ".join(problems[:3]),
+                              hint="the backup itself is intact (it verifies); check the filesystem beside the "
+                                   "workspace (`emergent doctor`), then retry", problems=problems)
+    if manifest:
+        problems += _manifest_problems(manifest)
     if digest != info.sha256:
         problems.insert(0, f"archive sha256 {digest[:12]}... differs from the catalogued {info.sha256[:12]}... "
                            "(the file was changed after it was written)")
@@ -731,6 +796,11 @@ def _refill_stm(memory: Any, items: list[Any]) -> None:
 def _info_from_file(path: Path) -> BackupInfo:
     """Catalogue data of an uncatalogued archive, from its manifest."""
     manifest = read_manifest(path)
+    head = [p for p in _manifest_problems(manifest) if not p.startswith(("manifest.json: files", "manifest.json: sql",
+                                                                           "manifest.json: sealed"))]
+    if head:
+        raise IntegrityError(f"{path} is not a backup archive: " + "; ".join(head),
+                             hint="use another backup (`emergent backup list`)", problems=head)
     counts = manifest.get("counts", {})
     return BackupInfo(manifest["id"], float(manifest.get("created_at", 0.0)), str(path), path.stat().st_size,
                       sha256_file(path), int(sum(counts.values())), manifest.get("note"))
