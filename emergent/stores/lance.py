@@ -317,8 +317,9 @@ class LanceStore:
     CREATING_WAIT_S = 15.0
 
     def _open_listed(self, name: str) -> Any:
-        """``db.open_table(name)`` for a listed table, waiting out another process's creation."""
-        deadline = time.monotonic() + self.CREATING_WAIT_S
+        """``db.open_table(name)`` for a listed table, waiting out another process's creation (object
+        storage only: a local one is never listed half-created to a process that took the lock)."""
+        deadline = time.monotonic() + (self.CREATING_WAIT_S if "://" in self.uri else 0.0)
         delay = 0.02
         while True:
             try:
