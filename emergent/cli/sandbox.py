@@ -8,7 +8,8 @@ reports them for a run that ended by itself.
 
 ``emergent sandbox info`` (alias ``isolation``) prints what this machine gives as JSON: the level
 (process | network | namespace), the kill guarantee (pid-namespace | subreaper | cgroup |
-process-group), which mechanisms work here and the system calls every run is refused.
+process-group), which mechanisms work here, the system calls every run is refused and those a
+run of the `unshare` backend without network is refused on top.
 """
 
 from __future__ import annotations

@@ -148,6 +148,14 @@ def _syscall_filter() -> tuple[str, ...]:
     return DENIED_SYSCALLS if _filter_program() is not None else ()
 
 
+@functools.lru_cache(maxsize=1)
+def _no_network_filter() -> tuple[str, ...]:
+    """What a run of the ``network`` level is refused on top (empty without libseccomp)."""
+    from emergent.tools._sandbox_procs import DENIED_WITHOUT_NETWORK, _filter_program
+
+    return DENIED_WITHOUT_NETWORK if _filter_program(unix_sockets=False) is not None else ()
+
+
 def isolation() -> dict[str, Any]:
     """What this machine gives a sandboxed process (probed once per process, each mechanism by
     running ``/bin/true`` with it).
@@ -173,6 +181,7 @@ def isolation() -> dict[str, Any]:
             "cgroup": cgroup,
             "user_namespace": userns and netns, "rlimits": True, "drops_privileges": root,
             "syscall_filter": list(_syscall_filter()),
+            "syscall_filter_without_network": list(_no_network_filter()) if netns else [],  # unshare backend
             "user": "a user id of its own for each run" if root else os.environ.get("USER", str(os.getuid())),
             "bubblewrap": bwrap, "bubblewrap_installed": shutil.which("bwrap") is not None}
 

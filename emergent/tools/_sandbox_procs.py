@@ -20,6 +20,7 @@ from typing import Any, NoReturn
 from emergent.errors import ConfigError
 
 CLONE_NEWNS = 0x00020000
+CLONE_NEWIPC = 0x08000000
 CLONE_NEWUSER = 0x10000000
 CLONE_NEWPID = 0x20000000
 CLONE_NEWNET = 0x40000000
@@ -32,6 +33,13 @@ SECCOMP_MODE_FILTER = 2
 #: ``memfd_create`` file or a SysV segment is charged to no address space until mapped, and
 #: outlives every mapping), so 16 MiB at a time they took any amount under a 64 MiB memory limit
 DENIED_SYSCALLS = ("memfd_create", "memfd_secret", "shmget")
+#: refused too where the run's network is cut by a network namespace of our own (the ``network``
+#: level): a namespace cuts IP and abstract Unix sockets, not a Unix socket bound to a *path*, which
+#: any process that can see the path reaches. PostgreSQL's and MariaDB's sockets are world-writable
+#: (``srwxrwxrwx``) and often trust whoever connects, so a run "without network" could log in as a
+#: database superuser. ``socketpair`` (asyncio's wake-up pipe) stays allowed; bubblewrap's runs see
+#: no host socket at all (only the system directories and the working directory are mounted).
+DENIED_WITHOUT_NETWORK = ("socket(AF_UNIX)",)
 MS_NOSUID, MS_NODEV, MS_NOEXEC, MS_REC, MS_PRIVATE = 0x2, 0x4, 0x8, 0x4000, 0x40000
 _STOP = {signal.SIGTERM, signal.SIGHUP, signal.SIGINT}  # asks a supervisor to end the run
 _cgroup_ids = itertools.count()
@@ -244,13 +252,15 @@ class _SockFprog(ctypes.Structure):
 
 
 @functools.cache
-def _filter_program() -> tuple[_SockFprog, Any] | None:
+def _filter_program(unix_sockets: bool = True) -> tuple[_SockFprog, Any] | None:
     """The BPF program refusing :data:`DENIED_SYSCALLS` with ENOSYS (what an older kernel answers,
-    so programs take their fallback), compiled once by libseccomp (through ``pyseccomp``: the
-    system-call numbers and the architecture checks are its job, not ours); None where libseccomp
-    is missing. Built in the parent: the child between fork and exec only hands it to the kernel
-    (no allocation there, where another thread may have held malloc's lock at the fork)."""
+    so programs take their fallback) and, with ``unix_sockets=False``, ``socket(AF_UNIX, ...)`` with
+    EACCES (:data:`DENIED_WITHOUT_NETWORK`), compiled once by libseccomp (through ``pyseccomp``: the
+    system-call numbers, argument checks and architecture checks are its job, not ours); None where
+    libseccomp is missing. Built in the parent: the child between fork and exec only hands it to the
+    kernel (no allocation there, where another thread may have held malloc's lock at the fork)."""
     import errno
+    import socket
     import tempfile
 
     try:
@@ -261,6 +271,8 @@ def _filter_program() -> tuple[_SockFprog, Any] | None:
     for name in DENIED_SYSCALLS:
         with contextlib.suppress(ValueError, RuntimeError, OSError):  # not a call of this architecture
             flt.add_rule(pyseccomp.ERRNO(errno.ENOSYS), name)
+    if not unix_sockets:
+        flt.add_rule(pyseccomp.ERRNO(errno.EACCES), "socket", pyseccomp.Arg(0, pyseccomp.EQ, socket.AF_UNIX))
     with tempfile.TemporaryFile() as fh:
         flt.export_bpf(fh)
         fh.seek(0)

@@ -28,8 +28,11 @@ agents get ``network`` or better by default):
 ``network``
     plus a new, empty network namespace (``unshare(CLONE_NEWNET)``; root, or an unprivileged user
     namespace): no interface but a loopback that is down, so every connection fails, even to a
-    server on 127.0.0.1. Does **not** stop: reading world-readable host files, writing
-    world-writable directories, (without root) writing what the user may write.
+    server on 127.0.0.1; a new IPC namespace (no host SysV queue, semaphore or POSIX message
+    queue); and ``socket(AF_UNIX)`` refused (EACCES), because a Unix socket bound to a path is
+    reachable from any network namespace (PostgreSQL's and MariaDB's are world-writable and may
+    trust whoever connects); ``socketpair`` still works. Does **not** stop: reading world-readable
+    host files, writing world-writable directories, (without root) writing what the user may write.
 ``namespace``
     bubblewrap: new user, pid, network, ipc, uts and cgroup namespaces, a read-only view of /usr,
     /bin, /lib and /etc, a private /proc, a private /tmp and /dev/shm (in RAM, so each no larger
@@ -241,13 +244,15 @@ def _preexec(limits: Limits, plan: _Plan) -> Callable[[], None]:
           (resource.RLIMIT_NOFILE, (nofile, nofile)),
           (resource.RLIMIT_NPROC, (nproc, nproc)),
           (resource.RLIMIT_CORE, (0, 0))]
-    flags = _procs.CLONE_NEWNET if plan.netns else 0
+    # a network namespace of our own comes with an IPC namespace (no host SysV queue, semaphore or
+    # POSIX message queue either) and a filter refusing Unix sockets (see DENIED_WITHOUT_NETWORK)
+    flags = _procs.CLONE_NEWNET | _procs.CLONE_NEWIPC if plan.netns else 0
     if plan.kill == "pid-namespace" and not plan.bwrap:
         flags |= (_procs.CLONE_NEWNS if plan.private_proc else 0) | (_procs.CLONE_NEWPID if plan.supervised else 0)
     uid, gid, parent = os.getuid(), os.getgid(), os.getpid()
     libc = _procs._libc()
     _procs._max_fd()
-    program = _procs._filter_program()
+    program = _procs._filter_program(unix_sockets=not plan.netns)
 
     def pre() -> None:
         with contextlib.suppress(ValueError):  # a parent that ignores SIGCHLD would have children auto-reaped

@@ -21,7 +21,7 @@ from typing import Any
 import pytest
 
 from emergent.errors import EmergentError
-from emergent.tools.sandbox import Limits, isolation
+from emergent.tools.sandbox import Limits, isolation, python_executable
 
 from . import test_sandbox_escapes as _escapes
 
@@ -292,3 +292,99 @@ print(sum(range(10)))
     res = box.python(code, limits=Limits(timeout=10, cpu_seconds=10, memory_mb=64, file_size_mb=16))
     assert res.ok, (res.stdout, res.stderr)
     assert "memfd refused True" in res.stdout and "shmget refused True" in res.stdout and "45" in res.stdout
+
+
+# ---------------------------------------------------------------- host sockets and IPC without network
+@pytest.fixture
+def host_unix_server():
+    """A server on a Unix socket bound to a path every user may reach (``srwxrwxrwx`` in a world-
+    traversable directory), like PostgreSQL's ``/var/run/postgresql/.s.PGSQL.5432``; it answers
+    ``hello`` to whoever connects."""
+    import socket
+    import tempfile
+
+    where = Path(tempfile.mkdtemp(prefix="emergent-sock-"))
+    where.chmod(0o755)
+    path = where / ".s.DB.5432"
+    srv = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    srv.bind(str(path))
+    path.chmod(0o777)
+    srv.listen(8)
+    srv.settimeout(0.2)
+    stop = threading.Event()
+
+    def serve() -> None:
+        while not stop.is_set():
+            try:
+                conn, _ = srv.accept()
+            except OSError:
+                continue
+            with conn:
+                conn.sendall(b"hello")
+
+    t = threading.Thread(target=serve, daemon=True)
+    t.start()
+    yield path
+    stop.set()
+    t.join(2)
+    srv.close()
+    shutil.rmtree(where, ignore_errors=True)
+
+
+_CONNECT = """
+import socket, sys
+try:
+    s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    s.settimeout(3)
+    s.connect(sys.argv[1])
+    print('connected', s.recv(5).decode())
+except OSError as exc:
+    print('refused', type(exc).__name__)
+"""
+
+
+def test_a_run_without_network_cannot_reach_a_host_database_through_its_unix_socket(box, host_unix_server):
+    """A network namespace cuts IP and abstract Unix sockets, not a Unix socket bound to a path: a run
+    "without network" connected to a world-writable socket on the host, as PostgreSQL's and MariaDB's
+    are (both trusting local connections on these machines: a database superuser for any sandboxed
+    program). Without network, no run reaches it, whichever set-up."""
+    res = box.run([python_executable(), "-c", _CONNECT, str(host_unix_server)])
+    assert res.returncode == 0, (res.stdout, res.stderr)
+    assert res.stdout.startswith("refused"), f"the run reached the host's socket: {res.stdout!r}"
+
+
+def test_the_host_socket_is_reachable_when_the_run_is_given_network(box, host_unix_server):
+    """The control for the attack above: with network allowed, the same program connects wherever the
+    host's directories are in view (every set-up but bubblewrap's, which mounts no host path but the
+    system directories and the working directory), so the refusal above is the sandbox's doing, not
+    the socket's permissions."""
+    res = box.run([python_executable(), "-c", _CONNECT, str(host_unix_server)],
+                  limits=Limits(timeout=10, network=True))
+    expected = "refused FileNotFoundError" if box.backend == "bwrap" else "connected hello"
+    assert res.stdout.startswith(expected), (res.stdout, res.stderr)
+
+
+def test_a_run_without_network_can_still_use_socketpair_and_asyncio(box):
+    """What stays allowed: ``socketpair`` (asyncio's event loop wakes itself through one)."""
+    code = "import asyncio\nasync def f():\n    await asyncio.sleep(0)\n    return 41 + 1\nprint(asyncio.run(f()))"
+    res = box.python(code)
+    assert res.ok and res.stdout.strip() == "42", (res.stdout, res.stderr)
+
+
+def test_a_run_without_network_does_not_see_the_hosts_sysv_message_queues(box):
+    """Host SysV IPC objects that others may use (mode 0666) were reachable from a run without
+    network: a new IPC namespace comes with the network namespace (bubblewrap makes its own)."""
+    import ctypes
+
+    libc = ctypes.CDLL(None, use_errno=True)
+    key = 0x5E3D0000 | (os.getpid() & 0xFFFF)
+    qid = libc.msgget(key, 0o1666)  # IPC_CREAT | 0666
+    assert qid >= 0, os.strerror(ctypes.get_errno())
+    try:
+        code = (f"import ctypes, errno\nlibc = ctypes.CDLL(None, use_errno=True)\nq = libc.msgget({key}, 0)\n"
+                "print('found' if q >= 0 else 'absent', errno.errorcode.get(ctypes.get_errno()))")
+        res = box.python(code)
+        assert res.ok, (res.stdout, res.stderr)
+        assert res.stdout.startswith("absent"), f"the run found the host's queue: {res.stdout!r}"
+    finally:
+        libc.msgctl(qid, 0, None)  # IPC_RMID
