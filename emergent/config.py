@@ -192,6 +192,9 @@ class ApiConfig(BaseModel):
     quick_threads: int = Field(2, ge=1, le=64, description="threads per server process running quick requests "
                                                            "(token checks, memory reads and writes, in-process "
                                                            "tools); other requests use a pool of 40")
+    inline_reads: bool = Field(True, description="answer token checks, memory recall and get and memory.recall "
+                                                 "tool calls on the event loop, not a thread (faster under load; a "
+                                                 "read that waits holds its worker process)")
 
 
 class SecurityConfig(BaseModel):

@@ -147,7 +147,7 @@ def create_app(ws: Any, *, config: ApiConfig | None = None, monitoring: Monitori
         module = importlib.import_module(f"emergent.api.routers.{name}")
         app.include_router(module.router, prefix=PREFIX)
     app.add_middleware(BodyLimit, max_bytes=config.max_body_bytes)
-    pools.install(app, config.quick_threads)
+    pools.install(app, config.quick_threads, config.inline_reads)
     app.openapi = lambda: _openapi(app)  # type: ignore[method-assign]
     _build_routes(app)
     return app

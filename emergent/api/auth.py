@@ -80,7 +80,7 @@ async def caller(request: Request,
     if credentials is None or credentials.scheme.lower() != "bearer" or not credentials.credentials:
         raise AuthenticationError("this request carries no API token",
                                   hint="send Authorization: Bearer <token> (`emergent tokens create` makes one)")
-    return await pools.run_quick(_verify_and_count, request, credentials.credentials)
+    return await pools.run_read(_verify_and_count, request, credentials.credentials)
 
 
 def _verify_and_count(request: Request, secret: str) -> Caller:

@@ -30,22 +30,41 @@ class Gauge:
             self.now -= 1
 
 
-def test_recalls_run_at_most_quick_threads_at_a_time(ws: Any, app: Any, headers: Any, monkeypatch: Any) -> None:
-    gauge = Gauge()
+def _recalls_at_once(ws: Any, app: Any, headers: Any, monkeypatch: Any) -> tuple[int, set[int]]:
+    """Eight recalls sent together: how many ran at once (at most), and on which threads."""
+    gauge, threads = Gauge(), set()
     real = ws.memory.recall
 
     def slow_recall(*args: Any, **kwargs: Any) -> Any:
         with gauge:
+            threads.add(threading.get_ident())
             time.sleep(0.15)
             return real(*args, **kwargs)
 
     monkeypatch.setattr(ws.memory, "recall", slow_recall)
-    assert app.state.config.quick_threads == 2
     with TestClient(app) as client, ThreadPoolExecutor(8) as pool:
         codes = list(pool.map(lambda i: client.get("/v1/memory/recall", params={"query": f"q{i}"},
                                                    headers=headers["viewer"]).status_code, range(8)))
     assert codes == [200] * 8
-    assert gauge.most == 2
+    return gauge.most, threads
+
+
+def test_recalls_run_on_the_event_loop_one_at_a_time_by_default(ws: Any, app: Any, headers: Any,
+                                                                monkeypatch: Any) -> None:
+    """Reads answer on the loop (no hop to a thread and back): one thread, one recall at a time."""
+    assert app.state.config.inline_reads
+    most, threads = _recalls_at_once(ws, app, headers, monkeypatch)
+    assert most == 1 and len(threads) == 1
+
+
+def test_with_reads_on_threads_recalls_run_at_most_quick_threads_at_a_time(ws: Any, headers: Any,
+                                                                            monkeypatch: Any) -> None:
+    from emergent.api import create_app
+
+    app = create_app(ws, config=ws.settings.api.model_copy(update={"inline_reads": False}))
+    assert app.state.config.quick_threads == 2
+    most, threads = _recalls_at_once(ws, app, headers, monkeypatch)
+    assert most == 2 and len(threads) == 2
 
 
 def test_slow_tool_calls_do_not_hold_up_recalls(ws: Any, app: Any, headers: Any, me: Any) -> None:

@@ -16,7 +16,7 @@ from fastapi import APIRouter, Query, Request, Response
 from pydantic import BaseModel, Field
 
 from emergent.api.auth import OperatorOrAgent, ViewerOrAgent
-from emergent.api.pools import quick
+from emergent.api.pools import quick, read
 from emergent.api.routers._common import PENDING
 from emergent.errors import ValidationError
 from emergent.workspace.audited import recorded
@@ -108,7 +108,7 @@ def remember(body: RememberIn, who: OperatorOrAgent, request: Request, response:
 
 
 @router.get("/recall", response_model=Recalled)
-@quick
+@read
 def recall(who: ViewerOrAgent, request: Request,
            query: Annotated[str, Query(min_length=1, max_length=10_000, description="what to look for")],
            k: Annotated[int, Query(ge=1, le=100)] = 10,
@@ -121,7 +121,7 @@ def recall(who: ViewerOrAgent, request: Request,
 
 
 @router.get("/{memory_id}", response_model=MemoryOut)
-@quick
+@read
 def get(memory_id: str, who: ViewerOrAgent, request: Request,
         scope: Annotated[str | None, Query(max_length=400)] = None) -> dict[str, Any]:
     """One memory by id, in ``scope``."""

@@ -19,7 +19,7 @@ from emergent.api.auth import Admin, OperatorOrAgent, ViewerOrAgent
 from emergent.api.pagination import Page, PageParams, page_params
 from emergent.api.routers._common import PENDING, jsonable
 from emergent.errors import EmergentError, ValidationError
-from emergent.tools.builtin.memory import QUICK_TOOLS
+from emergent.tools.builtin.memory import QUICK_TOOLS, READ_TOOLS
 
 router = APIRouter(prefix="/tools", tags=["tools"])
 
@@ -106,17 +106,29 @@ async def call_tool(name: str, body: CallIn, who: OperatorOrAgent, request: Requ
     def call() -> Any:
         return tools.call(_name(name), body.args, principal=who.principal, wait=False, confidence=body.confidence)
 
-    def call_if_quick() -> tuple[bool, Any]:
+    # the tool is looked up where reads run; a read tool (with reads on threads: any quick one) is called there
+    here = {"read"} if pools.reads_inline() else {"read", "quick"}
+
+    def call_if_here() -> tuple[bool, Any]:
         try:
-            spec = tools.resolve(_name(name))
+            lane = lane_of(tools.resolve(_name(name)))
         except EmergentError:
             return True, call()  # not a tool (or not callable): the call says why, at once
-        return (True, call()) if in_process(spec) else (False, None)
+        return (True, call()) if lane in here else (False, lane)
 
-    done, result = await pools.run_quick(call_if_quick)
-    if not done:  # it may wait for seconds (a program, the network): the pool of 40
-        result = await anyio.to_thread.run_sync(call)
+    done, result = await pools.run_read(call_if_here)
+    if not done:
+        result = await (pools.run_quick(call) if result == "quick" else
+                        anyio.to_thread.run_sync(call))  # it may wait for seconds (a program, the network): 40
     return {"tool": name, "result": jsonable(result)}
+
+
+def lane_of(spec: Any) -> str:
+    """Where a call of ``spec`` runs: ``read`` (a read of this process's memory: the event loop when
+    reads run inline), ``quick`` (a quick write: the quick pool) or ``slow`` (the pool of 40)."""
+    if spec.func in READ_TOOLS:
+        return "read"
+    return "quick" if in_process(spec) else "slow"
 
 
 def in_process(spec: Any) -> bool:

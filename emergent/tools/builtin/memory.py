@@ -67,3 +67,5 @@ TOOLS = [remember, recall, forget]
 #: the functions of these tools: they answer from this process in milliseconds, so the REST API runs
 #: their calls on its quick pool (it goes by function, not by what a tool declares about itself)
 QUICK_TOOLS = frozenset(spec.func for spec in (remember, recall))
+#: those of them that only read: the REST API may answer their calls on its event loop
+READ_TOOLS = frozenset({recall.func})
