@@ -19,6 +19,7 @@ from typing import Any
 
 from emergent.api.errors import RateLimited
 from emergent.errors import ConfigError, StoreUnavailableError
+from emergent.stores.redis import Cooldown
 
 _PERIODS = {"s": 1.0, "sec": 1.0, "second": 1.0, "m": 60.0, "min": 60.0, "minute": 60.0, "h": 3600.0,
             "hour": 3600.0}
@@ -63,6 +64,7 @@ class RateLimiter:
         self._lock = threading.Lock()
         self._tat: dict[str, int] = {}
         self._script = redis.register_script(GCRA) if redis is not None else None
+        self._cooldown = Cooldown()
 
     @property
     def backend(self) -> str:
@@ -79,10 +81,15 @@ class RateLimiter:
         import redis
 
         assert self._script is not None
+        late = self._cooldown.pending()
+        if late is not None:  # timed out a moment ago: do not wait for it again (see Cooldown)
+            raise StoreUnavailableError(f"the rate limiter's Redis did not answer ({late})",
+                                        hint="check EMERGENT_REDIS_URL and that Redis runs")
         try:
             allowed, wait_us = self._script(keys=[self.prefix + token_id],
                                             args=[int(self.interval * 1e6), int(self.period * 1e6)])
         except redis.RedisError as exc:
+            self._cooldown.saw(exc)
             raise StoreUnavailableError(f"the rate limiter's Redis did not answer ({type(exc).__name__}: {exc})",
                                         hint="check EMERGENT_REDIS_URL and that Redis runs") from exc
         return 0.0 if int(allowed) else int(wait_us) / 1e6

@@ -33,6 +33,7 @@ from emergent.errors import ConfigError, StoreResetError, StoreUnavailableError
 from emergent.memory import _codec
 from emergent.memory.types import MemoryRecord, Tier
 from emergent.registry import Registry
+from emergent.stores.redis import Cooldown
 
 
 class STM(ABC):
@@ -653,6 +654,7 @@ class FallbackSTM(STM):
         self.name = inner.name
         self.policy = policy
         self.ltm_writer = ltm_writer
+        self._cooldown = Cooldown()  # a backend that timed out is not waited for again at once
 
     def __getattr__(self, attr: str) -> Any:  # only called for what this class does not define
         if attr == "inner":  # not set yet (during unpickling): never recurse
@@ -664,9 +666,20 @@ class FallbackSTM(STM):
                                      hint="restart Redis, or set EMERGENT_STM_FALLBACK=ltm (on_stm_failure='ltm') to "
                                           "read long-term memory only while it is down", **fields)
 
-    def _read(self, call: Callable[[], _R], empty: _R) -> _R:
+    def _call(self, call: Callable[[], _R]) -> _R:
+        late = self._cooldown.pending()
+        if late is not None:
+            raise late
         try:
             return call()
+        except Exception as exc:
+            if is_connection_error(exc):
+                self._cooldown.saw(exc)
+            raise
+
+    def _read(self, call: Callable[[], _R], empty: _R) -> _R:
+        try:
+            return self._call(call)
         except Exception as exc:
             if not is_connection_error(exc):
                 raise
@@ -676,7 +689,7 @@ class FallbackSTM(STM):
 
     def put(self, rec: MemoryRecord, ttl_s: float) -> int:
         try:
-            return self.inner.put(rec, ttl_s)
+            return self._call(lambda: self.inner.put(rec, ttl_s))
         except Exception as exc:
             if not is_connection_error(exc):
                 raise

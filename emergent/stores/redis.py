@@ -10,6 +10,8 @@ the key so the keys land in one cluster slot.
 from __future__ import annotations
 
 import hashlib
+import threading
+import time
 from dataclasses import dataclass
 from typing import Any
 
@@ -40,6 +42,44 @@ def connect(url: str, *, timeout_s: float = 2.0) -> Any:
 
         return RedisCluster.from_url(url.replace("+cluster", ""), **common)
     return redis.Redis.from_url(url, **common)
+
+
+class Cooldown:
+    """After a server *timed out* (it accepted the connection and then answered nothing: stopped,
+    swapped out, a network partition), fail fast for ``seconds`` instead of waiting out the socket
+    timeout again on every call. A refused connection fails fast by itself and does not trip it.
+
+    The REST API answers reads on its event loop (``EMERGENT_API__INLINE_READS``): without this, a
+    hung Redis held that loop, its health check included, for the 2 s timeout of each request in
+    turn. The error raised meanwhile is the caller's own, built from the timeout it remembers."""
+
+    def __init__(self, seconds: float = 1.0) -> None:
+        self.seconds = seconds
+        self._until = 0.0
+        self._last: BaseException | None = None
+        self._lock = threading.Lock()
+
+    def pending(self) -> TimeoutError | None:
+        """A new error saying so while the last timeout cools down (call nothing then), or None."""
+        with self._lock:
+            last, left = self._last, self._until - time.monotonic()
+        if last is None or left <= 0:
+            return None
+        return TimeoutError(f"{type(last).__name__}: {last} (not tried again for another {left:.1f} s)")
+
+    def saw(self, exc: BaseException) -> None:
+        """Note ``exc`` if it is a timeout."""
+        if is_timeout(exc):
+            with self._lock:
+                self._last, self._until = exc, time.monotonic() + self.seconds
+
+
+def is_timeout(exc: BaseException) -> bool:
+    try:
+        import redis
+    except ImportError:  # pragma: no cover - exercised in a minimal install
+        return isinstance(exc, TimeoutError)
+    return isinstance(exc, (redis.TimeoutError, TimeoutError))
 
 
 @dataclass(frozen=True)
