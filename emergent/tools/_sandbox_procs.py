@@ -29,10 +29,14 @@ PR_SET_SECCOMP = 22
 PR_SET_NO_NEW_PRIVS = 38
 PR_SET_CHILD_SUBREAPER = 36
 SECCOMP_MODE_FILTER = 2
-#: system calls a run may not make: each hands out RAM that no limit of a process counts (a
-#: ``memfd_create`` file or a SysV segment is charged to no address space until mapped, and
-#: outlives every mapping), so 16 MiB at a time they took any amount under a 64 MiB memory limit
-DENIED_SYSCALLS = ("memfd_create", "memfd_secret", "shmget")
+#: system calls a run may not make. The first three hand out RAM that no limit of a process counts
+#: (a ``memfd_create`` file or a SysV segment is charged to no address space until mapped, and
+#: outlives every mapping), so 16 MiB at a time they took any amount under a 64 MiB memory limit.
+#: io_uring runs system calls' work (IORING_OP_SOCKET, OP_CONNECT, OP_OPENAT...) without making the
+#: system calls, so no filter sees them: it would walk past the Unix-socket rule below (as Docker's
+#: and Chrome's filters refuse it too). ENOSYS: programs fall back to ordinary calls.
+DENIED_SYSCALLS = ("memfd_create", "memfd_secret", "shmget", "io_uring_setup", "io_uring_enter",
+                   "io_uring_register")
 #: refused too where the run's network is cut by a network namespace of our own (the ``network``
 #: level): a namespace cuts IP and abstract Unix sockets, not a Unix socket bound to a *path*, which
 #: any process that can see the path reaches. PostgreSQL's and MariaDB's sockets are world-writable

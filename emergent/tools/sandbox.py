@@ -79,7 +79,8 @@ forces one for the non-bubblewrap backend and fails with :class:`ConfigError` wh
 available here.
 
 At every level a system-call filter (seccomp, compiled by libseccomp) refuses the calls that hand
-out RAM no process limit counts (``memfd_create``, ``memfd_secret``, SysV ``shmget``: ENOSYS), and
+out RAM no process limit counts (``memfd_create``, ``memfd_secret``, SysV ``shmget``: ENOSYS) and
+io_uring (which does system calls' work unseen by any filter), and
 files the run unlinked but holds open count against the disk limit.
 
 Not protected against at any level: kernel exploits and side channels (the filter is not a
