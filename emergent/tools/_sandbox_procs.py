@@ -276,7 +276,10 @@ def _filter_program(unix_sockets: bool = True) -> tuple[_SockFprog, Any] | None:
         with contextlib.suppress(ValueError, RuntimeError, OSError):  # not a call of this architecture
             flt.add_rule(pyseccomp.ERRNO(errno.ENOSYS), name)
     if not unix_sockets:
-        flt.add_rule(pyseccomp.ERRNO(errno.EACCES), "socket", pyseccomp.Arg(0, pyseccomp.EQ, socket.AF_UNIX))
+        # the low 32 bits only: the kernel reads the family as an int, so an EQ on the whole 64-bit
+        # register was passed by 0x1_00000001 (refused as 1, made as AF_UNIX)
+        flt.add_rule(pyseccomp.ERRNO(errno.EACCES), "socket",
+                     pyseccomp.Arg(0, pyseccomp.MASKED_EQ, 0xFFFFFFFF, socket.AF_UNIX))
     with tempfile.TemporaryFile() as fh:
         flt.export_bpf(fh)
         fh.seek(0)
