@@ -182,6 +182,9 @@ def isolation() -> dict[str, Any]:
             "user_namespace": userns and netns, "rlimits": True, "drops_privileges": root,
             "syscall_filter": list(_syscall_filter()),
             "syscall_filter_without_network": list(_no_network_filter()) if netns else [],  # unshare backend
+            # any backend, without network (where libseccomp is installed)
+            "socket_families_without_network": ["AF_UNIX (not with unshare)", "AF_INET", "AF_INET6", "AF_NETLINK"]
+            if _syscall_filter() else "any",
             "user": "a user id of its own for each run" if root else os.environ.get("USER", str(os.getuid())),
             "bubblewrap": bwrap, "bubblewrap_installed": shutil.which("bwrap") is not None}
 

@@ -44,6 +44,10 @@ DENIED_SYSCALLS = ("memfd_create", "memfd_secret", "shmget", "io_uring_setup", "
 #: database superuser. ``socketpair`` (asyncio's wake-up pipe) stays allowed; bubblewrap's runs see
 #: no host socket at all (only the system directories and the working directory are mounted).
 DENIED_WITHOUT_NETWORK = ("socket(AF_UNIX)",)
+#: the socket families a run without network may make; every other is refused (EAFNOSUPPORT) at
+#: every level, bubblewrap's included: AF_VSOCK in particular is no network namespace's, and on a
+#: virtual machine it reaches the hypervisor's services (a run connected to the host's CID 2)
+FAMILIES_WITHOUT_NETWORK = (1, 2, 10, 16)  # AF_UNIX, AF_INET, AF_INET6, AF_NETLINK
 MS_NOSUID, MS_NODEV, MS_NOEXEC, MS_REC, MS_PRIVATE = 0x2, 0x4, 0x8, 0x4000, 0x40000
 _STOP = {signal.SIGTERM, signal.SIGHUP, signal.SIGINT}  # asks a supervisor to end the run
 _cgroup_ids = itertools.count()
@@ -256,13 +260,16 @@ class _SockFprog(ctypes.Structure):
 
 
 @functools.cache
-def _filter_program(unix_sockets: bool = True) -> tuple[_SockFprog, Any] | None:
+def _filter_program(unix_sockets: bool = True, network: bool = True) -> tuple[_SockFprog, Any] | None:
     """The BPF program refusing :data:`DENIED_SYSCALLS` with ENOSYS (what an older kernel answers,
-    so programs take their fallback) and, with ``unix_sockets=False``, ``socket(AF_UNIX, ...)`` with
-    EACCES (:data:`DENIED_WITHOUT_NETWORK`), compiled once by libseccomp (through ``pyseccomp``: the
-    system-call numbers, argument checks and architecture checks are its job, not ours); None where
-    libseccomp is missing. Built in the parent: the child between fork and exec only hands it to the
-    kernel (no allocation there, where another thread may have held malloc's lock at the fork)."""
+    so programs take their fallback); without ``network``, sockets of families outside
+    :data:`FAMILIES_WITHOUT_NETWORK` with EAFNOSUPPORT; with ``unix_sockets=False``,
+    ``socket(AF_UNIX, ...)`` with EACCES (:data:`DENIED_WITHOUT_NETWORK`). Compiled once by
+    libseccomp (through ``pyseccomp``: the system-call numbers, argument checks and architecture
+    checks are its job, not ours); None where libseccomp is missing. Built in the parent: the child
+    between fork and exec only hands it to the kernel (no allocation there, where another thread may
+    have held malloc's lock at the fork). Families are compared on their low 32 bits: the kernel
+    reads an int, and an equality on the whole register let ``0x1_00000001`` through as AF_UNIX."""
     import errno
     import socket
     import tempfile
@@ -276,10 +283,13 @@ def _filter_program(unix_sockets: bool = True) -> tuple[_SockFprog, Any] | None:
         with contextlib.suppress(ValueError, RuntimeError, OSError):  # not a call of this architecture
             flt.add_rule(pyseccomp.ERRNO(errno.ENOSYS), name)
     if not unix_sockets:
-        # the low 32 bits only: the kernel reads the family as an int, so an EQ on the whole 64-bit
-        # register was passed by 0x1_00000001 (refused as 1, made as AF_UNIX)
         flt.add_rule(pyseccomp.ERRNO(errno.EACCES), "socket",
                      pyseccomp.Arg(0, pyseccomp.MASKED_EQ, 0xFFFFFFFF, socket.AF_UNIX))
+    if not network:  # every family the kernel knows (AF_MAX is 46 in Linux 6.x) but those allowed
+        for family in range(64):
+            if family not in FAMILIES_WITHOUT_NETWORK:
+                flt.add_rule(pyseccomp.ERRNO(errno.EAFNOSUPPORT), "socket",
+                             pyseccomp.Arg(0, pyseccomp.MASKED_EQ, 0xFFFFFFFF, family))
     with tempfile.TemporaryFile() as fh:
         flt.export_bpf(fh)
         fh.seek(0)

@@ -80,7 +80,9 @@ available here.
 
 At every level a system-call filter (seccomp, compiled by libseccomp) refuses the calls that hand
 out RAM no process limit counts (``memfd_create``, ``memfd_secret``, SysV ``shmget``: ENOSYS) and
-io_uring (which does system calls' work unseen by any filter), and
+io_uring (which does system calls' work unseen by any filter); a run without network may make
+sockets of the families AF_UNIX, AF_INET, AF_INET6 and AF_NETLINK only (AF_VSOCK, which no network
+namespace cuts, reached the hypervisor of a virtual machine); and
 files the run unlinked but holds open count against the disk limit.
 
 Not protected against at any level: kernel exploits and side channels (the filter is not a
@@ -253,7 +255,7 @@ def _preexec(limits: Limits, plan: _Plan) -> Callable[[], None]:
     uid, gid, parent = os.getuid(), os.getgid(), os.getpid()
     libc = _procs._libc()
     _procs._max_fd()
-    program = _procs._filter_program(unix_sockets=not plan.netns)
+    program = _procs._filter_program(unix_sockets=not plan.netns, network=limits.network)
 
     def pre() -> None:
         with contextlib.suppress(ValueError):  # a parent that ignores SIGCHLD would have children auto-reaped

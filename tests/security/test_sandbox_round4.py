@@ -428,3 +428,45 @@ for family in (1, 0x100000001, 0xFFFFFFFF00000001):
     # bubblewrap's runs may make Unix sockets: no host path where one could connect is mounted there
     expected = "made" if box.backend == "bwrap" else "EACCES"
     assert [line.split()[1] for line in res.stdout.splitlines()] == [expected] * 3, res.stdout
+
+
+def _vsock_here() -> bool:
+    import socket
+
+    try:
+        socket.socket(socket.AF_VSOCK, socket.SOCK_STREAM).close()
+        return True
+    except (OSError, AttributeError):
+        return False
+
+
+_VSOCK = """
+import socket, errno
+try:
+    s = socket.socket(40, socket.SOCK_STREAM)  # AF_VSOCK
+    s.settimeout(2)
+    try:
+        s.connect((2, 1))  # the hypervisor (CID 2), a port nobody listens on
+        print('made connected')
+    except OSError as exc:
+        print('made', errno.errorcode.get(exc.errno))
+except OSError as exc:
+    print('refused', errno.errorcode.get(exc.errno))
+"""
+
+
+def test_a_run_without_network_cannot_reach_the_hypervisor_over_vsock(box):
+    """AF_VSOCK belongs to no network namespace: on a virtual machine (these machines are Firecracker
+    VMs) a run "without network", bubblewrap's included, made a vsock socket and reached the host
+    (CID 2 answered with a reset). Without network only AF_UNIX, AF_INET, AF_INET6 and AF_NETLINK
+    sockets can be made."""
+    res = box.python(_VSOCK)
+    assert res.ok, (res.stdout, res.stderr)
+    assert res.stdout.split() == ["refused", "EAFNOSUPPORT"], res.stdout
+
+
+def test_with_network_a_vsock_socket_is_made_where_the_machine_has_vsock(box):
+    """The control: the refusal above is the filter's, not the kernel's."""
+    res = box.python(_VSOCK, limits=Limits(timeout=10, network=True))
+    assert res.ok, (res.stdout, res.stderr)
+    assert res.stdout.startswith("made" if _vsock_here() else "refused"), res.stdout
