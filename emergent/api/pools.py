@@ -17,9 +17,9 @@ thread: under load every hop to a thread and back was paid in GIL hand-overs bet
 the pool (at 200 req/s of the bench's mix on 2 cores, recall p95 19.7 ms with the hops, 10.6 ms
 without; one at a time 4.0 against 2.9 ms, the in-process call 3.1 ms). A worker process then
 answers one read at a time, as a synchronous worker does; the trade-off is that a read that waits
-(a Redis that stopped answering: up to its 2 s socket timeout; a first recall loading the hot
-index, which ``emergent serve`` does at start) holds that worker's loop, health checks included,
-for as long. Writes (remember, the ``memory.remember`` tool) stay on the quick pool: they wait on
+(a Redis that stopped answering: once, see ``emergent.stores.redis.Cooldown``; the first recall
+of a scope, which loads its hot index) holds that worker's loop, health checks included, for as
+long. Writes (remember, the ``memory.remember`` tool) stay on the quick pool: they wait on
 the disk and the audit's durable appends.
 
 The quick pool's limiter lives in an anyio ``RunVar`` (one per event loop: a limiter belongs to
