@@ -23,18 +23,20 @@ def frozen(tmp_path: Path) -> Iterator[tuple[RedisServer, Callable[[bool], None]
     """A redis-server of this test alone and a ``freeze(on)`` switch (SIGSTOP / SIGCONT)."""
     (tmp_path / "redis").mkdir()
     server = RedisServer(tmp_path / "redis")
-    pidfile, deadline = server.dir / "redis.pid", time.monotonic() + 10
-    while not pidfile.exists() and time.monotonic() < deadline:  # a daemonised server writes it a moment later
-        time.sleep(0.02)
-    pid = int(pidfile.read_text().strip())
-
-    def freeze(on: bool) -> None:
-        os.kill(pid, signal.SIGSTOP if on else signal.SIGCONT)
-
     try:
-        yield server, freeze
+        pidfile, deadline = server.dir / "redis.pid", time.monotonic() + 10
+        while not pidfile.exists() and time.monotonic() < deadline:  # a daemonised server writes it a moment later
+            time.sleep(0.02)
+        pid = int(pidfile.read_text().strip())
+
+        def freeze(on: bool) -> None:
+            os.kill(pid, signal.SIGSTOP if on else signal.SIGCONT)
+
+        try:
+            yield server, freeze
+        finally:
+            freeze(False)
     finally:
-        freeze(False)
         server.stop()
 
 
