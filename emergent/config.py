@@ -242,7 +242,7 @@ class Settings(BaseSettings):
     embed_api_key: str | None = None
     embed_cache_mb: float = Field(
         16.0, ge=0, description="the embedding cache of each process, in MB (LRU; about 9,000 MiniLM rows at 16; "
-                                "0 turns it off)")
+                                "0 turns it off); a text is cached the second time it is embedded")
     llm_base_url: str | None = None
     llm_api_key: str | None = None
     llm_model: str | None = None

@@ -238,14 +238,55 @@ class OpenAIEmbedder:
 
 
 # ------------------------------------------------------------------------------------ cache
+class _Doorkeeper:
+    """Which texts (by their cache key) were embedded before: a Bloom filter of ``bits`` bits (128 KB),
+    three positions a key taken from its sha256, cleared after ``bits / 16`` keys (about 65,000; a
+    key then reads as seen by mistake about once in 200). A false "seen" caches a text on its first
+    sight, as every text was before; a clearing makes a repeat wait one more sighting. Written here
+    rather than taken from a Bloom filter package (rbloom, abloom): it is fifteen lines over a
+    ``bytearray``, and the keys are already sha256 digests, so no hashing is needed beyond slicing."""
+
+    HASHES = 3
+
+    def __init__(self, bits: int = 1 << 20) -> None:
+        self._bits = bytearray(bits // 8)
+        self._mask = bits - 1
+        self._limit = bits // 16
+        self._added = 0
+
+    def clear(self) -> None:
+        self._bits[:] = bytes(len(self._bits))
+        self._added = 0
+
+    def seen(self, key: bytes) -> bool:
+        """Whether ``key`` was seen before (since the last clearing); it is seen from now on."""
+        at = [int.from_bytes(key[4 * i:4 * i + 4], "little") & self._mask for i in range(self.HASHES)]
+        if all(self._bits[p >> 3] >> (p & 7) & 1 for p in at):
+            return True
+        if self._added >= self._limit:
+            self.clear()
+        for p in at:
+            self._bits[p >> 3] |= 1 << (p & 7)
+        self._added += 1
+        return False
+
+
 class CachedEmbedder:
     """Wraps an embedder with an LRU cache keyed by sha256(model id, text), bounded in bytes.
 
     The bound is in bytes, not items: a server runs one cache a worker process, and a cache of 50,000
     384-dimension rows held about 95 MB in each (the API bench's soak saw every worker grow by that
     while its cache filled with remembered texts). ``max_mb`` (``EMERGENT_EMBED_CACHE_MB``, 16) holds
-    about 9,000 MiniLM rows: repeated queries and a re-run ingest cell of that size are served from
-    it. Each row is kept as its own copy, so a cached row never keeps the rest of its batch alive."""
+    about 9,000 MiniLM rows. Each row is kept as its own copy, so a cached row never keeps the rest of
+    its batch alive.
+
+    **A text is cached the second time it is embedded** (admission by a doorkeeper, as in TinyLFU:
+    :class:`_Doorkeeper`). Most texts are embedded once: what is remembered is stored with its vector
+    and nothing embeds it again. Cached on first sight, such one-off texts filled every worker's cache
+    under the API bench's mix (16 MB each within six minutes, most of the soak's RSS growth) and pushed
+    out the queries that do repeat. Now a query asked twice is cached and answered from the cache from
+    its third time on, a re-run ingest cell from its third run on, and a stream of new texts costs
+    nothing but the doorkeeper's fixed 128 KB."""
 
     #: what an entry costs beside its row: the key (33 bytes), the array header, the dict's node
     ENTRY_OVERHEAD = 240
@@ -260,6 +301,7 @@ class CachedEmbedder:
         self.max_bytes = int(max_mb * 2**20)
         self.max_items = self.max_bytes // (4 * max(1, int(self.dim or 0)) + self.ENTRY_OVERHEAD)
         self._cache: OrderedDict[bytes, np.ndarray] = OrderedDict()
+        self._seen = _Doorkeeper()
         self._lock = threading.Lock()
         self.hits = 0
         self.misses = 0
@@ -275,6 +317,7 @@ class CachedEmbedder:
         is keyed by a hash of the text, so they cannot be picked out by memory id)."""
         with self._lock:
             self._cache.clear()
+            self._seen.clear()
 
     def _key(self, text: str) -> bytes:
         return hashlib.sha256(f"{self.id}\0{text}".encode()).digest()
@@ -299,7 +342,7 @@ class CachedEmbedder:
             with self._lock:
                 for (k, idx), v in zip(missing.items(), vecs, strict=True):
                     out[idx] = v
-                    if self.max_items:
+                    if self.max_items and (len(idx) > 1 or self._seen.seen(k)):  # a repeat: worth keeping
                         self._cache[k] = out[idx[0]].copy()
                 while len(self._cache) > self.max_items:
                     self._cache.popitem(last=False)

@@ -109,12 +109,15 @@ def test_an_erasure_empties_this_process_embedding_cache(ws, me) -> None:
     """The cache is keyed by a hash of the text, so the erased texts' vectors cannot be picked out: an
     erasure drops the whole cache; an erasure that erased nothing leaves it."""
     a = ws.memory.remember(f"{SECRET} cached", scope="assistant/alice", tier="ltm").id
-    ws.memory.recall("what is cached", scope="assistant/alice")
+    ws.embedder.embed([f"{SECRET} cached"])  # embedded a second time: now cached
+    for _ in range(2):
+        ws.memory.recall("what is cached", scope="assistant/alice")
     assert len(ws.embedder._cache) >= 2
     ws.retention.erase(by=me, reason="request 8", ids=["000000000000000000000000"])
     assert len(ws.embedder._cache) >= 2
     ws.retention.erase(by=me, reason="request 9", ids=[a])
     assert len(ws.embedder._cache) == 0
+    assert ws.embedder._seen._added == 0 and not any(ws.embedder._seen._bits)  # nor which texts were seen
 
 
 def test_an_erased_row_leaves_the_data_file_it_shared_with_rows_that_stay(ws, me, home: Path) -> None:

@@ -1,5 +1,6 @@
 """Settings, the Redis connection factory and embedders."""
 
+import hashlib
 import shutil
 import subprocess
 import time
@@ -71,18 +72,46 @@ def test_hashing_embedder_is_deterministic_and_normalised():
     assert np.allclose(a, b) and np.isclose(np.linalg.norm(a), 1.0)
 
 
-def test_cached_embedder_reuses_vectors_by_content():
+def test_cached_embedder_reuses_vectors_by_content_once_a_text_repeats():
     e = CachedEmbedder(HashingEmbedder())
-    e.embed(["one", "two", "one"])
-    e.embed(["two"])
+    e.embed(["one", "two", "one"])  # "one" repeats within the batch: served from it, and cached
+    e.embed(["one"])
     assert (e.misses, e.hits) == (2, 2)
+    e.embed(["two"])  # seen once before: embedded again, and cached now
+    e.embed(["two"])
+    assert (e.misses, e.hits) == (3, 3)
+
+
+def test_texts_embedded_once_never_fill_the_cache():
+    e = CachedEmbedder(HashingEmbedder())
+    e.embed(["deploy rollback"])
+    for i in range(3000):  # a stream of remembered texts, each new
+        e.embed([f"remembered note number {i}"])
+    assert len(e._cache) == 0
+    e.embed(["deploy rollback"])  # the query asked again is kept
+    e.embed(["deploy rollback"])
+    assert len(e._cache) == 1 and e.hits == 1
+
+
+def test_the_doorkeeper_stays_within_its_size_and_forgets_after_its_limit():
+    from emergent.providers.embeddings import _Doorkeeper
+
+    d = _Doorkeeper(bits=1 << 12)  # 256 keys before it clears
+    keys = [hashlib.sha256(str(i).encode()).digest() for i in range(600)]
+    assert not any(d.seen(k) for k in keys[:200])
+    assert all(d.seen(k) for k in keys[:200])
+    for k in keys[200:600]:
+        d.seen(k)
+    assert len(d._bits) == 512  # cleared on the way, never grown
+    assert sum(d.seen(k) for k in keys[:100]) < 10  # the first keys were let go with the clearing
 
 
 def test_the_embedding_cache_stays_within_its_byte_budget_and_evicts_the_least_recent():
     e = CachedEmbedder(HashingEmbedder(), max_mb=0.5)  # about 290 rows of 384 floats
     texts = [f"remembered note number {i}" for i in range(2000)]
-    for i in range(0, 2000, 100):
-        e.embed(texts[i:i + 100])
+    for _ in range(2):  # cached from their second embedding on
+        for i in range(0, 2000, 100):
+            e.embed(texts[i:i + 100])
     assert 0 < e.max_items < 2000 and len(e._cache) == e.max_items
     assert e.nbytes <= e.max_bytes
     misses = e.misses
@@ -110,6 +139,7 @@ def test_a_cached_row_does_not_keep_its_batch_alive():
     inner = Batches()
     e = CachedEmbedder(inner)
     e.embed([f"t{i}" for i in range(1000)])
+    e.embed([f"t{i}" for i in range(1000)])  # the second time: cached
     gc.collect()
     assert inner.last() is None and len(e._cache) == 1000
 
