@@ -35,7 +35,6 @@ import os
 import sqlite3
 import threading
 import time
-from collections import OrderedDict
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -360,13 +359,14 @@ class SQLiteSTM(STM):
         rows = conn.execute(_SCAN_ALL, (agent,)).fetchall()
         if any(exp <= now for exp, _, _ in rows):
             return None
-        known = last.items if last is not None else {}
-        stale = [s for _, s, id in rows if known.get(id, (None,))[0] != s]
+        known, stamps = (last.items, last.stamps) if last is not None else ({}, {})
+        stale = [s for _, s, id in rows if stamps.get(id, (None,))[0] != s]
         values = {id: v for _s, id, v in conn.execute(_SCAN_SINCE, (agent, min(stale)))} if stale else {}
         listing = _Listing(seq, removed, floor)
         for exp, s, id in reversed(rows):  # oldest first: the dict's order is the recency order
-            hit = known.get(id)
-            listing.put(id, s, exp, hit[2] if hit is not None and hit[0] == s else self._decode(values[id], agent, id))
+            held = stamps.get(id)
+            listing.put(id, s, exp, known[id] if held is not None and held[0] == s else
+                        self._decode(values[id], agent, id))
         keep_scan(self._listing, agent, listing)
         return listing.records()
 
@@ -449,32 +449,41 @@ class SQLiteSTM(STM):
 
 
 class _Listing:
-    """What one instance's last scan of an agent returned: id -> (seq, expires, record), oldest
-    first (so in increasing sequence numbers)."""
+    """What one instance's last scan of an agent returned: ``items`` (id -> record) oldest first, so in
+    increasing sequence numbers, and ``stamps`` (id -> (seq, expires)).
 
-    __slots__ = ("seq", "removed", "floor", "items", "min_expires", "_records")
+    The records are the values of a plain dict (a replaced item is popped and inserted again, which
+    moves it to the end), so listing them most recent first is ``reversed(values)``, a copy in C:
+    every put or trim of a full memory makes every recall list them again, and for 2,000 items that
+    takes ~13 µs, where unpacking (seq, expires, record) tuples took ~230 µs (~5 % of an API
+    worker's time on the bench's mix) and an OrderedDict's reversed values ~90 µs."""
+
+    __slots__ = ("seq", "removed", "floor", "items", "stamps", "min_expires", "_records")
 
     def __init__(self, seq: int, removed: int, floor: int) -> None:
         self.seq, self.removed, self.floor = seq, removed, floor
-        self.items: OrderedDict[str, tuple[int, float, MemoryRecord]] = OrderedDict()
+        self.items: dict[str, MemoryRecord] = {}
+        self.stamps: dict[str, tuple[int, float]] = {}
         self.min_expires = float("inf")  # never above the earliest expiry held (it may be below)
         self._records: list[MemoryRecord] | None = None
 
     def put(self, id: str, seq: int, expires: float, rec: MemoryRecord) -> None:
-        self.items[id] = (seq, expires, rec)
-        self.items.move_to_end(id)  # a replaced item moves to the most recent end
+        self.items.pop(id, None)  # a replaced item moves to the most recent end
+        self.items[id] = rec
+        self.stamps[id] = (seq, expires)
         self.min_expires = min(self.min_expires, expires)
         self._records = None
 
     def trim(self, floor: int) -> None:
         """Drop the items evicted for room: those at or below ``floor`` (the oldest ones)."""
-        items = self.items
-        while items and next(iter(items.values()))[0] <= floor:
-            items.popitem(last=False)
+        items, stamps = self.items, self.stamps
+        while items and stamps[next(iter(items))][0] <= floor:
+            id = next(iter(items))
+            del items[id], stamps[id]
             self._records = None
         self.floor = floor
 
     def records(self) -> list[MemoryRecord]:
         if self._records is None:
-            self._records = [rec for _s, _e, rec in reversed(self.items.values())]
+            self._records = list(reversed(self.items.values()))
         return list(self._records)
