@@ -16,6 +16,10 @@ endpoints: ``recall`` (``GET /v1/memory/recall``), ``remember`` (``POST /v1/memo
   ``ws.memory.remember``, ``ws.tools.call("memory.recall")``) made in this process on the same
   workspace, one at a time, same run; ``api_over_in_process_p95`` is the ratio (target ≤ 2 for
   recall and tool calls; every endpoint ≤ 200 ms).
+- ``in_process_loaded_p95_ms_by_endpoint``: the same service calls at the same rate and mix, in
+  ``workers`` processes without HTTP, each latency from its scheduled time (:func:`_in_process_loaded`);
+  ``api_over_in_process_loaded_p95`` is the API's p95 over it: what the HTTP layer adds under the same
+  load, where ``api_over_in_process_p95`` also counts the load itself on the machine's cores.
 - ``error_rate``: answers that are not 2xx, and transport errors, over all requests (target 0).
 - ``rss_growth_mb_10min``: the instance's resident memory after a ``soak_s`` (600) soak at the same
   rate minus before it (target < 50).
@@ -491,6 +495,17 @@ def _workspace(plan: Plan) -> Iterator[tuple[Path, str]]:
         yield home, token
 
 
+def _calls(ws: Any, prefix: str) -> dict[str, Callable[[int], Any]]:
+    """The service calls behind the mix's endpoints (health has none), made in this process."""
+    me = ws.principal
+    return {
+        "recall": lambda i: ws.memory.recall(QUERIES[(i // 4) % len(QUERIES)], k=5),
+        "remember": lambda i: ws.memory.remember(f"{prefix} note {i} about {TOPICS[i % len(TOPICS)]}"),
+        "tool_call": lambda i: ws.tools.call("memory.recall", {"query": QUERIES[(i // 4) % len(QUERIES)], "k": 5},
+                                             principal=me, wait=False),
+    }
+
+
 def _in_process(home: Path, plan: Plan) -> dict[str, float | None]:
     """p95 (ms) of the same service calls made here, one at a time."""
     from emergent import Workstation
@@ -498,24 +513,90 @@ def _in_process(home: Path, plan: Plan) -> dict[str, float | None]:
     ws = Workstation.open(home, embedder="hashing")
     out: dict[str, float | None] = {"health": None}
     try:
-        me = ws.principal
-        calls: dict[str, Callable[[int], Any]] = {
-            "recall": lambda i: ws.memory.recall(QUERIES[i % len(QUERIES)], k=5),
-            "remember": lambda i: ws.memory.remember(f"in-process note {i} about {TOPICS[i % len(TOPICS)]}"),
-            "tool_call": lambda i: ws.tools.call("memory.recall", {"query": QUERIES[i % len(QUERIES)], "k": 5},
-                                                 principal=me, wait=False),
-        }
-        for name, fn in calls.items():
+        for name, fn in _calls(ws, "in-process").items():
             for i in range(max(5, plan.in_process_n // 10)):  # warm-up
-                fn(i)
+                fn(4 * i)
             samples = []
             for i in range(plan.in_process_n):
                 t = time.perf_counter()
-                fn(i)
+                fn(4 * i)
                 samples.append((time.perf_counter() - t) * 1000)
             out[name] = percentile(samples, 95)
     finally:
         ws.close()
+    return out
+
+
+def _loaded_part(home: str, rate: float, duration: float, part: int, parts: int, pipe: Any) -> None:
+    """One process of :func:`_in_process_loaded`: its share of the mix's schedule, one call at a time."""
+    from emergent import Workstation
+    from emergent.cli.serve import one_blas_thread
+
+    one_blas_thread()  # as a server worker runs
+    lat: dict[str, list[float]] = {ep: [] for ep in ENDPOINTS if ep != "health"}
+    ws = None
+    try:
+        ws = Workstation.open(home, embedder="hashing")
+        calls = _calls(ws, f"loaded {part}")
+        for i in range(12):  # warm-up: the hot index, the short-term view, the gate
+            calls[ENDPOINTS[i % 3]](i)
+        pipe.send("ready")
+        start = pipe.recv()
+        for i in range(int(rate * duration)):
+            ep = ENDPOINTS[i % len(ENDPOINTS)]
+            if (i // len(ENDPOINTS)) % parts != part or ep == "health":
+                continue
+            scheduled = start + i / rate
+            delay = scheduled - time.monotonic()
+            if delay > 0:
+                time.sleep(delay)
+            calls[ep](i)
+            lat[ep].append((time.monotonic() - scheduled) * 1000)
+    finally:
+        if ws is not None:
+            ws.close()
+        pipe.send(lat)
+
+
+def _in_process_loaded(home: Path, plan: Plan) -> dict[str, float | None]:
+    """p95 (ms) of the same service calls at the same rate and mix, without HTTP: ``plan.workers``
+    processes (as many as the server's workers) share the mix's schedule (cycles of its four
+    requests handed out in turn), each making its calls one at a time, each latency from its
+    scheduled time (a call that starts late because the one before overran counts its wait, as the
+    open-loop client counts it). Health requests are left out: they have no service call. What the
+    API adds beyond this figure is the HTTP layer; what this adds to the one-at-a-time figure is
+    the load itself on the machine's cores."""
+    import multiprocessing
+
+    ctx = multiprocessing.get_context("spawn")
+    pipes, procs = [], []
+    for part in range(plan.workers):
+        mine, theirs = ctx.Pipe()
+        proc = ctx.Process(target=_loaded_part, args=(str(home), plan.rate_rps, plan.duration_s, part,
+                                                      plan.workers, theirs), daemon=True)
+        proc.start()
+        pipes.append(mine)
+        procs.append(proc)
+    lat: dict[str, list[float]] = {ep: [] for ep in ENDPOINTS if ep != "health"}
+    try:
+        for pipe in pipes:
+            if not pipe.poll(180) or pipe.recv() != "ready":
+                raise RuntimeError("a process of the loaded in-process baseline did not start")
+        start = time.monotonic() + 0.2
+        for pipe in pipes:
+            pipe.send(start)
+        for pipe in pipes:
+            if not pipe.poll(plan.duration_s + 180):
+                raise RuntimeError("a process of the loaded in-process baseline did not finish")
+            for ep, xs in pipe.recv().items():
+                lat[ep].extend(xs)
+    finally:
+        for proc in procs:
+            proc.join(10)
+            if proc.is_alive():
+                proc.kill()
+    out: dict[str, float | None] = {"health": None}
+    out.update({ep: percentile(xs, 95) for ep, xs in lat.items()})
     return out
 
 
@@ -548,6 +629,8 @@ def bench_api(plan: Plan, *, quiet: bool = True) -> dict[str, Any]:
             _drain(a.url)
             say("in-process baseline")
             inproc = _in_process(home, plan)
+            say(f"in-process baseline under the same load: {plan.rate_rps} req/s for {plan.duration_s} s")
+            loaded = _in_process_loaded(home, plan)
             say(f"soak: {plan.soak_s} s")
             rss: list[tuple[float, float]] = [(0.0, a.rss_mb())]
             last = [0.0]
@@ -596,11 +679,15 @@ def bench_api(plan: Plan, *, quiet: bool = True) -> dict[str, Any]:
     errors = main.errors + soak.errors
     over = {ep: ratio(p95[ep], inproc[ep]) for ep in ("recall", "remember", "tool_call")  # type: ignore[arg-type]
             if inproc.get(ep)}
+    over_loaded = {ep: ratio(p95[ep], loaded[ep])  # type: ignore[arg-type]
+                   for ep in ("recall", "remember", "tool_call") if loaded.get(ep)}
     result: dict[str, Any] = {
         "p95_ms_by_endpoint": p95,
         "p50_ms_by_endpoint": p50,
         "in_process_p95_ms_by_endpoint": inproc,
         "api_over_in_process_p95": over,
+        "in_process_loaded_p95_ms_by_endpoint": loaded,
+        "api_over_in_process_loaded_p95": over_loaded,
         "rate_rps": plan.rate_rps,
         "duration_s": plan.duration_s,
         "achieved_rps": round(main.sent / main.send_s, 1) if main.send_s else None,  # requests sent a second
@@ -649,6 +736,11 @@ def table(r: dict[str, Any]) -> list[Row]:
         base = inproc.get(ep)
         rows.append((f"p95_ms {ep} (API at {r['rate_rps']:g} req/s)", r["p95_ms_by_endpoint"][ep], base,
                      f"x{ratio(r['p95_ms_by_endpoint'][ep], base):.2f} (<= 2, <= 200 ms)" if base else "<= 200 ms"))
+    loaded = r["in_process_loaded_p95_ms_by_endpoint"]
+    for ep in ("recall", "tool_call"):
+        rows.append((f"p95_ms {ep}: API over in-process at the same load", r["p95_ms_by_endpoint"][ep], loaded.get(ep),
+                     f"x{ratio(r['p95_ms_by_endpoint'][ep], loaded.get(ep)):.2f} (what HTTP adds)"
+                     if loaded.get(ep) else ""))
     rows.append(("error_rate", r["error_rate"], "", "0"))
     rows.append((f"rss_growth_mb ({r['soak_s']:g} s soak)", r["rss_growth_mb_10min"], r["rss_mb_start"], "< 50"))
     rows.append(("two_instances_throughput_ratio", r["two_instances_throughput_ratio"], r["one_instance_rps"],

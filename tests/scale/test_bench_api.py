@@ -36,6 +36,9 @@ def test_bench_api_quick_prints_every_figure_for_an_instance_of_two_worker_proce
     inproc = r["in_process_p95_ms_by_endpoint"]
     assert inproc["health"] is None and all(inproc[ep] > 0 for ep in ("recall", "remember", "tool_call"))
     assert set(r["api_over_in_process_p95"]) == {"recall", "remember", "tool_call"}
+    loaded = r["in_process_loaded_p95_ms_by_endpoint"]  # the same calls at the same load, without HTTP
+    assert loaded["health"] is None and all(loaded[ep] > 0 for ep in ("recall", "remember", "tool_call"))
+    assert set(r["api_over_in_process_loaded_p95"]) == {"recall", "remember", "tool_call"}
     assert r["requests"] > 0 and r["achieved_rps"] > 0.8 * r["rate_rps"] and r["answered_rps"] > 0
     assert math.isfinite(r["rss_growth_mb_10min"]) and abs(r["rss_growth_mb_10min"]) < 500
     assert r["two_instances_throughput_ratio"] > 0 and r["one_instance_rps"] > 0 and r["two_instances_rps"] > 0
