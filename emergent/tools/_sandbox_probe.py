@@ -44,13 +44,23 @@ def _probe(plan: _Plan) -> bool:
 
 
 @functools.lru_cache(maxsize=8)
-def _bwrap_sizes(exe: str) -> bool:
-    """Does this bubblewrap take ``--size`` (a size for the next ``--tmpfs``, 0.7.0+)?"""
+def _bwrap_help(exe: str) -> str:
+    """What ``exe --help`` prints (the options this bubblewrap takes), or nothing."""
     try:
         out = subprocess.run([exe, "--help"], capture_output=True, text=True, timeout=10)
     except (OSError, subprocess.SubprocessError):
-        return False
-    return "--size" in out.stdout + out.stderr
+        return ""
+    return out.stdout + out.stderr
+
+
+def _bwrap_sizes(exe: str) -> bool:
+    """Does this bubblewrap take ``--size`` (a size for the next ``--tmpfs``, 0.7.0+)?"""
+    return "--size" in _bwrap_help(exe)
+
+
+def bwrap_disables_userns(exe: str) -> bool:
+    """Does this bubblewrap take ``--disable-userns`` (no user namespace inside the sandbox, 0.8.0+)?"""
+    return "--disable-userns" in _bwrap_help(exe)
 
 
 def bwrap_argv(exe: str, workdir: str, network: bool, tmpfs_bytes: int | None = None) -> list[str]:
@@ -64,6 +74,8 @@ def bwrap_argv(exe: str, workdir: str, network: bool, tmpfs_bytes: int | None = 
     run cannot fill the host's memory by writing files."""
     size = ["--size", str(int(tmpfs_bytes))] if tmpfs_bytes and _bwrap_sizes(exe) else []
     args = [exe, "--unshare-all", "--die-with-parent", "--ro-bind", "/usr", "/usr"]
+    if bwrap_disables_userns(exe):  # no nested user namespace: the run stays without capabilities
+        args[2:2] = ["--unshare-user", "--disable-userns"]
     for name in ("bin", "sbin", "lib", "lib32", "lib64", "etc"):
         path = Path("/") / name
         if path.is_symlink():
@@ -149,6 +161,15 @@ def _syscall_filter() -> tuple[str, ...]:
 
 
 @functools.lru_cache(maxsize=1)
+def _after_setup_filter() -> tuple[str, ...]:
+    """What runs of the ``unshare`` backend are refused on top: namespaces and mounts (bubblewrap's
+    runs get ``--disable-userns`` instead; empty without libseccomp)."""
+    from emergent.tools._sandbox_procs import DENIED_AFTER_SETUP, _filter_program
+
+    return DENIED_AFTER_SETUP if _filter_program(after_setup=True) is not None else ()
+
+
+@functools.lru_cache(maxsize=1)
 def _no_network_filter() -> tuple[str, ...]:
     """What a run of the ``network`` level is refused on top (empty without libseccomp)."""
     from emergent.tools._sandbox_procs import DENIED_WITHOUT_NETWORK, _filter_program
@@ -182,9 +203,13 @@ def isolation() -> dict[str, Any]:
             "user_namespace": userns and netns, "rlimits": True, "drops_privileges": root,
             "syscall_filter": list(_syscall_filter()),
             "syscall_filter_without_network": list(_no_network_filter()) if netns else [],  # unshare backend
-            # any backend, without network (where libseccomp is installed)
+            "syscall_filter_unshare_backend": list(_after_setup_filter()),
+            # any backend, without network (where libseccomp is installed); empty: no filter, any family
             "socket_families_without_network": ["AF_UNIX (not with unshare)", "AF_INET", "AF_INET6", "AF_NETLINK"]
-            if _syscall_filter() else "any",
+            if _syscall_filter() else [],
+            # for the default backend: bubblewrap's --disable-userns, or the unshare backend's filter
+            "nested_user_namespaces": "refused" if (bwrap_disables_userns(shutil.which("bwrap") or "bwrap") if bwrap
+                                                    else bool(_after_setup_filter())) else "allowed",
             "user": "a user id of its own for each run" if root else os.environ.get("USER", str(os.getuid())),
             "bubblewrap": bwrap, "bubblewrap_installed": shutil.which("bwrap") is not None}
 

@@ -36,7 +36,23 @@ SECCOMP_MODE_FILTER = 2
 #: system calls, so no filter sees them: it would walk past the Unix-socket rule below (as Docker's
 #: and Chrome's filters refuse it too). ENOSYS: programs fall back to ordinary calls.
 DENIED_SYSCALLS = ("memfd_create", "memfd_secret", "shmget", "io_uring_setup", "io_uring_enter",
-                   "io_uring_register")
+                   "io_uring_register",
+                   # large kernel surfaces no program here needs (Docker's default profile refuses them
+                   # too): the key calls, userfaultfd, perf events, BPF, kernel modules and kexec, and
+                   # opening a file by its handle (a known container escape)
+                   "add_key", "request_key", "keyctl", "userfaultfd", "perf_event_open", "bpf", "init_module",
+                   "finit_module", "delete_module", "kexec_load", "kexec_file_load", "open_by_handle_at")
+#: refused (EPERM) where the filter is installed after our own namespace set-up (every backend but
+#: bubblewrap, whose own set-up makes these calls after our filter is in place; its runs get
+#: ``--disable-userns`` instead, and without a user namespace of their own they hold no capability
+#: these calls need). A nested user namespace made a run root of its own namespace: it could mount a
+#: tmpfs that no memory limit counts, and reach the kernel code only root reached before. ``clone3``
+#: is refused with ENOSYS (its flags are in memory a filter cannot read): the C library then uses
+#: ``clone``, whose namespace flags are refused here.
+DENIED_AFTER_SETUP = ("unshare", "setns", "mount", "umount2", "pivot_root", "move_mount", "open_tree", "fsopen",
+                      "fsmount", "fsconfig", "fspick", "mount_setattr", "clone(CLONE_NEW*)", "clone3")
+#: the namespace flags of ``clone`` (CLONE_NEWNS, NEWCGROUP, NEWUTS, NEWIPC, NEWUSER, NEWPID, NEWNET)
+CLONE_NEW_FLAGS = (0x00020000, 0x02000000, 0x04000000, 0x08000000, 0x10000000, 0x20000000, 0x40000000)
 #: refused too where the run's network is cut by a network namespace of our own (the ``network``
 #: level): a namespace cuts IP and abstract Unix sockets, not a Unix socket bound to a *path*, which
 #: any process that can see the path reaches. PostgreSQL's and MariaDB's sockets are world-writable
@@ -260,11 +276,14 @@ class _SockFprog(ctypes.Structure):
 
 
 @functools.cache
-def _filter_program(unix_sockets: bool = True, network: bool = True) -> tuple[_SockFprog, Any] | None:
+def _filter_program(unix_sockets: bool = True, network: bool = True,
+                    after_setup: bool = False) -> tuple[_SockFprog, Any] | None:
     """The BPF program refusing :data:`DENIED_SYSCALLS` with ENOSYS (what an older kernel answers,
     so programs take their fallback); without ``network``, sockets of families outside
     :data:`FAMILIES_WITHOUT_NETWORK` with EAFNOSUPPORT; with ``unix_sockets=False``,
-    ``socket(AF_UNIX, ...)`` with EACCES (:data:`DENIED_WITHOUT_NETWORK`). Compiled once by
+    ``socket(AF_UNIX, ...)`` with EACCES (:data:`DENIED_WITHOUT_NETWORK`); with ``after_setup``
+    (installed after our own namespace set-up, right before the program), namespaces and mounts
+    (:data:`DENIED_AFTER_SETUP`). Compiled once by
     libseccomp (through ``pyseccomp``: the system-call numbers, argument checks and architecture
     checks are its job, not ours); None where libseccomp is missing. Built in the parent: the child
     between fork and exec only hands it to the kernel (no allocation there, where another thread may
@@ -282,6 +301,13 @@ def _filter_program(unix_sockets: bool = True, network: bool = True) -> tuple[_S
     for name in DENIED_SYSCALLS:
         with contextlib.suppress(ValueError, RuntimeError, OSError):  # not a call of this architecture
             flt.add_rule(pyseccomp.ERRNO(errno.ENOSYS), name)
+    if after_setup:
+        for name in DENIED_AFTER_SETUP:
+            if "(" not in name:
+                with contextlib.suppress(ValueError, RuntimeError, OSError):  # not a call of this kernel's headers
+                    flt.add_rule(pyseccomp.ERRNO(errno.ENOSYS if name == "clone3" else errno.EPERM), name)
+        for flag in CLONE_NEW_FLAGS:
+            flt.add_rule(pyseccomp.ERRNO(errno.EPERM), "clone", pyseccomp.Arg(0, pyseccomp.MASKED_EQ, flag, flag))
     if not unix_sockets:
         flt.add_rule(pyseccomp.ERRNO(errno.EACCES), "socket",
                      pyseccomp.Arg(0, pyseccomp.MASKED_EQ, 0xFFFFFFFF, socket.AF_UNIX))

@@ -255,7 +255,7 @@ def _preexec(limits: Limits, plan: _Plan) -> Callable[[], None]:
     uid, gid, parent = os.getuid(), os.getgid(), os.getpid()
     libc = _procs._libc()
     _procs._max_fd()
-    program = _procs._filter_program(unix_sockets=not plan.netns, network=limits.network)
+    program = _procs._filter_program(unix_sockets=not plan.netns, network=limits.network, after_setup=not plan.bwrap)
 
     def pre() -> None:
         with contextlib.suppress(ValueError):  # a parent that ignores SIGCHLD would have children auto-reaped
