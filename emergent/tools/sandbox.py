@@ -250,6 +250,9 @@ def _preexec(limits: Limits, plan: _Plan) -> Callable[[], None]:
     # a network namespace of our own comes with an IPC namespace (no host SysV queue, semaphore or
     # POSIX message queue either) and a filter refusing Unix sockets (see DENIED_WITHOUT_NETWORK)
     flags = _procs.CLONE_NEWNET | _procs.CLONE_NEWIPC if plan.netns else 0
+    # and a mount namespace, for a /dev/shm of its own: the host's is RAM no limit counts
+    shm = bool(plan.netns and not plan.bwrap and os.path.isdir("/dev/shm"))
+    flags |= _procs.CLONE_NEWNS if shm else 0
     if plan.kill == "pid-namespace" and not plan.bwrap:
         flags |= (_procs.CLONE_NEWNS if plan.private_proc else 0) | (_procs.CLONE_NEWPID if plan.supervised else 0)
     uid, gid, parent = os.getuid(), os.getgid(), os.getpid()
@@ -263,7 +266,7 @@ def _preexec(limits: Limits, plan: _Plan) -> Callable[[], None]:
         if plan.cgroup:  # before anything changes who we are
             _procs._write(os.path.join(plan.cgroup, "cgroup.procs"), str(os.getpid()))
         if flags:
-            _procs._enter_namespaces(flags, uid, gid, plan.userns)
+            _procs._enter_namespaces(flags, uid, gid, plan.userns, shm_bytes=mem if shm else None)
         if plan.supervised:
             if plan.kill == "subreaper":
                 _procs._check(libc.prctl(_procs.PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0), "prctl(CHILD_SUBREAPER)")

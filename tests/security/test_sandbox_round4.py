@@ -517,3 +517,28 @@ print(out[0], subprocess.run([sys.executable, '-c', 'print(1 + 1)'], capture_out
     res = box.python(code, limits=Limits(timeout=20, processes=64))
     assert res.ok, (res.stdout, res.stderr)
     assert res.stdout.split() == ["42", "2"], res.stdout
+
+
+def test_a_run_cannot_fill_the_hosts_dev_shm_past_its_memory_limit_or_leave_anything_there(box):
+    """/dev/shm is RAM that no process limit counts, and what is written there outlives the run: a run
+    of the ``unshare`` backend wrote 192 MiB there under a 64 MiB memory limit and left it on the host.
+    Every run that gets namespaces now has a /dev/shm of its own, as big as its memory limit at most."""
+    tag = f"emergent-shm-attack-{os.getpid()}"
+    code = f"""
+n = 0
+try:
+    with open('/dev/shm/{tag}', 'wb') as f:
+        for _ in range(192):
+            f.write(b'x' * (1 << 20)); n += 1
+except OSError as exc:
+    print('stopped', exc.errno)
+print('wrote', n)
+"""
+    try:
+        res = box.python(code, limits=Limits(timeout=20, memory_mb=64, file_size_mb=256))
+        assert res.ok, (res.stdout, res.stderr)
+        assert int(res.stdout.split()[-1]) <= 64, res.stdout
+        assert not Path("/dev/shm", tag).exists(), "the run's file is on the host's /dev/shm"
+    finally:
+        with contextlib.suppress(OSError):
+            Path("/dev/shm", tag).unlink()
