@@ -277,6 +277,17 @@ def nginx_binary() -> str | None:
 
 
 # ------------------------------------------------------------------------------ load
+def _query(i: int) -> str:
+    """The query of the mix's ``i``-th request (a recall or a tool call): the queries cycle once per
+    cycle of the four endpoints."""
+    return QUERIES[(i // len(ENDPOINTS)) % len(QUERIES)]
+
+
+def _note(prefix: str, i: int) -> str:
+    """The text the mix's ``i``-th request remembers."""
+    return f"{prefix} note {i} about {TOPICS[i % len(TOPICS)]}"
+
+
 class Mix:
     """The requests of the mix, cycled: the i-th request of the run is ``ENDPOINTS[i % 4]``."""
 
@@ -291,8 +302,7 @@ class Mix:
         if ep == "recall":
             return ep, "GET", "/v1/memory/recall", {"params": {"query": q, "k": 5}}
         if ep == "remember":
-            return ep, "POST", "/v1/memory", {"json": {"text": f"bench note {i} about {TOPICS[i % len(TOPICS)]}",
-                                                       "tier": "stm"}}
+            return ep, "POST", "/v1/memory", {"json": {"text": _note("bench", i), "tier": "stm"}}
         if ep == "tool_call":
             return ep, "POST", "/v1/tools/memory.recall/call", {"json": {"args": {"query": q, "k": 5}}}
         return ep, "GET", "/healthz", {}
@@ -496,13 +506,13 @@ def _workspace(plan: Plan) -> Iterator[tuple[Path, str]]:
 
 
 def _calls(ws: Any, prefix: str) -> dict[str, Callable[[int], Any]]:
-    """The service calls behind the mix's endpoints (health has none), made in this process."""
+    """The service calls behind the mix's endpoints (health has none), made in this process; each
+    takes the index of the mix's request it stands for."""
     me = ws.principal
     return {
-        "recall": lambda i: ws.memory.recall(QUERIES[(i // 4) % len(QUERIES)], k=5),
-        "remember": lambda i: ws.memory.remember(f"{prefix} note {i} about {TOPICS[i % len(TOPICS)]}"),
-        "tool_call": lambda i: ws.tools.call("memory.recall", {"query": QUERIES[(i // 4) % len(QUERIES)], "k": 5},
-                                             principal=me, wait=False),
+        "recall": lambda i: ws.memory.recall(_query(i), k=5),
+        "remember": lambda i: ws.memory.remember(_note(prefix, i)),
+        "tool_call": lambda i: ws.tools.call("memory.recall", {"query": _query(i), "k": 5}, principal=me, wait=False),
     }
 
 
@@ -513,7 +523,7 @@ def _in_process(home: Path, plan: Plan) -> dict[str, float | None]:
     ws = Workstation.open(home, embedder="hashing")
     out: dict[str, float | None] = {"health": None}
     try:
-        for name, fn in _calls(ws, "in-process").items():
+        for name, fn in _calls(ws, "in-process").items():  # 4 * i: the i-th cycle's request (the queries cycle)
             for i in range(max(5, plan.in_process_n // 10)):  # warm-up
                 fn(4 * i)
             samples = []

@@ -477,8 +477,7 @@ class _Listing:
     def trim(self, floor: int) -> None:
         """Drop the items evicted for room: those at or below ``floor`` (the oldest ones)."""
         items, stamps = self.items, self.stamps
-        while items and stamps[next(iter(items))][0] <= floor:
-            id = next(iter(items))
+        while items and stamps[id := next(iter(items))][0] <= floor:
             del items[id], stamps[id]
             self._records = None
         self.floor = floor
